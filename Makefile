@@ -1,0 +1,55 @@
+# Banyan. `make demo` runs the main job, `make test` passes the tests; each
+# installs what it needs first (Go modules; ffmpeg via apt-get when missing
+# and running as root).
+
+GO        ?= go
+BIN       := bin
+SCHED     := $(BIN)/sched
+TOOLS     := $(CURDIR)/$(BIN)/tools
+# Generator versions are pinned: `make proto` output must not depend on the
+# machine.
+PROTOC_GEN_GO_VERSION      := v1.36.11
+PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
+# Packages with goroutines run under the race detector in `make test`.
+RACE_PKGS := ./agent/... ./scheduler/... ./cmd/...
+PURE_PKGS := ./pool/... ./api/...
+
+.PHONY: all build test test-short demo bench proto lint deps clean
+
+all: build
+
+deps:
+	@$(GO) mod download
+
+build: deps
+	$(GO) build -o $(SCHED) ./cmd/sched
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 10m $(PURE_PKGS)
+	$(GO) test -count=1 -race -timeout 12m $(RACE_PKGS)
+
+# Quick inner-loop run without the race detector.
+test-short: deps
+	$(GO) test -count=1 -short ./...
+
+demo: build
+	@scripts/demo.sh
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./scheduler/placement/ ./scheduler/queue/
+
+proto:
+	@command -v protoc >/dev/null 2>&1 || scripts/apt-install.sh protobuf-compiler
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	PATH=$(TOOLS):$$PATH protoc -I . --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative api/banyanv1/banyan.proto
+	PATH=$(TOOLS):$$PATH protoc -I . --go_out=. --go_opt=paths=source_relative scheduler/fsmpb/fsm.proto
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN) .banyan-dev demo-out

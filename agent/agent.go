@@ -1,0 +1,425 @@
+// Package agent is the daemon on an encoding host. It fingerprints the
+// host, holds a session (its lease) with the scheduler's leader, runs the
+// tasks the leader hands it as processes, and reports their progress. A lost
+// connection does not stop running tasks: the agent reconnects, tells the new
+// session what it runs, and resends results the leader has not acknowledged.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/banyan-sched/banyan/agent/process"
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// Config configures an agent.
+type Config struct {
+	// ID names the agent; it must stay the same across restarts.
+	ID string
+	// Servers are scheduler addresses; the agent finds the leader among them.
+	Servers []string
+	// Fingerprint is what the agent reports about its host.
+	Fingerprint *pb.Fingerprint
+	// WorkDir is where tasks without a workdir run ("" = the agent's cwd).
+	WorkDir string
+	// TailBytes is how much of each task's stdout and stderr is kept.
+	TailBytes int
+	// KillGrace is the SIGTERM-to-SIGKILL grace when the agent shuts down.
+	KillGrace time.Duration
+	// Clock is the wall clock (default time.Now).
+	Clock func() time.Time
+	// Logger receives structured logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Agent runs tasks for the scheduler. Create it with New and run it with Run.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	running map[string]*run          // task id -> its current run
+	unacked map[string]*pb.TaskEvent // "task/attempt" -> finished event not yet acknowledged
+	events  chan *pb.TaskEvent       // current session's event queue; nil when disconnected
+	tasksWG sync.WaitGroup
+
+	conns map[string]*grpc.ClientConn
+}
+
+type run struct {
+	attempt int32
+	cancel  context.CancelFunc
+	started *pb.TaskEvent
+}
+
+// New checks the configuration and returns an agent.
+func New(cfg Config) (*Agent, error) {
+	if cfg.ID == "" {
+		return nil, errors.New("agent config: id is required")
+	}
+	if len(cfg.Servers) == 0 {
+		return nil, errors.New("agent config: at least one server address is required")
+	}
+	if cfg.Fingerprint == nil {
+		return nil, errors.New("agent config: fingerprint is required")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.KillGrace <= 0 {
+		cfg.KillGrace = 5 * time.Second
+	}
+	return &Agent{cfg: cfg, log: cfg.Logger.With("agent", cfg.ID), running: map[string]*run{},
+		unacked: map[string]*pb.TaskEvent{}, conns: map[string]*grpc.ClientConn{}}, nil
+}
+
+// Running returns the number of tasks running now.
+func (a *Agent) Running() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.running)
+}
+
+// Run holds a session with the leader until ctx ends, reconnecting as
+// needed. When ctx ends it stops every running task and waits for them.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.closeConns()
+	defer a.Shutdown()
+	backoff := 100 * time.Millisecond
+	next := 0
+	hint := ""
+	for ctx.Err() == nil {
+		addr := hint
+		if addr == "" {
+			addr = a.cfg.Servers[next%len(a.cfg.Servers)]
+			next++
+		}
+		hint = ""
+		opened, err := a.session(ctx, addr)
+		if ctx.Err() != nil {
+			break
+		}
+		if opened {
+			backoff = 100 * time.Millisecond
+		}
+		leader, refused := leaderHint(err)
+		if leader != "" && leader != addr {
+			hint = leader
+			continue
+		}
+		wait := backoff
+		if refused {
+			// A follower with no leader yet: an election is running.
+			a.log.Debug("no leader yet; retrying", "server", addr)
+			wait = 100 * time.Millisecond
+		} else {
+			a.log.Warn("session with scheduler ended; reconnecting", "server", addr, "err", err, "in", backoff)
+			if backoff < 2*time.Second {
+				backoff *= 2
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+	return nil
+}
+
+// leaderHint extracts "leader=ADDR" from a follower's refusal; refused
+// reports whether err was such a refusal at all (ADDR is empty while an
+// election runs).
+func leaderHint(err error) (leader string, refused bool) {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.FailedPrecondition {
+		return "", false
+	}
+	_, after, found := strings.Cut(st.Message(), "leader=")
+	if !found {
+		return "", false
+	}
+	return strings.TrimSpace(after), true
+}
+
+func (a *Agent) conn(addr string) (*grpc.ClientConn, error) {
+	if c, ok := a.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	a.conns[addr] = c
+	return c, nil
+}
+
+func (a *Agent) closeConns() {
+	for _, c := range a.conns {
+		c.Close()
+	}
+}
+
+// session runs one session; opened reports whether the leader welcomed us.
+func (a *Agent) session(ctx context.Context, addr string) (opened bool, err error) {
+	c, err := a.conn(addr)
+	if err != nil {
+		return false, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := pb.NewAgentServiceClient(c).Session(sctx)
+	if err != nil {
+		return false, fmt.Errorf("open session: %w", err)
+	}
+	if err := stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Hello{Hello: a.hello()}}); err != nil {
+		return false, fmt.Errorf("send hello: %w", err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return false, err
+	}
+	welcome := first.GetWelcome()
+	if welcome == nil {
+		return false, errors.New("session did not open with a welcome")
+	}
+	a.log.Info("session open", "server", addr, "lease_ms", welcome.LeaseMs)
+
+	events := make(chan *pb.TaskEvent, 8192)
+	var wg sync.WaitGroup
+	sendErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sendErr <- a.sendLoop(sctx, stream, events, time.Duration(welcome.HeartbeatMs)*time.Millisecond)
+	}()
+	a.attach(events)
+	defer func() {
+		a.detach(events)
+		cancel()
+		wg.Wait()
+	}()
+	recvErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		recvErr <- a.recvLoop(sctx, stream)
+	}()
+	select {
+	case err = <-recvErr:
+	case err = <-sendErr:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	return true, err
+}
+
+// hello names every attempt the agent knows: running, or finished and not
+// yet acknowledged. The leader requeues what is placed here but not named.
+func (a *Agent) hello() *pb.AgentHello {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	h := &pb.AgentHello{AgentId: a.cfg.ID, Fingerprint: a.cfg.Fingerprint}
+	for id, r := range a.running {
+		h.Running = append(h.Running, &pb.TaskAssignment{TaskId: id, Attempt: r.attempt})
+	}
+	for _, ev := range a.unacked {
+		if r, ok := a.running[ev.TaskId]; ok && r.attempt == ev.Attempt {
+			continue
+		}
+		h.Running = append(h.Running, &pb.TaskAssignment{TaskId: ev.TaskId, Attempt: ev.Attempt})
+	}
+	return h
+}
+
+// attach makes events the live queue and replays what the new leader needs:
+// start events of running tasks and unacknowledged results.
+func (a *Agent) attach(events chan *pb.TaskEvent) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.events = events
+	for _, r := range a.running {
+		if r.started != nil {
+			a.enqueueLocked(r.started)
+		}
+	}
+	for _, ev := range a.unacked {
+		a.enqueueLocked(ev)
+	}
+}
+
+func (a *Agent) detach(events chan *pb.TaskEvent) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.events == events {
+		a.events = nil
+	}
+}
+
+// enqueueLocked queues an event for the session without blocking; an event
+// that does not fit is resent after the next reconnect (finished events stay
+// in unacked until acknowledged).
+func (a *Agent) enqueueLocked(ev *pb.TaskEvent) {
+	if a.events == nil {
+		return
+	}
+	select {
+	case a.events <- ev:
+	default:
+	}
+}
+
+func (a *Agent) emit(ev *pb.TaskEvent) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ev.Kind == "finished" {
+		a.unacked[ev.TaskId+"/"+fmt.Sprint(ev.Attempt)] = ev
+	}
+	a.enqueueLocked(ev)
+}
+
+// sendLoop sends heartbeats and coalesces queued events into one message.
+func (a *Agent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClient, events chan *pb.TaskEvent, every time.Duration) error {
+	if every <= 0 {
+		every = time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			if err := stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Heartbeat{Heartbeat: &pb.Heartbeat{
+				UnixMs: a.cfg.Clock().UnixMilli()}}}); err != nil {
+				return fmt.Errorf("send heartbeat: %w", err)
+			}
+		case ev := <-events:
+			batch := []*pb.TaskEvent{ev}
+		more:
+			for len(batch) < 4096 {
+				select {
+				case ev := <-events:
+					batch = append(batch, ev)
+				default:
+					break more
+				}
+			}
+			if err := stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Events{Events: &pb.TaskEvents{Events: batch}}}); err != nil {
+				return fmt.Errorf("send events: %w", err)
+			}
+		}
+	}
+}
+
+func (a *Agent) recvLoop(ctx context.Context, stream pb.AgentService_SessionClient) error {
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		switch msg := m.Msg.(type) {
+		case *pb.ServerMessage_Batch:
+			for _, t := range msg.Batch.Tasks {
+				a.start(ctx, t)
+			}
+		case *pb.ServerMessage_Cancel:
+			a.cancelTasks(msg.Cancel)
+		case *pb.ServerMessage_Ack:
+			a.ack(msg.Ack.Events)
+		}
+	}
+}
+
+func (a *Agent) ack(events []*pb.TaskEvent) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, ev := range events {
+		if ev.Kind == "finished" {
+			delete(a.unacked, ev.TaskId+"/"+fmt.Sprint(ev.Attempt))
+		}
+	}
+}
+
+func (a *Agent) cancelTasks(c *pb.CancelTasks) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, t := range c.Tasks {
+		if r, ok := a.running[t.TaskId]; ok && r.attempt == t.Attempt {
+			a.log.Info("cancelling task", "task", t.TaskId, "attempt", t.Attempt, "reason", c.Reason)
+			r.cancel()
+		}
+	}
+}
+
+// start runs one assignment unless this attempt is already running or done
+// here (a resent batch must not run a task twice).
+func (a *Agent) start(_ context.Context, t *pb.TaskAssignment) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if r, ok := a.running[t.TaskId]; ok && r.attempt >= t.Attempt {
+		return
+	}
+	if _, done := a.unacked[t.TaskId+"/"+fmt.Sprint(t.Attempt)]; done {
+		return
+	}
+	// Tasks outlive sessions: they stop on cancellation, not on reconnect.
+	rctx, cancel := context.WithCancel(context.Background())
+	r := &run{attempt: t.Attempt, cancel: cancel}
+	a.running[t.TaskId] = r
+	a.tasksWG.Add(1)
+	go func() {
+		defer a.tasksWG.Done()
+		defer cancel()
+		a.execute(rctx, t, r)
+	}()
+}
+
+func (a *Agent) execute(ctx context.Context, t *pb.TaskAssignment, r *run) {
+	spec := process.Spec{Command: t.Spec.Command, Env: t.Spec.Env, Dir: t.Spec.Workdir,
+		Timeout: time.Duration(t.Spec.TimeoutMs) * time.Millisecond, Grace: a.cfg.KillGrace,
+		TailBytes: a.cfg.TailBytes, Now: a.cfg.Clock}
+	if spec.Dir == "" {
+		spec.Dir = a.cfg.WorkDir
+	}
+	started := &pb.TaskEvent{TaskId: t.TaskId, Attempt: t.Attempt, Kind: "started", UnixMs: a.cfg.Clock().UnixMilli()}
+	a.mu.Lock()
+	r.started = started
+	a.mu.Unlock()
+	a.emit(started)
+	res := process.Run(ctx, spec)
+	ev := &pb.TaskEvent{TaskId: t.TaskId, Attempt: t.Attempt, Kind: "finished",
+		UnixMs: res.Finished.UnixMilli(), Outcome: res.Outcome, ExitCode: int32(res.ExitCode), Error: res.Err,
+		StdoutTail: res.Stdout, StderrTail: res.Stderr}
+	if res.Finished.IsZero() {
+		ev.UnixMs = a.cfg.Clock().UnixMilli()
+	}
+	a.mu.Lock()
+	if cur, ok := a.running[t.TaskId]; ok && cur == r {
+		delete(a.running, t.TaskId)
+	}
+	a.mu.Unlock()
+	a.emit(ev)
+}
+
+// Shutdown stops every running task (SIGTERM, then SIGKILL after the grace).
+func (a *Agent) Shutdown() {
+	a.mu.Lock()
+	for _, r := range a.running {
+		r.cancel()
+	}
+	a.mu.Unlock()
+	a.tasksWG.Wait()
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/banyan-sched/banyan/agent"
+	"github.com/banyan-sched/banyan/agent/fingerprint"
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/pool"
+	"github.com/spf13/cobra"
+)
+
+// agentFlags are the flags of `sched agent`.
+type agentFlags struct {
+	id, workDir, reserve string
+	servers              []string
+	labels               []string
+	noGPU                bool
+	nvencSessions        int
+}
+
+func newAgentCmd(g *globals) *cobra.Command {
+	f := &agentFlags{}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run an agent on this host (or: sched agent list)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(f.servers) == 0 {
+				f.servers = []string{g.addr}
+			}
+			opts, err := f.fingerprintOptions()
+			if err != nil {
+				return err
+			}
+			fp, err := fingerprint.Collect(cmd.Context(), opts)
+			if err != nil {
+				return fmt.Errorf("fingerprint host: %w", err)
+			}
+			if f.id == "" {
+				f.id = fp.Hostname
+			}
+			a, err := agent.New(agent.Config{ID: f.id, Servers: f.servers, Fingerprint: fp, WorkDir: f.workDir,
+				Logger: slog.Default()})
+			if err != nil {
+				return err
+			}
+			slog.Info("agent starting", "id", f.id, "servers", f.servers, "capacity", fp.Capacity.Vector().String())
+			return a.Run(cmd.Context())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.id, "id", "", "agent id, stable across restarts (default: hostname)")
+	fl.StringSliceVar(&f.servers, "servers", nil, "scheduler server addresses (default: --addr)")
+	fl.StringVar(&f.workDir, "work-dir", "", "directory tasks run in unless they name one")
+	fl.StringVar(&f.reserve, "reserve", "", "resources held back for the host, e.g. cpu=1,memory=2Gi")
+	fl.StringSliceVar(&f.labels, "label", nil, "extra label key=value (repeatable)")
+	fl.BoolVar(&f.noGPU, "no-gpu", false, "do not look for GPUs")
+	fl.IntVar(&f.nvencSessions, "nvenc-sessions", 0, "encoder sessions per NVENC GPU (default 8)")
+	cmd.AddCommand(newAgentListCmd(g))
+	return cmd
+}
+
+func (f *agentFlags) fingerprintOptions() (fingerprint.Options, error) {
+	reserve, err := pool.ParseResources(f.reserve)
+	if err != nil {
+		return fingerprint.Options{}, usageError{"--reserve: " + err.Error()}
+	}
+	labels, err := parseLabels(f.labels)
+	if err != nil {
+		return fingerprint.Options{}, err
+	}
+	return fingerprint.Options{DisableGPU: f.noGPU, NVENCSessionsPerGPU: f.nvencSessions, Reserve: reserve,
+		Labels: labels, Logger: slog.Default()}, nil
+}
+
+func parseLabels(in []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, l := range in {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return nil, usageError{fmt.Sprintf("--label %q: want key=value", l)}
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func newAgentListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List agents with their capacity and use",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, done, err := connect(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := c.agents.ListAgents(ctx, &pb.ListAgentsRequest{})
+			if err != nil {
+				return fmt.Errorf("list agents: %w", err)
+			}
+			if g.output == "json" {
+				return printJSON(os.Stdout, resp)
+			}
+			w := newTable()
+			fmt.Fprintln(w, "ID\tSTATE\tGPUS\tCAPACITY\tUSED\tTASKS\tLAST SEEN")
+			for _, a := range resp.Agents {
+				seen := "-"
+				if a.LastSeenUnixMs > 0 {
+					seen = time.Since(time.UnixMilli(a.LastSeenUnixMs)).Round(time.Second).String() + " ago"
+				}
+				gpus := "-"
+				if n := len(a.Fingerprint.GetGpus()); n > 0 {
+					gpus = fmt.Sprintf("%dx %s", n, a.Fingerprint.Gpus[0].Model)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", a.Id, a.State, gpus, a.Fingerprint.GetCapacity().Vector(),
+					a.Used.Vector(), a.RunningTasks, seen)
+			}
+			return w.Flush()
+		},
+	}
+}

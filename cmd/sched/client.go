@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// retryConfig retries calls that fail while a leader is being elected. Every
+// write the CLI sends is safe to retry: submissions carry idempotency keys.
+const retryConfig = `{"methodConfig":[{"name":[{"service":"banyan.v1.JobService"},{"service":"banyan.v1.PoolService"},
+{"service":"banyan.v1.AgentService","method":"ListAgents"},{"service":"banyan.v1.ClusterService"}],
+"retryPolicy":{"maxAttempts":5,"initialBackoff":"0.2s","maxBackoff":"2s","backoffMultiplier":2,
+"retryableStatusCodes":["UNAVAILABLE"]}}]}`
+
+// client holds the connection of one client command.
+type client struct {
+	conn    *grpc.ClientConn
+	jobs    pb.JobServiceClient
+	pools   pb.PoolServiceClient
+	agents  pb.AgentServiceClient
+	cluster pb.ClusterServiceClient
+}
+
+func dial(g *globals) (*client, error) {
+	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(retryConfig))
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", g.addr, err)
+	}
+	return &client{conn: conn, jobs: pb.NewJobServiceClient(conn), pools: pb.NewPoolServiceClient(conn),
+		agents: pb.NewAgentServiceClient(conn), cluster: pb.NewClusterServiceClient(conn)}, nil
+}
+
+func (c *client) Close() error { return c.conn.Close() }
+
+// connect dials the scheduler for one client command and bounds its calls
+// with a deadline; done closes both.
+func connect(cmd *cobra.Command, g *globals) (*client, context.Context, func(), error) {
+	c, err := dial(g)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+	return c, ctx, func() { cancel(); c.Close() }, nil
+}
+
+var jsonOpts = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: false}
+
+// printJSON writes a message (or a list under key) as indented JSON.
+func printJSON(w io.Writer, m proto.Message) error {
+	b, err := jsonOpts.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode json: %w", err)
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("encode json: %w", err)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newTable() *tabwriter.Writer { return tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0) }
+
+func fmtTime(ms int64) string {
+	if ms == 0 {
+		return "-"
+	}
+	return time.UnixMilli(ms).Format("15:04:05.000")
+}
+
+func fmtDur(fromMs, toMs int64) string {
+	if fromMs == 0 || toMs == 0 {
+		return "-"
+	}
+	return (time.Duration(toMs-fromMs) * time.Millisecond).String()
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/banyan-sched/banyan/agent"
+	"github.com/banyan-sched/banyan/agent/fingerprint"
+	"github.com/banyan-sched/banyan/scheduler/server"
+	"github.com/spf13/cobra"
+)
+
+func newDevCmd(g *globals) *cobra.Command {
+	var dataDir string
+	var agents int
+	var lease time.Duration
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a one-process cluster: a single-node server and N local agents",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if agents < 0 || agents > 64 {
+				return usageError{"--agents must be between 0 and 64"}
+			}
+			return runDev(cmd.Context(), g.addr, dataDir, agents, lease)
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", ".banyan-dev", "data directory (kept across restarts)")
+	cmd.Flags().IntVar(&agents, "agents", 1, "number of local agents")
+	cmd.Flags().DurationVar(&lease, "lease", 10*time.Second, "agent lease")
+	return cmd
+}
+
+// runDev runs the server and agents until ctx ends.
+func runDev(ctx context.Context, addr, dataDir string, agents int, lease time.Duration) error {
+	log := slog.Default()
+	s, err := server.New(server.Config{NodeID: "dev", DataDir: filepath.Join(dataDir, "server"), BindAddr: addr,
+		Bootstrap: true, Lease: lease, Logger: log, RaftLogLevel: "error"})
+	if err != nil {
+		return err
+	}
+	fp, err := fingerprint.Collect(ctx, fingerprint.Options{Logger: log})
+	if err != nil {
+		s.Close()
+		return fmt.Errorf("fingerprint host: %w", err)
+	}
+	actx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for i := 1; i <= agents; i++ {
+		work := filepath.Join(dataDir, fmt.Sprintf("agent-%d", i))
+		if err := os.MkdirAll(work, 0o755); err != nil {
+			cancel()
+			s.Close()
+			return fmt.Errorf("agent work dir: %w", err)
+		}
+		a, err := agent.New(agent.Config{ID: fmt.Sprintf("dev-agent-%d", i), Servers: []string{s.Addr()},
+			Fingerprint: fp, WorkDir: work, Logger: log})
+		if err != nil {
+			cancel()
+			s.Close()
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = a.Run(actx)
+		}()
+	}
+	fmt.Fprintf(os.Stderr, "sched dev: server on %s with %d agents, data in %s (Ctrl-C to stop)\n", s.Addr(), agents, dataDir)
+	<-ctx.Done()
+	cancel()
+	wg.Wait()
+	return s.Close()
+}

@@ -1,0 +1,257 @@
+package main_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// These tests drive the real `sched` binary: `sched dev` as a child process,
+// the client commands against it over gRPC on loopback, and kill -9.
+
+var schedBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sched-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	schedBin = filepath.Join(dir, "sched")
+	out, err := exec.Command("go", "build", "-o", schedBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build sched: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// devProc is a running `sched dev`.
+type devProc struct {
+	cmd  *exec.Cmd
+	addr string
+	log  *bytes.Buffer
+}
+
+func startDev(t *testing.T, addr, dataDir string, agents int) *devProc {
+	t.Helper()
+	var log bytes.Buffer
+	cmd := exec.Command(schedBin, "dev", "--addr", addr, "--data-dir", dataDir, "--agents", fmt.Sprint(agents),
+		"--lease", "2s", "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &devProc{cmd: cmd, addr: addr, log: &log}
+	t.Cleanup(func() { d.kill() })
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, _, err := d.run("agent", "list")
+		if err == nil && strings.Count(out, " up ") == agents {
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sched dev not ready: %v\n%s", err, log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (d *devProc) kill() {
+	if d.cmd.ProcessState == nil {
+		_ = d.cmd.Process.Signal(syscall.SIGKILL)
+		_ = d.cmd.Wait()
+	}
+}
+
+// run runs a client command against the dev server.
+func (d *devProc) run(args ...string) (stdout, stderr string, err error) {
+	return runSched(d.addr, args...)
+}
+
+func runSched(addr string, args ...string) (stdout, stderr string, err error) {
+	cmd := exec.Command(schedBin, append([]string{"--addr", addr}, args...)...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	return o.String(), e.String(), err
+}
+
+type jobJSON struct {
+	ID     string `json:"id"`
+	State  string `json:"state"`
+	Reason string `json:"reason"`
+	Counts struct {
+		Total     int `json:"total"`
+		Succeeded int `json:"succeeded"`
+	} `json:"counts"`
+	Tasks []struct {
+		ID       string `json:"id"`
+		State    string `json:"state"`
+		Attempts []struct {
+			Number     int    `json:"number"`
+			AgentID    string `json:"agent_id"`
+			Outcome    string `json:"outcome"`
+			QueuedMs   string `json:"queued_unix_ms"`
+			PlacedMs   string `json:"placed_unix_ms"`
+			StartedMs  string `json:"started_unix_ms"`
+			FinishedMs string `json:"finished_unix_ms"`
+			Stdout     string `json:"stdout_tail"`
+		} `json:"attempts"`
+	} `json:"tasks"`
+}
+
+func showJob(t *testing.T, d *devProc, id string) jobJSON {
+	t.Helper()
+	out, stderr, err := d.run("job", "show", id, "-o", "json")
+	if err != nil {
+		t.Fatalf("job show %s: %v: %s", id, err, stderr)
+	}
+	var j jobJSON
+	if err := json.Unmarshal([]byte(out), &j); err != nil {
+		t.Fatalf("job show json: %v\n%s", err, out)
+	}
+	return j
+}
+
+func submit(t *testing.T, d *devProc, file string) string {
+	t.Helper()
+	out, stderr, err := d.run("job", "submit", file, "-o", "json")
+	if err != nil {
+		t.Fatalf("submit %s: %v: %s", file, err, stderr)
+	}
+	var resp struct {
+		Jobs []struct {
+			ID string `json:"id"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal([]byte(out), &resp); err != nil || len(resp.Jobs) != 1 {
+		t.Fatalf("submit output: %v\n%s", err, out)
+	}
+	return resp.Jobs[0].ID
+}
+
+// TestThousandTasksExactlyOnce runs examples/thousand.yaml on three agents
+// and checks that every task ran exactly once with its whole timeline.
+func TestThousandTasksExactlyOnce(t *testing.T) {
+	d := startDev(t, freeAddr(t), t.TempDir(), 3)
+	id := submit(t, d, "../../examples/thousand.yaml")
+	if _, stderr, err := d.run("job", "watch", id); err != nil {
+		t.Fatalf("watch: %v: %s", err, stderr)
+	}
+	j := showJob(t, d, id)
+	if j.State != "JOB_STATE_SUCCEEDED" || len(j.Tasks) != 1000 || j.Counts.Succeeded != 1000 {
+		t.Fatalf("job %s: state %s, %d tasks, %d succeeded", id, j.State, len(j.Tasks), j.Counts.Succeeded)
+	}
+	agents := map[string]int{}
+	for i, task := range j.Tasks {
+		if len(task.Attempts) != 1 {
+			t.Fatalf("task %s ran %d times", task.ID, len(task.Attempts))
+		}
+		a := task.Attempts[0]
+		if a.Outcome != "succeeded" || a.QueuedMs == "" || a.PlacedMs == "" || a.StartedMs == "" || a.FinishedMs == "" {
+			t.Fatalf("task %s attempt not fully recorded: %+v", task.ID, a)
+		}
+		if want := fmt.Sprintf("echo-%d", i); !strings.Contains(a.Stdout, fmt.Sprint(i)) {
+			t.Fatalf("task %s (%s) stdout %q", task.ID, want, a.Stdout)
+		}
+		agents[a.AgentID]++
+	}
+	t.Logf("tasks per agent: %v", agents)
+}
+
+// TestKill9KeepsState kills `sched dev` with SIGKILL while a job runs and
+// checks that the restarted process shows the same jobs and finishes the
+// unfinished one.
+func TestKill9KeepsState(t *testing.T) {
+	addr, dir := freeAddr(t), t.TempDir()
+	d := startDev(t, addr, dir, 2)
+	done := submit(t, d, "../../examples/hello.yaml")
+	if _, stderr, err := d.run("job", "watch", done); err != nil {
+		t.Fatalf("watch: %v: %s", err, stderr)
+	}
+	before := showJob(t, d, done)
+	slowFile := filepath.Join(t.TempDir(), "slow.yaml")
+	if err := os.WriteFile(slowFile, []byte(`name: slow
+tasks:
+  - name: nap
+    count: 12
+    command: [sh, -c, "sleep 0.5"]
+    resources: {cpu: 1}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	slow := submit(t, d, slowFile)
+	time.Sleep(800 * time.Millisecond)
+	d.kill()
+
+	d2 := startDev(t, addr, dir, 2)
+	after := showJob(t, d2, done)
+	if after.State != before.State || len(after.Tasks) != len(before.Tasks) {
+		t.Fatalf("finished job changed across kill -9: %s/%d vs %s/%d", after.State, len(after.Tasks),
+			before.State, len(before.Tasks))
+	}
+	for i := range after.Tasks {
+		if after.Tasks[i].Attempts[0].FinishedMs != before.Tasks[i].Attempts[0].FinishedMs {
+			t.Fatalf("task %s timeline changed", after.Tasks[i].ID)
+		}
+	}
+	if _, stderr, err := d2.run("job", "watch", slow); err != nil {
+		t.Fatalf("unfinished job after restart: %v: %s", err, stderr)
+	}
+	j := showJob(t, d2, slow)
+	if j.State != "JOB_STATE_SUCCEEDED" || j.Counts.Succeeded != 12 {
+		t.Fatalf("slow job: %s %d succeeded", j.State, j.Counts.Succeeded)
+	}
+}
+
+// TestBadJobFiles checks each bad job file gets a one-line error naming the
+// problem and a non-zero exit.
+func TestBadJobFiles(t *testing.T) {
+	d := startDev(t, freeAddr(t), t.TempDir(), 1)
+	if _, stderr, err := d.run("pool", "create", "capped", "--max", "cpu=4"); err != nil {
+		t.Fatalf("pool create: %v: %s", err, stderr)
+	}
+	cases := []struct{ file, want string }{
+		{"syntax.yaml", "line"},
+		{"unknown-field.yaml", "unknown field"},
+		{"negative.yaml", "negative"},
+		{"unknown-pool.yaml", `unknown pool "nope"`},
+		{"over-max.yaml", "cpu 64 > max 4"},
+		{"missing.yaml", "no such file"},
+	}
+	for _, c := range cases {
+		t.Run(c.file, func(t *testing.T) {
+			stdout, stderr, err := d.run("job", "submit", filepath.Join("../../examples/bad", c.file))
+			var exit *exec.ExitError
+			if err == nil || !errors.As(err, &exit) || exit.ExitCode() == 0 {
+				t.Fatalf("want non-zero exit, got %v (stdout %q)", err, stdout)
+			}
+			msg := strings.TrimRight(stderr, "\n")
+			if strings.Contains(msg, "\n") || !strings.Contains(msg, c.want) || strings.Contains(msg, "panic") {
+				t.Fatalf("want one line containing %q, got %q", c.want, stderr)
+			}
+		})
+	}
+}

@@ -1,0 +1,309 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/cmd/sched/jobfile"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+func newJobCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "job", Short: "Submit and inspect jobs"}
+	cmd.AddCommand(newJobSubmitCmd(g), newJobListCmd(g), newJobShowCmd(g), newJobCancelCmd(g), newJobWatchCmd(g))
+	return cmd
+}
+
+func newJobSubmitCmd(g *globals) *cobra.Command {
+	var watch bool
+	cmd := &cobra.Command{
+		Use:   "submit FILE",
+		Short: "Submit the job (or batch of jobs) in a YAML or JSON file; - reads standard input",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			specs, err := readJobs(args[0])
+			if err != nil {
+				return err
+			}
+			// Each job gets an idempotency key, so the client's retries
+			// during a leader election never submit a job twice.
+			for _, s := range specs {
+				if s.IdempotencyKey == "" {
+					s.IdempotencyKey = randomKey()
+				}
+			}
+			c, ctx, done, err := connect(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := c.jobs.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: specs})
+			if err != nil {
+				return fmt.Errorf("submit: %w", err)
+			}
+			if g.output == "json" {
+				if err := printJSON(os.Stdout, resp); err != nil {
+					return err
+				}
+			} else {
+				for i, j := range resp.Jobs {
+					note := ""
+					if resp.Existing[i] {
+						note = " (existing job with the same idempotency key)"
+					}
+					fmt.Printf("%s\t%s\t%d tasks%s\n", j.Id, j.Name, j.Counts.GetTotal(), note)
+				}
+			}
+			if watch && len(resp.Jobs) == 1 {
+				return watchJob(cmd, c, g, resp.Jobs[0].Id)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "watch the job until it ends (single job)")
+	return cmd
+}
+
+func readJobs(path string) ([]*pb.JobSpec, error) {
+	if path != "-" {
+		return jobfile.ReadFile(path)
+	}
+	data, err := io.ReadAll(os.Stdin)
+	if err != nil {
+		return nil, fmt.Errorf("read standard input: %w", err)
+	}
+	specs, err := jobfile.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("stdin: %w", err)
+	}
+	return specs, nil
+}
+
+func randomKey() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "cli-" + hex.EncodeToString(b[:])
+}
+
+func newJobListCmd(g *globals) *cobra.Command {
+	var poolName, stateName string
+	var limit int32
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List jobs, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &pb.ListJobsRequest{Pool: poolName, Limit: limit}
+			if stateName != "" {
+				v, ok := pb.JobState_value["JOB_STATE_"+strings.ToUpper(stateName)]
+				if !ok {
+					return usageError{fmt.Sprintf("--state %q: use queued, running, succeeded, failed or cancelled", stateName)}
+				}
+				req.State = pb.JobState(v)
+			}
+			c, ctx, done, err := connect(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := c.jobs.ListJobs(ctx, req)
+			if err != nil {
+				return fmt.Errorf("list jobs: %w", err)
+			}
+			if g.output == "json" {
+				return printJSON(os.Stdout, resp)
+			}
+			w := newTable()
+			fmt.Fprintln(w, "ID\tNAME\tPOOL\tCLASS\tPRIO\tSTATE\tTASKS\tDONE\tRUNNING\tQUEUED\tBLOCKED\tSUBMITTED")
+			for _, j := range resp.Jobs {
+				c := j.Counts
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", j.Id, j.Name, j.Pool, className(j.Class),
+					j.Priority, jobStateName(j.State), c.GetTotal(), c.GetSucceeded()+c.GetFailed()+c.GetCancelled(),
+					c.GetRunning(), c.GetQueued(), c.GetBlocked(), fmtTime(j.SubmittedUnixMs))
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&poolName, "pool", "", "only jobs of this pool")
+	cmd.Flags().StringVar(&stateName, "state", "", "only jobs in this state")
+	cmd.Flags().Int32Var(&limit, "limit", 100, "at most this many jobs (0 = all)")
+	return cmd
+}
+
+func newJobShowCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a job, its tasks and every attempt's timeline",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, done, err := connect(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer done()
+			j, err := c.jobs.GetJob(ctx, &pb.GetJobRequest{Id: args[0], WithTasks: true})
+			if err != nil {
+				return fmt.Errorf("show job: %w", err)
+			}
+			if g.output == "json" {
+				return printJSON(os.Stdout, j)
+			}
+			printJob(j)
+			return nil
+		},
+	}
+}
+
+func printJob(j *pb.Job) {
+	c := j.Counts
+	fmt.Printf("Job %s %s\n", j.Id, j.Name)
+	fmt.Printf("  pool %s, class %s, priority %d, state %s\n", j.Pool, className(j.Class), j.Priority, jobStateName(j.State))
+	if j.Reason != "" {
+		fmt.Printf("  reason: %s\n", j.Reason)
+	}
+	fmt.Printf("  submitted %s, finished %s, took %s\n", fmtTime(j.SubmittedUnixMs), fmtTime(j.FinishedUnixMs),
+		fmtDur(j.SubmittedUnixMs, j.FinishedUnixMs))
+	fmt.Printf("  tasks: %d total, %d waiting, %d queued (%d blocked), %d running, %d succeeded, %d failed, %d cancelled\n\n",
+		c.GetTotal(), c.GetWaiting(), c.GetQueued(), c.GetBlocked(), c.GetRunning(), c.GetSucceeded(), c.GetFailed(), c.GetCancelled())
+	w := newTable()
+	fmt.Fprintln(w, "TASK\tSTATE\tATTEMPT\tAGENT\tQUEUED\tPLACED\tSTARTED\tFINISHED\tOUTCOME\tEXIT\tNOTE")
+	for _, t := range j.Tasks {
+		note := t.BlockedReason
+		if len(t.Attempts) == 0 {
+			fmt.Fprintf(w, "%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", t.Name, taskStateName(t.State), note)
+			continue
+		}
+		for _, a := range t.Attempts {
+			n := note
+			if a.Error != "" {
+				n = a.Error
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", t.Name, taskStateName(t.State), a.Number,
+				orDash(a.AgentId), fmtTime(a.QueuedUnixMs), fmtTime(a.PlacedUnixMs), fmtTime(a.StartedUnixMs),
+				fmtTime(a.FinishedUnixMs), orDash(a.Outcome), a.ExitCode, n)
+		}
+	}
+	_ = w.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newJobCancelCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a job: queued tasks are dropped, running ones stopped",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, done, err := connect(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer done()
+			j, err := c.jobs.CancelJob(ctx, &pb.CancelJobRequest{Id: args[0]})
+			if err != nil {
+				return fmt.Errorf("cancel job: %w", err)
+			}
+			if g.output == "json" {
+				return printJSON(os.Stdout, j)
+			}
+			fmt.Printf("%s %s\n", j.Id, jobStateName(j.State))
+			return nil
+		},
+	}
+}
+
+func newJobWatchCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "watch ID",
+		Short: "Show a progress bar until the job ends; exit non-zero unless it succeeded",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := dial(g)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return watchJob(cmd, c, g, args[0])
+		},
+	}
+}
+
+func watchJob(cmd *cobra.Command, c *client, g *globals, id string) error {
+	stream, err := c.jobs.WatchJob(cmd.Context(), &pb.WatchJobRequest{Id: id})
+	if err != nil {
+		return fmt.Errorf("watch job: %w", err)
+	}
+	var bar *progressbar.ProgressBar
+	var last *pb.Job
+	interactive := term.IsTerminal(int(os.Stderr.Fd()))
+	for {
+		j, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("watch job %s: %w", id, err)
+		}
+		last = j
+		done := j.Counts.GetSucceeded() + j.Counts.GetFailed() + j.Counts.GetCancelled()
+		if g.output == "json" {
+			if err := printJSON(os.Stdout, j); err != nil {
+				return err
+			}
+			continue
+		}
+		if !interactive {
+			continue
+		}
+		if bar == nil {
+			bar = progressbar.NewOptions(int(j.Counts.GetTotal()), progressbar.OptionSetDescription(j.Id),
+				progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(), progressbar.OptionSetWidth(30),
+				progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(0))
+		}
+		_ = bar.Set(int(done))
+		bar.Describe(fmt.Sprintf("%s %s running=%d queued=%d", j.Id, jobStateName(j.State),
+			j.Counts.GetRunning(), j.Counts.GetQueued()))
+	}
+	if bar != nil {
+		_ = bar.Finish()
+		fmt.Fprintln(os.Stderr)
+	}
+	if last == nil {
+		return fmt.Errorf("watch job %s: stream ended with no update", id)
+	}
+	if g.output != "json" {
+		fmt.Printf("%s %s in %s\n", last.Id, jobStateName(last.State), fmtDur(last.SubmittedUnixMs, last.FinishedUnixMs))
+	}
+	if last.State != pb.JobState_JOB_STATE_SUCCEEDED {
+		msg := fmt.Sprintf("job %s %s", last.Id, jobStateName(last.State))
+		if last.Reason != "" {
+			msg += ": " + last.Reason
+		}
+		return jobFailedError{msg}
+	}
+	return nil
+}
+
+func className(c pb.JobClass) string {
+	return strings.ToLower(strings.TrimPrefix(c.String(), "JOB_CLASS_"))
+}
+
+func jobStateName(s pb.JobState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "JOB_STATE_"))
+}
+
+func taskStateName(s pb.TaskState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "TASK_STATE_"))
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// DefaultAddr is where `sched dev` and `sched server` listen by default and
+// where client commands connect unless told otherwise.
+const DefaultAddr = "127.0.0.1:7400"
+
+// globals are the flags every command shares.
+type globals struct {
+	addr     string
+	output   string
+	logLevel string
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "sched",
+		Short:         "Banyan: a batch scheduler for video-encoding farms",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if g.output != "" && g.output != "json" && g.output != "table" {
+				return usageError{"--output must be json or table"}
+			}
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+				return usageError{"--log-level: " + err.Error()}
+			}
+			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})))
+			return nil
+		},
+	}
+	addr := os.Getenv("SCHED_ADDR")
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	root.PersistentFlags().StringVar(&g.addr, "addr", addr, "scheduler address (env SCHED_ADDR)")
+	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.AddCommand(newDevCmd(g), newServerCmd(g), newAgentCmd(g), newJobCmd(g), newPoolCmd(g))
+	return root
+}
+
+// usageError is a mistake in how a command was called (exit code 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// jobFailedError means a watched job ended without succeeding (exit code 1).
+type jobFailedError struct{ msg string }
+
+func (e jobFailedError) Error() string { return e.msg }
+
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return 2
+	}
+	return 1
+}
+
+// oneLine renders an error on one line, with a gRPC status reduced to its
+// message.
+func oneLine(err error) string {
+	msg := err.Error()
+	msg = strings.ReplaceAll(msg, "rpc error: code = ", "")
+	for _, code := range []string{"InvalidArgument desc = ", "NotFound desc = ", "FailedPrecondition desc = ",
+		"AlreadyExists desc = ", "Unavailable desc = ", "Internal desc = ", "DeadlineExceeded desc = ",
+		"Unknown desc = ", "Canceled desc = "} {
+		msg = strings.ReplaceAll(msg, code, "")
+	}
+	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", " ")), " ")
+}

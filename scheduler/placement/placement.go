@@ -1,0 +1,476 @@
+// Package placement decides which agent a task goes to. It is pure logic: no
+// I/O, no clock, no goroutines and no randomness. Given the same nodes and the
+// same sequence of calls it always makes the same decisions, so a decision can
+// be replayed and tested as data.
+//
+// Placement works in three steps:
+//
+//  1. filter: only nodes that are up and match every constraint of the ask;
+//  2. fit: the ask must fit in what the node has free (capacity minus use) on
+//     every resource; a resource a node has zero capacity of cannot be given;
+//  3. score: bin-packing (best fit). Among the nodes that fit, the one that is
+//     most utilized after the placement wins, so that big holes are kept for
+//     big tasks. Ties are broken by the smallest node ID.
+//
+// Utilization of a node is the weighted average, over the resources the node
+// has (capacity > 0), of used/capacity after placement. GPU resources (gpu,
+// gpu_memory, nvenc) weigh GPUWeight times as much as cpu and memory, so GPU
+// tasks pack tightly onto GPU hosts. On top of the score, a task that asks no
+// GPU resource at all (no gpu, gpu_memory or nvenc) always prefers a node
+// without GPU resources when one fits: GPU hosts are not spent on CPU work
+// while a CPU-only host can take it.
+package placement
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/banyan-sched/banyan/pool"
+)
+
+// Constraint operators. An empty Op means OpEqual.
+const (
+	// OpEqual matches nodes that have the label with exactly Value.
+	OpEqual = "="
+	// OpNotEqual matches nodes that lack the label or have another value.
+	OpNotEqual = "!="
+	// OpExists matches nodes that have the label, whatever its value.
+	OpExists = "exists"
+	// OpNotExists matches nodes that do not have the label.
+	OpNotExists = "not_exists"
+)
+
+// GPUWeight is how much more each GPU resource (gpu, gpu_memory, nvenc)
+// counts than cpu or memory in a node's utilization score.
+const GPUWeight = 2
+
+// numRes is the number of resources in a pool.Resources vector.
+const numRes = 5
+
+// Node is an agent as placement sees it.
+type Node struct {
+	// ID names the node; it must be unique. Ties are broken by it.
+	ID string
+	// Capacity is what the node offers in total.
+	Capacity pool.Resources
+	// Used is what tasks placed on the node use now.
+	Used pool.Resources
+	// Labels are matched by constraints.
+	Labels map[string]string
+	// Up is false for nodes that must not get work.
+	Up bool
+}
+
+// Constraint restricts a task to nodes whose label matches.
+type Constraint struct {
+	// Label is the label key; it must not be empty.
+	Label string
+	// Op is one of OpEqual (or ""), OpNotEqual, OpExists, OpNotExists.
+	Op string
+	// Value is compared for OpEqual and OpNotEqual and ignored otherwise.
+	Value string
+}
+
+// String renders c for people: "zone=a", "zone!=a", "exists(ssd)",
+// "not_exists(spot)".
+func (c Constraint) String() string {
+	switch c.Op {
+	case OpEqual, "":
+		return c.Label + "=" + c.Value
+	case OpNotEqual:
+		return c.Label + "!=" + c.Value
+	default:
+		return c.Op + "(" + c.Label + ")"
+	}
+}
+
+// Matches reports whether a node with the given labels satisfies c. An
+// invalid constraint (see ValidateConstraint) matches nothing.
+func (c Constraint) Matches(labels map[string]string) bool {
+	v, ok := labels[c.Label]
+	switch c.Op {
+	case OpEqual, "":
+		return ok && v == c.Value && c.Label != ""
+	case OpNotEqual:
+		return (!ok || v != c.Value) && c.Label != ""
+	case OpExists:
+		return ok && c.Label != ""
+	case OpNotExists:
+		return !ok && c.Label != ""
+	}
+	return false
+}
+
+// Ask is what one task needs.
+type Ask struct {
+	// Resources must all fit in one node's free capacity.
+	Resources pool.Resources
+	// Constraints must all match the node's labels.
+	Constraints []Constraint
+}
+
+// ValidateConstraint returns an error naming the problem for an unknown op or
+// an empty label, and nil for a valid constraint.
+func ValidateConstraint(c Constraint) error {
+	if c.Label == "" {
+		return errors.New("constraint has an empty label")
+	}
+	switch c.Op {
+	case OpEqual, "", OpNotEqual, OpExists, OpNotExists:
+		return nil
+	}
+	return fmt.Errorf("constraint on label %q: unknown op %q (known: =, !=, exists, not_exists)", c.Label, c.Op)
+}
+
+// vec returns the fields of r in pool.ResourceNames order.
+func vec(r pool.Resources) [numRes]int64 {
+	return [numRes]int64{r.CPUMillis, r.MemoryBytes, r.GPUs, r.GPUMemoryBytes, r.NVENC}
+}
+
+// fromVec is the inverse of vec.
+func fromVec(v [numRes]int64) pool.Resources {
+	return pool.Resources{CPUMillis: v[0], MemoryBytes: v[1], GPUs: v[2], GPUMemoryBytes: v[3], NVENC: v[4]}
+}
+
+// resWeight is the score weight of each resource, in vec order.
+var resWeight = [numRes]float64{1, 1, GPUWeight, GPUWeight, GPUWeight}
+
+// hasGPU reports whether r has any GPU resource (gpu, gpu_memory, nvenc).
+func hasGPU(r pool.Resources) bool {
+	return r.GPUs != 0 || r.GPUMemoryBytes != 0 || r.NVENC != 0
+}
+
+// fits reports whether ask fits in free on every resource.
+func fits(ask, free *[numRes]int64) bool {
+	return ask[0] <= free[0] && ask[1] <= free[1] && ask[2] <= free[2] &&
+		ask[3] <= free[3] && ask[4] <= free[4]
+}
+
+// nodeState is one up node inside a Placer.
+type nodeState struct {
+	free  [numRes]int64   // capacity - used
+	scale [numRes]float64 // weight/(capacity*sum of weights), 0 where capacity <= 0
+	used  [numRes]int64
+	cap   [numRes]int64
+	gpu   bool // node has some GPU resource
+	id    string
+	// labels is the caller's map; the Placer only reads it.
+	labels map[string]string
+}
+
+// score is the node's utilization after adding ask, in [0, 1] when ask fits.
+// Each product is rounded explicitly so results do not depend on whether the
+// platform fuses multiply-add: placement is the same on every machine.
+func (n *nodeState) score(ask *[numRes]int64) float64 {
+	var s float64
+	for i := 0; i < numRes; i++ {
+		s += float64(float64(n.used[i]+ask[i]) * n.scale[i])
+	}
+	return s
+}
+
+// Placer places tasks on a set of nodes during one scheduling pass, tracking
+// what it has placed so later tasks in the same pass see it. A Placer is not
+// safe for concurrent use.
+//
+// Two caches make repeated asks cheap; neither changes any decision:
+//
+//   - candidate lists per constraint: the up nodes (sorted by ID) matching a
+//     constraint are computed once and reused, since labels do not change
+//     during a pass;
+//   - failed shapes: an ask (resources and constraints, compared exactly) that
+//     found no node is remembered. Place only ever lowers free capacity, so
+//     an ask that found no room cannot find room later in the pass; an
+//     identical ask fails at once. Release raises free capacity and so
+//     forgets every failed shape.
+type Placer struct {
+	nodes []nodeState    // up nodes, sorted by ID
+	index map[string]int // node ID -> position in nodes
+	all   []int32        // 0..len(nodes)-1
+	// cands caches, per constraint, the positions of matching nodes.
+	cands map[Constraint][]int32
+	// withCPU counts nodes with free cpu > 0, for Full.
+	withCPU int
+	// failed maps the hash of a failed ask to the head of a chain in fails.
+	failed map[uint64]int32
+	fails  []failEntry
+}
+
+// failEntry is one remembered failed ask; next chains entries with the same
+// hash (-1 ends the chain).
+type failEntry struct {
+	res  pool.Resources
+	cons []Constraint
+	next int32
+}
+
+// NewPlacer returns a Placer over the up nodes among nodes. It copies the
+// IDs, capacity and use it needs; label maps are shared and must not change
+// while the Placer is in use. Down nodes are ignored. If an ID repeats, the
+// first up node with it is used.
+func NewPlacer(nodes []Node) *Placer {
+	p := &Placer{
+		index:  make(map[string]int, len(nodes)),
+		cands:  make(map[Constraint][]int32),
+		failed: make(map[uint64]int32),
+	}
+	up := make([]*Node, 0, len(nodes))
+	for i := range nodes {
+		n := &nodes[i]
+		if !n.Up {
+			continue
+		}
+		if _, dup := p.index[n.ID]; dup {
+			continue
+		}
+		p.index[n.ID] = -1
+		up = append(up, n)
+	}
+	sort.Slice(up, func(i, j int) bool { return up[i].ID < up[j].ID })
+	p.nodes = make([]nodeState, len(up))
+	p.all = make([]int32, len(up))
+	for i, n := range up {
+		s := &p.nodes[i]
+		s.id, s.labels = n.ID, n.Labels
+		s.cap, s.used = vec(n.Capacity), vec(n.Used)
+		s.gpu = hasGPU(n.Capacity)
+		var wsum float64
+		for r := 0; r < numRes; r++ {
+			s.free[r] = s.cap[r] - s.used[r]
+			if s.cap[r] > 0 {
+				wsum += resWeight[r]
+			}
+		}
+		for r := 0; r < numRes; r++ {
+			if s.cap[r] > 0 {
+				s.scale[r] = resWeight[r] / (float64(s.cap[r]) * wsum)
+			}
+		}
+		if s.free[0] > 0 {
+			p.withCPU++
+		}
+		p.index[n.ID] = i
+		p.all[i] = int32(i)
+	}
+	return p
+}
+
+// candidates returns the sorted positions of up nodes matching c.
+func (p *Placer) candidates(c Constraint) []int32 {
+	if l, ok := p.cands[c]; ok {
+		return l
+	}
+	l := []int32{}
+	for i := range p.nodes {
+		if c.Matches(p.nodes[i].labels) {
+			l = append(l, int32(i))
+		}
+	}
+	p.cands[c] = l
+	return l
+}
+
+// Place picks a node for ask, records the use and returns the node ID.
+// ok is false when no up node matching the constraints has room for ask now,
+// and also when ask has a negative resource or an invalid constraint.
+func (p *Placer) Place(ask Ask) (nodeID string, ok bool) {
+	a := vec(ask.Resources)
+	for _, v := range a {
+		if v < 0 {
+			return "", false
+		}
+	}
+	h := hashAsk(&ask)
+	if p.knownFailure(h, &ask) {
+		return "", false
+	}
+
+	list := p.all
+	pick := -1 // constraint whose candidate list is scanned
+	for i, c := range ask.Constraints {
+		if ValidateConstraint(c) != nil {
+			return "", false
+		}
+		if l := p.candidates(c); pick < 0 || len(l) < len(list) {
+			list, pick = l, i
+		}
+	}
+
+	cpuOnly := !hasGPU(ask.Resources)
+	best := -1
+	var bestScore float64
+	bestGPU := false
+	for _, pos := range list {
+		n := &p.nodes[pos]
+		if !fits(&a, &n.free) {
+			continue
+		}
+		if cpuOnly && best >= 0 && n.gpu && !bestGPU {
+			continue // a CPU-only node already fits; GPU hosts lose
+		}
+		if !p.matchesOthers(n, ask.Constraints, pick) {
+			continue
+		}
+		s := n.score(&a)
+		switch {
+		case best < 0,
+			cpuOnly && bestGPU && !n.gpu,
+			s > bestScore: // equal scores keep the earlier (smaller) ID
+			best, bestScore, bestGPU = int(pos), s, n.gpu
+		}
+	}
+	if best < 0 {
+		p.rememberFailure(h, &ask)
+		return "", false
+	}
+	n := &p.nodes[best]
+	hadCPU := n.free[0] > 0
+	for i := 0; i < numRes; i++ {
+		n.used[i] += a[i]
+		n.free[i] -= a[i]
+	}
+	if hadCPU && n.free[0] <= 0 {
+		p.withCPU--
+	}
+	return n.id, true
+}
+
+// matchesOthers checks every constraint except the one at skip.
+func (p *Placer) matchesOthers(n *nodeState, cs []Constraint, skip int) bool {
+	for i := range cs {
+		if i != skip && !cs[i].Matches(n.labels) {
+			return false
+		}
+	}
+	return true
+}
+
+// Release gives back r on nodeID (e.g. for a task placed then dropped in the
+// same pass). Use never drops below zero on any resource. Unknown and down
+// nodes are ignored. Releasing anything forgets the remembered failed asks.
+func (p *Placer) Release(nodeID string, r pool.Resources) {
+	pos, ok := p.index[nodeID]
+	if !ok || pos < 0 {
+		return
+	}
+	n := &p.nodes[pos]
+	hadCPU := n.free[0] > 0
+	rv := vec(r)
+	changed := false
+	for i := 0; i < numRes; i++ {
+		d := min(rv[i], n.used[i])
+		if d <= 0 {
+			continue
+		}
+		n.used[i] -= d
+		n.free[i] += d
+		changed = true
+	}
+	if !hadCPU && n.free[0] > 0 {
+		p.withCPU++
+	}
+	if changed && len(p.fails) > 0 {
+		clear(p.failed)
+		p.fails = p.fails[:0]
+	}
+}
+
+// Full reports whether no up node has any free cpu left: for every up node,
+// capacity cpu minus used cpu is zero or less (true as well when no node is
+// up). When Full is true no ask with cpu > 0 can be placed until something is
+// released; asks with zero cpu might still fit. It costs O(1).
+func (p *Placer) Full() bool { return p.withCPU == 0 }
+
+// Used returns what the Placer counts as used on nodeID: the node's initial
+// use plus what was placed minus what was released. ok is false for unknown
+// and down nodes.
+func (p *Placer) Used(nodeID string) (used pool.Resources, ok bool) {
+	pos, ok := p.index[nodeID]
+	if !ok || pos < 0 {
+		return pool.Resources{}, false
+	}
+	return fromVec(p.nodes[pos].used), true
+}
+
+// knownFailure reports whether an ask identical to ask failed since the last
+// release.
+func (p *Placer) knownFailure(h uint64, ask *Ask) bool {
+	i, ok := p.failed[h]
+	if !ok {
+		return false
+	}
+	for ; i >= 0; i = p.fails[i].next {
+		e := &p.fails[i]
+		if e.res == ask.Resources && sameConstraints(e.cons, ask.Constraints) {
+			return true
+		}
+	}
+	return false
+}
+
+// rememberFailure records ask as failed. It copies the constraints, since
+// the caller may reuse its slice.
+func (p *Placer) rememberFailure(h uint64, ask *Ask) {
+	next, ok := p.failed[h]
+	if !ok {
+		next = -1
+	}
+	var cons []Constraint
+	if len(ask.Constraints) > 0 {
+		cons = append([]Constraint(nil), ask.Constraints...)
+	}
+	p.fails = append(p.fails, failEntry{res: ask.Resources, cons: cons, next: next})
+	p.failed[h] = int32(len(p.fails) - 1)
+}
+
+func sameConstraints(a, b []Constraint) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// FNV-1a, 64 bit.
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func hashInt(h uint64, v int64) uint64 {
+	u := uint64(v)
+	for i := 0; i < 8; i++ {
+		h ^= u & 0xff
+		h *= fnvPrime
+		u >>= 8
+	}
+	return h
+}
+
+func hashString(h uint64, s string) uint64 {
+	h = hashInt(h, int64(len(s)))
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	return h
+}
+
+// hashAsk hashes the resources and constraints of ask, without allocating.
+func hashAsk(ask *Ask) uint64 {
+	h := uint64(fnvOffset)
+	for _, v := range vec(ask.Resources) {
+		h = hashInt(h, v)
+	}
+	for _, c := range ask.Constraints {
+		h = hashString(h, c.Label)
+		h = hashString(h, c.Op)
+		h = hashString(h, c.Value)
+	}
+	return h
+}

@@ -1,0 +1,153 @@
+// Package queue is the scheduler's pending-task queue: one ordered set per
+// pool, ordered by class, then priority, then submit order. It is pure data
+// structure code: no clock, no I/O, no goroutines. The FSM owns one Queue and
+// mutates it only from Apply, so every replica holds the same order.
+package queue
+
+import (
+	"github.com/google/btree"
+)
+
+// Key orders tasks inside a pool. Lower Class first (latency=1 before
+// batch=2 before opportunistic=3), then higher Priority, then lower Seq
+// (earlier submission).
+type Key struct {
+	Class    int32
+	Priority int32
+	Seq      uint64
+}
+
+// Less reports whether k sorts before o.
+func (k Key) Less(o Key) bool {
+	if k.Class != o.Class {
+		return k.Class < o.Class
+	}
+	if k.Priority != o.Priority {
+		return k.Priority > o.Priority
+	}
+	return k.Seq < o.Seq
+}
+
+// Item is one queued task.
+type Item struct {
+	Key    Key
+	TaskID string
+	Pool   string
+}
+
+func itemLess(a, b Item) bool {
+	if a.Key != b.Key {
+		return a.Key.Less(b.Key)
+	}
+	return a.TaskID < b.TaskID
+}
+
+// Queue holds queued tasks per pool.
+type Queue struct {
+	pools map[string]*btree.BTreeG[Item]
+	index map[string]Item
+}
+
+// New returns an empty queue.
+func New() *Queue {
+	return &Queue{pools: map[string]*btree.BTreeG[Item]{}, index: map[string]Item{}}
+}
+
+// Push adds a task, replacing an earlier entry for the same task.
+func (q *Queue) Push(it Item) {
+	q.Remove(it.TaskID)
+	t := q.pools[it.Pool]
+	if t == nil {
+		t = btree.NewG(32, itemLess)
+		q.pools[it.Pool] = t
+	}
+	t.ReplaceOrInsert(it)
+	q.index[it.TaskID] = it
+}
+
+// Remove drops a task; it reports whether the task was queued.
+func (q *Queue) Remove(taskID string) bool {
+	it, ok := q.index[taskID]
+	if !ok {
+		return false
+	}
+	delete(q.index, taskID)
+	t := q.pools[it.Pool]
+	t.Delete(it)
+	if t.Len() == 0 {
+		delete(q.pools, it.Pool)
+	}
+	return true
+}
+
+// Contains reports whether a task is queued.
+func (q *Queue) Contains(taskID string) bool {
+	_, ok := q.index[taskID]
+	return ok
+}
+
+// Len is the number of queued tasks.
+func (q *Queue) Len() int { return len(q.index) }
+
+// PoolLen is the number of queued tasks of one pool.
+func (q *Queue) PoolLen(pool string) int {
+	if t := q.pools[pool]; t != nil {
+		return t.Len()
+	}
+	return 0
+}
+
+// Pools returns the pools that have queued tasks.
+func (q *Queue) Pools() []string {
+	out := make([]string, 0, len(q.pools))
+	for p := range q.pools {
+		out = append(out, p)
+	}
+	return out
+}
+
+// AscendPool visits one pool's tasks in order until fn returns false.
+func (q *Queue) AscendPool(pool string, fn func(Item) bool) {
+	if t := q.pools[pool]; t != nil {
+		t.Ascend(fn)
+	}
+}
+
+// Ascend visits all queued tasks, merging the pools by Key, until fn
+// returns false. fn must not modify the queue.
+func (q *Queue) Ascend(fn func(Item) bool) {
+	type cursor struct {
+		tree *btree.BTreeG[Item]
+		cur  Item
+		ok   bool
+	}
+	cursors := make([]*cursor, 0, len(q.pools))
+	for _, t := range q.pools {
+		c := &cursor{tree: t}
+		c.cur, c.ok = t.Min()
+		cursors = append(cursors, c)
+	}
+	for {
+		var best *cursor
+		for _, c := range cursors {
+			if c.ok && (best == nil || itemLess(c.cur, best.cur)) {
+				best = c
+			}
+		}
+		if best == nil {
+			return
+		}
+		if !fn(best.cur) {
+			return
+		}
+		prev := best.cur
+		best.ok = false
+		best.tree.AscendGreaterOrEqual(prev, func(it Item) bool {
+			if it == prev {
+				return true
+			}
+			best.cur, best.ok = it, true
+			return false
+		})
+	}
+}

@@ -1,0 +1,277 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/pool"
+	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+	"github.com/banyan-sched/banyan/scheduler/state"
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+func registerServices(g *grpc.Server, s *Server) {
+	pb.RegisterJobServiceServer(g, &jobService{s: s})
+	pb.RegisterPoolServiceServer(g, &poolService{s: s})
+	pb.RegisterAgentServiceServer(g, &agentService{s: s})
+	pb.RegisterClusterServiceServer(g, &clusterService{s: s})
+}
+
+// statusOf maps an error to a gRPC status that keeps its message.
+func statusOf(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotLeader):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, state.ErrInvalidJob), errors.Is(err, pool.ErrInvalidPath), errors.Is(err, pool.ErrBadQuota),
+		errors.Is(err, pool.ErrOverGuarantee), errors.Is(err, pool.ErrNoParent):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, state.ErrJobNotFound), errors.Is(err, pool.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, pool.ErrExists):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, state.ErrPoolBusy), errors.Is(err, pool.ErrHasChildren):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// apply commits a command and returns its result, with both commit errors
+// and Apply's own decision mapped to gRPC statuses.
+func (s *Server) apply(cmd *fsmpb.Command) (*state.Result, error) {
+	r, err := s.propose(cmd)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	if r.Err != nil {
+		return nil, statusOf(r.Err)
+	}
+	if l := s.currentLeader(); l != nil {
+		l.afterApply(r)
+	}
+	return r, nil
+}
+
+type jobService struct {
+	pb.UnimplementedJobServiceServer
+	s *Server
+}
+
+// SubmitJobs validates the batch against the current state before
+// committing it (so a bad job costs no raft entry); Apply validates again.
+func (j *jobService) SubmitJobs(ctx context.Context, req *pb.SubmitJobsRequest) (*pb.SubmitJobsResponse, error) {
+	if len(req.Jobs) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "no jobs in request")
+	}
+	var verr error
+	j.s.fsm.Read(func(st *state.State) {
+		for _, spec := range req.Jobs {
+			state.NormalizeJob(spec, st.Defaults())
+			if err := state.ValidateJob(spec, st.Pools()); err != nil {
+				verr = err
+				return
+			}
+		}
+	})
+	if verr != nil {
+		return nil, statusOf(verr)
+	}
+	r, err := j.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: req.Jobs}}})
+	if err != nil {
+		return nil, err
+	}
+	j.s.log.Info("jobs submitted", "jobs", len(r.Jobs))
+	return &pb.SubmitJobsResponse{Jobs: r.Jobs, Existing: r.Existing}, nil
+}
+
+func (j *jobService) GetJob(ctx context.Context, req *pb.GetJobRequest) (*pb.Job, error) {
+	var job *pb.Job
+	j.s.fsm.Read(func(st *state.State) { job = st.JobView(req.Id, req.WithTasks) })
+	if job == nil {
+		return nil, status.Errorf(codes.NotFound, "job %q not found", req.Id)
+	}
+	return job, nil
+}
+
+func (j *jobService) ListJobs(ctx context.Context, req *pb.ListJobsRequest) (*pb.ListJobsResponse, error) {
+	out := &pb.ListJobsResponse{}
+	j.s.fsm.Read(func(st *state.State) {
+		ids := st.JobIDs()
+		for i := len(ids) - 1; i >= 0; i-- { // newest first
+			job, _ := st.Job(ids[i])
+			if req.Pool != "" && job.PB.Pool != req.Pool {
+				continue
+			}
+			if req.State != pb.JobState_JOB_STATE_UNSPECIFIED && job.PB.State != req.State {
+				continue
+			}
+			out.Jobs = append(out.Jobs, st.JobView(ids[i], false))
+			if req.Limit > 0 && len(out.Jobs) >= int(req.Limit) {
+				return
+			}
+		}
+	})
+	return out, nil
+}
+
+func (j *jobService) CancelJob(ctx context.Context, req *pb.CancelJobRequest) (*pb.Job, error) {
+	r, err := j.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Cancel{Cancel: &fsmpb.CancelJob{JobId: req.Id}}})
+	if err != nil {
+		return nil, err
+	}
+	return r.Jobs[0], nil
+}
+
+// WatchJob is served from the local state of whichever server receives it:
+// followers apply the same log, a moment later.
+func (j *jobService) WatchJob(req *pb.WatchJobRequest, stream pb.JobService_WatchJobServer) error {
+	var last *pb.Job
+	for {
+		changed := j.s.fsm.Changed()
+		var job *pb.Job
+		j.s.fsm.Read(func(st *state.State) { job = st.JobView(req.Id, false) })
+		if job == nil {
+			return status.Errorf(codes.NotFound, "job %q not found", req.Id)
+		}
+		if last == nil || !proto.Equal(last, job) {
+			if err := stream.Send(job); err != nil {
+				return err
+			}
+			last = job
+		}
+		if state.IsJobFinal(job.State) {
+			return nil
+		}
+		select {
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		case <-j.s.ctx.Done():
+			return status.Error(codes.Unavailable, "server shutting down")
+		case <-changed:
+		}
+	}
+}
+
+type poolService struct {
+	pb.UnimplementedPoolServiceServer
+	s *Server
+}
+
+func (p *poolService) put(req *pb.PoolRequest, create bool) (*pb.Pool, error) {
+	if req.Pool == nil {
+		return nil, status.Error(codes.InvalidArgument, "no pool in request")
+	}
+	r, err := p.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_PoolPut{PoolPut: &fsmpb.PoolPut{Pool: req.Pool, Create: create}}})
+	if err != nil {
+		return nil, err
+	}
+	return r.Pool, nil
+}
+
+func (p *poolService) CreatePool(ctx context.Context, req *pb.PoolRequest) (*pb.Pool, error) {
+	return p.put(req, true)
+}
+
+func (p *poolService) UpdatePool(ctx context.Context, req *pb.PoolRequest) (*pb.Pool, error) {
+	return p.put(req, false)
+}
+
+func (p *poolService) DeletePool(ctx context.Context, req *pb.DeletePoolRequest) (*pb.Pool, error) {
+	r, err := p.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_PoolDelete{PoolDelete: &fsmpb.PoolDelete{Path: req.Path}}})
+	if err != nil {
+		return nil, err
+	}
+	return r.Pool, nil
+}
+
+func (p *poolService) ListPools(ctx context.Context, req *pb.ListPoolsRequest) (*pb.ListPoolsResponse, error) {
+	out := &pb.ListPoolsResponse{}
+	p.s.fsm.Read(func(st *state.State) {
+		for _, path := range st.Pools().Paths() {
+			out.Pools = append(out.Pools, st.PoolView(path))
+		}
+	})
+	return out, nil
+}
+
+type agentService struct {
+	pb.UnimplementedAgentServiceServer
+	s *Server
+}
+
+func (a *agentService) ListAgents(ctx context.Context, req *pb.ListAgentsRequest) (*pb.ListAgentsResponse, error) {
+	out := &pb.ListAgentsResponse{}
+	a.s.fsm.Read(func(st *state.State) {
+		for _, id := range st.AgentIDs() {
+			out.Agents = append(out.Agents, st.AgentView(id))
+		}
+	})
+	if l := a.s.currentLeader(); l != nil {
+		for _, ag := range out.Agents {
+			if t := l.lastSeen(ag.Id); !t.IsZero() {
+				ag.LastSeenUnixMs = t.UnixMilli()
+			}
+		}
+	}
+	return out, nil
+}
+
+// Session serves an agent's session on the leader; a follower refuses it
+// with the leader's address so the agent reconnects there.
+func (a *agentService) Session(stream pb.AgentService_SessionServer) error {
+	l := a.s.currentLeader()
+	if l == nil {
+		return status.Errorf(codes.FailedPrecondition, "not the leader; leader=%s", a.s.LeaderAddr())
+	}
+	return l.serveSession(stream)
+}
+
+type clusterService struct {
+	pb.UnimplementedClusterServiceServer
+	s *Server
+}
+
+func (c *clusterService) Members(ctx context.Context, req *pb.MembersRequest) (*pb.MembersResponse, error) {
+	f := c.s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "read raft configuration: %v", err)
+	}
+	leaderAddr, leaderID := c.s.raft.LeaderWithID()
+	out := &pb.MembersResponse{LeaderId: string(leaderID), LeaderAddress: string(leaderAddr),
+		CommitIndex: c.s.raft.CommitIndex()}
+	for _, srv := range f.Configuration().Servers {
+		suffrage := "voter"
+		if srv.Suffrage != raft.Voter {
+			suffrage = "nonvoter"
+		}
+		out.Members = append(out.Members, &pb.Member{Id: string(srv.ID), Address: string(srv.Address),
+			Suffrage: suffrage, Leader: srv.ID == leaderID})
+	}
+	return out, nil
+}
+
+func (c *clusterService) Join(ctx context.Context, req *pb.JoinRequest) (*pb.JoinResponse, error) {
+	if req.Id == "" || req.Address == "" {
+		return nil, status.Error(codes.InvalidArgument, "join needs an id and an address")
+	}
+	f := c.s.raft.AddVoter(raft.ServerID(req.Id), raft.ServerAddress(req.Address), 0, 10_000_000_000)
+	if err := f.Error(); err != nil {
+		return nil, statusOf(fmt.Errorf("add voter %s: %w", req.Id, err))
+	}
+	c.s.log.Info("server joined", "id", req.Id, "addr", req.Address)
+	return &pb.JoinResponse{}, nil
+}
+
+func (c *clusterService) Remove(ctx context.Context, req *pb.RemoveRequest) (*pb.RemoveResponse, error) {
+	if err := c.s.raft.RemoveServer(raft.ServerID(req.Id), 0, 0).Error(); err != nil {
+		return nil, statusOf(fmt.Errorf("remove server %s: %w", req.Id, err))
+	}
+	return &pb.RemoveResponse{}, nil
+}

@@ -1,0 +1,330 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/banyan-sched/banyan/agent"
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/scheduler/server"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// quietLogger keeps test output readable; set BANYAN_TEST_LOG=1 to see logs.
+func quietLogger() *slog.Logger {
+	level := slog.LevelError
+	if os.Getenv("BANYAN_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// startServer starts one server on ln with cfg's other fields.
+func startServer(t *testing.T, cfg server.Config) *server.Server {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
+	if cfg.Lease == 0 {
+		cfg.Lease = time.Second
+	}
+	cfg.RaftLogLevel = "off"
+	s, err := server.New(cfg)
+	if err != nil {
+		t.Fatalf("start server: %v", err)
+	}
+	return s
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// startAgent runs an in-process agent until the returned stop is called.
+func startAgent(t *testing.T, id string, servers []string, cpus int64) (stop func()) {
+	t.Helper()
+	fp := &pb.Fingerprint{Hostname: id, CpuCores: int32(cpus), MemoryBytes: 8 << 30,
+		Capacity: &pb.Resources{CpuMillis: cpus * 1000, MemoryBytes: 8 << 30}, Labels: map[string]string{"hostname": id}}
+	a, err := agent.New(agent.Config{ID: id, Servers: servers, Fingerprint: fp, WorkDir: t.TempDir(),
+		Logger: quietLogger(), KillGrace: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = a.Run(ctx)
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+func dialClient(t *testing.T, addr string) pb.JobServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return pb.NewJobServiceClient(conn)
+}
+
+func shellJob(name, key string, n int, script string) *pb.JobSpec {
+	j := &pb.JobSpec{Name: name, IdempotencyKey: key}
+	for i := 0; i < n; i++ {
+		j.Tasks = append(j.Tasks, &pb.TaskSpec{Name: fmt.Sprintf("t%d", i), Command: []string{"sh", "-c", script},
+			Resources: &pb.Resources{CpuMillis: 100}, Retry: &pb.RetryPolicy{InitialBackoffMs: 50}})
+	}
+	return j
+}
+
+// waitJob polls until the job is final or the deadline passes.
+func waitJob(t *testing.T, c pb.JobServiceClient, id string, within time.Duration) *pb.Job {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		j, err := c.GetJob(ctx, &pb.GetJobRequest{Id: id, WithTasks: true})
+		cancel()
+		if err == nil && (j.State == pb.JobState_JOB_STATE_SUCCEEDED || j.State == pb.JobState_JOB_STATE_FAILED ||
+			j.State == pb.JobState_JOB_STATE_CANCELLED) {
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s not final after %s: %v (err %v)", id, within, j.GetState(), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func waitLeader(t *testing.T, servers ...*server.Server) *server.Server {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, s := range servers {
+			if s != nil && s.IsLeader() {
+				return s
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no leader elected")
+	return nil
+}
+
+// TestRestartKeepsJobs runs a job on one server, restarts the server on the
+// same data dir and checks the job and its attempts are all still there,
+// then that a job left unfinished by the restart completes.
+func TestRestartKeepsJobs(t *testing.T) {
+	dir := t.TempDir()
+	ln := listen(t)
+	addr := ln.Addr().String()
+	s := startServer(t, server.Config{NodeID: "s1", DataDir: dir, Listener: ln, Bootstrap: true})
+	waitLeader(t, s)
+	stopAgent := startAgent(t, "a1", []string{addr}, 4)
+	c := dialClient(t, addr)
+	ctx := context.Background()
+	resp, err := c.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{shellJob("done", "k1", 5, "true")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := waitJob(t, c, resp.Jobs[0].Id, 20*time.Second)
+	if done.State != pb.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("job state %v: %s", done.State, done.Reason)
+	}
+	resp2, err := c.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{shellJob("slow", "k2", 3, "sleep 0.3")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopAgent()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	ln2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := startServer(t, server.Config{NodeID: "s1", DataDir: dir, Listener: ln2})
+	defer s2.Close()
+	waitLeader(t, s2)
+	c2 := dialClient(t, addr)
+	again, err := c2.GetJob(ctx, &pb.GetJobRequest{Id: done.Id, WithTasks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.State != done.State || len(again.Tasks) != 5 || again.Counts.Succeeded != 5 {
+		t.Fatalf("after restart: state %v, %d tasks, counts %v", again.State, len(again.Tasks), again.Counts)
+	}
+	for i, task := range again.Tasks {
+		if len(task.Attempts) != 1 || task.Attempts[0].FinishedUnixMs == 0 ||
+			task.Attempts[0].FinishedUnixMs != done.Tasks[i].Attempts[0].FinishedUnixMs {
+			t.Fatalf("task %s timeline changed across restart: %v vs %v", task.Id, task.Attempts, done.Tasks[i].Attempts)
+		}
+	}
+	// The same idempotency key still names the same job.
+	dup, err := c2.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{shellJob("done", "k1", 5, "true")}})
+	if err != nil || !dup.Existing[0] || dup.Jobs[0].Id != done.Id {
+		t.Fatalf("resubmit after restart: %v %v", dup, err)
+	}
+	startAgent(t, "a1", []string{addr}, 4)
+	slow := waitJob(t, c2, resp2.Jobs[0].Id, 20*time.Second)
+	if slow.State != pb.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("unfinished job after restart: %v %s", slow.State, slow.Reason)
+	}
+}
+
+// TestAgentLostMidTask stops the agent running a task; after its lease the
+// task runs again on the other agent, without using a retry.
+func TestAgentLostMidTask(t *testing.T) {
+	ln := listen(t)
+	addr := ln.Addr().String()
+	s := startServer(t, server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: ln, Bootstrap: true,
+		Lease: 700 * time.Millisecond})
+	defer s.Close()
+	waitLeader(t, s)
+	stopA := startAgent(t, "a1", []string{addr}, 4)
+	c := dialClient(t, addr)
+	ctx := context.Background()
+	// Only a1 exists, so the task lands there.
+	job := shellJob("lost", "", 1, "sleep 1")
+	job.Tasks[0].Retry = &pb.RetryPolicy{MaxAttempts: 1}
+	resp, err := c.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{job}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.Jobs[0].Id
+	waitFor(t, 10*time.Second, "task running on a1", func() bool {
+		j, err := c.GetJob(ctx, &pb.GetJobRequest{Id: id, WithTasks: true})
+		return err == nil && j.Tasks[0].State == pb.TaskState_TASK_STATE_RUNNING
+	})
+	startAgent(t, "a2", []string{addr}, 4)
+	stopA()
+	j := waitJob(t, c, id, 20*time.Second)
+	if j.State != pb.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("job %v: %s", j.State, j.Reason)
+	}
+	task := j.Tasks[0]
+	if len(task.Attempts) != 2 || task.Attempts[0].Outcome != "lost" || task.Attempts[0].AgentId != "a1" ||
+		task.Attempts[1].AgentId != "a2" || task.Attempts[1].Outcome != "succeeded" || task.RetriesUsed != 0 {
+		t.Fatalf("attempts %v, retries used %d", task.Attempts, task.RetriesUsed)
+	}
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestClusterLeaderKilledDuringSubmissions runs three servers, kills the
+// leader while clients submit through every server, and checks that every
+// acknowledged job is present under the new leader and runs to completion.
+func TestClusterLeaderKilledDuringSubmissions(t *testing.T) {
+	lns := []net.Listener{listen(t), listen(t), listen(t)}
+	var peers []server.Peer
+	var addrs []string
+	for i, ln := range lns {
+		peers = append(peers, server.Peer{ID: fmt.Sprintf("s%d", i+1), Addr: ln.Addr().String()})
+		addrs = append(addrs, ln.Addr().String())
+	}
+	servers := make([]*server.Server, 3)
+	for i, ln := range lns {
+		servers[i] = startServer(t, server.Config{NodeID: peers[i].ID, DataDir: filepath.Join(t.TempDir(), peers[i].ID),
+			Listener: ln, Peers: peers, Lease: 2 * time.Second})
+	}
+	defer func() {
+		for _, s := range servers {
+			if s != nil {
+				s.Close()
+			}
+		}
+	}()
+	leader := waitLeader(t, servers...)
+	startAgent(t, "a1", addrs, 8)
+	startAgent(t, "a2", addrs, 8)
+
+	clients := make([]pb.JobServiceClient, 3)
+	for i, a := range addrs {
+		clients[i] = dialClient(t, a)
+	}
+	var mu sync.Mutex
+	acked := map[string]string{} // idempotency key -> job id
+	stopSubmit := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stopSubmit:
+					return
+				default:
+				}
+				key := fmt.Sprintf("w%d-%d", w, n)
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				resp, err := clients[(w+n)%3].SubmitJobs(ctx, &pb.SubmitJobsRequest{
+					Jobs: []*pb.JobSpec{shellJob(key, key, 2, "true")}})
+				cancel()
+				if err == nil {
+					mu.Lock()
+					acked[key] = resp.Jobs[0].Id
+					mu.Unlock()
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}(w)
+	}
+	time.Sleep(500 * time.Millisecond)
+	var survivors []*server.Server
+	for i, s := range servers {
+		if s == leader {
+			if err := s.Close(); err != nil {
+				t.Logf("close leader: %v", err)
+			}
+			servers[i] = nil
+		} else {
+			survivors = append(survivors, s)
+		}
+	}
+	newLeader := waitLeader(t, survivors...)
+	time.Sleep(700 * time.Millisecond)
+	close(stopSubmit)
+	wg.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(acked) < 10 {
+		t.Fatalf("only %d submissions acknowledged", len(acked))
+	}
+	c := dialClient(t, newLeader.Addr())
+	for key, id := range acked {
+		j := waitJob(t, c, id, 30*time.Second)
+		if j.IdempotencyKey != key || j.State != pb.JobState_JOB_STATE_SUCCEEDED {
+			t.Fatalf("job %s (key %s): key %q state %v %s", id, key, j.IdempotencyKey, j.State, j.Reason)
+		}
+	}
+	t.Logf("%d acknowledged jobs all present and succeeded after failover", len(acked))
+}

@@ -1,0 +1,157 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+)
+
+// forwardedKey marks a call a follower forwarded, so it is never forwarded
+// twice (no loops while leadership moves).
+const forwardedKey = "x-banyan-forwarded"
+
+// localMethods are served by whichever server receives them.
+var localMethods = map[string]bool{
+	"/banyan.v1.ClusterService/Members": true,
+}
+
+// forwarder sends calls that reached a follower on to the leader, so that
+// any server accepts any client call.
+type forwarder struct {
+	s     *Server
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func newForwarder(s *Server) *forwarder {
+	return &forwarder{s: s, conns: map[string]*grpc.ClientConn{}}
+}
+
+func (f *forwarder) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.conns = map[string]*grpc.ClientConn{}
+}
+
+func (f *forwarder) conn(addr string) (*grpc.ClientConn, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("connect to leader %s: %w", addr, err)
+	}
+	f.conns[addr] = c
+	return c, nil
+}
+
+// waitLeader returns the leader's address, waiting up to the context's
+// deadline (at most 5 s) while an election runs.
+func (f *forwarder) waitLeader(ctx context.Context) (string, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if f.s.IsLeader() {
+			return f.s.addr, nil
+		}
+		if addr := f.s.LeaderAddr(); addr != "" {
+			return addr, nil
+		}
+		if time.Now().After(deadline) {
+			return "", status.Error(codes.Unavailable, "no leader elected: is a quorum of servers up?")
+		}
+		select {
+		case <-ctx.Done():
+			return "", status.FromContextError(ctx.Err()).Err()
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// unary serves a call on the leader and forwards it from a follower.
+func (f *forwarder) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if localMethods[info.FullMethod] {
+		return handler(ctx, req)
+	}
+	for attempt := 0; ; attempt++ {
+		leader, err := f.waitLeader(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if leader == f.s.addr {
+			resp, err := handler(ctx, req)
+			if status.Code(err) == codes.Unavailable && attempt < 3 && !f.s.IsLeader() {
+				continue // leadership moved under the call: follow it
+			}
+			return resp, err
+		}
+		md, _ := metadata.FromIncomingContext(ctx)
+		if len(md.Get(forwardedKey)) > 0 {
+			return nil, status.Errorf(codes.Unavailable, "not the leader; leader is %s", leader)
+		}
+		return f.forward(ctx, leader, info.FullMethod, req)
+	}
+}
+
+func (f *forwarder) forward(ctx context.Context, leader, method string, req any) (any, error) {
+	resp, err := newResponse(method)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	c, err := f.conn(leader)
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	out := metadata.AppendToOutgoingContext(ctx, forwardedKey, f.s.cfg.NodeID)
+	if err := c.Invoke(out, method, req, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// newResponse makes an empty response message for a gRPC method name such
+// as "/banyan.v1.JobService/SubmitJobs", from the registered descriptors.
+func newResponse(method string) (proto.Message, error) {
+	name := strings.ReplaceAll(strings.TrimPrefix(method, "/"), "/", ".")
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(name))
+	if err != nil {
+		return nil, fmt.Errorf("method %s: %w", method, err)
+	}
+	md, ok := d.(protoreflect.MethodDescriptor)
+	if !ok {
+		return nil, fmt.Errorf("%s is not a method", method)
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(md.Output().FullName())
+	if err != nil {
+		return nil, fmt.Errorf("method %s output: %w", method, err)
+	}
+	return mt.New().Interface(), nil
+}
+
+// join asks the server at addr (which forwards to its leader) to add us.
+func (f *forwarder) join(ctx context.Context, addr string, req *pb.JoinRequest) error {
+	c, err := f.conn(addr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = pb.NewClusterServiceClient(c).Join(ctx, req)
+	return err
+}

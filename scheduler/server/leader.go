@@ -1,0 +1,373 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+	"github.com/banyan-sched/banyan/scheduler/state"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// leaderLoop is everything a server does only while it leads: the
+// scheduling loop, the agents' sessions, the event committer and the lease
+// checker. It owns its goroutines and stops them all in stop.
+type leaderLoop struct {
+	s      *Server
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	events chan sessionEvents
+
+	// mu guards sessions and seen. Lock order: mu before the FSM's lock.
+	mu       sync.Mutex
+	sessions map[string]*session
+	seen     map[string]time.Time
+}
+
+type sessionEvents struct {
+	sess   *session
+	events []*pb.TaskEvent
+}
+
+// session is one agent's open stream on the leader.
+type session struct {
+	agentID string
+	out     chan *pb.ServerMessage
+	ctx     context.Context
+	cancel  context.CancelFunc
+}
+
+// send queues a message for the agent without blocking; a session that
+// cannot keep up is closed, and the agent's reconnect reconciles its tasks.
+func (s *session) send(m *pb.ServerMessage) {
+	select {
+	case s.out <- m:
+	default:
+		s.cancel()
+	}
+}
+
+func newLeaderLoop(s *Server) *leaderLoop {
+	ctx, cancel := context.WithCancel(s.ctx)
+	l := &leaderLoop{s: s, ctx: ctx, cancel: cancel, events: make(chan sessionEvents, 4096),
+		sessions: map[string]*session{}, seen: map[string]time.Time{}}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		l.run()
+	}()
+	return l
+}
+
+func (l *leaderLoop) stop() {
+	l.cancel()
+	l.wg.Wait()
+}
+
+func (l *leaderLoop) run() {
+	// Apply everything earlier leaders committed before acting on the state.
+	if err := l.s.raft.Barrier(10 * time.Second).Error(); err != nil {
+		l.s.log.Warn("leader barrier failed", "err", err)
+		return
+	}
+	now := l.s.cfg.Clock()
+	l.mu.Lock()
+	l.s.fsm.Read(func(st *state.State) {
+		for _, id := range st.UpAgents() {
+			l.seen[id] = now // every agent gets a full lease to reconnect
+		}
+	})
+	l.mu.Unlock()
+	l.wg.Add(2)
+	go func() {
+		defer l.wg.Done()
+		l.commitEvents()
+	}()
+	go func() {
+		defer l.wg.Done()
+		l.checkLeases()
+	}()
+	l.schedule()
+}
+
+// schedule runs scheduling passes whenever the state changes, and at least
+// every 100 ms so that retry backoffs come due.
+func (l *leaderLoop) schedule() {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		changed := l.s.fsm.Changed()
+		for l.pass() {
+		}
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+// pass plans and commits one batch of assignments; it reports whether any
+// took effect (so the caller plans again at once).
+func (l *leaderLoop) pass() bool {
+	if l.ctx.Err() != nil {
+		return false
+	}
+	now := l.s.cfg.Clock().UnixMilli()
+	var plan []*fsmpb.Assignment
+	l.s.fsm.Read(func(st *state.State) { plan = st.Plan(now, state.DefaultPlanLimits) })
+	if len(plan) == 0 {
+		return false
+	}
+	r, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Assign{Assign: &fsmpb.Assign{Assignments: plan}}})
+	if err != nil {
+		l.s.log.Warn("commit assignments failed", "err", err)
+		return false
+	}
+	l.s.log.Debug("placed tasks", "planned", len(plan), "assigned", len(r.Assigned))
+	return len(r.Assigned) > 0
+}
+
+// afterApply acts on what a committed command decided: it pushes new
+// assignments and cancellations to the agents' sessions.
+func (l *leaderLoop) afterApply(r *state.Result) {
+	if len(r.Assigned) == 0 && len(r.Cancels) == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	batches := map[string][]*pb.TaskAssignment{}
+	l.s.fsm.Read(func(st *state.State) {
+		for _, a := range r.Assigned {
+			if ta := st.AssignmentFor(a.TaskId, a.Attempt, a.AgentId); ta != nil {
+				batches[a.AgentId] = append(batches[a.AgentId], ta)
+			}
+		}
+	})
+	for agent, tasks := range batches {
+		if sess := l.sessions[agent]; sess != nil {
+			sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Batch{Batch: &pb.TaskBatch{Tasks: tasks}}})
+		}
+	}
+	l.sendCancelsLocked(r.Cancels)
+}
+
+func (l *leaderLoop) sendCancelsLocked(cancels []state.Cancel) {
+	byAgent := map[string]*pb.CancelTasks{}
+	for _, c := range cancels {
+		ct := byAgent[c.AgentID]
+		if ct == nil {
+			ct = &pb.CancelTasks{Reason: c.Reason, GraceMs: 5000}
+			byAgent[c.AgentID] = ct
+		}
+		ct.Tasks = append(ct.Tasks, &pb.TaskAssignment{TaskId: c.TaskID, Attempt: c.Attempt})
+	}
+	for agent, ct := range byAgent {
+		if sess := l.sessions[agent]; sess != nil {
+			sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Cancel{Cancel: ct}})
+		}
+	}
+}
+
+// lastSeen returns when the agent last heartbeated to this leader.
+func (l *leaderLoop) lastSeen(agentID string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seen[agentID]
+}
+
+// serveSession runs one agent's session: hello, registration, then
+// heartbeats and events up and task batches down.
+func (l *leaderLoop) serveSession(stream pb.AgentService_SessionServer) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello == nil || hello.AgentId == "" || hello.Fingerprint == nil {
+		return status.Error(codes.InvalidArgument, "session must open with a hello naming the agent and its fingerprint")
+	}
+	known := make([]*fsmpb.Assignment, 0, len(hello.Running))
+	knownSet := map[string]int32{}
+	for _, r := range hello.Running {
+		known = append(known, &fsmpb.Assignment{TaskId: r.TaskId, Attempt: r.Attempt, AgentId: hello.AgentId})
+		knownSet[r.TaskId] = r.Attempt
+	}
+	r, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentUp{AgentUp: &fsmpb.AgentUp{
+		AgentId: hello.AgentId, Fingerprint: hello.Fingerprint, Known: known}}})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	sess := &session{agentID: hello.AgentId, out: make(chan *pb.ServerMessage, 1024), ctx: ctx, cancel: cancel}
+	l.register(sess, knownSet, r.Cancels)
+	defer l.unregister(sess)
+	l.s.log.Info("agent session open", "agent", hello.AgentId, "running", len(hello.Running))
+
+	// The receive side runs on its own goroutine so that a replaced or
+	// closed session ends the handler (and with it the stream) at once; it
+	// exits when the stream does.
+	go l.recvLoop(sess, stream)
+	err = l.sendLoop(sess, stream)
+	cancel()
+	return err
+}
+
+// register makes sess the agent's session, tells it the lease, the
+// cancellations its hello called for, and the attempts committed to it
+// after its hello that it cannot know yet.
+func (l *leaderLoop) register(sess *session, known map[string]int32, cancels []state.Cancel) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if old := l.sessions[sess.agentID]; old != nil {
+		old.cancel()
+	}
+	l.sessions[sess.agentID] = sess
+	l.seen[sess.agentID] = l.s.cfg.Clock()
+	lease := l.s.cfg.Lease
+	sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Welcome{Welcome: &pb.Welcome{
+		LeaseMs: lease.Milliseconds(), HeartbeatMs: (lease / 4).Milliseconds()}}})
+	l.sendCancelsLocked(cancels)
+	var missed []*pb.TaskAssignment
+	l.s.fsm.Read(func(st *state.State) {
+		for _, c := range st.AgentRunning(sess.agentID) {
+			if att, ok := known[c.TaskID]; ok && att == c.Attempt {
+				continue
+			}
+			if ta := st.AssignmentFor(c.TaskID, c.Attempt, sess.agentID); ta != nil {
+				missed = append(missed, ta)
+			}
+		}
+	})
+	if len(missed) > 0 {
+		sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Batch{Batch: &pb.TaskBatch{Tasks: missed}}})
+	}
+}
+
+func (l *leaderLoop) unregister(sess *session) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sessions[sess.agentID] == sess {
+		delete(l.sessions, sess.agentID)
+	}
+}
+
+func (l *leaderLoop) sendLoop(sess *session, stream pb.AgentService_SessionServer) error {
+	for {
+		select {
+		case <-sess.ctx.Done():
+			return nil
+		case <-l.ctx.Done():
+			return status.Error(codes.Unavailable, "leadership lost")
+		case m := <-sess.out:
+			if err := stream.Send(m); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (l *leaderLoop) recvLoop(sess *session, stream pb.AgentService_SessionServer) {
+	defer sess.cancel()
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return
+		}
+		switch msg := m.Msg.(type) {
+		case *pb.AgentMessage_Heartbeat:
+			l.mu.Lock()
+			l.seen[sess.agentID] = l.s.cfg.Clock()
+			l.mu.Unlock()
+			sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_HeartbeatAck{HeartbeatAck: &pb.HeartbeatAck{
+				UnixMs: msg.Heartbeat.UnixMs}}})
+		case *pb.AgentMessage_Events:
+			select {
+			case l.events <- sessionEvents{sess: sess, events: msg.Events.Events}:
+			case <-sess.ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// commitEvents batches task events from every session into one raft entry
+// per round, then acknowledges them to their agents.
+func (l *leaderLoop) commitEvents() {
+	const maxBatch = 8192
+	for {
+		var batch []sessionEvents
+		select {
+		case <-l.ctx.Done():
+			return
+		case se := <-l.events:
+			batch = append(batch, se)
+		}
+		n := len(batch[0].events)
+	drain:
+		for n < maxBatch {
+			select {
+			case se := <-l.events:
+				batch = append(batch, se)
+				n += len(se.events)
+			default:
+				break drain
+			}
+		}
+		cmd := &fsmpb.ReportEvents{}
+		for _, se := range batch {
+			cmd.Agents = append(cmd.Agents, &fsmpb.AgentEvents{AgentId: se.sess.agentID, Events: se.events})
+		}
+		if _, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: cmd}}); err != nil {
+			l.s.log.Warn("commit task events failed; agents will resend", "err", err)
+			continue
+		}
+		for _, se := range batch {
+			se.sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Ack{Ack: &pb.AckEvents{Events: se.events}}})
+		}
+	}
+}
+
+// checkLeases marks agents down when they have not heartbeated within the
+// lease; their tasks go back to the queue without using a retry.
+func (l *leaderLoop) checkLeases() {
+	lease := l.s.cfg.Lease
+	tick := time.NewTicker(lease / 8)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := l.s.cfg.Clock()
+		var expired []string
+		l.mu.Lock()
+		l.s.fsm.Read(func(st *state.State) {
+			for _, id := range st.UpAgents() {
+				seen, ok := l.seen[id]
+				if !ok {
+					l.seen[id] = now
+					continue
+				}
+				if now.Sub(seen) > lease {
+					expired = append(expired, id)
+				}
+			}
+		})
+		l.mu.Unlock()
+		for _, id := range expired {
+			l.s.log.Warn("agent missed its lease; requeueing its tasks", "agent", id, "lease", lease)
+			if _, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentDown{AgentDown: &fsmpb.AgentDown{
+				AgentId: id, Reason: "missed its lease of " + lease.String()}}}); err != nil {
+				l.s.log.Warn("mark agent down failed", "agent", id, "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,386 @@
+// Package server runs a Banyan scheduler server: raft (hashicorp/raft with
+// raft-boltdb for the log and a file snapshot store) around the state
+// machine of package state, the gRPC services, and, while this server leads,
+// the scheduling loop and the agents' sessions. Raft and gRPC share one TCP
+// port, told apart by the first byte, so a server has one address.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+	"github.com/banyan-sched/banyan/scheduler/state"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// Peer is one server of a statically configured cluster.
+type Peer struct {
+	ID   string
+	Addr string
+}
+
+// Config configures a server. Zero values take the documented defaults.
+type Config struct {
+	// NodeID names this server in the raft configuration (default: hostname).
+	NodeID string
+	// DataDir holds the raft log, stable store and snapshots.
+	DataDir string
+	// BindAddr is the TCP address serving gRPC and raft (default 127.0.0.1:7400).
+	BindAddr string
+	// AdvertiseAddr is the address peers and clients use (default: the bound address).
+	AdvertiseAddr string
+	// Listener, when set, is used instead of listening on BindAddr.
+	Listener net.Listener
+	// Bootstrap starts a one-server cluster when the data dir is empty.
+	Bootstrap bool
+	// Peers bootstraps a cluster of these servers (this one included) when
+	// the data dir is empty; every server must be given the same list.
+	Peers []Peer
+	// Join lists servers to ask to add this one, tried until one succeeds.
+	Join []string
+	// Lease is how long an agent may stay silent before its tasks are
+	// requeued (default 10s). Agents heartbeat every Lease/4.
+	Lease time.Duration
+	// Defaults apply to jobs that leave fields unset.
+	Defaults state.Defaults
+	// Clock is the wall clock (default time.Now); tests may fix it.
+	Clock func() time.Time
+	// Logger receives structured logs (default slog.Default()).
+	Logger *slog.Logger
+	// RaftLogLevel is the level of raft's own log lines (default "warn").
+	RaftLogLevel string
+	// SnapshotThreshold is how many log entries between snapshots (default 8192).
+	SnapshotThreshold uint64
+}
+
+func (c *Config) fill() error {
+	if c.DataDir == "" {
+		return errors.New("server config: data dir is required")
+	}
+	if c.NodeID == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("server config: node id: %w", err)
+		}
+		c.NodeID = h
+	}
+	if c.BindAddr == "" {
+		c.BindAddr = "127.0.0.1:7400"
+	}
+	if c.Lease <= 0 {
+		c.Lease = 10 * time.Second
+	}
+	if c.Defaults == (state.Defaults{}) {
+		c.Defaults = state.DefaultDefaults
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.RaftLogLevel == "" {
+		c.RaftLogLevel = "warn"
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	return nil
+}
+
+// Server is one scheduler server.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	fsm   *FSM
+	raft  *raft.Raft
+	store *raftboltdb.BoltStore
+	mux   *mux
+	grpc  *grpc.Server
+	fwd   *forwarder
+	addr  string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	leaderNotify chan bool
+
+	leaderMu sync.Mutex
+	leader   *leaderLoop // non-nil while this server leads
+}
+
+// New starts a server: it opens the data dir, starts raft and serves gRPC.
+// Stop it with Close.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.BindAddr); err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", cfg.BindAddr, err)
+		}
+	}
+	advertise := ln.Addr()
+	if cfg.AdvertiseAddr != "" {
+		a, err := net.ResolveTCPAddr("tcp", cfg.AdvertiseAddr)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("advertise address %q: %w", cfg.AdvertiseAddr, err)
+		}
+		advertise = a
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), fsm: NewFSM(cfg.Defaults),
+		addr: advertise.String(), ctx: ctx, cancel: cancel}
+	s.mux = newMux(ln, advertise)
+	if err := s.startRaft(); err != nil {
+		s.mux.close()
+		cancel()
+		return nil, err
+	}
+	s.fwd = newForwarder(s)
+	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.fwd.unary))
+	registerServices(s.grpc, s)
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		_ = s.grpc.Serve(newChanListener(s.mux, s.mux.grpcCh))
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.watchLeadership()
+	}()
+	if len(cfg.Join) > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.joinLoop()
+		}()
+	}
+	s.log.Info("server started", "addr", s.addr, "data_dir", cfg.DataDir)
+	return s, nil
+}
+
+func (s *Server) startRaft() error {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(s.cfg.NodeID)
+	rc.HeartbeatTimeout = 500 * time.Millisecond
+	rc.ElectionTimeout = 500 * time.Millisecond
+	rc.LeaderLeaseTimeout = 250 * time.Millisecond
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.SnapshotThreshold = s.cfg.SnapshotThreshold
+	rc.SnapshotInterval = 30 * time.Second
+	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.LevelFromString(s.cfg.RaftLogLevel),
+		Output: os.Stderr})
+	notify := make(chan bool, 16)
+	rc.NotifyCh = notify
+	s.leaderNotify = notify
+
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(s.cfg.DataDir, "raft.db")})
+	if err != nil {
+		return fmt.Errorf("open raft store: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(s.cfg.DataDir, 2, rc.Logger)
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("open snapshot store: %w", err)
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: &streamLayer{newChanListener(s.mux, s.mux.raftCh)}, MaxPool: 4,
+		Timeout: 10 * time.Second, Logger: rc.Logger,
+	})
+	hasState, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("inspect raft state: %w", err)
+	}
+	r, err := raft.NewRaft(rc, s.fsm, store, store, snaps, trans)
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("start raft: %w", err)
+	}
+	s.raft, s.store = r, store
+	if hasState {
+		return nil
+	}
+	var servers []raft.Server
+	switch {
+	case len(s.cfg.Peers) > 0:
+		for _, p := range s.cfg.Peers {
+			servers = append(servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
+		}
+	case s.cfg.Bootstrap:
+		servers = []raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(s.addr)}}
+	default:
+		return nil
+	}
+	if err := r.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil &&
+		!errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("bootstrap cluster: %w", err)
+	}
+	return nil
+}
+
+// Addr is the server's advertised address (gRPC and raft).
+func (s *Server) Addr() string { return s.addr }
+
+// NodeID is the server's raft id.
+func (s *Server) NodeID() string { return s.cfg.NodeID }
+
+// IsLeader reports whether this server leads now.
+func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// LeaderAddr returns the current leader's address, "" when unknown.
+func (s *Server) LeaderAddr() string {
+	addr, _ := s.raft.LeaderWithID()
+	return string(addr)
+}
+
+// FSM exposes the state machine for reads (tests, the dev command).
+func (s *Server) FSM() *FSM { return s.fsm }
+
+// Close stops the server: leader loop, gRPC, raft and the store.
+func (s *Server) Close() error {
+	s.cancel()
+	s.stopLeader()
+	s.grpc.Stop()
+	err := s.raft.Shutdown().Error()
+	s.mux.close()
+	s.fwd.close()
+	s.wg.Wait()
+	if cerr := s.store.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("close server: %w", err)
+	}
+	return nil
+}
+
+// ErrNotLeader is returned when a write reaches a server that does not lead.
+var ErrNotLeader = errors.New("not the leader")
+
+// propose commits a command through raft and returns what Apply decided.
+func (s *Server) propose(cmd *fsmpb.Command) (*state.Result, error) {
+	cmd.NowUnixMs = s.cfg.Clock().UnixMilli()
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("encode command: %w", err)
+	}
+	f := s.raft.Apply(data, 10*time.Second)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, fmt.Errorf("%w: %w", ErrNotLeader, err)
+		}
+		return nil, fmt.Errorf("commit command: %w", err)
+	}
+	r, _ := f.Response().(*state.Result)
+	if r == nil {
+		return &state.Result{}, nil
+	}
+	return r, nil
+}
+
+// watchLeadership starts the leader loop when this server wins an election
+// and stops it when it loses leadership.
+func (s *Server) watchLeadership() {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case isLeader := <-s.leaderNotify:
+			if isLeader {
+				s.startLeader()
+			} else {
+				s.stopLeader()
+			}
+		}
+	}
+}
+
+func (s *Server) startLeader() {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	if s.leader != nil {
+		return
+	}
+	s.log.Info("became leader")
+	s.leader = newLeaderLoop(s)
+}
+
+func (s *Server) stopLeader() {
+	s.leaderMu.Lock()
+	l := s.leader
+	s.leader = nil
+	s.leaderMu.Unlock()
+	if l != nil {
+		s.log.Info("leadership lost")
+		l.stop()
+	}
+}
+
+// currentLeader returns the running leader loop, or nil.
+func (s *Server) currentLeader() *leaderLoop {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	return s.leader
+}
+
+// joinLoop asks the configured servers to add this one until one does.
+func (s *Server) joinLoop() {
+	backoff := 200 * time.Millisecond
+	for {
+		if s.hasJoined() {
+			return
+		}
+		for _, addr := range s.cfg.Join {
+			err := s.fwd.join(s.ctx, addr, &pb.JoinRequest{Id: s.cfg.NodeID, Address: s.addr})
+			if err == nil {
+				s.log.Info("joined cluster", "via", addr)
+				return
+			}
+			s.log.Warn("join failed; retrying", "via", addr, "err", err)
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+// hasJoined reports whether this server is in the raft configuration it knows.
+func (s *Server) hasJoined() bool {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, srv := range f.Configuration().Servers {
+		if srv.ID == raft.ServerID(s.cfg.NodeID) {
+			return true
+		}
+	}
+	return false
+}

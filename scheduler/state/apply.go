@@ -1,0 +1,513 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/pool"
+	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+	"github.com/banyan-sched/banyan/scheduler/queue"
+	"google.golang.org/protobuf/proto"
+)
+
+// Sentinel errors of Apply.
+var (
+	ErrUnknownCommand = errors.New("unknown command")
+	ErrJobNotFound    = errors.New("job not found")
+	ErrPoolBusy       = errors.New("pool has work")
+)
+
+// Cancel asks the agent running an attempt to stop it.
+type Cancel struct {
+	AgentID string
+	TaskID  string
+	Attempt int32
+	Reason  string
+}
+
+// Result is what applying one command decided. The leader acts on Cancels
+// (telling agents to stop attempts); clients see Err and the records.
+type Result struct {
+	Err      error
+	Jobs     []*pb.Job
+	Existing []bool
+	Pool     *pb.Pool
+	Cancels  []Cancel
+	// Assigned lists the assignments that took effect.
+	Assigned []*fsmpb.Assignment
+}
+
+// Apply applies one command. It is deterministic: its only clock is
+// cmd.NowUnixMs.
+func (s *State) Apply(cmd *fsmpb.Command) *Result {
+	now := cmd.NowUnixMs
+	r := &Result{}
+	switch c := cmd.Cmd.(type) {
+	case *fsmpb.Command_Submit:
+		s.applySubmit(now, c.Submit, r)
+	case *fsmpb.Command_Assign:
+		s.applyAssign(now, c.Assign, r)
+	case *fsmpb.Command_Events:
+		s.applyEvents(now, c.Events, r)
+	case *fsmpb.Command_AgentUp:
+		s.applyAgentUp(now, c.AgentUp, r)
+	case *fsmpb.Command_AgentDown:
+		s.applyAgentDown(now, c.AgentDown, r)
+	case *fsmpb.Command_Cancel:
+		s.applyCancel(now, c.Cancel, r)
+	case *fsmpb.Command_PoolPut:
+		s.applyPoolPut(c.PoolPut, r)
+	case *fsmpb.Command_PoolDelete:
+		s.applyPoolDelete(c.PoolDelete, r)
+	default:
+		r.Err = fmt.Errorf("%w: %T", ErrUnknownCommand, cmd.Cmd)
+	}
+	return r
+}
+
+// applySubmit validates every job first: one bad job rejects the batch, so a
+// batch is all or nothing.
+func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
+	for _, spec := range c.Jobs {
+		NormalizeJob(spec, s.defaults)
+		if err := ValidateJob(spec, s.pools); err != nil {
+			r.Err = err
+			return
+		}
+	}
+	for _, spec := range c.Jobs {
+		if spec.IdempotencyKey != "" {
+			if id, ok := s.idem[spec.IdempotencyKey]; ok {
+				r.Jobs = append(r.Jobs, s.JobView(id, false))
+				r.Existing = append(r.Existing, true)
+				continue
+			}
+		}
+		j := s.addJob(now, spec)
+		r.Jobs = append(r.Jobs, s.JobView(j.PB.Id, false))
+		r.Existing = append(r.Existing, false)
+	}
+}
+
+func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
+	s.seq++
+	s.jobSeq++
+	id := jobID(s.jobSeq)
+	j := &Job{Seq: s.seq, PB: &pb.Job{
+		Id: id, Name: spec.Name, Pool: spec.Pool, Class: spec.Class, Priority: spec.Priority,
+		IdempotencyKey: spec.IdempotencyKey, State: pb.JobState_JOB_STATE_QUEUED,
+		SubmittedUnixMs: now, MaxWaitMs: spec.MaxWaitMs, Counts: &pb.TaskCounts{},
+	}}
+	s.jobs[id] = j
+	if spec.IdempotencyKey != "" {
+		s.idem[spec.IdempotencyKey] = id
+	}
+	byName := make(map[string]string, len(spec.Tasks))
+	j.TaskIDs = make([]string, len(spec.Tasks))
+	for i, ts := range spec.Tasks {
+		s.seq++
+		t := &Task{Seq: s.seq, Ask: ts.Resources.Vector(), PB: &pb.Task{
+			Id: taskID(id, i), JobId: id, Name: ts.Name, Spec: ts, State: pb.TaskState_TASK_STATE_WAITING,
+		}}
+		s.tasks[t.PB.Id] = t
+		j.TaskIDs[i] = t.PB.Id
+		byName[ts.Name] = t.PB.Id
+		j.PB.Counts.Total++
+		j.PB.Counts.Waiting++
+	}
+	for _, tid := range j.TaskIDs {
+		t := s.tasks[tid]
+		for _, dep := range t.PB.Spec.After {
+			d := s.tasks[byName[dep]]
+			d.dependents = append(d.dependents, tid)
+			t.waiting++
+		}
+	}
+	for _, tid := range j.TaskIDs {
+		if t := s.tasks[tid]; t.waiting == 0 {
+			s.enqueue(now, t, 0)
+		}
+	}
+	return j
+}
+
+// enqueue opens a new attempt and queues the task. notBefore delays it
+// (retry backoff).
+func (s *State) enqueue(now int64, t *Task, notBefore int64) {
+	s.setTaskState(t, pb.TaskState_TASK_STATE_QUEUED)
+	t.PB.Attempts = append(t.PB.Attempts, &pb.Attempt{Number: t.Attempt() + 1, QueuedUnixMs: now})
+	t.PB.NotBeforeUnixMs = notBefore
+	j := s.jobs[t.PB.JobId]
+	s.queue.Push(queue.Item{Key: queue.Key{Class: int32(j.PB.Class), Priority: j.PB.Priority, Seq: t.Seq},
+		TaskID: t.PB.Id, Pool: j.PB.Pool})
+}
+
+// setTaskState changes a task's state and keeps its job's counts.
+func (s *State) setTaskState(t *Task, st pb.TaskState) {
+	c := s.jobs[t.PB.JobId].PB.Counts
+	*countFor(c, t.PB.State)--
+	*countFor(c, st)++
+	t.PB.State = st
+}
+
+func countFor(c *pb.TaskCounts, st pb.TaskState) *int32 {
+	switch st {
+	case pb.TaskState_TASK_STATE_WAITING:
+		return &c.Waiting
+	case pb.TaskState_TASK_STATE_QUEUED:
+		return &c.Queued
+	case pb.TaskState_TASK_STATE_ASSIGNED, pb.TaskState_TASK_STATE_RUNNING:
+		return &c.Running
+	case pb.TaskState_TASK_STATE_SUCCEEDED:
+		return &c.Succeeded
+	case pb.TaskState_TASK_STATE_FAILED:
+		return &c.Failed
+	case pb.TaskState_TASK_STATE_CANCELLED:
+		return &c.Cancelled
+	}
+	var sink int32
+	return &sink
+}
+
+// applyAssign re-checks each assignment against the current state (the plan
+// may be stale by the time it commits) and applies those that still fit.
+func (s *State) applyAssign(now int64, c *fsmpb.Assign, r *Result) {
+	usage := s.PoolUsage()
+	for _, a := range c.Assignments {
+		if s.canAssign(a, usage) {
+			s.assign(now, a)
+			t := s.tasks[a.TaskId]
+			for _, p := range pool.Ancestors(s.jobs[t.PB.JobId].PB.Pool) {
+				usage[p] = usage[p].Add(t.Ask)
+			}
+			r.Assigned = append(r.Assigned, a)
+		}
+	}
+}
+
+// canAssign checks an assignment against the current state; usage is each
+// pool's usage rolled up, as Plan sees it.
+func (s *State) canAssign(a *fsmpb.Assignment, usage map[string]pool.Resources) bool {
+	t, ok := s.tasks[a.TaskId]
+	if !ok || t.PB.State != pb.TaskState_TASK_STATE_QUEUED || t.Attempt() != a.Attempt {
+		return false
+	}
+	if !s.pools.Admits(s.jobs[t.PB.JobId].PB.Pool, usage, t.Ask) {
+		return false
+	}
+	ag, ok := s.agents[a.AgentId]
+	if !ok || !ag.Up() || !t.Ask.Fits(ag.Capacity.Sub(ag.Used)) {
+		return false
+	}
+	if k := t.PB.Spec.ExclusiveKey; k != "" && s.exclusive[k] != "" {
+		return false
+	}
+	return true
+}
+
+func (s *State) assign(now int64, a *fsmpb.Assignment) {
+	t := s.tasks[a.TaskId]
+	ag := s.agents[a.AgentId]
+	j := s.jobs[t.PB.JobId]
+	s.queue.Remove(t.PB.Id)
+	s.setTaskState(t, pb.TaskState_TASK_STATE_ASSIGNED)
+	cur := t.current()
+	cur.AgentId, cur.PlacedUnixMs = a.AgentId, now
+	t.PB.NotBeforeUnixMs = 0
+	s.hold(t, ag, j.PB.Pool)
+	if j.PB.State == pb.JobState_JOB_STATE_QUEUED {
+		j.PB.State = pb.JobState_JOB_STATE_RUNNING
+	}
+}
+
+// hold books a placed task's resources on its agent, pool and exclusive key.
+func (s *State) hold(t *Task, ag *Agent, poolPath string) {
+	ag.Used = ag.Used.Add(t.Ask)
+	ag.Running[t.PB.Id] = t.Attempt()
+	s.poolUsage[poolPath] = s.poolUsage[poolPath].Add(t.Ask)
+	s.poolRun[poolPath]++
+	if k := t.PB.Spec.ExclusiveKey; k != "" {
+		s.exclusive[k] = t.PB.Id
+	}
+}
+
+// release undoes hold for a task that stops running.
+func (s *State) release(t *Task) {
+	j := s.jobs[t.PB.JobId]
+	if ag, ok := s.agents[t.AgentID()]; ok {
+		if _, held := ag.Running[t.PB.Id]; held {
+			delete(ag.Running, t.PB.Id)
+			ag.Used = ag.Used.Sub(t.Ask)
+			s.poolUsage[j.PB.Pool] = s.poolUsage[j.PB.Pool].Sub(t.Ask)
+			if s.poolUsage[j.PB.Pool].IsZero() {
+				delete(s.poolUsage, j.PB.Pool)
+			}
+			s.poolRun[j.PB.Pool]--
+			if s.poolRun[j.PB.Pool] == 0 {
+				delete(s.poolRun, j.PB.Pool)
+			}
+		}
+	}
+	if k := t.PB.Spec.ExclusiveKey; k != "" && s.exclusive[k] == t.PB.Id {
+		delete(s.exclusive, k)
+	}
+}
+
+func isPlaced(st pb.TaskState) bool {
+	return st == pb.TaskState_TASK_STATE_ASSIGNED || st == pb.TaskState_TASK_STATE_RUNNING
+}
+
+func (s *State) applyEvents(now int64, c *fsmpb.ReportEvents, r *Result) {
+	for _, ae := range c.Agents {
+		if ag, ok := s.agents[ae.AgentId]; ok {
+			ag.PB.LastSeenUnixMs = now
+		}
+		for _, ev := range ae.Events {
+			s.applyEvent(now, ae.AgentId, ev, r)
+		}
+	}
+}
+
+// applyEvent applies one event if it is about the task's current attempt on
+// that agent; events about older attempts are stale and ignored.
+func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, r *Result) {
+	t, ok := s.tasks[ev.TaskId]
+	if !ok || t.Attempt() != ev.Attempt || t.AgentID() != agentID || !isPlaced(t.PB.State) {
+		return
+	}
+	cur := t.current()
+	switch ev.Kind {
+	case "started":
+		cur.StartedUnixMs = ev.UnixMs
+		if t.PB.State == pb.TaskState_TASK_STATE_ASSIGNED {
+			s.setTaskState(t, pb.TaskState_TASK_STATE_RUNNING)
+		}
+	case "finished":
+		if cur.StartedUnixMs == 0 {
+			cur.StartedUnixMs = ev.UnixMs
+		}
+		cur.FinishedUnixMs = ev.UnixMs
+		cur.ExitCode, cur.Error = ev.ExitCode, ev.Error
+		cur.StdoutTail, cur.StderrTail = ev.StdoutTail, ev.StderrTail
+		s.finish(now, t, ev.Outcome, r)
+	}
+}
+
+// finish ends the current attempt of a placed task with an outcome.
+func (s *State) finish(now int64, t *Task, outcome string, r *Result) {
+	s.release(t)
+	cur := t.current()
+	cur.Outcome = outcome
+	if cur.FinishedUnixMs == 0 {
+		cur.FinishedUnixMs = now
+	}
+	switch outcome {
+	case "succeeded":
+		s.setTaskState(t, pb.TaskState_TASK_STATE_SUCCEEDED)
+		s.wakeDependents(now, t)
+		s.maybeFinishJob(now, s.jobs[t.PB.JobId])
+	case "failed", "timeout":
+		s.retryOrFail(now, t, r)
+	default: // lost, preempted, cancelled by the agent itself
+		s.enqueue(now, t, 0)
+	}
+}
+
+func (s *State) wakeDependents(now int64, t *Task) {
+	for _, id := range t.dependents {
+		d := s.tasks[id]
+		d.waiting--
+		if d.waiting == 0 && d.PB.State == pb.TaskState_TASK_STATE_WAITING {
+			s.enqueue(now, d, 0)
+		}
+	}
+}
+
+func (s *State) retryOrFail(now int64, t *Task, r *Result) {
+	t.PB.RetriesUsed++
+	policy := s.retryPolicy(t.PB.Spec)
+	if t.PB.RetriesUsed < policy.MaxAttempts {
+		// Double from the initial backoff up to the ceiling; a shift that
+		// would overflow (and wrap to a small or negative value) is capped.
+		backoff := policy.MaxBackoffMs
+		if shift := t.PB.RetriesUsed - 1; shift < 63 && policy.InitialBackoffMs <= policy.MaxBackoffMs>>shift {
+			backoff = policy.InitialBackoffMs << shift
+		}
+		s.enqueue(now, t, now+backoff)
+		return
+	}
+	s.setTaskState(t, pb.TaskState_TASK_STATE_FAILED)
+	cur := t.current()
+	reason := fmt.Sprintf("task %s failed after %d attempts: %s", t.PB.Name, t.PB.RetriesUsed, attemptReason(cur))
+	s.endJob(now, s.jobs[t.PB.JobId], pb.JobState_JOB_STATE_FAILED, reason, r)
+}
+
+func attemptReason(a *pb.Attempt) string {
+	msg := a.Error
+	if msg == "" {
+		msg = fmt.Sprintf("exit code %d", a.ExitCode)
+	}
+	if tail := strings.TrimSpace(a.StderrTail); tail != "" {
+		lines := strings.Split(tail, "\n")
+		msg += ": " + lines[len(lines)-1]
+	}
+	return msg
+}
+
+// retryPolicy returns the task's retry policy with defaults filled in.
+func (s *State) retryPolicy(spec *pb.TaskSpec) *pb.RetryPolicy {
+	p := &pb.RetryPolicy{MaxAttempts: s.defaults.MaxAttempts, InitialBackoffMs: s.defaults.InitialBackoffMs,
+		MaxBackoffMs: s.defaults.MaxBackoffMs}
+	if r := spec.Retry; r != nil {
+		if r.MaxAttempts > 0 {
+			p.MaxAttempts = r.MaxAttempts
+		}
+		if r.InitialBackoffMs > 0 {
+			p.InitialBackoffMs = r.InitialBackoffMs
+		}
+		if r.MaxBackoffMs > 0 {
+			p.MaxBackoffMs = r.MaxBackoffMs
+		}
+	}
+	if p.MaxBackoffMs < p.InitialBackoffMs {
+		p.MaxBackoffMs = p.InitialBackoffMs
+	}
+	return p
+}
+
+func (s *State) maybeFinishJob(now int64, j *Job) {
+	c := j.PB.Counts
+	if IsJobFinal(j.PB.State) || c.Succeeded+c.Failed+c.Cancelled < c.Total {
+		return
+	}
+	j.PB.State = pb.JobState_JOB_STATE_SUCCEEDED
+	j.PB.FinishedUnixMs = now
+}
+
+// endJob moves a job to a final state and cancels its unfinished tasks,
+// returning the placed ones as Cancels for the leader to stop.
+func (s *State) endJob(now int64, j *Job, st pb.JobState, reason string, r *Result) {
+	if IsJobFinal(j.PB.State) {
+		return
+	}
+	j.PB.State, j.PB.Reason, j.PB.FinishedUnixMs = st, reason, now
+	for _, id := range j.TaskIDs {
+		t := s.tasks[id]
+		if IsFinal(t.PB.State) {
+			continue
+		}
+		if isPlaced(t.PB.State) {
+			r.Cancels = append(r.Cancels, Cancel{AgentID: t.AgentID(), TaskID: id, Attempt: t.Attempt(), Reason: reason})
+			s.release(t)
+			cur := t.current()
+			cur.Outcome, cur.FinishedUnixMs = "cancelled", now
+		}
+		s.queue.Remove(id)
+		s.setTaskState(t, pb.TaskState_TASK_STATE_CANCELLED)
+	}
+}
+
+func (s *State) applyCancel(now int64, c *fsmpb.CancelJob, r *Result) {
+	j, ok := s.jobs[c.JobId]
+	if !ok {
+		r.Err = fmt.Errorf("%w: %s", ErrJobNotFound, c.JobId)
+		return
+	}
+	reason := c.Reason
+	if reason == "" {
+		reason = "cancelled by user"
+	}
+	s.endJob(now, j, pb.JobState_JOB_STATE_CANCELLED, reason, r)
+	r.Jobs = []*pb.Job{s.JobView(j.PB.Id, false)}
+}
+
+// applyAgentUp registers an agent or opens its new session. Placed attempts
+// the agent does not know are lost (requeued without a retry); attempts the
+// agent runs that the state no longer has there are returned as Cancels.
+func (s *State) applyAgentUp(now int64, c *fsmpb.AgentUp, r *Result) {
+	ag, ok := s.agents[c.AgentId]
+	if !ok {
+		ag = &Agent{PB: &pb.Agent{Id: c.AgentId, RegisteredUnixMs: now}, Running: map[string]int32{}}
+		s.agents[c.AgentId] = ag
+	}
+	ag.PB.Fingerprint, ag.PB.Address = c.Fingerprint, c.Address
+	ag.PB.State, ag.PB.LastSeenUnixMs = AgentUp, now
+	ag.Capacity = c.Fingerprint.GetCapacity().Vector()
+	known := make(map[string]int32, len(c.Known))
+	for _, k := range c.Known {
+		known[k.TaskId] = k.Attempt
+		if att, ok := ag.Running[k.TaskId]; !ok || att != k.Attempt {
+			r.Cancels = append(r.Cancels, Cancel{AgentID: c.AgentId, TaskID: k.TaskId, Attempt: k.Attempt,
+				Reason: "attempt is no longer current"})
+		}
+	}
+	for _, id := range sortedKeys(ag.Running) {
+		if att, ok := known[id]; !ok || att != ag.Running[id] {
+			s.finish(now, s.tasks[id], "lost", r)
+		}
+	}
+}
+
+func (s *State) applyAgentDown(now int64, c *fsmpb.AgentDown, r *Result) {
+	ag, ok := s.agents[c.AgentId]
+	if !ok || !ag.Up() {
+		return
+	}
+	ag.PB.State = AgentDown
+	for _, id := range sortedKeys(ag.Running) {
+		t := s.tasks[id]
+		t.current().Error = "agent " + c.AgentId + " lost: " + c.Reason
+		s.finish(now, t, "lost", r)
+	}
+}
+
+func (s *State) applyPoolPut(c *fsmpb.PoolPut, r *Result) {
+	q, err := pb.QuotaFromPool(c.Pool)
+	if err != nil {
+		r.Err = fmt.Errorf("pool %s: %w", c.Pool.GetPath(), err)
+		return
+	}
+	path := c.Pool.GetPath()
+	if c.Create && s.pools.Len() > 0 {
+		if parent := pool.Parent(path); parent != "" {
+			if queued, running := s.PoolCounts(parent); queued+running > 0 {
+				r.Err = fmt.Errorf("%w: %s has %d queued and %d running tasks; a pool with work cannot get children",
+					ErrPoolBusy, parent, queued, running)
+				return
+			}
+		}
+	}
+	if err := s.pools.Put(path, q, c.Create); err != nil {
+		r.Err = err
+		return
+	}
+	r.Pool = s.PoolView(path)
+}
+
+func (s *State) applyPoolDelete(c *fsmpb.PoolDelete, r *Result) {
+	if queued, running := s.PoolCounts(c.Path); queued+running > 0 {
+		r.Err = fmt.Errorf("%w: %s has %d queued and %d running tasks; cancel them or let them finish first",
+			ErrPoolBusy, c.Path, queued, running)
+		return
+	}
+	view := s.PoolView(c.Path)
+	if err := s.pools.Delete(c.Path); err != nil {
+		r.Err = err
+		return
+	}
+	r.Pool = view
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sortStrings(keys)
+	return keys
+}
+
+// clone deep-copies a message.
+func clone[M proto.Message](m M) M { return proto.Clone(m).(M) }

@@ -1,0 +1,143 @@
+package state
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+	"github.com/banyan-sched/banyan/scheduler/queue"
+	"google.golang.org/protobuf/encoding/protodelim"
+)
+
+// snapshotVersion is written in every snapshot header.
+const snapshotVersion = 1
+
+// WriteSnapshot streams the whole state as length-delimited records:
+// header, pools, agents, then each job followed by its tasks. Derived
+// indexes (queue, usage, exclusive keys) are rebuilt on restore, not stored.
+func (s *State) WriteSnapshot(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	write := func(rec *fsmpb.SnapshotRecord) error {
+		_, err := protodelim.MarshalTo(bw, rec)
+		return err
+	}
+	if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Header{
+		Header: &fsmpb.SnapshotHeader{Version: snapshotVersion, Seq: s.seq, JobSeq: s.jobSeq}}}); err != nil {
+		return fmt.Errorf("write snapshot header: %w", err)
+	}
+	for _, path := range s.pools.Paths() {
+		q, _ := s.pools.Get(path)
+		if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Pool{Pool: pb.PoolFromQuota(path, q)}}); err != nil {
+			return fmt.Errorf("write pool %s: %w", path, err)
+		}
+	}
+	for _, id := range s.AgentIDs() {
+		if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Agent{Agent: s.agents[id].PB}}); err != nil {
+			return fmt.Errorf("write agent %s: %w", id, err)
+		}
+	}
+	for _, id := range s.JobIDs() {
+		j := s.jobs[id]
+		if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Job{
+			Job: &fsmpb.JobRecord{Job: j.PB, Seq: j.Seq, TaskIds: j.TaskIDs}}}); err != nil {
+			return fmt.Errorf("write job %s: %w", id, err)
+		}
+		for _, tid := range j.TaskIDs {
+			if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Task{Task: s.tasks[tid].PB}}); err != nil {
+				return fmt.Errorf("write task %s: %w", tid, err)
+			}
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("flush snapshot: %w", err)
+	}
+	return nil
+}
+
+// ReadSnapshot builds a state from a snapshot written by WriteSnapshot.
+func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
+	s := New(d)
+	for _, p := range s.pools.Paths() {
+		_ = s.pools.Delete(p)
+	}
+	br := bufio.NewReaderSize(r, 256<<10)
+	var cur *Job
+	curIdx := 0
+	for n := 0; ; n++ {
+		rec := &fsmpb.SnapshotRecord{}
+		err := protodelim.UnmarshalFrom(br, rec)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read snapshot record %d: %w", n, err)
+		}
+		switch x := rec.Rec.(type) {
+		case *fsmpb.SnapshotRecord_Header:
+			if x.Header.Version != snapshotVersion {
+				return nil, fmt.Errorf("snapshot version %d, want %d", x.Header.Version, snapshotVersion)
+			}
+			s.seq, s.jobSeq = x.Header.Seq, x.Header.JobSeq
+		case *fsmpb.SnapshotRecord_Pool:
+			q, err := pb.QuotaFromPool(x.Pool)
+			if err != nil {
+				return nil, fmt.Errorf("snapshot pool %s: %w", x.Pool.Path, err)
+			}
+			if err := s.pools.Put(x.Pool.Path, q, true); err != nil {
+				return nil, fmt.Errorf("snapshot pool %s: %w", x.Pool.Path, err)
+			}
+		case *fsmpb.SnapshotRecord_Agent:
+			s.agents[x.Agent.Id] = &Agent{PB: x.Agent, Capacity: x.Agent.GetFingerprint().GetCapacity().Vector(),
+				Running: map[string]int32{}}
+		case *fsmpb.SnapshotRecord_Job:
+			cur = &Job{PB: x.Job.Job, Seq: x.Job.Seq, TaskIDs: x.Job.TaskIds}
+			s.jobs[cur.PB.Id] = cur
+			curIdx = 0
+			if k := cur.PB.IdempotencyKey; k != "" {
+				s.idem[k] = cur.PB.Id
+			}
+		case *fsmpb.SnapshotRecord_Task:
+			if cur == nil || cur.PB.Id != x.Task.JobId {
+				return nil, fmt.Errorf("snapshot task %s outside its job", x.Task.Id)
+			}
+			// A task's submit sequence is its job's plus its index plus one.
+			curIdx++
+			s.tasks[x.Task.Id] = &Task{PB: x.Task, Ask: x.Task.Spec.GetResources().Vector(),
+				Seq: cur.Seq + uint64(curIdx)}
+		}
+	}
+	s.rebuild()
+	return s, nil
+}
+
+// rebuild recomputes every derived index from jobs, tasks and agents.
+func (s *State) rebuild() {
+	for _, j := range s.jobs {
+		byName := make(map[string]string, len(j.TaskIDs))
+		for _, id := range j.TaskIDs {
+			byName[s.tasks[id].PB.Name] = id
+		}
+		for _, id := range j.TaskIDs {
+			t := s.tasks[id]
+			for _, dep := range t.PB.Spec.After {
+				d := s.tasks[byName[dep]]
+				d.dependents = append(d.dependents, id)
+				if d.PB.State != pb.TaskState_TASK_STATE_SUCCEEDED {
+					t.waiting++
+				}
+			}
+			switch {
+			case t.PB.State == pb.TaskState_TASK_STATE_QUEUED:
+				s.queue.Push(queue.Item{Key: queue.Key{Class: int32(j.PB.Class), Priority: j.PB.Priority, Seq: t.Seq},
+					TaskID: id, Pool: j.PB.Pool})
+			case isPlaced(t.PB.State):
+				if ag, ok := s.agents[t.AgentID()]; ok {
+					s.hold(t, ag, j.PB.Pool)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,210 @@
+// Package state is the scheduler's replicated state machine: jobs, tasks,
+// agents, pools and the queue, and the deterministic functions that change
+// them. It is pure: time arrives inside each command, nothing here does I/O
+// or starts goroutines, and the same commands in the same order give the
+// same state on every server. The raft FSM in package server wraps it with a
+// lock; the leader's scheduling pass (Plan) reads it.
+package state
+
+import (
+	"fmt"
+	"sort"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/pool"
+	"github.com/banyan-sched/banyan/scheduler/queue"
+)
+
+// DefaultPool is the pool every new cluster starts with.
+const DefaultPool = "default"
+
+// Defaults are applied to task specs that leave a field unset.
+type Defaults struct {
+	MaxAttempts      int32
+	InitialBackoffMs int64
+	MaxBackoffMs     int64
+	// OpportunisticMaxWaitMs is used when opportunistic work names no wait.
+	OpportunisticMaxWaitMs int64
+}
+
+// DefaultDefaults are the server's defaults.
+var DefaultDefaults = Defaults{MaxAttempts: 3, InitialBackoffMs: 1000, MaxBackoffMs: 60000, OpportunisticMaxWaitMs: 3600_000}
+
+// Job is a job and the FSM's bookkeeping for it.
+type Job struct {
+	PB      *pb.Job // Tasks is never filled here
+	Seq     uint64
+	TaskIDs []string
+}
+
+// Task is a task and the FSM's bookkeeping for it.
+type Task struct {
+	PB  *pb.Task
+	Seq uint64
+	Ask pool.Resources
+	// waiting counts `after` tasks that have not succeeded yet.
+	waiting int
+	// dependents are tasks that name this one in `after`.
+	dependents []string
+}
+
+// current returns the attempt in progress (the last one).
+func (t *Task) current() *pb.Attempt {
+	if len(t.PB.Attempts) == 0 {
+		return nil
+	}
+	return t.PB.Attempts[len(t.PB.Attempts)-1]
+}
+
+// Attempt returns the current attempt number (0 before the first).
+func (t *Task) Attempt() int32 {
+	if a := t.current(); a != nil {
+		return a.Number
+	}
+	return 0
+}
+
+// AgentID returns the agent the current attempt is on, or "".
+func (t *Task) AgentID() string {
+	if a := t.current(); a != nil {
+		return a.AgentId
+	}
+	return ""
+}
+
+// Agent is an agent and what is placed on it.
+type Agent struct {
+	PB       *pb.Agent
+	Capacity pool.Resources
+	Used     pool.Resources
+	// Running maps task id to the attempt placed here.
+	Running map[string]int32
+}
+
+// Up reports whether the agent holds its lease.
+func (a *Agent) Up() bool { return a.PB.State == AgentUp }
+
+// Agent states.
+const (
+	AgentUp   = "up"
+	AgentDown = "down"
+)
+
+// State is the whole replicated state.
+type State struct {
+	defaults  Defaults
+	seq       uint64 // submit order of tasks, the queue's tie-breaker
+	jobSeq    uint64 // numbers job ids
+	jobs      map[string]*Job
+	tasks     map[string]*Task
+	agents    map[string]*Agent
+	pools     *pool.Tree
+	poolUsage map[string]pool.Resources // each pool's own usage, not rolled up
+	poolRun   map[string]int            // running tasks per pool
+	idem      map[string]string         // idempotency key -> job id
+	queue     *queue.Queue
+	exclusive map[string]string // exclusive key -> task id holding it
+}
+
+// New returns the initial state: no jobs, no agents, one unlimited pool
+// named DefaultPool.
+func New(d Defaults) *State {
+	s := &State{
+		defaults:  d,
+		jobs:      map[string]*Job{},
+		tasks:     map[string]*Task{},
+		agents:    map[string]*Agent{},
+		pools:     pool.NewTree(),
+		poolUsage: map[string]pool.Resources{},
+		poolRun:   map[string]int{},
+		idem:      map[string]string{},
+		queue:     queue.New(),
+		exclusive: map[string]string{},
+	}
+	_ = s.pools.Put(DefaultPool, pool.Unlimited, true)
+	return s
+}
+
+// Defaults returns the defaults the state applies.
+func (s *State) Defaults() Defaults { return s.defaults }
+
+// Job returns a job by id.
+func (s *State) Job(id string) (*Job, bool) {
+	j, ok := s.jobs[id]
+	return j, ok
+}
+
+// Task returns a task by id.
+func (s *State) Task(id string) (*Task, bool) {
+	t, ok := s.tasks[id]
+	return t, ok
+}
+
+// Agent returns an agent by id.
+func (s *State) Agent(id string) (*Agent, bool) {
+	a, ok := s.agents[id]
+	return a, ok
+}
+
+// Pools returns the pool tree (read only).
+func (s *State) Pools() *pool.Tree { return s.pools }
+
+// QueueLen is the number of queued tasks.
+func (s *State) QueueLen() int { return s.queue.Len() }
+
+// AgentIDs returns every agent id, sorted.
+func (s *State) AgentIDs() []string {
+	ids := make([]string, 0, len(s.agents))
+	for id := range s.agents {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// JobIDs returns job ids in submit order.
+func (s *State) JobIDs() []string {
+	jobs := make([]*Job, 0, len(s.jobs))
+	for _, j := range s.jobs {
+		jobs = append(jobs, j)
+	}
+	sort.Slice(jobs, func(a, b int) bool { return jobs[a].Seq < jobs[b].Seq })
+	ids := make([]string, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.PB.Id
+	}
+	return ids
+}
+
+// PoolUsage returns each pool's usage rolled up the tree (a parent includes
+// its children).
+func (s *State) PoolUsage() map[string]pool.Resources {
+	out := make(map[string]pool.Resources, len(s.poolUsage))
+	for p, u := range s.poolUsage {
+		for _, a := range pool.Ancestors(p) {
+			out[a] = out[a].Add(u)
+		}
+	}
+	return out
+}
+
+// PoolCounts returns the queued and running task counts of one pool.
+func (s *State) PoolCounts(path string) (queued, running int) {
+	return s.queue.PoolLen(path), s.poolRun[path]
+}
+
+// IsFinal reports whether a task state is terminal.
+func IsFinal(st pb.TaskState) bool {
+	return st == pb.TaskState_TASK_STATE_SUCCEEDED || st == pb.TaskState_TASK_STATE_FAILED ||
+		st == pb.TaskState_TASK_STATE_CANCELLED
+}
+
+// IsJobFinal reports whether a job state is terminal.
+func IsJobFinal(st pb.JobState) bool {
+	return st == pb.JobState_JOB_STATE_SUCCEEDED || st == pb.JobState_JOB_STATE_FAILED ||
+		st == pb.JobState_JOB_STATE_CANCELLED
+}
+
+func jobID(seq uint64) string { return fmt.Sprintf("job-%d", seq) }
+
+func taskID(job string, i int) string { return fmt.Sprintf("%s.%d", job, i) }

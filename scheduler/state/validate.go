@@ -1,0 +1,223 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/pool"
+)
+
+// ErrInvalidJob wraps every reason a job spec is rejected.
+var ErrInvalidJob = errors.New("invalid job")
+
+// Limits on a job spec.
+const (
+	MaxTasksPerJob  = 1_000_000
+	MaxPriority     = 1000
+	maxNameLen      = 128
+	maxCommandBytes = 64 << 10
+)
+
+var taskNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidJob, fmt.Sprintf(format, args...))
+}
+
+// NormalizeJob fills defaults into a spec in place: the class, task names
+// ("t0", "t1", ...) and the opportunistic wait.
+func NormalizeJob(spec *pb.JobSpec, d Defaults) {
+	if spec.Class == pb.JobClass_JOB_CLASS_UNSPECIFIED {
+		spec.Class = pb.JobClass_JOB_CLASS_BATCH
+	}
+	if spec.Pool == "" {
+		spec.Pool = DefaultPool
+	}
+	if spec.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC && spec.MaxWaitMs == 0 {
+		spec.MaxWaitMs = d.OpportunisticMaxWaitMs
+	}
+	for i, t := range spec.Tasks {
+		if t.Name == "" {
+			t.Name = fmt.Sprintf("t%d", i)
+		}
+	}
+}
+
+// ValidateJob checks a normalized job spec on its own and against the pool
+// tree. Its error names the job, the task and the field at fault.
+func ValidateJob(spec *pb.JobSpec, pools *pool.Tree) error {
+	name := spec.Name
+	if name == "" {
+		name = "(unnamed)"
+	}
+	if err := validateJobFields(spec); err != nil {
+		return fmt.Errorf("job %s: %w", name, err)
+	}
+	if err := validatePool(spec, pools); err != nil {
+		return fmt.Errorf("job %s: %w", name, err)
+	}
+	return nil
+}
+
+func validateJobFields(spec *pb.JobSpec) error {
+	if len(spec.Name) > maxNameLen {
+		return invalid("name longer than %d characters", maxNameLen)
+	}
+	if len(spec.Tasks) == 0 {
+		return invalid("no tasks")
+	}
+	if len(spec.Tasks) > MaxTasksPerJob {
+		return invalid("%d tasks, more than the limit of %d", len(spec.Tasks), MaxTasksPerJob)
+	}
+	if _, ok := pb.JobClass_name[int32(spec.Class)]; !ok {
+		return invalid("unknown class %d", spec.Class)
+	}
+	if spec.Priority < -MaxPriority || spec.Priority > MaxPriority {
+		return invalid("priority %d outside [-%d, %d]", spec.Priority, MaxPriority, MaxPriority)
+	}
+	if spec.MaxWaitMs < 0 {
+		return invalid("max_wait is negative")
+	}
+	if spec.MaxWaitMs > 0 && spec.Class != pb.JobClass_JOB_CLASS_OPPORTUNISTIC {
+		return invalid("max_wait applies to class opportunistic only")
+	}
+	names := make(map[string]int, len(spec.Tasks))
+	for i, t := range spec.Tasks {
+		if err := validateTask(t); err != nil {
+			return fmt.Errorf("task %s: %w", t.Name, err)
+		}
+		if j, dup := names[t.Name]; dup {
+			return invalid("tasks %d and %d are both named %q", j, i, t.Name)
+		}
+		names[t.Name] = i
+	}
+	for _, t := range spec.Tasks {
+		for _, dep := range t.After {
+			if _, ok := names[dep]; !ok {
+				return invalid("task %s: after names unknown task %q", t.Name, dep)
+			}
+			if dep == t.Name {
+				return invalid("task %s: waits for itself", t.Name)
+			}
+		}
+	}
+	if cyc := findCycle(spec.Tasks, names); cyc != "" {
+		return invalid("tasks wait for each other in a cycle: %s", cyc)
+	}
+	return nil
+}
+
+func validateTask(t *pb.TaskSpec) error {
+	if !taskNameRE.MatchString(t.Name) || len(t.Name) > maxNameLen {
+		return invalid("name %q: use letters, digits, '.', '_', ':' or '-' (at most %d)", t.Name, maxNameLen)
+	}
+	if len(t.Command) == 0 || t.Command[0] == "" {
+		return invalid("command is empty")
+	}
+	size := 0
+	for _, a := range t.Command {
+		size += len(a)
+	}
+	if size > maxCommandBytes {
+		return invalid("command is %d bytes, more than %d", size, maxCommandBytes)
+	}
+	if n := t.Resources.Vector().Negative(); n != "" {
+		return invalid("resources: %s is negative", n)
+	}
+	if t.TimeoutMs < 0 {
+		return invalid("timeout is negative")
+	}
+	if r := t.Retry; r != nil {
+		if r.MaxAttempts < 0 || r.MaxAttempts > 100 {
+			return invalid("retry.max_attempts %d outside [0, 100]", r.MaxAttempts)
+		}
+		if r.InitialBackoffMs < 0 || r.MaxBackoffMs < 0 {
+			return invalid("retry backoff is negative")
+		}
+	}
+	for k := range t.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return invalid("env name %q is not valid", k)
+		}
+	}
+	for _, c := range t.Constraints {
+		if err := ValidateConstraint(c); err != nil {
+			return invalid("constraint: %v", err)
+		}
+	}
+	return nil
+}
+
+// ValidateConstraint checks one label constraint.
+func ValidateConstraint(c *pb.Constraint) error {
+	if c.Label == "" {
+		return errors.New("empty label")
+	}
+	switch c.Op {
+	case "", "=", "==", "!=":
+	case "exists", "not_exists":
+		if c.Value != "" {
+			return fmt.Errorf("%s %s takes no value", c.Label, c.Op)
+		}
+	default:
+		return fmt.Errorf("%s: unknown op %q (use =, !=, exists, not_exists)", c.Label, c.Op)
+	}
+	return nil
+}
+
+func validatePool(spec *pb.JobSpec, pools *pool.Tree) error {
+	if _, ok := pools.Get(spec.Pool); !ok {
+		return invalid("unknown pool %q", spec.Pool)
+	}
+	if !pools.IsLeaf(spec.Pool) {
+		return invalid("pool %q has child pools; submit to one of them: %s", spec.Pool,
+			strings.Join(pools.Children(spec.Pool), ", "))
+	}
+	for _, t := range spec.Tasks {
+		if err := pools.CheckAsk(spec.Pool, t.Resources.Vector()); err != nil {
+			return fmt.Errorf("task %s: %w: %w", t.Name, ErrInvalidJob, err)
+		}
+	}
+	return nil
+}
+
+// findCycle returns a description of a dependency cycle, or "".
+func findCycle(tasks []*pb.TaskSpec, names map[string]int) string {
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := make([]int, len(tasks))
+	var stack []string
+	var found string
+	var visit func(i int) bool
+	visit = func(i int) bool {
+		color[i] = grey
+		stack = append(stack, tasks[i].Name)
+		for _, dep := range tasks[i].After {
+			j := names[dep]
+			switch color[j] {
+			case grey:
+				found = strings.Join(append(stack, dep), " -> ")
+				return true
+			case white:
+				if visit(j) {
+					return true
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		color[i] = black
+		return false
+	}
+	for i := range tasks {
+		if color[i] == white && visit(i) {
+			return found
+		}
+	}
+	return ""
+}

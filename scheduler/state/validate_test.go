@@ -1,0 +1,217 @@
+package state
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/pool"
+	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+)
+
+// validationState has the pools the validation cases refer to: default,
+// studio (with a child, so not a leaf) and capped (max cpu=4, no GPUs).
+func validationState(t *testing.T) *State {
+	t.Helper()
+	s := New(DefaultDefaults)
+	for _, p := range []*pb.Pool{
+		{Path: "studio"},
+		{Path: "studio/ingest"},
+		{Path: "capped", Max: &pb.Resources{CpuMillis: 4000}, MaxSet: []string{"cpu", "gpu"}},
+	} {
+		if r := s.Apply(&fsmpb.Command{Cmd: &fsmpb.Command_PoolPut{PoolPut: &fsmpb.PoolPut{Pool: p, Create: true}}}); r.Err != nil {
+			t.Fatalf("create pool %s: %v", p.Path, r.Err)
+		}
+	}
+	return s
+}
+
+func task(name string, mods ...func(*pb.TaskSpec)) *pb.TaskSpec {
+	ts := &pb.TaskSpec{Name: name, Command: []string{"run"}, Resources: &pb.Resources{CpuMillis: 1000}}
+	for _, m := range mods {
+		m(ts)
+	}
+	return ts
+}
+
+func after(deps ...string) func(*pb.TaskSpec) { return func(t *pb.TaskSpec) { t.After = deps } }
+
+func TestValidateJob(t *testing.T) {
+	tests := []struct {
+		name string
+		spec *pb.JobSpec
+		want string // a fragment of the error; "" for a valid spec
+	}{
+		{"valid", &pb.JobSpec{Name: "ok", Tasks: []*pb.TaskSpec{task("a"), task("b", after("a"))}}, ""},
+		{"valid unnamed tasks get names", &pb.JobSpec{Tasks: []*pb.TaskSpec{task(""), task("")}}, ""},
+		{"valid opportunistic with max_wait", &pb.JobSpec{Class: pb.JobClass_JOB_CLASS_OPPORTUNISTIC,
+			MaxWaitMs: 5000, Tasks: []*pb.TaskSpec{task("a")}}, ""},
+		{"valid ask at the pool max", &pb.JobSpec{Pool: "capped", Tasks: []*pb.TaskSpec{
+			task("a", func(t *pb.TaskSpec) { t.Resources.CpuMillis = 4000 })}}, ""},
+		{"valid priority at the limit", &pb.JobSpec{Priority: MaxPriority, Tasks: []*pb.TaskSpec{task("a")}}, ""},
+		{"valid constraints", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", func(t *pb.TaskSpec) {
+			t.Constraints = []*pb.Constraint{{Label: "zone", Op: "=", Value: "a"}, {Label: "ssd", Op: "exists"},
+				{Label: "spot", Op: "not_exists"}, {Label: "gpu", Value: "L4"}, {Label: "zone", Op: "!=", Value: "b"}}
+		})}}, ""},
+
+		{"no tasks", &pb.JobSpec{Name: "empty"}, "job empty: invalid job: no tasks"},
+		{"empty command", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", func(t *pb.TaskSpec) { t.Command = nil })}},
+			"task a: invalid job: command is empty"},
+		{"empty program", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", func(t *pb.TaskSpec) { t.Command = []string{"", "x"} })}},
+			"command is empty"},
+		{"negative cpu", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", func(t *pb.TaskSpec) { t.Resources.CpuMillis = -1 })}},
+			"task a: invalid job: resources: cpu is negative"},
+		{"negative gpu memory", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", func(t *pb.TaskSpec) { t.Resources.GpuMemoryBytes = -1 })}},
+			"resources: gpu_memory is negative"},
+		{"unknown pool", &pb.JobSpec{Pool: "nope", Tasks: []*pb.TaskSpec{task("a")}}, `unknown pool "nope"`},
+		{"pool with children", &pb.JobSpec{Pool: "studio", Tasks: []*pb.TaskSpec{task("a")}},
+			`pool "studio" has child pools; submit to one of them: studio/ingest`},
+		{"ask above max", &pb.JobSpec{Pool: "capped", Tasks: []*pb.TaskSpec{
+			task("big", func(t *pb.TaskSpec) { t.Resources.CpuMillis = 8000 })}},
+			"task big: invalid job: ask above pool capped's max: cpu 8 > max 4"},
+		{"ask above a zero max", &pb.JobSpec{Pool: "capped", Tasks: []*pb.TaskSpec{
+			task("gpu", func(t *pb.TaskSpec) { t.Resources.Gpus = 1 })}},
+			"ask above pool capped's max: gpu 1 > max 0"},
+		{"duplicate task names", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a"), task("b"), task("a")}},
+			`tasks 0 and 2 are both named "a"`},
+		{"duplicate of a generated name", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("t1"), task("")}},
+			`tasks 0 and 1 are both named "t1"`},
+		{"unknown after", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", after("missing"))}},
+			`task a: after names unknown task "missing"`},
+		{"waits for itself", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", after("a"))}}, "task a: waits for itself"},
+		{"dependency cycle", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", after("c")), task("b", after("a")), task("c", after("b"))}},
+			"tasks wait for each other in a cycle: a -> c -> b -> a"},
+		{"bad constraint op", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", func(t *pb.TaskSpec) {
+			t.Constraints = []*pb.Constraint{{Label: "zone", Op: "~", Value: "a"}}
+		})}}, `invalid job: constraint: zone: unknown op "~"`},
+		{"constraint without label", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", func(t *pb.TaskSpec) {
+			t.Constraints = []*pb.Constraint{{Op: "exists"}}
+		})}}, "constraint: empty label"},
+		{"exists with a value", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", func(t *pb.TaskSpec) {
+			t.Constraints = []*pb.Constraint{{Label: "ssd", Op: "exists", Value: "yes"}}
+		})}}, "ssd exists takes no value"},
+		{"priority too high", &pb.JobSpec{Priority: MaxPriority + 1, Tasks: []*pb.TaskSpec{task("a")}},
+			"priority 1001 outside [-1000, 1000]"},
+		{"priority too low", &pb.JobSpec{Priority: -MaxPriority - 1, Tasks: []*pb.TaskSpec{task("a")}},
+			"priority -1001 outside"},
+		{"max_wait on batch", &pb.JobSpec{MaxWaitMs: 1000, Tasks: []*pb.TaskSpec{task("a")}},
+			"max_wait applies to class opportunistic only"},
+		{"max_wait on latency", &pb.JobSpec{Class: pb.JobClass_JOB_CLASS_LATENCY, MaxWaitMs: 1000, Tasks: []*pb.TaskSpec{task("a")}},
+			"max_wait applies to class opportunistic only"},
+		{"negative max_wait", &pb.JobSpec{Class: pb.JobClass_JOB_CLASS_OPPORTUNISTIC, MaxWaitMs: -1, Tasks: []*pb.TaskSpec{task("a")}},
+			"max_wait is negative"},
+		{"unknown class", &pb.JobSpec{Class: 9, Tasks: []*pb.TaskSpec{task("a")}}, "unknown class 9"},
+		{"bad task name", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("has space")}}, `name "has space"`},
+		{"long job name", &pb.JobSpec{Name: strings.Repeat("x", 129), Tasks: []*pb.TaskSpec{task("a")}},
+			"name longer than 128 characters"},
+		{"negative timeout", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", func(t *pb.TaskSpec) { t.TimeoutMs = -1 })}},
+			"timeout is negative"},
+		{"too many attempts", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", func(t *pb.TaskSpec) {
+			t.Retry = &pb.RetryPolicy{MaxAttempts: 101}
+		})}}, "retry.max_attempts 101 outside [0, 100]"},
+		{"negative backoff", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", func(t *pb.TaskSpec) {
+			t.Retry = &pb.RetryPolicy{InitialBackoffMs: -1}
+		})}}, "retry backoff is negative"},
+		{"bad env name", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", func(t *pb.TaskSpec) {
+			t.Env = map[string]string{"A=B": "x"}
+		})}}, `env name "A=B" is not valid`},
+		{"command too long", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", func(t *pb.TaskSpec) {
+			t.Command = []string{"sh", strings.Repeat("x", 64<<10)}
+		})}}, "more than 65536"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := validationState(t)
+			spec := clone(tc.spec)
+			NormalizeJob(spec, s.Defaults())
+			err := ValidateJob(spec, s.Pools())
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("ValidateJob: %v", err)
+				}
+			} else {
+				if !errors.Is(err, ErrInvalidJob) {
+					t.Fatalf("ValidateJob error %v does not wrap ErrInvalidJob", err)
+				}
+				if !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("ValidateJob error %q does not contain %q", err, tc.want)
+				}
+			}
+
+			// Apply gives the same verdict, and a rejected batch leaves no
+			// trace, not even a used job id.
+			r := s.Apply(&fsmpb.Command{NowUnixMs: 1, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{
+				Jobs: []*pb.JobSpec{{Name: "fine", Tasks: []*pb.TaskSpec{task("x")}}, clone(tc.spec)}}}})
+			if (r.Err == nil) != (tc.want == "") {
+				t.Fatalf("Apply error %v, ValidateJob error %v", r.Err, err)
+			}
+			if tc.want != "" {
+				if !errors.Is(r.Err, ErrInvalidJob) || !strings.Contains(r.Err.Error(), tc.want) {
+					t.Fatalf("Apply error %v", r.Err)
+				}
+				if len(s.JobIDs()) != 0 || s.jobSeq != 0 || s.seq != 0 || len(r.Jobs) != 0 {
+					t.Fatalf("rejected batch left jobs %v (jobSeq %d)", s.JobIDs(), s.jobSeq)
+				}
+			} else if len(r.Jobs) != 2 || r.Jobs[1].Id != "job-2" {
+				t.Fatalf("Apply returned %v", r.Jobs)
+			}
+			if errs := checkInvariants(s, true); len(errs) > 0 {
+				t.Fatal(strings.Join(errs, "\n"))
+			}
+		})
+	}
+}
+
+func TestNormalizeJob(t *testing.T) {
+	d := Defaults{OpportunisticMaxWaitMs: 777}
+	spec := &pb.JobSpec{Class: pb.JobClass_JOB_CLASS_OPPORTUNISTIC, Tasks: []*pb.TaskSpec{{}, {Name: "named"}, {}}}
+	NormalizeJob(spec, d)
+	if spec.Pool != DefaultPool || spec.MaxWaitMs != 777 {
+		t.Fatalf("pool %q max_wait %d", spec.Pool, spec.MaxWaitMs)
+	}
+	var names []string
+	for _, ts := range spec.Tasks {
+		names = append(names, ts.Name)
+	}
+	if got := strings.Join(names, ","); got != "t0,named,t2" {
+		t.Fatalf("task names %s", got)
+	}
+
+	spec = &pb.JobSpec{Tasks: []*pb.TaskSpec{{}}}
+	NormalizeJob(spec, d)
+	if spec.Class != pb.JobClass_JOB_CLASS_BATCH || spec.MaxWaitMs != 0 {
+		t.Fatalf("class %v max_wait %d", spec.Class, spec.MaxWaitMs)
+	}
+
+	// An explicit wait is kept.
+	spec = &pb.JobSpec{Class: pb.JobClass_JOB_CLASS_OPPORTUNISTIC, MaxWaitMs: 5, Pool: "p"}
+	NormalizeJob(spec, d)
+	if spec.MaxWaitMs != 5 || spec.Pool != "p" {
+		t.Fatalf("max_wait %d pool %q", spec.MaxWaitMs, spec.Pool)
+	}
+}
+
+// The pool tree check walks ancestors: an ask within the leaf's max but
+// above the parent's is rejected naming the parent.
+func TestValidateJobAncestorMax(t *testing.T) {
+	tree := pool.NewTree()
+	var q pool.Quota
+	if err := q.SetMax(pool.Resources{MemoryBytes: 1 << 30}, []string{"memory"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tree.Put("org", q, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := tree.Put("org/team", pool.Unlimited, true); err != nil {
+		t.Fatal(err)
+	}
+	spec := &pb.JobSpec{Pool: "org/team", Tasks: []*pb.TaskSpec{task("a", func(t *pb.TaskSpec) {
+		t.Resources.MemoryBytes = 2 << 30
+	})}}
+	NormalizeJob(spec, DefaultDefaults)
+	err := ValidateJob(spec, tree)
+	if !errors.Is(err, ErrInvalidJob) || !strings.Contains(err.Error(), "ask above pool org's max: memory 2Gi > max 1Gi") {
+		t.Fatalf("got %v", err)
+	}
+}

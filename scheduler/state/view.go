@@ -1,0 +1,131 @@
+package state
+
+import (
+	"sort"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+)
+
+func sortStrings(s []string) { sort.Strings(s) }
+
+// JobView returns a copy of a job for clients, with its tasks when asked;
+// nil if there is no such job. Queued tasks carry the reason they cannot be
+// placed when no up agent could ever hold them.
+func (s *State) JobView(id string, withTasks bool) *pb.Job {
+	j, ok := s.jobs[id]
+	if !ok {
+		return nil
+	}
+	out := clone(j.PB)
+	out.Counts.Blocked = 0
+	explain := s.blockedExplainer()
+	for _, tid := range j.TaskIDs {
+		t := s.tasks[tid]
+		var reason string
+		if t.PB.State == pb.TaskState_TASK_STATE_QUEUED {
+			if reason = explain(t); reason != "" {
+				out.Counts.Blocked++
+			}
+		}
+		if withTasks {
+			tv := clone(t.PB)
+			tv.BlockedReason = reason
+			out.Tasks = append(out.Tasks, tv)
+		}
+	}
+	return out
+}
+
+// blockedExplainer returns a function that says why a queued task cannot be
+// placed on any up agent even when idle, caching by ask shape.
+func (s *State) blockedExplainer() func(t *Task) string {
+	nodes := s.nodes()
+	cache := map[string]string{}
+	return func(t *Task) string {
+		key := askKey(t)
+		if r, ok := cache[key]; ok {
+			return r
+		}
+		r := explainBlocked(nodes, t)
+		cache[key] = r
+		return r
+	}
+}
+
+// TaskView returns a copy of one task with its blocked reason.
+func (s *State) TaskView(id string) *pb.Task {
+	t, ok := s.tasks[id]
+	if !ok {
+		return nil
+	}
+	out := clone(t.PB)
+	if t.PB.State == pb.TaskState_TASK_STATE_QUEUED {
+		out.BlockedReason = explainBlocked(s.nodes(), t)
+	}
+	return out
+}
+
+// PoolView returns a pool with its usage and task counts; nil if absent.
+func (s *State) PoolView(path string) *pb.Pool {
+	q, ok := s.pools.Get(path)
+	if !ok {
+		return nil
+	}
+	p := pb.PoolFromQuota(path, q)
+	p.Usage = pb.FromVector(s.PoolUsage()[path])
+	var queued, running int
+	for _, sub := range s.pools.Paths() {
+		if sub == path || (len(sub) > len(path) && sub[:len(path)+1] == path+"/") {
+			qd, rn := s.PoolCounts(sub)
+			queued, running = queued+qd, running+rn
+		}
+	}
+	p.QueuedTasks, p.RunningTasks = int32(queued), int32(running)
+	return p
+}
+
+// AgentView returns a copy of an agent with its usage.
+func (s *State) AgentView(id string) *pb.Agent {
+	a, ok := s.agents[id]
+	if !ok {
+		return nil
+	}
+	out := clone(a.PB)
+	out.Used = pb.FromVector(a.Used)
+	out.RunningTasks = int32(len(a.Running))
+	return out
+}
+
+// AgentRunning returns the attempts placed on an agent, sorted by task id.
+func (s *State) AgentRunning(id string) []Cancel {
+	a, ok := s.agents[id]
+	if !ok {
+		return nil
+	}
+	out := make([]Cancel, 0, len(a.Running))
+	for _, tid := range sortedKeys(a.Running) {
+		out = append(out, Cancel{AgentID: id, TaskID: tid, Attempt: a.Running[tid]})
+	}
+	return out
+}
+
+// UpAgents returns the ids of agents holding a lease, sorted.
+func (s *State) UpAgents() []string {
+	var out []string
+	for _, id := range s.AgentIDs() {
+		if s.agents[id].Up() {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// AssignmentFor builds what an agent needs to run the current attempt of a
+// task, or nil when that attempt is no longer placed on that agent.
+func (s *State) AssignmentFor(taskID string, attempt int32, agentID string) *pb.TaskAssignment {
+	t, ok := s.tasks[taskID]
+	if !ok || t.Attempt() != attempt || t.AgentID() != agentID || !isPlaced(t.PB.State) {
+		return nil
+	}
+	return &pb.TaskAssignment{TaskId: taskID, Attempt: attempt, Spec: t.PB.Spec, JobId: t.PB.JobId}
+}
