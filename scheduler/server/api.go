@@ -227,7 +227,7 @@ func (a *agentService) ListAgents(ctx context.Context, req *pb.ListAgentsRequest
 // with the leader's address so the agent reconnects there.
 func (a *agentService) Session(stream pb.AgentService_SessionServer) error {
 	l := a.s.currentLeader()
-	if l == nil {
+	if l == nil || !l.isReady() {
 		return status.Errorf(codes.FailedPrecondition, "not the leader; leader=%s", a.s.LeaderAddr())
 	}
 	return l.serveSession(stream)

@@ -68,9 +68,10 @@ func (f *forwarder) waitLeader(ctx context.Context) (string, error) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if f.s.IsLeader() {
-			return f.s.addr, nil
-		}
-		if addr := f.s.LeaderAddr(); addr != "" {
+			if l := f.s.currentLeader(); l != nil && l.isReady() {
+				return f.s.addr, nil
+			}
+		} else if addr := f.s.LeaderAddr(); addr != "" && addr != f.s.addr {
 			return addr, nil
 		}
 		if time.Now().After(deadline) {

@@ -21,6 +21,9 @@ type leaderLoop struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	events chan sessionEvents
+	// ready is closed once the state holds everything earlier leaders
+	// committed; until then this server serves no reads or writes.
+	ready chan struct{}
 
 	// mu guards sessions and seen. Lock order: mu before the FSM's lock.
 	mu       sync.Mutex
@@ -53,7 +56,7 @@ func (s *session) send(m *pb.ServerMessage) {
 
 func newLeaderLoop(s *Server) *leaderLoop {
 	ctx, cancel := context.WithCancel(s.ctx)
-	l := &leaderLoop{s: s, ctx: ctx, cancel: cancel, events: make(chan sessionEvents, 4096),
+	l := &leaderLoop{s: s, ctx: ctx, cancel: cancel, events: make(chan sessionEvents, 4096), ready: make(chan struct{}),
 		sessions: map[string]*session{}, seen: map[string]time.Time{}}
 	l.wg.Add(1)
 	go func() {
@@ -74,6 +77,7 @@ func (l *leaderLoop) run() {
 		l.s.log.Warn("leader barrier failed", "err", err)
 		return
 	}
+	close(l.ready)
 	now := l.s.cfg.Clock()
 	l.mu.Lock()
 	l.s.fsm.Read(func(st *state.State) {
@@ -171,6 +175,16 @@ func (l *leaderLoop) sendCancelsLocked(cancels []state.Cancel) {
 		if sess := l.sessions[agent]; sess != nil {
 			sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Cancel{Cancel: ct}})
 		}
+	}
+}
+
+// isReady reports whether the leader has applied all earlier entries.
+func (l *leaderLoop) isReady() bool {
+	select {
+	case <-l.ready:
+		return true
+	default:
+		return false
 	}
 }
 
