@@ -1,6 +1,9 @@
 // Package pool holds Banyan's resource arithmetic and the pool tree: quotas,
-// usage, admission. It is pure logic: no I/O, no clock, no goroutines. It is
-// given state and returns decisions, so every rule can be tested as data.
+// usage, admission and borrowing (View.Admit), fair order between pools
+// (View.Order), the choice of preemption victims (View.Victims) and cost
+// accounting. It is pure logic: no I/O, no clock, no goroutines; time comes
+// in as unix milliseconds. It is given state and returns decisions, so
+// every rule can be tested as data (see testdata/).
 package pool
 
 import (

@@ -971,10 +971,12 @@ type Job struct {
 	FinishedUnixMs  int64                  `protobuf:"varint,10,opt,name=finished_unix_ms,json=finishedUnixMs,proto3" json:"finished_unix_ms,omitempty"`
 	Counts          *TaskCounts            `protobuf:"bytes,11,opt,name=counts,proto3" json:"counts,omitempty"`
 	// tasks is filled by GetJob, not by ListJobs.
-	Tasks         []*Task `protobuf:"bytes,12,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	MaxWaitMs     int64   `protobuf:"varint,13,opt,name=max_wait_ms,json=maxWaitMs,proto3" json:"max_wait_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Tasks     []*Task `protobuf:"bytes,12,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	MaxWaitMs int64   `protobuf:"varint,13,opt,name=max_wait_ms,json=maxWaitMs,proto3" json:"max_wait_ms,omitempty"`
+	// promoted_unix_ms is when opportunistic work was promoted to batch.
+	PromotedUnixMs int64 `protobuf:"varint,14,opt,name=promoted_unix_ms,json=promotedUnixMs,proto3" json:"promoted_unix_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -1094,6 +1096,13 @@ func (x *Job) GetTasks() []*Task {
 func (x *Job) GetMaxWaitMs() int64 {
 	if x != nil {
 		return x.MaxWaitMs
+	}
+	return 0
+}
+
+func (x *Job) GetPromotedUnixMs() int64 {
+	if x != nil {
+		return x.PromotedUnixMs
 	}
 	return 0
 }
@@ -1660,8 +1669,12 @@ func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
 }
 
 type ListPoolsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Pools         []*Pool                `protobuf:"bytes,1,rep,name=pools,proto3" json:"pools,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Pools []*Pool                `protobuf:"bytes,1,rep,name=pools,proto3" json:"pools,omitempty"`
+	// warnings report guarantees over-committing the cluster.
+	Warnings []string `protobuf:"bytes,2,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	// cluster is the capacity of the agents that are up.
+	Cluster       *Resources `protobuf:"bytes,3,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1703,6 +1716,246 @@ func (x *ListPoolsResponse) GetPools() []*Pool {
 	return nil
 }
 
+func (x *ListPoolsResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
+func (x *ListPoolsResponse) GetCluster() *Resources {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
+// Cost is what a pool's work used, in resource-seconds, and its price.
+type Cost struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	CpuSeconds       float64                `protobuf:"fixed64,1,opt,name=cpu_seconds,json=cpuSeconds,proto3" json:"cpu_seconds,omitempty"`
+	GpuSeconds       float64                `protobuf:"fixed64,2,opt,name=gpu_seconds,json=gpuSeconds,proto3" json:"gpu_seconds,omitempty"`
+	NvencSeconds     float64                `protobuf:"fixed64,3,opt,name=nvenc_seconds,json=nvencSeconds,proto3" json:"nvenc_seconds,omitempty"`
+	MemoryGibSeconds float64                `protobuf:"fixed64,4,opt,name=memory_gib_seconds,json=memoryGibSeconds,proto3" json:"memory_gib_seconds,omitempty"`
+	Billed           float64                `protobuf:"fixed64,5,opt,name=billed,proto3" json:"billed,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Cost) Reset() {
+	*x = Cost{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cost) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cost) ProtoMessage() {}
+
+func (x *Cost) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cost.ProtoReflect.Descriptor instead.
+func (*Cost) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Cost) GetCpuSeconds() float64 {
+	if x != nil {
+		return x.CpuSeconds
+	}
+	return 0
+}
+
+func (x *Cost) GetGpuSeconds() float64 {
+	if x != nil {
+		return x.GpuSeconds
+	}
+	return 0
+}
+
+func (x *Cost) GetNvencSeconds() float64 {
+	if x != nil {
+		return x.NvencSeconds
+	}
+	return 0
+}
+
+func (x *Cost) GetMemoryGibSeconds() float64 {
+	if x != nil {
+		return x.MemoryGibSeconds
+	}
+	return 0
+}
+
+func (x *Cost) GetBilled() float64 {
+	if x != nil {
+		return x.Billed
+	}
+	return 0
+}
+
+type PoolUsageRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	SinceUnixMs   int64                  `protobuf:"varint,2,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolUsageRequest) Reset() {
+	*x = PoolUsageRequest{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolUsageRequest) ProtoMessage() {}
+
+func (x *PoolUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolUsageRequest.ProtoReflect.Descriptor instead.
+func (*PoolUsageRequest) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *PoolUsageRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *PoolUsageRequest) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
+	}
+	return 0
+}
+
+// PoolUsage is one pool's cost since a time (descendants included).
+type PoolUsage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Cost          *Cost                  `protobuf:"bytes,2,opt,name=cost,proto3" json:"cost,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolUsage) Reset() {
+	*x = PoolUsage{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolUsage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolUsage) ProtoMessage() {}
+
+func (x *PoolUsage) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolUsage.ProtoReflect.Descriptor instead.
+func (*PoolUsage) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PoolUsage) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *PoolUsage) GetCost() *Cost {
+	if x != nil {
+		return x.Cost
+	}
+	return nil
+}
+
+type PoolUsageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pools         []*PoolUsage           `protobuf:"bytes,1,rep,name=pools,proto3" json:"pools,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolUsageResponse) Reset() {
+	*x = PoolUsageResponse{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolUsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolUsageResponse) ProtoMessage() {}
+
+func (x *PoolUsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolUsageResponse.ProtoReflect.Descriptor instead.
+func (*PoolUsageResponse) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PoolUsageResponse) GetPools() []*PoolUsage {
+	if x != nil {
+		return x.Pools
+	}
+	return nil
+}
+
 // GPU is one device as the agent's fingerprint found it.
 type GPU struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -1719,7 +1972,7 @@ type GPU struct {
 
 func (x *GPU) Reset() {
 	*x = GPU{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[21]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1731,7 +1984,7 @@ func (x *GPU) String() string {
 func (*GPU) ProtoMessage() {}
 
 func (x *GPU) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[21]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1744,7 +1997,7 @@ func (x *GPU) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPU.ProtoReflect.Descriptor instead.
 func (*GPU) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{21}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GPU) GetIndex() int32 {
@@ -1813,7 +2066,7 @@ type Fingerprint struct {
 
 func (x *Fingerprint) Reset() {
 	*x = Fingerprint{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[22]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +2078,7 @@ func (x *Fingerprint) String() string {
 func (*Fingerprint) ProtoMessage() {}
 
 func (x *Fingerprint) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[22]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +2091,7 @@ func (x *Fingerprint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fingerprint.ProtoReflect.Descriptor instead.
 func (*Fingerprint) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{22}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Fingerprint) GetHostname() string {
@@ -1908,7 +2161,7 @@ type Agent struct {
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[23]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1920,7 +2173,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[23]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1933,7 +2186,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{23}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Agent) GetId() string {
@@ -2005,7 +2258,7 @@ type TaskAssignment struct {
 
 func (x *TaskAssignment) Reset() {
 	*x = TaskAssignment{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[24]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2017,7 +2270,7 @@ func (x *TaskAssignment) String() string {
 func (*TaskAssignment) ProtoMessage() {}
 
 func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[24]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2030,7 +2283,7 @@ func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskAssignment.ProtoReflect.Descriptor instead.
 func (*TaskAssignment) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{24}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TaskAssignment) GetTaskId() string {
@@ -2082,7 +2335,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[25]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2347,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[25]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2360,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{25}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TaskEvent) GetTaskId() string {
@@ -2186,7 +2439,7 @@ type AgentHello struct {
 
 func (x *AgentHello) Reset() {
 	*x = AgentHello{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[26]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2198,7 +2451,7 @@ func (x *AgentHello) String() string {
 func (*AgentHello) ProtoMessage() {}
 
 func (x *AgentHello) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[26]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2211,7 +2464,7 @@ func (x *AgentHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentHello.ProtoReflect.Descriptor instead.
 func (*AgentHello) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{26}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AgentHello) GetAgentId() string {
@@ -2250,7 +2503,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2262,7 +2515,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2275,7 +2528,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{27}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -2343,7 +2596,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2355,7 +2608,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2368,7 +2621,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{28}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Heartbeat) GetUnixMs() int64 {
@@ -2387,7 +2640,7 @@ type TaskEvents struct {
 
 func (x *TaskEvents) Reset() {
 	*x = TaskEvents{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2399,7 +2652,7 @@ func (x *TaskEvents) String() string {
 func (*TaskEvents) ProtoMessage() {}
 
 func (x *TaskEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2412,7 +2665,7 @@ func (x *TaskEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvents.ProtoReflect.Descriptor instead.
 func (*TaskEvents) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{29}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TaskEvents) GetEvents() []*TaskEvent {
@@ -2439,7 +2692,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2451,7 +2704,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2464,7 +2717,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{30}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -2563,7 +2816,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2575,7 +2828,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2588,7 +2841,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{31}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Welcome) GetLeaseMs() int64 {
@@ -2615,7 +2868,7 @@ type TaskBatch struct {
 
 func (x *TaskBatch) Reset() {
 	*x = TaskBatch{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2627,7 +2880,7 @@ func (x *TaskBatch) String() string {
 func (*TaskBatch) ProtoMessage() {}
 
 func (x *TaskBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2640,7 +2893,7 @@ func (x *TaskBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskBatch.ProtoReflect.Descriptor instead.
 func (*TaskBatch) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{32}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TaskBatch) GetTasks() []*TaskAssignment {
@@ -2661,7 +2914,7 @@ type CancelTasks struct {
 
 func (x *CancelTasks) Reset() {
 	*x = CancelTasks{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2673,7 +2926,7 @@ func (x *CancelTasks) String() string {
 func (*CancelTasks) ProtoMessage() {}
 
 func (x *CancelTasks) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2686,7 +2939,7 @@ func (x *CancelTasks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasks.ProtoReflect.Descriptor instead.
 func (*CancelTasks) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{33}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CancelTasks) GetTasks() []*TaskAssignment {
@@ -2720,7 +2973,7 @@ type AckEvents struct {
 
 func (x *AckEvents) Reset() {
 	*x = AckEvents{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2732,7 +2985,7 @@ func (x *AckEvents) String() string {
 func (*AckEvents) ProtoMessage() {}
 
 func (x *AckEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2745,7 +2998,7 @@ func (x *AckEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckEvents.ProtoReflect.Descriptor instead.
 func (*AckEvents) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{34}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AckEvents) GetEvents() []*TaskEvent {
@@ -2764,7 +3017,7 @@ type HeartbeatAck struct {
 
 func (x *HeartbeatAck) Reset() {
 	*x = HeartbeatAck{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2776,7 +3029,7 @@ func (x *HeartbeatAck) String() string {
 func (*HeartbeatAck) ProtoMessage() {}
 
 func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2789,7 +3042,7 @@ func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatAck.ProtoReflect.Descriptor instead.
 func (*HeartbeatAck) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{35}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *HeartbeatAck) GetUnixMs() int64 {
@@ -2807,7 +3060,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2819,7 +3072,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2832,7 +3085,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{36}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{40}
 }
 
 type ListAgentsResponse struct {
@@ -2844,7 +3097,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2856,7 +3109,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2869,7 +3122,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{37}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -2893,7 +3146,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2905,7 +3158,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2918,7 +3171,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{38}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Member) GetId() string {
@@ -2957,7 +3210,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2969,7 +3222,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2982,7 +3235,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{39}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{43}
 }
 
 type MembersResponse struct {
@@ -2997,7 +3250,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3009,7 +3262,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3022,7 +3275,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{40}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -3063,7 +3316,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3075,7 +3328,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3088,7 +3341,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{41}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *JoinRequest) GetId() string {
@@ -3113,7 +3366,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3125,7 +3378,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3138,7 +3391,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{42}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{46}
 }
 
 type RemoveRequest struct {
@@ -3150,7 +3403,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3162,7 +3415,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3175,7 +3428,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{43}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RemoveRequest) GetId() string {
@@ -3193,7 +3446,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3205,7 +3458,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3218,7 +3471,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{44}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{48}
 }
 
 var File_api_banyanv1_banyan_proto protoreflect.FileDescriptor
@@ -3300,7 +3553,7 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\tsucceeded\x18\x05 \x01(\x05R\tsucceeded\x12\x16\n" +
 	"\x06failed\x18\x06 \x01(\x05R\x06failed\x12\x1c\n" +
 	"\tcancelled\x18\a \x01(\x05R\tcancelled\x12\x18\n" +
-	"\ablocked\x18\b \x01(\x05R\ablocked\"\xbc\x03\n" +
+	"\ablocked\x18\b \x01(\x05R\ablocked\"\xe6\x03\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -3315,7 +3568,8 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	" \x01(\x03R\x0efinishedUnixMs\x12-\n" +
 	"\x06counts\x18\v \x01(\v2\x15.banyan.v1.TaskCountsR\x06counts\x12%\n" +
 	"\x05tasks\x18\f \x03(\v2\x0f.banyan.v1.TaskR\x05tasks\x12\x1e\n" +
-	"\vmax_wait_ms\x18\r \x01(\x03R\tmaxWaitMs\";\n" +
+	"\vmax_wait_ms\x18\r \x01(\x03R\tmaxWaitMs\x12(\n" +
+	"\x10promoted_unix_ms\x18\x0e \x01(\x03R\x0epromotedUnixMs\";\n" +
 	"\x11SubmitJobsRequest\x12&\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x12.banyan.v1.JobSpecR\x04jobs\"T\n" +
 	"\x12SubmitJobsResponse\x12\"\n" +
@@ -3349,9 +3603,27 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x04pool\x18\x01 \x01(\v2\x0f.banyan.v1.PoolR\x04pool\"'\n" +
 	"\x11DeletePoolRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\"\x12\n" +
-	"\x10ListPoolsRequest\":\n" +
+	"\x10ListPoolsRequest\"\x86\x01\n" +
 	"\x11ListPoolsResponse\x12%\n" +
-	"\x05pools\x18\x01 \x03(\v2\x0f.banyan.v1.PoolR\x05pools\"\xd5\x01\n" +
+	"\x05pools\x18\x01 \x03(\v2\x0f.banyan.v1.PoolR\x05pools\x12\x1a\n" +
+	"\bwarnings\x18\x02 \x03(\tR\bwarnings\x12.\n" +
+	"\acluster\x18\x03 \x01(\v2\x14.banyan.v1.ResourcesR\acluster\"\xb3\x01\n" +
+	"\x04Cost\x12\x1f\n" +
+	"\vcpu_seconds\x18\x01 \x01(\x01R\n" +
+	"cpuSeconds\x12\x1f\n" +
+	"\vgpu_seconds\x18\x02 \x01(\x01R\n" +
+	"gpuSeconds\x12#\n" +
+	"\rnvenc_seconds\x18\x03 \x01(\x01R\fnvencSeconds\x12,\n" +
+	"\x12memory_gib_seconds\x18\x04 \x01(\x01R\x10memoryGibSeconds\x12\x16\n" +
+	"\x06billed\x18\x05 \x01(\x01R\x06billed\"J\n" +
+	"\x10PoolUsageRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\"\n" +
+	"\rsince_unix_ms\x18\x02 \x01(\x03R\vsinceUnixMs\"D\n" +
+	"\tPoolUsage\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12#\n" +
+	"\x04cost\x18\x02 \x01(\v2\x0f.banyan.v1.CostR\x04cost\"?\n" +
+	"\x11PoolUsageResponse\x12*\n" +
+	"\x05pools\x18\x01 \x03(\v2\x14.banyan.v1.PoolUsageR\x05pools\"\xd5\x01\n" +
 	"\x03GPU\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
 	"\x04uuid\x18\x02 \x01(\tR\x04uuid\x12\x14\n" +
@@ -3483,7 +3755,7 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x06GetJob\x12\x18.banyan.v1.GetJobRequest\x1a\x0e.banyan.v1.Job\x12C\n" +
 	"\bListJobs\x12\x1a.banyan.v1.ListJobsRequest\x1a\x1b.banyan.v1.ListJobsResponse\x128\n" +
 	"\tCancelJob\x12\x1b.banyan.v1.CancelJobRequest\x1a\x0e.banyan.v1.Job\x128\n" +
-	"\bWatchJob\x12\x1a.banyan.v1.WatchJobRequest\x1a\x0e.banyan.v1.Job0\x012\x80\x02\n" +
+	"\bWatchJob\x12\x1a.banyan.v1.WatchJobRequest\x1a\x0e.banyan.v1.Job0\x012\xcb\x02\n" +
 	"\vPoolService\x125\n" +
 	"\n" +
 	"CreatePool\x12\x16.banyan.v1.PoolRequest\x1a\x0f.banyan.v1.Pool\x125\n" +
@@ -3491,7 +3763,8 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"UpdatePool\x12\x16.banyan.v1.PoolRequest\x1a\x0f.banyan.v1.Pool\x12;\n" +
 	"\n" +
 	"DeletePool\x12\x1c.banyan.v1.DeletePoolRequest\x1a\x0f.banyan.v1.Pool\x12F\n" +
-	"\tListPools\x12\x1b.banyan.v1.ListPoolsRequest\x1a\x1c.banyan.v1.ListPoolsResponse2\x9b\x01\n" +
+	"\tListPools\x12\x1b.banyan.v1.ListPoolsRequest\x1a\x1c.banyan.v1.ListPoolsResponse\x12I\n" +
+	"\fGetPoolUsage\x12\x1b.banyan.v1.PoolUsageRequest\x1a\x1c.banyan.v1.PoolUsageResponse2\x9b\x01\n" +
 	"\fAgentService\x12@\n" +
 	"\aSession\x12\x17.banyan.v1.AgentMessage\x1a\x18.banyan.v1.ServerMessage(\x010\x01\x12I\n" +
 	"\n" +
@@ -3514,7 +3787,7 @@ func file_api_banyanv1_banyan_proto_rawDescGZIP() []byte {
 }
 
 var file_api_banyanv1_banyan_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_api_banyanv1_banyan_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_api_banyanv1_banyan_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_api_banyanv1_banyan_proto_goTypes = []any{
 	(JobClass)(0),              // 0: banyan.v1.JobClass
 	(JobState)(0),              // 1: banyan.v1.JobState
@@ -3540,35 +3813,39 @@ var file_api_banyanv1_banyan_proto_goTypes = []any{
 	(*DeletePoolRequest)(nil),  // 21: banyan.v1.DeletePoolRequest
 	(*ListPoolsRequest)(nil),   // 22: banyan.v1.ListPoolsRequest
 	(*ListPoolsResponse)(nil),  // 23: banyan.v1.ListPoolsResponse
-	(*GPU)(nil),                // 24: banyan.v1.GPU
-	(*Fingerprint)(nil),        // 25: banyan.v1.Fingerprint
-	(*Agent)(nil),              // 26: banyan.v1.Agent
-	(*TaskAssignment)(nil),     // 27: banyan.v1.TaskAssignment
-	(*TaskEvent)(nil),          // 28: banyan.v1.TaskEvent
-	(*AgentHello)(nil),         // 29: banyan.v1.AgentHello
-	(*AgentMessage)(nil),       // 30: banyan.v1.AgentMessage
-	(*Heartbeat)(nil),          // 31: banyan.v1.Heartbeat
-	(*TaskEvents)(nil),         // 32: banyan.v1.TaskEvents
-	(*ServerMessage)(nil),      // 33: banyan.v1.ServerMessage
-	(*Welcome)(nil),            // 34: banyan.v1.Welcome
-	(*TaskBatch)(nil),          // 35: banyan.v1.TaskBatch
-	(*CancelTasks)(nil),        // 36: banyan.v1.CancelTasks
-	(*AckEvents)(nil),          // 37: banyan.v1.AckEvents
-	(*HeartbeatAck)(nil),       // 38: banyan.v1.HeartbeatAck
-	(*ListAgentsRequest)(nil),  // 39: banyan.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil), // 40: banyan.v1.ListAgentsResponse
-	(*Member)(nil),             // 41: banyan.v1.Member
-	(*MembersRequest)(nil),     // 42: banyan.v1.MembersRequest
-	(*MembersResponse)(nil),    // 43: banyan.v1.MembersResponse
-	(*JoinRequest)(nil),        // 44: banyan.v1.JoinRequest
-	(*JoinResponse)(nil),       // 45: banyan.v1.JoinResponse
-	(*RemoveRequest)(nil),      // 46: banyan.v1.RemoveRequest
-	(*RemoveResponse)(nil),     // 47: banyan.v1.RemoveResponse
-	nil,                        // 48: banyan.v1.TaskSpec.EnvEntry
-	nil,                        // 49: banyan.v1.Fingerprint.LabelsEntry
+	(*Cost)(nil),               // 24: banyan.v1.Cost
+	(*PoolUsageRequest)(nil),   // 25: banyan.v1.PoolUsageRequest
+	(*PoolUsage)(nil),          // 26: banyan.v1.PoolUsage
+	(*PoolUsageResponse)(nil),  // 27: banyan.v1.PoolUsageResponse
+	(*GPU)(nil),                // 28: banyan.v1.GPU
+	(*Fingerprint)(nil),        // 29: banyan.v1.Fingerprint
+	(*Agent)(nil),              // 30: banyan.v1.Agent
+	(*TaskAssignment)(nil),     // 31: banyan.v1.TaskAssignment
+	(*TaskEvent)(nil),          // 32: banyan.v1.TaskEvent
+	(*AgentHello)(nil),         // 33: banyan.v1.AgentHello
+	(*AgentMessage)(nil),       // 34: banyan.v1.AgentMessage
+	(*Heartbeat)(nil),          // 35: banyan.v1.Heartbeat
+	(*TaskEvents)(nil),         // 36: banyan.v1.TaskEvents
+	(*ServerMessage)(nil),      // 37: banyan.v1.ServerMessage
+	(*Welcome)(nil),            // 38: banyan.v1.Welcome
+	(*TaskBatch)(nil),          // 39: banyan.v1.TaskBatch
+	(*CancelTasks)(nil),        // 40: banyan.v1.CancelTasks
+	(*AckEvents)(nil),          // 41: banyan.v1.AckEvents
+	(*HeartbeatAck)(nil),       // 42: banyan.v1.HeartbeatAck
+	(*ListAgentsRequest)(nil),  // 43: banyan.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil), // 44: banyan.v1.ListAgentsResponse
+	(*Member)(nil),             // 45: banyan.v1.Member
+	(*MembersRequest)(nil),     // 46: banyan.v1.MembersRequest
+	(*MembersResponse)(nil),    // 47: banyan.v1.MembersResponse
+	(*JoinRequest)(nil),        // 48: banyan.v1.JoinRequest
+	(*JoinResponse)(nil),       // 49: banyan.v1.JoinResponse
+	(*RemoveRequest)(nil),      // 50: banyan.v1.RemoveRequest
+	(*RemoveResponse)(nil),     // 51: banyan.v1.RemoveResponse
+	nil,                        // 52: banyan.v1.TaskSpec.EnvEntry
+	nil,                        // 53: banyan.v1.Fingerprint.LabelsEntry
 }
 var file_api_banyanv1_banyan_proto_depIdxs = []int32{
-	48, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
+	52, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
 	3,  // 1: banyan.v1.TaskSpec.resources:type_name -> banyan.v1.Resources
 	5,  // 2: banyan.v1.TaskSpec.retry:type_name -> banyan.v1.RetryPolicy
 	4,  // 3: banyan.v1.TaskSpec.constraints:type_name -> banyan.v1.Constraint
@@ -3590,61 +3867,66 @@ var file_api_banyanv1_banyan_proto_depIdxs = []int32{
 	3,  // 19: banyan.v1.Pool.usage:type_name -> banyan.v1.Resources
 	19, // 20: banyan.v1.PoolRequest.pool:type_name -> banyan.v1.Pool
 	19, // 21: banyan.v1.ListPoolsResponse.pools:type_name -> banyan.v1.Pool
-	24, // 22: banyan.v1.Fingerprint.gpus:type_name -> banyan.v1.GPU
-	3,  // 23: banyan.v1.Fingerprint.capacity:type_name -> banyan.v1.Resources
-	49, // 24: banyan.v1.Fingerprint.labels:type_name -> banyan.v1.Fingerprint.LabelsEntry
-	25, // 25: banyan.v1.Agent.fingerprint:type_name -> banyan.v1.Fingerprint
-	3,  // 26: banyan.v1.Agent.used:type_name -> banyan.v1.Resources
-	6,  // 27: banyan.v1.TaskAssignment.spec:type_name -> banyan.v1.TaskSpec
-	25, // 28: banyan.v1.AgentHello.fingerprint:type_name -> banyan.v1.Fingerprint
-	27, // 29: banyan.v1.AgentHello.running:type_name -> banyan.v1.TaskAssignment
-	29, // 30: banyan.v1.AgentMessage.hello:type_name -> banyan.v1.AgentHello
-	31, // 31: banyan.v1.AgentMessage.heartbeat:type_name -> banyan.v1.Heartbeat
-	32, // 32: banyan.v1.AgentMessage.events:type_name -> banyan.v1.TaskEvents
-	28, // 33: banyan.v1.TaskEvents.events:type_name -> banyan.v1.TaskEvent
-	34, // 34: banyan.v1.ServerMessage.welcome:type_name -> banyan.v1.Welcome
-	35, // 35: banyan.v1.ServerMessage.batch:type_name -> banyan.v1.TaskBatch
-	36, // 36: banyan.v1.ServerMessage.cancel:type_name -> banyan.v1.CancelTasks
-	37, // 37: banyan.v1.ServerMessage.ack:type_name -> banyan.v1.AckEvents
-	38, // 38: banyan.v1.ServerMessage.heartbeat_ack:type_name -> banyan.v1.HeartbeatAck
-	27, // 39: banyan.v1.TaskBatch.tasks:type_name -> banyan.v1.TaskAssignment
-	27, // 40: banyan.v1.CancelTasks.tasks:type_name -> banyan.v1.TaskAssignment
-	28, // 41: banyan.v1.AckEvents.events:type_name -> banyan.v1.TaskEvent
-	26, // 42: banyan.v1.ListAgentsResponse.agents:type_name -> banyan.v1.Agent
-	41, // 43: banyan.v1.MembersResponse.members:type_name -> banyan.v1.Member
-	12, // 44: banyan.v1.JobService.SubmitJobs:input_type -> banyan.v1.SubmitJobsRequest
-	14, // 45: banyan.v1.JobService.GetJob:input_type -> banyan.v1.GetJobRequest
-	15, // 46: banyan.v1.JobService.ListJobs:input_type -> banyan.v1.ListJobsRequest
-	17, // 47: banyan.v1.JobService.CancelJob:input_type -> banyan.v1.CancelJobRequest
-	18, // 48: banyan.v1.JobService.WatchJob:input_type -> banyan.v1.WatchJobRequest
-	20, // 49: banyan.v1.PoolService.CreatePool:input_type -> banyan.v1.PoolRequest
-	20, // 50: banyan.v1.PoolService.UpdatePool:input_type -> banyan.v1.PoolRequest
-	21, // 51: banyan.v1.PoolService.DeletePool:input_type -> banyan.v1.DeletePoolRequest
-	22, // 52: banyan.v1.PoolService.ListPools:input_type -> banyan.v1.ListPoolsRequest
-	30, // 53: banyan.v1.AgentService.Session:input_type -> banyan.v1.AgentMessage
-	39, // 54: banyan.v1.AgentService.ListAgents:input_type -> banyan.v1.ListAgentsRequest
-	42, // 55: banyan.v1.ClusterService.Members:input_type -> banyan.v1.MembersRequest
-	44, // 56: banyan.v1.ClusterService.Join:input_type -> banyan.v1.JoinRequest
-	46, // 57: banyan.v1.ClusterService.Remove:input_type -> banyan.v1.RemoveRequest
-	13, // 58: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
-	11, // 59: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
-	16, // 60: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
-	11, // 61: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
-	11, // 62: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
-	19, // 63: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
-	19, // 64: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
-	19, // 65: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
-	23, // 66: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
-	33, // 67: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
-	40, // 68: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
-	43, // 69: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
-	45, // 70: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
-	47, // 71: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
-	58, // [58:72] is the sub-list for method output_type
-	44, // [44:58] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	3,  // 22: banyan.v1.ListPoolsResponse.cluster:type_name -> banyan.v1.Resources
+	24, // 23: banyan.v1.PoolUsage.cost:type_name -> banyan.v1.Cost
+	26, // 24: banyan.v1.PoolUsageResponse.pools:type_name -> banyan.v1.PoolUsage
+	28, // 25: banyan.v1.Fingerprint.gpus:type_name -> banyan.v1.GPU
+	3,  // 26: banyan.v1.Fingerprint.capacity:type_name -> banyan.v1.Resources
+	53, // 27: banyan.v1.Fingerprint.labels:type_name -> banyan.v1.Fingerprint.LabelsEntry
+	29, // 28: banyan.v1.Agent.fingerprint:type_name -> banyan.v1.Fingerprint
+	3,  // 29: banyan.v1.Agent.used:type_name -> banyan.v1.Resources
+	6,  // 30: banyan.v1.TaskAssignment.spec:type_name -> banyan.v1.TaskSpec
+	29, // 31: banyan.v1.AgentHello.fingerprint:type_name -> banyan.v1.Fingerprint
+	31, // 32: banyan.v1.AgentHello.running:type_name -> banyan.v1.TaskAssignment
+	33, // 33: banyan.v1.AgentMessage.hello:type_name -> banyan.v1.AgentHello
+	35, // 34: banyan.v1.AgentMessage.heartbeat:type_name -> banyan.v1.Heartbeat
+	36, // 35: banyan.v1.AgentMessage.events:type_name -> banyan.v1.TaskEvents
+	32, // 36: banyan.v1.TaskEvents.events:type_name -> banyan.v1.TaskEvent
+	38, // 37: banyan.v1.ServerMessage.welcome:type_name -> banyan.v1.Welcome
+	39, // 38: banyan.v1.ServerMessage.batch:type_name -> banyan.v1.TaskBatch
+	40, // 39: banyan.v1.ServerMessage.cancel:type_name -> banyan.v1.CancelTasks
+	41, // 40: banyan.v1.ServerMessage.ack:type_name -> banyan.v1.AckEvents
+	42, // 41: banyan.v1.ServerMessage.heartbeat_ack:type_name -> banyan.v1.HeartbeatAck
+	31, // 42: banyan.v1.TaskBatch.tasks:type_name -> banyan.v1.TaskAssignment
+	31, // 43: banyan.v1.CancelTasks.tasks:type_name -> banyan.v1.TaskAssignment
+	32, // 44: banyan.v1.AckEvents.events:type_name -> banyan.v1.TaskEvent
+	30, // 45: banyan.v1.ListAgentsResponse.agents:type_name -> banyan.v1.Agent
+	45, // 46: banyan.v1.MembersResponse.members:type_name -> banyan.v1.Member
+	12, // 47: banyan.v1.JobService.SubmitJobs:input_type -> banyan.v1.SubmitJobsRequest
+	14, // 48: banyan.v1.JobService.GetJob:input_type -> banyan.v1.GetJobRequest
+	15, // 49: banyan.v1.JobService.ListJobs:input_type -> banyan.v1.ListJobsRequest
+	17, // 50: banyan.v1.JobService.CancelJob:input_type -> banyan.v1.CancelJobRequest
+	18, // 51: banyan.v1.JobService.WatchJob:input_type -> banyan.v1.WatchJobRequest
+	20, // 52: banyan.v1.PoolService.CreatePool:input_type -> banyan.v1.PoolRequest
+	20, // 53: banyan.v1.PoolService.UpdatePool:input_type -> banyan.v1.PoolRequest
+	21, // 54: banyan.v1.PoolService.DeletePool:input_type -> banyan.v1.DeletePoolRequest
+	22, // 55: banyan.v1.PoolService.ListPools:input_type -> banyan.v1.ListPoolsRequest
+	25, // 56: banyan.v1.PoolService.GetPoolUsage:input_type -> banyan.v1.PoolUsageRequest
+	34, // 57: banyan.v1.AgentService.Session:input_type -> banyan.v1.AgentMessage
+	43, // 58: banyan.v1.AgentService.ListAgents:input_type -> banyan.v1.ListAgentsRequest
+	46, // 59: banyan.v1.ClusterService.Members:input_type -> banyan.v1.MembersRequest
+	48, // 60: banyan.v1.ClusterService.Join:input_type -> banyan.v1.JoinRequest
+	50, // 61: banyan.v1.ClusterService.Remove:input_type -> banyan.v1.RemoveRequest
+	13, // 62: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
+	11, // 63: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
+	16, // 64: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
+	11, // 65: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
+	11, // 66: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
+	19, // 67: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
+	19, // 68: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
+	19, // 69: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
+	23, // 70: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
+	27, // 71: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
+	37, // 72: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
+	44, // 73: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
+	47, // 74: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
+	49, // 75: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
+	51, // 76: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
+	62, // [62:77] is the sub-list for method output_type
+	47, // [47:62] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_api_banyanv1_banyan_proto_init() }
@@ -3652,12 +3934,12 @@ func file_api_banyanv1_banyan_proto_init() {
 	if File_api_banyanv1_banyan_proto != nil {
 		return
 	}
-	file_api_banyanv1_banyan_proto_msgTypes[27].OneofWrappers = []any{
+	file_api_banyanv1_banyan_proto_msgTypes[31].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Events)(nil),
 	}
-	file_api_banyanv1_banyan_proto_msgTypes[30].OneofWrappers = []any{
+	file_api_banyanv1_banyan_proto_msgTypes[34].OneofWrappers = []any{
 		(*ServerMessage_Welcome)(nil),
 		(*ServerMessage_Batch)(nil),
 		(*ServerMessage_Cancel)(nil),
@@ -3670,7 +3952,7 @@ func file_api_banyanv1_banyan_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_banyanv1_banyan_proto_rawDesc), len(file_api_banyanv1_banyan_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   47,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -289,10 +289,11 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	PoolService_CreatePool_FullMethodName = "/banyan.v1.PoolService/CreatePool"
-	PoolService_UpdatePool_FullMethodName = "/banyan.v1.PoolService/UpdatePool"
-	PoolService_DeletePool_FullMethodName = "/banyan.v1.PoolService/DeletePool"
-	PoolService_ListPools_FullMethodName  = "/banyan.v1.PoolService/ListPools"
+	PoolService_CreatePool_FullMethodName   = "/banyan.v1.PoolService/CreatePool"
+	PoolService_UpdatePool_FullMethodName   = "/banyan.v1.PoolService/UpdatePool"
+	PoolService_DeletePool_FullMethodName   = "/banyan.v1.PoolService/DeletePool"
+	PoolService_ListPools_FullMethodName    = "/banyan.v1.PoolService/ListPools"
+	PoolService_GetPoolUsage_FullMethodName = "/banyan.v1.PoolService/GetPoolUsage"
 )
 
 // PoolServiceClient is the client API for PoolService service.
@@ -305,6 +306,7 @@ type PoolServiceClient interface {
 	UpdatePool(ctx context.Context, in *PoolRequest, opts ...grpc.CallOption) (*Pool, error)
 	DeletePool(ctx context.Context, in *DeletePoolRequest, opts ...grpc.CallOption) (*Pool, error)
 	ListPools(ctx context.Context, in *ListPoolsRequest, opts ...grpc.CallOption) (*ListPoolsResponse, error)
+	GetPoolUsage(ctx context.Context, in *PoolUsageRequest, opts ...grpc.CallOption) (*PoolUsageResponse, error)
 }
 
 type poolServiceClient struct {
@@ -355,6 +357,16 @@ func (c *poolServiceClient) ListPools(ctx context.Context, in *ListPoolsRequest,
 	return out, nil
 }
 
+func (c *poolServiceClient) GetPoolUsage(ctx context.Context, in *PoolUsageRequest, opts ...grpc.CallOption) (*PoolUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PoolUsageResponse)
+	err := c.cc.Invoke(ctx, PoolService_GetPoolUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PoolServiceServer is the server API for PoolService service.
 // All implementations must embed UnimplementedPoolServiceServer
 // for forward compatibility.
@@ -365,6 +377,7 @@ type PoolServiceServer interface {
 	UpdatePool(context.Context, *PoolRequest) (*Pool, error)
 	DeletePool(context.Context, *DeletePoolRequest) (*Pool, error)
 	ListPools(context.Context, *ListPoolsRequest) (*ListPoolsResponse, error)
+	GetPoolUsage(context.Context, *PoolUsageRequest) (*PoolUsageResponse, error)
 	mustEmbedUnimplementedPoolServiceServer()
 }
 
@@ -386,6 +399,9 @@ func (UnimplementedPoolServiceServer) DeletePool(context.Context, *DeletePoolReq
 }
 func (UnimplementedPoolServiceServer) ListPools(context.Context, *ListPoolsRequest) (*ListPoolsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListPools not implemented")
+}
+func (UnimplementedPoolServiceServer) GetPoolUsage(context.Context, *PoolUsageRequest) (*PoolUsageResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetPoolUsage not implemented")
 }
 func (UnimplementedPoolServiceServer) mustEmbedUnimplementedPoolServiceServer() {}
 func (UnimplementedPoolServiceServer) testEmbeddedByValue()                     {}
@@ -480,6 +496,24 @@ func _PoolService_ListPools_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PoolService_GetPoolUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PoolUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PoolServiceServer).GetPoolUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PoolService_GetPoolUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PoolServiceServer).GetPoolUsage(ctx, req.(*PoolUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PoolService_ServiceDesc is the grpc.ServiceDesc for PoolService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -502,6 +536,10 @@ var PoolService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListPools",
 			Handler:    _PoolService_ListPools_Handler,
+		},
+		{
+			MethodName: "GetPoolUsage",
+			Handler:    _PoolService_GetPoolUsage_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

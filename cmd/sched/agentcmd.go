@@ -21,6 +21,7 @@ type agentFlags struct {
 	labels               []string
 	noGPU                bool
 	nvencSessions        int
+	killGrace            time.Duration
 }
 
 func newAgentCmd(g *globals) *cobra.Command {
@@ -45,7 +46,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 				f.id = fp.Hostname
 			}
 			a, err := agent.New(agent.Config{ID: f.id, Servers: f.servers, Fingerprint: fp, WorkDir: f.workDir,
-				Logger: slog.Default()})
+				KillGrace: f.killGrace, Logger: slog.Default()})
 			if err != nil {
 				return err
 			}
@@ -61,6 +62,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 	fl.StringSliceVar(&f.labels, "label", nil, "extra label key=value (repeatable)")
 	fl.BoolVar(&f.noGPU, "no-gpu", false, "do not look for GPUs")
 	fl.IntVar(&f.nvencSessions, "nvenc-sessions", 0, "encoder sessions per NVENC GPU (default 8)")
+	fl.DurationVar(&f.killGrace, "kill-grace", 5*time.Second, "SIGTERM-to-SIGKILL grace for cancelled and preempted tasks")
 	cmd.AddCommand(newAgentListCmd(g))
 	return cmd
 }

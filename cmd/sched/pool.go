@@ -2,7 +2,11 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/pool"
@@ -11,7 +15,8 @@ import (
 
 func newPoolCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "pool", Short: "Manage resource pools and their quotas"}
-	cmd.AddCommand(newPoolPutCmd(g, true), newPoolPutCmd(g, false), newPoolDeleteCmd(g), newPoolListCmd(g))
+	cmd.AddCommand(newPoolPutCmd(g, true), newPoolPutCmd(g, false), newPoolDeleteCmd(g), newPoolListCmd(g),
+		newPoolTreeCmd(g), newPoolUsageCmd(g))
 	return cmd
 }
 
@@ -124,4 +129,124 @@ func printPools(pools []*pb.Pool) {
 			p.QueuedTasks, p.RunningTasks)
 	}
 	_ = w.Flush()
+}
+
+func newPoolTreeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "tree",
+		Short: "Show the pool tree: usage against guaranteed and max for every resource",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, done, err := connect(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := c.pools.ListPools(ctx, &pb.ListPoolsRequest{})
+			if err != nil {
+				return fmt.Errorf("pool tree: %w", err)
+			}
+			if g.output == "json" {
+				return printJSON(os.Stdout, resp)
+			}
+			printTree(os.Stdout, resp)
+			return nil
+		},
+	}
+}
+
+// printTree draws the pools as a tree with one used/guaranteed/max column
+// per resource ("-" for no ceiling) and a "+" where a pool runs on
+// borrowed capacity (usage above its guarantee).
+func printTree(out io.Writer, resp *pb.ListPoolsResponse) {
+	fmt.Fprintf(out, "cluster: %s\n", resp.Cluster.Vector())
+	for _, w := range resp.Warnings {
+		fmt.Fprintf(out, "warning: %s\n", w)
+	}
+	byPath := map[string]*pb.Pool{}
+	children := map[string][]string{}
+	for _, p := range resp.Pools {
+		byPath[p.Path] = p
+		children[pool.Parent(p.Path)] = append(children[pool.Parent(p.Path)], p.Path)
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "POOL\tCPU\tMEMORY\tGPU\tGPU MEM\tNVENC\tQUEUED\tRUNNING")
+	fmt.Fprintln(w, "\tused/guar/max\t\t\t\t\t\t")
+	var walk func(path, prefix string, last bool, depth int)
+	walk = func(path, prefix string, last bool, depth int) {
+		p := byPath[path]
+		name := path[strings.LastIndex(path, "/")+1:]
+		branch, next := "", ""
+		if depth > 0 {
+			branch, next = "├─ ", "│  "
+			if last {
+				branch, next = "└─ ", "   "
+			}
+		}
+		q, _ := pb.QuotaFromPool(p)
+		used := p.Usage.Vector()
+		cols := make([]string, len(pool.ResourceNames))
+		for i, n := range pool.ResourceNames {
+			u, _ := used.Get(n)
+			gv, _ := q.Guaranteed.Get(n)
+			m := "-"
+			if mv, set := q.MaxOf(i); set {
+				m = pool.FormatQuantity(n, mv)
+			}
+			mark := ""
+			if u > gv {
+				mark = "+"
+			}
+			cols[i] = fmt.Sprintf("%s/%s/%s%s", pool.FormatQuantity(n, u), pool.FormatQuantity(n, gv), m, mark)
+		}
+		fmt.Fprintf(w, "%s%s%s\t%s\t%d\t%d\n", prefix, branch, name, strings.Join(cols, "\t"), p.QueuedTasks, p.RunningTasks)
+		kids := children[path]
+		for i, k := range kids {
+			walk(k, prefix+next, i == len(kids)-1, depth+1)
+		}
+	}
+	for _, top := range children[""] {
+		walk(top, "", false, 0)
+	}
+	_ = w.Flush()
+}
+
+func newPoolUsageCmd(g *globals) *cobra.Command {
+	var since time.Duration
+	cmd := &cobra.Command{
+		Use:   "usage [PATH]",
+		Short: "Cost accounting: resource-seconds and billed cost per pool (descendants included)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if since <= 0 {
+				return usageError{"--since must be positive, e.g. 24h"}
+			}
+			req := &pb.PoolUsageRequest{SinceUnixMs: time.Now().Add(-since).UnixMilli()}
+			if len(args) == 1 {
+				req.Path = args[0]
+			}
+			c, ctx, done, err := connect(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := c.pools.GetPoolUsage(ctx, req)
+			if err != nil {
+				return fmt.Errorf("pool usage: %w", err)
+			}
+			if g.output == "json" {
+				return printJSON(os.Stdout, resp)
+			}
+			w := newTable()
+			fmt.Fprintf(w, "POOL\tCPU-s\tGPU-s\tNVENC-s\tMEM GiB-s\tBILLED\t(since %s ago)\n", since)
+			for _, u := range resp.Pools {
+				c := u.Cost
+				fmt.Fprintf(w, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.4f\t\n", u.Path, c.GetCpuSeconds(), c.GetGpuSeconds(),
+					c.GetNvencSeconds(), c.GetMemoryGibSeconds(), c.GetBilled())
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().DurationVar(&since, "since", 24*time.Hour, "how far back (whole hours)")
+	return cmd
 }

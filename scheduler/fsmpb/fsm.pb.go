@@ -41,6 +41,7 @@ type Command struct {
 	//	*Command_Cancel
 	//	*Command_PoolPut
 	//	*Command_PoolDelete
+	//	*Command_Promote
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -162,6 +163,15 @@ func (x *Command) GetPoolDelete() *PoolDelete {
 	return nil
 }
 
+func (x *Command) GetPromote() *Promote {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_Promote); ok {
+			return x.Promote
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -198,6 +208,10 @@ type Command_PoolDelete struct {
 	PoolDelete *PoolDelete `protobuf:"bytes,9,opt,name=pool_delete,json=poolDelete,proto3,oneof"`
 }
 
+type Command_Promote struct {
+	Promote *Promote `protobuf:"bytes,10,opt,name=promote,proto3,oneof"`
+}
+
 func (*Command_Submit) isCommand_Cmd() {}
 
 func (*Command_Assign) isCommand_Cmd() {}
@@ -213,6 +227,8 @@ func (*Command_Cancel) isCommand_Cmd() {}
 func (*Command_PoolPut) isCommand_Cmd() {}
 
 func (*Command_PoolDelete) isCommand_Cmd() {}
+
+func (*Command_Promote) isCommand_Cmd() {}
 
 // SubmitJobs adds jobs; ids are assigned in Apply from the sequence.
 type SubmitJobs struct {
@@ -320,10 +336,13 @@ func (x *Assignment) GetAgentId() string {
 	return ""
 }
 
-// Assign commits many placements in one entry: the unit of batching.
+// Assign commits many placements in one entry: the unit of batching. The
+// preemptions are applied first, so the capacity they free is held for the
+// assignments of the same entry.
 type Assign struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Assignments   []*Assignment          `protobuf:"bytes,1,rep,name=assignments,proto3" json:"assignments,omitempty"`
+	Preemptions   []*Preemption          `protobuf:"bytes,2,rep,name=preemptions,proto3" json:"preemptions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -365,6 +384,112 @@ func (x *Assign) GetAssignments() []*Assignment {
 	return nil
 }
 
+func (x *Assign) GetPreemptions() []*Preemption {
+	if x != nil {
+		return x.Preemptions
+	}
+	return nil
+}
+
+// Preemption stops a running attempt to make room for a queued task; the
+// victim goes back to the queue without using a retry.
+type Preemption struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Victim        *Assignment            `protobuf:"bytes,1,opt,name=victim,proto3" json:"victim,omitempty"`
+	ForTaskId     string                 `protobuf:"bytes,2,opt,name=for_task_id,json=forTaskId,proto3" json:"for_task_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Preemption) Reset() {
+	*x = Preemption{}
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Preemption) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Preemption) ProtoMessage() {}
+
+func (x *Preemption) ProtoReflect() protoreflect.Message {
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Preemption.ProtoReflect.Descriptor instead.
+func (*Preemption) Descriptor() ([]byte, []int) {
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Preemption) GetVictim() *Assignment {
+	if x != nil {
+		return x.Victim
+	}
+	return nil
+}
+
+func (x *Preemption) GetForTaskId() string {
+	if x != nil {
+		return x.ForTaskId
+	}
+	return ""
+}
+
+// Promote moves opportunistic jobs whose wait nears its bound to batch.
+type Promote struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobIds        []string               `protobuf:"bytes,1,rep,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Promote) Reset() {
+	*x = Promote{}
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Promote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Promote) ProtoMessage() {}
+
+func (x *Promote) ProtoReflect() protoreflect.Message {
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Promote.ProtoReflect.Descriptor instead.
+func (*Promote) Descriptor() ([]byte, []int) {
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Promote) GetJobIds() []string {
+	if x != nil {
+		return x.JobIds
+	}
+	return nil
+}
+
 // AgentEvents are one agent's task events.
 type AgentEvents struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -376,7 +501,7 @@ type AgentEvents struct {
 
 func (x *AgentEvents) Reset() {
 	*x = AgentEvents{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[4]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -388,7 +513,7 @@ func (x *AgentEvents) String() string {
 func (*AgentEvents) ProtoMessage() {}
 
 func (x *AgentEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[4]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -401,7 +526,7 @@ func (x *AgentEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentEvents.ProtoReflect.Descriptor instead.
 func (*AgentEvents) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{4}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AgentEvents) GetAgentId() string {
@@ -428,7 +553,7 @@ type ReportEvents struct {
 
 func (x *ReportEvents) Reset() {
 	*x = ReportEvents{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[5]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +565,7 @@ func (x *ReportEvents) String() string {
 func (*ReportEvents) ProtoMessage() {}
 
 func (x *ReportEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[5]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +578,7 @@ func (x *ReportEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportEvents.ProtoReflect.Descriptor instead.
 func (*ReportEvents) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{5}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReportEvents) GetAgents() []*AgentEvents {
@@ -477,7 +602,7 @@ type AgentUp struct {
 
 func (x *AgentUp) Reset() {
 	*x = AgentUp{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[6]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +614,7 @@ func (x *AgentUp) String() string {
 func (*AgentUp) ProtoMessage() {}
 
 func (x *AgentUp) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[6]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +627,7 @@ func (x *AgentUp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentUp.ProtoReflect.Descriptor instead.
 func (*AgentUp) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{6}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AgentUp) GetAgentId() string {
@@ -545,7 +670,7 @@ type AgentDown struct {
 
 func (x *AgentDown) Reset() {
 	*x = AgentDown{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[7]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -557,7 +682,7 @@ func (x *AgentDown) String() string {
 func (*AgentDown) ProtoMessage() {}
 
 func (x *AgentDown) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[7]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -570,7 +695,7 @@ func (x *AgentDown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentDown.ProtoReflect.Descriptor instead.
 func (*AgentDown) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{7}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AgentDown) GetAgentId() string {
@@ -598,7 +723,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[8]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +735,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[8]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +748,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{8}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CancelJob) GetJobId() string {
@@ -651,7 +776,7 @@ type PoolPut struct {
 
 func (x *PoolPut) Reset() {
 	*x = PoolPut{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[9]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -663,7 +788,7 @@ func (x *PoolPut) String() string {
 func (*PoolPut) ProtoMessage() {}
 
 func (x *PoolPut) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[9]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -676,7 +801,7 @@ func (x *PoolPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolPut.ProtoReflect.Descriptor instead.
 func (*PoolPut) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{9}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PoolPut) GetPool() *banyanv1.Pool {
@@ -703,7 +828,7 @@ type PoolDelete struct {
 
 func (x *PoolDelete) Reset() {
 	*x = PoolDelete{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[10]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +840,7 @@ func (x *PoolDelete) String() string {
 func (*PoolDelete) ProtoMessage() {}
 
 func (x *PoolDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[10]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +853,7 @@ func (x *PoolDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolDelete.ProtoReflect.Descriptor instead.
 func (*PoolDelete) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{10}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PoolDelete) GetPath() string {
@@ -750,7 +875,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[11]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +887,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[11]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +900,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{11}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -811,7 +936,7 @@ type JobRecord struct {
 
 func (x *JobRecord) Reset() {
 	*x = JobRecord{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[12]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +948,7 @@ func (x *JobRecord) String() string {
 func (*JobRecord) ProtoMessage() {}
 
 func (x *JobRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[12]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +961,7 @@ func (x *JobRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRecord.ProtoReflect.Descriptor instead.
 func (*JobRecord) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{12}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *JobRecord) GetJob() *banyanv1.Job {
@@ -870,6 +995,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Agent
 	//	*SnapshotRecord_Job
 	//	*SnapshotRecord_Task
+	//	*SnapshotRecord_Cost
 	Rec           isSnapshotRecord_Rec `protobuf_oneof:"rec"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -877,7 +1003,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[13]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +1015,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[13]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +1028,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{13}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SnapshotRecord) GetRec() isSnapshotRecord_Rec {
@@ -957,6 +1083,15 @@ func (x *SnapshotRecord) GetTask() *banyanv1.Task {
 	return nil
 }
 
+func (x *SnapshotRecord) GetCost() *PoolCost {
+	if x != nil {
+		if x, ok := x.Rec.(*SnapshotRecord_Cost); ok {
+			return x.Cost
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Rec interface {
 	isSnapshotRecord_Rec()
 }
@@ -981,6 +1116,10 @@ type SnapshotRecord_Task struct {
 	Task *banyanv1.Task `protobuf:"bytes,5,opt,name=task,proto3,oneof"`
 }
 
+type SnapshotRecord_Cost struct {
+	Cost *PoolCost `protobuf:"bytes,6,opt,name=cost,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Header) isSnapshotRecord_Rec() {}
 
 func (*SnapshotRecord_Pool) isSnapshotRecord_Rec() {}
@@ -991,11 +1130,74 @@ func (*SnapshotRecord_Job) isSnapshotRecord_Rec() {}
 
 func (*SnapshotRecord_Task) isSnapshotRecord_Rec() {}
 
+func (*SnapshotRecord_Cost) isSnapshotRecord_Rec() {}
+
+// PoolCost is one pool's accumulated cost in one hour.
+type PoolCost struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pool          string                 `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	HourUnixMs    int64                  `protobuf:"varint,2,opt,name=hour_unix_ms,json=hourUnixMs,proto3" json:"hour_unix_ms,omitempty"`
+	Cost          *banyanv1.Cost         `protobuf:"bytes,3,opt,name=cost,proto3" json:"cost,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolCost) Reset() {
+	*x = PoolCost{}
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolCost) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolCost) ProtoMessage() {}
+
+func (x *PoolCost) ProtoReflect() protoreflect.Message {
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolCost.ProtoReflect.Descriptor instead.
+func (*PoolCost) Descriptor() ([]byte, []int) {
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PoolCost) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *PoolCost) GetHourUnixMs() int64 {
+	if x != nil {
+		return x.HourUnixMs
+	}
+	return 0
+}
+
+func (x *PoolCost) GetCost() *banyanv1.Cost {
+	if x != nil {
+		return x.Cost
+	}
+	return nil
+}
+
 var File_scheduler_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x19scheduler/fsmpb/fsm.proto\x12\rbanyan.fsm.v1\x1a\x19api/banyanv1/banyan.proto\"\xe4\x03\n" +
+	"\x19scheduler/fsmpb/fsm.proto\x12\rbanyan.fsm.v1\x1a\x19api/banyanv1/banyan.proto\"\x98\x04\n" +
 	"\aCommand\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x01 \x01(\x03R\tnowUnixMs\x123\n" +
 	"\x06submit\x18\x02 \x01(\v2\x19.banyan.fsm.v1.SubmitJobsH\x00R\x06submit\x12/\n" +
@@ -1007,7 +1209,9 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\x06cancel\x18\a \x01(\v2\x18.banyan.fsm.v1.CancelJobH\x00R\x06cancel\x123\n" +
 	"\bpool_put\x18\b \x01(\v2\x16.banyan.fsm.v1.PoolPutH\x00R\apoolPut\x12<\n" +
 	"\vpool_delete\x18\t \x01(\v2\x19.banyan.fsm.v1.PoolDeleteH\x00R\n" +
-	"poolDeleteB\x05\n" +
+	"poolDelete\x122\n" +
+	"\apromote\x18\n" +
+	" \x01(\v2\x16.banyan.fsm.v1.PromoteH\x00R\apromoteB\x05\n" +
 	"\x03cmd\"4\n" +
 	"\n" +
 	"SubmitJobs\x12&\n" +
@@ -1016,9 +1220,16 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"Assignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x19\n" +
-	"\bagent_id\x18\x03 \x01(\tR\aagentId\"E\n" +
+	"\bagent_id\x18\x03 \x01(\tR\aagentId\"\x82\x01\n" +
 	"\x06Assign\x12;\n" +
-	"\vassignments\x18\x01 \x03(\v2\x19.banyan.fsm.v1.AssignmentR\vassignments\"V\n" +
+	"\vassignments\x18\x01 \x03(\v2\x19.banyan.fsm.v1.AssignmentR\vassignments\x12;\n" +
+	"\vpreemptions\x18\x02 \x03(\v2\x19.banyan.fsm.v1.PreemptionR\vpreemptions\"_\n" +
+	"\n" +
+	"Preemption\x121\n" +
+	"\x06victim\x18\x01 \x01(\v2\x19.banyan.fsm.v1.AssignmentR\x06victim\x12\x1e\n" +
+	"\vfor_task_id\x18\x02 \x01(\tR\tforTaskId\"\"\n" +
+	"\aPromote\x12\x17\n" +
+	"\ajob_ids\x18\x01 \x03(\tR\x06jobIds\"V\n" +
 	"\vAgentEvents\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12,\n" +
 	"\x06events\x18\x02 \x03(\v2\x14.banyan.v1.TaskEventR\x06events\"B\n" +
@@ -1048,14 +1259,20 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\tJobRecord\x12 \n" +
 	"\x03job\x18\x01 \x01(\v2\x0e.banyan.v1.JobR\x03job\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x19\n" +
-	"\btask_ids\x18\x03 \x03(\tR\ataskIds\"\xf6\x01\n" +
+	"\btask_ids\x18\x03 \x03(\tR\ataskIds\"\xa5\x02\n" +
 	"\x0eSnapshotRecord\x127\n" +
 	"\x06header\x18\x01 \x01(\v2\x1d.banyan.fsm.v1.SnapshotHeaderH\x00R\x06header\x12%\n" +
 	"\x04pool\x18\x02 \x01(\v2\x0f.banyan.v1.PoolH\x00R\x04pool\x12(\n" +
 	"\x05agent\x18\x03 \x01(\v2\x10.banyan.v1.AgentH\x00R\x05agent\x12,\n" +
 	"\x03job\x18\x04 \x01(\v2\x18.banyan.fsm.v1.JobRecordH\x00R\x03job\x12%\n" +
-	"\x04task\x18\x05 \x01(\v2\x0f.banyan.v1.TaskH\x00R\x04taskB\x05\n" +
-	"\x03recB6Z4github.com/banyan-sched/banyan/scheduler/fsmpb;fsmpbb\x06proto3"
+	"\x04task\x18\x05 \x01(\v2\x0f.banyan.v1.TaskH\x00R\x04task\x12-\n" +
+	"\x04cost\x18\x06 \x01(\v2\x17.banyan.fsm.v1.PoolCostH\x00R\x04costB\x05\n" +
+	"\x03rec\"e\n" +
+	"\bPoolCost\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12 \n" +
+	"\fhour_unix_ms\x18\x02 \x01(\x03R\n" +
+	"hourUnixMs\x12#\n" +
+	"\x04cost\x18\x03 \x01(\v2\x0f.banyan.v1.CostR\x04costB6Z4github.com/banyan-sched/banyan/scheduler/fsmpb;fsmpbb\x06proto3"
 
 var (
 	file_scheduler_fsmpb_fsm_proto_rawDescOnce sync.Once
@@ -1069,57 +1286,66 @@ func file_scheduler_fsmpb_fsm_proto_rawDescGZIP() []byte {
 	return file_scheduler_fsmpb_fsm_proto_rawDescData
 }
 
-var file_scheduler_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_scheduler_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_scheduler_fsmpb_fsm_proto_goTypes = []any{
 	(*Command)(nil),              // 0: banyan.fsm.v1.Command
 	(*SubmitJobs)(nil),           // 1: banyan.fsm.v1.SubmitJobs
 	(*Assignment)(nil),           // 2: banyan.fsm.v1.Assignment
 	(*Assign)(nil),               // 3: banyan.fsm.v1.Assign
-	(*AgentEvents)(nil),          // 4: banyan.fsm.v1.AgentEvents
-	(*ReportEvents)(nil),         // 5: banyan.fsm.v1.ReportEvents
-	(*AgentUp)(nil),              // 6: banyan.fsm.v1.AgentUp
-	(*AgentDown)(nil),            // 7: banyan.fsm.v1.AgentDown
-	(*CancelJob)(nil),            // 8: banyan.fsm.v1.CancelJob
-	(*PoolPut)(nil),              // 9: banyan.fsm.v1.PoolPut
-	(*PoolDelete)(nil),           // 10: banyan.fsm.v1.PoolDelete
-	(*SnapshotHeader)(nil),       // 11: banyan.fsm.v1.SnapshotHeader
-	(*JobRecord)(nil),            // 12: banyan.fsm.v1.JobRecord
-	(*SnapshotRecord)(nil),       // 13: banyan.fsm.v1.SnapshotRecord
-	(*banyanv1.JobSpec)(nil),     // 14: banyan.v1.JobSpec
-	(*banyanv1.TaskEvent)(nil),   // 15: banyan.v1.TaskEvent
-	(*banyanv1.Fingerprint)(nil), // 16: banyan.v1.Fingerprint
-	(*banyanv1.Pool)(nil),        // 17: banyan.v1.Pool
-	(*banyanv1.Job)(nil),         // 18: banyan.v1.Job
-	(*banyanv1.Agent)(nil),       // 19: banyan.v1.Agent
-	(*banyanv1.Task)(nil),        // 20: banyan.v1.Task
+	(*Preemption)(nil),           // 4: banyan.fsm.v1.Preemption
+	(*Promote)(nil),              // 5: banyan.fsm.v1.Promote
+	(*AgentEvents)(nil),          // 6: banyan.fsm.v1.AgentEvents
+	(*ReportEvents)(nil),         // 7: banyan.fsm.v1.ReportEvents
+	(*AgentUp)(nil),              // 8: banyan.fsm.v1.AgentUp
+	(*AgentDown)(nil),            // 9: banyan.fsm.v1.AgentDown
+	(*CancelJob)(nil),            // 10: banyan.fsm.v1.CancelJob
+	(*PoolPut)(nil),              // 11: banyan.fsm.v1.PoolPut
+	(*PoolDelete)(nil),           // 12: banyan.fsm.v1.PoolDelete
+	(*SnapshotHeader)(nil),       // 13: banyan.fsm.v1.SnapshotHeader
+	(*JobRecord)(nil),            // 14: banyan.fsm.v1.JobRecord
+	(*SnapshotRecord)(nil),       // 15: banyan.fsm.v1.SnapshotRecord
+	(*PoolCost)(nil),             // 16: banyan.fsm.v1.PoolCost
+	(*banyanv1.JobSpec)(nil),     // 17: banyan.v1.JobSpec
+	(*banyanv1.TaskEvent)(nil),   // 18: banyan.v1.TaskEvent
+	(*banyanv1.Fingerprint)(nil), // 19: banyan.v1.Fingerprint
+	(*banyanv1.Pool)(nil),        // 20: banyan.v1.Pool
+	(*banyanv1.Job)(nil),         // 21: banyan.v1.Job
+	(*banyanv1.Agent)(nil),       // 22: banyan.v1.Agent
+	(*banyanv1.Task)(nil),        // 23: banyan.v1.Task
+	(*banyanv1.Cost)(nil),        // 24: banyan.v1.Cost
 }
 var file_scheduler_fsmpb_fsm_proto_depIdxs = []int32{
 	1,  // 0: banyan.fsm.v1.Command.submit:type_name -> banyan.fsm.v1.SubmitJobs
 	3,  // 1: banyan.fsm.v1.Command.assign:type_name -> banyan.fsm.v1.Assign
-	5,  // 2: banyan.fsm.v1.Command.events:type_name -> banyan.fsm.v1.ReportEvents
-	6,  // 3: banyan.fsm.v1.Command.agent_up:type_name -> banyan.fsm.v1.AgentUp
-	7,  // 4: banyan.fsm.v1.Command.agent_down:type_name -> banyan.fsm.v1.AgentDown
-	8,  // 5: banyan.fsm.v1.Command.cancel:type_name -> banyan.fsm.v1.CancelJob
-	9,  // 6: banyan.fsm.v1.Command.pool_put:type_name -> banyan.fsm.v1.PoolPut
-	10, // 7: banyan.fsm.v1.Command.pool_delete:type_name -> banyan.fsm.v1.PoolDelete
-	14, // 8: banyan.fsm.v1.SubmitJobs.jobs:type_name -> banyan.v1.JobSpec
-	2,  // 9: banyan.fsm.v1.Assign.assignments:type_name -> banyan.fsm.v1.Assignment
-	15, // 10: banyan.fsm.v1.AgentEvents.events:type_name -> banyan.v1.TaskEvent
-	4,  // 11: banyan.fsm.v1.ReportEvents.agents:type_name -> banyan.fsm.v1.AgentEvents
-	16, // 12: banyan.fsm.v1.AgentUp.fingerprint:type_name -> banyan.v1.Fingerprint
-	2,  // 13: banyan.fsm.v1.AgentUp.known:type_name -> banyan.fsm.v1.Assignment
-	17, // 14: banyan.fsm.v1.PoolPut.pool:type_name -> banyan.v1.Pool
-	18, // 15: banyan.fsm.v1.JobRecord.job:type_name -> banyan.v1.Job
-	11, // 16: banyan.fsm.v1.SnapshotRecord.header:type_name -> banyan.fsm.v1.SnapshotHeader
-	17, // 17: banyan.fsm.v1.SnapshotRecord.pool:type_name -> banyan.v1.Pool
-	19, // 18: banyan.fsm.v1.SnapshotRecord.agent:type_name -> banyan.v1.Agent
-	12, // 19: banyan.fsm.v1.SnapshotRecord.job:type_name -> banyan.fsm.v1.JobRecord
-	20, // 20: banyan.fsm.v1.SnapshotRecord.task:type_name -> banyan.v1.Task
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	7,  // 2: banyan.fsm.v1.Command.events:type_name -> banyan.fsm.v1.ReportEvents
+	8,  // 3: banyan.fsm.v1.Command.agent_up:type_name -> banyan.fsm.v1.AgentUp
+	9,  // 4: banyan.fsm.v1.Command.agent_down:type_name -> banyan.fsm.v1.AgentDown
+	10, // 5: banyan.fsm.v1.Command.cancel:type_name -> banyan.fsm.v1.CancelJob
+	11, // 6: banyan.fsm.v1.Command.pool_put:type_name -> banyan.fsm.v1.PoolPut
+	12, // 7: banyan.fsm.v1.Command.pool_delete:type_name -> banyan.fsm.v1.PoolDelete
+	5,  // 8: banyan.fsm.v1.Command.promote:type_name -> banyan.fsm.v1.Promote
+	17, // 9: banyan.fsm.v1.SubmitJobs.jobs:type_name -> banyan.v1.JobSpec
+	2,  // 10: banyan.fsm.v1.Assign.assignments:type_name -> banyan.fsm.v1.Assignment
+	4,  // 11: banyan.fsm.v1.Assign.preemptions:type_name -> banyan.fsm.v1.Preemption
+	2,  // 12: banyan.fsm.v1.Preemption.victim:type_name -> banyan.fsm.v1.Assignment
+	18, // 13: banyan.fsm.v1.AgentEvents.events:type_name -> banyan.v1.TaskEvent
+	6,  // 14: banyan.fsm.v1.ReportEvents.agents:type_name -> banyan.fsm.v1.AgentEvents
+	19, // 15: banyan.fsm.v1.AgentUp.fingerprint:type_name -> banyan.v1.Fingerprint
+	2,  // 16: banyan.fsm.v1.AgentUp.known:type_name -> banyan.fsm.v1.Assignment
+	20, // 17: banyan.fsm.v1.PoolPut.pool:type_name -> banyan.v1.Pool
+	21, // 18: banyan.fsm.v1.JobRecord.job:type_name -> banyan.v1.Job
+	13, // 19: banyan.fsm.v1.SnapshotRecord.header:type_name -> banyan.fsm.v1.SnapshotHeader
+	20, // 20: banyan.fsm.v1.SnapshotRecord.pool:type_name -> banyan.v1.Pool
+	22, // 21: banyan.fsm.v1.SnapshotRecord.agent:type_name -> banyan.v1.Agent
+	14, // 22: banyan.fsm.v1.SnapshotRecord.job:type_name -> banyan.fsm.v1.JobRecord
+	23, // 23: banyan.fsm.v1.SnapshotRecord.task:type_name -> banyan.v1.Task
+	16, // 24: banyan.fsm.v1.SnapshotRecord.cost:type_name -> banyan.fsm.v1.PoolCost
+	24, // 25: banyan.fsm.v1.PoolCost.cost:type_name -> banyan.v1.Cost
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_scheduler_fsmpb_fsm_proto_init() }
@@ -1136,13 +1362,15 @@ func file_scheduler_fsmpb_fsm_proto_init() {
 		(*Command_Cancel)(nil),
 		(*Command_PoolPut)(nil),
 		(*Command_PoolDelete)(nil),
+		(*Command_Promote)(nil),
 	}
-	file_scheduler_fsmpb_fsm_proto_msgTypes[13].OneofWrappers = []any{
+	file_scheduler_fsmpb_fsm_proto_msgTypes[15].OneofWrappers = []any{
 		(*SnapshotRecord_Header)(nil),
 		(*SnapshotRecord_Pool)(nil),
 		(*SnapshotRecord_Agent)(nil),
 		(*SnapshotRecord_Job)(nil),
 		(*SnapshotRecord_Task)(nil),
+		(*SnapshotRecord_Cost)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1150,7 +1378,7 @@ func file_scheduler_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_scheduler_fsmpb_fsm_proto_rawDesc), len(file_scheduler_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

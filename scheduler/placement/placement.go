@@ -324,7 +324,12 @@ func (p *Placer) Place(ask Ask) (nodeID string, ok bool) {
 		p.rememberFailure(h, &ask)
 		return "", false
 	}
-	n := &p.nodes[best]
+	p.take(&p.nodes[best], &a)
+	return p.nodes[best].id, true
+}
+
+// take records a placement of a on n.
+func (p *Placer) take(n *nodeState, a *[numRes]int64) {
 	hadCPU := n.free[0] > 0
 	for i := 0; i < numRes; i++ {
 		n.used[i] += a[i]
@@ -333,7 +338,42 @@ func (p *Placer) Place(ask Ask) (nodeID string, ok bool) {
 	if hadCPU && n.free[0] <= 0 {
 		p.withCPU--
 	}
-	return n.id, true
+}
+
+// PlaceOn places ask on one given node if it is up, matches the
+// constraints and has room; preemption uses it to put a task where it
+// freed capacity.
+func (p *Placer) PlaceOn(nodeID string, ask Ask) bool {
+	pos, ok := p.index[nodeID]
+	if !ok || pos < 0 {
+		return false
+	}
+	n := &p.nodes[pos]
+	a := vec(ask.Resources)
+	if !fits(&a, &n.free) || !p.matchesOthers(n, ask.Constraints, -1) {
+		return false
+	}
+	p.take(n, &a)
+	return true
+}
+
+// Matching returns the up nodes whose labels satisfy every constraint of
+// ask, with their free capacity, sorted by ID.
+func (p *Placer) Matching(ask Ask) []NodeFree {
+	var out []NodeFree
+	for i := range p.nodes {
+		n := &p.nodes[i]
+		if p.matchesOthers(n, ask.Constraints, -1) {
+			out = append(out, NodeFree{ID: n.id, Free: fromVec(n.free)})
+		}
+	}
+	return out
+}
+
+// NodeFree is a node's free capacity during a pass.
+type NodeFree struct {
+	ID   string
+	Free pool.Resources
 }
 
 // matchesOthers checks every constraint except the one at skip.

@@ -113,6 +113,26 @@ func (q *Queue) AscendPool(pool string, fn func(Item) bool) {
 	}
 }
 
+// AscendPoolAfter visits one pool's tasks in order, starting after the
+// item after (from the start when nil), until fn returns false.
+func (q *Queue) AscendPoolAfter(pool string, after *Item, fn func(Item) bool) {
+	t := q.pools[pool]
+	if t == nil {
+		return
+	}
+	if after == nil {
+		t.Ascend(fn)
+		return
+	}
+	pivot := *after
+	t.AscendGreaterOrEqual(pivot, func(it Item) bool {
+		if it == pivot {
+			return true
+		}
+		return fn(it)
+	})
+}
+
 // Ascend visits all queued tasks, merging the pools by Key, until fn
 // returns false. fn must not modify the queue.
 func (q *Queue) Ascend(fn func(Item) bool) {

@@ -197,7 +197,31 @@ func (p *poolService) ListPools(ctx context.Context, req *pb.ListPoolsRequest) (
 		for _, path := range st.Pools().Paths() {
 			out.Pools = append(out.Pools, st.PoolView(path))
 		}
+		cluster := st.Cluster()
+		out.Cluster = pb.FromVector(cluster)
+		out.Warnings = st.Pools().OverCommit(cluster)
 	})
+	return out, nil
+}
+
+func (p *poolService) GetPoolUsage(ctx context.Context, req *pb.PoolUsageRequest) (*pb.PoolUsageResponse, error) {
+	out := &pb.PoolUsageResponse{}
+	var missing bool
+	p.s.fsm.Read(func(st *state.State) {
+		paths := []string{req.Path}
+		if req.Path == "" {
+			paths = st.Pools().Paths()
+		} else if _, ok := st.Pools().Get(req.Path); !ok {
+			missing = true
+			return
+		}
+		for _, path := range paths {
+			out.Pools = append(out.Pools, &pb.PoolUsage{Path: path, Cost: st.PoolCost(path, req.SinceUnixMs)})
+		}
+	})
+	if missing {
+		return nil, status.Errorf(codes.NotFound, "pool %q not found", req.Path)
+	}
 	return out, nil
 }
 

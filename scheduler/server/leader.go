@@ -25,6 +25,11 @@ type leaderLoop struct {
 	// committed; until then this server serves no reads or writes.
 	ready chan struct{}
 
+	// preemptTokens is a token bucket bounding preemptions; only the
+	// scheduling goroutine touches it.
+	preemptTokens float64
+	preemptAt     time.Time
+
 	// mu guards sessions and seen. Lock order: mu before the FSM's lock.
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -116,25 +121,60 @@ func (l *leaderLoop) schedule() {
 	}
 }
 
-// pass plans and commits one batch of assignments; it reports whether any
-// took effect (so the caller plans again at once).
+// pass promotes opportunistic jobs that are due, then plans and commits one
+// batch of assignments (and the preemptions they need); it reports whether
+// any took effect (so the caller plans again at once).
 func (l *leaderLoop) pass() bool {
 	if l.ctx.Err() != nil {
 		return false
 	}
-	now := l.s.cfg.Clock().UnixMilli()
-	var plan []*fsmpb.Assignment
-	l.s.fsm.Read(func(st *state.State) { plan = st.Plan(now, state.DefaultPlanLimits) })
-	if len(plan) == 0 {
+	nowT := l.s.cfg.Clock()
+	now := nowT.UnixMilli()
+	lim := state.DefaultPlanLimits
+	lim.PreemptBudget = l.preemptBudget(nowT)
+	lim.MinRuntimeMs = l.s.cfg.MinRuntime.Milliseconds()
+	var plan *fsmpb.Assign
+	var promote []string
+	l.s.fsm.Read(func(st *state.State) {
+		promote = st.DuePromotions(now)
+		plan = st.Plan(now, lim)
+	})
+	if len(promote) > 0 {
+		if _, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Promote{Promote: &fsmpb.Promote{JobIds: promote}}}); err != nil {
+			l.s.log.Warn("commit promotions failed", "err", err)
+			return false
+		}
+		l.s.log.Info("promoted opportunistic jobs to batch", "jobs", promote)
+		return true
+	}
+	if len(plan.Assignments) == 0 && len(plan.Preemptions) == 0 {
 		return false
 	}
-	r, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Assign{Assign: &fsmpb.Assign{Assignments: plan}}})
+	r, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Assign{Assign: plan}})
 	if err != nil {
 		l.s.log.Warn("commit assignments failed", "err", err)
 		return false
 	}
-	l.s.log.Debug("placed tasks", "planned", len(plan), "assigned", len(r.Assigned))
+	if n := len(plan.Preemptions); n > 0 {
+		l.preemptTokens -= float64(n)
+		l.s.log.Info("preempted tasks", "victims", n, "for", len(plan.Assignments))
+	}
+	l.s.log.Debug("placed tasks", "planned", len(plan.Assignments), "assigned", len(r.Assigned))
 	return len(r.Assigned) > 0
+}
+
+// preemptBudget refills the token bucket and returns how many tasks this
+// pass may preempt.
+func (l *leaderLoop) preemptBudget(now time.Time) int {
+	burst := float64(l.s.cfg.PreemptBurst)
+	if l.preemptAt.IsZero() {
+		l.preemptTokens = burst
+	} else {
+		l.preemptTokens += now.Sub(l.preemptAt).Seconds() * l.s.cfg.PreemptRate
+	}
+	l.preemptAt = now
+	l.preemptTokens = min(l.preemptTokens, burst)
+	return int(l.preemptTokens)
 }
 
 // afterApply acts on what a committed command decided: it pushes new

@@ -64,6 +64,13 @@ type Config struct {
 	RaftLogLevel string
 	// SnapshotThreshold is how many log entries between snapshots (default 8192).
 	SnapshotThreshold uint64
+	// PreemptRate is how many running tasks per second the leader may
+	// preempt, with bursts up to PreemptBurst (defaults 10/s and 20).
+	PreemptRate  float64
+	PreemptBurst int
+	// MinRuntime protects tasks from preemption for this long after they
+	// start (default 5s): together with the rate it prevents thrashing.
+	MinRuntime time.Duration
 }
 
 func (c *Config) fill() error {
@@ -97,6 +104,15 @@ func (c *Config) fill() error {
 	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 8192
+	}
+	if c.PreemptRate <= 0 {
+		c.PreemptRate = 10
+	}
+	if c.PreemptBurst <= 0 {
+		c.PreemptBurst = 20
+	}
+	if c.MinRuntime <= 0 {
+		c.MinRuntime = 5 * time.Second
 	}
 	return nil
 }

@@ -61,6 +61,8 @@ func (s *State) Apply(cmd *fsmpb.Command) *Result {
 		s.applyPoolPut(c.PoolPut, r)
 	case *fsmpb.Command_PoolDelete:
 		s.applyPoolDelete(c.PoolDelete, r)
+	case *fsmpb.Command_Promote:
+		s.applyPromote(now, c.Promote)
 	default:
 		r.Err = fmt.Errorf("%w: %T", ErrUnknownCommand, cmd.Cmd)
 	}
@@ -101,6 +103,9 @@ func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
 		SubmittedUnixMs: now, MaxWaitMs: spec.MaxWaitMs, Counts: &pb.TaskCounts{},
 	}}
 	s.jobs[id] = j
+	if spec.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC {
+		s.opportunistic[id] = struct{}{}
+	}
 	if spec.IdempotencyKey != "" {
 		s.idem[spec.IdempotencyKey] = id
 	}
@@ -171,9 +176,14 @@ func countFor(c *pb.TaskCounts, st pb.TaskState) *int32 {
 	return &sink
 }
 
-// applyAssign re-checks each assignment against the current state (the plan
-// may be stale by the time it commits) and applies those that still fit.
+// applyAssign first stops the preempted attempts that are still current
+// (they go back to the queue without using a retry), then re-checks each
+// assignment against the current state (the plan may be stale by the time
+// it commits) and applies those that still fit.
 func (s *State) applyAssign(now int64, c *fsmpb.Assign, r *Result) {
+	for _, p := range c.Preemptions {
+		s.preempt(now, p, r)
+	}
 	usage := s.PoolUsage()
 	for _, a := range c.Assignments {
 		if s.canAssign(a, usage) {
@@ -295,6 +305,58 @@ func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, r *Resul
 	}
 }
 
+// preempt stops one running attempt to make room for another task.
+func (s *State) preempt(now int64, p *fsmpb.Preemption, r *Result) {
+	v := p.GetVictim()
+	t, ok := s.tasks[v.GetTaskId()]
+	if !ok || t.Attempt() != v.Attempt || t.AgentID() != v.AgentId || !isPlaced(t.PB.State) {
+		return
+	}
+	reason := "preempted for task " + p.ForTaskId
+	if ft, ok := s.tasks[p.ForTaskId]; ok {
+		reason += " of pool " + s.jobs[ft.PB.JobId].PB.Pool
+	}
+	t.current().Error = reason
+	r.Cancels = append(r.Cancels, Cancel{AgentID: v.AgentId, TaskID: v.TaskId, Attempt: v.Attempt, Reason: reason})
+	s.finish(now, t, "preempted", r)
+}
+
+// applyPromote moves opportunistic jobs to batch: their queued tasks keep
+// their submit order but now sort with batch work.
+func (s *State) applyPromote(now int64, c *fsmpb.Promote) {
+	for _, id := range c.JobIds {
+		j, ok := s.jobs[id]
+		if !ok || j.PB.Class != pb.JobClass_JOB_CLASS_OPPORTUNISTIC || IsJobFinal(j.PB.State) {
+			continue
+		}
+		j.PB.Class, j.PB.PromotedUnixMs = pb.JobClass_JOB_CLASS_BATCH, now
+		delete(s.opportunistic, id)
+		for _, tid := range j.TaskIDs {
+			if t := s.tasks[tid]; s.queue.Contains(tid) {
+				s.queue.Push(queue.Item{Key: queue.Key{Class: int32(j.PB.Class), Priority: j.PB.Priority, Seq: t.Seq},
+					TaskID: tid, Pool: j.PB.Pool})
+			}
+		}
+	}
+}
+
+// charge adds an ended attempt's resource-seconds to its pool's cost.
+func (s *State) charge(t *Task, a *pb.Attempt) {
+	if a.StartedUnixMs == 0 || a.FinishedUnixMs <= a.StartedUnixMs {
+		return
+	}
+	j := s.jobs[t.PB.JobId]
+	opp := j.PB.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC
+	c := pool.CostOf(t.Ask, a.FinishedUnixMs-a.StartedUnixMs, opp, s.defaults.Prices)
+	hour := a.FinishedUnixMs - a.FinishedUnixMs%3_600_000
+	byHour := s.costs[j.PB.Pool]
+	if byHour == nil {
+		byHour = map[int64]pool.Cost{}
+		s.costs[j.PB.Pool] = byHour
+	}
+	byHour[hour] = byHour[hour].Add(c)
+}
+
 // finish ends the current attempt of a placed task with an outcome.
 func (s *State) finish(now int64, t *Task, outcome string, r *Result) {
 	s.release(t)
@@ -303,6 +365,7 @@ func (s *State) finish(now int64, t *Task, outcome string, r *Result) {
 	if cur.FinishedUnixMs == 0 {
 		cur.FinishedUnixMs = now
 	}
+	s.charge(t, cur)
 	switch outcome {
 	case "succeeded":
 		s.setTaskState(t, pb.TaskState_TASK_STATE_SUCCEEDED)
@@ -384,6 +447,7 @@ func (s *State) maybeFinishJob(now int64, j *Job) {
 	}
 	j.PB.State = pb.JobState_JOB_STATE_SUCCEEDED
 	j.PB.FinishedUnixMs = now
+	delete(s.opportunistic, j.PB.Id)
 }
 
 // endJob moves a job to a final state and cancels its unfinished tasks,
@@ -393,6 +457,7 @@ func (s *State) endJob(now int64, j *Job, st pb.JobState, reason string, r *Resu
 		return
 	}
 	j.PB.State, j.PB.Reason, j.PB.FinishedUnixMs = st, reason, now
+	delete(s.opportunistic, j.PB.Id)
 	for _, id := range j.TaskIDs {
 		t := s.tasks[id]
 		if IsFinal(t.PB.State) {
@@ -403,6 +468,7 @@ func (s *State) endJob(now int64, j *Job, st pb.JobState, reason string, r *Resu
 			s.release(t)
 			cur := t.current()
 			cur.Outcome, cur.FinishedUnixMs = "cancelled", now
+			s.charge(t, cur)
 		}
 		s.queue.Remove(id)
 		s.setTaskState(t, pb.TaskState_TASK_STATE_CANCELLED)

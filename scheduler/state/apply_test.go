@@ -48,7 +48,7 @@ func (f *fsm) submit(specs ...*pb.JobSpec) *Result {
 
 func (f *fsm) commitPlan() []*fsmpb.Assignment {
 	f.t.Helper()
-	plan := f.s.Plan(f.now, DefaultPlanLimits)
+	plan := f.s.Plan(f.now, DefaultPlanLimits).Assignments
 	r := f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Assign{Assign: &fsmpb.Assign{Assignments: plan}}})
 	return r.Assigned
 }
@@ -81,7 +81,7 @@ func TestRetryBackoffStaysAtCeiling(t *testing.T) {
 		if got := tk.PB.NotBeforeUnixMs - f.now; got != want {
 			t.Fatalf("after failure %d: backoff %dms, want %dms", n, got, want)
 		}
-		if plan := f.s.Plan(f.now+want-1, DefaultPlanLimits); len(plan) != 0 {
+		if plan := f.s.Plan(f.now+want-1, DefaultPlanLimits).Assignments; len(plan) != 0 {
 			t.Fatalf("after failure %d: placed before its backoff ended: %v", n, plan)
 		}
 		f.now += want
@@ -144,7 +144,7 @@ func TestStalePlanRespectsPoolMax(t *testing.T) {
 		{Command: []string{"x"}, Resources: &pb.Resources{CpuMillis: 2000}},
 		{Command: []string{"x"}, Resources: &pb.Resources{CpuMillis: 2000}},
 	}})
-	first := f.s.Plan(f.now, DefaultPlanLimits)
+	first := f.s.Plan(f.now, DefaultPlanLimits).Assignments
 	if len(first) != 1 {
 		t.Fatalf("plan %v", first)
 	}
@@ -228,13 +228,13 @@ func TestPlanLimits(t *testing.T) {
 	// The first task can never be placed; it uses up one scan.
 	tasks[0].Resources.CpuMillis = 1000000
 	f.submit(&pb.JobSpec{Tasks: tasks})
-	if got := f.s.Plan(f.now, PlanLimits{MaxAssign: 3, MaxScan: 100}); len(got) != 3 || got[0].TaskId != "job-1.1" {
+	if got := f.s.Plan(f.now, PlanLimits{MaxAssign: 3, MaxScan: 100}).Assignments; len(got) != 3 || got[0].TaskId != "job-1.1" {
 		t.Fatalf("MaxAssign 3: %v", got)
 	}
-	if got := f.s.Plan(f.now, PlanLimits{MaxAssign: 100, MaxScan: 4}); len(got) != 3 || got[2].TaskId != "job-1.3" {
+	if got := f.s.Plan(f.now, PlanLimits{MaxAssign: 100, MaxScan: 4}).Assignments; len(got) != 3 || got[2].TaskId != "job-1.3" {
 		t.Fatalf("MaxScan 4: %v", got)
 	}
-	if got := f.s.Plan(f.now, DefaultPlanLimits); len(got) != 9 {
+	if got := f.s.Plan(f.now, DefaultPlanLimits).Assignments; len(got) != 9 {
 		t.Fatalf("default limits: %v", got)
 	}
 }

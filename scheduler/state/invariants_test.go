@@ -379,7 +379,7 @@ func compareStates(a, b *State, now int64) []string {
 	if !reflect.DeepEqual(a.idem, b.idem) {
 		fail("idempotency keys %v vs %v", a.idem, b.idem)
 	}
-	pa, pbb := a.Plan(now, DefaultPlanLimits), b.Plan(now, DefaultPlanLimits)
+	pa, pbb := a.Plan(now, DefaultPlanLimits).Assignments, b.Plan(now, DefaultPlanLimits).Assignments
 	if len(pa) != len(pbb) {
 		fail("plan has %d assignments vs %d", len(pa), len(pbb))
 	} else {

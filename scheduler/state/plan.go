@@ -2,8 +2,10 @@ package state
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/placement"
@@ -11,57 +13,217 @@ import (
 )
 
 // PlanLimits bound one scheduling pass so that it never holds the state for
-// long: a pass places at most MaxAssign tasks and looks at most at MaxScan
-// queued tasks.
+// long, and carry the leader's preemption policy.
 type PlanLimits struct {
+	// MaxAssign is the most tasks one pass places.
 	MaxAssign int
-	MaxScan   int
+	// MaxScan is the most queued tasks one pass looks at.
+	MaxScan int
+	// PreemptBudget is how many running tasks this pass may preempt (the
+	// leader's rate limiter decides it); 0 disables preemption.
+	PreemptBudget int
+	// MinRuntimeMs protects tasks that started less than this long ago.
+	MinRuntimeMs int64
 }
 
 // DefaultPlanLimits are the leader's limits per pass.
-var DefaultPlanLimits = PlanLimits{MaxAssign: 4096, MaxScan: 65536}
+var DefaultPlanLimits = PlanLimits{MaxAssign: 4096, MaxScan: 65536, PreemptBudget: 0, MinRuntimeMs: 5000}
 
-// Plan is one scheduling pass: it walks the queue in order (class, priority,
-// submit order, merged over pools) and places each task that is due, whose
-// exclusive key is free and whose pool stays within its max, on the agent
-// that placement picks. It changes nothing; the leader commits the result
-// through raft, where Apply re-checks every assignment.
-func (s *State) Plan(now int64, lim PlanLimits) []*fsmpb.Assignment {
-	placer := placement.NewPlacer(s.nodes())
-	usage := s.PoolUsage()
-	held := map[string]bool{}
-	var out []*fsmpb.Assignment
-	scanned := 0
-	s.queue.Ascend(func(it queue.Item) bool {
-		if len(out) >= lim.MaxAssign || scanned >= lim.MaxScan || placer.Full() {
-			return false
+// Plan is one scheduling pass. It changes nothing: the leader commits the
+// returned Assign through raft, where Apply re-checks every placement.
+//
+// The pass has two phases. First every non-opportunistic queued task is
+// considered, one at a time, from the pool that pool.View.Order puts first
+// (pools below their guarantee, then the lowest weighted dominant share), so
+// sibling pools share idle capacity instead of the first submitter taking it
+// all. Inside a pool the queue order holds: class, priority, submit order.
+// A task must be due (retry backoff), hold no busy exclusive key and keep
+// its pool and every ancestor within max; then placement picks an agent. A
+// task of a pool within its guarantee that fits nowhere may preempt running
+// work (pool.View.Victims chooses), and the capacity freed is assigned to it
+// in the same entry. Second, opportunistic tasks run on what is left; they
+// never preempt.
+func (s *State) Plan(now int64, lim PlanLimits) *fsmpb.Assign {
+	p := s.newPass(now, lim)
+	p.run(false)
+	p.run(true)
+	return p.out
+}
+
+// pass is the working state of one Plan call.
+type pass struct {
+	s       *State
+	now     int64
+	lim     PlanLimits
+	placer  *placement.Placer
+	view    *pool.View
+	held    map[string]bool // exclusive keys taken in this pass
+	victims map[string]bool // tasks preempted in this pass
+	running []pool.Running  // built on first use
+	out     *fsmpb.Assign
+	scanned int
+}
+
+func (s *State) newPass(now int64, lim PlanLimits) *pass {
+	nodes := s.nodes()
+	var cluster pool.Resources
+	for _, n := range nodes {
+		if n.Up {
+			cluster = cluster.Add(n.Capacity)
 		}
-		scanned++
-		t := s.tasks[it.TaskID]
-		if t.PB.NotBeforeUnixMs > now {
-			return true
+	}
+	return &pass{s: s, now: now, lim: lim, placer: placement.NewPlacer(nodes),
+		view: pool.NewView(s.pools, s.poolUsage, cluster), held: map[string]bool{}, victims: map[string]bool{},
+		out: &fsmpb.Assign{}}
+}
+
+func (p *pass) full() bool {
+	return len(p.out.Assignments) >= p.lim.MaxAssign || p.scanned >= p.lim.MaxScan
+}
+
+// run takes tasks one at a time from the pool first in fair order until
+// every pool's queue (of this phase) is exhausted or a limit is hit.
+func (p *pass) run(opportunistic bool) {
+	cursors := map[string]*queue.Item{}
+	misses := map[string]int{} // tasks in a row a pool could not place
+	active := p.s.queue.Pools()
+	sort.Strings(active)
+	for len(active) > 0 && !p.full() {
+		if opportunistic && p.placer.Full() {
+			return
 		}
-		key := t.PB.Spec.ExclusiveKey
-		if key != "" && (s.exclusive[key] != "" || held[key]) {
-			return true
-		}
-		if !s.pools.Admits(it.Pool, usage, t.Ask) {
-			return true
-		}
-		agent, ok := placer.Place(askOf(t))
+		first := p.view.Order(active)[0]
+		it, ok := p.next(first, cursors[first], opportunistic)
 		if !ok {
-			return true
+			active = remove(active, first)
+			continue
 		}
-		for _, p := range pool.Ancestors(it.Pool) {
-			usage[p] = usage[p].Add(t.Ask)
+		cursors[first] = &it
+		p.scanned++
+		if p.consider(it, opportunistic) {
+			misses[first] = 0
+		} else if misses[first]++; misses[first] >= maxMissesPerPool {
+			active = remove(active, first) // let other pools have the rest of the pass
 		}
-		if key != "" {
-			held[key] = true
+	}
+}
+
+// maxMissesPerPool is how many queued tasks in a row a pool may fail to
+// place before the pass moves on to other pools.
+const maxMissesPerPool = 256
+
+// next returns the pool's next queued task of the phase after cur.
+func (p *pass) next(poolPath string, cur *queue.Item, opportunistic bool) (queue.Item, bool) {
+	var found queue.Item
+	ok := false
+	p.s.queue.AscendPoolAfter(poolPath, cur, func(it queue.Item) bool {
+		isOpp := it.Key.Class == int32(pb.JobClass_JOB_CLASS_OPPORTUNISTIC)
+		if isOpp != opportunistic {
+			return !isOpp // regular tasks sort before opportunistic ones
 		}
-		out = append(out, &fsmpb.Assignment{TaskId: t.PB.Id, Attempt: t.Attempt(), AgentId: agent})
-		return true
+		found, ok = it, true
+		return false
 	})
-	return out
+	return found, ok
+}
+
+func remove(list []string, v string) []string {
+	for i, x := range list {
+		if x == v {
+			return append(list[:i], list[i+1:]...)
+		}
+	}
+	return list
+}
+
+// consider tries to place one queued task and reports whether it did.
+func (p *pass) consider(it queue.Item, opportunistic bool) bool {
+	t := p.s.tasks[it.TaskID]
+	if t.PB.NotBeforeUnixMs > p.now {
+		return false
+	}
+	key := t.PB.Spec.ExclusiveKey
+	if key != "" && (p.s.exclusive[key] != "" || p.held[key]) {
+		return false
+	}
+	if !p.view.Admit(it.Pool, t.Ask).OK {
+		return false
+	}
+	ask := askOf(t)
+	if agent, ok := p.placer.Place(ask); ok {
+		p.assign(t, agent, it.Pool)
+		return true
+	}
+	if opportunistic || p.lim.PreemptBudget <= 0 || !p.view.WithinGuarantee(it.Pool, t.Ask) {
+		return false
+	}
+	return p.preemptFor(t, it.Pool, ask)
+}
+
+func (p *pass) assign(t *Task, agent, poolPath string) {
+	p.view.Add(poolPath, t.Ask)
+	if k := t.PB.Spec.ExclusiveKey; k != "" {
+		p.held[k] = true
+	}
+	p.out.Assignments = append(p.out.Assignments, &fsmpb.Assignment{TaskId: t.PB.Id, Attempt: t.Attempt(), AgentId: agent})
+}
+
+// preemptFor asks the pool policy for victims that make room for t on one
+// node, and if it finds some, records them and places t there.
+func (p *pass) preemptFor(t *Task, poolPath string, ask placement.Ask) bool {
+	var nodes []pool.NodeFree
+	for _, n := range p.placer.Matching(ask) {
+		nodes = append(nodes, pool.NodeFree{Node: n.ID, Free: n.Free})
+	}
+	policy := pool.PreemptPolicy{MinRuntimeMs: p.lim.MinRuntimeMs, MaxVictims: p.lim.PreemptBudget}
+	pre, ok := p.view.Victims(poolPath, t.Ask, nodes, p.runningTasks(), p.now, policy)
+	if !ok || len(pre.Victims) == 0 {
+		return false
+	}
+	for _, id := range pre.Victims {
+		v := p.s.tasks[id]
+		vpool := p.s.jobs[v.PB.JobId].PB.Pool
+		p.placer.Release(pre.Node, v.Ask)
+		p.view.Remove(vpool, v.Ask)
+		p.victims[id] = true
+		p.out.Preemptions = append(p.out.Preemptions, &fsmpb.Preemption{ForTaskId: t.PB.Id,
+			Victim: &fsmpb.Assignment{TaskId: id, Attempt: v.Attempt(), AgentId: pre.Node}})
+	}
+	p.running = nil // victims are no longer candidates
+	p.lim.PreemptBudget -= len(pre.Victims)
+	if !p.placer.PlaceOn(pre.Node, ask) {
+		return false
+	}
+	p.assign(t, pre.Node, poolPath)
+	return true
+}
+
+// runningTasks lists placed tasks (not already preempted) for the policy.
+func (p *pass) runningTasks() []pool.Running {
+	if p.running != nil {
+		return p.running
+	}
+	p.running = []pool.Running{}
+	for _, agentID := range p.s.AgentIDs() {
+		a := p.s.agents[agentID]
+		if !a.Up() {
+			continue
+		}
+		for _, id := range sortedKeys(a.Running) {
+			if p.victims[id] {
+				continue
+			}
+			t := p.s.tasks[id]
+			j := p.s.jobs[t.PB.JobId]
+			started := t.current().StartedUnixMs
+			if started == 0 {
+				started = t.current().PlacedUnixMs
+			}
+			p.running = append(p.running, pool.Running{TaskID: id, Pool: j.PB.Pool, Node: agentID, Ask: t.Ask,
+				Class: pool.Class(j.PB.Class), Priority: j.PB.Priority, StartedMs: started})
+		}
+	}
+	return p.running
 }
 
 // nodes returns the agents as placement sees them.
@@ -75,12 +237,23 @@ func (s *State) nodes() []placement.Node {
 	return out
 }
 
+// Cluster returns the total capacity of the agents that are up.
+func (s *State) Cluster() pool.Resources {
+	var c pool.Resources
+	for _, a := range s.agents {
+		if a.Up() {
+			c = c.Add(a.Capacity)
+		}
+	}
+	return c
+}
+
 func askOf(t *Task) placement.Ask {
 	a := placement.Ask{Resources: t.Ask}
 	for _, c := range t.PB.Spec.Constraints {
 		op := c.Op
-		if op == "==" { // accepted by ValidateConstraint as a spelling of "="
-			op = placement.OpEqual
+		if op == "==" {
+			op = "="
 		}
 		a.Constraints = append(a.Constraints, placement.Constraint{Label: c.Label, Op: op, Value: c.Value})
 	}
@@ -98,4 +271,23 @@ func askKey(t *Task) string {
 
 func explainBlocked(nodes []placement.Node, t *Task) string {
 	return placement.Explain(nodes, askOf(t))
+}
+
+// PromoteFraction is how much of an opportunistic job's max wait may pass
+// before it is promoted to batch, leaving the rest of the wait to run it.
+const PromoteFraction = 0.9
+
+// DuePromotions returns the opportunistic jobs that still have queued work
+// and whose wait has reached PromoteFraction of its bound, in id order.
+func (s *State) DuePromotions(now int64) []string {
+	var out []string
+	for id := range s.opportunistic {
+		j := s.jobs[id]
+		due := j.PB.SubmittedUnixMs + int64(float64(j.PB.MaxWaitMs)*PromoteFraction)
+		if now >= due && j.PB.Counts.Queued+j.PB.Counts.Waiting > 0 {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

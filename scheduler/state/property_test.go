@@ -143,12 +143,12 @@ func (h *history) randomStep() {
 		h.submit()
 	case n < 33:
 		h.last = "commit plan"
-		h.commit(h.s.Plan(h.now, DefaultPlanLimits))
+		h.commit(h.s.Plan(h.now, DefaultPlanLimits).Assignments)
 	case n < 40:
 		// Plan now, commit later: by then the plan may be stale.
 		if len(h.pending) < 3 && h.rng.Intn(2) == 0 {
 			h.last = "plan for later"
-			h.pending = append(h.pending, h.s.Plan(h.now, DefaultPlanLimits))
+			h.pending = append(h.pending, h.s.Plan(h.now, DefaultPlanLimits).Assignments)
 		} else if len(h.pending) > 0 {
 			h.last = "commit stale plan"
 			h.commit(h.pending[0])
@@ -527,7 +527,7 @@ func (h *history) drain() {
 			h.fatalf("jobs not finished after %d rounds:\n%s", round, strings.Join(stuck, "\n"))
 		}
 		h.now += 500
-		h.commit(h.s.Plan(h.now, DefaultPlanLimits))
+		h.commit(h.s.Plan(h.now, DefaultPlanLimits).Assignments)
 		for _, t := range h.placed() {
 			h.event(t, "finished", "succeeded")
 		}

@@ -317,6 +317,16 @@ func (h *harness) run(line string, input []string) (string, error) {
 	case "cancel":
 		h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Cancel{Cancel: &fsmpb.CancelJob{
 			JobId: a.str("job", ""), Reason: a.str("reason", "")}}})
+	case "promote":
+		// Promotes the opportunistic jobs that are due now, as the leader does.
+		due := h.s.DuePromotions(h.now)
+		h.printf("due: %v", due)
+		if len(due) > 0 {
+			h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Promote{Promote: &fsmpb.Promote{JobIds: due}}})
+		}
+	case "usage":
+		c := h.s.PoolCost(a.str("pool", ""), 0)
+		h.printf("cpu_s=%.1f gpu_s=%.1f nvenc_s=%.1f billed=%.4f", c.CpuSeconds, c.GpuSeconds, c.NvencSeconds, c.Billed)
 	case "show":
 		err = h.show(a)
 	case "agents":
@@ -681,18 +691,30 @@ func (h *harness) plan(a *args, commit bool) error {
 		return err
 	}
 	lim.MaxScan = int(n)
-	plan := h.s.Plan(h.now, lim)
-	if len(plan) == 0 {
+	if n, err = a.int("preempt", int64(lim.PreemptBudget)); err != nil {
+		return err
+	}
+	lim.PreemptBudget = int(n)
+	if n, err = a.int("min_runtime", lim.MinRuntimeMs); err != nil {
+		return err
+	}
+	lim.MinRuntimeMs = n
+	full := h.s.Plan(h.now, lim)
+	plan := full.Assignments
+	if len(plan) == 0 && len(full.Preemptions) == 0 {
 		h.printf("(none)")
 		return nil
 	}
 	if !commit {
+		for _, p := range full.Preemptions {
+			h.printf("preempt %s#%d on %s for %s", p.Victim.TaskId, p.Victim.Attempt, p.Victim.AgentId, p.ForTaskId)
+		}
 		for _, as := range plan {
 			h.printf("%s#%d -> %s", as.TaskId, as.Attempt, as.AgentId)
 		}
 		return nil
 	}
-	r := h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Assign{Assign: &fsmpb.Assign{Assignments: plan}}})
+	r := h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Assign{Assign: full}})
 	h.printRejected(plan, r)
 	return nil
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/queue"
 	"google.golang.org/protobuf/encoding/protodelim"
@@ -48,6 +50,20 @@ func (s *State) WriteSnapshot(w io.Writer) error {
 		for _, tid := range j.TaskIDs {
 			if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Task{Task: s.tasks[tid].PB}}); err != nil {
 				return fmt.Errorf("write task %s: %w", tid, err)
+			}
+		}
+	}
+	for _, path := range sortedKeys(s.costs) {
+		byHour := s.costs[path]
+		hours := make([]int64, 0, len(byHour))
+		for h := range byHour {
+			hours = append(hours, h)
+		}
+		sort.Slice(hours, func(a, b int) bool { return hours[a] < hours[b] })
+		for _, h := range hours {
+			if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Cost{Cost: &fsmpb.PoolCost{
+				Pool: path, HourUnixMs: h, Cost: costToPB(byHour[h])}}}); err != nil {
+				return fmt.Errorf("write cost of %s: %w", path, err)
 			}
 		}
 	}
@@ -99,6 +115,13 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 			if k := cur.PB.IdempotencyKey; k != "" {
 				s.idem[k] = cur.PB.Id
 			}
+		case *fsmpb.SnapshotRecord_Cost:
+			byHour := s.costs[x.Cost.Pool]
+			if byHour == nil {
+				byHour = map[int64]pool.Cost{}
+				s.costs[x.Cost.Pool] = byHour
+			}
+			byHour[x.Cost.HourUnixMs] = costFromPB(x.Cost.Cost)
 		case *fsmpb.SnapshotRecord_Task:
 			if cur == nil || cur.PB.Id != x.Task.JobId {
 				return nil, fmt.Errorf("snapshot task %s outside its job", x.Task.Id)
@@ -116,6 +139,9 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 // rebuild recomputes every derived index from jobs, tasks and agents.
 func (s *State) rebuild() {
 	for _, j := range s.jobs {
+		if j.PB.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC && !IsJobFinal(j.PB.State) {
+			s.opportunistic[j.PB.Id] = struct{}{}
+		}
 		byName := make(map[string]string, len(j.TaskIDs))
 		for _, id := range j.TaskIDs {
 			byName[s.tasks[id].PB.Name] = id
@@ -140,4 +166,14 @@ func (s *State) rebuild() {
 			}
 		}
 	}
+}
+
+func costToPB(c pool.Cost) *pb.Cost {
+	return &pb.Cost{CpuSeconds: c.CPUSeconds, GpuSeconds: c.GPUSeconds, NvencSeconds: c.NVENCSeconds,
+		MemoryGibSeconds: c.MemoryGiBSeconds, Billed: c.Billed}
+}
+
+func costFromPB(c *pb.Cost) pool.Cost {
+	return pool.Cost{CPUSeconds: c.GetCpuSeconds(), GPUSeconds: c.GetGpuSeconds(), NVENCSeconds: c.GetNvencSeconds(),
+		MemoryGiBSeconds: c.GetMemoryGibSeconds(), Billed: c.GetBilled()}
 }

@@ -25,10 +25,13 @@ type Defaults struct {
 	MaxBackoffMs     int64
 	// OpportunisticMaxWaitMs is used when opportunistic work names no wait.
 	OpportunisticMaxWaitMs int64
+	// Prices turn resource-seconds into a pool's billed cost.
+	Prices pool.Prices
 }
 
 // DefaultDefaults are the server's defaults.
-var DefaultDefaults = Defaults{MaxAttempts: 3, InitialBackoffMs: 1000, MaxBackoffMs: 60000, OpportunisticMaxWaitMs: 3600_000}
+var DefaultDefaults = Defaults{MaxAttempts: 3, InitialBackoffMs: 1000, MaxBackoffMs: 60000,
+	OpportunisticMaxWaitMs: 3600_000, Prices: pool.DefaultPrices()}
 
 // Job is a job and the FSM's bookkeeping for it.
 type Job struct {
@@ -104,6 +107,10 @@ type State struct {
 	idem      map[string]string         // idempotency key -> job id
 	queue     *queue.Queue
 	exclusive map[string]string // exclusive key -> task id holding it
+	// opportunistic holds the unfinished, unpromoted opportunistic jobs.
+	opportunistic map[string]struct{}
+	// costs holds each pool's cost per hour (start of the hour, unix ms).
+	costs map[string]map[int64]pool.Cost
 }
 
 // New returns the initial state: no jobs, no agents, one unlimited pool
@@ -120,6 +127,9 @@ func New(d Defaults) *State {
 		idem:      map[string]string{},
 		queue:     queue.New(),
 		exclusive: map[string]string{},
+
+		opportunistic: map[string]struct{}{},
+		costs:         map[string]map[int64]pool.Cost{},
 	}
 	_ = s.pools.Put(DefaultPool, pool.Unlimited, true)
 	return s

@@ -2,8 +2,10 @@ package state
 
 import (
 	"sort"
+	"strings"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/pool"
 )
 
 func sortStrings(s []string) { sort.Strings(s) }
@@ -128,4 +130,22 @@ func (s *State) AssignmentFor(taskID string, attempt int32, agentID string) *pb.
 		return nil
 	}
 	return &pb.TaskAssignment{TaskId: taskID, Attempt: attempt, Spec: t.PB.Spec, JobId: t.PB.JobId}
+}
+
+// PoolCost returns what a pool and its descendants used in the hours that
+// end after sinceMs (whole hours: the hour holding sinceMs counts).
+func (s *State) PoolCost(path string, sinceMs int64) *pb.Cost {
+	var total pool.Cost
+	from := sinceMs - sinceMs%3_600_000
+	for p, byHour := range s.costs {
+		if p != path && !strings.HasPrefix(p, path+"/") {
+			continue
+		}
+		for h, c := range byHour {
+			if h >= from {
+				total = total.Add(c)
+			}
+		}
+	}
+	return costToPB(total)
 }
