@@ -14,7 +14,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 RACE_PKGS := ./agent/... ./scheduler/... ./cmd/...
 PURE_PKGS := ./pool/... ./api/...
 
-.PHONY: all build test test-short demo bench proto lint deps clean
+.PHONY: all build test test-short demo bench proto lint deps clean image cluster-smoke
 
 all: build
 
@@ -46,6 +46,15 @@ proto:
 	PATH=$(TOOLS):$$PATH protoc -I . --go_out=. --go_opt=paths=source_relative \
 		--go-grpc_out=. --go-grpc_opt=paths=source_relative api/banyanv1/banyan.proto
 	PATH=$(TOOLS):$$PATH protoc -I . --go_out=. --go_opt=paths=source_relative scheduler/fsmpb/fsm.proto
+
+# A FROM-scratch image of sched (static, with busybox), built without pulls.
+image:
+	deploy/docker/build.sh
+
+# Three servers and two agents in containers: run a job, stop the leader,
+# check a new one is elected and runs another.
+cluster-smoke:
+	scripts/cluster-smoke.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

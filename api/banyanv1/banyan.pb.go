@@ -417,10 +417,14 @@ type TaskSpec struct {
 	ExclusiveKey string                 `protobuf:"bytes,7,opt,name=exclusive_key,json=exclusiveKey,proto3" json:"exclusive_key,omitempty"`
 	Constraints  []*Constraint          `protobuf:"bytes,8,rep,name=constraints,proto3" json:"constraints,omitempty"`
 	// after names tasks of the same job that must succeed first.
-	After         []string `protobuf:"bytes,9,rep,name=after,proto3" json:"after,omitempty"`
-	Workdir       string   `protobuf:"bytes,10,opt,name=workdir,proto3" json:"workdir,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	After   []string `protobuf:"bytes,9,rep,name=after,proto3" json:"after,omitempty"`
+	Workdir string   `protobuf:"bytes,10,opt,name=workdir,proto3" json:"workdir,omitempty"`
+	// fallback replaces this task if it fails for good (or is not placed
+	// within fallback_after_ms): its dependents then wait for the fallback.
+	Fallback        *TaskSpec `protobuf:"bytes,11,opt,name=fallback,proto3" json:"fallback,omitempty"`
+	FallbackAfterMs int64     `protobuf:"varint,12,opt,name=fallback_after_ms,json=fallbackAfterMs,proto3" json:"fallback_after_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
@@ -523,6 +527,67 @@ func (x *TaskSpec) GetWorkdir() string {
 	return ""
 }
 
+func (x *TaskSpec) GetFallback() *TaskSpec {
+	if x != nil {
+		return x.Fallback
+	}
+	return nil
+}
+
+func (x *TaskSpec) GetFallbackAfterMs() int64 {
+	if x != nil {
+		return x.FallbackAfterMs
+	}
+	return 0
+}
+
+// JobExpansion is what a task may return (JSON, in the file named by
+// $BANYAN_RESULT) to add tasks and join steps to its own job: the generic
+// fan-out of job graphs. New tasks may wait for existing ones and each other.
+type JobExpansion struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tasks         []*TaskSpec            `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobExpansion) Reset() {
+	*x = JobExpansion{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobExpansion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobExpansion) ProtoMessage() {}
+
+func (x *JobExpansion) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobExpansion.ProtoReflect.Descriptor instead.
+func (*JobExpansion) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *JobExpansion) GetTasks() []*TaskSpec {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
 // JobSpec is what a client submits.
 type JobSpec struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -540,7 +605,7 @@ type JobSpec struct {
 
 func (x *JobSpec) Reset() {
 	*x = JobSpec{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[4]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +617,7 @@ func (x *JobSpec) String() string {
 func (*JobSpec) ProtoMessage() {}
 
 func (x *JobSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[4]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +630,7 @@ func (x *JobSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSpec.ProtoReflect.Descriptor instead.
 func (*JobSpec) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{4}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *JobSpec) GetName() string {
@@ -639,7 +704,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[5]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +716,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[5]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +729,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{5}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Attempt) GetNumber() int32 {
@@ -758,13 +823,15 @@ type Task struct {
 	// retries_used counts failed attempts that used up a retry.
 	RetriesUsed     int32 `protobuf:"varint,8,opt,name=retries_used,json=retriesUsed,proto3" json:"retries_used,omitempty"`
 	NotBeforeUnixMs int64 `protobuf:"varint,9,opt,name=not_before_unix_ms,json=notBeforeUnixMs,proto3" json:"not_before_unix_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// replaced_by names the fallback task that took over from this one.
+	ReplacedBy    string `protobuf:"bytes,10,opt,name=replaced_by,json=replacedBy,proto3" json:"replaced_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[6]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +843,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[6]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +856,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{6}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Task) GetId() string {
@@ -855,6 +922,13 @@ func (x *Task) GetNotBeforeUnixMs() int64 {
 	return 0
 }
 
+func (x *Task) GetReplacedBy() string {
+	if x != nil {
+		return x.ReplacedBy
+	}
+	return ""
+}
+
 // TaskCounts tallies a job's tasks by state.
 type TaskCounts struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -872,7 +946,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[7]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +958,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[7]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +971,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{7}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TaskCounts) GetTotal() int32 {
@@ -981,7 +1055,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[8]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -993,7 +1067,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[8]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1006,7 +1080,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{8}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Job) GetId() string {
@@ -1116,7 +1190,7 @@ type SubmitJobsRequest struct {
 
 func (x *SubmitJobsRequest) Reset() {
 	*x = SubmitJobsRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[9]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1202,7 @@ func (x *SubmitJobsRequest) String() string {
 func (*SubmitJobsRequest) ProtoMessage() {}
 
 func (x *SubmitJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[9]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1215,7 @@ func (x *SubmitJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobsRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobsRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{9}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SubmitJobsRequest) GetJobs() []*JobSpec {
@@ -1163,7 +1237,7 @@ type SubmitJobsResponse struct {
 
 func (x *SubmitJobsResponse) Reset() {
 	*x = SubmitJobsResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[10]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1249,7 @@ func (x *SubmitJobsResponse) String() string {
 func (*SubmitJobsResponse) ProtoMessage() {}
 
 func (x *SubmitJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[10]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1262,7 @@ func (x *SubmitJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobsResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobsResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{10}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SubmitJobsResponse) GetJobs() []*Job {
@@ -1215,7 +1289,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[11]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1301,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[11]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1314,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{11}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -1268,7 +1342,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[12]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1280,7 +1354,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[12]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1293,7 +1367,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{12}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListJobsRequest) GetPool() string {
@@ -1326,7 +1400,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[13]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1412,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[13]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1425,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{13}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1370,7 +1444,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[14]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1456,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[14]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1469,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{14}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -1414,7 +1488,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[15]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1500,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[15]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,7 +1513,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{15}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -1467,7 +1541,7 @@ type Pool struct {
 
 func (x *Pool) Reset() {
 	*x = Pool{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[16]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1479,7 +1553,7 @@ func (x *Pool) String() string {
 func (*Pool) ProtoMessage() {}
 
 func (x *Pool) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[16]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1492,7 +1566,7 @@ func (x *Pool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pool.ProtoReflect.Descriptor instead.
 func (*Pool) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{16}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Pool) GetPath() string {
@@ -1553,7 +1627,7 @@ type PoolRequest struct {
 
 func (x *PoolRequest) Reset() {
 	*x = PoolRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[17]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1565,7 +1639,7 @@ func (x *PoolRequest) String() string {
 func (*PoolRequest) ProtoMessage() {}
 
 func (x *PoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[17]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1578,7 +1652,7 @@ func (x *PoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolRequest.ProtoReflect.Descriptor instead.
 func (*PoolRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{17}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PoolRequest) GetPool() *Pool {
@@ -1597,7 +1671,7 @@ type DeletePoolRequest struct {
 
 func (x *DeletePoolRequest) Reset() {
 	*x = DeletePoolRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[18]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1683,7 @@ func (x *DeletePoolRequest) String() string {
 func (*DeletePoolRequest) ProtoMessage() {}
 
 func (x *DeletePoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[18]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1696,7 @@ func (x *DeletePoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePoolRequest.ProtoReflect.Descriptor instead.
 func (*DeletePoolRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{18}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeletePoolRequest) GetPath() string {
@@ -1640,7 +1714,7 @@ type ListPoolsRequest struct {
 
 func (x *ListPoolsRequest) Reset() {
 	*x = ListPoolsRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[19]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +1726,7 @@ func (x *ListPoolsRequest) String() string {
 func (*ListPoolsRequest) ProtoMessage() {}
 
 func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[19]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +1739,7 @@ func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsRequest.ProtoReflect.Descriptor instead.
 func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{19}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{20}
 }
 
 type ListPoolsResponse struct {
@@ -1681,7 +1755,7 @@ type ListPoolsResponse struct {
 
 func (x *ListPoolsResponse) Reset() {
 	*x = ListPoolsResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[20]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +1767,7 @@ func (x *ListPoolsResponse) String() string {
 func (*ListPoolsResponse) ProtoMessage() {}
 
 func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[20]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +1780,7 @@ func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsResponse.ProtoReflect.Descriptor instead.
 func (*ListPoolsResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{20}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListPoolsResponse) GetPools() []*Pool {
@@ -1744,7 +1818,7 @@ type Cost struct {
 
 func (x *Cost) Reset() {
 	*x = Cost{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[21]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1830,7 @@ func (x *Cost) String() string {
 func (*Cost) ProtoMessage() {}
 
 func (x *Cost) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[21]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1843,7 @@ func (x *Cost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cost.ProtoReflect.Descriptor instead.
 func (*Cost) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{21}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Cost) GetCpuSeconds() float64 {
@@ -1817,7 +1891,7 @@ type PoolUsageRequest struct {
 
 func (x *PoolUsageRequest) Reset() {
 	*x = PoolUsageRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[22]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1829,7 +1903,7 @@ func (x *PoolUsageRequest) String() string {
 func (*PoolUsageRequest) ProtoMessage() {}
 
 func (x *PoolUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[22]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1842,7 +1916,7 @@ func (x *PoolUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolUsageRequest.ProtoReflect.Descriptor instead.
 func (*PoolUsageRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{22}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PoolUsageRequest) GetPath() string {
@@ -1870,7 +1944,7 @@ type PoolUsage struct {
 
 func (x *PoolUsage) Reset() {
 	*x = PoolUsage{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[23]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1882,7 +1956,7 @@ func (x *PoolUsage) String() string {
 func (*PoolUsage) ProtoMessage() {}
 
 func (x *PoolUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[23]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1895,7 +1969,7 @@ func (x *PoolUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolUsage.ProtoReflect.Descriptor instead.
 func (*PoolUsage) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{23}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PoolUsage) GetPath() string {
@@ -1921,7 +1995,7 @@ type PoolUsageResponse struct {
 
 func (x *PoolUsageResponse) Reset() {
 	*x = PoolUsageResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[24]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1933,7 +2007,7 @@ func (x *PoolUsageResponse) String() string {
 func (*PoolUsageResponse) ProtoMessage() {}
 
 func (x *PoolUsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[24]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +2020,7 @@ func (x *PoolUsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolUsageResponse.ProtoReflect.Descriptor instead.
 func (*PoolUsageResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{24}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PoolUsageResponse) GetPools() []*PoolUsage {
@@ -1972,7 +2046,7 @@ type GPU struct {
 
 func (x *GPU) Reset() {
 	*x = GPU{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[25]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1984,7 +2058,7 @@ func (x *GPU) String() string {
 func (*GPU) ProtoMessage() {}
 
 func (x *GPU) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[25]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1997,7 +2071,7 @@ func (x *GPU) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPU.ProtoReflect.Descriptor instead.
 func (*GPU) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{25}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GPU) GetIndex() int32 {
@@ -2066,7 +2140,7 @@ type Fingerprint struct {
 
 func (x *Fingerprint) Reset() {
 	*x = Fingerprint{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[26]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2078,7 +2152,7 @@ func (x *Fingerprint) String() string {
 func (*Fingerprint) ProtoMessage() {}
 
 func (x *Fingerprint) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[26]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2091,7 +2165,7 @@ func (x *Fingerprint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fingerprint.ProtoReflect.Descriptor instead.
 func (*Fingerprint) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{26}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Fingerprint) GetHostname() string {
@@ -2161,7 +2235,7 @@ type Agent struct {
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2173,7 +2247,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2186,7 +2260,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{27}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Agent) GetId() string {
@@ -2258,7 +2332,7 @@ type TaskAssignment struct {
 
 func (x *TaskAssignment) Reset() {
 	*x = TaskAssignment{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2270,7 +2344,7 @@ func (x *TaskAssignment) String() string {
 func (*TaskAssignment) ProtoMessage() {}
 
 func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2283,7 +2357,7 @@ func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskAssignment.ProtoReflect.Descriptor instead.
 func (*TaskAssignment) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{28}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TaskAssignment) GetTaskId() string {
@@ -2324,18 +2398,20 @@ type TaskEvent struct {
 	UnixMs int64  `protobuf:"varint,4,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
 	// outcome, for "finished": "succeeded", "failed", "timeout", "cancelled",
 	// "lost".
-	Outcome       string `protobuf:"bytes,5,opt,name=outcome,proto3" json:"outcome,omitempty"`
-	ExitCode      int32  `protobuf:"varint,6,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	Error         string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
-	StdoutTail    string `protobuf:"bytes,8,opt,name=stdout_tail,json=stdoutTail,proto3" json:"stdout_tail,omitempty"`
-	StderrTail    string `protobuf:"bytes,9,opt,name=stderr_tail,json=stderrTail,proto3" json:"stderr_tail,omitempty"`
+	Outcome    string `protobuf:"bytes,5,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	ExitCode   int32  `protobuf:"varint,6,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Error      string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	StdoutTail string `protobuf:"bytes,8,opt,name=stdout_tail,json=stdoutTail,proto3" json:"stdout_tail,omitempty"`
+	StderrTail string `protobuf:"bytes,9,opt,name=stderr_tail,json=stderrTail,proto3" json:"stderr_tail,omitempty"`
+	// result, for "finished", is what the task wrote to $BANYAN_RESULT.
+	Result        []byte `protobuf:"bytes,10,opt,name=result,proto3" json:"result,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2347,7 +2423,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2360,7 +2436,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{29}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TaskEvent) GetTaskId() string {
@@ -2426,6 +2502,13 @@ func (x *TaskEvent) GetStderrTail() string {
 	return ""
 }
 
+func (x *TaskEvent) GetResult() []byte {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
 // AgentHello opens an agent's session with the leader.
 type AgentHello struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -2439,7 +2522,7 @@ type AgentHello struct {
 
 func (x *AgentHello) Reset() {
 	*x = AgentHello{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2451,7 +2534,7 @@ func (x *AgentHello) String() string {
 func (*AgentHello) ProtoMessage() {}
 
 func (x *AgentHello) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2464,7 +2547,7 @@ func (x *AgentHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentHello.ProtoReflect.Descriptor instead.
 func (*AgentHello) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{30}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AgentHello) GetAgentId() string {
@@ -2503,7 +2586,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2515,7 +2598,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2528,7 +2611,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{31}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -2596,7 +2679,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2608,7 +2691,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2621,7 +2704,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{32}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Heartbeat) GetUnixMs() int64 {
@@ -2640,7 +2723,7 @@ type TaskEvents struct {
 
 func (x *TaskEvents) Reset() {
 	*x = TaskEvents{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2652,7 +2735,7 @@ func (x *TaskEvents) String() string {
 func (*TaskEvents) ProtoMessage() {}
 
 func (x *TaskEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2665,7 +2748,7 @@ func (x *TaskEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvents.ProtoReflect.Descriptor instead.
 func (*TaskEvents) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{33}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TaskEvents) GetEvents() []*TaskEvent {
@@ -2692,7 +2775,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2704,7 +2787,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2717,7 +2800,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{34}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -2816,7 +2899,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2828,7 +2911,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2841,7 +2924,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{35}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Welcome) GetLeaseMs() int64 {
@@ -2868,7 +2951,7 @@ type TaskBatch struct {
 
 func (x *TaskBatch) Reset() {
 	*x = TaskBatch{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2880,7 +2963,7 @@ func (x *TaskBatch) String() string {
 func (*TaskBatch) ProtoMessage() {}
 
 func (x *TaskBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2893,7 +2976,7 @@ func (x *TaskBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskBatch.ProtoReflect.Descriptor instead.
 func (*TaskBatch) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{36}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TaskBatch) GetTasks() []*TaskAssignment {
@@ -2914,7 +2997,7 @@ type CancelTasks struct {
 
 func (x *CancelTasks) Reset() {
 	*x = CancelTasks{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2926,7 +3009,7 @@ func (x *CancelTasks) String() string {
 func (*CancelTasks) ProtoMessage() {}
 
 func (x *CancelTasks) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2939,7 +3022,7 @@ func (x *CancelTasks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasks.ProtoReflect.Descriptor instead.
 func (*CancelTasks) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{37}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CancelTasks) GetTasks() []*TaskAssignment {
@@ -2973,7 +3056,7 @@ type AckEvents struct {
 
 func (x *AckEvents) Reset() {
 	*x = AckEvents{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2985,7 +3068,7 @@ func (x *AckEvents) String() string {
 func (*AckEvents) ProtoMessage() {}
 
 func (x *AckEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2998,7 +3081,7 @@ func (x *AckEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckEvents.ProtoReflect.Descriptor instead.
 func (*AckEvents) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{38}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AckEvents) GetEvents() []*TaskEvent {
@@ -3017,7 +3100,7 @@ type HeartbeatAck struct {
 
 func (x *HeartbeatAck) Reset() {
 	*x = HeartbeatAck{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3029,7 +3112,7 @@ func (x *HeartbeatAck) String() string {
 func (*HeartbeatAck) ProtoMessage() {}
 
 func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3042,7 +3125,7 @@ func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatAck.ProtoReflect.Descriptor instead.
 func (*HeartbeatAck) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{39}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *HeartbeatAck) GetUnixMs() int64 {
@@ -3060,7 +3143,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3072,7 +3155,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3085,7 +3168,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{40}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{41}
 }
 
 type ListAgentsResponse struct {
@@ -3097,7 +3180,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3109,7 +3192,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3122,7 +3205,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{41}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -3146,7 +3229,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3158,7 +3241,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3171,7 +3254,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{42}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Member) GetId() string {
@@ -3210,7 +3293,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3222,7 +3305,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3235,7 +3318,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{43}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{44}
 }
 
 type MembersResponse struct {
@@ -3250,7 +3333,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3262,7 +3345,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3275,7 +3358,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{44}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -3316,7 +3399,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3328,7 +3411,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3341,7 +3424,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{45}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *JoinRequest) GetId() string {
@@ -3366,7 +3449,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3378,7 +3461,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3391,7 +3474,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{46}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{47}
 }
 
 type RemoveRequest struct {
@@ -3403,7 +3486,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3415,7 +3498,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3428,7 +3511,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{47}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RemoveRequest) GetId() string {
@@ -3446,7 +3529,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3458,7 +3541,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3471,7 +3554,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{48}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{49}
 }
 
 var File_api_banyanv1_banyan_proto protoreflect.FileDescriptor
@@ -3494,7 +3577,7 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\vRetryPolicy\x12!\n" +
 	"\fmax_attempts\x18\x01 \x01(\x05R\vmaxAttempts\x12,\n" +
 	"\x12initial_backoff_ms\x18\x02 \x01(\x03R\x10initialBackoffMs\x12$\n" +
-	"\x0emax_backoff_ms\x18\x03 \x01(\x03R\fmaxBackoffMs\"\xaf\x03\n" +
+	"\x0emax_backoff_ms\x18\x03 \x01(\x03R\fmaxBackoffMs\"\x8c\x04\n" +
 	"\bTaskSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12.\n" +
@@ -3507,10 +3590,14 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\vconstraints\x18\b \x03(\v2\x15.banyan.v1.ConstraintR\vconstraints\x12\x14\n" +
 	"\x05after\x18\t \x03(\tR\x05after\x12\x18\n" +
 	"\aworkdir\x18\n" +
-	" \x01(\tR\aworkdir\x1a6\n" +
+	" \x01(\tR\aworkdir\x12/\n" +
+	"\bfallback\x18\v \x01(\v2\x13.banyan.v1.TaskSpecR\bfallback\x12*\n" +
+	"\x11fallback_after_ms\x18\f \x01(\x03R\x0ffallbackAfterMs\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xec\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"9\n" +
+	"\fJobExpansion\x12)\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x13.banyan.v1.TaskSpecR\x05tasks\"\xec\x01\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04pool\x18\x02 \x01(\tR\x04pool\x12)\n" +
@@ -3533,7 +3620,7 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"stdoutTail\x12\x1f\n" +
 	"\vstderr_tail\x18\v \x01(\tR\n" +
-	"stderrTail\"\xbd\x02\n" +
+	"stderrTail\"\xde\x02\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x12\n" +
@@ -3543,7 +3630,10 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\battempts\x18\x06 \x03(\v2\x12.banyan.v1.AttemptR\battempts\x12'\n" +
 	"\x04spec\x18\a \x01(\v2\x13.banyan.v1.TaskSpecR\x04spec\x12!\n" +
 	"\fretries_used\x18\b \x01(\x05R\vretriesUsed\x12+\n" +
-	"\x12not_before_unix_ms\x18\t \x01(\x03R\x0fnotBeforeUnixMs\"\xdc\x01\n" +
+	"\x12not_before_unix_ms\x18\t \x01(\x03R\x0fnotBeforeUnixMs\x12\x1f\n" +
+	"\vreplaced_by\x18\n" +
+	" \x01(\tR\n" +
+	"replacedBy\"\xdc\x01\n" +
 	"\n" +
 	"TaskCounts\x12\x14\n" +
 	"\x05total\x18\x01 \x01(\x05R\x05total\x12\x18\n" +
@@ -3658,7 +3748,7 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12'\n" +
 	"\x04spec\x18\x03 \x01(\v2\x13.banyan.v1.TaskSpecR\x04spec\x12\x15\n" +
-	"\x06job_id\x18\x04 \x01(\tR\x05jobId\"\xfa\x01\n" +
+	"\x06job_id\x18\x04 \x01(\tR\x05jobId\"\x92\x02\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
@@ -3670,7 +3760,9 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\vstdout_tail\x18\b \x01(\tR\n" +
 	"stdoutTail\x12\x1f\n" +
 	"\vstderr_tail\x18\t \x01(\tR\n" +
-	"stderrTail\"\x96\x01\n" +
+	"stderrTail\x12\x16\n" +
+	"\x06result\x18\n" +
+	" \x01(\fR\x06result\"\x96\x01\n" +
 	"\n" +
 	"AgentHello\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x128\n" +
@@ -3787,7 +3879,7 @@ func file_api_banyanv1_banyan_proto_rawDescGZIP() []byte {
 }
 
 var file_api_banyanv1_banyan_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_api_banyanv1_banyan_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_api_banyanv1_banyan_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_api_banyanv1_banyan_proto_goTypes = []any{
 	(JobClass)(0),              // 0: banyan.v1.JobClass
 	(JobState)(0),              // 1: banyan.v1.JobState
@@ -3796,137 +3888,140 @@ var file_api_banyanv1_banyan_proto_goTypes = []any{
 	(*Constraint)(nil),         // 4: banyan.v1.Constraint
 	(*RetryPolicy)(nil),        // 5: banyan.v1.RetryPolicy
 	(*TaskSpec)(nil),           // 6: banyan.v1.TaskSpec
-	(*JobSpec)(nil),            // 7: banyan.v1.JobSpec
-	(*Attempt)(nil),            // 8: banyan.v1.Attempt
-	(*Task)(nil),               // 9: banyan.v1.Task
-	(*TaskCounts)(nil),         // 10: banyan.v1.TaskCounts
-	(*Job)(nil),                // 11: banyan.v1.Job
-	(*SubmitJobsRequest)(nil),  // 12: banyan.v1.SubmitJobsRequest
-	(*SubmitJobsResponse)(nil), // 13: banyan.v1.SubmitJobsResponse
-	(*GetJobRequest)(nil),      // 14: banyan.v1.GetJobRequest
-	(*ListJobsRequest)(nil),    // 15: banyan.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),   // 16: banyan.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),   // 17: banyan.v1.CancelJobRequest
-	(*WatchJobRequest)(nil),    // 18: banyan.v1.WatchJobRequest
-	(*Pool)(nil),               // 19: banyan.v1.Pool
-	(*PoolRequest)(nil),        // 20: banyan.v1.PoolRequest
-	(*DeletePoolRequest)(nil),  // 21: banyan.v1.DeletePoolRequest
-	(*ListPoolsRequest)(nil),   // 22: banyan.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),  // 23: banyan.v1.ListPoolsResponse
-	(*Cost)(nil),               // 24: banyan.v1.Cost
-	(*PoolUsageRequest)(nil),   // 25: banyan.v1.PoolUsageRequest
-	(*PoolUsage)(nil),          // 26: banyan.v1.PoolUsage
-	(*PoolUsageResponse)(nil),  // 27: banyan.v1.PoolUsageResponse
-	(*GPU)(nil),                // 28: banyan.v1.GPU
-	(*Fingerprint)(nil),        // 29: banyan.v1.Fingerprint
-	(*Agent)(nil),              // 30: banyan.v1.Agent
-	(*TaskAssignment)(nil),     // 31: banyan.v1.TaskAssignment
-	(*TaskEvent)(nil),          // 32: banyan.v1.TaskEvent
-	(*AgentHello)(nil),         // 33: banyan.v1.AgentHello
-	(*AgentMessage)(nil),       // 34: banyan.v1.AgentMessage
-	(*Heartbeat)(nil),          // 35: banyan.v1.Heartbeat
-	(*TaskEvents)(nil),         // 36: banyan.v1.TaskEvents
-	(*ServerMessage)(nil),      // 37: banyan.v1.ServerMessage
-	(*Welcome)(nil),            // 38: banyan.v1.Welcome
-	(*TaskBatch)(nil),          // 39: banyan.v1.TaskBatch
-	(*CancelTasks)(nil),        // 40: banyan.v1.CancelTasks
-	(*AckEvents)(nil),          // 41: banyan.v1.AckEvents
-	(*HeartbeatAck)(nil),       // 42: banyan.v1.HeartbeatAck
-	(*ListAgentsRequest)(nil),  // 43: banyan.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil), // 44: banyan.v1.ListAgentsResponse
-	(*Member)(nil),             // 45: banyan.v1.Member
-	(*MembersRequest)(nil),     // 46: banyan.v1.MembersRequest
-	(*MembersResponse)(nil),    // 47: banyan.v1.MembersResponse
-	(*JoinRequest)(nil),        // 48: banyan.v1.JoinRequest
-	(*JoinResponse)(nil),       // 49: banyan.v1.JoinResponse
-	(*RemoveRequest)(nil),      // 50: banyan.v1.RemoveRequest
-	(*RemoveResponse)(nil),     // 51: banyan.v1.RemoveResponse
-	nil,                        // 52: banyan.v1.TaskSpec.EnvEntry
-	nil,                        // 53: banyan.v1.Fingerprint.LabelsEntry
+	(*JobExpansion)(nil),       // 7: banyan.v1.JobExpansion
+	(*JobSpec)(nil),            // 8: banyan.v1.JobSpec
+	(*Attempt)(nil),            // 9: banyan.v1.Attempt
+	(*Task)(nil),               // 10: banyan.v1.Task
+	(*TaskCounts)(nil),         // 11: banyan.v1.TaskCounts
+	(*Job)(nil),                // 12: banyan.v1.Job
+	(*SubmitJobsRequest)(nil),  // 13: banyan.v1.SubmitJobsRequest
+	(*SubmitJobsResponse)(nil), // 14: banyan.v1.SubmitJobsResponse
+	(*GetJobRequest)(nil),      // 15: banyan.v1.GetJobRequest
+	(*ListJobsRequest)(nil),    // 16: banyan.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),   // 17: banyan.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),   // 18: banyan.v1.CancelJobRequest
+	(*WatchJobRequest)(nil),    // 19: banyan.v1.WatchJobRequest
+	(*Pool)(nil),               // 20: banyan.v1.Pool
+	(*PoolRequest)(nil),        // 21: banyan.v1.PoolRequest
+	(*DeletePoolRequest)(nil),  // 22: banyan.v1.DeletePoolRequest
+	(*ListPoolsRequest)(nil),   // 23: banyan.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),  // 24: banyan.v1.ListPoolsResponse
+	(*Cost)(nil),               // 25: banyan.v1.Cost
+	(*PoolUsageRequest)(nil),   // 26: banyan.v1.PoolUsageRequest
+	(*PoolUsage)(nil),          // 27: banyan.v1.PoolUsage
+	(*PoolUsageResponse)(nil),  // 28: banyan.v1.PoolUsageResponse
+	(*GPU)(nil),                // 29: banyan.v1.GPU
+	(*Fingerprint)(nil),        // 30: banyan.v1.Fingerprint
+	(*Agent)(nil),              // 31: banyan.v1.Agent
+	(*TaskAssignment)(nil),     // 32: banyan.v1.TaskAssignment
+	(*TaskEvent)(nil),          // 33: banyan.v1.TaskEvent
+	(*AgentHello)(nil),         // 34: banyan.v1.AgentHello
+	(*AgentMessage)(nil),       // 35: banyan.v1.AgentMessage
+	(*Heartbeat)(nil),          // 36: banyan.v1.Heartbeat
+	(*TaskEvents)(nil),         // 37: banyan.v1.TaskEvents
+	(*ServerMessage)(nil),      // 38: banyan.v1.ServerMessage
+	(*Welcome)(nil),            // 39: banyan.v1.Welcome
+	(*TaskBatch)(nil),          // 40: banyan.v1.TaskBatch
+	(*CancelTasks)(nil),        // 41: banyan.v1.CancelTasks
+	(*AckEvents)(nil),          // 42: banyan.v1.AckEvents
+	(*HeartbeatAck)(nil),       // 43: banyan.v1.HeartbeatAck
+	(*ListAgentsRequest)(nil),  // 44: banyan.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil), // 45: banyan.v1.ListAgentsResponse
+	(*Member)(nil),             // 46: banyan.v1.Member
+	(*MembersRequest)(nil),     // 47: banyan.v1.MembersRequest
+	(*MembersResponse)(nil),    // 48: banyan.v1.MembersResponse
+	(*JoinRequest)(nil),        // 49: banyan.v1.JoinRequest
+	(*JoinResponse)(nil),       // 50: banyan.v1.JoinResponse
+	(*RemoveRequest)(nil),      // 51: banyan.v1.RemoveRequest
+	(*RemoveResponse)(nil),     // 52: banyan.v1.RemoveResponse
+	nil,                        // 53: banyan.v1.TaskSpec.EnvEntry
+	nil,                        // 54: banyan.v1.Fingerprint.LabelsEntry
 }
 var file_api_banyanv1_banyan_proto_depIdxs = []int32{
-	52, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
+	53, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
 	3,  // 1: banyan.v1.TaskSpec.resources:type_name -> banyan.v1.Resources
 	5,  // 2: banyan.v1.TaskSpec.retry:type_name -> banyan.v1.RetryPolicy
 	4,  // 3: banyan.v1.TaskSpec.constraints:type_name -> banyan.v1.Constraint
-	0,  // 4: banyan.v1.JobSpec.class:type_name -> banyan.v1.JobClass
-	6,  // 5: banyan.v1.JobSpec.tasks:type_name -> banyan.v1.TaskSpec
-	2,  // 6: banyan.v1.Task.state:type_name -> banyan.v1.TaskState
-	8,  // 7: banyan.v1.Task.attempts:type_name -> banyan.v1.Attempt
-	6,  // 8: banyan.v1.Task.spec:type_name -> banyan.v1.TaskSpec
-	0,  // 9: banyan.v1.Job.class:type_name -> banyan.v1.JobClass
-	1,  // 10: banyan.v1.Job.state:type_name -> banyan.v1.JobState
-	10, // 11: banyan.v1.Job.counts:type_name -> banyan.v1.TaskCounts
-	9,  // 12: banyan.v1.Job.tasks:type_name -> banyan.v1.Task
-	7,  // 13: banyan.v1.SubmitJobsRequest.jobs:type_name -> banyan.v1.JobSpec
-	11, // 14: banyan.v1.SubmitJobsResponse.jobs:type_name -> banyan.v1.Job
-	1,  // 15: banyan.v1.ListJobsRequest.state:type_name -> banyan.v1.JobState
-	11, // 16: banyan.v1.ListJobsResponse.jobs:type_name -> banyan.v1.Job
-	3,  // 17: banyan.v1.Pool.guaranteed:type_name -> banyan.v1.Resources
-	3,  // 18: banyan.v1.Pool.max:type_name -> banyan.v1.Resources
-	3,  // 19: banyan.v1.Pool.usage:type_name -> banyan.v1.Resources
-	19, // 20: banyan.v1.PoolRequest.pool:type_name -> banyan.v1.Pool
-	19, // 21: banyan.v1.ListPoolsResponse.pools:type_name -> banyan.v1.Pool
-	3,  // 22: banyan.v1.ListPoolsResponse.cluster:type_name -> banyan.v1.Resources
-	24, // 23: banyan.v1.PoolUsage.cost:type_name -> banyan.v1.Cost
-	26, // 24: banyan.v1.PoolUsageResponse.pools:type_name -> banyan.v1.PoolUsage
-	28, // 25: banyan.v1.Fingerprint.gpus:type_name -> banyan.v1.GPU
-	3,  // 26: banyan.v1.Fingerprint.capacity:type_name -> banyan.v1.Resources
-	53, // 27: banyan.v1.Fingerprint.labels:type_name -> banyan.v1.Fingerprint.LabelsEntry
-	29, // 28: banyan.v1.Agent.fingerprint:type_name -> banyan.v1.Fingerprint
-	3,  // 29: banyan.v1.Agent.used:type_name -> banyan.v1.Resources
-	6,  // 30: banyan.v1.TaskAssignment.spec:type_name -> banyan.v1.TaskSpec
-	29, // 31: banyan.v1.AgentHello.fingerprint:type_name -> banyan.v1.Fingerprint
-	31, // 32: banyan.v1.AgentHello.running:type_name -> banyan.v1.TaskAssignment
-	33, // 33: banyan.v1.AgentMessage.hello:type_name -> banyan.v1.AgentHello
-	35, // 34: banyan.v1.AgentMessage.heartbeat:type_name -> banyan.v1.Heartbeat
-	36, // 35: banyan.v1.AgentMessage.events:type_name -> banyan.v1.TaskEvents
-	32, // 36: banyan.v1.TaskEvents.events:type_name -> banyan.v1.TaskEvent
-	38, // 37: banyan.v1.ServerMessage.welcome:type_name -> banyan.v1.Welcome
-	39, // 38: banyan.v1.ServerMessage.batch:type_name -> banyan.v1.TaskBatch
-	40, // 39: banyan.v1.ServerMessage.cancel:type_name -> banyan.v1.CancelTasks
-	41, // 40: banyan.v1.ServerMessage.ack:type_name -> banyan.v1.AckEvents
-	42, // 41: banyan.v1.ServerMessage.heartbeat_ack:type_name -> banyan.v1.HeartbeatAck
-	31, // 42: banyan.v1.TaskBatch.tasks:type_name -> banyan.v1.TaskAssignment
-	31, // 43: banyan.v1.CancelTasks.tasks:type_name -> banyan.v1.TaskAssignment
-	32, // 44: banyan.v1.AckEvents.events:type_name -> banyan.v1.TaskEvent
-	30, // 45: banyan.v1.ListAgentsResponse.agents:type_name -> banyan.v1.Agent
-	45, // 46: banyan.v1.MembersResponse.members:type_name -> banyan.v1.Member
-	12, // 47: banyan.v1.JobService.SubmitJobs:input_type -> banyan.v1.SubmitJobsRequest
-	14, // 48: banyan.v1.JobService.GetJob:input_type -> banyan.v1.GetJobRequest
-	15, // 49: banyan.v1.JobService.ListJobs:input_type -> banyan.v1.ListJobsRequest
-	17, // 50: banyan.v1.JobService.CancelJob:input_type -> banyan.v1.CancelJobRequest
-	18, // 51: banyan.v1.JobService.WatchJob:input_type -> banyan.v1.WatchJobRequest
-	20, // 52: banyan.v1.PoolService.CreatePool:input_type -> banyan.v1.PoolRequest
-	20, // 53: banyan.v1.PoolService.UpdatePool:input_type -> banyan.v1.PoolRequest
-	21, // 54: banyan.v1.PoolService.DeletePool:input_type -> banyan.v1.DeletePoolRequest
-	22, // 55: banyan.v1.PoolService.ListPools:input_type -> banyan.v1.ListPoolsRequest
-	25, // 56: banyan.v1.PoolService.GetPoolUsage:input_type -> banyan.v1.PoolUsageRequest
-	34, // 57: banyan.v1.AgentService.Session:input_type -> banyan.v1.AgentMessage
-	43, // 58: banyan.v1.AgentService.ListAgents:input_type -> banyan.v1.ListAgentsRequest
-	46, // 59: banyan.v1.ClusterService.Members:input_type -> banyan.v1.MembersRequest
-	48, // 60: banyan.v1.ClusterService.Join:input_type -> banyan.v1.JoinRequest
-	50, // 61: banyan.v1.ClusterService.Remove:input_type -> banyan.v1.RemoveRequest
-	13, // 62: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
-	11, // 63: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
-	16, // 64: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
-	11, // 65: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
-	11, // 66: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
-	19, // 67: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
-	19, // 68: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
-	19, // 69: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
-	23, // 70: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
-	27, // 71: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
-	37, // 72: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
-	44, // 73: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
-	47, // 74: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
-	49, // 75: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
-	51, // 76: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
-	62, // [62:77] is the sub-list for method output_type
-	47, // [47:62] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	6,  // 4: banyan.v1.TaskSpec.fallback:type_name -> banyan.v1.TaskSpec
+	6,  // 5: banyan.v1.JobExpansion.tasks:type_name -> banyan.v1.TaskSpec
+	0,  // 6: banyan.v1.JobSpec.class:type_name -> banyan.v1.JobClass
+	6,  // 7: banyan.v1.JobSpec.tasks:type_name -> banyan.v1.TaskSpec
+	2,  // 8: banyan.v1.Task.state:type_name -> banyan.v1.TaskState
+	9,  // 9: banyan.v1.Task.attempts:type_name -> banyan.v1.Attempt
+	6,  // 10: banyan.v1.Task.spec:type_name -> banyan.v1.TaskSpec
+	0,  // 11: banyan.v1.Job.class:type_name -> banyan.v1.JobClass
+	1,  // 12: banyan.v1.Job.state:type_name -> banyan.v1.JobState
+	11, // 13: banyan.v1.Job.counts:type_name -> banyan.v1.TaskCounts
+	10, // 14: banyan.v1.Job.tasks:type_name -> banyan.v1.Task
+	8,  // 15: banyan.v1.SubmitJobsRequest.jobs:type_name -> banyan.v1.JobSpec
+	12, // 16: banyan.v1.SubmitJobsResponse.jobs:type_name -> banyan.v1.Job
+	1,  // 17: banyan.v1.ListJobsRequest.state:type_name -> banyan.v1.JobState
+	12, // 18: banyan.v1.ListJobsResponse.jobs:type_name -> banyan.v1.Job
+	3,  // 19: banyan.v1.Pool.guaranteed:type_name -> banyan.v1.Resources
+	3,  // 20: banyan.v1.Pool.max:type_name -> banyan.v1.Resources
+	3,  // 21: banyan.v1.Pool.usage:type_name -> banyan.v1.Resources
+	20, // 22: banyan.v1.PoolRequest.pool:type_name -> banyan.v1.Pool
+	20, // 23: banyan.v1.ListPoolsResponse.pools:type_name -> banyan.v1.Pool
+	3,  // 24: banyan.v1.ListPoolsResponse.cluster:type_name -> banyan.v1.Resources
+	25, // 25: banyan.v1.PoolUsage.cost:type_name -> banyan.v1.Cost
+	27, // 26: banyan.v1.PoolUsageResponse.pools:type_name -> banyan.v1.PoolUsage
+	29, // 27: banyan.v1.Fingerprint.gpus:type_name -> banyan.v1.GPU
+	3,  // 28: banyan.v1.Fingerprint.capacity:type_name -> banyan.v1.Resources
+	54, // 29: banyan.v1.Fingerprint.labels:type_name -> banyan.v1.Fingerprint.LabelsEntry
+	30, // 30: banyan.v1.Agent.fingerprint:type_name -> banyan.v1.Fingerprint
+	3,  // 31: banyan.v1.Agent.used:type_name -> banyan.v1.Resources
+	6,  // 32: banyan.v1.TaskAssignment.spec:type_name -> banyan.v1.TaskSpec
+	30, // 33: banyan.v1.AgentHello.fingerprint:type_name -> banyan.v1.Fingerprint
+	32, // 34: banyan.v1.AgentHello.running:type_name -> banyan.v1.TaskAssignment
+	34, // 35: banyan.v1.AgentMessage.hello:type_name -> banyan.v1.AgentHello
+	36, // 36: banyan.v1.AgentMessage.heartbeat:type_name -> banyan.v1.Heartbeat
+	37, // 37: banyan.v1.AgentMessage.events:type_name -> banyan.v1.TaskEvents
+	33, // 38: banyan.v1.TaskEvents.events:type_name -> banyan.v1.TaskEvent
+	39, // 39: banyan.v1.ServerMessage.welcome:type_name -> banyan.v1.Welcome
+	40, // 40: banyan.v1.ServerMessage.batch:type_name -> banyan.v1.TaskBatch
+	41, // 41: banyan.v1.ServerMessage.cancel:type_name -> banyan.v1.CancelTasks
+	42, // 42: banyan.v1.ServerMessage.ack:type_name -> banyan.v1.AckEvents
+	43, // 43: banyan.v1.ServerMessage.heartbeat_ack:type_name -> banyan.v1.HeartbeatAck
+	32, // 44: banyan.v1.TaskBatch.tasks:type_name -> banyan.v1.TaskAssignment
+	32, // 45: banyan.v1.CancelTasks.tasks:type_name -> banyan.v1.TaskAssignment
+	33, // 46: banyan.v1.AckEvents.events:type_name -> banyan.v1.TaskEvent
+	31, // 47: banyan.v1.ListAgentsResponse.agents:type_name -> banyan.v1.Agent
+	46, // 48: banyan.v1.MembersResponse.members:type_name -> banyan.v1.Member
+	13, // 49: banyan.v1.JobService.SubmitJobs:input_type -> banyan.v1.SubmitJobsRequest
+	15, // 50: banyan.v1.JobService.GetJob:input_type -> banyan.v1.GetJobRequest
+	16, // 51: banyan.v1.JobService.ListJobs:input_type -> banyan.v1.ListJobsRequest
+	18, // 52: banyan.v1.JobService.CancelJob:input_type -> banyan.v1.CancelJobRequest
+	19, // 53: banyan.v1.JobService.WatchJob:input_type -> banyan.v1.WatchJobRequest
+	21, // 54: banyan.v1.PoolService.CreatePool:input_type -> banyan.v1.PoolRequest
+	21, // 55: banyan.v1.PoolService.UpdatePool:input_type -> banyan.v1.PoolRequest
+	22, // 56: banyan.v1.PoolService.DeletePool:input_type -> banyan.v1.DeletePoolRequest
+	23, // 57: banyan.v1.PoolService.ListPools:input_type -> banyan.v1.ListPoolsRequest
+	26, // 58: banyan.v1.PoolService.GetPoolUsage:input_type -> banyan.v1.PoolUsageRequest
+	35, // 59: banyan.v1.AgentService.Session:input_type -> banyan.v1.AgentMessage
+	44, // 60: banyan.v1.AgentService.ListAgents:input_type -> banyan.v1.ListAgentsRequest
+	47, // 61: banyan.v1.ClusterService.Members:input_type -> banyan.v1.MembersRequest
+	49, // 62: banyan.v1.ClusterService.Join:input_type -> banyan.v1.JoinRequest
+	51, // 63: banyan.v1.ClusterService.Remove:input_type -> banyan.v1.RemoveRequest
+	14, // 64: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
+	12, // 65: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
+	17, // 66: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
+	12, // 67: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
+	12, // 68: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
+	20, // 69: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
+	20, // 70: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
+	20, // 71: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
+	24, // 72: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
+	28, // 73: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
+	38, // 74: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
+	45, // 75: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
+	48, // 76: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
+	50, // 77: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
+	52, // 78: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
+	64, // [64:79] is the sub-list for method output_type
+	49, // [49:64] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_api_banyanv1_banyan_proto_init() }
@@ -3934,12 +4029,12 @@ func file_api_banyanv1_banyan_proto_init() {
 	if File_api_banyanv1_banyan_proto != nil {
 		return
 	}
-	file_api_banyanv1_banyan_proto_msgTypes[31].OneofWrappers = []any{
+	file_api_banyanv1_banyan_proto_msgTypes[32].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Events)(nil),
 	}
-	file_api_banyanv1_banyan_proto_msgTypes[34].OneofWrappers = []any{
+	file_api_banyanv1_banyan_proto_msgTypes[35].OneofWrappers = []any{
 		(*ServerMessage_Welcome)(nil),
 		(*ServerMessage_Batch)(nil),
 		(*ServerMessage_Cancel)(nil),
@@ -3952,7 +4047,7 @@ func file_api_banyanv1_banyan_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_banyanv1_banyan_proto_rawDesc), len(file_api_banyanv1_banyan_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   51,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -42,6 +42,7 @@ type Command struct {
 	//	*Command_PoolPut
 	//	*Command_PoolDelete
 	//	*Command_Promote
+	//	*Command_Fallback
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -172,6 +173,15 @@ func (x *Command) GetPromote() *Promote {
 	return nil
 }
 
+func (x *Command) GetFallback() *Fallback {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_Fallback); ok {
+			return x.Fallback
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -212,6 +222,10 @@ type Command_Promote struct {
 	Promote *Promote `protobuf:"bytes,10,opt,name=promote,proto3,oneof"`
 }
 
+type Command_Fallback struct {
+	Fallback *Fallback `protobuf:"bytes,11,opt,name=fallback,proto3,oneof"`
+}
+
 func (*Command_Submit) isCommand_Cmd() {}
 
 func (*Command_Assign) isCommand_Cmd() {}
@@ -229,6 +243,8 @@ func (*Command_PoolPut) isCommand_Cmd() {}
 func (*Command_PoolDelete) isCommand_Cmd() {}
 
 func (*Command_Promote) isCommand_Cmd() {}
+
+func (*Command_Fallback) isCommand_Cmd() {}
 
 // SubmitJobs adds jobs; ids are assigned in Apply from the sequence.
 type SubmitJobs struct {
@@ -445,6 +461,52 @@ func (x *Preemption) GetForTaskId() string {
 	return ""
 }
 
+// Fallback gives up on queued tasks that were not placed within their
+// fallback wait and starts their fallbacks instead.
+type Fallback struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskIds       []string               `protobuf:"bytes,1,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fallback) Reset() {
+	*x = Fallback{}
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fallback) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fallback) ProtoMessage() {}
+
+func (x *Fallback) ProtoReflect() protoreflect.Message {
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fallback.ProtoReflect.Descriptor instead.
+func (*Fallback) Descriptor() ([]byte, []int) {
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Fallback) GetTaskIds() []string {
+	if x != nil {
+		return x.TaskIds
+	}
+	return nil
+}
+
 // Promote moves opportunistic jobs whose wait nears its bound to batch.
 type Promote struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -455,7 +517,7 @@ type Promote struct {
 
 func (x *Promote) Reset() {
 	*x = Promote{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[5]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -467,7 +529,7 @@ func (x *Promote) String() string {
 func (*Promote) ProtoMessage() {}
 
 func (x *Promote) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[5]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -480,7 +542,7 @@ func (x *Promote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Promote.ProtoReflect.Descriptor instead.
 func (*Promote) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{5}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Promote) GetJobIds() []string {
@@ -501,7 +563,7 @@ type AgentEvents struct {
 
 func (x *AgentEvents) Reset() {
 	*x = AgentEvents{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[6]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -513,7 +575,7 @@ func (x *AgentEvents) String() string {
 func (*AgentEvents) ProtoMessage() {}
 
 func (x *AgentEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[6]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -526,7 +588,7 @@ func (x *AgentEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentEvents.ProtoReflect.Descriptor instead.
 func (*AgentEvents) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{6}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AgentEvents) GetAgentId() string {
@@ -553,7 +615,7 @@ type ReportEvents struct {
 
 func (x *ReportEvents) Reset() {
 	*x = ReportEvents{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[7]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -565,7 +627,7 @@ func (x *ReportEvents) String() string {
 func (*ReportEvents) ProtoMessage() {}
 
 func (x *ReportEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[7]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -578,7 +640,7 @@ func (x *ReportEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportEvents.ProtoReflect.Descriptor instead.
 func (*ReportEvents) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{7}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReportEvents) GetAgents() []*AgentEvents {
@@ -602,7 +664,7 @@ type AgentUp struct {
 
 func (x *AgentUp) Reset() {
 	*x = AgentUp{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[8]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -614,7 +676,7 @@ func (x *AgentUp) String() string {
 func (*AgentUp) ProtoMessage() {}
 
 func (x *AgentUp) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[8]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -627,7 +689,7 @@ func (x *AgentUp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentUp.ProtoReflect.Descriptor instead.
 func (*AgentUp) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{8}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AgentUp) GetAgentId() string {
@@ -670,7 +732,7 @@ type AgentDown struct {
 
 func (x *AgentDown) Reset() {
 	*x = AgentDown{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[9]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +744,7 @@ func (x *AgentDown) String() string {
 func (*AgentDown) ProtoMessage() {}
 
 func (x *AgentDown) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[9]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +757,7 @@ func (x *AgentDown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentDown.ProtoReflect.Descriptor instead.
 func (*AgentDown) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{9}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AgentDown) GetAgentId() string {
@@ -723,7 +785,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[10]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +797,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[10]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +810,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{10}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelJob) GetJobId() string {
@@ -776,7 +838,7 @@ type PoolPut struct {
 
 func (x *PoolPut) Reset() {
 	*x = PoolPut{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[11]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -788,7 +850,7 @@ func (x *PoolPut) String() string {
 func (*PoolPut) ProtoMessage() {}
 
 func (x *PoolPut) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[11]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -801,7 +863,7 @@ func (x *PoolPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolPut.ProtoReflect.Descriptor instead.
 func (*PoolPut) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{11}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PoolPut) GetPool() *banyanv1.Pool {
@@ -828,7 +890,7 @@ type PoolDelete struct {
 
 func (x *PoolDelete) Reset() {
 	*x = PoolDelete{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[12]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +902,7 @@ func (x *PoolDelete) String() string {
 func (*PoolDelete) ProtoMessage() {}
 
 func (x *PoolDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[12]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +915,7 @@ func (x *PoolDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolDelete.ProtoReflect.Descriptor instead.
 func (*PoolDelete) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{12}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PoolDelete) GetPath() string {
@@ -875,7 +937,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[13]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +949,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[13]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +962,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{13}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -936,7 +998,7 @@ type JobRecord struct {
 
 func (x *JobRecord) Reset() {
 	*x = JobRecord{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[14]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1010,7 @@ func (x *JobRecord) String() string {
 func (*JobRecord) ProtoMessage() {}
 
 func (x *JobRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[14]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1023,7 @@ func (x *JobRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRecord.ProtoReflect.Descriptor instead.
 func (*JobRecord) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *JobRecord) GetJob() *banyanv1.Job {
@@ -1003,7 +1065,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1077,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1090,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SnapshotRecord) GetRec() isSnapshotRecord_Rec {
@@ -1144,7 +1206,7 @@ type PoolCost struct {
 
 func (x *PoolCost) Reset() {
 	*x = PoolCost{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1218,7 @@ func (x *PoolCost) String() string {
 func (*PoolCost) ProtoMessage() {}
 
 func (x *PoolCost) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1231,7 @@ func (x *PoolCost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolCost.ProtoReflect.Descriptor instead.
 func (*PoolCost) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PoolCost) GetPool() string {
@@ -1197,7 +1259,7 @@ var File_scheduler_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x19scheduler/fsmpb/fsm.proto\x12\rbanyan.fsm.v1\x1a\x19api/banyanv1/banyan.proto\"\x98\x04\n" +
+	"\x19scheduler/fsmpb/fsm.proto\x12\rbanyan.fsm.v1\x1a\x19api/banyanv1/banyan.proto\"\xcf\x04\n" +
 	"\aCommand\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x01 \x01(\x03R\tnowUnixMs\x123\n" +
 	"\x06submit\x18\x02 \x01(\v2\x19.banyan.fsm.v1.SubmitJobsH\x00R\x06submit\x12/\n" +
@@ -1211,7 +1273,8 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\vpool_delete\x18\t \x01(\v2\x19.banyan.fsm.v1.PoolDeleteH\x00R\n" +
 	"poolDelete\x122\n" +
 	"\apromote\x18\n" +
-	" \x01(\v2\x16.banyan.fsm.v1.PromoteH\x00R\apromoteB\x05\n" +
+	" \x01(\v2\x16.banyan.fsm.v1.PromoteH\x00R\apromote\x125\n" +
+	"\bfallback\x18\v \x01(\v2\x17.banyan.fsm.v1.FallbackH\x00R\bfallbackB\x05\n" +
 	"\x03cmd\"4\n" +
 	"\n" +
 	"SubmitJobs\x12&\n" +
@@ -1227,7 +1290,9 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"Preemption\x121\n" +
 	"\x06victim\x18\x01 \x01(\v2\x19.banyan.fsm.v1.AssignmentR\x06victim\x12\x1e\n" +
-	"\vfor_task_id\x18\x02 \x01(\tR\tforTaskId\"\"\n" +
+	"\vfor_task_id\x18\x02 \x01(\tR\tforTaskId\"%\n" +
+	"\bFallback\x12\x19\n" +
+	"\btask_ids\x18\x01 \x03(\tR\ataskIds\"\"\n" +
 	"\aPromote\x12\x17\n" +
 	"\ajob_ids\x18\x01 \x03(\tR\x06jobIds\"V\n" +
 	"\vAgentEvents\x12\x19\n" +
@@ -1286,66 +1351,68 @@ func file_scheduler_fsmpb_fsm_proto_rawDescGZIP() []byte {
 	return file_scheduler_fsmpb_fsm_proto_rawDescData
 }
 
-var file_scheduler_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_scheduler_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_scheduler_fsmpb_fsm_proto_goTypes = []any{
 	(*Command)(nil),              // 0: banyan.fsm.v1.Command
 	(*SubmitJobs)(nil),           // 1: banyan.fsm.v1.SubmitJobs
 	(*Assignment)(nil),           // 2: banyan.fsm.v1.Assignment
 	(*Assign)(nil),               // 3: banyan.fsm.v1.Assign
 	(*Preemption)(nil),           // 4: banyan.fsm.v1.Preemption
-	(*Promote)(nil),              // 5: banyan.fsm.v1.Promote
-	(*AgentEvents)(nil),          // 6: banyan.fsm.v1.AgentEvents
-	(*ReportEvents)(nil),         // 7: banyan.fsm.v1.ReportEvents
-	(*AgentUp)(nil),              // 8: banyan.fsm.v1.AgentUp
-	(*AgentDown)(nil),            // 9: banyan.fsm.v1.AgentDown
-	(*CancelJob)(nil),            // 10: banyan.fsm.v1.CancelJob
-	(*PoolPut)(nil),              // 11: banyan.fsm.v1.PoolPut
-	(*PoolDelete)(nil),           // 12: banyan.fsm.v1.PoolDelete
-	(*SnapshotHeader)(nil),       // 13: banyan.fsm.v1.SnapshotHeader
-	(*JobRecord)(nil),            // 14: banyan.fsm.v1.JobRecord
-	(*SnapshotRecord)(nil),       // 15: banyan.fsm.v1.SnapshotRecord
-	(*PoolCost)(nil),             // 16: banyan.fsm.v1.PoolCost
-	(*banyanv1.JobSpec)(nil),     // 17: banyan.v1.JobSpec
-	(*banyanv1.TaskEvent)(nil),   // 18: banyan.v1.TaskEvent
-	(*banyanv1.Fingerprint)(nil), // 19: banyan.v1.Fingerprint
-	(*banyanv1.Pool)(nil),        // 20: banyan.v1.Pool
-	(*banyanv1.Job)(nil),         // 21: banyan.v1.Job
-	(*banyanv1.Agent)(nil),       // 22: banyan.v1.Agent
-	(*banyanv1.Task)(nil),        // 23: banyan.v1.Task
-	(*banyanv1.Cost)(nil),        // 24: banyan.v1.Cost
+	(*Fallback)(nil),             // 5: banyan.fsm.v1.Fallback
+	(*Promote)(nil),              // 6: banyan.fsm.v1.Promote
+	(*AgentEvents)(nil),          // 7: banyan.fsm.v1.AgentEvents
+	(*ReportEvents)(nil),         // 8: banyan.fsm.v1.ReportEvents
+	(*AgentUp)(nil),              // 9: banyan.fsm.v1.AgentUp
+	(*AgentDown)(nil),            // 10: banyan.fsm.v1.AgentDown
+	(*CancelJob)(nil),            // 11: banyan.fsm.v1.CancelJob
+	(*PoolPut)(nil),              // 12: banyan.fsm.v1.PoolPut
+	(*PoolDelete)(nil),           // 13: banyan.fsm.v1.PoolDelete
+	(*SnapshotHeader)(nil),       // 14: banyan.fsm.v1.SnapshotHeader
+	(*JobRecord)(nil),            // 15: banyan.fsm.v1.JobRecord
+	(*SnapshotRecord)(nil),       // 16: banyan.fsm.v1.SnapshotRecord
+	(*PoolCost)(nil),             // 17: banyan.fsm.v1.PoolCost
+	(*banyanv1.JobSpec)(nil),     // 18: banyan.v1.JobSpec
+	(*banyanv1.TaskEvent)(nil),   // 19: banyan.v1.TaskEvent
+	(*banyanv1.Fingerprint)(nil), // 20: banyan.v1.Fingerprint
+	(*banyanv1.Pool)(nil),        // 21: banyan.v1.Pool
+	(*banyanv1.Job)(nil),         // 22: banyan.v1.Job
+	(*banyanv1.Agent)(nil),       // 23: banyan.v1.Agent
+	(*banyanv1.Task)(nil),        // 24: banyan.v1.Task
+	(*banyanv1.Cost)(nil),        // 25: banyan.v1.Cost
 }
 var file_scheduler_fsmpb_fsm_proto_depIdxs = []int32{
 	1,  // 0: banyan.fsm.v1.Command.submit:type_name -> banyan.fsm.v1.SubmitJobs
 	3,  // 1: banyan.fsm.v1.Command.assign:type_name -> banyan.fsm.v1.Assign
-	7,  // 2: banyan.fsm.v1.Command.events:type_name -> banyan.fsm.v1.ReportEvents
-	8,  // 3: banyan.fsm.v1.Command.agent_up:type_name -> banyan.fsm.v1.AgentUp
-	9,  // 4: banyan.fsm.v1.Command.agent_down:type_name -> banyan.fsm.v1.AgentDown
-	10, // 5: banyan.fsm.v1.Command.cancel:type_name -> banyan.fsm.v1.CancelJob
-	11, // 6: banyan.fsm.v1.Command.pool_put:type_name -> banyan.fsm.v1.PoolPut
-	12, // 7: banyan.fsm.v1.Command.pool_delete:type_name -> banyan.fsm.v1.PoolDelete
-	5,  // 8: banyan.fsm.v1.Command.promote:type_name -> banyan.fsm.v1.Promote
-	17, // 9: banyan.fsm.v1.SubmitJobs.jobs:type_name -> banyan.v1.JobSpec
-	2,  // 10: banyan.fsm.v1.Assign.assignments:type_name -> banyan.fsm.v1.Assignment
-	4,  // 11: banyan.fsm.v1.Assign.preemptions:type_name -> banyan.fsm.v1.Preemption
-	2,  // 12: banyan.fsm.v1.Preemption.victim:type_name -> banyan.fsm.v1.Assignment
-	18, // 13: banyan.fsm.v1.AgentEvents.events:type_name -> banyan.v1.TaskEvent
-	6,  // 14: banyan.fsm.v1.ReportEvents.agents:type_name -> banyan.fsm.v1.AgentEvents
-	19, // 15: banyan.fsm.v1.AgentUp.fingerprint:type_name -> banyan.v1.Fingerprint
-	2,  // 16: banyan.fsm.v1.AgentUp.known:type_name -> banyan.fsm.v1.Assignment
-	20, // 17: banyan.fsm.v1.PoolPut.pool:type_name -> banyan.v1.Pool
-	21, // 18: banyan.fsm.v1.JobRecord.job:type_name -> banyan.v1.Job
-	13, // 19: banyan.fsm.v1.SnapshotRecord.header:type_name -> banyan.fsm.v1.SnapshotHeader
-	20, // 20: banyan.fsm.v1.SnapshotRecord.pool:type_name -> banyan.v1.Pool
-	22, // 21: banyan.fsm.v1.SnapshotRecord.agent:type_name -> banyan.v1.Agent
-	14, // 22: banyan.fsm.v1.SnapshotRecord.job:type_name -> banyan.fsm.v1.JobRecord
-	23, // 23: banyan.fsm.v1.SnapshotRecord.task:type_name -> banyan.v1.Task
-	16, // 24: banyan.fsm.v1.SnapshotRecord.cost:type_name -> banyan.fsm.v1.PoolCost
-	24, // 25: banyan.fsm.v1.PoolCost.cost:type_name -> banyan.v1.Cost
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	8,  // 2: banyan.fsm.v1.Command.events:type_name -> banyan.fsm.v1.ReportEvents
+	9,  // 3: banyan.fsm.v1.Command.agent_up:type_name -> banyan.fsm.v1.AgentUp
+	10, // 4: banyan.fsm.v1.Command.agent_down:type_name -> banyan.fsm.v1.AgentDown
+	11, // 5: banyan.fsm.v1.Command.cancel:type_name -> banyan.fsm.v1.CancelJob
+	12, // 6: banyan.fsm.v1.Command.pool_put:type_name -> banyan.fsm.v1.PoolPut
+	13, // 7: banyan.fsm.v1.Command.pool_delete:type_name -> banyan.fsm.v1.PoolDelete
+	6,  // 8: banyan.fsm.v1.Command.promote:type_name -> banyan.fsm.v1.Promote
+	5,  // 9: banyan.fsm.v1.Command.fallback:type_name -> banyan.fsm.v1.Fallback
+	18, // 10: banyan.fsm.v1.SubmitJobs.jobs:type_name -> banyan.v1.JobSpec
+	2,  // 11: banyan.fsm.v1.Assign.assignments:type_name -> banyan.fsm.v1.Assignment
+	4,  // 12: banyan.fsm.v1.Assign.preemptions:type_name -> banyan.fsm.v1.Preemption
+	2,  // 13: banyan.fsm.v1.Preemption.victim:type_name -> banyan.fsm.v1.Assignment
+	19, // 14: banyan.fsm.v1.AgentEvents.events:type_name -> banyan.v1.TaskEvent
+	7,  // 15: banyan.fsm.v1.ReportEvents.agents:type_name -> banyan.fsm.v1.AgentEvents
+	20, // 16: banyan.fsm.v1.AgentUp.fingerprint:type_name -> banyan.v1.Fingerprint
+	2,  // 17: banyan.fsm.v1.AgentUp.known:type_name -> banyan.fsm.v1.Assignment
+	21, // 18: banyan.fsm.v1.PoolPut.pool:type_name -> banyan.v1.Pool
+	22, // 19: banyan.fsm.v1.JobRecord.job:type_name -> banyan.v1.Job
+	14, // 20: banyan.fsm.v1.SnapshotRecord.header:type_name -> banyan.fsm.v1.SnapshotHeader
+	21, // 21: banyan.fsm.v1.SnapshotRecord.pool:type_name -> banyan.v1.Pool
+	23, // 22: banyan.fsm.v1.SnapshotRecord.agent:type_name -> banyan.v1.Agent
+	15, // 23: banyan.fsm.v1.SnapshotRecord.job:type_name -> banyan.fsm.v1.JobRecord
+	24, // 24: banyan.fsm.v1.SnapshotRecord.task:type_name -> banyan.v1.Task
+	17, // 25: banyan.fsm.v1.SnapshotRecord.cost:type_name -> banyan.fsm.v1.PoolCost
+	25, // 26: banyan.fsm.v1.PoolCost.cost:type_name -> banyan.v1.Cost
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_scheduler_fsmpb_fsm_proto_init() }
@@ -1363,8 +1430,9 @@ func file_scheduler_fsmpb_fsm_proto_init() {
 		(*Command_PoolPut)(nil),
 		(*Command_PoolDelete)(nil),
 		(*Command_Promote)(nil),
+		(*Command_Fallback)(nil),
 	}
-	file_scheduler_fsmpb_fsm_proto_msgTypes[15].OneofWrappers = []any{
+	file_scheduler_fsmpb_fsm_proto_msgTypes[16].OneofWrappers = []any{
 		(*SnapshotRecord_Header)(nil),
 		(*SnapshotRecord_Pool)(nil),
 		(*SnapshotRecord_Agent)(nil),
@@ -1378,7 +1446,7 @@ func file_scheduler_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_scheduler_fsmpb_fsm_proto_rawDesc), len(file_scheduler_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -157,12 +157,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	advertise := ln.Addr()
 	if cfg.AdvertiseAddr != "" {
-		a, err := net.ResolveTCPAddr("tcp", cfg.AdvertiseAddr)
-		if err != nil {
+		// Keep the name as given (e.g. a container's service name): peers
+		// resolve it when they dial, so a restarted host's new address is
+		// found and a stopped one is refused rather than timed out.
+		if _, _, err := net.SplitHostPort(cfg.AdvertiseAddr); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("advertise address %q: %w", cfg.AdvertiseAddr, err)
 		}
-		advertise = a
+		advertise = namedAddr(cfg.AdvertiseAddr)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), fsm: NewFSM(cfg.Defaults),
@@ -255,6 +257,12 @@ func (s *Server) startRaft() error {
 	}
 	return nil
 }
+
+// namedAddr is an advertised host:port kept unresolved.
+type namedAddr string
+
+func (a namedAddr) Network() string { return "tcp" }
+func (a namedAddr) String() string  { return string(a) }
 
 // Addr is the server's advertised address (gRPC and raft).
 func (s *Server) Addr() string { return s.addr }
