@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -393,12 +395,12 @@ func (a *Agent) start(_ context.Context, t *pb.TaskAssignment) {
 }
 
 func (a *Agent) execute(ctx context.Context, t *pb.TaskAssignment, r *run) {
-	spec := process.Spec{Command: t.Spec.Command, Env: t.Spec.Env, Dir: t.Spec.Workdir,
-		Timeout: time.Duration(t.Spec.TimeoutMs) * time.Millisecond, Grace: a.cfg.KillGrace,
-		TailBytes: a.cfg.TailBytes, Now: a.cfg.Clock}
-	if spec.Dir == "" {
-		spec.Dir = a.cfg.WorkDir
+	spec, resultPath, err := a.processSpec(t)
+	if err != nil {
+		a.finishUnstarted(t, r, err)
+		return
 	}
+	defer os.Remove(resultPath)
 	started := &pb.TaskEvent{TaskId: t.TaskId, Attempt: t.Attempt, Kind: "started", UnixMs: a.cfg.Clock().UnixMilli()}
 	a.mu.Lock()
 	r.started = started
@@ -411,12 +413,89 @@ func (a *Agent) execute(ctx context.Context, t *pb.TaskAssignment, r *run) {
 	if res.Finished.IsZero() {
 		ev.UnixMs = a.cfg.Clock().UnixMilli()
 	}
+	if res.Outcome == process.OutcomeSucceeded {
+		if ev.Result, err = readResult(resultPath); err != nil {
+			ev.Outcome, ev.Error = process.OutcomeFailed, err.Error()
+		}
+	}
+	a.complete(t, r, ev)
+}
+
+// finishUnstarted reports a task that could not even be prepared.
+func (a *Agent) finishUnstarted(t *pb.TaskAssignment, r *run, err error) {
+	now := a.cfg.Clock().UnixMilli()
+	a.complete(t, r, &pb.TaskEvent{TaskId: t.TaskId, Attempt: t.Attempt, Kind: "finished", UnixMs: now,
+		Outcome: process.OutcomeFailed, ExitCode: -1, Error: err.Error()})
+}
+
+// complete forgets a run and reports how it ended.
+func (a *Agent) complete(t *pb.TaskAssignment, r *run, ev *pb.TaskEvent) {
 	a.mu.Lock()
 	if cur, ok := a.running[t.TaskId]; ok && cur == r {
 		delete(a.running, t.TaskId)
 	}
 	a.mu.Unlock()
 	a.emit(ev)
+}
+
+// SelfCommand is the command word that an agent replaces with the path of
+// its own executable, so job graphs can call `sched` functions (e.g.
+// "@sched encoder encode-chunk ...") wherever the agent is installed.
+const SelfCommand = "@sched"
+
+// MaxResultBytes bounds what a task may return in $BANYAN_RESULT.
+const MaxResultBytes = 4 << 20
+
+// processSpec builds the process for an assignment: it resolves
+// SelfCommand, and gives the task its identity and a result file in its
+// environment (BANYAN_TASK_ID, BANYAN_JOB_ID, BANYAN_ATTEMPT, BANYAN_RESULT).
+func (a *Agent) processSpec(t *pb.TaskAssignment) (process.Spec, string, error) {
+	cmd := append([]string(nil), t.Spec.Command...)
+	if len(cmd) > 0 && cmd[0] == SelfCommand {
+		self, err := os.Executable()
+		if err != nil {
+			return process.Spec{}, "", fmt.Errorf("resolve %s: %w", SelfCommand, err)
+		}
+		cmd[0] = self
+	}
+	f, err := os.CreateTemp("", "banyan-result-*")
+	if err != nil {
+		return process.Spec{}, "", fmt.Errorf("create result file: %w", err)
+	}
+	f.Close()
+	env := make(map[string]string, len(t.Spec.Env)+4)
+	for k, v := range t.Spec.Env {
+		env[k] = v
+	}
+	env["BANYAN_TASK_ID"], env["BANYAN_JOB_ID"] = t.TaskId, t.JobId
+	env["BANYAN_ATTEMPT"], env["BANYAN_RESULT"] = fmt.Sprint(t.Attempt), f.Name()
+	spec := process.Spec{Command: cmd, Env: env, Dir: t.Spec.Workdir,
+		Timeout: time.Duration(t.Spec.TimeoutMs) * time.Millisecond, Grace: a.cfg.KillGrace,
+		TailBytes: a.cfg.TailBytes, Now: a.cfg.Clock}
+	if spec.Dir == "" {
+		spec.Dir = a.cfg.WorkDir
+	}
+	return spec, f.Name(), nil
+}
+
+// readResult reads what a task wrote to its result file (nil if nothing).
+func readResult(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read task result: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxResultBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read task result: %w", err)
+	}
+	if len(data) > MaxResultBytes {
+		return nil, fmt.Errorf("task result is larger than %d bytes", MaxResultBytes)
+	}
+	if len(data) == 0 {
+		return nil, nil
+	}
+	return data, nil
 }
 
 // Shutdown stops every running task (SIGTERM, then SIGKILL after the grace).

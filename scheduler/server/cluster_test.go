@@ -328,3 +328,36 @@ func TestClusterLeaderKilledDuringSubmissions(t *testing.T) {
 	}
 	t.Logf("%d acknowledged jobs all present and succeeded after failover", len(acked))
 }
+
+// TestTaskResultExpandsJob: a task writes a job expansion to $BANYAN_RESULT;
+// the tasks it adds (a fan-out and its join) run through real agents.
+func TestTaskResultExpandsJob(t *testing.T) {
+	ln := listen(t)
+	addr := ln.Addr().String()
+	s := startServer(t, server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: ln, Bootstrap: true})
+	defer s.Close()
+	waitLeader(t, s)
+	startAgent(t, "a1", []string{addr}, 4)
+	c := dialClient(t, addr)
+	script := `printf '%s' '{"tasks":[{"name":"c0","command":["true"]},{"name":"c1","command":["true"]},` +
+		`{"name":"join","command":["sh","-c","echo joined"],"after":["c0","c1","plan"]}]}' > "$BANYAN_RESULT"`
+	job := &pb.JobSpec{Name: "fanout", Tasks: []*pb.TaskSpec{{Name: "plan", Command: []string{"sh", "-c", script},
+		Resources: &pb.Resources{CpuMillis: 100}}}}
+	resp, err := c.SubmitJobs(context.Background(), &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{job}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := waitJob(t, c, resp.Jobs[0].Id, 20*time.Second)
+	if j.State != pb.JobState_JOB_STATE_SUCCEEDED || len(j.Tasks) != 4 {
+		t.Fatalf("job %v (%s) with %d tasks", j.State, j.Reason, len(j.Tasks))
+	}
+	join := j.Tasks[3]
+	if join.Name != "join" || join.Attempts[0].StdoutTail != "joined\n" {
+		t.Fatalf("join task %v", join)
+	}
+	for _, task := range j.Tasks[1:3] {
+		if task.Attempts[0].FinishedUnixMs > join.Attempts[0].StartedUnixMs {
+			t.Fatalf("join started before %s finished", task.Name)
+		}
+	}
+}

@@ -134,11 +134,20 @@ func (l *leaderLoop) pass() bool {
 	lim.PreemptBudget = l.preemptBudget(nowT)
 	lim.MinRuntimeMs = l.s.cfg.MinRuntime.Milliseconds()
 	var plan *fsmpb.Assign
-	var promote []string
+	var promote, fallback []string
 	l.s.fsm.Read(func(st *state.State) {
 		promote = st.DuePromotions(now)
+		fallback = st.DueFallbacks(now)
 		plan = st.Plan(now, lim)
 	})
+	if len(fallback) > 0 {
+		if _, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Fallback{Fallback: &fsmpb.Fallback{TaskIds: fallback}}}); err != nil {
+			l.s.log.Warn("commit fallbacks failed", "err", err)
+			return false
+		}
+		l.s.log.Info("tasks not placed within their wait fell back", "tasks", fallback)
+		return true
+	}
 	if len(promote) > 0 {
 		if _, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Promote{Promote: &fsmpb.Promote{JobIds: promote}}}); err != nil {
 			l.s.log.Warn("commit promotions failed", "err", err)

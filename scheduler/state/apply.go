@@ -63,6 +63,8 @@ func (s *State) Apply(cmd *fsmpb.Command) *Result {
 		s.applyPoolDelete(c.PoolDelete, r)
 	case *fsmpb.Command_Promote:
 		s.applyPromote(now, c.Promote)
+	case *fsmpb.Command_Fallback:
+		s.applyFallback(now, c.Fallback)
 	default:
 		r.Err = fmt.Errorf("%w: %T", ErrUnknownCommand, cmd.Cmd)
 	}
@@ -109,32 +111,7 @@ func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
 	if spec.IdempotencyKey != "" {
 		s.idem[spec.IdempotencyKey] = id
 	}
-	byName := make(map[string]string, len(spec.Tasks))
-	j.TaskIDs = make([]string, len(spec.Tasks))
-	for i, ts := range spec.Tasks {
-		s.seq++
-		t := &Task{Seq: s.seq, Ask: ts.Resources.Vector(), PB: &pb.Task{
-			Id: taskID(id, i), JobId: id, Name: ts.Name, Spec: ts, State: pb.TaskState_TASK_STATE_WAITING,
-		}}
-		s.tasks[t.PB.Id] = t
-		j.TaskIDs[i] = t.PB.Id
-		byName[ts.Name] = t.PB.Id
-		j.PB.Counts.Total++
-		j.PB.Counts.Waiting++
-	}
-	for _, tid := range j.TaskIDs {
-		t := s.tasks[tid]
-		for _, dep := range t.PB.Spec.After {
-			d := s.tasks[byName[dep]]
-			d.dependents = append(d.dependents, tid)
-			t.waiting++
-		}
-	}
-	for _, tid := range j.TaskIDs {
-		if t := s.tasks[tid]; t.waiting == 0 {
-			s.enqueue(now, t, 0)
-		}
-	}
+	s.addTasks(now, j, spec.Tasks)
 	return j
 }
 
@@ -144,6 +121,9 @@ func (s *State) enqueue(now int64, t *Task, notBefore int64) {
 	s.setTaskState(t, pb.TaskState_TASK_STATE_QUEUED)
 	t.PB.Attempts = append(t.PB.Attempts, &pb.Attempt{Number: t.Attempt() + 1, QueuedUnixMs: now})
 	t.PB.NotBeforeUnixMs = notBefore
+	if _, ok := fallbackDue(t); ok {
+		s.fallbackWatch[t.PB.Id] = struct{}{}
+	}
 	j := s.jobs[t.PB.JobId]
 	s.queue.Push(queue.Item{Key: queue.Key{Class: int32(j.PB.Class), Priority: j.PB.Priority, Seq: t.Seq},
 		TaskID: t.PB.Id, Pool: j.PB.Pool})
@@ -222,6 +202,7 @@ func (s *State) assign(now int64, a *fsmpb.Assignment) {
 	ag := s.agents[a.AgentId]
 	j := s.jobs[t.PB.JobId]
 	s.queue.Remove(t.PB.Id)
+	delete(s.fallbackWatch, t.PB.Id)
 	s.setTaskState(t, pb.TaskState_TASK_STATE_ASSIGNED)
 	cur := t.current()
 	cur.AgentId, cur.PlacedUnixMs = a.AgentId, now
@@ -301,7 +282,13 @@ func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, r *Resul
 		cur.FinishedUnixMs = ev.UnixMs
 		cur.ExitCode, cur.Error = ev.ExitCode, ev.Error
 		cur.StdoutTail, cur.StderrTail = ev.StdoutTail, ev.StderrTail
-		s.finish(now, t, ev.Outcome, r)
+		outcome := ev.Outcome
+		if outcome == "succeeded" && len(ev.Result) > 0 {
+			if err := s.expand(now, t, ev.Result); err != nil {
+				outcome, cur.Error = "failed", err.Error()
+			}
+		}
+		s.finish(now, t, outcome, r)
 	}
 }
 
@@ -386,6 +373,7 @@ func (s *State) wakeDependents(now int64, t *Task) {
 			s.enqueue(now, d, 0)
 		}
 	}
+	t.dependents = nil // a succeeded task holds no one up (as after a restore)
 }
 
 func (s *State) retryOrFail(now int64, t *Task, r *Result) {
@@ -403,6 +391,9 @@ func (s *State) retryOrFail(now int64, t *Task, r *Result) {
 	}
 	s.setTaskState(t, pb.TaskState_TASK_STATE_FAILED)
 	cur := t.current()
+	if s.startFallback(now, t) {
+		return
+	}
 	reason := fmt.Sprintf("task %s failed after %d attempts: %s", t.PB.Name, t.PB.RetriesUsed, attemptReason(cur))
 	s.endJob(now, s.jobs[t.PB.JobId], pb.JobState_JOB_STATE_FAILED, reason, r)
 }

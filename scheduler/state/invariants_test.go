@@ -68,8 +68,8 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 			if !IsFinal(st) {
 				nonFinal++
 			}
-			if st == pb.TaskState_TASK_STATE_FAILED {
-				failed++
+			if st == pb.TaskState_TASK_STATE_FAILED && t.PB.ReplacedBy == "" {
+				failed++ // a failure a fallback took over does not fail the job
 			}
 			if st == pb.TaskState_TASK_STATE_QUEUED || isPlaced(st) {
 				active++
@@ -117,6 +117,9 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 				if !ok {
 					fail("task %s: after names unknown %q", tid, dep)
 					continue
+				}
+				for d.PB.ReplacedBy != "" { // a fallback stands in for it
+					d = s.tasks[d.PB.ReplacedBy]
 				}
 				if d.PB.State != pb.TaskState_TASK_STATE_SUCCEEDED {
 					notDone++
@@ -176,7 +179,7 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 		js := j.PB.State
 		switch {
 		case js == pb.JobState_JOB_STATE_SUCCEEDED:
-			if c.Succeeded != c.Total {
+			if c.Succeeded+c.Failed != c.Total || failed != 0 {
 				fail("job %s: succeeded with counts %v", jid, &c)
 			}
 		case IsJobFinal(js):

@@ -142,18 +142,12 @@ func (s *State) rebuild() {
 		if j.PB.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC && !IsJobFinal(j.PB.State) {
 			s.opportunistic[j.PB.Id] = struct{}{}
 		}
-		byName := make(map[string]string, len(j.TaskIDs))
-		for _, id := range j.TaskIDs {
-			byName[s.tasks[id].PB.Name] = id
-		}
+		names := s.taskNames(j)
 		for _, id := range j.TaskIDs {
 			t := s.tasks[id]
-			for _, dep := range t.PB.Spec.After {
-				d := s.tasks[byName[dep]]
-				d.dependents = append(d.dependents, id)
-				if d.PB.State != pb.TaskState_TASK_STATE_SUCCEEDED {
-					t.waiting++
-				}
+			s.wire(t, names)
+			if _, ok := fallbackDue(t); ok {
+				s.fallbackWatch[id] = struct{}{}
 			}
 			switch {
 			case t.PB.State == pb.TaskState_TASK_STATE_QUEUED:

@@ -109,6 +109,9 @@ type State struct {
 	exclusive map[string]string // exclusive key -> task id holding it
 	// opportunistic holds the unfinished, unpromoted opportunistic jobs.
 	opportunistic map[string]struct{}
+	// fallbackWatch holds queued tasks with a fallback wait; entries may be
+	// stale and are checked with fallbackDue.
+	fallbackWatch map[string]struct{}
 	// costs holds each pool's cost per hour (start of the hour, unix ms).
 	costs map[string]map[int64]pool.Cost
 }
@@ -130,6 +133,7 @@ func New(d Defaults) *State {
 
 		opportunistic: map[string]struct{}{},
 		costs:         map[string]map[int64]pool.Cost{},
+		fallbackWatch: map[string]struct{}{},
 	}
 	_ = s.pools.Put(DefaultPool, pool.Unlimited, true)
 	return s

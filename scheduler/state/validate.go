@@ -43,6 +43,7 @@ func NormalizeJob(spec *pb.JobSpec, d Defaults) {
 		if t.Name == "" {
 			t.Name = fmt.Sprintf("t%d", i)
 		}
+		normalizeFallback(t)
 	}
 }
 
@@ -148,6 +149,25 @@ func validateTask(t *pb.TaskSpec) error {
 			return invalid("constraint: %v", err)
 		}
 	}
+	if t.FallbackAfterMs < 0 {
+		return invalid("fallback_after is negative")
+	}
+	if t.FallbackAfterMs > 0 && t.Fallback == nil {
+		return invalid("fallback_after without a fallback")
+	}
+	depth := 0
+	for f := t.Fallback; f != nil; f = f.Fallback {
+		if depth++; depth > 3 {
+			return invalid("more than 3 fallbacks in a chain")
+		}
+		if len(f.After) > 0 {
+			return invalid("fallback %s: a fallback takes over its task's place and has no after of its own", f.Name)
+		}
+		if err := validateTask(&pb.TaskSpec{Name: f.Name, Command: f.Command, Env: f.Env, Resources: f.Resources,
+			TimeoutMs: f.TimeoutMs, Retry: f.Retry, Constraints: f.Constraints}); err != nil {
+			return fmt.Errorf("fallback %s: %w", f.Name, err)
+		}
+	}
 	return nil
 }
 
@@ -177,8 +197,10 @@ func validatePool(spec *pb.JobSpec, pools *pool.Tree) error {
 			strings.Join(pools.Children(spec.Pool), ", "))
 	}
 	for _, t := range spec.Tasks {
-		if err := pools.CheckAsk(spec.Pool, t.Resources.Vector()); err != nil {
-			return fmt.Errorf("task %s: %w: %w", t.Name, ErrInvalidJob, err)
+		for _, ask := range asksOf(t) {
+			if err := pools.CheckAsk(spec.Pool, ask.Vector()); err != nil {
+				return fmt.Errorf("task %s: %w: %w", t.Name, ErrInvalidJob, err)
+			}
 		}
 	}
 	return nil

@@ -19,6 +19,7 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/pool"
+	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
 )
 
@@ -57,6 +58,10 @@ type Task struct {
 	ExclusiveKey string            `json:"exclusive_key,omitempty"`
 	Constraints  []string          `json:"constraints,omitempty"`
 	After        []string          `json:"after,omitempty"`
+	// Fallback replaces the task if it fails for good, or, with
+	// FallbackAfter, if it is not placed within that wait.
+	Fallback      *Task  `json:"fallback,omitempty"`
+	FallbackAfter string `json:"fallback_after,omitempty"`
 }
 
 // Retry is a task's retry policy as written in a file.
@@ -204,7 +209,12 @@ func (t Task) toSpecs() ([]*pb.TaskSpec, error) {
 		sub := func(s string) string { return strings.ReplaceAll(s, "${INDEX}", idx) }
 		ts := &pb.TaskSpec{Name: t.Name + "-" + idx, Resources: base.Resources, TimeoutMs: base.TimeoutMs,
 			Retry: base.Retry, ExclusiveKey: sub(base.ExclusiveKey), Constraints: base.Constraints,
-			After: base.After, Workdir: sub(base.Workdir)}
+			After: base.After, Workdir: sub(base.Workdir), FallbackAfterMs: base.FallbackAfterMs}
+		if base.Fallback != nil {
+			// Each task gets its own fallback: the server names it after
+			// the task it replaces.
+			ts.Fallback = proto.Clone(base.Fallback).(*pb.TaskSpec)
+		}
 		ts.Command = make([]string, len(base.Command))
 		for k, a := range base.Command {
 			ts.Command[k] = sub(a)
@@ -270,6 +280,23 @@ func (t Task) toSpec() (*pb.TaskSpec, error) {
 			return nil, err
 		}
 		ts.Constraints = append(ts.Constraints, pc)
+	}
+	if t.FallbackAfter != "" {
+		d, err := parseDuration("fallback_after", t.FallbackAfter)
+		if err != nil {
+			return nil, err
+		}
+		ts.FallbackAfterMs = d.Milliseconds()
+	}
+	if t.Fallback != nil {
+		if t.Fallback.Count != 0 || len(t.Fallback.After) > 0 {
+			return nil, errors.New("fallback: takes no count and no after (it takes the task's place)")
+		}
+		fb, err := t.Fallback.toSpec()
+		if err != nil {
+			return nil, fmt.Errorf("fallback: %w", err)
+		}
+		ts.Fallback = fb
 	}
 	return ts, nil
 }

@@ -1,0 +1,241 @@
+package state
+
+import (
+	"fmt"
+	"sort"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// Job graphs. A job is a graph of tasks: `after` edges make a task wait for
+// others of its job. The graph can grow while the job runs, through two
+// generic rules that know nothing about what the tasks do:
+//
+//   - fan-out: a task that succeeds with a result (the JSON of a
+//     banyanv1.JobExpansion, written to $BANYAN_RESULT) adds those tasks to
+//     its job. They may wait for existing tasks (the expanding one included)
+//     and for each other, so one result can add a fan-out and its joins.
+//   - fallback: a task whose spec has a fallback, and that fails for good
+//     (or is not placed within fallback_after_ms), is replaced by the
+//     fallback; the tasks that waited for it wait for the fallback instead,
+//     and the job goes on.
+//
+// Both happen inside Apply, so every replica grows the same graph.
+
+// MaxExpansionTasks bounds the tasks one result may add.
+const MaxExpansionTasks = 100_000
+
+// addTasks creates tasks from specs in job j, wires their `after` edges to
+// tasks old and new, and queues those with nothing to wait for.
+func (s *State) addTasks(now int64, j *Job, specs []*pb.TaskSpec) []*Task {
+	first := len(j.TaskIDs)
+	added := make([]*Task, len(specs))
+	for i, ts := range specs {
+		s.seq++
+		t := &Task{Seq: s.seq, Ask: ts.Resources.Vector(), PB: &pb.Task{
+			Id: taskID(j.PB.Id, first+i), JobId: j.PB.Id, Name: ts.Name, Spec: ts, State: pb.TaskState_TASK_STATE_WAITING,
+		}}
+		s.tasks[t.PB.Id] = t
+		j.TaskIDs = append(j.TaskIDs, t.PB.Id)
+		j.PB.Counts.Total++
+		j.PB.Counts.Waiting++
+		added[i] = t
+	}
+	names := s.taskNames(j)
+	for _, t := range added {
+		s.wire(t, names)
+	}
+	for _, t := range added {
+		if t.waiting == 0 {
+			s.enqueue(now, t, 0)
+		}
+	}
+	return added
+}
+
+// taskNames maps each task name of a job to its id.
+func (s *State) taskNames(j *Job) map[string]string {
+	names := make(map[string]string, len(j.TaskIDs))
+	for _, id := range j.TaskIDs {
+		names[s.tasks[id].PB.Name] = id
+	}
+	return names
+}
+
+// resolve follows fallback replacements from a task to the one standing in
+// for it now.
+func (s *State) resolve(id string) *Task {
+	t := s.tasks[id]
+	for t.PB.ReplacedBy != "" {
+		t = s.tasks[t.PB.ReplacedBy]
+	}
+	return t
+}
+
+// wire records t's `after` edges: t waits for each dependency (or its
+// replacement) that has not succeeded yet.
+func (s *State) wire(t *Task, names map[string]string) {
+	for _, dep := range t.PB.Spec.After {
+		d := s.resolve(names[dep])
+		if d.PB.State == pb.TaskState_TASK_STATE_SUCCEEDED {
+			continue
+		}
+		d.dependents = append(d.dependents, t.PB.Id)
+		t.waiting++
+	}
+}
+
+// expand validates a task's result as a job expansion and adds its tasks.
+// On error nothing changes.
+func (s *State) expand(now int64, t *Task, result []byte) error {
+	exp := &pb.JobExpansion{}
+	if err := protojson.Unmarshal(result, exp); err != nil {
+		return fmt.Errorf("task result is not a job expansion: %w", err)
+	}
+	if len(exp.Tasks) == 0 {
+		return nil
+	}
+	j := s.jobs[t.PB.JobId]
+	if err := s.validateExpansion(j, exp.Tasks); err != nil {
+		return fmt.Errorf("invalid job expansion: %w", err)
+	}
+	s.addTasks(now, j, exp.Tasks)
+	return nil
+}
+
+func (s *State) validateExpansion(j *Job, specs []*pb.TaskSpec) error {
+	if len(specs) > MaxExpansionTasks || len(j.TaskIDs)+len(specs) > MaxTasksPerJob {
+		return invalid("%d tasks: more than a job may hold", len(specs))
+	}
+	existing := s.taskNames(j)
+	newNames := make(map[string]int, len(specs))
+	for i, ts := range specs {
+		normalizeFallback(ts)
+		if err := validateTask(ts); err != nil {
+			return fmt.Errorf("task %s: %w", ts.Name, err)
+		}
+		if _, dup := existing[ts.Name]; dup {
+			return invalid("task %s: the job already has a task of that name", ts.Name)
+		}
+		if _, dup := newNames[ts.Name]; dup {
+			return invalid("task %s: named twice", ts.Name)
+		}
+		newNames[ts.Name] = i
+		for _, ask := range asksOf(ts) {
+			if err := s.pools.CheckAsk(j.PB.Pool, ask.Vector()); err != nil {
+				return fmt.Errorf("task %s: %w", ts.Name, err)
+			}
+		}
+	}
+	for _, ts := range specs {
+		for _, dep := range ts.After {
+			_, old := existing[dep]
+			_, fresh := newNames[dep]
+			if !old && !fresh {
+				return invalid("task %s: after names unknown task %q", ts.Name, dep)
+			}
+		}
+	}
+	// Only new tasks can wait for new tasks, so any cycle is among them.
+	sub := make([]*pb.TaskSpec, len(specs))
+	for i, ts := range specs {
+		c := &pb.TaskSpec{Name: ts.Name}
+		for _, dep := range ts.After {
+			if _, fresh := newNames[dep]; fresh {
+				c.After = append(c.After, dep)
+			}
+		}
+		sub[i] = c
+	}
+	if cyc := findCycle(sub, newNames); cyc != "" {
+		return invalid("tasks wait for each other in a cycle: %s", cyc)
+	}
+	return nil
+}
+
+// asksOf returns the resource asks of a spec and of its fallbacks.
+func asksOf(ts *pb.TaskSpec) []*pb.Resources {
+	var out []*pb.Resources
+	for f := ts; f != nil; f = f.Fallback {
+		out = append(out, f.Resources)
+	}
+	return out
+}
+
+// normalizeFallback names unnamed fallbacks after the task they replace.
+func normalizeFallback(ts *pb.TaskSpec) {
+	for f, name := ts.Fallback, ts.Name; f != nil; f, name = f.Fallback, f.Name {
+		if f.Name == "" {
+			f.Name = name + "-fallback"
+		}
+	}
+}
+
+// startFallback replaces a task that has failed for good by its fallback,
+// if it has one whose name is free. It reports whether it did.
+func (s *State) startFallback(now int64, t *Task) bool {
+	fb := t.PB.Spec.Fallback
+	if fb == nil {
+		return false
+	}
+	j := s.jobs[t.PB.JobId]
+	if _, taken := s.taskNames(j)[fb.Name]; taken {
+		return false
+	}
+	spec := clone(fb)
+	spec.After = nil // the original's dependencies have all succeeded
+	nt := s.addTasks(now, j, []*pb.TaskSpec{spec})[0]
+	t.PB.ReplacedBy = nt.PB.Id
+	nt.dependents, t.dependents = t.dependents, nil
+	return true
+}
+
+// fallbackDue is when a queued task with a fallback wait gives up waiting:
+// its first queueing plus the wait, if it was never placed.
+func fallbackDue(t *Task) (int64, bool) {
+	wait := t.PB.Spec.FallbackAfterMs
+	if wait <= 0 || t.PB.Spec.Fallback == nil || t.PB.State != pb.TaskState_TASK_STATE_QUEUED {
+		return 0, false
+	}
+	for _, a := range t.PB.Attempts {
+		if a.PlacedUnixMs != 0 {
+			return 0, false
+		}
+	}
+	return t.PB.Attempts[0].QueuedUnixMs + wait, true
+}
+
+// DueFallbacks returns queued tasks whose fallback wait has run out, sorted.
+func (s *State) DueFallbacks(now int64) []string {
+	var out []string
+	for id := range s.fallbackWatch {
+		if due, ok := fallbackDue(s.tasks[id]); ok && now >= due {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// applyFallback gives up on queued tasks whose fallback wait ran out.
+func (s *State) applyFallback(now int64, c *fsmpb.Fallback) {
+	for _, id := range c.TaskIds {
+		t, ok := s.tasks[id]
+		if !ok {
+			continue
+		}
+		due, ok := fallbackDue(t)
+		if !ok || now < due {
+			continue
+		}
+		s.queue.Remove(id)
+		delete(s.fallbackWatch, id)
+		cur := t.current()
+		cur.Outcome, cur.FinishedUnixMs = "fallback", now
+		cur.Error = fmt.Sprintf("not placed within %dms; falling back", t.PB.Spec.FallbackAfterMs)
+		s.setTaskState(t, pb.TaskState_TASK_STATE_FAILED)
+		s.startFallback(now, t)
+	}
+}

@@ -1,0 +1,178 @@
+package state
+
+import (
+	"strings"
+	"testing"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+)
+
+// finishWith reports a task's current attempt finished with a result.
+func (f *fsm) finishWith(taskID, outcome string, result string) *Result {
+	f.t.Helper()
+	tk := f.s.tasks[taskID]
+	return f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
+		AgentId: tk.AgentID(), Events: []*pb.TaskEvent{{TaskId: taskID, Attempt: tk.Attempt(), Kind: "finished",
+			UnixMs: f.now, Outcome: outcome, Result: []byte(result)}}}}}}})
+}
+
+func taskByName(t *testing.T, s *State, jobID, name string) *Task {
+	t.Helper()
+	for _, id := range s.jobs[jobID].TaskIDs {
+		if s.tasks[id].PB.Name == name {
+			return s.tasks[id]
+		}
+	}
+	t.Fatalf("job %s has no task %s", jobID, name)
+	return nil
+}
+
+func oneTask(name string, after ...string) *pb.TaskSpec {
+	return &pb.TaskSpec{Name: name, Command: []string{"true"}, Resources: &pb.Resources{CpuMillis: 100}, After: after}
+}
+
+// TestExpansionFansOutAndJoins: a plan task returns three chunk tasks and a
+// join that waits for them and for an existing "publish" step's input.
+func TestExpansionFansOutAndJoins(t *testing.T) {
+	f := newFSM(t, DefaultDefaults)
+	f.agentUp("a1", &pb.Resources{CpuMillis: 8000, MemoryBytes: 1 << 30}, nil)
+	f.submit(&pb.JobSpec{Name: "enc", Tasks: []*pb.TaskSpec{oneTask("plan"), oneTask("publish", "plan")}})
+	f.commitPlan()
+	result := `{"tasks":[
+	  {"name":"c0","command":["true"],"after":["plan"]},
+	  {"name":"c1","command":["true"]},
+	  {"name":"c2","command":["true"]},
+	  {"name":"join","command":["true"],"after":["c0","c1","c2"]}]}`
+	f.finishWith("job-1.0", "succeeded", result)
+	j := f.s.JobView("job-1", true)
+	if j.Counts.Total != 6 || j.State == pb.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("after expansion: %d tasks, state %v", j.Counts.Total, j.State)
+	}
+	if got := f.commitPlan(); len(got) != 4 { // publish, c0, c1, c2; join waits
+		t.Fatalf("placed %d tasks, want 4: %v", len(got), got)
+	}
+	for _, n := range []string{"publish", "c0", "c1"} {
+		f.finishWith(taskByName(t, f.s, "job-1", n).PB.Id, "succeeded", "")
+	}
+	if join := taskByName(t, f.s, "job-1", "join"); join.PB.State != pb.TaskState_TASK_STATE_WAITING {
+		t.Fatalf("join is %v before its last input finished", join.PB.State)
+	}
+	f.finishWith(taskByName(t, f.s, "job-1", "c2").PB.Id, "succeeded", "")
+	f.commitPlan()
+	f.finishWith(taskByName(t, f.s, "job-1", "join").PB.Id, "succeeded", "")
+	if j := f.s.JobView("job-1", false); j.State != pb.JobState_JOB_STATE_SUCCEEDED || j.Counts.Succeeded != 6 {
+		t.Fatalf("job %v, %d succeeded", j.State, j.Counts.Succeeded)
+	}
+	checkSnapshotRoundTrip(t, f.s)
+}
+
+// TestBadExpansionFailsTheTask: an invalid result fails the task that
+// returned it, with the reason, and retries it like any failure.
+func TestBadExpansionFailsTheTask(t *testing.T) {
+	cases := map[string]struct{ result, want string }{
+		"not json":      {`nope`, "not a job expansion"},
+		"unknown after": {`{"tasks":[{"name":"x","command":["true"],"after":["ghost"]}]}`, `unknown task "ghost"`},
+		"name taken":    {`{"tasks":[{"name":"plan","command":["true"]}]}`, "already has a task of that name"},
+		"cycle":         {`{"tasks":[{"name":"a","command":["true"],"after":["b"]},{"name":"b","command":["true"],"after":["a"]}]}`, "cycle"},
+		"no command":    {`{"tasks":[{"name":"a"}]}`, "command is empty"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			f := newFSM(t, DefaultDefaults)
+			f.agentUp("a1", &pb.Resources{CpuMillis: 8000}, nil)
+			job := &pb.JobSpec{Tasks: []*pb.TaskSpec{oneTask("plan")}}
+			job.Tasks[0].Retry = &pb.RetryPolicy{MaxAttempts: 1}
+			f.submit(job)
+			f.commitPlan()
+			f.finishWith("job-1.0", "succeeded", c.result)
+			j := f.s.JobView("job-1", true)
+			if j.State != pb.JobState_JOB_STATE_FAILED || !strings.Contains(j.Reason, c.want) || j.Counts.Total != 1 {
+				t.Fatalf("job %v %q (tasks %d), want failed naming %q", j.State, j.Reason, j.Counts.Total, c.want)
+			}
+		})
+	}
+}
+
+func gpuEncode(name string, waitMs int64) *pb.TaskSpec {
+	return &pb.TaskSpec{Name: name, Command: []string{"enc", "--gpu"},
+		Resources: &pb.Resources{CpuMillis: 500, Nvenc: 1}, FallbackAfterMs: waitMs,
+		Fallback: &pb.TaskSpec{Command: []string{"enc", "--cpu"}, Resources: &pb.Resources{CpuMillis: 1000}}}
+}
+
+// TestFallbackAfterFailure: a GPU task that fails for good is replaced by
+// its CPU fallback; the join that waited for it waits for the fallback, and
+// the job succeeds.
+func TestFallbackAfterFailure(t *testing.T) {
+	f := newFSM(t, DefaultDefaults)
+	f.agentUp("gpu", &pb.Resources{CpuMillis: 4000, Nvenc: 2}, map[string]string{"encoder": "nvenc"})
+	enc := gpuEncode("enc", 0)
+	enc.Retry = &pb.RetryPolicy{MaxAttempts: 1}
+	f.submit(&pb.JobSpec{Tasks: []*pb.TaskSpec{enc, oneTask("join", "enc")}})
+	f.commitPlan()
+	f.finish("job-1.0", "failed", 1)
+	orig, fb := f.s.tasks["job-1.0"], taskByName(t, f.s, "job-1", "enc-fallback")
+	if orig.PB.State != pb.TaskState_TASK_STATE_FAILED || orig.PB.ReplacedBy != fb.PB.Id {
+		t.Fatalf("original %v replaced_by %q", orig.PB.State, orig.PB.ReplacedBy)
+	}
+	if j := f.s.JobView("job-1", false); j.State == pb.JobState_JOB_STATE_FAILED {
+		t.Fatalf("job failed despite the fallback: %s", j.Reason)
+	}
+	checkSnapshotRoundTrip(t, f.s)
+	f.commitPlan()
+	if fb.Ask.NVENC != 0 || fb.AgentID() != "gpu" {
+		t.Fatalf("fallback ask %v on %q", fb.Ask, fb.AgentID())
+	}
+	f.finish(fb.PB.Id, "succeeded", 0)
+	f.commitPlan()
+	f.finish("job-1.1", "succeeded", 0)
+	if j := f.s.JobView("job-1", false); j.State != pb.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("job %v: %s", j.State, j.Reason)
+	}
+}
+
+// TestFallbackAfterWait: with no NVENC agent, the GPU task falls back to CPU
+// once its wait runs out, not before.
+func TestFallbackAfterWait(t *testing.T) {
+	f := newFSM(t, DefaultDefaults)
+	f.agentUp("cpu", &pb.Resources{CpuMillis: 4000}, nil)
+	f.submit(&pb.JobSpec{Tasks: []*pb.TaskSpec{gpuEncode("enc", 30_000)}})
+	if got := f.commitPlan(); len(got) != 0 {
+		t.Fatalf("GPU task placed on a CPU agent: %v", got)
+	}
+	f.now += 29_999
+	if due := f.s.DueFallbacks(f.now); len(due) != 0 {
+		t.Fatalf("fallback due early: %v", due)
+	}
+	f.now++
+	due := f.s.DueFallbacks(f.now)
+	if len(due) != 1 {
+		t.Fatalf("due = %v", due)
+	}
+	f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Fallback{Fallback: &fsmpb.Fallback{TaskIds: due}}})
+	if got := f.commitPlan(); len(got) != 1 || got[0].AgentId != "cpu" {
+		t.Fatalf("fallback not placed on the CPU agent: %v", got)
+	}
+	orig := f.s.tasks["job-1.0"]
+	if a := orig.PB.Attempts[0]; a.Outcome != "fallback" || !strings.Contains(a.Error, "falling back") {
+		t.Fatalf("original attempt %v", a)
+	}
+	if len(f.s.DueFallbacks(f.now+1_000_000)) != 0 {
+		t.Fatal("a placed fallback must not fall back again")
+	}
+}
+
+func checkSnapshotRoundTrip(t *testing.T, s *State) {
+	t.Helper()
+	var buf strings.Builder
+	if err := s.WriteSnapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	r, err := ReadSnapshot(strings.NewReader(buf.String()), s.Defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := compareStates(s, r, 1<<40); len(diff) > 0 {
+		t.Fatalf("snapshot round trip differs:\n%s", strings.Join(diff, "\n"))
+	}
+}
