@@ -361,3 +361,35 @@ func TestTaskResultExpandsJob(t *testing.T) {
 		}
 	}
 }
+
+// TestJoinFormsCluster: one server bootstraps, two more join through it
+// (and through each other), and a job submitted to a joiner runs.
+func TestJoinFormsCluster(t *testing.T) {
+	ln1, ln2, ln3 := listen(t), listen(t), listen(t)
+	s1 := startServer(t, server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: ln1, Bootstrap: true})
+	defer s1.Close()
+	waitLeader(t, s1)
+	s2 := startServer(t, server.Config{NodeID: "s2", DataDir: t.TempDir(), Listener: ln2, Join: []string{s1.Addr()}})
+	defer s2.Close()
+	s3 := startServer(t, server.Config{NodeID: "s3", DataDir: t.TempDir(), Listener: ln3, Join: []string{s2.Addr()}})
+	defer s3.Close()
+	conn, err := grpc.NewClient(s3.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cluster := pb.NewClusterServiceClient(conn)
+	waitFor(t, 15*time.Second, "three voters", func() bool {
+		m, err := cluster.Members(context.Background(), &pb.MembersRequest{})
+		return err == nil && len(m.Members) == 3 && m.LeaderId == "s1"
+	})
+	startAgent(t, "a1", []string{s2.Addr()}, 2)
+	c := dialClient(t, s3.Addr())
+	resp, err := c.SubmitJobs(context.Background(), &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{shellJob("j", "", 2, "true")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := waitJob(t, c, resp.Jobs[0].Id, 20*time.Second); j.State != pb.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("job %v: %s", j.State, j.Reason)
+	}
+}
