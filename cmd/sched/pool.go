@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
@@ -169,7 +168,7 @@ func printTree(out io.Writer, resp *pb.ListPoolsResponse) {
 		byPath[p.Path] = p
 		children[pool.Parent(p.Path)] = append(children[pool.Parent(p.Path)], p.Path)
 	}
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	w := newTableTo(out)
 	fmt.Fprintln(w, "POOL\tCPU\tMEMORY\tGPU\tGPU MEM\tNVENC\tQUEUED\tRUNNING")
 	fmt.Fprintln(w, "\tused/guar/max\t\t\t\t\t\t")
 	var walk func(path, prefix string, last bool, depth int)
