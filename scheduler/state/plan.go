@@ -46,6 +46,11 @@ var DefaultPlanLimits = PlanLimits{MaxAssign: 4096, MaxScan: 65536, PreemptBudge
 func (s *State) Plan(now int64, lim PlanLimits) *fsmpb.Assign {
 	p := s.newPass(now, lim)
 	p.run(false)
+	if len(p.out.Preemptions) > 0 {
+		// A preemption may free more than its task needs: regular tasks the
+		// phase passed over get a second look before opportunistic work.
+		p.run(false)
+	}
 	p.run(true)
 	return p.out
 }
@@ -58,6 +63,7 @@ type pass struct {
 	placer  *placement.Placer
 	view    *pool.View
 	held    map[string]bool // exclusive keys taken in this pass
+	placed  map[string]bool // tasks assigned in this pass
 	victims map[string]bool // tasks preempted in this pass
 	running []pool.Running  // built on first use
 	out     *fsmpb.Assign
@@ -73,7 +79,7 @@ func (s *State) newPass(now int64, lim PlanLimits) *pass {
 		}
 	}
 	return &pass{s: s, now: now, lim: lim, placer: placement.NewPlacer(nodes),
-		view: pool.NewView(s.pools, s.poolUsage, cluster), held: map[string]bool{}, victims: map[string]bool{},
+		view: pool.NewView(s.pools, s.poolUsage, cluster), held: map[string]bool{}, placed: map[string]bool{}, victims: map[string]bool{},
 		out: &fsmpb.Assign{}}
 }
 
@@ -139,7 +145,7 @@ func remove(list []string, v string) []string {
 // consider tries to place one queued task and reports whether it did.
 func (p *pass) consider(it queue.Item, opportunistic bool) bool {
 	t := p.s.tasks[it.TaskID]
-	if t.PB.NotBeforeUnixMs > p.now {
+	if p.placed[it.TaskID] || t.PB.NotBeforeUnixMs > p.now {
 		return false
 	}
 	key := t.PB.Spec.ExclusiveKey
@@ -161,6 +167,7 @@ func (p *pass) consider(it queue.Item, opportunistic bool) bool {
 }
 
 func (p *pass) assign(t *Task, agent, poolPath string) {
+	p.placed[t.PB.Id] = true
 	p.view.Add(poolPath, t.Ask)
 	if k := t.PB.Spec.ExclusiveKey; k != "" {
 		p.held[k] = true
