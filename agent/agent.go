@@ -39,6 +39,9 @@ type Config struct {
 	TailBytes int
 	// KillGrace is the SIGTERM-to-SIGKILL grace when the agent shuts down.
 	KillGrace time.Duration
+	// StorageRoots are the directories media functions may read and write;
+	// tasks get them in $BANYAN_STORAGE_ROOTS (empty: no restriction).
+	StorageRoots []string
 	// Clock is the wall clock (default time.Now).
 	Clock func() time.Time
 	// Logger receives structured logs (default slog.Default()).
@@ -469,6 +472,9 @@ func (a *Agent) processSpec(t *pb.TaskAssignment) (process.Spec, string, error) 
 	}
 	env["BANYAN_TASK_ID"], env["BANYAN_JOB_ID"] = t.TaskId, t.JobId
 	env["BANYAN_ATTEMPT"], env["BANYAN_RESULT"] = fmt.Sprint(t.Attempt), f.Name()
+	if len(a.cfg.StorageRoots) > 0 {
+		env["BANYAN_STORAGE_ROOTS"] = strings.Join(a.cfg.StorageRoots, ":")
+	}
 	spec := process.Spec{Command: cmd, Env: env, Dir: t.Spec.Workdir,
 		Timeout: time.Duration(t.Spec.TimeoutMs) * time.Millisecond, Grace: a.cfg.KillGrace,
 		TailBytes: a.cfg.TailBytes, Now: a.cfg.Clock}

@@ -22,6 +22,7 @@ type agentFlags struct {
 	noGPU                bool
 	nvencSessions        int
 	killGrace            time.Duration
+	storageRoots         []string
 }
 
 func newAgentCmd(g *globals) *cobra.Command {
@@ -46,7 +47,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 				f.id = fp.Hostname
 			}
 			a, err := agent.New(agent.Config{ID: f.id, Servers: f.servers, Fingerprint: fp, WorkDir: f.workDir,
-				KillGrace: f.killGrace, Logger: slog.Default()})
+				KillGrace: f.killGrace, StorageRoots: f.storageRoots, Logger: slog.Default()})
 			if err != nil {
 				return err
 			}
@@ -62,6 +63,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 	fl.StringSliceVar(&f.labels, "label", nil, "extra label key=value (repeatable)")
 	fl.BoolVar(&f.noGPU, "no-gpu", false, "do not look for GPUs")
 	fl.IntVar(&f.nvencSessions, "nvenc-sessions", 0, "encoder sessions per NVENC GPU (default 8)")
+	fl.StringSliceVar(&f.storageRoots, "storage-root", nil, "directory media steps may read and write (repeatable; default: anywhere)")
 	fl.DurationVar(&f.killGrace, "kill-grace", 5*time.Second, "SIGTERM-to-SIGKILL grace for cancelled and preempted tasks")
 	cmd.AddCommand(newAgentListCmd(g))
 	return cmd

@@ -73,7 +73,9 @@ func printJSON(w io.Writer, m proto.Message) error {
 	return enc.Encode(v)
 }
 
-func newTable() *tabwriter.Writer { return tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0) }
+func newTable() *tabwriter.Writer { return newTableTo(os.Stdout) }
+
+func newTableTo(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
 
 func fmtTime(ms int64) string {
 	if ms == 0 {

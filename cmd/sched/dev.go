@@ -19,6 +19,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	var dataDir string
 	var agents int
 	var lease time.Duration
+	var roots []string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a one-process cluster: a single-node server and N local agents",
@@ -27,17 +28,25 @@ func newDevCmd(g *globals) *cobra.Command {
 			if agents < 0 || agents > 64 {
 				return usageError{"--agents must be between 0 and 64"}
 			}
-			return runDev(cmd.Context(), g.addr, dataDir, agents, lease)
+			if len(roots) == 0 {
+				cwd, err := os.Getwd()
+				if err != nil {
+					return fmt.Errorf("working directory: %w", err)
+				}
+				roots = []string{cwd, os.TempDir()}
+			}
+			return runDev(cmd.Context(), g.addr, dataDir, agents, lease, roots)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", ".banyan-dev", "data directory (kept across restarts)")
 	cmd.Flags().IntVar(&agents, "agents", 1, "number of local agents")
 	cmd.Flags().DurationVar(&lease, "lease", 10*time.Second, "agent lease")
+	cmd.Flags().StringSliceVar(&roots, "storage-root", nil, "directories media steps may use (default: the current directory and the temp dir)")
 	return cmd
 }
 
 // runDev runs the server and agents until ctx ends.
-func runDev(ctx context.Context, addr, dataDir string, agents int, lease time.Duration) error {
+func runDev(ctx context.Context, addr, dataDir string, agents int, lease time.Duration, roots []string) error {
 	log := slog.Default()
 	s, err := server.New(server.Config{NodeID: "dev", DataDir: filepath.Join(dataDir, "server"), BindAddr: addr,
 		Bootstrap: true, Lease: lease, Logger: log, RaftLogLevel: "error"})
@@ -59,7 +68,7 @@ func runDev(ctx context.Context, addr, dataDir string, agents int, lease time.Du
 			return fmt.Errorf("agent work dir: %w", err)
 		}
 		a, err := agent.New(agent.Config{ID: fmt.Sprintf("dev-agent-%d", i), Servers: []string{s.Addr()},
-			Fingerprint: fp, WorkDir: work, Logger: log})
+			Fingerprint: fp, WorkDir: work, StorageRoots: roots, Logger: log})
 		if err != nil {
 			cancel()
 			s.Close()

@@ -6,6 +6,7 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+	"github.com/banyan-sched/banyan/scheduler/placement"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -207,16 +208,32 @@ func fallbackDue(t *Task) (int64, bool) {
 	return t.PB.Attempts[0].QueuedUnixMs + wait, true
 }
 
-// DueFallbacks returns queued tasks whose fallback wait has run out, sorted.
+// DueFallbacks returns queued tasks whose fallback wait has run out, or
+// that no up agent could ever hold (waiting would be pointless), sorted.
 func (s *State) DueFallbacks(now int64) []string {
 	var out []string
+	var nodes []placement.Node
 	for id := range s.fallbackWatch {
-		if due, ok := fallbackDue(s.tasks[id]); ok && now >= due {
+		t := s.tasks[id]
+		if nodes == nil {
+			nodes = s.nodes()
+		}
+		if s.fallbackReady(now, t, nodes) {
 			out = append(out, id)
 		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// fallbackReady reports whether a queued task should give way to its
+// fallback now: its wait ran out, or no up agent could ever hold it.
+func (s *State) fallbackReady(now int64, t *Task, nodes []placement.Node) bool {
+	due, ok := fallbackDue(t)
+	if !ok {
+		return false
+	}
+	return now >= due || explainBlocked(nodes, t) != ""
 }
 
 // applyFallback gives up on queued tasks whose fallback wait ran out.
@@ -226,15 +243,17 @@ func (s *State) applyFallback(now int64, c *fsmpb.Fallback) {
 		if !ok {
 			continue
 		}
-		due, ok := fallbackDue(t)
-		if !ok || now < due {
+		if !s.fallbackReady(now, t, s.nodes()) {
 			continue
+		}
+		reason := fmt.Sprintf("not placed within %dms; falling back", t.PB.Spec.FallbackAfterMs)
+		if due, _ := fallbackDue(t); now < due {
+			reason = explainBlocked(s.nodes(), t) + "; falling back"
 		}
 		s.queue.Remove(id)
 		delete(s.fallbackWatch, id)
 		cur := t.current()
-		cur.Outcome, cur.FinishedUnixMs = "fallback", now
-		cur.Error = fmt.Sprintf("not placed within %dms; falling back", t.PB.Spec.FallbackAfterMs)
+		cur.Outcome, cur.FinishedUnixMs, cur.Error = "fallback", now, reason
 		s.setTaskState(t, pb.TaskState_TASK_STATE_FAILED)
 		s.startFallback(now, t)
 	}

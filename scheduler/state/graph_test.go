@@ -131,20 +131,48 @@ func TestFallbackAfterFailure(t *testing.T) {
 	}
 }
 
-// TestFallbackAfterWait: with no NVENC agent, the GPU task falls back to CPU
-// once its wait runs out, not before.
+// TestFallbackAfterWait: while the only NVENC session is busy, the GPU task
+// waits; when its wait runs out it falls back to CPU, not before.
 func TestFallbackAfterWait(t *testing.T) {
 	f := newFSM(t, DefaultDefaults)
+	f.agentUp("gpu", &pb.Resources{CpuMillis: 4000, Nvenc: 1}, nil)
 	f.agentUp("cpu", &pb.Resources{CpuMillis: 4000}, nil)
+	f.submit(&pb.JobSpec{Tasks: []*pb.TaskSpec{{Name: "busy", Command: []string{"enc"},
+		Resources: &pb.Resources{CpuMillis: 500, Nvenc: 1}}}})
+	f.commitPlan()
 	f.submit(&pb.JobSpec{Tasks: []*pb.TaskSpec{gpuEncode("enc", 30_000)}})
 	if got := f.commitPlan(); len(got) != 0 {
-		t.Fatalf("GPU task placed on a CPU agent: %v", got)
+		t.Fatalf("GPU task placed while the session is busy: %v", got)
 	}
 	f.now += 29_999
 	if due := f.s.DueFallbacks(f.now); len(due) != 0 {
 		t.Fatalf("fallback due early: %v", due)
 	}
 	f.now++
+	due := f.s.DueFallbacks(f.now)
+	if len(due) != 1 || due[0] != "job-2.0" {
+		t.Fatalf("due = %v", due)
+	}
+	f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Fallback{Fallback: &fsmpb.Fallback{TaskIds: due}}})
+	got := f.commitPlan()
+	if len(got) != 1 || got[0].TaskId != "job-2.1" {
+		t.Fatalf("fallback not placed: %v", got)
+	}
+	orig := f.s.tasks["job-2.0"]
+	if a := orig.PB.Attempts[0]; a.Outcome != "fallback" || !strings.Contains(a.Error, "not placed within 30000ms") {
+		t.Fatalf("original attempt %v", a)
+	}
+	if len(f.s.DueFallbacks(f.now+1_000_000)) != 0 {
+		t.Fatal("a placed fallback must not fall back again")
+	}
+}
+
+// TestFallbackAtOnceWhenNoAgentCouldHoldIt: with no NVENC agent at all,
+// waiting is pointless: the fallback is due at once, with the reason.
+func TestFallbackAtOnceWhenNoAgentCouldHoldIt(t *testing.T) {
+	f := newFSM(t, DefaultDefaults)
+	f.agentUp("cpu", &pb.Resources{CpuMillis: 4000}, nil)
+	f.submit(&pb.JobSpec{Tasks: []*pb.TaskSpec{gpuEncode("enc", 30_000)}})
 	due := f.s.DueFallbacks(f.now)
 	if len(due) != 1 {
 		t.Fatalf("due = %v", due)
@@ -153,12 +181,8 @@ func TestFallbackAfterWait(t *testing.T) {
 	if got := f.commitPlan(); len(got) != 1 || got[0].AgentId != "cpu" {
 		t.Fatalf("fallback not placed on the CPU agent: %v", got)
 	}
-	orig := f.s.tasks["job-1.0"]
-	if a := orig.PB.Attempts[0]; a.Outcome != "fallback" || !strings.Contains(a.Error, "falling back") {
-		t.Fatalf("original attempt %v", a)
-	}
-	if len(f.s.DueFallbacks(f.now+1_000_000)) != 0 {
-		t.Fatal("a placed fallback must not fall back again")
+	if a := f.s.tasks["job-1.0"].PB.Attempts[0]; !strings.Contains(a.Error, "NVENC") {
+		t.Fatalf("reason %q does not name the missing resource", a.Error)
 	}
 }
 

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/scheduler/server"
+	"github.com/banyan-sched/banyan/scheduler/state"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// quiet logs only errors: the server logs every submission at info.
+func quiet() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+// tempDir makes a data dir that cleanup removes.
+func tempDir(prefix string) (string, func()) {
+	d, err := os.MkdirTemp("", "banyan-bench-"+prefix+"-")
+	if err != nil {
+		panic(err)
+	}
+	return d, func() { os.RemoveAll(d) }
+}
+
+// startSingle starts a one-server cluster on loopback (raft on disk, fsync
+// on every commit as raft-boltdb does by default) and waits until it leads.
+func startSingle(dir string, mod func(*server.Config)) (*server.Server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	cfg := server.Config{NodeID: "bench", DataDir: dir, Listener: ln, Bootstrap: true, Logger: quiet(),
+		RaftLogLevel: "error"}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := server.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitLeader(10*time.Second, s); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func waitLeader(within time.Duration, servers ...*server.Server) error {
+	_, err := findLeader(within, servers...)
+	return err
+}
+
+func findLeader(within time.Duration, servers ...*server.Server) (*server.Server, error) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		for _, s := range servers {
+			if s != nil && s.IsLeader() {
+				// The leader serves only once earlier entries are applied.
+				if readyLeader(s) {
+					return s, nil
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil, errors.New("no leader elected")
+}
+
+// readyLeader probes the leader with a cheap read through gRPC-free state
+// access: a ListPools call succeeds once the leader loop is ready.
+func readyLeader(s *server.Server) bool {
+	conn, err := dial(s.Addr())
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err = pb.NewPoolServiceClient(conn).ListPools(ctx, &pb.ListPoolsRequest{})
+	return err == nil
+}
+
+func dial(addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+}
+
+// queueLen reads the leader's queue length in process.
+func queueLen(s *server.Server) int {
+	n := 0
+	s.FSM().Read(func(st *state.State) { n = st.QueueLen() })
+	return n
+}
+
+// percentile returns the p-th percentile (0..100) of sorted durations in ms.
+func percentile(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p / 100)
+	return float64(sorted[i].Microseconds()) / 1000
+}
+
+func sortDurations(d []time.Duration) {
+	sort.Slice(d, func(a, b int) bool { return d[a] < d[b] })
+}
+
+// waitUntil polls cond every step until it holds or the deadline passes.
+func waitUntil(within, step time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(within)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(step)
+	}
+}
+
+// procCPU returns a process's user+system CPU time from /proc/PID/stat.
+func procCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (which may hold spaces) start at ")".
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("malformed stat")
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, errors.New("short stat")
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticks, nil
+}
+
+// procRSS returns a process's resident set size in bytes.
+func procRSS(pid int) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			fs := strings.Fields(rest)
+			if len(fs) > 0 {
+				kb, err := strconv.ParseInt(fs[0], 10, 64)
+				return kb << 10, err
+			}
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}
+
+// startCPUProfile profiles this process during one scenario when -profile
+// is set; the returned function stops it.
+func startCPUProfile(o options, name string) func() {
+	if o.profile == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(o.profile, name+".cpu.pprof"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cpu profile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		fmt.Fprintln(os.Stderr, "cpu profile:", err)
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+func writeHeapProfile(o options, name string) {
+	if o.profile == "" {
+		return
+	}
+	f, err := os.Create(filepath.Join(o.profile, name+".heap.pprof"))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	runtime.GC()
+	_ = pprof.WriteHeapProfile(f)
+}
+
+// serveChild is the -serve mode: one bootstrapped server on loopback whose
+// address goes to stdout as "ADDR host:port"; it stops when stdin closes or
+// on SIGTERM/SIGINT.
+func serveChild(dir string, lease time.Duration, cpuprofile string) error {
+	if dir == "" {
+		return errors.New("-serve-data is required")
+	}
+	if cpuprofile != "" {
+		f, err := os.Create(cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		// Started on a signal (SIGUSR1) so that the profile covers only the
+		// measured window; stopped at exit.
+		usr := make(chan os.Signal, 1)
+		signal.Notify(usr, syscall.SIGUSR1)
+		go func() {
+			<-usr
+			_ = pprof.StartCPUProfile(f)
+		}()
+		defer pprof.StopCPUProfile()
+	}
+	s, err := startSingle(dir, func(c *server.Config) { c.Lease = lease })
+	if err != nil {
+		return err
+	}
+	fmt.Printf("ADDR %s\n", s.Addr())
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	stdin := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		close(stdin)
+	}()
+	select {
+	case <-stop:
+	case <-stdin:
+	}
+	return s.Close()
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+type listenerAddr struct {
+	ln   net.Listener
+	addr string
+}
+
+func newListener() (*listenerAddr, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	return &listenerAddr{ln: ln, addr: ln.Addr().String()}, nil
+}

@@ -1,0 +1,90 @@
+package sim
+
+import (
+	"reflect"
+	"testing"
+)
+
+const small = `
+seed: 7
+duration: 90m
+pass_interval: 2s
+min_runtime: 5s
+agents:
+  - {name: cpu, count: 40, capacity: "cpu=16,memory=64Gi"}
+  - {name: gpu, count: 8, capacity: "cpu=16,memory=64Gi,nvenc=4", labels: {accel: nvenc}}
+pools:
+  - {path: studio, guaranteed: "cpu=400,memory=1600Gi"}
+  - {path: studio/ingest, guaranteed: "cpu=200,memory=800Gi"}
+  - {path: studio/live, guaranteed: "cpu=100,memory=400Gi"}
+workloads:
+  - {name: ingest, pool: studio/ingest, jobs_per_hour: 20, tasks: 150, resources: "cpu=4,memory=8Gi", task_duration: 4m, fail_rate: 0.02}
+  - {name: live, pool: studio/live, class: latency, jobs_per_hour: 600, tasks: 2, resources: "cpu=2,memory=2Gi", task_duration: 30s, start: 30m}
+  - {name: gpu-live, pool: studio/live, class: latency, jobs_per_hour: 120, tasks: 1, resources: "cpu=2,memory=2Gi,nvenc=1", constraints: [accel=nvenc], task_duration: 20s, distribution: fixed}
+  - {name: archive, pool: default, class: opportunistic, jobs_per_hour: 6, tasks: 300, resources: "cpu=4,memory=4Gi", task_duration: 10m, max_wait: 2h}
+`
+
+func runSmall(t *testing.T) *Report {
+	t.Helper()
+	cfg, err := Parse([]byte(small))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.WallSeconds = 0
+	return r
+}
+
+// TestDeterministic: the same config and seed give the same report.
+func TestDeterministic(t *testing.T) {
+	a, b := runSmall(t), runSmall(t)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("same seed, different reports:\n%s\n%s", a.Format(), b.Format())
+	}
+	t.Log("\n" + a.Format())
+	if a.Agents != 48 || a.JobsSubmitted == 0 || a.AttemptsPlaced == 0 || a.TasksSucceeded == 0 {
+		t.Fatalf("nothing happened: %+v", a)
+	}
+	if a.Utilization <= 0 || a.Utilization > 1 {
+		t.Fatalf("utilization %v", a.Utilization)
+	}
+	if _, ok := a.Wait["live"]; !ok {
+		t.Fatal("no queue waits for the live workload")
+	}
+	cfg, _ := Parse([]byte(small))
+	cfg.Seed = 8
+	c, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.WallSeconds = 0
+	if reflect.DeepEqual(a, c) {
+		t.Fatal("a different seed gave the same report")
+	}
+}
+
+// TestExampleParses: the example farm file is valid.
+func TestExampleParses(t *testing.T) {
+	cfg, err := Load("testdata/farm.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, g := range cfg.Agents {
+		n += g.Count
+	}
+	if n != 10000 {
+		t.Fatalf("farm.yaml has %d agents, want 10000", n)
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	for _, bad := range []string{"duration: 1h\n", "seed: 1\nagents: [{name: a, count: 1, capacity: cpu=1}]\nworkloads: [{name: w, jobs_per_hour: 1, resources: cpu=1}]\n", "duration: 1h\nbogus: 1\n"} {
+		if _, err := Parse([]byte(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/banyan-sched/banyan/encoder"
+	"github.com/spf13/cobra"
+)
+
+// The `sched encoder` commands are the functions an encode job's tasks run
+// on agents ("@sched encoder STEP ..."): each maps its flags onto one
+// encoder step. They are plumbing, hidden from help.
+
+// StorageRootsEnv names the directories (separated by ':') that encoder
+// steps may read and write; agents set it from their --storage-root flags.
+const StorageRootsEnv = "BANYAN_STORAGE_ROOTS"
+
+func newEncoderCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "encoder", Short: "Encoder steps run by agents (plumbing)", Hidden: true}
+	cmd.AddCommand(newEncoderPlanCmd(), newEncodeChunkCmd(), newEncodeAudioCmd(), newAssembleCmd(),
+		newIndexCmd(), newVerifyCmd())
+	return cmd
+}
+
+// checkRoots refuses paths outside the storage roots, after resolving
+// symbolic links, so no step reads or writes outside them.
+func checkRoots(paths ...string) error {
+	env := os.Getenv(StorageRootsEnv)
+	if env == "" {
+		return nil
+	}
+	var roots []string
+	for _, r := range strings.Split(env, ":") {
+		if r == "" {
+			continue
+		}
+		if abs, err := resolvePath(r); err == nil {
+			roots = append(roots, abs)
+		}
+	}
+	for _, p := range paths {
+		abs, err := resolvePath(p)
+		if err != nil {
+			return fmt.Errorf("path %s: %w", p, err)
+		}
+		inside := false
+		for _, r := range roots {
+			if abs == r || strings.HasPrefix(abs, r+string(filepath.Separator)) {
+				inside = true
+				break
+			}
+		}
+		if !inside {
+			return fmt.Errorf("path %s is outside the storage roots (%s)", p, env)
+		}
+	}
+	return nil
+}
+
+// resolvePath makes p absolute and resolves links in its longest existing
+// prefix (outputs do not exist yet).
+func resolvePath(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	rest := ""
+	for dir := abs; ; dir = filepath.Dir(dir) {
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			return filepath.Join(real, rest), nil
+		}
+		if dir == filepath.Dir(dir) {
+			return abs, nil
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
+	}
+}
+
+func newEncoderPlanCmd() *cobra.Command {
+	var source, ladder, out string
+	var chunk time.Duration
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Probe a title, plan its chunks and write the encode graph to $BANYAN_RESULT",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRoots(source, out); err != nil {
+				return err
+			}
+			opt := encoder.ChunkOptions{Target: chunk}
+			if chunk > 0 {
+				opt.Min, opt.Max = chunk*2/5, chunk*2
+			}
+			plan, err := encoder.PlanEncode(cmd.Context(), source, ladder, out, opt)
+			if err != nil {
+				return err
+			}
+			data, err := json.Marshal(plan)
+			if err != nil {
+				return fmt.Errorf("encode graph: %w", err)
+			}
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return fmt.Errorf("create output dir: %w", err)
+			}
+			dest := os.Getenv("BANYAN_RESULT")
+			if dest == "" {
+				_, err = os.Stdout.Write(append(data, '\n'))
+				return err
+			}
+			fmt.Printf("planned %d tasks for %s\n", len(plan.Tasks), source)
+			return os.WriteFile(dest, data, 0o644)
+		},
+	}
+	cmd.Flags().StringVar(&source, "source", "", "the title to encode")
+	cmd.Flags().StringVar(&ladder, "ladder", "default", "ladder name or file")
+	cmd.Flags().StringVar(&out, "out", "", "output directory of the title")
+	cmd.Flags().DurationVar(&chunk, "chunk", 10*time.Second, "target chunk length")
+	return cmd
+}
+
+func newEncodeChunkCmd() *cobra.Command {
+	var source, rendition, out string
+	var index, start, frames, threads int
+	var gpu bool
+	cmd := &cobra.Command{
+		Use:  "encode-chunk",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRoots(source, out); err != nil {
+				return err
+			}
+			r, err := encoder.ParseRenditionJSON(rendition)
+			if err != nil {
+				return err
+			}
+			src, err := encoder.Probe(cmd.Context(), source)
+			if err != nil {
+				return err
+			}
+			c, err := encoder.ChunkFromFrames(src, index, start, frames)
+			if err != nil {
+				return err
+			}
+			return encoder.EncodeChunk(cmd.Context(), encoder.ChunkJob{Source: source, Src: src, Chunk: c,
+				Rendition: r, GPU: gpu, Threads: threads, Out: out})
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&source, "source", "", "the title")
+	fl.IntVar(&index, "chunk-index", 0, "chunk number")
+	fl.IntVar(&start, "chunk-start", 0, "first frame")
+	fl.IntVar(&frames, "chunk-frames", 0, "frame count")
+	fl.StringVar(&rendition, "rendition-json", "", "the rendition, as JSON")
+	fl.BoolVar(&gpu, "gpu", false, "encode with NVENC")
+	fl.IntVar(&threads, "threads", 1, "encoder threads")
+	fl.StringVar(&out, "out", "", "chunk file to write")
+	return cmd
+}
+
+func newEncodeAudioCmd() *cobra.Command {
+	var source, bitrate, out string
+	cmd := &cobra.Command{
+		Use:  "encode-audio",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRoots(source, out); err != nil {
+				return err
+			}
+			return encoder.EncodeAudio(cmd.Context(), encoder.AudioJob{Source: source, Out: out, Bitrate: bitrate})
+		},
+	}
+	cmd.Flags().StringVar(&source, "source", "", "the title")
+	cmd.Flags().StringVar(&bitrate, "bitrate", "", "AAC bitrate")
+	cmd.Flags().StringVar(&out, "out", "", "audio file to write")
+	return cmd
+}
+
+func newAssembleCmd() *cobra.Command {
+	var source, audio, out string
+	var chunks []string
+	cmd := &cobra.Command{
+		Use:  "assemble",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRoots(append([]string{source, out}, chunks...)...); err != nil {
+				return err
+			}
+			if audio != "" {
+				if err := checkRoots(audio); err != nil {
+					return err
+				}
+			}
+			return encoder.Assemble(cmd.Context(), encoder.AssembleJob{Source: source, Audio: audio, Chunks: chunks, Out: out})
+		},
+	}
+	cmd.Flags().StringVar(&source, "source", "", "the title")
+	cmd.Flags().StringVar(&audio, "audio", "", "encoded audio to mux")
+	cmd.Flags().StringVar(&out, "out", "", "rendition file to write")
+	cmd.Flags().StringArrayVar(&chunks, "chunk", nil, "chunk files, in order (repeated)")
+	return cmd
+}
+
+func parseIndexed(list []string) ([]encoder.IndexedRendition, error) {
+	out := make([]encoder.IndexedRendition, 0, len(list))
+	for _, s := range list {
+		r, err := encoder.ParseIndexedRenditionJSON(s)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkRoots(r.Path); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func newIndexCmd() *cobra.Command {
+	var outDir string
+	var seg float64
+	var renditions []string
+	cmd := &cobra.Command{
+		Use:  "index",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRoots(outDir); err != nil {
+				return err
+			}
+			rs, err := parseIndexed(renditions)
+			if err != nil {
+				return err
+			}
+			return encoder.Index(cmd.Context(), encoder.IndexJob{Renditions: rs, OutDir: outDir, SegmentSeconds: seg})
+		},
+	}
+	cmd.Flags().StringVar(&outDir, "out-dir", "", "HLS output directory")
+	cmd.Flags().Float64Var(&seg, "segment-seconds", 4, "segment length")
+	cmd.Flags().StringArrayVar(&renditions, "rendition-json", nil, "a rendition to index, as JSON (repeated)")
+	return cmd
+}
+
+func newVerifyCmd() *cobra.Command {
+	var source, master, out string
+	var renditions []string
+	cmd := &cobra.Command{
+		Use:  "verify",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRoots(source, master, out); err != nil {
+				return err
+			}
+			rs, err := parseIndexed(renditions)
+			if err != nil {
+				return err
+			}
+			rep, err := encoder.Verify(cmd.Context(), encoder.VerifyJob{Source: source, Master: master, Renditions: rs})
+			if err != nil {
+				return err
+			}
+			data, err := json.MarshalIndent(rep, "", "  ")
+			if err != nil {
+				return fmt.Errorf("verify report: %w", err)
+			}
+			if err := os.WriteFile(filepath.Join(out, encoder.VerifyReportFile), data, 0o644); err != nil {
+				return fmt.Errorf("write verify report: %w", err)
+			}
+			for _, r := range rep.Renditions {
+				fmt.Printf("%s: frames %d/%d, duration %s/%s, PSNR %.2f dB, SSIM %.4f, ok=%v %s\n", r.Name, r.Frames,
+					r.SourceFrames, r.Duration, r.SourceDuration, r.PSNR, r.SSIM, r.OK, strings.Join(r.Problems, "; "))
+			}
+			if !rep.OK {
+				return errors.New("verification failed")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&source, "source", "", "the title")
+	cmd.Flags().StringVar(&master, "master", "", "HLS master playlist")
+	cmd.Flags().StringVar(&out, "out", "", "title output directory (verify.json goes here)")
+	cmd.Flags().StringArrayVar(&renditions, "rendition-json", nil, "a rendition to verify, as JSON (repeated)")
+	return cmd
+}

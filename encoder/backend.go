@@ -1,0 +1,118 @@
+package encoder
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// Backend builds the encoder-specific ffmpeg output arguments for one
+// encoder: codec, preset, rate control, keyframe interval and closed GOPs.
+type Backend interface {
+	// Name is the ffmpeg encoder name (libx264, h264_nvenc, ...).
+	Name() string
+	// Codec is h264, hevc or av1.
+	Codec() string
+	// GPU says whether the encoder runs on an NVIDIA GPU (NVENC).
+	GPU() bool
+	// Args returns the output arguments for r using up to threads threads
+	// (ignored by NVENC). r must have passed ValidateRendition.
+	Args(r Rendition, threads int) []string
+}
+
+type backend struct {
+	name, codec string
+	gpu         bool
+	presets     []string
+}
+
+func (b *backend) Name() string  { return b.name }
+func (b *backend) Codec() string { return b.codec }
+func (b *backend) GPU() bool     { return b.gpu }
+
+// BackendFor returns the backend for a codec: libx264, libx265, libsvtav1 on
+// CPU; h264_nvenc, hevc_nvenc on GPU (there is no AV1 GPU backend).
+func BackendFor(codec string, gpu bool) (Backend, error) {
+	switch {
+	case codec == "h264" && !gpu:
+		return &backend{"libx264", codec, false, x26xPresets}, nil
+	case codec == "hevc" && !gpu:
+		return &backend{"libx265", codec, false, x26xPresets}, nil
+	case codec == "av1" && !gpu:
+		return &backend{"libsvtav1", codec, false, svtPresets}, nil
+	case codec == "h264" && gpu:
+		return &backend{"h264_nvenc", codec, true, nvPresets}, nil
+	case codec == "hevc" && gpu:
+		return &backend{"hevc_nvenc", codec, true, nvPresets}, nil
+	}
+	return nil, fmt.Errorf("no %s backend for codec %q", map[bool]string{true: "GPU", false: "CPU"}[gpu], codec)
+}
+
+// Args implements Backend. Every value comes from a validated Rendition
+// (names, presets from fixed lists, numbers, rates matching bitrateRE), so
+// nothing here needs quoting; a rendition that fails ValidateRendition gets
+// safe defaults instead of its bad values.
+func (b *backend) Args(r Rendition, threads int) []string {
+	if ValidateRendition(r) != nil {
+		r = Rendition{Name: r.Name, Width: 2, Height: 2, Codec: b.codec, CRF: 23}
+	}
+	if threads <= 0 {
+		threads = 1
+	}
+	gop := r.GOP
+	if gop <= 0 {
+		gop = 60
+	}
+	g := strconv.Itoa(gop)
+	t := strconv.Itoa(threads)
+	preset := presetFor(r, b.gpu)
+	if !contains(b.presets, preset) {
+		preset = defaultPreset(b.codec, b.gpu)
+	}
+	a := []string{"-c:v", b.name, "-preset", preset}
+	switch b.name {
+	case "libx264":
+		a = append(a, rateArgs(r, "-crf")...)
+		a = append(a, "-g", g, "-keyint_min", g, "-sc_threshold", "0",
+			"-x264-params", "open-gop=0", "-threads", t, "-pix_fmt", "yuv420p")
+	case "libx265":
+		a = append(a, rateArgs(r, "-crf")...)
+		a = append(a, "-g", g, "-keyint_min", g,
+			"-x265-params", "open-gop=0:scenecut=0:keyint="+g+":min-keyint="+g+":pools="+t+":frame-threads="+strconv.Itoa(min(threads, 4))+":log-level=error",
+			"-pix_fmt", "yuv420p")
+	case "libsvtav1":
+		a = append(a, rateArgs(r, "-crf")...)
+		// irefresh-type=2: key frames (closed GOP) at every keyint.
+		a = append(a, "-g", g, "-svtav1-params", "irefresh-type=2:scd=0:lp="+t, "-pix_fmt", "yuv420p")
+	case "h264_nvenc", "hevc_nvenc":
+		if r.Bitrate == "" {
+			a = append(a, "-rc", "vbr", "-cq", strconv.Itoa(r.CRF), "-b:v", "0")
+			if r.MaxRate != "" {
+				a = append(a, "-maxrate", r.MaxRate, "-bufsize", r.MaxRate)
+			}
+		} else {
+			a = append(a, "-rc", "vbr", "-b:v", r.Bitrate)
+			mr := r.MaxRate
+			if mr == "" {
+				mr = r.Bitrate
+			}
+			a = append(a, "-maxrate", mr, "-bufsize", mr)
+		}
+		// NVENC GOPs are closed; every keyframe is an IDR with forced-idr.
+		a = append(a, "-g", g, "-forced-idr", "1", "-no-scenecut", "1", "-strict_gop", "1", "-pix_fmt", "yuv420p")
+	}
+	return a
+}
+
+// rateArgs is CRF (or ABR when Bitrate is set), with an optional cap.
+func rateArgs(r Rendition, crfFlag string) []string {
+	var a []string
+	if r.Bitrate != "" {
+		a = append(a, "-b:v", r.Bitrate)
+	} else {
+		a = append(a, crfFlag, strconv.Itoa(r.CRF))
+	}
+	if r.MaxRate != "" {
+		a = append(a, "-maxrate", r.MaxRate, "-bufsize", r.MaxRate)
+	}
+	return a
+}

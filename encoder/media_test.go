@@ -1,0 +1,364 @@
+package encoder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+func needFFmpeg(t *testing.T) {
+	t.Helper()
+	for _, p := range []string{FFmpeg, FFprobe} {
+		if _, err := exec.LookPath(p); err != nil {
+			t.Skipf("%s not installed", p)
+		}
+	}
+}
+
+// gen makes a test clip with ffmpeg from lavfi arguments.
+func gen(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), name)
+	a := append([]string{"-hide_banner", "-nostdin", "-v", "error", "-y"}, args...)
+	a = append(a, out)
+	if b, err := exec.Command(FFmpeg, a...).CombinedOutput(); err != nil {
+		t.Fatalf("generate %s: %v: %s", name, err, b)
+	}
+	return out
+}
+
+type pipeResult struct {
+	src       *Source
+	chunks    []Chunk
+	assembled map[string]string
+	dir       string
+}
+
+// runPipeline runs plan, encode (2 in parallel), audio and assemble for
+// every rendition, checking chunk frame counts on the way.
+func runPipeline(t *testing.T, path string, opt ChunkOptions, rends []Rendition) pipeResult {
+	t.Helper()
+	ctx := context.Background()
+	src, err := Probe(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks, err := PlanChunks(src, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0
+	for _, c := range chunks {
+		sum += c.Frames
+	}
+	if sum != src.FrameCount || len(chunks) < 2 {
+		t.Fatalf("plan: %d chunks with %d frames, source has %d", len(chunks), sum, src.FrameCount)
+	}
+	dir := t.TempDir()
+	res := pipeResult{src: src, chunks: chunks, assembled: map[string]string{}, dir: dir}
+	audio := filepath.Join(dir, "audio.m4a")
+	if err := EncodeAudio(ctx, AudioJob{Source: path, Out: audio}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rends {
+		files := make([]string, len(chunks))
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 2)
+		errs := make([]error, len(chunks))
+		for i, c := range chunks {
+			files[i] = filepath.Join(dir, r.Name, "chunks", fmt.Sprintf("%05d.%s", i, ChunkExt))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				// Every other chunk re-probes, as the CLI does.
+				var s *Source
+				if i%2 == 0 {
+					s = src
+				}
+				errs[i] = EncodeChunk(ctx, ChunkJob{Source: path, Chunk: c, Src: s, Rendition: r, Threads: 1, Out: files[i]})
+			}()
+		}
+		wg.Wait()
+		for i, c := range chunks {
+			if errs[i] != nil {
+				t.Fatal(errs[i])
+			}
+			np, err := CountPackets(ctx, files[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			nf, err := CountFrames(ctx, files[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if np != c.Frames || nf != c.Frames {
+				t.Fatalf("%s chunk %d: %d packets, %d frames, planned %d", r.Name, i, np, nf, c.Frames)
+			}
+		}
+		out := filepath.Join(dir, r.Name, r.Name+".mp4")
+		if err := Assemble(ctx, AssembleJob{Chunks: files, Audio: audio, Src: src, Out: out}); err != nil {
+			t.Fatal(err)
+		}
+		res.assembled[r.Name] = out
+	}
+	return res
+}
+
+// checkAssembled checks timestamps, decode, audio sync and quality against
+// a plain whole-file encode with the same settings.
+func checkAssembled(t *testing.T, path string, res pipeResult, r Rendition) {
+	t.Helper()
+	ctx := context.Background()
+	out := res.assembled[r.Name]
+	o, err := Probe(ctx, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := CheckTimestamps(res.src, o); len(p) > 0 {
+		t.Fatalf("%s timestamps: %v", r.Name, p)
+	}
+	// Exact: intervals identical in seconds.
+	for i := 1; i < o.FrameCount; i++ {
+		a := o.TicksToDuration(o.FramePTS[i] - o.FramePTS[i-1])
+		b := res.src.TicksToDuration(res.src.FramePTS[i] - res.src.FramePTS[i-1])
+		if (a - b).Abs() > time.Microsecond {
+			t.Fatalf("interval %d: %v vs source %v", i, a, b)
+		}
+	}
+	if msg, err := DecodeErrors(ctx, out); err != nil || msg != "" {
+		t.Fatalf("decode %s: %v %s", out, err, msg)
+	}
+	if (o.Duration - res.src.Duration).Abs() > time.Millisecond {
+		t.Errorf("duration %v, source %v", o.Duration, res.src.Duration)
+	}
+	if res.src.HasAudio {
+		if !o.HasAudio {
+			t.Fatal("assembled file has no audio")
+		}
+		tol := time.Duration(float64(time.Second)*1024/float64(o.AudioSampleRate)) + lastInterval(res.src)
+		if d := (o.AudioDuration - o.Duration).Abs(); d > tol {
+			t.Errorf("audio %v vs video %v (tolerance %v)", o.AudioDuration, o.Duration, tol)
+		}
+		if o.AudioStart.Abs() > time.Duration(float64(time.Second)*1024/float64(o.AudioSampleRate)) {
+			t.Errorf("audio starts at %v", o.AudioStart)
+		}
+	}
+	whole := filepath.Join(res.dir, r.Name+"-whole.mp4")
+	if err := EncodeWhole(ctx, WholeJob{Source: path, Src: res.src, Rendition: r, Threads: 1, Out: whole}); err != nil {
+		t.Fatal(err)
+	}
+	qc, err := Compare(ctx, out, path, r.Width, r.Height)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qw, err := Compare(ctx, whole, path, r.Width, r.Height)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(qc.FramePSNR) != len(qw.FramePSNR) || len(qc.FramePSNR) != res.src.FrameCount {
+		t.Fatalf("psnr frames: chunked %d whole %d source %d", len(qc.FramePSNR), len(qw.FramePSNR), res.src.FrameCount)
+	}
+	worst, at := 0.0, 0
+	for i := range qc.FramePSNR {
+		if d := qw.FramePSNR[i] - qc.FramePSNR[i]; d > worst {
+			worst, at = d, i
+		}
+	}
+	t.Logf("%s: chunked PSNR %.3f SSIM %.4f, whole PSNR %.3f; worst frame %d %.2f dB worse", r.Name, qc.PSNR, qc.SSIM, qw.PSNR, at, worst)
+	if qw.PSNR-qc.PSNR > 0.25 {
+		t.Errorf("chunked PSNR %.3f more than 0.25 dB below whole-file %.3f", qc.PSNR, qw.PSNR)
+	}
+	if worst > 6 {
+		t.Errorf("frame %d is %.2f dB worse than the whole-file encode", at, worst)
+	}
+}
+
+var testRend = Rendition{Name: "240p", Width: 320, Height: 240, Codec: "h264", CRF: 23, Preset: "veryfast"}
+
+// TestPipelineCFRFarKeyframes: CFR with audio, B-frames and a single
+// keyframe (keyint larger than the clip), so every cut is between keyframes;
+// two renditions, then Index and Verify.
+func TestPipelineCFRFarKeyframes(t *testing.T) {
+	needFFmpeg(t)
+	path := gen(t, "cfr.mp4", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=6",
+		"-f", "lavfi", "-i", "sine=frequency=440:duration=6:sample_rate=48000",
+		"-c:v", "libx264", "-preset", "ultrafast", "-g", "1000", "-bf", "3", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest")
+	small := Rendition{Name: "120p", Width: 160, Height: 120, Codec: "h264", CRF: 23, Preset: "veryfast"}
+	res := runPipeline(t, path, ChunkOptions{Target: 2 * time.Second, Min: time.Second, Max: 3 * time.Second}, []Rendition{testRend, small})
+	if len(res.src.Keyframes) != 1 {
+		t.Fatalf("want 1 keyframe in source, got %v", res.src.Keyframes)
+	}
+	checkAssembled(t, path, res, testRend)
+	ctx := context.Background()
+	hls := filepath.Join(res.dir, "hls")
+	irs := []IndexedRendition{
+		{Name: "240p", Path: res.assembled["240p"], Width: 320, Height: 240},
+		{Name: "120p", Path: res.assembled["120p"], Width: 160, Height: 120},
+	}
+	if err := Index(ctx, IndexJob{Renditions: irs, OutDir: hls, SegmentSeconds: 2}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(ctx, VerifyJob{Source: path, Renditions: irs, Master: filepath.Join(hls, MasterPlaylist)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Renditions {
+		t.Logf("verify %s: frames %d/%d psnr %.2f ssim %.4f ok=%v %v", r.Name, r.Frames, r.SourceFrames, r.PSNR, r.SSIM, r.OK, r.Problems)
+	}
+	if !rep.OK {
+		t.Fatal("verify not OK")
+	}
+	for _, r := range irs {
+		sum, n, err := PlaylistDuration(filepath.Join(hls, r.Name, "index.m3u8"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(sum-res.src.Duration.Seconds()) > 0.034 || n < 2 {
+			t.Errorf("%s: %d segments, %.6fs vs %v", r.Name, n, sum, res.src.Duration)
+		}
+	}
+}
+
+// TestPipelineVFR: two parts of different frame rates (30 and 24 fps)
+// concatenated, time base 1/1000000.
+func TestPipelineVFR(t *testing.T) {
+	needFFmpeg(t)
+	path := gen(t, "vfr.mp4", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=2.5",
+		"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=24:duration=2.5",
+		"-f", "lavfi", "-i", "sine=frequency=300:duration=5:sample_rate=44100",
+		"-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]", "-map", "2:a",
+		"-fps_mode", "passthrough", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p", "-c:a", "aac")
+	res := runPipeline(t, path, ChunkOptions{Target: 1500 * time.Millisecond, Min: time.Second, Max: 2500 * time.Millisecond}, []Rendition{testRend})
+	if !res.src.VFR {
+		t.Fatal("source not detected as VFR")
+	}
+	checkAssembled(t, path, res, testRend)
+}
+
+// TestPipelineOpenGOPHEVC: an x265 source with open GOPs and B-frames; the
+// chunks are cut at its CRA keyframes, whose leading pictures belong to the
+// previous chunk. Output is HEVC too.
+func TestPipelineOpenGOPHEVC(t *testing.T) {
+	needFFmpeg(t)
+	path := gen(t, "open.mp4", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=5",
+		"-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "open-gop=1:keyint=25:min-keyint=25:bframes=4:scenecut=0:log-level=error",
+		"-pix_fmt", "yuv420p")
+	r := Rendition{Name: "hevc", Width: 320, Height: 240, Codec: "hevc", CRF: 26, Preset: "ultrafast"}
+	res := runPipeline(t, path, ChunkOptions{Target: 2 * time.Second, Min: time.Second, Max: 3 * time.Second}, []Rendition{r})
+	if len(res.src.Keyframes) < 4 {
+		t.Fatalf("want CRA keyframes, got %v", res.src.Keyframes)
+	}
+	for _, c := range res.chunks[1:] {
+		isKey := false
+		for _, k := range res.src.Keyframes {
+			isKey = isKey || k == c.StartFrame
+		}
+		if !isKey {
+			t.Errorf("chunk %d starts at non-keyframe %d", c.Index, c.StartFrame)
+		}
+	}
+	checkAssembled(t, path, res, r)
+}
+
+func TestCorruptInput(t *testing.T) {
+	needFFmpeg(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.mp4")
+	if err := os.WriteFile(garbage, []byte("this is not a video file at all, just text"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Probe(ctx, garbage)
+	var te *ToolError
+	if !errors.Is(err, ErrBadInput) || !errors.As(err, &te) || te.Reason == "" {
+		t.Fatalf("garbage: want ErrBadInput with ffprobe's reason, got %v", err)
+	}
+	t.Logf("garbage: %v", err)
+	err = EncodeChunk(ctx, ChunkJob{Source: garbage, Chunk: Chunk{Frames: 10}, Rendition: testRend, Out: filepath.Join(dir, "c.nut")})
+	if !errors.Is(err, ErrBadInput) || !errors.As(err, &te) || te.Reason == "" {
+		t.Fatalf("encode chunk of garbage: got %v", err)
+	}
+
+	good := gen(t, "good.mp4", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=3",
+		"-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
+	data, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trunc := filepath.Join(dir, "trunc.mp4")
+	if err := os.WriteFile(trunc, data[:len(data)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Probe(ctx, trunc)
+	if !errors.Is(err, ErrBadInput) {
+		t.Fatalf("truncated: want ErrBadInput, got %v", err)
+	}
+	t.Logf("truncated: %v", err)
+	// moov first, media data cut: the container promises more frames.
+	fs := gen(t, "faststart.mp4", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=3",
+		"-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-movflags", "+faststart")
+	if data, err = os.ReadFile(fs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(trunc, data[:len(data)*2/3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Probe(ctx, trunc)
+	if !errors.Is(err, ErrBadInput) {
+		t.Fatalf("truncated faststart: want ErrBadInput, got %v", err)
+	}
+	t.Logf("truncated faststart: %v", err)
+	err = EncodeChunk(ctx, ChunkJob{Source: trunc, Chunk: Chunk{Frames: 10}, Rendition: testRend, Out: filepath.Join(dir, "c.nut")})
+	if !errors.Is(err, ErrBadInput) {
+		t.Fatalf("encode chunk of truncated: got %v", err)
+	}
+	_, err = Probe(ctx, filepath.Join(dir, "missing.mp4"))
+	if err == nil || !errors.As(err, &te) {
+		t.Fatalf("missing: got %v", err)
+	}
+}
+
+// TestCPUBackendsEncode runs every CPU backend's real command line through
+// a two-chunk encode and assembly (x265 and SVT-AV1 parameter strings are
+// checked by the encoders themselves).
+func TestCPUBackendsEncode(t *testing.T) {
+	needFFmpeg(t)
+	path := gen(t, "short.mp4", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=24:duration=2",
+		"-c:v", "libx264", "-preset", "ultrafast", "-g", "24", "-pix_fmt", "yuv420p")
+	for _, r := range []Rendition{
+		{Name: "x265", Width: 160, Height: 120, Codec: "hevc", CRF: 30, Preset: "ultrafast", MaxRate: "500k"},
+		{Name: "svt", Width: 160, Height: 120, Codec: "av1", CRF: 40, Preset: "12"},
+	} {
+		res := runPipeline(t, path, ChunkOptions{Target: time.Second, Min: 500 * time.Millisecond, Max: 1500 * time.Millisecond}, []Rendition{r})
+		o, err := Probe(context.Background(), res.assembled[r.Name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := CheckTimestamps(res.src, o); len(p) > 0 || o.Codec != r.Codec {
+			t.Errorf("%s: %v codec %s", r.Name, p, o.Codec)
+		}
+	}
+}
+
+func TestPlanEncode(t *testing.T) {
+	needFFmpeg(t)
+	path := gen(t, "p.mp4", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=3",
+		"-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
+	p, err := PlanEncode(context.Background(), path, "test", t.TempDir(), ChunkOptions{Target: time.Second, Min: 500 * time.Millisecond, Max: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 3 chunks x 2 renditions + 2 asm + index + verify; no audio.
+	if len(p.Tasks) != 10 {
+		t.Errorf("got %d tasks", len(p.Tasks))
+	}
+}

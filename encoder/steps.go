@@ -1,0 +1,450 @@
+package encoder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ChunkExt is the file extension of encoded chunks (NUT: exact time base,
+// any codec).
+const ChunkExt = "nut"
+
+// ChunkJob is one chunk of one rendition to encode.
+type ChunkJob struct {
+	Source    string
+	Chunk     Chunk
+	Src       *Source // optional; re-probed from Source when nil
+	Rendition Rendition
+	GPU       bool
+	Threads   int // encoder threads; 0 means 1
+	Out       string
+}
+
+// tsOffset returns a constant number of time-base ticks, about ten seconds,
+// that is also a whole number of microseconds, so that shifting by it and
+// back through the concat demuxer (which counts in microseconds) is exact.
+// Chunks carry pts = source pts - first pts + offset, which keeps B-frame
+// dts positive in every chunk (so no muxer shifts one chunk differently).
+func tsOffset(tb Rational) (int64, error) {
+	// Smallest k with k*Num*1e6/Den an integer.
+	num := new(big.Int).Mul(big.NewInt(tb.Num), big.NewInt(1_000_000))
+	g := new(big.Int).GCD(nil, nil, num, big.NewInt(tb.Den))
+	k := tb.Den / g.Int64()
+	per := ticksToDuration(k, tb) // duration of k ticks
+	if per <= 0 || per > time.Minute {
+		return 0, fmt.Errorf("time base %v cannot be carried exactly in microseconds", tb)
+	}
+	steps := int64(math.Ceil(float64(10*time.Second) / float64(per)))
+	return k * steps, nil
+}
+
+// GOPFrames is the default keyframe interval for a source: two seconds of
+// its average frame rate (at least 1 frame).
+func GOPFrames(src *Source) int {
+	g := int(math.Round(2 * src.FrameRate.Float()))
+	return max(g, 1)
+}
+
+// ChunkArgs builds the ffmpeg arguments that encode chunk j.Chunk of src. It
+// is pure. The output holds exactly the chunk's frames (selected by pts with
+// trim after a seek to the keyframe at or before the chunk, with -copyts and
+// -fps_mode passthrough so nothing is dropped, duplicated or re-timed), with
+// pts = source pts - first frame's pts + tsOffset, in the source's time
+// base, as NUT. seek=false decodes from the start of the source instead.
+func ChunkArgs(src *Source, j ChunkJob, seek bool) ([]string, error) {
+	if err := validPath("source", j.Source); err != nil {
+		return nil, err
+	}
+	if err := validPath("out", j.Out); err != nil {
+		return nil, err
+	}
+	if err := ValidateRendition(j.Rendition); err != nil {
+		return nil, err
+	}
+	b, err := BackendFor(j.Rendition.Codec, j.GPU)
+	if err != nil {
+		return nil, err
+	}
+	if j.GPU {
+		if err := validPreset(j.Rendition, true); err != nil {
+			return nil, err
+		}
+	}
+	c := j.Chunk
+	if _, err := ChunkFromFrames(src, c.Index, c.StartFrame, c.Frames); err != nil {
+		return nil, err
+	}
+	c, _ = ChunkFromFrames(src, c.Index, c.StartFrame, c.Frames)
+	off, err := tsOffset(src.TimeBase)
+	if err != nil {
+		return nil, err
+	}
+	r := j.Rendition
+	if r.GOP == 0 {
+		r.GOP = GOPFrames(src)
+	}
+	threads := max(j.Threads, 1)
+	a := []string{"-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y", "-copyts", "-threads", strconv.Itoa(threads)}
+	if seek {
+		key := 0
+		for _, k := range src.Keyframes {
+			if k <= c.StartFrame {
+				key = max(key, k)
+			}
+		}
+		// Absolute seek target a millisecond before the keyframe's pts: the
+		// demuxer lands on that keyframe or an earlier one.
+		t := src.TicksToDuration(src.FramePTS[key]) - time.Millisecond
+		if key > 0 && t > 0 {
+			a = append(a, "-seek_timestamp", "1", "-noaccurate_seek", "-ss", strconv.FormatFloat(t.Seconds(), 'f', 6, 64))
+		}
+	}
+	a = append(a, "-i", fileArg(j.Source), "-map", "0:v:0", "-an", "-sn", "-dn")
+	trim := "trim=start_pts=" + strconv.FormatInt(c.StartPTS, 10)
+	if c.StartFrame+c.Frames < len(src.FramePTS) {
+		trim += ":end_pts=" + strconv.FormatInt(c.EndPTS, 10)
+	}
+	vf := trim + ",setpts=PTS-" + strconv.FormatInt(src.FramePTS[0], 10) + "+" + strconv.FormatInt(off, 10) +
+		",scale=" + strconv.Itoa(r.Width) + ":" + strconv.Itoa(r.Height) + ":flags=bicubic,setsar=1,format=yuv420p"
+	a = append(a, "-vf", vf, "-fps_mode", "passthrough", "-enc_time_base:v", src.TimeBase.String())
+	a = append(a, b.Args(r, threads)...)
+	a = append(a, "-f", "nut", fileArg(j.Out))
+	return a, nil
+}
+
+// EncodeChunk encodes one chunk into j.Out (a NUT file, see ChunkExt). It
+// writes to a temporary name and renames, so a retried task never sees a
+// partial chunk. It checks that the output holds exactly the planned number
+// of frames; if a seek landed after the chunk's keyframe it retries once
+// decoding from the start.
+func EncodeChunk(ctx context.Context, j ChunkJob) error {
+	src := j.Src
+	if src == nil {
+		var err error
+		if src, err = Probe(ctx, j.Source); err != nil {
+			return fmt.Errorf("encode chunk %d: %w", j.Chunk.Index, err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(j.Out), 0o755); err != nil {
+		return fmt.Errorf("encode chunk %d: %w", j.Chunk.Index, err)
+	}
+	tmp := j.Out + ".part"
+	defer os.Remove(tmp)
+	var lastErr error
+	for _, seek := range []bool{true, false} {
+		jt := j
+		jt.Out = tmp
+		args, err := ChunkArgs(src, jt, seek)
+		if err != nil {
+			return fmt.Errorf("encode chunk %d: %w", j.Chunk.Index, err)
+		}
+		if _, _, err := runTool(ctx, FFmpeg, args); err != nil {
+			return fmt.Errorf("encode chunk %d of %s: %w", j.Chunk.Index, j.Source, err)
+		}
+		n, err := CountPackets(ctx, tmp)
+		if err != nil {
+			return fmt.Errorf("encode chunk %d: %w", j.Chunk.Index, err)
+		}
+		if n == j.Chunk.Frames {
+			if err := os.Rename(tmp, j.Out); err != nil {
+				return fmt.Errorf("encode chunk %d: %w", j.Chunk.Index, err)
+			}
+			return nil
+		}
+		lastErr = fmt.Errorf("encode chunk %d: got %d frames, planned %d", j.Chunk.Index, n, j.Chunk.Frames)
+	}
+	return lastErr
+}
+
+// CountPackets counts the video packets of a file (ffprobe -count_packets).
+func CountPackets(ctx context.Context, path string) (int, error) {
+	return countVideo(ctx, path, "-count_packets", "nb_read_packets")
+}
+
+// CountFrames decodes a file and counts its video frames (ffprobe
+// -count_frames).
+func CountFrames(ctx context.Context, path string) (int, error) {
+	return countVideo(ctx, path, "-count_frames", "nb_read_frames")
+}
+
+func countVideo(ctx context.Context, path, flag, entry string) (int, error) {
+	out, _, err := runTool(ctx, FFprobe, []string{"-hide_banner", "-v", "error", flag, "-select_streams", "v:0",
+		"-show_entries", "stream=" + entry, "-of", "default=nw=1:nk=1", fileArg(path)})
+	if err != nil {
+		return 0, fmt.Errorf("count %s: %w", path, err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(strings.Split(strings.TrimSpace(string(out)), "\n")[0]))
+	if err != nil {
+		return 0, fmt.Errorf("count %s: unexpected ffprobe output %q", path, out)
+	}
+	return n, nil
+}
+
+// AudioJob encodes a title's audio once (not per chunk).
+type AudioJob struct {
+	Source, Out string
+	Bitrate     string // AAC bitrate; default 128k
+	Src         *Source
+}
+
+// DefaultAudioBitrate is the AAC bitrate when AudioJob.Bitrate is empty.
+const DefaultAudioBitrate = "128k"
+
+// AudioArgs builds the ffmpeg arguments for EncodeAudio. It is pure. Audio
+// before the first video frame is trimmed so that audio time 0 is video
+// time 0.
+func AudioArgs(src *Source, j AudioJob) ([]string, error) {
+	if err := validPath("source", j.Source); err != nil {
+		return nil, err
+	}
+	if err := validPath("out", j.Out); err != nil {
+		return nil, err
+	}
+	br := j.Bitrate
+	if br == "" {
+		br = DefaultAudioBitrate
+	}
+	if !bitrateRE.MatchString(br) {
+		return nil, fmt.Errorf("audio: bad bitrate %q", br)
+	}
+	a := []string{"-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y", "-i", fileArg(j.Source),
+		"-map", "0:a:0", "-vn", "-sn", "-dn"}
+	// ffmpeg counts from the container start; the video starts lead later.
+	if lead := src.VideoStart() - src.FormatStart; lead > 0 {
+		a = append(a, "-af", "atrim=start="+strconv.FormatFloat(lead.Seconds(), 'f', 6, 64)+",asetpts=PTS-STARTPTS")
+	}
+	a = append(a, "-c:a", "aac", "-b:a", br, "-f", "mp4", fileArg(j.Out))
+	return a, nil
+}
+
+// EncodeAudio encodes the source's first audio track to AAC in an .m4a
+// file. A source without audio is not an error: nothing is written.
+func EncodeAudio(ctx context.Context, j AudioJob) error {
+	src := j.Src
+	if src == nil {
+		var err error
+		if src, err = Probe(ctx, j.Source); err != nil {
+			return fmt.Errorf("encode audio: %w", err)
+		}
+	}
+	if !src.HasAudio {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(j.Out), 0o755); err != nil {
+		return fmt.Errorf("encode audio: %w", err)
+	}
+	tmp := j.Out + ".part"
+	defer os.Remove(tmp)
+	jt := j
+	jt.Out = tmp
+	args, err := AudioArgs(src, jt)
+	if err != nil {
+		return fmt.Errorf("encode audio: %w", err)
+	}
+	if _, _, err := runTool(ctx, FFmpeg, args); err != nil {
+		return fmt.Errorf("encode audio of %s: %w", j.Source, err)
+	}
+	if err := os.Rename(tmp, j.Out); err != nil {
+		return fmt.Errorf("encode audio: %w", err)
+	}
+	return nil
+}
+
+// AssembleJob joins one rendition's chunks (in order) and the audio.
+type AssembleJob struct {
+	Chunks []string
+	Audio  string // "" or a missing file: no audio
+	Src    *Source
+	Source string // probed when Src is nil
+	Out    string // an .mp4
+}
+
+// concatScript writes the ffconcat script: every chunk with its exact
+// duration in microseconds, from the source's FramePTS. Since the chunk
+// files' own start times are (their first pts + tsOffset) and the concat
+// demuxer places each file at the sum of the previous durations, every
+// chunk is shifted by exactly -tsOffset.
+func concatScript(src *Source, chunks []string, frames []int) (string, error) {
+	var sb strings.Builder
+	sb.WriteString("ffconcat version 1.0\n")
+	us := func(t int64) int64 {
+		return ticksToDuration(t-src.FramePTS[0], src.TimeBase).Round(time.Microsecond).Microseconds()
+	}
+	start := 0
+	for i, p := range chunks {
+		if strings.ContainsAny(p, "\x00\n\r") {
+			return "", fmt.Errorf("chunk path %q has control characters", p)
+		}
+		end := src.EndPTS
+		if start+frames[i] < len(src.FramePTS) {
+			end = src.FramePTS[start+frames[i]]
+		}
+		d := us(end) - us(src.FramePTS[start])
+		sb.WriteString("file '" + strings.ReplaceAll(p, "'", `'\''`) + "'\n")
+		fmt.Fprintf(&sb, "duration %d.%06d\n", d/1_000_000, d%1_000_000)
+		start += frames[i]
+	}
+	return sb.String(), nil
+}
+
+// Assemble joins the chunks without re-encoding into j.Out (MP4), with the
+// source's video timestamps (first pts 0, same intervals, same last pts,
+// MP4 timescale = the source's time base) and the audio muxed from 0. It
+// checks that the chunks' frame counts add up to the source's.
+func Assemble(ctx context.Context, j AssembleJob) error {
+	src := j.Src
+	if src == nil {
+		var err error
+		if src, err = Probe(ctx, j.Source); err != nil {
+			return fmt.Errorf("assemble: %w", err)
+		}
+	}
+	if len(j.Chunks) == 0 {
+		return errors.New("assemble: no chunks")
+	}
+	if err := validPath("out", j.Out); err != nil {
+		return fmt.Errorf("assemble: %w", err)
+	}
+	frames := make([]int, len(j.Chunks))
+	total := 0
+	abs := make([]string, len(j.Chunks))
+	for i, c := range j.Chunks {
+		n, err := CountPackets(ctx, c)
+		if err != nil {
+			return fmt.Errorf("assemble: chunk %d: %w", i, err)
+		}
+		frames[i], total = n, total+n
+		if abs[i], err = filepath.Abs(c); err != nil {
+			return fmt.Errorf("assemble: %w", err)
+		}
+	}
+	if total != len(src.FramePTS) {
+		return fmt.Errorf("assemble: chunks hold %d frames, source has %d", total, len(src.FramePTS))
+	}
+	script, err := concatScript(src, abs, frames)
+	if err != nil {
+		return fmt.Errorf("assemble: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(j.Out), 0o755); err != nil {
+		return fmt.Errorf("assemble: %w", err)
+	}
+	list := j.Out + ".ffconcat"
+	if err := os.WriteFile(list, []byte(script), 0o644); err != nil {
+		return fmt.Errorf("assemble: %w", err)
+	}
+	defer os.Remove(list)
+	audio := j.Audio
+	if audio != "" {
+		if _, err := os.Stat(audio); errors.Is(err, os.ErrNotExist) {
+			audio = ""
+		}
+	}
+	tmp := j.Out + ".part"
+	defer os.Remove(tmp)
+	args := AssembleArgs(src, list, audio, total, tmp)
+	if _, _, err := runTool(ctx, FFmpeg, args); err != nil {
+		return fmt.Errorf("assemble %s: %w", j.Out, err)
+	}
+	if err := os.Rename(tmp, j.Out); err != nil {
+		return fmt.Errorf("assemble: %w", err)
+	}
+	return nil
+}
+
+// AssembleArgs builds the ffmpeg arguments that mux the concat script list
+// (and audio, if not "") into out. It is pure. The setts bitstream filter
+// leaves pts/dts alone and gives the last packet the duration that makes
+// the track end exactly at the source's end.
+func AssembleArgs(src *Source, list, audio string, frames int, out string) []string {
+	end := src.EndPTS - src.FramePTS[0]
+	a := []string{"-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y",
+		"-f", "concat", "-safe", "0", "-i", fileArg(list)}
+	if audio != "" {
+		a = append(a, "-i", fileArg(audio))
+	}
+	a = append(a, "-map", "0:v:0")
+	if audio != "" {
+		a = append(a, "-map", "1:a:0")
+	}
+	a = append(a, "-c", "copy",
+		"-bsf:v", "setts=pts=PTS:dts=DTS:duration=DURATION+not("+strconv.Itoa(frames-1)+"-N)*("+strconv.FormatInt(end, 10)+"-DTS+STARTDTS-STARTPTS-DURATION)",
+		"-video_track_timescale", strconv.FormatInt(src.TimeBase.Den, 10),
+		"-movflags", "+faststart", "-f", "mp4", fileArg(out))
+	return a
+}
+
+// WholeJob is a plain, unchunked encode of a whole source with the same
+// settings as the chunked pipeline (for comparison and benchmarks).
+type WholeJob struct {
+	Source    string
+	Src       *Source
+	Rendition Rendition
+	GPU       bool
+	Threads   int
+	Out       string // .mp4, video only
+}
+
+// EncodeWhole runs one ffmpeg over the whole source with the backend's
+// arguments for the rendition (same GOP rule as the chunked path).
+func EncodeWhole(ctx context.Context, j WholeJob) error {
+	src := j.Src
+	if src == nil {
+		var err error
+		if src, err = Probe(ctx, j.Source); err != nil {
+			return fmt.Errorf("encode whole: %w", err)
+		}
+	}
+	if err := ValidateRendition(j.Rendition); err != nil {
+		return fmt.Errorf("encode whole: %w", err)
+	}
+	b, err := BackendFor(j.Rendition.Codec, j.GPU)
+	if err != nil {
+		return fmt.Errorf("encode whole: %w", err)
+	}
+	r := j.Rendition
+	if r.GOP == 0 {
+		r.GOP = GOPFrames(src)
+	}
+	threads := max(j.Threads, 1)
+	a := []string{"-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y", "-threads", strconv.Itoa(threads),
+		"-i", fileArg(j.Source), "-map", "0:v:0", "-an", "-sn", "-dn",
+		"-vf", "scale=" + strconv.Itoa(r.Width) + ":" + strconv.Itoa(r.Height) + ":flags=bicubic,setsar=1,format=yuv420p",
+		"-fps_mode", "passthrough", "-enc_time_base:v", src.TimeBase.String()}
+	a = append(a, b.Args(r, threads)...)
+	a = append(a, "-video_track_timescale", strconv.FormatInt(src.TimeBase.Den, 10), "-f", "mp4", fileArg(j.Out))
+	if _, _, err := runTool(ctx, FFmpeg, a); err != nil {
+		return fmt.Errorf("encode whole %s: %w", j.Source, err)
+	}
+	return nil
+}
+
+// PlanEncode is the whole plan step: it probes source, loads the ladder
+// (built-in name or file), plans chunks and builds the graph rooted at
+// outDir. The CLI prints the result as JSON.
+func PlanEncode(ctx context.Context, source, ladder, outDir string, opt ChunkOptions) (*Plan, error) {
+	l, err := LoadLadder(ladder)
+	if err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	src, err := Probe(ctx, source)
+	if err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	chunks, err := PlanChunks(src, opt)
+	if err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	tasks, err := BuildGraph(GraphOptions{Source: source, OutDir: outDir, Src: src, Chunks: chunks, Ladder: l})
+	if err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	return &Plan{Tasks: tasks}, nil
+}
