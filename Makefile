@@ -12,7 +12,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.11
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 # Packages with goroutines run under the race detector in `make test`.
 RACE_PKGS := ./agent/... ./scheduler/... ./cmd/...
-PURE_PKGS := ./pool/... ./api/...
+PURE_PKGS := ./pool/... ./api/... ./encoder/...
 
 .PHONY: all build test test-short demo bench proto lint deps clean image cluster-smoke
 
@@ -20,6 +20,7 @@ all: build
 
 deps:
 	@$(GO) mod download
+	@scripts/apt-install.sh ffmpeg
 
 build: deps
 	$(GO) build -o $(SCHED) ./cmd/sched

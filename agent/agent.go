@@ -42,6 +42,8 @@ type Config struct {
 	// StorageRoots are the directories media functions may read and write;
 	// tasks get them in $BANYAN_STORAGE_ROOTS (empty: no restriction).
 	StorageRoots []string
+	// Env is added to every task's environment (a task's own env wins).
+	Env map[string]string
 	// Clock is the wall clock (default time.Now).
 	Clock func() time.Time
 	// Logger receives structured logs (default slog.Default()).
@@ -195,6 +197,10 @@ func (a *Agent) session(ctx context.Context, addr string) (opened bool, err erro
 		return false, fmt.Errorf("open session: %w", err)
 	}
 	if err := stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Hello{Hello: a.hello()}}); err != nil {
+		if errors.Is(err, io.EOF) {
+			_, err = stream.Recv() // the server closed the stream: its status says why
+			return false, err
+		}
 		return false, fmt.Errorf("send hello: %w", err)
 	}
 	first, err := stream.Recv()
@@ -466,7 +472,10 @@ func (a *Agent) processSpec(t *pb.TaskAssignment) (process.Spec, string, error) 
 		return process.Spec{}, "", fmt.Errorf("create result file: %w", err)
 	}
 	f.Close()
-	env := make(map[string]string, len(t.Spec.Env)+4)
+	env := make(map[string]string, len(a.cfg.Env)+len(t.Spec.Env)+5)
+	for k, v := range a.cfg.Env {
+		env[k] = v
+	}
 	for k, v := range t.Spec.Env {
 		env[k] = v
 	}

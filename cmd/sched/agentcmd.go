@@ -23,6 +23,7 @@ type agentFlags struct {
 	nvencSessions        int
 	killGrace            time.Duration
 	storageRoots         []string
+	taskEnv              []string
 }
 
 func newAgentCmd(g *globals) *cobra.Command {
@@ -46,8 +47,12 @@ func newAgentCmd(g *globals) *cobra.Command {
 			if f.id == "" {
 				f.id = fp.Hostname
 			}
+			env, err := parseKV("--task-env", f.taskEnv)
+			if err != nil {
+				return err
+			}
 			a, err := agent.New(agent.Config{ID: f.id, Servers: f.servers, Fingerprint: fp, WorkDir: f.workDir,
-				KillGrace: f.killGrace, StorageRoots: f.storageRoots, Logger: slog.Default()})
+				KillGrace: f.killGrace, StorageRoots: f.storageRoots, Env: env, Logger: slog.Default()})
 			if err != nil {
 				return err
 			}
@@ -63,6 +68,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 	fl.StringSliceVar(&f.labels, "label", nil, "extra label key=value (repeatable)")
 	fl.BoolVar(&f.noGPU, "no-gpu", false, "do not look for GPUs")
 	fl.IntVar(&f.nvencSessions, "nvenc-sessions", 0, "encoder sessions per NVENC GPU (default 8)")
+	fl.StringArrayVar(&f.taskEnv, "task-env", nil, "KEY=VALUE added to every task's environment (repeatable)")
 	fl.StringSliceVar(&f.storageRoots, "storage-root", nil, "directory media steps may read and write (repeatable; default: anywhere)")
 	fl.DurationVar(&f.killGrace, "kill-grace", 5*time.Second, "SIGTERM-to-SIGKILL grace for cancelled and preempted tasks")
 	cmd.AddCommand(newAgentListCmd(g))
@@ -82,12 +88,15 @@ func (f *agentFlags) fingerprintOptions() (fingerprint.Options, error) {
 		Labels: labels, Logger: slog.Default()}, nil
 }
 
-func parseLabels(in []string) (map[string]string, error) {
+func parseLabels(in []string) (map[string]string, error) { return parseKV("--label", in) }
+
+// parseKV parses repeated key=value flags.
+func parseKV(flag string, in []string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, l := range in {
 		k, v, ok := strings.Cut(l, "=")
 		if !ok || k == "" {
-			return nil, usageError{fmt.Sprintf("--label %q: want key=value", l)}
+			return nil, usageError{fmt.Sprintf("%s %q: want key=value", flag, l)}
 		}
 		out[k] = v
 	}

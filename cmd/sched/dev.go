@@ -19,7 +19,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	var dataDir string
 	var agents int
 	var lease time.Duration
-	var roots []string
+	var roots, taskEnv []string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a one-process cluster: a single-node server and N local agents",
@@ -35,18 +35,34 @@ func newDevCmd(g *globals) *cobra.Command {
 				}
 				roots = []string{cwd, os.TempDir()}
 			}
-			return runDev(cmd.Context(), g.addr, dataDir, agents, lease, roots)
+			env, err := parseKV("--task-env", taskEnv)
+			if err != nil {
+				return err
+			}
+			return runDev(cmd.Context(), devConfig{addr: g.addr, dataDir: dataDir, agents: agents, lease: lease,
+				roots: roots, env: env})
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", ".banyan-dev", "data directory (kept across restarts)")
 	cmd.Flags().IntVar(&agents, "agents", 1, "number of local agents")
 	cmd.Flags().DurationVar(&lease, "lease", 10*time.Second, "agent lease")
+	cmd.Flags().StringArrayVar(&taskEnv, "task-env", nil, "KEY=VALUE added to every task's environment (repeatable)")
 	cmd.Flags().StringSliceVar(&roots, "storage-root", nil, "directories media steps may use (default: the current directory and the temp dir)")
 	return cmd
 }
 
 // runDev runs the server and agents until ctx ends.
-func runDev(ctx context.Context, addr, dataDir string, agents int, lease time.Duration, roots []string) error {
+// devConfig is what `sched dev` runs.
+type devConfig struct {
+	addr, dataDir string
+	agents        int
+	lease         time.Duration
+	roots         []string
+	env           map[string]string
+}
+
+func runDev(ctx context.Context, c devConfig) error {
+	addr, dataDir, agents, lease := c.addr, c.dataDir, c.agents, c.lease
 	log := slog.Default()
 	s, err := server.New(server.Config{NodeID: "dev", DataDir: filepath.Join(dataDir, "server"), BindAddr: addr,
 		Bootstrap: true, Lease: lease, Logger: log, RaftLogLevel: "error"})
@@ -68,7 +84,7 @@ func runDev(ctx context.Context, addr, dataDir string, agents int, lease time.Du
 			return fmt.Errorf("agent work dir: %w", err)
 		}
 		a, err := agent.New(agent.Config{ID: fmt.Sprintf("dev-agent-%d", i), Servers: []string{s.Addr()},
-			Fingerprint: fp, WorkDir: work, StorageRoots: roots, Logger: log})
+			Fingerprint: fp, WorkDir: work, StorageRoots: c.roots, Env: c.env, Logger: log})
 		if err != nil {
 			cancel()
 			s.Close()

@@ -56,9 +56,17 @@ type devProc struct {
 
 func startDev(t *testing.T, addr, dataDir string, agents int) *devProc {
 	t.Helper()
+	return startDevWith(t, addr, dataDir, agents, nil)
+}
+
+// startDevWith starts `sched dev` with extra environment and flags.
+func startDevWith(t *testing.T, addr, dataDir string, agents int, env []string, extra ...string) *devProc {
+	t.Helper()
 	var log bytes.Buffer
-	cmd := exec.Command(schedBin, "dev", "--addr", addr, "--data-dir", dataDir, "--agents", fmt.Sprint(agents),
-		"--lease", "2s", "--log-level", "warn")
+	args := append([]string{"dev", "--addr", addr, "--data-dir", dataDir, "--agents", fmt.Sprint(agents),
+		"--lease", "2s", "--log-level", "warn"}, extra...)
+	cmd := exec.Command(schedBin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -108,6 +116,7 @@ type jobJSON struct {
 	} `json:"counts"`
 	Tasks []struct {
 		ID       string `json:"id"`
+		Name     string `json:"name"`
 		State    string `json:"state"`
 		Attempts []struct {
 			Number     int    `json:"number"`

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/cmd/sched/jobfile"
+	"github.com/banyan-sched/banyan/encoder"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"sigs.k8s.io/yaml"
@@ -317,6 +319,7 @@ func watchEncodes(ctx context.Context, c *client, g *globals, ids []string, titl
 				fmt.Printf("  reason: %s\n", j.Reason)
 			}
 			printStages(os.Stdout, j)
+			printVerification(os.Stdout, titles[i].out)
 		}
 	}
 	var failed []string
@@ -407,4 +410,28 @@ func printStages(w io.Writer, j *pb.Job) {
 			(time.Duration(a.last-a.first) * time.Millisecond).Round(time.Millisecond), a.busy.Round(time.Millisecond))
 	}
 	_ = tw.Flush()
+}
+
+// printVerification prints the verify step's report when this host can
+// read it (always under sched dev; with a shared filesystem elsewhere).
+func printVerification(w io.Writer, outDir string) {
+	data, err := os.ReadFile(filepath.Join(outDir, encoder.VerifyReportFile))
+	if err != nil {
+		return
+	}
+	var rep encoder.Report
+	if err := json.Unmarshal(data, &rep); err != nil {
+		fmt.Fprintf(w, "  verification report unreadable: %v\n", err)
+		return
+	}
+	verdict := "PASSED"
+	if !rep.OK {
+		verdict = "FAILED"
+	}
+	fmt.Fprintf(w, "  verification %s:\n", verdict)
+	for _, r := range rep.Renditions {
+		fmt.Fprintf(w, "    %-6s frames %d/%d  duration %s/%s  PSNR %.2f dB  SSIM %.4f  %s\n", r.Name, r.Frames,
+			r.SourceFrames, r.Duration, r.SourceDuration, r.PSNR, r.SSIM, strings.Join(r.Problems, "; "))
+	}
+	fmt.Fprintf(w, "  HLS: %s\n", filepath.Join(outDir, "hls", "master.m3u8"))
 }

@@ -17,6 +17,10 @@ import (
 // on agents ("@sched encoder STEP ..."): each maps its flags onto one
 // encoder step. They are plumbing, hidden from help.
 
+// FailpointEnv, when set to a chunk index, makes the first attempt of that
+// chunk's encode fail: tests use it to check a failed chunk retries alone.
+const FailpointEnv = "BANYAN_FAILPOINT_CHUNK"
+
 // StorageRootsEnv names the directories (separated by ':') that encoder
 // steps may read and write; agents set it from their --storage-root flags.
 const StorageRootsEnv = "BANYAN_STORAGE_ROOTS"
@@ -134,6 +138,9 @@ func newEncodeChunkCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRoots(source, out); err != nil {
 				return err
+			}
+			if fp := os.Getenv(FailpointEnv); fp == fmt.Sprint(index) && os.Getenv("BANYAN_ATTEMPT") == "1" {
+				return fmt.Errorf("failpoint %s=%s: chunk %d fails its first attempt", FailpointEnv, fp, index)
 			}
 			r, err := encoder.ParseRenditionJSON(rendition)
 			if err != nil {

@@ -1,0 +1,100 @@
+package main_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// makeClip writes a small test clip with audio.
+func makeClip(t *testing.T, path string) {
+	t.Helper()
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		t.Fatalf("ffmpeg is required (make test installs it): %v", err)
+	}
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-v", "error", "-y",
+		"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+		"-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("make clip: %v\n%s", err, out)
+	}
+}
+
+// TestEncodeThroughTheFarm encodes a clip through sched dev: the plan step
+// fans out chunk encodes, one chunk fails its first attempt (a failpoint)
+// and is retried alone, and the verified HLS output appears. A corrupt input
+// then fails its job with ffprobe's reason and leaves the agents healthy,
+// and an output outside the storage roots is refused.
+func TestEncodeThroughTheFarm(t *testing.T) {
+	work := t.TempDir()
+	clip := filepath.Join(work, "clip.mp4")
+	makeClip(t, clip)
+	d := startDevWith(t, freeAddr(t), filepath.Join(work, "data"), 2, nil,
+		"--storage-root", work, "--task-env", "BANYAN_FAILPOINT_CHUNK=1")
+	out := filepath.Join(work, "out")
+	stdout, stderr, err := d.run("encode", clip, "--ladder", "test", "--out", out, "--chunk", "1s")
+	if err != nil {
+		t.Fatalf("encode: %v\n%s\n%s\n%s", err, stdout, stderr, d.log.String())
+	}
+	for _, want := range []string{"succeeded", "verification PASSED", "STAGE"} {
+		if !strings.Contains(stdout, want) {
+			t.Fatalf("encode output lacks %q:\n%s", want, stdout)
+		}
+	}
+	var rep struct {
+		OK         bool `json:"ok"`
+		Renditions []struct {
+			Frames       int `json:"frames"`
+			SourceFrames int `json:"source_frames"`
+		} `json:"renditions"`
+	}
+	data, err := os.ReadFile(filepath.Join(out, "clip", "verify.json"))
+	if err != nil || json.Unmarshal(data, &rep) != nil || !rep.OK || len(rep.Renditions) != 2 {
+		t.Fatalf("verify.json: %v %s", err, data)
+	}
+	for _, r := range rep.Renditions {
+		if r.Frames != 100 || r.SourceFrames != 100 {
+			t.Fatalf("frames %d of %d", r.Frames, r.SourceFrames)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "clip", "hls", "master.m3u8")); err != nil {
+		t.Fatal(err)
+	}
+	j := showJob(t, d, "job-1")
+	retried := 0
+	for _, task := range j.Tasks {
+		if strings.HasPrefix(task.Name, "enc-") {
+			switch {
+			case strings.HasSuffix(task.Name, "-1"):
+				if len(task.Attempts) != 2 || task.Attempts[0].Outcome != "failed" {
+					t.Fatalf("chunk 1 task %s attempts %+v", task.ID, task.Attempts)
+				}
+				retried++
+			case len(task.Attempts) != 1:
+				t.Fatalf("task %s ran %d times; only the failed chunk should retry", task.ID, len(task.Attempts))
+			}
+		}
+	}
+	if retried != 2 { // chunk 1 of each of the two renditions
+		t.Fatalf("%d chunk-1 tasks retried, want 2", retried)
+	}
+
+	bad := filepath.Join(work, "corrupt.mp4")
+	if err := os.WriteFile(bad, []byte("this is not a video file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, err = d.run("encode", bad, "--ladder", "test", "--out", out)
+	if err == nil || !strings.Contains(stdout, "Invalid data found") && !strings.Contains(stdout, "moov atom") {
+		t.Fatalf("corrupt input: err %v, output:\n%s", err, stdout)
+	}
+	if _, _, err := d.run("encode", clip, "--ladder", "test", "--out", filepath.Join(work, "again")); err != nil {
+		t.Fatalf("agents not healthy after a corrupt input: %v", err)
+	}
+	stdout, _, err = d.run("encode", clip, "--ladder", "test", "--out", t.TempDir())
+	if err == nil || !strings.Contains(stdout, "outside the storage roots") {
+		t.Fatalf("output outside the roots: err %v, output:\n%s", err, stdout)
+	}
+}
