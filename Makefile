@@ -11,10 +11,10 @@ TOOLS     := $(CURDIR)/$(BIN)/tools
 PROTOC_GEN_GO_VERSION      := v1.36.11
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 # Packages with goroutines run under the race detector in `make test`.
-RACE_PKGS := ./agent/... ./scheduler/... ./cmd/...
-PURE_PKGS := ./pool/... ./api/... ./encoder/...
+RACE_PKGS := ./agent/... ./scheduler/... ./cmd/... ./bench/simagent/...
+PURE_PKGS := ./pool/... ./api/... ./encoder/... ./bench/sim/...
 
-.PHONY: all build test test-short demo bench proto lint deps clean image cluster-smoke
+.PHONY: all build test test-short demo bench bench-quick bench-micro proto lint deps clean image cluster-smoke
 
 all: build
 
@@ -37,7 +37,17 @@ test-short: deps
 demo: build
 	@scripts/demo.sh
 
-bench: build
+# The farm-scale benchmarks against a real server (bench/README.md):
+# results as a table and JSON under bench/results/ (latest.json).
+bench: deps
+	$(GO) run ./bench/cmd/banyan-bench
+
+# The same, scaled down to run in a few minutes.
+bench-quick: deps
+	$(GO) run ./bench/cmd/banyan-bench -quick
+
+# Micro-benchmarks of the pure placement and queue code.
+bench-micro: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./scheduler/placement/ ./scheduler/queue/
 
 proto:

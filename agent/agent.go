@@ -58,7 +58,7 @@ type Agent struct {
 	mu      sync.Mutex
 	running map[string]*run          // task id -> its current run
 	unacked map[string]*pb.TaskEvent // "task/attempt" -> finished event not yet acknowledged
-	events  chan *pb.TaskEvent       // current session's event queue; nil when disconnected
+	events  *eventQueue              // current session's event queue; nil when disconnected
 	tasksWG sync.WaitGroup
 
 	conns map[string]*grpc.ClientConn
@@ -213,7 +213,7 @@ func (a *Agent) session(ctx context.Context, addr string) (opened bool, err erro
 	}
 	a.log.Info("session open", "server", addr, "lease_ms", welcome.LeaseMs)
 
-	events := make(chan *pb.TaskEvent, 8192)
+	events := newEventQueue()
 	var wg sync.WaitGroup
 	sendErr := make(chan error, 1)
 	wg.Add(1)
@@ -262,7 +262,7 @@ func (a *Agent) hello() *pb.AgentHello {
 
 // attach makes events the live queue and replays what the new leader needs:
 // start events of running tasks and unacknowledged results.
-func (a *Agent) attach(events chan *pb.TaskEvent) {
+func (a *Agent) attach(events *eventQueue) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.events = events
@@ -276,7 +276,7 @@ func (a *Agent) attach(events chan *pb.TaskEvent) {
 	}
 }
 
-func (a *Agent) detach(events chan *pb.TaskEvent) {
+func (a *Agent) detach(events *eventQueue) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.events == events {
@@ -284,17 +284,52 @@ func (a *Agent) detach(events chan *pb.TaskEvent) {
 	}
 }
 
-// enqueueLocked queues an event for the session without blocking; an event
-// that does not fit is resent after the next reconnect (finished events stay
-// in unacked until acknowledged).
+// enqueueLocked queues an event for the live session, if there is one;
+// without one, finished events wait in unacked for the next session.
 func (a *Agent) enqueueLocked(ev *pb.TaskEvent) {
-	if a.events == nil {
-		return
+	if a.events != nil {
+		a.events.push(ev)
 	}
+}
+
+// eventQueue is one session's outgoing events. It is unbounded, so a burst
+// of results never drops an event, and it signals the sender when it has
+// something to send.
+type eventQueue struct {
+	mu    sync.Mutex
+	items []*pb.TaskEvent
+	ready chan struct{}
+}
+
+func newEventQueue() *eventQueue { return &eventQueue{ready: make(chan struct{}, 1)} }
+
+func (q *eventQueue) push(ev *pb.TaskEvent) {
+	q.mu.Lock()
+	q.items = append(q.items, ev)
+	q.mu.Unlock()
 	select {
-	case a.events <- ev:
+	case q.ready <- struct{}{}:
 	default:
 	}
+}
+
+// take removes up to max events, oldest first, and re-signals if more wait.
+func (q *eventQueue) take(max int) []*pb.TaskEvent {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := min(len(q.items), max)
+	out := make([]*pb.TaskEvent, n)
+	copy(out, q.items)
+	q.items = q.items[n:]
+	if len(q.items) == 0 {
+		q.items = nil
+	} else {
+		select {
+		case q.ready <- struct{}{}:
+		default:
+		}
+	}
+	return out
 }
 
 func (a *Agent) emit(ev *pb.TaskEvent) {
@@ -307,7 +342,7 @@ func (a *Agent) emit(ev *pb.TaskEvent) {
 }
 
 // sendLoop sends heartbeats and coalesces queued events into one message.
-func (a *Agent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClient, events chan *pb.TaskEvent, every time.Duration) error {
+func (a *Agent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClient, events *eventQueue, every time.Duration) error {
 	if every <= 0 {
 		every = time.Second
 	}
@@ -322,20 +357,28 @@ func (a *Agent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClie
 				UnixMs: a.cfg.Clock().UnixMilli()}}}); err != nil {
 				return fmt.Errorf("send heartbeat: %w", err)
 			}
-		case ev := <-events:
-			batch := []*pb.TaskEvent{ev}
-		more:
-			for len(batch) < 4096 {
-				select {
-				case ev := <-events:
-					batch = append(batch, ev)
-				default:
-					break more
-				}
+			a.resendStale(events, 4*every)
+		case <-events.ready:
+			batch := events.take(4096)
+			if len(batch) == 0 {
+				continue
 			}
 			if err := stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Events{Events: &pb.TaskEvents{Events: batch}}}); err != nil {
 				return fmt.Errorf("send events: %w", err)
 			}
+		}
+	}
+}
+
+// resendStale queues again the results that have waited longer than age for
+// an acknowledgement: a safety net, since the leader ignores duplicates.
+func (a *Agent) resendStale(events *eventQueue, age time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cutoff := a.cfg.Clock().Add(-age).UnixMilli()
+	for _, ev := range a.unacked {
+		if ev.UnixMs < cutoff {
+			events.push(ev)
 		}
 	}
 }

@@ -136,10 +136,16 @@ func (l *leaderLoop) pass() bool {
 	var plan *fsmpb.Assign
 	var promote, fallback []string
 	l.s.fsm.Read(func(st *state.State) {
+		if st.QueueLen() == 0 {
+			return // nothing to place, promote or fall back
+		}
 		promote = st.DuePromotions(now)
 		fallback = st.DueFallbacks(now)
 		plan = st.Plan(now, lim)
 	})
+	if plan == nil {
+		return false
+	}
 	if len(fallback) > 0 {
 		if _, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Fallback{Fallback: &fsmpb.Fallback{TaskIds: fallback}}}); err != nil {
 			l.s.log.Warn("commit fallbacks failed", "err", err)

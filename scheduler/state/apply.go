@@ -488,6 +488,7 @@ func (s *State) applyAgentUp(now int64, c *fsmpb.AgentUp, r *Result) {
 	if !ok {
 		ag = &Agent{PB: &pb.Agent{Id: c.AgentId, RegisteredUnixMs: now}, Running: map[string]int32{}}
 		s.agents[c.AgentId] = ag
+		s.addAgentID(c.AgentId)
 	}
 	ag.PB.Fingerprint, ag.PB.Address = c.Fingerprint, c.Address
 	ag.PB.State, ag.PB.LastSeenUnixMs = AgentUp, now

@@ -108,6 +108,7 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 		case *fsmpb.SnapshotRecord_Agent:
 			s.agents[x.Agent.Id] = &Agent{PB: x.Agent, Capacity: x.Agent.GetFingerprint().GetCapacity().Vector(),
 				Running: map[string]int32{}}
+			s.addAgentID(x.Agent.Id)
 		case *fsmpb.SnapshotRecord_Job:
 			cur = &Job{PB: x.Job.Job, Seq: x.Job.Seq, TaskIDs: x.Job.TaskIds}
 			s.jobs[cur.PB.Id] = cur

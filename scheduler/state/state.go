@@ -101,6 +101,7 @@ type State struct {
 	jobs      map[string]*Job
 	tasks     map[string]*Task
 	agents    map[string]*Agent
+	agentIDs  []string // sorted cache of the agents' keys
 	pools     *pool.Tree
 	poolUsage map[string]pool.Resources // each pool's own usage, not rolled up
 	poolRun   map[string]int            // running tasks per pool
@@ -166,14 +167,17 @@ func (s *State) Pools() *pool.Tree { return s.pools }
 // QueueLen is the number of queued tasks.
 func (s *State) QueueLen() int { return s.queue.Len() }
 
-// AgentIDs returns every agent id, sorted.
-func (s *State) AgentIDs() []string {
-	ids := make([]string, 0, len(s.agents))
-	for id := range s.agents {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
+// AgentIDs returns every agent id, sorted. The slice is shared: callers
+// must not change it. (Kept up to date by Apply, so readers under a read
+// lock never write.)
+func (s *State) AgentIDs() []string { return s.agentIDs }
+
+// addAgentID inserts a new agent's id into the sorted list.
+func (s *State) addAgentID(id string) {
+	i := sort.SearchStrings(s.agentIDs, id)
+	s.agentIDs = append(s.agentIDs, "")
+	copy(s.agentIDs[i+1:], s.agentIDs[i:])
+	s.agentIDs[i] = id
 }
 
 // JobIDs returns job ids in submit order.

@@ -540,6 +540,7 @@ func runReal(n int, command []string) (perSec, meanMs float64, err error) {
 	defer wg.Wait()
 	defer cancel()
 	cpus := int64(runtime.NumCPU())
+	var realAgents []*agent.Agent
 	for i := 0; i < 2; i++ {
 		work := filepath.Join(dir, fmt.Sprintf("agent-%d", i))
 		if err := os.MkdirAll(work, 0o755); err != nil {
@@ -552,6 +553,7 @@ func runReal(n int, command []string) (perSec, meanMs float64, err error) {
 		if err != nil {
 			return 0, 0, err
 		}
+		realAgents = append(realAgents, a)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -581,11 +583,22 @@ func runReal(n int, command []string) (perSec, meanMs float64, err error) {
 		return 0, 0, err
 	}
 	var job *pb.Job
-	if !waitUntil(10*time.Minute, 20*time.Millisecond, func() bool {
+	if !waitUntil(3*time.Minute, 20*time.Millisecond, func() bool {
 		job, err = jobs.GetJob(ctx, &pb.GetJobRequest{Id: r.Jobs[0].Id})
 		return err == nil && job.State != pb.JobState_JOB_STATE_QUEUED && job.State != pb.JobState_JOB_STATE_RUNNING
 	}) {
-		return 0, 0, fmt.Errorf("job not done: %v", job.GetCounts())
+		// Say where it stuck: what the leader thinks runs on each agent
+		// against what the agents run.
+		var where []string
+		if la, err := agents.ListAgents(ctx, &pb.ListAgentsRequest{}); err == nil {
+			for _, a := range la.Agents {
+				where = append(where, fmt.Sprintf("%s: leader says %d running", a.Id, a.RunningTasks))
+			}
+		}
+		for i, a := range realAgents {
+			where = append(where, fmt.Sprintf("real-%d runs %d", i, a.Running()))
+		}
+		return 0, 0, fmt.Errorf("job not done after 3m: %v; %s", job.GetCounts(), strings.Join(where, "; "))
 	}
 	secs := time.Since(start).Seconds()
 	if job.State != pb.JobState_JOB_STATE_SUCCEEDED {
