@@ -17,12 +17,14 @@ import (
 	"time"
 
 	"github.com/banyan-sched/banyan/agent/process"
+	"github.com/banyan-sched/banyan/agent/worker"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // Config configures an agent.
@@ -44,6 +46,13 @@ type Config struct {
 	StorageRoots []string
 	// Env is added to every task's environment (a task's own env wins).
 	Env map[string]string
+	// Functions registers the functions this agent serves: name -> worker
+	// command (agent/worker's line protocol; "@sched" is this binary). The
+	// agent advertises each as the label "fn.NAME".
+	Functions map[string][]string
+	// Warm keeps this many workers per function alive before calls come
+	// (pools may reserve more through the leader).
+	Warm map[string]int
 	// Clock is the wall clock (default time.Now).
 	Clock func() time.Time
 	// Logger receives structured logs (default slog.Default()).
@@ -62,6 +71,7 @@ type Agent struct {
 	tasksWG sync.WaitGroup
 
 	conns map[string]*grpc.ClientConn
+	pools map[string]*worker.Pool // function name -> its workers
 }
 
 type run struct {
@@ -90,8 +100,54 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.KillGrace <= 0 {
 		cfg.KillGrace = 5 * time.Second
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger.With("agent", cfg.ID), running: map[string]*run{},
-		unacked: map[string]*pb.TaskEvent{}, conns: map[string]*grpc.ClientConn{}}, nil
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("agent", cfg.ID), running: map[string]*run{},
+		unacked: map[string]*pb.TaskEvent{}, conns: map[string]*grpc.ClientConn{}, pools: map[string]*worker.Pool{}}
+	if err := a.registerFunctions(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// registerFunctions creates a worker pool per function and advertises the
+// functions in the fingerprint's labels (on a copy of the fingerprint).
+func (a *Agent) registerFunctions() error {
+	if len(a.cfg.Functions) == 0 {
+		return nil
+	}
+	fp := proto.Clone(a.cfg.Fingerprint).(*pb.Fingerprint)
+	if fp.Labels == nil {
+		fp.Labels = map[string]string{}
+	}
+	for name, argv := range a.cfg.Functions {
+		if name == "" || len(argv) == 0 {
+			return fmt.Errorf("agent config: function %q has no command", name)
+		}
+		cmd := append([]string(nil), argv...)
+		if cmd[0] == SelfCommand {
+			self, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("resolve %s for function %s: %w", SelfCommand, name, err)
+			}
+			cmd[0] = self
+		}
+		var env []string
+		for k, v := range a.cfg.Env {
+			env = append(env, k+"="+v)
+		}
+		p := worker.NewPool(worker.PoolConfig{Name: name, Command: cmd, Env: env, Logger: a.log})
+		p.SetWarm(a.cfg.Warm[name])
+		a.pools[name] = p
+		fp.Labels["fn."+name] = "1"
+	}
+	a.cfg.Fingerprint = fp
+	return nil
+}
+
+// setWarm applies the leader's warm targets (never below the local ones).
+func (a *Agent) setWarm(targets map[string]int32) {
+	for name, p := range a.pools {
+		p.SetWarm(max(int(targets[name]), a.cfg.Warm[name]))
+	}
 }
 
 // Running returns the number of tasks running now.
@@ -398,6 +454,8 @@ func (a *Agent) recvLoop(ctx context.Context, stream pb.AgentService_SessionClie
 			a.cancelTasks(msg.Cancel)
 		case *pb.ServerMessage_Ack:
 			a.ack(msg.Ack.Events)
+		case *pb.ServerMessage_Warm:
+			a.setWarm(msg.Warm.Workers)
 		}
 	}
 }
@@ -438,6 +496,10 @@ func (a *Agent) start(_ context.Context, t *pb.TaskAssignment) {
 	rctx, cancel := context.WithCancel(context.Background())
 	r := &run{attempt: t.Attempt, cancel: cancel}
 	a.running[t.TaskId] = r
+	if fn := t.Spec.Function; fn != "" {
+		a.callLocked(t, r, fn)
+		return
+	}
 	a.tasksWG.Add(1)
 	go func() {
 		defer a.tasksWG.Done()
@@ -471,6 +533,39 @@ func (a *Agent) execute(ctx context.Context, t *pb.TaskAssignment, r *run) {
 		}
 	}
 	a.complete(t, r, ev)
+}
+
+// callLocked hands a function call to its worker pool. A call cannot be
+// stopped once a worker runs it; a cancelled call still waiting is dropped
+// when a worker takes it.
+func (a *Agent) callLocked(t *pb.TaskAssignment, r *run, fn string) {
+	p, ok := a.pools[fn]
+	if !ok {
+		go a.finishUnstarted(t, r, fmt.Errorf("function %q is not registered on agent %s", fn, a.cfg.ID))
+		return
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	a.tasksWG.Add(1)
+	p.Submit(worker.Call{ID: t.TaskId + "/" + fmt.Sprint(t.Attempt), Args: t.Spec.Args, Class: int32(t.Class),
+		Priority: t.Priority, Timeout: time.Duration(t.Spec.TimeoutMs) * time.Millisecond,
+		Started: func() {
+			ev := &pb.TaskEvent{TaskId: t.TaskId, Attempt: t.Attempt, Kind: "started", UnixMs: a.cfg.Clock().UnixMilli()}
+			a.mu.Lock()
+			r.started = ev
+			a.mu.Unlock()
+			a.emit(ev)
+		},
+		Done: func(res worker.Result) {
+			defer a.tasksWG.Done()
+			defer cancel()
+			outcome := res.Outcome
+			if runCtx.Err() != nil && outcome != worker.OutcomeSucceeded {
+				outcome = process.OutcomeCancelled
+			}
+			a.complete(t, r, &pb.TaskEvent{TaskId: t.TaskId, Attempt: t.Attempt, Kind: "finished",
+				UnixMs: a.cfg.Clock().UnixMilli(), Outcome: outcome, Error: res.Error, StdoutTail: res.Output})
+		}})
 }
 
 // finishUnstarted reports a task that could not even be prepared.
@@ -556,12 +651,16 @@ func readResult(path string) ([]byte, error) {
 	return data, nil
 }
 
-// Shutdown stops every running task (SIGTERM, then SIGKILL after the grace).
+// Shutdown stops every running task (SIGTERM, then SIGKILL after the grace)
+// and every function worker.
 func (a *Agent) Shutdown() {
 	a.mu.Lock()
 	for _, r := range a.running {
 		r.cancel()
 	}
 	a.mu.Unlock()
+	for _, p := range a.pools {
+		p.Close()
+	}
 	a.tasksWG.Wait()
 }

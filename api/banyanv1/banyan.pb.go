@@ -423,8 +423,14 @@ type TaskSpec struct {
 	// within fallback_after_ms): its dependents then wait for the fallback.
 	Fallback        *TaskSpec `protobuf:"bytes,11,opt,name=fallback,proto3" json:"fallback,omitempty"`
 	FallbackAfterMs int64     `protobuf:"varint,12,opt,name=fallback_after_ms,json=fallbackAfterMs,proto3" json:"fallback_after_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// function names a function registered on agents, called with args
+	// instead of running command: calls are micro-batched through worker
+	// processes that speak the JSON-lines protocol (agent/worker), warm ones
+	// when a pool reserves them.
+	Function      string   `protobuf:"bytes,13,opt,name=function,proto3" json:"function,omitempty"`
+	Args          []string `protobuf:"bytes,14,rep,name=args,proto3" json:"args,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
@@ -539,6 +545,20 @@ func (x *TaskSpec) GetFallbackAfterMs() int64 {
 		return x.FallbackAfterMs
 	}
 	return 0
+}
+
+func (x *TaskSpec) GetFunction() string {
+	if x != nil {
+		return x.Function
+	}
+	return ""
+}
+
+func (x *TaskSpec) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
 }
 
 // JobExpansion is what a task may return (JSON, in the file named by
@@ -1531,10 +1551,12 @@ type Pool struct {
 	Max        *Resources             `protobuf:"bytes,3,opt,name=max,proto3" json:"max,omitempty"`
 	// max_set marks the resources whose max is set (unset means unlimited),
 	// named as in "cpu", "memory", "gpu", "gpu_memory", "nvenc".
-	MaxSet        []string   `protobuf:"bytes,4,rep,name=max_set,json=maxSet,proto3" json:"max_set,omitempty"`
-	Usage         *Resources `protobuf:"bytes,5,opt,name=usage,proto3" json:"usage,omitempty"`
-	QueuedTasks   int32      `protobuf:"varint,6,opt,name=queued_tasks,json=queuedTasks,proto3" json:"queued_tasks,omitempty"`
-	RunningTasks  int32      `protobuf:"varint,7,opt,name=running_tasks,json=runningTasks,proto3" json:"running_tasks,omitempty"`
+	MaxSet       []string   `protobuf:"bytes,4,rep,name=max_set,json=maxSet,proto3" json:"max_set,omitempty"`
+	Usage        *Resources `protobuf:"bytes,5,opt,name=usage,proto3" json:"usage,omitempty"`
+	QueuedTasks  int32      `protobuf:"varint,6,opt,name=queued_tasks,json=queuedTasks,proto3" json:"queued_tasks,omitempty"`
+	RunningTasks int32      `protobuf:"varint,7,opt,name=running_tasks,json=runningTasks,proto3" json:"running_tasks,omitempty"`
+	// warm reserves warm workers per function for this pool's calls.
+	Warm          map[string]int32 `protobuf:"bytes,8,rep,name=warm,proto3" json:"warm,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1616,6 +1638,13 @@ func (x *Pool) GetRunningTasks() int32 {
 		return x.RunningTasks
 	}
 	return 0
+}
+
+func (x *Pool) GetWarm() map[string]int32 {
+	if x != nil {
+		return x.Warm
+	}
+	return nil
 }
 
 type PoolRequest struct {
@@ -2321,11 +2350,14 @@ func (x *Agent) GetAddress() string {
 
 // TaskAssignment hands one attempt of a task to an agent.
 type TaskAssignment struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Spec          *TaskSpec              `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
-	JobId         string                 `protobuf:"bytes,4,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	TaskId  string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Spec    *TaskSpec              `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	JobId   string                 `protobuf:"bytes,4,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// class and priority order function calls waiting for a worker.
+	Class         JobClass `protobuf:"varint,5,opt,name=class,proto3,enum=banyan.v1.JobClass" json:"class,omitempty"`
+	Priority      int32    `protobuf:"varint,6,opt,name=priority,proto3" json:"priority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2386,6 +2418,20 @@ func (x *TaskAssignment) GetJobId() string {
 		return x.JobId
 	}
 	return ""
+}
+
+func (x *TaskAssignment) GetClass() JobClass {
+	if x != nil {
+		return x.Class
+	}
+	return JobClass_JOB_CLASS_UNSPECIFIED
+}
+
+func (x *TaskAssignment) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
 }
 
 // TaskEvent reports progress of one attempt.
@@ -2768,6 +2814,7 @@ type ServerMessage struct {
 	//	*ServerMessage_Cancel
 	//	*ServerMessage_Ack
 	//	*ServerMessage_HeartbeatAck
+	//	*ServerMessage_Warm
 	Msg           isServerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2855,6 +2902,15 @@ func (x *ServerMessage) GetHeartbeatAck() *HeartbeatAck {
 	return nil
 }
 
+func (x *ServerMessage) GetWarm() *WarmTargets {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_Warm); ok {
+			return x.Warm
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Msg interface {
 	isServerMessage_Msg()
 }
@@ -2879,6 +2935,10 @@ type ServerMessage_HeartbeatAck struct {
 	HeartbeatAck *HeartbeatAck `protobuf:"bytes,5,opt,name=heartbeat_ack,json=heartbeatAck,proto3,oneof"`
 }
 
+type ServerMessage_Warm struct {
+	Warm *WarmTargets `protobuf:"bytes,6,opt,name=warm,proto3,oneof"`
+}
+
 func (*ServerMessage_Welcome) isServerMessage_Msg() {}
 
 func (*ServerMessage_Batch) isServerMessage_Msg() {}
@@ -2888,6 +2948,53 @@ func (*ServerMessage_Cancel) isServerMessage_Msg() {}
 func (*ServerMessage_Ack) isServerMessage_Msg() {}
 
 func (*ServerMessage_HeartbeatAck) isServerMessage_Msg() {}
+
+func (*ServerMessage_Warm) isServerMessage_Msg() {}
+
+// WarmTargets tells an agent how many warm workers to keep per function.
+type WarmTargets struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workers       map[string]int32       `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WarmTargets) Reset() {
+	*x = WarmTargets{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WarmTargets) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WarmTargets) ProtoMessage() {}
+
+func (x *WarmTargets) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WarmTargets.ProtoReflect.Descriptor instead.
+func (*WarmTargets) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *WarmTargets) GetWorkers() map[string]int32 {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
 
 type Welcome struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2899,7 +3006,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2911,7 +3018,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2924,7 +3031,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{36}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Welcome) GetLeaseMs() int64 {
@@ -2951,7 +3058,7 @@ type TaskBatch struct {
 
 func (x *TaskBatch) Reset() {
 	*x = TaskBatch{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2963,7 +3070,7 @@ func (x *TaskBatch) String() string {
 func (*TaskBatch) ProtoMessage() {}
 
 func (x *TaskBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2976,7 +3083,7 @@ func (x *TaskBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskBatch.ProtoReflect.Descriptor instead.
 func (*TaskBatch) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{37}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TaskBatch) GetTasks() []*TaskAssignment {
@@ -2997,7 +3104,7 @@ type CancelTasks struct {
 
 func (x *CancelTasks) Reset() {
 	*x = CancelTasks{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3009,7 +3116,7 @@ func (x *CancelTasks) String() string {
 func (*CancelTasks) ProtoMessage() {}
 
 func (x *CancelTasks) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3022,7 +3129,7 @@ func (x *CancelTasks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasks.ProtoReflect.Descriptor instead.
 func (*CancelTasks) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{38}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CancelTasks) GetTasks() []*TaskAssignment {
@@ -3056,7 +3163,7 @@ type AckEvents struct {
 
 func (x *AckEvents) Reset() {
 	*x = AckEvents{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3068,7 +3175,7 @@ func (x *AckEvents) String() string {
 func (*AckEvents) ProtoMessage() {}
 
 func (x *AckEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3081,7 +3188,7 @@ func (x *AckEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckEvents.ProtoReflect.Descriptor instead.
 func (*AckEvents) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{39}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AckEvents) GetEvents() []*TaskEvent {
@@ -3100,7 +3207,7 @@ type HeartbeatAck struct {
 
 func (x *HeartbeatAck) Reset() {
 	*x = HeartbeatAck{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3112,7 +3219,7 @@ func (x *HeartbeatAck) String() string {
 func (*HeartbeatAck) ProtoMessage() {}
 
 func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3125,7 +3232,7 @@ func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatAck.ProtoReflect.Descriptor instead.
 func (*HeartbeatAck) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{40}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *HeartbeatAck) GetUnixMs() int64 {
@@ -3143,7 +3250,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3155,7 +3262,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3168,7 +3275,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{41}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{42}
 }
 
 type ListAgentsResponse struct {
@@ -3180,7 +3287,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3192,7 +3299,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3205,7 +3312,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{42}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -3229,7 +3336,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3241,7 +3348,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3254,7 +3361,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{43}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Member) GetId() string {
@@ -3293,7 +3400,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3305,7 +3412,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3318,7 +3425,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{44}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{45}
 }
 
 type MembersResponse struct {
@@ -3333,7 +3440,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3345,7 +3452,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3358,7 +3465,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{45}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -3399,7 +3506,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3411,7 +3518,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3424,7 +3531,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{46}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *JoinRequest) GetId() string {
@@ -3449,7 +3556,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3461,7 +3568,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3474,7 +3581,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{47}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{48}
 }
 
 type RemoveRequest struct {
@@ -3486,7 +3593,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3498,7 +3605,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3511,7 +3618,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{48}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RemoveRequest) GetId() string {
@@ -3529,7 +3636,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3541,7 +3648,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3554,7 +3661,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{49}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{50}
 }
 
 var File_api_banyanv1_banyan_proto protoreflect.FileDescriptor
@@ -3577,7 +3684,7 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\vRetryPolicy\x12!\n" +
 	"\fmax_attempts\x18\x01 \x01(\x05R\vmaxAttempts\x12,\n" +
 	"\x12initial_backoff_ms\x18\x02 \x01(\x03R\x10initialBackoffMs\x12$\n" +
-	"\x0emax_backoff_ms\x18\x03 \x01(\x03R\fmaxBackoffMs\"\x8c\x04\n" +
+	"\x0emax_backoff_ms\x18\x03 \x01(\x03R\fmaxBackoffMs\"\xbc\x04\n" +
 	"\bTaskSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12.\n" +
@@ -3592,7 +3699,9 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\aworkdir\x18\n" +
 	" \x01(\tR\aworkdir\x12/\n" +
 	"\bfallback\x18\v \x01(\v2\x13.banyan.v1.TaskSpecR\bfallback\x12*\n" +
-	"\x11fallback_after_ms\x18\f \x01(\x03R\x0ffallbackAfterMs\x1a6\n" +
+	"\x11fallback_after_ms\x18\f \x01(\x03R\x0ffallbackAfterMs\x12\x1a\n" +
+	"\bfunction\x18\r \x01(\tR\bfunction\x12\x12\n" +
+	"\x04args\x18\x0e \x03(\tR\x04args\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"9\n" +
@@ -3678,7 +3787,7 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x10CancelJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"!\n" +
 	"\x0fWatchJobRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x85\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xed\x02\n" +
 	"\x04Pool\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x124\n" +
 	"\n" +
@@ -3688,7 +3797,11 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\amax_set\x18\x04 \x03(\tR\x06maxSet\x12*\n" +
 	"\x05usage\x18\x05 \x01(\v2\x14.banyan.v1.ResourcesR\x05usage\x12!\n" +
 	"\fqueued_tasks\x18\x06 \x01(\x05R\vqueuedTasks\x12#\n" +
-	"\rrunning_tasks\x18\a \x01(\x05R\frunningTasks\"2\n" +
+	"\rrunning_tasks\x18\a \x01(\x05R\frunningTasks\x12-\n" +
+	"\x04warm\x18\b \x03(\v2\x19.banyan.v1.Pool.WarmEntryR\x04warm\x1a7\n" +
+	"\tWarmEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"2\n" +
 	"\vPoolRequest\x12#\n" +
 	"\x04pool\x18\x01 \x01(\v2\x0f.banyan.v1.PoolR\x04pool\"'\n" +
 	"\x11DeletePoolRequest\x12\x12\n" +
@@ -3743,12 +3856,14 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\rrunning_tasks\x18\x05 \x01(\x05R\frunningTasks\x12,\n" +
 	"\x12registered_unix_ms\x18\x06 \x01(\x03R\x10registeredUnixMs\x12)\n" +
 	"\x11last_seen_unix_ms\x18\a \x01(\x03R\x0elastSeenUnixMs\x12\x18\n" +
-	"\aaddress\x18\b \x01(\tR\aaddress\"\x83\x01\n" +
+	"\aaddress\x18\b \x01(\tR\aaddress\"\xca\x01\n" +
 	"\x0eTaskAssignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12'\n" +
 	"\x04spec\x18\x03 \x01(\v2\x13.banyan.v1.TaskSpecR\x04spec\x12\x15\n" +
-	"\x06job_id\x18\x04 \x01(\tR\x05jobId\"\x92\x02\n" +
+	"\x06job_id\x18\x04 \x01(\tR\x05jobId\x12)\n" +
+	"\x05class\x18\x05 \x01(\x0e2\x13.banyan.v1.JobClassR\x05class\x12\x1a\n" +
+	"\bpriority\x18\x06 \x01(\x05R\bpriority\"\x92\x02\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
@@ -3777,14 +3892,20 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\":\n" +
 	"\n" +
 	"TaskEvents\x12,\n" +
-	"\x06events\x18\x01 \x03(\v2\x14.banyan.v1.TaskEventR\x06events\"\x90\x02\n" +
+	"\x06events\x18\x01 \x03(\v2\x14.banyan.v1.TaskEventR\x06events\"\xbe\x02\n" +
 	"\rServerMessage\x12.\n" +
 	"\awelcome\x18\x01 \x01(\v2\x12.banyan.v1.WelcomeH\x00R\awelcome\x12,\n" +
 	"\x05batch\x18\x02 \x01(\v2\x14.banyan.v1.TaskBatchH\x00R\x05batch\x120\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x16.banyan.v1.CancelTasksH\x00R\x06cancel\x12(\n" +
 	"\x03ack\x18\x04 \x01(\v2\x14.banyan.v1.AckEventsH\x00R\x03ack\x12>\n" +
-	"\rheartbeat_ack\x18\x05 \x01(\v2\x17.banyan.v1.HeartbeatAckH\x00R\fheartbeatAckB\x05\n" +
-	"\x03msg\"G\n" +
+	"\rheartbeat_ack\x18\x05 \x01(\v2\x17.banyan.v1.HeartbeatAckH\x00R\fheartbeatAck\x12,\n" +
+	"\x04warm\x18\x06 \x01(\v2\x16.banyan.v1.WarmTargetsH\x00R\x04warmB\x05\n" +
+	"\x03msg\"\x88\x01\n" +
+	"\vWarmTargets\x12=\n" +
+	"\aworkers\x18\x01 \x03(\v2#.banyan.v1.WarmTargets.WorkersEntryR\aworkers\x1a:\n" +
+	"\fWorkersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"G\n" +
 	"\aWelcome\x12\x19\n" +
 	"\blease_ms\x18\x01 \x01(\x03R\aleaseMs\x12!\n" +
 	"\fheartbeat_ms\x18\x02 \x01(\x03R\vheartbeatMs\"<\n" +
@@ -3879,7 +4000,7 @@ func file_api_banyanv1_banyan_proto_rawDescGZIP() []byte {
 }
 
 var file_api_banyanv1_banyan_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_api_banyanv1_banyan_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_api_banyanv1_banyan_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_api_banyanv1_banyan_proto_goTypes = []any{
 	(JobClass)(0),              // 0: banyan.v1.JobClass
 	(JobState)(0),              // 1: banyan.v1.JobState
@@ -3920,25 +4041,28 @@ var file_api_banyanv1_banyan_proto_goTypes = []any{
 	(*Heartbeat)(nil),          // 36: banyan.v1.Heartbeat
 	(*TaskEvents)(nil),         // 37: banyan.v1.TaskEvents
 	(*ServerMessage)(nil),      // 38: banyan.v1.ServerMessage
-	(*Welcome)(nil),            // 39: banyan.v1.Welcome
-	(*TaskBatch)(nil),          // 40: banyan.v1.TaskBatch
-	(*CancelTasks)(nil),        // 41: banyan.v1.CancelTasks
-	(*AckEvents)(nil),          // 42: banyan.v1.AckEvents
-	(*HeartbeatAck)(nil),       // 43: banyan.v1.HeartbeatAck
-	(*ListAgentsRequest)(nil),  // 44: banyan.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil), // 45: banyan.v1.ListAgentsResponse
-	(*Member)(nil),             // 46: banyan.v1.Member
-	(*MembersRequest)(nil),     // 47: banyan.v1.MembersRequest
-	(*MembersResponse)(nil),    // 48: banyan.v1.MembersResponse
-	(*JoinRequest)(nil),        // 49: banyan.v1.JoinRequest
-	(*JoinResponse)(nil),       // 50: banyan.v1.JoinResponse
-	(*RemoveRequest)(nil),      // 51: banyan.v1.RemoveRequest
-	(*RemoveResponse)(nil),     // 52: banyan.v1.RemoveResponse
-	nil,                        // 53: banyan.v1.TaskSpec.EnvEntry
-	nil,                        // 54: banyan.v1.Fingerprint.LabelsEntry
+	(*WarmTargets)(nil),        // 39: banyan.v1.WarmTargets
+	(*Welcome)(nil),            // 40: banyan.v1.Welcome
+	(*TaskBatch)(nil),          // 41: banyan.v1.TaskBatch
+	(*CancelTasks)(nil),        // 42: banyan.v1.CancelTasks
+	(*AckEvents)(nil),          // 43: banyan.v1.AckEvents
+	(*HeartbeatAck)(nil),       // 44: banyan.v1.HeartbeatAck
+	(*ListAgentsRequest)(nil),  // 45: banyan.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil), // 46: banyan.v1.ListAgentsResponse
+	(*Member)(nil),             // 47: banyan.v1.Member
+	(*MembersRequest)(nil),     // 48: banyan.v1.MembersRequest
+	(*MembersResponse)(nil),    // 49: banyan.v1.MembersResponse
+	(*JoinRequest)(nil),        // 50: banyan.v1.JoinRequest
+	(*JoinResponse)(nil),       // 51: banyan.v1.JoinResponse
+	(*RemoveRequest)(nil),      // 52: banyan.v1.RemoveRequest
+	(*RemoveResponse)(nil),     // 53: banyan.v1.RemoveResponse
+	nil,                        // 54: banyan.v1.TaskSpec.EnvEntry
+	nil,                        // 55: banyan.v1.Pool.WarmEntry
+	nil,                        // 56: banyan.v1.Fingerprint.LabelsEntry
+	nil,                        // 57: banyan.v1.WarmTargets.WorkersEntry
 }
 var file_api_banyanv1_banyan_proto_depIdxs = []int32{
-	53, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
+	54, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
 	3,  // 1: banyan.v1.TaskSpec.resources:type_name -> banyan.v1.Resources
 	5,  // 2: banyan.v1.TaskSpec.retry:type_name -> banyan.v1.RetryPolicy
 	4,  // 3: banyan.v1.TaskSpec.constraints:type_name -> banyan.v1.Constraint
@@ -3960,68 +4084,72 @@ var file_api_banyanv1_banyan_proto_depIdxs = []int32{
 	3,  // 19: banyan.v1.Pool.guaranteed:type_name -> banyan.v1.Resources
 	3,  // 20: banyan.v1.Pool.max:type_name -> banyan.v1.Resources
 	3,  // 21: banyan.v1.Pool.usage:type_name -> banyan.v1.Resources
-	20, // 22: banyan.v1.PoolRequest.pool:type_name -> banyan.v1.Pool
-	20, // 23: banyan.v1.ListPoolsResponse.pools:type_name -> banyan.v1.Pool
-	3,  // 24: banyan.v1.ListPoolsResponse.cluster:type_name -> banyan.v1.Resources
-	25, // 25: banyan.v1.PoolUsage.cost:type_name -> banyan.v1.Cost
-	27, // 26: banyan.v1.PoolUsageResponse.pools:type_name -> banyan.v1.PoolUsage
-	29, // 27: banyan.v1.Fingerprint.gpus:type_name -> banyan.v1.GPU
-	3,  // 28: banyan.v1.Fingerprint.capacity:type_name -> banyan.v1.Resources
-	54, // 29: banyan.v1.Fingerprint.labels:type_name -> banyan.v1.Fingerprint.LabelsEntry
-	30, // 30: banyan.v1.Agent.fingerprint:type_name -> banyan.v1.Fingerprint
-	3,  // 31: banyan.v1.Agent.used:type_name -> banyan.v1.Resources
-	6,  // 32: banyan.v1.TaskAssignment.spec:type_name -> banyan.v1.TaskSpec
-	30, // 33: banyan.v1.AgentHello.fingerprint:type_name -> banyan.v1.Fingerprint
-	32, // 34: banyan.v1.AgentHello.running:type_name -> banyan.v1.TaskAssignment
-	34, // 35: banyan.v1.AgentMessage.hello:type_name -> banyan.v1.AgentHello
-	36, // 36: banyan.v1.AgentMessage.heartbeat:type_name -> banyan.v1.Heartbeat
-	37, // 37: banyan.v1.AgentMessage.events:type_name -> banyan.v1.TaskEvents
-	33, // 38: banyan.v1.TaskEvents.events:type_name -> banyan.v1.TaskEvent
-	39, // 39: banyan.v1.ServerMessage.welcome:type_name -> banyan.v1.Welcome
-	40, // 40: banyan.v1.ServerMessage.batch:type_name -> banyan.v1.TaskBatch
-	41, // 41: banyan.v1.ServerMessage.cancel:type_name -> banyan.v1.CancelTasks
-	42, // 42: banyan.v1.ServerMessage.ack:type_name -> banyan.v1.AckEvents
-	43, // 43: banyan.v1.ServerMessage.heartbeat_ack:type_name -> banyan.v1.HeartbeatAck
-	32, // 44: banyan.v1.TaskBatch.tasks:type_name -> banyan.v1.TaskAssignment
-	32, // 45: banyan.v1.CancelTasks.tasks:type_name -> banyan.v1.TaskAssignment
-	33, // 46: banyan.v1.AckEvents.events:type_name -> banyan.v1.TaskEvent
-	31, // 47: banyan.v1.ListAgentsResponse.agents:type_name -> banyan.v1.Agent
-	46, // 48: banyan.v1.MembersResponse.members:type_name -> banyan.v1.Member
-	13, // 49: banyan.v1.JobService.SubmitJobs:input_type -> banyan.v1.SubmitJobsRequest
-	15, // 50: banyan.v1.JobService.GetJob:input_type -> banyan.v1.GetJobRequest
-	16, // 51: banyan.v1.JobService.ListJobs:input_type -> banyan.v1.ListJobsRequest
-	18, // 52: banyan.v1.JobService.CancelJob:input_type -> banyan.v1.CancelJobRequest
-	19, // 53: banyan.v1.JobService.WatchJob:input_type -> banyan.v1.WatchJobRequest
-	21, // 54: banyan.v1.PoolService.CreatePool:input_type -> banyan.v1.PoolRequest
-	21, // 55: banyan.v1.PoolService.UpdatePool:input_type -> banyan.v1.PoolRequest
-	22, // 56: banyan.v1.PoolService.DeletePool:input_type -> banyan.v1.DeletePoolRequest
-	23, // 57: banyan.v1.PoolService.ListPools:input_type -> banyan.v1.ListPoolsRequest
-	26, // 58: banyan.v1.PoolService.GetPoolUsage:input_type -> banyan.v1.PoolUsageRequest
-	35, // 59: banyan.v1.AgentService.Session:input_type -> banyan.v1.AgentMessage
-	44, // 60: banyan.v1.AgentService.ListAgents:input_type -> banyan.v1.ListAgentsRequest
-	47, // 61: banyan.v1.ClusterService.Members:input_type -> banyan.v1.MembersRequest
-	49, // 62: banyan.v1.ClusterService.Join:input_type -> banyan.v1.JoinRequest
-	51, // 63: banyan.v1.ClusterService.Remove:input_type -> banyan.v1.RemoveRequest
-	14, // 64: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
-	12, // 65: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
-	17, // 66: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
-	12, // 67: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
-	12, // 68: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
-	20, // 69: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
-	20, // 70: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
-	20, // 71: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
-	24, // 72: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
-	28, // 73: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
-	38, // 74: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
-	45, // 75: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
-	48, // 76: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
-	50, // 77: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
-	52, // 78: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
-	64, // [64:79] is the sub-list for method output_type
-	49, // [49:64] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	55, // 22: banyan.v1.Pool.warm:type_name -> banyan.v1.Pool.WarmEntry
+	20, // 23: banyan.v1.PoolRequest.pool:type_name -> banyan.v1.Pool
+	20, // 24: banyan.v1.ListPoolsResponse.pools:type_name -> banyan.v1.Pool
+	3,  // 25: banyan.v1.ListPoolsResponse.cluster:type_name -> banyan.v1.Resources
+	25, // 26: banyan.v1.PoolUsage.cost:type_name -> banyan.v1.Cost
+	27, // 27: banyan.v1.PoolUsageResponse.pools:type_name -> banyan.v1.PoolUsage
+	29, // 28: banyan.v1.Fingerprint.gpus:type_name -> banyan.v1.GPU
+	3,  // 29: banyan.v1.Fingerprint.capacity:type_name -> banyan.v1.Resources
+	56, // 30: banyan.v1.Fingerprint.labels:type_name -> banyan.v1.Fingerprint.LabelsEntry
+	30, // 31: banyan.v1.Agent.fingerprint:type_name -> banyan.v1.Fingerprint
+	3,  // 32: banyan.v1.Agent.used:type_name -> banyan.v1.Resources
+	6,  // 33: banyan.v1.TaskAssignment.spec:type_name -> banyan.v1.TaskSpec
+	0,  // 34: banyan.v1.TaskAssignment.class:type_name -> banyan.v1.JobClass
+	30, // 35: banyan.v1.AgentHello.fingerprint:type_name -> banyan.v1.Fingerprint
+	32, // 36: banyan.v1.AgentHello.running:type_name -> banyan.v1.TaskAssignment
+	34, // 37: banyan.v1.AgentMessage.hello:type_name -> banyan.v1.AgentHello
+	36, // 38: banyan.v1.AgentMessage.heartbeat:type_name -> banyan.v1.Heartbeat
+	37, // 39: banyan.v1.AgentMessage.events:type_name -> banyan.v1.TaskEvents
+	33, // 40: banyan.v1.TaskEvents.events:type_name -> banyan.v1.TaskEvent
+	40, // 41: banyan.v1.ServerMessage.welcome:type_name -> banyan.v1.Welcome
+	41, // 42: banyan.v1.ServerMessage.batch:type_name -> banyan.v1.TaskBatch
+	42, // 43: banyan.v1.ServerMessage.cancel:type_name -> banyan.v1.CancelTasks
+	43, // 44: banyan.v1.ServerMessage.ack:type_name -> banyan.v1.AckEvents
+	44, // 45: banyan.v1.ServerMessage.heartbeat_ack:type_name -> banyan.v1.HeartbeatAck
+	39, // 46: banyan.v1.ServerMessage.warm:type_name -> banyan.v1.WarmTargets
+	57, // 47: banyan.v1.WarmTargets.workers:type_name -> banyan.v1.WarmTargets.WorkersEntry
+	32, // 48: banyan.v1.TaskBatch.tasks:type_name -> banyan.v1.TaskAssignment
+	32, // 49: banyan.v1.CancelTasks.tasks:type_name -> banyan.v1.TaskAssignment
+	33, // 50: banyan.v1.AckEvents.events:type_name -> banyan.v1.TaskEvent
+	31, // 51: banyan.v1.ListAgentsResponse.agents:type_name -> banyan.v1.Agent
+	47, // 52: banyan.v1.MembersResponse.members:type_name -> banyan.v1.Member
+	13, // 53: banyan.v1.JobService.SubmitJobs:input_type -> banyan.v1.SubmitJobsRequest
+	15, // 54: banyan.v1.JobService.GetJob:input_type -> banyan.v1.GetJobRequest
+	16, // 55: banyan.v1.JobService.ListJobs:input_type -> banyan.v1.ListJobsRequest
+	18, // 56: banyan.v1.JobService.CancelJob:input_type -> banyan.v1.CancelJobRequest
+	19, // 57: banyan.v1.JobService.WatchJob:input_type -> banyan.v1.WatchJobRequest
+	21, // 58: banyan.v1.PoolService.CreatePool:input_type -> banyan.v1.PoolRequest
+	21, // 59: banyan.v1.PoolService.UpdatePool:input_type -> banyan.v1.PoolRequest
+	22, // 60: banyan.v1.PoolService.DeletePool:input_type -> banyan.v1.DeletePoolRequest
+	23, // 61: banyan.v1.PoolService.ListPools:input_type -> banyan.v1.ListPoolsRequest
+	26, // 62: banyan.v1.PoolService.GetPoolUsage:input_type -> banyan.v1.PoolUsageRequest
+	35, // 63: banyan.v1.AgentService.Session:input_type -> banyan.v1.AgentMessage
+	45, // 64: banyan.v1.AgentService.ListAgents:input_type -> banyan.v1.ListAgentsRequest
+	48, // 65: banyan.v1.ClusterService.Members:input_type -> banyan.v1.MembersRequest
+	50, // 66: banyan.v1.ClusterService.Join:input_type -> banyan.v1.JoinRequest
+	52, // 67: banyan.v1.ClusterService.Remove:input_type -> banyan.v1.RemoveRequest
+	14, // 68: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
+	12, // 69: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
+	17, // 70: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
+	12, // 71: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
+	12, // 72: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
+	20, // 73: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
+	20, // 74: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
+	20, // 75: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
+	24, // 76: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
+	28, // 77: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
+	38, // 78: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
+	46, // 79: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
+	49, // 80: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
+	51, // 81: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
+	53, // 82: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
+	68, // [68:83] is the sub-list for method output_type
+	53, // [53:68] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_api_banyanv1_banyan_proto_init() }
@@ -4040,6 +4168,7 @@ func file_api_banyanv1_banyan_proto_init() {
 		(*ServerMessage_Cancel)(nil),
 		(*ServerMessage_Ack)(nil),
 		(*ServerMessage_HeartbeatAck)(nil),
+		(*ServerMessage_Warm)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4047,7 +4176,7 @@ func file_api_banyanv1_banyan_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_banyanv1_banyan_proto_rawDesc), len(file_api_banyanv1_banyan_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   52,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

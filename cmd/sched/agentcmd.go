@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +25,36 @@ type agentFlags struct {
 	killGrace            time.Duration
 	storageRoots         []string
 	taskEnv              []string
+	functions, warm      []string
+}
+
+// functionsFromFlags returns the built-in functions plus --function ones,
+// and the --warm targets.
+func functionsFromFlags(fns, warm []string) (map[string][]string, map[string]int, error) {
+	out := map[string][]string{}
+	for name, argv := range builtinFunctions {
+		out[name] = argv
+	}
+	for _, f := range fns {
+		name, cmdline, ok := strings.Cut(f, "=")
+		if !ok || name == "" || len(strings.Fields(cmdline)) == 0 {
+			return nil, nil, usageError{fmt.Sprintf("--function %q: want NAME=COMMAND ARGS...", f)}
+		}
+		out[name] = strings.Fields(cmdline)
+	}
+	w := map[string]int{}
+	for _, kv := range warm {
+		name, n, ok := strings.Cut(kv, "=")
+		count, err := strconv.Atoi(n)
+		if !ok || err != nil || count < 0 {
+			return nil, nil, usageError{fmt.Sprintf("--warm %q: want FUNCTION=N", kv)}
+		}
+		if _, known := out[name]; !known {
+			return nil, nil, usageError{fmt.Sprintf("--warm %q: no function %s on this agent", kv, name)}
+		}
+		w[name] = count
+	}
+	return out, w, nil
 }
 
 func newAgentCmd(g *globals) *cobra.Command {
@@ -51,8 +82,12 @@ func newAgentCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			fns, warm, err := functionsFromFlags(f.functions, f.warm)
+			if err != nil {
+				return err
+			}
 			a, err := agent.New(agent.Config{ID: f.id, Servers: f.servers, Fingerprint: fp, WorkDir: f.workDir,
-				KillGrace: f.killGrace, StorageRoots: f.storageRoots, Env: env, Logger: slog.Default()})
+				KillGrace: f.killGrace, StorageRoots: f.storageRoots, Env: env, Functions: fns, Warm: warm, Logger: slog.Default()})
 			if err != nil {
 				return err
 			}
@@ -68,6 +103,8 @@ func newAgentCmd(g *globals) *cobra.Command {
 	fl.StringSliceVar(&f.labels, "label", nil, "extra label key=value (repeatable)")
 	fl.BoolVar(&f.noGPU, "no-gpu", false, "do not look for GPUs")
 	fl.IntVar(&f.nvencSessions, "nvenc-sessions", 0, "encoder sessions per NVENC GPU (default 8)")
+	fl.StringArrayVar(&f.functions, "function", nil, "serve a function: NAME=COMMAND ARGS... (a line-protocol worker; repeatable)")
+	fl.StringArrayVar(&f.warm, "warm", nil, "keep N warm workers of a function: NAME=N (repeatable)")
 	fl.StringArrayVar(&f.taskEnv, "task-env", nil, "KEY=VALUE added to every task's environment (repeatable)")
 	fl.StringSliceVar(&f.storageRoots, "storage-root", nil, "directory media steps may read and write (repeatable; default: anywhere)")
 	fl.DurationVar(&f.killGrace, "kill-grace", 5*time.Second, "SIGTERM-to-SIGKILL grace for cancelled and preempted tasks")

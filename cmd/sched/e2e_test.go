@@ -264,3 +264,41 @@ func TestBadJobFiles(t *testing.T) {
 		})
 	}
 }
+
+// TestFunctionCalls runs 300 calls of the built-in echo function through
+// sched dev's agents: they are micro-batched through worker processes, and
+// each call's output is recorded.
+func TestFunctionCalls(t *testing.T) {
+	d := startDev(t, freeAddr(t), t.TempDir(), 2)
+	if _, stderr, err := d.run("pool", "set", "default", "--warm", "echo=2"); err != nil {
+		t.Fatalf("pool set --warm: %v: %s", err, stderr)
+	}
+	file := filepath.Join(t.TempDir(), "calls.yaml")
+	if err := os.WriteFile(file, []byte(`name: calls
+tasks:
+  - name: call
+    count: 300
+    function: echo
+    args: ["hello", "${INDEX}"]
+    resources: {cpu: 10m}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := submit(t, d, file)
+	if _, stderr, err := d.run("job", "watch", id); err != nil {
+		t.Fatalf("watch: %v: %s", err, stderr)
+	}
+	j := showJob(t, d, id)
+	if j.Counts.Succeeded != 300 {
+		t.Fatalf("%d of 300 calls succeeded", j.Counts.Succeeded)
+	}
+	for i, task := range j.Tasks {
+		if want := fmt.Sprintf("hello %d", i); task.Attempts[0].Stdout != want {
+			t.Fatalf("call %d output %q, want %q", i, task.Attempts[0].Stdout, want)
+		}
+	}
+	out, _, err := d.run("pool", "list", "-o", "json")
+	if err != nil || !strings.Contains(out, `"echo": 2`) {
+		t.Fatalf("pool list does not show the warm reservation: %v\n%s", err, out)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,7 +21,10 @@ func newPoolCmd(g *globals) *cobra.Command {
 }
 
 // quotaFlags are the --guaranteed and --max flags of pool create and set.
-type quotaFlags struct{ guaranteed, max string }
+type quotaFlags struct {
+	guaranteed, max string
+	warm            []string
+}
 
 func (q *quotaFlags) toPool(path string) (*pb.Pool, error) {
 	g, err := pool.ParseResources(q.guaranteed)
@@ -31,7 +35,19 @@ func (q *quotaFlags) toPool(path string) (*pb.Pool, error) {
 	if err != nil {
 		return nil, usageError{"--max: " + err.Error()}
 	}
-	return &pb.Pool{Path: path, Guaranteed: pb.FromVector(g), Max: pb.FromVector(m), MaxSet: names}, nil
+	p := &pb.Pool{Path: path, Guaranteed: pb.FromVector(g), Max: pb.FromVector(m), MaxSet: names}
+	for _, w := range q.warm {
+		fn, n, ok := strings.Cut(w, "=")
+		count, err := strconv.Atoi(n)
+		if !ok || fn == "" || err != nil || count < 0 {
+			return nil, usageError{fmt.Sprintf("--warm %q: want FUNCTION=N", w)}
+		}
+		if p.Warm == nil {
+			p.Warm = map[string]int32{}
+		}
+		p.Warm[fn] = int32(count)
+	}
+	return p, nil
 }
 
 func newPoolPutCmd(g *globals, create bool) *cobra.Command {
@@ -72,6 +88,7 @@ func newPoolPutCmd(g *globals, create bool) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&q.guaranteed, "guaranteed", "", "guaranteed resources, e.g. cpu=64,memory=256Gi,gpu=4,nvenc=12")
 	cmd.Flags().StringVar(&q.max, "max", "", "ceilings, e.g. cpu=256,gpu=8 (unnamed resources are unlimited)")
+	cmd.Flags().StringArrayVar(&q.warm, "warm", nil, "reserve warm workers: FUNCTION=N (repeatable), counted against the guarantee")
 	return cmd
 }
 

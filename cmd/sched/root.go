@@ -46,7 +46,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.addr, "addr", addr, "scheduler address (env SCHED_ADDR)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	root.AddCommand(newDevCmd(g), newServerCmd(g), newAgentCmd(g), newJobCmd(g), newPoolCmd(g), newEncodeCmd(g), newEncoderCmd())
+	root.AddCommand(newDevCmd(g), newServerCmd(g), newAgentCmd(g), newJobCmd(g), newPoolCmd(g), newEncodeCmd(g), newEncoderCmd(), newFnCmd())
 	return root
 }
 

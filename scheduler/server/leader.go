@@ -195,6 +195,11 @@ func (l *leaderLoop) preemptBudget(now time.Time) int {
 // afterApply acts on what a committed command decided: it pushes new
 // assignments and cancellations to the agents' sessions.
 func (l *leaderLoop) afterApply(r *state.Result) {
+	if r.Pool != nil {
+		l.mu.Lock()
+		l.pushWarmLocked()
+		l.mu.Unlock()
+	}
 	if len(r.Assigned) == 0 && len(r.Cancels) == 0 {
 		return
 	}
@@ -214,6 +219,18 @@ func (l *leaderLoop) afterApply(r *state.Result) {
 		}
 	}
 	l.sendCancelsLocked(r.Cancels)
+}
+
+// pushWarmLocked tells every agent session how many warm workers to keep
+// per function, spreading the pools' reservations over the agents.
+func (l *leaderLoop) pushWarmLocked() {
+	var targets map[string]map[string]int32
+	l.s.fsm.Read(func(st *state.State) { targets = st.WarmTargets() })
+	for agent, sess := range l.sessions {
+		if w, ok := targets[agent]; ok {
+			sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Warm{Warm: &pb.WarmTargets{Workers: w}}})
+		}
+	}
 }
 
 func (l *leaderLoop) sendCancelsLocked(cancels []state.Cancel) {
@@ -303,6 +320,7 @@ func (l *leaderLoop) register(sess *session, known map[string]int32, cancels []s
 	sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Welcome{Welcome: &pb.Welcome{
 		LeaseMs: lease.Milliseconds(), HeartbeatMs: (lease / 4).Milliseconds()}}})
 	l.sendCancelsLocked(cancels)
+	l.pushWarmLocked() // the set of agents serving each function changed
 	var missed []*pb.TaskAssignment
 	l.s.fsm.Read(func(st *state.State) {
 		for _, c := range st.AgentRunning(sess.agentID) {
@@ -437,6 +455,9 @@ func (l *leaderLoop) checkLeases() {
 				AgentId: id, Reason: "missed its lease of " + lease.String()}}}); err != nil {
 				l.s.log.Warn("mark agent down failed", "agent", id, "err", err)
 			}
+			l.mu.Lock()
+			l.pushWarmLocked()
+			l.mu.Unlock()
 		}
 	}
 }

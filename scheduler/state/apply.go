@@ -537,9 +537,20 @@ func (s *State) applyPoolPut(c *fsmpb.PoolPut, r *Result) {
 			}
 		}
 	}
+	for fn, n := range c.Pool.GetWarm() {
+		if !functionRE.MatchString(fn) || n < 0 || n > 10_000 {
+			r.Err = fmt.Errorf("%w: pool %s: warm %s=%d: want a function name and 0..10000 workers", pool.ErrBadQuota, path, fn, n)
+			return
+		}
+	}
 	if err := s.pools.Put(path, q, c.Create); err != nil {
 		r.Err = err
 		return
+	}
+	if w := c.Pool.GetWarm(); len(w) > 0 {
+		s.poolWarm[path] = w
+	} else {
+		delete(s.poolWarm, path)
 	}
 	r.Pool = s.PoolView(path)
 }
@@ -555,6 +566,7 @@ func (s *State) applyPoolDelete(c *fsmpb.PoolDelete, r *Result) {
 		r.Err = err
 		return
 	}
+	delete(s.poolWarm, c.Path)
 	r.Pool = view
 }
 

@@ -78,8 +78,19 @@ func (s *State) newPass(now int64, lim PlanLimits) *pass {
 			cluster = cluster.Add(n.Capacity)
 		}
 	}
+	// Warm workers a pool reserves count against its guarantee.
+	usage := s.poolUsage
+	if len(s.poolWarm) > 0 {
+		usage = make(map[string]pool.Resources, len(s.poolUsage)+len(s.poolWarm))
+		for p, u := range s.poolUsage {
+			usage[p] = u
+		}
+		for p, w := range s.warmUsage() {
+			usage[p] = usage[p].Add(w)
+		}
+	}
 	return &pass{s: s, now: now, lim: lim, placer: placement.NewPlacer(nodes),
-		view: pool.NewView(s.pools, s.poolUsage, cluster), held: map[string]bool{}, placed: map[string]bool{}, victims: map[string]bool{},
+		view: pool.NewView(s.pools, usage, cluster), held: map[string]bool{}, placed: map[string]bool{}, victims: map[string]bool{},
 		out: &fsmpb.Assign{}}
 }
 
@@ -255,8 +266,14 @@ func (s *State) Cluster() pool.Resources {
 	return c
 }
 
+// FunctionLabel is the agent label that says it serves a function.
+func FunctionLabel(name string) string { return "fn." + name }
+
 func askOf(t *Task) placement.Ask {
 	a := placement.Ask{Resources: t.Ask}
+	if fn := t.PB.Spec.Function; fn != "" {
+		a.Constraints = append(a.Constraints, placement.Constraint{Label: FunctionLabel(fn), Op: placement.OpExists})
+	}
 	for _, c := range t.PB.Spec.Constraints {
 		op := c.Op
 		if op == "==" {
@@ -269,7 +286,7 @@ func askOf(t *Task) placement.Ask {
 
 func askKey(t *Task) string {
 	var b strings.Builder
-	fmt.Fprint(&b, t.Ask)
+	fmt.Fprint(&b, t.Ask, "|fn:", t.PB.Spec.Function)
 	for _, c := range t.PB.Spec.Constraints {
 		fmt.Fprintf(&b, "|%s%s%s", c.Label, c.Op, c.Value)
 	}

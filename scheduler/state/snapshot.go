@@ -32,7 +32,9 @@ func (s *State) WriteSnapshot(w io.Writer) error {
 	}
 	for _, path := range s.pools.Paths() {
 		q, _ := s.pools.Get(path)
-		if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Pool{Pool: pb.PoolFromQuota(path, q)}}); err != nil {
+		rec := pb.PoolFromQuota(path, q)
+		rec.Warm = s.poolWarm[path]
+		if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Pool{Pool: rec}}); err != nil {
 			return fmt.Errorf("write pool %s: %w", path, err)
 		}
 	}
@@ -104,6 +106,9 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 			}
 			if err := s.pools.Put(x.Pool.Path, q, true); err != nil {
 				return nil, fmt.Errorf("snapshot pool %s: %w", x.Pool.Path, err)
+			}
+			if len(x.Pool.Warm) > 0 {
+				s.poolWarm[x.Pool.Path] = x.Pool.Warm
 			}
 		case *fsmpb.SnapshotRecord_Agent:
 			s.agents[x.Agent.Id] = &Agent{PB: x.Agent, Capacity: x.Agent.GetFingerprint().GetCapacity().Vector(),

@@ -21,7 +21,10 @@ const (
 	maxCommandBytes = 64 << 10
 )
 
-var taskNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
+var (
+	taskNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
+	functionRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+)
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidJob, fmt.Sprintf(format, args...))
@@ -115,11 +118,20 @@ func validateTask(t *pb.TaskSpec) error {
 	if !taskNameRE.MatchString(t.Name) || len(t.Name) > maxNameLen {
 		return invalid("name %q: use letters, digits, '.', '_', ':' or '-' (at most %d)", t.Name, maxNameLen)
 	}
-	if len(t.Command) == 0 || t.Command[0] == "" {
+	switch {
+	case t.Function != "" && len(t.Command) > 0:
+		return invalid("give a command or a function, not both")
+	case t.Function != "":
+		if !functionRE.MatchString(t.Function) {
+			return invalid("function name %q: use lowercase letters, digits, '.', '_' or '-'", t.Function)
+		}
+	case len(t.Command) == 0 || t.Command[0] == "":
 		return invalid("command is empty")
+	case len(t.Args) > 0:
+		return invalid("args go with a function; a command takes its arguments in command")
 	}
 	size := 0
-	for _, a := range t.Command {
+	for _, a := range append(t.Command, t.Args...) {
 		size += len(a)
 	}
 	if size > maxCommandBytes {
@@ -164,7 +176,8 @@ func validateTask(t *pb.TaskSpec) error {
 			return invalid("fallback %s: a fallback takes over its task's place and has no after of its own", f.Name)
 		}
 		if err := validateTask(&pb.TaskSpec{Name: f.Name, Command: f.Command, Env: f.Env, Resources: f.Resources,
-			TimeoutMs: f.TimeoutMs, Retry: f.Retry, Constraints: f.Constraints}); err != nil {
+			TimeoutMs: f.TimeoutMs, Retry: f.Retry, Constraints: f.Constraints, Function: f.Function,
+			Args: f.Args}); err != nil {
 			return fmt.Errorf("fallback %s: %w", f.Name, err)
 		}
 	}

@@ -74,6 +74,7 @@ func (s *State) PoolView(path string) *pb.Pool {
 		return nil
 	}
 	p := pb.PoolFromQuota(path, q)
+	p.Warm = s.poolWarm[path]
 	p.Usage = pb.FromVector(s.PoolUsage()[path])
 	var queued, running int
 	for _, sub := range s.pools.Paths() {
@@ -129,7 +130,9 @@ func (s *State) AssignmentFor(taskID string, attempt int32, agentID string) *pb.
 	if !ok || t.Attempt() != attempt || t.AgentID() != agentID || !isPlaced(t.PB.State) {
 		return nil
 	}
-	return &pb.TaskAssignment{TaskId: taskID, Attempt: attempt, Spec: t.PB.Spec, JobId: t.PB.JobId}
+	j := s.jobs[t.PB.JobId]
+	return &pb.TaskAssignment{TaskId: taskID, Attempt: attempt, Spec: t.PB.Spec, JobId: t.PB.JobId,
+		Class: j.PB.Class, Priority: j.PB.Priority}
 }
 
 // PoolCost returns what a pool and its descendants used in the hours that
@@ -148,4 +151,55 @@ func (s *State) PoolCost(path string, sinceMs int64) *pb.Cost {
 		}
 	}
 	return costToPB(total)
+}
+
+// WarmAsk is what one reserved warm worker counts against its pool's
+// guarantee while idle.
+var WarmAsk = pool.Resources{CPUMillis: 100, MemoryBytes: 64 << 20}
+
+// warmUsage returns each pool's warm reservations as resource usage.
+func (s *State) warmUsage() map[string]pool.Resources {
+	out := map[string]pool.Resources{}
+	for path, fns := range s.poolWarm {
+		for _, n := range fns {
+			for i := int32(0); i < n; i++ {
+				out[path] = out[path].Add(WarmAsk)
+			}
+		}
+	}
+	return out
+}
+
+// WarmTargets spreads the pools' warm reservations over the up agents that
+// serve each function: agent id -> function -> workers to keep warm. Every
+// agent serving a reserved function gets an entry (zero included), so one
+// that no longer needs warm workers is told so.
+func (s *State) WarmTargets() map[string]map[string]int32 {
+	total := map[string]int32{}
+	for _, fns := range s.poolWarm {
+		for fn, n := range fns {
+			total[fn] += n
+		}
+	}
+	out := map[string]map[string]int32{}
+	for _, fn := range sortedKeys(total) {
+		var servers []string
+		for _, id := range s.AgentIDs() {
+			a := s.agents[id]
+			if _, ok := a.PB.GetFingerprint().GetLabels()[FunctionLabel(fn)]; ok && a.Up() {
+				servers = append(servers, id)
+			}
+		}
+		for i, id := range servers {
+			n := total[fn] / int32(len(servers))
+			if int32(i) < total[fn]%int32(len(servers)) {
+				n++
+			}
+			if out[id] == nil {
+				out[id] = map[string]int32{}
+			}
+			out[id][fn] = n
+		}
+	}
+	return out
 }

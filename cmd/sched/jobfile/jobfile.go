@@ -48,8 +48,12 @@ type Task struct {
 	Name string `json:"name,omitempty"`
 	// Count expands the task into Count tasks named NAME-0 ... NAME-(Count-1);
 	// "${INDEX}" in the command, env and workdir becomes the index.
-	Count        int               `json:"count,omitempty"`
-	Command      []string          `json:"command"`
+	Count   int      `json:"count,omitempty"`
+	Command []string `json:"command,omitempty"`
+	// Function and Args call a function registered on agents instead of
+	// running a command (micro-batched through warm or batch workers).
+	Function     string            `json:"function,omitempty"`
+	Args         []string          `json:"args,omitempty"`
 	Env          map[string]string `json:"env,omitempty"`
 	Workdir      string            `json:"workdir,omitempty"`
 	Resources    map[string]any    `json:"resources,omitempty"`
@@ -215,9 +219,18 @@ func (t Task) toSpecs() ([]*pb.TaskSpec, error) {
 			// the task it replaces.
 			ts.Fallback = proto.Clone(base.Fallback).(*pb.TaskSpec)
 		}
-		ts.Command = make([]string, len(base.Command))
-		for k, a := range base.Command {
-			ts.Command[k] = sub(a)
+		ts.Function = base.Function
+		if len(base.Command) > 0 {
+			ts.Command = make([]string, len(base.Command))
+			for k, a := range base.Command {
+				ts.Command[k] = sub(a)
+			}
+		}
+		if len(base.Args) > 0 {
+			ts.Args = make([]string, len(base.Args))
+			for k, a := range base.Args {
+				ts.Args[k] = sub(a)
+			}
 		}
 		if len(base.Env) > 0 {
 			ts.Env = make(map[string]string, len(base.Env))
@@ -231,11 +244,16 @@ func (t Task) toSpecs() ([]*pb.TaskSpec, error) {
 }
 
 func (t Task) toSpec() (*pb.TaskSpec, error) {
-	if len(t.Command) == 0 {
+	switch {
+	case t.Function != "" && len(t.Command) > 0:
+		return nil, errors.New("give a command or a function, not both")
+	case t.Function != "":
+	case len(t.Command) == 0:
 		return nil, errors.New("command is missing")
-	}
-	if strings.TrimSpace(t.Command[0]) == "" {
+	case strings.TrimSpace(t.Command[0]) == "":
 		return nil, errors.New("command: the program (first element) is empty")
+	case len(t.Args) > 0:
+		return nil, errors.New("args go with a function; a command takes its arguments in command")
 	}
 	ask, err := parseResources(t.Resources)
 	if err != nil {
@@ -244,7 +262,7 @@ func (t Task) toSpec() (*pb.TaskSpec, error) {
 	if ask.IsZero() {
 		ask = DefaultAsk
 	}
-	ts := &pb.TaskSpec{Name: t.Name, Command: t.Command, Env: t.Env, Workdir: t.Workdir,
+	ts := &pb.TaskSpec{Name: t.Name, Command: t.Command, Function: t.Function, Args: t.Args, Env: t.Env, Workdir: t.Workdir,
 		Resources: pb.FromVector(ask), ExclusiveKey: t.ExclusiveKey, After: t.After}
 	if t.Timeout != "" {
 		d, err := parseDuration("timeout", t.Timeout)

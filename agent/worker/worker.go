@@ -1,0 +1,176 @@
+// Package worker runs function calls through worker processes that speak a
+// line protocol, so that many small calls share a few process start-ups:
+// micro-batching (a worker started for queued calls serves a batch of them
+// in turn, then exits) and warm capacity (workers kept alive before the
+// calls arrive).
+//
+// # Protocol
+//
+// A worker is any executable that reads requests, one JSON object per line,
+// on its standard input and writes one response line per request, in order,
+// on its standard output:
+//
+//	→ {"id":"job-7.3/1","args":["5"]}
+//	← {"id":"job-7.3/1","ok":true,"output":"slept 5ms"}
+//	← {"id":"job-7.4/1","ok":false,"error":"bad input: ..."}
+//
+// It exits when its standard input closes. Standard error is free for logs.
+// A worker that exits or writes garbage mid-call has crashed: the call is
+// reported "lost", which the scheduler retries without using a retry, and
+// the next call gets a new worker.
+package worker
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+)
+
+// Request is one call sent to a worker.
+type Request struct {
+	ID   string   `json:"id"`
+	Args []string `json:"args"`
+}
+
+// Response is a worker's answer to one Request.
+type Response struct {
+	ID     string `json:"id"`
+	OK     bool   `json:"ok"`
+	Output string `json:"output,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// ErrCrashed means the worker process died or broke the protocol.
+var ErrCrashed = errors.New("worker crashed")
+
+// maxLine bounds one response line.
+const maxLine = 1 << 20
+
+// Process is one running worker.
+type Process struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	out    *bufio.Reader
+	waited chan struct{}
+}
+
+// Start starts a worker process from argv with extra environment.
+func Start(argv []string, env []string) (*Process, error) {
+	if len(argv) == 0 || argv[0] == "" {
+		return nil, errors.New("start worker: empty command")
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("start worker: %w", err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("start worker: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start worker %s: %w", argv[0], err)
+	}
+	p := &Process{cmd: cmd, stdin: stdin, out: bufio.NewReaderSize(stdout, 64<<10), waited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(p.waited)
+	}()
+	return p, nil
+}
+
+// Call sends one request and waits for its response. A context that ends
+// first kills the worker (it may be stuck in the call) and returns the
+// context's error.
+func (p *Process) Call(ctx context.Context, req Request) (Response, error) {
+	line, err := json.Marshal(req)
+	if err != nil {
+		return Response{}, fmt.Errorf("encode call: %w", err)
+	}
+	type result struct {
+		resp Response
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		if _, err := p.stdin.Write(append(line, '\n')); err != nil {
+			done <- result{err: fmt.Errorf("%w: write: %v", ErrCrashed, err)}
+			return
+		}
+		data, err := p.out.ReadBytes('\n')
+		if err != nil {
+			done <- result{err: fmt.Errorf("%w: read: %v", ErrCrashed, err)}
+			return
+		}
+		var resp Response
+		if err := json.Unmarshal(data, &resp); err != nil || resp.ID != req.ID {
+			done <- result{err: fmt.Errorf("%w: bad response line %.200q", ErrCrashed, data)}
+			return
+		}
+		done <- result{resp: resp}
+	}()
+	select {
+	case r := <-done:
+		return r.resp, r.err
+	case <-ctx.Done():
+		p.Kill()
+		<-done
+		return Response{}, ctx.Err()
+	}
+}
+
+// Close ends the worker: it closes its input and waits up to grace for it
+// to exit, then kills it.
+func (p *Process) Close(grace time.Duration) {
+	_ = p.stdin.Close()
+	select {
+	case <-p.waited:
+	case <-time.After(grace):
+		p.Kill()
+	}
+}
+
+// Kill kills the worker's process group and waits for it.
+func (p *Process) Kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.waited
+}
+
+// Serve runs a worker's side of the protocol: it calls fn for each request
+// read from r and writes the responses to w, until r ends. Banyan's own
+// functions (`sched fn ...`) use it.
+func Serve(r io.Reader, w io.Writer, fn func(args []string) (string, error)) error {
+	in := bufio.NewScanner(r)
+	in.Buffer(make([]byte, 64<<10), maxLine)
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	for in.Scan() {
+		var req Request
+		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
+			return fmt.Errorf("bad request line: %w", err)
+		}
+		resp := Response{ID: req.ID, OK: true}
+		out, err := fn(req.Args)
+		resp.Output = out
+		if err != nil {
+			resp.OK, resp.Error = false, err.Error()
+		}
+		if err := enc.Encode(resp); err != nil {
+			return fmt.Errorf("write response: %w", err)
+		}
+		if err := bw.Flush(); err != nil {
+			return fmt.Errorf("write response: %w", err)
+		}
+	}
+	return in.Err()
+}
