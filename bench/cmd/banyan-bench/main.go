@@ -59,6 +59,9 @@ var scenarios = []scenario{
 }
 
 func main() {
+	if len(os.Args) > 2 && os.Args[1] == "fn" {
+		os.Exit(serveFunction(os.Args[2:]))
+	}
 	var o options
 	var only string
 	serve := flag.Bool("serve", false, "run as the child server of the agents scenario (internal)")
