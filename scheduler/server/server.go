@@ -205,6 +205,9 @@ func (s *Server) startRaft() error {
 	rc.ElectionTimeout = 500 * time.Millisecond
 	rc.LeaderLeaseTimeout = 250 * time.Millisecond
 	rc.CommitTimeout = 5 * time.Millisecond
+	// Concurrent proposals (submissions from many clients, assignments,
+	// events) share one log write and one fsync.
+	rc.BatchApplyCh = true
 	rc.SnapshotThreshold = s.cfg.SnapshotThreshold
 	rc.SnapshotInterval = 30 * time.Second
 	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.LevelFromString(s.cfg.RaftLogLevel),
