@@ -1,9 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -146,33 +146,25 @@ func newAgentListCmd(g *globals) *cobra.Command {
 		Short: "List agents with their capacity and use",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, done, err := connect(cmd, g)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.agents.ListAgents(ctx, &pb.ListAgentsRequest{})
-			if err != nil {
-				return fmt.Errorf("list agents: %w", err)
-			}
-			if g.output == "json" {
-				return printJSON(os.Stdout, resp)
-			}
-			w := newTable()
-			fmt.Fprintln(w, "ID\tSTATE\tGPUS\tCAPACITY\tUSED\tTASKS\tLAST SEEN")
-			for _, a := range resp.Agents {
-				seen := "-"
-				if a.LastSeenUnixMs > 0 {
-					seen = time.Since(time.UnixMilli(a.LastSeenUnixMs)).Round(time.Second).String() + " ago"
+			return runCall(cmd, g, "list agents", func(ctx context.Context, c *client) (*pb.ListAgentsResponse, error) {
+				return c.agents.ListAgents(ctx, &pb.ListAgentsRequest{})
+			}, func(resp *pb.ListAgentsResponse) error {
+				w := newTable()
+				fmt.Fprintln(w, "ID\tSTATE\tGPUS\tCAPACITY\tUSED\tTASKS\tLAST SEEN")
+				for _, a := range resp.Agents {
+					seen := "-"
+					if a.LastSeenUnixMs > 0 {
+						seen = time.Since(time.UnixMilli(a.LastSeenUnixMs)).Round(time.Second).String() + " ago"
+					}
+					gpus := "-"
+					if n := len(a.Fingerprint.GetGpus()); n > 0 {
+						gpus = fmt.Sprintf("%dx %s", n, a.Fingerprint.Gpus[0].Model)
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", a.Id, a.State, gpus, a.Fingerprint.GetCapacity().Vector(),
+						a.Used.Vector(), a.RunningTasks, seen)
 				}
-				gpus := "-"
-				if n := len(a.Fingerprint.GetGpus()); n > 0 {
-					gpus = fmt.Sprintf("%dx %s", n, a.Fingerprint.Gpus[0].Model)
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", a.Id, a.State, gpus, a.Fingerprint.GetCapacity().Vector(),
-					a.Used.Vector(), a.RunningTasks, seen)
-			}
-			return w.Flush()
+				return w.Flush()
+			})
 		},
 	}
 }

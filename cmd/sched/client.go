@@ -90,3 +90,22 @@ func fmtDur(fromMs, toMs int64) string {
 	}
 	return (time.Duration(toMs-fromMs) * time.Millisecond).String()
 }
+
+// runCall is the body of a client command that makes one call: it
+// connects, calls, and prints the reply as JSON with -o json, else with show.
+func runCall[M proto.Message](cmd *cobra.Command, g *globals, what string,
+	call func(ctx context.Context, c *client) (M, error), show func(M) error) error {
+	c, ctx, done, err := connect(cmd, g)
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := call(ctx, c)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if g.output == "json" {
+		return printJSON(os.Stdout, resp)
+	}
+	return show(resp)
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -108,27 +109,19 @@ func newJobListCmd(g *globals) *cobra.Command {
 				}
 				req.State = pb.JobState(v)
 			}
-			c, ctx, done, err := connect(cmd, g)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.jobs.ListJobs(ctx, req)
-			if err != nil {
-				return fmt.Errorf("list jobs: %w", err)
-			}
-			if g.output == "json" {
-				return printJSON(os.Stdout, resp)
-			}
-			w := newTable()
-			fmt.Fprintln(w, "ID\tNAME\tPOOL\tCLASS\tPRIO\tSTATE\tTASKS\tDONE\tRUNNING\tQUEUED\tBLOCKED\tSUBMITTED")
-			for _, j := range resp.Jobs {
-				c := j.Counts
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", j.Id, j.Name, j.Pool, className(j.Class),
-					j.Priority, jobStateName(j.State), c.GetTotal(), c.GetSucceeded()+c.GetFailed()+c.GetCancelled(),
-					c.GetRunning(), c.GetQueued(), c.GetBlocked(), fmtTime(j.SubmittedUnixMs))
-			}
-			return w.Flush()
+			return runCall(cmd, g, "list jobs", func(ctx context.Context, c *client) (*pb.ListJobsResponse, error) {
+				return c.jobs.ListJobs(ctx, req)
+			}, func(resp *pb.ListJobsResponse) error {
+				w := newTable()
+				fmt.Fprintln(w, "ID\tNAME\tPOOL\tCLASS\tPRIO\tSTATE\tTASKS\tDONE\tRUNNING\tQUEUED\tBLOCKED\tSUBMITTED")
+				for _, j := range resp.Jobs {
+					c := j.Counts
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", j.Id, j.Name, j.Pool, className(j.Class),
+						j.Priority, jobStateName(j.State), c.GetTotal(), c.GetSucceeded()+c.GetFailed()+c.GetCancelled(),
+						c.GetRunning(), c.GetQueued(), c.GetBlocked(), fmtTime(j.SubmittedUnixMs))
+				}
+				return w.Flush()
+			})
 		},
 	}
 	cmd.Flags().StringVar(&poolName, "pool", "", "only jobs of this pool")
@@ -143,20 +136,12 @@ func newJobShowCmd(g *globals) *cobra.Command {
 		Short: "Show a job, its tasks and every attempt's timeline",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, done, err := connect(cmd, g)
-			if err != nil {
-				return err
-			}
-			defer done()
-			j, err := c.jobs.GetJob(ctx, &pb.GetJobRequest{Id: args[0], WithTasks: true})
-			if err != nil {
-				return fmt.Errorf("show job: %w", err)
-			}
-			if g.output == "json" {
-				return printJSON(os.Stdout, j)
-			}
-			printJob(j)
-			return nil
+			return runCall(cmd, g, "show job", func(ctx context.Context, c *client) (*pb.Job, error) {
+				return c.jobs.GetJob(ctx, &pb.GetJobRequest{Id: args[0], WithTasks: true})
+			}, func(j *pb.Job) error {
+				printJob(j)
+				return nil
+			})
 		},
 	}
 }
@@ -206,20 +191,12 @@ func newJobCancelCmd(g *globals) *cobra.Command {
 		Short: "Cancel a job: queued tasks are dropped, running ones stopped",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, done, err := connect(cmd, g)
-			if err != nil {
-				return err
-			}
-			defer done()
-			j, err := c.jobs.CancelJob(ctx, &pb.CancelJobRequest{Id: args[0]})
-			if err != nil {
-				return fmt.Errorf("cancel job: %w", err)
-			}
-			if g.output == "json" {
-				return printJSON(os.Stdout, j)
-			}
-			fmt.Printf("%s %s\n", j.Id, jobStateName(j.State))
-			return nil
+			return runCall(cmd, g, "cancel job", func(ctx context.Context, c *client) (*pb.Job, error) {
+				return c.jobs.CancelJob(ctx, &pb.CancelJobRequest{Id: args[0]})
+			}, func(j *pb.Job) error {
+				fmt.Printf("%s %s\n", j.Id, jobStateName(j.State))
+				return nil
+			})
 		},
 	}
 }

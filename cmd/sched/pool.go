@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -118,20 +119,12 @@ func newPoolListCmd(g *globals) *cobra.Command {
 		Short: "List pools with their quotas and usage",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, done, err := connect(cmd, g)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.pools.ListPools(ctx, &pb.ListPoolsRequest{})
-			if err != nil {
-				return fmt.Errorf("list pools: %w", err)
-			}
-			if g.output == "json" {
-				return printJSON(os.Stdout, resp)
-			}
-			printPools(resp.Pools)
-			return nil
+			return runCall(cmd, g, "list pools", func(ctx context.Context, c *client) (*pb.ListPoolsResponse, error) {
+				return c.pools.ListPools(ctx, &pb.ListPoolsRequest{})
+			}, func(resp *pb.ListPoolsResponse) error {
+				printPools(resp.Pools)
+				return nil
+			})
 		},
 	}
 }
@@ -153,20 +146,12 @@ func newPoolTreeCmd(g *globals) *cobra.Command {
 		Short: "Show the pool tree: usage against guaranteed and max for every resource",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, done, err := connect(cmd, g)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.pools.ListPools(ctx, &pb.ListPoolsRequest{})
-			if err != nil {
-				return fmt.Errorf("pool tree: %w", err)
-			}
-			if g.output == "json" {
-				return printJSON(os.Stdout, resp)
-			}
-			printTree(os.Stdout, resp)
-			return nil
+			return runCall(cmd, g, "pool tree", func(ctx context.Context, c *client) (*pb.ListPoolsResponse, error) {
+				return c.pools.ListPools(ctx, &pb.ListPoolsRequest{})
+			}, func(resp *pb.ListPoolsResponse) error {
+				printTree(os.Stdout, resp)
+				return nil
+			})
 		},
 	}
 }
@@ -241,26 +226,18 @@ func newPoolUsageCmd(g *globals) *cobra.Command {
 			if len(args) == 1 {
 				req.Path = args[0]
 			}
-			c, ctx, done, err := connect(cmd, g)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.pools.GetPoolUsage(ctx, req)
-			if err != nil {
-				return fmt.Errorf("pool usage: %w", err)
-			}
-			if g.output == "json" {
-				return printJSON(os.Stdout, resp)
-			}
-			w := newTable()
-			fmt.Fprintf(w, "POOL\tCPU-s\tGPU-s\tNVENC-s\tMEM GiB-s\tBILLED\t(since %s ago)\n", since)
-			for _, u := range resp.Pools {
-				c := u.Cost
-				fmt.Fprintf(w, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.4f\t\n", u.Path, c.GetCpuSeconds(), c.GetGpuSeconds(),
-					c.GetNvencSeconds(), c.GetMemoryGibSeconds(), c.GetBilled())
-			}
-			return w.Flush()
+			return runCall(cmd, g, "pool usage", func(ctx context.Context, c *client) (*pb.PoolUsageResponse, error) {
+				return c.pools.GetPoolUsage(ctx, req)
+			}, func(resp *pb.PoolUsageResponse) error {
+				w := newTable()
+				fmt.Fprintf(w, "POOL\tCPU-s\tGPU-s\tNVENC-s\tMEM GiB-s\tBILLED\t(since %s ago)\n", since)
+				for _, u := range resp.Pools {
+					c := u.Cost
+					fmt.Fprintf(w, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.4f\t\n", u.Path, c.GetCpuSeconds(), c.GetGpuSeconds(),
+						c.GetNvencSeconds(), c.GetMemoryGibSeconds(), c.GetBilled())
+				}
+				return w.Flush()
+			})
 		},
 	}
 	cmd.Flags().DurationVar(&since, "since", 24*time.Hour, "how far back (whole hours)")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -124,24 +125,16 @@ func newMembersCmd(g *globals) *cobra.Command {
 		Short: "List the scheduler servers and which one leads",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, done, err := connect(cmd, g)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.cluster.Members(ctx, &pb.MembersRequest{})
-			if err != nil {
-				return fmt.Errorf("members: %w", err)
-			}
-			if g.output == "json" {
-				return printJSON(os.Stdout, resp)
-			}
-			w := newTable()
-			fmt.Fprintln(w, "ID\tADDRESS\tSUFFRAGE\tLEADER")
-			for _, m := range resp.Members {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%v\n", m.Id, m.Address, m.Suffrage, m.Leader)
-			}
-			return w.Flush()
+			return runCall(cmd, g, "members", func(ctx context.Context, c *client) (*pb.MembersResponse, error) {
+				return c.cluster.Members(ctx, &pb.MembersRequest{})
+			}, func(resp *pb.MembersResponse) error {
+				w := newTable()
+				fmt.Fprintln(w, "ID\tADDRESS\tSUFFRAGE\tLEADER")
+				for _, m := range resp.Members {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%v\n", m.Id, m.Address, m.Suffrage, m.Leader)
+				}
+				return w.Flush()
+			})
 		},
 	}
 }
