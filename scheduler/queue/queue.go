@@ -42,52 +42,55 @@ func itemLess(a, b Item) bool {
 	return a.TaskID < b.TaskID
 }
 
-// Queue holds queued tasks per pool.
+// Queue holds queued tasks per pool. It keeps no index by task id (a
+// million queued tasks would pay for it): callers name an item by its full
+// value, which the FSM can always rebuild from the task.
 type Queue struct {
 	pools map[string]*btree.BTreeG[Item]
-	index map[string]Item
+	n     int
 }
 
 // New returns an empty queue.
 func New() *Queue {
-	return &Queue{pools: map[string]*btree.BTreeG[Item]{}, index: map[string]Item{}}
+	return &Queue{pools: map[string]*btree.BTreeG[Item]{}}
 }
 
-// Push adds a task, replacing an earlier entry for the same task.
+// Push adds an item; pushing an item already queued changes nothing.
 func (q *Queue) Push(it Item) {
-	q.Remove(it.TaskID)
 	t := q.pools[it.Pool]
 	if t == nil {
 		t = btree.NewG(32, itemLess)
 		q.pools[it.Pool] = t
 	}
-	t.ReplaceOrInsert(it)
-	q.index[it.TaskID] = it
+	if _, replaced := t.ReplaceOrInsert(it); !replaced {
+		q.n++
+	}
 }
 
-// Remove drops a task; it reports whether the task was queued.
-func (q *Queue) Remove(taskID string) bool {
-	it, ok := q.index[taskID]
-	if !ok {
+// Remove drops an item; it reports whether it was queued.
+func (q *Queue) Remove(it Item) bool {
+	t := q.pools[it.Pool]
+	if t == nil {
 		return false
 	}
-	delete(q.index, taskID)
-	t := q.pools[it.Pool]
-	t.Delete(it)
+	if _, ok := t.Delete(it); !ok {
+		return false
+	}
+	q.n--
 	if t.Len() == 0 {
 		delete(q.pools, it.Pool)
 	}
 	return true
 }
 
-// Contains reports whether a task is queued.
-func (q *Queue) Contains(taskID string) bool {
-	_, ok := q.index[taskID]
-	return ok
+// Contains reports whether an item is queued.
+func (q *Queue) Contains(it Item) bool {
+	t := q.pools[it.Pool]
+	return t != nil && t.Has(it)
 }
 
 // Len is the number of queued tasks.
-func (q *Queue) Len() int { return len(q.index) }
+func (q *Queue) Len() int { return q.n }
 
 // PoolLen is the number of queued tasks of one pool.
 func (q *Queue) PoolLen(pool string) int {

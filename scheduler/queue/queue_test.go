@@ -27,14 +27,16 @@ func TestOrderWithinAndAcrossPools(t *testing.T) {
 	}
 }
 
-func TestPushReplacesAndRemove(t *testing.T) {
+func TestPushTwiceAndRemove(t *testing.T) {
 	q := New()
-	q.Push(Item{Key{2, 0, 1}, "t", "a"})
-	q.Push(Item{Key{2, 0, 9}, "t", "b"})
-	if q.Len() != 1 || q.PoolLen("a") != 0 || q.PoolLen("b") != 1 {
+	a, b := Item{Key{2, 0, 1}, "t", "a"}, Item{Key{2, 0, 9}, "u", "b"}
+	q.Push(a)
+	q.Push(a)
+	q.Push(b)
+	if q.Len() != 2 || q.PoolLen("a") != 1 || q.PoolLen("b") != 1 || !q.Contains(a) {
 		t.Fatalf("len=%d a=%d b=%d", q.Len(), q.PoolLen("a"), q.PoolLen("b"))
 	}
-	if !q.Remove("t") || q.Remove("t") || q.Len() != 0 || len(q.Pools()) != 0 {
+	if !q.Remove(a) || q.Remove(a) || q.Contains(a) || !q.Remove(b) || q.Len() != 0 || len(q.Pools()) != 0 {
 		t.Fatal("remove did not empty the queue")
 	}
 }
@@ -51,15 +53,11 @@ func TestAscendMatchesSort(t *testing.T) {
 		all = append(all, it)
 	}
 	for i := 0; i < 300; i++ {
-		id := fmt.Sprintf("t%d", rng.Intn(2000))
-		if q.Remove(id) {
-			for j := range all {
-				if all[j].TaskID == id {
-					all = append(all[:j], all[j+1:]...)
-					break
-				}
-			}
+		j := rng.Intn(len(all))
+		if !q.Remove(all[j]) {
+			t.Fatalf("item %v not removed", all[j])
 		}
+		all = append(all[:j], all[j+1:]...)
 	}
 	sort.Slice(all, func(i, j int) bool { return itemLess(all[i], all[j]) })
 	var got []Item

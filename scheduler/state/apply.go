@@ -124,9 +124,15 @@ func (s *State) enqueue(now int64, t *Task, notBefore int64) {
 	if _, ok := fallbackDue(t); ok {
 		s.fallbackWatch[t.PB.Id] = struct{}{}
 	}
+	s.queue.Push(s.queueItem(t))
+}
+
+// queueItem is a task's entry in the queue, rebuilt from the task and its
+// job (the queue keeps no index of its own).
+func (s *State) queueItem(t *Task) queue.Item {
 	j := s.jobs[t.PB.JobId]
-	s.queue.Push(queue.Item{Key: queue.Key{Class: int32(j.PB.Class), Priority: j.PB.Priority, Seq: t.Seq},
-		TaskID: t.PB.Id, Pool: j.PB.Pool})
+	return queue.Item{Key: queue.Key{Class: int32(j.PB.Class), Priority: j.PB.Priority, Seq: t.Seq},
+		TaskID: t.PB.Id, Pool: j.PB.Pool}
 }
 
 // setTaskState changes a task's state and keeps its job's counts.
@@ -201,7 +207,7 @@ func (s *State) assign(now int64, a *fsmpb.Assignment) {
 	t := s.tasks[a.TaskId]
 	ag := s.agents[a.AgentId]
 	j := s.jobs[t.PB.JobId]
-	s.queue.Remove(t.PB.Id)
+	s.queue.Remove(s.queueItem(t))
 	delete(s.fallbackWatch, t.PB.Id)
 	s.setTaskState(t, pb.TaskState_TASK_STATE_ASSIGNED)
 	cur := t.current()
@@ -316,13 +322,16 @@ func (s *State) applyPromote(now int64, c *fsmpb.Promote) {
 		if !ok || j.PB.Class != pb.JobClass_JOB_CLASS_OPPORTUNISTIC || IsJobFinal(j.PB.State) {
 			continue
 		}
+		var requeue []*Task
+		for _, tid := range j.TaskIDs {
+			if t := s.tasks[tid]; s.queue.Remove(s.queueItem(t)) {
+				requeue = append(requeue, t)
+			}
+		}
 		j.PB.Class, j.PB.PromotedUnixMs = pb.JobClass_JOB_CLASS_BATCH, now
 		delete(s.opportunistic, id)
-		for _, tid := range j.TaskIDs {
-			if t := s.tasks[tid]; s.queue.Contains(tid) {
-				s.queue.Push(queue.Item{Key: queue.Key{Class: int32(j.PB.Class), Priority: j.PB.Priority, Seq: t.Seq},
-					TaskID: tid, Pool: j.PB.Pool})
-			}
+		for _, t := range requeue {
+			s.queue.Push(s.queueItem(t))
 		}
 	}
 }
@@ -461,7 +470,9 @@ func (s *State) endJob(now int64, j *Job, st pb.JobState, reason string, r *Resu
 			cur.Outcome, cur.FinishedUnixMs = "cancelled", now
 			s.charge(t, cur)
 		}
-		s.queue.Remove(id)
+		if t.PB.State == pb.TaskState_TASK_STATE_QUEUED {
+			s.queue.Remove(s.queueItem(t))
+		}
 		s.setTaskState(t, pb.TaskState_TASK_STATE_CANCELLED)
 	}
 }

@@ -34,6 +34,7 @@ func (s *State) addTasks(now int64, j *Job, specs []*pb.TaskSpec) []*Task {
 	first := len(j.TaskIDs)
 	added := make([]*Task, len(specs))
 	for i, ts := range specs {
+		ts.Resources = s.internResources(ts.Resources)
 		s.seq++
 		t := &Task{Seq: s.seq, Ask: ts.Resources.Vector(), PB: &pb.Task{
 			Id: taskID(j.PB.Id, first+i), JobId: j.PB.Id, Name: ts.Name, Spec: ts, State: pb.TaskState_TASK_STATE_WAITING,
@@ -54,6 +55,21 @@ func (s *State) addTasks(now int64, j *Job, specs []*pb.TaskSpec) []*Task {
 		}
 	}
 	return added
+}
+
+// internResources returns one shared message per distinct resource ask:
+// a job's thousands of tasks usually ask the same, and specs are never
+// changed after submission.
+func (s *State) internResources(r *pb.Resources) *pb.Resources {
+	if r == nil {
+		return nil
+	}
+	v := r.Vector()
+	if shared, ok := s.resources[v]; ok {
+		return shared
+	}
+	s.resources[v] = r
+	return r
 }
 
 // taskNames maps each task name of a job to its id.
@@ -250,7 +266,7 @@ func (s *State) applyFallback(now int64, c *fsmpb.Fallback) {
 		if due, _ := fallbackDue(t); now < due {
 			reason = explainBlocked(s.nodes(), t) + "; falling back"
 		}
-		s.queue.Remove(id)
+		s.queue.Remove(s.queueItem(t))
 		delete(s.fallbackWatch, id)
 		cur := t.current()
 		cur.Outcome, cur.FinishedUnixMs, cur.Error = "fallback", now, reason

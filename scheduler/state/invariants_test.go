@@ -133,7 +133,7 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 			}
 
 			// Queue membership.
-			inQueue := s.queue.Contains(tid)
+			inQueue := s.queue.Contains(s.queueItem(t))
 			if st == pb.TaskState_TASK_STATE_QUEUED {
 				queued++
 				if !inQueue {

@@ -622,7 +622,7 @@ func (h *poolHistory) probeGuarantee() {
 		}
 		for _, it := range queueOrder(s2) {
 			if t := s2.tasks[it.TaskID]; it.Pool != leaf || s2.jobs[t.PB.JobId].PB.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC {
-				s2.queue.Remove(it.TaskID)
+				s2.queue.Remove(it)
 			}
 		}
 		plan := s2.Plan(h.now, PlanLimits{MaxAssign: 4096, MaxScan: 65536, PreemptBudget: 1000, MinRuntimeMs: 0})

@@ -10,7 +10,6 @@ import (
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
-	"github.com/banyan-sched/banyan/scheduler/queue"
 	"google.golang.org/protobuf/encoding/protodelim"
 )
 
@@ -134,6 +133,9 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 			}
 			// A task's submit sequence is its job's plus its index plus one.
 			curIdx++
+			if x.Task.Spec != nil {
+				x.Task.Spec.Resources = s.internResources(x.Task.Spec.Resources)
+			}
 			s.tasks[x.Task.Id] = &Task{PB: x.Task, Ask: x.Task.Spec.GetResources().Vector(),
 				Seq: cur.Seq + uint64(curIdx)}
 		}
@@ -157,8 +159,7 @@ func (s *State) rebuild() {
 			}
 			switch {
 			case t.PB.State == pb.TaskState_TASK_STATE_QUEUED:
-				s.queue.Push(queue.Item{Key: queue.Key{Class: int32(j.PB.Class), Priority: j.PB.Priority, Seq: t.Seq},
-					TaskID: id, Pool: j.PB.Pool})
+				s.queue.Push(s.queueItem(t))
 			case isPlaced(t.PB.State):
 				if ag, ok := s.agents[t.AgentID()]; ok {
 					s.hold(t, ag, j.PB.Pool)

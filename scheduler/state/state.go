@@ -110,6 +110,8 @@ type State struct {
 	exclusive map[string]string // exclusive key -> task id holding it
 	// opportunistic holds the unfinished, unpromoted opportunistic jobs.
 	opportunistic map[string]struct{}
+	// resources interns tasks' resource asks (see internResources).
+	resources map[pool.Resources]*pb.Resources
 	// poolWarm holds each pool's warm-worker reservations per function.
 	poolWarm map[string]map[string]int32
 	// fallbackWatch holds queued tasks with a fallback wait; entries may be
@@ -138,6 +140,7 @@ func New(d Defaults) *State {
 		costs:         map[string]map[int64]pool.Cost{},
 		fallbackWatch: map[string]struct{}{},
 		poolWarm:      map[string]map[string]int32{},
+		resources:     map[pool.Resources]*pb.Resources{},
 	}
 	_ = s.pools.Put(DefaultPool, pool.Unlimited, true)
 	return s
