@@ -844,7 +844,10 @@ type Task struct {
 	RetriesUsed     int32 `protobuf:"varint,8,opt,name=retries_used,json=retriesUsed,proto3" json:"retries_used,omitempty"`
 	NotBeforeUnixMs int64 `protobuf:"varint,9,opt,name=not_before_unix_ms,json=notBeforeUnixMs,proto3" json:"not_before_unix_ms,omitempty"`
 	// replaced_by names the fallback task that took over from this one.
-	ReplacedBy    string `protobuf:"bytes,10,opt,name=replaced_by,json=replacedBy,proto3" json:"replaced_by,omitempty"`
+	ReplacedBy string `protobuf:"bytes,10,opt,name=replaced_by,json=replacedBy,proto3" json:"replaced_by,omitempty"`
+	// queued_unix_ms is when the pending attempt was queued: a queued task's
+	// next attempt gets its record only when it is placed.
+	QueuedUnixMs  int64 `protobuf:"varint,11,opt,name=queued_unix_ms,json=queuedUnixMs,proto3" json:"queued_unix_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -947,6 +950,13 @@ func (x *Task) GetReplacedBy() string {
 		return x.ReplacedBy
 	}
 	return ""
+}
+
+func (x *Task) GetQueuedUnixMs() int64 {
+	if x != nil {
+		return x.QueuedUnixMs
+	}
+	return 0
 }
 
 // TaskCounts tallies a job's tasks by state.
@@ -3729,7 +3739,7 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"stdoutTail\x12\x1f\n" +
 	"\vstderr_tail\x18\v \x01(\tR\n" +
-	"stderrTail\"\xde\x02\n" +
+	"stderrTail\"\x84\x03\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x12\n" +
@@ -3742,7 +3752,8 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x12not_before_unix_ms\x18\t \x01(\x03R\x0fnotBeforeUnixMs\x12\x1f\n" +
 	"\vreplaced_by\x18\n" +
 	" \x01(\tR\n" +
-	"replacedBy\"\xdc\x01\n" +
+	"replacedBy\x12$\n" +
+	"\x0equeued_unix_ms\x18\v \x01(\x03R\fqueuedUnixMs\"\xdc\x01\n" +
 	"\n" +
 	"TaskCounts\x12\x14\n" +
 	"\x05total\x18\x01 \x01(\x05R\x05total\x12\x18\n" +

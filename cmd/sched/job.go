@@ -160,19 +160,17 @@ func printJob(j *pb.Job) {
 	w := newTable()
 	fmt.Fprintln(w, "TASK\tSTATE\tATTEMPT\tAGENT\tQUEUED\tPLACED\tSTARTED\tFINISHED\tOUTCOME\tEXIT\tNOTE")
 	for _, t := range j.Tasks {
-		note := t.BlockedReason
-		if len(t.Attempts) == 0 {
-			fmt.Fprintf(w, "%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", t.Name, taskStateName(t.State), note)
-			continue
-		}
 		for _, a := range t.Attempts {
-			n := note
-			if a.Error != "" {
-				n = a.Error
-			}
 			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", t.Name, taskStateName(t.State), a.Number,
 				orDash(a.AgentId), fmtTime(a.QueuedUnixMs), fmtTime(a.PlacedUnixMs), fmtTime(a.StartedUnixMs),
-				fmtTime(a.FinishedUnixMs), orDash(a.Outcome), a.ExitCode, n)
+				fmtTime(a.FinishedUnixMs), orDash(a.Outcome), a.ExitCode, a.Error)
+		}
+		switch {
+		case t.State == pb.TaskState_TASK_STATE_QUEUED: // the pending attempt, not placed yet
+			fmt.Fprintf(w, "%s\t%s\t%d\t-\t%s\t-\t-\t-\t-\t-\t%s\n", t.Name, taskStateName(t.State),
+				len(t.Attempts)+1, fmtTime(t.QueuedUnixMs), t.BlockedReason)
+		case len(t.Attempts) == 0:
+			fmt.Fprintf(w, "%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", t.Name, taskStateName(t.State), t.ReplacedBy)
 		}
 	}
 	_ = w.Flush()

@@ -119,7 +119,7 @@ func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
 // (retry backoff).
 func (s *State) enqueue(now int64, t *Task, notBefore int64) {
 	s.setTaskState(t, pb.TaskState_TASK_STATE_QUEUED)
-	t.PB.Attempts = append(t.PB.Attempts, &pb.Attempt{Number: t.Attempt() + 1, QueuedUnixMs: now})
+	t.PB.QueuedUnixMs = now
 	t.PB.NotBeforeUnixMs = notBefore
 	if _, ok := fallbackDue(t); ok {
 		s.fallbackWatch[t.PB.Id] = struct{}{}
@@ -209,9 +209,9 @@ func (s *State) assign(now int64, a *fsmpb.Assignment) {
 	j := s.jobs[t.PB.JobId]
 	s.queue.Remove(s.queueItem(t))
 	delete(s.fallbackWatch, t.PB.Id)
+	t.PB.Attempts = append(t.PB.Attempts, &pb.Attempt{Number: t.Attempt(), QueuedUnixMs: t.PB.QueuedUnixMs,
+		AgentId: a.AgentId, PlacedUnixMs: now})
 	s.setTaskState(t, pb.TaskState_TASK_STATE_ASSIGNED)
-	cur := t.current()
-	cur.AgentId, cur.PlacedUnixMs = a.AgentId, now
 	t.PB.NotBeforeUnixMs = 0
 	s.hold(t, ag, j.PB.Pool)
 	if j.PB.State == pb.JobState_JOB_STATE_QUEUED {

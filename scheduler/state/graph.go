@@ -216,12 +216,10 @@ func fallbackDue(t *Task) (int64, bool) {
 	if wait <= 0 || t.PB.Spec.Fallback == nil || t.PB.State != pb.TaskState_TASK_STATE_QUEUED {
 		return 0, false
 	}
-	for _, a := range t.PB.Attempts {
-		if a.PlacedUnixMs != 0 {
-			return 0, false
-		}
+	if len(t.PB.Attempts) > 0 { // it was placed once: it no longer falls back for waiting
+		return 0, false
 	}
-	return t.PB.Attempts[0].QueuedUnixMs + wait, true
+	return t.PB.QueuedUnixMs + wait, true
 }
 
 // DueFallbacks returns queued tasks whose fallback wait has run out, or
@@ -268,8 +266,8 @@ func (s *State) applyFallback(now int64, c *fsmpb.Fallback) {
 		}
 		s.queue.Remove(s.queueItem(t))
 		delete(s.fallbackWatch, id)
-		cur := t.current()
-		cur.Outcome, cur.FinishedUnixMs, cur.Error = "fallback", now, reason
+		t.PB.Attempts = append(t.PB.Attempts, &pb.Attempt{Number: t.Attempt(), QueuedUnixMs: t.PB.QueuedUnixMs,
+			FinishedUnixMs: now, Outcome: "fallback", Error: reason})
 		s.setTaskState(t, pb.TaskState_TASK_STATE_FAILED)
 		s.startFallback(now, t)
 	}

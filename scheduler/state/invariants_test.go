@@ -106,8 +106,20 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 			case succeeded != 0:
 				fail("task %s: %v but has a succeeded attempt", tid, st)
 			}
-			if st != pb.TaskState_TASK_STATE_WAITING && st != pb.TaskState_TASK_STATE_CANCELLED && len(t.PB.Attempts) == 0 {
+			// A placed task's last attempt is open; a queued or waiting
+			// task's pending attempt has no record yet, so every record it
+			// has is over.
+			if isPlaced(st) && (len(t.PB.Attempts) == 0 || t.current().Outcome != "" || t.current().PlacedUnixMs == 0) {
+				fail("task %s: %v without an open placed attempt", tid, st)
+			}
+			if t.pending() && len(t.PB.Attempts) > 0 && t.current().Outcome == "" {
+				fail("task %s: %v with an open attempt record", tid, st)
+			}
+			if (st == pb.TaskState_TASK_STATE_SUCCEEDED || st == pb.TaskState_TASK_STATE_FAILED) && len(t.PB.Attempts) == 0 {
 				fail("task %s: %v without an attempt", tid, st)
+			}
+			if st == pb.TaskState_TASK_STATE_QUEUED && t.PB.QueuedUnixMs == 0 {
+				fail("task %s: queued without a queue time", tid)
 			}
 
 			// Dependencies.

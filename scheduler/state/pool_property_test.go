@@ -472,7 +472,7 @@ func (h *poolHistory) commitChecked(lim PlanLimits) *fsmpb.Assign {
 	rolled := s.PoolUsage()
 	for id, w := range was {
 		t := s.tasks[id]
-		prev := t.PB.Attempts[len(t.PB.Attempts)-2:][0]
+		prev := t.current() // the preempted attempt: the pending one has no record yet
 		if t.PB.State != pb.TaskState_TASK_STATE_QUEUED || t.Attempt() != w.attempt+1 || t.PB.RetriesUsed != w.retries ||
 			prev.Outcome != "preempted" {
 			h.fatalf("victim %s: now %v#%d retries %d, previous outcome %q (was #%d, retries %d)", id, t.PB.State,

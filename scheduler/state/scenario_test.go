@@ -391,7 +391,9 @@ func (h *harness) setNow(a *args) error {
 // taskDesc renders a task's state as state#attempt@agent.
 func taskDesc(t *pb.Task) string {
 	d := strings.ToLower(strings.TrimPrefix(t.State.String(), "TASK_STATE_"))
-	if n := len(t.Attempts); n > 0 {
+	if t.State == pb.TaskState_TASK_STATE_QUEUED { // the pending attempt has no record yet
+		d += "#" + strconv.Itoa(len(t.Attempts)+1)
+	} else if n := len(t.Attempts); n > 0 {
 		cur := t.Attempts[n-1]
 		d += "#" + strconv.Itoa(int(cur.Number))
 		if isPlaced(t.State) {
@@ -865,6 +867,9 @@ func (h *harness) printTask(t *pb.Task) {
 			l += fmt.Sprintf(" error=%q", at.Error)
 		}
 		h.printf("%s", l)
+	}
+	if t.State == pb.TaskState_TASK_STATE_QUEUED {
+		h.printf("    #%d queued=%d", len(t.Attempts)+1, t.QueuedUnixMs)
 	}
 }
 

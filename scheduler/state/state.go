@@ -51,7 +51,12 @@ type Task struct {
 	dependents []string
 }
 
-// current returns the attempt in progress (the last one).
+// Attempts get their record when they are placed: a queued task's pending
+// attempt is only a number and Task.PB.QueuedUnixMs, which keeps a million
+// queued tasks small.
+
+// current returns the last attempt record: the one in progress while the
+// task is placed (nil if it never was).
 func (t *Task) current() *pb.Attempt {
 	if len(t.PB.Attempts) == 0 {
 		return nil
@@ -59,17 +64,25 @@ func (t *Task) current() *pb.Attempt {
 	return t.PB.Attempts[len(t.PB.Attempts)-1]
 }
 
-// Attempt returns the current attempt number (0 before the first).
+// pending reports whether the task waits for its next attempt (waiting or
+// queued), which has no record yet.
+func (t *Task) pending() bool {
+	return t.PB.State == pb.TaskState_TASK_STATE_WAITING || t.PB.State == pb.TaskState_TASK_STATE_QUEUED
+}
+
+// Attempt returns the current attempt number: the pending one while the
+// task waits to be placed, else the last one (0 if it never had one).
 func (t *Task) Attempt() int32 {
-	if a := t.current(); a != nil {
-		return a.Number
+	n := int32(len(t.PB.Attempts))
+	if t.pending() {
+		return n + 1
 	}
-	return 0
+	return n
 }
 
 // AgentID returns the agent the current attempt is on, or "".
 func (t *Task) AgentID() string {
-	if a := t.current(); a != nil {
+	if a := t.current(); a != nil && !t.pending() {
 		return a.AgentId
 	}
 	return ""
