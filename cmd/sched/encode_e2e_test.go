@@ -90,8 +90,15 @@ func TestEncodeThroughTheFarm(t *testing.T) {
 	if err == nil || !strings.Contains(stdout, "Invalid data found") && !strings.Contains(stdout, "moov atom") {
 		t.Fatalf("corrupt input: err %v, output:\n%s", err, stdout)
 	}
-	if _, _, err := d.run("encode", clip, "--ladder", "test", "--out", filepath.Join(work, "again")); err != nil {
-		t.Fatalf("agents not healthy after a corrupt input: %v", err)
+	// A studio delivery: a manifest of titles submitted as one batch.
+	manifest := filepath.Join(work, "ingest.yaml")
+	if err := os.WriteFile(manifest, []byte("ladder: test\nout: "+filepath.Join(work, "delivery")+
+		"\ntitles:\n  - input: "+clip+"\n    name: ep101\n  - input: "+clip+"\n    name: ep102\n    priority: 5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if stdout, _, err := d.run("encode", "--manifest", manifest); err != nil ||
+		strings.Count(stdout, "verification PASSED") != 2 {
+		t.Fatalf("agents not healthy after a corrupt input, or manifest failed: %v\n%s", err, stdout)
 	}
 	stdout, _, err = d.run("encode", clip, "--ladder", "test", "--out", t.TempDir())
 	if err == nil || !strings.Contains(stdout, "outside the storage roots") {
