@@ -45,6 +45,9 @@ var DefaultPlanLimits = PlanLimits{MaxAssign: 4096, MaxScan: 65536, PreemptBudge
 // never preempt.
 func (s *State) Plan(now int64, lim PlanLimits) *fsmpb.Assign {
 	p := s.newPass(now, lim)
+	if p.cluster.IsZero() {
+		return p.out // no agent is up: nothing can be placed or preempted
+	}
 	p.run(false)
 	if len(p.out.Preemptions) > 0 {
 		// A preemption may free more than its task needs: regular tasks the
@@ -68,6 +71,12 @@ type pass struct {
 	running []pool.Running  // built on first use
 	out     *fsmpb.Assign
 	scanned int
+	cluster pool.Resources // capacity of the up agents
+	// noVictims remembers (pool, ask) pairs for which no preemption could
+	// make room, so a queue of identical asks asks the policy once per pass.
+	// (Placements made later in the pass could make a few more running tasks
+	// fair game; the next pass, a moment later, sees them.)
+	noVictims map[string]bool
 }
 
 func (s *State) newPass(now int64, lim PlanLimits) *pass {
@@ -89,7 +98,8 @@ func (s *State) newPass(now int64, lim PlanLimits) *pass {
 			usage[p] = usage[p].Add(w)
 		}
 	}
-	return &pass{s: s, now: now, lim: lim, placer: placement.NewPlacer(nodes),
+	return &pass{s: s, now: now, lim: lim, placer: placement.NewPlacer(nodes), cluster: cluster,
+		noVictims: map[string]bool{},
 		view: pool.NewView(s.pools, usage, cluster), held: map[string]bool{}, placed: map[string]bool{}, victims: map[string]bool{},
 		out: &fsmpb.Assign{}}
 }
@@ -171,10 +181,18 @@ func (p *pass) consider(it queue.Item, opportunistic bool) bool {
 		p.assign(t, agent, it.Pool)
 		return true
 	}
-	if opportunistic || p.lim.PreemptBudget <= 0 || !p.view.WithinGuarantee(it.Pool, t.Ask) {
+	if opportunistic || p.lim.PreemptBudget <= 0 {
 		return false
 	}
-	return p.preemptFor(t, it.Pool, ask)
+	vkey := it.Pool + "|" + askKey(t)
+	if p.noVictims[vkey] || !p.view.WithinGuarantee(it.Pool, t.Ask) {
+		return false
+	}
+	if !p.preemptFor(t, it.Pool, ask) {
+		p.noVictims[vkey] = true
+		return false
+	}
+	return true
 }
 
 func (p *pass) assign(t *Task, agent, poolPath string) {
