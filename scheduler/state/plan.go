@@ -100,7 +100,7 @@ func (s *State) newPass(now int64, lim PlanLimits) *pass {
 	}
 	return &pass{s: s, now: now, lim: lim, placer: placement.NewPlacer(nodes), cluster: cluster,
 		noVictims: map[string]bool{},
-		view: pool.NewView(s.pools, usage, cluster), held: map[string]bool{}, placed: map[string]bool{}, victims: map[string]bool{},
+		view:      pool.NewView(s.pools, usage, cluster), held: map[string]bool{}, placed: map[string]bool{}, victims: map[string]bool{},
 		out: &fsmpb.Assign{}}
 }
 
