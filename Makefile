@@ -12,9 +12,9 @@ PROTOC_GEN_GO_VERSION      := v1.36.11
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 # Packages with goroutines run under the race detector in `make test`.
 RACE_PKGS := ./agent/... ./scheduler/... ./cmd/... ./bench/simagent/...
-PURE_PKGS := ./pool/... ./api/... ./encoder/... ./bench/sim/...
+PURE_PKGS := ./pool/... ./api/... ./encoder/... ./bench/sim/... ./bench/encode/...
 
-.PHONY: all build test test-short demo bench bench-quick bench-micro proto lint deps clean image cluster-smoke
+.PHONY: all build test test-short demo bench bench-quick bench-micro bench-encode proto lint deps clean image cluster-smoke
 
 all: build
 
@@ -45,6 +45,10 @@ bench: deps
 # The same, scaled down to run in a few minutes.
 bench-quick: deps
 	$(GO) run ./bench/cmd/banyan-bench -quick
+
+# Plain vs chunked encode of one ladder on this machine: bench/results/encode.json.
+bench-encode: deps
+	$(GO) run ./bench/encode/cmd/encodebench -repeat 3
 
 # Micro-benchmarks of the pure placement and queue code.
 bench-micro: deps

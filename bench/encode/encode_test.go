@@ -1,0 +1,133 @@
+package encode
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/banyan-sched/banyan/encoder"
+)
+
+func TestMain(m *testing.M) {
+	MaybeRunWrapper() // the test binary is the accounting wrapper too
+	os.Exit(m.Run())
+}
+
+func TestListSchedule(t *testing.T) {
+	// Two agents, costs 1,1,1,1,4: costliest first puts the 4 alone on one
+	// agent (makespan 4); FIFO starts it last (makespan 6).
+	tasks := []SimTask{{Cost: 1}, {Cost: 1}, {Cost: 1}, {Cost: 1}, {Cost: 4}}
+	if got := ListSchedule(tasks, 2, CostliestFirst(tasks)); got != 4 {
+		t.Errorf("costliest-first makespan %v, want 4", got)
+	}
+	if got := ListSchedule(tasks, 2, FIFO(tasks)); got != 6 {
+		t.Errorf("FIFO makespan %v, want 6", got)
+	}
+	// A task after the 4 and the first 1: critical path 5, reached with
+	// enough agents.
+	dep := append(tasks, SimTask{Cost: 1, Deps: []int{0, 4}})
+	if got := CriticalPath(dep); got != 5 {
+		t.Errorf("critical path %v, want 5", got)
+	}
+	if got := ListSchedule(dep, 100, CostliestFirst(dep)); got != 5 {
+		t.Errorf("makespan on 100 agents %v, want the critical path 5", got)
+	}
+}
+
+// TestTinyRun runs the whole benchmark on a 160x120, 3 s clip cut into
+// 1 s chunks and checks the JSON it would write.
+func TestTinyRun(t *testing.T) {
+	for _, p := range []string{encoder.FFmpeg, encoder.FFprobe} {
+		if _, err := exec.LookPath(p); err != nil {
+			t.Skipf("%s not installed", p)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Config{
+		Width: 160, Height: 120, Duration: 3 * time.Second, FPS: 30, Content: ContentMix, GOP: 500 * time.Millisecond,
+		Ladder: "test", Chunk: encoder.ChunkOptions{Target: time.Second, Min: 500 * time.Millisecond, Max: 2 * time.Second},
+		Workers: 2, Repeat: 1, Reprobe: true, PerProcess: true, Index: true, WorkDir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	num := func(path ...string) float64 {
+		t.Helper()
+		var v any = m
+		for _, k := range path {
+			o, ok := v.(map[string]any)
+			if !ok {
+				t.Fatalf("%v: not an object at %q", path, k)
+			}
+			if v, ok = o[k]; !ok {
+				t.Fatalf("JSON has no %v", path)
+			}
+		}
+		f, ok := v.(float64)
+		if !ok || math.IsNaN(f) || math.IsInf(f, 0) {
+			t.Fatalf("%v = %v, want a finite number", path, v)
+		}
+		return f
+	}
+	for _, p := range [][]string{{"wall_ratio"}, {"cpu_ratio"}, {"plain", "wall_s"}, {"plain", "cpu_s"},
+		{"chunked", "wall_s"}, {"chunked", "cpu_s"}, {"projection", "critical_path_s"}, {"projection", "total_cpu_s"}} {
+		if v := num(p...); v <= 0 {
+			t.Errorf("%v = %v, want > 0", p, v)
+		}
+	}
+	num("overhead", "split_assemble_index_share")
+	num("max_abs_psnr_diff_db")
+	num("total_size_diff_pct")
+	if len(res.Chunks) < 2 {
+		t.Errorf("%d chunks, want several", len(res.Chunks))
+	}
+	if len(res.Renditions) != 2 {
+		t.Fatalf("%d renditions, want 2", len(res.Renditions))
+	}
+	for _, r := range res.Renditions {
+		for _, v := range []float64{r.PSNRPlain, r.PSNRChunked} {
+			if v < 20 || v > 100 {
+				t.Errorf("%s: PSNR %v outside 20..100 dB", r.Name, v)
+			}
+		}
+		if r.VideoBytesPlain <= 0 || r.VideoBytesChunk <= 0 || r.KeyframesPlain <= 0 || r.KeyframesChunked <= 0 {
+			t.Errorf("%s: sizes/keyframes not measured: %+v", r.Name, r)
+		}
+	}
+	nEnc := 0
+	for _, tc := range res.Chunked.Tasks {
+		if tc.Kind == "enc" {
+			nEnc++
+			if tc.CPUS <= 0 || tc.EncodeS <= 0 || tc.CountS <= 0 {
+				t.Errorf("task %s: costs not attributed: %+v", tc.Name, tc)
+			}
+		}
+	}
+	if want := len(res.Chunks) * 2; nEnc != want {
+		t.Errorf("%d chunk tasks, want %d", nEnc, want)
+	}
+	if len(res.Projection.Agents) != 4 {
+		t.Errorf("projection for %d agent counts, want 4 (workers, 8, 31, 100)", len(res.Projection.Agents))
+	}
+	for _, a := range res.Projection.Agents {
+		if a.CostliestFirst < res.Projection.CriticalPathS-1e-9 || a.FIFO < res.Projection.CriticalPathS-1e-9 {
+			t.Errorf("projection %+v below the critical path %v", a, res.Projection.CriticalPathS)
+		}
+	}
+	if len(res.Notes) == 0 {
+		t.Error("no notes")
+	}
+}
