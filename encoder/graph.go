@@ -106,6 +106,10 @@ type GraphOptions struct {
 	// SegmentSeconds for HLS (default 4); AudioBitrate (default 128k).
 	SegmentSeconds float64
 	AudioBitrate   string
+	// ProbeFile, when set, is a saved probe of the source (WriteSource):
+	// the chunk, audio and assemble steps get --probe FILE and read it
+	// instead of probing the source again.
+	ProbeFile string
 }
 
 // Resource asks of the graph's tasks.
@@ -182,8 +186,9 @@ func BuildGraph(o GraphOptions) ([]GraphTask, error) {
 	hasAudio := o.Src.HasAudio
 	if hasAudio {
 		tasks = append(tasks, GraphTask{
-			Name:      "audio",
-			Command:   []string{exe, "encoder", "encode-audio", "--source", o.Source, "--bitrate", abr, "--out", AudioPath(o.OutDir)},
+			Name: "audio",
+			Command: withProbe([]string{exe, "encoder", "encode-audio", "--source", o.Source, "--bitrate", abr, "--out",
+				AudioPath(o.OutDir)}, o.ProbeFile),
 			Resources: GraphResources{CPUMillis: 1000, MemoryBytes: chunkMemory},
 			TimeoutMs: max(10*time.Minute.Milliseconds(), 2*titleMs),
 			Retry:     retry,
@@ -212,6 +217,7 @@ func BuildGraph(o GraphOptions) ([]GraphTask, error) {
 					"--chunk-index", strconv.Itoa(i), "--chunk-start", strconv.Itoa(c.StartFrame),
 					"--chunk-frames", strconv.Itoa(c.Frames), "--rendition-json", string(rj),
 					"--gpu=" + strconv.FormatBool(gpu), "--threads", strconv.Itoa(cpuChunkThreads), "--out", out}
+				cmd = withProbe(cmd, o.ProbeFile)
 				t := GraphTask{Name: name, Command: cmd, Retry: retry,
 					TimeoutMs: max(15*time.Minute.Milliseconds(), 100*chunkMs)}
 				if gpu {
@@ -240,7 +246,7 @@ func BuildGraph(o GraphOptions) ([]GraphTask, error) {
 		}
 		asm := "asm-" + r.Name
 		rout := RenditionPath(o.OutDir, r.Name)
-		cmd := []string{exe, "encoder", "assemble", "--source", o.Source}
+		cmd := withProbe([]string{exe, "encoder", "assemble", "--source", o.Source}, o.ProbeFile)
 		if hasAudio {
 			cmd = append(cmd, "--audio", AudioPath(o.OutDir))
 		}
@@ -305,4 +311,12 @@ func ParseIndexedRenditionJSON(s string) (IndexedRendition, error) {
 		return r, err
 	}
 	return r, nil
+}
+
+// withProbe adds --probe FILE to a step's command when the graph has one.
+func withProbe(cmd []string, probeFile string) []string {
+	if probeFile == "" {
+		return cmd
+	}
+	return append(cmd, "--probe", probeFile)
 }

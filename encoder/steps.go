@@ -2,6 +2,7 @@ package encoder
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -442,9 +443,56 @@ func PlanEncode(ctx context.Context, source, ladder, outDir string, opt ChunkOpt
 	if err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
 	}
-	tasks, err := BuildGraph(GraphOptions{Source: source, OutDir: outDir, Src: src, Chunks: chunks, Ladder: l})
+	probe := SourcePath(outDir)
+	if err := WriteSource(probe, src); err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	tasks, err := BuildGraph(GraphOptions{Source: source, OutDir: outDir, Src: src, Chunks: chunks, Ladder: l,
+		ProbeFile: probe})
 	if err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
 	}
 	return &Plan{Tasks: tasks}, nil
+}
+
+// SourceFile is the name of the saved probe in a title's output directory.
+const SourceFile = "source.json"
+
+// SourcePath is where the plan step saves the probe of a title.
+func SourcePath(outDir string) string { return filepath.Join(outDir, SourceFile) }
+
+// WriteSource saves a probe so later steps need not probe the source again.
+func WriteSource(path string, src *Source) error {
+	data, err := json.Marshal(src)
+	if err != nil {
+		return fmt.Errorf("save probe: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("save probe: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("save probe: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("save probe: %w", err)
+	}
+	return nil
+}
+
+// ReadSource loads a probe saved by WriteSource and checks it describes
+// source.
+func ReadSource(path, source string) (*Source, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read probe: %w", err)
+	}
+	src := &Source{}
+	if err := json.Unmarshal(data, src); err != nil {
+		return nil, fmt.Errorf("read probe %s: %w", path, err)
+	}
+	if src.Path != source || len(src.FramePTS) != src.FrameCount || src.FrameCount == 0 {
+		return nil, fmt.Errorf("read probe %s: it describes %q (%d frames), not %q", path, src.Path, src.FrameCount, source)
+	}
+	return src, nil
 }

@@ -86,6 +86,18 @@ func resolvePath(p string) (string, error) {
 	}
 }
 
+// loadSource reads the plan step's saved probe when the task names one,
+// else probes the source.
+func loadSource(cmd *cobra.Command, source, probe string) (*encoder.Source, error) {
+	if probe == "" {
+		return encoder.Probe(cmd.Context(), source)
+	}
+	if err := checkRoots(probe); err != nil {
+		return nil, err
+	}
+	return encoder.ReadSource(probe, source)
+}
+
 func newEncoderPlanCmd() *cobra.Command {
 	var source, ladder, out string
 	var chunk time.Duration
@@ -129,7 +141,7 @@ func newEncoderPlanCmd() *cobra.Command {
 }
 
 func newEncodeChunkCmd() *cobra.Command {
-	var source, rendition, out string
+	var source, rendition, out, probe string
 	var index, start, frames, threads int
 	var gpu bool
 	cmd := &cobra.Command{
@@ -146,7 +158,7 @@ func newEncodeChunkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			src, err := encoder.Probe(cmd.Context(), source)
+			src, err := loadSource(cmd, source, probe)
 			if err != nil {
 				return err
 			}
@@ -167,11 +179,12 @@ func newEncodeChunkCmd() *cobra.Command {
 	fl.BoolVar(&gpu, "gpu", false, "encode with NVENC")
 	fl.IntVar(&threads, "threads", 1, "encoder threads")
 	fl.StringVar(&out, "out", "", "chunk file to write")
+	fl.StringVar(&probe, "probe", "", "the plan step's saved probe of the source")
 	return cmd
 }
 
 func newEncodeAudioCmd() *cobra.Command {
-	var source, bitrate, out string
+	var source, bitrate, out, probe string
 	cmd := &cobra.Command{
 		Use:  "encode-audio",
 		Args: cobra.NoArgs,
@@ -179,9 +192,14 @@ func newEncodeAudioCmd() *cobra.Command {
 			if err := checkRoots(source, out); err != nil {
 				return err
 			}
-			return encoder.EncodeAudio(cmd.Context(), encoder.AudioJob{Source: source, Out: out, Bitrate: bitrate})
+			src, err := loadSource(cmd, source, probe)
+			if err != nil {
+				return err
+			}
+			return encoder.EncodeAudio(cmd.Context(), encoder.AudioJob{Source: source, Src: src, Out: out, Bitrate: bitrate})
 		},
 	}
+	cmd.Flags().StringVar(&probe, "probe", "", "the plan step's saved probe of the source")
 	cmd.Flags().StringVar(&source, "source", "", "the title")
 	cmd.Flags().StringVar(&bitrate, "bitrate", "", "AAC bitrate")
 	cmd.Flags().StringVar(&out, "out", "", "audio file to write")
@@ -189,7 +207,7 @@ func newEncodeAudioCmd() *cobra.Command {
 }
 
 func newAssembleCmd() *cobra.Command {
-	var source, audio, out string
+	var source, audio, out, probe string
 	var chunks []string
 	cmd := &cobra.Command{
 		Use:  "assemble",
@@ -203,9 +221,15 @@ func newAssembleCmd() *cobra.Command {
 					return err
 				}
 			}
-			return encoder.Assemble(cmd.Context(), encoder.AssembleJob{Source: source, Audio: audio, Chunks: chunks, Out: out})
+			src, err := loadSource(cmd, source, probe)
+			if err != nil {
+				return err
+			}
+			return encoder.Assemble(cmd.Context(), encoder.AssembleJob{Source: source, Src: src, Audio: audio, Chunks: chunks,
+				Out: out})
 		},
 	}
+	cmd.Flags().StringVar(&probe, "probe", "", "the plan step's saved probe of the source")
 	cmd.Flags().StringVar(&source, "source", "", "the title")
 	cmd.Flags().StringVar(&audio, "audio", "", "encoded audio to mux")
 	cmd.Flags().StringVar(&out, "out", "", "rendition file to write")
