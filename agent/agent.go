@@ -17,13 +17,12 @@ import (
 	"time"
 
 	"github.com/banyan-sched/banyan/agent/process"
+	"github.com/banyan-sched/banyan/agent/rotation"
 	"github.com/banyan-sched/banyan/agent/worker"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -162,38 +161,18 @@ func (a *Agent) Running() int {
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.closeConns()
 	defer a.Shutdown()
-	backoff := 100 * time.Millisecond
-	next := 0
-	hint := ""
+	servers := rotation.New(a.cfg.Servers)
 	for ctx.Err() == nil {
-		addr := hint
-		if addr == "" {
-			addr = a.cfg.Servers[next%len(a.cfg.Servers)]
-			next++
-		}
-		hint = ""
+		addr := servers.Next()
 		opened, err := a.session(ctx, addr)
 		if ctx.Err() != nil {
 			break
 		}
-		if opened {
-			backoff = 100 * time.Millisecond
-		}
-		leader, refused := leaderHint(err)
-		if leader != "" && leader != addr {
-			hint = leader
-			continue
-		}
-		wait := backoff
-		if refused {
-			// A follower with no leader yet: an election is running.
-			a.log.Debug("no leader yet; retrying", "server", addr)
-			wait = 100 * time.Millisecond
+		wait := servers.Ended(addr, opened, err)
+		if leader, refused := rotation.LeaderHint(err); refused {
+			a.log.Debug("server refused the session", "server", addr, "leader", leader)
 		} else {
-			a.log.Warn("session with scheduler ended; reconnecting", "server", addr, "err", err, "in", backoff)
-			if backoff < 2*time.Second {
-				backoff *= 2
-			}
+			a.log.Warn("session with scheduler ended; reconnecting", "server", addr, "err", err, "in", wait)
 		}
 		select {
 		case <-ctx.Done():
@@ -201,21 +180,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// leaderHint extracts "leader=ADDR" from a follower's refusal; refused
-// reports whether err was such a refusal at all (ADDR is empty while an
-// election runs).
-func leaderHint(err error) (leader string, refused bool) {
-	st, ok := status.FromError(err)
-	if !ok || st.Code() != codes.FailedPrecondition {
-		return "", false
-	}
-	_, after, found := strings.Cut(st.Message(), "leader=")
-	if !found {
-		return "", false
-	}
-	return strings.TrimSpace(after), true
 }
 
 func (a *Agent) conn(addr string) (*grpc.ClientConn, error) {

@@ -13,17 +13,15 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/banyan-sched/banyan/agent/rotation"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 )
 
 // DurationEnv is the task environment variable that overrides the fleet's
@@ -220,51 +218,23 @@ func eventKey(taskID string, attempt int32) string {
 // run holds sessions until ctx ends, trying the servers in turn and
 // following leader hints.
 func (a *simAgent) run(ctx context.Context) {
-	next, hint := 0, ""
-	backoff := 100 * time.Millisecond
+	servers := rotation.New(a.f.cfg.Servers)
 	for ctx.Err() == nil {
-		addr := hint
-		if addr == "" || a.conns[addr] == nil {
-			addr = a.f.cfg.Servers[next%len(a.f.cfg.Servers)]
-			next++
+		addr := servers.Next()
+		if a.conns[addr] == nil {
+			addr = servers.Next() // a leader hint outside the configured list
 		}
-		hint = ""
 		opened, err := a.session(ctx, addr)
 		if ctx.Err() != nil {
 			return
 		}
 		a.f.refusals.Add(1)
-		if opened {
-			backoff = 100 * time.Millisecond
-		}
-		if leader, refused := leaderHint(err); refused {
-			if leader != "" && leader != addr {
-				hint = leader
-				continue
-			}
-			backoff = 100 * time.Millisecond
-		} else if backoff < 2*time.Second {
-			backoff *= 2
-		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(servers.Ended(addr, opened, err)):
 		}
 	}
-}
-
-// leaderHint reads "leader=ADDR" from a follower's refusal.
-func leaderHint(err error) (leader string, refused bool) {
-	st, ok := status.FromError(err)
-	if !ok || st.Code() != codes.FailedPrecondition {
-		return "", false
-	}
-	_, after, found := strings.Cut(st.Message(), "leader=")
-	if !found {
-		return "", false
-	}
-	return strings.TrimSpace(after), true
 }
 
 func (a *simAgent) hello() *pb.AgentHello {

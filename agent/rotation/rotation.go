@@ -1,0 +1,103 @@
+// Package rotation decides which scheduler server an agent tries next, and
+// how long it waits first, after a session with the leader ends. It is pure
+// logic (no I/O, no clock): the caller dials and sleeps.
+//
+// The policy, in order:
+//   - A follower's refusal that names the leader: go there at once.
+//   - A follower's refusal with no leader named (an election is running):
+//     the cluster is alive, so try the next server after a short pause.
+//   - Any other failure (a server that is gone, a broken stream): try the
+//     next server at once, and back off (doubling, capped) only when a whole
+//     round of servers has failed this way. A leader that dies is therefore
+//     replaced within about one election, not after a backoff that grew
+//     while the agent kept dialling the dead address.
+package rotation
+
+import (
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Defaults for Rotation's pauses.
+const (
+	// ElectionPause is the wait after a follower refused with no leader.
+	ElectionPause = 100 * time.Millisecond
+	// MinBackoff is the first wait after a whole round of servers failed.
+	MinBackoff = 100 * time.Millisecond
+	// MaxBackoff caps the doubling backoff.
+	MaxBackoff = 2 * time.Second
+)
+
+// Rotation walks a fixed list of scheduler servers. The zero value is not
+// usable; use New.
+type Rotation struct {
+	servers []string
+	next    int           // index of the next server to try in the list
+	hint    string        // the leader a follower named, tried next
+	failed  int           // consecutive failures that were not refusals
+	backoff time.Duration // the wait after the next full round of failures
+}
+
+// New returns a rotation over servers, starting with the first.
+func New(servers []string) *Rotation {
+	return &Rotation{servers: append([]string(nil), servers...), backoff: MinBackoff}
+}
+
+// Next returns the server to try now.
+func (r *Rotation) Next() string {
+	if r.hint != "" {
+		h := r.hint
+		r.hint = ""
+		return h
+	}
+	if len(r.servers) == 0 {
+		return ""
+	}
+	addr := r.servers[r.next%len(r.servers)]
+	r.next = (r.next + 1) % len(r.servers)
+	return addr
+}
+
+// Ended records how a session with addr ended (opened: it got as far as
+// the leader's welcome; err: why it ended) and returns how long to wait
+// before trying Next.
+func (r *Rotation) Ended(addr string, opened bool, err error) time.Duration {
+	if opened {
+		r.failed, r.backoff = 0, MinBackoff
+	}
+	leader, refused := LeaderHint(err)
+	if refused {
+		r.failed = 0
+		if leader != "" && leader != addr {
+			r.hint = leader
+			return 0
+		}
+		return ElectionPause
+	}
+	r.failed++
+	if r.failed < len(r.servers) {
+		return 0 // the others have not been tried since this one failed
+	}
+	r.failed = 0
+	wait := r.backoff
+	r.backoff = min(2*r.backoff, MaxBackoff)
+	return wait
+}
+
+// LeaderHint reads a follower's refusal: a FailedPrecondition status whose
+// message carries "leader=ADDR" (ADDR is empty while an election runs).
+// refused reports whether err was such a refusal at all.
+func LeaderHint(err error) (leader string, refused bool) {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.FailedPrecondition {
+		return "", false
+	}
+	_, after, found := strings.Cut(st.Message(), "leader=")
+	if !found {
+		return "", false
+	}
+	return strings.TrimSpace(after), true
+}

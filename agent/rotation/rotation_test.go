@@ -1,0 +1,113 @@
+package rotation
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+var (
+	gone     = status.Error(codes.Unavailable, "connection refused")
+	election = status.Error(codes.FailedPrecondition, "not the leader; leader=")
+)
+
+func refusal(leader string) error {
+	return status.Errorf(codes.FailedPrecondition, "not the leader; leader=%s", leader)
+}
+
+// step is one session attempt: the server Next must return, how the
+// session ended, and the wait Ended must answer.
+type step struct {
+	addr   string
+	opened bool
+	err    error
+	wait   time.Duration
+}
+
+func TestRotation(t *testing.T) {
+	servers := []string{"a", "b", "c"}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"follower names the leader", []step{
+			{"a", false, refusal("c"), 0},
+			{"c", true, gone, 0}, // the leader died mid-session: try the next server at once
+		}},
+		{"leader dies, election, new leader", []step{
+			{"a", true, gone, 0}, // a was the leader and is gone
+			{"b", false, election, ElectionPause},
+			{"c", false, election, ElectionPause},
+			{"a", false, gone, 0}, // refusals reset the count: a alone is not a round
+			{"b", false, refusal("c"), 0},
+			{"c", true, errors.New("stream ended"), 0},
+		}},
+		{"everything gone backs off per round, doubling", []step{
+			{"a", false, gone, 0},
+			{"b", false, gone, 0},
+			{"c", false, gone, MinBackoff},
+			{"a", false, gone, 0},
+			{"b", false, gone, 0},
+			{"c", false, gone, 2 * MinBackoff},
+			{"a", false, gone, 0},
+			{"b", false, gone, 0},
+			{"c", false, gone, 4 * MinBackoff},
+		}},
+		{"an opened session resets the backoff", []step{
+			{"a", false, gone, 0}, {"b", false, gone, 0}, {"c", false, gone, MinBackoff},
+			{"a", false, gone, 0}, {"b", false, gone, 0}, {"c", false, gone, 2 * MinBackoff},
+			{"a", true, gone, 0}, {"b", false, gone, 0}, {"c", false, gone, MinBackoff},
+		}},
+		{"a refusal naming the refusing server is an election", []step{
+			{"a", false, refusal("a"), ElectionPause},
+			{"b", false, refusal("a"), 0},
+			{"a", true, nil, 0},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := New(servers)
+			for i, s := range tc.steps {
+				if got := r.Next(); got != s.addr {
+					t.Fatalf("step %d: Next = %q, want %q", i, got, s.addr)
+				}
+				if got := r.Ended(s.addr, s.opened, s.err); got != s.wait {
+					t.Fatalf("step %d (%s, opened %v, %v): wait %v, want %v", i, s.addr, s.opened, s.err, got, s.wait)
+				}
+			}
+		})
+	}
+}
+
+func TestBackoffIsCapped(t *testing.T) {
+	r := New([]string{"only"})
+	var last time.Duration
+	for range 20 {
+		last = r.Ended(r.Next(), false, gone)
+	}
+	if last != MaxBackoff {
+		t.Fatalf("after 20 failures wait %v, want the cap %v", last, MaxBackoff)
+	}
+}
+
+func TestLeaderHint(t *testing.T) {
+	for _, tc := range []struct {
+		err     error
+		leader  string
+		refused bool
+	}{
+		{refusal("10.0.0.1:7000"), "10.0.0.1:7000", true},
+		{election, "", true},
+		{status.Error(codes.FailedPrecondition, "pool is full"), "", false},
+		{gone, "", false},
+		{errors.New("leader=x"), "", false},
+		{nil, "", false},
+	} {
+		leader, refused := LeaderHint(tc.err)
+		if leader != tc.leader || refused != tc.refused {
+			t.Errorf("LeaderHint(%v) = %q, %v; want %q, %v", tc.err, leader, refused, tc.leader, tc.refused)
+		}
+	}
+}
