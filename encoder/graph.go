@@ -23,7 +23,8 @@ package encoder
 //
 //	audio          (only if the source has audio)
 //	  @sched encoder encode-audio --source S --bitrate 128k --out O/audio/audio.m4a
-//	enc-<r>-<i>    (every rendition r, every chunk i; no "after")
+//	enc-<r>-<i>    (every rendition r, every chunk i; no "after"), costliest
+//	               first by ChunkCost (the order the scheduler dispatches in)
 //	  @sched encoder encode-chunk --source S --chunk-index I --chunk-start F
 //	         --chunk-frames N --rendition-json '<Rendition JSON>' --gpu=<true|false>
 //	         --threads T --out O/<r>/chunks/<IIIII>.nut
@@ -55,6 +56,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"time"
 )
@@ -195,7 +197,13 @@ func BuildGraph(o GraphOptions) ([]GraphTask, error) {
 		})
 		audioDep = []string{"audio"}
 	}
+	type costedTask struct {
+		GraphTask
+		cost float64
+	}
+	var encs []costedTask
 	var asmNames []string
+	var asms []GraphTask
 	var irs []IndexedRendition
 	for _, r := range o.Ladder.Renditions {
 		if r.GOP == 0 {
@@ -240,7 +248,7 @@ func BuildGraph(o GraphOptions) ([]GraphTask, error) {
 				t.Fallback = &fb
 				t.FallbackAfterMs = o.Ladder.GPUWait.Milliseconds()
 			}
-			tasks = append(tasks, t)
+			encs = append(encs, costedTask{t, ChunkCost(o.Src, c, r)})
 			encNames = append(encNames, name)
 			chunkFiles = append(chunkFiles, out)
 		}
@@ -254,13 +262,20 @@ func BuildGraph(o GraphOptions) ([]GraphTask, error) {
 		for _, f := range chunkFiles {
 			cmd = append(cmd, "--chunk", f)
 		}
-		tasks = append(tasks, GraphTask{Name: asm, Command: cmd,
+		asms = append(asms, GraphTask{Name: asm, Command: cmd,
 			Resources: GraphResources{CPUMillis: 500, MemoryBytes: joinMemory},
 			TimeoutMs: max(10*time.Minute.Milliseconds(), titleMs), Retry: retry,
 			After: append(encNames, audioDep...)})
 		asmNames = append(asmNames, asm)
 		irs = append(irs, IndexedRendition{Name: r.Name, Path: rout, Width: r.Width, Height: r.Height})
 	}
+	// The scheduler dispatches a job's ready tasks in the order they were
+	// added: costliest chunks first, so the longest ones do not start last.
+	sort.SliceStable(encs, func(a, b int) bool { return encs[a].cost > encs[b].cost })
+	for _, e := range encs {
+		tasks = append(tasks, e.GraphTask)
+	}
+	tasks = append(tasks, asms...)
 	hlsDir := filepath.Join(o.OutDir, "hls")
 	idx := []string{exe, "encoder", "index", "--out-dir", hlsDir, "--segment-seconds", strconv.FormatFloat(seg, 'f', -1, 64)}
 	ver := []string{exe, "encoder", "verify", "--source", o.Source, "--master", filepath.Join(hlsDir, MasterPlaylist), "--out", o.OutDir}

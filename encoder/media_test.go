@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -49,6 +50,9 @@ func runPipeline(t *testing.T, path string, opt ChunkOptions, rends []Rendition)
 	src, err := Probe(ctx, path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(src.FrameBytes) != src.FrameCount || slices.Contains(src.FrameBytes, 0) {
+		t.Fatalf("probe: %d frame sizes for %d frames (zeros: %v)", len(src.FrameBytes), src.FrameCount, slices.Contains(src.FrameBytes, 0))
 	}
 	chunks, err := PlanChunks(src, opt)
 	if err != nil {

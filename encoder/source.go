@@ -61,6 +61,10 @@ type Source struct {
 	EndPTS int64
 	// Keyframes are frame indices (presentation order) of keyframes.
 	Keyframes []int
+	// FrameBytes holds every video frame's compressed size in the source,
+	// in presentation order: a cheap measure of how complex the content is
+	// along the title (ChunkCost). Nil when unknown.
+	FrameBytes []int32
 	// FormatStart is the container's start time (the earliest stream).
 	FormatStart time.Duration
 
@@ -115,6 +119,7 @@ type probeJSON struct {
 		PTS   *int64 `json:"pts"`
 		DTS   *int64 `json:"dts"`
 		Flags string `json:"flags"`
+		Size  string `json:"size"`
 	} `json:"packets"`
 }
 
@@ -180,7 +185,7 @@ func Probe(ctx context.Context, path string) (*Source, error) {
 		return nil, fmt.Errorf("probe %s: %w: video stream has no size or time base (codec %q)", path, ErrBadInput, src.Codec)
 	}
 	out, stderr, err := runTool(ctx, FFprobe, []string{"-hide_banner", "-v", "error", "-of", "json",
-		"-select_streams", strconv.Itoa(vIdx), "-show_entries", "packet=pts,dts,flags", "-show_packets", fileArg(path)})
+		"-select_streams", strconv.Itoa(vIdx), "-show_entries", "packet=pts,dts,flags,size", "-show_packets", fileArg(path)})
 	if err != nil {
 		return nil, fmt.Errorf("probe %s packets: %w: %w", path, ErrBadInput, err)
 	}
@@ -193,8 +198,9 @@ func Probe(ctx context.Context, path string) (*Source, error) {
 		return nil, fmt.Errorf("probe %s: parse ffprobe packets: %w", path, err)
 	}
 	type pk struct {
-		pts int64
-		key bool
+		pts  int64
+		key  bool
+		size int32
 	}
 	pks := make([]pk, 0, len(pj.Packets))
 	for _, p := range pj.Packets {
@@ -205,7 +211,8 @@ func Probe(ctx context.Context, path string) (*Source, error) {
 		if t == nil {
 			return nil, fmt.Errorf("probe %s: %w: video packet without timestamps", path, ErrBadInput)
 		}
-		pks = append(pks, pk{*t, strings.Contains(p.Flags, "K")})
+		size, _ := strconv.ParseInt(p.Size, 10, 32) // a missing size only weakens ChunkCost
+		pks = append(pks, pk{*t, strings.Contains(p.Flags, "K"), int32(size)})
 	}
 	if len(pks) == 0 {
 		return nil, fmt.Errorf("probe %s: %w: no video frames", path, ErrBadInput)
@@ -215,7 +222,9 @@ func Probe(ctx context.Context, path string) (*Source, error) {
 	}
 	sort.SliceStable(pks, func(i, j int) bool { return pks[i].pts < pks[j].pts })
 	src.FramePTS = make([]int64, len(pks))
+	src.FrameBytes = make([]int32, len(pks))
 	for i, p := range pks {
+		src.FrameBytes[i] = p.size
 		if i > 0 && p.pts == pks[i-1].pts {
 			return nil, fmt.Errorf("probe %s: %w: two video frames share pts %d", path, ErrBadInput, p.pts)
 		}

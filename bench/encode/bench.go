@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -212,7 +213,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var plainOut [2]map[string]string
 	var lastChunked *chunkedRun
 	var chunkRecs []Record
-	var known map[string]float64
 	for rep := 0; rep < cfg.Repeat; rep++ {
 		for mi := range modes {
 			m := &modes[mi]
@@ -238,7 +238,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		cdir := filepath.Join(dir, fmt.Sprintf("rep%d", rep), "chunked")
 		lp := logPath(fmt.Sprintf("chunked-%d", rep))
-		cr, err := runChunked(ctx, &cfg, source, ladder, cdir, known)
+		cr, err := runChunked(ctx, &cfg, source, ladder, cdir)
 		if err != nil {
 			return nil, fmt.Errorf("chunked: %w", err)
 		}
@@ -249,13 +249,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if lp != "" {
 			if chunkRecs, err = readLog(lp); err != nil {
 				return nil, err
-			}
-		}
-		tasks := attribute(cr, ladder, source, chunkRecs)
-		known = map[string]float64{}
-		for _, t := range tasks {
-			if t.Kind == "enc" {
-				known[t.Name] = t.CPUS
 			}
 		}
 		logf("rep %d chunked (%s order) wall %6.2fs cpu %6.2fs (other processes %.2fs)", rep+1, cr.order, cr.wall, cr.cpu, cr.foreign)
@@ -430,7 +423,8 @@ func attribute(cr *chunkedRun, ladder *encoder.Ladder, source string, recs []Rec
 	}
 	for _, rd := range ladder.Renditions {
 		for _, c := range cr.chunks {
-			add(TaskCost{Name: "enc-" + rd.Name + "-" + strconv.Itoa(c.Index), Kind: "enc", Rendition: rd.Name, Chunk: c.Index})
+			add(TaskCost{Name: "enc-" + rd.Name + "-" + strconv.Itoa(c.Index), Kind: "enc", Rendition: rd.Name, Chunk: c.Index,
+				Estimate: encoder.ChunkCost(cr.src, c, rd)})
 		}
 	}
 	asmOf := map[string]string{}
@@ -499,25 +493,58 @@ func attribute(cr *chunkedRun, ladder *encoder.Ladder, source string, recs []Rec
 	return tasks
 }
 
+// modelChunks is the modeled title's chunks per rendition: the model
+// system's 31.
+const modelChunks = 31
+
 // project builds the farm's task graph (plan; audio and chunks after plan;
 // assemble after its chunks and audio) from measured costs and list-
 // schedules it on this machine's worker count (a contention-free estimate
-// of the local chunked wall) and on 8, 31 and 100 agents.
+// of the local chunked wall) and on 8, 31 and 100 agents; then the same
+// for a modeled title of modelChunks chunks per rendition.
 func project(tasks []TaskCost, workers int) Projection {
-	var sim []SimTask
-	pos := map[string]int{}
+	p := Projection{ModelChunks: modelChunks}
+	var est, got []float64
 	for _, t := range tasks {
-		pos[t.Name] = len(sim)
-		sim = append(sim, SimTask{Name: t.Name, Cost: t.CPUS})
-	}
-	p := Projection{}
-	for i, t := range tasks {
 		p.TotalCPUS += t.CPUS
+		if t.Kind == "enc" {
+			p.LargestChunkS = max(p.LargestChunkS, t.CPUS)
+			est, got = append(est, t.Estimate), append(got, t.CPUS)
+		}
+	}
+	p.EstimateRankCorrelation = Spearman(est, got)
+	sim, estOrder := farmGraph(tasks)
+	p.CriticalPathS = CriticalPath(sim)
+	for _, n := range []int{workers, 8, 31, 100} {
+		p.Agents = append(p.Agents, AgentProjection{Agents: n, CostliestFirst: ListSchedule(sim, n, CostliestFirst(sim)),
+			Estimated: ListSchedule(sim, n, estOrder), FIFO: ListSchedule(sim, n, FIFO(sim))})
+	}
+	model := modelTitle(tasks, modelChunks)
+	msim, mest := farmGraph(model)
+	for _, n := range []int{8, 31, 100} {
+		p.Model = append(p.Model, AgentProjection{Agents: n, CostliestFirst: ListSchedule(msim, n, CostliestFirst(msim)),
+			Estimated: ListSchedule(msim, n, mest), FIFO: ListSchedule(msim, n, FIFO(msim))})
+	}
+	return p
+}
+
+// farmGraph turns task costs (plan, audio, enc per rendition and chunk,
+// asm per rendition) into the farm's graph, and returns with it the order
+// the farm dispatches in: plan, audio and the assembles whenever they are
+// ready, chunks by decreasing estimate.
+func farmGraph(tasks []TaskCost) ([]SimTask, []int) {
+	sim := make([]SimTask, len(tasks))
+	pos := map[string]int{}
+	for i, t := range tasks {
+		pos[t.Name] = i
+		sim[i] = SimTask{Name: t.Name, Cost: t.CPUS}
+	}
+	var first, encs []int
+	for i, t := range tasks {
 		switch t.Kind {
 		case "audio", "enc":
-			sim[i].Deps = []int{pos["plan"]}
-			if t.Kind == "enc" {
-				p.LargestChunkS = max(p.LargestChunkS, t.CPUS)
+			if pl, ok := pos["plan"]; ok {
+				sim[i].Deps = []int{pl}
 			}
 		case "asm":
 			for j, u := range tasks {
@@ -526,13 +553,60 @@ func project(tasks []TaskCost, workers int) Projection {
 				}
 			}
 		}
+		if t.Kind == "enc" {
+			encs = append(encs, i)
+		} else {
+			first = append(first, i)
+		}
 	}
-	p.CriticalPathS = CriticalPath(sim)
-	for _, n := range []int{workers, 8, 31, 100} {
-		p.Agents = append(p.Agents, AgentProjection{Agents: n,
-			CostliestFirst: ListSchedule(sim, n, CostliestFirst(sim)), FIFO: ListSchedule(sim, n, FIFO(sim))})
+	sort.SliceStable(encs, func(a, b int) bool { return tasks[encs[a]].Estimate > tasks[encs[b]].Estimate })
+	return sim, append(first, encs...)
+}
+
+// modelTitle is a title of n chunks per rendition, each drawn with a fixed
+// seed from the measured chunks of its rendition (cost and estimate
+// together); audio and assembles scale with the title's length.
+func modelTitle(tasks []TaskCost, n int) []TaskCost {
+	rng := rand.New(rand.NewPCG(31, 100))
+	byRend := map[string][]TaskCost{}
+	var rends []string
+	srcChunks := 0
+	for _, t := range tasks {
+		if t.Kind == "enc" {
+			if _, ok := byRend[t.Rendition]; !ok {
+				rends = append(rends, t.Rendition)
+			}
+			byRend[t.Rendition] = append(byRend[t.Rendition], t)
+			srcChunks = max(srcChunks, t.Chunk+1)
+		}
 	}
-	return p
+	if srcChunks == 0 {
+		return nil
+	}
+	scale := float64(n) / float64(srcChunks)
+	var out []TaskCost
+	for _, t := range tasks {
+		if t.Kind == "plan" || t.Kind == "audio" {
+			if t.Kind == "audio" {
+				t.CPUS *= scale
+			}
+			out = append(out, t)
+		}
+	}
+	for _, r := range rends {
+		for i := 0; i < n; i++ {
+			d := byRend[r][rng.IntN(len(byRend[r]))]
+			d.Name, d.Chunk = "enc-"+r+"-"+strconv.Itoa(i), i
+			out = append(out, d)
+		}
+	}
+	for _, t := range tasks {
+		if t.Kind == "asm" {
+			t.CPUS *= scale
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // compareOutputs measures PSNR/SSIM of both outputs of every rendition

@@ -6,6 +6,8 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -111,7 +113,7 @@ func TestTinyRun(t *testing.T) {
 	for _, tc := range res.Chunked.Tasks {
 		if tc.Kind == "enc" {
 			nEnc++
-			if tc.CPUS <= 0 || tc.EncodeS <= 0 || tc.CountS <= 0 {
+			if tc.CPUS <= 0 || tc.EncodeS <= 0 || tc.CountS <= 0 || tc.Estimate <= 0 {
 				t.Errorf("task %s: costs not attributed: %+v", tc.Name, tc)
 			}
 		}
@@ -123,11 +125,70 @@ func TestTinyRun(t *testing.T) {
 		t.Errorf("projection for %d agent counts, want 4 (workers, 8, 31, 100)", len(res.Projection.Agents))
 	}
 	for _, a := range res.Projection.Agents {
-		if a.CostliestFirst < res.Projection.CriticalPathS-1e-9 || a.FIFO < res.Projection.CriticalPathS-1e-9 {
+		if a.CostliestFirst < res.Projection.CriticalPathS-1e-9 || a.FIFO < res.Projection.CriticalPathS-1e-9 ||
+			a.Estimated < res.Projection.CriticalPathS-1e-9 {
 			t.Errorf("projection %+v below the critical path %v", a, res.Projection.CriticalPathS)
 		}
 	}
+	if len(res.Projection.Model) != 3 || res.Projection.ModelChunks != 31 {
+		t.Errorf("model projection %d agent counts of %d chunks, want 3 of 31", len(res.Projection.Model), res.Projection.ModelChunks)
+	}
 	if len(res.Notes) == 0 {
 		t.Error("no notes")
+	}
+}
+
+func TestSpearman(t *testing.T) {
+	for _, tc := range []struct {
+		a, b []float64
+		want float64
+	}{
+		{[]float64{1, 2, 3, 4}, []float64{10, 20, 30, 40}, 1},
+		{[]float64{1, 2, 3, 4}, []float64{4, 3, 2, 1}, -1},
+		{[]float64{1, 2, 3, 4}, []float64{1, 100, 1000, 5000}, 1}, // ranks, not values
+		{[]float64{1, 2, 3}, []float64{5, 5, 5}, 0},               // constant
+		{[]float64{1}, []float64{1}, 0},
+		{[]float64{1, 2, 3, 4, 5}, []float64{2, 1, 4, 3, 5}, 0.8},
+		{[]float64{1, 1, 2}, []float64{1, 1, 2}, 1}, // ties share a rank
+	} {
+		if got := Spearman(tc.a, tc.b); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("Spearman(%v, %v) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+// TestModelTitle checks the modeled title: n chunks per rendition drawn
+// from that rendition's measured chunks, audio and assembles scaled, and
+// the farm's estimated order beating FIFO when the costly chunks come last.
+func TestModelTitle(t *testing.T) {
+	tasks := []TaskCost{{Name: "plan", Kind: "plan", CPUS: 0.1}, {Name: "audio", Kind: "audio", CPUS: 1}}
+	for i, c := range []float64{1, 1, 8} {
+		tasks = append(tasks, TaskCost{Name: "enc-hd-" + strconv.Itoa(i), Kind: "enc", Rendition: "hd", Chunk: i, CPUS: c, Estimate: c})
+	}
+	for i, c := range []float64{0.5, 0.5, 4} {
+		tasks = append(tasks, TaskCost{Name: "enc-sd-" + strconv.Itoa(i), Kind: "enc", Rendition: "sd", Chunk: i, CPUS: c, Estimate: c})
+	}
+	tasks = append(tasks, TaskCost{Name: "asm-hd", Kind: "asm", Rendition: "hd", CPUS: 0.3}, TaskCost{Name: "asm-sd", Kind: "asm", Rendition: "sd", CPUS: 0.3})
+	m := modelTitle(tasks, 30)
+	count := map[string]int{}
+	for _, tc := range m {
+		count[tc.Kind+tc.Rendition]++
+		switch {
+		case tc.Kind == "enc" && tc.Rendition == "hd" && tc.CPUS != 1 && tc.CPUS != 8,
+			tc.Kind == "enc" && tc.Rendition == "sd" && tc.CPUS != 0.5 && tc.CPUS != 4:
+			t.Errorf("%s: cost %v not drawn from its rendition", tc.Name, tc.CPUS)
+		case tc.Kind == "audio" && tc.CPUS != 10, tc.Kind == "asm" && math.Abs(tc.CPUS-3) > 1e-9:
+			t.Errorf("%s: cost %v not scaled by 30/3", tc.Name, tc.CPUS)
+		}
+	}
+	if count["enchd"] != 30 || count["encsd"] != 30 || count["asmhd"] != 1 || count["plan"] != 1 {
+		t.Errorf("model tasks %v", count)
+	}
+	if again := modelTitle(tasks, 30); !reflect.DeepEqual(again, m) {
+		t.Error("the modeled title is not the same from run to run (seeded draw)")
+	}
+	sim, est := farmGraph(m)
+	if e, f := ListSchedule(sim, 8, est), ListSchedule(sim, 8, FIFO(sim)); e > f {
+		t.Errorf("on 8 agents the estimated order takes %v, FIFO %v", e, f)
 	}
 }

@@ -47,9 +47,8 @@ type chunkedRun struct {
 // audio, every (rendition, chunk) and each rendition's Assemble as soon as
 // its chunks and the audio are done. Priorities: audio first (every
 // Assemble waits for it), assembles next (critical path), chunks costliest
-// first by known (a previous run's measured CPU) or else estimated cost
-// (frames x (output pixels + source pixels / 3)).
-func runChunked(ctx context.Context, cfg *Config, source string, ladder *encoder.Ladder, dir string, known map[string]float64) (*chunkedRun, error) {
+// first by encoder.ChunkCost, the estimate the farm's graph is ordered by.
+func runChunked(ctx context.Context, cfg *Config, source string, ladder *encoder.Ladder, dir string) (*chunkedRun, error) {
 	r := &chunkedRun{outputs: map[string]string{}, chunkOut: map[string]string{}}
 	cpu0, busy0 := childrenCPU(), systemBusyCPU()
 	t0 := time.Now()
@@ -80,11 +79,7 @@ func runChunked(ctx context.Context, cfg *Config, source string, ladder *encoder
 			return encoder.EncodeAudio(ctx, encoder.AudioJob{Source: source, Src: srcFor(), Out: audio})
 		}})
 	}
-	r.order = "estimated"
-	if len(known) > 0 {
-		r.order = "measured"
-	}
-	srcPix := float64(src.Width * src.Height)
+	r.order = "estimated (encoder.ChunkCost)"
 	for _, rd := range ladder.Renditions {
 		rd := rd
 		var files []string
@@ -94,10 +89,7 @@ func runChunked(ctx context.Context, cfg *Config, source string, ladder *encoder
 			out := encoder.ChunkPath(dir, rd.Name, c.Index)
 			files = append(files, out)
 			r.chunkOut[out] = name
-			prio := float64(c.Frames) * (float64(rd.Width*rd.Height) + srcPix/3)
-			if v, ok := known[name]; ok {
-				prio = v
-			}
+			prio := encoder.ChunkCost(src, c, rd)
 			jobs = append(jobs, &job{name: name, kind: "enc", rend: rd.Name, chunk: c.Index, prio: prio,
 				run: func(ctx context.Context) error {
 					return encoder.EncodeChunk(ctx, encoder.ChunkJob{Source: source, Src: srcFor(), Chunk: c,

@@ -103,6 +103,14 @@ func explain(r *Result) []string {
 		n = append(n, fmt.Sprintf("serial parts of the chunked run: plan (probe) %.2fs before the first task, %.2fs after the last chunk (assemble tail)",
 			r.Chunked.PlanS, r.Chunked.TailS))
 	}
+	if pj := r.Projection; len(pj.Model) > 0 {
+		var parts []string
+		for _, a := range pj.Model {
+			parts = append(parts, fmt.Sprintf("%d agents %.1fs estimated-first vs %.1fs FIFO (ideal %.1fs)", a.Agents, a.Estimated, a.FIFO, a.CostliestFirst))
+		}
+		n = append(n, fmt.Sprintf("dispatch order: encoder.ChunkCost ranks the chunks with Spearman %.2f against their measured CPU; on a modeled %d-chunk title: %s",
+			pj.EstimateRankCorrelation, pj.ModelChunks, strings.Join(parts, ", ")))
+	}
 	if !r.Targets.WallRatioMet {
 		n = append(n, "to close the gap: "+strings.Join(closers(r), "; "))
 	}
@@ -191,9 +199,15 @@ func WriteTable(w io.Writer, r *Result) {
 	p := r.Projection
 	fmt.Fprintf(w, "projection from measured task CPU (total %.2fs, largest chunk %.2fs, critical path plan+chunk+assemble %.2fs):\n",
 		p.TotalCPUS, p.LargestChunkS, p.CriticalPathS)
-	fmt.Fprintln(tw, "agents\tcostliest first s\tFIFO s\t")
+	fmt.Fprintln(tw, "agents\testimated first s (farm)\tcostliest first s (ideal)\tFIFO s\t")
 	for _, a := range p.Agents {
-		fmt.Fprintf(tw, "%d\t%.2f\t%.2f\t\n", a.Agents, a.CostliestFirst, a.FIFO)
+		fmt.Fprintf(tw, "%d\t%.2f\t%.2f\t%.2f\t\n", a.Agents, a.Estimated, a.CostliestFirst, a.FIFO)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "modeled title of %d chunks per rendition (drawn from the measured chunks; estimate rank correlation %.2f):\n",
+		p.ModelChunks, p.EstimateRankCorrelation)
+	for _, a := range p.Model {
+		fmt.Fprintf(tw, "%d\t%.2f\t%.2f\t%.2f\t\n", a.Agents, a.Estimated, a.CostliestFirst, a.FIFO)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

@@ -120,6 +120,9 @@ type TaskCost struct {
 	ProbeS    float64 `json:"probe_cpu_s"`  // ffprobe of the source
 	WallS     float64 `json:"wall_s"`       // as run locally (under contention)
 	Procs     int     `json:"processes"`
+	// Estimate is encoder.ChunkCost of an enc task (arbitrary unit): the
+	// order the farm dispatches chunks in.
+	Estimate float64 `json:"estimate,omitempty"`
 }
 
 // ChunkedResult is Banyan's chunked pipeline run locally.
@@ -196,10 +199,15 @@ type Startup struct {
 	ExtraStartupCPUS float64 `json:"extra_startup_cpu_s"`
 }
 
-// AgentProjection is the projected wall time on a number of agents.
+// AgentProjection is the projected wall time on a number of agents under
+// three dispatch orders of the chunks: costliest first by the measured
+// cost (the ideal, known only afterwards), costliest first by
+// encoder.ChunkCost (what the farm does) and FIFO (rendition by rendition,
+// chunk by chunk: a scheduler that knows nothing of cost).
 type AgentProjection struct {
 	Agents         int     `json:"agents"`
 	CostliestFirst float64 `json:"costliest_first_s"`
+	Estimated      float64 `json:"estimated_first_s"`
 	FIFO           float64 `json:"fifo_s"`
 }
 
@@ -210,6 +218,15 @@ type Projection struct {
 	LargestChunkS float64           `json:"largest_chunk_s"`
 	CriticalPathS float64           `json:"critical_path_s"` // plan + largest chunk + its assemble
 	Agents        []AgentProjection `json:"agents"`
+	// EstimateRankCorrelation is Spearman's rank correlation between the
+	// chunks' encoder.ChunkCost and their measured CPU (1: same order).
+	EstimateRankCorrelation float64 `json:"estimate_rank_correlation"`
+	// Model projects a longer title of ModelChunks chunks per rendition,
+	// each drawn (seeded) from this run's measured chunks of the rendition
+	// with its estimate: a 30 s source has too few chunks for the dispatch
+	// order to matter on 8 or more agents.
+	ModelChunks int               `json:"model_chunks_per_rendition"`
+	Model       []AgentProjection `json:"model_agents"`
 }
 
 // Targets reports against the issue's targets.

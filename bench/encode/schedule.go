@@ -1,6 +1,9 @@
 package encode
 
-import "sort"
+import (
+	"math"
+	"sort"
+)
 
 // SimTask is one task of the projected farm run: a cost in seconds on one
 // agent slot and the tasks (indices) it waits for.
@@ -113,4 +116,48 @@ func CriticalPath(tasks []SimTask) float64 {
 		cp = max(cp, f(i))
 	}
 	return cp
+}
+
+// Spearman is the rank correlation of a and b (equal lengths): 1 when they
+// order the items the same way, -1 when opposite, 0 when n < 2 or either
+// is constant. Ties take their mean rank.
+func Spearman(a, b []float64) float64 {
+	if len(a) != len(b) || len(a) < 2 {
+		return 0
+	}
+	ra, rb := ranks(a), ranks(b)
+	n := float64(len(a))
+	mean := (n + 1) / 2
+	var cov, va, vb float64
+	for i := range ra {
+		da, db := ra[i]-mean, rb[i]-mean
+		cov += da * db
+		va += da * da
+		vb += db * db
+	}
+	if va == 0 || vb == 0 {
+		return 0
+	}
+	return cov / math.Sqrt(va*vb)
+}
+
+// ranks gives each value its 1-based rank, ties their mean rank.
+func ranks(v []float64) []float64 {
+	o := make([]int, len(v))
+	for i := range o {
+		o[i] = i
+	}
+	sort.SliceStable(o, func(a, b int) bool { return v[o[a]] < v[o[b]] })
+	r := make([]float64, len(v))
+	for i := 0; i < len(o); {
+		j := i
+		for j+1 < len(o) && v[o[j+1]] == v[o[i]] {
+			j++
+		}
+		for k := i; k <= j; k++ {
+			r[o[k]] = float64(i+j)/2 + 1
+		}
+		i = j + 1
+	}
+	return r
 }
