@@ -45,7 +45,7 @@ type Config struct {
 	ChunkThreads int  // encoder threads per chunk (default 1, as BuildGraph)
 	PlainThreads int  // encoder threads per plain run (default Workers)
 	Repeat       int  // timed runs of each pipeline (median reported)
-	Reprobe      bool // every step probes the source itself, as the agent CLI does
+	Reprobe      bool // every step probes the source itself (the farm reads the plan's saved probe)
 	PerProcess   bool // per-process rusage through the accounting wrapper
 	Index        bool // also time encoder.Index (HLS) over the chunked outputs
 

@@ -138,7 +138,7 @@ func closers(r *Result) []string {
 	}
 	var cs []c
 	if r.Reprobe && ov.SplitCPUS > 0 {
-		cs = append(cs, c{ov.SplitCPUS / w, fmt.Sprintf("probe once in the plan step and hand the tasks the probed Source (every step re-probes the source today: %.2fs wall)", ov.SplitCPUS/w)})
+		cs = append(cs, c{ov.SplitCPUS / w, fmt.Sprintf("run without -reprobe: the farm's steps read the plan step's saved probe instead of probing the source again (%.2fs wall here)", ov.SplitCPUS/w)})
 	}
 	if ov.IndexCPUS > 0 {
 		cs = append(cs, c{ov.IndexCPUS / w, fmt.Sprintf("count packets once (EncodeChunk's check) and let Assemble reuse the counts instead of re-running ffprobe per chunk (%.2fs wall)", ov.IndexCPUS/w)})

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/banyan-sched/banyan/bench/encode"
@@ -41,8 +42,8 @@ func main() {
 	flag.IntVar(&cfg.Workers, "workers", 0, "chunk worker pool (default GOMAXPROCS)")
 	flag.IntVar(&cfg.ChunkThreads, "chunk-threads", 1, "encoder threads per chunk (the graph uses 1)")
 	flag.IntVar(&cfg.PlainThreads, "plain-threads", 0, "encoder threads per plain run (default workers)")
-	flag.IntVar(&cfg.Repeat, "repeat", 1, "timed runs of each pipeline; medians are reported, runs after the first order chunks by measured cost")
-	flag.BoolVar(&cfg.Reprobe, "reprobe", true, "every step probes the source itself, as the agent CLI does")
+	flag.IntVar(&cfg.Repeat, "repeat", 1, "timed runs of each pipeline; medians are reported")
+	flag.BoolVar(&cfg.Reprobe, "reprobe", false, "every step probes the source itself (the farm's steps read the plan step's saved probe instead)")
 	flag.BoolVar(&cfg.PerProcess, "per-process", true, "per-process rusage through an accounting wrapper (needed for per-chunk costs)")
 	flag.BoolVar(&cfg.Index, "index", true, "also time HLS indexing of the chunked outputs (not in the ratio)")
 	flag.StringVar(&cfg.WorkDir, "work", "", "work directory (default: a temporary one, removed)")
@@ -58,7 +59,7 @@ func main() {
 	if !quiet {
 		cfg.Log = os.Stderr
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := encode.Run(ctx, cfg)
 	if err != nil {
