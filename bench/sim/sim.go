@@ -454,8 +454,8 @@ func (s *simulator) pass() {
 		// Queue waits are read before Apply changes the attempts.
 		queued := map[string]int64{}
 		for _, a := range plan.Assignments {
-			if t, ok := s.st.Task(a.TaskId); ok && len(t.PB.Attempts) > 0 {
-				queued[a.TaskId] = t.PB.Attempts[len(t.PB.Attempts)-1].QueuedUnixMs
+			if t, ok := s.st.Task(a.TaskId); ok {
+				queued[a.TaskId] = t.PB.QueuedUnixMs // the attempt record is made only when placed
 			}
 		}
 		r := s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Assign{Assign: plan}})

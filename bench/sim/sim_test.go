@@ -88,3 +88,33 @@ func TestBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleClusterWaitsAtMostAPass: with far more capacity than work, every
+// task is placed by the first pass after it is queued, so no queue wait
+// exceeds the pass interval (waits are measured from the task's own
+// queueing, not from the start of the simulation).
+func TestIdleClusterWaitsAtMostAPass(t *testing.T) {
+	cfg, err := Parse([]byte(`
+seed: 3
+duration: 30m
+pass_interval: 2s
+agents:
+  - {name: cpu, count: 50, capacity: "cpu=16,memory=64Gi"}
+workloads:
+  - {name: small, pool: default, jobs_per_hour: 120, tasks: 3, resources: "cpu=1,memory=1Gi", task_duration: 20s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, ok := r.Wait["small"]
+	if !ok || w.N == 0 {
+		t.Fatalf("no waits recorded: %+v", r.Wait)
+	}
+	if w.Max > 2 {
+		t.Fatalf("queue wait up to %.1f s on an idle cluster, want at most the 2 s pass interval (%+v)", w.Max, w)
+	}
+}
