@@ -3,7 +3,7 @@
 // pool's share against its guarantee, queue-wait percentiles and
 // preemptions.
 //
-//	banyan-sim [-seed N] [-duration 6h] [-json] FILE.yaml
+//	banyan-sim [-seed N] [-duration 6h] [-json] [-cpuprofile F] FILE.yaml
 package main
 
 import (
@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/banyan-sched/banyan/bench/sim"
 )
@@ -19,9 +20,10 @@ func main() {
 	seed := flag.Int64("seed", -1, "override the file's seed")
 	dur := flag.Duration("duration", 0, "override the simulated duration")
 	asJSON := flag.Bool("json", false, "print the report as JSON")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: banyan-sim [-seed N] [-duration D] [-json] FILE.yaml")
+		fmt.Fprintln(os.Stderr, "usage: banyan-sim [-seed N] [-duration D] [-json] [-cpuprofile F] FILE.yaml")
 		os.Exit(2)
 	}
 	cfg, err := sim.Load(flag.Arg(0))
@@ -35,7 +37,20 @@ func main() {
 	if *dur > 0 {
 		cfg.Duration = sim.Dur(*dur)
 	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "cpu profile:", err)
+			os.Exit(1)
+		}
+	}
 	rep, err := sim.Run(cfg)
+	pprof.StopCPUProfile()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
