@@ -5,40 +5,59 @@ package encoder
 // renditions in a mixed ladder, so it need not be more than roughly right.
 var codecCost = map[string]float64{"h264": 1, "hevc": 3, "av1": 3}
 
-// ChunkCost estimates the relative cost of encoding chunk c of src at
-// rendition r, for dispatching the costliest chunks first (chunk cost
-// varies several-fold with content, and a farm's finish time is set by the
-// chunk that starts last and runs longest). The unit is arbitrary; only
-// the order means something.
+// CostModel estimates the relative cost of encoding chunks of one source,
+// for dispatching the costliest chunks first (chunk cost varies several-fold
+// with content, and a farm's finish time is set by the chunk that starts
+// last and runs longest). The unit is arbitrary; only the order means
+// something.
 //
-// The estimate is the work per frame summed over the chunk: decoding and
-// scaling the source (a third of its pixels, a rough weight) plus encoding
-// the rendition's pixels, the latter scaled by the codec's prior and by the
-// chunk's content complexity: its source bytes per frame against the
-// title's mean (1 when the probe has no frame sizes). Harder content costs
-// the encoder more, and the source's own compressed size is a cheap,
+// A chunk's estimate is the work per frame summed over the chunk: decoding
+// and scaling the source (a third of its pixels, a rough weight) plus
+// encoding the rendition's pixels, the latter scaled by the codec's prior
+// and by the chunk's content complexity: its source bytes per frame against
+// the title's mean (1 when the probe has no frame sizes). Harder content
+// costs the encoder more, and the source's own compressed size is a cheap,
 // already-probed measure of how hard it is.
-func ChunkCost(src *Source, c Chunk, r Rendition) float64 {
+type CostModel struct {
+	src    *Source
+	prefix []int64 // prefix[i] = bytes of frames [0, i); nil without sizes
+}
+
+// NewCostModel prepares the estimates for src (linear in its frames, once;
+// each estimate after that is constant time).
+func NewCostModel(src *Source) *CostModel {
+	m := &CostModel{src: src}
+	if len(src.FrameBytes) > 0 {
+		m.prefix = make([]int64, len(src.FrameBytes)+1)
+		for i, b := range src.FrameBytes {
+			m.prefix[i+1] = m.prefix[i] + int64(b)
+		}
+		if m.prefix[len(src.FrameBytes)] <= 0 {
+			m.prefix = nil
+		}
+	}
+	return m
+}
+
+// Chunk estimates the cost of encoding chunk c at rendition r.
+func (m *CostModel) Chunk(c Chunk, r Rendition) float64 {
 	if c.Frames <= 0 {
 		return 0
 	}
 	complexity := 1.0
-	if n := len(src.FrameBytes); n > 0 && c.StartFrame >= 0 && c.StartFrame+c.Frames <= n {
-		var title, chunk int64
-		for i, b := range src.FrameBytes {
-			title += int64(b)
-			if i >= c.StartFrame && i < c.StartFrame+c.Frames {
-				chunk += int64(b)
-			}
-		}
-		if title > 0 {
-			complexity = (float64(chunk) / float64(c.Frames)) / (float64(title) / float64(n))
-		}
+	if n := len(m.prefix) - 1; n > 0 && c.StartFrame >= 0 && c.StartFrame+c.Frames <= n {
+		chunk := m.prefix[c.StartFrame+c.Frames] - m.prefix[c.StartFrame]
+		complexity = (float64(chunk) / float64(c.Frames)) / (float64(m.prefix[n]) / float64(n))
 	}
 	weight, ok := codecCost[r.Codec]
 	if !ok {
 		weight = 1
 	}
-	perFrame := float64(src.Width*src.Height)/3 + weight*complexity*float64(r.Width*r.Height)
+	perFrame := float64(m.src.Width*m.src.Height)/3 + weight*complexity*float64(r.Width*r.Height)
 	return float64(c.Frames) * perFrame
+}
+
+// ChunkCost is NewCostModel(src).Chunk(c, r), for a single estimate.
+func ChunkCost(src *Source, c Chunk, r Rendition) float64 {
+	return NewCostModel(src).Chunk(c, r)
 }

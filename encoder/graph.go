@@ -24,7 +24,7 @@ package encoder
 //	audio          (only if the source has audio)
 //	  @sched encoder encode-audio --source S --bitrate 128k --out O/audio/audio.m4a
 //	enc-<r>-<i>    (every rendition r, every chunk i; no "after"), costliest
-//	               first by ChunkCost (the order the scheduler dispatches in)
+//	               first by CostModel (the order the scheduler dispatches in)
 //	  @sched encoder encode-chunk --source S --chunk-index I --chunk-start F
 //	         --chunk-frames N --rendition-json '<Rendition JSON>' --gpu=<true|false>
 //	         --threads T --out O/<r>/chunks/<IIIII>.nut
@@ -202,6 +202,7 @@ func BuildGraph(o GraphOptions) ([]GraphTask, error) {
 		cost float64
 	}
 	var encs []costedTask
+	costs := NewCostModel(o.Src)
 	var asmNames []string
 	var asms []GraphTask
 	var irs []IndexedRendition
@@ -248,7 +249,7 @@ func BuildGraph(o GraphOptions) ([]GraphTask, error) {
 				t.Fallback = &fb
 				t.FallbackAfterMs = o.Ladder.GPUWait.Milliseconds()
 			}
-			encs = append(encs, costedTask{t, ChunkCost(o.Src, c, r)})
+			encs = append(encs, costedTask{t, costs.Chunk(c, r)})
 			encNames = append(encNames, name)
 			chunkFiles = append(chunkFiles, out)
 		}

@@ -421,10 +421,11 @@ func attribute(cr *chunkedRun, ladder *encoder.Ladder, source string, recs []Rec
 	if cr.audio != "" {
 		add(TaskCost{Name: "audio", Kind: "audio", Chunk: -1})
 	}
+	costs := encoder.NewCostModel(cr.src)
 	for _, rd := range ladder.Renditions {
 		for _, c := range cr.chunks {
 			add(TaskCost{Name: "enc-" + rd.Name + "-" + strconv.Itoa(c.Index), Kind: "enc", Rendition: rd.Name, Chunk: c.Index,
-				Estimate: encoder.ChunkCost(cr.src, c, rd)})
+				Estimate: costs.Chunk(c, rd)})
 		}
 	}
 	asmOf := map[string]string{}

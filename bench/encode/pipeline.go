@@ -80,6 +80,7 @@ func runChunked(ctx context.Context, cfg *Config, source string, ladder *encoder
 		}})
 	}
 	r.order = "estimated (encoder.ChunkCost)"
+	costs := encoder.NewCostModel(src)
 	for _, rd := range ladder.Renditions {
 		rd := rd
 		var files []string
@@ -89,7 +90,7 @@ func runChunked(ctx context.Context, cfg *Config, source string, ladder *encoder
 			out := encoder.ChunkPath(dir, rd.Name, c.Index)
 			files = append(files, out)
 			r.chunkOut[out] = name
-			prio := encoder.ChunkCost(src, c, rd)
+			prio := costs.Chunk(c, rd)
 			jobs = append(jobs, &job{name: name, kind: "enc", rend: rd.Name, chunk: c.Index, prio: prio,
 				run: func(ctx context.Context) error {
 					return encoder.EncodeChunk(ctx, encoder.ChunkJob{Source: source, Src: srcFor(), Chunk: c,
