@@ -3,7 +3,9 @@
 // logic (no I/O, no clock): the caller dials and sleeps.
 //
 // The policy, in order:
-//   - A follower's refusal that names the leader: go there at once.
+//   - A follower's refusal that names the leader: go there at once, unless
+//     that is the server that just failed (followers name a dead leader
+//     until their election timeout): then it is an election.
 //   - A follower's refusal with no leader named (an election is running):
 //     the cluster is alive, so try the next server after a short pause.
 //   - Any other failure (a server that is gone, a broken stream): try the
@@ -38,6 +40,7 @@ type Rotation struct {
 	next    int           // index of the next server to try in the list
 	hint    string        // the leader a follower named, tried next
 	failed  int           // consecutive failures that were not refusals
+	dead    string        // the last server that failed outright
 	backoff time.Duration // the wait after the next full round of failures
 }
 
@@ -66,17 +69,21 @@ func (r *Rotation) Next() string {
 // before trying Next.
 func (r *Rotation) Ended(addr string, opened bool, err error) time.Duration {
 	if opened {
-		r.failed, r.backoff = 0, MinBackoff
+		r.failed, r.backoff, r.dead = 0, MinBackoff, ""
 	}
 	leader, refused := LeaderHint(err)
 	if refused {
 		r.failed = 0
-		if leader != "" && leader != addr {
+		if addr == r.dead {
+			r.dead = "" // it answers again
+		}
+		if leader != "" && leader != addr && leader != r.dead {
 			r.hint = leader
 			return 0
 		}
 		return ElectionPause
 	}
+	r.dead = addr
 	r.failed++
 	if r.failed < len(r.servers) {
 		return 0 // the others have not been tried since this one failed

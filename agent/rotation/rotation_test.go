@@ -61,6 +61,18 @@ func TestRotation(t *testing.T) {
 			{"a", false, gone, 0}, {"b", false, gone, 0}, {"c", false, gone, 2 * MinBackoff},
 			{"a", true, gone, 0}, {"b", false, gone, 0}, {"c", false, gone, MinBackoff},
 		}},
+		{"followers still naming the dead leader: an election, not a spin", []step{
+			{"a", true, gone, 0},                      // the leader a dies
+			{"b", false, refusal("a"), ElectionPause}, // b has not noticed yet
+			{"c", false, refusal("a"), ElectionPause}, // nor has c
+			{"a", false, gone, 0},                     // a is still gone
+			{"b", false, refusal("c"), 0},             // c won the election
+			{"c", true, gone, 0},                      // c leads, then dies in turn
+			{"c", false, gone, 0},                     // next in the list: still gone
+			{"a", false, refusal("c"), ElectionPause}, // a names the dead c
+			{"b", false, refusal("a"), 0},             // a won
+			{"a", true, nil, 0},
+		}},
 		{"a refusal naming the refusing server is an election", []step{
 			{"a", false, refusal("a"), ElectionPause},
 			{"b", false, refusal("a"), 0},
