@@ -13,6 +13,11 @@
 //     round of servers has failed this way. A leader that dies is therefore
 //     replaced within about one election, not after a backoff that grew
 //     while the agent kept dialling the dead address.
+//   - Fast retries are for elections, which take a second or two: after
+//     FastRounds rounds of the list without a session, every wait is at
+//     least a backoff that doubles up to MaxBackoff. A cluster that lost its
+//     majority, or followers that name each other, are then asked about
+//     once every two seconds per agent, not ten times a second.
 package rotation
 
 import (
@@ -23,7 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Defaults for Rotation's pauses.
+// The policy's pauses and limits.
 const (
 	// ElectionPause is the wait after a follower refused with no leader.
 	ElectionPause = 100 * time.Millisecond
@@ -31,6 +36,9 @@ const (
 	MinBackoff = 100 * time.Millisecond
 	// MaxBackoff caps the doubling backoff.
 	MaxBackoff = 2 * time.Second
+	// FastRounds is how many rounds of the server list are tried at the
+	// fast pace (no wait, or ElectionPause) before every wait backs off.
+	FastRounds = 10
 )
 
 // Rotation walks a fixed list of scheduler servers. The zero value is not
@@ -42,11 +50,14 @@ type Rotation struct {
 	failed  int           // consecutive failures that were not refusals
 	dead    string        // the last server that failed outright
 	backoff time.Duration // the wait after the next full round of failures
+	tries   int           // sessions tried since one last opened
+	slow    time.Duration // the least wait once tries pass the fast rounds
 }
 
-// New returns a rotation over servers, starting with the first.
+// New returns a rotation over servers, starting with the first. The list
+// must not be empty (Next then returns "").
 func New(servers []string) *Rotation {
-	return &Rotation{servers: append([]string(nil), servers...), backoff: MinBackoff}
+	return &Rotation{servers: append([]string(nil), servers...), backoff: MinBackoff, slow: MinBackoff}
 }
 
 // Next returns the server to try now.
@@ -66,11 +77,26 @@ func (r *Rotation) Next() string {
 
 // Ended records how a session with addr ended (opened: it got as far as
 // the leader's welcome; err: why it ended) and returns how long to wait
-// before trying Next.
+// before trying Next. A leader named by a refusal is tried next, unless it
+// is the server that last failed outright.
 func (r *Rotation) Ended(addr string, opened bool, err error) time.Duration {
 	if opened {
-		r.failed, r.backoff, r.dead = 0, MinBackoff, ""
+		r.failed, r.tries, r.dead = 0, 0, ""
+		r.backoff, r.slow = MinBackoff, MinBackoff
 	}
+	wait := r.ended(addr, err)
+	if opened {
+		return wait
+	}
+	r.tries++
+	if r.tries > FastRounds*max(len(r.servers), 1) {
+		wait = max(wait, r.slow)
+		r.slow = min(2*r.slow, MaxBackoff)
+	}
+	return wait
+}
+
+func (r *Rotation) ended(addr string, err error) time.Duration {
 	leader, refused := LeaderHint(err)
 	if refused {
 		r.failed = 0

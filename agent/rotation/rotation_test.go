@@ -123,3 +123,46 @@ func TestLeaderHint(t *testing.T) {
 		}
 	}
 }
+
+// TestNoLeaderForLong: a cluster that lost its majority (a and b gone, c
+// refusing with no leader) and followers that name each other are retried
+// fast for FastRounds rounds, then ever more slowly, up to MaxBackoff.
+func TestNoLeaderForLong(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(addr string) error
+	}{
+		{"majority lost", func(addr string) error {
+			if addr == "c" {
+				return election
+			}
+			return gone
+		}},
+		{"followers name each other", func(addr string) error {
+			return map[string]error{"a": gone, "b": refusal("c"), "c": refusal("b")}[addr]
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := New([]string{"a", "b", "c"})
+			var fast, total time.Duration
+			var last time.Duration
+			for i := range 300 {
+				addr := r.Next()
+				last = r.Ended(addr, false, tc.end(addr))
+				if i < FastRounds*3 {
+					fast += last
+				}
+				total += last
+			}
+			if fast > FastRounds*3*ElectionPause {
+				t.Errorf("first %d tries waited %v in all: not fast", FastRounds*3, fast)
+			}
+			if last != MaxBackoff {
+				t.Errorf("after 300 tries the wait is %v, want %v", last, MaxBackoff)
+			}
+			if total < 500*time.Second {
+				t.Errorf("300 tries waited %v in all: still spinning", total)
+			}
+		})
+	}
+}
