@@ -18,6 +18,12 @@ var codecCost = map[string]float64{"h264": 1, "hevc": 3, "av1": 3}
 // the title's mean (1 when the probe has no frame sizes). Harder content
 // costs the encoder more, and the source's own compressed size is a cheap,
 // already-probed measure of how hard it is.
+//
+// The model knows nothing of presets, so across renditions it is only as
+// good as the ladder is uniform in them (a veryslow rung costs several
+// times a veryfast one of the same size), and nothing of NVENC, whose
+// chunks are cheap in CPU and bounded by sessions instead. Within one
+// rendition, where the dispatch order matters most, neither affects it.
 type CostModel struct {
 	src    *Source
 	prefix []int64 // prefix[i] = bytes of frames [0, i); nil without sizes

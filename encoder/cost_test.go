@@ -1,6 +1,7 @@
 package encoder
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,8 +47,9 @@ func TestChunkCost(t *testing.T) {
 	if c := ChunkCost(src, Chunk{Frames: 0}, r1080); c != 0 {
 		t.Errorf("empty chunk costs %v", c)
 	}
-	if c := ChunkCost(src, Chunk{StartFrame: 250, Frames: 100}, r1080); c <= 0 {
-		t.Errorf("a chunk past the sizes' end costs %v, want the plain estimate", c)
+	past := Chunk{StartFrame: 250, Frames: 100}
+	if c, want := ChunkCost(src, past, r1080), ChunkCost(plain, past, r1080); c != want {
+		t.Errorf("a chunk past the sizes' end costs %v, want the estimate without sizes %v", c, want)
 	}
 }
 
@@ -74,6 +76,9 @@ func TestBuildGraphCostliestFirst(t *testing.T) {
 		}
 	}
 	last := len(o.Chunks) - 1
+	if len(order) != 2*len(o.Chunks) {
+		t.Fatalf("%d chunk tasks, want %d", len(order), 2*len(o.Chunks))
+	}
 	if want := "enc-720p-" + strconv.Itoa(last); order[0] != want {
 		t.Fatalf("first chunk dispatched is %s, want %s (the complex end of the title, largest rendition); order %v", order[0], want, order)
 	}
@@ -88,7 +93,11 @@ func TestBuildGraphCostliestFirst(t *testing.T) {
 			t.Errorf("%s (cost %.0f) after the cheaper %s (%.0f)", order[i], costs[order[i]], order[i-1], costs[order[i-1]])
 		}
 	}
-	if tasks[0].Name != "audio" {
-		t.Errorf("first task %s, want audio (every assemble waits for it)", tasks[0].Name)
+	var head []string
+	for _, tk := range tasks[:3] {
+		head = append(head, tk.Name)
+	}
+	if want := []string{"audio", "asm-720p", "asm-av1"}; !slices.Equal(head, want) {
+		t.Errorf("graph starts %v, want %v (audio and the assembles before any chunk: they wait for chunks, then go first)", head, want)
 	}
 }

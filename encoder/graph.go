@@ -19,12 +19,17 @@ package encoder
 //	}
 //
 // "@sched" (GraphOptions.Exe) is replaced by the agent with its own binary.
-// Tasks, in order:
+// Tasks, in the order of the list (the order in which the scheduler
+// dispatches those that are ready):
 //
 //	audio          (only if the source has audio)
 //	  @sched encoder encode-audio --source S --bitrate 128k --out O/audio/audio.m4a
+//	asm-<r>        (after every enc-<r>-*, and audio)
+//	  @sched encoder assemble --source S [--audio O/audio/audio.m4a]
+//	         --out O/<r>/<r>.mp4 --chunk O/<r>/chunks/00000.nut --chunk ...
+//	  (--chunk repeated, in order)
 //	enc-<r>-<i>    (every rendition r, every chunk i; no "after"), costliest
-//	               first by CostModel (the order the scheduler dispatches in)
+//	               first by CostModel
 //	  @sched encoder encode-chunk --source S --chunk-index I --chunk-start F
 //	         --chunk-frames N --rendition-json '<Rendition JSON>' --gpu=<true|false>
 //	         --threads T --out O/<r>/chunks/<IIIII>.nut
@@ -35,10 +40,6 @@ package encoder
 //	  enc-<r>-<i>-cpu, same out path) and fallback_after_ms = the ladder's
 //	  GPUWait. AV1 has no
 //	  GPU backend and is always a CPU task under prefer-gpu.
-//	asm-<r>        (after every enc-<r>-*, and audio)
-//	  @sched encoder assemble --source S [--audio O/audio/audio.m4a]
-//	         --out O/<r>/<r>.mp4 --chunk O/<r>/chunks/00000.nut --chunk ...
-//	  (--chunk repeated, in order)
 //	index          (after every asm-*)
 //	  @sched encoder index --out-dir O/hls --segment-seconds 4
 //	         --rendition-json '<IndexedRendition JSON>' ...   (repeated)
@@ -271,12 +272,14 @@ func BuildGraph(o GraphOptions) ([]GraphTask, error) {
 		irs = append(irs, IndexedRendition{Name: r.Name, Path: rout, Width: r.Width, Height: r.Height})
 	}
 	// The scheduler dispatches a job's ready tasks in the order they were
-	// added: costliest chunks first, so the longest ones do not start last.
+	// added: each assemble as soon as its inputs are done (it is on the
+	// critical path and cheap), then the costliest chunks first, so the
+	// longest ones do not start last.
+	tasks = append(tasks, asms...)
 	sort.SliceStable(encs, func(a, b int) bool { return encs[a].cost > encs[b].cost })
 	for _, e := range encs {
 		tasks = append(tasks, e.GraphTask)
 	}
-	tasks = append(tasks, asms...)
 	hlsDir := filepath.Join(o.OutDir, "hls")
 	idx := []string{exe, "encoder", "index", "--out-dir", hlsDir, "--segment-seconds", strconv.FormatFloat(seg, 'f', -1, 64)}
 	ver := []string{exe, "encoder", "verify", "--source", o.Source, "--master", filepath.Join(hlsDir, MasterPlaylist), "--out", o.OutDir}

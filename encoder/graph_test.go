@@ -51,9 +51,11 @@ func TestBuildGraph(t *testing.T) {
 			if tk.Command[0] != "@sched" || tk.Command[1] != "encoder" {
 				t.Errorf("%s: command %v", tk.Name, tk.Command)
 			}
+		}
+		for _, tk := range tasks {
 			for _, d := range tk.After {
 				if _, ok := byName[d]; !ok {
-					t.Errorf("%s: after %s, which is not earlier in the list", tk.Name, d)
+					t.Errorf("%s: after %s, which is not in the graph", tk.Name, d)
 				}
 			}
 		}
