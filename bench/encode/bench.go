@@ -505,15 +505,26 @@ const modelChunks = 31
 // for a modeled title of modelChunks chunks per rendition.
 func project(tasks []TaskCost, workers int) Projection {
 	p := Projection{ModelChunks: modelChunks}
-	var est, got []float64
+	est, got := map[string][]float64{}, map[string][]float64{}
+	var rends []string
 	for _, t := range tasks {
 		p.TotalCPUS += t.CPUS
 		if t.Kind == "enc" {
 			p.LargestChunkS = max(p.LargestChunkS, t.CPUS)
-			est, got = append(est, t.Estimate), append(got, t.CPUS)
+			if _, ok := est[t.Rendition]; !ok {
+				rends = append(rends, t.Rendition)
+			}
+			est[t.Rendition], got[t.Rendition] = append(est[t.Rendition], t.Estimate), append(got[t.Rendition], t.CPUS)
 		}
 	}
-	p.EstimateRankCorrelation = Spearman(est, got)
+	// Within each rendition: across renditions resolution alone would
+	// make the estimate look good.
+	for i, r := range rends {
+		rho := Spearman(est[r], got[r])
+		if i == 0 || rho < p.EstimateRankCorrelation {
+			p.EstimateRankCorrelation = rho
+		}
+	}
 	sim, estOrder := farmGraph(tasks)
 	p.CriticalPathS = CriticalPath(sim)
 	for _, n := range []int{workers, 8, 31, 100} {
@@ -531,8 +542,8 @@ func project(tasks []TaskCost, workers int) Projection {
 
 // farmGraph turns task costs (plan, audio, enc per rendition and chunk,
 // asm per rendition) into the farm's graph, and returns with it the order
-// the farm dispatches in: plan, audio and the assembles whenever they are
-// ready, chunks by decreasing estimate.
+// the farm dispatches in (encoder.BuildGraph's): plan, audio and the
+// assembles whenever they are ready, chunks by decreasing estimate.
 func farmGraph(tasks []TaskCost) ([]SimTask, []int) {
 	sim := make([]SimTask, len(tasks))
 	pos := map[string]int{}

@@ -108,7 +108,7 @@ func explain(r *Result) []string {
 		for _, a := range pj.Model {
 			parts = append(parts, fmt.Sprintf("%d agents %.1fs estimated-first vs %.1fs FIFO (ideal %.1fs)", a.Agents, a.Estimated, a.FIFO, a.CostliestFirst))
 		}
-		n = append(n, fmt.Sprintf("dispatch order: encoder.ChunkCost ranks the chunks with Spearman %.2f against their measured CPU; on a modeled %d-chunk title: %s",
+		n = append(n, fmt.Sprintf("dispatch order: encoder.ChunkCost ranks each rendition's chunks with Spearman %.2f or better against their measured CPU; on a modeled %d-chunk title: %s",
 			pj.EstimateRankCorrelation, pj.ModelChunks, strings.Join(parts, ", ")))
 	}
 	if !r.Targets.WallRatioMet {
@@ -204,7 +204,7 @@ func WriteTable(w io.Writer, r *Result) {
 		fmt.Fprintf(tw, "%d\t%.2f\t%.2f\t%.2f\t\n", a.Agents, a.Estimated, a.CostliestFirst, a.FIFO)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "modeled title of %d chunks per rendition (drawn from the measured chunks; estimate rank correlation %.2f):\n",
+	fmt.Fprintf(w, "modeled title of %d chunks per rendition (drawn from the measured chunks; estimate rank correlation within a rendition >= %.2f):\n",
 		p.ModelChunks, p.EstimateRankCorrelation)
 	for _, a := range p.Model {
 		fmt.Fprintf(tw, "%d\t%.2f\t%.2f\t%.2f\t\n", a.Agents, a.Estimated, a.CostliestFirst, a.FIFO)

@@ -218,8 +218,9 @@ type Projection struct {
 	LargestChunkS float64           `json:"largest_chunk_s"`
 	CriticalPathS float64           `json:"critical_path_s"` // plan + largest chunk + its assemble
 	Agents        []AgentProjection `json:"agents"`
-	// EstimateRankCorrelation is Spearman's rank correlation between the
-	// chunks' encoder.ChunkCost and their measured CPU (1: same order).
+	// EstimateRankCorrelation is the lowest, over the renditions, of
+	// Spearman's rank correlation between the rendition's chunks'
+	// encoder.ChunkCost and their measured CPU (1: same order).
 	EstimateRankCorrelation float64 `json:"estimate_rank_correlation"`
 	// Model projects a longer title of ModelChunks chunks per rendition,
 	// each drawn (seeded) from this run's measured chunks of the rendition

@@ -123,17 +123,17 @@ func checkFarmOutput(t *testing.T, source, outDir, ladderName string) {
 	ctx := context.Background()
 	src, err := encoder.Probe(ctx, source)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("probe the source: %v", err)
 	}
 	ladder, err := encoder.LoadLadder(ladderName)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("ladder %s: %v", ladderName, err)
 	}
 	for _, r := range ladder.Renditions {
 		path := encoder.RenditionPath(outDir, r.Name)
 		o, err := encoder.Probe(ctx, path)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: probe the output: %v", r.Name, err)
 		}
 		if o.FrameCount != src.FrameCount {
 			t.Fatalf("%s: %d frames, source %d", r.Name, o.FrameCount, src.FrameCount)
@@ -167,15 +167,15 @@ func checkFarmOutput(t *testing.T, source, outDir, ladderName string) {
 		}
 		whole := filepath.Join(t.TempDir(), r.Name+"-whole.mp4")
 		if err := encoder.EncodeWhole(ctx, encoder.WholeJob{Source: source, Src: src, Rendition: r, Threads: 1, Out: whole}); err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: whole-file encode: %v", r.Name, err)
 		}
 		qc, err := encoder.Compare(ctx, path, source, r.Width, r.Height)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: quality of the farm's output: %v", r.Name, err)
 		}
 		qw, err := encoder.Compare(ctx, whole, source, r.Width, r.Height)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: quality of the whole-file encode: %v", r.Name, err)
 		}
 		if len(qc.FramePSNR) != src.FrameCount || len(qw.FramePSNR) != src.FrameCount {
 			t.Fatalf("%s: PSNR of %d and %d frames, source has %d", r.Name, len(qc.FramePSNR), len(qw.FramePSNR), src.FrameCount)
@@ -189,7 +189,7 @@ func checkFarmOutput(t *testing.T, source, outDir, ladderName string) {
 		}
 		sum, n, err := encoder.PlaylistDuration(filepath.Join(outDir, "hls", r.Name, "index.m3u8"))
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: playlist: %v", r.Name, err)
 		}
 		if math.Abs(sum-src.Duration.Seconds()) > videoFrame.Seconds() || n < 1 {
 			t.Errorf("%s: %d HLS segments of %.6f s, stream %v", r.Name, n, sum, src.Duration)
