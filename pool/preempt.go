@@ -38,6 +38,18 @@ type Running struct {
 	StartedMs int64
 }
 
+// RunningByNode holds running tasks by the node they run on.
+type RunningByNode map[string][]Running
+
+// GroupByNode groups running tasks by Node.
+func GroupByNode(running []Running) RunningByNode {
+	out := RunningByNode{}
+	for _, r := range running {
+		out[r.Node] = append(out[r.Node], r)
+	}
+	return out
+}
+
 // NodeFree is the free capacity of one node that the pending task could
 // run on (the caller has already applied its constraints).
 type NodeFree struct {
@@ -90,21 +102,17 @@ type Preemption struct {
 // returned with no victims.
 //
 // Victims changes nothing: the caller records each victim with Remove.
-func (v *View) Victims(path string, ask Resources, nodes []NodeFree, running []Running, now int64, p PreemptPolicy) (Preemption, bool) {
+//
+// running holds the tasks on each node; their order does not matter.
+func (v *View) Victims(path string, ask Resources, nodes []NodeFree, running RunningByNode, now int64, p PreemptPolicy) (Preemption, bool) {
 	if !v.WithinGuarantee(path, ask) {
 		return Preemption{}, false
-	}
-	byNode := map[string][]Running{}
-	for _, r := range running {
-		if r.Pool != path && now-r.StartedMs >= p.MinRuntimeMs {
-			byNode[r.Node] = append(byNode[r.Node], r)
-		}
 	}
 	sorted := slices.Clone(nodes)
 	slices.SortStableFunc(sorted, func(a, b NodeFree) int { return strings.Compare(a.Node, b.Node) })
 	var best *nodePlan
 	for _, n := range sorted {
-		plan, ok := v.planNode(path, ask, n, byNode[n.Node], p.MaxVictims)
+		plan, ok := v.planNode(path, ask, n, running[n.Node], now, p)
 		if ok && (best == nil || plan.better(best)) {
 			best = &plan
 		}
@@ -169,13 +177,20 @@ func candidateOrder(a, b Running) int {
 	return strings.Compare(a.TaskID, b.TaskID)
 }
 
-// planNode chooses victims on one node (see Victims).
-func (v *View) planNode(path string, ask Resources, n NodeFree, cands []Running, maxVictims int) (nodePlan, bool) {
+// planNode chooses victims on one node among the tasks running there (see
+// Victims).
+func (v *View) planNode(path string, ask Resources, n NodeFree, running []Running, now int64, p PreemptPolicy) (nodePlan, bool) {
 	plan := nodePlan{node: n.Node}
 	if ask.Fits(n.Free) {
 		return plan, true
 	}
-	cands = slices.Clone(cands)
+	var cands []Running
+	for _, r := range running {
+		if r.Pool != path && now-r.StartedMs >= p.MinRuntimeMs {
+			cands = append(cands, r)
+		}
+	}
+	maxVictims := p.MaxVictims
 	slices.SortStableFunc(cands, candidateOrder)
 	mine := map[string]bool{}
 	for _, a := range Ancestors(path) {

@@ -223,7 +223,7 @@ func TestPropertyVictims(t *testing.T) {
 	found := 0
 	for iter := range 20000 {
 		c := randVictimsCase(rng)
-		pre, ok := c.v.Victims(c.path, c.ask, c.nodes, c.running, c.now, c.policy)
+		pre, ok := c.v.Victims(c.path, c.ask, c.nodes, GroupByNode(c.running), c.now, c.policy)
 		if !ok {
 			continue
 		}

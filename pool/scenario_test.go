@@ -277,7 +277,7 @@ func (h *harness) run(t *testing.T, line string) ([]string, error) {
 				return nil, err
 			}
 		}
-		pre, ok := h.v().Victims(pos[0], ask, h.nodes, h.running, now, PreemptPolicy{MinRuntimeMs: minRun, MaxVictims: int(maxV)})
+		pre, ok := h.v().Victims(pos[0], ask, h.nodes, GroupByNode(h.running), now, PreemptPolicy{MinRuntimeMs: minRun, MaxVictims: int(maxV)})
 		if !ok {
 			return []string{"none"}, nil
 		}

@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -65,10 +66,10 @@ type pass struct {
 	lim     PlanLimits
 	placer  *placement.Placer
 	view    *pool.View
-	held    map[string]bool // exclusive keys taken in this pass
-	placed  map[string]bool // tasks assigned in this pass
-	victims map[string]bool // tasks preempted in this pass
-	running []pool.Running  // built on first use
+	held    map[string]bool    // exclusive keys taken in this pass
+	placed  map[string]bool    // tasks assigned in this pass
+	victims map[string]bool    // tasks preempted in this pass
+	running pool.RunningByNode // built on first use
 	out     *fsmpb.Assign
 	scanned int
 	cluster pool.Resources // capacity of the up agents
@@ -225,7 +226,8 @@ func (p *pass) preemptFor(t *Task, poolPath string, ask placement.Ask) bool {
 		p.out.Preemptions = append(p.out.Preemptions, &fsmpb.Preemption{ForTaskId: t.PB.Id,
 			Victim: &fsmpb.Assignment{TaskId: id, Attempt: v.Attempt(), AgentId: pre.Node}})
 	}
-	p.running = nil // victims are no longer candidates
+	// Victims are no longer candidates (all of them ran on pre.Node).
+	p.running[pre.Node] = slices.DeleteFunc(p.running[pre.Node], func(r pool.Running) bool { return p.victims[r.TaskID] })
 	p.lim.PreemptBudget -= len(pre.Victims)
 	if !p.placer.PlaceOn(pre.Node, ask) {
 		return false
@@ -234,18 +236,20 @@ func (p *pass) preemptFor(t *Task, poolPath string, ask placement.Ask) bool {
 	return true
 }
 
-// runningTasks lists placed tasks (not already preempted) for the policy.
-func (p *pass) runningTasks() []pool.Running {
+// runningTasks lists placed tasks (not already preempted) by agent, for
+// the policy; built once per pass (Victims does not depend on the order).
+func (p *pass) runningTasks() pool.RunningByNode {
 	if p.running != nil {
 		return p.running
 	}
-	p.running = []pool.Running{}
+	p.running = make(pool.RunningByNode, len(p.s.agents))
 	for _, agentID := range p.s.AgentIDs() {
 		a := p.s.agents[agentID]
-		if !a.Up() {
+		if !a.Up() || len(a.Running) == 0 {
 			continue
 		}
-		for _, id := range sortedKeys(a.Running) {
+		list := make([]pool.Running, 0, len(a.Running))
+		for id := range a.Running {
 			if p.victims[id] {
 				continue
 			}
@@ -255,9 +259,10 @@ func (p *pass) runningTasks() []pool.Running {
 			if started == 0 {
 				started = t.current().PlacedUnixMs
 			}
-			p.running = append(p.running, pool.Running{TaskID: id, Pool: j.PB.Pool, Node: agentID, Ask: t.Ask,
+			list = append(list, pool.Running{TaskID: id, Pool: j.PB.Pool, Node: agentID, Ask: t.Ask,
 				Class: pool.Class(j.PB.Class), Priority: j.PB.Priority, StartedMs: started})
 		}
+		p.running[agentID] = list
 	}
 	return p.running
 }
