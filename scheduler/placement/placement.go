@@ -227,7 +227,9 @@ func NewPlacer(nodes []Node) *Placer {
 		p.index[n.ID] = -1
 		up = append(up, n)
 	}
-	sort.Slice(up, func(i, j int) bool { return up[i].ID < up[j].ID })
+	if byID := func(i, j int) bool { return up[i].ID < up[j].ID }; !sort.SliceIsSorted(up, byID) {
+		sort.Slice(up, byID) // callers usually pass them sorted already
+	}
 	p.nodes = make([]nodeState, len(up))
 	p.all = make([]int32, len(up))
 	for i, n := range up {
