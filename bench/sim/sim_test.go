@@ -66,18 +66,20 @@ func TestDeterministic(t *testing.T) {
 	}
 }
 
-// TestExampleParses: the example farm file is valid.
+// TestExampleParses: the example farm files are valid.
 func TestExampleParses(t *testing.T) {
-	cfg, err := Load("testdata/farm.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, g := range cfg.Agents {
-		n += g.Count
-	}
-	if n != 10000 {
-		t.Fatalf("farm.yaml has %d agents, want 10000", n)
+	for _, f := range []string{"testdata/farm.yaml", "testdata/farm-moderate.yaml"} {
+		cfg, err := Load(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, g := range cfg.Agents {
+			n += g.Count
+		}
+		if n != 10000 || cfg.Duration.ms() != 24*3600*1000 {
+			t.Fatalf("%s: %d agents for %d ms, want 10000 for a day", f, n, cfg.Duration.ms())
+		}
 	}
 }
 
