@@ -190,7 +190,6 @@ func (v *View) planNode(path string, ask Resources, n NodeFree, running []Runnin
 			cands = append(cands, r)
 		}
 	}
-	maxVictims := p.MaxVictims
 	slices.SortStableFunc(cands, candidateOrder)
 	mine := map[string]bool{}
 	for _, a := range Ancestors(path) {
@@ -220,7 +219,7 @@ func (v *View) planNode(path string, ask Resources, n NodeFree, running []Runnin
 			plan.victims = slices.Delete(plan.victims, i, i+1)
 		}
 	}
-	if len(plan.victims) > maxVictims {
+	if len(plan.victims) > p.MaxVictims {
 		return nodePlan{}, false
 	}
 	return plan, true

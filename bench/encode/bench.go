@@ -505,23 +505,21 @@ const modelChunks = 31
 // for a modeled title of modelChunks chunks per rendition.
 func project(tasks []TaskCost, workers int) Projection {
 	p := Projection{ModelChunks: modelChunks}
-	est, got := map[string][]float64{}, map[string][]float64{}
-	var rends []string
 	for _, t := range tasks {
 		p.TotalCPUS += t.CPUS
 		if t.Kind == "enc" {
 			p.LargestChunkS = max(p.LargestChunkS, t.CPUS)
-			if _, ok := est[t.Rendition]; !ok {
-				rends = append(rends, t.Rendition)
-			}
-			est[t.Rendition], got[t.Rendition] = append(est[t.Rendition], t.Estimate), append(got[t.Rendition], t.CPUS)
 		}
 	}
 	// Within each rendition: across renditions resolution alone would
 	// make the estimate look good.
+	rends, chunks := chunksByRendition(tasks)
 	for i, r := range rends {
-		rho := Spearman(est[r], got[r])
-		if i == 0 || rho < p.EstimateRankCorrelation {
+		var est, got []float64
+		for _, t := range chunks[r] {
+			est, got = append(est, t.Estimate), append(got, t.CPUS)
+		}
+		if rho := Spearman(est, got); i == 0 || rho < p.EstimateRankCorrelation {
 			p.EstimateRankCorrelation = rho
 		}
 	}
@@ -575,20 +573,32 @@ func farmGraph(tasks []TaskCost) ([]SimTask, []int) {
 	return sim, append(first, encs...)
 }
 
+// chunksByRendition groups the enc tasks by rendition, renditions in the
+// order they first appear.
+func chunksByRendition(tasks []TaskCost) ([]string, map[string][]TaskCost) {
+	var rends []string
+	by := map[string][]TaskCost{}
+	for _, t := range tasks {
+		if t.Kind != "enc" {
+			continue
+		}
+		if _, ok := by[t.Rendition]; !ok {
+			rends = append(rends, t.Rendition)
+		}
+		by[t.Rendition] = append(by[t.Rendition], t)
+	}
+	return rends, by
+}
+
 // modelTitle is a title of n chunks per rendition, each drawn with a fixed
 // seed from the measured chunks of its rendition (cost and estimate
 // together); audio and assembles scale with the title's length.
 func modelTitle(tasks []TaskCost, n int) []TaskCost {
 	rng := rand.New(rand.NewPCG(31, 100))
-	byRend := map[string][]TaskCost{}
-	var rends []string
+	rends, byRend := chunksByRendition(tasks)
 	srcChunks := 0
-	for _, t := range tasks {
-		if t.Kind == "enc" {
-			if _, ok := byRend[t.Rendition]; !ok {
-				rends = append(rends, t.Rendition)
-			}
-			byRend[t.Rendition] = append(byRend[t.Rendition], t)
+	for _, r := range rends {
+		for _, t := range byRend[r] {
 			srcChunks = max(srcChunks, t.Chunk+1)
 		}
 	}

@@ -243,8 +243,7 @@ func (p *pass) runningTasks() pool.RunningByNode {
 		return p.running
 	}
 	p.running = make(pool.RunningByNode, len(p.s.agents))
-	for _, agentID := range p.s.AgentIDs() {
-		a := p.s.agents[agentID]
+	for agentID, a := range p.s.agents {
 		if !a.Up() || len(a.Running) == 0 {
 			continue
 		}
