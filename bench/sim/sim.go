@@ -154,6 +154,21 @@ func Parse(data []byte) (*Config, error) {
 	return c, nil
 }
 
+// ScaleRate multiplies the arrival rate of the workload named name by
+// factor: one farm file then serves several loads.
+func (c *Config) ScaleRate(name string, factor float64) error {
+	if !(factor > 0) || math.IsInf(factor, 0) {
+		return fmt.Errorf("sim config: rate factor %v for %s: want a positive number", factor, name)
+	}
+	for i := range c.Workloads {
+		if c.Workloads[i].Name == name {
+			c.Workloads[i].JobsPerHour *= factor
+			return nil
+		}
+	}
+	return fmt.Errorf("sim config: no workload named %q", name)
+}
+
 // Report is what a run measured.
 type Report struct {
 	Seed           int64   `json:"seed"`

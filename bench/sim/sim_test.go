@@ -66,20 +66,19 @@ func TestDeterministic(t *testing.T) {
 	}
 }
 
-// TestExampleParses: the example farm files are valid.
+// TestExampleParses: the example farm file is valid: 10,000 agents for a
+// simulated day.
 func TestExampleParses(t *testing.T) {
-	for _, f := range []string{"testdata/farm.yaml", "testdata/farm-moderate.yaml"} {
-		cfg, err := Load(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, g := range cfg.Agents {
-			n += g.Count
-		}
-		if n != 10000 || cfg.Duration.ms() != 24*3600*1000 {
-			t.Fatalf("%s: %d agents for %d ms, want 10000 for a day", f, n, cfg.Duration.ms())
-		}
+	cfg, err := Load("testdata/farm.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, g := range cfg.Agents {
+		n += g.Count
+	}
+	if n != 10000 || cfg.Duration.ms() != 24*3600*1000 {
+		t.Fatalf("farm.yaml: %d agents for %d ms, want 10000 for a day", n, cfg.Duration.ms())
 	}
 }
 
@@ -118,5 +117,28 @@ workloads:
 	}
 	if w.Max > 2 {
 		t.Fatalf("queue wait up to %.1f s on an idle cluster, want at most the 2 s pass interval (%+v)", w.Max, w)
+	}
+}
+
+func TestScaleRate(t *testing.T) {
+	cfg, err := Parse([]byte(small))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.ScaleRate("archive", 0.25); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range cfg.Workloads {
+		if w.Name == "archive" && w.JobsPerHour != 1.5 {
+			t.Errorf("archive at %v jobs/h, want 6 x 0.25", w.JobsPerHour)
+		}
+	}
+	for _, bad := range []struct {
+		name   string
+		factor float64
+	}{{"nope", 2}, {"archive", 0}, {"archive", -1}} {
+		if err := cfg.ScaleRate(bad.name, bad.factor); err == nil {
+			t.Errorf("ScaleRate(%q, %v) accepted", bad.name, bad.factor)
+		}
 	}
 }

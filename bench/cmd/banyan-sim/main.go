@@ -3,7 +3,7 @@
 // pool's share against its guarantee, queue-wait percentiles and
 // preemptions.
 //
-//	banyan-sim [-seed N] [-duration 6h] [-json] [-cpuprofile F] FILE.yaml
+//	banyan-sim [-seed N] [-duration 6h] [-rate WORKLOAD=FACTOR]... [-json] [-cpuprofile F] FILE.yaml
 package main
 
 import (
@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 
 	"github.com/banyan-sched/banyan/bench/sim"
 )
@@ -21,9 +23,14 @@ func main() {
 	dur := flag.Duration("duration", 0, "override the simulated duration")
 	asJSON := flag.Bool("json", false, "print the report as JSON")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	var rates []string
+	flag.Func("rate", "WORKLOAD=FACTOR: scale a workload's arrival rate (repeatable)", func(v string) error {
+		rates = append(rates, v)
+		return nil
+	})
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: banyan-sim [-seed N] [-duration D] [-json] [-cpuprofile F] FILE.yaml")
+		fmt.Fprintln(os.Stderr, "usage: banyan-sim [-seed N] [-duration D] [-rate WORKLOAD=FACTOR]... [-json] [-cpuprofile F] FILE.yaml")
 		os.Exit(2)
 	}
 	cfg, err := sim.Load(flag.Arg(0))
@@ -36,6 +43,18 @@ func main() {
 	}
 	if *dur > 0 {
 		cfg.Duration = sim.Dur(*dur)
+	}
+	for _, r := range rates {
+		name, f, ok := strings.Cut(r, "=")
+		factor, err := strconv.ParseFloat(f, 64)
+		if !ok || err != nil {
+			fmt.Fprintf(os.Stderr, "-rate %q: want WORKLOAD=FACTOR, e.g. archive-transcode=0.25\n", r)
+			os.Exit(2)
+		}
+		if err := cfg.ScaleRate(name, factor); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
