@@ -69,20 +69,21 @@ func (b *backend) Args(r Rendition, threads int) []string {
 		preset = defaultPreset(b.codec, b.gpu)
 	}
 	a := []string{"-c:v", b.name, "-preset", preset}
+	pix := r.pixFmt()
 	switch b.name {
 	case "libx264":
 		a = append(a, rateArgs(r, "-crf")...)
 		a = append(a, "-g", g, "-keyint_min", g, "-sc_threshold", "0",
-			"-x264-params", "open-gop=0", "-threads", t, "-pix_fmt", "yuv420p")
+			"-x264-params", "open-gop=0", "-threads", t, "-pix_fmt", pix)
 	case "libx265":
 		a = append(a, rateArgs(r, "-crf")...)
 		a = append(a, "-g", g, "-keyint_min", g,
-			"-x265-params", "open-gop=0:scenecut=0:keyint="+g+":min-keyint="+g+":pools="+t+":frame-threads="+strconv.Itoa(min(threads, 4))+":log-level=error",
-			"-pix_fmt", "yuv420p")
+			"-x265-params", "open-gop=0:scenecut=0:keyint="+g+":min-keyint="+g+":pools="+t+":frame-threads="+strconv.Itoa(min(threads, 4))+":log-level=error"+x265HDR(r.HDR),
+			"-pix_fmt", pix)
 	case "libsvtav1":
 		a = append(a, rateArgs(r, "-crf")...)
 		// irefresh-type=2: key frames (closed GOP) at every keyint.
-		a = append(a, "-g", g, "-svtav1-params", "irefresh-type=2:scd=0:lp="+t, "-pix_fmt", "yuv420p")
+		a = append(a, "-g", g, "-svtav1-params", "irefresh-type=2:scd=0:lp="+t+svtHDR(r.HDR), "-pix_fmt", pix)
 	case "h264_nvenc", "hevc_nvenc":
 		if r.Bitrate == "" {
 			a = append(a, "-rc", "vbr", "-cq", strconv.Itoa(r.CRF), "-b:v", "0")
@@ -98,9 +99,51 @@ func (b *backend) Args(r Rendition, threads int) []string {
 			a = append(a, "-maxrate", mr, "-bufsize", mr)
 		}
 		// NVENC GOPs are closed; every keyframe is an IDR with forced-idr.
-		a = append(a, "-g", g, "-forced-idr", "1", "-no-scenecut", "1", "-strict_gop", "1", "-pix_fmt", "yuv420p")
+		if pix == "yuv420p10le" {
+			pix = "p010le" // NVENC's 10-bit 4:2:0
+		}
+		a = append(a, "-g", g, "-forced-idr", "1", "-no-scenecut", "1", "-strict_gop", "1", "-pix_fmt", pix)
 	}
 	return a
+}
+
+// pixFmt is the rendition's output pixel format: 4:2:0 at its bit depth.
+func (r Rendition) pixFmt() string {
+	if r.BitDepth == 10 {
+		return "yuv420p10le"
+	}
+	return "yuv420p"
+}
+
+// x265HDR is the x265 parameter tail that signals h (validated values).
+func x265HDR(h *HDR) string {
+	if h == nil {
+		return ""
+	}
+	s := ":colorprim=bt2020:colormatrix=bt2020nc:transfer=" + h.Transfer
+	if h.Transfer == "smpte2084" {
+		s += ":hdr10=1"
+	}
+	if h.MasterDisplay != "" {
+		s += ":master-display=" + h.MasterDisplay
+	}
+	if h.MaxCLL != "" {
+		s += ":max-cll=" + h.MaxCLL
+	}
+	return s
+}
+
+// svtHDR is the SVT-AV1 parameter tail that signals h's colour (the
+// mastering display is left to the container's colour tags).
+func svtHDR(h *HDR) string {
+	if h == nil {
+		return ""
+	}
+	trc := "16" // smpte2084
+	if h.Transfer == "arib-std-b67" {
+		trc = "18"
+	}
+	return ":color-primaries=9:transfer-characteristics=" + trc + ":matrix-coefficients=9"
 }
 
 // rateArgs is CRF (or ABR when Bitrate is set), with an optional cap.

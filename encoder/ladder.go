@@ -30,6 +30,23 @@ type Rendition struct {
 	Preset    string `json:"preset,omitempty"`
 	GPUPreset string `json:"gpu_preset,omitempty"`
 	GOP       int    `json:"gop,omitempty"`
+	// BitDepth is 8 (or 0) or 10; 10 only for hevc and av1. The plan sets
+	// it from the source (FitLadder).
+	BitDepth int `json:"bit_depth,omitempty"`
+	// HDR, set by the plan for HEVC and AV1 rungs of an HDR source, is the
+	// signalling the rendition carries.
+	HDR *HDR `json:"hdr,omitempty"`
+}
+
+// HDR is the high-dynamic-range signalling of a rendition.
+type HDR struct {
+	// Transfer is smpte2084 (PQ, HDR10) or arib-std-b67 (HLG).
+	Transfer string `json:"transfer"`
+	// MasterDisplay is the mastering display in x265's syntax,
+	// G(x,y)B(x,y)R(x,y)WP(x,y)L(max,min); "" when the source has none.
+	MasterDisplay string `json:"master_display,omitempty"`
+	// MaxCLL is "max content light level,max frame-average light level".
+	MaxCLL string `json:"max_cll,omitempty"`
 }
 
 // Ladder policies.
@@ -144,6 +161,9 @@ func ParseLadder(data []byte) (*Ladder, error) {
 var (
 	nameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$`)
 	bitrateRE = regexp.MustCompile(`^[1-9][0-9]{0,8}(\.[0-9]{1,3})?[kKmM]?$`)
+	// Mastering display and content light level in x265's syntax.
+	masterDisplayRE = regexp.MustCompile(`^G\(\d{1,5},\d{1,5}\)B\(\d{1,5},\d{1,5}\)R\(\d{1,5},\d{1,5}\)WP\(\d{1,5},\d{1,5}\)L\(\d{1,10},\d{1,10}\)$`)
+	maxCLLRE        = regexp.MustCompile(`^\d{1,5},\d{1,5}$`)
 )
 
 // ValidateLadder checks a ladder: a name, a known policy, renditions with
@@ -219,6 +239,24 @@ func ValidateRendition(r Rendition) error {
 	}
 	if r.GOP < 0 || r.GOP > 10000 {
 		return fmt.Errorf("rendition %s: gop %d outside 0..10000", r.Name, r.GOP)
+	}
+	switch {
+	case r.BitDepth != 0 && r.BitDepth != 8 && r.BitDepth != 10:
+		return fmt.Errorf("rendition %s: bit_depth %d (want 8 or 10)", r.Name, r.BitDepth)
+	case r.BitDepth == 10 && r.Codec == "h264":
+		return fmt.Errorf("rendition %s: 10-bit needs hevc or av1, not h264", r.Name)
+	}
+	if h := r.HDR; h != nil {
+		switch {
+		case r.BitDepth != 10:
+			return fmt.Errorf("rendition %s: hdr needs bit_depth 10", r.Name)
+		case h.Transfer != "smpte2084" && h.Transfer != "arib-std-b67":
+			return fmt.Errorf("rendition %s: hdr transfer %q (want smpte2084 or arib-std-b67)", r.Name, h.Transfer)
+		case h.MasterDisplay != "" && !masterDisplayRE.MatchString(h.MasterDisplay):
+			return fmt.Errorf("rendition %s: bad master_display %q (want G(x,y)B(x,y)R(x,y)WP(x,y)L(max,min))", r.Name, h.MasterDisplay)
+		case h.MaxCLL != "" && !maxCLLRE.MatchString(h.MaxCLL):
+			return fmt.Errorf("rendition %s: bad max_cll %q (want e.g. 1000,400)", r.Name, h.MaxCLL)
+		}
 	}
 	return validPreset(r, false)
 }

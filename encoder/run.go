@@ -21,6 +21,10 @@ var (
 // truncated, unsupported) rather than by the machine; retrying will not help.
 var ErrBadInput = errors.New("bad input media")
 
+// ErrVerifyFailed marks outputs that were checked against the source and
+// found wrong: the same inputs would give the same outputs again.
+var ErrVerifyFailed = errors.New("verification failed")
+
 // ToolError is a failed ffmpeg/ffprobe run. Reason holds the last lines the
 // tool wrote to stderr, which is usually its own explanation.
 type ToolError struct {

@@ -3,10 +3,10 @@ package encoder
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"math/big"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,7 +45,7 @@ type Source struct {
 	Path       string
 	Duration   time.Duration // from the first frame's pts to EndPTS
 	FrameCount int
-	Width      int
+	Width      int // coded size, before rotation and sample aspect ratio
 	Height     int
 	Codec      string
 	// FrameRate is the average (nominal) frame rate; VFR says whether frame
@@ -53,14 +53,22 @@ type Source struct {
 	FrameRate Rational
 	VFR       bool
 	TimeBase  Rational
-	// FramePTS holds the pts of every video frame in presentation order, in
-	// TimeBase units.
+	// FramePTS holds the pts of every video frame the decoder presents, in
+	// presentation order, in TimeBase units: packets the container marks
+	// discard (edit lists) are not frames, and frames the decoder does not
+	// present are left out (see Probe).
 	FramePTS []int64
 	// EndPTS is where the last frame ends: its pts plus the last frame
 	// interval (the interval before it), in TimeBase units.
 	EndPTS int64
 	// Keyframes are frame indices (presentation order) of keyframes.
 	Keyframes []int
+	// CleanKeys are the keyframes (a subset of Keyframes) from which the
+	// codec guarantees a clean decode of every later frame: IDR pictures for
+	// H.264, IRAP pictures for HEVC, every keyframe of other codecs. A
+	// keyframe that is not clean (an H.264 I-frame or recovery point that is
+	// not IDR) may still decode clean; the chunk step checks it.
+	CleanKeys []int
 	// FrameBytes holds every video frame's compressed size in the source,
 	// in presentation order: a cheap measure of how complex the content is
 	// along the title (ChunkCost). Nil when unknown.
@@ -68,13 +76,41 @@ type Source struct {
 	// FormatStart is the container's start time (the earliest stream).
 	FormatStart time.Duration
 
+	// PixFmt is the decoder's pixel format and BitDepth its bits per
+	// sample (8 when unknown).
+	PixFmt   string
+	BitDepth int
+	// FieldOrder is ffprobe's field_order: progressive, tt, bb, tb, bt, or
+	// "" when unknown.
+	FieldOrder string
+	// Rotation is the display rotation in degrees, counter-clockwise, as the
+	// display matrix says (0, 90, 180 or 270); decoders apply it.
+	Rotation int
+	// SAR is the sample (pixel) aspect ratio; 1:1 when unknown.
+	SAR Rational
+	// Color description as the stream signals it ("" when unspecified).
+	ColorPrimaries, ColorTransfer, ColorSpace string
+	// MasterDisplay and MaxCLL are an HDR source's mastering display (in
+	// x265's syntax) and content light levels ("" when absent).
+	MasterDisplay string `json:",omitempty"`
+	MaxCLL        string `json:",omitempty"`
+	// ContainerFrames is the container's own frame count (0 when it gives
+	// none). It is a hint: FrameCount is what decodes.
+	ContainerFrames int
+	// Notes say what probing found unusual and how it was handled.
+	Notes []string `json:",omitempty"`
+
 	HasAudio        bool
 	AudioCodec      string
 	AudioSampleRate int
 	AudioChannels   int
+	AudioLayout     string
+	// AudioTracks counts the audio streams; the first is encoded.
+	AudioTracks int
 	// AudioStart is the audio stream's start time.
 	AudioStart time.Duration
-	// AudioDuration is the audio stream's duration as the container says.
+	// AudioDuration is the audio stream's duration: the container's, or
+	// measured from its packets when the container gives none.
 	AudioDuration time.Duration
 }
 
@@ -92,35 +128,87 @@ func ticksToDuration(t int64, tb Rational) time.Duration {
 	return time.Duration(math.Round(q))
 }
 
+// DisplaySize is the size the picture is shown at: the coded size stretched
+// by the sample aspect ratio (horizontally) and turned by the rotation.
+func (s *Source) DisplaySize() (w, h int) {
+	w, h = s.Width, s.Height
+	if s.SAR.Num > 0 && s.SAR.Den > 0 && s.SAR.Num != s.SAR.Den {
+		w = int(math.Round(float64(w) * float64(s.SAR.Num) / float64(s.SAR.Den)))
+	}
+	if s.Rotation == 90 || s.Rotation == 270 {
+		w, h = h, w
+	}
+	return w, h
+}
+
+// Interlaced says whether the source is field-coded (its field order is
+// known and not progressive).
+func (s *Source) Interlaced() bool {
+	switch s.FieldOrder {
+	case "tt", "bb", "tb", "bt":
+		return true
+	}
+	return false
+}
+
+// HDR10 says whether the source is PQ (SMPTE ST 2084) high dynamic range.
+func (s *Source) HDR10() bool { return s.ColorTransfer == "smpte2084" }
+
+// HLG says whether the source is hybrid log-gamma high dynamic range.
+func (s *Source) HLG() bool { return s.ColorTransfer == "arib-std-b67" }
+
+// IsClean says whether frame index k is a clean keyframe (see CleanKeys).
+func (s *Source) IsClean(k int) bool {
+	i := sort.SearchInts(s.CleanKeys, k)
+	return i < len(s.CleanKeys) && s.CleanKeys[i] == k
+}
+
+// AudioEnd is where the first audio track ends on the container's clock.
+func (s *Source) AudioEnd() time.Duration { return s.AudioStart + s.AudioDuration }
+
+// VideoEnd is where the video ends on the container's clock.
+func (s *Source) VideoEnd() time.Duration { return s.TicksToDuration(s.EndPTS) }
+
+type probeStream struct {
+	Index         int    `json:"index"`
+	CodecType     string `json:"codec_type"`
+	CodecName     string `json:"codec_name"`
+	Width         int    `json:"width"`
+	Height        int    `json:"height"`
+	AvgFrameRate  string `json:"avg_frame_rate"`
+	RFrameRate    string `json:"r_frame_rate"`
+	TimeBase      string `json:"time_base"`
+	StartTime     string `json:"start_time"`
+	NbFrames      string `json:"nb_frames"`
+	SampleRate    string `json:"sample_rate"`
+	Duration      string `json:"duration"`
+	Channels      int    `json:"channels"`
+	ChannelLayout string `json:"channel_layout"`
+	PixFmt        string `json:"pix_fmt"`
+	BitsPerRaw    string `json:"bits_per_raw_sample"`
+	FieldOrder    string `json:"field_order"`
+	SAR           string `json:"sample_aspect_ratio"`
+	ColorPrim     string `json:"color_primaries"`
+	ColorTrc      string `json:"color_transfer"`
+	ColorSpace    string `json:"color_space"`
+	NALLengthSize string `json:"nal_length_size"`
+	Disposition   struct {
+		AttachedPic int `json:"attached_pic"`
+	} `json:"disposition"`
+	SideData []struct {
+		Type     string  `json:"side_data_type"`
+		Rotation float64 `json:"rotation"`
+	} `json:"side_data_list"`
+	Tags map[string]string `json:"tags"`
+}
+
 type probeJSON struct {
-	Streams []struct {
-		Index        int    `json:"index"`
-		CodecType    string `json:"codec_type"`
-		CodecName    string `json:"codec_name"`
-		Width        int    `json:"width"`
-		Height       int    `json:"height"`
-		AvgFrameRate string `json:"avg_frame_rate"`
-		RFrameRate   string `json:"r_frame_rate"`
-		TimeBase     string `json:"time_base"`
-		StartTime    string `json:"start_time"`
-		NbFrames     string `json:"nb_frames"`
-		SampleRate   string `json:"sample_rate"`
-		Duration     string `json:"duration"`
-		Channels     int    `json:"channels"`
-		Disposition  struct {
-			AttachedPic int `json:"attached_pic"`
-		} `json:"disposition"`
-	} `json:"streams"`
-	Format struct {
+	Streams []probeStream `json:"streams"`
+	Format  struct {
 		FormatName string `json:"format_name"`
 		StartTime  string `json:"start_time"`
+		Duration   string `json:"duration"`
 	} `json:"format"`
-	Packets []struct {
-		PTS   *int64 `json:"pts"`
-		DTS   *int64 `json:"dts"`
-		Flags string `json:"flags"`
-		Size  string `json:"size"`
-	} `json:"packets"`
 }
 
 func secs(s string) time.Duration {
@@ -132,12 +220,23 @@ func secs(s string) time.Duration {
 }
 
 // Probe runs ffprobe on path and returns what it learns. It reads every
-// video packet (not decoding) to learn exact frame timestamps and keyframes.
-// Corrupt, truncated or unsupported input is an error wrapping ErrBadInput
-// (and the *ToolError with ffprobe's reason when ffprobe itself failed).
+// video packet (not decoding) to learn exact frame timestamps, keyframes
+// and sizes, leaving out packets the container marks discard (edit lists).
+// It then decodes the head and the tail of the stream and checks that the
+// decoder presents exactly those frames there; when it does not (frames the
+// decoder drops, timestamps it assigns itself), the whole stream is decoded
+// and the decoder's frames are the truth. A container's frame count is only
+// a hint. Corrupt, truncated or unsupported input is an error wrapping
+// ErrBadInput (and the *ToolError with ffprobe's reason when ffprobe itself
+// failed).
 func Probe(ctx context.Context, path string) (*Source, error) {
 	if err := validPath("probe", path); err != nil {
 		return nil, err
+	}
+	if fi, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("probe %s: %w: %w", path, ErrBadInput, err)
+	} else if fi.IsDir() {
+		return nil, fmt.Errorf("probe %s: %w: is a directory", path, ErrBadInput)
 	}
 	out, _, err := runTool(ctx, FFprobe, []string{"-hide_banner", "-v", "error", "-of", "json",
 		"-show_format", "-show_streams", fileArg(path)})
@@ -149,24 +248,58 @@ func Probe(ctx context.Context, path string) (*Source, error) {
 		return nil, fmt.Errorf("probe %s: parse ffprobe output: %w", path, err)
 	}
 	src := &Source{Path: path, FormatStart: secs(pj.Format.StartTime)}
-	vIdx := -1
-	var nbFrames int
-	for _, st := range pj.Streams {
+	vs, err := src.readStreams(pj)
+	if err != nil {
+		return nil, fmt.Errorf("probe %s: %w", path, err)
+	}
+	if err := src.readFrames(ctx, vs); err != nil {
+		return nil, fmt.Errorf("probe %s: %w", path, err)
+	}
+	if src.HDR10() || src.HLG() {
+		if err := src.readHDR(ctx, vs.Index); err != nil {
+			return nil, fmt.Errorf("probe %s: %w", path, err)
+		}
+	}
+	if src.HasAudio && src.AudioDuration <= 0 {
+		if err := src.measureAudio(ctx, pj); err != nil {
+			return nil, fmt.Errorf("probe %s: %w", path, err)
+		}
+	}
+	return src, nil
+}
+
+// readStreams fills the stream-level fields and returns the video stream.
+func (src *Source) readStreams(pj probeJSON) (*probeStream, error) {
+	var vs *probeStream
+	for i := range pj.Streams {
+		st := &pj.Streams[i]
 		switch st.CodecType {
 		case "video":
-			if vIdx >= 0 || st.Disposition.AttachedPic != 0 {
+			if vs != nil || st.Disposition.AttachedPic != 0 {
 				continue
 			}
-			vIdx = st.Index
+			vs = st
 			src.Codec = st.CodecName
 			src.Width, src.Height = st.Width, st.Height
 			src.FrameRate = parseRational(st.AvgFrameRate)
-			if src.FrameRate.Num == 0 {
+			if src.FrameRate.Num <= 0 {
 				src.FrameRate = parseRational(st.RFrameRate)
 			}
 			src.TimeBase = parseRational(st.TimeBase)
-			nbFrames, _ = strconv.Atoi(st.NbFrames)
+			src.ContainerFrames, _ = strconv.Atoi(st.NbFrames)
+			src.PixFmt = st.PixFmt
+			src.BitDepth = pixFmtDepth(st.PixFmt, st.BitsPerRaw)
+			if st.FieldOrder != "unknown" {
+				src.FieldOrder = st.FieldOrder
+			}
+			src.SAR = parseRational(strings.ReplaceAll(st.SAR, ":", "/"))
+			if src.SAR.Num <= 0 || src.SAR.Den <= 0 {
+				src.SAR = Rational{1, 1}
+			}
+			src.ColorPrimaries, src.ColorTransfer, src.ColorSpace = known(st.ColorPrim), known(st.ColorTrc), known(st.ColorSpace)
+			src.Rotation = rotationOf(st)
 		case "audio":
+			src.AudioTracks++
 			if src.HasAudio {
 				continue
 			}
@@ -174,86 +307,161 @@ func Probe(ctx context.Context, path string) (*Source, error) {
 			src.AudioCodec = st.CodecName
 			src.AudioSampleRate, _ = strconv.Atoi(st.SampleRate)
 			src.AudioChannels = st.Channels
+			src.AudioLayout = st.ChannelLayout
 			src.AudioStart = secs(st.StartTime)
 			src.AudioDuration = secs(st.Duration)
 		}
 	}
-	if vIdx < 0 {
-		return nil, fmt.Errorf("probe %s: %w: no video stream", path, ErrBadInput)
+	if vs == nil {
+		return nil, fmt.Errorf("%w: no video stream", ErrBadInput)
 	}
 	if src.Width <= 0 || src.Height <= 0 || src.TimeBase.Num <= 0 || src.TimeBase.Den <= 0 {
-		return nil, fmt.Errorf("probe %s: %w: video stream has no size or time base (codec %q)", path, ErrBadInput, src.Codec)
+		return nil, fmt.Errorf("%w: video stream has no size or time base (codec %q)", ErrBadInput, src.Codec)
 	}
-	out, stderr, err := runTool(ctx, FFprobe, []string{"-hide_banner", "-v", "error", "-of", "json",
-		"-select_streams", strconv.Itoa(vIdx), "-show_entries", "packet=pts,dts,flags,size", "-show_packets", fileArg(path)})
+	return vs, nil
+}
+
+// known maps ffprobe's "unknown"/"reserved" to "".
+func known(s string) string {
+	if s == "unknown" || s == "reserved" || s == "unspecified" {
+		return ""
+	}
+	return s
+}
+
+// rotationOf reads the display matrix's rotation (or the legacy rotate tag)
+// as 0, 90, 180 or 270 degrees.
+func rotationOf(st *probeStream) int {
+	r := 0.0
+	found := false
+	for _, sd := range st.SideData {
+		if sd.Type == "Display Matrix" {
+			r, found = sd.Rotation, true
+		}
+	}
+	if !found {
+		if v, err := strconv.ParseFloat(st.Tags["rotate"], 64); err == nil {
+			r = -v
+		}
+	}
+	d := int(math.Round(r/90)) * 90 % 360
+	if d < 0 {
+		d += 360
+	}
+	return d
+}
+
+// pixFmtDepth is the bits per sample of a pixel format (8 by default).
+func pixFmtDepth(pixFmt, raw string) int {
+	for _, d := range []int{16, 14, 12, 10, 9} {
+		if strings.Contains(pixFmt, "p"+strconv.Itoa(d)) {
+			return d
+		}
+	}
+	if n, err := strconv.Atoi(raw); err == nil && n > 8 && strings.Contains(pixFmt, "yuv") {
+		return n
+	}
+	return 8
+}
+
+// measureAudio learns the first audio track's end from its last packets when
+// the container states no duration (Matroska, WebM, MPEG-TS).
+func (src *Source) measureAudio(ctx context.Context, pj probeJSON) error {
+	from := secs(pj.Format.Duration) + src.FormatStart - 30*time.Second
+	interval := "%"
+	if from > 0 {
+		interval = strconv.FormatFloat(from.Seconds(), 'f', 6, 64) + "%"
+	}
+	out, _, err := runTool(ctx, FFprobe, []string{"-hide_banner", "-v", "error", "-select_streams", "a:0",
+		"-read_intervals", interval, "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0", fileArg(src.Path)})
 	if err != nil {
-		return nil, fmt.Errorf("probe %s packets: %w: %w", path, ErrBadInput, err)
+		return fmt.Errorf("%w: audio packets: %w", ErrBadInput, err)
 	}
-	if r := tailLines(stderr, 4); r != "" {
-		// ffprobe read to the end but complained (truncated or damaged data).
-		return nil, fmt.Errorf("probe %s: %w: %w", path, ErrBadInput, &ToolError{Tool: FFprobe, Reason: r, Err: errors.New("errors while reading packets")})
-	}
-	pj.Packets = nil
-	if err := json.Unmarshal(out, &pj); err != nil {
-		return nil, fmt.Errorf("probe %s: parse ffprobe packets: %w", path, err)
-	}
-	type pk struct {
-		pts  int64
-		key  bool
-		size int32
-	}
-	pks := make([]pk, 0, len(pj.Packets))
-	for _, p := range pj.Packets {
-		t := p.PTS
-		if t == nil {
-			t = p.DTS
-		}
-		if t == nil {
-			return nil, fmt.Errorf("probe %s: %w: video packet without timestamps", path, ErrBadInput)
-		}
-		size, _ := strconv.ParseInt(p.Size, 10, 32) // a missing size only weakens ChunkCost
-		pks = append(pks, pk{*t, strings.Contains(p.Flags, "K"), int32(size)})
-	}
-	if len(pks) == 0 {
-		return nil, fmt.Errorf("probe %s: %w: no video frames", path, ErrBadInput)
-	}
-	if nbFrames > 0 && nbFrames != len(pks) {
-		return nil, fmt.Errorf("probe %s: %w: truncated: container says %d video frames, found %d", path, ErrBadInput, nbFrames, len(pks))
-	}
-	sort.SliceStable(pks, func(i, j int) bool { return pks[i].pts < pks[j].pts })
-	src.FramePTS = make([]int64, len(pks))
-	src.FrameBytes = make([]int32, len(pks))
-	for i, p := range pks {
-		src.FrameBytes[i] = p.size
-		if i > 0 && p.pts == pks[i-1].pts {
-			return nil, fmt.Errorf("probe %s: %w: two video frames share pts %d", path, ErrBadInput, p.pts)
-		}
-		src.FramePTS[i] = p.pts
-		if p.key {
-			src.Keyframes = append(src.Keyframes, i)
+	var end float64
+	for _, l := range strings.Split(string(out), "\n") {
+		p, d, _ := strings.Cut(strings.TrimSpace(l), ",")
+		pt, err1 := strconv.ParseFloat(p, 64)
+		dt, err2 := strconv.ParseFloat(strings.TrimSuffix(d, ","), 64)
+		if err1 == nil && err2 == nil && pt+dt > end {
+			end = pt + dt
 		}
 	}
-	src.FrameCount = len(pks)
-	n := len(pks)
-	var last int64
-	if n > 1 {
-		minI, maxI := int64(math.MaxInt64), int64(0)
-		for i := 1; i < n; i++ {
-			d := src.FramePTS[i] - src.FramePTS[i-1]
-			minI, maxI = min(minI, d), max(maxI, d)
-		}
-		src.VFR = maxI-minI > 1
-		last = src.FramePTS[n-1] - src.FramePTS[n-2]
-	} else if src.FrameRate.Num > 0 {
-		last = int64(math.Round(float64(src.TimeBase.Den) / (src.FrameRate.Float() * float64(src.TimeBase.Num))))
+	if end > 0 {
+		src.AudioDuration = time.Duration(math.Round(end*float64(time.Second))) - src.AudioStart
 	}
-	if last <= 0 {
-		last = 1
-	}
-	src.EndPTS = src.FramePTS[n-1] + last
-	src.Duration = src.TicksToDuration(src.EndPTS - src.FramePTS[0])
-	return src, nil
+	return nil
 }
 
 // VideoStart is the presentation time of the first video frame.
 func (s *Source) VideoStart() time.Duration { return s.TicksToDuration(s.FramePTS[0]) }
+
+// readHDR reads the mastering display and content light levels from the
+// first frame's side data.
+func (src *Source) readHDR(ctx context.Context, stream int) error {
+	out, _, err := runTool(ctx, FFprobe, []string{"-hide_banner", "-v", "error", "-select_streams", strconv.Itoa(stream),
+		"-read_intervals", "%+#1", "-show_frames", "-show_entries", "frame=side_data_list", "-of", "json", fileArg(src.Path)})
+	if err != nil {
+		return fmt.Errorf("%w: read HDR metadata: %w", ErrBadInput, err)
+	}
+	var fj struct {
+		Frames []struct {
+			SideData []map[string]any `json:"side_data_list"`
+		} `json:"frames"`
+	}
+	if err := json.Unmarshal(out, &fj); err != nil {
+		return fmt.Errorf("parse HDR metadata: %w", err)
+	}
+	for _, f := range fj.Frames {
+		for _, sd := range f.SideData {
+			switch sd["side_data_type"] {
+			case "Mastering display metadata":
+				src.MasterDisplay = masterDisplay(sd)
+			case "Content light level metadata":
+				mc, ok1 := sd["max_content"].(float64)
+				ma, ok2 := sd["max_average"].(float64)
+				if ok1 && ok2 && mc >= 0 && ma >= 0 && mc < 65536 && ma < 65536 {
+					src.MaxCLL = fmt.Sprintf("%d,%d", int(mc), int(ma))
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// masterDisplay formats mastering display side data in x265's syntax:
+// chromaticities in units of 0.00002, luminance in units of 0.0001 cd/m².
+// It returns "" when a value is missing or malformed.
+func masterDisplay(sd map[string]any) string {
+	val := func(k string, unit int64) (int64, bool) {
+		s, ok := sd[k].(string)
+		if !ok {
+			return 0, false
+		}
+		r := parseRational(s)
+		if r.Den <= 0 || r.Num < 0 {
+			return 0, false
+		}
+		return int64(math.Round(float64(r.Num) * float64(unit) / float64(r.Den))), true
+	}
+	keys := []string{"green_x", "green_y", "blue_x", "blue_y", "red_x", "red_y", "white_point_x", "white_point_y"}
+	v := make([]int64, 0, 10)
+	for _, k := range keys {
+		x, ok := val(k, 50000)
+		if !ok {
+			return ""
+		}
+		v = append(v, x)
+	}
+	for _, k := range []string{"max_luminance", "min_luminance"} {
+		x, ok := val(k, 10000)
+		if !ok {
+			return ""
+		}
+		v = append(v, x)
+	}
+	s := fmt.Sprintf("G(%d,%d)B(%d,%d)R(%d,%d)WP(%d,%d)L(%d,%d)", v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9])
+	if !masterDisplayRE.MatchString(s) {
+		return ""
+	}
+	return s
+}

@@ -54,117 +54,6 @@ func GOPFrames(src *Source) int {
 	return max(g, 1)
 }
 
-// ChunkArgs builds the ffmpeg arguments that encode chunk j.Chunk of src. It
-// is pure. The output holds exactly the chunk's frames (selected by pts with
-// trim after a seek to the keyframe at or before the chunk, with -copyts and
-// -fps_mode passthrough so nothing is dropped, duplicated or re-timed), with
-// pts = source pts - first frame's pts + tsOffset, in the source's time
-// base, as NUT. seek=false decodes from the start of the source instead.
-func ChunkArgs(src *Source, j ChunkJob, seek bool) ([]string, error) {
-	if err := validPath("source", j.Source); err != nil {
-		return nil, err
-	}
-	if err := validPath("out", j.Out); err != nil {
-		return nil, err
-	}
-	if err := ValidateRendition(j.Rendition); err != nil {
-		return nil, err
-	}
-	b, err := BackendFor(j.Rendition.Codec, j.GPU)
-	if err != nil {
-		return nil, err
-	}
-	if j.GPU {
-		if err := validPreset(j.Rendition, true); err != nil {
-			return nil, err
-		}
-	}
-	c := j.Chunk
-	if _, err := ChunkFromFrames(src, c.Index, c.StartFrame, c.Frames); err != nil {
-		return nil, err
-	}
-	c, _ = ChunkFromFrames(src, c.Index, c.StartFrame, c.Frames)
-	off, err := tsOffset(src.TimeBase)
-	if err != nil {
-		return nil, err
-	}
-	r := j.Rendition
-	if r.GOP == 0 {
-		r.GOP = GOPFrames(src)
-	}
-	threads := max(j.Threads, 1)
-	a := []string{"-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y", "-copyts", "-threads", strconv.Itoa(threads)}
-	if seek {
-		key := 0
-		for _, k := range src.Keyframes {
-			if k <= c.StartFrame {
-				key = max(key, k)
-			}
-		}
-		// Absolute seek target a millisecond before the keyframe's pts: the
-		// demuxer lands on that keyframe or an earlier one.
-		t := src.TicksToDuration(src.FramePTS[key]) - time.Millisecond
-		if key > 0 && t > 0 {
-			a = append(a, "-seek_timestamp", "1", "-noaccurate_seek", "-ss", strconv.FormatFloat(t.Seconds(), 'f', 6, 64))
-		}
-	}
-	a = append(a, "-i", fileArg(j.Source), "-map", "0:v:0", "-an", "-sn", "-dn")
-	trim := "trim=start_pts=" + strconv.FormatInt(c.StartPTS, 10)
-	if c.StartFrame+c.Frames < len(src.FramePTS) {
-		trim += ":end_pts=" + strconv.FormatInt(c.EndPTS, 10)
-	}
-	vf := trim + ",setpts=PTS-" + strconv.FormatInt(src.FramePTS[0], 10) + "+" + strconv.FormatInt(off, 10) +
-		",scale=" + strconv.Itoa(r.Width) + ":" + strconv.Itoa(r.Height) + ":flags=bicubic,setsar=1,format=yuv420p"
-	a = append(a, "-vf", vf, "-fps_mode", "passthrough", "-enc_time_base:v", src.TimeBase.String())
-	a = append(a, b.Args(r, threads)...)
-	a = append(a, "-f", "nut", fileArg(j.Out))
-	return a, nil
-}
-
-// EncodeChunk encodes one chunk into j.Out (a NUT file, see ChunkExt). It
-// writes to a temporary name and renames, so a retried task never sees a
-// partial chunk. It checks that the output holds exactly the planned number
-// of frames; if a seek landed after the chunk's keyframe it retries once
-// decoding from the start.
-func EncodeChunk(ctx context.Context, j ChunkJob) error {
-	src := j.Src
-	if src == nil {
-		var err error
-		if src, err = Probe(ctx, j.Source); err != nil {
-			return fmt.Errorf("encode chunk %d: %w", j.Chunk.Index, err)
-		}
-	}
-	if err := os.MkdirAll(filepath.Dir(j.Out), 0o755); err != nil {
-		return fmt.Errorf("encode chunk %d: %w", j.Chunk.Index, err)
-	}
-	tmp := j.Out + ".part"
-	defer os.Remove(tmp)
-	var lastErr error
-	for _, seek := range []bool{true, false} {
-		jt := j
-		jt.Out = tmp
-		args, err := ChunkArgs(src, jt, seek)
-		if err != nil {
-			return fmt.Errorf("encode chunk %d: %w", j.Chunk.Index, err)
-		}
-		if _, _, err := runTool(ctx, FFmpeg, args); err != nil {
-			return fmt.Errorf("encode chunk %d of %s: %w", j.Chunk.Index, j.Source, err)
-		}
-		n, err := CountPackets(ctx, tmp)
-		if err != nil {
-			return fmt.Errorf("encode chunk %d: %w", j.Chunk.Index, err)
-		}
-		if n == j.Chunk.Frames {
-			if err := os.Rename(tmp, j.Out); err != nil {
-				return fmt.Errorf("encode chunk %d: %w", j.Chunk.Index, err)
-			}
-			return nil
-		}
-		lastErr = fmt.Errorf("encode chunk %d: got %d frames, planned %d", j.Chunk.Index, n, j.Chunk.Frames)
-	}
-	return lastErr
-}
-
 // CountPackets counts the video packets of a file (ffprobe -count_packets).
 func CountPackets(ctx context.Context, path string) (int, error) {
 	return countVideo(ctx, path, "-count_packets", "nb_read_packets")
@@ -199,9 +88,15 @@ type AudioJob struct {
 // DefaultAudioBitrate is the AAC bitrate when AudioJob.Bitrate is empty.
 const DefaultAudioBitrate = "128k"
 
-// AudioArgs builds the ffmpeg arguments for EncodeAudio. It is pure. Audio
-// before the first video frame is trimmed so that audio time 0 is video
-// time 0.
+// SurroundAudioBitrate is the AAC bitrate for sources with more than two
+// channels when AudioJob.Bitrate is empty.
+const SurroundAudioBitrate = "384k"
+
+// AudioArgs builds the ffmpeg arguments for EncodeAudio. It is pure. The
+// output's time 0 is the first video frame: audio before it is trimmed,
+// and audio that starts after it is delayed by silence, so every sample
+// plays against the same picture as in the source. The first audio track
+// is encoded, in its own channel layout (mono, stereo, 5.1, ...).
 func AudioArgs(src *Source, j AudioJob) ([]string, error) {
 	if err := validPath("source", j.Source); err != nil {
 		return nil, err
@@ -212,15 +107,25 @@ func AudioArgs(src *Source, j AudioJob) ([]string, error) {
 	br := j.Bitrate
 	if br == "" {
 		br = DefaultAudioBitrate
+		if src.AudioChannels > 2 {
+			br = SurroundAudioBitrate
+		}
 	}
 	if !bitrateRE.MatchString(br) {
 		return nil, fmt.Errorf("audio: bad bitrate %q", br)
 	}
 	a := []string{"-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y", "-i", fileArg(j.Source),
 		"-map", "0:a:0", "-vn", "-sn", "-dn"}
-	// ffmpeg counts from the container start; the video starts lead later.
-	if lead := src.VideoStart() - src.FormatStart; lead > 0 {
-		a = append(a, "-af", "atrim=start="+strconv.FormatFloat(lead.Seconds(), 'f', 6, 64)+",asetpts=PTS-STARTPTS")
+	// ffmpeg counts from the container's start; on that clock the video
+	// starts at v and the audio at au.
+	v := src.VideoStart() - src.FormatStart
+	au := src.AudioStart - src.FormatStart
+	switch {
+	case au < v:
+		a = append(a, "-af", "atrim=start="+strconv.FormatFloat(v.Seconds(), 'f', 6, 64)+",asetpts=PTS-STARTPTS")
+	case au > v && src.AudioSampleRate > 0:
+		n := int64(math.Round((au - v).Seconds() * float64(src.AudioSampleRate)))
+		a = append(a, "-af", "asetpts=PTS-STARTPTS,adelay=delays="+strconv.FormatInt(n, 10)+"S:all=1")
 	}
 	a = append(a, "-c:a", "aac", "-b:a", br, "-f", "mp4", fileArg(j.Out))
 	return a, nil
@@ -417,9 +322,9 @@ func EncodeWhole(ctx context.Context, j WholeJob) error {
 	threads := max(j.Threads, 1)
 	a := []string{"-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y", "-threads", strconv.Itoa(threads),
 		"-i", fileArg(j.Source), "-map", "0:v:0", "-an", "-sn", "-dn",
-		"-vf", "scale=" + strconv.Itoa(r.Width) + ":" + strconv.Itoa(r.Height) + ":flags=bicubic,setsar=1,format=yuv420p",
-		"-fps_mode", "passthrough", "-enc_time_base:v", src.TimeBase.String()}
+		"-vf", ReferenceFilter(src, r), "-fps_mode", "passthrough", "-enc_time_base:v", src.TimeBase.String()}
 	a = append(a, b.Args(r, threads)...)
+	a = append(a, colorArgs(src, r)...)
 	a = append(a, "-video_track_timescale", strconv.FormatInt(src.TimeBase.Den, 10), "-f", "mp4", fileArg(j.Out))
 	if _, _, err := runTool(ctx, FFmpeg, a); err != nil {
 		return fmt.Errorf("encode whole %s: %w", j.Source, err)
@@ -428,31 +333,46 @@ func EncodeWhole(ctx context.Context, j WholeJob) error {
 }
 
 // PlanEncode is the whole plan step: it probes source, loads the ladder
-// (built-in name or file), plans chunks and builds the graph rooted at
-// outDir. The CLI prints the result as JSON.
-func PlanEncode(ctx context.Context, source, ladder, outDir string, opt ChunkOptions) (*Plan, error) {
+// (built-in name or file), fits it to the source (FitLadder), plans chunks
+// and builds the graph rooted at outDir. The CLI prints the graph as JSON
+// into the task's result and the notes (what probing and fitting found) on
+// its output.
+func PlanEncode(ctx context.Context, source, ladder, outDir string, opt ChunkOptions) (*Plan, []string, error) {
 	l, err := LoadLadder(ladder)
 	if err != nil {
-		return nil, fmt.Errorf("plan: %w", err)
+		return nil, nil, fmt.Errorf("plan: %w", err)
 	}
 	src, err := Probe(ctx, source)
 	if err != nil {
-		return nil, fmt.Errorf("plan: %w", err)
+		return nil, nil, fmt.Errorf("plan: %w", err)
+	}
+	fitted := *l
+	var notes []string
+	fitted.Renditions, notes = FitLadder(src, l)
+	notes = append(append([]string(nil), src.Notes...), notes...)
+	if src.Interlaced() {
+		notes = append(notes, "interlaced source ("+src.FieldOrder+"): deinterlaced with bwdif, one frame per frame")
+	}
+	if src.AudioTracks > 1 {
+		notes = append(notes, fmt.Sprintf("%d audio tracks: the first is encoded", src.AudioTracks))
+	}
+	if src.HasAudio {
+		notes = append(notes, fmt.Sprintf("audio: %s, %d channels (%s) kept", src.AudioCodec, src.AudioChannels, src.AudioLayout))
 	}
 	chunks, err := PlanChunks(src, opt)
 	if err != nil {
-		return nil, fmt.Errorf("plan: %w", err)
+		return nil, nil, fmt.Errorf("plan: %w: %w", ErrBadInput, err)
 	}
 	probe := SourcePath(outDir)
 	if err := WriteSource(probe, src); err != nil {
-		return nil, fmt.Errorf("plan: %w", err)
+		return nil, nil, fmt.Errorf("plan: %w", err)
 	}
-	tasks, err := BuildGraph(GraphOptions{Source: source, OutDir: outDir, Src: src, Chunks: chunks, Ladder: l,
+	tasks, err := BuildGraph(GraphOptions{Source: source, OutDir: outDir, Src: src, Chunks: chunks, Ladder: &fitted,
 		ProbeFile: probe})
 	if err != nil {
-		return nil, fmt.Errorf("plan: %w", err)
+		return nil, nil, fmt.Errorf("plan: %w", err)
 	}
-	return &Plan{Tasks: tasks}, nil
+	return &Plan{Tasks: tasks}, notes, nil
 }
 
 // SourceFile is the name of the saved probe in a title's output directory.

@@ -88,17 +88,11 @@ func Verify(ctx context.Context, j VerifyJob) (*Report, error) {
 				problem("decode errors: %s", msg)
 			}
 			if src.HasAudio {
-				if !out.HasAudio {
-					problem("audio missing")
-				} else {
-					tol := time.Duration(float64(time.Second) * 1024 / float64(max(out.AudioSampleRate, 1)))
-					tol += lastInterval(src)
-					if d := (out.AudioDuration - out.Duration).Abs(); d > tol {
-						problem("audio duration %v vs video %v: off by %v (> %v)", out.AudioDuration, out.Duration, d, tol)
-					}
+				for _, p := range CheckAudio(src, out) {
+					problem("%s", p)
 				}
 			}
-			q, err := Compare(ctx, r.Path, j.Source, out.Width, out.Height)
+			q, err := Compare(ctx, r.Path, j.Source, ReferenceFilter(src, outputRendition(out)))
 			if err != nil {
 				problem("quality: %v", err)
 			} else {
@@ -119,6 +113,52 @@ func Verify(ctx context.Context, j VerifyJob) (*Report, error) {
 		rep.OK = false
 	}
 	return rep, nil
+}
+
+// outputRendition describes an encoded output as the rendition that made
+// it (size, codec, bit depth), for ReferenceFilter.
+func outputRendition(out *Source) Rendition {
+	r := Rendition{Width: out.Width, Height: out.Height, Codec: out.Codec}
+	if out.BitDepth > 8 {
+		r.BitDepth = 10
+	}
+	return r
+}
+
+// ExpectedAudio is how long an output's audio track lasts when it keeps
+// src's audio/video relation: it starts with the first video frame
+// (earlier audio trimmed, later audio delayed by silence) and ends where
+// the source's audio ends, measured from the first video frame.
+func ExpectedAudio(src *Source) time.Duration {
+	return max(src.AudioEnd()-src.VideoStart(), 0)
+}
+
+// AudioTolerance is one audio frame (1024 samples) of out plus one video
+// frame of src.
+func AudioTolerance(src, out *Source) time.Duration {
+	return time.Duration(float64(time.Second)*1024/float64(max(out.AudioSampleRate, 1))) + lastInterval(src)
+}
+
+// CheckAudio checks out's audio against src's audio/video relation (see
+// ExpectedAudio), within AudioTolerance. It returns the problems found.
+func CheckAudio(src, out *Source) []string {
+	if !out.HasAudio {
+		return []string{"audio missing"}
+	}
+	var p []string
+	tol := AudioTolerance(src, out)
+	want := ExpectedAudio(src)
+	if d := (out.AudioDuration - want).Abs(); d > tol {
+		p = append(p, fmt.Sprintf("audio lasts %v, want %v (the source's audio ends %v after its first video frame; its video lasts %v): off by %v (> %v)",
+			out.AudioDuration, want, want, src.Duration, d, tol))
+	}
+	if d := (out.AudioStart - out.VideoStart()).Abs(); d > tol {
+		p = append(p, fmt.Sprintf("audio starts %v from the video, want 0 (> %v)", out.AudioStart-out.VideoStart(), tol))
+	}
+	if out.AudioChannels != src.AudioChannels {
+		p = append(p, fmt.Sprintf("audio has %d channels, source %d", out.AudioChannels, src.AudioChannels))
+	}
+	return p
 }
 
 func lastInterval(s *Source) time.Duration {
@@ -213,11 +253,12 @@ var (
 	statRE = regexp.MustCompile(`psnr_avg:([0-9.]+|inf)`)
 )
 
-// Compare measures PSNR and SSIM of dist against ref scaled to w x h
-// (bicubic), pairing frames by timestamp from each stream's start.
-func Compare(ctx context.Context, dist, ref string, w, h int) (*Quality, error) {
-	if w <= 0 || h <= 0 || w > 16384 || h > 16384 {
-		return nil, fmt.Errorf("compare: bad size %dx%d", w, h)
+// Compare measures PSNR and SSIM of dist against ref passed through
+// refFilter (ReferenceFilter: the encode's deinterlacing, scaling and
+// tone-mapping), pairing frames by timestamp from each stream's start.
+func Compare(ctx context.Context, dist, ref, refFilter string) (*Quality, error) {
+	if refFilter == "" || strings.ContainsAny(refFilter, "[];\x00\n") {
+		return nil, fmt.Errorf("compare: bad reference filter %q", refFilter)
 	}
 	ad, err := filepath.Abs(dist)
 	if err != nil {
@@ -232,9 +273,8 @@ func Compare(ctx context.Context, dist, ref string, w, h int) (*Quality, error) 
 		return nil, fmt.Errorf("compare: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	size := strconv.Itoa(w) + ":" + strconv.Itoa(h)
 	graph := "[0:v]setpts=PTS-STARTPTS,format=yuv420p,split[d1][d2];" +
-		"[1:v]setpts=PTS-STARTPTS,scale=" + size + ":flags=bicubic,format=yuv420p,split[r1][r2];" +
+		"[1:v]setpts=PTS-STARTPTS," + refFilter + ",format=yuv420p,split[r1][r2];" +
 		"[d1][r1]psnr=stats_file=psnr.log[o1];[d2][r2]ssim[o2]"
 	// Runs in dir so the stats file name needs no escaping.
 	_, stderr, err := runToolIn(ctx, dir, FFmpeg, []string{"-hide_banner", "-nostdin", "-nostats", "-v", "info",

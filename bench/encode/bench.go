@@ -355,7 +355,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	// Quality and size.
 	logf("comparing outputs (PSNR/SSIM against the scaled source)")
-	if res.Renditions, err = compareOutputs(ctx, cfg.Workers, realFFprobe, source, ladder, plainOut[base], cr.outputs); err != nil {
+	if res.Renditions, err = compareOutputs(ctx, cfg.Workers, realFFprobe, source, src, ladder, plainOut[base], cr.outputs); err != nil {
 		return nil, err
 	}
 	var tp, tc int64
@@ -633,7 +633,7 @@ func modelTitle(tasks []TaskCost, n int) []TaskCost {
 
 // compareOutputs measures PSNR/SSIM of both outputs of every rendition
 // against the source scaled to it, and their video sizes and keyframes.
-func compareOutputs(ctx context.Context, workers int, ffprobe, source string, ladder *encoder.Ladder, plain, chunked map[string]string) ([]RenditionResult, error) {
+func compareOutputs(ctx context.Context, workers int, ffprobe, source string, src *encoder.Source, ladder *encoder.Ladder, plain, chunked map[string]string) ([]RenditionResult, error) {
 	out := make([]RenditionResult, len(ladder.Renditions))
 	type item struct {
 		i       int
@@ -659,7 +659,7 @@ func compareOutputs(ctx context.Context, workers int, ffprobe, source string, la
 			if it.chunked {
 				path = chunked[rd.Name]
 			}
-			q, err := encoder.Compare(ctx, path, source, rd.Width, rd.Height)
+			q, err := encoder.Compare(ctx, path, source, encoder.ReferenceFilter(src, rd))
 			if err != nil {
 				errs[k] = err
 				return

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/banyan-sched/banyan/encoder"
 )
@@ -113,11 +112,10 @@ func TestEncodeThroughTheFarm(t *testing.T) {
 }
 
 // checkFarmOutput checks every rendition the farm made of source against
-// the source and against a plain whole-file encode with the same settings:
-// exact frame count and frame intervals, first frame at 0 and the end
-// within 1 ms, a clean decode, audio within one audio plus one video frame
-// of the video, PSNR within 0.25 dB of the whole-file encode and no frame
-// more than 6 dB worse, and HLS segments adding up to the stream.
+// the source and against a plain whole-file encode with the same settings
+// (encoder.CheckConformance: frame count, timestamps, duration, clean
+// decode, audio relation, PSNR within 0.25 dB with no frame more than 6 dB
+// worse), and HLS segments adding up to the stream.
 func checkFarmOutput(t *testing.T, source, outDir, ladderName string) {
 	t.Helper()
 	ctx := context.Background()
@@ -129,63 +127,16 @@ func checkFarmOutput(t *testing.T, source, outDir, ladderName string) {
 	if err != nil {
 		t.Fatalf("ladder %s: %v", ladderName, err)
 	}
-	for _, r := range ladder.Renditions {
+	rends, _ := encoder.FitLadder(src, ladder)
+	videoFrame := src.TicksToDuration(src.EndPTS - src.FramePTS[src.FrameCount-1])
+	for _, r := range rends {
 		path := encoder.RenditionPath(outDir, r.Name)
-		o, err := encoder.Probe(ctx, path)
+		c, err := encoder.CheckConformance(ctx, source, src, r, path, t.TempDir(), encoder.DefaultConformLimits)
 		if err != nil {
-			t.Fatalf("%s: probe the output: %v", r.Name, err)
+			t.Fatalf("%s: %v", r.Name, err)
 		}
-		if o.FrameCount != src.FrameCount {
-			t.Fatalf("%s: %d frames, source %d", r.Name, o.FrameCount, src.FrameCount)
-		}
-		if p := encoder.CheckTimestamps(src, o); len(p) > 0 {
-			t.Fatalf("%s: timestamps: %v", r.Name, p)
-		}
-		if first := o.VideoStart(); first != 0 {
-			t.Errorf("%s: first video timestamp %v, want 0", r.Name, first)
-		}
-		for i := 1; i < o.FrameCount; i++ {
-			a := o.TicksToDuration(o.FramePTS[i] - o.FramePTS[i-1])
-			b := src.TicksToDuration(src.FramePTS[i] - src.FramePTS[i-1])
-			if (a - b).Abs() > time.Microsecond {
-				t.Fatalf("%s: frame interval %d is %v, source %v", r.Name, i, a, b)
-			}
-		}
-		if (o.Duration - src.Duration).Abs() > time.Millisecond {
-			t.Errorf("%s: duration %v, source %v", r.Name, o.Duration, src.Duration)
-		}
-		if msg, err := encoder.DecodeErrors(ctx, path); err != nil || msg != "" {
-			t.Errorf("%s: decode: %v %s", r.Name, err, msg)
-		}
-		if !o.HasAudio || o.AudioSampleRate <= 0 {
-			t.Fatalf("%s: no audio", r.Name)
-		}
-		audioFrame := time.Duration(float64(time.Second) * 1024 / float64(o.AudioSampleRate))
-		videoFrame := src.TicksToDuration(src.FramePTS[1] - src.FramePTS[0])
-		if d := (o.AudioDuration - o.Duration).Abs(); d > audioFrame+videoFrame {
-			t.Errorf("%s: audio %v vs video %v", r.Name, o.AudioDuration, o.Duration)
-		}
-		whole := filepath.Join(t.TempDir(), r.Name+"-whole.mp4")
-		if err := encoder.EncodeWhole(ctx, encoder.WholeJob{Source: source, Src: src, Rendition: r, Threads: 1, Out: whole}); err != nil {
-			t.Fatalf("%s: whole-file encode: %v", r.Name, err)
-		}
-		qc, err := encoder.Compare(ctx, path, source, r.Width, r.Height)
-		if err != nil {
-			t.Fatalf("%s: quality of the farm's output: %v", r.Name, err)
-		}
-		qw, err := encoder.Compare(ctx, whole, source, r.Width, r.Height)
-		if err != nil {
-			t.Fatalf("%s: quality of the whole-file encode: %v", r.Name, err)
-		}
-		if len(qc.FramePSNR) != src.FrameCount || len(qw.FramePSNR) != src.FrameCount {
-			t.Fatalf("%s: PSNR of %d and %d frames, source has %d", r.Name, len(qc.FramePSNR), len(qw.FramePSNR), src.FrameCount)
-		}
-		worst := 0.0
-		for i := range qc.FramePSNR {
-			worst = max(worst, qw.FramePSNR[i]-qc.FramePSNR[i])
-		}
-		if qw.PSNR-qc.PSNR > 0.25 || worst > 6 {
-			t.Errorf("%s: PSNR %.3f vs whole-file %.3f, worst frame %.2f dB worse", r.Name, qc.PSNR, qw.PSNR, worst)
+		for _, p := range c.Problems {
+			t.Errorf("%s: %s", r.Name, p)
 		}
 		sum, n, err := encoder.PlaylistDuration(filepath.Join(outDir, "hls", r.Name, "index.m3u8"))
 		if err != nil {

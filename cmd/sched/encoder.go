@@ -61,7 +61,7 @@ func checkRoots(paths ...string) error {
 			}
 		}
 		if !inside {
-			return fmt.Errorf("path %s is outside the storage roots (%s)", p, env)
+			return fmt.Errorf("%w: path %s is outside the storage roots (%s)", encoder.ErrBadInput, p, env)
 		}
 	}
 	return nil
@@ -113,9 +113,12 @@ func newEncoderPlanCmd() *cobra.Command {
 			if chunk > 0 {
 				opt.Min, opt.Max = chunk*2/5, chunk*2
 			}
-			plan, err := encoder.PlanEncode(cmd.Context(), source, ladder, out, opt)
+			plan, notes, err := encoder.PlanEncode(cmd.Context(), source, ladder, out, opt)
 			if err != nil {
 				return err
+			}
+			for _, n := range notes {
+				fmt.Println("note: " + n)
 			}
 			data, err := json.Marshal(plan)
 			if err != nil {
@@ -156,7 +159,7 @@ func newEncodeChunkCmd() *cobra.Command {
 			}
 			r, err := encoder.ParseRenditionJSON(rendition)
 			if err != nil {
-				return err
+				return fmt.Errorf("%w: %w", encoder.ErrBadInput, err)
 			}
 			src, err := loadSource(cmd, source, probe)
 			if err != nil {
@@ -164,7 +167,7 @@ func newEncodeChunkCmd() *cobra.Command {
 			}
 			c, err := encoder.ChunkFromFrames(src, index, start, frames)
 			if err != nil {
-				return err
+				return fmt.Errorf("%w: %w", encoder.ErrBadInput, err)
 			}
 			return encoder.EncodeChunk(cmd.Context(), encoder.ChunkJob{Source: source, Src: src, Chunk: c,
 				Rendition: r, GPU: gpu, Threads: threads, Out: out})
@@ -306,7 +309,13 @@ func newVerifyCmd() *cobra.Command {
 					r.SourceFrames, r.Duration, r.SourceDuration, r.PSNR, r.SSIM, r.OK, strings.Join(r.Problems, "; "))
 			}
 			if !rep.OK {
-				return errors.New("verification failed")
+				var bad []string
+				for _, r := range rep.Renditions {
+					if !r.OK {
+						bad = append(bad, r.Name+": "+strings.Join(r.Problems, "; "))
+					}
+				}
+				return fmt.Errorf("%w: %s", encoder.ErrVerifyFailed, strings.Join(bad, " | "))
 			}
 			return nil
 		},
@@ -316,4 +325,31 @@ func newVerifyCmd() *cobra.Command {
 	cmd.Flags().StringVar(&out, "out", "", "title output directory (verify.json goes here)")
 	cmd.Flags().StringArrayVar(&renditions, "rendition-json", nil, "a rendition to verify, as JSON (repeated)")
 	return cmd
+}
+
+// Exit codes of the encoder steps: the scheduler's failure classes
+// (README, "Failure classes"). Bad input, damaged sources and failed
+// verification are not retried; encoder (tool) failures are.
+const (
+	exitBadInput     = 65
+	exitDecodeError  = 66
+	exitVerifyFailed = 67
+	exitEncoderError = 68
+)
+
+// encoderExitCode maps an encoder step's error to its exit code; ok is
+// false for errors of no class (exit 1, retried).
+func encoderExitCode(err error) (code int, ok bool) {
+	var te *encoder.ToolError
+	switch {
+	case errors.Is(err, encoder.ErrBadInput):
+		return exitBadInput, true
+	case errors.Is(err, encoder.ErrDecode):
+		return exitDecodeError, true
+	case errors.Is(err, encoder.ErrVerifyFailed):
+		return exitVerifyFailed, true
+	case errors.As(err, &te):
+		return exitEncoderError, true
+	}
+	return 0, false
 }

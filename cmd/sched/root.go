@@ -65,6 +65,9 @@ func exitCode(err error) int {
 	if errors.As(err, &u) {
 		return 2
 	}
+	if code, ok := encoderExitCode(err); ok {
+		return code
+	}
 	return 1
 }
 

@@ -1,0 +1,114 @@
+package encoder
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+// TestDecodeLog attributes decoder errors in real ffmpeg logs (testdata)
+// to the chunk or to the preroll before it, and reads edge checksums.
+func TestDecodeLog(t *testing.T) {
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	damaged := read("decode_damaged.log") // frames pts 19968.. at 512 a frame; damage after pts 28672
+	preroll := read("decode_preroll.log") // an MPEG-TS seek: errors before the first frame
+	cases := []struct {
+		name           string
+		log            []byte
+		from, last     int64
+		errors, prerol int
+		edges          []string
+	}{
+		{"damage inside the chunk", damaged, 25600, 33280, 7, 0, nil},
+		{"damage after the chunk's last frame is not the chunk's", damaged, 19968, 27648, 0, 0, nil},
+		{"damage before the chunk's window is not the chunk's", damaged, 30720, 33792, 0, 0, nil},
+		{"seek noise is preroll", preroll, 222000, 249000, 0, 3, []string{"7B3FC3A7"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := decodeLog(tc.log, tc.from, tc.last)
+			if len(r.Errors) != tc.errors || len(r.Preroll) != tc.prerol || !reflect.DeepEqual(r.Edges, tc.edges) {
+				t.Errorf("errors %d %q, preroll %d, edges %v; want %d, %d, %v", len(r.Errors), r.Errors, len(r.Preroll), r.Edges, tc.errors, tc.prerol, tc.edges)
+			}
+		})
+	}
+}
+
+// TestDecodeStarts: the latest keyframe first, then the latest clean one,
+// then the file's start; keyframe 0 is the file's start.
+func TestDecodeStarts(t *testing.T) {
+	src := &Source{Keyframes: []int{0, 40, 80, 120}, CleanKeys: []int{0, 40}}
+	cases := []struct {
+		start int
+		want  []int
+	}{
+		{0, []int{fileStart}},
+		{30, []int{fileStart}},
+		{40, []int{40, fileStart}},
+		{100, []int{80, 40, fileStart}},
+		{130, []int{120, 40, fileStart}},
+	}
+	for _, tc := range cases {
+		if got := decodeStarts(src, Chunk{StartFrame: tc.start, Frames: 5}); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("chunk at %d: %v, want %v", tc.start, got, tc.want)
+		}
+	}
+}
+
+// TestCleanAccessUnit reads NAL unit types in length-prefixed and Annex B
+// access units.
+func TestCleanAccessUnit(t *testing.T) {
+	lp := func(nals ...[]byte) []byte {
+		var b []byte
+		for _, n := range nals {
+			b = append(b, 0, 0, 0, byte(len(n)))
+			b = append(b, n...)
+		}
+		return b
+	}
+	sei, idr, nonIDR := []byte{0x06, 1, 2, 3}, []byte{0x65, 0x88}, []byte{0x41, 0x9a}
+	cases := []struct {
+		name  string
+		codec string
+		b     []byte
+		want  bool
+	}{
+		{"h264 IDR after SEI, length-prefixed", "h264", lp(sei, idr), true},
+		{"h264 non-IDR I slice", "h264", lp(sei, nonIDR), false},
+		{"h264 IDR, Annex B", "h264", append([]byte{0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1}, idr...), true},
+		{"h264 non-IDR, Annex B", "h264", append([]byte{0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1}, nonIDR...), false},
+		{"h264 IDR inside MPEG-TS packet", "h264", append([]byte{0x47, 0x41, 0, 0x10, 0, 0, 1, 0xe0, 0, 0, 0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1}, idr...), true},
+		{"hevc CRA is clean", "hevc", lp([]byte{21 << 1, 1, 0xaf}), true},
+		{"hevc IDR_W_RADL", "hevc", lp([]byte{0x40, 1}, []byte{19 << 1, 1}), true},
+		{"hevc trailing picture", "hevc", lp([]byte{1 << 1, 1}), false},
+		{"garbage", "h264", []byte{1, 2, 3}, false},
+	}
+	for _, tc := range cases {
+		if got := cleanAccessUnit(tc.b, tc.codec, 4); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestParsePacket reads ffprobe's CSV packet lines, dts standing in for a
+// missing pts.
+func TestParsePacket(t *testing.T) {
+	p, err := parsePacket("-1024,-2048,8974,295,KD")
+	if err != nil || p != (packet{pts: -1024, size: 8974, pos: 295, key: true, discard: true}) {
+		t.Errorf("got %+v %v", p, err)
+	}
+	p, err = parsePacket("N/A,7,100,N/A,__")
+	if err != nil || p.pts != 7 || p.pos != -1 || p.key {
+		t.Errorf("got %+v %v", p, err)
+	}
+	if _, err := parsePacket("N/A,N/A,1,2,K_"); err == nil {
+		t.Error("packet without timestamps accepted")
+	}
+}

@@ -1,0 +1,106 @@
+package encoder
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Conformance of an output with its source, frame by frame: the checks the
+// farm's tests (and anyone auditing an encode) run on every rendition.
+
+// ConformLimits are the tolerances CheckConformance applies.
+type ConformLimits struct {
+	// PSNRLoss is how far the output's mean PSNR may fall below a
+	// whole-file encode's with the same settings (dB); FrameLoss how far
+	// any one frame's may (dB).
+	PSNRLoss, FrameLoss float64
+}
+
+// DefaultConformLimits are 0.25 dB on average and 6 dB on any frame.
+var DefaultConformLimits = ConformLimits{PSNRLoss: 0.25, FrameLoss: 6}
+
+// Conformance is what CheckConformance measured.
+type Conformance struct {
+	Rendition           string
+	ChunkedPSNR, Whole  float64
+	WorstFrame          int
+	WorstFrameLoss      float64
+	Problems            []string
+	Frames, SourceFrame int
+}
+
+// CheckConformance checks the output at path, encoded as rendition r (as
+// fitted to src by FitLadder) of source: the source's frame count, every
+// frame at the source's time from the first (within 1 µs), the duration
+// within one frame, a clean decode, no rotation left to apply, the audio
+// relation (CheckAudio), and PSNR against a whole-file encode of the source
+// with the same settings (written in tmpDir) within lim. An error means a
+// check could not run; problems are in the result.
+func CheckConformance(ctx context.Context, source string, src *Source, r Rendition, path, tmpDir string, lim ConformLimits) (*Conformance, error) {
+	c := &Conformance{Rendition: r.Name, SourceFrame: src.FrameCount}
+	problem := func(f string, a ...any) { c.Problems = append(c.Problems, fmt.Sprintf(f, a...)) }
+	o, err := Probe(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("conformance of %s: %w", r.Name, err)
+	}
+	c.Frames = o.FrameCount
+	for _, p := range CheckTimestamps(src, o) {
+		problem("%s", p)
+	}
+	if d := (o.Duration - src.Duration).Abs(); d > lastInterval(src) {
+		problem("duration %v, source %v", o.Duration, src.Duration)
+	}
+	if msg, err := DecodeErrors(ctx, path); err != nil || msg != "" {
+		problem("decode: %v %s", err, msg)
+	}
+	if o.Rotation != 0 {
+		problem("output carries a %d° rotation", o.Rotation)
+	}
+	if o.Width != r.Width || o.Height != r.Height || o.SAR.Num != o.SAR.Den {
+		problem("output %dx%d SAR %v, want %dx%d square pixels", o.Width, o.Height, o.SAR, r.Width, r.Height)
+	}
+	if o.Interlaced() {
+		problem("output is interlaced (%s)", o.FieldOrder)
+	}
+	if src.HasAudio {
+		for _, p := range CheckAudio(src, o) {
+			problem("%s", p)
+		}
+	} else if o.HasAudio {
+		problem("output has audio, source has none")
+	}
+	whole := filepath.Join(tmpDir, r.Name+"-whole.mp4")
+	if err := os.MkdirAll(tmpDir, 0o755); err != nil {
+		return nil, fmt.Errorf("conformance: %w", err)
+	}
+	if err := EncodeWhole(ctx, WholeJob{Source: source, Src: src, Rendition: r, Threads: 1, Out: whole}); err != nil {
+		return nil, fmt.Errorf("conformance of %s: whole-file encode: %w", r.Name, err)
+	}
+	ref := ReferenceFilter(src, r)
+	qc, err := Compare(ctx, path, source, ref)
+	if err != nil {
+		return nil, fmt.Errorf("conformance of %s: %w", r.Name, err)
+	}
+	qw, err := Compare(ctx, whole, source, ref)
+	if err != nil {
+		return nil, fmt.Errorf("conformance of %s: whole-file: %w", r.Name, err)
+	}
+	c.ChunkedPSNR, c.Whole = qc.PSNR, qw.PSNR
+	if len(qc.FramePSNR) != src.FrameCount || len(qw.FramePSNR) != src.FrameCount {
+		problem("PSNR over %d (output) and %d (whole-file) frames, source has %d", len(qc.FramePSNR), len(qw.FramePSNR), src.FrameCount)
+	}
+	for i := range min(len(qc.FramePSNR), len(qw.FramePSNR)) {
+		if d := qw.FramePSNR[i] - qc.FramePSNR[i]; d > c.WorstFrameLoss {
+			c.WorstFrame, c.WorstFrameLoss = i, d
+		}
+	}
+	if qw.PSNR-qc.PSNR > lim.PSNRLoss {
+		problem("PSNR %.3f dB, %.3f below a whole-file encode's %.3f (limit %.2f)", qc.PSNR, qw.PSNR-qc.PSNR, qw.PSNR, lim.PSNRLoss)
+	}
+	if c.WorstFrameLoss > lim.FrameLoss {
+		problem("frame %d is %.2f dB worse than in a whole-file encode (limit %.1f)", c.WorstFrame, c.WorstFrameLoss, lim.FrameLoss)
+	}
+	return c, nil
+}
