@@ -712,12 +712,32 @@ type Attempt struct {
 	StartedUnixMs  int64                  `protobuf:"varint,5,opt,name=started_unix_ms,json=startedUnixMs,proto3" json:"started_unix_ms,omitempty"`
 	FinishedUnixMs int64                  `protobuf:"varint,6,opt,name=finished_unix_ms,json=finishedUnixMs,proto3" json:"finished_unix_ms,omitempty"`
 	// outcome is one of "", "succeeded", "failed", "timeout", "lost",
-	// "cancelled", "preempted".
-	Outcome       string `protobuf:"bytes,7,opt,name=outcome,proto3" json:"outcome,omitempty"`
-	ExitCode      int32  `protobuf:"varint,8,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	Error         string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
-	StdoutTail    string `protobuf:"bytes,10,opt,name=stdout_tail,json=stdoutTail,proto3" json:"stdout_tail,omitempty"`
-	StderrTail    string `protobuf:"bytes,11,opt,name=stderr_tail,json=stderrTail,proto3" json:"stderr_tail,omitempty"`
+	// "cancelled", "preempted", "fallback" (never placed: it gave way to the
+	// task's fallback).
+	Outcome    string `protobuf:"bytes,7,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	ExitCode   int32  `protobuf:"varint,8,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Error      string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	StdoutTail string `protobuf:"bytes,10,opt,name=stdout_tail,json=stdoutTail,proto3" json:"stdout_tail,omitempty"`
+	StderrTail string `protobuf:"bytes,11,opt,name=stderr_tail,json=stderrTail,proto3" json:"stderr_tail,omitempty"`
+	// failure_class says why an attempt that ended without succeeding did
+	// so, and so whether the task was tried again. A task's process exit code
+	// classifies its failure:
+	//
+	//	exit 65   "bad_input"            the input is bad: not retried
+	//	exit 66   "decode_error"         the input does not decode cleanly,
+	//	                                 even from a clean start: not retried
+	//	exit 67   "verification_failed"  the output was checked and is wrong:
+	//	                                 not retried
+	//	exit 68   "encoder_error"        the tool failed: retried with backoff
+	//	other     "failed"               any other failure, or an agent-side
+	//	                                 error: retried with backoff
+	//
+	// and the attempt's outcome classifies the rest: "timeout" (retried with
+	// backoff, using a retry), "agent_lost" and "preempted" (requeued without
+	// using a retry). A class that is not retried fails the task at once;
+	// its fallback, if it has one, takes over. Attempts that succeeded, were
+	// cancelled or gave way to a fallback have no class.
+	FailureClass  string `protobuf:"bytes,12,opt,name=failure_class,json=failureClass,proto3" json:"failure_class,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -825,6 +845,13 @@ func (x *Attempt) GetStdoutTail() string {
 func (x *Attempt) GetStderrTail() string {
 	if x != nil {
 		return x.StderrTail
+	}
+	return ""
+}
+
+func (x *Attempt) GetFailureClass() string {
+	if x != nil {
+		return x.FailureClass
 	}
 	return ""
 }
@@ -961,15 +988,19 @@ func (x *Task) GetQueuedUnixMs() int64 {
 
 // TaskCounts tallies a job's tasks by state.
 type TaskCounts struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Total         int32                  `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
-	Waiting       int32                  `protobuf:"varint,2,opt,name=waiting,proto3" json:"waiting,omitempty"`
-	Queued        int32                  `protobuf:"varint,3,opt,name=queued,proto3" json:"queued,omitempty"`
-	Running       int32                  `protobuf:"varint,4,opt,name=running,proto3" json:"running,omitempty"`
-	Succeeded     int32                  `protobuf:"varint,5,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
-	Failed        int32                  `protobuf:"varint,6,opt,name=failed,proto3" json:"failed,omitempty"`
-	Cancelled     int32                  `protobuf:"varint,7,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
-	Blocked       int32                  `protobuf:"varint,8,opt,name=blocked,proto3" json:"blocked,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Total     int32                  `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
+	Waiting   int32                  `protobuf:"varint,2,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	Queued    int32                  `protobuf:"varint,3,opt,name=queued,proto3" json:"queued,omitempty"`
+	Running   int32                  `protobuf:"varint,4,opt,name=running,proto3" json:"running,omitempty"`
+	Succeeded int32                  `protobuf:"varint,5,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	Failed    int32                  `protobuf:"varint,6,opt,name=failed,proto3" json:"failed,omitempty"`
+	Cancelled int32                  `protobuf:"varint,7,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	Blocked   int32                  `protobuf:"varint,8,opt,name=blocked,proto3" json:"blocked,omitempty"`
+	// replaced counts tasks that failed and were replaced by their fallback:
+	// they are done, and not counted as failed (failed counts only failures
+	// that no fallback took over).
+	Replaced      int32 `protobuf:"varint,9,opt,name=replaced,proto3" json:"replaced,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1056,6 +1087,13 @@ func (x *TaskCounts) GetCancelled() int32 {
 func (x *TaskCounts) GetBlocked() int32 {
 	if x != nil {
 		return x.Blocked
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetReplaced() int32 {
+	if x != nil {
+		return x.Replaced
 	}
 	return 0
 }
@@ -2454,7 +2492,9 @@ type TaskEvent struct {
 	UnixMs int64  `protobuf:"varint,4,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
 	// outcome, for "finished": "succeeded", "failed", "timeout", "cancelled",
 	// "lost".
-	Outcome    string `protobuf:"bytes,5,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Outcome string `protobuf:"bytes,5,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// exit_code is the process's exit status; for a failed process it
+	// classifies the failure (see Attempt.failure_class).
 	ExitCode   int32  `protobuf:"varint,6,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	Error      string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
 	StdoutTail string `protobuf:"bytes,8,opt,name=stdout_tail,json=stdoutTail,proto3" json:"stdout_tail,omitempty"`
@@ -3724,7 +3764,7 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\bpriority\x18\x04 \x01(\x05R\bpriority\x12'\n" +
 	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\x12\x1e\n" +
 	"\vmax_wait_ms\x18\x06 \x01(\x03R\tmaxWaitMs\x12)\n" +
-	"\x05tasks\x18\a \x03(\v2\x13.banyan.v1.TaskSpecR\x05tasks\"\xe9\x02\n" +
+	"\x05tasks\x18\a \x03(\v2\x13.banyan.v1.TaskSpecR\x05tasks\"\x8e\x03\n" +
 	"\aAttempt\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12$\n" +
@@ -3739,7 +3779,8 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"stdoutTail\x12\x1f\n" +
 	"\vstderr_tail\x18\v \x01(\tR\n" +
-	"stderrTail\"\x84\x03\n" +
+	"stderrTail\x12#\n" +
+	"\rfailure_class\x18\f \x01(\tR\ffailureClass\"\x84\x03\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x12\n" +
@@ -3753,7 +3794,7 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\vreplaced_by\x18\n" +
 	" \x01(\tR\n" +
 	"replacedBy\x12$\n" +
-	"\x0equeued_unix_ms\x18\v \x01(\x03R\fqueuedUnixMs\"\xdc\x01\n" +
+	"\x0equeued_unix_ms\x18\v \x01(\x03R\fqueuedUnixMs\"\xf8\x01\n" +
 	"\n" +
 	"TaskCounts\x12\x14\n" +
 	"\x05total\x18\x01 \x01(\x05R\x05total\x12\x18\n" +
@@ -3763,7 +3804,8 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\tsucceeded\x18\x05 \x01(\x05R\tsucceeded\x12\x16\n" +
 	"\x06failed\x18\x06 \x01(\x05R\x06failed\x12\x1c\n" +
 	"\tcancelled\x18\a \x01(\x05R\tcancelled\x12\x18\n" +
-	"\ablocked\x18\b \x01(\x05R\ablocked\"\xe6\x03\n" +
+	"\ablocked\x18\b \x01(\x05R\ablocked\x12\x1a\n" +
+	"\breplaced\x18\t \x01(\x05R\breplaced\"\xe6\x03\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +

@@ -117,7 +117,7 @@ func newJobListCmd(g *globals) *cobra.Command {
 				for _, j := range resp.Jobs {
 					c := j.Counts
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", j.Id, j.Name, j.Pool, className(j.Class),
-						j.Priority, jobStateName(j.State), c.GetTotal(), c.GetSucceeded()+c.GetFailed()+c.GetCancelled(),
+						j.Priority, jobStateName(j.State), c.GetTotal(), doneCount(c),
 						c.GetRunning(), c.GetQueued(), c.GetBlocked(), fmtTime(j.SubmittedUnixMs))
 				}
 				return w.Flush()
@@ -139,41 +139,79 @@ func newJobShowCmd(g *globals) *cobra.Command {
 			return runCall(cmd, g, "show job", func(ctx context.Context, c *client) (*pb.Job, error) {
 				return c.jobs.GetJob(ctx, &pb.GetJobRequest{Id: args[0], WithTasks: true})
 			}, func(j *pb.Job) error {
-				printJob(j)
+				printJob(os.Stdout, j)
 				return nil
 			})
 		},
 	}
 }
 
-func printJob(j *pb.Job) {
+// doneCount is how many of a job's tasks are over: succeeded, replaced by
+// their fallback, failed or cancelled.
+func doneCount(c *pb.TaskCounts) int32 {
+	return c.GetSucceeded() + c.GetReplaced() + c.GetFailed() + c.GetCancelled()
+}
+
+// printJob prints a job, its counts and every attempt of its tasks. A task
+// that a fallback took over shows as replaced, naming the fallback; each
+// attempt that did not succeed shows its failure class.
+func printJob(out io.Writer, j *pb.Job) {
 	c := j.Counts
-	fmt.Printf("Job %s %s\n", j.Id, j.Name)
-	fmt.Printf("  pool %s, class %s, priority %d, state %s\n", j.Pool, className(j.Class), j.Priority, jobStateName(j.State))
+	fmt.Fprintf(out, "Job %s %s\n", j.Id, j.Name)
+	fmt.Fprintf(out, "  pool %s, class %s, priority %d, state %s\n", j.Pool, className(j.Class), j.Priority, jobStateName(j.State))
 	if j.Reason != "" {
-		fmt.Printf("  reason: %s\n", j.Reason)
+		fmt.Fprintf(out, "  reason: %s\n", j.Reason)
 	}
-	fmt.Printf("  submitted %s, finished %s, took %s\n", fmtTime(j.SubmittedUnixMs), fmtTime(j.FinishedUnixMs),
+	fmt.Fprintf(out, "  submitted %s, finished %s, took %s\n", fmtTime(j.SubmittedUnixMs), fmtTime(j.FinishedUnixMs),
 		fmtDur(j.SubmittedUnixMs, j.FinishedUnixMs))
-	fmt.Printf("  tasks: %d total, %d waiting, %d queued (%d blocked), %d running, %d succeeded, %d failed, %d cancelled\n\n",
-		c.GetTotal(), c.GetWaiting(), c.GetQueued(), c.GetBlocked(), c.GetRunning(), c.GetSucceeded(), c.GetFailed(), c.GetCancelled())
-	w := newTable()
-	fmt.Fprintln(w, "TASK\tSTATE\tATTEMPT\tAGENT\tQUEUED\tPLACED\tSTARTED\tFINISHED\tOUTCOME\tEXIT\tNOTE")
+	fmt.Fprintf(out, "  tasks: %d total, %d waiting, %d queued (%d blocked), %d running, %d succeeded, "+
+		"%d replaced by fallback, %d failed, %d cancelled\n\n", c.GetTotal(), c.GetWaiting(), c.GetQueued(), c.GetBlocked(),
+		c.GetRunning(), c.GetSucceeded(), c.GetReplaced(), c.GetFailed(), c.GetCancelled())
+	names := make(map[string]string, len(j.Tasks))
 	for _, t := range j.Tasks {
-		for _, a := range t.Attempts {
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", t.Name, taskStateName(t.State), a.Number,
+		names[t.Id] = t.Name
+	}
+	w := newTableTo(out)
+	fmt.Fprintln(w, "TASK\tSTATE\tATTEMPT\tAGENT\tQUEUED\tPLACED\tSTARTED\tFINISHED\tOUTCOME\tCLASS\tEXIT\tNOTE")
+	for _, t := range j.Tasks {
+		state, replaced := taskStateLabel(t), ""
+		if t.ReplacedBy != "" {
+			replaced = "replaced by " + orDash(names[t.ReplacedBy])
+		}
+		for i, a := range t.Attempts {
+			note := a.Error
+			if i == len(t.Attempts)-1 && replaced != "" {
+				note = joinNote(note, replaced)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", t.Name, state, a.Number,
 				orDash(a.AgentId), fmtTime(a.QueuedUnixMs), fmtTime(a.PlacedUnixMs), fmtTime(a.StartedUnixMs),
-				fmtTime(a.FinishedUnixMs), orDash(a.Outcome), a.ExitCode, a.Error)
+				fmtTime(a.FinishedUnixMs), orDash(a.Outcome), orDash(a.FailureClass), a.ExitCode, note)
 		}
 		switch {
 		case t.State == pb.TaskState_TASK_STATE_QUEUED: // the pending attempt, not placed yet
-			fmt.Fprintf(w, "%s\t%s\t%d\t-\t%s\t-\t-\t-\t-\t-\t%s\n", t.Name, taskStateName(t.State),
+			fmt.Fprintf(w, "%s\t%s\t%d\t-\t%s\t-\t-\t-\t-\t-\t-\t%s\n", t.Name, state,
 				len(t.Attempts)+1, fmtTime(t.QueuedUnixMs), t.BlockedReason)
 		case len(t.Attempts) == 0:
-			fmt.Fprintf(w, "%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", t.Name, taskStateName(t.State), t.ReplacedBy)
+			fmt.Fprintf(w, "%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", t.Name, state, replaced)
 		}
 	}
 	_ = w.Flush()
+}
+
+// taskStateLabel names a task's state for people: a failed task that its
+// fallback took over is "replaced", not "failed".
+func taskStateLabel(t *pb.Task) string {
+	if t.State == pb.TaskState_TASK_STATE_FAILED && t.ReplacedBy != "" {
+		return "replaced"
+	}
+	return taskStateName(t.State)
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
 }
 
 func orDash(s string) string {
@@ -232,7 +270,7 @@ func watchJob(cmd *cobra.Command, c *client, g *globals, id string) error {
 			return fmt.Errorf("watch job %s: %w", id, err)
 		}
 		last = j
-		done := j.Counts.GetSucceeded() + j.Counts.GetFailed() + j.Counts.GetCancelled()
+		done := doneCount(j.Counts)
 		if g.output == "json" {
 			if err := printJSON(os.Stdout, j); err != nil {
 				return err

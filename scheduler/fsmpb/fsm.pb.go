@@ -607,10 +607,16 @@ func (x *AgentEvents) GetEvents() []*banyanv1.TaskEvent {
 
 // ReportEvents commits task events from many agents in one entry.
 type ReportEvents struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Agents        []*AgentEvents         `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Agents []*AgentEvents         `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
+	// classify_exit_codes makes Apply classify failed attempts by their exit
+	// code (banyan.v1.Attempt.failure_class), so that a permanent failure is
+	// not retried. The leader sets it on every entry it proposes; entries
+	// written before failure classes existed lack it and replay as they were
+	// first applied: every failed attempt is a generic, retried "failed".
+	ClassifyExitCodes bool `protobuf:"varint,2,opt,name=classify_exit_codes,json=classifyExitCodes,proto3" json:"classify_exit_codes,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ReportEvents) Reset() {
@@ -648,6 +654,13 @@ func (x *ReportEvents) GetAgents() []*AgentEvents {
 		return x.Agents
 	}
 	return nil
+}
+
+func (x *ReportEvents) GetClassifyExitCodes() bool {
+	if x != nil {
+		return x.ClassifyExitCodes
+	}
+	return false
 }
 
 // AgentUp registers an agent (or its new session). Tasks the state has on
@@ -1297,9 +1310,10 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\ajob_ids\x18\x01 \x03(\tR\x06jobIds\"V\n" +
 	"\vAgentEvents\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12,\n" +
-	"\x06events\x18\x02 \x03(\v2\x14.banyan.v1.TaskEventR\x06events\"B\n" +
+	"\x06events\x18\x02 \x03(\v2\x14.banyan.v1.TaskEventR\x06events\"r\n" +
 	"\fReportEvents\x122\n" +
-	"\x06agents\x18\x01 \x03(\v2\x1a.banyan.fsm.v1.AgentEventsR\x06agents\"\xa9\x01\n" +
+	"\x06agents\x18\x01 \x03(\v2\x1a.banyan.fsm.v1.AgentEventsR\x06agents\x12.\n" +
+	"\x13classify_exit_codes\x18\x02 \x01(\bR\x11classifyExitCodes\"\xa9\x01\n" +
 	"\aAgentUp\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x128\n" +
 	"\vfingerprint\x18\x02 \x01(\v2\x16.banyan.v1.FingerprintR\vfingerprint\x12\x18\n" +

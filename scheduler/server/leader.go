@@ -407,7 +407,9 @@ func (l *leaderLoop) commitEvents() {
 				break drain
 			}
 		}
-		cmd := &fsmpb.ReportEvents{}
+		// The leader decides how failures are classified: entries it
+		// proposes classify by exit code (see fsmpb.ReportEvents).
+		cmd := &fsmpb.ReportEvents{ClassifyExitCodes: true}
 		for _, se := range batch {
 			cmd.Agents = append(cmd.Agents, &fsmpb.AgentEvents{AgentId: se.sess.agentID, Events: se.events})
 		}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/failure"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/queue"
@@ -138,12 +139,28 @@ func (s *State) queueItem(t *Task) queue.Item {
 // setTaskState changes a task's state and keeps its job's counts.
 func (s *State) setTaskState(t *Task, st pb.TaskState) {
 	c := s.jobs[t.PB.JobId].PB.Counts
-	*countFor(c, t.PB.State)--
-	*countFor(c, st)++
+	replaced := t.PB.ReplacedBy != ""
+	*countFor(c, t.PB.State, replaced)--
+	*countFor(c, st, replaced)++
 	t.PB.State = st
 }
 
-func countFor(c *pb.TaskCounts, st pb.TaskState) *int32 {
+// setReplacedBy records the fallback that took over from a failed task; the
+// task then counts as replaced, not failed.
+func (s *State) setReplacedBy(t *Task, by string) {
+	c := s.jobs[t.PB.JobId].PB.Counts
+	*countFor(c, t.PB.State, t.PB.ReplacedBy != "")--
+	t.PB.ReplacedBy = by
+	*countFor(c, t.PB.State, by != "")++
+}
+
+// countFor returns the count a task in state st belongs to; replaced says
+// whether a fallback took over from it (a failed task it replaced is done,
+// not a failure).
+func countFor(c *pb.TaskCounts, st pb.TaskState, replaced bool) *int32 {
+	if replaced && st == pb.TaskState_TASK_STATE_FAILED {
+		return &c.Replaced
+	}
 	switch st {
 	case pb.TaskState_TASK_STATE_WAITING:
 		return &c.Waiting
@@ -262,14 +279,15 @@ func (s *State) applyEvents(now int64, c *fsmpb.ReportEvents, r *Result) {
 			ag.PB.LastSeenUnixMs = now
 		}
 		for _, ev := range ae.Events {
-			s.applyEvent(now, ae.AgentId, ev, r)
+			s.applyEvent(now, ae.AgentId, ev, c.ClassifyExitCodes, r)
 		}
 	}
 }
 
 // applyEvent applies one event if it is about the task's current attempt on
-// that agent; events about older attempts are stale and ignored.
-func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, r *Result) {
+// that agent; events about older attempts are stale and ignored. classify
+// says whether exit codes classify failures (see eventClass).
+func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, classify bool, r *Result) {
 	t, ok := s.tasks[ev.TaskId]
 	if !ok || t.Attempt() != ev.Attempt || t.AgentID() != agentID || !isPlaced(t.PB.State) {
 		return
@@ -294,8 +312,18 @@ func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, r *Resul
 				outcome, cur.Error = "failed", err.Error()
 			}
 		}
-		s.finish(now, t, outcome, r)
+		s.finish(now, t, outcome, eventClass(outcome, ev.ExitCode, classify), r)
 	}
+}
+
+// eventClass classifies an attempt that an agent reported finished. Log
+// entries written before failure classes existed (classify false) replay as
+// they were first applied: every failed process is a generic failure.
+func eventClass(outcome string, exitCode int32, classify bool) string {
+	if !classify && outcome == "failed" {
+		return failure.Failed
+	}
+	return failure.Classify(outcome, exitCode)
 }
 
 // preempt stops one running attempt to make room for another task.
@@ -311,7 +339,7 @@ func (s *State) preempt(now int64, p *fsmpb.Preemption, r *Result) {
 	}
 	t.current().Error = reason
 	r.Cancels = append(r.Cancels, Cancel{AgentID: v.AgentId, TaskID: v.TaskId, Attempt: v.Attempt, Reason: reason})
-	s.finish(now, t, "preempted", r)
+	s.finish(now, t, "preempted", failure.Preempted, r)
 }
 
 // applyPromote moves opportunistic jobs to batch: their queued tasks keep
@@ -353,21 +381,22 @@ func (s *State) charge(t *Task, a *pb.Attempt) {
 	byHour[hour] = byHour[hour].Add(c)
 }
 
-// finish ends the current attempt of a placed task with an outcome.
-func (s *State) finish(now int64, t *Task, outcome string, r *Result) {
+// finish ends the current attempt of a placed task with an outcome and its
+// failure class (package failure), which decides what comes next.
+func (s *State) finish(now int64, t *Task, outcome, class string, r *Result) {
 	s.release(t)
 	cur := t.current()
-	cur.Outcome = outcome
+	cur.Outcome, cur.FailureClass = outcome, class
 	if cur.FinishedUnixMs == 0 {
 		cur.FinishedUnixMs = now
 	}
 	s.charge(t, cur)
-	switch outcome {
-	case "succeeded":
+	switch {
+	case outcome == "succeeded":
 		s.setTaskState(t, pb.TaskState_TASK_STATE_SUCCEEDED)
 		s.wakeDependents(now, t)
 		s.maybeFinishJob(now, s.jobs[t.PB.JobId])
-	case "failed", "timeout":
+	case failure.UsesRetry(class): // failed, timeout
 		s.retryOrFail(now, t, r)
 	default: // lost, preempted, cancelled by the agent itself
 		s.enqueue(now, t, 0)
@@ -385,10 +414,15 @@ func (s *State) wakeDependents(now int64, t *Task) {
 	t.dependents = nil // a succeeded task holds no one up (as after a restore)
 }
 
+// retryOrFail uses up one of a failed task's retries: it queues the task
+// again after a backoff, unless its retries are spent or its failure is one
+// a retry cannot fix. Then the task fails for good: its fallback takes
+// over, or its job fails with the reason.
 func (s *State) retryOrFail(now int64, t *Task, r *Result) {
 	t.PB.RetriesUsed++
+	cur := t.current()
 	policy := s.retryPolicy(t.PB.Spec)
-	if t.PB.RetriesUsed < policy.MaxAttempts {
+	if !failure.Permanent(cur.FailureClass) && t.PB.RetriesUsed < policy.MaxAttempts {
 		// Double from the initial backoff up to the ceiling; a shift that
 		// would overflow (and wrap to a small or negative value) is capped.
 		backoff := policy.MaxBackoffMs
@@ -399,12 +433,25 @@ func (s *State) retryOrFail(now int64, t *Task, r *Result) {
 		return
 	}
 	s.setTaskState(t, pb.TaskState_TASK_STATE_FAILED)
-	cur := t.current()
 	if s.startFallback(now, t) {
 		return
 	}
-	reason := fmt.Sprintf("task %s failed after %d attempts: %s", t.PB.Name, t.PB.RetriesUsed, attemptReason(cur))
-	s.endJob(now, s.jobs[t.PB.JobId], pb.JobState_JOB_STATE_FAILED, reason, r)
+	s.endJob(now, s.jobs[t.PB.JobId], pb.JobState_JOB_STATE_FAILED, failReason(t, cur), r)
+}
+
+// failReason is a failed job's reason: the task that failed it, the failure
+// class (unless generic), the attempts it used and its last error, as in
+// "task enc-1080p-3 failed (decode_error) after 1 attempt: ...".
+func failReason(t *Task, cur *pb.Attempt) string {
+	class := ""
+	if cur.FailureClass != failure.Failed {
+		class = " (" + cur.FailureClass + ")"
+	}
+	attempts := "attempts"
+	if t.PB.RetriesUsed == 1 {
+		attempts = "attempt"
+	}
+	return fmt.Sprintf("task %s failed%s after %d %s: %s", t.PB.Name, class, t.PB.RetriesUsed, attempts, attemptReason(cur))
 }
 
 func attemptReason(a *pb.Attempt) string {
@@ -442,7 +489,7 @@ func (s *State) retryPolicy(spec *pb.TaskSpec) *pb.RetryPolicy {
 
 func (s *State) maybeFinishJob(now int64, j *Job) {
 	c := j.PB.Counts
-	if IsJobFinal(j.PB.State) || c.Succeeded+c.Failed+c.Cancelled < c.Total {
+	if IsJobFinal(j.PB.State) || c.Succeeded+c.Failed+c.Cancelled+c.Replaced < c.Total {
 		return
 	}
 	j.PB.State = pb.JobState_JOB_STATE_SUCCEEDED
@@ -514,7 +561,7 @@ func (s *State) applyAgentUp(now int64, c *fsmpb.AgentUp, r *Result) {
 	}
 	for _, id := range sortedKeys(ag.Running) {
 		if att, ok := known[id]; !ok || att != ag.Running[id] {
-			s.finish(now, s.tasks[id], "lost", r)
+			s.finish(now, s.tasks[id], "lost", failure.AgentLost, r)
 		}
 	}
 }
@@ -528,7 +575,7 @@ func (s *State) applyAgentDown(now int64, c *fsmpb.AgentDown, r *Result) {
 	for _, id := range sortedKeys(ag.Running) {
 		t := s.tasks[id]
 		t.current().Error = "agent " + c.AgentId + " lost: " + c.Reason
-		s.finish(now, t, "lost", r)
+		s.finish(now, t, "lost", failure.AgentLost, r)
 	}
 }
 

@@ -58,7 +58,7 @@ func (f *fsm) finish(taskID, outcome string, exit int32) *Result {
 	tk := f.s.tasks[taskID]
 	return f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
 		AgentId: tk.AgentID(), Events: []*pb.TaskEvent{{TaskId: taskID, Attempt: tk.Attempt(), Kind: "finished",
-			Outcome: outcome, ExitCode: exit, UnixMs: f.now}}}}}}})
+			Outcome: outcome, ExitCode: exit, UnixMs: f.now}}}}, ClassifyExitCodes: true}}})
 }
 
 // The backoff doubles up to the ceiling and stays there however many

@@ -204,7 +204,7 @@ func (s *State) startFallback(now int64, t *Task) bool {
 	spec := clone(fb)
 	spec.After = nil // the original's dependencies have all succeeded
 	nt := s.addTasks(now, j, []*pb.TaskSpec{spec})[0]
-	t.PB.ReplacedBy = nt.PB.Id
+	s.setReplacedBy(t, nt.PB.Id)
 	nt.dependents, t.dependents = t.dependents, nil
 	return true
 }

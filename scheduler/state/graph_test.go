@@ -14,7 +14,7 @@ func (f *fsm) finishWith(taskID, outcome string, result string) *Result {
 	tk := f.s.tasks[taskID]
 	return f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
 		AgentId: tk.AgentID(), Events: []*pb.TaskEvent{{TaskId: taskID, Attempt: tk.Attempt(), Kind: "finished",
-			UnixMs: f.now, Outcome: outcome, Result: []byte(result)}}}}}}})
+			UnixMs: f.now, Outcome: outcome, Result: []byte(result)}}}}, ClassifyExitCodes: true}}})
 }
 
 func taskByName(t *testing.T, s *State, jobID, name string) *Task {

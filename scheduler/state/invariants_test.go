@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/failure"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/queue"
 	"google.golang.org/protobuf/proto"
@@ -64,12 +65,20 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 				fail("task %s: bad state %v", tid, st)
 				continue
 			}
-			*countFor(&c, st)++
+			switch {
+			case st == pb.TaskState_TASK_STATE_FAILED && t.PB.ReplacedBy != "":
+				c.Replaced++ // a failure a fallback took over does not fail the job
+			case st == pb.TaskState_TASK_STATE_FAILED:
+				c.Failed++
+				failed++
+			default:
+				*countFor(&c, st, false)++
+			}
 			if !IsFinal(st) {
 				nonFinal++
 			}
-			if st == pb.TaskState_TASK_STATE_FAILED && t.PB.ReplacedBy == "" {
-				failed++ // a failure a fallback took over does not fail the job
+			if t.PB.ReplacedBy != "" && st != pb.TaskState_TASK_STATE_FAILED {
+				fail("task %s: %v but replaced by %s", tid, st, t.PB.ReplacedBy)
 			}
 			if st == pb.TaskState_TASK_STATE_QUEUED || isPlaced(st) {
 				active++
@@ -93,6 +102,12 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 					retries++
 				case "succeeded":
 					succeeded++
+				}
+				checkAttemptClass(tid, a, fail)
+				if failure.Permanent(a.FailureClass) &&
+					(i != len(t.PB.Attempts)-1 || st != pb.TaskState_TASK_STATE_FAILED) {
+					fail("task %s: attempt %d failed for good (%s), but the task is %v with %d attempts",
+						tid, a.Number, a.FailureClass, st, len(t.PB.Attempts))
 				}
 			}
 			if retries != t.PB.RetriesUsed {
@@ -191,7 +206,7 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 		js := j.PB.State
 		switch {
 		case js == pb.JobState_JOB_STATE_SUCCEEDED:
-			if c.Succeeded+c.Failed != c.Total || failed != 0 {
+			if c.Succeeded+c.Replaced != c.Total || failed != 0 {
 				fail("job %s: succeeded with counts %v", jid, &c)
 			}
 		case IsJobFinal(js):
@@ -406,4 +421,20 @@ func compareStates(a, b *State, now int64) []string {
 	}
 	sort.Strings(errs)
 	return errs
+}
+
+// checkAttemptClass checks that an ended attempt's failure class fits how it
+// ended: failed attempts carry their exit code's class (or the generic one,
+// from log entries written before classes), the other interruptions their
+// own, and attempts that did not fail none.
+func checkAttemptClass(tid string, a *pb.Attempt, fail func(string, ...any)) {
+	want := failure.Classify(a.Outcome, a.ExitCode)
+	ok := a.FailureClass == want || (a.Outcome == "failed" && a.FailureClass == failure.Failed)
+	if a.Outcome == "" {
+		ok = a.FailureClass == ""
+	}
+	if !ok {
+		fail("task %s: attempt %d ended %q (exit %d) with failure class %q, want %q",
+			tid, a.Number, a.Outcome, a.ExitCode, a.FailureClass, want)
+	}
 }

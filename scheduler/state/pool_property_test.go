@@ -331,7 +331,7 @@ func (h *poolHistory) placedTasks() []*Task {
 func (h *poolHistory) event(t *Task, kind, outcome string) {
 	h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
 		AgentId: t.AgentID(), Events: []*pb.TaskEvent{{TaskId: t.PB.Id, Attempt: t.Attempt(), Kind: kind,
-			Outcome: outcome, ExitCode: 1, UnixMs: h.now}}}}}}})
+			Outcome: outcome, ExitCode: 1, UnixMs: h.now}}}}, ClassifyExitCodes: true}}})
 }
 
 // promote promotes the due opportunistic jobs and checks that they are

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/failure"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 )
 
@@ -294,10 +295,22 @@ func (h *history) event(t *Task, kind, outcome string) {
 			others = append(others, tid)
 		}
 	}
+	// Most failures are generic; one in eight is an exit code of each
+	// class (permanent or not).
+	exit := int32(1)
+	if n := h.rng.Intn(8); outcome == "failed" && n == 0 {
+		exit = []int32{failure.ExitBadInput, failure.ExitDecodeError, failure.ExitVerificationFailed,
+			failure.ExitEncoderError}[h.rng.Intn(4)]
+	}
 	r := h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
 		AgentId: agent, Events: []*pb.TaskEvent{{TaskId: id, Attempt: attempt, Kind: kind, Outcome: outcome,
-			ExitCode: 1, UnixMs: h.now}}}}}}})
+			ExitCode: exit, UnixMs: h.now}}}}, ClassifyExitCodes: true}}})
 	st := t.PB.State
+	if kind == "finished" {
+		if class := t.PB.Attempts[attempt-1].FailureClass; class != failure.Classify(outcome, exit) {
+			h.fatalf("%s %s (exit %d): class %q", id, outcome, exit, class)
+		}
+	}
 	switch {
 	case kind == "started":
 		if st != pb.TaskState_TASK_STATE_RUNNING || t.Attempt() != attempt {
@@ -314,6 +327,9 @@ func (h *history) event(t *Task, kind, outcome string) {
 		}
 		switch st {
 		case pb.TaskState_TASK_STATE_QUEUED:
+			if failure.Permanent(failure.Classify(outcome, exit)) {
+				h.fatalf("%s failed with exit %d and was retried", id, exit)
+			}
 			if t.Attempt() != attempt+1 || t.PB.NotBeforeUnixMs <= h.now || len(r.Cancels) != 0 {
 				h.fatalf("%s failed and retried: attempt %d not before %d cancels %v", id, t.Attempt(), t.PB.NotBeforeUnixMs, r.Cancels)
 			}

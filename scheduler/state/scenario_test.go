@@ -39,6 +39,8 @@ package state
 //	event task=T[,T..] [agent=A] [attempt=N] [kind=started|finished]
 //	      [outcome=succeeded|failed|timeout|lost|..] [exit=N] [error=..]
 //	      [stderr=..] [at=MS]           agent and attempt default to current
+//	      [classify=false]              as a log entry written before exit
+//	                                    codes classified failures
 //	cancel job=J [reason=..]
 //	show job=J | show task=T
 //	agents | pools | queue
@@ -764,6 +766,7 @@ func (h *harness) event(a *args) error {
 	if err != nil {
 		return err
 	}
+	classify := a.str("classify", "true") == "true"
 	agentArg, hasAgent := a.get("agent")
 	attArg, hasAttempt := a.get("attempt")
 	byAgent := map[string]*fsmpb.AgentEvents{}
@@ -793,7 +796,8 @@ func (h *harness) event(a *args) error {
 		ae.Events = append(ae.Events, &pb.TaskEvent{TaskId: tid, Attempt: attempt, Kind: kind, UnixMs: at,
 			Outcome: outcome, ExitCode: int32(exit), Error: a.str("error", ""), StderrTail: a.str("stderr", "")})
 	}
-	h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: order}}})
+	h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: order,
+		ClassifyExitCodes: classify}}})
 	return nil
 }
 
@@ -827,8 +831,8 @@ func (h *harness) show(a *args) error {
 	}
 	h.printf("%s", line)
 	c := j.Counts
-	h.printf("  counts: total=%d waiting=%d queued=%d running=%d succeeded=%d failed=%d cancelled=%d blocked=%d",
-		c.Total, c.Waiting, c.Queued, c.Running, c.Succeeded, c.Failed, c.Cancelled, c.Blocked)
+	h.printf("  counts: total=%d waiting=%d queued=%d running=%d succeeded=%d failed=%d replaced=%d cancelled=%d blocked=%d",
+		c.Total, c.Waiting, c.Queued, c.Running, c.Succeeded, c.Failed, c.Replaced, c.Cancelled, c.Blocked)
 	for _, t := range j.Tasks {
 		h.printTask(t)
 	}
@@ -842,6 +846,9 @@ func (h *harness) printTask(t *pb.Task) {
 	}
 	if t.BlockedReason != "" {
 		line += fmt.Sprintf(" blocked=%q", t.BlockedReason)
+	}
+	if t.ReplacedBy != "" {
+		line += " replaced_by=" + t.ReplacedBy
 	}
 	h.printf("%s", line)
 	for _, at := range t.Attempts {
@@ -859,6 +866,9 @@ func (h *harness) printTask(t *pb.Task) {
 		}
 		if at.Outcome != "" {
 			l += " " + at.Outcome
+		}
+		if at.FailureClass != "" && at.FailureClass != at.Outcome {
+			l += " class=" + at.FailureClass
 		}
 		if at.ExitCode != 0 {
 			l += fmt.Sprintf(" exit=%d", at.ExitCode)

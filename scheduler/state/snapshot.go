@@ -144,15 +144,19 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 	return s, nil
 }
 
-// rebuild recomputes every derived index from jobs, tasks and agents.
+// rebuild recomputes every derived index from jobs, tasks and agents. Job
+// counts are recounted too, so that a snapshot written before a count
+// existed (replaced) restores the counts Apply keeps now.
 func (s *State) rebuild() {
 	for _, j := range s.jobs {
 		if j.PB.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC && !IsJobFinal(j.PB.State) {
 			s.opportunistic[j.PB.Id] = struct{}{}
 		}
 		names := s.taskNames(j)
+		j.PB.Counts = &pb.TaskCounts{Total: int32(len(j.TaskIDs))}
 		for _, id := range j.TaskIDs {
 			t := s.tasks[id]
+			*countFor(j.PB.Counts, t.PB.State, t.PB.ReplacedBy != "")++
 			s.wire(t, names)
 			if _, ok := fallbackDue(t); ok {
 				s.fallbackWatch[id] = struct{}{}

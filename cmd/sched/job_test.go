@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"regexp"
+	"strings"
+	"testing"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+)
+
+// titleJob is a finished title whose NVENC chunk fell back to CPU after a
+// decode error, and whose other chunk was retried after an encoder error.
+func titleJob() *pb.Job {
+	return &pb.Job{Id: "job-1", Name: "title", State: pb.JobState_JOB_STATE_SUCCEEDED,
+		Counts: &pb.TaskCounts{Total: 3, Succeeded: 2, Replaced: 1},
+		Tasks: []*pb.Task{
+			{Id: "job-1.0", Name: "enc-1080p-3", State: pb.TaskState_TASK_STATE_FAILED, ReplacedBy: "job-1.2",
+				Attempts: []*pb.Attempt{{Number: 1, AgentId: "a1", Outcome: "failed", ExitCode: 66,
+					FailureClass: "decode_error", Error: "exit status 66"}}},
+			{Id: "job-1.1", Name: "enc-1080p-4", State: pb.TaskState_TASK_STATE_SUCCEEDED,
+				Attempts: []*pb.Attempt{
+					{Number: 1, AgentId: "a1", Outcome: "failed", ExitCode: 68, FailureClass: "encoder_error"},
+					{Number: 2, AgentId: "a1", Outcome: "succeeded"}}},
+			{Id: "job-1.2", Name: "enc-1080p-3-cpu", State: pb.TaskState_TASK_STATE_SUCCEEDED,
+				Attempts: []*pb.Attempt{{Number: 1, AgentId: "a1", Outcome: "succeeded"}}},
+		}}
+}
+
+// TestJobShowReplacedAndClasses: job show counts a task its fallback took
+// over as replaced, not failed; shows it as replaced, naming the fallback;
+// and shows each failed attempt's class.
+func TestJobShowReplacedAndClasses(t *testing.T) {
+	var out bytes.Buffer
+	printJob(&out, titleJob())
+	text := out.String()
+	if !strings.Contains(text, "2 succeeded, 1 replaced by fallback, 0 failed, 0 cancelled") {
+		t.Errorf("counts line wrong:\n%s", text)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && strings.HasPrefix(f[0], "enc-") {
+			rows[f[0]+"#"+f[2]] = line
+		}
+	}
+	for key, want := range map[string]*regexp.Regexp{
+		"enc-1080p-3#1":     regexp.MustCompile(`^enc-1080p-3 +replaced +1 .* failed +decode_error +66 +exit status 66; replaced by enc-1080p-3-cpu$`),
+		"enc-1080p-4#1":     regexp.MustCompile(`^enc-1080p-4 +succeeded +1 .* failed +encoder_error +68 *$`),
+		"enc-1080p-4#2":     regexp.MustCompile(`^enc-1080p-4 +succeeded +2 .* succeeded +- +0 *$`),
+		"enc-1080p-3-cpu#1": regexp.MustCompile(`^enc-1080p-3-cpu +succeeded +1 .* succeeded +- +0 *$`),
+	} {
+		if !want.MatchString(rows[key]) {
+			t.Errorf("row %s = %q, want it to match %s\n%s", key, rows[key], want, text)
+		}
+	}
+}
+
+// TestJobProgressCountsReplaced: the encode progress and the job list count
+// replaced tasks as done, so a title whose chunks fell back reaches 3/3.
+func TestJobProgressCountsReplaced(t *testing.T) {
+	j := titleJob()
+	if got := doneCount(j.Counts); got != 3 {
+		t.Fatalf("doneCount = %d, want 3", got)
+	}
+	line := progressLine("title", j)
+	if !strings.Contains(line, "3/3") || !strings.Contains(line, "["+strings.Repeat("#", 30)+"]") {
+		t.Fatalf("progress line %q: want a full bar at 3/3", line)
+	}
+}
