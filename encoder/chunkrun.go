@@ -310,7 +310,9 @@ func encodeChunkFrom(ctx context.Context, src *Source, j ChunkJob, c Chunk, star
 	}
 	n, err := CountPackets(ctx, tmp)
 	if err != nil {
-		return "", err
+		// ffmpeg wrote no frame at all (a decoder that never recovered
+		// from the seek): a wrong count, not a failed tool.
+		return fmt.Sprintf("no frames came out: %v", err), nil
 	}
 	if n != c.Frames {
 		return fmt.Sprintf("got %d frames, planned %d", n, c.Frames), nil

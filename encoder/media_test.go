@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -323,5 +324,79 @@ func TestPlanEncode(t *testing.T) {
 	// 3 chunks x 2 renditions + 2 asm + index + verify; no audio.
 	if len(p.Tasks) != 10 {
 		t.Errorf("got %d tasks", len(p.Tasks))
+	}
+}
+
+// TestPipelineNonIDRKeyframes: an H.264 High 4:4:4 source with B-frames
+// whose keyframes after the first are intra-refresh recovery points, not
+// IDR pictures (issue 9, point 1: a seek there decodes garbage or nothing).
+// The chunks that start there must notice and redo themselves from a clean
+// start, so the title conforms frame by frame.
+func TestPipelineNonIDRKeyframes(t *testing.T) {
+	needFFmpeg(t)
+	path := gen(t, "ir.mp4", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=20:duration=6",
+		"-c:v", "libx264", "-preset", "fast", "-pix_fmt", "yuv444p", "-bf", "3", "-refs", "4",
+		"-x264-params", "intra-refresh=1:keyint=40")
+	src, err := Probe(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(src.Keyframes) < 3 || len(src.CleanKeys) != 1 {
+		t.Fatalf("want several keyframes of which only the first is clean: keys %v clean %v", src.Keyframes, src.CleanKeys)
+	}
+	res := runPipeline(t, path, ChunkOptions{Target: 2 * time.Second, Min: time.Second, Max: 3 * time.Second}, []Rendition{testRend})
+	checkAssembled(t, path, res, testRend)
+}
+
+// TestPipelineAudioAfterVideo: audio that starts half a second after the
+// video and lasts longer than it is delayed by silence, so each sample plays
+// against the same picture, and verify's audio check passes.
+func TestPipelineAudioAfterVideo(t *testing.T) {
+	needFFmpeg(t)
+	path := gen(t, "late.mp4", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=4",
+		"-itsoffset", "0.5", "-f", "lavfi", "-i", "sine=frequency=500:duration=4:sample_rate=48000",
+		"-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac")
+	res := runPipeline(t, path, ChunkOptions{Target: 2 * time.Second, Min: time.Second, Max: 3 * time.Second}, []Rendition{testRend})
+	if d := res.src.AudioStart - res.src.VideoStart(); d < 400*time.Millisecond {
+		t.Fatalf("source audio starts %v after the video, want about 0.5s", d)
+	}
+	if want := ExpectedAudio(res.src); (want - 4500*time.Millisecond).Abs() > 50*time.Millisecond {
+		t.Errorf("expected output audio %v, want about 4.5s", want)
+	}
+	checkAssembled(t, path, res, testRend)
+}
+
+// TestAudioArgsRelation: audio before the first video frame is trimmed,
+// audio after it is delayed by exactly the gap in samples.
+func TestAudioArgsRelation(t *testing.T) {
+	base := Source{FramePTS: []int64{0}, TimeBase: Rational{1, 1000}, HasAudio: true, AudioSampleRate: 48000, AudioChannels: 2}
+	late := base
+	late.AudioStart = 250 * time.Millisecond
+	early := base
+	early.FramePTS = []int64{100}
+	early.AudioStart = 0
+	for _, tc := range []struct {
+		name string
+		src  Source
+		want string
+	}{
+		{"late audio is delayed", late, "adelay=delays=12000S:all=1"},
+		{"early audio is trimmed", early, "atrim=start=0.100000"},
+		{"aligned audio is untouched", base, ""},
+	} {
+		a, err := AudioArgs(&tc.src, AudioJob{Source: "in.mp4", Out: "out.m4a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(a, " ")
+		if tc.want == "" && strings.Contains(got, "-af") || tc.want != "" && !strings.Contains(got, tc.want) {
+			t.Errorf("%s: %s", tc.name, got)
+		}
+	}
+	surround := base
+	surround.AudioChannels = 6
+	a, _ := AudioArgs(&surround, AudioJob{Source: "in.mp4", Out: "out.m4a"})
+	if !strings.Contains(strings.Join(a, " "), "-b:a "+SurroundAudioBitrate) {
+		t.Errorf("5.1 audio: %v", a)
 	}
 }

@@ -318,6 +318,7 @@ func watchEncodes(ctx context.Context, c *client, g *globals, ids []string, titl
 			if j.Reason != "" {
 				fmt.Printf("  reason: %s\n", j.Reason)
 			}
+			printPlanNotes(os.Stdout, j)
 			printStages(os.Stdout, j)
 			printVerification(os.Stdout, titles[i].out)
 		}
@@ -340,7 +341,7 @@ func jobFinal(s pb.JobState) bool {
 
 func progressLine(name string, j *pb.Job) string {
 	c := j.Counts
-	done := c.GetSucceeded() + c.GetFailed() + c.GetCancelled()
+	done := doneCount(c) // tasks replaced by their fallback are done
 	total := c.GetTotal()
 	const width = 30
 	fill := 0
@@ -410,6 +411,22 @@ func printStages(w io.Writer, j *pb.Job) {
 			(time.Duration(a.last-a.first) * time.Millisecond).Round(time.Millisecond), a.busy.Round(time.Millisecond))
 	}
 	_ = tw.Flush()
+}
+
+// printPlanNotes prints what the plan step said about the source and the
+// ladder (rungs dropped or resized, tone mapping, deinterlacing, audio),
+// from the "note: " lines of its output.
+func printPlanNotes(w io.Writer, j *pb.Job) {
+	for _, t := range j.Tasks {
+		if t.Name != "plan" || len(t.Attempts) == 0 {
+			continue
+		}
+		for _, l := range strings.Split(t.Attempts[len(t.Attempts)-1].StdoutTail, "\n") {
+			if n, ok := strings.CutPrefix(strings.TrimSpace(l), "note: "); ok {
+				fmt.Fprintf(w, "  %s\n", n)
+			}
+		}
+	}
 }
 
 // printVerification prints the verify step's report when this host can

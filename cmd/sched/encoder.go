@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/banyan-sched/banyan/api/failure"
 	"github.com/banyan-sched/banyan/encoder"
 	"github.com/spf13/cobra"
 )
@@ -327,29 +328,21 @@ func newVerifyCmd() *cobra.Command {
 	return cmd
 }
 
-// Exit codes of the encoder steps: the scheduler's failure classes
-// (README, "Failure classes"). Bad input, damaged sources and failed
-// verification are not retried; encoder (tool) failures are.
-const (
-	exitBadInput     = 65
-	exitDecodeError  = 66
-	exitVerifyFailed = 67
-	exitEncoderError = 68
-)
-
-// encoderExitCode maps an encoder step's error to its exit code; ok is
-// false for errors of no class (exit 1, retried).
+// encoderExitCode maps an encoder step's error to its exit code, the
+// scheduler's failure classes (api/failure): bad input, damaged sources and
+// failed verification are not retried, tool failures are. ok is false for
+// errors of no class (exit 1, retried).
 func encoderExitCode(err error) (code int, ok bool) {
 	var te *encoder.ToolError
 	switch {
 	case errors.Is(err, encoder.ErrBadInput):
-		return exitBadInput, true
+		return failure.ExitBadInput, true
 	case errors.Is(err, encoder.ErrDecode):
-		return exitDecodeError, true
+		return failure.ExitDecodeError, true
 	case errors.Is(err, encoder.ErrVerifyFailed):
-		return exitVerifyFailed, true
+		return failure.ExitVerificationFailed, true
 	case errors.As(err, &te):
-		return exitEncoderError, true
+		return failure.ExitEncoderError, true
 	}
 	return 0, false
 }
