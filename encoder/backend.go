@@ -77,7 +77,7 @@ func (b *backend) Args(r Rendition, threads int) []string {
 			"-x264-params", "open-gop=0", "-threads", t, "-pix_fmt", pix)
 	case "libx265":
 		a = append(a, rateArgs(r, "-crf")...)
-		a = append(a, "-g", g, "-keyint_min", g,
+		a = append(a, "-g", g, "-keyint_min", g, "-forced-idr", "1",
 			"-x265-params", "open-gop=0:scenecut=0:keyint="+g+":min-keyint="+g+":pools="+t+":frame-threads="+strconv.Itoa(min(threads, 4))+":log-level=error"+x265HDR(r.HDR),
 			"-pix_fmt", pix)
 	case "libsvtav1":
@@ -133,8 +133,9 @@ func x265HDR(h *HDR) string {
 	return s
 }
 
-// svtHDR is the SVT-AV1 parameter tail that signals h's colour (the
-// mastering display is left to the container's colour tags).
+// svtHDR is the SVT-AV1 parameter tail that signals h (validated values):
+// colour, and the mastering display and light levels in SVT's syntax
+// (chromaticities and luminance as decimals).
 func svtHDR(h *HDR) string {
 	if h == nil {
 		return ""
@@ -143,7 +144,23 @@ func svtHDR(h *HDR) string {
 	if h.Transfer == "arib-std-b67" {
 		trc = "18"
 	}
-	return ":color-primaries=9:transfer-characteristics=" + trc + ":matrix-coefficients=9"
+	s := ":color-primaries=9:transfer-characteristics=" + trc + ":matrix-coefficients=9:enable-hdr=1"
+	if m := masterDisplayRE.FindStringSubmatch(h.MasterDisplay); m != nil {
+		v := make([]float64, 10)
+		for i := range v {
+			n, _ := strconv.ParseFloat(m[i+1], 64)
+			v[i] = n / 50000
+			if i >= 8 {
+				v[i] = n / 10000
+			}
+		}
+		s += fmt.Sprintf(":mastering-display=G(%.5g,%.5g)B(%.5g,%.5g)R(%.5g,%.5g)WP(%.5g,%.5g)L(%.6g,%.6g)",
+			v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9])
+	}
+	if h.MaxCLL != "" {
+		s += ":content-light=" + h.MaxCLL
+	}
+	return s
 }
 
 // rateArgs is CRF (or ABR when Bitrate is set), with an optional cap.

@@ -56,15 +56,15 @@ func TestDecodeStarts(t *testing.T) {
 		{130, []int{120, 40, fileStart}},
 	}
 	for _, tc := range cases {
-		if got := decodeStarts(src, Chunk{StartFrame: tc.start, Frames: 5}); !reflect.DeepEqual(got, tc.want) {
+		if got := decodeStarts(src, tc.start); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("chunk at %d: %v, want %v", tc.start, got, tc.want)
 		}
 	}
 }
 
-// TestCleanAccessUnit reads NAL unit types in length-prefixed and Annex B
-// access units.
-func TestCleanAccessUnit(t *testing.T) {
+// TestScanAccessUnit reads NAL unit types in length-prefixed and Annex B
+// access units: clean starts, and parameter sets in-band.
+func TestScanAccessUnit(t *testing.T) {
 	lp := func(nals ...[]byte) []byte {
 		var b []byte
 		for _, n := range nals {
@@ -73,26 +73,35 @@ func TestCleanAccessUnit(t *testing.T) {
 		}
 		return b
 	}
-	sei, idr, nonIDR := []byte{0x06, 1, 2, 3}, []byte{0x65, 0x88}, []byte{0x41, 0x9a}
+	sps, pps, sei, idr, nonIDR := []byte{0x67, 0x64}, []byte{0x68, 0xee}, []byte{0x06, 1, 2, 3}, []byte{0x65, 0x88}, []byte{0x41, 0x9a}
+	aud := []byte{0, 0, 0, 1, 0x09, 0xf0}
+	annexB := func(nals ...[]byte) []byte {
+		b := append([]byte(nil), aud...)
+		for _, n := range nals {
+			b = append(append(b, 0, 0, 1), n...)
+		}
+		return b
+	}
 	cases := []struct {
 		name  string
 		codec string
 		b     []byte
-		want  bool
+		want  accessUnit
 	}{
-		{"h264 IDR after SEI, length-prefixed", "h264", lp(sei, idr), true},
-		{"h264 non-IDR I slice", "h264", lp(sei, nonIDR), false},
-		{"h264 IDR, Annex B", "h264", append([]byte{0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1}, idr...), true},
-		{"h264 non-IDR, Annex B", "h264", append([]byte{0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1}, nonIDR...), false},
-		{"h264 IDR inside MPEG-TS packet", "h264", append([]byte{0x47, 0x41, 0, 0x10, 0, 0, 1, 0xe0, 0, 0, 0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1}, idr...), true},
-		{"hevc CRA is clean", "hevc", lp([]byte{21 << 1, 1, 0xaf}), true},
-		{"hevc IDR_W_RADL", "hevc", lp([]byte{0x40, 1}, []byte{19 << 1, 1}), true},
-		{"hevc trailing picture", "hevc", lp([]byte{1 << 1, 1}), false},
-		{"garbage", "h264", []byte{1, 2, 3}, false},
+		{"h264 IDR after SEI, length-prefixed", "h264", lp(sei, idr), accessUnit{clean: true}},
+		{"h264 IDR with SPS and PPS", "h264", lp(sps, pps, idr), accessUnit{clean: true, paramSets: true}},
+		{"h264 non-IDR I slice", "h264", lp(sei, nonIDR), accessUnit{}},
+		{"h264 IDR, Annex B", "h264", annexB(sps, pps, idr), accessUnit{clean: true, paramSets: true}},
+		{"h264 non-IDR, Annex B", "h264", annexB(nonIDR), accessUnit{}},
+		{"h264 IDR inside MPEG-TS packet", "h264", append([]byte{0x47, 0x41, 0, 0x10, 0, 0, 1, 0xe0, 0, 0, 0, 0}, annexB(idr)...), accessUnit{clean: true}},
+		{"hevc CRA is clean", "hevc", lp([]byte{21 << 1, 1, 0xaf}), accessUnit{clean: true}},
+		{"hevc VPS/SPS/PPS then IDR_W_RADL", "hevc", lp([]byte{32 << 1, 1}, []byte{33 << 1, 1}, []byte{34 << 1, 1}, []byte{19 << 1, 1}), accessUnit{clean: true, paramSets: true}},
+		{"hevc trailing picture", "hevc", lp([]byte{1 << 1, 1}), accessUnit{}},
+		{"garbage", "h264", []byte{1, 2, 3}, accessUnit{}},
 	}
 	for _, tc := range cases {
-		if got := cleanAccessUnit(tc.b, tc.codec, 4); got != tc.want {
-			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		if got := scanAccessUnit(tc.b, tc.codec, 4); got != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // Conformance of an output with its source, frame by frame: the checks the
@@ -16,10 +17,30 @@ type ConformLimits struct {
 	// whole-file encode's with the same settings (dB); FrameLoss how far
 	// any one frame's may (dB).
 	PSNRLoss, FrameLoss float64
+	// ColdStarts are the frames where a chunk starts without a pre-roll
+	// (ColdStarts); ColdStartLoss is how far their PSNR may fall below the
+	// whole-file encode's. A fresh encoder picks the first frame's
+	// quantizer from that frame alone, a running one from the frames
+	// before: measured up to 8 dB apart (see Preroll).
+	ColdStarts    []int
+	ColdStartLoss float64
 }
 
-// DefaultConformLimits are 0.25 dB on average and 6 dB on any frame.
-var DefaultConformLimits = ConformLimits{PSNRLoss: 0.25, FrameLoss: 6}
+// DefaultConformLimits are 0.25 dB on average, 6 dB on any frame and 9 dB
+// on a chunk's cold first frame.
+var DefaultConformLimits = ConformLimits{PSNRLoss: 0.25, FrameLoss: 6, ColdStartLoss: 9}
+
+// ColdStarts lists the first frames of chunks that start without a
+// pre-roll (after the title's first frame), for ConformLimits.
+func ColdStarts(src *Source, chunks []Chunk) []int {
+	var out []int
+	for _, c := range chunks {
+		if c.StartFrame > 0 && Preroll(src, c) == 0 {
+			out = append(out, c.StartFrame)
+		}
+	}
+	return out
+}
 
 // Conformance is what CheckConformance measured.
 type Conformance struct {
@@ -27,6 +48,7 @@ type Conformance struct {
 	ChunkedPSNR, Whole  float64
 	WorstFrame          int
 	WorstFrameLoss      float64
+	ColdStartLoss       float64 // the largest loss on a cold chunk start
 	Problems            []string
 	Frames, SourceFrame int
 }
@@ -61,6 +83,19 @@ func CheckConformance(ctx context.Context, source string, src *Source, r Renditi
 	if o.Width != r.Width || o.Height != r.Height || o.SAR.Num != o.SAR.Den {
 		problem("output %dx%d SAR %v, want %dx%d square pixels", o.Width, o.Height, o.SAR, r.Width, r.Height)
 	}
+	switch h := r.HDR; {
+	case h != nil:
+		if o.ColorTransfer != h.Transfer || o.BitDepth < 10 {
+			problem("HDR rendition is %d-bit with transfer %q, want 10-bit %s", o.BitDepth, o.ColorTransfer, h.Transfer)
+		}
+		if h.MasterDisplay != "" && o.MasterDisplay != h.MasterDisplay || h.MaxCLL != "" && o.MaxCLL != h.MaxCLL {
+			problem("HDR metadata %q %q, want the source's %q %q", o.MasterDisplay, o.MaxCLL, h.MasterDisplay, h.MaxCLL)
+		}
+	case toneMaps(src, r):
+		if o.ColorTransfer != "bt709" || o.BitDepth != 8 {
+			problem("tone-mapped rendition is %d-bit with transfer %q, want 8-bit bt709", o.BitDepth, o.ColorTransfer)
+		}
+	}
 	if o.Interlaced() {
 		problem("output is interlaced (%s)", o.FieldOrder)
 	}
@@ -92,7 +127,15 @@ func CheckConformance(ctx context.Context, source string, src *Source, r Renditi
 		problem("PSNR over %d (output) and %d (whole-file) frames, source has %d", len(qc.FramePSNR), len(qw.FramePSNR), src.FrameCount)
 	}
 	for i := range min(len(qc.FramePSNR), len(qw.FramePSNR)) {
-		if d := qw.FramePSNR[i] - qc.FramePSNR[i]; d > c.WorstFrameLoss {
+		d := qw.FramePSNR[i] - qc.FramePSNR[i]
+		if slices.Contains(lim.ColdStarts, i) {
+			if d > lim.ColdStartLoss {
+				problem("frame %d (a chunk's cold start) is %.2f dB worse than in a whole-file encode (limit %.1f)", i, d, lim.ColdStartLoss)
+			}
+			c.ColdStartLoss = max(c.ColdStartLoss, d)
+			continue
+		}
+		if d > c.WorstFrameLoss {
 			c.WorstFrame, c.WorstFrameLoss = i, d
 		}
 	}

@@ -23,11 +23,13 @@ import (
 // with the D flag and left out), leading pictures a decoder drops (HEVC
 // RASL at the start of a cut stream, an MPEG-TS recording that starts in
 // the middle of a GOP), and containers without pts (AVI) whose frames get
-// the decoder's own timestamps. readFrames reads the packets, then decodes
-// the head of the stream and its tail (from the last keyframe) and checks
-// that the decoder presents exactly the packets' timestamps there. When it
-// does not, the whole stream is decoded and the decoder's frames are the
-// truth: slower, linear in the title's length, and only for such sources.
+// the decoder's own timestamps. readFrames reads the packets; unless they
+// plainly suffice (packetsSuffice: pts on every packet, a clean keyframe
+// first, a container count that agrees), it decodes the head of the stream
+// and its tail (from the last keyframe) and checks that the decoder
+// presents exactly the packets' timestamps there. When it does not, the
+// whole stream is decoded and the decoder's frames are the truth: slower,
+// linear in the title's length, and only for such sources.
 
 // packet is one video packet as ffprobe reports it.
 type packet struct {
@@ -36,10 +38,11 @@ type packet struct {
 	pos     int64
 	key     bool
 	discard bool
+	noPTS   bool // the container gave only a dts
 }
 
 // headPackets is how many packets the head check decodes.
-const headPackets = 300
+const headPackets = 90
 
 // reorderWindow bounds how many frames a decoder may hold back for
 // reordering; the head check ignores that many frames at its end.
@@ -74,9 +77,12 @@ func (src *Source) readFrames(ctx context.Context, vs *probeStream) error {
 			return fmt.Errorf("%w: two video frames share pts %d", ErrBadInput, pks[i].pts)
 		}
 	}
-	ok, err := src.decoderAgrees(ctx, vs.Index, all, pks)
-	if err != nil {
-		return err
+	ok := src.packetsSuffice(vs, all, pks)
+	if !ok {
+		var err error
+		if ok, err = src.decoderAgrees(ctx, vs.Index, all, pks); err != nil {
+			return err
+		}
 	}
 	if !ok {
 		if pks, err = src.decodedFrames(ctx, vs.Index, pks); err != nil {
@@ -97,7 +103,7 @@ func (src *Source) readFrames(ctx context.Context, vs *probeStream) error {
 			keyPos = append(keyPos, p.pos)
 		}
 	}
-	src.CleanKeys = classifyKeyframes(src.Path, src.Codec, nalLengthSize(vs), src.Keyframes, keyPos)
+	src.CleanKeys, src.FreshKeys = classifyKeyframes(src.Path, src.Codec, nalLengthSize(vs), src.Keyframes, keyPos)
 	src.FrameCount = len(pks)
 	src.setEnd()
 	return nil
@@ -123,6 +129,33 @@ func (src *Source) setEnd() {
 	}
 	src.EndPTS = src.FramePTS[n-1] + last
 	src.Duration = src.TicksToDuration(src.EndPTS - src.FramePTS[0])
+}
+
+// packetsSuffice reports whether the packets can be taken as the frames
+// without decoding anything: every packet has a pts, the stream starts
+// (in decode order) with a keyframe that is a clean random access point,
+// and the container's frame count, if it gives one, is the number of
+// presented packets. Sources that fail this (a cut or mid-GOP start,
+// leading pictures, AVI timestamps, an edit list that discards frames, a
+// header that disagrees) are checked against a decode.
+func (src *Source) packetsSuffice(vs *probeStream, all, pks []packet) bool {
+	first := -1
+	for i, p := range all {
+		if p.noPTS {
+			return false
+		}
+		if first < 0 && !p.discard {
+			first = i
+		}
+	}
+	if first < 0 || first != 0 || !all[0].key {
+		return false
+	}
+	if src.ContainerFrames > 0 && src.ContainerFrames != len(pks) {
+		return false
+	}
+	clean, _ := classifyKeyframes(src.Path, src.Codec, nalLengthSize(vs), []int{0}, []int64{all[0].pos})
+	return len(clean) == 1
 }
 
 // scanPackets streams the packets of one stream from ffprobe (CSV, so a
@@ -174,7 +207,8 @@ func parsePacket(line string) (packet, error) {
 		return packet{}, fmt.Errorf("unexpected ffprobe packet line %q", line)
 	}
 	pts, err := strconv.ParseInt(f[0], 10, 64)
-	if err != nil {
+	noPTS := err != nil
+	if noPTS {
 		if pts, err = strconv.ParseInt(f[1], 10, 64); err != nil {
 			return packet{}, fmt.Errorf("%w: video packet without timestamps", ErrBadInput)
 		}
@@ -184,7 +218,7 @@ func parsePacket(line string) (packet, error) {
 	if err != nil {
 		pos = -1
 	}
-	return packet{pts: pts, size: int32(size), pos: pos, key: strings.Contains(f[4], "K"), discard: strings.Contains(f[4], "D")}, nil
+	return packet{pts: pts, size: int32(size), pos: pos, key: strings.Contains(f[4], "K"), discard: strings.Contains(f[4], "D"), noPTS: noPTS}, nil
 }
 
 // frame is one decoded picture: its timestamp and key flag.
@@ -193,29 +227,41 @@ type frame struct {
 	key bool
 }
 
-// scanDecoded decodes the stream (within interval, "" for all of it) and
-// returns the frames in presentation order.
+// scanDecoded decodes the stream with ffmpeg, as the chunk encodes will
+// (-copyts, no frame dropped or duplicated, within interval: "" for all of
+// it, "head" for the first headPackets frames, or a start time in seconds
+// to seek to) and returns the frames in presentation order, with the
+// timestamps ffmpeg gives them (its own guess where the decoder has none,
+// as for AVI).
 func scanDecoded(ctx context.Context, path string, stream int, interval string) ([]frame, error) {
-	a := []string{"-hide_banner", "-v", "error", "-select_streams", strconv.Itoa(stream)}
-	if interval != "" {
-		a = append(a, "-read_intervals", interval)
+	a := []string{"-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-copyts", "-threads", "2"}
+	if interval != "" && interval != "head" {
+		a = append(a, "-seek_timestamp", "1", "-noaccurate_seek", "-ss", interval)
 	}
-	a = append(a, "-show_entries", "frame=key_frame,best_effort_timestamp", "-of", "csv=p=0", fileArg(path))
-	out, _, err := runTool(ctx, FFprobe, a)
+	a = append(a, "-i", fileArg(path), "-map", "0:"+strconv.Itoa(stream), "-fps_mode", "passthrough",
+		"-vf", frameLogName+"=checksum=0")
+	if interval == "head" {
+		a = append(a, "-frames:v", strconv.Itoa(headPackets))
+	}
+	a = append(a, "-f", "null", "-")
+	_, log, err := runTool(ctx, FFmpeg, a)
 	if err != nil {
 		return nil, err
 	}
 	var fs []frame
-	for _, l := range strings.Split(string(out), "\n") {
-		k, t, ok := strings.Cut(strings.TrimSpace(l), ",")
-		if !ok {
+	for _, l := range strings.Split(string(log), "\n") {
+		if !strings.Contains(l, "["+frameLogName+" @") {
 			continue
 		}
-		pts, err := strconv.ParseInt(strings.TrimSuffix(t, ","), 10, 64)
-		if err != nil {
-			continue // a frame without a timestamp: the comparison will differ
+		m := showinfoPTS.FindStringSubmatch(l)
+		if m == nil {
+			continue
 		}
-		fs = append(fs, frame{pts: pts, key: k == "1"})
+		pts, err := strconv.ParseInt(m[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		fs = append(fs, frame{pts: pts, key: strings.Contains(l, "iskey:1")})
 	}
 	sort.SliceStable(fs, func(i, j int) bool { return fs[i].pts < fs[j].pts })
 	return fs, nil
@@ -260,7 +306,7 @@ func (src *Source) decoderAgrees(ctx context.Context, stream int, all, pks []pac
 		}
 		return same(fs, math.MinInt64, math.MaxInt64), nil
 	}
-	head, err := scanDecoded(ctx, src.Path, stream, "%+#"+strconv.Itoa(headPackets))
+	head, err := scanDecoded(ctx, src.Path, stream, "head")
 	if err != nil {
 		return false, fmt.Errorf("%w: decode head: %w", ErrBadInput, err)
 	}
@@ -281,9 +327,9 @@ func (src *Source) decoderAgrees(ctx context.Context, stream int, all, pks []pac
 		return false, nil
 	}
 	keyPTS := pks[lastKey].pts
-	interval := "%"
+	interval := ""
 	if from := src.TicksToDuration(keyPTS).Seconds() - 0.001; lastKey > 0 && from > 0 {
-		interval = strconv.FormatFloat(from, 'f', 6, 64) + "%"
+		interval = strconv.FormatFloat(from, 'f', 6, 64)
 	}
 	tail, err := scanDecoded(ctx, src.Path, stream, interval)
 	if err != nil {
@@ -293,8 +339,8 @@ func (src *Source) decoderAgrees(ctx context.Context, stream int, all, pks []pac
 }
 
 // decodedFrames decodes the whole stream and returns its frames as packets
-// (sizes and positions from the packet with the same pts, where there is
-// one).
+// (keyframes as the decoder flags them; sizes and positions from the packet
+// with the same pts, where there is one).
 func (src *Source) decodedFrames(ctx context.Context, stream int, pks []packet) ([]packet, error) {
 	fs, err := scanDecoded(ctx, src.Path, stream, "")
 	if err != nil {
@@ -319,9 +365,9 @@ func (src *Source) decodedFrames(ctx context.Context, stream int, pks []packet) 
 		if !ok {
 			p = packet{pts: f.pts, size: mean, pos: -1}
 		}
-		if !ok {
-			p.key = f.key
-		}
+		// The decoder says which presented frames are keyframes; a packet
+		// at the same pts may be another frame (AVI timestamps).
+		p.key = f.key
 		out = append(out, p)
 	}
 	return out, nil
@@ -337,74 +383,100 @@ func nalLengthSize(vs *probeStream) int {
 }
 
 // classifyKeyframes returns the keyframes that are clean random access
-// points (see Source.CleanKeys). For H.264 and HEVC it reads the NAL unit
-// types at the start of each keyframe's packet; a packet it cannot read
-// counts as not clean (the chunk step then checks pictures instead).
-func classifyKeyframes(path, codec string, nalLen int, keys []int, pos []int64) []int {
+// points and those that are fresh (see Source.CleanKeys and FreshKeys). For
+// H.264 and HEVC it reads the NAL unit types at the start of each
+// keyframe's packet; a packet it cannot read counts as neither (the chunk
+// step then checks pictures instead).
+func classifyKeyframes(path, codec string, nalLen int, keys []int, pos []int64) (clean, fresh []int) {
 	if codec != "h264" && codec != "hevc" {
-		return slices.Clone(keys)
+		return slices.Clone(keys), slices.Clone(keys)
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	defer f.Close()
-	var clean []int
 	buf := make([]byte, 64<<10)
+	inBand := false // parameter sets seen in the stream so far
 	for i, k := range keys {
 		if pos[i] < 0 {
 			continue
 		}
 		n, _ := f.ReadAt(buf, pos[i])
-		if n > 0 && cleanAccessUnit(buf[:n], codec, nalLen) {
-			clean = append(clean, k)
+		if n <= 0 {
+			continue
+		}
+		au := scanAccessUnit(buf[:n], codec, nalLen)
+		inBand = inBand || au.paramSets
+		// Once parameter sets travel in-band they may change; a keyframe
+		// without its own may decode with stale ones after a seek.
+		if au.paramSets || !inBand {
+			fresh = append(fresh, k)
+			if au.clean {
+				clean = append(clean, k)
+			}
 		}
 	}
-	return clean
+	return clean, fresh
 }
 
-// cleanAccessUnit reports whether the start of an access unit holds an IDR
-// slice (H.264) or an IRAP picture (HEVC: BLA, IDR or CRA, whose trailing
-// pictures decode clean). It understands Annex B start codes (found
-// anywhere in b, so MPEG-TS packet headers between them do no harm) and
-// length-prefixed NAL units.
-func cleanAccessUnit(b []byte, codec string, nalLen int) bool {
-	isClean := func(h byte) (clean, slice bool) {
+// accessUnit is what scanAccessUnit learns about the start of one.
+type accessUnit struct {
+	// clean: the first slice is an IDR (H.264) or IRAP (HEVC: BLA, IDR or
+	// CRA, whose trailing pictures decode clean) picture.
+	clean bool
+	// paramSets: parameter sets (SPS/PPS, and VPS for HEVC) come before it.
+	paramSets bool
+}
+
+// scanAccessUnit reads the NAL unit types at the start of an access unit up
+// to its first slice. It understands Annex B start codes (found anywhere in
+// b, so MPEG-TS packet headers between them do no harm) and length-prefixed
+// NAL units.
+func scanAccessUnit(b []byte, codec string, nalLen int) accessUnit {
+	var au accessUnit
+	// nal records one NAL unit header and reports whether it was a slice.
+	nal := func(h byte) bool {
 		if codec == "h264" {
-			t := h & 0x1f
-			return t == 5, t == 1 || t == 5
+			switch t := h & 0x1f; {
+			case t == 7 || t == 8:
+				au.paramSets = true
+			case t == 1 || t == 5:
+				au.clean = t == 5
+				return true
+			}
+			return false
 		}
-		t := (h >> 1) & 0x3f
-		return t >= 16 && t <= 21, t <= 21
+		switch t := (h >> 1) & 0x3f; {
+		case t >= 32 && t <= 34:
+			au.paramSets = true
+		case t <= 21:
+			au.clean = t >= 16
+			return true
+		}
+		return false
 	}
-	if !(len(b) >= 4 && b[0] == 0 && b[1] == 0 && (b[2] == 1 || b[2] == 0 && b[3] == 1)) {
+	if !(len(b) >= 4 && b[0] == 0 && b[1] == 0 && (b[2] == 1 || b[2] == 0 && b[3] == 1)) && (len(b) == 0 || b[0] != 0x47) {
 		// Length-prefixed: walk the NAL units.
 		for off := 0; off+nalLen < len(b); {
 			var l int
 			for j := 0; j < nalLen; j++ {
 				l = l<<8 | int(b[off+j])
 			}
-			if l <= 0 {
+			if l <= 0 || nal(b[off+nalLen]) {
 				break
-			}
-			clean, slice := isClean(b[off+nalLen])
-			if slice {
-				return clean
 			}
 			off += nalLen + l
 		}
-		if b[0] != 0x47 { // not MPEG-TS either
-			return false
-		}
+		return au
 	}
 	for i := 0; i+3 < len(b); i++ {
 		if b[i] == 0 && b[i+1] == 0 && b[i+2] == 1 {
-			clean, slice := isClean(b[i+3])
-			if slice {
-				return clean
+			if nal(b[i+3]) {
+				break
 			}
 			i += 2
 		}
 	}
-	return false
+	return au
 }

@@ -162,7 +162,7 @@ var (
 	nameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$`)
 	bitrateRE = regexp.MustCompile(`^[1-9][0-9]{0,8}(\.[0-9]{1,3})?[kKmM]?$`)
 	// Mastering display and content light level in x265's syntax.
-	masterDisplayRE = regexp.MustCompile(`^G\(\d{1,5},\d{1,5}\)B\(\d{1,5},\d{1,5}\)R\(\d{1,5},\d{1,5}\)WP\(\d{1,5},\d{1,5}\)L\(\d{1,10},\d{1,10}\)$`)
+	masterDisplayRE = regexp.MustCompile(`^G\((\d{1,5}),(\d{1,5})\)B\((\d{1,5}),(\d{1,5})\)R\((\d{1,5}),(\d{1,5})\)WP\((\d{1,5}),(\d{1,5})\)L\((\d{1,10}),(\d{1,10})\)$`)
 	maxCLLRE        = regexp.MustCompile(`^\d{1,5},\d{1,5}$`)
 )
 

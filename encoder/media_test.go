@@ -136,7 +136,9 @@ func checkAssembled(t *testing.T, path string, res pipeResult, r Rendition) {
 			t.Fatalf("interval %d: %v vs source %v", i, a, b)
 		}
 	}
-	c, err := CheckConformance(ctx, path, res.src, r, out, res.dir, DefaultConformLimits)
+	lim := DefaultConformLimits
+	lim.ColdStarts = ColdStarts(res.src, res.chunks)
+	c, err := CheckConformance(ctx, path, res.src, r, out, res.dir, lim)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,14 +22,18 @@ import (
 //   - Pixel format. Outputs are 4:2:0. H.264 rungs are 8-bit. HEVC and AV1
 //     rungs of a source with more than 8 bits are 10-bit.
 //   - HDR. HEVC and AV1 rungs of an HDR10 (PQ) or HLG source stay 10-bit
-//     BT.2020 with the source's transfer and, for HEVC, its mastering
-//     display and content light levels. H.264 rungs of such a source are
+//     BT.2020 with the source's transfer, mastering display and content
+//     light levels. H.264 rungs of such a source are
 //     tone-mapped to SDR BT.709 (zscale + tonemap, Hable), since 8-bit H.264
 //     cannot carry HDR.
 
-// deinterlaceFilter turns each field-coded frame into one progressive
-// frame (bwdif, field order from each frame's flags).
-const deinterlaceFilter = "bwdif=mode=send_frame:parity=auto:deint=all"
+// deinterlaceFilter turns each field-coded frame of src into one
+// progressive frame (bwdif, field order from each frame's flags), and puts
+// the timestamps back in the source's time base (bwdif halves it), so that
+// trim can select frames by the source's pts.
+func deinterlaceFilter(src *Source) string {
+	return "bwdif=mode=send_frame:parity=auto:deint=all,settb=" + src.TimeBase.String()
+}
 
 // toneMapFilter maps PQ/HLG BT.2020 to SDR BT.709 8-bit.
 const toneMapFilter = "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv"
@@ -62,7 +66,7 @@ func VideoFilter(src *Source, r Rendition) string {
 func ReferenceFilter(src *Source, r Rendition) string {
 	f := ""
 	if src.Interlaced() {
-		f = deinterlaceFilter + ","
+		f = deinterlaceFilter(src) + ","
 	}
 	return f + VideoFilter(src, r)
 }

@@ -69,6 +69,12 @@ type Source struct {
 	// keyframe that is not clean (an H.264 I-frame or recovery point that is
 	// not IDR) may still decode clean; the chunk step checks it.
 	CleanKeys []int
+	// FreshKeys are the keyframes (a superset of CleanKeys) at which a
+	// decoder that seeks there holds the stream's current parameter sets:
+	// every keyframe until parameter sets appear in-band, then those that
+	// carry their own. A seek to another keyframe may decode with stale
+	// ones (a PPS that changed mid-stream): wrong pictures, maybe no error.
+	FreshKeys []int
 	// FrameBytes holds every video frame's compressed size in the source,
 	// in presentation order: a cheap measure of how complex the content is
 	// along the title (ChunkCost). Nil when unknown.
@@ -112,6 +118,8 @@ type Source struct {
 	// AudioDuration is the audio stream's duration: the container's, or
 	// measured from its packets when the container gives none.
 	AudioDuration time.Duration
+
+	audioIndex int // the first audio stream's index
 }
 
 // TicksToDuration converts a count of TimeBase ticks to a time.Duration.
@@ -161,6 +169,16 @@ func (s *Source) HLG() bool { return s.ColorTransfer == "arib-std-b67" }
 func (s *Source) IsClean(k int) bool {
 	i := sort.SearchInts(s.CleanKeys, k)
 	return i < len(s.CleanKeys) && s.CleanKeys[i] == k
+}
+
+// latestBefore returns the last of keys (sorted) that is above 0 and below
+// frame f, or fileStart.
+func latestBefore(keys []int, f int) int {
+	i := sort.SearchInts(keys, f) - 1
+	if i < 0 || keys[i] <= 0 {
+		return fileStart
+	}
+	return keys[i]
 }
 
 // AudioEnd is where the first audio track ends on the container's clock.
@@ -260,7 +278,7 @@ func Probe(ctx context.Context, path string) (*Source, error) {
 			return nil, fmt.Errorf("probe %s: %w", path, err)
 		}
 	}
-	if src.HasAudio && src.AudioDuration <= 0 {
+	if src.HasAudio {
 		if err := src.measureAudio(ctx, pj); err != nil {
 			return nil, fmt.Errorf("probe %s: %w", path, err)
 		}
@@ -304,6 +322,7 @@ func (src *Source) readStreams(pj probeJSON) (*probeStream, error) {
 				continue
 			}
 			src.HasAudio = true
+			src.audioIndex = st.Index
 			src.AudioCodec = st.CodecName
 			src.AudioSampleRate, _ = strconv.Atoi(st.SampleRate)
 			src.AudioChannels = st.Channels
@@ -364,15 +383,16 @@ func pixFmtDepth(pixFmt, raw string) int {
 	return 8
 }
 
-// measureAudio learns the first audio track's end from its last packets when
-// the container states no duration (Matroska, WebM, MPEG-TS).
+// measureAudio learns the first audio track's end from its last packets:
+// Matroska and WebM state no stream duration, and MPEG-TS only estimates
+// one. The container's duration stays when no packet says otherwise.
 func (src *Source) measureAudio(ctx context.Context, pj probeJSON) error {
 	from := secs(pj.Format.Duration) + src.FormatStart - 30*time.Second
 	interval := "%"
 	if from > 0 {
 		interval = strconv.FormatFloat(from.Seconds(), 'f', 6, 64) + "%"
 	}
-	out, _, err := runTool(ctx, FFprobe, []string{"-hide_banner", "-v", "error", "-select_streams", "a:0",
+	out, _, err := runTool(ctx, FFprobe, []string{"-hide_banner", "-v", "error", "-select_streams", strconv.Itoa(src.audioIndex),
 		"-read_intervals", interval, "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0", fileArg(src.Path)})
 	if err != nil {
 		return fmt.Errorf("%w: audio packets: %w", ErrBadInput, err)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/banyan-sched/banyan/encoder"
 )
@@ -67,7 +68,7 @@ func TestEncodeThroughTheFarm(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, "clip", "hls", "master.m3u8")); err != nil {
 		t.Fatal(err)
 	}
-	checkFarmOutput(t, clip, filepath.Join(out, "clip"), "test")
+	checkFarmOutput(t, clip, filepath.Join(out, "clip"), "test", time.Second)
 	j := showJob(t, d, "job-1")
 	retried := 0
 	for _, task := range j.Tasks {
@@ -116,7 +117,7 @@ func TestEncodeThroughTheFarm(t *testing.T) {
 // (encoder.CheckConformance: frame count, timestamps, duration, clean
 // decode, audio relation, PSNR within 0.25 dB with no frame more than 6 dB
 // worse), and HLS segments adding up to the stream.
-func checkFarmOutput(t *testing.T, source, outDir, ladderName string) {
+func checkFarmOutput(t *testing.T, source, outDir, ladderName string, chunk time.Duration) {
 	t.Helper()
 	ctx := context.Background()
 	src, err := encoder.Probe(ctx, source)
@@ -128,10 +129,17 @@ func checkFarmOutput(t *testing.T, source, outDir, ladderName string) {
 		t.Fatalf("ladder %s: %v", ladderName, err)
 	}
 	rends, _ := encoder.FitLadder(src, ladder)
+	// The chunks the plan step made (sched encoder plan --chunk).
+	chunks, err := encoder.PlanChunks(src, encoder.ChunkOptions{Target: chunk, Min: chunk * 2 / 5, Max: chunk * 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := encoder.DefaultConformLimits
+	lim.ColdStarts = encoder.ColdStarts(src, chunks)
 	videoFrame := src.TicksToDuration(src.EndPTS - src.FramePTS[src.FrameCount-1])
 	for _, r := range rends {
 		path := encoder.RenditionPath(outDir, r.Name)
-		c, err := encoder.CheckConformance(ctx, source, src, r, path, t.TempDir(), encoder.DefaultConformLimits)
+		c, err := encoder.CheckConformance(ctx, source, src, r, path, t.TempDir(), lim)
 		if err != nil {
 			t.Fatalf("%s: %v", r.Name, err)
 		}
