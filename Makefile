@@ -14,7 +14,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 RACE_PKGS := ./agent/... ./scheduler/... ./cmd/... ./bench/simagent/...
 PURE_PKGS := ./pool/... ./api/... ./encoder/... ./bench/sim/... ./bench/encode/...
 
-.PHONY: all build test test-short demo bench bench-quick bench-micro bench-encode proto lint deps clean image cluster-smoke
+.PHONY: all build test test-short demo bench bench-quick bench-micro bench-encode proto lint deps corpus clean image cluster-smoke
 
 all: build
 
@@ -25,7 +25,16 @@ deps:
 build: deps
 	$(GO) build -o $(SCHED) ./cmd/sched
 
-test: deps
+# The media corpus (encoder/corpus): generated sources with real-world
+# traits, cached by recipe, and real files from Debian packages, unpacked
+# (not installed) under the cache. Without network the tests run on the
+# generated files alone.
+corpus: deps
+	@$(GO) run ./encoder/corpus/cmd/corpusgen >/dev/null
+	@$(GO) run ./encoder/corpus/cmd/corpusgen -list -debian default >/dev/null || \
+		echo "corpus: the Debian packages with real media files could not be fetched; tests use the generated files only" >&2
+
+test: deps corpus
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 10m $(PURE_PKGS)
 	$(GO) test -count=1 -race -timeout 12m $(RACE_PKGS)

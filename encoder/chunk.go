@@ -3,6 +3,7 @@ package encoder
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 )
@@ -57,6 +58,8 @@ type Chunk struct {
 // than Min is one chunk. Lengths stay within [Min, Max] (to a frame) when
 // Max >= 2*Min; with a narrower window some lengths cannot be split and a
 // chunk may fall below Min.
+// A chunk never ends on a held frame (one shown holdFactor times longer
+// than the median interval): the cut moves past it.
 // Scene-cut detection is not done: only container keyframes are used.
 func PlanChunks(src *Source, opt ChunkOptions) ([]Chunk, error) {
 	if src == nil {
@@ -83,6 +86,7 @@ func PlanChunks(src *Source, opt ChunkOptions) ([]Chunk, error) {
 	if end <= pts[n-1] {
 		return nil, fmt.Errorf("plan chunks: end pts %d not after last frame pts %d", end, pts[n-1])
 	}
+	typical := medianInterval(pts)
 	keys := append([]int(nil), src.Keyframes...)
 	sort.Ints(keys)
 	dur := func(a, b int64) time.Duration { return ticksToDuration(b-a, src.TimeBase) }
@@ -126,10 +130,35 @@ func PlanChunks(src *Source, opt ChunkOptions) ([]Chunk, error) {
 			}
 			best = frameAt(s, want)
 		}
+		// A chunk does not end on a held frame (a screen recording's still
+		// picture): the encoder learns how long a frame is shown from the
+		// next one, and gives a frame shown for seconds its due only when
+		// that next frame is in the same encode.
+		for best < n-1 && best-s > 1 && pts[best]-pts[best-1] > holdFactor*typical {
+			best++
+		}
 		out = append(out, Chunk{Index: len(out), StartFrame: s, Frames: best - s, StartPTS: pts[s], EndPTS: pts[best]})
 		s = best
 	}
 	return out, nil
+}
+
+// holdFactor: a frame shown this many times longer than the typical frame
+// interval is held (see PlanChunks).
+const holdFactor = 4
+
+// medianInterval is the median interval between consecutive pts (1 for a
+// single frame).
+func medianInterval(pts []int64) int64 {
+	if len(pts) < 2 {
+		return 1
+	}
+	d := make([]int64, len(pts)-1)
+	for i := range d {
+		d[i] = pts[i+1] - pts[i]
+	}
+	slices.Sort(d)
+	return max(d[len(d)/2], 1)
 }
 
 // ChunkDuration is the chunk's length as a time.Duration in src's time base.

@@ -34,9 +34,9 @@ import (
 // second decode started earlier, at the latest keyframe before it with
 // current parameter sets (Source.FreshKeys). Otherwise the chunk is encoded
 // again from an earlier start: the latest clean keyframe, then the file's
-// start. What a decode from the file's start presents is the source's
-// truth; if even that reports errors inside the chunk, the source is
-// damaged there and the step fails with ErrDecode and the decoder's words.
+// start. What a decode from a clean start presents is the source's truth;
+// if even that reports errors inside the chunk, the source is damaged there
+// and the step fails with ErrDecode and the decoder's words.
 
 // ErrDecode marks a source whose frames do not decode cleanly even when
 // decoding starts at the beginning of the file: retrying will not help.
@@ -321,9 +321,16 @@ func EncodeChunk(ctx context.Context, j ChunkJob) error {
 			return nil
 		}
 		why = append(why, startName(src, start)+": "+problem)
+		if strings.HasPrefix(problem, decodeErrorsProblem) && src.IsClean(start) {
+			break // an earlier start decodes the chunk no differently
+		}
 	}
 	return fmt.Errorf("encode chunk %d of %s: %w: %s", c.Index, j.Source, ErrDecode, strings.Join(why, "; "))
 }
+
+// decodeErrorsProblem starts the problem reported when the decoder logged
+// errors inside a chunk.
+const decodeErrorsProblem = "decoder errors in the chunk"
 
 // startName describes a decode start for messages.
 func startName(src *Source, start int) string {
@@ -376,7 +383,7 @@ func encodeChunkFrom(ctx context.Context, src *Source, j ChunkJob, c Chunk, star
 	from, last := chunkWindow(src, c)
 	rep := decodeLog(log, from, last)
 	if len(rep.Errors) > 0 {
-		return fmt.Sprintf("decoder errors in the chunk (%d): %s", len(rep.Errors), summarize(rep.Errors)), nil
+		return fmt.Sprintf("%s (%d): %s", decodeErrorsProblem, len(rep.Errors), summarize(rep.Errors)), nil
 	}
 	if start == fileStart || src.IsClean(start) && len(rep.Preroll) == 0 {
 		return "", nil

@@ -32,19 +32,11 @@ func corpusLadder(e corpus.Entry) *encoder.Ladder {
 // buildCorpus builds (or reuses) the corpus in its cache directory.
 func buildCorpus(t *testing.T) []corpus.Entry {
 	t.Helper()
-	dir, err := corpus.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	es, err := corpus.Build(context.Background(), dir)
+	es, err := corpus.BuildCached(context.Background())
 	if err != nil {
 		t.Fatalf("build corpus: %v", err)
 	}
-	root, err := corpus.DebianRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append(es, corpus.DebianEntries(root)...)
+	return es
 }
 
 // TestCorpus runs every corpus source through the encoder's steps as the

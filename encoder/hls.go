@@ -72,15 +72,18 @@ func Index(ctx context.Context, j IndexJob) error {
 		if _, _, err := runTool(ctx, FFmpeg, args); err != nil {
 			return fmt.Errorf("index %s: %w", r.Name, err)
 		}
+		src, err := Probe(ctx, r.Path)
+		if err != nil {
+			return fmt.Errorf("index %s: %w", r.Name, err)
+		}
+		if err := fixLastSegment(filepath.Join(dir, "index.m3u8"), src.Duration.Seconds()); err != nil {
+			return fmt.Errorf("index %s: %w", r.Name, err)
+		}
 		bw := r.Bandwidth
 		if bw == 0 {
 			fi, err := os.Stat(r.Path)
 			if err != nil {
 				return fmt.Errorf("index: %w", err)
-			}
-			src, err := Probe(ctx, r.Path)
-			if err != nil {
-				return fmt.Errorf("index %s: %w", r.Name, err)
 			}
 			if s := src.Duration.Seconds(); s > 0 {
 				bw = int64(float64(fi.Size()*8) / s)
@@ -164,4 +167,60 @@ func PlaylistDuration(path string) (float64, int, error) {
 		}
 	}
 	return sum, n, nil
+}
+
+// fixLastSegment sets the last segment's #EXTINF of a media playlist so
+// that the segments add up to total seconds, and raises the target
+// duration to cover it. ffmpeg's HLS muxer measures every other segment
+// from one keyframe's pts to the next, but the last from the packets'
+// durations, which sources with variable frame rates can get wrong (a
+// screen recording whose frames all claim one tick); the stream's end is
+// known exactly.
+func fixLastSegment(path string, total float64) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("playlist: %w", err)
+	}
+	lines := strings.Split(string(data), "\n")
+	var segs []int
+	for i, l := range lines {
+		if strings.HasPrefix(l, "#EXTINF:") {
+			if _, ok := segmentSeconds(l); !ok {
+				return fmt.Errorf("playlist %s: bad %q", path, l)
+			}
+			segs = append(segs, i)
+		}
+	}
+	if len(segs) == 0 {
+		return fmt.Errorf("playlist %s: no segments", path)
+	}
+	sum, longest := 0.0, 0.0
+	for _, i := range segs[:len(segs)-1] {
+		d, _ := segmentSeconds(lines[i])
+		sum, longest = sum+d, max(longest, d)
+	}
+	d := max(total-sum, 0)
+	lines[segs[len(segs)-1]] = "#EXTINF:" + strconv.FormatFloat(d, 'f', 6, 64) + ","
+	longest = max(longest, d)
+	for i, l := range lines {
+		if strings.HasPrefix(l, "#EXT-X-TARGETDURATION:") {
+			lines[i] = "#EXT-X-TARGETDURATION:" + strconv.Itoa(int(math.Ceil(longest-1e-6)))
+		}
+	}
+	tmp := path + ".part"
+	if err := os.WriteFile(tmp, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		return fmt.Errorf("playlist: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("playlist: %w", err)
+	}
+	return nil
+}
+
+// segmentSeconds reads an #EXTINF line's duration.
+func segmentSeconds(l string) (float64, bool) {
+	v, _ := strings.CutPrefix(l, "#EXTINF:")
+	v, _, _ = strings.Cut(v, ",")
+	d, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	return d, err == nil && d >= 0
 }

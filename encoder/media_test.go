@@ -402,3 +402,68 @@ func TestAudioArgsRelation(t *testing.T) {
 		t.Errorf("5.1 audio: %v", a)
 	}
 }
+
+// TestDamagedFrameFailsWithDecodeError: a source whose container and
+// packets are intact but one frame's slice data is damaged probes fine; the
+// chunk holding that frame reports decoder errors even from the file's
+// start and fails with ErrDecode (not retried), while the other chunks
+// encode.
+func TestDamagedFrameFailsWithDecodeError(t *testing.T) {
+	needFFmpeg(t)
+	path := gen(t, "ok.mp4", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=4",
+		"-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p")
+	ctx := context.Background()
+	src, err := Probe(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Damage the largest non-key frame's slice data in the second half.
+	all, _, err := scanPackets(ctx, path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := -1
+	for i, p := range all {
+		if !p.key && i > len(all)/2 && (victim < 0 || p.size > all[victim].size) {
+			victim = i
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := make([]byte, all[victim].size/2)
+	for i := range junk {
+		junk[i] = byte(i*131 + 7)
+	}
+	if _, err := f.WriteAt(junk, all[victim].pos+int64(all[victim].size)/3); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	damaged, err := Probe(ctx, path)
+	if err != nil {
+		t.Fatalf("the damage shows only when decoding, but probe failed: %v", err)
+	}
+	if damaged.FrameCount != src.FrameCount {
+		t.Fatalf("probe: %d frames, want %d", damaged.FrameCount, src.FrameCount)
+	}
+	chunks, err := PlanChunks(damaged, ChunkOptions{Target: time.Second, Min: 500 * time.Millisecond, Max: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for _, c := range chunks {
+		err := EncodeChunk(ctx, ChunkJob{Source: path, Src: damaged, Chunk: c, Rendition: testRend, Out: filepath.Join(t.TempDir(), "c.nut")})
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrDecode):
+			bad++
+			t.Logf("chunk %d: %v", c.Index, err)
+		default:
+			t.Fatalf("chunk %d: %v", c.Index, err)
+		}
+	}
+	if bad != 1 {
+		t.Errorf("%d chunks failed with ErrDecode, want the one holding the damaged frame", bad)
+	}
+}

@@ -1,6 +1,8 @@
 package encoder
 
 import (
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -141,5 +143,29 @@ func TestDisplaySize(t *testing.T) {
 		if w, h := tc.s.DisplaySize(); w != tc.w || h != tc.h {
 			t.Errorf("%+v: %dx%d, want %dx%d", tc.s, w, h, tc.w, tc.h)
 		}
+	}
+}
+
+// TestFixLastSegment: the last segment is set so the playlist adds up to
+// the stream, and the target duration covers it.
+func TestFixLastSegment(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "index.m3u8")
+	in := "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6.000000,\nseg_00000.m4s\n#EXTINF:0.050000,\nseg_00001.m4s\n#EXT-X-ENDLIST\n"
+	if err := os.WriteFile(p, []byte(in), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := fixLastSegment(p, 13.5); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	want := "#EXTM3U\n#EXT-X-TARGETDURATION:8\n#EXTINF:6.000000,\nseg_00000.m4s\n#EXTINF:7.500000,\nseg_00001.m4s\n#EXT-X-ENDLIST\n"
+	if string(b) != want {
+		t.Errorf("got\n%s", b)
+	}
+	if err := os.WriteFile(p, []byte("#EXTM3U\n#EXTINF:abc,\nx\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := fixLastSegment(p, 1); err == nil {
+		t.Error("a malformed playlist was accepted")
 	}
 }

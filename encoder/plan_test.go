@@ -121,3 +121,28 @@ func TestPlanChunksRejects(t *testing.T) {
 		t.Error("want error for no frames")
 	}
 }
+
+// TestPlanChunksNoHeldFrameAtTheEnd: a frame held for seconds (a screen
+// recording's still) never ends a chunk, so its encoder knows its
+// duration.
+func TestPlanChunksNoHeldFrameAtTheEnd(t *testing.T) {
+	// 30 frames at 30 fps, frame 29 held 5 s, 30 more frames; keyframe at 30.
+	var pts []int64
+	for i := range 30 {
+		pts = append(pts, int64(i*20))
+	}
+	for i := range 30 {
+		pts = append(pts, int64(600+3000+i*20))
+	}
+	src := &Source{TimeBase: Rational{1, 600}, FramePTS: pts, EndPTS: pts[59] + 20, FrameCount: 60, Keyframes: []int{0, 30}, FrameRate: Rational{60, 7}}
+	chunks, err := PlanChunks(src, ChunkOptions{Target: 2 * time.Second, Min: 800 * time.Millisecond, Max: 6 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range chunks {
+		last := c.StartFrame + c.Frames - 1
+		if last < 59 && pts[last+1]-pts[last] > 4*20 {
+			t.Errorf("chunk %d ends on held frame %d: %+v", c.Index, last, chunks)
+		}
+	}
+}

@@ -133,15 +133,21 @@ type jobJSON struct {
 
 func showJob(t *testing.T, d *devProc, id string) jobJSON {
 	t.Helper()
+	var j jobJSON
+	showJobAs(t, d, id, &j)
+	return j
+}
+
+// showJobAs decodes `sched job show ID -o json` into v.
+func showJobAs(t *testing.T, d *devProc, id string, v any) {
+	t.Helper()
 	out, stderr, err := d.run("job", "show", id, "-o", "json")
 	if err != nil {
 		t.Fatalf("job show %s: %v: %s", id, err, stderr)
 	}
-	var j jobJSON
-	if err := json.Unmarshal([]byte(out), &j); err != nil {
+	if err := json.Unmarshal([]byte(out), v); err != nil {
 		t.Fatalf("job show json: %v\n%s", err, out)
 	}
-	return j
 }
 
 func submit(t *testing.T, d *devProc, file string) string {

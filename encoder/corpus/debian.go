@@ -69,6 +69,24 @@ func DebianEntries(roots ...string) []Entry {
 	return out
 }
 
+// BuildCached builds (or reuses) the whole corpus in CacheDir and adds the
+// real files unpacked under DebianRoot (or installed): what the tests run.
+func BuildCached(ctx context.Context) ([]Entry, error) {
+	dir, err := CacheDir()
+	if err != nil {
+		return nil, err
+	}
+	root, err := DebianRoot()
+	if err != nil {
+		return nil, err
+	}
+	es, err := Build(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	return append(es, DebianEntries(root)...), nil
+}
+
 // DebianRoot is where `make corpus` unpacks Packages:
 // $BANYAN_CORPUS_DEBIAN when set, else debian/ under CacheDir.
 func DebianRoot() (string, error) {
