@@ -74,23 +74,38 @@ func decodeStarts(src *Source, first int) []int {
 // the encoder and then drops.
 const prerollFrames = 5
 
-// Preroll returns how many frames before chunk c its encode runs through
-// the encoder (and drops), so that the encoder's rate control enters the
-// chunk warm, as it would in a whole-file encode: a fresh x264 gives its
-// first frame a quantizer from that frame alone, where a running one
-// derives it from the frames before. The pre-roll is taken only from
-// frames the chunk's decode passes through anyway (between the keyframe it
-// starts from and the chunk): decoding a whole source GOP more for it cost
-// 10% of the encode's CPU on a 31 Mb/s 720p source (make bench-encode). A
-// chunk that starts at a keyframe, as most do, starts cold. It is pure.
-func Preroll(src *Source, c Chunk) int {
-	key := 0
+// Preroll returns how many frames before chunk c its encode of rendition r
+// runs through the encoder (and drops), so that the encoder's rate control
+// enters the chunk warm, as it would in a whole-file encode: a fresh x264
+// gives its first frame a quantizer from that frame alone, where a running
+// one derives it from the frames before; a chunk's first frame measured up
+// to 8 dB below the same frame of a whole-file encode cold, 4 dB with five
+// frames of pre-roll. The pre-roll's frames must be decoded, so it is used
+// only where that costs at most 2*prerollFrames frames more than the
+// chunk's own decode: chunks that start between keyframes, and sources
+// whose keyframes are close (intra-only mezzanines). A chunk that starts at
+// a keyframe of a long GOP, as most do, starts cold: decoding a whole
+// source GOP more per chunk and rendition cost 10% of the encode's CPU on
+// make bench-encode. AV1 chunks start cold (see forcesKeyframes). It is
+// pure.
+func Preroll(src *Source, c Chunk, r Rendition) int {
+	if !forcesKeyframes(r.Codec) {
+		return 0
+	}
+	want := min(prerollFrames, c.StartFrame)
+	key, near := 0, 0 // latest keyframes at or before the chunk and its pre-roll
 	for _, k := range src.Keyframes {
 		if k <= c.StartFrame {
 			key = k
 		}
+		if k <= c.StartFrame-want {
+			near = k
+		}
 	}
-	return min(prerollFrames, c.StartFrame-key)
+	if c.StartFrame-near <= 2*prerollFrames {
+		return want
+	}
+	return min(want, c.StartFrame-key)
 }
 
 // seekArgs returns the input options that start decoding at keyframe
@@ -159,7 +174,7 @@ func ChunkArgs(src *Source, j ChunkJob, start int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	pre := Preroll(src, c)
+	pre := Preroll(src, c, j.Rendition)
 	first := c.StartFrame - pre
 	if start != fileStart && (start < 0 || start > first) {
 		return nil, fmt.Errorf("chunk %d: decode start %d after the first frame to encode %d", c.Index, start, first)
@@ -309,7 +324,7 @@ func EncodeChunk(ctx context.Context, j ChunkJob) error {
 	tmp := j.Out + ".part"
 	defer os.Remove(tmp)
 	var why []string
-	for _, start := range decodeStarts(src, c.StartFrame-Preroll(src, c)) {
+	for _, start := range decodeStarts(src, c.StartFrame-Preroll(src, c, j.Rendition)) {
 		problem, err := encodeChunkFrom(ctx, src, j, c, start, tmp)
 		if err != nil {
 			return fmt.Errorf("encode chunk %d of %s: %w", c.Index, j.Source, err)
@@ -327,6 +342,11 @@ func EncodeChunk(ctx context.Context, j ChunkJob) error {
 	}
 	return fmt.Errorf("encode chunk %d of %s: %w: %s", c.Index, j.Source, ErrDecode, strings.Join(why, "; "))
 }
+
+// forcesKeyframes says whether codec's encoders honour forced keyframes
+// (ffmpeg 5.1's SVT-AV1 wrapper does not), which the pre-roll's split
+// needs.
+func forcesKeyframes(codec string) bool { return codec != "av1" }
 
 // decodeErrorsProblem starts the problem reported when the decoder logged
 // errors inside a chunk.
@@ -354,7 +374,7 @@ func encodeChunkFrom(ctx context.Context, src *Source, j ChunkJob, c Chunk, star
 		return "", err
 	}
 	_, log, err := runTool(ctx, FFmpeg, args)
-	if Preroll(src, c) > 0 {
+	if Preroll(src, c, j.Rendition) > 0 {
 		pre, chunk := prerollParts(tmp)
 		os.Remove(pre)
 		if err == nil {

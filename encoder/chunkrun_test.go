@@ -121,3 +121,30 @@ func TestParsePacket(t *testing.T) {
 		t.Error("packet without timestamps accepted")
 	}
 }
+
+// TestPreroll: a chunk pre-rolls when the frames before it are decoded
+// anyway or nearly (at most 2*prerollFrames more), and starts cold where
+// that would mean decoding a long GOP more.
+func TestPreroll(t *testing.T) {
+	src := &Source{Keyframes: []int{0, 60, 120}}
+	intra := &Source{Keyframes: []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}}
+	cases := []struct {
+		name string
+		src  *Source
+		at   int
+		want int
+	}{
+		{"title start", src, 0, 0},
+		{"cut a pre-roll after a keyframe", src, 65, 5},
+		{"cut between keyframes", src, 90, 5},
+		{"cut two frames after a keyframe of a long GOP: those two", src, 62, 2},
+		{"cut at a keyframe of a long GOP starts cold", src, 120, 0},
+		{"intra-only source", intra, 12, 5},
+		{"near the title's start", src, 3, 3},
+	}
+	for _, tc := range cases {
+		if got := Preroll(tc.src, Chunk{StartFrame: tc.at, Frames: 10}, testRend); got != tc.want {
+			t.Errorf("%s: pre-roll %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}

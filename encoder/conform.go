@@ -30,12 +30,12 @@ type ConformLimits struct {
 // on a chunk's cold first frame.
 var DefaultConformLimits = ConformLimits{PSNRLoss: 0.25, FrameLoss: 6, ColdStartLoss: 9}
 
-// ColdStarts lists the first frames of chunks that start without a
-// pre-roll (after the title's first frame), for ConformLimits.
-func ColdStarts(src *Source, chunks []Chunk) []int {
+// ColdStarts lists the first frames of the chunks of rendition r that start
+// without a pre-roll (after the title's first frame), for ConformLimits.
+func ColdStarts(src *Source, chunks []Chunk, r Rendition) []int {
 	var out []int
 	for _, c := range chunks {
-		if c.StartFrame > 0 && Preroll(src, c) == 0 {
+		if c.StartFrame > 0 && Preroll(src, c, r) == 0 {
 			out = append(out, c.StartFrame)
 		}
 	}

@@ -107,11 +107,14 @@ func encodeAllChunks(ctx context.Context, source string, src *encoder.Source, ou
 	return nil
 }
 
-// corpusChunks are chunks of about two seconds but at least 48 frames:
-// long enough for an encoder's rate control (lookahead, mbtree) to behave as
-// in the farm's 10 s chunks, short enough that the longer sources are cut
-// several times, and every cut is checked frame by frame.
+// corpusChunks: sources longer than 10 s (real recordings) get the farm's
+// default chunks; shorter ones chunks of about two seconds but at least 48
+// frames, so that they are cut at all, with chunks long enough for an
+// encoder's rate control (lookahead, mbtree) to behave as in 10 s ones.
 func corpusChunks(src *encoder.Source) encoder.ChunkOptions {
+	if src.Duration > 10*time.Second {
+		return encoder.ChunkOptions{}
+	}
 	target := 2 * time.Second
 	if f := src.FrameRate.Float(); f > 0 {
 		target = max(target, time.Duration(48/f*float64(time.Second)))
@@ -184,7 +187,7 @@ func encodeEntry(t *testing.T, e corpus.Entry) {
 			t.Fatalf("%s: %v", r.Name, err)
 		}
 		lim := encoder.DefaultConformLimits
-		lim.ColdStarts = encoder.ColdStarts(src, chunks)
+		lim.ColdStarts = encoder.ColdStarts(src, chunks, r)
 		c, err := encoder.CheckConformance(ctx, e.File, src, r, out, filepath.Join(dir, "whole"), lim)
 		if err != nil {
 			t.Fatalf("%s: %v", r.Name, err)

@@ -137,7 +137,7 @@ func checkAssembled(t *testing.T, path string, res pipeResult, r Rendition) {
 		}
 	}
 	lim := DefaultConformLimits
-	lim.ColdStarts = ColdStarts(res.src, res.chunks)
+	lim.ColdStarts = ColdStarts(res.src, res.chunks, r)
 	c, err := CheckConformance(ctx, path, res.src, r, out, res.dir, lim)
 	if err != nil {
 		t.Fatal(err)

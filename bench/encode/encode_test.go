@@ -202,3 +202,21 @@ func TestModelTitle(t *testing.T) {
 		t.Errorf("on 2 agents the estimated order takes %v, FIFO %v: want it faster", e, f)
 	}
 }
+
+// TestTarget names a run by its file output, a chunk with a pre-roll by
+// its output pattern, a decode-only run by its input.
+func TestTarget(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-i", "file:in.mp4", "-f", "nut", "file:c.nut.part", "-map", "[e]", "-f", "null", "-"}, "c.nut.part"},
+		{[]string{"-i", "file:in.mp4", "-f", "segment", "file:c.nut.part.%d", "-f", "null", "-"}, "c.nut.part"},
+		{[]string{"-ss", "1", "-i", "file:in.mp4", "-f", "null", "-"}, "in.mp4"},
+		{[]string{"-v", "error", "file:in.mp4"}, "in.mp4"},
+	} {
+		if got := target(tc.args); got != tc.want {
+			t.Errorf("%q: %q, want %q", tc.args, got, tc.want)
+		}
+	}
+}

@@ -32,7 +32,7 @@ const (
 // Record is one finished ffmpeg/ffprobe process.
 type Record struct {
 	Tool    string  `json:"tool"`     // "ffmpeg" or "ffprobe"
-	Target  string  `json:"target"`   // last argument, "file:" stripped (output or probed file)
+	Target  string  `json:"target"`   // see target
 	StartNS int64   `json:"start_ns"` // unix nanoseconds
 	WallS   float64 `json:"wall_s"`
 	UserS   float64 `json:"user_s"`
@@ -62,9 +62,7 @@ func MaybeRunWrapper() {
 	start := time.Now()
 	err := cmd.Run()
 	rec := Record{Tool: tool, StartNS: start.UnixNano(), WallS: time.Since(start).Seconds()}
-	if n := len(os.Args); n > 1 {
-		rec.Target = strings.TrimPrefix(os.Args[n-1], "file:")
-	}
+	rec.Target = target(os.Args[1:])
 	code := 0
 	if err != nil {
 		code = 127
@@ -234,4 +232,28 @@ func systemBusyCPU() float64 {
 		ticks += v
 	}
 	return ticks / 100 // USER_HZ
+}
+
+// target names what a run of ffmpeg or ffprobe worked on: its last file
+// output (a segment pattern's ".%d" dropped, so a chunk with a pre-roll is
+// named by its output), else its last argument (the probed file, or "-"),
+// with "file:" stripped.
+func target(args []string) string {
+	for i := len(args) - 1; i > 0; i-- {
+		if strings.HasPrefix(args[i], "file:") && args[i-1] != "-i" {
+			return strings.TrimSuffix(strings.TrimPrefix(args[i], "file:"), ".%d")
+		}
+	}
+	if len(args) == 0 {
+		return ""
+	}
+	last := strings.TrimPrefix(args[len(args)-1], "file:")
+	if last == "-" {
+		for i := len(args) - 2; i >= 0; i-- {
+			if args[i] == "-i" {
+				return strings.TrimPrefix(args[i+1], "file:")
+			}
+		}
+	}
+	return last
 }

@@ -134,11 +134,12 @@ func checkFarmOutput(t *testing.T, source, outDir, ladderName string, chunk time
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim := encoder.DefaultConformLimits
-	lim.ColdStarts = encoder.ColdStarts(src, chunks)
+
 	videoFrame := src.TicksToDuration(src.EndPTS - src.FramePTS[src.FrameCount-1])
 	for _, r := range rends {
 		path := encoder.RenditionPath(outDir, r.Name)
+		lim := encoder.DefaultConformLimits
+		lim.ColdStarts = encoder.ColdStarts(src, chunks, r)
 		c, err := encoder.CheckConformance(ctx, source, src, r, path, t.TempDir(), lim)
 		if err != nil {
 			t.Fatalf("%s: %v", r.Name, err)
