@@ -39,7 +39,8 @@ import (
 // and the step fails with ErrDecode and the decoder's words.
 
 // ErrDecode marks a source whose frames do not decode cleanly even when
-// decoding starts at the beginning of the file: retrying will not help.
+// decoding starts clean (at an IDR keyframe or the file's start): retrying
+// will not help.
 var ErrDecode = errors.New("source does not decode cleanly")
 
 // fileStart is the decode start that reads the file from its beginning.

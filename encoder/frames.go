@@ -139,16 +139,12 @@ func (src *Source) setEnd() {
 // leading pictures, AVI timestamps, an edit list that discards frames, a
 // header that disagrees) are checked against a decode.
 func (src *Source) packetsSuffice(vs *probeStream, all, pks []packet) bool {
-	first := -1
-	for i, p := range all {
+	for _, p := range all {
 		if p.noPTS {
 			return false
 		}
-		if first < 0 && !p.discard {
-			first = i
-		}
 	}
-	if first < 0 || first != 0 || !all[0].key {
+	if all[0].discard || !all[0].key {
 		return false
 	}
 	if src.ContainerFrames > 0 && src.ContainerFrames != len(pks) {

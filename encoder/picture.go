@@ -105,14 +105,6 @@ func validColorName(s string) bool {
 	return true
 }
 
-// Fitted is a ladder rung fitted to a source: the rendition as it will be
-// encoded, and what fitting did to the rung.
-type Fitted struct {
-	Rendition Rendition
-	// Note says what changed ("" when the rung is used as written).
-	Note string
-}
-
 // FitLadder fits each rung of l to src (see the comment at the top of
 // picture.go) and returns the renditions to encode and a line per rung
 // saying what happened to it (dropped, resized, tone-mapped, 10-bit). It
