@@ -26,8 +26,9 @@ package encoder
 //	  @sched encoder encode-audio --source S --bitrate 128k --out O/audio/audio.m4a
 //	asm-<r>        (after every enc-<r>-*, and audio)
 //	  @sched encoder assemble --source S [--audio O/audio/audio.m4a]
-//	         --out O/<r>/<r>.mp4 --chunk O/<r>/chunks/00000.nut --chunk ...
-//	  (--chunk repeated, in order)
+//	         --out O/<r>/<r>.mp4 --chunk O/<r>/chunks/00000.nut --chunk-frames N --chunk ...
+//	  (--chunk repeated, in order, each with its planned frame count, which
+//	  the chunk step checked before it kept the file)
 //	enc-<r>-<i>    (every rendition r, every chunk i; no "after"), costliest
 //	               first by CostModel
 //	  @sched encoder encode-chunk --source S --chunk-index I --chunk-start F
@@ -261,8 +262,8 @@ func BuildGraph(o GraphOptions) ([]GraphTask, error) {
 			cmd = append(cmd, "--audio", AudioPath(o.OutDir))
 		}
 		cmd = append(cmd, "--out", rout)
-		for _, f := range chunkFiles {
-			cmd = append(cmd, "--chunk", f)
+		for i, f := range chunkFiles {
+			cmd = append(cmd, "--chunk", f, "--chunk-frames", strconv.Itoa(o.Chunks[i].Frames))
 		}
 		asms = append(asms, GraphTask{Name: asm, Command: cmd,
 			Resources: GraphResources{CPUMillis: 500, MemoryBytes: joinMemory},

@@ -107,6 +107,9 @@ func TestBuildGraph(t *testing.T) {
 					if asm.Command[i+1] != ChunkPath(o.OutDir, r.Name, n) {
 						t.Errorf("asm chunk order")
 					}
+					if asm.Command[i+2] != "--chunk-frames" || asm.Command[i+3] != strconv.Itoa(o.Chunks[n].Frames) {
+						t.Errorf("asm chunk %d: frames %v, want %d", n, asm.Command[i+2:i+4], o.Chunks[n].Frames)
+					}
 					n++
 				}
 			}

@@ -167,6 +167,10 @@ func EncodeAudio(ctx context.Context, j AudioJob) error {
 // AssembleJob joins one rendition's chunks (in order) and the audio.
 type AssembleJob struct {
 	Chunks []string
+	// Frames, when given, are the chunks' frame counts (the plan's, which
+	// EncodeChunk checked before keeping each file); otherwise Assemble
+	// counts the packets of every chunk.
+	Frames []int
 	Audio  string // "" or a missing file: no audio
 	Src    *Source
 	Source string // probed when Src is nil
@@ -222,9 +226,18 @@ func Assemble(ctx context.Context, j AssembleJob) error {
 	frames := make([]int, len(j.Chunks))
 	total := 0
 	abs := make([]string, len(j.Chunks))
+	if len(j.Frames) != 0 && len(j.Frames) != len(j.Chunks) {
+		return fmt.Errorf("assemble: %d frame counts for %d chunks", len(j.Frames), len(j.Chunks))
+	}
 	for i, c := range j.Chunks {
-		n, err := CountPackets(ctx, c)
-		if err != nil {
+		var n int
+		var err error
+		if len(j.Frames) > 0 {
+			if _, err := os.Stat(c); err != nil {
+				return fmt.Errorf("assemble: chunk %d: %w", i, err)
+			}
+			n = j.Frames[i]
+		} else if n, err = CountPackets(ctx, c); err != nil {
 			return fmt.Errorf("assemble: chunk %d: %w", i, err)
 		}
 		frames[i], total = n, total+n

@@ -84,11 +84,12 @@ func runChunked(ctx context.Context, cfg *Config, source string, ladder *encoder
 	for _, rd := range ladder.Renditions {
 		rd := rd
 		var files []string
+		var frames []int
 		for _, c := range chunks {
 			c := c
 			name := "enc-" + rd.Name + "-" + strconv.Itoa(c.Index)
 			out := encoder.ChunkPath(dir, rd.Name, c.Index)
-			files = append(files, out)
+			files, frames = append(files, out), append(frames, c.Frames)
 			r.chunkOut[out] = name
 			prio := costs.Chunk(c, rd)
 			jobs = append(jobs, &job{name: name, kind: "enc", rend: rd.Name, chunk: c.Index, prio: prio,
@@ -101,7 +102,8 @@ func runChunked(ctx context.Context, cfg *Config, source string, ladder *encoder
 		r.outputs[rd.Name] = out
 		name := "asm-" + rd.Name
 		asmJobs[name] = &job{name: name, kind: "asm", rend: rd.Name, prio: 1e29, run: func(ctx context.Context) error {
-			return encoder.Assemble(ctx, encoder.AssembleJob{Chunks: files, Audio: audio, Src: srcFor(), Source: source, Out: out})
+			// As the farm's graph does: the plan's counts, checked by each chunk.
+			return encoder.Assemble(ctx, encoder.AssembleJob{Chunks: files, Frames: frames, Audio: audio, Src: srcFor(), Source: source, Out: out})
 		}}
 		deps[name] = len(chunks)
 		if audio != "" {

@@ -213,6 +213,7 @@ func newEncodeAudioCmd() *cobra.Command {
 func newAssembleCmd() *cobra.Command {
 	var source, audio, out, probe string
 	var chunks []string
+	var frames []int
 	cmd := &cobra.Command{
 		Use:  "assemble",
 		Args: cobra.NoArgs,
@@ -230,7 +231,7 @@ func newAssembleCmd() *cobra.Command {
 				return err
 			}
 			return encoder.Assemble(cmd.Context(), encoder.AssembleJob{Source: source, Src: src, Audio: audio, Chunks: chunks,
-				Out: out})
+				Frames: frames, Out: out})
 		},
 	}
 	cmd.Flags().StringVar(&probe, "probe", "", "the plan step's saved probe of the source")
@@ -238,6 +239,7 @@ func newAssembleCmd() *cobra.Command {
 	cmd.Flags().StringVar(&audio, "audio", "", "encoded audio to mux")
 	cmd.Flags().StringVar(&out, "out", "", "rendition file to write")
 	cmd.Flags().StringArrayVar(&chunks, "chunk", nil, "chunk files, in order (repeated)")
+	cmd.Flags().IntSliceVar(&frames, "chunk-frames", nil, "each chunk's planned frame count, in order (repeated; counted from the files when absent)")
 	return cmd
 }
 
