@@ -15,6 +15,15 @@
 // (found on PATH, see FFmpeg and FFprobe) as argument lists, never through a
 // shell; every value put on a command line is validated first.
 //
+// # Sources from the wild
+//
+// frames.go decides which frames a source presents (packets, edit lists,
+// decoder checks); chunkrun.go how a chunk is decoded, checked against
+// clean decodes and pre-rolled; picture.go what each rendition's frames look
+// like (ladder fitting, rotation, deinterlacing, pixel formats, HDR);
+// conform.go the frame-by-frame check of an output against its source.
+// The corpus in encoder/corpus holds sources with the traits these handle.
+//
 // # Exact timestamps
 //
 // A chunk is encoded from the source's decoded frames selected by
