@@ -44,13 +44,19 @@ func ColdStarts(src *Source, chunks []Chunk, r Rendition) []int {
 
 // Conformance is what CheckConformance measured.
 type Conformance struct {
-	Rendition           string
-	ChunkedPSNR, Whole  float64
-	WorstFrame          int
-	WorstFrameLoss      float64
-	ColdStartLoss       float64 // the largest loss on a cold chunk start
-	Problems            []string
-	Frames, SourceFrame int
+	Rendition string
+	// ChunkedPSNR is the output's mean PSNR against the source, Whole a
+	// whole-file encode's with the same settings (dB).
+	ChunkedPSNR, Whole float64
+	// WorstFrame is the frame whose PSNR fell furthest below the
+	// whole-file encode's, by WorstFrameLoss dB (cold chunk starts aside:
+	// ColdStartLoss is the largest loss on those).
+	WorstFrame                    int
+	WorstFrameLoss, ColdStartLoss float64
+	// Problems are the checks that failed, in words.
+	Problems []string
+	// Frames and SourceFrames count the output's and the source's frames.
+	Frames, SourceFrames int
 }
 
 // CheckConformance checks the output at path, encoded as rendition r (as
@@ -61,7 +67,7 @@ type Conformance struct {
 // with the same settings (written in tmpDir) within lim. An error means a
 // check could not run; problems are in the result.
 func CheckConformance(ctx context.Context, source string, src *Source, r Rendition, path, tmpDir string, lim ConformLimits) (*Conformance, error) {
-	c := &Conformance{Rendition: r.Name, SourceFrame: src.FrameCount}
+	c := &Conformance{Rendition: r.Name, SourceFrames: src.FrameCount}
 	problem := func(f string, a ...any) { c.Problems = append(c.Problems, fmt.Sprintf(f, a...)) }
 	o, err := Probe(ctx, path)
 	if err != nil {
