@@ -51,17 +51,7 @@ const fileStart = -1
 // chunk's first frame, or its pre-roll's) is decoded, in order: the latest
 // keyframe at or before it, the latest clean keyframe, the file's start.
 func decodeStarts(src *Source, first int) []int {
-	key, clean := fileStart, fileStart
-	for _, k := range src.Keyframes {
-		if k <= first && k > 0 {
-			key = k
-		}
-	}
-	for _, k := range src.CleanKeys {
-		if k <= first && k > 0 {
-			clean = k
-		}
-	}
+	key, clean := latestKey(src.Keyframes, first), latestKey(src.CleanKeys, first)
 	starts := []int{key}
 	if clean != key && clean != fileStart {
 		starts = append(starts, clean)
@@ -95,15 +85,9 @@ func Preroll(src *Source, c Chunk, r Rendition) int {
 		return 0
 	}
 	want := min(prerollFrames, c.StartFrame)
-	key, near := 0, 0 // latest keyframes at or before the chunk and its pre-roll
-	for _, k := range src.Keyframes {
-		if k <= c.StartFrame {
-			key = k
-		}
-		if k <= c.StartFrame-want {
-			near = k
-		}
-	}
+	// The latest keyframes at or before the chunk and its pre-roll (0: the
+	// file's start).
+	key, near := max(latestKey(src.Keyframes, c.StartFrame), 0), max(latestKey(src.Keyframes, c.StartFrame-want), 0)
 	if c.StartFrame-near <= 2*prerollFrames {
 		return want
 	}
@@ -412,7 +396,7 @@ func encodeChunkFrom(ctx context.Context, src *Source, j ChunkJob, c Chunk, star
 	}
 	// An untrusted start: the chunk's first and last pictures must match a
 	// decode started earlier, at a keyframe with current parameter sets.
-	ref := latestBefore(src.FreshKeys, start)
+	ref := latestKey(src.FreshKeys, start-1)
 	_, rlog, err := runTool(ctx, FFmpeg, referenceArgs(src, j.Source, c, ref))
 	if err != nil {
 		return "", err

@@ -171,10 +171,11 @@ func (s *Source) IsClean(k int) bool {
 	return i < len(s.CleanKeys) && s.CleanKeys[i] == k
 }
 
-// latestBefore returns the last of keys (sorted) that is above 0 and below
-// frame f, or fileStart.
-func latestBefore(keys []int, f int) int {
-	i := sort.SearchInts(keys, f) - 1
+// latestKey returns the last of keys (sorted) at or before frame f that is
+// above 0, or fileStart: where a decode that must present frame f starts
+// (keyframe 0 being the file's start).
+func latestKey(keys []int, f int) int {
+	i := sort.SearchInts(keys, f+1) - 1
 	if i < 0 || keys[i] <= 0 {
 		return fileStart
 	}

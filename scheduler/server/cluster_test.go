@@ -44,6 +44,19 @@ func startServer(t *testing.T, cfg server.Config) *server.Server {
 	return s
 }
 
+// startOneNodeFarm starts a bootstrapped single server, waits for it to
+// lead, starts one 4-CPU agent on it and returns the server (the caller
+// closes it) and a client.
+func startOneNodeFarm(t *testing.T) (*server.Server, pb.JobServiceClient) {
+	t.Helper()
+	ln := listen(t)
+	addr := ln.Addr().String()
+	s := startServer(t, server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: ln, Bootstrap: true})
+	waitLeader(t, s)
+	startAgent(t, "a1", []string{addr}, 4)
+	return s, dialClient(t, addr)
+}
+
 func listen(t *testing.T) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -332,13 +345,8 @@ func TestClusterLeaderKilledDuringSubmissions(t *testing.T) {
 // TestTaskResultExpandsJob: a task writes a job expansion to $BANYAN_RESULT;
 // the tasks it adds (a fan-out and its join) run through real agents.
 func TestTaskResultExpandsJob(t *testing.T) {
-	ln := listen(t)
-	addr := ln.Addr().String()
-	s := startServer(t, server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: ln, Bootstrap: true})
+	s, c := startOneNodeFarm(t)
 	defer s.Close()
-	waitLeader(t, s)
-	startAgent(t, "a1", []string{addr}, 4)
-	c := dialClient(t, addr)
 	script := `printf '%s' '{"tasks":[{"name":"c0","command":["true"]},{"name":"c1","command":["true"]},` +
 		`{"name":"join","command":["sh","-c","echo joined"],"after":["c0","c1","plan"]}]}' > "$BANYAN_RESULT"`
 	job := &pb.JobSpec{Name: "fanout", Tasks: []*pb.TaskSpec{{Name: "plan", Command: []string{"sh", "-c", script},

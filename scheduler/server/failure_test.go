@@ -7,7 +7,6 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/failure"
-	"github.com/banyan-sched/banyan/scheduler/server"
 )
 
 // TestExitCodeClassifiesFailure runs tasks through a real server and agent:
@@ -16,13 +15,8 @@ import (
 // (decode error) hands over to its fallback at once, and the job succeeds
 // with the task counted as replaced, not failed.
 func TestExitCodeClassifiesFailure(t *testing.T) {
-	ln := listen(t)
-	addr := ln.Addr().String()
-	s := startServer(t, server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: ln, Bootstrap: true})
+	s, c := startOneNodeFarm(t)
 	defer s.Close()
-	waitLeader(t, s)
-	startAgent(t, "a1", []string{addr}, 4)
-	c := dialClient(t, addr)
 	retry := &pb.RetryPolicy{MaxAttempts: 3, InitialBackoffMs: 50}
 	bad := &pb.JobSpec{Name: "bad", Tasks: []*pb.TaskSpec{{Name: "probe", Retry: retry,
 		Command: []string{"sh", "-c", "echo 'not a media file' >&2; exit 65"}}}}
