@@ -14,7 +14,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 RACE_PKGS := ./agent/... ./scheduler/... ./cmd/... ./bench/simagent/...
 PURE_PKGS := ./pool/... ./api/... ./encoder/... ./bench/sim/... ./bench/encode/...
 
-.PHONY: all build test test-short demo bench bench-quick bench-micro bench-encode proto lint deps corpus clean image cluster-smoke
+.PHONY: all build test test-short demo bench bench-quick bench-micro bench-encode proto lint deps corpus clean image cluster-smoke chaos
 
 all: build
 
@@ -62,6 +62,15 @@ bench-encode: deps
 # Micro-benchmarks of the pure placement and queue code.
 bench-micro: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./scheduler/placement/ ./scheduler/queue/
+
+# The fault harness (bench/chaos): 3 servers and 3 agents as processes,
+# a workload, faults in rounds; exits non-zero if an acknowledged job was
+# lost, renumbered or duplicated. As root it builds its own network
+# namespaces (partitions) and tmpfs data dirs (disk full).
+CHAOS_ROUNDS ?= 15
+chaos: build
+	$(GO) build -o $(BIN)/chaos ./bench/chaos/cmd/chaos
+	$(BIN)/chaos -sched $(SCHED) -rounds $(CHAOS_ROUNDS)
 
 proto:
 	@command -v protoc >/dev/null 2>&1 || scripts/apt-install.sh protobuf-compiler
