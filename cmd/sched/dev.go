@@ -97,8 +97,16 @@ func runDev(ctx context.Context, c devConfig) error {
 		}()
 	}
 	fmt.Fprintf(os.Stderr, "sched dev: server on %s with %d agents, data in %s (Ctrl-C to stop)\n", s.Addr(), agents, dataDir)
-	<-ctx.Done()
+	var halted error
+	select {
+	case <-ctx.Done():
+	case <-s.Halted():
+		halted = fmt.Errorf("server stopped: %w", s.HaltErr())
+	}
 	cancel()
 	wg.Wait()
-	return s.Close()
+	if err := s.Close(); halted == nil {
+		return err
+	}
+	return halted
 }

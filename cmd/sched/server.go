@@ -9,6 +9,7 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/server"
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
@@ -25,6 +26,8 @@ type serverFile struct {
 	Peers     []string `json:"peers,omitempty"`
 	Join      []string `json:"join,omitempty"`
 	Lease     string   `json:"lease,omitempty"`
+	// DiskReserve is the free space the data dir keeps ("32Mi").
+	DiskReserve string `json:"disk_reserve,omitempty"`
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -47,9 +50,14 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 			if err != nil {
 				return err
 			}
-			<-cmd.Context().Done()
-			slog.Info("shutting down")
-			return s.Close()
+			select {
+			case <-cmd.Context().Done():
+				slog.Info("shutting down")
+				return s.Close()
+			case <-s.Halted():
+				_ = s.Close()
+				return fmt.Errorf("server stopped: %w", s.HaltErr())
+			}
 		},
 	}
 	fl := cmd.Flags()
@@ -62,6 +70,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 	fl.StringSliceVar(&f.Peers, "peers", nil, "bootstrap a cluster of these servers: id=host:port,... (same on every server)")
 	fl.StringSliceVar(&f.Join, "join", nil, "join the cluster through this server address (repeatable)")
 	fl.StringVar(&f.Lease, "lease", "10s", "agent lease: silence after which an agent's tasks are requeued")
+	fl.StringVar(&f.DiskReserve, "disk-reserve", "32Mi", "free space the data dir keeps: below it writes are refused and a leader steps aside")
 	cmd.AddCommand(newMembersCmd(g))
 	return cmd
 }
@@ -88,6 +97,7 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	set("bind", &f.Bind, flags.Bind)
 	set("advertise", &f.Advertise, flags.Advertise)
 	set("lease", &f.Lease, flags.Lease)
+	set("disk-reserve", &f.DiskReserve, flags.DiskReserve)
 	if fl.Changed("bootstrap") {
 		f.Bootstrap = flags.Bootstrap
 	}
@@ -104,8 +114,12 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	if err != nil || lease <= 0 {
 		return server.Config{}, usageError{fmt.Sprintf("--lease %q: want a positive duration such as 10s", f.Lease)}
 	}
+	reserve, err := pool.ParseQuantity("memory", f.DiskReserve)
+	if err != nil || reserve <= 0 {
+		return server.Config{}, usageError{fmt.Sprintf("--disk-reserve %q: want a positive size such as 32Mi", f.DiskReserve)}
+	}
 	cfg := server.Config{NodeID: f.NodeID, DataDir: f.DataDir, BindAddr: f.Bind, AdvertiseAddr: f.Advertise,
-		Bootstrap: f.Bootstrap, Join: f.Join, Lease: lease, Logger: slog.Default()}
+		Bootstrap: f.Bootstrap, Join: f.Join, Lease: lease, DiskReserve: uint64(reserve), Logger: slog.Default()}
 	for _, p := range f.Peers {
 		id, addr, ok := strings.Cut(p, "=")
 		if !ok || id == "" || addr == "" {

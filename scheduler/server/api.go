@@ -30,6 +30,8 @@ func statusOf(err error) error {
 		return nil
 	case errors.Is(err, ErrNotLeader):
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, ErrDiskFull):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, state.ErrInvalidJob), errors.Is(err, pool.ErrInvalidPath), errors.Is(err, pool.ErrBadQuota),
 		errors.Is(err, pool.ErrOverGuarantee), errors.Is(err, pool.ErrNoParent):
 		return status.Error(codes.InvalidArgument, err.Error())

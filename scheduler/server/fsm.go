@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -20,11 +21,40 @@ type FSM struct {
 	mu      sync.RWMutex
 	st      *state.State
 	changed chan struct{} // closed and replaced after every apply
+
+	// halt is set (once) when an entry cannot be applied; from then on
+	// nothing is applied, and halted is closed.
+	halt   error
+	halted chan struct{}
 }
 
 // NewFSM returns an FSM holding the initial state.
 func NewFSM(d state.Defaults) *FSM {
-	return &FSM{defaults: d, st: state.New(d), changed: make(chan struct{})}
+	return &FSM{defaults: d, st: state.New(d), changed: make(chan struct{}), halted: make(chan struct{})}
+}
+
+// ErrHalted wraps the reason an FSM stopped applying.
+var ErrHalted = errors.New("state machine halted")
+
+// Halted is closed when the FSM met an entry it cannot apply (one that
+// does not decode, or a command this version does not know); Halt says
+// why. The FSM applies nothing after it: applying past a lost entry would
+// renumber every later job and let this replica diverge from its peers.
+func (f *FSM) Halted() <-chan struct{} { return f.halted }
+
+// Halt returns why the FSM halted (nil while it has not).
+func (f *FSM) Halt() error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.halt
+}
+
+// stop halts the FSM for err (under f.mu).
+func (f *FSM) stopLocked(err error) {
+	if f.halt == nil {
+		f.halt = fmt.Errorf("%w: %w", ErrHalted, err)
+		close(f.halted)
+	}
 }
 
 var _ raft.FSM = (*FSM)(nil)
@@ -35,12 +65,27 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
+	f.mu.Lock()
+	if f.halt != nil {
+		f.mu.Unlock()
+		return &state.Result{Err: f.halt}
+	}
 	cmd := &fsmpb.Command{}
 	if err := proto.Unmarshal(l.Data, cmd); err != nil {
-		return &state.Result{Err: fmt.Errorf("decode log entry %d: %w", l.Index, err)}
+		f.stopLocked(fmt.Errorf("raft log entry %d (term %d) cannot be decoded: %w", l.Index, l.Term, err))
+		f.mu.Unlock()
+		return &state.Result{Err: f.halt}
 	}
-	f.mu.Lock()
+	if cmd.Cmd == nil || len(cmd.ProtoReflect().GetUnknown()) > 0 {
+		f.stopLocked(fmt.Errorf("raft log entry %d (term %d) holds a command this version does not know "+
+			"(written by a newer version?): %w", l.Index, l.Term, state.ErrUnknownCommand))
+		f.mu.Unlock()
+		return &state.Result{Err: f.halt}
+	}
 	r := f.st.Apply(cmd)
+	if errors.Is(r.Err, state.ErrUnknownCommand) {
+		f.stopLocked(fmt.Errorf("raft log entry %d (term %d): %w", l.Index, l.Term, r.Err))
+	}
 	ch := f.changed
 	f.changed = make(chan struct{})
 	f.mu.Unlock()

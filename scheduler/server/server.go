@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -71,6 +72,10 @@ type Config struct {
 	// MinRuntime protects tasks from preemption for this long after they
 	// start (default 5s): together with the rate it prevents thrashing.
 	MinRuntime time.Duration
+	// DiskReserve is the free space the data dir keeps: below it the
+	// server refuses writes (ErrDiskFull) and a leader hands leadership to
+	// a peer (default 32 MiB).
+	DiskReserve uint64
 }
 
 func (c *Config) fill() error {
@@ -114,7 +119,37 @@ func (c *Config) fill() error {
 	if c.MinRuntime <= 0 {
 		c.MinRuntime = 5 * time.Second
 	}
+	if c.DiskReserve == 0 {
+		c.DiskReserve = 32 << 20
+	}
 	return nil
+}
+
+// keepaliveEnforcement lets agents and clients ping every 5 s or more
+// (agents ping a quiet connection every 10 s to notice a lost server).
+var keepaliveEnforcement = keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}
+
+// damagedStoreHelp is the way out named when the raft store is damaged.
+const damagedStoreHelp = "move this server's data dir aside and start it again to rejoin from the other servers " +
+	"(its log and state come back from them), or restore a snapshot"
+
+// openStore opens the raft log and stable store at path. A damaged file
+// (bbolt panics on some: a truncated freelist) is an error that names the
+// file and the way out, never a crash.
+func openStore(path string) (store *raftboltdb.BoltStore, err error) {
+	if err := checkBoltFile(path); err != nil {
+		return nil, fmt.Errorf("raft store damaged: %w: %s", err, damagedStoreHelp)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			store, err = nil, fmt.Errorf("raft store %s is damaged (%v): %s", path, p, damagedStoreHelp)
+		}
+	}()
+	store, err = raftboltdb.New(raftboltdb.Options{Path: path})
+	if err != nil {
+		return nil, fmt.Errorf("open raft store %s: %w (%s)", path, err, damagedStoreHelp)
+	}
+	return store, nil
 }
 
 // Server is one scheduler server.
@@ -127,6 +162,7 @@ type Server struct {
 	mux   *mux
 	grpc  *grpc.Server
 	fwd   *forwarder
+	disk  *diskGuard
 	addr  string
 
 	ctx    context.Context
@@ -170,13 +206,17 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), fsm: NewFSM(cfg.Defaults),
 		addr: advertise.String(), ctx: ctx, cancel: cancel}
 	s.mux = newMux(ln, advertise)
+	s.disk = newDiskGuard(cfg.DataDir, cfg.DiskReserve)
+	if _, _, err := s.disk.check(); err != nil {
+		s.log.Warn("cannot measure the data dir's free space", "err", err)
+	}
 	if err := s.startRaft(); err != nil {
 		s.mux.close()
 		cancel()
 		return nil, err
 	}
 	s.fwd = newForwarder(s)
-	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.fwd.unary))
+	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.fwd.unary), grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement))
 	registerServices(s.grpc, s)
 	s.wg.Add(2)
 	go func() {
@@ -194,9 +234,31 @@ func New(cfg Config) (*Server, error) {
 			s.joinLoop()
 		}()
 	}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		s.watchDisk()
+	}()
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-s.ctx.Done():
+		case <-s.fsm.Halted():
+			s.log.Error("server stops applying the raft log", "err", s.fsm.Halt(),
+				"way_out", "move this server's data dir aside and let it rejoin from the other servers (or restore a snapshot)")
+		}
+	}()
 	s.log.Info("server started", "addr", s.addr, "data_dir", cfg.DataDir)
 	return s, nil
 }
+
+// Halted is closed when this server met a raft log entry it cannot apply
+// and stopped applying (see FSM.Halted); HaltErr says why. The owner of
+// the server should Close it and exit with that error.
+func (s *Server) Halted() <-chan struct{} { return s.fsm.Halted() }
+
+// HaltErr is why the server halted, or nil.
+func (s *Server) HaltErr() error { return s.fsm.Halt() }
 
 func (s *Server) startRaft() error {
 	rc := raft.DefaultConfig()
@@ -216,9 +278,9 @@ func (s *Server) startRaft() error {
 	rc.NotifyCh = notify
 	s.leaderNotify = notify
 
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(s.cfg.DataDir, "raft.db")})
+	store, err := openStore(filepath.Join(s.cfg.DataDir, "raft.db"))
 	if err != nil {
-		return fmt.Errorf("open raft store: %w", err)
+		return err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(s.cfg.DataDir, 2, rc.Logger)
 	if err != nil {
@@ -308,6 +370,9 @@ var ErrNotLeader = errors.New("not the leader")
 
 // propose commits a command through raft and returns what Apply decided.
 func (s *Server) propose(cmd *fsmpb.Command) (*state.Result, error) {
+	if err := s.disk.err(); err != nil {
+		return nil, err
+	}
 	cmd.NowUnixMs = s.cfg.Clock().UnixMilli()
 	data, err := proto.Marshal(cmd)
 	if err != nil {

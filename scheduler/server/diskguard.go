@@ -1,0 +1,133 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// ErrDiskFull refuses a write while the data dir is (nearly) full.
+var ErrDiskFull = errors.New("data dir is full")
+
+// diskGuard keeps writes off a data dir that is running out of space.
+// Raft steps a leader down when it cannot write its log, and the same
+// server wins the next election and fails again: leadership flaps and every
+// client sees "no leader". Refusing proposals before the disk is full keeps
+// the leader a leader (reads go on) and makes writes fail with what is
+// wrong; a leader with peers hands leadership to one of them.
+type diskGuard struct {
+	dir     string
+	reserve uint64
+	free    func(dir string) (free, total uint64, err error)
+
+	mu        sync.Mutex
+	low       bool
+	freeBytes uint64
+}
+
+func newDiskGuard(dir string, reserve uint64) *diskGuard {
+	return &diskGuard{dir: dir, reserve: reserve, free: statfsFree}
+}
+
+// statfsFree returns the space available to this process and the size of
+// the file system holding dir.
+func statfsFree(dir string) (free, total uint64, err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, 0, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	return st.Bavail * uint64(st.Bsize), st.Blocks * uint64(st.Bsize), nil
+}
+
+// check measures the free space; changed reports whether the guard went
+// from open to closed or back.
+func (g *diskGuard) check() (low, changed bool, err error) {
+	free, _, err := g.free(g.dir)
+	if err != nil {
+		return false, false, err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	low = free < g.reserve
+	changed = low != g.low
+	g.low, g.freeBytes = low, free
+	return low, changed, nil
+}
+
+// err is non-nil while the guard refuses writes.
+func (g *diskGuard) err() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.low {
+		return nil
+	}
+	return fmt.Errorf("%w: %s has %s free, under the %s kept in reserve; writes are refused until space is freed (reads go on)",
+		ErrDiskFull, g.dir, bytesIEC(g.freeBytes), bytesIEC(g.reserve))
+}
+
+// watchDisk checks the data dir twice a second until the server stops,
+// logs each change and, while this server leads a cluster from a full
+// disk, hands leadership to a peer (at most every 5 s).
+func (s *Server) watchDisk() {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	var lastTransfer time.Time
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		low, changed, err := s.disk.check()
+		if err != nil {
+			s.log.Warn("cannot measure the data dir's free space", "err", err)
+			continue
+		}
+		if changed && low {
+			s.log.Error("data dir is full; refusing writes", "err", s.disk.err())
+		} else if changed {
+			s.log.Info("data dir has space again; taking writes")
+		}
+		if low && s.IsLeader() && time.Since(lastTransfer) > 5*time.Second && s.voters() > 1 {
+			lastTransfer = time.Now()
+			if err := s.raft.LeadershipTransfer().Error(); err != nil {
+				s.log.Warn("could not hand leadership to a peer", "err", err)
+			} else {
+				s.log.Warn("handed leadership to a peer: this server's data dir is full")
+			}
+		}
+	}
+}
+
+// voters counts the voters in the raft configuration.
+func (s *Server) voters() int {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	n := 0
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			n++
+		}
+	}
+	return n
+}
+
+// bytesIEC formats n bytes as KiB/MiB/GiB.
+func bytesIEC(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

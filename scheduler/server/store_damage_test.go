@@ -1,0 +1,59 @@
+package server
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDamagedStoreStopsWithItsName truncates raft.db in two ways (not a
+// whole page; whole pages cut before the freelist, where bbolt panics) and
+// checks that the server refuses to start with an error naming the file
+// and the way out, not a crash.
+func TestDamagedStoreStopsWithItsName(t *testing.T) {
+	dir := t.TempDir()
+	start := func() (*Server, error) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return New(Config{NodeID: "n1", DataDir: dir, Listener: ln, Bootstrap: true, RaftLogLevel: "off",
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}
+	s, err := start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.IsLeader() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "raft.db")
+	fi, err := os.Stat(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := int64(os.Getpagesize())
+	for _, size := range []int64{fi.Size() - 100, 2 * page} {
+		if err := os.Truncate(db, size); err != nil {
+			t.Fatal(err)
+		}
+		s, err := start()
+		if err == nil {
+			s.Close()
+			t.Fatalf("raft.db cut to %d bytes: server started", size)
+		}
+		if !strings.Contains(err.Error(), db) || !strings.Contains(err.Error(), "rejoin") {
+			t.Fatalf("raft.db cut to %d bytes: %v; want the file and the way out named", size, err)
+		}
+		t.Logf("cut to %d bytes: %v", size, err)
+	}
+}
