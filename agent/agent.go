@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/banyan-sched/banyan/agent/process"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -156,6 +158,17 @@ func (a *Agent) Running() int {
 	return len(a.running)
 }
 
+// errServerSilent ends a session whose server stopped answering.
+var errServerSilent = errors.New("server silent")
+
+// welcomeTimeout bounds the wait for the leader's welcome.
+const welcomeTimeout = 5 * time.Second
+
+// keepaliveParams ping a connection that has been quiet for a while and
+// drop it when the ping is not answered: a server that vanished without a
+// FIN (a partition) is noticed even between sessions.
+var keepaliveParams = keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}
+
 // Run holds a session with the leader until ctx ends, reconnecting as
 // needed. When ctx ends it stops every running task and waits for them.
 func (a *Agent) Run(ctx context.Context) error {
@@ -190,7 +203,8 @@ func (a *Agent) conn(addr string) (*grpc.ClientConn, error) {
 	// and the next one (or the leader hint) tried.
 	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
-			Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}, MinConnectTimeout: 3 * time.Second}))
+			Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}, MinConnectTimeout: 3 * time.Second}),
+		grpc.WithKeepaliveParams(keepaliveParams))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
@@ -212,20 +226,33 @@ func (a *Agent) session(ctx context.Context, addr string) (opened bool, err erro
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// A frozen server accepts the connection and never answers: give up
+	// on it if no welcome comes in time.
+	silent := time.AfterFunc(welcomeTimeout, cancel)
+	defer silent.Stop()
+	noWelcome := func(err error) error {
+		if !silent.Stop() && ctx.Err() == nil {
+			return fmt.Errorf("%w: no welcome within %v", errServerSilent, welcomeTimeout)
+		}
+		return err
+	}
 	stream, err := pb.NewAgentServiceClient(c).Session(sctx)
 	if err != nil {
-		return false, fmt.Errorf("open session: %w", err)
+		return false, noWelcome(fmt.Errorf("open session: %w", err))
 	}
 	if err := stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Hello{Hello: a.hello()}}); err != nil {
 		if errors.Is(err, io.EOF) {
 			_, err = stream.Recv() // the server closed the stream: its status says why
-			return false, err
+			return false, noWelcome(err)
 		}
-		return false, fmt.Errorf("send hello: %w", err)
+		return false, noWelcome(fmt.Errorf("send hello: %w", err))
 	}
 	first, err := stream.Recv()
 	if err != nil {
-		return false, err
+		return false, noWelcome(err)
+	}
+	if !silent.Stop() {
+		return false, fmt.Errorf("%w: no welcome within %v", errServerSilent, welcomeTimeout)
 	}
 	welcome := first.GetWelcome()
 	if welcome == nil {
@@ -234,12 +261,14 @@ func (a *Agent) session(ctx context.Context, addr string) (opened bool, err erro
 	a.log.Info("session open", "server", addr, "lease_ms", welcome.LeaseMs)
 
 	events := newEventQueue()
+	heard := &lastHeard{}
+	heard.mark()
 	var wg sync.WaitGroup
 	sendErr := make(chan error, 1)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		sendErr <- a.sendLoop(sctx, stream, events, time.Duration(welcome.HeartbeatMs)*time.Millisecond)
+		sendErr <- a.sendLoop(sctx, stream, events, time.Duration(welcome.HeartbeatMs)*time.Millisecond, heard)
 	}()
 	a.attach(events)
 	defer func() {
@@ -251,7 +280,7 @@ func (a *Agent) session(ctx context.Context, addr string) (opened bool, err erro
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		recvErr <- a.recvLoop(sctx, stream)
+		recvErr <- a.recvLoop(sctx, stream, heard)
 	}()
 	select {
 	case err = <-recvErr:
@@ -361,8 +390,22 @@ func (a *Agent) emit(ev *pb.TaskEvent) {
 	a.enqueueLocked(ev)
 }
 
+// lastHeard is when the session last received anything from the server
+// (monotonic wall time: it judges a live connection, not task timing).
+type lastHeard struct{ at atomic.Int64 }
+
+func (h *lastHeard) mark() { h.at.Store(int64(time.Since(processStart))) }
+func (h *lastHeard) since() time.Duration {
+	return time.Since(processStart) - time.Duration(h.at.Load())
+}
+
+var processStart = time.Now()
+
 // sendLoop sends heartbeats and coalesces queued events into one message.
-func (a *Agent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClient, events *eventQueue, every time.Duration) error {
+// The leader answers every heartbeat; a session that hears nothing for two
+// heartbeat intervals is given up (a hung or partitioned leader keeps its
+// TCP connection open), so the agent moves to the new leader.
+func (a *Agent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClient, events *eventQueue, every time.Duration, heard *lastHeard) error {
 	if every <= 0 {
 		every = time.Second
 	}
@@ -373,6 +416,9 @@ func (a *Agent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClie
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
+			if d := heard.since(); d > 2*every {
+				return fmt.Errorf("%w: nothing from the server for %v (heartbeats every %v)", errServerSilent, d.Round(time.Millisecond), every)
+			}
 			if err := stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Heartbeat{Heartbeat: &pb.Heartbeat{
 				UnixMs: a.cfg.Clock().UnixMilli()}}}); err != nil {
 				return fmt.Errorf("send heartbeat: %w", err)
@@ -403,12 +449,13 @@ func (a *Agent) resendStale(events *eventQueue, age time.Duration) {
 	}
 }
 
-func (a *Agent) recvLoop(ctx context.Context, stream pb.AgentService_SessionClient) error {
+func (a *Agent) recvLoop(ctx context.Context, stream pb.AgentService_SessionClient, heard *lastHeard) error {
 	for {
 		m, err := stream.Recv()
 		if err != nil {
 			return err
 		}
+		heard.mark()
 		switch msg := m.Msg.(type) {
 		case *pb.ServerMessage_Batch:
 			for _, t := range msg.Batch.Tasks {

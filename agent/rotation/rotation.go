@@ -13,6 +13,12 @@
 //     round of servers has failed this way. A leader that dies is therefore
 //     replaced within about one election, not after a backoff that grew
 //     while the agent kept dialling the dead address.
+//   - The server that failed outright is left out of the rounds while
+//     the others answer, even when followers still name it (they do
+//     until their election ends): a hung server holds the agent until
+//     its welcome times out. Followers that keep naming it for
+//     StaleHints refusals are believed (it came back and leads), and it
+//     is tried again once every other server has failed outright too.
 //   - Fast retries are for elections, which take a second or two: after
 //     FastRounds rounds of the list without a session, every wait is at
 //     least a backoff that doubles up to MaxBackoff. A cluster that lost its
@@ -36,6 +42,10 @@ const (
 	MinBackoff = 100 * time.Millisecond
 	// MaxBackoff caps the doubling backoff.
 	MaxBackoff = 2 * time.Second
+	// StaleHints is how many refusals naming the server that failed are
+	// taken for an election still running (about StaleHints*ElectionPause)
+	// before the agent believes them and goes back to it.
+	StaleHints = 20
 	// FastRounds is how many rounds of the server list are tried at the
 	// fast pace (no wait, or ElectionPause) before every wait backs off.
 	FastRounds = 10
@@ -49,6 +59,7 @@ type Rotation struct {
 	hint    string        // the leader a follower named, tried next
 	failed  int           // consecutive failures that were not refusals
 	dead    string        // the last server that failed outright
+	stale   int           // refusals since that still name dead as leader
 	backoff time.Duration // the wait after the next full round of failures
 	tries   int           // sessions tried since one last opened
 	slow    time.Duration // the least wait once tries pass the fast rounds
@@ -70,9 +81,18 @@ func (r *Rotation) Next() string {
 	if len(r.servers) == 0 {
 		return ""
 	}
-	addr := r.servers[r.next%len(r.servers)]
-	r.next = (r.next + 1) % len(r.servers)
-	return addr
+	for range len(r.servers) {
+		addr := r.servers[r.next%len(r.servers)]
+		r.next = (r.next + 1) % len(r.servers)
+		// The server that failed outright is left out while the others
+		// answer (a hung server holds the agent for a whole welcome
+		// timeout); once they have failed too it is tried again.
+		if addr == r.dead && len(r.servers) > 1 && r.failed < len(r.servers)-1 {
+			continue
+		}
+		return addr
+	}
+	return r.dead
 }
 
 // Ended records how a session with addr ended (opened: it got as far as
@@ -81,7 +101,7 @@ func (r *Rotation) Next() string {
 // is the server that last failed outright.
 func (r *Rotation) Ended(addr string, opened bool, err error) time.Duration {
 	if opened {
-		r.failed, r.tries, r.dead = 0, 0, ""
+		r.failed, r.tries, r.dead, r.stale = 0, 0, "", 0
 		r.backoff, r.slow = MinBackoff, MinBackoff
 	}
 	wait := r.ended(addr, err)
@@ -107,7 +127,19 @@ func (r *Rotation) ended(addr string, err error) time.Duration {
 			r.hint = leader
 			return 0
 		}
+		if leader != "" && leader == r.dead {
+			// Followers name the failed server until they elect
+			// another; when they keep naming it past an election's
+			// length, it is back (restarted, or thawed) and leads.
+			if r.stale++; r.stale >= StaleHints {
+				r.dead, r.stale, r.hint = "", 0, leader
+				return 0
+			}
+		}
 		return ElectionPause
+	}
+	if r.dead != addr {
+		r.stale = 0
 	}
 	r.dead = addr
 	r.failed++

@@ -38,11 +38,10 @@ func TestRotation(t *testing.T) {
 			{"c", true, gone, 0}, // the leader died mid-session: try the next server at once
 		}},
 		{"leader dies, election, new leader", []step{
-			{"a", true, gone, 0}, // a was the leader and is gone
+			{"a", true, gone, 0}, // a was the leader and is gone (or hung)
 			{"b", false, election, ElectionPause},
 			{"c", false, election, ElectionPause},
-			{"a", false, gone, 0}, // refusals reset the count: a alone is not a round
-			{"b", false, refusal("c"), 0},
+			{"b", false, refusal("c"), 0}, // a is left out while the others answer
 			{"c", true, errors.New("stream ended"), 0},
 		}},
 		{"everything gone backs off per round, doubling", []step{
@@ -62,14 +61,12 @@ func TestRotation(t *testing.T) {
 			{"a", true, gone, 0}, {"b", false, gone, 0}, {"c", false, gone, MinBackoff},
 		}},
 		{"followers still naming the dead leader: an election, not a spin", []step{
-			{"a", true, gone, 0},                      // the leader a dies
+			{"a", true, gone, 0},                      // the leader a dies (or hangs)
 			{"b", false, refusal("a"), ElectionPause}, // b has not noticed yet
 			{"c", false, refusal("a"), ElectionPause}, // nor has c
-			{"a", false, gone, 0},                     // a is still gone
-			{"b", false, refusal("c"), 0},             // c won the election
+			{"b", false, refusal("c"), 0},             // a is left out; c won the election
 			{"c", true, gone, 0},                      // c leads, then dies in turn
-			{"c", false, gone, 0},                     // next in the list: still gone
-			{"a", false, refusal("c"), ElectionPause}, // a names the dead c
+			{"a", false, refusal("c"), ElectionPause}, // c is next in the list but left out; a names the dead c
 			{"b", false, refusal("a"), 0},             // a won
 			{"a", true, nil, 0},
 		}},
@@ -90,6 +87,54 @@ func TestRotation(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFailedServerComesBack: a leader that failed and came back (restarted
+// or thawed) is believed once followers keep naming it for StaleHints
+// refusals, and it is tried again when every other server has failed too.
+func TestFailedServerComesBack(t *testing.T) {
+	r := New([]string{"a", "b", "c"})
+	if got := r.Next(); got != "a" {
+		t.Fatalf("Next = %q", got)
+	}
+	r.Ended("a", true, gone)
+	for i := 1; i <= StaleHints; i++ {
+		addr := r.Next()
+		if addr == "a" {
+			t.Fatalf("refusal %d: went back to the failed server before StaleHints refusals", i)
+		}
+		want := ElectionPause
+		if i == StaleHints {
+			want = 0
+		}
+		if got := r.Ended(addr, false, refusal("a")); got != want {
+			t.Fatalf("refusal %d: wait %v, want %v", i, got, want)
+		}
+	}
+	if got := r.Next(); got != "a" {
+		t.Fatalf("after %d refusals naming a: Next = %q, want a", StaleHints, got)
+	}
+
+	r = New([]string{"a", "b", "c"})
+	r.Next()
+	r.Ended("a", true, gone) // a failed
+	if got := r.Next(); got != "b" {
+		t.Fatalf("Next = %q, want b", got)
+	}
+	r.Ended("b", false, gone) // b is gone too
+	if got := r.Next(); got != "c" {
+		t.Fatalf("Next = %q, want c", got)
+	}
+	r.Ended("c", false, gone) // and c: a full round failed
+	seen := map[string]bool{}
+	for range 3 {
+		addr := r.Next()
+		seen[addr] = true
+		r.Ended(addr, false, gone)
+	}
+	if len(seen) != 3 {
+		t.Fatalf("with every server failing, the next round tried %v, want all three", seen)
 	}
 }
 

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -90,6 +92,7 @@ func (f *forwarder) unary(ctx context.Context, req any, info *grpc.UnaryServerIn
 	if localMethods[info.FullMethod] {
 		return handler(ctx, req)
 	}
+	keyWrites(ctx, req)
 	for attempt := 0; ; attempt++ {
 		leader, err := f.waitLeader(ctx)
 		if err != nil {
@@ -106,9 +109,40 @@ func (f *forwarder) unary(ctx context.Context, req any, info *grpc.UnaryServerIn
 		if len(md.Get(forwardedKey)) > 0 {
 			return nil, status.Errorf(codes.Unavailable, "not the leader; leader is %s", leader)
 		}
-		return f.forward(ctx, leader, info.FullMethod, req)
+		resp, err := f.forward(ctx, leader, info.FullMethod, req)
+		if errors.Is(err, errLeaderMoved) && attempt < 5 {
+			continue // the leader hung or lost its place: follow the new one
+		}
+		return resp, err
 	}
 }
+
+// autoKeyPrefix starts the idempotency keys a server gives submissions
+// that came without one.
+const autoKeyPrefix = "auto:"
+
+// keyWrites gives every job of a submission that reached this server
+// directly from a client, and carries no idempotency key, a key of its own:
+// a submission resent inside the cluster (a forward retried after its
+// leader hung or lost leadership while the entry may still commit) then
+// finds the job it made instead of making a second.
+func keyWrites(ctx context.Context, req any) {
+	sub, ok := req.(*pb.SubmitJobsRequest)
+	if !ok {
+		return
+	}
+	if md, _ := metadata.FromIncomingContext(ctx); len(md.Get(forwardedKey)) > 0 {
+		return // the first server keyed it
+	}
+	for _, j := range sub.Jobs {
+		if j != nil && j.IdempotencyKey == "" {
+			j.IdempotencyKey = autoKeyPrefix + rand.Text()
+		}
+	}
+}
+
+// errLeaderMoved ends a forwarded call whose leader changed under it.
+var errLeaderMoved = errors.New("leader changed during the call")
 
 func (f *forwarder) forward(ctx context.Context, leader, method string, req any) (any, error) {
 	resp, err := newResponse(method)
@@ -120,7 +154,31 @@ func (f *forwarder) forward(ctx context.Context, leader, method string, req any)
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
 	out := metadata.AppendToOutgoingContext(ctx, forwardedKey, f.s.cfg.NodeID)
+	// Watch the leadership while the call runs: a hung leader never
+	// answers, and once the others elect a new one the call goes there.
+	out, cancel := context.WithCancelCause(out)
+	defer cancel(nil)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if now := f.s.LeaderAddr(); now != "" && now != leader {
+					cancel(errLeaderMoved)
+					return
+				}
+			}
+		}
+	}()
 	if err := c.Invoke(out, method, req, resp); err != nil {
+		if context.Cause(out) == errLeaderMoved && ctx.Err() == nil {
+			return nil, errLeaderMoved
+		}
 		return nil, err
 	}
 	return resp, nil

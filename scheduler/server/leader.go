@@ -125,8 +125,8 @@ func (l *leaderLoop) schedule() {
 // batch of assignments (and the preemptions they need); it reports whether
 // any took effect (so the caller plans again at once).
 func (l *leaderLoop) pass() bool {
-	if l.ctx.Err() != nil {
-		return false
+	if l.ctx.Err() != nil || l.s.disk.err() != nil {
+		return false // nothing can be committed from a full disk
 	}
 	nowT := l.s.cfg.Clock()
 	now := nowT.UnixMilli()
@@ -369,6 +369,14 @@ func (l *leaderLoop) recvLoop(sess *session, stream pb.AgentService_SessionServe
 		}
 		switch msg := m.Msg.(type) {
 		case *pb.AgentMessage_Heartbeat:
+			if !l.agentUp(sess.agentID) {
+				// Marked down while its session stayed open (a frozen
+				// agent): end the session, so that the agent says hello
+				// again with what it runs; that marks it up and cancels
+				// the attempts the state no longer has there.
+				l.s.log.Info("agent marked down heartbeats again; asking it to reconnect", "agent", sess.agentID)
+				return
+			}
 			l.mu.Lock()
 			l.seen[sess.agentID] = l.s.cfg.Clock()
 			l.mu.Unlock()
@@ -458,8 +466,22 @@ func (l *leaderLoop) checkLeases() {
 				l.s.log.Warn("mark agent down failed", "agent", id, "err", err)
 			}
 			l.mu.Lock()
+			if sess := l.sessions[id]; sess != nil {
+				sess.cancel() // a late agent must say hello again (see recvLoop)
+			}
 			l.pushWarmLocked()
 			l.mu.Unlock()
 		}
 	}
+}
+
+// agentUp reports whether the state has the agent up.
+func (l *leaderLoop) agentUp(id string) bool {
+	up := false
+	l.s.fsm.Read(func(st *state.State) {
+		if ag, ok := st.Agent(id); ok {
+			up = ag.Up()
+		}
+	})
+	return up
 }
