@@ -34,7 +34,15 @@ type client struct {
 }
 
 func dial(g *globals) (*client, error) {
-	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	src, err := tlsSource(g.tls, "")
+	if err != nil {
+		return nil, err
+	}
+	creds := insecure.NewCredentials()
+	if src != nil {
+		creds = src.Credentials()
+	}
+	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(retryConfig))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", g.addr, err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/banyan-sched/banyan/scheduler/server"
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
@@ -25,6 +26,10 @@ type serverFile struct {
 	Peers     []string `json:"peers,omitempty"`
 	Join      []string `json:"join,omitempty"`
 	Lease     string   `json:"lease,omitempty"`
+	TLSCA     string   `json:"tls_ca,omitempty"`
+	TLSCert   string   `json:"tls_cert,omitempty"`
+	TLSKey    string   `json:"tls_key,omitempty"`
+	Insecure  bool     `json:"insecure,omitempty"`
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -39,6 +44,7 @@ cluster either statically (--peers a=HOST:PORT,b=HOST:PORT,c=HOST:PORT on
 each, same list everywhere) or by joining (--join ADDR of any member).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.TLSCA, f.TLSCert, f.TLSKey = g.tls.CA, g.tls.Cert, g.tls.Key
 			cfg, err := serverConfig(cmd, configPath, f)
 			if err != nil {
 				return err
@@ -53,7 +59,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&configPath, "config", "", "YAML config file (node_id, data_dir, bind, advertise, bootstrap, peers, join, lease)")
+	fl.StringVar(&configPath, "config", "", "YAML config file (node_id, data_dir, bind, advertise, bootstrap, peers, join, lease, tls_ca, tls_cert, tls_key, insecure)")
 	fl.StringVar(&f.NodeID, "node-id", "", "this server's id (default: hostname)")
 	fl.StringVar(&f.DataDir, "data-dir", "", "data directory (required)")
 	fl.StringVar(&f.Bind, "bind", DefaultAddr, "address to serve gRPC and raft on")
@@ -62,6 +68,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 	fl.StringSliceVar(&f.Peers, "peers", nil, "bootstrap a cluster of these servers: id=host:port,... (same on every server)")
 	fl.StringSliceVar(&f.Join, "join", nil, "join the cluster through this server address (repeatable)")
 	fl.StringVar(&f.Lease, "lease", "10s", "agent lease: silence after which an agent's tasks are requeued")
+	fl.BoolVar(&f.Insecure, "insecure", false, "serve without TLS on a non-loopback address (anyone who reaches the port owns the farm)")
 	cmd.AddCommand(newMembersCmd(g))
 	return cmd
 }
@@ -88,6 +95,12 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	set("bind", &f.Bind, flags.Bind)
 	set("advertise", &f.Advertise, flags.Advertise)
 	set("lease", &f.Lease, flags.Lease)
+	set("tls-ca", &f.TLSCA, flags.TLSCA)
+	set("tls-cert", &f.TLSCert, flags.TLSCert)
+	set("tls-key", &f.TLSKey, flags.TLSKey)
+	if fl.Changed("insecure") {
+		f.Insecure = flags.Insecure
+	}
 	if fl.Changed("bootstrap") {
 		f.Bootstrap = flags.Bootstrap
 	}
@@ -104,8 +117,18 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	if err != nil || lease <= 0 {
 		return server.Config{}, usageError{fmt.Sprintf("--lease %q: want a positive duration such as 10s", f.Lease)}
 	}
+	src, err := tlsSource(tlsconfig.Files{CA: f.TLSCA, Cert: f.TLSCert, Key: f.TLSKey}, tlsconfig.RoleServer)
+	if err != nil {
+		return server.Config{}, err
+	}
+	if src != nil && f.NodeID == "" {
+		f.NodeID = src.Identity().ID // with TLS the certificate names the server
+	}
+	if src != nil && src.Identity().ID != f.NodeID {
+		return server.Config{}, usageError{fmt.Sprintf("--node-id %q but the TLS certificate names %s", f.NodeID, src.Identity())}
+	}
 	cfg := server.Config{NodeID: f.NodeID, DataDir: f.DataDir, BindAddr: f.Bind, AdvertiseAddr: f.Advertise,
-		Bootstrap: f.Bootstrap, Join: f.Join, Lease: lease, Logger: slog.Default()}
+		Bootstrap: f.Bootstrap, Join: f.Join, Lease: lease, Logger: slog.Default(), TLS: src, Insecure: f.Insecure}
 	for _, p := range f.Peers {
 		id, addr, ok := strings.Cut(p, "=")
 		if !ok || id == "" || addr == "" {
