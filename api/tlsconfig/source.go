@@ -132,21 +132,30 @@ func (s *Source) stat() ([3]stamp, error) {
 // current returns the material to use now, re-reading the files first when
 // any of them changed. A version that does not load is logged once and the
 // previous one kept, so a half-finished rotation never breaks handshakes.
+// Files are read outside the lock; two handshakes may load the same new
+// version at once, which is harmless.
 func (s *Source) current() material {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	stamps, err := s.stat()
-	if err != nil || stamps == s.stamps || stamps == s.failed {
-		return s.cur
+	s.mu.Lock()
+	cur, unchanged := s.cur, err != nil || stamps == s.stamps || stamps == s.failed
+	s.mu.Unlock()
+	if unchanged {
+		return cur
 	}
 	m, err := load(s.opts.Files, s.opts.Role)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err != nil {
-		s.failed = stamps
-		s.log.Warn("TLS files changed but do not load; keeping the previous certificate", "err", err)
+		if s.failed != stamps {
+			s.failed = stamps
+			s.log.Warn("TLS files changed but do not load; keeping the previous certificate", "err", err)
+		}
 		return s.cur
 	}
-	s.stamps, s.cur = stamps, m
-	s.log.Info("TLS certificate reloaded", "identity", m.id.String(), "not_after", m.cert.Leaf.NotAfter)
+	if s.stamps != stamps {
+		s.stamps, s.cur = stamps, m
+		s.log.Info("TLS certificate reloaded", "identity", m.id.String(), "not_after", m.cert.Leaf.NotAfter)
+	}
 	return s.cur
 }
 
