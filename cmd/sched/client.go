@@ -43,7 +43,7 @@ func dial(g *globals) (*client, error) {
 		creds = src.Credentials()
 	}
 	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultServiceConfig(retryConfig))
+		grpc.WithDefaultServiceConfig(retryConfig), grpc.WithChainUnaryInterceptor(plaintextHint(g.tls)))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", g.addr, err)
 	}

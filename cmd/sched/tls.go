@@ -1,15 +1,20 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // tlsSource loads the TLS files given by --tls-ca/--tls-cert/--tls-key (or
@@ -172,4 +177,23 @@ func newTLSCertCreateCmd() *cobra.Command {
 	fl.StringSliceVar(&f.ips, "ip", nil, "extra IP address of a server (repeatable; 127.0.0.1 is always included)")
 	fl.IntVar(&f.days, "days", 365, "days the certificate stays valid (at most as long as the CA)")
 	return cmd
+}
+
+// plaintextHint explains a connection a TLS server dropped: a client
+// without certificates sees only "error reading server preface: EOF".
+func plaintextHint(files tlsconfig.Files) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker,
+		opts ...grpc.CallOption) error {
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		return withPlaintextHint(err, files)
+	}
+}
+
+func withPlaintextHint(err error, files tlsconfig.Files) error {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unavailable || !files.IsZero() || !strings.Contains(st.Message(), "server preface") {
+		return err
+	}
+	return status.Error(codes.Unavailable, st.Message()+
+		" (the server may require TLS: give --tls-ca, --tls-cert and --tls-key, or SCHED_TLS_CA, SCHED_TLS_CERT and SCHED_TLS_KEY)")
 }

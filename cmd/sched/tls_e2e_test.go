@@ -94,8 +94,13 @@ func TestTLSFromTheCLI(t *testing.T) {
 	if out, err := withClientCert("job", "submit", hello, "-w"); err != nil || !strings.Contains(out, "succeeded") {
 		t.Fatalf("submit over TLS: %v\n%s", err, out)
 	}
-	if _, _, err := runSched(addr, "agent", "list"); err == nil {
-		t.Fatal("a client without a certificate was served")
+	if _, stderr, err := runSched(addr, "agent", "list"); err == nil || !strings.Contains(stderr, "may require TLS") {
+		t.Fatalf("a client without a certificate: %v, %q; want a refusal that points at --tls-*", err, stderr)
+	}
+	agentAsClient := append(append([]string{"--addr", addr}, tlsFlags(dir, "agent-gpu-1")...), "job", "list")
+	if out, err := exec.Command(schedBin, agentAsClient...).CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "agent/gpu-1 may not call") {
+		t.Fatalf("an agent certificate on the client API: %v\n%s", err, out)
 	}
 
 	out, err := exec.Command(schedBin, "server", "--bind", "0.0.0.0:0", "--data-dir", filepath.Join(dir, "open")).CombinedOutput()
