@@ -9,6 +9,7 @@ import (
 	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -54,6 +55,17 @@ func helloAllowed(id tlsconfig.Identity, agentID string) error {
 	return nil
 }
 
+// joinAllowed decides whether a server holding a certificate of id may ask
+// to add the server named in req: only itself, unless the call was
+// forwarded by another server (which checked the original caller). It is a
+// pure function.
+func joinAllowed(id tlsconfig.Identity, req *pb.JoinRequest, forwarded bool) error {
+	if forwarded || (id.Role == tlsconfig.RoleServer && id.ID == req.GetId()) {
+		return nil
+	}
+	return fmt.Errorf("certificate %s may not join the cluster as server %q (a server joins only as itself)", id, req.GetId())
+}
+
 // checkInsecureBind refuses to serve plaintext on an address other than
 // loopback unless insecure says so. It is a pure function of its inputs.
 func checkInsecureBind(addr string, withTLS, insecure bool) error {
@@ -97,8 +109,16 @@ func (s *Server) identityUnary(ctx context.Context, req any, info *grpc.UnarySer
 	if s.cfg.TLS == nil {
 		return handler(ctx, req)
 	}
-	if _, err := s.callerIdentity(ctx, info.FullMethod); err != nil {
+	id, err := s.callerIdentity(ctx, info.FullMethod)
+	if err != nil {
 		return nil, err
+	}
+	if jr, ok := req.(*pb.JoinRequest); ok && info.FullMethod == methodJoin {
+		md, _ := metadata.FromIncomingContext(ctx)
+		if err := joinAllowed(id, jr, len(md.Get(forwardedKey)) > 0); err != nil {
+			s.log.Warn("join refused", "identity", id.String(), "join_id", jr.GetId(), "join_addr", jr.GetAddress())
+			return nil, status.Error(codes.PermissionDenied, err.Error())
+		}
 	}
 	return handler(ctx, req)
 }

@@ -3,6 +3,8 @@ package server
 import (
 	"testing"
 
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+
 	"github.com/banyan-sched/banyan/api/tlsconfig"
 )
 
@@ -24,6 +26,10 @@ func TestRoleAllowedTable(t *testing.T) {
 		if err := roleAllowed(tc.method, tc.id); (err == nil) != tc.ok {
 			t.Errorf("roleAllowed(%s, %s) = %v; want ok=%v", tc.method, tc.id, err, tc.ok)
 		}
+	}
+	if joinAllowed(server, &pb.JoinRequest{Id: "s1"}, false) != nil || joinAllowed(server, &pb.JoinRequest{Id: "s9"}, false) == nil ||
+		joinAllowed(server, &pb.JoinRequest{Id: "s9"}, true) != nil {
+		t.Error("joinAllowed: a server joins only as itself, unless forwarded")
 	}
 	if helloAllowed(agent, "a1") != nil || helloAllowed(agent, "a2") == nil || helloAllowed(server, "s1") == nil {
 		t.Error("helloAllowed: an agent may say hello only as itself")

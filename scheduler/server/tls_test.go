@@ -102,6 +102,13 @@ func TestTLSRolesOnCalls(t *testing.T) {
 	if err := call(agentConn); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("agent calling the client API: %v; want PermissionDenied", err)
 	}
+	// A server certificate joins only as its own id: a rogue Join naming
+	// another server (and a bogus address) is refused.
+	rogue := pb.NewClusterServiceClient(tlsConn(t, s.Addr(), ca.Source(t, tlstest.Server("s2"))))
+	_, err = rogue.Join(ctx, &pb.JoinRequest{Id: "s9", Address: "127.0.0.1:1"})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "joins only as itself") {
+		t.Fatalf("server s2 joining as s9: %v; want PermissionDenied", err)
+	}
 	m, err := client.Members(ctx, &pb.MembersRequest{})
 	if err != nil || len(m.Members) != 1 {
 		t.Fatalf("membership changed: %v %v", m, err)
