@@ -303,3 +303,55 @@ func TestPeerIdentityFromGRPCContext(t *testing.T) {
 		t.Fatalf("PeerIdentity = %v, %v", id, err)
 	}
 }
+
+// TestReloadConcurrentWithHandshakes replaces the files while handshakes
+// read the source (run it with -race): every handshake gets a whole
+// certificate, old or new, and the new one wins once the files settle.
+func TestReloadConcurrentWithHandshakes(t *testing.T) {
+	ca := tlstest.NewCA(t)
+	files := ca.Issue(t, tlstest.Server("s1"))
+	src, err := tlsconfig.NewSource(tlsconfig.Options{Files: files, Role: tlsconfig.RoleServer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := src.ServerConfig()
+	next := ca.Issue(t, tlstest.Server("s1"))
+	done := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func() {
+			for i := 0; i < 200; i++ {
+				c, err := cfg.GetConfigForClient(&tls.ClientHelloInfo{})
+				if err != nil || len(c.Certificates) != 1 || c.Certificates[0].Leaf == nil {
+					done <- errors.New("handshake config without a whole certificate")
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for _, p := range [][2]string{{next.Key, files.Key}, {next.Cert, files.Cert}} {
+		data, err := os.ReadFile(p[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p[1], data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mt := time.Now().Add(time.Hour)
+		if err := os.Chtimes(p[1], mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := tls.LoadX509KeyPair(next.Cert, next.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := src.Leaf().SerialNumber; got.Cmp(want.Leaf.SerialNumber) != 0 {
+		t.Fatalf("serving serial %s after the files settled, want %s", got, want.Leaf.SerialNumber)
+	}
+}
