@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -101,7 +102,11 @@ func (m *mux) routeTLS(c net.Conn) {
 	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
-		m.log.Warn("TLS handshake refused", "remote", c.RemoteAddr().String(), "err", err)
+		level := slog.LevelWarn
+		if errors.Is(err, io.EOF) {
+			level = slog.LevelDebug // a bare TCP probe: connected and closed
+		}
+		m.log.Log(ctx, level, "TLS handshake refused", "remote", c.RemoteAddr().String(), "err", err)
 		tc.Close()
 		return
 	}
