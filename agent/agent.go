@@ -21,6 +21,7 @@ import (
 	"github.com/banyan-sched/banyan/agent/rotation"
 	"github.com/banyan-sched/banyan/agent/worker"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
@@ -54,6 +55,9 @@ type Config struct {
 	// Warm keeps this many workers per function alive before calls come
 	// (pools may reserve more through the leader).
 	Warm map[string]int
+	// TLS, when set, dials the servers with mutual TLS using this agent
+	// certificate (its id must be ID); nil dials in plaintext.
+	TLS *tlsconfig.Source
 	// Clock is the wall clock (default time.Now).
 	Clock func() time.Time
 	// Logger receives structured logs (default slog.Default()).
@@ -91,6 +95,11 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Fingerprint == nil {
 		return nil, errors.New("agent config: fingerprint is required")
+	}
+	if cfg.TLS != nil {
+		if id := cfg.TLS.Identity(); id.Role != tlsconfig.RoleAgent || id.ID != cfg.ID {
+			return nil, fmt.Errorf("agent config: TLS certificate names %s; agent %q needs agent/%s", id, cfg.ID, cfg.ID)
+		}
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
@@ -201,7 +210,11 @@ func (a *Agent) conn(addr string) (*grpc.ClientConn, error) {
 	}
 	// A short connect timeout: a server that vanished is skipped quickly
 	// and the next one (or the leader hint) tried.
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds := insecure.NewCredentials()
+	if a.cfg.TLS != nil {
+		creds = a.cfg.TLS.Credentials()
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
 			Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}, MinConnectTimeout: 3 * time.Second}),
 		grpc.WithKeepaliveParams(keepaliveParams))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end smoke test of the container deployment: build banyan/sched:dev,
-# start deploy/compose (three servers, two agents), wait for a leader and
+# start deploy/compose (mutual TLS, with certificates made by its tls-init
+# service at start; three servers, two agents), wait for a leader and
 # both agents, run examples/hello.yaml, stop the leader's container, wait for
 # a new leader, run hello again, then tear everything down (volumes too).
 #
@@ -38,9 +39,11 @@ dc+=(-p "$project" -f deploy/compose/docker-compose.yml)
 docker info >/dev/null 2>&1 || fail "the Docker daemon is not reachable"
 
 started=0
+host_tls=''
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
+	[[ -n $host_tls ]] && rm -rf "$host_tls"
 	if ((started)); then
 		if ((rc != 0)); then
 			log "container states and logs (last 40 lines each):"
@@ -63,11 +66,14 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # sched_in SERVICE ARGS...: run the sched CLI inside SERVICE's container,
-# against that server (stdin passes through).
+# against that server, with the client certificate tls-init made (stdin
+# passes through).
+tls_dir=/var/lib/banyan/tls
 sched_in() {
 	local svc=$1
 	shift
-	"${dc[@]}" exec -T "$svc" sched --addr 127.0.0.1:7400 "$@"
+	"${dc[@]}" exec -T "$svc" sched --addr 127.0.0.1:7400 --tls-ca "$tls_dir/ca.pem" \
+		--tls-cert "$tls_dir/client-ops.pem" --tls-key "$tls_dir/client-ops-key.pem" "$@"
 }
 
 # leader_seen_by SERVICE: the leader's node id as SERVICE reports it.
@@ -154,13 +160,24 @@ log "leader: $leader"
 wait_agents "$leader" 2
 log "agents a1 and a2 are up"
 
-# The host reaches each server on its published loopback port.
+# The host reaches each server on its published loopback port, with a
+# client certificate copied out of the tls volume (into a private temp dir,
+# removed at exit), and is refused without one.
 if [[ -x bin/docker-context/rootfs/bin/sched ]]; then
 	hostport=$("${dc[@]}" port s1 7400 | tail -n1)
 	[[ $hostport == 127.0.0.1:* ]] || fail "s1 is published on '$hostport', not on loopback"
-	bin/docker-context/rootfs/bin/sched --addr "$hostport" server members >/dev/null ||
-		fail "sched server members from the host through $hostport failed"
-	log "host CLI reaches s1 through $hostport"
+	host_tls=$(mktemp -d)
+	for f in ca.pem client-ops.pem client-ops-key.pem; do
+		(umask 077 && "${dc[@]}" exec -T s1 cat "$tls_dir/$f" >"$host_tls/$f") || fail "copy $f out of s1"
+	done
+	bin/docker-context/rootfs/bin/sched --addr "$hostport" --tls-ca "$host_tls/ca.pem" \
+		--tls-cert "$host_tls/client-ops.pem" --tls-key "$host_tls/client-ops-key.pem" server members >/dev/null ||
+		fail "sched server members from the host through $hostport (TLS) failed"
+	if bin/docker-context/rootfs/bin/sched --addr "$hostport" server members >/dev/null 2>&1; then
+		fail "s1 answered a plaintext client"
+	fi
+	rm -rf "$host_tls"
+	log "host CLI reaches s1 through $hostport with a client certificate, and is refused without one"
 fi
 
 # Submit through a follower, so the write is forwarded to the leader.

@@ -11,6 +11,7 @@ import (
 	"github.com/banyan-sched/banyan/agent"
 	"github.com/banyan-sched/banyan/agent/fingerprint"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/spf13/cobra"
 )
@@ -67,6 +68,13 @@ func newAgentCmd(g *globals) *cobra.Command {
 			if len(f.servers) == 0 {
 				f.servers = []string{g.addr}
 			}
+			src, err := tlsSource(g.tls, tlsconfig.RoleAgent)
+			if err != nil {
+				return err
+			}
+			if f.id == "" && src != nil {
+				f.id = src.Identity().ID // with TLS the certificate names the agent
+			}
 			opts, err := f.fingerprintOptions()
 			if err != nil {
 				return err
@@ -87,7 +95,8 @@ func newAgentCmd(g *globals) *cobra.Command {
 				return err
 			}
 			a, err := agent.New(agent.Config{ID: f.id, Servers: f.servers, Fingerprint: fp, WorkDir: f.workDir,
-				KillGrace: f.killGrace, StorageRoots: f.storageRoots, Env: env, Functions: fns, Warm: warm, Logger: slog.Default()})
+				KillGrace: f.killGrace, StorageRoots: f.storageRoots, Env: env, Functions: fns, Warm: warm, Logger: slog.Default(),
+				TLS: src})
 			if err != nil {
 				return err
 			}
@@ -96,7 +105,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.id, "id", "", "agent id, stable across restarts (default: hostname)")
+	fl.StringVar(&f.id, "id", "", "agent id, stable across restarts (default: the TLS certificate's agent id, else the hostname)")
 	fl.StringSliceVar(&f.servers, "servers", nil, "scheduler server addresses (default: --addr)")
 	fl.StringVar(&f.workDir, "work-dir", "", "directory tasks run in unless they name one")
 	fl.StringVar(&f.reserve, "reserve", "", "resources held back for the host, e.g. cpu=1,memory=2Gi")

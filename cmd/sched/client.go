@@ -34,8 +34,16 @@ type client struct {
 }
 
 func dial(g *globals) (*client, error) {
-	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultServiceConfig(retryConfig))
+	src, err := tlsSource(g.tls, "")
+	if err != nil {
+		return nil, err
+	}
+	creds := insecure.NewCredentials()
+	if src != nil {
+		creds = src.Credentials()
+	}
+	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultServiceConfig(retryConfig), grpc.WithChainUnaryInterceptor(plaintextHint(g.tls)))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", g.addr, err)
 	}

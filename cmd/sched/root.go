@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/spf13/cobra"
 )
 
@@ -18,6 +19,7 @@ type globals struct {
 	addr     string
 	output   string
 	logLevel string
+	tls      tlsconfig.Files // --tls-ca, --tls-cert, --tls-key (env SCHED_TLS_*)
 }
 
 func newRootCmd() *cobra.Command {
@@ -46,7 +48,11 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.addr, "addr", addr, "scheduler address (env SCHED_ADDR)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&g.tls.CA, "tls-ca", os.Getenv("SCHED_TLS_CA"), "CA certificate for mutual TLS (env SCHED_TLS_CA)")
+	root.PersistentFlags().StringVar(&g.tls.Cert, "tls-cert", os.Getenv("SCHED_TLS_CERT"), "this process's TLS certificate (env SCHED_TLS_CERT)")
+	root.PersistentFlags().StringVar(&g.tls.Key, "tls-key", os.Getenv("SCHED_TLS_KEY"), "this process's TLS key (env SCHED_TLS_KEY)")
 	root.AddCommand(newDevCmd(g), newServerCmd(g), newAgentCmd(g), newJobCmd(g), newPoolCmd(g), newEncodeCmd(g), newEncoderCmd(), newFnCmd())
+	root.AddCommand(newTLSCmd())
 	return root
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/server"
 	"github.com/spf13/cobra"
@@ -28,6 +29,10 @@ type serverFile struct {
 	Lease     string   `json:"lease,omitempty"`
 	// DiskReserve is the free space the data dir keeps ("32Mi").
 	DiskReserve string `json:"disk_reserve,omitempty"`
+	TLSCA       string `json:"tls_ca,omitempty"`
+	TLSCert     string `json:"tls_cert,omitempty"`
+	TLSKey      string `json:"tls_key,omitempty"`
+	Insecure    bool   `json:"insecure,omitempty"`
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -42,6 +47,7 @@ cluster either statically (--peers a=HOST:PORT,b=HOST:PORT,c=HOST:PORT on
 each, same list everywhere) or by joining (--join ADDR of any member).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.TLSCA, f.TLSCert, f.TLSKey = g.tls.CA, g.tls.Cert, g.tls.Key
 			cfg, err := serverConfig(cmd, configPath, f)
 			if err != nil {
 				return err
@@ -61,7 +67,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&configPath, "config", "", "YAML config file (node_id, data_dir, bind, advertise, bootstrap, peers, join, lease)")
+	fl.StringVar(&configPath, "config", "", "YAML config file (node_id, data_dir, bind, advertise, bootstrap, peers, join, lease, tls_ca, tls_cert, tls_key, insecure)")
 	fl.StringVar(&f.NodeID, "node-id", "", "this server's id (default: hostname)")
 	fl.StringVar(&f.DataDir, "data-dir", "", "data directory (required)")
 	fl.StringVar(&f.Bind, "bind", DefaultAddr, "address to serve gRPC and raft on")
@@ -71,6 +77,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 	fl.StringSliceVar(&f.Join, "join", nil, "join the cluster through this server address (repeatable)")
 	fl.StringVar(&f.Lease, "lease", "10s", "agent lease: silence after which an agent's tasks are requeued")
 	fl.StringVar(&f.DiskReserve, "disk-reserve", "32Mi", "free space the data dir keeps: below it writes are refused and a leader steps aside")
+	fl.BoolVar(&f.Insecure, "insecure", false, "serve without TLS on a non-loopback address (anyone who reaches the port owns the farm)")
 	cmd.AddCommand(newMembersCmd(g))
 	return cmd
 }
@@ -98,6 +105,12 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	set("advertise", &f.Advertise, flags.Advertise)
 	set("lease", &f.Lease, flags.Lease)
 	set("disk-reserve", &f.DiskReserve, flags.DiskReserve)
+	set("tls-ca", &f.TLSCA, flags.TLSCA)
+	set("tls-cert", &f.TLSCert, flags.TLSCert)
+	set("tls-key", &f.TLSKey, flags.TLSKey)
+	if fl.Changed("insecure") {
+		f.Insecure = flags.Insecure
+	}
 	if fl.Changed("bootstrap") {
 		f.Bootstrap = flags.Bootstrap
 	}
@@ -114,12 +127,24 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	if err != nil || lease <= 0 {
 		return server.Config{}, usageError{fmt.Sprintf("--lease %q: want a positive duration such as 10s", f.Lease)}
 	}
-	reserve, err := pool.ParseQuantity("memory", f.DiskReserve)
-	if err != nil || reserve <= 0 {
-		return server.Config{}, usageError{fmt.Sprintf("--disk-reserve %q: want a positive size such as 32Mi", f.DiskReserve)}
+	var reserve int64 // 0: the server's default
+	if f.DiskReserve != "" {
+		if reserve, err = pool.ParseQuantity("memory", f.DiskReserve); err != nil || reserve <= 0 {
+			return server.Config{}, usageError{fmt.Sprintf("--disk-reserve %q: want a positive size such as 32Mi", f.DiskReserve)}
+		}
+	}
+	src, err := tlsSource(tlsconfig.Files{CA: f.TLSCA, Cert: f.TLSCert, Key: f.TLSKey}, tlsconfig.RoleServer)
+	if err != nil {
+		return server.Config{}, err
+	}
+	if src != nil && f.NodeID == "" {
+		f.NodeID = src.Identity().ID // with TLS the certificate names the server
+	}
+	if src != nil && src.Identity().ID != f.NodeID {
+		return server.Config{}, usageError{fmt.Sprintf("--node-id %q but the TLS certificate names %s", f.NodeID, src.Identity())}
 	}
 	cfg := server.Config{NodeID: f.NodeID, DataDir: f.DataDir, BindAddr: f.Bind, AdvertiseAddr: f.Advertise,
-		Bootstrap: f.Bootstrap, Join: f.Join, Lease: lease, DiskReserve: uint64(reserve), Logger: slog.Default()}
+		Bootstrap: f.Bootstrap, Join: f.Join, Lease: lease, DiskReserve: uint64(reserve), Logger: slog.Default(), TLS: src, Insecure: f.Insecure}
 	for _, p := range f.Peers {
 		id, addr, ok := strings.Cut(p, "=")
 		if !ok || id == "" || addr == "" {

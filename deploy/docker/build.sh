@@ -43,7 +43,7 @@ command -v "$go" >/dev/null 2>&1 || die "$go not found"
 command -v gcc >/dev/null 2>&1 || die "gcc not found (cgo is required: go-nvml does not build with CGO_ENABLED=0)"
 
 rm -rf "$ctx"
-mkdir -p "$ctx/rootfs/bin" "$ctx/rootfs/etc" "$ctx/rootfs/tmp" "$ctx/state/data" "$ctx/state/work" "$cache"
+mkdir -p "$ctx/rootfs/bin" "$ctx/rootfs/etc" "$ctx/rootfs/tmp" "$ctx/state/data" "$ctx/state/work" "$ctx/state/tls" "$ctx/state/tls-ca" "$cache"
 chmod 1777 "$ctx/rootfs/tmp"
 
 # 1. sched, statically linked. netgo/osusergo keep name resolution and user

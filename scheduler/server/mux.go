@@ -2,12 +2,17 @@ package server
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
 
+	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/hashicorp/raft"
 )
 
@@ -17,19 +22,27 @@ import (
 const raftMagic byte = 0xB4
 
 // mux splits one TCP listener into a gRPC listener and a raft stream layer.
+// With TLS every connection is TLS: the mux completes the handshake, then
+// routes by the ALPN protocol the client asked for (tlsconfig.ALPNRaft or
+// gRPC's "h2"), and only a certificate naming a server may speak raft.
 type mux struct {
 	ln        net.Listener
 	advertise net.Addr
+	tls       *tls.Config // nil: plaintext, routed by the first byte
+	log       *slog.Logger
 	grpcCh    chan net.Conn
 	raftCh    chan net.Conn
 	done      chan struct{}
+	ctx       context.Context // ends when the mux closes: bounds handshakes
+	stop      context.CancelFunc
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 }
 
-func newMux(ln net.Listener, advertise net.Addr) *mux {
-	m := &mux{ln: ln, advertise: advertise, grpcCh: make(chan net.Conn), raftCh: make(chan net.Conn),
-		done: make(chan struct{})}
+func newMux(ln net.Listener, advertise net.Addr, tlsCfg *tls.Config, log *slog.Logger) *mux {
+	m := &mux{ln: ln, advertise: advertise, tls: tlsCfg, log: log, grpcCh: make(chan net.Conn),
+		raftCh: make(chan net.Conn), done: make(chan struct{})}
+	m.ctx, m.stop = context.WithCancel(context.Background())
 	m.wg.Add(1)
 	go m.serve()
 	return m
@@ -51,6 +64,10 @@ func (m *mux) serve() {
 }
 
 func (m *mux) route(c net.Conn) {
+	if m.tls != nil {
+		m.routeTLS(c)
+		return
+	}
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(c)
 	first, err := br.Peek(1)
@@ -64,16 +81,64 @@ func (m *mux) route(c net.Conn) {
 		_, _ = br.Discard(1)
 		target = m.raftCh
 	}
+	m.hand(target, &peekedConn{Conn: c, r: br})
+}
+
+// hand passes a routed connection on, or closes it when the mux stops.
+func (m *mux) hand(target chan net.Conn, c net.Conn) {
 	select {
-	case target <- &peekedConn{Conn: c, r: br}:
+	case target <- c:
 	case <-m.done:
 		c.Close()
 	}
 }
 
+// routeTLS completes the TLS handshake (the client's certificate verified
+// against the CA) and routes by ALPN. A failed handshake (plaintext, an
+// unknown CA, no certificate) or raft from a non-server certificate is
+// logged and the connection closed.
+func (m *mux) routeTLS(c net.Conn) {
+	tc := tls.Server(c, m.tls)
+	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		level := slog.LevelWarn
+		if errors.Is(err, io.EOF) {
+			level = slog.LevelDebug // a bare TCP probe: connected and closed
+		}
+		m.log.Log(ctx, level, "TLS handshake refused", "remote", c.RemoteAddr().String(), "err", err)
+		tc.Close()
+		return
+	}
+	cs := tc.ConnectionState()
+	if cs.NegotiatedProtocol != tlsconfig.ALPNRaft {
+		m.hand(m.grpcCh, tc)
+		return
+	}
+	if err := raftAllowed(cs); err != nil {
+		m.log.Warn("raft connection refused", "remote", c.RemoteAddr().String(), "err", err)
+		tc.Close()
+		return
+	}
+	m.hand(m.raftCh, tc)
+}
+
+// raftAllowed admits raft only from a certificate naming a server.
+func raftAllowed(cs tls.ConnectionState) error {
+	id, err := tlsconfig.StateIdentity(cs)
+	if err != nil {
+		return fmt.Errorf("raft needs a server certificate: %w", err)
+	}
+	if id.Role != tlsconfig.RoleServer {
+		return fmt.Errorf("raft needs a server certificate; %s may not speak raft", id)
+	}
+	return nil
+}
+
 func (m *mux) close() {
 	m.closeOnce.Do(func() {
 		close(m.done)
+		m.stop()
 		m.ln.Close()
 	})
 	m.wg.Wait()
@@ -120,8 +185,12 @@ func (l *chanListener) Close() error {
 
 func (l *chanListener) Addr() net.Addr { return l.m.advertise }
 
-// streamLayer is raft's transport over the shared port.
-type streamLayer struct{ *chanListener }
+// streamLayer is raft's transport over the shared port. With TLS it dials
+// with this server's certificate and asks for the raft ALPN protocol.
+type streamLayer struct {
+	*chanListener
+	tls *tlsconfig.Source // nil: plaintext with the magic byte
+}
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
@@ -130,9 +199,32 @@ func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 	if err != nil {
 		return nil, fmt.Errorf("dial raft peer %s: %w", addr, err)
 	}
+	if s.tls != nil {
+		return dialRaftTLS(c, s.tls, string(addr), timeout)
+	}
 	if _, err := c.Write([]byte{raftMagic}); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("dial raft peer %s: %w", addr, err)
 	}
 	return c, nil
+}
+
+func dialRaftTLS(c net.Conn, src *tlsconfig.Source, addr string, timeout time.Duration) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("dial raft peer %s: %w", addr, err)
+	}
+	tc := tls.Client(c, src.ClientConfig(host, tlsconfig.ALPNRaft))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		tc.Close()
+		return nil, fmt.Errorf("dial raft peer %s: TLS: %w", addr, err)
+	}
+	if tc.ConnectionState().NegotiatedProtocol != tlsconfig.ALPNRaft {
+		tc.Close()
+		return nil, fmt.Errorf("dial raft peer %s: it does not serve raft over TLS", addr)
+	}
+	return tc, nil
 }

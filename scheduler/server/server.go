@@ -2,11 +2,14 @@
 // raft-boltdb for the log and a file snapshot store) around the state
 // machine of package state, the gRPC services, and, while this server leads,
 // the scheduling loop and the agents' sessions. Raft and gRPC share one TCP
-// port, told apart by the first byte, so a server has one address.
+// port, told apart by the first byte (or, with TLS, by the ALPN protocol),
+// so a server has one address. With TLS, identity.go decides which
+// certificate roles may call what.
 package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +20,7 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"github.com/hashicorp/go-hclog"
@@ -69,6 +73,13 @@ type Config struct {
 	// preempt, with bursts up to PreemptBurst (defaults 10/s and 20).
 	PreemptRate  float64
 	PreemptBurst int
+	// TLS, when set, makes every connection on the port mutual TLS (gRPC
+	// and raft alike) with this source's server certificate, and this
+	// server's own dials (raft, forwarding, joining) present it.
+	TLS *tlsconfig.Source
+	// Insecure allows serving without TLS on an address that is not
+	// loopback. Without it such a server refuses to start.
+	Insecure bool
 	// MinRuntime protects tasks from preemption for this long after they
 	// start (default 5s): together with the rate it prevents thrashing.
 	MinRuntime time.Duration
@@ -91,6 +102,9 @@ func (c *Config) fill() error {
 	}
 	if c.BindAddr == "" {
 		c.BindAddr = "127.0.0.1:7400"
+	}
+	if c.TLS != nil && c.TLS.Identity().Role != tlsconfig.RoleServer {
+		return fmt.Errorf("server config: TLS certificate names %s, not a server", c.TLS.Identity())
 	}
 	if c.Lease <= 0 {
 		c.Lease = 10 * time.Second
@@ -181,6 +195,12 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
+	if cfg.Listener == nil {
+		// Refuse before creating or binding anything.
+		if err := checkInsecureBind(cfg.BindAddr, cfg.TLS != nil, cfg.Insecure); err != nil {
+			return nil, err
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -190,6 +210,10 @@ func New(cfg Config) (*Server, error) {
 		if ln, err = net.Listen("tcp", cfg.BindAddr); err != nil {
 			return nil, fmt.Errorf("listen on %s: %w", cfg.BindAddr, err)
 		}
+	}
+	if err := checkInsecureBind(ln.Addr().String(), cfg.TLS != nil, cfg.Insecure); err != nil {
+		ln.Close()
+		return nil, err
 	}
 	advertise := ln.Addr()
 	if cfg.AdvertiseAddr != "" {
@@ -205,7 +229,11 @@ func New(cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), fsm: NewFSM(cfg.Defaults),
 		addr: advertise.String(), ctx: ctx, cancel: cancel}
-	s.mux = newMux(ln, advertise)
+	var muxTLS *tls.Config
+	if cfg.TLS != nil {
+		muxTLS = cfg.TLS.ServerConfig(tlsconfig.ALPNGRPC, tlsconfig.ALPNRaft)
+	}
+	s.mux = newMux(ln, advertise, muxTLS, s.log)
 	s.disk = newDiskGuard(cfg.DataDir, cfg.DiskReserve)
 	if _, _, err := s.disk.check(); err != nil {
 		s.log.Warn("cannot measure the data dir's free space", "err", err)
@@ -216,7 +244,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.fwd = newForwarder(s)
-	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.fwd.unary), grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement))
+	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.identityUnary, s.fwd.unary),
+		grpc.ChainStreamInterceptor(s.identityStream), grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement)}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(tlsconfig.AcceptedCredentials()))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	registerServices(s.grpc, s)
 	s.wg.Add(2)
 	go func() {
@@ -288,7 +321,7 @@ func (s *Server) startRaft() error {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: &streamLayer{newChanListener(s.mux, s.mux.raftCh)}, MaxPool: 4,
+		Stream: &streamLayer{chanListener: newChanListener(s.mux, s.mux.raftCh), tls: s.cfg.TLS}, MaxPool: 4,
 		Timeout: 10 * time.Second, Logger: rc.Logger,
 	})
 	hasState, err := raft.HasExistingState(store, store, snaps)
