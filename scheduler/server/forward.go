@@ -119,7 +119,7 @@ func (f *forwarder) forward(ctx context.Context, leader, method string, req any)
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
-	out := metadata.AppendToOutgoingContext(ctx, forwardedKey, f.s.cfg.NodeID)
+	out := forwardToken(ctx, metadata.AppendToOutgoingContext(ctx, forwardedKey, f.s.cfg.NodeID))
 	if err := c.Invoke(out, method, req, resp); err != nil {
 		return nil, err
 	}
@@ -153,6 +153,9 @@ func (f *forwarder) join(ctx context.Context, addr string, req *pb.JoinRequest) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	if f.s.cfg.Token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, pb.AuthorizationHeader, "Bearer "+f.s.cfg.Token)
+	}
 	_, err = pb.NewClusterServiceClient(c).Join(ctx, req)
 	return err
 }

@@ -71,6 +71,13 @@ type Config struct {
 	// MinRuntime protects tasks from preemption for this long after they
 	// start (default 5s): together with the rate it prevents thrashing.
 	MinRuntime time.Duration
+	// ACL enforces ACLs on every call (scheduler/acl, auth.go): a call
+	// needs a token whose policies allow it; until the ACL system is
+	// bootstrapped only ACLService.Bootstrap is served.
+	ACL bool
+	// Token is the ACL token this server sends with its own calls to
+	// other servers (joining a cluster).
+	Token string
 }
 
 func (c *Config) fill() error {
@@ -176,7 +183,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.fwd = newForwarder(s)
-	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.fwd.unary))
+	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.fwd.unary, s.authUnary), grpc.ChainStreamInterceptor(s.authStream))
 	registerServices(s.grpc, s)
 	s.wg.Add(2)
 	go func() {
