@@ -31,16 +31,17 @@ type client struct {
 	pools   pb.PoolServiceClient
 	agents  pb.AgentServiceClient
 	cluster pb.ClusterServiceClient
+	acl     pb.ACLServiceClient
 }
 
 func dial(g *globals) (*client, error) {
 	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultServiceConfig(retryConfig))
+		grpc.WithDefaultServiceConfig(retryConfig), grpc.WithPerRPCCredentials(pb.TokenCredentials(g.token)))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", g.addr, err)
 	}
 	return &client{conn: conn, jobs: pb.NewJobServiceClient(conn), pools: pb.NewPoolServiceClient(conn),
-		agents: pb.NewAgentServiceClient(conn), cluster: pb.NewClusterServiceClient(conn)}, nil
+		agents: pb.NewAgentServiceClient(conn), cluster: pb.NewClusterServiceClient(conn), acl: pb.NewACLServiceClient(conn)}, nil
 }
 
 func (c *client) Close() error { return c.conn.Close() }

@@ -18,6 +18,8 @@ type globals struct {
 	addr     string
 	output   string
 	logLevel string
+	// token is the ACL token sent with every call (--token, SCHED_TOKEN).
+	token string
 }
 
 func newRootCmd() *cobra.Command {
@@ -46,7 +48,9 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.addr, "addr", addr, "scheduler address (env SCHED_ADDR)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("SCHED_TOKEN"), "ACL token secret (env SCHED_TOKEN)")
 	root.AddCommand(newDevCmd(g), newServerCmd(g), newAgentCmd(g), newJobCmd(g), newPoolCmd(g), newEncodeCmd(g), newEncoderCmd(), newFnCmd())
+	root.AddCommand(newACLCmd(g))
 	return root
 }
 
@@ -78,7 +82,7 @@ func oneLine(err error) string {
 	msg = strings.ReplaceAll(msg, "rpc error: code = ", "")
 	for _, code := range []string{"InvalidArgument desc = ", "NotFound desc = ", "FailedPrecondition desc = ",
 		"AlreadyExists desc = ", "Unavailable desc = ", "Internal desc = ", "DeadlineExceeded desc = ",
-		"Unknown desc = ", "Canceled desc = "} {
+		"Unknown desc = ", "Canceled desc = ", "PermissionDenied desc = ", "Unauthenticated desc = "} {
 		msg = strings.ReplaceAll(msg, code, "")
 	}
 	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", " ")), " ")

@@ -25,6 +25,8 @@ type serverFile struct {
 	Peers     []string `json:"peers,omitempty"`
 	Join      []string `json:"join,omitempty"`
 	Lease     string   `json:"lease,omitempty"`
+	ACL       bool     `json:"acl,omitempty"`
+	Token     string   `json:"token,omitempty"`
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -39,6 +41,7 @@ cluster either statically (--peers a=HOST:PORT,b=HOST:PORT,c=HOST:PORT on
 each, same list everywhere) or by joining (--join ADDR of any member).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.Token = g.token
 			cfg, err := serverConfig(cmd, configPath, f)
 			if err != nil {
 				return err
@@ -53,7 +56,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&configPath, "config", "", "YAML config file (node_id, data_dir, bind, advertise, bootstrap, peers, join, lease)")
+	fl.StringVar(&configPath, "config", "", "YAML config file (node_id, data_dir, bind, advertise, bootstrap, peers, join, lease, acl, token)")
 	fl.StringVar(&f.NodeID, "node-id", "", "this server's id (default: hostname)")
 	fl.StringVar(&f.DataDir, "data-dir", "", "data directory (required)")
 	fl.StringVar(&f.Bind, "bind", DefaultAddr, "address to serve gRPC and raft on")
@@ -62,6 +65,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 	fl.StringSliceVar(&f.Peers, "peers", nil, "bootstrap a cluster of these servers: id=host:port,... (same on every server)")
 	fl.StringSliceVar(&f.Join, "join", nil, "join the cluster through this server address (repeatable)")
 	fl.StringVar(&f.Lease, "lease", "10s", "agent lease: silence after which an agent's tasks are requeued")
+	fl.BoolVar(&f.ACL, "acl", false, "enforce ACLs: every call needs a token (see `sched acl bootstrap`)")
 	cmd.AddCommand(newMembersCmd(g))
 	return cmd
 }
@@ -97,6 +101,12 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	if fl.Changed("join") {
 		f.Join = flags.Join
 	}
+	if fl.Changed("acl") {
+		f.ACL = flags.ACL
+	}
+	if flags.Token != "" {
+		f.Token = flags.Token
+	}
 	if f.DataDir == "" {
 		return server.Config{}, usageError{"--data-dir is required"}
 	}
@@ -105,7 +115,7 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 		return server.Config{}, usageError{fmt.Sprintf("--lease %q: want a positive duration such as 10s", f.Lease)}
 	}
 	cfg := server.Config{NodeID: f.NodeID, DataDir: f.DataDir, BindAddr: f.Bind, AdvertiseAddr: f.Advertise,
-		Bootstrap: f.Bootstrap, Join: f.Join, Lease: lease, Logger: slog.Default()}
+		Bootstrap: f.Bootstrap, Join: f.Join, Lease: lease, Logger: slog.Default(), ACL: f.ACL, Token: f.Token}
 	for _, p := range f.Peers {
 		id, addr, ok := strings.Cut(p, "=")
 		if !ok || id == "" || addr == "" {

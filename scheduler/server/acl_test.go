@@ -192,6 +192,12 @@ func TestACLPoolRightsSubmitterAndAudit(t *testing.T) {
 	_, err = reader.jobs.SubmitJobs(ctx5(t), &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{job("ro")}})
 	wantCode(t, "read-only submit", err, codes.PermissionDenied, `lacks "submit" on pool "studio/ingest"`)
 
+	// A submission the handler refuses is audited as an error.
+	bad := job("bad")
+	bad.Pool = "studio" // has children: not a leaf
+	_, err = root.jobs.SubmitJobs(ctx5(t), &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{bad}})
+	wantCode(t, "submit to a parent pool", err, codes.InvalidArgument, "has child pools")
+
 	// Jobs record their submitter.
 	resp, err := sub1.jobs.SubmitJobs(ctx5(t), &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{job("j1"), job("j2"), job("j3")}})
 	if err != nil {
@@ -269,6 +275,7 @@ func TestACLPoolRightsSubmitterAndAudit(t *testing.T) {
 		{"job.cancel", sub2Tok.AccessorId, "denied", j1},
 		{"job.cancel", sub1Tok.AccessorId, "ok", j1},
 		{"pool.update", "", "denied", ""},
+		{"job.submit", boot.AccessorId, "error", ""},
 		{"acl.token.revoke", boot.AccessorId, "ok", ""},
 		{"acl.bootstrap", "anonymous-or-none", "ok", ""},
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/scheduler/acl"
@@ -172,4 +173,45 @@ func (a *aclService) WhoAmI(ctx context.Context, req *pb.WhoAmIRequest) (*pb.ACL
 		return nil, status.Error(codes.Unauthenticated, "no ACL token: pass --token or set SCHED_TOKEN")
 	}
 	return c.tok, nil
+}
+
+// LocalAgentToken makes a token for agents running in this process (`sched
+// dev --acl`): a policy "local-agents" granting agent = "write" and a fresh
+// token "local-agents" that replaces any earlier one. It waits for this
+// server to lead, up to ctx's end, and returns the token's secret.
+func (s *Server) LocalAgentToken(ctx context.Context) (string, error) {
+	const name = "local-agents"
+	for !s.IsLeader() {
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("local agent token: no leader: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	policy := &fsmpb.Command{Cmd: &fsmpb.Command_AclPolicyPut{AclPolicyPut: &fsmpb.ACLPolicyPut{
+		Policy: &pb.ACLPolicy{Name: name, Description: "agents of sched dev", Agent: "write"}}}}
+	cmds := []*fsmpb.Command{policy}
+	s.fsm.Read(func(st *state.State) {
+		for _, t := range st.ACLTokenList() {
+			if t.Name == name {
+				cmds = append(cmds, &fsmpb.Command{Cmd: &fsmpb.Command_AclTokenRevoke{
+					AclTokenRevoke: &fsmpb.ACLTokenRevoke{AccessorId: t.AccessorId}}})
+			}
+		}
+	})
+	shown, rec, err := newSecretToken(name, []string{name}, false)
+	if err != nil {
+		return "", err
+	}
+	cmds = append(cmds, &fsmpb.Command{Cmd: &fsmpb.Command_AclTokenCreate{AclTokenCreate: &fsmpb.ACLTokenCreate{Token: rec}}})
+	for _, cmd := range cmds {
+		r, err := s.propose(cmd)
+		if err == nil {
+			err = r.Err
+		}
+		if err != nil {
+			return "", fmt.Errorf("local agent token: %w", err)
+		}
+	}
+	return shown.Secret, nil
 }

@@ -445,8 +445,8 @@ func (s *Server) auditTarget(req, resp any) []any {
 			pools[j.GetPool()] = true
 		}
 		var ids []string
-		if sr, ok := resp.(*pb.SubmitJobsResponse); ok {
-			for _, j := range sr.Jobs {
+		if sr, ok := resp.(*pb.SubmitJobsResponse); ok { // may be a typed nil after an error
+			for _, j := range sr.GetJobs() {
 				ids = append(ids, j.Id)
 			}
 		}
