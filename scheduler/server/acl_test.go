@@ -373,3 +373,44 @@ func TestACLAgentTokenAndForwarding(t *testing.T) {
 		t.Fatalf("job %s: %v (%s), want succeeded on the agent with an agent token", j.Id, j.State, j.Reason)
 	}
 }
+
+// TestACLSurvivesRestart restarts an ACL server on its data dir: tokens,
+// policies and the bootstrap are replayed; a revoked token stays revoked.
+func TestACLSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	ln := listen(t)
+	addr := ln.Addr().String()
+	s := startServer(t, server.Config{NodeID: "s1", DataDir: dir, Listener: ln, Bootstrap: true, ACL: true})
+	waitLeader(t, s)
+	boot, err := dialToken(t, addr, "").acl.Bootstrap(ctx5(t), &pb.ACLBootstrapRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := dialToken(t, addr, boot.Secret)
+	putPolicy(t, root, "ci", map[string]string{"default": "submit"}, "", "")
+	ci := createToken(t, root, "ci", "ci")
+	gone := createToken(t, root, "gone", "ci")
+	if _, err := root.acl.RevokeToken(ctx5(t), &pb.RevokeTokenRequest{AccessorId: gone.AccessorId}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	ln2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := startServer(t, server.Config{NodeID: "s1", DataDir: dir, Listener: ln2, ACL: true})
+	t.Cleanup(func() { s2.Close() })
+	waitLeader(t, s2)
+	waitFor(t, 5*time.Second, "token replayed", func() bool {
+		_, err := dialToken(t, addr, ci.Secret).jobs.SubmitJobs(ctx5(t),
+			&pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{shellJob("after-restart", "k1", 1, "true")}})
+		return err == nil
+	})
+	_, err = dialToken(t, addr, gone.Secret).jobs.ListJobs(ctx5(t), &pb.ListJobsRequest{})
+	wantCode(t, "revoked token after restart", err, codes.Unauthenticated, "unknown or was revoked")
+	_, err = dialToken(t, addr, "").acl.Bootstrap(ctx5(t), &pb.ACLBootstrapRequest{})
+	wantCode(t, "bootstrap after restart", err, codes.FailedPrecondition, "already bootstrapped")
+}
