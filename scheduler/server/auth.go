@@ -12,7 +12,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 	"strings"
 
@@ -257,9 +256,13 @@ func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerI
 		return nil, err
 	}
 	limit := int32(0)
-	if lj, ok := req.(*pb.ListJobsRequest); ok && c.enforce {
-		// Filter first, then apply the limit.
-		limit, lj.Limit = lj.Limit, 0
+	if lj, ok := req.(*pb.ListJobsRequest); ok && c.enforce && lj.Limit > 0 {
+		// Filter first, then apply the limit (on a copy: the forwarder may
+		// serve the same request again).
+		limit = lj.Limit
+		lj = proto.Clone(lj).(*pb.ListJobsRequest)
+		lj.Limit = 0
+		req = lj
 	}
 	resp, err := handler(context.WithValue(ctx, callerKey{}, c), req)
 	if err == nil && c.enforce {
@@ -505,4 +508,4 @@ func aclStatus(err error) error {
 	return nil
 }
 
-var errACLOff = fmt.Errorf("ACLs are not enabled on this server: start the servers with --acl (config acl: true)")
+var errACLOff = errors.New("ACLs are not enabled on this server: start the servers with --acl (config acl: true)")
