@@ -128,24 +128,36 @@ func needCluster(act acl.Action) methodCheck {
 
 func allowAll(*caller, *state.State, any) error { return nil }
 
+// typed adapts a check of one request type; another type is a bad request,
+// never a crash.
+func typed[T any](f func(c *caller, st *state.State, req T) error) methodCheck {
+	return func(c *caller, st *state.State, req any) error {
+		r, ok := req.(T)
+		if !ok {
+			return status.Errorf(codes.InvalidArgument, "malformed request %T", req)
+		}
+		return f(c, st, r)
+	}
+}
+
 // jobCheck checks act on the pool of the job a request names; an unknown
 // job is left to the handler (NotFound).
-func jobCheck(act acl.Action, id func(req any) string) methodCheck {
-	return func(c *caller, st *state.State, req any) error {
+func jobCheck[T any](act acl.Action, id func(req T) string) methodCheck {
+	return typed(func(c *caller, st *state.State, req T) error {
 		j, ok := st.Job(id(req))
 		if !ok {
 			return nil
 		}
 		return c.allow(act, j.PB.Pool)
-	}
+	})
 }
 
-func poolCheck(act acl.Action, path func(req any) string) methodCheck {
-	return func(c *caller, _ *state.State, req any) error { return c.allow(act, path(req)) }
+func poolCheck[T any](act acl.Action, path func(req T) string) methodCheck {
+	return typed(func(c *caller, _ *state.State, req T) error { return c.allow(act, path(req)) })
 }
 
-func checkSubmit(c *caller, _ *state.State, req any) error {
-	for _, spec := range req.(*pb.SubmitJobsRequest).Jobs {
+func checkSubmit(c *caller, _ *state.State, req *pb.SubmitJobsRequest) error {
+	for _, spec := range req.Jobs {
 		p := spec.GetPool()
 		if p == "" {
 			p = state.DefaultPool
@@ -159,8 +171,8 @@ func checkSubmit(c *caller, _ *state.State, req any) error {
 
 // checkCancel lets a job's submitter (same accessor) or an admin of its
 // pool cancel it.
-func checkCancel(c *caller, st *state.State, req any) error {
-	j, ok := st.Job(req.(*pb.CancelJobRequest).Id)
+func checkCancel(c *caller, st *state.State, req *pb.CancelJobRequest) error {
+	j, ok := st.Job(req.Id)
 	if !ok || !c.enforce {
 		return nil
 	}
@@ -175,8 +187,8 @@ func checkCancel(c *caller, st *state.State, req any) error {
 		c.tok.Name, c.tok.AccessorId, j.PB.Id, j.PB.Pool)
 }
 
-func usageCheck(c *caller, _ *state.State, req any) error {
-	if p := req.(*pb.PoolUsageRequest).Path; p != "" {
+func usageCheck(c *caller, _ *state.State, req *pb.PoolUsageRequest) error {
+	if p := req.Path; p != "" {
 		return c.allow(acl.PoolAdmin, p)
 	}
 	return nil // filtered to the pools the caller administers
@@ -185,26 +197,26 @@ func usageCheck(c *caller, _ *state.State, req any) error {
 // methodChecks holds the rule of every RPC; a method missing here is
 // refused while ACLs are on.
 var methodChecks = map[string]methodCheck{
-	pb.JobService_SubmitJobs_FullMethodName: checkSubmit,
-	pb.JobService_GetJob_FullMethodName: jobCheck(acl.PoolRead, func(r any) string {
-		return r.(*pb.GetJobRequest).Id
+	pb.JobService_SubmitJobs_FullMethodName: typed(checkSubmit),
+	pb.JobService_GetJob_FullMethodName: jobCheck(acl.PoolRead, func(r *pb.GetJobRequest) string {
+		return r.Id
 	}),
 	pb.JobService_ListJobs_FullMethodName:  allowAll, // filtered to readable pools
-	pb.JobService_CancelJob_FullMethodName: checkCancel,
-	pb.JobService_WatchJob_FullMethodName: jobCheck(acl.PoolRead, func(r any) string {
-		return r.(*pb.WatchJobRequest).Id
+	pb.JobService_CancelJob_FullMethodName: typed(checkCancel),
+	pb.JobService_WatchJob_FullMethodName: jobCheck(acl.PoolRead, func(r *pb.WatchJobRequest) string {
+		return r.Id
 	}),
-	pb.PoolService_CreatePool_FullMethodName: poolCheck(acl.PoolAdmin, func(r any) string {
-		return r.(*pb.PoolRequest).GetPool().GetPath()
+	pb.PoolService_CreatePool_FullMethodName: poolCheck(acl.PoolAdmin, func(r *pb.PoolRequest) string {
+		return r.GetPool().GetPath()
 	}),
-	pb.PoolService_UpdatePool_FullMethodName: poolCheck(acl.PoolAdmin, func(r any) string {
-		return r.(*pb.PoolRequest).GetPool().GetPath()
+	pb.PoolService_UpdatePool_FullMethodName: poolCheck(acl.PoolAdmin, func(r *pb.PoolRequest) string {
+		return r.GetPool().GetPath()
 	}),
-	pb.PoolService_DeletePool_FullMethodName: poolCheck(acl.PoolAdmin, func(r any) string {
-		return r.(*pb.DeletePoolRequest).Path
+	pb.PoolService_DeletePool_FullMethodName: poolCheck(acl.PoolAdmin, func(r *pb.DeletePoolRequest) string {
+		return r.Path
 	}),
 	pb.PoolService_ListPools_FullMethodName:    allowAll, // filtered to readable pools
-	pb.PoolService_GetPoolUsage_FullMethodName: usageCheck,
+	pb.PoolService_GetPoolUsage_FullMethodName: typed(usageCheck),
 	pb.AgentService_Session_FullMethodName:     needCluster(acl.AgentWrite),
 	pb.AgentService_ListAgents_FullMethodName:  needCluster(acl.ClusterRead),
 	pb.ClusterService_Members_FullMethodName:   needCluster(acl.ClusterRead),
@@ -222,7 +234,7 @@ var methodChecks = map[string]methodCheck{
 
 // checkCall applies the method's rule; a denial becomes PermissionDenied
 // naming the missing capability and pool.
-func (s *Server) checkCall(c *caller, method string, req any) (err error) {
+func (s *Server) checkCall(c *caller, method string, req any) error {
 	if !c.enforce {
 		return nil
 	}
@@ -230,13 +242,7 @@ func (s *Server) checkCall(c *caller, method string, req any) (err error) {
 	if !ok {
 		return status.Errorf(codes.PermissionDenied, "no ACL rule for method %s", method)
 	}
-	defer func() {
-		// A request of the wrong type for its method is a bad request,
-		// never a crash.
-		if r := recover(); r != nil {
-			err = status.Errorf(codes.InvalidArgument, "malformed request for %s", method)
-		}
-	}()
+	var err error
 	s.fsm.Read(func(st *state.State) { err = check(c, st, req) })
 	var d *acl.Denied
 	if errors.As(err, &d) {
