@@ -140,10 +140,13 @@ func Allow(tok Token, policies map[string]*Policy, act Action, pool string) erro
 	return &Denied{Accessor: tok.AccessorID, Name: tok.Name, Action: act, Pool: pool}
 }
 
+// poolNeeds is the level each pool action needs.
+var poolNeeds = map[Action]Level{PoolRead: Read, PoolSubmit: Submit, PoolAdmin: Admin}
+
 func have(tok Token, policies map[string]*Policy, act Action, pool string) bool {
 	switch act {
 	case PoolRead, PoolSubmit, PoolAdmin:
-		return PoolLevel(tok, policies, pool) >= Level(act-PoolRead)+Read
+		return PoolLevel(tok, policies, pool) >= poolNeeds[act]
 	case ClusterRead:
 		return clusterLevel(tok, policies) >= Read
 	case ClusterOperator:
