@@ -235,6 +235,18 @@ func TestACLPoolRightsSubmitterAndAudit(t *testing.T) {
 	}
 	_, err = outsider.jobs.GetJob(ctx5(t), &pb.GetJobRequest{Id: j1})
 	wantCode(t, "outsider get", err, codes.PermissionDenied, `lacks "read" on pool "studio/ingest"`)
+	watch, err := outsider.jobs.WatchJob(ctx5(t), &pb.WatchJobRequest{Id: j1})
+	if err == nil {
+		_, err = watch.Recv()
+	}
+	wantCode(t, "outsider watch", err, codes.PermissionDenied, `lacks "read" on pool "studio/ingest"`)
+	watch, err = reader.jobs.WatchJob(ctx5(t), &pb.WatchJobRequest{Id: j1})
+	if err == nil {
+		_, err = watch.Recv()
+	}
+	if err != nil {
+		t.Fatalf("reader watches a job of a pool it reads: %v", err)
+	}
 
 	// A read-only token cannot cancel or change quotas.
 	_, err = reader.jobs.CancelJob(ctx5(t), &pb.CancelJobRequest{Id: j1})
