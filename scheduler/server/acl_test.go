@@ -152,6 +152,20 @@ func TestACLBootstrapOnlyOnce(t *testing.T) {
 	if err != nil || me.AccessorId != root.AccessorId || me.Secret != "" {
 		t.Fatalf("whoami: %v %v, want accessor %s without secret", me, err, root.AccessorId)
 	}
+	// A second management token may manage ACLs; lists never show secrets.
+	mgmt, err := dialToken(t, s.Addr(), root.Secret).acl.CreateToken(ctx5(t), &pb.CreateTokenRequest{Name: "ops", Management: true})
+	if err != nil || !mgmt.Management {
+		t.Fatalf("create management token: %v %v", mgmt, err)
+	}
+	toks, err := dialToken(t, s.Addr(), mgmt.Secret).acl.ListTokens(ctx5(t), &pb.ListTokensRequest{})
+	if err != nil || len(toks.Tokens) != 2 {
+		t.Fatalf("list tokens with the new management token: %v %v", toks, err)
+	}
+	for _, tok := range toks.Tokens {
+		if tok.Secret != "" {
+			t.Fatalf("token list shows a secret for %s", tok.AccessorId)
+		}
+	}
 }
 
 func TestACLPoolRightsSubmitterAndAudit(t *testing.T) {
