@@ -62,6 +62,9 @@ type Config struct {
 	Clock func() time.Time
 	// Logger receives structured logs (default slog.Default()).
 	Logger *slog.Logger
+	// Token is the ACL token sent with every call (its policy needs
+	// agent = "write" when the servers enforce ACLs).
+	Token string
 }
 
 // Agent runs tasks for the scheduler. Create it with New and run it with Run.
@@ -215,6 +218,7 @@ func (a *Agent) conn(addr string) (*grpc.ClientConn, error) {
 		creds = a.cfg.TLS.Credentials()
 	}
 	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
+		grpc.WithPerRPCCredentials(pb.TokenCredentials(a.cfg.Token)),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
 			Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}, MinConnectTimeout: 3 * time.Second}),
 		grpc.WithKeepaliveParams(keepaliveParams))

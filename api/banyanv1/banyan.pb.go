@@ -1117,8 +1117,11 @@ type Job struct {
 	MaxWaitMs int64   `protobuf:"varint,13,opt,name=max_wait_ms,json=maxWaitMs,proto3" json:"max_wait_ms,omitempty"`
 	// promoted_unix_ms is when opportunistic work was promoted to batch.
 	PromotedUnixMs int64 `protobuf:"varint,14,opt,name=promoted_unix_ms,json=promotedUnixMs,proto3" json:"promoted_unix_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// submitter is the ACL token that submitted the job (empty while ACLs
+	// are off).
+	Submitter     *Submitter `protobuf:"bytes,15,opt,name=submitter,proto3" json:"submitter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -1249,6 +1252,67 @@ func (x *Job) GetPromotedUnixMs() int64 {
 	return 0
 }
 
+func (x *Job) GetSubmitter() *Submitter {
+	if x != nil {
+		return x.Submitter
+	}
+	return nil
+}
+
+// Submitter names the token a job was submitted with: its accessor id and
+// name, never its secret.
+type Submitter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccessorId    string                 `protobuf:"bytes,1,opt,name=accessor_id,json=accessorId,proto3" json:"accessor_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Submitter) Reset() {
+	*x = Submitter{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Submitter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Submitter) ProtoMessage() {}
+
+func (x *Submitter) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Submitter.ProtoReflect.Descriptor instead.
+func (*Submitter) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Submitter) GetAccessorId() string {
+	if x != nil {
+		return x.AccessorId
+	}
+	return ""
+}
+
+func (x *Submitter) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 type SubmitJobsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Jobs          []*JobSpec             `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
@@ -1258,7 +1322,7 @@ type SubmitJobsRequest struct {
 
 func (x *SubmitJobsRequest) Reset() {
 	*x = SubmitJobsRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[10]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1270,7 +1334,7 @@ func (x *SubmitJobsRequest) String() string {
 func (*SubmitJobsRequest) ProtoMessage() {}
 
 func (x *SubmitJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[10]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1283,7 +1347,7 @@ func (x *SubmitJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobsRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobsRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{10}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SubmitJobsRequest) GetJobs() []*JobSpec {
@@ -1305,7 +1369,7 @@ type SubmitJobsResponse struct {
 
 func (x *SubmitJobsResponse) Reset() {
 	*x = SubmitJobsResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[11]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1317,7 +1381,7 @@ func (x *SubmitJobsResponse) String() string {
 func (*SubmitJobsResponse) ProtoMessage() {}
 
 func (x *SubmitJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[11]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1330,7 +1394,7 @@ func (x *SubmitJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobsResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobsResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{11}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SubmitJobsResponse) GetJobs() []*Job {
@@ -1357,7 +1421,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[12]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1433,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[12]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1446,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{12}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -1410,7 +1474,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[13]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +1486,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[13]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,7 +1499,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{13}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListJobsRequest) GetPool() string {
@@ -1468,7 +1532,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[14]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1544,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[14]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1557,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{14}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1512,7 +1576,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[15]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1588,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[15]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1601,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{15}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -1556,7 +1620,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[16]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +1632,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[16]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +1645,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{16}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -1611,7 +1675,7 @@ type Pool struct {
 
 func (x *Pool) Reset() {
 	*x = Pool{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[17]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1623,7 +1687,7 @@ func (x *Pool) String() string {
 func (*Pool) ProtoMessage() {}
 
 func (x *Pool) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[17]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1636,7 +1700,7 @@ func (x *Pool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pool.ProtoReflect.Descriptor instead.
 func (*Pool) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{17}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Pool) GetPath() string {
@@ -1704,7 +1768,7 @@ type PoolRequest struct {
 
 func (x *PoolRequest) Reset() {
 	*x = PoolRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[18]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1780,7 @@ func (x *PoolRequest) String() string {
 func (*PoolRequest) ProtoMessage() {}
 
 func (x *PoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[18]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1793,7 @@ func (x *PoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolRequest.ProtoReflect.Descriptor instead.
 func (*PoolRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{18}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PoolRequest) GetPool() *Pool {
@@ -1748,7 +1812,7 @@ type DeletePoolRequest struct {
 
 func (x *DeletePoolRequest) Reset() {
 	*x = DeletePoolRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[19]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +1824,7 @@ func (x *DeletePoolRequest) String() string {
 func (*DeletePoolRequest) ProtoMessage() {}
 
 func (x *DeletePoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[19]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +1837,7 @@ func (x *DeletePoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePoolRequest.ProtoReflect.Descriptor instead.
 func (*DeletePoolRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{19}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeletePoolRequest) GetPath() string {
@@ -1791,7 +1855,7 @@ type ListPoolsRequest struct {
 
 func (x *ListPoolsRequest) Reset() {
 	*x = ListPoolsRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[20]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1803,7 +1867,7 @@ func (x *ListPoolsRequest) String() string {
 func (*ListPoolsRequest) ProtoMessage() {}
 
 func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[20]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1816,7 +1880,7 @@ func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsRequest.ProtoReflect.Descriptor instead.
 func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{20}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{21}
 }
 
 type ListPoolsResponse struct {
@@ -1832,7 +1896,7 @@ type ListPoolsResponse struct {
 
 func (x *ListPoolsResponse) Reset() {
 	*x = ListPoolsResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[21]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1844,7 +1908,7 @@ func (x *ListPoolsResponse) String() string {
 func (*ListPoolsResponse) ProtoMessage() {}
 
 func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[21]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1857,7 +1921,7 @@ func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsResponse.ProtoReflect.Descriptor instead.
 func (*ListPoolsResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{21}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListPoolsResponse) GetPools() []*Pool {
@@ -1895,7 +1959,7 @@ type Cost struct {
 
 func (x *Cost) Reset() {
 	*x = Cost{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[22]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1907,7 +1971,7 @@ func (x *Cost) String() string {
 func (*Cost) ProtoMessage() {}
 
 func (x *Cost) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[22]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1920,7 +1984,7 @@ func (x *Cost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cost.ProtoReflect.Descriptor instead.
 func (*Cost) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{22}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Cost) GetCpuSeconds() float64 {
@@ -1968,7 +2032,7 @@ type PoolUsageRequest struct {
 
 func (x *PoolUsageRequest) Reset() {
 	*x = PoolUsageRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[23]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1980,7 +2044,7 @@ func (x *PoolUsageRequest) String() string {
 func (*PoolUsageRequest) ProtoMessage() {}
 
 func (x *PoolUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[23]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1993,7 +2057,7 @@ func (x *PoolUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolUsageRequest.ProtoReflect.Descriptor instead.
 func (*PoolUsageRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{23}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PoolUsageRequest) GetPath() string {
@@ -2021,7 +2085,7 @@ type PoolUsage struct {
 
 func (x *PoolUsage) Reset() {
 	*x = PoolUsage{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[24]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2033,7 +2097,7 @@ func (x *PoolUsage) String() string {
 func (*PoolUsage) ProtoMessage() {}
 
 func (x *PoolUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[24]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2046,7 +2110,7 @@ func (x *PoolUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolUsage.ProtoReflect.Descriptor instead.
 func (*PoolUsage) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{24}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PoolUsage) GetPath() string {
@@ -2072,7 +2136,7 @@ type PoolUsageResponse struct {
 
 func (x *PoolUsageResponse) Reset() {
 	*x = PoolUsageResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[25]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2148,7 @@ func (x *PoolUsageResponse) String() string {
 func (*PoolUsageResponse) ProtoMessage() {}
 
 func (x *PoolUsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[25]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2161,7 @@ func (x *PoolUsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolUsageResponse.ProtoReflect.Descriptor instead.
 func (*PoolUsageResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{25}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PoolUsageResponse) GetPools() []*PoolUsage {
@@ -2123,7 +2187,7 @@ type GPU struct {
 
 func (x *GPU) Reset() {
 	*x = GPU{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[26]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2135,7 +2199,7 @@ func (x *GPU) String() string {
 func (*GPU) ProtoMessage() {}
 
 func (x *GPU) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[26]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2148,7 +2212,7 @@ func (x *GPU) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPU.ProtoReflect.Descriptor instead.
 func (*GPU) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{26}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GPU) GetIndex() int32 {
@@ -2217,7 +2281,7 @@ type Fingerprint struct {
 
 func (x *Fingerprint) Reset() {
 	*x = Fingerprint{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2229,7 +2293,7 @@ func (x *Fingerprint) String() string {
 func (*Fingerprint) ProtoMessage() {}
 
 func (x *Fingerprint) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2242,7 +2306,7 @@ func (x *Fingerprint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fingerprint.ProtoReflect.Descriptor instead.
 func (*Fingerprint) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{27}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Fingerprint) GetHostname() string {
@@ -2312,7 +2376,7 @@ type Agent struct {
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2324,7 +2388,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2337,7 +2401,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{28}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Agent) GetId() string {
@@ -2412,7 +2476,7 @@ type TaskAssignment struct {
 
 func (x *TaskAssignment) Reset() {
 	*x = TaskAssignment{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2424,7 +2488,7 @@ func (x *TaskAssignment) String() string {
 func (*TaskAssignment) ProtoMessage() {}
 
 func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2437,7 +2501,7 @@ func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskAssignment.ProtoReflect.Descriptor instead.
 func (*TaskAssignment) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{29}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TaskAssignment) GetTaskId() string {
@@ -2507,7 +2571,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2519,7 +2583,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2532,7 +2596,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{30}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TaskEvent) GetTaskId() string {
@@ -2618,7 +2682,7 @@ type AgentHello struct {
 
 func (x *AgentHello) Reset() {
 	*x = AgentHello{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2630,7 +2694,7 @@ func (x *AgentHello) String() string {
 func (*AgentHello) ProtoMessage() {}
 
 func (x *AgentHello) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2643,7 +2707,7 @@ func (x *AgentHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentHello.ProtoReflect.Descriptor instead.
 func (*AgentHello) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{31}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AgentHello) GetAgentId() string {
@@ -2682,7 +2746,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2694,7 +2758,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2707,7 +2771,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{32}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -2775,7 +2839,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2787,7 +2851,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2800,7 +2864,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{33}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Heartbeat) GetUnixMs() int64 {
@@ -2819,7 +2883,7 @@ type TaskEvents struct {
 
 func (x *TaskEvents) Reset() {
 	*x = TaskEvents{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2831,7 +2895,7 @@ func (x *TaskEvents) String() string {
 func (*TaskEvents) ProtoMessage() {}
 
 func (x *TaskEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2844,7 +2908,7 @@ func (x *TaskEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvents.ProtoReflect.Descriptor instead.
 func (*TaskEvents) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{34}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TaskEvents) GetEvents() []*TaskEvent {
@@ -2872,7 +2936,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2884,7 +2948,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2897,7 +2961,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{35}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -3011,7 +3075,7 @@ type WarmTargets struct {
 
 func (x *WarmTargets) Reset() {
 	*x = WarmTargets{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3023,7 +3087,7 @@ func (x *WarmTargets) String() string {
 func (*WarmTargets) ProtoMessage() {}
 
 func (x *WarmTargets) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3036,7 +3100,7 @@ func (x *WarmTargets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WarmTargets.ProtoReflect.Descriptor instead.
 func (*WarmTargets) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{36}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WarmTargets) GetWorkers() map[string]int32 {
@@ -3056,7 +3120,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3068,7 +3132,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3081,7 +3145,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{37}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Welcome) GetLeaseMs() int64 {
@@ -3108,7 +3172,7 @@ type TaskBatch struct {
 
 func (x *TaskBatch) Reset() {
 	*x = TaskBatch{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3120,7 +3184,7 @@ func (x *TaskBatch) String() string {
 func (*TaskBatch) ProtoMessage() {}
 
 func (x *TaskBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3133,7 +3197,7 @@ func (x *TaskBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskBatch.ProtoReflect.Descriptor instead.
 func (*TaskBatch) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{38}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *TaskBatch) GetTasks() []*TaskAssignment {
@@ -3154,7 +3218,7 @@ type CancelTasks struct {
 
 func (x *CancelTasks) Reset() {
 	*x = CancelTasks{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3166,7 +3230,7 @@ func (x *CancelTasks) String() string {
 func (*CancelTasks) ProtoMessage() {}
 
 func (x *CancelTasks) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3179,7 +3243,7 @@ func (x *CancelTasks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasks.ProtoReflect.Descriptor instead.
 func (*CancelTasks) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{39}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CancelTasks) GetTasks() []*TaskAssignment {
@@ -3213,7 +3277,7 @@ type AckEvents struct {
 
 func (x *AckEvents) Reset() {
 	*x = AckEvents{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3225,7 +3289,7 @@ func (x *AckEvents) String() string {
 func (*AckEvents) ProtoMessage() {}
 
 func (x *AckEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3238,7 +3302,7 @@ func (x *AckEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckEvents.ProtoReflect.Descriptor instead.
 func (*AckEvents) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{40}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AckEvents) GetEvents() []*TaskEvent {
@@ -3257,7 +3321,7 @@ type HeartbeatAck struct {
 
 func (x *HeartbeatAck) Reset() {
 	*x = HeartbeatAck{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3269,7 +3333,7 @@ func (x *HeartbeatAck) String() string {
 func (*HeartbeatAck) ProtoMessage() {}
 
 func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3282,7 +3346,7 @@ func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatAck.ProtoReflect.Descriptor instead.
 func (*HeartbeatAck) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{41}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *HeartbeatAck) GetUnixMs() int64 {
@@ -3300,7 +3364,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3312,7 +3376,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3325,7 +3389,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{42}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{43}
 }
 
 type ListAgentsResponse struct {
@@ -3337,7 +3401,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3349,7 +3413,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3362,7 +3426,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{43}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -3386,7 +3450,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3398,7 +3462,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3411,7 +3475,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{44}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Member) GetId() string {
@@ -3450,7 +3514,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3462,7 +3526,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3475,7 +3539,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{45}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{46}
 }
 
 type MembersResponse struct {
@@ -3490,7 +3554,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3502,7 +3566,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3515,7 +3579,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{46}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -3556,7 +3620,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3568,7 +3632,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3581,7 +3645,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{47}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *JoinRequest) GetId() string {
@@ -3606,7 +3670,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3618,7 +3682,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3631,7 +3695,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{48}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{49}
 }
 
 type RemoveRequest struct {
@@ -3643,7 +3707,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3655,7 +3719,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3668,7 +3732,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{49}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RemoveRequest) GetId() string {
@@ -3686,7 +3750,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[50]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3698,7 +3762,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[50]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3711,7 +3775,733 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{50}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{51}
+}
+
+// ACLPoolRule grants a capability on the pools a pattern names: an exact
+// pool path (its subtree included) or a prefix ending in "*".
+type ACLPoolRule struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Pattern string                 `protobuf:"bytes,1,opt,name=pattern,proto3" json:"pattern,omitempty"`
+	// capability is "read", "submit" or "admin" (each includes the ones
+	// before it).
+	Capability    string `protobuf:"bytes,2,opt,name=capability,proto3" json:"capability,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLPoolRule) Reset() {
+	*x = ACLPoolRule{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLPoolRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLPoolRule) ProtoMessage() {}
+
+func (x *ACLPoolRule) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLPoolRule.ProtoReflect.Descriptor instead.
+func (*ACLPoolRule) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ACLPoolRule) GetPattern() string {
+	if x != nil {
+		return x.Pattern
+	}
+	return ""
+}
+
+func (x *ACLPoolRule) GetCapability() string {
+	if x != nil {
+		return x.Capability
+	}
+	return ""
+}
+
+// ACLPolicy is a named set of rules that tokens refer to.
+type ACLPolicy struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	Pools       []*ACLPoolRule         `protobuf:"bytes,3,rep,name=pools,proto3" json:"pools,omitempty"`
+	// cluster is "", "read" or "operator".
+	Cluster string `protobuf:"bytes,4,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// agent is "" or "write": the right to open an agent session.
+	Agent         string `protobuf:"bytes,5,opt,name=agent,proto3" json:"agent,omitempty"`
+	ModifyUnixMs  int64  `protobuf:"varint,6,opt,name=modify_unix_ms,json=modifyUnixMs,proto3" json:"modify_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLPolicy) Reset() {
+	*x = ACLPolicy{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLPolicy) ProtoMessage() {}
+
+func (x *ACLPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLPolicy.ProtoReflect.Descriptor instead.
+func (*ACLPolicy) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ACLPolicy) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ACLPolicy) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *ACLPolicy) GetPools() []*ACLPoolRule {
+	if x != nil {
+		return x.Pools
+	}
+	return nil
+}
+
+func (x *ACLPolicy) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *ACLPolicy) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *ACLPolicy) GetModifyUnixMs() int64 {
+	if x != nil {
+		return x.ModifyUnixMs
+	}
+	return 0
+}
+
+// ACLToken is a token as clients see it. secret is filled only in the
+// answer that creates it (Bootstrap, CreateToken): servers store a hash.
+type ACLToken struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	AccessorId string                 `protobuf:"bytes,1,opt,name=accessor_id,json=accessorId,proto3" json:"accessor_id,omitempty"`
+	Secret     string                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	Name       string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Policies   []string               `protobuf:"bytes,4,rep,name=policies,proto3" json:"policies,omitempty"`
+	// management tokens may do everything, including manage ACLs.
+	Management    bool  `protobuf:"varint,5,opt,name=management,proto3" json:"management,omitempty"`
+	CreateUnixMs  int64 `protobuf:"varint,6,opt,name=create_unix_ms,json=createUnixMs,proto3" json:"create_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLToken) Reset() {
+	*x = ACLToken{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLToken) ProtoMessage() {}
+
+func (x *ACLToken) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLToken.ProtoReflect.Descriptor instead.
+func (*ACLToken) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ACLToken) GetAccessorId() string {
+	if x != nil {
+		return x.AccessorId
+	}
+	return ""
+}
+
+func (x *ACLToken) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *ACLToken) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ACLToken) GetPolicies() []string {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *ACLToken) GetManagement() bool {
+	if x != nil {
+		return x.Management
+	}
+	return false
+}
+
+func (x *ACLToken) GetCreateUnixMs() int64 {
+	if x != nil {
+		return x.CreateUnixMs
+	}
+	return 0
+}
+
+type ACLBootstrapRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLBootstrapRequest) Reset() {
+	*x = ACLBootstrapRequest{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLBootstrapRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLBootstrapRequest) ProtoMessage() {}
+
+func (x *ACLBootstrapRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLBootstrapRequest.ProtoReflect.Descriptor instead.
+func (*ACLBootstrapRequest) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{55}
+}
+
+type UpsertPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *ACLPolicy             `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpsertPolicyRequest) Reset() {
+	*x = UpsertPolicyRequest{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpsertPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpsertPolicyRequest) ProtoMessage() {}
+
+func (x *UpsertPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpsertPolicyRequest.ProtoReflect.Descriptor instead.
+func (*UpsertPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *UpsertPolicyRequest) GetPolicy() *ACLPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+type DeletePolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePolicyRequest) Reset() {
+	*x = DeletePolicyRequest{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePolicyRequest) ProtoMessage() {}
+
+func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
+func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *DeletePolicyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeletePolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePolicyResponse) Reset() {
+	*x = DeletePolicyResponse{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePolicyResponse) ProtoMessage() {}
+
+func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
+func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{58}
+}
+
+type ListPoliciesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoliciesRequest) Reset() {
+	*x = ListPoliciesRequest{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoliciesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoliciesRequest) ProtoMessage() {}
+
+func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
+func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{59}
+}
+
+type ListPoliciesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policies      []*ACLPolicy           `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoliciesResponse) Reset() {
+	*x = ListPoliciesResponse{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoliciesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoliciesResponse) ProtoMessage() {}
+
+func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
+func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ListPoliciesResponse) GetPolicies() []*ACLPolicy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+type CreateTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Policies      []string               `protobuf:"bytes,2,rep,name=policies,proto3" json:"policies,omitempty"`
+	Management    bool                   `protobuf:"varint,3,opt,name=management,proto3" json:"management,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTokenRequest) Reset() {
+	*x = CreateTokenRequest{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTokenRequest) ProtoMessage() {}
+
+func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
+func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *CreateTokenRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateTokenRequest) GetPolicies() []string {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *CreateTokenRequest) GetManagement() bool {
+	if x != nil {
+		return x.Management
+	}
+	return false
+}
+
+type RevokeTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccessorId    string                 `protobuf:"bytes,1,opt,name=accessor_id,json=accessorId,proto3" json:"accessor_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenRequest) Reset() {
+	*x = RevokeTokenRequest{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenRequest) ProtoMessage() {}
+
+func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *RevokeTokenRequest) GetAccessorId() string {
+	if x != nil {
+		return x.AccessorId
+	}
+	return ""
+}
+
+type RevokeTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenResponse) Reset() {
+	*x = RevokeTokenResponse{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenResponse) ProtoMessage() {}
+
+func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{63}
+}
+
+type ListTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensRequest) Reset() {
+	*x = ListTokensRequest{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensRequest) ProtoMessage() {}
+
+func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListTokensRequest) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{64}
+}
+
+type ListTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*ACLToken            `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensResponse) Reset() {
+	*x = ListTokensResponse{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensResponse) ProtoMessage() {}
+
+func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListTokensResponse) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *ListTokensResponse) GetTokens() []*ACLToken {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type WhoAmIRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIRequest) Reset() {
+	*x = WhoAmIRequest{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIRequest) ProtoMessage() {}
+
+func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
+func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{66}
 }
 
 var File_api_banyanv1_banyan_proto protoreflect.FileDescriptor
@@ -3805,7 +4595,7 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x06failed\x18\x06 \x01(\x05R\x06failed\x12\x1c\n" +
 	"\tcancelled\x18\a \x01(\x05R\tcancelled\x12\x18\n" +
 	"\ablocked\x18\b \x01(\x05R\ablocked\x12\x1a\n" +
-	"\breplaced\x18\t \x01(\x05R\breplaced\"\xe6\x03\n" +
+	"\breplaced\x18\t \x01(\x05R\breplaced\"\x9a\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -3821,7 +4611,12 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x06counts\x18\v \x01(\v2\x15.banyan.v1.TaskCountsR\x06counts\x12%\n" +
 	"\x05tasks\x18\f \x03(\v2\x0f.banyan.v1.TaskR\x05tasks\x12\x1e\n" +
 	"\vmax_wait_ms\x18\r \x01(\x03R\tmaxWaitMs\x12(\n" +
-	"\x10promoted_unix_ms\x18\x0e \x01(\x03R\x0epromotedUnixMs\";\n" +
+	"\x10promoted_unix_ms\x18\x0e \x01(\x03R\x0epromotedUnixMs\x122\n" +
+	"\tsubmitter\x18\x0f \x01(\v2\x14.banyan.v1.SubmitterR\tsubmitter\"@\n" +
+	"\tSubmitter\x12\x1f\n" +
+	"\vaccessor_id\x18\x01 \x01(\tR\n" +
+	"accessorId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\";\n" +
 	"\x11SubmitJobsRequest\x12&\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x12.banyan.v1.JobSpecR\x04jobs\"T\n" +
 	"\x12SubmitJobsResponse\x12\"\n" +
@@ -3992,7 +4787,52 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\fJoinResponse\"\x1f\n" +
 	"\rRemoveRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x10\n" +
-	"\x0eRemoveResponse*n\n" +
+	"\x0eRemoveResponse\"G\n" +
+	"\vACLPoolRule\x12\x18\n" +
+	"\apattern\x18\x01 \x01(\tR\apattern\x12\x1e\n" +
+	"\n" +
+	"capability\x18\x02 \x01(\tR\n" +
+	"capability\"\xc5\x01\n" +
+	"\tACLPolicy\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12,\n" +
+	"\x05pools\x18\x03 \x03(\v2\x16.banyan.v1.ACLPoolRuleR\x05pools\x12\x18\n" +
+	"\acluster\x18\x04 \x01(\tR\acluster\x12\x14\n" +
+	"\x05agent\x18\x05 \x01(\tR\x05agent\x12$\n" +
+	"\x0emodify_unix_ms\x18\x06 \x01(\x03R\fmodifyUnixMs\"\xb9\x01\n" +
+	"\bACLToken\x12\x1f\n" +
+	"\vaccessor_id\x18\x01 \x01(\tR\n" +
+	"accessorId\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpolicies\x18\x04 \x03(\tR\bpolicies\x12\x1e\n" +
+	"\n" +
+	"management\x18\x05 \x01(\bR\n" +
+	"management\x12$\n" +
+	"\x0ecreate_unix_ms\x18\x06 \x01(\x03R\fcreateUnixMs\"\x15\n" +
+	"\x13ACLBootstrapRequest\"C\n" +
+	"\x13UpsertPolicyRequest\x12,\n" +
+	"\x06policy\x18\x01 \x01(\v2\x14.banyan.v1.ACLPolicyR\x06policy\")\n" +
+	"\x13DeletePolicyRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
+	"\x14DeletePolicyResponse\"\x15\n" +
+	"\x13ListPoliciesRequest\"H\n" +
+	"\x14ListPoliciesResponse\x120\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x14.banyan.v1.ACLPolicyR\bpolicies\"d\n" +
+	"\x12CreateTokenRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpolicies\x18\x02 \x03(\tR\bpolicies\x12\x1e\n" +
+	"\n" +
+	"management\x18\x03 \x01(\bR\n" +
+	"management\"5\n" +
+	"\x12RevokeTokenRequest\x12\x1f\n" +
+	"\vaccessor_id\x18\x01 \x01(\tR\n" +
+	"accessorId\"\x15\n" +
+	"\x13RevokeTokenResponse\"\x13\n" +
+	"\x11ListTokensRequest\"A\n" +
+	"\x12ListTokensResponse\x12+\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x13.banyan.v1.ACLTokenR\x06tokens\"\x0f\n" +
+	"\rWhoAmIRequest*n\n" +
 	"\bJobClass\x12\x19\n" +
 	"\x15JOB_CLASS_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_CLASS_LATENCY\x10\x01\x12\x13\n" +
@@ -4038,7 +4878,18 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x0eClusterService\x12@\n" +
 	"\aMembers\x12\x19.banyan.v1.MembersRequest\x1a\x1a.banyan.v1.MembersResponse\x127\n" +
 	"\x04Join\x12\x16.banyan.v1.JoinRequest\x1a\x17.banyan.v1.JoinResponse\x12=\n" +
-	"\x06Remove\x12\x18.banyan.v1.RemoveRequest\x1a\x19.banyan.v1.RemoveResponseB6Z4github.com/banyan-sched/banyan/api/banyanv1;banyanv1b\x06proto3"
+	"\x06Remove\x12\x18.banyan.v1.RemoveRequest\x1a\x19.banyan.v1.RemoveResponse2\xcb\x04\n" +
+	"\n" +
+	"ACLService\x12@\n" +
+	"\tBootstrap\x12\x1e.banyan.v1.ACLBootstrapRequest\x1a\x13.banyan.v1.ACLToken\x12D\n" +
+	"\fUpsertPolicy\x12\x1e.banyan.v1.UpsertPolicyRequest\x1a\x14.banyan.v1.ACLPolicy\x12O\n" +
+	"\fDeletePolicy\x12\x1e.banyan.v1.DeletePolicyRequest\x1a\x1f.banyan.v1.DeletePolicyResponse\x12O\n" +
+	"\fListPolicies\x12\x1e.banyan.v1.ListPoliciesRequest\x1a\x1f.banyan.v1.ListPoliciesResponse\x12A\n" +
+	"\vCreateToken\x12\x1d.banyan.v1.CreateTokenRequest\x1a\x13.banyan.v1.ACLToken\x12L\n" +
+	"\vRevokeToken\x12\x1d.banyan.v1.RevokeTokenRequest\x1a\x1e.banyan.v1.RevokeTokenResponse\x12I\n" +
+	"\n" +
+	"ListTokens\x12\x1c.banyan.v1.ListTokensRequest\x1a\x1d.banyan.v1.ListTokensResponse\x127\n" +
+	"\x06WhoAmI\x12\x18.banyan.v1.WhoAmIRequest\x1a\x13.banyan.v1.ACLTokenB6Z4github.com/banyan-sched/banyan/api/banyanv1;banyanv1b\x06proto3"
 
 var (
 	file_api_banyanv1_banyan_proto_rawDescOnce sync.Once
@@ -4053,69 +4904,85 @@ func file_api_banyanv1_banyan_proto_rawDescGZIP() []byte {
 }
 
 var file_api_banyanv1_banyan_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_api_banyanv1_banyan_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_api_banyanv1_banyan_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
 var file_api_banyanv1_banyan_proto_goTypes = []any{
-	(JobClass)(0),              // 0: banyan.v1.JobClass
-	(JobState)(0),              // 1: banyan.v1.JobState
-	(TaskState)(0),             // 2: banyan.v1.TaskState
-	(*Resources)(nil),          // 3: banyan.v1.Resources
-	(*Constraint)(nil),         // 4: banyan.v1.Constraint
-	(*RetryPolicy)(nil),        // 5: banyan.v1.RetryPolicy
-	(*TaskSpec)(nil),           // 6: banyan.v1.TaskSpec
-	(*JobExpansion)(nil),       // 7: banyan.v1.JobExpansion
-	(*JobSpec)(nil),            // 8: banyan.v1.JobSpec
-	(*Attempt)(nil),            // 9: banyan.v1.Attempt
-	(*Task)(nil),               // 10: banyan.v1.Task
-	(*TaskCounts)(nil),         // 11: banyan.v1.TaskCounts
-	(*Job)(nil),                // 12: banyan.v1.Job
-	(*SubmitJobsRequest)(nil),  // 13: banyan.v1.SubmitJobsRequest
-	(*SubmitJobsResponse)(nil), // 14: banyan.v1.SubmitJobsResponse
-	(*GetJobRequest)(nil),      // 15: banyan.v1.GetJobRequest
-	(*ListJobsRequest)(nil),    // 16: banyan.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),   // 17: banyan.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),   // 18: banyan.v1.CancelJobRequest
-	(*WatchJobRequest)(nil),    // 19: banyan.v1.WatchJobRequest
-	(*Pool)(nil),               // 20: banyan.v1.Pool
-	(*PoolRequest)(nil),        // 21: banyan.v1.PoolRequest
-	(*DeletePoolRequest)(nil),  // 22: banyan.v1.DeletePoolRequest
-	(*ListPoolsRequest)(nil),   // 23: banyan.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),  // 24: banyan.v1.ListPoolsResponse
-	(*Cost)(nil),               // 25: banyan.v1.Cost
-	(*PoolUsageRequest)(nil),   // 26: banyan.v1.PoolUsageRequest
-	(*PoolUsage)(nil),          // 27: banyan.v1.PoolUsage
-	(*PoolUsageResponse)(nil),  // 28: banyan.v1.PoolUsageResponse
-	(*GPU)(nil),                // 29: banyan.v1.GPU
-	(*Fingerprint)(nil),        // 30: banyan.v1.Fingerprint
-	(*Agent)(nil),              // 31: banyan.v1.Agent
-	(*TaskAssignment)(nil),     // 32: banyan.v1.TaskAssignment
-	(*TaskEvent)(nil),          // 33: banyan.v1.TaskEvent
-	(*AgentHello)(nil),         // 34: banyan.v1.AgentHello
-	(*AgentMessage)(nil),       // 35: banyan.v1.AgentMessage
-	(*Heartbeat)(nil),          // 36: banyan.v1.Heartbeat
-	(*TaskEvents)(nil),         // 37: banyan.v1.TaskEvents
-	(*ServerMessage)(nil),      // 38: banyan.v1.ServerMessage
-	(*WarmTargets)(nil),        // 39: banyan.v1.WarmTargets
-	(*Welcome)(nil),            // 40: banyan.v1.Welcome
-	(*TaskBatch)(nil),          // 41: banyan.v1.TaskBatch
-	(*CancelTasks)(nil),        // 42: banyan.v1.CancelTasks
-	(*AckEvents)(nil),          // 43: banyan.v1.AckEvents
-	(*HeartbeatAck)(nil),       // 44: banyan.v1.HeartbeatAck
-	(*ListAgentsRequest)(nil),  // 45: banyan.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil), // 46: banyan.v1.ListAgentsResponse
-	(*Member)(nil),             // 47: banyan.v1.Member
-	(*MembersRequest)(nil),     // 48: banyan.v1.MembersRequest
-	(*MembersResponse)(nil),    // 49: banyan.v1.MembersResponse
-	(*JoinRequest)(nil),        // 50: banyan.v1.JoinRequest
-	(*JoinResponse)(nil),       // 51: banyan.v1.JoinResponse
-	(*RemoveRequest)(nil),      // 52: banyan.v1.RemoveRequest
-	(*RemoveResponse)(nil),     // 53: banyan.v1.RemoveResponse
-	nil,                        // 54: banyan.v1.TaskSpec.EnvEntry
-	nil,                        // 55: banyan.v1.Pool.WarmEntry
-	nil,                        // 56: banyan.v1.Fingerprint.LabelsEntry
-	nil,                        // 57: banyan.v1.WarmTargets.WorkersEntry
+	(JobClass)(0),                // 0: banyan.v1.JobClass
+	(JobState)(0),                // 1: banyan.v1.JobState
+	(TaskState)(0),               // 2: banyan.v1.TaskState
+	(*Resources)(nil),            // 3: banyan.v1.Resources
+	(*Constraint)(nil),           // 4: banyan.v1.Constraint
+	(*RetryPolicy)(nil),          // 5: banyan.v1.RetryPolicy
+	(*TaskSpec)(nil),             // 6: banyan.v1.TaskSpec
+	(*JobExpansion)(nil),         // 7: banyan.v1.JobExpansion
+	(*JobSpec)(nil),              // 8: banyan.v1.JobSpec
+	(*Attempt)(nil),              // 9: banyan.v1.Attempt
+	(*Task)(nil),                 // 10: banyan.v1.Task
+	(*TaskCounts)(nil),           // 11: banyan.v1.TaskCounts
+	(*Job)(nil),                  // 12: banyan.v1.Job
+	(*Submitter)(nil),            // 13: banyan.v1.Submitter
+	(*SubmitJobsRequest)(nil),    // 14: banyan.v1.SubmitJobsRequest
+	(*SubmitJobsResponse)(nil),   // 15: banyan.v1.SubmitJobsResponse
+	(*GetJobRequest)(nil),        // 16: banyan.v1.GetJobRequest
+	(*ListJobsRequest)(nil),      // 17: banyan.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),     // 18: banyan.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),     // 19: banyan.v1.CancelJobRequest
+	(*WatchJobRequest)(nil),      // 20: banyan.v1.WatchJobRequest
+	(*Pool)(nil),                 // 21: banyan.v1.Pool
+	(*PoolRequest)(nil),          // 22: banyan.v1.PoolRequest
+	(*DeletePoolRequest)(nil),    // 23: banyan.v1.DeletePoolRequest
+	(*ListPoolsRequest)(nil),     // 24: banyan.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),    // 25: banyan.v1.ListPoolsResponse
+	(*Cost)(nil),                 // 26: banyan.v1.Cost
+	(*PoolUsageRequest)(nil),     // 27: banyan.v1.PoolUsageRequest
+	(*PoolUsage)(nil),            // 28: banyan.v1.PoolUsage
+	(*PoolUsageResponse)(nil),    // 29: banyan.v1.PoolUsageResponse
+	(*GPU)(nil),                  // 30: banyan.v1.GPU
+	(*Fingerprint)(nil),          // 31: banyan.v1.Fingerprint
+	(*Agent)(nil),                // 32: banyan.v1.Agent
+	(*TaskAssignment)(nil),       // 33: banyan.v1.TaskAssignment
+	(*TaskEvent)(nil),            // 34: banyan.v1.TaskEvent
+	(*AgentHello)(nil),           // 35: banyan.v1.AgentHello
+	(*AgentMessage)(nil),         // 36: banyan.v1.AgentMessage
+	(*Heartbeat)(nil),            // 37: banyan.v1.Heartbeat
+	(*TaskEvents)(nil),           // 38: banyan.v1.TaskEvents
+	(*ServerMessage)(nil),        // 39: banyan.v1.ServerMessage
+	(*WarmTargets)(nil),          // 40: banyan.v1.WarmTargets
+	(*Welcome)(nil),              // 41: banyan.v1.Welcome
+	(*TaskBatch)(nil),            // 42: banyan.v1.TaskBatch
+	(*CancelTasks)(nil),          // 43: banyan.v1.CancelTasks
+	(*AckEvents)(nil),            // 44: banyan.v1.AckEvents
+	(*HeartbeatAck)(nil),         // 45: banyan.v1.HeartbeatAck
+	(*ListAgentsRequest)(nil),    // 46: banyan.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),   // 47: banyan.v1.ListAgentsResponse
+	(*Member)(nil),               // 48: banyan.v1.Member
+	(*MembersRequest)(nil),       // 49: banyan.v1.MembersRequest
+	(*MembersResponse)(nil),      // 50: banyan.v1.MembersResponse
+	(*JoinRequest)(nil),          // 51: banyan.v1.JoinRequest
+	(*JoinResponse)(nil),         // 52: banyan.v1.JoinResponse
+	(*RemoveRequest)(nil),        // 53: banyan.v1.RemoveRequest
+	(*RemoveResponse)(nil),       // 54: banyan.v1.RemoveResponse
+	(*ACLPoolRule)(nil),          // 55: banyan.v1.ACLPoolRule
+	(*ACLPolicy)(nil),            // 56: banyan.v1.ACLPolicy
+	(*ACLToken)(nil),             // 57: banyan.v1.ACLToken
+	(*ACLBootstrapRequest)(nil),  // 58: banyan.v1.ACLBootstrapRequest
+	(*UpsertPolicyRequest)(nil),  // 59: banyan.v1.UpsertPolicyRequest
+	(*DeletePolicyRequest)(nil),  // 60: banyan.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil), // 61: banyan.v1.DeletePolicyResponse
+	(*ListPoliciesRequest)(nil),  // 62: banyan.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil), // 63: banyan.v1.ListPoliciesResponse
+	(*CreateTokenRequest)(nil),   // 64: banyan.v1.CreateTokenRequest
+	(*RevokeTokenRequest)(nil),   // 65: banyan.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),  // 66: banyan.v1.RevokeTokenResponse
+	(*ListTokensRequest)(nil),    // 67: banyan.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),   // 68: banyan.v1.ListTokensResponse
+	(*WhoAmIRequest)(nil),        // 69: banyan.v1.WhoAmIRequest
+	nil,                          // 70: banyan.v1.TaskSpec.EnvEntry
+	nil,                          // 71: banyan.v1.Pool.WarmEntry
+	nil,                          // 72: banyan.v1.Fingerprint.LabelsEntry
+	nil,                          // 73: banyan.v1.WarmTargets.WorkersEntry
 }
 var file_api_banyanv1_banyan_proto_depIdxs = []int32{
-	54, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
+	70, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
 	3,  // 1: banyan.v1.TaskSpec.resources:type_name -> banyan.v1.Resources
 	5,  // 2: banyan.v1.TaskSpec.retry:type_name -> banyan.v1.RetryPolicy
 	4,  // 3: banyan.v1.TaskSpec.constraints:type_name -> banyan.v1.Constraint
@@ -4130,79 +4997,100 @@ var file_api_banyanv1_banyan_proto_depIdxs = []int32{
 	1,  // 12: banyan.v1.Job.state:type_name -> banyan.v1.JobState
 	11, // 13: banyan.v1.Job.counts:type_name -> banyan.v1.TaskCounts
 	10, // 14: banyan.v1.Job.tasks:type_name -> banyan.v1.Task
-	8,  // 15: banyan.v1.SubmitJobsRequest.jobs:type_name -> banyan.v1.JobSpec
-	12, // 16: banyan.v1.SubmitJobsResponse.jobs:type_name -> banyan.v1.Job
-	1,  // 17: banyan.v1.ListJobsRequest.state:type_name -> banyan.v1.JobState
-	12, // 18: banyan.v1.ListJobsResponse.jobs:type_name -> banyan.v1.Job
-	3,  // 19: banyan.v1.Pool.guaranteed:type_name -> banyan.v1.Resources
-	3,  // 20: banyan.v1.Pool.max:type_name -> banyan.v1.Resources
-	3,  // 21: banyan.v1.Pool.usage:type_name -> banyan.v1.Resources
-	55, // 22: banyan.v1.Pool.warm:type_name -> banyan.v1.Pool.WarmEntry
-	20, // 23: banyan.v1.PoolRequest.pool:type_name -> banyan.v1.Pool
-	20, // 24: banyan.v1.ListPoolsResponse.pools:type_name -> banyan.v1.Pool
-	3,  // 25: banyan.v1.ListPoolsResponse.cluster:type_name -> banyan.v1.Resources
-	25, // 26: banyan.v1.PoolUsage.cost:type_name -> banyan.v1.Cost
-	27, // 27: banyan.v1.PoolUsageResponse.pools:type_name -> banyan.v1.PoolUsage
-	29, // 28: banyan.v1.Fingerprint.gpus:type_name -> banyan.v1.GPU
-	3,  // 29: banyan.v1.Fingerprint.capacity:type_name -> banyan.v1.Resources
-	56, // 30: banyan.v1.Fingerprint.labels:type_name -> banyan.v1.Fingerprint.LabelsEntry
-	30, // 31: banyan.v1.Agent.fingerprint:type_name -> banyan.v1.Fingerprint
-	3,  // 32: banyan.v1.Agent.used:type_name -> banyan.v1.Resources
-	6,  // 33: banyan.v1.TaskAssignment.spec:type_name -> banyan.v1.TaskSpec
-	0,  // 34: banyan.v1.TaskAssignment.class:type_name -> banyan.v1.JobClass
-	30, // 35: banyan.v1.AgentHello.fingerprint:type_name -> banyan.v1.Fingerprint
-	32, // 36: banyan.v1.AgentHello.running:type_name -> banyan.v1.TaskAssignment
-	34, // 37: banyan.v1.AgentMessage.hello:type_name -> banyan.v1.AgentHello
-	36, // 38: banyan.v1.AgentMessage.heartbeat:type_name -> banyan.v1.Heartbeat
-	37, // 39: banyan.v1.AgentMessage.events:type_name -> banyan.v1.TaskEvents
-	33, // 40: banyan.v1.TaskEvents.events:type_name -> banyan.v1.TaskEvent
-	40, // 41: banyan.v1.ServerMessage.welcome:type_name -> banyan.v1.Welcome
-	41, // 42: banyan.v1.ServerMessage.batch:type_name -> banyan.v1.TaskBatch
-	42, // 43: banyan.v1.ServerMessage.cancel:type_name -> banyan.v1.CancelTasks
-	43, // 44: banyan.v1.ServerMessage.ack:type_name -> banyan.v1.AckEvents
-	44, // 45: banyan.v1.ServerMessage.heartbeat_ack:type_name -> banyan.v1.HeartbeatAck
-	39, // 46: banyan.v1.ServerMessage.warm:type_name -> banyan.v1.WarmTargets
-	57, // 47: banyan.v1.WarmTargets.workers:type_name -> banyan.v1.WarmTargets.WorkersEntry
-	32, // 48: banyan.v1.TaskBatch.tasks:type_name -> banyan.v1.TaskAssignment
-	32, // 49: banyan.v1.CancelTasks.tasks:type_name -> banyan.v1.TaskAssignment
-	33, // 50: banyan.v1.AckEvents.events:type_name -> banyan.v1.TaskEvent
-	31, // 51: banyan.v1.ListAgentsResponse.agents:type_name -> banyan.v1.Agent
-	47, // 52: banyan.v1.MembersResponse.members:type_name -> banyan.v1.Member
-	13, // 53: banyan.v1.JobService.SubmitJobs:input_type -> banyan.v1.SubmitJobsRequest
-	15, // 54: banyan.v1.JobService.GetJob:input_type -> banyan.v1.GetJobRequest
-	16, // 55: banyan.v1.JobService.ListJobs:input_type -> banyan.v1.ListJobsRequest
-	18, // 56: banyan.v1.JobService.CancelJob:input_type -> banyan.v1.CancelJobRequest
-	19, // 57: banyan.v1.JobService.WatchJob:input_type -> banyan.v1.WatchJobRequest
-	21, // 58: banyan.v1.PoolService.CreatePool:input_type -> banyan.v1.PoolRequest
-	21, // 59: banyan.v1.PoolService.UpdatePool:input_type -> banyan.v1.PoolRequest
-	22, // 60: banyan.v1.PoolService.DeletePool:input_type -> banyan.v1.DeletePoolRequest
-	23, // 61: banyan.v1.PoolService.ListPools:input_type -> banyan.v1.ListPoolsRequest
-	26, // 62: banyan.v1.PoolService.GetPoolUsage:input_type -> banyan.v1.PoolUsageRequest
-	35, // 63: banyan.v1.AgentService.Session:input_type -> banyan.v1.AgentMessage
-	45, // 64: banyan.v1.AgentService.ListAgents:input_type -> banyan.v1.ListAgentsRequest
-	48, // 65: banyan.v1.ClusterService.Members:input_type -> banyan.v1.MembersRequest
-	50, // 66: banyan.v1.ClusterService.Join:input_type -> banyan.v1.JoinRequest
-	52, // 67: banyan.v1.ClusterService.Remove:input_type -> banyan.v1.RemoveRequest
-	14, // 68: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
-	12, // 69: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
-	17, // 70: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
-	12, // 71: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
-	12, // 72: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
-	20, // 73: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
-	20, // 74: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
-	20, // 75: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
-	24, // 76: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
-	28, // 77: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
-	38, // 78: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
-	46, // 79: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
-	49, // 80: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
-	51, // 81: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
-	53, // 82: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
-	68, // [68:83] is the sub-list for method output_type
-	53, // [53:68] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	13, // 15: banyan.v1.Job.submitter:type_name -> banyan.v1.Submitter
+	8,  // 16: banyan.v1.SubmitJobsRequest.jobs:type_name -> banyan.v1.JobSpec
+	12, // 17: banyan.v1.SubmitJobsResponse.jobs:type_name -> banyan.v1.Job
+	1,  // 18: banyan.v1.ListJobsRequest.state:type_name -> banyan.v1.JobState
+	12, // 19: banyan.v1.ListJobsResponse.jobs:type_name -> banyan.v1.Job
+	3,  // 20: banyan.v1.Pool.guaranteed:type_name -> banyan.v1.Resources
+	3,  // 21: banyan.v1.Pool.max:type_name -> banyan.v1.Resources
+	3,  // 22: banyan.v1.Pool.usage:type_name -> banyan.v1.Resources
+	71, // 23: banyan.v1.Pool.warm:type_name -> banyan.v1.Pool.WarmEntry
+	21, // 24: banyan.v1.PoolRequest.pool:type_name -> banyan.v1.Pool
+	21, // 25: banyan.v1.ListPoolsResponse.pools:type_name -> banyan.v1.Pool
+	3,  // 26: banyan.v1.ListPoolsResponse.cluster:type_name -> banyan.v1.Resources
+	26, // 27: banyan.v1.PoolUsage.cost:type_name -> banyan.v1.Cost
+	28, // 28: banyan.v1.PoolUsageResponse.pools:type_name -> banyan.v1.PoolUsage
+	30, // 29: banyan.v1.Fingerprint.gpus:type_name -> banyan.v1.GPU
+	3,  // 30: banyan.v1.Fingerprint.capacity:type_name -> banyan.v1.Resources
+	72, // 31: banyan.v1.Fingerprint.labels:type_name -> banyan.v1.Fingerprint.LabelsEntry
+	31, // 32: banyan.v1.Agent.fingerprint:type_name -> banyan.v1.Fingerprint
+	3,  // 33: banyan.v1.Agent.used:type_name -> banyan.v1.Resources
+	6,  // 34: banyan.v1.TaskAssignment.spec:type_name -> banyan.v1.TaskSpec
+	0,  // 35: banyan.v1.TaskAssignment.class:type_name -> banyan.v1.JobClass
+	31, // 36: banyan.v1.AgentHello.fingerprint:type_name -> banyan.v1.Fingerprint
+	33, // 37: banyan.v1.AgentHello.running:type_name -> banyan.v1.TaskAssignment
+	35, // 38: banyan.v1.AgentMessage.hello:type_name -> banyan.v1.AgentHello
+	37, // 39: banyan.v1.AgentMessage.heartbeat:type_name -> banyan.v1.Heartbeat
+	38, // 40: banyan.v1.AgentMessage.events:type_name -> banyan.v1.TaskEvents
+	34, // 41: banyan.v1.TaskEvents.events:type_name -> banyan.v1.TaskEvent
+	41, // 42: banyan.v1.ServerMessage.welcome:type_name -> banyan.v1.Welcome
+	42, // 43: banyan.v1.ServerMessage.batch:type_name -> banyan.v1.TaskBatch
+	43, // 44: banyan.v1.ServerMessage.cancel:type_name -> banyan.v1.CancelTasks
+	44, // 45: banyan.v1.ServerMessage.ack:type_name -> banyan.v1.AckEvents
+	45, // 46: banyan.v1.ServerMessage.heartbeat_ack:type_name -> banyan.v1.HeartbeatAck
+	40, // 47: banyan.v1.ServerMessage.warm:type_name -> banyan.v1.WarmTargets
+	73, // 48: banyan.v1.WarmTargets.workers:type_name -> banyan.v1.WarmTargets.WorkersEntry
+	33, // 49: banyan.v1.TaskBatch.tasks:type_name -> banyan.v1.TaskAssignment
+	33, // 50: banyan.v1.CancelTasks.tasks:type_name -> banyan.v1.TaskAssignment
+	34, // 51: banyan.v1.AckEvents.events:type_name -> banyan.v1.TaskEvent
+	32, // 52: banyan.v1.ListAgentsResponse.agents:type_name -> banyan.v1.Agent
+	48, // 53: banyan.v1.MembersResponse.members:type_name -> banyan.v1.Member
+	55, // 54: banyan.v1.ACLPolicy.pools:type_name -> banyan.v1.ACLPoolRule
+	56, // 55: banyan.v1.UpsertPolicyRequest.policy:type_name -> banyan.v1.ACLPolicy
+	56, // 56: banyan.v1.ListPoliciesResponse.policies:type_name -> banyan.v1.ACLPolicy
+	57, // 57: banyan.v1.ListTokensResponse.tokens:type_name -> banyan.v1.ACLToken
+	14, // 58: banyan.v1.JobService.SubmitJobs:input_type -> banyan.v1.SubmitJobsRequest
+	16, // 59: banyan.v1.JobService.GetJob:input_type -> banyan.v1.GetJobRequest
+	17, // 60: banyan.v1.JobService.ListJobs:input_type -> banyan.v1.ListJobsRequest
+	19, // 61: banyan.v1.JobService.CancelJob:input_type -> banyan.v1.CancelJobRequest
+	20, // 62: banyan.v1.JobService.WatchJob:input_type -> banyan.v1.WatchJobRequest
+	22, // 63: banyan.v1.PoolService.CreatePool:input_type -> banyan.v1.PoolRequest
+	22, // 64: banyan.v1.PoolService.UpdatePool:input_type -> banyan.v1.PoolRequest
+	23, // 65: banyan.v1.PoolService.DeletePool:input_type -> banyan.v1.DeletePoolRequest
+	24, // 66: banyan.v1.PoolService.ListPools:input_type -> banyan.v1.ListPoolsRequest
+	27, // 67: banyan.v1.PoolService.GetPoolUsage:input_type -> banyan.v1.PoolUsageRequest
+	36, // 68: banyan.v1.AgentService.Session:input_type -> banyan.v1.AgentMessage
+	46, // 69: banyan.v1.AgentService.ListAgents:input_type -> banyan.v1.ListAgentsRequest
+	49, // 70: banyan.v1.ClusterService.Members:input_type -> banyan.v1.MembersRequest
+	51, // 71: banyan.v1.ClusterService.Join:input_type -> banyan.v1.JoinRequest
+	53, // 72: banyan.v1.ClusterService.Remove:input_type -> banyan.v1.RemoveRequest
+	58, // 73: banyan.v1.ACLService.Bootstrap:input_type -> banyan.v1.ACLBootstrapRequest
+	59, // 74: banyan.v1.ACLService.UpsertPolicy:input_type -> banyan.v1.UpsertPolicyRequest
+	60, // 75: banyan.v1.ACLService.DeletePolicy:input_type -> banyan.v1.DeletePolicyRequest
+	62, // 76: banyan.v1.ACLService.ListPolicies:input_type -> banyan.v1.ListPoliciesRequest
+	64, // 77: banyan.v1.ACLService.CreateToken:input_type -> banyan.v1.CreateTokenRequest
+	65, // 78: banyan.v1.ACLService.RevokeToken:input_type -> banyan.v1.RevokeTokenRequest
+	67, // 79: banyan.v1.ACLService.ListTokens:input_type -> banyan.v1.ListTokensRequest
+	69, // 80: banyan.v1.ACLService.WhoAmI:input_type -> banyan.v1.WhoAmIRequest
+	15, // 81: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
+	12, // 82: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
+	18, // 83: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
+	12, // 84: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
+	12, // 85: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
+	21, // 86: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
+	21, // 87: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
+	21, // 88: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
+	25, // 89: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
+	29, // 90: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
+	39, // 91: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
+	47, // 92: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
+	50, // 93: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
+	52, // 94: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
+	54, // 95: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
+	57, // 96: banyan.v1.ACLService.Bootstrap:output_type -> banyan.v1.ACLToken
+	56, // 97: banyan.v1.ACLService.UpsertPolicy:output_type -> banyan.v1.ACLPolicy
+	61, // 98: banyan.v1.ACLService.DeletePolicy:output_type -> banyan.v1.DeletePolicyResponse
+	63, // 99: banyan.v1.ACLService.ListPolicies:output_type -> banyan.v1.ListPoliciesResponse
+	57, // 100: banyan.v1.ACLService.CreateToken:output_type -> banyan.v1.ACLToken
+	66, // 101: banyan.v1.ACLService.RevokeToken:output_type -> banyan.v1.RevokeTokenResponse
+	68, // 102: banyan.v1.ACLService.ListTokens:output_type -> banyan.v1.ListTokensResponse
+	57, // 103: banyan.v1.ACLService.WhoAmI:output_type -> banyan.v1.ACLToken
+	81, // [81:104] is the sub-list for method output_type
+	58, // [58:81] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_api_banyanv1_banyan_proto_init() }
@@ -4210,12 +5098,12 @@ func file_api_banyanv1_banyan_proto_init() {
 	if File_api_banyanv1_banyan_proto != nil {
 		return
 	}
-	file_api_banyanv1_banyan_proto_msgTypes[32].OneofWrappers = []any{
+	file_api_banyanv1_banyan_proto_msgTypes[33].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Events)(nil),
 	}
-	file_api_banyanv1_banyan_proto_msgTypes[35].OneofWrappers = []any{
+	file_api_banyanv1_banyan_proto_msgTypes[36].OneofWrappers = []any{
 		(*ServerMessage_Welcome)(nil),
 		(*ServerMessage_Batch)(nil),
 		(*ServerMessage_Cancel)(nil),
@@ -4229,9 +5117,9 @@ func file_api_banyanv1_banyan_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_banyanv1_banyan_proto_rawDesc), len(file_api_banyanv1_banyan_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   55,
+			NumMessages:   71,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   5,
 		},
 		GoTypes:           file_api_banyanv1_banyan_proto_goTypes,
 		DependencyIndexes: file_api_banyanv1_banyan_proto_depIdxs,

@@ -870,3 +870,383 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "api/banyanv1/banyan.proto",
 }
+
+const (
+	ACLService_Bootstrap_FullMethodName    = "/banyan.v1.ACLService/Bootstrap"
+	ACLService_UpsertPolicy_FullMethodName = "/banyan.v1.ACLService/UpsertPolicy"
+	ACLService_DeletePolicy_FullMethodName = "/banyan.v1.ACLService/DeletePolicy"
+	ACLService_ListPolicies_FullMethodName = "/banyan.v1.ACLService/ListPolicies"
+	ACLService_CreateToken_FullMethodName  = "/banyan.v1.ACLService/CreateToken"
+	ACLService_RevokeToken_FullMethodName  = "/banyan.v1.ACLService/RevokeToken"
+	ACLService_ListTokens_FullMethodName   = "/banyan.v1.ACLService/ListTokens"
+	ACLService_WhoAmI_FullMethodName       = "/banyan.v1.ACLService/WhoAmI"
+)
+
+// ACLServiceClient is the client API for ACLService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// ACLService manages policies and tokens. Tokens travel in the
+// "authorization: Bearer <secret>" (or "x-banyan-token") metadata of every
+// call; ACLs are enforced when the servers run with --acl.
+type ACLServiceClient interface {
+	// Bootstrap creates the first management token; it works once.
+	Bootstrap(ctx context.Context, in *ACLBootstrapRequest, opts ...grpc.CallOption) (*ACLToken, error)
+	UpsertPolicy(ctx context.Context, in *UpsertPolicyRequest, opts ...grpc.CallOption) (*ACLPolicy, error)
+	DeletePolicy(ctx context.Context, in *DeletePolicyRequest, opts ...grpc.CallOption) (*DeletePolicyResponse, error)
+	ListPolicies(ctx context.Context, in *ListPoliciesRequest, opts ...grpc.CallOption) (*ListPoliciesResponse, error)
+	CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*ACLToken, error)
+	RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error)
+	ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error)
+	// WhoAmI returns the caller's token (without its secret).
+	WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*ACLToken, error)
+}
+
+type aCLServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewACLServiceClient(cc grpc.ClientConnInterface) ACLServiceClient {
+	return &aCLServiceClient{cc}
+}
+
+func (c *aCLServiceClient) Bootstrap(ctx context.Context, in *ACLBootstrapRequest, opts ...grpc.CallOption) (*ACLToken, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ACLToken)
+	err := c.cc.Invoke(ctx, ACLService_Bootstrap_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *aCLServiceClient) UpsertPolicy(ctx context.Context, in *UpsertPolicyRequest, opts ...grpc.CallOption) (*ACLPolicy, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ACLPolicy)
+	err := c.cc.Invoke(ctx, ACLService_UpsertPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *aCLServiceClient) DeletePolicy(ctx context.Context, in *DeletePolicyRequest, opts ...grpc.CallOption) (*DeletePolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeletePolicyResponse)
+	err := c.cc.Invoke(ctx, ACLService_DeletePolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *aCLServiceClient) ListPolicies(ctx context.Context, in *ListPoliciesRequest, opts ...grpc.CallOption) (*ListPoliciesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPoliciesResponse)
+	err := c.cc.Invoke(ctx, ACLService_ListPolicies_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *aCLServiceClient) CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*ACLToken, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ACLToken)
+	err := c.cc.Invoke(ctx, ACLService_CreateToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *aCLServiceClient) RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeTokenResponse)
+	err := c.cc.Invoke(ctx, ACLService_RevokeToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *aCLServiceClient) ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTokensResponse)
+	err := c.cc.Invoke(ctx, ACLService_ListTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *aCLServiceClient) WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*ACLToken, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ACLToken)
+	err := c.cc.Invoke(ctx, ACLService_WhoAmI_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ACLServiceServer is the server API for ACLService service.
+// All implementations must embed UnimplementedACLServiceServer
+// for forward compatibility.
+//
+// ACLService manages policies and tokens. Tokens travel in the
+// "authorization: Bearer <secret>" (or "x-banyan-token") metadata of every
+// call; ACLs are enforced when the servers run with --acl.
+type ACLServiceServer interface {
+	// Bootstrap creates the first management token; it works once.
+	Bootstrap(context.Context, *ACLBootstrapRequest) (*ACLToken, error)
+	UpsertPolicy(context.Context, *UpsertPolicyRequest) (*ACLPolicy, error)
+	DeletePolicy(context.Context, *DeletePolicyRequest) (*DeletePolicyResponse, error)
+	ListPolicies(context.Context, *ListPoliciesRequest) (*ListPoliciesResponse, error)
+	CreateToken(context.Context, *CreateTokenRequest) (*ACLToken, error)
+	RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error)
+	ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error)
+	// WhoAmI returns the caller's token (without its secret).
+	WhoAmI(context.Context, *WhoAmIRequest) (*ACLToken, error)
+	mustEmbedUnimplementedACLServiceServer()
+}
+
+// UnimplementedACLServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedACLServiceServer struct{}
+
+func (UnimplementedACLServiceServer) Bootstrap(context.Context, *ACLBootstrapRequest) (*ACLToken, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Bootstrap not implemented")
+}
+func (UnimplementedACLServiceServer) UpsertPolicy(context.Context, *UpsertPolicyRequest) (*ACLPolicy, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UpsertPolicy not implemented")
+}
+func (UnimplementedACLServiceServer) DeletePolicy(context.Context, *DeletePolicyRequest) (*DeletePolicyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeletePolicy not implemented")
+}
+func (UnimplementedACLServiceServer) ListPolicies(context.Context, *ListPoliciesRequest) (*ListPoliciesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListPolicies not implemented")
+}
+func (UnimplementedACLServiceServer) CreateToken(context.Context, *CreateTokenRequest) (*ACLToken, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateToken not implemented")
+}
+func (UnimplementedACLServiceServer) RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RevokeToken not implemented")
+}
+func (UnimplementedACLServiceServer) ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListTokens not implemented")
+}
+func (UnimplementedACLServiceServer) WhoAmI(context.Context, *WhoAmIRequest) (*ACLToken, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method WhoAmI not implemented")
+}
+func (UnimplementedACLServiceServer) mustEmbedUnimplementedACLServiceServer() {}
+func (UnimplementedACLServiceServer) testEmbeddedByValue()                    {}
+
+// UnsafeACLServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ACLServiceServer will
+// result in compilation errors.
+type UnsafeACLServiceServer interface {
+	mustEmbedUnimplementedACLServiceServer()
+}
+
+func RegisterACLServiceServer(s grpc.ServiceRegistrar, srv ACLServiceServer) {
+	// If the following call pancis, it indicates UnimplementedACLServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&ACLService_ServiceDesc, srv)
+}
+
+func _ACLService_Bootstrap_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ACLBootstrapRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ACLServiceServer).Bootstrap(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ACLService_Bootstrap_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ACLServiceServer).Bootstrap(ctx, req.(*ACLBootstrapRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ACLService_UpsertPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpsertPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ACLServiceServer).UpsertPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ACLService_UpsertPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ACLServiceServer).UpsertPolicy(ctx, req.(*UpsertPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ACLService_DeletePolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeletePolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ACLServiceServer).DeletePolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ACLService_DeletePolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ACLServiceServer).DeletePolicy(ctx, req.(*DeletePolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ACLService_ListPolicies_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPoliciesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ACLServiceServer).ListPolicies(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ACLService_ListPolicies_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ACLServiceServer).ListPolicies(ctx, req.(*ListPoliciesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ACLService_CreateToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ACLServiceServer).CreateToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ACLService_CreateToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ACLServiceServer).CreateToken(ctx, req.(*CreateTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ACLService_RevokeToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ACLServiceServer).RevokeToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ACLService_RevokeToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ACLServiceServer).RevokeToken(ctx, req.(*RevokeTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ACLService_ListTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ACLServiceServer).ListTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ACLService_ListTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ACLServiceServer).ListTokens(ctx, req.(*ListTokensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ACLService_WhoAmI_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WhoAmIRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ACLServiceServer).WhoAmI(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ACLService_WhoAmI_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ACLServiceServer).WhoAmI(ctx, req.(*WhoAmIRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// ACLService_ServiceDesc is the grpc.ServiceDesc for ACLService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var ACLService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "banyan.v1.ACLService",
+	HandlerType: (*ACLServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Bootstrap",
+			Handler:    _ACLService_Bootstrap_Handler,
+		},
+		{
+			MethodName: "UpsertPolicy",
+			Handler:    _ACLService_UpsertPolicy_Handler,
+		},
+		{
+			MethodName: "DeletePolicy",
+			Handler:    _ACLService_DeletePolicy_Handler,
+		},
+		{
+			MethodName: "ListPolicies",
+			Handler:    _ACLService_ListPolicies_Handler,
+		},
+		{
+			MethodName: "CreateToken",
+			Handler:    _ACLService_CreateToken_Handler,
+		},
+		{
+			MethodName: "RevokeToken",
+			Handler:    _ACLService_RevokeToken_Handler,
+		},
+		{
+			MethodName: "ListTokens",
+			Handler:    _ACLService_ListTokens_Handler,
+		},
+		{
+			MethodName: "WhoAmI",
+			Handler:    _ACLService_WhoAmI_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "api/banyanv1/banyan.proto",
+}

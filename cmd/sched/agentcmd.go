@@ -96,7 +96,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 			}
 			a, err := agent.New(agent.Config{ID: f.id, Servers: f.servers, Fingerprint: fp, WorkDir: f.workDir,
 				KillGrace: f.killGrace, StorageRoots: f.storageRoots, Env: env, Functions: fns, Warm: warm, Logger: slog.Default(),
-				TLS: src})
+				TLS: src, Token: g.token})
 			if err != nil {
 				return err
 			}

@@ -31,6 +31,7 @@ type client struct {
 	pools   pb.PoolServiceClient
 	agents  pb.AgentServiceClient
 	cluster pb.ClusterServiceClient
+	acl     pb.ACLServiceClient
 }
 
 func dial(g *globals) (*client, error) {
@@ -43,12 +44,13 @@ func dial(g *globals) (*client, error) {
 		creds = src.Credentials()
 	}
 	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultServiceConfig(retryConfig), grpc.WithChainUnaryInterceptor(plaintextHint(g.tls)))
+		grpc.WithDefaultServiceConfig(retryConfig), grpc.WithChainUnaryInterceptor(plaintextHint(g.tls)),
+		grpc.WithPerRPCCredentials(pb.TokenCredentials(g.token)))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", g.addr, err)
 	}
 	return &client{conn: conn, jobs: pb.NewJobServiceClient(conn), pools: pb.NewPoolServiceClient(conn),
-		agents: pb.NewAgentServiceClient(conn), cluster: pb.NewClusterServiceClient(conn)}, nil
+		agents: pb.NewAgentServiceClient(conn), cluster: pb.NewClusterServiceClient(conn), acl: pb.NewACLServiceClient(conn)}, nil
 }
 
 func (c *client) Close() error { return c.conn.Close() }

@@ -20,6 +20,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	var agents int
 	var lease time.Duration
 	var roots, taskEnv []string
+	var enforceACL bool
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a one-process cluster: a single-node server and N local agents",
@@ -40,11 +41,12 @@ func newDevCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return runDev(cmd.Context(), devConfig{addr: g.addr, dataDir: dataDir, agents: agents, lease: lease,
-				roots: roots, env: env})
+				roots: roots, env: env, acl: enforceACL})
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", ".banyan-dev", "data directory (kept across restarts)")
 	cmd.Flags().IntVar(&agents, "agents", 1, "number of local agents")
+	cmd.Flags().BoolVar(&enforceACL, "acl", false, "enforce ACLs (local agents get their own token; run `sched acl bootstrap` for yours)")
 	cmd.Flags().DurationVar(&lease, "lease", 10*time.Second, "agent lease")
 	cmd.Flags().StringArrayVar(&taskEnv, "task-env", nil, "KEY=VALUE added to every task's environment (repeatable)")
 	cmd.Flags().StringSliceVar(&roots, "storage-root", nil, "directories media steps may use (default: the current directory and the temp dir)")
@@ -59,15 +61,26 @@ type devConfig struct {
 	lease         time.Duration
 	roots         []string
 	env           map[string]string
+	acl           bool
 }
 
 func runDev(ctx context.Context, c devConfig) error {
 	addr, dataDir, agents, lease := c.addr, c.dataDir, c.agents, c.lease
 	log := slog.Default()
 	s, err := server.New(server.Config{NodeID: "dev", DataDir: filepath.Join(dataDir, "server"), BindAddr: addr,
-		Bootstrap: true, Lease: lease, Logger: log, RaftLogLevel: "error"})
+		Bootstrap: true, Lease: lease, Logger: log, RaftLogLevel: "error", ACL: c.acl})
 	if err != nil {
 		return err
+	}
+	var agentToken string
+	if c.acl {
+		tctx, tcancel := context.WithTimeout(ctx, 15*time.Second)
+		agentToken, err = s.LocalAgentToken(tctx)
+		tcancel()
+		if err != nil {
+			s.Close()
+			return err
+		}
 	}
 	fp, err := fingerprint.Collect(ctx, fingerprint.Options{Logger: log})
 	if err != nil {
@@ -84,7 +97,7 @@ func runDev(ctx context.Context, c devConfig) error {
 			return fmt.Errorf("agent work dir: %w", err)
 		}
 		a, err := agent.New(agent.Config{ID: fmt.Sprintf("dev-agent-%d", i), Servers: []string{s.Addr()},
-			Fingerprint: fp, WorkDir: work, StorageRoots: c.roots, Env: c.env, Functions: builtinFunctions, Logger: log})
+			Fingerprint: fp, WorkDir: work, StorageRoots: c.roots, Env: c.env, Functions: builtinFunctions, Logger: log, Token: agentToken})
 		if err != nil {
 			cancel()
 			s.Close()

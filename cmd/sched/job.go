@@ -164,6 +164,9 @@ func printJob(out io.Writer, j *pb.Job) {
 	}
 	fmt.Fprintf(out, "  submitted %s, finished %s, took %s\n", fmtTime(j.SubmittedUnixMs), fmtTime(j.FinishedUnixMs),
 		fmtDur(j.SubmittedUnixMs, j.FinishedUnixMs))
+	if sub := j.GetSubmitter(); sub != nil {
+		fmt.Fprintf(out, "  submitted by %s (accessor %s)\n", sub.Name, sub.AccessorId)
+	}
 	fmt.Fprintf(out, "  tasks: %d total, %d waiting, %d queued (%d blocked), %d running, %d succeeded, "+
 		"%d replaced by fallback, %d failed, %d cancelled\n\n", c.GetTotal(), c.GetWaiting(), c.GetQueued(), c.GetBlocked(),
 		c.GetRunning(), c.GetSucceeded(), c.GetReplaced(), c.GetFailed(), c.GetCancelled())

@@ -168,7 +168,13 @@ func printTree(out io.Writer, resp *pb.ListPoolsResponse) {
 	children := map[string][]string{}
 	for _, p := range resp.Pools {
 		byPath[p.Path] = p
-		children[pool.Parent(p.Path)] = append(children[pool.Parent(p.Path)], p.Path)
+	}
+	for _, p := range resp.Pools {
+		parent := pool.Parent(p.Path)
+		if byPath[parent] == nil {
+			parent = "" // not shown (ACLs): draw the pool as a top
+		}
+		children[parent] = append(children[parent], p.Path)
 	}
 	w := newTableTo(out)
 	fmt.Fprintln(w, "POOL\tCPU\tMEMORY\tGPU\tGPU MEM\tNVENC\tQUEUED\tRUNNING")

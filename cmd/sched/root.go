@@ -20,6 +20,8 @@ type globals struct {
 	output   string
 	logLevel string
 	tls      tlsconfig.Files // --tls-ca, --tls-cert, --tls-key (env SCHED_TLS_*)
+	// token is the ACL token sent with every call (--token, SCHED_TOKEN).
+	token string
 }
 
 func newRootCmd() *cobra.Command {
@@ -51,8 +53,9 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.tls.CA, "tls-ca", os.Getenv("SCHED_TLS_CA"), "CA certificate for mutual TLS (env SCHED_TLS_CA)")
 	root.PersistentFlags().StringVar(&g.tls.Cert, "tls-cert", os.Getenv("SCHED_TLS_CERT"), "this process's TLS certificate (env SCHED_TLS_CERT)")
 	root.PersistentFlags().StringVar(&g.tls.Key, "tls-key", os.Getenv("SCHED_TLS_KEY"), "this process's TLS key (env SCHED_TLS_KEY)")
+	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("SCHED_TOKEN"), "ACL token secret (env SCHED_TOKEN)")
 	root.AddCommand(newDevCmd(g), newServerCmd(g), newAgentCmd(g), newJobCmd(g), newPoolCmd(g), newEncodeCmd(g), newEncoderCmd(), newFnCmd())
-	root.AddCommand(newTLSCmd())
+	root.AddCommand(newTLSCmd(), newACLCmd(g))
 	return root
 }
 
@@ -84,7 +87,7 @@ func oneLine(err error) string {
 	msg = strings.ReplaceAll(msg, "rpc error: code = ", "")
 	for _, code := range []string{"InvalidArgument desc = ", "NotFound desc = ", "FailedPrecondition desc = ",
 		"AlreadyExists desc = ", "Unavailable desc = ", "Internal desc = ", "DeadlineExceeded desc = ",
-		"Unknown desc = ", "Canceled desc = "} {
+		"Unknown desc = ", "Canceled desc = ", "PermissionDenied desc = ", "Unauthenticated desc = "} {
 		msg = strings.ReplaceAll(msg, code, "")
 	}
 	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", " ")), " ")

@@ -33,6 +33,8 @@ type serverFile struct {
 	TLSCert     string `json:"tls_cert,omitempty"`
 	TLSKey      string `json:"tls_key,omitempty"`
 	Insecure    bool   `json:"insecure,omitempty"`
+	ACL         bool   `json:"acl,omitempty"`
+	Token       string `json:"token,omitempty"`
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -48,6 +50,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.TLSCA, f.TLSCert, f.TLSKey = g.tls.CA, g.tls.Cert, g.tls.Key
+			f.Token = g.token
 			cfg, err := serverConfig(cmd, configPath, f)
 			if err != nil {
 				return err
@@ -67,7 +70,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&configPath, "config", "", "YAML config file (node_id, data_dir, bind, advertise, bootstrap, peers, join, lease, tls_ca, tls_cert, tls_key, insecure)")
+	fl.StringVar(&configPath, "config", "", "YAML config file (node_id, data_dir, bind, advertise, bootstrap, peers, join, lease, disk_reserve, tls_ca, tls_cert, tls_key, insecure, acl, token)")
 	fl.StringVar(&f.NodeID, "node-id", "", "this server's id (default: hostname)")
 	fl.StringVar(&f.DataDir, "data-dir", "", "data directory (required)")
 	fl.StringVar(&f.Bind, "bind", DefaultAddr, "address to serve gRPC and raft on")
@@ -78,6 +81,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 	fl.StringVar(&f.Lease, "lease", "10s", "agent lease: silence after which an agent's tasks are requeued")
 	fl.StringVar(&f.DiskReserve, "disk-reserve", "32Mi", "free space the data dir keeps: below it writes are refused and a leader steps aside")
 	fl.BoolVar(&f.Insecure, "insecure", false, "serve without TLS on a non-loopback address (anyone who reaches the port owns the farm)")
+	fl.BoolVar(&f.ACL, "acl", false, "enforce ACLs: every call needs a token (see `sched acl bootstrap`)")
 	cmd.AddCommand(newMembersCmd(g))
 	return cmd
 }
@@ -120,6 +124,12 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	if fl.Changed("join") {
 		f.Join = flags.Join
 	}
+	if fl.Changed("acl") {
+		f.ACL = flags.ACL
+	}
+	if flags.Token != "" {
+		f.Token = flags.Token
+	}
 	if f.DataDir == "" {
 		return server.Config{}, usageError{"--data-dir is required"}
 	}
@@ -144,7 +154,8 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 		return server.Config{}, usageError{fmt.Sprintf("--node-id %q but the TLS certificate names %s", f.NodeID, src.Identity())}
 	}
 	cfg := server.Config{NodeID: f.NodeID, DataDir: f.DataDir, BindAddr: f.Bind, AdvertiseAddr: f.Advertise,
-		Bootstrap: f.Bootstrap, Join: f.Join, Lease: lease, DiskReserve: uint64(reserve), Logger: slog.Default(), TLS: src, Insecure: f.Insecure}
+		Bootstrap: f.Bootstrap, Join: f.Join, Lease: lease, DiskReserve: uint64(reserve), Logger: slog.Default(), TLS: src, Insecure: f.Insecure,
+		ACL: f.ACL, Token: f.Token}
 	for _, p := range f.Peers {
 		id, addr, ok := strings.Cut(p, "=")
 		if !ok || id == "" || addr == "" {

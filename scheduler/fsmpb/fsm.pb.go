@@ -43,6 +43,11 @@ type Command struct {
 	//	*Command_PoolDelete
 	//	*Command_Promote
 	//	*Command_Fallback
+	//	*Command_AclBootstrap
+	//	*Command_AclPolicyPut
+	//	*Command_AclPolicyDelete
+	//	*Command_AclTokenCreate
+	//	*Command_AclTokenRevoke
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -182,6 +187,51 @@ func (x *Command) GetFallback() *Fallback {
 	return nil
 }
 
+func (x *Command) GetAclBootstrap() *ACLBootstrap {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_AclBootstrap); ok {
+			return x.AclBootstrap
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAclPolicyPut() *ACLPolicyPut {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_AclPolicyPut); ok {
+			return x.AclPolicyPut
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAclPolicyDelete() *ACLPolicyDelete {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_AclPolicyDelete); ok {
+			return x.AclPolicyDelete
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAclTokenCreate() *ACLTokenCreate {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_AclTokenCreate); ok {
+			return x.AclTokenCreate
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAclTokenRevoke() *ACLTokenRevoke {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_AclTokenRevoke); ok {
+			return x.AclTokenRevoke
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -226,6 +276,27 @@ type Command_Fallback struct {
 	Fallback *Fallback `protobuf:"bytes,11,opt,name=fallback,proto3,oneof"`
 }
 
+type Command_AclBootstrap struct {
+	// ACL commands (numbered from 30 to leave room for other commands).
+	AclBootstrap *ACLBootstrap `protobuf:"bytes,30,opt,name=acl_bootstrap,json=aclBootstrap,proto3,oneof"`
+}
+
+type Command_AclPolicyPut struct {
+	AclPolicyPut *ACLPolicyPut `protobuf:"bytes,31,opt,name=acl_policy_put,json=aclPolicyPut,proto3,oneof"`
+}
+
+type Command_AclPolicyDelete struct {
+	AclPolicyDelete *ACLPolicyDelete `protobuf:"bytes,32,opt,name=acl_policy_delete,json=aclPolicyDelete,proto3,oneof"`
+}
+
+type Command_AclTokenCreate struct {
+	AclTokenCreate *ACLTokenCreate `protobuf:"bytes,33,opt,name=acl_token_create,json=aclTokenCreate,proto3,oneof"`
+}
+
+type Command_AclTokenRevoke struct {
+	AclTokenRevoke *ACLTokenRevoke `protobuf:"bytes,34,opt,name=acl_token_revoke,json=aclTokenRevoke,proto3,oneof"`
+}
+
 func (*Command_Submit) isCommand_Cmd() {}
 
 func (*Command_Assign) isCommand_Cmd() {}
@@ -246,10 +317,23 @@ func (*Command_Promote) isCommand_Cmd() {}
 
 func (*Command_Fallback) isCommand_Cmd() {}
 
+func (*Command_AclBootstrap) isCommand_Cmd() {}
+
+func (*Command_AclPolicyPut) isCommand_Cmd() {}
+
+func (*Command_AclPolicyDelete) isCommand_Cmd() {}
+
+func (*Command_AclTokenCreate) isCommand_Cmd() {}
+
+func (*Command_AclTokenRevoke) isCommand_Cmd() {}
+
 // SubmitJobs adds jobs; ids are assigned in Apply from the sequence.
 type SubmitJobs struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Jobs          []*banyanv1.JobSpec    `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Jobs  []*banyanv1.JobSpec    `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	// submitter is the token the jobs were submitted with (unset while ACLs
+	// are off).
+	Submitter     *banyanv1.Submitter `protobuf:"bytes,2,opt,name=submitter,proto3" json:"submitter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -287,6 +371,13 @@ func (*SubmitJobs) Descriptor() ([]byte, []int) {
 func (x *SubmitJobs) GetJobs() []*banyanv1.JobSpec {
 	if x != nil {
 		return x.Jobs
+	}
+	return nil
+}
+
+func (x *SubmitJobs) GetSubmitter() *banyanv1.Submitter {
+	if x != nil {
+		return x.Submitter
 	}
 	return nil
 }
@@ -1071,6 +1162,9 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Job
 	//	*SnapshotRecord_Task
 	//	*SnapshotRecord_Cost
+	//	*SnapshotRecord_AclMeta
+	//	*SnapshotRecord_AclPolicy
+	//	*SnapshotRecord_AclToken
 	Rec           isSnapshotRecord_Rec `protobuf_oneof:"rec"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1167,6 +1261,33 @@ func (x *SnapshotRecord) GetCost() *PoolCost {
 	return nil
 }
 
+func (x *SnapshotRecord) GetAclMeta() *ACLMeta {
+	if x != nil {
+		if x, ok := x.Rec.(*SnapshotRecord_AclMeta); ok {
+			return x.AclMeta
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetAclPolicy() *banyanv1.ACLPolicy {
+	if x != nil {
+		if x, ok := x.Rec.(*SnapshotRecord_AclPolicy); ok {
+			return x.AclPolicy
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetAclToken() *ACLTokenRecord {
+	if x != nil {
+		if x, ok := x.Rec.(*SnapshotRecord_AclToken); ok {
+			return x.AclToken
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Rec interface {
 	isSnapshotRecord_Rec()
 }
@@ -1195,6 +1316,18 @@ type SnapshotRecord_Cost struct {
 	Cost *PoolCost `protobuf:"bytes,6,opt,name=cost,proto3,oneof"`
 }
 
+type SnapshotRecord_AclMeta struct {
+	AclMeta *ACLMeta `protobuf:"bytes,30,opt,name=acl_meta,json=aclMeta,proto3,oneof"`
+}
+
+type SnapshotRecord_AclPolicy struct {
+	AclPolicy *banyanv1.ACLPolicy `protobuf:"bytes,31,opt,name=acl_policy,json=aclPolicy,proto3,oneof"`
+}
+
+type SnapshotRecord_AclToken struct {
+	AclToken *ACLTokenRecord `protobuf:"bytes,32,opt,name=acl_token,json=aclToken,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Header) isSnapshotRecord_Rec() {}
 
 func (*SnapshotRecord_Pool) isSnapshotRecord_Rec() {}
@@ -1206,6 +1339,12 @@ func (*SnapshotRecord_Job) isSnapshotRecord_Rec() {}
 func (*SnapshotRecord_Task) isSnapshotRecord_Rec() {}
 
 func (*SnapshotRecord_Cost) isSnapshotRecord_Rec() {}
+
+func (*SnapshotRecord_AclMeta) isSnapshotRecord_Rec() {}
+
+func (*SnapshotRecord_AclPolicy) isSnapshotRecord_Rec() {}
+
+func (*SnapshotRecord_AclToken) isSnapshotRecord_Rec() {}
 
 // PoolCost is one pool's accumulated cost in one hour.
 type PoolCost struct {
@@ -1268,11 +1407,336 @@ func (x *PoolCost) GetCost() *banyanv1.Cost {
 	return nil
 }
 
+// ACLTokenRecord is a token as the state stores it: the SHA-256 of its
+// secret, never the secret (token.secret is always empty here).
+type ACLTokenRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *banyanv1.ACLToken     `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	SecretHash    []byte                 `protobuf:"bytes,2,opt,name=secret_hash,json=secretHash,proto3" json:"secret_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLTokenRecord) Reset() {
+	*x = ACLTokenRecord{}
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLTokenRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLTokenRecord) ProtoMessage() {}
+
+func (x *ACLTokenRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLTokenRecord.ProtoReflect.Descriptor instead.
+func (*ACLTokenRecord) Descriptor() ([]byte, []int) {
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ACLTokenRecord) GetToken() *banyanv1.ACLToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+func (x *ACLTokenRecord) GetSecretHash() []byte {
+	if x != nil {
+		return x.SecretHash
+	}
+	return nil
+}
+
+// ACLBootstrap creates the first management token; it fails once the ACL
+// system has been bootstrapped.
+type ACLBootstrap struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *ACLTokenRecord        `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLBootstrap) Reset() {
+	*x = ACLBootstrap{}
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLBootstrap) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLBootstrap) ProtoMessage() {}
+
+func (x *ACLBootstrap) ProtoReflect() protoreflect.Message {
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLBootstrap.ProtoReflect.Descriptor instead.
+func (*ACLBootstrap) Descriptor() ([]byte, []int) {
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ACLBootstrap) GetToken() *ACLTokenRecord {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+// ACLPolicyPut creates or replaces a policy.
+type ACLPolicyPut struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *banyanv1.ACLPolicy    `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLPolicyPut) Reset() {
+	*x = ACLPolicyPut{}
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLPolicyPut) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLPolicyPut) ProtoMessage() {}
+
+func (x *ACLPolicyPut) ProtoReflect() protoreflect.Message {
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLPolicyPut.ProtoReflect.Descriptor instead.
+func (*ACLPolicyPut) Descriptor() ([]byte, []int) {
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ACLPolicyPut) GetPolicy() *banyanv1.ACLPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// ACLPolicyDelete removes a policy.
+type ACLPolicyDelete struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLPolicyDelete) Reset() {
+	*x = ACLPolicyDelete{}
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLPolicyDelete) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLPolicyDelete) ProtoMessage() {}
+
+func (x *ACLPolicyDelete) ProtoReflect() protoreflect.Message {
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLPolicyDelete.ProtoReflect.Descriptor instead.
+func (*ACLPolicyDelete) Descriptor() ([]byte, []int) {
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ACLPolicyDelete) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ACLTokenCreate adds a token.
+type ACLTokenCreate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *ACLTokenRecord        `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLTokenCreate) Reset() {
+	*x = ACLTokenCreate{}
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLTokenCreate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLTokenCreate) ProtoMessage() {}
+
+func (x *ACLTokenCreate) ProtoReflect() protoreflect.Message {
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLTokenCreate.ProtoReflect.Descriptor instead.
+func (*ACLTokenCreate) Descriptor() ([]byte, []int) {
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ACLTokenCreate) GetToken() *ACLTokenRecord {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+// ACLTokenRevoke removes a token by accessor id.
+type ACLTokenRevoke struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccessorId    string                 `protobuf:"bytes,1,opt,name=accessor_id,json=accessorId,proto3" json:"accessor_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLTokenRevoke) Reset() {
+	*x = ACLTokenRevoke{}
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLTokenRevoke) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLTokenRevoke) ProtoMessage() {}
+
+func (x *ACLTokenRevoke) ProtoReflect() protoreflect.Message {
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLTokenRevoke.ProtoReflect.Descriptor instead.
+func (*ACLTokenRevoke) Descriptor() ([]byte, []int) {
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ACLTokenRevoke) GetAccessorId() string {
+	if x != nil {
+		return x.AccessorId
+	}
+	return ""
+}
+
+// ACLMeta is the ACL system's own state in a snapshot.
+type ACLMeta struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bootstrapped  bool                   `protobuf:"varint,1,opt,name=bootstrapped,proto3" json:"bootstrapped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLMeta) Reset() {
+	*x = ACLMeta{}
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLMeta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLMeta) ProtoMessage() {}
+
+func (x *ACLMeta) ProtoReflect() protoreflect.Message {
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLMeta.ProtoReflect.Descriptor instead.
+func (*ACLMeta) Descriptor() ([]byte, []int) {
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ACLMeta) GetBootstrapped() bool {
+	if x != nil {
+		return x.Bootstrapped
+	}
+	return false
+}
+
 var File_scheduler_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x19scheduler/fsmpb/fsm.proto\x12\rbanyan.fsm.v1\x1a\x19api/banyanv1/banyan.proto\"\xcf\x04\n" +
+	"\x19scheduler/fsmpb/fsm.proto\x12\rbanyan.fsm.v1\x1a\x19api/banyanv1/banyan.proto\"\xbc\a\n" +
 	"\aCommand\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x01 \x01(\x03R\tnowUnixMs\x123\n" +
 	"\x06submit\x18\x02 \x01(\v2\x19.banyan.fsm.v1.SubmitJobsH\x00R\x06submit\x12/\n" +
@@ -1287,11 +1751,17 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"poolDelete\x122\n" +
 	"\apromote\x18\n" +
 	" \x01(\v2\x16.banyan.fsm.v1.PromoteH\x00R\apromote\x125\n" +
-	"\bfallback\x18\v \x01(\v2\x17.banyan.fsm.v1.FallbackH\x00R\bfallbackB\x05\n" +
-	"\x03cmd\"4\n" +
+	"\bfallback\x18\v \x01(\v2\x17.banyan.fsm.v1.FallbackH\x00R\bfallback\x12B\n" +
+	"\racl_bootstrap\x18\x1e \x01(\v2\x1b.banyan.fsm.v1.ACLBootstrapH\x00R\faclBootstrap\x12C\n" +
+	"\x0eacl_policy_put\x18\x1f \x01(\v2\x1b.banyan.fsm.v1.ACLPolicyPutH\x00R\faclPolicyPut\x12L\n" +
+	"\x11acl_policy_delete\x18  \x01(\v2\x1e.banyan.fsm.v1.ACLPolicyDeleteH\x00R\x0faclPolicyDelete\x12I\n" +
+	"\x10acl_token_create\x18! \x01(\v2\x1d.banyan.fsm.v1.ACLTokenCreateH\x00R\x0eaclTokenCreate\x12I\n" +
+	"\x10acl_token_revoke\x18\" \x01(\v2\x1d.banyan.fsm.v1.ACLTokenRevokeH\x00R\x0eaclTokenRevokeB\x05\n" +
+	"\x03cmd\"h\n" +
 	"\n" +
 	"SubmitJobs\x12&\n" +
-	"\x04jobs\x18\x01 \x03(\v2\x12.banyan.v1.JobSpecR\x04jobs\"Z\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x12.banyan.v1.JobSpecR\x04jobs\x122\n" +
+	"\tsubmitter\x18\x02 \x01(\v2\x14.banyan.v1.SubmitterR\tsubmitter\"Z\n" +
 	"\n" +
 	"Assignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
@@ -1338,20 +1808,41 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\tJobRecord\x12 \n" +
 	"\x03job\x18\x01 \x01(\v2\x0e.banyan.v1.JobR\x03job\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x19\n" +
-	"\btask_ids\x18\x03 \x03(\tR\ataskIds\"\xa5\x02\n" +
+	"\btask_ids\x18\x03 \x03(\tR\ataskIds\"\xcf\x03\n" +
 	"\x0eSnapshotRecord\x127\n" +
 	"\x06header\x18\x01 \x01(\v2\x1d.banyan.fsm.v1.SnapshotHeaderH\x00R\x06header\x12%\n" +
 	"\x04pool\x18\x02 \x01(\v2\x0f.banyan.v1.PoolH\x00R\x04pool\x12(\n" +
 	"\x05agent\x18\x03 \x01(\v2\x10.banyan.v1.AgentH\x00R\x05agent\x12,\n" +
 	"\x03job\x18\x04 \x01(\v2\x18.banyan.fsm.v1.JobRecordH\x00R\x03job\x12%\n" +
 	"\x04task\x18\x05 \x01(\v2\x0f.banyan.v1.TaskH\x00R\x04task\x12-\n" +
-	"\x04cost\x18\x06 \x01(\v2\x17.banyan.fsm.v1.PoolCostH\x00R\x04costB\x05\n" +
+	"\x04cost\x18\x06 \x01(\v2\x17.banyan.fsm.v1.PoolCostH\x00R\x04cost\x123\n" +
+	"\bacl_meta\x18\x1e \x01(\v2\x16.banyan.fsm.v1.ACLMetaH\x00R\aaclMeta\x125\n" +
+	"\n" +
+	"acl_policy\x18\x1f \x01(\v2\x14.banyan.v1.ACLPolicyH\x00R\taclPolicy\x12<\n" +
+	"\tacl_token\x18  \x01(\v2\x1d.banyan.fsm.v1.ACLTokenRecordH\x00R\baclTokenB\x05\n" +
 	"\x03rec\"e\n" +
 	"\bPoolCost\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12 \n" +
 	"\fhour_unix_ms\x18\x02 \x01(\x03R\n" +
 	"hourUnixMs\x12#\n" +
-	"\x04cost\x18\x03 \x01(\v2\x0f.banyan.v1.CostR\x04costB6Z4github.com/banyan-sched/banyan/scheduler/fsmpb;fsmpbb\x06proto3"
+	"\x04cost\x18\x03 \x01(\v2\x0f.banyan.v1.CostR\x04cost\"\\\n" +
+	"\x0eACLTokenRecord\x12)\n" +
+	"\x05token\x18\x01 \x01(\v2\x13.banyan.v1.ACLTokenR\x05token\x12\x1f\n" +
+	"\vsecret_hash\x18\x02 \x01(\fR\n" +
+	"secretHash\"C\n" +
+	"\fACLBootstrap\x123\n" +
+	"\x05token\x18\x01 \x01(\v2\x1d.banyan.fsm.v1.ACLTokenRecordR\x05token\"<\n" +
+	"\fACLPolicyPut\x12,\n" +
+	"\x06policy\x18\x01 \x01(\v2\x14.banyan.v1.ACLPolicyR\x06policy\"%\n" +
+	"\x0fACLPolicyDelete\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"E\n" +
+	"\x0eACLTokenCreate\x123\n" +
+	"\x05token\x18\x01 \x01(\v2\x1d.banyan.fsm.v1.ACLTokenRecordR\x05token\"1\n" +
+	"\x0eACLTokenRevoke\x12\x1f\n" +
+	"\vaccessor_id\x18\x01 \x01(\tR\n" +
+	"accessorId\"-\n" +
+	"\aACLMeta\x12\"\n" +
+	"\fbootstrapped\x18\x01 \x01(\bR\fbootstrappedB6Z4github.com/banyan-sched/banyan/scheduler/fsmpb;fsmpbb\x06proto3"
 
 var (
 	file_scheduler_fsmpb_fsm_proto_rawDescOnce sync.Once
@@ -1365,7 +1856,7 @@ func file_scheduler_fsmpb_fsm_proto_rawDescGZIP() []byte {
 	return file_scheduler_fsmpb_fsm_proto_rawDescData
 }
 
-var file_scheduler_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_scheduler_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_scheduler_fsmpb_fsm_proto_goTypes = []any{
 	(*Command)(nil),              // 0: banyan.fsm.v1.Command
 	(*SubmitJobs)(nil),           // 1: banyan.fsm.v1.SubmitJobs
@@ -1385,14 +1876,24 @@ var file_scheduler_fsmpb_fsm_proto_goTypes = []any{
 	(*JobRecord)(nil),            // 15: banyan.fsm.v1.JobRecord
 	(*SnapshotRecord)(nil),       // 16: banyan.fsm.v1.SnapshotRecord
 	(*PoolCost)(nil),             // 17: banyan.fsm.v1.PoolCost
-	(*banyanv1.JobSpec)(nil),     // 18: banyan.v1.JobSpec
-	(*banyanv1.TaskEvent)(nil),   // 19: banyan.v1.TaskEvent
-	(*banyanv1.Fingerprint)(nil), // 20: banyan.v1.Fingerprint
-	(*banyanv1.Pool)(nil),        // 21: banyan.v1.Pool
-	(*banyanv1.Job)(nil),         // 22: banyan.v1.Job
-	(*banyanv1.Agent)(nil),       // 23: banyan.v1.Agent
-	(*banyanv1.Task)(nil),        // 24: banyan.v1.Task
-	(*banyanv1.Cost)(nil),        // 25: banyan.v1.Cost
+	(*ACLTokenRecord)(nil),       // 18: banyan.fsm.v1.ACLTokenRecord
+	(*ACLBootstrap)(nil),         // 19: banyan.fsm.v1.ACLBootstrap
+	(*ACLPolicyPut)(nil),         // 20: banyan.fsm.v1.ACLPolicyPut
+	(*ACLPolicyDelete)(nil),      // 21: banyan.fsm.v1.ACLPolicyDelete
+	(*ACLTokenCreate)(nil),       // 22: banyan.fsm.v1.ACLTokenCreate
+	(*ACLTokenRevoke)(nil),       // 23: banyan.fsm.v1.ACLTokenRevoke
+	(*ACLMeta)(nil),              // 24: banyan.fsm.v1.ACLMeta
+	(*banyanv1.JobSpec)(nil),     // 25: banyan.v1.JobSpec
+	(*banyanv1.Submitter)(nil),   // 26: banyan.v1.Submitter
+	(*banyanv1.TaskEvent)(nil),   // 27: banyan.v1.TaskEvent
+	(*banyanv1.Fingerprint)(nil), // 28: banyan.v1.Fingerprint
+	(*banyanv1.Pool)(nil),        // 29: banyan.v1.Pool
+	(*banyanv1.Job)(nil),         // 30: banyan.v1.Job
+	(*banyanv1.Agent)(nil),       // 31: banyan.v1.Agent
+	(*banyanv1.Task)(nil),        // 32: banyan.v1.Task
+	(*banyanv1.ACLPolicy)(nil),   // 33: banyan.v1.ACLPolicy
+	(*banyanv1.Cost)(nil),        // 34: banyan.v1.Cost
+	(*banyanv1.ACLToken)(nil),    // 35: banyan.v1.ACLToken
 }
 var file_scheduler_fsmpb_fsm_proto_depIdxs = []int32{
 	1,  // 0: banyan.fsm.v1.Command.submit:type_name -> banyan.fsm.v1.SubmitJobs
@@ -1405,28 +1906,41 @@ var file_scheduler_fsmpb_fsm_proto_depIdxs = []int32{
 	13, // 7: banyan.fsm.v1.Command.pool_delete:type_name -> banyan.fsm.v1.PoolDelete
 	6,  // 8: banyan.fsm.v1.Command.promote:type_name -> banyan.fsm.v1.Promote
 	5,  // 9: banyan.fsm.v1.Command.fallback:type_name -> banyan.fsm.v1.Fallback
-	18, // 10: banyan.fsm.v1.SubmitJobs.jobs:type_name -> banyan.v1.JobSpec
-	2,  // 11: banyan.fsm.v1.Assign.assignments:type_name -> banyan.fsm.v1.Assignment
-	4,  // 12: banyan.fsm.v1.Assign.preemptions:type_name -> banyan.fsm.v1.Preemption
-	2,  // 13: banyan.fsm.v1.Preemption.victim:type_name -> banyan.fsm.v1.Assignment
-	19, // 14: banyan.fsm.v1.AgentEvents.events:type_name -> banyan.v1.TaskEvent
-	7,  // 15: banyan.fsm.v1.ReportEvents.agents:type_name -> banyan.fsm.v1.AgentEvents
-	20, // 16: banyan.fsm.v1.AgentUp.fingerprint:type_name -> banyan.v1.Fingerprint
-	2,  // 17: banyan.fsm.v1.AgentUp.known:type_name -> banyan.fsm.v1.Assignment
-	21, // 18: banyan.fsm.v1.PoolPut.pool:type_name -> banyan.v1.Pool
-	22, // 19: banyan.fsm.v1.JobRecord.job:type_name -> banyan.v1.Job
-	14, // 20: banyan.fsm.v1.SnapshotRecord.header:type_name -> banyan.fsm.v1.SnapshotHeader
-	21, // 21: banyan.fsm.v1.SnapshotRecord.pool:type_name -> banyan.v1.Pool
-	23, // 22: banyan.fsm.v1.SnapshotRecord.agent:type_name -> banyan.v1.Agent
-	15, // 23: banyan.fsm.v1.SnapshotRecord.job:type_name -> banyan.fsm.v1.JobRecord
-	24, // 24: banyan.fsm.v1.SnapshotRecord.task:type_name -> banyan.v1.Task
-	17, // 25: banyan.fsm.v1.SnapshotRecord.cost:type_name -> banyan.fsm.v1.PoolCost
-	25, // 26: banyan.fsm.v1.PoolCost.cost:type_name -> banyan.v1.Cost
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	19, // 10: banyan.fsm.v1.Command.acl_bootstrap:type_name -> banyan.fsm.v1.ACLBootstrap
+	20, // 11: banyan.fsm.v1.Command.acl_policy_put:type_name -> banyan.fsm.v1.ACLPolicyPut
+	21, // 12: banyan.fsm.v1.Command.acl_policy_delete:type_name -> banyan.fsm.v1.ACLPolicyDelete
+	22, // 13: banyan.fsm.v1.Command.acl_token_create:type_name -> banyan.fsm.v1.ACLTokenCreate
+	23, // 14: banyan.fsm.v1.Command.acl_token_revoke:type_name -> banyan.fsm.v1.ACLTokenRevoke
+	25, // 15: banyan.fsm.v1.SubmitJobs.jobs:type_name -> banyan.v1.JobSpec
+	26, // 16: banyan.fsm.v1.SubmitJobs.submitter:type_name -> banyan.v1.Submitter
+	2,  // 17: banyan.fsm.v1.Assign.assignments:type_name -> banyan.fsm.v1.Assignment
+	4,  // 18: banyan.fsm.v1.Assign.preemptions:type_name -> banyan.fsm.v1.Preemption
+	2,  // 19: banyan.fsm.v1.Preemption.victim:type_name -> banyan.fsm.v1.Assignment
+	27, // 20: banyan.fsm.v1.AgentEvents.events:type_name -> banyan.v1.TaskEvent
+	7,  // 21: banyan.fsm.v1.ReportEvents.agents:type_name -> banyan.fsm.v1.AgentEvents
+	28, // 22: banyan.fsm.v1.AgentUp.fingerprint:type_name -> banyan.v1.Fingerprint
+	2,  // 23: banyan.fsm.v1.AgentUp.known:type_name -> banyan.fsm.v1.Assignment
+	29, // 24: banyan.fsm.v1.PoolPut.pool:type_name -> banyan.v1.Pool
+	30, // 25: banyan.fsm.v1.JobRecord.job:type_name -> banyan.v1.Job
+	14, // 26: banyan.fsm.v1.SnapshotRecord.header:type_name -> banyan.fsm.v1.SnapshotHeader
+	29, // 27: banyan.fsm.v1.SnapshotRecord.pool:type_name -> banyan.v1.Pool
+	31, // 28: banyan.fsm.v1.SnapshotRecord.agent:type_name -> banyan.v1.Agent
+	15, // 29: banyan.fsm.v1.SnapshotRecord.job:type_name -> banyan.fsm.v1.JobRecord
+	32, // 30: banyan.fsm.v1.SnapshotRecord.task:type_name -> banyan.v1.Task
+	17, // 31: banyan.fsm.v1.SnapshotRecord.cost:type_name -> banyan.fsm.v1.PoolCost
+	24, // 32: banyan.fsm.v1.SnapshotRecord.acl_meta:type_name -> banyan.fsm.v1.ACLMeta
+	33, // 33: banyan.fsm.v1.SnapshotRecord.acl_policy:type_name -> banyan.v1.ACLPolicy
+	18, // 34: banyan.fsm.v1.SnapshotRecord.acl_token:type_name -> banyan.fsm.v1.ACLTokenRecord
+	34, // 35: banyan.fsm.v1.PoolCost.cost:type_name -> banyan.v1.Cost
+	35, // 36: banyan.fsm.v1.ACLTokenRecord.token:type_name -> banyan.v1.ACLToken
+	18, // 37: banyan.fsm.v1.ACLBootstrap.token:type_name -> banyan.fsm.v1.ACLTokenRecord
+	33, // 38: banyan.fsm.v1.ACLPolicyPut.policy:type_name -> banyan.v1.ACLPolicy
+	18, // 39: banyan.fsm.v1.ACLTokenCreate.token:type_name -> banyan.fsm.v1.ACLTokenRecord
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_scheduler_fsmpb_fsm_proto_init() }
@@ -1445,6 +1959,11 @@ func file_scheduler_fsmpb_fsm_proto_init() {
 		(*Command_PoolDelete)(nil),
 		(*Command_Promote)(nil),
 		(*Command_Fallback)(nil),
+		(*Command_AclBootstrap)(nil),
+		(*Command_AclPolicyPut)(nil),
+		(*Command_AclPolicyDelete)(nil),
+		(*Command_AclTokenCreate)(nil),
+		(*Command_AclTokenRevoke)(nil),
 	}
 	file_scheduler_fsmpb_fsm_proto_msgTypes[16].OneofWrappers = []any{
 		(*SnapshotRecord_Header)(nil),
@@ -1453,6 +1972,9 @@ func file_scheduler_fsmpb_fsm_proto_init() {
 		(*SnapshotRecord_Job)(nil),
 		(*SnapshotRecord_Task)(nil),
 		(*SnapshotRecord_Cost)(nil),
+		(*SnapshotRecord_AclMeta)(nil),
+		(*SnapshotRecord_AclPolicy)(nil),
+		(*SnapshotRecord_AclToken)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1460,7 +1982,7 @@ func file_scheduler_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_scheduler_fsmpb_fsm_proto_rawDesc), len(file_scheduler_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -21,6 +21,7 @@ func registerServices(g *grpc.Server, s *Server) {
 	pb.RegisterPoolServiceServer(g, &poolService{s: s})
 	pb.RegisterAgentServiceServer(g, &agentService{s: s})
 	pb.RegisterClusterServiceServer(g, &clusterService{s: s})
+	pb.RegisterACLServiceServer(g, &aclService{s: s})
 }
 
 // statusOf maps an error to a gRPC status that keeps its message.
@@ -85,7 +86,8 @@ func (j *jobService) SubmitJobs(ctx context.Context, req *pb.SubmitJobsRequest) 
 	if verr != nil {
 		return nil, statusOf(verr)
 	}
-	r, err := j.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: req.Jobs}}})
+	r, err := j.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: req.Jobs,
+		Submitter: callerFrom(ctx).submitter()}}})
 	if err != nil {
 		return nil, err
 	}

@@ -157,7 +157,7 @@ func (f *forwarder) forward(ctx context.Context, leader, method string, req any)
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
-	out := metadata.AppendToOutgoingContext(ctx, forwardedKey, f.s.cfg.NodeID)
+	out := forwardToken(ctx, metadata.AppendToOutgoingContext(ctx, forwardedKey, f.s.cfg.NodeID))
 	// Watch the leadership while the call runs: a hung leader never
 	// answers, and once the others elect a new one the call goes there.
 	out, cancel := context.WithCancelCause(out)
@@ -215,6 +215,9 @@ func (f *forwarder) join(ctx context.Context, addr string, req *pb.JoinRequest) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	if f.s.cfg.Token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, pb.AuthorizationHeader, "Bearer "+f.s.cfg.Token)
+	}
 	_, err = pb.NewClusterServiceClient(c).Join(ctx, req)
 	return err
 }

@@ -87,6 +87,13 @@ type Config struct {
 	// server refuses writes (ErrDiskFull) and a leader hands leadership to
 	// a peer (default 32 MiB).
 	DiskReserve uint64
+	// ACL enforces ACLs on every call (scheduler/acl, auth.go): a call
+	// needs a token whose policies allow it; until the ACL system is
+	// bootstrapped only ACLService.Bootstrap is served.
+	ACL bool
+	// Token is the ACL token this server sends with its own calls to
+	// other servers (joining a cluster).
+	Token string
 }
 
 func (c *Config) fill() error {
@@ -244,8 +251,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.fwd = newForwarder(s)
-	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.identityUnary, s.fwd.unary),
-		grpc.ChainStreamInterceptor(s.identityStream), grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement)}
+	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.identityUnary, s.fwd.unary, s.authUnary),
+		grpc.ChainStreamInterceptor(s.identityStream, s.authStream), grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement)}
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(tlsconfig.AcceptedCredentials()))
 	}

@@ -66,6 +66,16 @@ func (s *State) Apply(cmd *fsmpb.Command) *Result {
 		s.applyPromote(now, c.Promote)
 	case *fsmpb.Command_Fallback:
 		s.applyFallback(now, c.Fallback)
+	case *fsmpb.Command_AclBootstrap:
+		s.applyACLBootstrap(now, c.AclBootstrap, r)
+	case *fsmpb.Command_AclPolicyPut:
+		s.applyACLPolicyPut(now, c.AclPolicyPut, r)
+	case *fsmpb.Command_AclPolicyDelete:
+		s.applyACLPolicyDelete(c.AclPolicyDelete, r)
+	case *fsmpb.Command_AclTokenCreate:
+		s.applyACLTokenCreate(now, c.AclTokenCreate, r)
+	case *fsmpb.Command_AclTokenRevoke:
+		s.applyACLTokenRevoke(c.AclTokenRevoke, r)
 	default:
 		r.Err = fmt.Errorf("%w: %T", ErrUnknownCommand, cmd.Cmd)
 	}
@@ -91,6 +101,9 @@ func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
 			}
 		}
 		j := s.addJob(now, spec)
+		if c.Submitter != nil {
+			j.PB.Submitter = clone(c.Submitter)
+		}
 		r.Jobs = append(r.Jobs, s.JobView(j.PB.Id, false))
 		r.Existing = append(r.Existing, false)
 	}

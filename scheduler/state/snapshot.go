@@ -68,6 +68,9 @@ func (s *State) WriteSnapshot(w io.Writer) error {
 			}
 		}
 	}
+	if err := s.writeACL(write); err != nil {
+		return err
+	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("flush snapshot: %w", err)
 	}
@@ -91,6 +94,12 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read snapshot record %d: %w", n, err)
+		}
+		if ok, err := s.readACLRecord(rec); ok {
+			if err != nil {
+				return nil, err
+			}
+			continue
 		}
 		switch x := rec.Rec.(type) {
 		case *fsmpb.SnapshotRecord_Header:

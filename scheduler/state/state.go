@@ -132,6 +132,8 @@ type State struct {
 	fallbackWatch map[string]struct{}
 	// costs holds each pool's cost per hour (start of the hour, unix ms).
 	costs map[string]map[int64]pool.Cost
+	// acl holds ACL policies and tokens (see acl.go).
+	acl *aclState
 }
 
 // New returns the initial state: no jobs, no agents, one unlimited pool
@@ -154,6 +156,7 @@ func New(d Defaults) *State {
 		fallbackWatch: map[string]struct{}{},
 		poolWarm:      map[string]map[string]int32{},
 		resources:     map[pool.Resources]*pb.Resources{},
+		acl:           newACLState(),
 	}
 	_ = s.pools.Put(DefaultPool, pool.Unlimited, true)
 	return s

@@ -1,0 +1,53 @@
+package server
+
+import (
+	"testing"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/scheduler/acl"
+	"github.com/banyan-sched/banyan/scheduler/state"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func readerCaller() *caller {
+	p := &acl.Policy{Name: "r", Pools: []acl.PoolRule{{Pattern: "studio", Level: acl.Read}}}
+	return &caller{enforce: true, tok: &pb.ACLToken{AccessorId: "acc", Name: "r", Policies: []string{"r"}},
+		token: acl.Token{AccessorID: "acc", Name: "r", Policies: []string{"r"}}, policies: map[string]*acl.Policy{"r": p}}
+}
+
+func TestRedactJobCopiesAndKeepsKeys(t *testing.T) {
+	c := readerCaller()
+	orig := &pb.Job{Id: "job-1", Pool: "studio", Tasks: []*pb.Task{{Spec: &pb.TaskSpec{
+		Env: map[string]string{"S3_KEY": "secret"}, Fallback: &pb.TaskSpec{Env: map[string]string{"FB": "x"}}}}}}
+	got := c.redactJob(orig)
+	if got.Tasks[0].Spec.Env["S3_KEY"] != Redacted || got.Tasks[0].Spec.Fallback.Env["FB"] != Redacted {
+		t.Fatalf("not redacted: %v", got.Tasks[0].Spec)
+	}
+	if orig.Tasks[0].Spec.Env["S3_KEY"] != "secret" {
+		t.Fatal("redaction changed the original job")
+	}
+	if (&caller{}).redactJob(orig) != orig {
+		t.Fatal("a caller without ACLs got a redacted copy")
+	}
+}
+
+func TestTypedCheckRefusesWrongRequestType(t *testing.T) {
+	err := methodChecks[pb.JobService_CancelJob_FullMethodName](readerCaller(), state.New(state.DefaultDefaults),
+		&pb.GetJobRequest{Id: "job-1"})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("wrong request type: %v, want InvalidArgument", err)
+	}
+}
+
+func TestFilterPoolsAndUsage(t *testing.T) {
+	c := readerCaller()
+	pools := c.filter(&pb.ListPoolsResponse{Pools: []*pb.Pool{{Path: "studio"}, {Path: "studio/a"}, {Path: "default"}}}, 0).(*pb.ListPoolsResponse)
+	if len(pools.Pools) != 2 || pools.Pools[1].Path != "studio/a" {
+		t.Fatalf("readable pools: %v", pools.Pools)
+	}
+	usage := c.filter(&pb.PoolUsageResponse{Pools: []*pb.PoolUsage{{Path: "studio"}}}, 0).(*pb.PoolUsageResponse)
+	if len(usage.Pools) != 0 {
+		t.Fatalf("a reader sees usage it does not administer: %v", usage.Pools)
+	}
+}
