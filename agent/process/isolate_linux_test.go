@@ -47,8 +47,16 @@ func TestRunCancelKillsEscapedDescendant(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
-	if sid, err := getsid(pid); err != nil || sid != pid {
-		t.Fatalf("child %d did not start its own session (sid %d, %v)", pid, sid, err)
+	// setsid(1) leaves the session just after the shell noted its pid.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		sid, err := getsid(pid)
+		if err == nil && sid == pid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child %d did not start its own session (sid %d, %v)", pid, sid, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
 	r := <-done
