@@ -118,6 +118,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.TaskPids < 0 {
 		return nil, fmt.Errorf("agent config: negative task pids limit %d", cfg.TaskPids)
 	}
+	cfg.RunAs = switchTo(cfg.RunAs, os.Geteuid(), os.Getegid())
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("agent", cfg.ID), running: map[string]*run{},
 		unacked: map[string]*pb.TaskEvent{}, conns: map[string]*grpc.ClientConn{}, pools: map[string]*worker.Pool{}}
 	var err error

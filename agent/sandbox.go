@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/banyan-sched/banyan/agent/cgroup"
+	"github.com/banyan-sched/banyan/agent/process"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 )
 
@@ -140,6 +141,15 @@ func readResult(path string) ([]byte, error) {
 		return nil, nil
 	}
 	return data, nil
+}
+
+// switchTo is the user to switch tasks to: nil when u is the agent's own
+// user and group (a non-root process may not even set its own groups).
+func switchTo(u *process.User, euid, egid int) *process.User {
+	if u == nil || int(u.UID) == euid && int(u.GID) == egid {
+		return nil
+	}
+	return u
 }
 
 // credential is the user tasks and function workers run as, for

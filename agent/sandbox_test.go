@@ -225,3 +225,16 @@ func TestTaskLimitsFromAsk(t *testing.T) {
 		t.Errorf("taskLimits(nil) = %+v", l)
 	}
 }
+
+func TestSwitchTo(t *testing.T) {
+	u := &process.User{Name: "banyan", UID: 990, GID: 990}
+	if got := switchTo(u, 990, 990); got != nil {
+		t.Errorf("own user: %+v, want no switch", got)
+	}
+	if got := switchTo(u, 0, 0); got != u {
+		t.Errorf("root agent: %+v, want %+v", got, u)
+	}
+	if got := switchTo(nil, 0, 0); got != nil {
+		t.Errorf("no --run-as: %+v", got)
+	}
+}
