@@ -125,6 +125,10 @@ func New(cfg Config) (*Agent, error) {
 	if a.taskDir, a.ownsTaskDir, err = prepareTaskDir(cfg.TaskDir); err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
 	}
+	if err := checkReachable(a.taskDir, cfg.RunAs); err != nil {
+		a.removeTaskDir()
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
 	if err := a.registerFunctions(); err != nil {
 		a.removeTaskDir()
 		return nil, err

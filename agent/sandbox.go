@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"github.com/banyan-sched/banyan/agent/cgroup"
@@ -56,6 +57,40 @@ func prepareTaskDir(dir string) (path string, created bool, err error) {
 		return "", false, fmt.Errorf("task directory: %w", err)
 	}
 	return dir, created, nil
+}
+
+// checkReachable fails unless u can pass through every directory from "/"
+// down to dir: otherwise each task would fail to start with a bare
+// "permission denied".
+func checkReachable(dir string, u *process.User) error {
+	if u == nil || u.UID == 0 {
+		return nil
+	}
+	for p := dir; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("task directory: %w", err)
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && !searchable(uint32(fi.Mode().Perm()), st.Uid, st.Gid, u) {
+			return fmt.Errorf("task directory %s: %s (mode %04o) is not searchable by the task user %s; use --task-dir elsewhere",
+				dir, p, fi.Mode().Perm(), u.Name)
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+	}
+}
+
+// searchable reports whether u may pass through a directory with mode perm
+// owned by uid:gid.
+func searchable(perm, uid, gid uint32, u *process.User) bool {
+	switch {
+	case uid == u.UID:
+		return perm&0o100 != 0
+	case gid == u.GID || slices.Contains(u.Groups, gid):
+		return perm&0o010 != 0
+	}
+	return perm&0o001 != 0
 }
 
 // taskLimits is a task's cgroup limits: its ask, and the agent's pids cap.

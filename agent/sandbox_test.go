@@ -238,3 +238,27 @@ func TestSwitchTo(t *testing.T) {
 		t.Errorf("no --run-as: %+v", got)
 	}
 }
+
+func TestTaskDirMustBeReachable(t *testing.T) {
+	u := &process.User{Name: "task", UID: 990, GID: 990, Groups: []uint32{44}}
+	for _, c := range []struct {
+		perm, uid, gid uint32
+		want           bool
+	}{
+		{0o711, 0, 0, true}, {0o750, 0, 0, false}, {0o750, 0, 44, true}, {0o700, 990, 0, true},
+		{0o070, 990, 990, false}, {0o701, 0, 990, false}, {0o755, 0, 990, true},
+	} {
+		if got := searchable(c.perm, c.uid, c.gid, u); got != c.want {
+			t.Errorf("searchable(%04o, %d:%d) = %v, want %v", c.perm, c.uid, c.gid, got, c.want)
+		}
+	}
+	if os.Geteuid() != 0 {
+		return
+	}
+	closed := filepath.Join(t.TempDir(), "tasks") // t.TempDir is 0700
+	_, err := New(Config{ID: "t", Servers: []string{"127.0.0.1:1"}, Fingerprint: &pb.Fingerprint{}, RunAs: nobody,
+		TaskDir: closed, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil || !strings.Contains(err.Error(), "not searchable by the task user nobody") {
+		t.Fatalf("New with an unreachable task dir = %v", err)
+	}
+}
