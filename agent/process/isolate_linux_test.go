@@ -66,6 +66,16 @@ func TestRunCancelKillsEscapedDescendant(t *testing.T) {
 	waitGone(t, pid)
 }
 
+// requireLimits fails the test when cgroups are required (see
+// cgrouptest.RequireEnv) but the controller is not available: a test's
+// cgroup that holds other processes cannot enable controllers below it.
+func requireLimits(t *testing.T, controller string) {
+	t.Helper()
+	if os.Getenv(cgrouptest.RequireEnv) == "1" {
+		t.Fatalf("%s=1 but the %s controller is not available below this test's cgroup", cgrouptest.RequireEnv, controller)
+	}
+}
+
 func getsid(pid int) (int, error) {
 	sid, _, errno := syscall.RawSyscall(syscall.SYS_GETSID, uintptr(pid), 0, 0)
 	if errno != 0 {
@@ -88,6 +98,7 @@ func TestRunMemoryLimit(t *testing.T) {
 	r := Run(context.Background(), Spec{Cgroup: g,
 		Command: []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"}})
 	if !slices.Contains(m.Enabled(), "memory") {
+		requireLimits(t, "memory")
 		t.Logf("memory controller not available here (%v enabled): checking the unlimited fallback", m.Enabled())
 		if r.Outcome != OutcomeSucceeded {
 			t.Fatalf("without a memory controller the task must run unlimited: %+v", r)
@@ -110,6 +121,7 @@ func TestRunPidsLimit(t *testing.T) {
 	r := Run(context.Background(), Spec{Cgroup: g,
 		Command: []string{"sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do sleep 0.5 & done; wait"}})
 	if !slices.Contains(m.Enabled(), "pids") {
+		requireLimits(t, "pids")
 		t.Logf("pids controller not available here (%v enabled): checking the unlimited fallback", m.Enabled())
 		if r.Outcome != OutcomeSucceeded || g.PidsLimited() {
 			t.Fatalf("without a pids controller the task must run unlimited: %+v", r)
