@@ -173,6 +173,9 @@ func (g *Group) OOMReason() string {
 	if err != nil || ev["oom_kill"] == 0 {
 		return ""
 	}
+	if g.limits.MemoryBytes == 0 {
+		return "out of memory: killed by the kernel's OOM killer (the task asked for no memory, so had no limit)"
+	}
 	return fmt.Sprintf("out of memory: killed by the kernel for using more than its memory ask of %d bytes (%s)",
 		g.limits.MemoryBytes, humanBytes(g.limits.MemoryBytes))
 }
