@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"os/user"
 	"slices"
 	"strings"
@@ -58,5 +60,32 @@ func TestResolveRunAs(t *testing.T) {
 	}
 	if _, err := resolveRunAs("ghost", 0, l); err == nil || !strings.Contains(err.Error(), "ghost") {
 		t.Errorf("unknown user: %v", err)
+	}
+}
+
+func TestAgentCgroupsSaysOnceHowTasksAreLimited(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	if m := agentCgroups("x", true, log); m != nil {
+		t.Fatal("--no-cgroups gave a manager")
+	}
+	if n := strings.Count(buf.String(), "\n"); n != 1 || !strings.Contains(buf.String(), "--no-cgroups") {
+		t.Fatalf("--no-cgroups logged %d lines: %s", n, buf.String())
+	}
+	buf.Reset()
+	m := agentCgroups("isolation-test", false, log)
+	if m != nil {
+		defer m.Close()
+		if len(m.Missing()) == 0 && buf.Len() != 0 {
+			t.Errorf("all controllers available but warned: %s", buf.String())
+		}
+		if len(m.Missing()) > 0 && !strings.Contains(buf.String(), "not enforced") {
+			t.Errorf("missing %v without a warning: %s", m.Missing(), buf.String())
+		}
+	} else if !strings.Contains(buf.String(), "cannot create cgroups") {
+		t.Errorf("no cgroups and no warning: %s", buf.String())
+	}
+	if n := strings.Count(buf.String(), "\n"); n > 1 {
+		t.Errorf("logged %d lines at start, want at most one: %s", n, buf.String())
 	}
 }
