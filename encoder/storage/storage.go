@@ -14,8 +14,13 @@
 // An output whose parent is a link pointing outside the roots is therefore
 // refused like any other escape.
 //
-// The check runs in user space: a process that can write inside a root
-// could still swap a directory for a link between the check and the open.
+// Where the kernel has openat2 (Linux 5.6+), the existing part of the
+// resolved path is then opened from its root with RESOLVE_BENEATH and
+// RESOLVE_NO_SYMLINKS, so the kernel confirms what user space found; a
+// path that changed in between is refused.
+//
+// The check still precedes the tool's own open: a process that can write
+// inside a root could swap a directory for a link between the two.
 // Agents run tasks as an unprivileged user (see the README), so such a swap
 // gains nothing the task's user could not already reach.
 package storage
@@ -83,12 +88,19 @@ func (r *Roots) Dirs() []string { return append([]string(nil), r.dirs...) }
 // resolved path if it lies in one of the roots. Errors wrap ErrBadPath or
 // ErrOutside and name p.
 func (r *Roots) Resolve(p string) (string, error) {
-	real, err := resolve(p)
+	real, existing, err := resolveParts(p)
 	if err != nil {
 		return "", fmt.Errorf("path %q: %w", p, err)
 	}
-	if !r.Contains(real) {
+	root, ok := r.root(real)
+	if !ok {
 		return "", fmt.Errorf("path %q (resolved to %s): %w (%s)", p, real, ErrOutside, strings.Join(r.dirs, ", "))
+	}
+	if rel, ok := relBelow(root, existing); ok {
+		if _, err := beneath(root, rel); err != nil {
+			return "", fmt.Errorf("path %q (resolved to %s): %w: the kernel's check from %s failed: %w",
+				p, real, ErrOutside, root, err)
+		}
 	}
 	return real, nil
 }
@@ -96,12 +108,28 @@ func (r *Roots) Resolve(p string) (string, error) {
 // Contains reports whether the already resolved path real is one of the
 // roots or lies beneath one.
 func (r *Roots) Contains(real string) bool {
+	_, ok := r.root(real)
+	return ok
+}
+
+// root returns the root that real lies in.
+func (r *Roots) root(real string) (string, bool) {
 	for _, d := range r.dirs {
 		if real == d || strings.HasPrefix(real, strings.TrimSuffix(d, "/")+"/") {
-			return true
+			return d, true
 		}
 	}
-	return false
+	return "", false
+}
+
+// relBelow returns path relative to root ("." for the root itself), or
+// false when path does not lie in root.
+func relBelow(root, path string) (string, bool) {
+	if path == root {
+		return ".", true
+	}
+	rel, ok := strings.CutPrefix(path, strings.TrimSuffix(root, "/")+"/")
+	return rel, ok
 }
 
 // resolve walks p component by component from "/" (or the working
@@ -109,16 +137,23 @@ func (r *Roots) Contains(real string) bool {
 // It never cleans p lexically first: that would apply ".." to a link's
 // name instead of its target.
 func resolve(p string) (string, error) {
+	real, _, err := resolveParts(p)
+	return real, err
+}
+
+// resolveParts is resolve that also returns the longest prefix of the
+// result that exists.
+func resolveParts(p string) (real, existing string, err error) {
 	if p == "" {
-		return "", fmt.Errorf("%w: empty path", ErrBadPath)
+		return "", "", fmt.Errorf("%w: empty path", ErrBadPath)
 	}
 	if strings.ContainsAny(p, "\x00\n\r") {
-		return "", fmt.Errorf("%w: control character or NUL byte in path", ErrBadPath)
+		return "", "", fmt.Errorf("%w: control character or NUL byte in path", ErrBadPath)
 	}
 	if !filepath.IsAbs(p) {
 		wd, err := os.Getwd()
 		if err != nil {
-			return "", fmt.Errorf("working directory: %w", err)
+			return "", "", fmt.Errorf("working directory: %w", err)
 		}
 		p = wd + "/" + p
 	}
@@ -133,7 +168,7 @@ func resolve(p string) (string, error) {
 		case name == "" || name == ".":
 			continue
 		case name == ".." && missing:
-			return "", fmt.Errorf("%w: \"..\" after a directory that does not exist", ErrBadPath)
+			return "", "", fmt.Errorf("%w: \"..\" after a directory that does not exist", ErrBadPath)
 		case name == "..":
 			cur = filepath.Dir(cur) // cur has no links, so its parent is real
 			continue
@@ -146,19 +181,19 @@ func resolve(p string) (string, error) {
 		fi, err := os.Lstat(next)
 		switch {
 		case errors.Is(err, os.ErrNotExist):
-			missing = true
+			missing, existing = true, cur
 			cur = next
 			continue
 		case err != nil:
-			return "", fmt.Errorf("%w: %w", ErrBadPath, err)
+			return "", "", fmt.Errorf("%w: %w", ErrBadPath, err)
 		case fi.Mode()&os.ModeSymlink != 0:
 			links++
 			if links > maxLinks {
-				return "", fmt.Errorf("%w: too many levels of symbolic links at %s", ErrBadPath, next)
+				return "", "", fmt.Errorf("%w: too many levels of symbolic links at %s", ErrBadPath, next)
 			}
 			target, err := os.Readlink(next)
 			if err != nil {
-				return "", fmt.Errorf("%w: %w", ErrBadPath, err)
+				return "", "", fmt.Errorf("%w: %w", ErrBadPath, err)
 			}
 			if filepath.IsAbs(target) {
 				cur = "/"
@@ -166,11 +201,14 @@ func resolve(p string) (string, error) {
 			todo = append(strings.Split(target, "/"), todo...)
 			continue
 		case !fi.IsDir() && hasMore(todo):
-			return "", fmt.Errorf("%w: %s is not a directory", ErrBadPath, next)
+			return "", "", fmt.Errorf("%w: %s is not a directory", ErrBadPath, next)
 		}
 		cur = next
 	}
-	return cur, nil
+	if !missing {
+		existing = cur
+	}
+	return cur, existing, nil
 }
 
 // hasMore reports whether todo still names a component ("." and "" do not

@@ -159,3 +159,26 @@ func TestNewRootsErrors(t *testing.T) {
 		t.Fatalf("zero Roots Resolve = %v, want ErrOutside", err)
 	}
 }
+
+// TestKernelCheck: openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS accepts
+// what user space resolved and refuses links and escapes, so a path that
+// changed between the two walks is caught.
+func TestKernelCheck(t *testing.T) {
+	_, root := layout(t)
+	checked, err := beneath(root, "media/a.mp4")
+	if !checked {
+		t.Log("openat2 is not available on this kernel or platform: Resolve relies on its own walk")
+		return
+	}
+	if err != nil {
+		t.Fatalf("beneath(media/a.mp4) = %v", err)
+	}
+	for _, rel := range []string{"in/a.mp4", "lnk", "../outside/secret", "rootlink/media"} {
+		if _, err := beneath(root, rel); err == nil {
+			t.Errorf("beneath(%s) accepted a link or an escape", rel)
+		}
+	}
+	if _, err := beneath(root, "."); err != nil {
+		t.Errorf("beneath(.) = %v", err)
+	}
+}
