@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/banyan-sched/banyan/agent/cgroup"
 	"github.com/banyan-sched/banyan/agent/process"
 	"github.com/banyan-sched/banyan/agent/rotation"
 	"github.com/banyan-sched/banyan/agent/worker"
@@ -37,8 +38,20 @@ type Config struct {
 	Servers []string
 	// Fingerprint is what the agent reports about its host.
 	Fingerprint *pb.Fingerprint
-	// WorkDir is where tasks without a workdir run ("" = the agent's cwd).
+	// WorkDir is where tasks without a workdir run ("" = each task's
+	// private directory).
 	WorkDir string
+	// RunAs is the user tasks and function workers run as (nil: the
+	// agent's own user). Running as another user needs root.
+	RunAs *process.User
+	// TaskDir holds the tasks' private directories ("" = a new temp dir,
+	// removed at shutdown); see sandbox.go.
+	TaskDir string
+	// Cgroups, when set, gives each task a cgroup limited to its ask
+	// (agent/cgroup); nil runs tasks without cgroups.
+	Cgroups *cgroup.Manager
+	// TaskPids is pids.max for each task's cgroup (0: no limit).
+	TaskPids int64
 	// TailBytes is how much of each task's stdout and stderr is kept.
 	TailBytes int
 	// KillGrace is the SIGTERM-to-SIGKILL grace when the agent shuts down.
@@ -80,6 +93,9 @@ type Agent struct {
 
 	conns map[string]*grpc.ClientConn
 	pools map[string]*worker.Pool // function name -> its workers
+
+	taskDir     string // parent of the tasks' private directories
+	ownsTaskDir bool   // taskDir is a temp dir to remove at shutdown
 }
 
 type run struct {
@@ -113,11 +129,25 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.KillGrace <= 0 {
 		cfg.KillGrace = 5 * time.Second
 	}
+	if cfg.TaskPids < 0 {
+		return nil, fmt.Errorf("agent config: negative task pids limit %d", cfg.TaskPids)
+	}
+	cfg.RunAs = switchTo(cfg.RunAs, os.Geteuid(), os.Getegid())
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("agent", cfg.ID), running: map[string]*run{},
 		unacked: map[string]*pb.TaskEvent{}, conns: map[string]*grpc.ClientConn{}, pools: map[string]*worker.Pool{}}
+	var err error
+	if a.taskDir, a.ownsTaskDir, err = prepareTaskDir(cfg.TaskDir); err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	if err := checkReachable(a.taskDir, cfg.RunAs); err != nil {
+		a.removeTaskDir()
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
 	if err := a.registerFunctions(); err != nil {
+		a.removeTaskDir()
 		return nil, err
 	}
+	a.log.Info("task isolation", a.isolationSummary()...)
 	return a, nil
 }
 
@@ -147,7 +177,7 @@ func (a *Agent) registerFunctions() error {
 		for k, v := range a.cfg.Env {
 			env = append(env, k+"="+v)
 		}
-		p := worker.NewPool(worker.PoolConfig{Name: name, Command: cmd, Env: env, Logger: a.log})
+		p := worker.NewPool(worker.PoolConfig{Name: name, Command: cmd, Env: env, Credential: a.credential(), Logger: a.log})
 		p.SetWarm(a.cfg.Warm[name])
 		a.pools[name] = p
 		fp.Labels["fn."+name] = "1"
@@ -537,12 +567,21 @@ func (a *Agent) start(_ context.Context, t *pb.TaskAssignment) {
 }
 
 func (a *Agent) execute(ctx context.Context, t *pb.TaskAssignment, r *run) {
-	spec, resultPath, err := a.processSpec(t)
+	sb, err := a.newSandbox(t)
 	if err != nil {
 		a.finishUnstarted(t, r, err)
 		return
 	}
-	defer os.Remove(resultPath)
+	defer func() {
+		if err := sb.cleanup(); err != nil {
+			a.log.Warn("task cleanup", "task", t.TaskId, "err", err)
+		}
+	}()
+	spec, err := a.processSpec(t, sb)
+	if err != nil {
+		a.finishUnstarted(t, r, err)
+		return
+	}
 	started := &pb.TaskEvent{TaskId: t.TaskId, Attempt: t.Attempt, Kind: "started", UnixMs: a.cfg.Clock().UnixMilli()}
 	a.mu.Lock()
 	r.started = started
@@ -556,7 +595,7 @@ func (a *Agent) execute(ctx context.Context, t *pb.TaskAssignment, r *run) {
 		ev.UnixMs = a.cfg.Clock().UnixMilli()
 	}
 	if res.Outcome == process.OutcomeSucceeded {
-		if ev.Result, err = readResult(resultPath); err != nil {
+		if ev.Result, err = readResult(sb.result); err != nil {
 			ev.Outcome, ev.Error = process.OutcomeFailed, err.Error()
 		}
 	}
@@ -622,22 +661,18 @@ const SelfCommand = "@sched"
 const MaxResultBytes = 4 << 20
 
 // processSpec builds the process for an assignment: it resolves
-// SelfCommand, and gives the task its identity and a result file in its
-// environment (BANYAN_TASK_ID, BANYAN_JOB_ID, BANYAN_ATTEMPT, BANYAN_RESULT).
-func (a *Agent) processSpec(t *pb.TaskAssignment) (process.Spec, string, error) {
+// SelfCommand, and gives the task its identity, its private temp dir and
+// result file in its environment (BANYAN_TASK_ID, BANYAN_JOB_ID,
+// BANYAN_ATTEMPT, BANYAN_RESULT, TMPDIR), its user and its cgroup.
+func (a *Agent) processSpec(t *pb.TaskAssignment, sb *sandbox) (process.Spec, error) {
 	cmd := append([]string(nil), t.Spec.Command...)
 	if len(cmd) > 0 && cmd[0] == SelfCommand {
 		self, err := os.Executable()
 		if err != nil {
-			return process.Spec{}, "", fmt.Errorf("resolve %s: %w", SelfCommand, err)
+			return process.Spec{}, fmt.Errorf("resolve %s: %w", SelfCommand, err)
 		}
 		cmd[0] = self
 	}
-	f, err := os.CreateTemp("", "banyan-result-*")
-	if err != nil {
-		return process.Spec{}, "", fmt.Errorf("create result file: %w", err)
-	}
-	f.Close()
 	env := make(map[string]string, len(a.cfg.Env)+len(t.Spec.Env)+5)
 	for k, v := range a.cfg.Env {
 		env[k] = v
@@ -646,37 +681,26 @@ func (a *Agent) processSpec(t *pb.TaskAssignment) (process.Spec, string, error) 
 		env[k] = v
 	}
 	env["BANYAN_TASK_ID"], env["BANYAN_JOB_ID"] = t.TaskId, t.JobId
-	env["BANYAN_ATTEMPT"], env["BANYAN_RESULT"] = fmt.Sprint(t.Attempt), f.Name()
+	env["BANYAN_ATTEMPT"], env["BANYAN_RESULT"] = fmt.Sprint(t.Attempt), sb.result
+	env["TMPDIR"] = sb.tmp
+	if u := a.cfg.RunAs; u != nil && int(u.UID) != os.Geteuid() {
+		if _, set := env["HOME"]; !set {
+			env["HOME"] = sb.dir // the agent's HOME is not the task user's
+		}
+	}
 	if len(a.cfg.StorageRoots) > 0 {
 		env["BANYAN_STORAGE_ROOTS"] = strings.Join(a.cfg.StorageRoots, ":")
 	}
 	spec := process.Spec{Command: cmd, Env: env, Dir: t.Spec.Workdir,
 		Timeout: time.Duration(t.Spec.TimeoutMs) * time.Millisecond, Grace: a.cfg.KillGrace,
-		TailBytes: a.cfg.TailBytes, Now: a.cfg.Clock}
+		TailBytes: a.cfg.TailBytes, Now: a.cfg.Clock, User: a.cfg.RunAs, Cgroup: sb.group}
 	if spec.Dir == "" {
 		spec.Dir = a.cfg.WorkDir
 	}
-	return spec, f.Name(), nil
-}
-
-// readResult reads what a task wrote to its result file (nil if nothing).
-func readResult(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read task result: %w", err)
+	if spec.Dir == "" {
+		spec.Dir = sb.dir
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxResultBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("read task result: %w", err)
-	}
-	if len(data) > MaxResultBytes {
-		return nil, fmt.Errorf("task result is larger than %d bytes", MaxResultBytes)
-	}
-	if len(data) == 0 {
-		return nil, nil
-	}
-	return data, nil
+	return spec, nil
 }
 
 // Shutdown stops every running task (SIGTERM, then SIGKILL after the grace)
@@ -691,4 +715,14 @@ func (a *Agent) Shutdown() {
 		p.Close()
 	}
 	a.tasksWG.Wait()
+	a.removeTaskDir()
+}
+
+// removeTaskDir removes the task directory if the agent created it.
+func (a *Agent) removeTaskDir() {
+	if a.ownsTaskDir {
+		if err := os.RemoveAll(a.taskDir); err != nil {
+			a.log.Warn("remove task directory", "err", err)
+		}
+	}
 }

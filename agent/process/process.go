@@ -5,6 +5,12 @@
 //
 // Run never fails with an error: everything that can go wrong, including a
 // command that cannot start, is reported in the Result.
+//
+// A Spec may name a User to run as (its uid, gid and groups; switching
+// needs root) and a cgroup (agent/cgroup) to start the process in: the
+// process is then created inside the group, every stop ends with a kill of
+// the whole group (which reaches descendants that left the process group
+// with setsid), and an OOM kill in the group is reported as such.
 package process
 
 import (
@@ -15,7 +21,19 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/banyan-sched/banyan/agent/cgroup"
 )
+
+// User is an identity a process runs as.
+type User struct {
+	// Name is the user's name, for messages.
+	Name string
+	// UID and GID are the numeric user and primary group.
+	UID, GID uint32
+	// Groups are the supplementary groups.
+	Groups []uint32
+}
 
 // Defaults for zero Spec fields.
 const (
@@ -56,6 +74,11 @@ type Spec struct {
 	// TailBytes is how many bytes of stdout and of stderr are kept, each
 	// (DefaultTailBytes when 0).
 	TailBytes int
+	// User, when set, is who the process runs as (nil: the agent's user).
+	User *User
+	// Cgroup, when set, is the cgroup the process starts in; it is killed
+	// as a whole whenever the run ends.
+	Cgroup *cgroup.Group
 	// Now is the clock for Result.Started and Result.Finished; nil means
 	// time.Now. Timeouts always use real time.
 	Now func() time.Time

@@ -18,8 +18,9 @@ const pipeDrainDelay = time.Second
 // Run starts the process in its own process group and waits for it.
 // Cancelling ctx or hitting Timeout sends SIGTERM to the whole group, then
 // SIGKILL after Grace. When the command exits, anything it left running in
-// its group is killed. A command that cannot start returns Outcome "failed"
-// with the reason.
+// its group is killed, and so is everything in Spec.Cgroup. A command that
+// cannot start returns Outcome "failed" with the reason; one killed at its
+// cgroup's memory limit fails with an "out of memory" reason.
 func Run(ctx context.Context, spec Spec) Result {
 	if r := prepare(ctx, &spec); r != nil {
 		return *r
@@ -36,6 +37,17 @@ func Run(ctx context.Context, spec Spec) Result {
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid:   true,
 		Pdeathsig: syscall.SIGKILL,
+	}
+	if u := spec.User; u != nil {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: u.Groups}
+	}
+	if spec.Cgroup != nil {
+		dir, err := spec.Cgroup.Open()
+		if err != nil {
+			return notStarted(spec.Now, OutcomeFailed, fmt.Errorf("start: %w", err).Error())
+		}
+		defer dir.Close()
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(dir.Fd())
 	}
 
 	res := Result{ExitCode: -1, Started: spec.Now()}
@@ -77,8 +89,12 @@ func Run(ctx context.Context, spec Spec) Result {
 			stop(pid, spec.Grace, exited)
 		}
 	}
-	// Clean up whatever the leader left running in its group.
+	// Clean up whatever the leader left running in its group, and in its
+	// cgroup (descendants that escaped the group with setsid).
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	if spec.Cgroup != nil {
+		_ = spec.Cgroup.Kill()
+	}
 
 	// The error is fully described by ProcessState, or is exec.ErrWaitDelay
 	// (an escaped descendant held a pipe), which does not change the outcome.
@@ -96,6 +112,11 @@ func Run(ctx context.Context, spec Spec) Result {
 		res.Outcome = OutcomeSucceeded
 	default:
 		res.Outcome, res.Err = OutcomeFailed, cmd.ProcessState.String()
+	}
+	if spec.Cgroup != nil && res.Outcome != OutcomeSucceeded {
+		if oom := spec.Cgroup.OOMReason(); oom != "" {
+			res.Err = oom + " (" + res.Err + ")"
+		}
 	}
 	return res
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -57,6 +58,8 @@ type PoolConfig struct {
 	// MaxBatch is how many calls a worker that is not warm serves before it
 	// exits, so batches stay bounded (default 100).
 	MaxBatch int
+	// Credential, when set, is the user workers run as.
+	Credential *syscall.Credential
 	// Logger receives the pool's logs.
 	Logger *slog.Logger
 }
@@ -171,7 +174,7 @@ func (p *Pool) startLocked(warm bool) {
 // run is one worker's life: start the process, serve calls, exit when the
 // queue is empty (or the batch is full) unless it is needed warm.
 func (p *Pool) run(warm bool) {
-	proc, err := Start(p.cfg.Command, p.cfg.Env)
+	proc, err := StartAs(p.cfg.Command, p.cfg.Env, p.cfg.Credential)
 	if err != nil {
 		p.log.Warn("worker did not start", "err", err)
 		p.failQueued(err)
@@ -192,7 +195,7 @@ func (p *Pool) run(warm bool) {
 			return
 		}
 		if proc == nil { // the last call crashed the worker: replace it
-			if proc, err = Start(p.cfg.Command, p.cfg.Env); err != nil {
+			if proc, err = StartAs(p.cfg.Command, p.cfg.Env, p.cfg.Credential); err != nil {
 				finish(c, Result{Outcome: OutcomeFailed, Error: err.Error()})
 				return
 			}

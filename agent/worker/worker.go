@@ -62,14 +62,18 @@ type Process struct {
 }
 
 // Start starts a worker process from argv with extra environment.
-func Start(argv []string, env []string) (*Process, error) {
+func Start(argv []string, env []string) (*Process, error) { return StartAs(argv, env, nil) }
+
+// StartAs is Start with the worker running as cred's user (nil: the
+// agent's own).
+func StartAs(argv []string, env []string, cred *syscall.Credential) (*Process, error) {
 	if len(argv) == 0 || argv[0] == "" {
 		return nil, errors.New("start worker: empty command")
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("start worker: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,9 @@ type agentFlags struct {
 	killGrace            time.Duration
 	storageRoots         []string
 	taskEnv              []string
+	runAs, taskDir       string
+	taskPids             int64
+	noCgroups            bool
 	functions, warm      []string
 }
 
@@ -94,14 +98,28 @@ func newAgentCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			runAs, err := resolveRunAs(f.runAs, os.Geteuid(), systemUsers)
+			if err != nil {
+				return err
+			}
+			if len(f.storageRoots) == 0 {
+				slog.Warn("no --storage-root: encoder steps will be refused on this agent")
+			}
+			cg := agentCgroups(f.id, f.noCgroups, slog.Default())
 			a, err := agent.New(agent.Config{ID: f.id, Servers: f.servers, Fingerprint: fp, WorkDir: f.workDir,
 				KillGrace: f.killGrace, StorageRoots: f.storageRoots, Env: env, Functions: fns, Warm: warm, Logger: slog.Default(),
-				TLS: src, Token: g.token})
+				TLS: src, Token: g.token, RunAs: runAs, TaskDir: f.taskDir, Cgroups: cg, TaskPids: f.taskPids})
 			if err != nil {
 				return err
 			}
 			slog.Info("agent starting", "id", f.id, "servers", f.servers, "capacity", fp.Capacity.Vector().String())
-			return a.Run(cmd.Context())
+			err = a.Run(cmd.Context())
+			if cg != nil {
+				if cerr := cg.Close(); cerr != nil {
+					slog.Warn("remove task cgroups", "err", cerr)
+				}
+			}
+			return err
 		},
 	}
 	fl := cmd.Flags()
@@ -115,7 +133,11 @@ func newAgentCmd(g *globals) *cobra.Command {
 	fl.StringArrayVar(&f.functions, "function", nil, "serve a function: NAME=COMMAND ARGS... (a line-protocol worker; repeatable)")
 	fl.StringArrayVar(&f.warm, "warm", nil, "keep N warm workers of a function: NAME=N (repeatable)")
 	fl.StringArrayVar(&f.taskEnv, "task-env", nil, "KEY=VALUE added to every task's environment (repeatable)")
-	fl.StringSliceVar(&f.storageRoots, "storage-root", nil, "directory media steps may read and write (repeatable; default: anywhere)")
+	fl.StringSliceVar(&f.storageRoots, "storage-root", nil, "directory media steps may read and write (repeatable; encoder steps are refused without one)")
+	fl.StringVar(&f.runAs, "run-as", "", "user tasks run as (required when the agent runs as root; root only if named)")
+	fl.StringVar(&f.taskDir, "task-dir", "", "parent of the tasks' private temp dirs (default: a new dir in the system temp dir)")
+	fl.Int64Var(&f.taskPids, "task-pids-max", 4096, "pids.max of each task's cgroup (0: no limit)")
+	fl.BoolVar(&f.noCgroups, "no-cgroups", false, "run tasks without cgroups (no resource limits)")
 	fl.DurationVar(&f.killGrace, "kill-grace", 5*time.Second, "SIGTERM-to-SIGKILL grace for cancelled and preempted tasks")
 	cmd.AddCommand(newAgentListCmd(g))
 	return cmd

@@ -97,7 +97,8 @@ func runDev(ctx context.Context, c devConfig) error {
 			return fmt.Errorf("agent work dir: %w", err)
 		}
 		a, err := agent.New(agent.Config{ID: fmt.Sprintf("dev-agent-%d", i), Servers: []string{s.Addr()},
-			Fingerprint: fp, WorkDir: work, StorageRoots: c.roots, Env: c.env, Functions: builtinFunctions, Logger: log, Token: agentToken})
+			Fingerprint: fp, WorkDir: work, TaskDir: filepath.Join(work, "tasks"), StorageRoots: c.roots, Env: c.env,
+			Functions: builtinFunctions, Logger: log, Token: agentToken})
 		if err != nil {
 			cancel()
 			s.Close()

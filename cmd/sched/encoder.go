@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/banyan-sched/banyan/api/failure"
 	"github.com/banyan-sched/banyan/encoder"
+	"github.com/banyan-sched/banyan/encoder/storage"
 	"github.com/spf13/cobra"
 )
 
@@ -33,58 +35,42 @@ func newEncoderCmd() *cobra.Command {
 	return cmd
 }
 
-// checkRoots refuses paths outside the storage roots, after resolving
-// symbolic links, so no step reads or writes outside them.
-func checkRoots(paths ...string) error {
+// checkRoots resolves each path fully (links first, then "..", see
+// encoder/storage), refuses any outside the storage roots named by
+// $BANYAN_STORAGE_ROOTS, and replaces each path with its resolved form, so
+// ffmpeg opens exactly the file that was checked. Empty paths (optional
+// flags left unset) are skipped. Without storage roots every step is
+// refused: agents must be started with --storage-root.
+func checkRoots(paths ...*string) error {
 	env := os.Getenv(StorageRootsEnv)
 	if env == "" {
-		return nil
+		return fmt.Errorf("%w: no storage roots: start the agent with --storage-root DIR (sched dev sets defaults)",
+			encoder.ErrBadInput)
 	}
-	var roots []string
-	for _, r := range strings.Split(env, ":") {
-		if r == "" {
-			continue
-		}
-		if abs, err := resolvePath(r); err == nil {
-			roots = append(roots, abs)
-		}
+	roots, err := storage.NewRoots(strings.Split(env, ":"))
+	if err != nil {
+		return fmt.Errorf("storage roots %s: %w", env, err)
 	}
 	for _, p := range paths {
-		abs, err := resolvePath(p)
+		if *p == "" {
+			continue
+		}
+		real, err := roots.Resolve(*p)
 		if err != nil {
-			return fmt.Errorf("path %s: %w", p, err)
+			return fmt.Errorf("%w: %w", encoder.ErrBadInput, err)
 		}
-		inside := false
-		for _, r := range roots {
-			if abs == r || strings.HasPrefix(abs, r+string(filepath.Separator)) {
-				inside = true
-				break
-			}
-		}
-		if !inside {
-			return fmt.Errorf("%w: path %s is outside the storage roots (%s)", encoder.ErrBadInput, p, env)
-		}
+		*p = real
 	}
 	return nil
 }
 
-// resolvePath makes p absolute and resolves links in its longest existing
-// prefix (outputs do not exist yet).
-func resolvePath(p string) (string, error) {
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return "", err
+// checkLadder checks a ladder given as a file like any other path; the
+// built-in ladder names are not paths.
+func checkLadder(ladder *string) error {
+	if slices.Contains(encoder.BuiltinLadders(), *ladder) {
+		return nil
 	}
-	rest := ""
-	for dir := abs; ; dir = filepath.Dir(dir) {
-		if real, err := filepath.EvalSymlinks(dir); err == nil {
-			return filepath.Join(real, rest), nil
-		}
-		if dir == filepath.Dir(dir) {
-			return abs, nil
-		}
-		rest = filepath.Join(filepath.Base(dir), rest)
-	}
+	return checkRoots(ladder)
 }
 
 // loadSource reads the plan step's saved probe when the task names one,
@@ -93,7 +79,7 @@ func loadSource(cmd *cobra.Command, source, probe string) (*encoder.Source, erro
 	if probe == "" {
 		return encoder.Probe(cmd.Context(), source)
 	}
-	if err := checkRoots(probe); err != nil {
+	if err := checkRoots(&probe); err != nil {
 		return nil, err
 	}
 	return encoder.ReadSource(probe, source)
@@ -107,7 +93,10 @@ func newEncoderPlanCmd() *cobra.Command {
 		Short: "Probe a title, plan its chunks and write the encode graph to $BANYAN_RESULT",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkRoots(source, out); err != nil {
+			if err := checkRoots(&source, &out); err != nil {
+				return err
+			}
+			if err := checkLadder(&ladder); err != nil {
 				return err
 			}
 			opt := encoder.ChunkOptions{Target: chunk}
@@ -152,7 +141,7 @@ func newEncodeChunkCmd() *cobra.Command {
 		Use:  "encode-chunk",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkRoots(source, out); err != nil {
+			if err := checkRoots(&source, &out); err != nil {
 				return err
 			}
 			if fp := os.Getenv(FailpointEnv); fp == fmt.Sprint(index) && os.Getenv("BANYAN_ATTEMPT") == "1" {
@@ -193,7 +182,7 @@ func newEncodeAudioCmd() *cobra.Command {
 		Use:  "encode-audio",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkRoots(source, out); err != nil {
+			if err := checkRoots(&source, &out); err != nil {
 				return err
 			}
 			src, err := loadSource(cmd, source, probe)
@@ -218,11 +207,11 @@ func newAssembleCmd() *cobra.Command {
 		Use:  "assemble",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkRoots(append([]string{source, out}, chunks...)...); err != nil {
+			if err := checkRoots(&source, &out, &audio); err != nil {
 				return err
 			}
-			if audio != "" {
-				if err := checkRoots(audio); err != nil {
+			for i := range chunks {
+				if err := checkRoots(&chunks[i]); err != nil {
 					return err
 				}
 			}
@@ -250,7 +239,7 @@ func parseIndexed(list []string) ([]encoder.IndexedRendition, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := checkRoots(r.Path); err != nil {
+		if err := checkRoots(&r.Path); err != nil {
 			return nil, err
 		}
 		out = append(out, r)
@@ -266,7 +255,7 @@ func newIndexCmd() *cobra.Command {
 		Use:  "index",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkRoots(outDir); err != nil {
+			if err := checkRoots(&outDir); err != nil {
 				return err
 			}
 			rs, err := parseIndexed(renditions)
@@ -289,7 +278,7 @@ func newVerifyCmd() *cobra.Command {
 		Use:  "verify",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkRoots(source, master, out); err != nil {
+			if err := checkRoots(&source, &master, &out); err != nil {
 				return err
 			}
 			rs, err := parseIndexed(renditions)
