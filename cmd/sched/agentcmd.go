@@ -18,6 +18,7 @@ import (
 // agentFlags are the flags of `sched agent`.
 type agentFlags struct {
 	id, workDir, reserve string
+	maxMessage           string
 	servers              []string
 	labels               []string
 	noGPU                bool
@@ -86,8 +87,12 @@ func newAgentCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			maxMsg, err := messageSize(f.maxMessage)
+			if err != nil {
+				return err
+			}
 			a, err := agent.New(agent.Config{ID: f.id, Servers: f.servers, Fingerprint: fp, WorkDir: f.workDir,
-				KillGrace: f.killGrace, StorageRoots: f.storageRoots, Env: env, Functions: fns, Warm: warm, Logger: slog.Default()})
+				MaxMessageSize: maxMsg, KillGrace: f.killGrace, StorageRoots: f.storageRoots, Env: env, Functions: fns, Warm: warm, Logger: slog.Default()})
 			if err != nil {
 				return err
 			}
@@ -107,6 +112,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 	fl.StringArrayVar(&f.warm, "warm", nil, "keep N warm workers of a function: NAME=N (repeatable)")
 	fl.StringArrayVar(&f.taskEnv, "task-env", nil, "KEY=VALUE added to every task's environment (repeatable)")
 	fl.StringSliceVar(&f.storageRoots, "storage-root", nil, "directory media steps may read and write (repeatable; default: anywhere)")
+	fl.StringVar(&f.maxMessage, "max-message-size", "16MiB", "largest gRPC message, the same as the servers'")
 	fl.DurationVar(&f.killGrace, "kill-grace", 5*time.Second, "SIGTERM-to-SIGKILL grace for cancelled and preempted tasks")
 	cmd.AddCommand(newAgentListCmd(g))
 	return cmd

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/scheduler/server"
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
@@ -25,6 +26,8 @@ type serverFile struct {
 	Peers     []string `json:"peers,omitempty"`
 	Join      []string `json:"join,omitempty"`
 	Lease     string   `json:"lease,omitempty"`
+	// MaxMessageSize is the largest gRPC message, e.g. "16MiB".
+	MaxMessageSize string `json:"max_message_size,omitempty"`
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -53,7 +56,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&configPath, "config", "", "YAML config file (node_id, data_dir, bind, advertise, bootstrap, peers, join, lease)")
+	fl.StringVar(&configPath, "config", "", "YAML config file (node_id, data_dir, bind, advertise, bootstrap, peers, join, lease, max_message_size)")
 	fl.StringVar(&f.NodeID, "node-id", "", "this server's id (default: hostname)")
 	fl.StringVar(&f.DataDir, "data-dir", "", "data directory (required)")
 	fl.StringVar(&f.Bind, "bind", DefaultAddr, "address to serve gRPC and raft on")
@@ -62,6 +65,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 	fl.StringSliceVar(&f.Peers, "peers", nil, "bootstrap a cluster of these servers: id=host:port,... (same on every server)")
 	fl.StringSliceVar(&f.Join, "join", nil, "join the cluster through this server address (repeatable)")
 	fl.StringVar(&f.Lease, "lease", "10s", "agent lease: silence after which an agent's tasks are requeued")
+	fl.StringVar(&f.MaxMessageSize, "max-message-size", "16MiB", "largest gRPC message, the same on servers and agents")
 	cmd.AddCommand(newMembersCmd(g))
 	return cmd
 }
@@ -88,6 +92,7 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	set("bind", &f.Bind, flags.Bind)
 	set("advertise", &f.Advertise, flags.Advertise)
 	set("lease", &f.Lease, flags.Lease)
+	set("max-message-size", &f.MaxMessageSize, flags.MaxMessageSize)
 	if fl.Changed("bootstrap") {
 		f.Bootstrap = flags.Bootstrap
 	}
@@ -104,8 +109,12 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	if err != nil || lease <= 0 {
 		return server.Config{}, usageError{fmt.Sprintf("--lease %q: want a positive duration such as 10s", f.Lease)}
 	}
+	maxMsg, err := messageSize(f.MaxMessageSize)
+	if err != nil {
+		return server.Config{}, err
+	}
 	cfg := server.Config{NodeID: f.NodeID, DataDir: f.DataDir, BindAddr: f.Bind, AdvertiseAddr: f.Advertise,
-		Bootstrap: f.Bootstrap, Join: f.Join, Lease: lease, Logger: slog.Default()}
+		Bootstrap: f.Bootstrap, Join: f.Join, Lease: lease, Logger: slog.Default(), MaxMessageSize: maxMsg}
 	for _, p := range f.Peers {
 		id, addr, ok := strings.Cut(p, "=")
 		if !ok || id == "" || addr == "" {
@@ -117,6 +126,18 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 		cfg.Bootstrap = true
 	}
 	return cfg, nil
+}
+
+// messageSize parses --max-message-size and checks its range.
+func messageSize(v string) (int, error) {
+	n, err := limits.ParseSize(v)
+	if err == nil {
+		err = limits.Budget{MessageSize: n}.Check()
+	}
+	if err != nil {
+		return 0, usageError{"--max-message-size: " + err.Error()}
+	}
+	return n, nil
 }
 
 func newMembersCmd(g *globals) *cobra.Command {

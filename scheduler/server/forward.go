@@ -54,7 +54,8 @@ func (f *forwarder) conn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := f.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(f.s.cfg.MaxMessageSize), grpc.MaxCallSendMsgSize(f.s.cfg.MaxMessageSize)))
 	if err != nil {
 		return nil, fmt.Errorf("connect to leader %s: %w", addr, err)
 	}

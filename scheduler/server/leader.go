@@ -6,10 +6,12 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // leaderLoop is everything a server does only while it leads: the
@@ -215,10 +217,33 @@ func (l *leaderLoop) afterApply(r *state.Result) {
 	})
 	for agent, tasks := range batches {
 		if sess := l.sessions[agent]; sess != nil {
-			sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Batch{Batch: &pb.TaskBatch{Tasks: tasks}}})
+			l.sendBatches(sess, tasks)
 		}
 	}
 	l.sendCancelsLocked(r.Cancels)
+}
+
+// sendBatches hands an agent its tasks in as many messages as the byte
+// budget needs, so that no message exceeds the maximum however many tasks
+// are queued for it (each task spec is bounded by limits.TaskSpecBytes).
+func (l *leaderLoop) sendBatches(sess *session, tasks []*pb.TaskAssignment) {
+	budget := limits.Budget{MessageSize: l.s.cfg.MaxMessageSize}.BatchBytes()
+	for _, group := range limits.Split(tasks, assignmentSize, budget) {
+		sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Batch{Batch: &pb.TaskBatch{Tasks: group}}})
+	}
+}
+
+// assignmentSize is an assignment's encoded size with its field header.
+func assignmentSize(t *pb.TaskAssignment) int { return proto.Size(t) + 8 }
+
+// ackOf is what acknowledges an event: its identity without its payload
+// (result, tails), so an acknowledgement is never larger than needed.
+func ackOf(events []*pb.TaskEvent) []*pb.TaskEvent {
+	out := make([]*pb.TaskEvent, len(events))
+	for i, ev := range events {
+		out[i] = &pb.TaskEvent{TaskId: ev.TaskId, Attempt: ev.Attempt, Kind: ev.Kind}
+	}
+	return out
 }
 
 // pushWarmLocked tells every agent session how many warm workers to keep
@@ -332,9 +357,7 @@ func (l *leaderLoop) register(sess *session, known map[string]int32, cancels []s
 			}
 		}
 	})
-	if len(missed) > 0 {
-		sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Batch{Batch: &pb.TaskBatch{Tasks: missed}}})
-	}
+	l.sendBatches(sess, missed)
 }
 
 func (l *leaderLoop) unregister(sess *session) {
@@ -418,7 +441,7 @@ func (l *leaderLoop) commitEvents() {
 			continue
 		}
 		for _, se := range batch {
-			se.sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Ack{Ack: &pb.AckEvents{Events: se.events}}})
+			se.sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Ack{Ack: &pb.AckEvents{Events: ackOf(se.events)}}})
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"github.com/hashicorp/go-hclog"
@@ -71,6 +72,10 @@ type Config struct {
 	// MinRuntime protects tasks from preemption for this long after they
 	// start (default 5s): together with the rate it prevents thrashing.
 	MinRuntime time.Duration
+	// MaxMessageSize is the largest gRPC message this server sends or
+	// accepts, and the budget its batches to agents are split by (default
+	// limits.DefaultMessageSize; agents and clients must use the same).
+	MaxMessageSize int
 }
 
 func (c *Config) fill() error {
@@ -113,6 +118,12 @@ func (c *Config) fill() error {
 	}
 	if c.MinRuntime <= 0 {
 		c.MinRuntime = 5 * time.Second
+	}
+	if err := (limits.Budget{MessageSize: c.MaxMessageSize}).Check(); err != nil {
+		return fmt.Errorf("server config: %w", err)
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = limits.DefaultMessageSize
 	}
 	return nil
 }
@@ -176,7 +187,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.fwd = newForwarder(s)
-	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.fwd.unary))
+	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.fwd.unary),
+		grpc.MaxRecvMsgSize(cfg.MaxMessageSize), grpc.MaxSendMsgSize(cfg.MaxMessageSize))
 	registerServices(s.grpc, s)
 	s.wg.Add(2)
 	go func() {
