@@ -13,6 +13,18 @@
 // MinMessageSize, so any accepted configuration carries them with room to
 // spare.
 //
+// Every bound and its default:
+//
+//	message size         16 MiB   --max-message-size (servers, agents), at least 16 MiB
+//	batch of tasks/events 8 MiB   half the message
+//	stdout, stderr tail  64 KiB   each, 1/256 of the message (truncated, marked)
+//	function output      64 KiB   as a tail (truncated, marked)
+//	error text            4 KiB   (truncated, marked)
+//	task result           4 MiB   $BANYAN_RESULT; over it the task fails
+//	task spec             1 MiB   command + args + env + workdir, fallbacks included
+//	job spec              4 MiB   per job per submission
+//	attempt history      16       records per task: the first and the latest 15
+//
 // The package is pure: no I/O, no clock, no goroutines.
 package limits
 
@@ -28,8 +40,9 @@ const (
 	// DefaultMessageSize is the largest gRPC message by default.
 	DefaultMessageSize = 16 << 20
 	// MinMessageSize is the smallest configurable message size: the state's
-	// bounds below must fit in one message with room to spare.
-	MinMessageSize = 8 << 20
+	// bounds below must fit in one message with room to spare. It is also
+	// the default: a message size can only be raised.
+	MinMessageSize = 16 << 20
 	// MaxMessageSize is the largest configurable message size.
 	MaxMessageSize = 1 << 30
 )
@@ -42,11 +55,12 @@ const (
 	TaskSpecBytes = 1 << 20
 	// JobSpecBytes bounds one job spec (all its tasks, encoded) per
 	// submission.
-	JobSpecBytes = 2 << 20
+	JobSpecBytes = 4 << 20
 	// ResultBytes bounds what a task may write to $BANYAN_RESULT, so also a
-	// fan-out (a job expansion) a result may add at once. A larger result
-	// fails its task with a reason naming the size and the bound.
-	ResultBytes = 1 << 20
+	// fan-out (a job expansion) a result may add at once: about 6,000 encode
+	// tasks of a chunked title. A larger result fails its task with a
+	// reason naming the size and the bound.
+	ResultBytes = 4 << 20
 	// AttemptHistory is how many attempt records a task keeps: the first and
 	// the latest AttemptHistory-1. Attempt numbers keep counting, so the
 	// number of records dropped is the latest number minus the records kept.

@@ -23,7 +23,7 @@ func TestBudgetDerivesBoundsBelowTheMessage(t *testing.T) {
 	if Default.Message() != DefaultMessageSize || (Budget{}).Message() != DefaultMessageSize {
 		t.Fatal("zero budget is not the default")
 	}
-	for _, bad := range []int{1, MinMessageSize - 1, MaxMessageSize + 1, -5} {
+	for _, bad := range []int{1, MinMessageSize - 1, MaxMessageSize + 1, -5, 8 << 20} {
 		err := Budget{MessageSize: bad}.Check()
 		if err == nil || !strings.Contains(err.Error(), "max message size") {
 			t.Fatalf("size %d: err %v", bad, err)
