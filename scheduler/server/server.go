@@ -156,8 +156,8 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+	if err := prepareDataDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	ln := cfg.Listener
 	if ln == nil {
@@ -232,11 +232,15 @@ func (s *Server) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("open raft store: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(s.cfg.DataDir, 2, rc.Logger)
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(s.cfg.DataDir, 2, rc.Logger)
+	if err == nil {
+		err = tighten(s.cfg.DataDir) // the store made its directory 0755
+	}
 	if err != nil {
 		store.Close()
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
+	snaps := newPrivateSnapshots(s.cfg.DataDir, fileSnaps)
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: &streamLayer{newChanListener(s.mux, s.mux.raftCh)}, MaxPool: 4,
 		Timeout: 10 * time.Second, Logger: rc.Logger,
