@@ -226,7 +226,7 @@ func (s *State) assign(now int64, a *fsmpb.Assignment) {
 	j := s.jobs[t.PB.JobId]
 	s.queue.Remove(s.queueItem(t))
 	delete(s.fallbackWatch, t.PB.Id)
-	t.PB.Attempts = append(t.PB.Attempts, &pb.Attempt{Number: t.Attempt(), QueuedUnixMs: t.PB.QueuedUnixMs,
+	t.addAttempt(&pb.Attempt{Number: t.Attempt(), QueuedUnixMs: t.PB.QueuedUnixMs,
 		AgentId: a.AgentId, PlacedUnixMs: now})
 	s.setTaskState(t, pb.TaskState_TASK_STATE_ASSIGNED)
 	t.PB.NotBeforeUnixMs = 0

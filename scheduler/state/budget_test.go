@@ -144,3 +144,38 @@ func TestExpansionHeldToSubmissionBounds(t *testing.T) {
 		})
 	}
 }
+
+// Incident: tasks with many lost attempts grew records without bound. A
+// task keeps the first and the latest AttemptHistory-1 records; numbers
+// keep counting, and the current attempt still takes its events.
+func TestAttemptHistoryCapped(t *testing.T) {
+	f := newFSM(t, DefaultDefaults)
+	f.agentUp("a1", &pb.Resources{CpuMillis: 1000}, nil)
+	f.submit(&pb.JobSpec{Tasks: []*pb.TaskSpec{{Command: []string{"x"}}}})
+	const lost = 40
+	for i := 0; i < lost; i++ {
+		if got := f.commitPlan(); len(got) != 1 {
+			t.Fatalf("round %d: placed %v", i, got)
+		}
+		f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentDown{AgentDown: &fsmpb.AgentDown{AgentId: "a1", Reason: "gone"}}})
+		f.agentUp("a1", &pb.Resources{CpuMillis: 1000}, nil)
+	}
+	f.commitPlan()
+	tk := f.s.tasks["job-1.0"]
+	if tk.Attempt() != lost+1 {
+		t.Fatalf("attempt %d, want %d", tk.Attempt(), lost+1)
+	}
+	f.finish("job-1.0", "succeeded", 0)
+	at := tk.PB.Attempts
+	if len(at) != limits.AttemptHistory || at[0].Number != 1 || at[1].Number != lost+1-(limits.AttemptHistory-2) ||
+		at[len(at)-1].Number != lost+1 || at[len(at)-1].Outcome != "succeeded" {
+		t.Fatalf("%d records kept: first %d, second %d, last %d %q", len(at), at[0].Number, at[1].Number,
+			at[len(at)-1].Number, at[len(at)-1].Outcome)
+	}
+	if dropped := int(at[len(at)-1].Number) - len(at); dropped != lost+1-limits.AttemptHistory {
+		t.Fatalf("dropped %d", dropped)
+	}
+	if j := f.s.JobView("job-1", false); j.State != pb.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("job %v", j.State)
+	}
+}

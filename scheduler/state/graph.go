@@ -271,7 +271,7 @@ func (s *State) applyFallback(now int64, c *fsmpb.Fallback) {
 		}
 		s.queue.Remove(s.queueItem(t))
 		delete(s.fallbackWatch, id)
-		t.PB.Attempts = append(t.PB.Attempts, &pb.Attempt{Number: t.Attempt(), QueuedUnixMs: t.PB.QueuedUnixMs,
+		t.addAttempt(&pb.Attempt{Number: t.Attempt(), QueuedUnixMs: t.PB.QueuedUnixMs,
 			FinishedUnixMs: now, Outcome: "fallback", Error: reason})
 		s.setTaskState(t, pb.TaskState_TASK_STATE_FAILED)
 		s.startFallback(now, t)
