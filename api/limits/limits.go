@@ -9,7 +9,7 @@
 // text and how many bytes a batch of tasks or events may fill. The bounds
 // the replicated state checks when it applies a command (a task spec, a
 // job, a result, attempt history) are constants, so that every server
-// decides the same way whatever its flags say; each is at most a quarter of
+// decides the same way whatever its flags say; each is at most half of
 // MinMessageSize, so any accepted configuration carries them with room to
 // spare.
 //
@@ -22,7 +22,7 @@
 //	error text            4 KiB   (truncated, marked)
 //	task result           4 MiB   $BANYAN_RESULT; over it the task fails
 //	task spec             1 MiB   command + args + env + workdir, fallbacks included
-//	job spec              4 MiB   per job per submission
+//	job spec              8 MiB   per job per submission
 //	attempt history      16       records per task: the first and the latest 15
 //
 // The package is pure: no I/O, no clock, no goroutines.
@@ -53,9 +53,10 @@ const (
 	// TaskSpecBytes bounds one task spec's command, args, env (names and
 	// values) and workdir together, its fallbacks included.
 	TaskSpecBytes = 1 << 20
-	// JobSpecBytes bounds one job spec (all its tasks, encoded) per
-	// submission.
-	JobSpecBytes = 4 << 20
+	// JobSpecBytes bounds one job spec (all its tasks, encoded, after the
+	// server filled in names and default asks) per submission: a job of
+	// 200,000 bare tasks fits.
+	JobSpecBytes = 8 << 20
 	// ResultBytes bounds what a task may write to $BANYAN_RESULT, so also a
 	// fan-out (a job expansion) a result may add at once: about 6,000 encode
 	// tasks of a chunked title. A larger result fails its task with a

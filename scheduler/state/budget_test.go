@@ -102,11 +102,11 @@ func TestValidateBudgetsAndQuantities(t *testing.T) {
 
 	// A job over its bound per submission names its size and the bound.
 	big := &pb.JobSpec{Name: "big", Pool: DefaultPool, Class: pb.JobClass_JOB_CLASS_BATCH}
-	for i := 0; i < 6; i++ {
+	for i := 0; i < 9; i++ {
 		big.Tasks = append(big.Tasks, &pb.TaskSpec{Name: fmt.Sprintf("t%d", i), Command: []string{"x", under}, Resources: &pb.Resources{CpuMillis: 1}})
 	}
 	if err := ValidateJob(big, pools); err == nil || !strings.Contains(err.Error(), "job spec is") ||
-		!strings.Contains(err.Error(), "4MiB") {
+		!strings.Contains(err.Error(), "8MiB") {
 		t.Fatalf("oversized job: %v", err)
 	}
 }
