@@ -17,7 +17,7 @@
 //
 //	message size         16 MiB   --max-message-size (servers, agents), at least 16 MiB
 //	batch of tasks/events 8 MiB   half the message
-//	stdout, stderr tail  64 KiB   each, 1/256 of the message (truncated, marked)
+//	stdout, stderr tail  64 KiB   each, 1/256 of the message, at most 256 KiB (truncated, marked)
 //	function output      64 KiB   as a tail (truncated, marked)
 //	error text            4 KiB   (truncated, marked)
 //	task result           4 MiB   $BANYAN_RESULT; over it the task fails
@@ -68,6 +68,10 @@ const (
 	AttemptHistory = 16
 	// ErrorBytes bounds the error text of one attempt.
 	ErrorBytes = 4 << 10
+	// MaxTailBytes bounds an attempt's stdout and stderr tails, each, in
+	// the state, whatever the message size (Budget.TailBytes is at most
+	// this).
+	MaxTailBytes = 256 << 10
 )
 
 // Budget holds the message size in force and derives the sender-side
@@ -106,8 +110,8 @@ func (b Budget) Message() int {
 func (b Budget) BatchBytes() int { return b.Message() / 2 }
 
 // TailBytes bounds the kept tail of a task's stdout and of its stderr
-// (each): 1/256 of the message, 64 KiB by default.
-func (b Budget) TailBytes() int { return b.Message() / 256 }
+// (each): 1/256 of the message, 64 KiB by default, at most MaxTailBytes.
+func (b Budget) TailBytes() int { return min(b.Message()/256, MaxTailBytes) }
 
 // FunctionOutputBytes bounds what a function call returns as output: the
 // same as an output tail.

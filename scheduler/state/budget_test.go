@@ -179,3 +179,21 @@ func TestAttemptHistoryCapped(t *testing.T) {
 		t.Fatalf("job %v", j.State)
 	}
 }
+
+// Whatever an agent sends (an older agent, one with a larger message
+// size), an attempt's error and tails are held to fixed bounds when applied.
+func TestEventPayloadBoundedAtApply(t *testing.T) {
+	f := newFSM(t, DefaultDefaults)
+	f.agentUp("a1", &pb.Resources{CpuMillis: 1000}, nil)
+	f.submit(&pb.JobSpec{Tasks: []*pb.TaskSpec{{Command: []string{"x"}, Retry: &pb.RetryPolicy{MaxAttempts: 1}}}})
+	f.commitPlan()
+	huge := strings.Repeat("z", 2<<20)
+	f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
+		AgentId: "a1", Events: []*pb.TaskEvent{{TaskId: "job-1.0", Attempt: 1, Kind: "finished", Outcome: "failed",
+			ExitCode: 1, Error: huge, StdoutTail: huge, StderrTail: huge, UnixMs: f.now}}}}}}})
+	a := f.s.tasks["job-1.0"].PB.Attempts[0]
+	if len(a.Error) > limits.ErrorBytes || len(a.StdoutTail) > limits.MaxTailBytes || len(a.StderrTail) > limits.MaxTailBytes ||
+		!strings.Contains(a.StdoutTail, "bytes cut]") {
+		t.Fatalf("attempt kept %d/%d/%d bytes", len(a.Error), len(a.StdoutTail), len(a.StderrTail))
+	}
+}
