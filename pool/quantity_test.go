@@ -25,3 +25,16 @@ func TestParseQuantityRefusesNaNInfOverflow(t *testing.T) {
 		t.Fatal("TooLarge missed nvenc")
 	}
 }
+
+// A quota over MaxQuantity (a raw gRPC pool set) is refused naming the field.
+func TestPutRefusesOverflowingQuota(t *testing.T) {
+	tr := NewTree()
+	q := Quota{Guaranteed: Resources{GPUMemoryBytes: MaxQuantity + 1}}
+	if err := tr.Put("p", q, true); err == nil || !strings.Contains(err.Error(), "guaranteed gpu_memory is larger") {
+		t.Fatalf("guaranteed overflow: %v", err)
+	}
+	q = Quota{Max: Resources{CPUMillis: 1 << 62}, MaxSet: [5]bool{true}}
+	if err := tr.Put("p", q, true); err == nil || !strings.Contains(err.Error(), "max cpu is larger") {
+		t.Fatalf("max overflow: %v", err)
+	}
+}
