@@ -1,6 +1,8 @@
 package server
 
 import (
+	"encoding/json"
+	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -123,5 +125,59 @@ func TestDataDirPrivateAndSnapshotAtBoundSurvivesRestart(t *testing.T) {
 	})
 	if got != 6 {
 		t.Fatalf("after restart %d of 6 tasks kept their environment", got)
+	}
+}
+
+// Incident: an empty snapshot with a valid CRC started the server with no
+// state at all. Now the server refuses to start and says why.
+func TestEmptySnapshotStopsStart(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	s := startTestServer(t, dir, ln, true)
+	if err := s.raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	metas, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*", "meta.json"))
+	if len(metas) == 0 {
+		t.Fatal("no snapshot written")
+	}
+	for _, meta := range metas {
+		data, err := os.ReadFile(meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatal(err)
+		}
+		m["Size"], m["CRC"] = 0, make([]byte, 8) // the CRC-64 of nothing
+		if data, err = json.Marshal(m); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(meta, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(filepath.Dir(meta), "state.bin"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ln2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := New(Config{NodeID: "s1", DataDir: dir, Listener: ln2, RaftLogLevel: "off", Logger: quietTestLogger()})
+	if err == nil {
+		s2.Close()
+		t.Fatal("server started from an empty snapshot")
+	}
+	if !errors.Is(err, state.ErrBadSnapshot) || !strings.Contains(err.Error(), "empty") {
+		t.Fatalf("start error %v, want one saying the snapshot is empty", err)
 	}
 }

@@ -253,6 +253,9 @@ func (s *Server) startRaft() error {
 	r, err := raft.NewRaft(rc, s.fsm, store, store, snaps, trans)
 	if err != nil {
 		store.Close()
+		if rerr := s.fsm.RestoreErr(); rerr != nil { // say why, not only that it failed
+			return fmt.Errorf("start raft: %w: %w", err, rerr)
+		}
 		return fmt.Errorf("start raft: %w", err)
 	}
 	s.raft, s.store = r, store
