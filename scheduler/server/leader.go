@@ -408,9 +408,12 @@ func (l *leaderLoop) recvLoop(sess *session, stream pb.AgentService_SessionServe
 }
 
 // commitEvents batches task events from every session into one raft entry
-// per round, then acknowledges them to their agents.
+// per round, then acknowledges them to their agents. A round stops taking
+// messages once it holds the batch budget in bytes: each message is within
+// it already (agents split by it), so an entry stays within one message.
 func (l *leaderLoop) commitEvents() {
 	const maxBatch = 8192
+	budget := limits.Budget{MessageSize: l.s.cfg.MaxMessageSize}.BatchBytes()
 	for {
 		var batch []sessionEvents
 		select {
@@ -419,13 +422,14 @@ func (l *leaderLoop) commitEvents() {
 		case se := <-l.events:
 			batch = append(batch, se)
 		}
-		n := len(batch[0].events)
+		n, size := len(batch[0].events), eventsSize(batch[0].events)
 	drain:
-		for n < maxBatch {
+		for n < maxBatch && size < budget {
 			select {
 			case se := <-l.events:
 				batch = append(batch, se)
 				n += len(se.events)
+				size += eventsSize(se.events)
 			default:
 				break drain
 			}
@@ -445,6 +449,9 @@ func (l *leaderLoop) commitEvents() {
 		}
 	}
 }
+
+// eventsSize is the encoded size of one agent message's events.
+func eventsSize(events []*pb.TaskEvent) int { return proto.Size(&pb.TaskEvents{Events: events}) }
 
 // checkLeases marks agents down when they have not heartbeated within the
 // lease; their tasks go back to the queue without using a retry.
