@@ -159,6 +159,9 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 		if _, isHeader := rec.Rec.(*fsmpb.SnapshotRecord_Header); (n == 0) != isHeader {
 			return nil, fmt.Errorf("%w: record %d: the header record must come first, and once", ErrBadSnapshot, n)
 		}
+		if rec.Rec == nil && len(rec.ProtoReflect().GetUnknown()) > 0 {
+			continue // a record type from a newer version: skipped, as before
+		}
 		if rec.Rec == nil {
 			if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
 				return nil, fmt.Errorf("%w: data after the end mark", ErrBadSnapshot)

@@ -128,3 +128,24 @@ func TestSnapshotRecordsOverFourMiBRoundTrip(t *testing.T) {
 		t.Fatalf("round trip lost data: %d tasks", len(j.TaskIDs))
 	}
 }
+
+// A record of a type this version does not know (from a newer one) is
+// skipped, not taken for the end mark.
+func TestReadSnapshotSkipsUnknownRecords(t *testing.T) {
+	f := newFSM(t, DefaultDefaults)
+	f.submit(&pb.JobSpec{Tasks: []*pb.TaskSpec{{Command: []string{"x"}}}})
+	var buf bytes.Buffer
+	if err := f.s.WriteSnapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	full := buf.Bytes()
+	// Field 99, varint 1: a 3-byte record, then the end mark.
+	withUnknown := append(append([]byte(nil), full[:len(full)-1]...), 3, 0x98, 0x06, 0x01, 0)
+	s, err := ReadSnapshot(bytes.NewReader(withUnknown), DefaultDefaults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Task("job-1.0"); !ok {
+		t.Fatal("task lost")
+	}
+}
