@@ -22,6 +22,7 @@ import (
 	"github.com/banyan-sched/banyan/agent/rotation"
 	"github.com/banyan-sched/banyan/agent/worker"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -52,8 +53,13 @@ type Config struct {
 	Cgroups *cgroup.Manager
 	// TaskPids is pids.max for each task's cgroup (0: no limit).
 	TaskPids int64
-	// TailBytes is how much of each task's stdout and stderr is kept.
+	// TailBytes is how much of each task's stdout and stderr is kept (at
+	// most the budget's TailBytes).
 	TailBytes int
+	// MaxMessageSize is the largest gRPC message the agent sends or
+	// accepts (default limits.DefaultMessageSize; the same as the servers').
+	// Events to the server are split by it, and outputs bounded below it.
+	MaxMessageSize int
 	// KillGrace is the SIGTERM-to-SIGKILL grace when the agent shuts down.
 	KillGrace time.Duration
 	// StorageRoots are the directories media functions may read and write;
@@ -133,6 +139,15 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent config: negative task pids limit %d", cfg.TaskPids)
 	}
 	cfg.RunAs = switchTo(cfg.RunAs, os.Geteuid(), os.Getegid())
+	budget := limits.Budget{MessageSize: cfg.MaxMessageSize}
+	if err := budget.Check(); err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	cfg.MaxMessageSize = budget.Message()
+	if cfg.TailBytes > budget.TailBytes() {
+		return nil, fmt.Errorf("agent config: tail of %d bytes is more than the %d a message of %s allows",
+			cfg.TailBytes, budget.TailBytes(), limits.FormatBytes(int64(budget.Message())))
+	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("agent", cfg.ID), running: map[string]*run{},
 		unacked: map[string]*pb.TaskEvent{}, conns: map[string]*grpc.ClientConn{}, pools: map[string]*worker.Pool{}}
 	var err error
@@ -249,6 +264,7 @@ func (a *Agent) conn(addr string) (*grpc.ClientConn, error) {
 	}
 	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 		grpc.WithPerRPCCredentials(pb.TokenCredentials(a.cfg.Token)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(a.cfg.MaxMessageSize), grpc.MaxCallSendMsgSize(a.cfg.MaxMessageSize)),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
 			Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}, MinConnectTimeout: 3 * time.Second}),
 		grpc.WithKeepaliveParams(keepaliveParams))
@@ -429,6 +445,7 @@ func (q *eventQueue) take(max int) []*pb.TaskEvent {
 }
 
 func (a *Agent) emit(ev *pb.TaskEvent) {
+	boundEvent(ev, limits.Budget{MessageSize: a.cfg.MaxMessageSize})
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if ev.Kind == "finished" {
@@ -448,10 +465,30 @@ func (h *lastHeard) since() time.Duration {
 
 var processStart = time.Now()
 
-// sendLoop sends heartbeats and coalesces queued events into one message.
-// The leader answers every heartbeat; a session that hears nothing for two
-// heartbeat intervals is given up (a hung or partitioned leader keeps its
-// TCP connection open), so the agent moves to the new leader.
+// boundEvent holds an event to the byte budget: output tails keep their
+// last bytes and the error its first, each with a marker saying how much was
+// cut; a result over limits.ResultBytes turns the attempt into a failure
+// naming the size (readResult refuses such results first; this is the last
+// guard before the wire).
+func boundEvent(ev *pb.TaskEvent, b limits.Budget) {
+	if n := len(ev.Result); n > limits.ResultBytes {
+		ev.Result = nil
+		ev.Outcome, ev.ExitCode = process.OutcomeFailed, -1
+		ev.Error = resultTooLarge(int64(n)).Error()
+	}
+	ev.StdoutTail = limits.TruncateTail(ev.StdoutTail, b.TailBytes())
+	ev.StderrTail = limits.TruncateTail(ev.StderrTail, b.TailBytes())
+	ev.Error = limits.TruncateHead(ev.Error, limits.ErrorBytes)
+}
+
+// eventSize is an event's encoded size with its field header.
+func eventSize(ev *pb.TaskEvent) int { return proto.Size(ev) + 8 }
+
+// sendLoop sends heartbeats and coalesces queued events into messages of at
+// most the budget's batch bytes each. The leader answers every heartbeat; a
+// session that hears nothing for two heartbeat intervals is given up (a
+// hung or partitioned leader keeps its TCP connection open), so the agent
+// moves to the new leader.
 func (a *Agent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClient, events *eventQueue, every time.Duration, heard *lastHeard) error {
 	if every <= 0 {
 		every = time.Second
@@ -473,11 +510,11 @@ func (a *Agent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClie
 			a.resendStale(events, 4*every)
 		case <-events.ready:
 			batch := events.take(4096)
-			if len(batch) == 0 {
-				continue
-			}
-			if err := stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Events{Events: &pb.TaskEvents{Events: batch}}}); err != nil {
-				return fmt.Errorf("send events: %w", err)
+			budget := limits.Budget{MessageSize: a.cfg.MaxMessageSize}.BatchBytes()
+			for _, group := range limits.Split(batch, eventSize, budget) {
+				if err := stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Events{Events: &pb.TaskEvents{Events: group}}}); err != nil {
+					return fmt.Errorf("send events: %w", err)
+				}
 			}
 		}
 	}
@@ -630,8 +667,9 @@ func (a *Agent) callLocked(t *pb.TaskAssignment, r *run, fn string) {
 			if runCtx.Err() != nil && outcome != worker.OutcomeSucceeded {
 				outcome = process.OutcomeCancelled
 			}
+			out := limits.TruncateTail(res.Output, limits.Budget{MessageSize: a.cfg.MaxMessageSize}.FunctionOutputBytes())
 			a.complete(t, r, &pb.TaskEvent{TaskId: t.TaskId, Attempt: t.Attempt, Kind: "finished",
-				UnixMs: a.cfg.Clock().UnixMilli(), Outcome: outcome, Error: res.Error, StdoutTail: res.Output})
+				UnixMs: a.cfg.Clock().UnixMilli(), Outcome: outcome, Error: res.Error, StdoutTail: out})
 		}})
 }
 
@@ -657,8 +695,15 @@ func (a *Agent) complete(t *pb.TaskAssignment, r *run, ev *pb.TaskEvent) {
 // "@sched encoder encode-chunk ...") wherever the agent is installed.
 const SelfCommand = "@sched"
 
-// MaxResultBytes bounds what a task may return in $BANYAN_RESULT.
-const MaxResultBytes = 4 << 20
+// MaxResultBytes bounds what a task may return in $BANYAN_RESULT; a larger
+// result fails the task with the size and the bound.
+const MaxResultBytes = limits.ResultBytes
+
+// resultTooLarge is the reason a task with an oversized result fails.
+func resultTooLarge(n int64) error {
+	return fmt.Errorf("task result is %d bytes, more than the limit of %d (%s)", n, MaxResultBytes,
+		limits.FormatBytes(MaxResultBytes))
+}
 
 // processSpec builds the process for an assignment: it resolves
 // SelfCommand, and gives the task its identity, its private temp dir and

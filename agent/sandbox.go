@@ -165,12 +165,15 @@ func readResult(path string) ([]byte, error) {
 	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.Mode().IsRegular() || !ok || st.Nlink != 1 {
 		return nil, fmt.Errorf("read task result: $BANYAN_RESULT is no longer the plain file the agent created")
 	}
+	if fi.Size() > MaxResultBytes {
+		return nil, resultTooLarge(fi.Size())
+	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxResultBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("read task result: %w", err)
 	}
 	if len(data) > MaxResultBytes {
-		return nil, fmt.Errorf("task result is larger than %d bytes", MaxResultBytes)
+		return nil, resultTooLarge(int64(len(data)))
 	}
 	if len(data) == 0 {
 		return nil, nil

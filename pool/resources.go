@@ -7,7 +7,9 @@
 package pool
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -71,6 +73,27 @@ func (r Resources) IsZero() bool { return r == Resources{} }
 func (r Resources) Negative() string {
 	for i, v := range r.values() {
 		if v < 0 {
+			return ResourceNames[i]
+		}
+	}
+	return ""
+}
+
+// MaxQuantity is the largest amount of any one resource in an ask, a
+// capacity or a quota (about 10^15: a petabyte of memory, a trillion cores
+// in millicores). Sums of up to 8192 such amounts stay within int64, so
+// usage arithmetic cannot overflow.
+const MaxQuantity = 1 << 50
+
+// DefaultAsk is what a task that names no resources asks for. It is the
+// one rule for the CLI and the server: a submission or fan-out result whose
+// task leaves its resources out (or all zero) gets this ask.
+var DefaultAsk = Resources{CPUMillis: 100, MemoryBytes: 64 << 20}
+
+// TooLarge returns the name of the first field above MaxQuantity, or "".
+func (r Resources) TooLarge() string {
+	for i, v := range r.values() {
+		if v > MaxQuantity {
 			return ResourceNames[i]
 		}
 	}
@@ -215,29 +238,50 @@ func ParseQuantity(name, val string) (int64, error) {
 	if strings.HasPrefix(val, "-") {
 		return 0, fmt.Errorf("resource %s: negative value %q", name, val)
 	}
+	var v int64
+	var err error
 	switch name {
 	case "cpu":
 		if m, ok := strings.CutSuffix(val, "m"); ok {
-			v, err := strconv.ParseInt(m, 10, 64)
-			if err != nil {
+			if v, err = strconv.ParseInt(m, 10, 64); err != nil {
 				return 0, fmt.Errorf("resource cpu: bad millicores %q", val)
 			}
-			return v, nil
+			break
 		}
-		f, err := strconv.ParseFloat(val, 64)
-		if err != nil {
-			return 0, fmt.Errorf("resource cpu: bad core count %q", val)
-		}
-		return int64(f*1000 + 0.5), nil
+		v, err = floatQuantity(name, val, 1000, "core count")
 	case "memory", "gpu_memory":
-		return parseBytes(name, val)
+		v, err = parseBytes(name, val)
 	default:
-		v, err := strconv.ParseInt(val, 10, 64)
-		if err != nil {
+		if v, err = strconv.ParseInt(val, 10, 64); err != nil {
 			return 0, fmt.Errorf("resource %s: bad count %q", name, val)
 		}
-		return v, nil
 	}
+	if err != nil {
+		return 0, err
+	}
+	if v < 0 || v > MaxQuantity {
+		return 0, fmt.Errorf("resource %s: %q is outside [0, %d]", name, val, int64(MaxQuantity))
+	}
+	return v, nil
+}
+
+// floatQuantity parses a decimal amount times mult, rounded, refusing NaN,
+// infinities and amounts above MaxQuantity (which int64 could not hold
+// either).
+func floatQuantity(name, val string, mult float64, what string) (int64, error) {
+	f, err := strconv.ParseFloat(val, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("resource %s: bad %s %q", name, what, val)
+	}
+	switch {
+	case math.IsNaN(f):
+		return 0, fmt.Errorf("resource %s: %q is not a number", name, val)
+	case math.IsInf(f, 0) || f*mult > MaxQuantity:
+		return 0, fmt.Errorf("resource %s: %q is larger than %d", name, val, int64(MaxQuantity))
+	case f < 0:
+		return 0, fmt.Errorf("resource %s: negative value %q", name, val)
+	}
+	return int64(f*mult + 0.5), nil
 }
 
 func parseBytes(name, val string) (int64, error) {
@@ -252,9 +296,5 @@ func parseBytes(name, val string) (int64, error) {
 			break
 		}
 	}
-	f, err := strconv.ParseFloat(val, 64)
-	if err != nil {
-		return 0, fmt.Errorf("resource %s: bad size %q", name, val)
-	}
-	return int64(f * float64(mult)), nil
+	return floatQuantity(name, val, float64(mult), "size")
 }

@@ -188,6 +188,12 @@ func (t *Tree) Put(path string, q Quota, create bool) error {
 	if n := q.Max.Negative(); n != "" {
 		return fmt.Errorf("%w: pool %s: max %s is negative", ErrBadQuota, path, n)
 	}
+	if n := q.Guaranteed.TooLarge(); n != "" {
+		return fmt.Errorf("%w: pool %s: guaranteed %s is larger than %d", ErrBadQuota, path, n, int64(MaxQuantity))
+	}
+	if n := q.Max.TooLarge(); n != "" {
+		return fmt.Errorf("%w: pool %s: max %s is larger than %d", ErrBadQuota, path, n, int64(MaxQuantity))
+	}
 	if over := q.ExceedsMax(q.Guaranteed); len(over) > 0 {
 		return fmt.Errorf("%w: pool %s: guaranteed %s above its max", ErrBadQuota, path, strings.Join(over, ","))
 	}

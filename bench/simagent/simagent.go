@@ -19,6 +19,7 @@ import (
 
 	"github.com/banyan-sched/banyan/agent/rotation"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
@@ -114,6 +115,7 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 		groupConns[g] = map[string]*grpc.ClientConn{}
 		for _, addr := range cfg.Servers {
 			c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limits.DefaultMessageSize)),
 				grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
 					Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}, MinConnectTimeout: 3 * time.Second}))
 			if err != nil {

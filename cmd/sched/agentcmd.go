@@ -20,6 +20,7 @@ import (
 // agentFlags are the flags of `sched agent`.
 type agentFlags struct {
 	id, workDir, reserve string
+	maxMessage           string
 	servers              []string
 	labels               []string
 	noGPU                bool
@@ -105,9 +106,13 @@ func newAgentCmd(g *globals) *cobra.Command {
 			if len(f.storageRoots) == 0 {
 				slog.Warn("no --storage-root: encoder steps will be refused on this agent")
 			}
+			maxMsg, err := messageSize(f.maxMessage)
+			if err != nil {
+				return err
+			}
 			cg := agentCgroups(f.id, f.noCgroups, slog.Default())
 			a, err := agent.New(agent.Config{ID: f.id, Servers: f.servers, Fingerprint: fp, WorkDir: f.workDir,
-				KillGrace: f.killGrace, StorageRoots: f.storageRoots, Env: env, Functions: fns, Warm: warm, Logger: slog.Default(),
+				MaxMessageSize: maxMsg, KillGrace: f.killGrace, StorageRoots: f.storageRoots, Env: env, Functions: fns, Warm: warm, Logger: slog.Default(),
 				TLS: src, Token: g.token, RunAs: runAs, TaskDir: f.taskDir, Cgroups: cg, TaskPids: f.taskPids})
 			if err != nil {
 				return err
@@ -138,6 +143,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 	fl.StringVar(&f.taskDir, "task-dir", "", "parent of the tasks' private temp dirs (default: a new dir in the system temp dir)")
 	fl.Int64Var(&f.taskPids, "task-pids-max", 4096, "pids.max of each task's cgroup (0: no limit)")
 	fl.BoolVar(&f.noCgroups, "no-cgroups", false, "run tasks without cgroups (no resource limits)")
+	fl.StringVar(&f.maxMessage, "max-message-size", "16MiB", "largest gRPC message, the same as the servers'")
 	fl.DurationVar(&f.killGrace, "kill-grace", 5*time.Second, "SIGTERM-to-SIGKILL grace for cancelled and preempted tasks")
 	cmd.AddCommand(newAgentListCmd(g))
 	return cmd

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -45,7 +46,8 @@ func dial(g *globals) (*client, error) {
 	}
 	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(retryConfig), grpc.WithChainUnaryInterceptor(plaintextHint(g.tls)),
-		grpc.WithPerRPCCredentials(pb.TokenCredentials(g.token)))
+		grpc.WithPerRPCCredentials(pb.TokenCredentials(g.token)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limits.MaxMessageSize), grpc.MaxCallSendMsgSize(limits.MaxMessageSize)))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", g.addr, err)
 	}

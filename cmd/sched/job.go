@@ -193,7 +193,7 @@ func printJob(out io.Writer, j *pb.Job) {
 		switch {
 		case t.State == pb.TaskState_TASK_STATE_QUEUED: // the pending attempt, not placed yet
 			fmt.Fprintf(w, "%s\t%s\t%d\t-\t%s\t-\t-\t-\t-\t-\t-\t%s\n", t.Name, state,
-				len(t.Attempts)+1, fmtTime(t.QueuedUnixMs), t.BlockedReason)
+				lastAttempt(t)+1, fmtTime(t.QueuedUnixMs), t.BlockedReason)
 		case len(t.Attempts) == 0:
 			fmt.Fprintf(w, "%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", t.Name, state, replaced)
 		}
@@ -322,4 +322,14 @@ func jobStateName(s pb.JobState) string {
 
 func taskStateName(s pb.TaskState) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "TASK_STATE_"))
+}
+
+// lastAttempt is the number of a task's last attempt record (0 if none):
+// the server keeps the first and the latest records only, so it can be
+// more than the records shown.
+func lastAttempt(t *pb.Task) int32 {
+	if n := len(t.Attempts); n > 0 {
+		return t.Attempts[n-1].Number
+	}
+	return 0
 }

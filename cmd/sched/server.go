@@ -9,6 +9,7 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/server"
@@ -35,6 +36,8 @@ type serverFile struct {
 	Insecure    bool   `json:"insecure,omitempty"`
 	ACL         bool   `json:"acl,omitempty"`
 	Token       string `json:"token,omitempty"`
+	// MaxMessageSize is the largest gRPC message, e.g. "16MiB".
+	MaxMessageSize string `json:"max_message_size,omitempty"`
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -70,7 +73,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&configPath, "config", "", "YAML config file (node_id, data_dir, bind, advertise, bootstrap, peers, join, lease, disk_reserve, tls_ca, tls_cert, tls_key, insecure, acl, token)")
+	fl.StringVar(&configPath, "config", "", "YAML config file (node_id, data_dir, bind, advertise, bootstrap, peers, join, lease, disk_reserve, max_message_size, tls_ca, tls_cert, tls_key, insecure, acl, token)")
 	fl.StringVar(&f.NodeID, "node-id", "", "this server's id (default: hostname)")
 	fl.StringVar(&f.DataDir, "data-dir", "", "data directory (required)")
 	fl.StringVar(&f.Bind, "bind", DefaultAddr, "address to serve gRPC and raft on")
@@ -82,6 +85,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 	fl.StringVar(&f.DiskReserve, "disk-reserve", "32Mi", "free space the data dir keeps: below it writes are refused and a leader steps aside")
 	fl.BoolVar(&f.Insecure, "insecure", false, "serve without TLS on a non-loopback address (anyone who reaches the port owns the farm)")
 	fl.BoolVar(&f.ACL, "acl", false, "enforce ACLs: every call needs a token (see `sched acl bootstrap`)")
+	fl.StringVar(&f.MaxMessageSize, "max-message-size", "16MiB", "largest gRPC message, the same on servers and agents")
 	cmd.AddCommand(newMembersCmd(g))
 	return cmd
 }
@@ -115,6 +119,7 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	if fl.Changed("insecure") {
 		f.Insecure = flags.Insecure
 	}
+	set("max-message-size", &f.MaxMessageSize, flags.MaxMessageSize)
 	if fl.Changed("bootstrap") {
 		f.Bootstrap = flags.Bootstrap
 	}
@@ -143,6 +148,10 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 			return server.Config{}, usageError{fmt.Sprintf("--disk-reserve %q: want a positive size such as 32Mi", f.DiskReserve)}
 		}
 	}
+	maxMsg, err := messageSize(f.MaxMessageSize)
+	if err != nil {
+		return server.Config{}, err
+	}
 	src, err := tlsSource(tlsconfig.Files{CA: f.TLSCA, Cert: f.TLSCert, Key: f.TLSKey}, tlsconfig.RoleServer)
 	if err != nil {
 		return server.Config{}, err
@@ -155,7 +164,7 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	}
 	cfg := server.Config{NodeID: f.NodeID, DataDir: f.DataDir, BindAddr: f.Bind, AdvertiseAddr: f.Advertise,
 		Bootstrap: f.Bootstrap, Join: f.Join, Lease: lease, DiskReserve: uint64(reserve), Logger: slog.Default(), TLS: src, Insecure: f.Insecure,
-		ACL: f.ACL, Token: f.Token}
+		ACL: f.ACL, Token: f.Token, MaxMessageSize: maxMsg}
 	for _, p := range f.Peers {
 		id, addr, ok := strings.Cut(p, "=")
 		if !ok || id == "" || addr == "" {
@@ -167,6 +176,18 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 		cfg.Bootstrap = true
 	}
 	return cfg, nil
+}
+
+// messageSize parses --max-message-size and checks its range.
+func messageSize(v string) (int, error) {
+	n, err := limits.ParseSize(v)
+	if err == nil {
+		err = limits.Budget{MessageSize: n}.Check()
+	}
+	if err != nil {
+		return 0, usageError{"--max-message-size: " + err.Error()}
+	}
+	return n, nil
 }
 
 func newMembersCmd(g *globals) *cobra.Command {

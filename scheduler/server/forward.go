@@ -60,7 +60,8 @@ func (f *forwarder) conn(addr string) (*grpc.ClientConn, error) {
 	if f.s.cfg.TLS != nil {
 		creds = f.s.cfg.TLS.Credentials()
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(f.s.cfg.MaxMessageSize), grpc.MaxCallSendMsgSize(f.s.cfg.MaxMessageSize)))
 	if err != nil {
 		return nil, fmt.Errorf("connect to leader %s: %w", addr, err)
 	}

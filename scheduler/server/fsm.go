@@ -18,9 +18,10 @@ import (
 type FSM struct {
 	defaults state.Defaults
 
-	mu      sync.RWMutex
-	st      *state.State
-	changed chan struct{} // closed and replaced after every apply
+	mu         sync.RWMutex
+	st         *state.State
+	changed    chan struct{} // closed and replaced after every apply
+	restoreErr error         // why the last Restore failed, for the start error
 
 	// halt is set (once) when an entry cannot be applied; from then on
 	// nothing is applied, and halted is closed.
@@ -110,15 +111,27 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	st, err := state.ReadSnapshot(rc, f.defaults)
 	if err != nil {
-		return fmt.Errorf("restore snapshot: %w", err)
+		err = fmt.Errorf("restore snapshot: %w", err)
+		f.mu.Lock()
+		f.restoreErr = err
+		f.mu.Unlock()
+		return err
 	}
 	f.mu.Lock()
+	f.restoreErr = nil
 	f.st = st
 	ch := f.changed
 	f.changed = make(chan struct{})
 	f.mu.Unlock()
 	close(ch)
 	return nil
+}
+
+// RestoreErr returns why the last snapshot restore failed, or nil.
+func (f *FSM) RestoreErr() error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.restoreErr
 }
 
 // Read runs fn with the state under the read lock. fn must not keep

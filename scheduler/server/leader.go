@@ -6,10 +6,12 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // leaderLoop is everything a server does only while it leads: the
@@ -215,10 +217,33 @@ func (l *leaderLoop) afterApply(r *state.Result) {
 	})
 	for agent, tasks := range batches {
 		if sess := l.sessions[agent]; sess != nil {
-			sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Batch{Batch: &pb.TaskBatch{Tasks: tasks}}})
+			l.sendBatches(sess, tasks)
 		}
 	}
 	l.sendCancelsLocked(r.Cancels)
+}
+
+// sendBatches hands an agent its tasks in as many messages as the byte
+// budget needs, so that no message exceeds the maximum however many tasks
+// are queued for it (each task spec is bounded by limits.TaskSpecBytes).
+func (l *leaderLoop) sendBatches(sess *session, tasks []*pb.TaskAssignment) {
+	budget := limits.Budget{MessageSize: l.s.cfg.MaxMessageSize}.BatchBytes()
+	for _, group := range limits.Split(tasks, assignmentSize, budget) {
+		sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Batch{Batch: &pb.TaskBatch{Tasks: group}}})
+	}
+}
+
+// assignmentSize is an assignment's encoded size with its field header.
+func assignmentSize(t *pb.TaskAssignment) int { return proto.Size(t) + 8 }
+
+// ackOf is what acknowledges an event: its identity without its payload
+// (result, tails), so an acknowledgement is never larger than needed.
+func ackOf(events []*pb.TaskEvent) []*pb.TaskEvent {
+	out := make([]*pb.TaskEvent, len(events))
+	for i, ev := range events {
+		out[i] = &pb.TaskEvent{TaskId: ev.TaskId, Attempt: ev.Attempt, Kind: ev.Kind}
+	}
+	return out
 }
 
 // pushWarmLocked tells every agent session how many warm workers to keep
@@ -332,9 +357,7 @@ func (l *leaderLoop) register(sess *session, known map[string]int32, cancels []s
 			}
 		}
 	})
-	if len(missed) > 0 {
-		sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Batch{Batch: &pb.TaskBatch{Tasks: missed}}})
-	}
+	l.sendBatches(sess, missed)
 }
 
 func (l *leaderLoop) unregister(sess *session) {
@@ -393,9 +416,12 @@ func (l *leaderLoop) recvLoop(sess *session, stream pb.AgentService_SessionServe
 }
 
 // commitEvents batches task events from every session into one raft entry
-// per round, then acknowledges them to their agents.
+// per round, then acknowledges them to their agents. A round stops taking
+// messages once it holds the batch budget in bytes: each message is within
+// it already (agents split by it), so an entry stays within one message.
 func (l *leaderLoop) commitEvents() {
 	const maxBatch = 8192
+	budget := limits.Budget{MessageSize: l.s.cfg.MaxMessageSize}.BatchBytes()
 	for {
 		var batch []sessionEvents
 		select {
@@ -404,13 +430,14 @@ func (l *leaderLoop) commitEvents() {
 		case se := <-l.events:
 			batch = append(batch, se)
 		}
-		n := len(batch[0].events)
+		n, size := len(batch[0].events), eventsSize(batch[0].events)
 	drain:
-		for n < maxBatch {
+		for n < maxBatch && size < budget {
 			select {
 			case se := <-l.events:
 				batch = append(batch, se)
 				n += len(se.events)
+				size += eventsSize(se.events)
 			default:
 				break drain
 			}
@@ -426,10 +453,13 @@ func (l *leaderLoop) commitEvents() {
 			continue
 		}
 		for _, se := range batch {
-			se.sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Ack{Ack: &pb.AckEvents{Events: se.events}}})
+			se.sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Ack{Ack: &pb.AckEvents{Events: ackOf(se.events)}}})
 		}
 	}
 }
+
+// eventsSize is the encoded size of one agent message's events.
+func eventsSize(events []*pb.TaskEvent) int { return proto.Size(&pb.TaskEvents{Events: events}) }
 
 // checkLeases marks agents down when they have not heartbeated within the
 // lease; their tasks go back to the queue without using a retry.

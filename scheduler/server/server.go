@@ -20,6 +20,7 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
@@ -94,6 +95,10 @@ type Config struct {
 	// Token is the ACL token this server sends with its own calls to
 	// other servers (joining a cluster).
 	Token string
+	// MaxMessageSize is the largest gRPC message this server sends or
+	// accepts, and the budget its batches to agents are split by (default
+	// limits.DefaultMessageSize; agents and clients must use the same).
+	MaxMessageSize int
 }
 
 func (c *Config) fill() error {
@@ -142,6 +147,12 @@ func (c *Config) fill() error {
 	}
 	if c.DiskReserve == 0 {
 		c.DiskReserve = 32 << 20
+	}
+	if err := (limits.Budget{MessageSize: c.MaxMessageSize}).Check(); err != nil {
+		return fmt.Errorf("server config: %w", err)
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = limits.DefaultMessageSize
 	}
 	return nil
 }
@@ -208,8 +219,8 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+	if err := prepareDataDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	ln := cfg.Listener
 	if ln == nil {
@@ -252,7 +263,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.fwd = newForwarder(s)
 	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.identityUnary, s.fwd.unary, s.authUnary),
-		grpc.ChainStreamInterceptor(s.identityStream, s.authStream), grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement)}
+		grpc.ChainStreamInterceptor(s.identityStream, s.authStream), grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement),
+		grpc.MaxRecvMsgSize(cfg.MaxMessageSize), grpc.MaxSendMsgSize(cfg.MaxMessageSize)}
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(tlsconfig.AcceptedCredentials()))
 	}
@@ -322,11 +334,15 @@ func (s *Server) startRaft() error {
 	if err != nil {
 		return err
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(s.cfg.DataDir, 2, rc.Logger)
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(s.cfg.DataDir, 2, rc.Logger)
+	if err == nil {
+		err = tighten(s.cfg.DataDir) // the store made its directory 0755
+	}
 	if err != nil {
 		store.Close()
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
+	snaps := newPrivateSnapshots(s.cfg.DataDir, fileSnaps)
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: &streamLayer{chanListener: newChanListener(s.mux, s.mux.raftCh), tls: s.cfg.TLS}, MaxPool: 4,
 		Timeout: 10 * time.Second, Logger: rc.Logger,
@@ -339,6 +355,9 @@ func (s *Server) startRaft() error {
 	r, err := raft.NewRaft(rc, s.fsm, store, store, snaps, trans)
 	if err != nil {
 		store.Close()
+		if rerr := s.fsm.RestoreErr(); rerr != nil { // say why, not only that it failed
+			return fmt.Errorf("start raft: %w: %w", err, rerr)
+		}
 		return fmt.Errorf("start raft: %w", err)
 	}
 	s.raft, s.store = r, store

@@ -7,6 +7,7 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/failure"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/queue"
@@ -239,7 +240,7 @@ func (s *State) assign(now int64, a *fsmpb.Assignment) {
 	j := s.jobs[t.PB.JobId]
 	s.queue.Remove(s.queueItem(t))
 	delete(s.fallbackWatch, t.PB.Id)
-	t.PB.Attempts = append(t.PB.Attempts, &pb.Attempt{Number: t.Attempt(), QueuedUnixMs: t.PB.QueuedUnixMs,
+	t.addAttempt(&pb.Attempt{Number: t.Attempt(), QueuedUnixMs: t.PB.QueuedUnixMs,
 		AgentId: a.AgentId, PlacedUnixMs: now})
 	s.setTaskState(t, pb.TaskState_TASK_STATE_ASSIGNED)
 	t.PB.NotBeforeUnixMs = 0
@@ -317,12 +318,15 @@ func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, classify
 			cur.StartedUnixMs = ev.UnixMs
 		}
 		cur.FinishedUnixMs = ev.UnixMs
-		cur.ExitCode, cur.Error = ev.ExitCode, ev.Error
-		cur.StdoutTail, cur.StderrTail = ev.StdoutTail, ev.StderrTail
+		// Agents bound what they send (api/limits); the state holds any
+		// agent's report to the same fixed bounds, so a record stays small.
+		cur.ExitCode, cur.Error = ev.ExitCode, limits.TruncateHead(ev.Error, limits.ErrorBytes)
+		cur.StdoutTail = limits.TruncateTail(ev.StdoutTail, limits.MaxTailBytes)
+		cur.StderrTail = limits.TruncateTail(ev.StderrTail, limits.MaxTailBytes)
 		outcome := ev.Outcome
 		if outcome == "succeeded" && len(ev.Result) > 0 {
 			if err := s.expand(now, t, ev.Result); err != nil {
-				outcome, cur.Error = "failed", err.Error()
+				outcome, cur.Error = "failed", limits.TruncateHead(err.Error(), limits.ErrorBytes)
 			}
 		}
 		s.finish(now, t, outcome, eventClass(outcome, ev.ExitCode, classify), r)

@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/placement"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -107,6 +108,10 @@ func (s *State) wire(t *Task, names map[string]string) {
 // expand validates a task's result as a job expansion and adds its tasks.
 // On error nothing changes.
 func (s *State) expand(now int64, t *Task, result []byte) error {
+	if len(result) > limits.ResultBytes {
+		return fmt.Errorf("task result is %d bytes, more than the limit of %d (%s)", len(result),
+			limits.ResultBytes, limits.FormatBytes(limits.ResultBytes))
+	}
 	exp := &pb.JobExpansion{}
 	if err := protojson.Unmarshal(result, exp); err != nil {
 		return fmt.Errorf("task result is not a job expansion: %w", err)
@@ -129,7 +134,7 @@ func (s *State) validateExpansion(j *Job, specs []*pb.TaskSpec) error {
 	existing := s.taskNames(j)
 	newNames := make(map[string]int, len(specs))
 	for i, ts := range specs {
-		normalizeFallback(ts)
+		normalizeTask(ts)
 		if err := validateTask(ts); err != nil {
 			return fmt.Errorf("task %s: %w", ts.Name, err)
 		}
@@ -266,7 +271,7 @@ func (s *State) applyFallback(now int64, c *fsmpb.Fallback) {
 		}
 		s.queue.Remove(s.queueItem(t))
 		delete(s.fallbackWatch, id)
-		t.PB.Attempts = append(t.PB.Attempts, &pb.Attempt{Number: t.Attempt(), QueuedUnixMs: t.PB.QueuedUnixMs,
+		t.addAttempt(&pb.Attempt{Number: t.Attempt(), QueuedUnixMs: t.PB.QueuedUnixMs,
 			FinishedUnixMs: now, Outcome: "fallback", Error: reason})
 		s.setTaskState(t, pb.TaskState_TASK_STATE_FAILED)
 		s.startFallback(now, t)

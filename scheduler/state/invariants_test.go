@@ -8,6 +8,7 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/failure"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/queue"
 	"google.golang.org/protobuf/proto"
@@ -87,11 +88,24 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 				fail("task %s: ask %v, spec says %v", tid, t.Ask, t.PB.Spec.GetResources().Vector())
 			}
 
-			// Attempts are numbered 1..n; all but the last are over.
+			// Attempts are numbered 1..n; all but the last are over. Past
+			// limits.AttemptHistory records, the first and the latest are
+			// kept: numbers then skip once, after the first.
 			var retries int32
 			succeeded := 0
+			if len(t.PB.Attempts) > limits.AttemptHistory {
+				fail("task %s: %d attempt records, more than %d", tid, len(t.PB.Attempts), limits.AttemptHistory)
+			}
+			trimmed := false
 			for i, a := range t.PB.Attempts {
-				if a.Number != int32(i+1) {
+				want := int32(i + 1)
+				if i > 0 {
+					want = t.PB.Attempts[i-1].Number + 1
+				}
+				if i == 1 && a.Number > 2 && len(t.PB.Attempts) == limits.AttemptHistory {
+					want, trimmed = a.Number, true
+				}
+				if a.Number != want {
 					fail("task %s: attempt %d has number %d", tid, i+1, a.Number)
 				}
 				if i < len(t.PB.Attempts)-1 && a.Outcome == "" {
@@ -110,7 +124,7 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 						tid, a.Number, a.FailureClass, st, len(t.PB.Attempts))
 				}
 			}
-			if retries != t.PB.RetriesUsed {
+			if retries != t.PB.RetriesUsed && !(trimmed && retries < t.PB.RetriesUsed) {
 				fail("task %s: retries_used %d, but %d attempts failed", tid, t.PB.RetriesUsed, retries)
 			}
 			switch {

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,17 +14,43 @@ import (
 	"google.golang.org/protobuf/encoding/protodelim"
 )
 
-// snapshotVersion is written in every snapshot header.
+// snapshotVersion is written in every snapshot header record.
 const snapshotVersion = 1
 
-// WriteSnapshot streams the whole state as length-delimited records:
-// header, pools, agents, then each job followed by its tasks. Derived
-// indexes (queue, usage, exclusive keys) are rebuilt on restore, not stored.
+// Snapshot file format: SnapshotMagic, then the format version as 4
+// big-endian bytes, then length-delimited SnapshotRecords (a header record
+// first), then an empty record that marks the end. Files written before the
+// magic existed (format 1: records only, no end mark) are still read.
+const (
+	// SnapshotMagic opens every snapshot file.
+	SnapshotMagic = "\x89BANYAN\n"
+	// SnapshotFormat is the version of the file format written now.
+	SnapshotFormat = 2
+	// maxSnapshotRecord bounds one record on read: far above the largest
+	// record the state can reach (a job of MaxTasksPerJob task ids, about
+	// 33 MB), and small enough that a damaged length is not believed.
+	maxSnapshotRecord = 256 << 20
+)
+
+// ErrBadSnapshot wraps every reason a snapshot is refused: empty,
+// truncated, foreign or of an unknown format.
+var ErrBadSnapshot = errors.New("not a readable Banyan snapshot")
+
+// WriteSnapshot streams the whole state: the magic and format, then
+// length-delimited records: header, pools, agents, then each job followed by
+// its tasks, then the end mark. Derived indexes (queue, usage, exclusive
+// keys) are rebuilt on restore, not stored.
 func (s *State) WriteSnapshot(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	write := func(rec *fsmpb.SnapshotRecord) error {
 		_, err := protodelim.MarshalTo(bw, rec)
 		return err
+	}
+	var head [len(SnapshotMagic) + 4]byte
+	copy(head[:], SnapshotMagic)
+	binary.BigEndian.PutUint32(head[len(SnapshotMagic):], SnapshotFormat)
+	if _, err := bw.Write(head[:]); err != nil {
+		return fmt.Errorf("write snapshot magic: %w", err)
 	}
 	if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Header{
 		Header: &fsmpb.SnapshotHeader{Version: snapshotVersion, Seq: s.seq, JobSeq: s.jobSeq}}}); err != nil {
@@ -71,10 +98,39 @@ func (s *State) WriteSnapshot(w io.Writer) error {
 	if err := s.writeACL(write); err != nil {
 		return err
 	}
+	if err := write(&fsmpb.SnapshotRecord{}); err != nil {
+		return fmt.Errorf("write snapshot end: %w", err)
+	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("flush snapshot: %w", err)
 	}
 	return nil
+}
+
+// readSnapshotHead reads the magic and format. It returns the format:
+// SnapshotFormat, or 1 for a file from before the magic (left unread).
+func readSnapshotHead(br *bufio.Reader) (uint32, error) {
+	head, err := br.Peek(len(SnapshotMagic) + 4)
+	switch {
+	case len(head) == 0 && errors.Is(err, io.EOF):
+		return 0, fmt.Errorf("%w: the file is empty", ErrBadSnapshot)
+	case len(head) > 0 && head[0] == SnapshotMagic[0]:
+		if len(head) < len(SnapshotMagic)+4 || string(head[:len(SnapshotMagic)]) != SnapshotMagic {
+			return 0, fmt.Errorf("%w: damaged magic", ErrBadSnapshot)
+		}
+	case len(head) > 0 && head[0] > 0 && head[0] < 0x80:
+		// Format 1 began with the short length of its header record; the
+		// reader checks that a header record comes first.
+		return 1, nil
+	default:
+		return 0, fmt.Errorf("%w: no Banyan magic at the start", ErrBadSnapshot)
+	}
+	format := binary.BigEndian.Uint32(head[len(SnapshotMagic):])
+	if format != SnapshotFormat {
+		return 0, fmt.Errorf("%w: format %d, this server reads %d (and 1)", ErrBadSnapshot, format, SnapshotFormat)
+	}
+	_, _ = br.Discard(len(head))
+	return format, nil
 }
 
 // ReadSnapshot builds a state from a snapshot written by WriteSnapshot.
@@ -84,16 +140,38 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 		_ = s.pools.Delete(p)
 	}
 	br := bufio.NewReaderSize(r, 256<<10)
+	format, err := readSnapshotHead(br)
+	if err != nil {
+		return nil, err
+	}
+	opts := protodelim.UnmarshalOptions{MaxSize: maxSnapshotRecord}
 	var cur *Job
 	curIdx := 0
 	for n := 0; ; n++ {
 		rec := &fsmpb.SnapshotRecord{}
-		err := protodelim.UnmarshalFrom(br, rec)
-		if errors.Is(err, io.EOF) {
+		err := opts.UnmarshalFrom(br, rec)
+		if errors.Is(err, io.EOF) && format == 1 && n > 0 {
 			break
 		}
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: truncated after %d records (no end mark)", ErrBadSnapshot, n)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("read snapshot record %d: %w", n, err)
+			return nil, fmt.Errorf("%w: record %d: %w", ErrBadSnapshot, n, err)
+		}
+		if _, isHeader := rec.Rec.(*fsmpb.SnapshotRecord_Header); (n == 0) != isHeader {
+			return nil, fmt.Errorf("%w: record %d: the header record must come first, and once", ErrBadSnapshot, n)
+		}
+		if rec.Rec == nil && len(rec.ProtoReflect().GetUnknown()) > 0 {
+			// Skipping it would start this server with less state than
+			// its peers.
+			return nil, fmt.Errorf("%w: record %d is of a type this version does not know (written by a newer version?)", ErrBadSnapshot, n)
+		}
+		if rec.Rec == nil {
+			if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+				return nil, fmt.Errorf("%w: data after the end mark", ErrBadSnapshot)
+			}
+			break
 		}
 		if ok, err := s.readACLRecord(rec); ok {
 			if err != nil {

@@ -11,6 +11,7 @@ import (
 	"sort"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/queue"
 )
@@ -70,10 +71,24 @@ func (t *Task) pending() bool {
 	return t.PB.State == pb.TaskState_TASK_STATE_WAITING || t.PB.State == pb.TaskState_TASK_STATE_QUEUED
 }
 
+// addAttempt records a new attempt. A task keeps at most
+// limits.AttemptHistory records: the first and the latest ones. Numbers
+// keep counting, so the records dropped are the last number minus the
+// records kept (a gap in the numbers shows where).
+func (t *Task) addAttempt(a *pb.Attempt) {
+	t.PB.Attempts = append(t.PB.Attempts, a)
+	if n := len(t.PB.Attempts); n > limits.AttemptHistory {
+		t.PB.Attempts = append(t.PB.Attempts[:1], t.PB.Attempts[n-limits.AttemptHistory+1:]...)
+	}
+}
+
 // Attempt returns the current attempt number: the pending one while the
 // task waits to be placed, else the last one (0 if it never had one).
 func (t *Task) Attempt() int32 {
-	n := int32(len(t.PB.Attempts))
+	var n int32
+	if cur := t.current(); cur != nil {
+		n = cur.Number
+	}
 	if t.pending() {
 		return n + 1
 	}

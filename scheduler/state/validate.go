@@ -7,7 +7,9 @@ import (
 	"strings"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/pool"
+	"google.golang.org/protobuf/proto"
 )
 
 // ErrInvalidJob wraps every reason a job spec is rejected.
@@ -31,7 +33,8 @@ func invalid(format string, args ...any) error {
 }
 
 // NormalizeJob fills defaults into a spec in place: the class, task names
-// ("t0", "t1", ...) and the opportunistic wait.
+// ("t0", "t1", ...), the default ask (pool.DefaultAsk) of tasks and
+// fallbacks that name no resources, and the opportunistic wait.
 func NormalizeJob(spec *pb.JobSpec, d Defaults) {
 	if spec.Class == pb.JobClass_JOB_CLASS_UNSPECIFIED {
 		spec.Class = pb.JobClass_JOB_CLASS_BATCH
@@ -46,8 +49,63 @@ func NormalizeJob(spec *pb.JobSpec, d Defaults) {
 		if t.Name == "" {
 			t.Name = fmt.Sprintf("t%d", i)
 		}
-		normalizeFallback(t)
+		normalizeTask(t)
 	}
+}
+
+// normalizeTask names unnamed fallbacks and gives the task and its
+// fallbacks that leave their resources out (or all zero) the default ask.
+// Submissions and fan-out results both go through it, so the server, not
+// only the CLI, decides what an empty ask means.
+func normalizeTask(t *pb.TaskSpec) {
+	normalizeFallback(t)
+	if t.Resources.Vector().IsZero() {
+		t.Resources = pb.FromVector(pool.DefaultAsk)
+	}
+	for f := t.Fallback; f != nil; f = f.Fallback {
+		if f.Resources.Vector().IsZero() {
+			f.Resources = pb.FromVector(pool.DefaultAsk)
+		}
+	}
+}
+
+// taskSpecBytes is what limits.TaskSpecBytes bounds: command, args, env
+// names and values and workdir, of the task and of its fallbacks.
+func taskSpecBytes(t *pb.TaskSpec) int {
+	n := len(t.Workdir)
+	add := func(cmd, args []string, env map[string]string) {
+		for _, a := range cmd {
+			n += len(a)
+		}
+		for _, a := range args {
+			n += len(a)
+		}
+		for k, v := range env {
+			n += len(k) + len(v)
+		}
+	}
+	add(t.Command, t.Args, t.Env)
+	for f := t.Fallback; f != nil; f = f.Fallback {
+		add(f.Command, f.Args, f.Env)
+	}
+	return n
+}
+
+// validateAsk checks one resource ask: not zero (NormalizeJob gives an
+// empty ask the default), nothing negative, nothing above pool.MaxQuantity.
+func validateAsk(r *pb.Resources) error {
+	v := r.Vector()
+	if n := v.Negative(); n != "" {
+		return invalid("resources: %s is negative", n)
+	}
+	if n := v.TooLarge(); n != "" {
+		return invalid("resources: %s is larger than %d", n, int64(pool.MaxQuantity))
+	}
+	if v.IsZero() {
+		return invalid("resources: the ask is zero; name what the task uses, or leave resources out for the default %s",
+			pool.DefaultAsk)
+	}
+	return nil
 }
 
 // ValidateJob checks a normalized job spec on its own and against the pool
@@ -75,6 +133,10 @@ func validateJobFields(spec *pb.JobSpec) error {
 	}
 	if len(spec.Tasks) > MaxTasksPerJob {
 		return invalid("%d tasks, more than the limit of %d", len(spec.Tasks), MaxTasksPerJob)
+	}
+	if n := proto.Size(spec); n > limits.JobSpecBytes {
+		return invalid("job spec is %d bytes, more than the limit of %d (%s) per submission; split it into several jobs",
+			n, limits.JobSpecBytes, limits.FormatBytes(limits.JobSpecBytes))
 	}
 	if _, ok := pb.JobClass_name[int32(spec.Class)]; !ok {
 		return invalid("unknown class %d", spec.Class)
@@ -137,8 +199,12 @@ func validateTask(t *pb.TaskSpec) error {
 	if size > maxCommandBytes {
 		return invalid("command is %d bytes, more than %d", size, maxCommandBytes)
 	}
-	if n := t.Resources.Vector().Negative(); n != "" {
-		return invalid("resources: %s is negative", n)
+	if n := taskSpecBytes(t); n > limits.TaskSpecBytes {
+		return invalid("command, args, env and workdir are %d bytes, more than the limit of %d (%s)",
+			n, limits.TaskSpecBytes, limits.FormatBytes(limits.TaskSpecBytes))
+	}
+	if err := validateAsk(t.Resources); err != nil {
+		return err
 	}
 	if t.TimeoutMs < 0 {
 		return invalid("timeout is negative")

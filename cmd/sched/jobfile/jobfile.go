@@ -23,8 +23,9 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// DefaultAsk is what a task that names no resources asks for.
-var DefaultAsk = pool.Resources{CPUMillis: 100, MemoryBytes: 64 << 20}
+// DefaultAsk is what a task that names no resources asks for: the
+// server's rule, pool.DefaultAsk (the server applies it too).
+var DefaultAsk = pool.DefaultAsk
 
 // File is the document: either a single job's fields or a list of jobs.
 type File struct {

@@ -405,3 +405,17 @@ func TestBadExamples(t *testing.T) {
 		})
 	}
 }
+
+// A job file's quantities refuse NaN, infinities and overflow, naming the
+// resource (YAML's .nan and .inf are refused by the YAML-to-JSON step,
+// naming the value).
+func TestResourcesRefuseNaNInfOverflow(t *testing.T) {
+	for r, want := range map[string]string{`cpu: NaN`: "cpu", `cpu: .nan`: "NaN", `memory: .inf`: "Inf",
+		`memory: "Inf"`: "memory", `cpu: 1e300`: "cpu", `memory: 1e30`: "memory", `gpu_memory: 99999999Ti`: "gpu_memory",
+		`nvenc: 1e20`: "nvenc"} {
+		doc := "name: j\ntasks:\n  - command: [\"x\"]\n    resources:\n      " + r + "\n"
+		if _, err := Parse([]byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err %v, want one naming %s", r, err, want)
+		}
+	}
+}
