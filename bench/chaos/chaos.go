@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -247,13 +248,21 @@ func (h *harness) startCluster(ctx context.Context) error {
 		p.newCmd = func() *exec.Cmd { return cfg.Network.Command(i, cfg.Sched, args...) }
 		h.servers = append(h.servers, p)
 	}
+	// Tasks run as the harness's own user (an agent started as root
+	// needs to be told).
+	me, err := user.Current()
+	if err != nil {
+		return fmt.Errorf("chaos: %w", err)
+	}
+	runAs := me.Username
 	for i := range cfg.Agents {
 		id := "a" + strconv.Itoa(i+1)
 		work := filepath.Join(cfg.Dir, id)
 		if err := os.MkdirAll(work, 0o777); err != nil {
 			return fmt.Errorf("chaos: %w", err)
 		}
-		args := append([]string{"agent", "--id", id, "--servers", strings.Join(addrs, ","), "--work-dir", work}, cfg.AgentArgs...)
+		args := append([]string{"agent", "--id", id, "--servers", strings.Join(addrs, ","), "--work-dir", work,
+			"--run-as", runAs}, cfg.AgentArgs...)
 		p := &proc{name: id, logPath: filepath.Join(cfg.Dir, id+".log")}
 		p.newCmd = func() *exec.Cmd { return exec.Command(cfg.Sched, args...) }
 		h.agents = append(h.agents, p)

@@ -180,6 +180,9 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 
 // messageSize parses --max-message-size and checks its range.
 func messageSize(v string) (int, error) {
+	if v == "" {
+		return 0, nil // the default
+	}
 	n, err := limits.ParseSize(v)
 	if err == nil {
 		err = limits.Budget{MessageSize: n}.Check()

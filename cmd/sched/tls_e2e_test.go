@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -65,7 +66,7 @@ func TestTLSFromTheCLI(t *testing.T) {
 	addr := freeAddr(t)
 	srvLog := startProc(t, append([]string{"server", "--bind", addr, "--data-dir", filepath.Join(dir, "data"),
 		"--log-level", "warn"}, tlsFlags(dir, "server-s1")...)...)
-	startProc(t, append([]string{"agent", "--addr", addr, "--no-gpu", "--log-level", "warn"}, tlsFlags(dir, "agent-gpu-1")...)...)
+	startProc(t, append([]string{"agent", "--addr", addr, "--no-gpu", "--log-level", "warn", "--run-as", currentUser(t)}, tlsFlags(dir, "agent-gpu-1")...)...)
 
 	client := exec.Command(schedBin, "--addr", addr, "agent", "list")
 	client.Env = append(os.Environ(), "SCHED_TLS_CA="+filepath.Join(dir, "ca.pem"),
@@ -107,4 +108,14 @@ func TestTLSFromTheCLI(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "without TLS") {
 		t.Fatalf("server on 0.0.0.0 without TLS: %v\n%s", err, out)
 	}
+}
+
+// currentUser names the user the tests run as, for an agent's --run-as.
+func currentUser(t *testing.T) string {
+	t.Helper()
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
 }
