@@ -71,7 +71,11 @@ func newAgentCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(f.servers) == 0 {
-				f.servers = []string{g.addr}
+				servers, err := splitAddrs(g.addr)
+				if err != nil {
+					return err
+				}
+				f.servers = servers
 			}
 			src, err := tlsSource(g.tls, tlsconfig.RoleAgent)
 			if err != nil {

@@ -27,7 +27,7 @@ const retryConfig = `{"methodConfig":[{"name":[{"service":"banyan.v1.JobService"
 
 // client holds the connection of one client command.
 type client struct {
-	conn    *grpc.ClientConn
+	conn    *failover
 	jobs    pb.JobServiceClient
 	pools   pb.PoolServiceClient
 	agents  pb.AgentServiceClient
@@ -44,12 +44,16 @@ func dial(g *globals) (*client, error) {
 	if src != nil {
 		creds = src.Credentials()
 	}
-	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(creds),
+	addrs, err := splitAddrs(g.addr)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := dialFailover(addrs, grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(retryConfig), grpc.WithChainUnaryInterceptor(plaintextHint(g.tls)),
 		grpc.WithPerRPCCredentials(pb.TokenCredentials(g.token)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limits.MaxMessageSize), grpc.MaxCallSendMsgSize(limits.MaxMessageSize)))
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", g.addr, err)
+		return nil, err
 	}
 	return &client{conn: conn, jobs: pb.NewJobServiceClient(conn), pools: pb.NewPoolServiceClient(conn),
 		agents: pb.NewAgentServiceClient(conn), cluster: pb.NewClusterServiceClient(conn), acl: pb.NewACLServiceClient(conn)}, nil

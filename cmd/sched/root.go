@@ -47,7 +47,7 @@ func newRootCmd() *cobra.Command {
 	if addr == "" {
 		addr = DefaultAddr
 	}
-	root.PersistentFlags().StringVar(&g.addr, "addr", addr, "scheduler address (env SCHED_ADDR)")
+	root.PersistentFlags().StringVar(&g.addr, "addr", addr, "scheduler address, or several separated by commas to fail over between (env SCHED_ADDR)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&g.tls.CA, "tls-ca", os.Getenv("SCHED_TLS_CA"), "CA certificate for mutual TLS (env SCHED_TLS_CA)")
