@@ -94,6 +94,7 @@ type Agent struct {
 	mu      sync.Mutex
 	running map[string]*run          // task id -> its current run
 	unacked map[string]*pb.TaskEvent // "task/attempt" -> finished event not yet acknowledged
+	resent  map[string]int64         // "task/attempt" -> when resendStale last queued it (unix ms)
 	events  *eventQueue              // current session's event queue; nil when disconnected
 	tasksWG sync.WaitGroup
 
@@ -149,7 +150,7 @@ func New(cfg Config) (*Agent, error) {
 			cfg.TailBytes, budget.TailBytes(), limits.FormatBytes(int64(budget.Message())))
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("agent", cfg.ID), running: map[string]*run{},
-		unacked: map[string]*pb.TaskEvent{}, conns: map[string]*grpc.ClientConn{}, pools: map[string]*worker.Pool{}}
+		unacked: map[string]*pb.TaskEvent{}, resent: map[string]int64{}, conns: map[string]*grpc.ClientConn{}, pools: map[string]*worker.Pool{}}
 	var err error
 	if a.taskDir, a.ownsTaskDir, err = prepareTaskDir(cfg.TaskDir); err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
@@ -522,12 +523,16 @@ func (a *Agent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClie
 
 // resendStale queues again the results that have waited longer than age for
 // an acknowledgement: a safety net, since the leader ignores duplicates.
+// Each is queued again at most once per age, so a leader that stops
+// acknowledging does not make the queue grow with copies.
 func (a *Agent) resendStale(events *eventQueue, age time.Duration) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	cutoff := a.cfg.Clock().Add(-age).UnixMilli()
-	for _, ev := range a.unacked {
-		if ev.UnixMs < cutoff {
+	now := a.cfg.Clock().UnixMilli()
+	cutoff := now - age.Milliseconds()
+	for key, ev := range a.unacked {
+		if ev.UnixMs < cutoff && a.resent[key] < cutoff {
+			a.resent[key] = now
 			events.push(ev)
 		}
 	}
@@ -561,6 +566,7 @@ func (a *Agent) ack(events []*pb.TaskEvent) {
 	for _, ev := range events {
 		if ev.Kind == "finished" {
 			delete(a.unacked, ev.TaskId+"/"+fmt.Sprint(ev.Attempt))
+			delete(a.resent, ev.TaskId+"/"+fmt.Sprint(ev.Attempt))
 		}
 	}
 }
