@@ -874,7 +874,10 @@ type Task struct {
 	ReplacedBy string `protobuf:"bytes,10,opt,name=replaced_by,json=replacedBy,proto3" json:"replaced_by,omitempty"`
 	// queued_unix_ms is when the pending attempt was queued: a queued task's
 	// next attempt gets its record only when it is placed.
-	QueuedUnixMs  int64 `protobuf:"varint,11,opt,name=queued_unix_ms,json=queuedUnixMs,proto3" json:"queued_unix_ms,omitempty"`
+	QueuedUnixMs int64 `protobuf:"varint,11,opt,name=queued_unix_ms,json=queuedUnixMs,proto3" json:"queued_unix_ms,omitempty"`
+	// lost_attempts counts attempts lost with their agent or worker (not
+	// preemptions): they use no retry but have a limit of their own.
+	LostAttempts  int32 `protobuf:"varint,12,opt,name=lost_attempts,json=lostAttempts,proto3" json:"lost_attempts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -982,6 +985,13 @@ func (x *Task) GetReplacedBy() string {
 func (x *Task) GetQueuedUnixMs() int64 {
 	if x != nil {
 		return x.QueuedUnixMs
+	}
+	return 0
+}
+
+func (x *Task) GetLostAttempts() int32 {
+	if x != nil {
+		return x.LostAttempts
 	}
 	return 0
 }
@@ -4570,7 +4580,7 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"stdoutTail\x12\x1f\n" +
 	"\vstderr_tail\x18\v \x01(\tR\n" +
 	"stderrTail\x12#\n" +
-	"\rfailure_class\x18\f \x01(\tR\ffailureClass\"\x84\x03\n" +
+	"\rfailure_class\x18\f \x01(\tR\ffailureClass\"\xa9\x03\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x12\n" +
@@ -4584,7 +4594,8 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\vreplaced_by\x18\n" +
 	" \x01(\tR\n" +
 	"replacedBy\x12$\n" +
-	"\x0equeued_unix_ms\x18\v \x01(\x03R\fqueuedUnixMs\"\xf8\x01\n" +
+	"\x0equeued_unix_ms\x18\v \x01(\x03R\fqueuedUnixMs\x12#\n" +
+	"\rlost_attempts\x18\f \x01(\x05R\flostAttempts\"\xf8\x01\n" +
 	"\n" +
 	"TaskCounts\x12\x14\n" +
 	"\x05total\x18\x01 \x01(\x05R\x05total\x12\x18\n" +

@@ -415,9 +415,45 @@ func (s *State) finish(now int64, t *Task, outcome, class string, r *Result) {
 		s.maybeFinishJob(now, s.jobs[t.PB.JobId])
 	case failure.UsesRetry(class): // failed, timeout
 		s.retryOrFail(now, t, r)
-	default: // lost, preempted, cancelled by the agent itself
-		s.enqueue(now, t, 0)
+	case class == failure.Preempted || outcome == "cancelled":
+		s.enqueue(now, t, 0) // preempted, or stopped by its agent (shutting down): free, at once
+	default: // lost with its agent or worker, or an outcome this version does not know
+		s.lostOrFail(now, t, r)
 	}
+}
+
+// lostOrFail queues a task whose attempt was lost (its agent or worker
+// died, or it reported an outcome this version does not know) again
+// without using a retry: at once the first two times, then after a backoff
+// that doubles from a second (up to a minute). Lost attempts have a limit of their own
+// (Defaults.MaxLostAttempts): a task that keeps killing its worker fails
+// its job with the reason instead of being run forever.
+func (s *State) lostOrFail(now int64, t *Task, r *Result) {
+	t.PB.LostAttempts++
+	cur := t.current()
+	limit := s.defaults.MaxLostAttempts
+	if limit <= 0 {
+		limit = DefaultDefaults.MaxLostAttempts
+	}
+	if t.PB.LostAttempts < limit {
+		var backoff int64 // two losses may be bad luck (two agents died)
+		if n := t.PB.LostAttempts - 2; n > 0 {
+			backoff = min(int64(1000)<<min(n-1, 16), 60_000)
+		}
+		var notBefore int64
+		if backoff > 0 {
+			notBefore = now + backoff
+		}
+		s.enqueue(now, t, notBefore)
+		return
+	}
+	s.setTaskState(t, pb.TaskState_TASK_STATE_FAILED)
+	if s.startFallback(now, t) {
+		return
+	}
+	reason := fmt.Sprintf("task %s (%s) was lost %d times, the limit: its agent or worker died under it each time; last: %s",
+		t.PB.Name, failure.AgentLost, t.PB.LostAttempts, attemptReason(cur))
+	s.endJob(now, s.jobs[t.PB.JobId], pb.JobState_JOB_STATE_FAILED, reason, r)
 }
 
 func (s *State) wakeDependents(now int64, t *Task) {

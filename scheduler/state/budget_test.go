@@ -149,7 +149,9 @@ func TestExpansionHeldToSubmissionBounds(t *testing.T) {
 // task keeps the first and the latest AttemptHistory-1 records; numbers
 // keep counting, and the current attempt still takes its events.
 func TestAttemptHistoryCapped(t *testing.T) {
-	f := newFSM(t, DefaultDefaults)
+	d := DefaultDefaults
+	d.MaxLostAttempts = 1000 // this test loses attempts on purpose; the limit has its own test
+	f := newFSM(t, d)
 	f.agentUp("a1", &pb.Resources{CpuMillis: 1000}, nil)
 	f.submit(&pb.JobSpec{Tasks: []*pb.TaskSpec{{Command: []string{"x"}}}})
 	const lost = 40
@@ -159,6 +161,7 @@ func TestAttemptHistoryCapped(t *testing.T) {
 		}
 		f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentDown{AgentDown: &fsmpb.AgentDown{AgentId: "a1", Reason: "gone"}}})
 		f.agentUp("a1", &pb.Resources{CpuMillis: 1000}, nil)
+		f.now += 60_000 // past the lost attempts' backoff
 	}
 	f.commitPlan()
 	tk := f.s.tasks["job-1.0"]

@@ -28,11 +28,14 @@ type Defaults struct {
 	OpportunisticMaxWaitMs int64
 	// Prices turn resource-seconds into a pool's billed cost.
 	Prices pool.Prices
+	// MaxLostAttempts is how many attempts of a task may be lost with
+	// their agent or worker before its job fails (0: the default, 10).
+	MaxLostAttempts int32
 }
 
 // DefaultDefaults are the server's defaults.
 var DefaultDefaults = Defaults{MaxAttempts: 3, InitialBackoffMs: 1000, MaxBackoffMs: 60000,
-	OpportunisticMaxWaitMs: 3600_000, Prices: pool.DefaultPrices()}
+	OpportunisticMaxWaitMs: 3600_000, Prices: pool.DefaultPrices(), MaxLostAttempts: 10}
 
 // Job is a job and the FSM's bookkeeping for it.
 type Job struct {
