@@ -1092,10 +1092,15 @@ func (x *SnapshotHeader) GetJobSeq() uint64 {
 
 // JobRecord is a job as stored in a snapshot.
 type JobRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Job           *banyanv1.Job          `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
-	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	TaskIds       []string               `protobuf:"bytes,3,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Job     *banyanv1.Job          `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Seq     uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	TaskIds []string               `protobuf:"bytes,3,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	// task_seqs are the tasks' queue sequence numbers, in task_ids order
+	// (tasks added by a fan-out or a fallback were numbered when added, not
+	// from the job's number). Snapshots written before it have none: their
+	// tasks are numbered from the job's.
+	TaskSeqs      []uint64 `protobuf:"varint,4,rep,packed,name=task_seqs,json=taskSeqs,proto3" json:"task_seqs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1147,6 +1152,13 @@ func (x *JobRecord) GetSeq() uint64 {
 func (x *JobRecord) GetTaskIds() []string {
 	if x != nil {
 		return x.TaskIds
+	}
+	return nil
+}
+
+func (x *JobRecord) GetTaskSeqs() []uint64 {
+	if x != nil {
+		return x.TaskSeqs
 	}
 	return nil
 }
@@ -1804,11 +1816,12 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\x0eSnapshotHeader\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x17\n" +
-	"\ajob_seq\x18\x03 \x01(\x04R\x06jobSeq\"Z\n" +
+	"\ajob_seq\x18\x03 \x01(\x04R\x06jobSeq\"w\n" +
 	"\tJobRecord\x12 \n" +
 	"\x03job\x18\x01 \x01(\v2\x0e.banyan.v1.JobR\x03job\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x19\n" +
-	"\btask_ids\x18\x03 \x03(\tR\ataskIds\"\xcf\x03\n" +
+	"\btask_ids\x18\x03 \x03(\tR\ataskIds\x12\x1b\n" +
+	"\ttask_seqs\x18\x04 \x03(\x04R\btaskSeqs\"\xcf\x03\n" +
 	"\x0eSnapshotRecord\x127\n" +
 	"\x06header\x18\x01 \x01(\v2\x1d.banyan.fsm.v1.SnapshotHeaderH\x00R\x06header\x12%\n" +
 	"\x04pool\x18\x02 \x01(\v2\x0f.banyan.v1.PoolH\x00R\x04pool\x12(\n" +

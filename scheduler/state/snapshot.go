@@ -72,7 +72,7 @@ func (s *State) WriteSnapshot(w io.Writer) error {
 	for _, id := range s.JobIDs() {
 		j := s.jobs[id]
 		if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Job{
-			Job: &fsmpb.JobRecord{Job: j.PB, Seq: j.Seq, TaskIds: j.TaskIDs}}}); err != nil {
+			Job: &fsmpb.JobRecord{Job: j.PB, Seq: j.Seq, TaskIds: j.TaskIDs, TaskSeqs: s.taskSeqs(j)}}}); err != nil {
 			return fmt.Errorf("write job %s: %w", id, err)
 		}
 		for _, tid := range j.TaskIDs {
@@ -147,6 +147,7 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 	opts := protodelim.UnmarshalOptions{MaxSize: maxSnapshotRecord}
 	var cur *Job
 	curIdx := 0
+	var curSeqs []uint64
 	for n := 0; ; n++ {
 		rec := &fsmpb.SnapshotRecord{}
 		err := opts.UnmarshalFrom(br, rec)
@@ -202,6 +203,10 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 			s.addAgentID(x.Agent.Id)
 		case *fsmpb.SnapshotRecord_Job:
 			cur = &Job{PB: x.Job.Job, Seq: x.Job.Seq, TaskIDs: x.Job.TaskIds}
+			curSeqs = x.Job.TaskSeqs
+			if len(curSeqs) != len(cur.TaskIDs) {
+				curSeqs = nil // an older snapshot: number from the job's
+			}
 			s.jobs[cur.PB.Id] = cur
 			curIdx = 0
 			if k := cur.PB.IdempotencyKey; k != "" {
@@ -218,17 +223,32 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 			if cur == nil || cur.PB.Id != x.Task.JobId {
 				return nil, fmt.Errorf("snapshot task %s outside its job", x.Task.Id)
 			}
-			// A task's submit sequence is its job's plus its index plus one.
+			// A task's sequence is recorded with its job; snapshots from
+			// before that number it from its job's, plus its index plus one.
 			curIdx++
+			seq := cur.Seq + uint64(curIdx)
+			if curSeqs != nil && curIdx <= len(curSeqs) {
+				seq = curSeqs[curIdx-1]
+			}
 			if x.Task.Spec != nil {
 				x.Task.Spec.Resources = s.internResources(x.Task.Spec.Resources)
 			}
-			s.tasks[x.Task.Id] = &Task{PB: x.Task, Ask: x.Task.Spec.GetResources().Vector(),
-				Seq: cur.Seq + uint64(curIdx)}
+			s.tasks[x.Task.Id] = &Task{PB: x.Task, Ask: x.Task.Spec.GetResources().Vector(), Seq: seq}
 		}
 	}
 	s.rebuild()
 	return s, nil
+}
+
+// taskSeqs lists the sequence numbers of j's tasks, in TaskIDs order.
+func (s *State) taskSeqs(j *Job) []uint64 {
+	out := make([]uint64, len(j.TaskIDs))
+	for i, id := range j.TaskIDs {
+		if t, ok := s.tasks[id]; ok {
+			out[i] = t.Seq
+		}
+	}
+	return out
 }
 
 // rebuild recomputes every derived index from jobs, tasks and agents. Job
