@@ -377,6 +377,10 @@ func (s *Server) startRaft() error {
 	}
 	if err := r.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil &&
 		!errors.Is(err, raft.ErrCantBootstrap) {
+		// Leave nothing open behind a failed start.
+		_ = r.Shutdown().Error()
+		store.Close()
+		s.raft, s.store = nil, nil
 		return fmt.Errorf("bootstrap cluster: %w", err)
 	}
 	return nil
@@ -471,8 +475,8 @@ func (s *Server) watchLeadership() {
 func (s *Server) startLeader() {
 	s.leaderMu.Lock()
 	defer s.leaderMu.Unlock()
-	if s.leader != nil {
-		return
+	if s.leader != nil || s.ctx.Err() != nil {
+		return // leading already, or closing: Close must not race a new loop
 	}
 	s.log.Info("became leader")
 	s.leader = newLeaderLoop(s)

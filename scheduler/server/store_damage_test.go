@@ -57,3 +57,40 @@ func TestDamagedStoreStopsWithItsName(t *testing.T) {
 		t.Logf("cut to %d bytes: %v", size, err)
 	}
 }
+
+// TestFailedBootstrapLeavesNothingOpen: a bootstrap that fails (two peers
+// with one id) closes raft and its store, so the same data dir opens again
+// at once (bbolt's file lock would otherwise hold the next start forever).
+func TestFailedBootstrapLeavesNothingOpen(t *testing.T) {
+	dir := t.TempDir()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
+	}
+	ln := listen()
+	_, err := New(Config{NodeID: "n1", DataDir: dir, Listener: ln, RaftLogLevel: "off", Logger: quiet,
+		Peers: []Peer{{ID: "n1", Addr: ln.Addr().String()}, {ID: "n1", Addr: "127.0.0.1:1"}}})
+	if err == nil || !strings.Contains(err.Error(), "bootstrap") {
+		t.Fatalf("duplicate peer ids: %v, want a bootstrap error", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		s, err := New(Config{NodeID: "n1", DataDir: dir, Listener: listen(), Bootstrap: true, RaftLogLevel: "off", Logger: quiet})
+		if err == nil {
+			err = s.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the data dir is still held by the failed start")
+	}
+}
