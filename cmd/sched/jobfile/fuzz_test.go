@@ -76,3 +76,24 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestExpansionIsBounded: count and YAML aliases let a few bytes stand for
+// millions of tasks; a file that expands past MaxTasks or MaxExpandedBytes
+// is refused before anything is built.
+func TestExpansionIsBounded(t *testing.T) {
+	aliases := "jobs:\n  - &j {name: a, tasks: [{name: t, count: 1000000, command: [x]}]}\n" +
+		strings.Repeat("  - *j\n", 50)
+	big := "tasks:\n  - name: t\n    count: 100000\n    command: [x, " + strings.Repeat("y", 4096) + "]\n"
+	for name, c := range map[string]struct{ doc, want string }{
+		"aliases":     {aliases, "more than 1000000 tasks"},
+		"big command": {big, "MiB of commands"},
+	} {
+		if _, err := Parse([]byte(c.doc)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want %q", name, err, c.want)
+		}
+	}
+	ok := "tasks:\n  - name: t\n    count: 1000\n    command: [x]\n"
+	if specs, err := Parse([]byte(ok)); err != nil || len(specs[0].Tasks) != 1000 {
+		t.Fatalf("1000 tasks: %v", err)
+	}
+}
