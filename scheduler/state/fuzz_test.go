@@ -7,7 +7,6 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
-	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -210,52 +209,33 @@ func FuzzApply(f *testing.F) {
 }
 
 // TestReadSnapshotRejectsDamage: snapshots whose records do not fit
-// together are errors; each of these panicked or looped before restore
-// checked them.
+// together are errors; each of these panicked or looped in ReadSnapshot
+// before restore checked them. The damage is done to a real state, which
+// then writes its snapshot, so the test does not depend on the layout.
 func TestReadSnapshotRejectsDamage(t *testing.T) {
-	header := &fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Header{
-		Header: &fsmpb.SnapshotHeader{Version: snapshotVersion, Seq: 10, JobSeq: 1}}}
-	job := func(ids ...string) *fsmpb.SnapshotRecord {
-		return &fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Job{Job: &fsmpb.JobRecord{
-			Job: &pb.Job{Id: "job-1", Pool: DefaultPool}, Seq: 1, TaskIds: ids}}}
-	}
-	task := func(id, name string, st pb.TaskState, replacedBy string, after ...string) *fsmpb.SnapshotRecord {
-		return &fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Task{Task: &pb.Task{Id: id, JobId: "job-1", Name: name,
-			State: st, ReplacedBy: replacedBy, Spec: &pb.TaskSpec{Name: name, Command: []string{"x"}, After: after}}}}
-	}
-	const (
-		waiting = pb.TaskState_TASK_STATE_WAITING
-		failed  = pb.TaskState_TASK_STATE_FAILED
-		running = pb.TaskState_TASK_STATE_RUNNING
-	)
 	cases := map[string]struct {
-		recs []*fsmpb.SnapshotRecord
-		want string
+		damage func(s *State)
+		want   string
 	}{
-		"job record without a job": {[]*fsmpb.SnapshotRecord{header,
-			{Rec: &fsmpb.SnapshotRecord_Job{Job: &fsmpb.JobRecord{}}}}, "without a job id"},
-		"job id past the count": {[]*fsmpb.SnapshotRecord{
-			{Rec: &fsmpb.SnapshotRecord_Header{Header: &fsmpb.SnapshotHeader{Version: snapshotVersion}}},
-			job("job-1.0"), task("job-1.0", "a", waiting, "")}, "not one of job-1..job-0"},
-		"task listed without a record": {[]*fsmpb.SnapshotRecord{header, job("job-1.0", "job-1.1"),
-			task("job-1.0", "a", waiting, "")}, `task 1 is "job-1.1"`},
-		"after names an unknown task": {[]*fsmpb.SnapshotRecord{header, job("job-1.0"),
-			task("job-1.0", "a", waiting, "", "ghost")}, `unknown task "ghost"`},
-		"fallbacks replace each other": {[]*fsmpb.SnapshotRecord{header, job("job-1.0", "job-1.1", "job-1.2"),
-			task("job-1.0", "a", failed, "job-1.1"), task("job-1.1", "b", failed, "job-1.0"),
-			task("job-1.2", "c", waiting, "", "a")}, "not a fallback of its job"},
-		"running without an attempt": {[]*fsmpb.SnapshotRecord{header, job("job-1.0"),
-			task("job-1.0", "a", running, "")}, "without an attempt"},
-		"task without a spec": {[]*fsmpb.SnapshotRecord{header, job("job-1.0"),
-			{Rec: &fsmpb.SnapshotRecord_Task{Task: &pb.Task{Id: "job-1.0", JobId: "job-1"}}}}, "without a spec"},
+		"job id past the count":  {func(s *State) { s.jobSeq = 0 }, "not one of job-1..job-0"},
+		"task record renamed":    {func(s *State) { s.tasks["job-1.1"].PB.Id = "job-1.7" }, `task 1 is "job-1.1"`},
+		"task of another job":    {func(s *State) { s.tasks["job-1.1"].PB.JobId = "job-2" }, "outside its job"},
+		"after names no task":    {func(s *State) { s.tasks["job-1.1"].PB.Spec.After = []string{"ghost"} }, `unknown task "ghost"`},
+		"task without a spec":    {func(s *State) { s.tasks["job-1.1"].PB.Spec = nil }, "without a spec"},
+		"negative ask":           {func(s *State) { s.tasks["job-1.1"].PB.Spec.Resources = &pb.Resources{CpuMillis: -1} }, "negative cpu"},
+		"placed without attempt": {func(s *State) { s.tasks["job-1.0"].PB.Attempts = nil }, "without an attempt"},
+		"fallbacks replace each other": {func(s *State) {
+			s.tasks["job-1.0"].PB.ReplacedBy = "job-1.1"
+			s.tasks["job-1.1"].PB.ReplacedBy = "job-1.0"
+		}, "not a fallback of its job"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
+			s := fuzzBase(t)
+			c.damage(s)
 			var buf bytes.Buffer
-			for _, r := range c.recs {
-				if _, err := protodelim.MarshalTo(&buf, r); err != nil {
-					t.Fatal(err)
-				}
+			if err := s.WriteSnapshot(&buf); err != nil {
+				t.Fatal(err)
 			}
 			_, err := ReadSnapshot(&buf, DefaultDefaults)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
