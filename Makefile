@@ -14,7 +14,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 RACE_PKGS := ./agent/... ./scheduler/... ./cmd/... ./bench/simagent/...
 PURE_PKGS := ./pool/... ./api/... ./encoder/... ./bench/sim/... ./bench/encode/... ./bench/chaos/...
 
-.PHONY: all build test test-short demo bench bench-quick bench-micro bench-encode proto lint deps corpus clean image cluster-smoke chaos
+.PHONY: all build test test-short fuzz demo bench bench-quick bench-micro bench-encode proto lint deps corpus clean image cluster-smoke chaos
 
 all: build
 
@@ -38,6 +38,23 @@ test: deps corpus
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 10m $(PURE_PKGS)
 	$(GO) test -count=1 -race -timeout 12m $(RACE_PKGS)
+
+# Native Go fuzz targets, as PACKAGE:TARGET. `make test` runs their seed
+# corpora (f.Add seeds and testdata/fuzz/TARGET/); `make fuzz` fuzzes each
+# for FUZZTIME, one target at a time (-fuzz takes one target per package).
+FUZZTIME     ?= 10m
+FUZZPARALLEL ?= $(shell nproc 2>/dev/null || echo 1)
+FUZZ_TARGETS := ./cmd/sched/jobfile:FuzzParse ./cmd/sched:FuzzParseManifest \
+	./encoder:FuzzParseLadder ./encoder:FuzzProbeParsers \
+	./scheduler/state:FuzzExpansion ./scheduler/state:FuzzApply \
+	./scheduler/server:FuzzRestore ./scheduler/server:FuzzFSMApply
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) $$pkg; \
+	done
 
 # Quick inner-loop run without the race detector.
 test-short: deps

@@ -364,6 +364,10 @@ func rotationOf(st *probeStream) int {
 			r = -v
 		}
 	}
+	// Reduce first: a huge or non-finite angle would overflow the int.
+	if r = math.Mod(r, 360); math.IsNaN(r) {
+		return 0
+	}
 	d := int(math.Round(r/90)) * 90 % 360
 	if d < 0 {
 		d += 360

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,7 +16,6 @@ import (
 	"github.com/banyan-sched/banyan/encoder"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
-	"sigs.k8s.io/yaml"
 )
 
 // encodeFlags are the flags of `sched encode`.
@@ -26,25 +24,6 @@ type encodeFlags struct {
 	priority                           int32
 	maxWait, chunk                     time.Duration
 	noWatch                            bool
-}
-
-// manifest is a studio delivery: many titles submitted as one batch.
-type manifest struct {
-	Pool     string          `json:"pool,omitempty"`
-	Ladder   string          `json:"ladder,omitempty"`
-	Out      string          `json:"out,omitempty"`
-	Class    string          `json:"class,omitempty"`
-	Priority int32           `json:"priority,omitempty"`
-	MaxWait  string          `json:"max_wait,omitempty"`
-	Titles   []manifestTitle `json:"titles"`
-}
-
-type manifestTitle struct {
-	Input    string `json:"input"`
-	Name     string `json:"name,omitempty"`
-	Ladder   string `json:"ladder,omitempty"`
-	Out      string `json:"out,omitempty"`
-	Priority *int32 `json:"priority,omitempty"`
 }
 
 // title is one input to encode, with everything resolved.
@@ -188,18 +167,6 @@ func firstNonEmpty(v ...string) string {
 		}
 	}
 	return ""
-}
-
-func readManifest(path string) (*manifest, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read manifest: %w", err)
-	}
-	m := &manifest{}
-	if err := yaml.UnmarshalStrict(data, m); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, errors.New(strings.ReplaceAll(err.Error(), "error unmarshaling JSON: while decoding JSON: json: ", "")))
-	}
-	return m, nil
 }
 
 // resolve makes the paths absolute, checks the input exists and names the

@@ -172,6 +172,9 @@ func openStore(path string) (store *raftboltdb.BoltStore, err error) {
 	if err := checkBoltFile(path); err != nil {
 		return nil, fmt.Errorf("raft store damaged: %w: %s", err, damagedStoreHelp)
 	}
+	if err := checkBoltPages(path); err != nil {
+		return nil, fmt.Errorf("raft store damaged: %w: %s", err, damagedStoreHelp)
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			store, err = nil, fmt.Errorf("raft store %s is damaged (%v): %s", path, p, damagedStoreHelp)

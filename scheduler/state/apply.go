@@ -326,7 +326,9 @@ func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, classify
 		outcome := ev.Outcome
 		if outcome == "succeeded" && len(ev.Result) > 0 {
 			if err := s.expand(now, t, ev.Result); err != nil {
-				outcome, cur.Error = "failed", limits.TruncateHead(err.Error(), limits.ErrorBytes)
+				// The error may quote the result's bytes: keep it valid UTF-8,
+				// or the task could not be written to a snapshot.
+				outcome, cur.Error = "failed", limits.TruncateHead(strings.ToValidUTF8(err.Error(), "\uFFFD"), limits.ErrorBytes)
 			}
 		}
 		s.finish(now, t, outcome, eventClass(outcome, ev.ExitCode, classify), r)

@@ -180,6 +180,9 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 			}
 			continue
 		}
+		if err := checkRecord(rec); err != nil {
+			return nil, fmt.Errorf("read snapshot record %d: %w", n, err)
+		}
 		switch x := rec.Rec.(type) {
 		case *fsmpb.SnapshotRecord_Header:
 			if x.Header.Version != snapshotVersion {
@@ -235,6 +238,9 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 			}
 			s.tasks[x.Task.Id] = &Task{PB: x.Task, Ask: x.Task.Spec.GetResources().Vector(), Seq: seq}
 		}
+	}
+	if err := s.checkRestored(); err != nil {
+		return nil, err
 	}
 	s.rebuild()
 	return s, nil

@@ -52,9 +52,9 @@ func TestReadSnapshotReadsFormatOne(t *testing.T) {
 	for _, rec := range []*fsmpb.SnapshotRecord{
 		{Rec: &fsmpb.SnapshotRecord_Header{Header: &fsmpb.SnapshotHeader{Version: snapshotVersion, Seq: 7, JobSeq: 1}}},
 		{Rec: &fsmpb.SnapshotRecord_Pool{Pool: &pb.Pool{Path: DefaultPool}}},
-		{Rec: &fsmpb.SnapshotRecord_Job{Job: &fsmpb.JobRecord{Job: &pb.Job{Id: "job-123456789", Pool: DefaultPool,
+		{Rec: &fsmpb.SnapshotRecord_Job{Job: &fsmpb.JobRecord{Job: &pb.Job{Id: "job-1", Pool: DefaultPool,
 			State: pb.JobState_JOB_STATE_SUCCEEDED}, Seq: 1, TaskIds: []string{"job-1.0"}}}},
-		{Rec: &fsmpb.SnapshotRecord_Task{Task: &pb.Task{Id: "job-1.0", JobId: "job-123456789", Name: "t0",
+		{Rec: &fsmpb.SnapshotRecord_Task{Task: &pb.Task{Id: "job-1.0", JobId: "job-1", Name: "t0",
 			State: pb.TaskState_TASK_STATE_SUCCEEDED, Spec: &pb.TaskSpec{Name: "t0", Command: []string{"x"}}}}},
 	} {
 		if _, err := protodelim.MarshalTo(&old, rec); err != nil {
@@ -82,10 +82,10 @@ func TestSnapshotRecordsOverFourMiBRoundTrip(t *testing.T) {
 	}
 	big := strings.Repeat("v", 1<<20-64)
 	recs := []*fsmpb.SnapshotRecord{
-		{Rec: &fsmpb.SnapshotRecord_Header{Header: &fsmpb.SnapshotHeader{Version: snapshotVersion, Seq: n + 1, JobSeq: 1}}},
+		{Rec: &fsmpb.SnapshotRecord_Header{Header: &fsmpb.SnapshotHeader{Version: snapshotVersion, Seq: n + 1, JobSeq: 123456789}}},
 		{Rec: &fsmpb.SnapshotRecord_Pool{Pool: &pb.Pool{Path: DefaultPool}}},
 		{Rec: &fsmpb.SnapshotRecord_Job{Job: &fsmpb.JobRecord{Job: &pb.Job{Id: "job-123456789", Pool: DefaultPool,
-			State: pb.JobState_JOB_STATE_SUCCEEDED}, Seq: 1, TaskIds: ids}}},
+			State: pb.JobState_JOB_STATE_SUCCEEDED}, Seq: 123456789, TaskIds: ids}}},
 	}
 	buf.WriteString(SnapshotMagic)
 	buf.Write([]byte{0, 0, 0, SnapshotFormat})

@@ -119,6 +119,9 @@ func parse(data []byte) ([]*pb.JobSpec, error) {
 	case len(jobs) == 0:
 		return nil, errors.New("no job in file: give \"tasks\" or a \"jobs\" list")
 	}
+	if err := checkExpansion(jobs); err != nil {
+		return nil, err
+	}
 	out := make([]*pb.JobSpec, 0, len(jobs))
 	for i, j := range jobs {
 		spec, err := j.toSpec()
@@ -132,6 +135,56 @@ func parse(data []byte) ([]*pb.JobSpec, error) {
 		out = append(out, spec)
 	}
 	return out, nil
+}
+
+// Limits on what one file expands to: "count" (and YAML aliases) make a
+// small file stand for many tasks, and all of them are built in memory.
+const (
+	// MaxTasks is the most tasks one file may expand to.
+	MaxTasks = 1_000_000
+	// MaxExpandedBytes bounds the strings (names, command, args, env,
+	// workdir) of all the tasks one file expands to.
+	MaxExpandedBytes = 256 << 20
+)
+
+// checkExpansion refuses a file whose jobs expand to more than MaxTasks
+// tasks or MaxExpandedBytes of strings, before anything is built.
+func checkExpansion(jobs []Job) error {
+	var tasks, size int64
+	for _, j := range jobs {
+		for _, t := range j.Tasks {
+			n := int64(t.Count)
+			if n < 1 || n > MaxTasks {
+				n = 1 // toSpecs reports a count out of range
+			}
+			tasks += n
+			size += n * t.size()
+			if tasks > MaxTasks {
+				return fmt.Errorf("the file expands to more than %d tasks", MaxTasks)
+			}
+			if size > MaxExpandedBytes {
+				return fmt.Errorf("the file expands to more than %d MiB of commands and environment", MaxExpandedBytes>>20)
+			}
+		}
+	}
+	return nil
+}
+
+// size is the length of a task's strings, fallbacks included.
+func (t *Task) size() int64 {
+	var n int
+	for f := t; f != nil; f = f.Fallback {
+		n += len(f.Name) + len(f.Workdir) + len(f.Function) + len(f.ExclusiveKey) + 64
+		for _, list := range [][]string{f.Command, f.Args, f.Constraints, f.After} {
+			for _, a := range list {
+				n += len(a) + 16
+			}
+		}
+		for k, v := range f.Env {
+			n += len(k) + len(v) + 32
+		}
+	}
+	return int64(n)
 }
 
 // cleanYAMLError drops the decoder's layers of prefixes from an error.
