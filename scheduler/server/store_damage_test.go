@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/binary"
 	"io"
 	"log/slog"
 	"net"
@@ -92,5 +93,59 @@ func TestFailedBootstrapLeavesNothingOpen(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the data dir is still held by the failed start")
+	}
+}
+
+// TestDamagedFreelistRefused garbles the freelist page a store's meta
+// names (what 16 KiB of garbage in the middle of raft.db did: bbolt looped
+// on it when the store opened) and checks the start is refused at once,
+// naming the page.
+func TestDamagedFreelistRefused(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := New(Config{NodeID: "n1", DataDir: dir, Listener: ln, Bootstrap: true, RaftLogLevel: "off", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "raft.db")
+	f, err := os.OpenFile(db, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := make([]byte, 80)
+	if _, err := f.ReadAt(meta, 0); err != nil {
+		t.Fatal(err)
+	}
+	pageSize, freelist := int64(binary.LittleEndian.Uint32(meta[24:])), int64(binary.LittleEndian.Uint64(meta[48:]))
+	garbage := make([]byte, pageSize)
+	for i := range garbage {
+		garbage[i] = byte(i*7 + 13)
+	}
+	if _, err := f.WriteAt(garbage, freelist*pageSize); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	s, err = New(Config{NodeID: "n1", DataDir: dir, Listener: ln2, Bootstrap: true, RaftLogLevel: "off", Logger: quiet})
+	if err == nil {
+		s.Close()
+		t.Fatal("a store with a garbled freelist started")
+	}
+	if !strings.Contains(err.Error(), "freelist page") || !strings.Contains(err.Error(), db) {
+		t.Fatalf("%v; want the freelist page and the file named", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("refused after %v", d)
 	}
 }
