@@ -146,7 +146,15 @@ func checkBoltPages(path string) (err error) {
 	if err != nil {
 		return fmt.Errorf("open %s to check it: %w", path, err)
 	}
-	defer db.Close()
+	timedOut := false
+	defer func() {
+		// After a timeout bbolt's walk may still be reading the mapped
+		// file: closing would unmap it under that goroutine (a crash). The
+		// store is refused and the process is on its way out; leave it.
+		if !timedOut {
+			db.Close()
+		}
+	}()
 	var problems []error
 	err = db.View(func(tx *bolt.Tx) error {
 		errs := tx.Check()
@@ -162,6 +170,7 @@ func checkBoltPages(path string) (err error) {
 					problems = append(problems, e)
 				}
 			case <-limit.C:
+				timedOut = true
 				// A healthy store of any size the log reaches is walked
 				// well within this; a damaged one can send bbolt round
 				// in circles (the process exits with this error).
