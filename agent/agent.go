@@ -344,7 +344,7 @@ func (a *Agent) session(ctx context.Context, addr string) (opened bool, err erro
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		recvErr <- a.recvLoop(sctx, stream, heard)
+		recvErr <- a.recvLoop(sctx, stream, heard, time.Duration(welcome.LeaseMs)*time.Millisecond)
 	}()
 	select {
 	case err = <-recvErr:
@@ -538,11 +538,19 @@ func (a *Agent) resendStale(events *eventQueue, age time.Duration) {
 	}
 }
 
-func (a *Agent) recvLoop(ctx context.Context, stream pb.AgentService_SessionClient, heard *lastHeard) error {
+// recvLoop acts on what the leader sends. A message that arrives after a
+// silence longer than the lease (this agent was frozen, or the network
+// stalled) may be stale: the leader has marked the agent down and queued
+// its tasks elsewhere, so a task batch read now would run them twice. The
+// session ends instead; the next hello reconciles what runs here.
+func (a *Agent) recvLoop(ctx context.Context, stream pb.AgentService_SessionClient, heard *lastHeard, lease time.Duration) error {
 	for {
 		m, err := stream.Recv()
 		if err != nil {
 			return err
+		}
+		if gap := heard.since(); lease > 0 && gap > lease {
+			return fmt.Errorf("%w: nothing heard for %v, past the %v lease: what the session holds may be stale", errServerSilent, gap.Round(time.Millisecond), lease)
 		}
 		heard.mark()
 		switch msg := m.Msg.(type) {

@@ -193,10 +193,14 @@ func (h *harness) explained(t *pb.Task) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, a := range t.Attempts {
-		if a.Outcome != "lost" || a.StartedUnixMs == 0 {
+		if a.Outcome != "lost" {
 			continue
 		}
-		from, to := time.UnixMilli(a.StartedUnixMs), time.UnixMilli(a.FinishedUnixMs)
+		start := a.StartedUnixMs
+		if start == 0 { // never reported started: it may have started in the window
+			start = a.PlacedUnixMs
+		}
+		from, to := time.UnixMilli(start), time.UnixMilli(a.FinishedUnixMs)
 		for _, w := range h.windows {
 			if w.agent == a.AgentId && w.from.Before(to) && w.to.After(from) {
 				return true
