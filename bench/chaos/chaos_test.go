@@ -14,9 +14,8 @@ import (
 // fault against three servers and three agents as processes (partitions
 // and a full disk only as root, which the run says). It fails if any
 // acknowledged job is lost, renumbered, duplicated, failed or unfinished,
-// or if a round did not recover. A task run to its end twice without a
-// fault to explain it is reported, not failed: a known, open defect
-// (issue 11) that make chaos fails on.
+// if a task ran to its end twice without a fault to explain it, or if a
+// round did not recover.
 func TestChaosShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 6 processes and injects faults for about two minutes")
@@ -47,14 +46,8 @@ func TestChaosShort(t *testing.T) {
 	if strings.Contains(report, "problem (") {
 		t.Fatalf("a round did not recover (exit: %v)", err)
 	}
-	if err != nil && !strings.Contains(report, "0 unexplained") {
-		// Known and open (issue 11): in about one round in a hundred an
-		// agent's heartbeats and start events stop reaching the leader for
-		// a lease while it starts many tasks, and those tasks run again
-		// elsewhere. make chaos fails on it; here it is reported, so that
-		// make test checks what is guaranteed today.
-		t.Logf("KNOWN DEFECT: tasks ran to their end twice without a fault to explain it (see the report above)")
-		return
+	if !strings.Contains(report, "twice: 0 unexplained") {
+		t.Fatalf("a task ran to its end twice without a fault to explain it (exit: %v)", err)
 	}
 	if err != nil {
 		t.Fatalf("chaos run failed: %v", err)
