@@ -379,18 +379,8 @@ func TestACLAgentTokenAndForwarding(t *testing.T) {
 	}
 	fp := &pb.Fingerprint{Hostname: "a1", CpuCores: 2, MemoryBytes: 1 << 30,
 		Capacity: &pb.Resources{CpuMillis: 2000, MemoryBytes: 1 << 30}}
-	a, err := agent.New(agent.Config{ID: "a1", Servers: []string{leader.Addr(), follower.Addr()}, Fingerprint: fp,
+	runAgent(t, agent.Config{ID: "a1", Servers: []string{leader.Addr(), follower.Addr()}, Fingerprint: fp,
 		WorkDir: t.TempDir(), Logger: quietLogger(), KillGrace: 200 * time.Millisecond, Token: agentTok.Secret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = a.Run(ctx)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
 
 	ci := dialToken(t, follower.Addr(), ciTok.Secret)
 	resp, err := ci.jobs.SubmitJobs(ctx5(t), &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{shellJob("fwd", "k1", 1, "true")}})

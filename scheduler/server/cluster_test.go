@@ -71,8 +71,15 @@ func startAgent(t *testing.T, id string, servers []string, cpus int64) (stop fun
 	t.Helper()
 	fp := &pb.Fingerprint{Hostname: id, CpuCores: int32(cpus), MemoryBytes: 8 << 30,
 		Capacity: &pb.Resources{CpuMillis: cpus * 1000, MemoryBytes: 8 << 30}, Labels: map[string]string{"hostname": id}}
-	a, err := agent.New(agent.Config{ID: id, Servers: servers, Fingerprint: fp, WorkDir: t.TempDir(),
+	return runAgent(t, agent.Config{ID: id, Servers: servers, Fingerprint: fp, WorkDir: t.TempDir(),
 		Logger: quietLogger(), KillGrace: 200 * time.Millisecond})
+}
+
+// runAgent starts an in-process agent with cfg until the test ends (or
+// stop is called).
+func runAgent(t *testing.T, cfg agent.Config) (stop func()) {
+	t.Helper()
+	a, err := agent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -183,18 +183,8 @@ func startTLSAgent(t *testing.T, ca *tlstest.CA, id string, servers []string) {
 	t.Helper()
 	fp := &pb.Fingerprint{Hostname: id, CpuCores: 4, MemoryBytes: 8 << 30,
 		Capacity: &pb.Resources{CpuMillis: 4000, MemoryBytes: 8 << 30}, Labels: map[string]string{"hostname": id}}
-	a, err := agent.New(agent.Config{ID: id, Servers: servers, Fingerprint: fp, WorkDir: t.TempDir(),
+	runAgent(t, agent.Config{ID: id, Servers: servers, Fingerprint: fp, WorkDir: t.TempDir(),
 		Logger: quietLogger(), KillGrace: 200 * time.Millisecond, TLS: ca.Source(t, tlstest.Agent(id))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = a.Run(ctx)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
 }
 
 func TestTLSAgentRefusesCertificateOfAnotherAgent(t *testing.T) {
