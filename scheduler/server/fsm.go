@@ -50,7 +50,7 @@ func (f *FSM) Halt() error {
 	return f.halt
 }
 
-// stop halts the FSM for err (under f.mu).
+// stopLocked halts the FSM for err (under f.mu).
 func (f *FSM) stopLocked(err error) {
 	if f.halt == nil {
 		f.halt = fmt.Errorf("%w: %w", ErrHalted, err)
