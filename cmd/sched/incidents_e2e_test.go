@@ -557,7 +557,9 @@ func TestIncidentsOnTLSACLCluster(t *testing.T) {
 	for i := range 3 {
 		c.start(i)
 	}
-	jc := func() pb.JobServiceClient { return pb.NewJobServiceClient(c.conn(c.leaderAddr(root), "client-alice", root)) }
+	jc := func() pb.JobServiceClient {
+		return pb.NewJobServiceClient(c.conn(c.leaderAddr(root), "client-alice", root))
+	}
 	for _, id := range acked {
 		c.eventually("job "+id+" after a restart", 30*time.Second, func() error {
 			_, err := jc().GetJob(context.Background(), &pb.GetJobRequest{Id: id})
