@@ -204,6 +204,68 @@ func (TaskState) EnumDescriptor() ([]byte, []int) {
 	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{2}
 }
 
+// NVENCLimit is the rule by which a GPU's driver bounds concurrent NVENC
+// sessions.
+type NVENCLimit int32
+
+const (
+	// NVENC_LIMIT_UNSPECIFIED: the GPU has no NVENC (or reports none).
+	NVENCLimit_NVENC_LIMIT_UNSPECIFIED NVENCLimit = 0
+	// NVENC_LIMIT_PER_DEVICE: encoder_sessions is this device's own cap.
+	NVENCLimit_NVENC_LIMIT_PER_DEVICE NVENCLimit = 1
+	// NVENC_LIMIT_PER_SYSTEM: the driver caps sessions per host, across all
+	// its GPUs (consumer GeForce drivers): Fingerprint.nvenc_system_sessions
+	// bounds the host; encoder_sessions bounds this device alone.
+	NVENCLimit_NVENC_LIMIT_PER_SYSTEM NVENCLimit = 2
+	// NVENC_LIMIT_NONE: no session cap (datacenter and workstation cards);
+	// encoder_sessions is what the encoder's measured capacity holds under
+	// the agent's utilisation ceiling.
+	NVENCLimit_NVENC_LIMIT_NONE NVENCLimit = 3
+)
+
+// Enum value maps for NVENCLimit.
+var (
+	NVENCLimit_name = map[int32]string{
+		0: "NVENC_LIMIT_UNSPECIFIED",
+		1: "NVENC_LIMIT_PER_DEVICE",
+		2: "NVENC_LIMIT_PER_SYSTEM",
+		3: "NVENC_LIMIT_NONE",
+	}
+	NVENCLimit_value = map[string]int32{
+		"NVENC_LIMIT_UNSPECIFIED": 0,
+		"NVENC_LIMIT_PER_DEVICE":  1,
+		"NVENC_LIMIT_PER_SYSTEM":  2,
+		"NVENC_LIMIT_NONE":        3,
+	}
+)
+
+func (x NVENCLimit) Enum() *NVENCLimit {
+	p := new(NVENCLimit)
+	*p = x
+	return p
+}
+
+func (x NVENCLimit) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (NVENCLimit) Descriptor() protoreflect.EnumDescriptor {
+	return file_api_banyanv1_banyan_proto_enumTypes[3].Descriptor()
+}
+
+func (NVENCLimit) Type() protoreflect.EnumType {
+	return &file_api_banyanv1_banyan_proto_enumTypes[3]
+}
+
+func (x NVENCLimit) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use NVENCLimit.Descriptor instead.
+func (NVENCLimit) EnumDescriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{3}
+}
+
 // Resources is a vector of schedulable resources.
 type Resources struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -737,7 +799,9 @@ type Attempt struct {
 	// using a retry). A class that is not retried fails the task at once;
 	// its fallback, if it has one, takes over. Attempts that succeeded, were
 	// cancelled or gave way to a fallback have no class.
-	FailureClass  string `protobuf:"bytes,12,opt,name=failure_class,json=failureClass,proto3" json:"failure_class,omitempty"`
+	FailureClass string `protobuf:"bytes,12,opt,name=failure_class,json=failureClass,proto3" json:"failure_class,omitempty"`
+	// gpus are the devices the attempt was given (empty without a GPU ask).
+	Gpus          []*GPUGrant `protobuf:"bytes,13,rep,name=gpus,proto3" json:"gpus,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -854,6 +918,13 @@ func (x *Attempt) GetFailureClass() string {
 		return x.FailureClass
 	}
 	return ""
+}
+
+func (x *Attempt) GetGpus() []*GPUGrant {
+	if x != nil {
+		return x.Gpus
+	}
+	return nil
 }
 
 // Task is one task's state.
@@ -2181,23 +2252,120 @@ func (x *PoolUsageResponse) GetPools() []*PoolUsage {
 	return nil
 }
 
+// MIGInstance is one MIG device (a GPU instance with its compute instance)
+// of a GPU in MIG mode. Work asks for one by profile (constraint
+// gpu.mig_profile) and is pinned to its UUID.
+type MIGInstance struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Uuid  string                 `protobuf:"bytes,1,opt,name=uuid,proto3" json:"uuid,omitempty"`
+	// profile is NVIDIA's name for its slice, such as "1g.10gb".
+	Profile       string `protobuf:"bytes,2,opt,name=profile,proto3" json:"profile,omitempty"`
+	MemoryBytes   int64  `protobuf:"varint,3,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	Encoders      int32  `protobuf:"varint,4,opt,name=encoders,proto3" json:"encoders,omitempty"`
+	Decoders      int32  `protobuf:"varint,5,opt,name=decoders,proto3" json:"decoders,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MIGInstance) Reset() {
+	*x = MIGInstance{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MIGInstance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MIGInstance) ProtoMessage() {}
+
+func (x *MIGInstance) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MIGInstance.ProtoReflect.Descriptor instead.
+func (*MIGInstance) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *MIGInstance) GetUuid() string {
+	if x != nil {
+		return x.Uuid
+	}
+	return ""
+}
+
+func (x *MIGInstance) GetProfile() string {
+	if x != nil {
+		return x.Profile
+	}
+	return ""
+}
+
+func (x *MIGInstance) GetMemoryBytes() int64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *MIGInstance) GetEncoders() int32 {
+	if x != nil {
+		return x.Encoders
+	}
+	return 0
+}
+
+func (x *MIGInstance) GetDecoders() int32 {
+	if x != nil {
+		return x.Decoders
+	}
+	return 0
+}
+
 // GPU is one device as the agent's fingerprint found it.
 type GPU struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	Index           int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	Uuid            string                 `protobuf:"bytes,2,opt,name=uuid,proto3" json:"uuid,omitempty"`
-	Model           string                 `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
-	MemoryBytes     int64                  `protobuf:"varint,4,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
-	EncoderSessions int32                  `protobuf:"varint,5,opt,name=encoder_sessions,json=encoderSessions,proto3" json:"encoder_sessions,omitempty"`
-	MigEnabled      bool                   `protobuf:"varint,6,opt,name=mig_enabled,json=migEnabled,proto3" json:"mig_enabled,omitempty"`
-	MigDevices      int32                  `protobuf:"varint,7,opt,name=mig_devices,json=migDevices,proto3" json:"mig_devices,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Index       int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Uuid        string                 `protobuf:"bytes,2,opt,name=uuid,proto3" json:"uuid,omitempty"`
+	Model       string                 `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
+	MemoryBytes int64                  `protobuf:"varint,4,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// encoder_sessions is how many NVENC sessions this device offers now (0:
+	// no NVENC). The agent lowers it after a session-limit failure and
+	// raises it again as the device recovers.
+	EncoderSessions int32 `protobuf:"varint,5,opt,name=encoder_sessions,json=encoderSessions,proto3" json:"encoder_sessions,omitempty"`
+	MigEnabled      bool  `protobuf:"varint,6,opt,name=mig_enabled,json=migEnabled,proto3" json:"mig_enabled,omitempty"`
+	MigDevices      int32 `protobuf:"varint,7,opt,name=mig_devices,json=migDevices,proto3" json:"mig_devices,omitempty"`
+	// encoders and decoders count the NVENC and NVDEC engines where NVML says
+	// (MIG profiles); otherwise 1 when the device encodes (decodes) at all.
+	Encoders int32 `protobuf:"varint,8,opt,name=encoders,proto3" json:"encoders,omitempty"`
+	Decoders int32 `protobuf:"varint,9,opt,name=decoders,proto3" json:"decoders,omitempty"`
+	// nvenc_limit says where encoder_sessions comes from.
+	NvencLimit NVENCLimit `protobuf:"varint,10,opt,name=nvenc_limit,json=nvencLimit,proto3,enum=banyan.v1.NVENCLimit" json:"nvenc_limit,omitempty"`
+	// unhealthy, when set, says why no work goes to this GPU ("fell off the
+	// bus", "Xid 79", an NVML error). Its running tasks are requeued.
+	Unhealthy string `protobuf:"bytes,11,opt,name=unhealthy,proto3" json:"unhealthy,omitempty"`
+	// mig lists the MIG devices of a GPU in MIG mode; such a GPU takes work
+	// only through them.
+	Mig []*MIGInstance `protobuf:"bytes,12,rep,name=mig,proto3" json:"mig,omitempty"`
+	// encoder_utilization is NVML's latest encoder utilisation, in percent.
+	EncoderUtilization int32 `protobuf:"varint,13,opt,name=encoder_utilization,json=encoderUtilization,proto3" json:"encoder_utilization,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *GPU) Reset() {
 	*x = GPU{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2377,7 @@ func (x *GPU) String() string {
 func (*GPU) ProtoMessage() {}
 
 func (x *GPU) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2390,7 @@ func (x *GPU) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPU.ProtoReflect.Descriptor instead.
 func (*GPU) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{27}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GPU) GetIndex() int32 {
@@ -2274,6 +2442,188 @@ func (x *GPU) GetMigDevices() int32 {
 	return 0
 }
 
+func (x *GPU) GetEncoders() int32 {
+	if x != nil {
+		return x.Encoders
+	}
+	return 0
+}
+
+func (x *GPU) GetDecoders() int32 {
+	if x != nil {
+		return x.Decoders
+	}
+	return 0
+}
+
+func (x *GPU) GetNvencLimit() NVENCLimit {
+	if x != nil {
+		return x.NvencLimit
+	}
+	return NVENCLimit_NVENC_LIMIT_UNSPECIFIED
+}
+
+func (x *GPU) GetUnhealthy() string {
+	if x != nil {
+		return x.Unhealthy
+	}
+	return ""
+}
+
+func (x *GPU) GetMig() []*MIGInstance {
+	if x != nil {
+		return x.Mig
+	}
+	return nil
+}
+
+func (x *GPU) GetEncoderUtilization() int32 {
+	if x != nil {
+		return x.EncoderUtilization
+	}
+	return 0
+}
+
+// GPUGrant names one device a task attempt was given: the GPU's index and
+// the UUID the task is pinned to (the GPU's, or its MIG instance's).
+type GPUGrant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Uuid          string                 `protobuf:"bytes,2,opt,name=uuid,proto3" json:"uuid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GPUGrant) Reset() {
+	*x = GPUGrant{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GPUGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GPUGrant) ProtoMessage() {}
+
+func (x *GPUGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GPUGrant.ProtoReflect.Descriptor instead.
+func (*GPUGrant) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GPUGrant) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *GPUGrant) GetUuid() string {
+	if x != nil {
+		return x.Uuid
+	}
+	return ""
+}
+
+// GPUUse is what placed tasks hold on one device (GPU or MIG instance).
+type GPUUse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Index       int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Uuid        string                 `protobuf:"bytes,2,opt,name=uuid,proto3" json:"uuid,omitempty"`
+	MemoryBytes int64                  `protobuf:"varint,3,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	Nvenc       int32                  `protobuf:"varint,4,opt,name=nvenc,proto3" json:"nvenc,omitempty"`
+	Tasks       int32                  `protobuf:"varint,5,opt,name=tasks,proto3" json:"tasks,omitempty"`
+	// whole is true while one task holds the device whole (gpu >= 1).
+	Whole         bool `protobuf:"varint,6,opt,name=whole,proto3" json:"whole,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GPUUse) Reset() {
+	*x = GPUUse{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GPUUse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GPUUse) ProtoMessage() {}
+
+func (x *GPUUse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GPUUse.ProtoReflect.Descriptor instead.
+func (*GPUUse) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GPUUse) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *GPUUse) GetUuid() string {
+	if x != nil {
+		return x.Uuid
+	}
+	return ""
+}
+
+func (x *GPUUse) GetMemoryBytes() int64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *GPUUse) GetNvenc() int32 {
+	if x != nil {
+		return x.Nvenc
+	}
+	return 0
+}
+
+func (x *GPUUse) GetTasks() int32 {
+	if x != nil {
+		return x.Tasks
+	}
+	return 0
+}
+
+func (x *GPUUse) GetWhole() bool {
+	if x != nil {
+		return x.Whole
+	}
+	return false
+}
+
 // Fingerprint is what an agent reports about its host.
 type Fingerprint struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -2283,15 +2633,18 @@ type Fingerprint struct {
 	MemoryBytes int64                  `protobuf:"varint,4,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
 	Gpus        []*GPU                 `protobuf:"bytes,5,rep,name=gpus,proto3" json:"gpus,omitempty"`
 	// capacity is what the agent offers to the scheduler.
-	Capacity      *Resources        `protobuf:"bytes,6,opt,name=capacity,proto3" json:"capacity,omitempty"`
-	Labels        map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Capacity *Resources        `protobuf:"bytes,6,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Labels   map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// nvenc_system_sessions caps NVENC sessions across the host's GPUs whose
+	// nvenc_limit is NVENC_LIMIT_PER_SYSTEM (0: no such cap).
+	NvencSystemSessions int32 `protobuf:"varint,8,opt,name=nvenc_system_sessions,json=nvencSystemSessions,proto3" json:"nvenc_system_sessions,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Fingerprint) Reset() {
 	*x = Fingerprint{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2303,7 +2656,7 @@ func (x *Fingerprint) String() string {
 func (*Fingerprint) ProtoMessage() {}
 
 func (x *Fingerprint) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2316,7 +2669,7 @@ func (x *Fingerprint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fingerprint.ProtoReflect.Descriptor instead.
 func (*Fingerprint) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{28}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Fingerprint) GetHostname() string {
@@ -2368,6 +2721,13 @@ func (x *Fingerprint) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *Fingerprint) GetNvencSystemSessions() int32 {
+	if x != nil {
+		return x.NvencSystemSessions
+	}
+	return 0
+}
+
 // Agent is an agent as the scheduler sees it.
 type Agent struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -2380,13 +2740,17 @@ type Agent struct {
 	RegisteredUnixMs int64      `protobuf:"varint,6,opt,name=registered_unix_ms,json=registeredUnixMs,proto3" json:"registered_unix_ms,omitempty"`
 	LastSeenUnixMs   int64      `protobuf:"varint,7,opt,name=last_seen_unix_ms,json=lastSeenUnixMs,proto3" json:"last_seen_unix_ms,omitempty"`
 	Address          string     `protobuf:"bytes,8,opt,name=address,proto3" json:"address,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// gpu_use is what placed tasks hold on each device, in fingerprint order
+	// (GPUs, each followed by its MIG instances); devices without use are
+	// left out.
+	GpuUse        []*GPUUse `protobuf:"bytes,9,rep,name=gpu_use,json=gpuUse,proto3" json:"gpu_use,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2398,7 +2762,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2411,7 +2775,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{29}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Agent) GetId() string {
@@ -2470,6 +2834,13 @@ func (x *Agent) GetAddress() string {
 	return ""
 }
 
+func (x *Agent) GetGpuUse() []*GPUUse {
+	if x != nil {
+		return x.GpuUse
+	}
+	return nil
+}
+
 // TaskAssignment hands one attempt of a task to an agent.
 type TaskAssignment struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -2478,15 +2849,17 @@ type TaskAssignment struct {
 	Spec    *TaskSpec              `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
 	JobId   string                 `protobuf:"bytes,4,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	// class and priority order function calls waiting for a worker.
-	Class         JobClass `protobuf:"varint,5,opt,name=class,proto3,enum=banyan.v1.JobClass" json:"class,omitempty"`
-	Priority      int32    `protobuf:"varint,6,opt,name=priority,proto3" json:"priority,omitempty"`
+	Class    JobClass `protobuf:"varint,5,opt,name=class,proto3,enum=banyan.v1.JobClass" json:"class,omitempty"`
+	Priority int32    `protobuf:"varint,6,opt,name=priority,proto3" json:"priority,omitempty"`
+	// gpus are the devices the task is pinned to (CUDA_VISIBLE_DEVICES).
+	Gpus          []*GPUGrant `protobuf:"bytes,7,rep,name=gpus,proto3" json:"gpus,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskAssignment) Reset() {
 	*x = TaskAssignment{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2498,7 +2871,7 @@ func (x *TaskAssignment) String() string {
 func (*TaskAssignment) ProtoMessage() {}
 
 func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2511,7 +2884,7 @@ func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskAssignment.ProtoReflect.Descriptor instead.
 func (*TaskAssignment) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{30}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TaskAssignment) GetTaskId() string {
@@ -2556,6 +2929,13 @@ func (x *TaskAssignment) GetPriority() int32 {
 	return 0
 }
 
+func (x *TaskAssignment) GetGpus() []*GPUGrant {
+	if x != nil {
+		return x.Gpus
+	}
+	return nil
+}
+
 // TaskEvent reports progress of one attempt.
 type TaskEvent struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -2581,7 +2961,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2593,7 +2973,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2606,7 +2986,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{31}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TaskEvent) GetTaskId() string {
@@ -2692,7 +3072,7 @@ type AgentHello struct {
 
 func (x *AgentHello) Reset() {
 	*x = AgentHello{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2704,7 +3084,7 @@ func (x *AgentHello) String() string {
 func (*AgentHello) ProtoMessage() {}
 
 func (x *AgentHello) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2717,7 +3097,7 @@ func (x *AgentHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentHello.ProtoReflect.Descriptor instead.
 func (*AgentHello) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{32}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AgentHello) GetAgentId() string {
@@ -2749,6 +3129,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Hello
 	//	*AgentMessage_Heartbeat
 	//	*AgentMessage_Events
+	//	*AgentMessage_Devices
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2756,7 +3137,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2768,7 +3149,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2781,7 +3162,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{33}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -2818,6 +3199,15 @@ func (x *AgentMessage) GetEvents() *TaskEvents {
 	return nil
 }
 
+func (x *AgentMessage) GetDevices() *DeviceUpdate {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_Devices); ok {
+			return x.Devices
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -2834,11 +3224,71 @@ type AgentMessage_Events struct {
 	Events *TaskEvents `protobuf:"bytes,3,opt,name=events,proto3,oneof"`
 }
 
+type AgentMessage_Devices struct {
+	Devices *DeviceUpdate `protobuf:"bytes,4,opt,name=devices,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Events) isAgentMessage_Msg() {}
+
+func (*AgentMessage_Devices) isAgentMessage_Msg() {}
+
+// DeviceUpdate is an agent's new view of its GPUs: health, the sessions
+// each offers and the host's session cap. It replaces the fingerprint's.
+type DeviceUpdate struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Gpus                []*GPU                 `protobuf:"bytes,1,rep,name=gpus,proto3" json:"gpus,omitempty"`
+	NvencSystemSessions int32                  `protobuf:"varint,2,opt,name=nvenc_system_sessions,json=nvencSystemSessions,proto3" json:"nvenc_system_sessions,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *DeviceUpdate) Reset() {
+	*x = DeviceUpdate{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceUpdate) ProtoMessage() {}
+
+func (x *DeviceUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceUpdate.ProtoReflect.Descriptor instead.
+func (*DeviceUpdate) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *DeviceUpdate) GetGpus() []*GPU {
+	if x != nil {
+		return x.Gpus
+	}
+	return nil
+}
+
+func (x *DeviceUpdate) GetNvencSystemSessions() int32 {
+	if x != nil {
+		return x.NvencSystemSessions
+	}
+	return 0
+}
 
 type Heartbeat struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2849,7 +3299,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2861,7 +3311,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2874,7 +3324,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{34}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Heartbeat) GetUnixMs() int64 {
@@ -2893,7 +3343,7 @@ type TaskEvents struct {
 
 func (x *TaskEvents) Reset() {
 	*x = TaskEvents{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2905,7 +3355,7 @@ func (x *TaskEvents) String() string {
 func (*TaskEvents) ProtoMessage() {}
 
 func (x *TaskEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2918,7 +3368,7 @@ func (x *TaskEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvents.ProtoReflect.Descriptor instead.
 func (*TaskEvents) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{35}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *TaskEvents) GetEvents() []*TaskEvent {
@@ -2946,7 +3396,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2958,7 +3408,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2971,7 +3421,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{36}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -3085,7 +3535,7 @@ type WarmTargets struct {
 
 func (x *WarmTargets) Reset() {
 	*x = WarmTargets{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3097,7 +3547,7 @@ func (x *WarmTargets) String() string {
 func (*WarmTargets) ProtoMessage() {}
 
 func (x *WarmTargets) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3110,7 +3560,7 @@ func (x *WarmTargets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WarmTargets.ProtoReflect.Descriptor instead.
 func (*WarmTargets) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{37}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *WarmTargets) GetWorkers() map[string]int32 {
@@ -3130,7 +3580,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3142,7 +3592,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3155,7 +3605,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{38}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Welcome) GetLeaseMs() int64 {
@@ -3182,7 +3632,7 @@ type TaskBatch struct {
 
 func (x *TaskBatch) Reset() {
 	*x = TaskBatch{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3194,7 +3644,7 @@ func (x *TaskBatch) String() string {
 func (*TaskBatch) ProtoMessage() {}
 
 func (x *TaskBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3207,7 +3657,7 @@ func (x *TaskBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskBatch.ProtoReflect.Descriptor instead.
 func (*TaskBatch) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{39}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TaskBatch) GetTasks() []*TaskAssignment {
@@ -3228,7 +3678,7 @@ type CancelTasks struct {
 
 func (x *CancelTasks) Reset() {
 	*x = CancelTasks{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3240,7 +3690,7 @@ func (x *CancelTasks) String() string {
 func (*CancelTasks) ProtoMessage() {}
 
 func (x *CancelTasks) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3253,7 +3703,7 @@ func (x *CancelTasks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasks.ProtoReflect.Descriptor instead.
 func (*CancelTasks) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{40}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CancelTasks) GetTasks() []*TaskAssignment {
@@ -3287,7 +3737,7 @@ type AckEvents struct {
 
 func (x *AckEvents) Reset() {
 	*x = AckEvents{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3299,7 +3749,7 @@ func (x *AckEvents) String() string {
 func (*AckEvents) ProtoMessage() {}
 
 func (x *AckEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3312,7 +3762,7 @@ func (x *AckEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckEvents.ProtoReflect.Descriptor instead.
 func (*AckEvents) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{41}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AckEvents) GetEvents() []*TaskEvent {
@@ -3331,7 +3781,7 @@ type HeartbeatAck struct {
 
 func (x *HeartbeatAck) Reset() {
 	*x = HeartbeatAck{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3343,7 +3793,7 @@ func (x *HeartbeatAck) String() string {
 func (*HeartbeatAck) ProtoMessage() {}
 
 func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3356,7 +3806,7 @@ func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatAck.ProtoReflect.Descriptor instead.
 func (*HeartbeatAck) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{42}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *HeartbeatAck) GetUnixMs() int64 {
@@ -3374,7 +3824,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3386,7 +3836,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3399,7 +3849,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{43}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{47}
 }
 
 type ListAgentsResponse struct {
@@ -3411,7 +3861,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3423,7 +3873,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3436,7 +3886,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{44}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -3460,7 +3910,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3472,7 +3922,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3485,7 +3935,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{45}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Member) GetId() string {
@@ -3524,7 +3974,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3536,7 +3986,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3549,7 +3999,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{46}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{50}
 }
 
 type MembersResponse struct {
@@ -3564,7 +4014,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3576,7 +4026,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3589,7 +4039,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{47}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -3630,7 +4080,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3642,7 +4092,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3655,7 +4105,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{48}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *JoinRequest) GetId() string {
@@ -3680,7 +4130,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3692,7 +4142,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3705,7 +4155,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{49}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{53}
 }
 
 type RemoveRequest struct {
@@ -3717,7 +4167,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[50]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3729,7 +4179,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[50]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3742,7 +4192,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{50}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RemoveRequest) GetId() string {
@@ -3760,7 +4210,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[51]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3772,7 +4222,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[51]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3785,7 +4235,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{51}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{55}
 }
 
 // ACLPoolRule grants a capability on the pools a pattern names: an exact
@@ -3802,7 +4252,7 @@ type ACLPoolRule struct {
 
 func (x *ACLPoolRule) Reset() {
 	*x = ACLPoolRule{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[52]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3814,7 +4264,7 @@ func (x *ACLPoolRule) String() string {
 func (*ACLPoolRule) ProtoMessage() {}
 
 func (x *ACLPoolRule) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[52]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3827,7 +4277,7 @@ func (x *ACLPoolRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLPoolRule.ProtoReflect.Descriptor instead.
 func (*ACLPoolRule) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{52}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ACLPoolRule) GetPattern() string {
@@ -3861,7 +4311,7 @@ type ACLPolicy struct {
 
 func (x *ACLPolicy) Reset() {
 	*x = ACLPolicy{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[53]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3873,7 +4323,7 @@ func (x *ACLPolicy) String() string {
 func (*ACLPolicy) ProtoMessage() {}
 
 func (x *ACLPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[53]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3886,7 +4336,7 @@ func (x *ACLPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLPolicy.ProtoReflect.Descriptor instead.
 func (*ACLPolicy) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{53}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ACLPolicy) GetName() string {
@@ -3948,7 +4398,7 @@ type ACLToken struct {
 
 func (x *ACLToken) Reset() {
 	*x = ACLToken{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[54]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3960,7 +4410,7 @@ func (x *ACLToken) String() string {
 func (*ACLToken) ProtoMessage() {}
 
 func (x *ACLToken) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[54]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3973,7 +4423,7 @@ func (x *ACLToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLToken.ProtoReflect.Descriptor instead.
 func (*ACLToken) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{54}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ACLToken) GetAccessorId() string {
@@ -4026,7 +4476,7 @@ type ACLBootstrapRequest struct {
 
 func (x *ACLBootstrapRequest) Reset() {
 	*x = ACLBootstrapRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[55]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4038,7 +4488,7 @@ func (x *ACLBootstrapRequest) String() string {
 func (*ACLBootstrapRequest) ProtoMessage() {}
 
 func (x *ACLBootstrapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[55]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4051,7 +4501,7 @@ func (x *ACLBootstrapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLBootstrapRequest.ProtoReflect.Descriptor instead.
 func (*ACLBootstrapRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{55}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{59}
 }
 
 type UpsertPolicyRequest struct {
@@ -4063,7 +4513,7 @@ type UpsertPolicyRequest struct {
 
 func (x *UpsertPolicyRequest) Reset() {
 	*x = UpsertPolicyRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[56]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4075,7 +4525,7 @@ func (x *UpsertPolicyRequest) String() string {
 func (*UpsertPolicyRequest) ProtoMessage() {}
 
 func (x *UpsertPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[56]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4088,7 +4538,7 @@ func (x *UpsertPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertPolicyRequest.ProtoReflect.Descriptor instead.
 func (*UpsertPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{56}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *UpsertPolicyRequest) GetPolicy() *ACLPolicy {
@@ -4107,7 +4557,7 @@ type DeletePolicyRequest struct {
 
 func (x *DeletePolicyRequest) Reset() {
 	*x = DeletePolicyRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[57]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4119,7 +4569,7 @@ func (x *DeletePolicyRequest) String() string {
 func (*DeletePolicyRequest) ProtoMessage() {}
 
 func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[57]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4132,7 +4582,7 @@ func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{57}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *DeletePolicyRequest) GetName() string {
@@ -4150,7 +4600,7 @@ type DeletePolicyResponse struct {
 
 func (x *DeletePolicyResponse) Reset() {
 	*x = DeletePolicyResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[58]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4162,7 +4612,7 @@ func (x *DeletePolicyResponse) String() string {
 func (*DeletePolicyResponse) ProtoMessage() {}
 
 func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[58]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4175,7 +4625,7 @@ func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{58}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{62}
 }
 
 type ListPoliciesRequest struct {
@@ -4186,7 +4636,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[59]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4198,7 +4648,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[59]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4211,7 +4661,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{59}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{63}
 }
 
 type ListPoliciesResponse struct {
@@ -4223,7 +4673,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[60]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4235,7 +4685,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[60]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4248,7 +4698,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{60}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*ACLPolicy {
@@ -4269,7 +4719,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[61]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4281,7 +4731,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[61]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4294,7 +4744,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{61}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CreateTokenRequest) GetName() string {
@@ -4327,7 +4777,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[62]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4339,7 +4789,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[62]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4352,7 +4802,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{62}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RevokeTokenRequest) GetAccessorId() string {
@@ -4370,7 +4820,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[63]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4382,7 +4832,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[63]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4395,7 +4845,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{63}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{67}
 }
 
 type ListTokensRequest struct {
@@ -4406,7 +4856,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[64]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4418,7 +4868,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[64]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4431,7 +4881,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{64}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{68}
 }
 
 type ListTokensResponse struct {
@@ -4443,7 +4893,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[65]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4455,7 +4905,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[65]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4468,7 +4918,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{65}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ListTokensResponse) GetTokens() []*ACLToken {
@@ -4486,7 +4936,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[66]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4498,7 +4948,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[66]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4511,7 +4961,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{66}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{70}
 }
 
 var File_api_banyanv1_banyan_proto protoreflect.FileDescriptor
@@ -4564,7 +5014,7 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\bpriority\x18\x04 \x01(\x05R\bpriority\x12'\n" +
 	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\x12\x1e\n" +
 	"\vmax_wait_ms\x18\x06 \x01(\x03R\tmaxWaitMs\x12)\n" +
-	"\x05tasks\x18\a \x03(\v2\x13.banyan.v1.TaskSpecR\x05tasks\"\x8e\x03\n" +
+	"\x05tasks\x18\a \x03(\v2\x13.banyan.v1.TaskSpecR\x05tasks\"\xb7\x03\n" +
 	"\aAttempt\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12$\n" +
@@ -4580,7 +5030,8 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"stdoutTail\x12\x1f\n" +
 	"\vstderr_tail\x18\v \x01(\tR\n" +
 	"stderrTail\x12#\n" +
-	"\rfailure_class\x18\f \x01(\tR\ffailureClass\"\xa9\x03\n" +
+	"\rfailure_class\x18\f \x01(\tR\ffailureClass\x12'\n" +
+	"\x04gpus\x18\r \x03(\v2\x13.banyan.v1.GPUGrantR\x04gpus\"\xa9\x03\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x12\n" +
@@ -4685,7 +5136,13 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12#\n" +
 	"\x04cost\x18\x02 \x01(\v2\x0f.banyan.v1.CostR\x04cost\"?\n" +
 	"\x11PoolUsageResponse\x12*\n" +
-	"\x05pools\x18\x01 \x03(\v2\x14.banyan.v1.PoolUsageR\x05pools\"\xd5\x01\n" +
+	"\x05pools\x18\x01 \x03(\v2\x14.banyan.v1.PoolUsageR\x05pools\"\x96\x01\n" +
+	"\vMIGInstance\x12\x12\n" +
+	"\x04uuid\x18\x01 \x01(\tR\x04uuid\x12\x18\n" +
+	"\aprofile\x18\x02 \x01(\tR\aprofile\x12!\n" +
+	"\fmemory_bytes\x18\x03 \x01(\x03R\vmemoryBytes\x12\x1a\n" +
+	"\bencoders\x18\x04 \x01(\x05R\bencoders\x12\x1a\n" +
+	"\bdecoders\x18\x05 \x01(\x05R\bdecoders\"\xbe\x03\n" +
 	"\x03GPU\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
 	"\x04uuid\x18\x02 \x01(\tR\x04uuid\x12\x14\n" +
@@ -4695,7 +5152,25 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\vmig_enabled\x18\x06 \x01(\bR\n" +
 	"migEnabled\x12\x1f\n" +
 	"\vmig_devices\x18\a \x01(\x05R\n" +
-	"migDevices\"\xd3\x02\n" +
+	"migDevices\x12\x1a\n" +
+	"\bencoders\x18\b \x01(\x05R\bencoders\x12\x1a\n" +
+	"\bdecoders\x18\t \x01(\x05R\bdecoders\x126\n" +
+	"\vnvenc_limit\x18\n" +
+	" \x01(\x0e2\x15.banyan.v1.NVENCLimitR\n" +
+	"nvencLimit\x12\x1c\n" +
+	"\tunhealthy\x18\v \x01(\tR\tunhealthy\x12(\n" +
+	"\x03mig\x18\f \x03(\v2\x16.banyan.v1.MIGInstanceR\x03mig\x12/\n" +
+	"\x13encoder_utilization\x18\r \x01(\x05R\x12encoderUtilization\"4\n" +
+	"\bGPUGrant\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
+	"\x04uuid\x18\x02 \x01(\tR\x04uuid\"\x97\x01\n" +
+	"\x06GPUUse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
+	"\x04uuid\x18\x02 \x01(\tR\x04uuid\x12!\n" +
+	"\fmemory_bytes\x18\x03 \x01(\x03R\vmemoryBytes\x12\x14\n" +
+	"\x05nvenc\x18\x04 \x01(\x05R\x05nvenc\x12\x14\n" +
+	"\x05tasks\x18\x05 \x01(\x05R\x05tasks\x12\x14\n" +
+	"\x05whole\x18\x06 \x01(\bR\x05whole\"\x87\x03\n" +
 	"\vFingerprint\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1b\n" +
 	"\tcpu_cores\x18\x02 \x01(\x05R\bcpuCores\x12\x1b\n" +
@@ -4703,10 +5178,11 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\fmemory_bytes\x18\x04 \x01(\x03R\vmemoryBytes\x12\"\n" +
 	"\x04gpus\x18\x05 \x03(\v2\x0e.banyan.v1.GPUR\x04gpus\x120\n" +
 	"\bcapacity\x18\x06 \x01(\v2\x14.banyan.v1.ResourcesR\bcapacity\x12:\n" +
-	"\x06labels\x18\a \x03(\v2\".banyan.v1.Fingerprint.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\a \x03(\v2\".banyan.v1.Fingerprint.LabelsEntryR\x06labels\x122\n" +
+	"\x15nvenc_system_sessions\x18\b \x01(\x05R\x13nvencSystemSessions\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa9\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd5\x02\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x128\n" +
 	"\vfingerprint\x18\x02 \x01(\v2\x16.banyan.v1.FingerprintR\vfingerprint\x12\x14\n" +
@@ -4715,14 +5191,16 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\rrunning_tasks\x18\x05 \x01(\x05R\frunningTasks\x12,\n" +
 	"\x12registered_unix_ms\x18\x06 \x01(\x03R\x10registeredUnixMs\x12)\n" +
 	"\x11last_seen_unix_ms\x18\a \x01(\x03R\x0elastSeenUnixMs\x12\x18\n" +
-	"\aaddress\x18\b \x01(\tR\aaddress\"\xca\x01\n" +
+	"\aaddress\x18\b \x01(\tR\aaddress\x12*\n" +
+	"\agpu_use\x18\t \x03(\v2\x11.banyan.v1.GPUUseR\x06gpuUse\"\xf3\x01\n" +
 	"\x0eTaskAssignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12'\n" +
 	"\x04spec\x18\x03 \x01(\v2\x13.banyan.v1.TaskSpecR\x04spec\x12\x15\n" +
 	"\x06job_id\x18\x04 \x01(\tR\x05jobId\x12)\n" +
 	"\x05class\x18\x05 \x01(\x0e2\x13.banyan.v1.JobClassR\x05class\x12\x1a\n" +
-	"\bpriority\x18\x06 \x01(\x05R\bpriority\"\x92\x02\n" +
+	"\bpriority\x18\x06 \x01(\x05R\bpriority\x12'\n" +
+	"\x04gpus\x18\a \x03(\v2\x13.banyan.v1.GPUGrantR\x04gpus\"\x92\x02\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
@@ -4741,12 +5219,16 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"AgentHello\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x128\n" +
 	"\vfingerprint\x18\x02 \x01(\v2\x16.banyan.v1.FingerprintR\vfingerprint\x123\n" +
-	"\arunning\x18\x03 \x03(\v2\x19.banyan.v1.TaskAssignmentR\arunning\"\xab\x01\n" +
+	"\arunning\x18\x03 \x03(\v2\x19.banyan.v1.TaskAssignmentR\arunning\"\xe0\x01\n" +
 	"\fAgentMessage\x12-\n" +
 	"\x05hello\x18\x01 \x01(\v2\x15.banyan.v1.AgentHelloH\x00R\x05hello\x124\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x14.banyan.v1.HeartbeatH\x00R\theartbeat\x12/\n" +
-	"\x06events\x18\x03 \x01(\v2\x15.banyan.v1.TaskEventsH\x00R\x06eventsB\x05\n" +
-	"\x03msg\"$\n" +
+	"\x06events\x18\x03 \x01(\v2\x15.banyan.v1.TaskEventsH\x00R\x06events\x123\n" +
+	"\adevices\x18\x04 \x01(\v2\x17.banyan.v1.DeviceUpdateH\x00R\adevicesB\x05\n" +
+	"\x03msg\"f\n" +
+	"\fDeviceUpdate\x12\"\n" +
+	"\x04gpus\x18\x01 \x03(\v2\x0e.banyan.v1.GPUR\x04gpus\x122\n" +
+	"\x15nvenc_system_sessions\x18\x02 \x01(\x05R\x13nvencSystemSessions\"$\n" +
 	"\tHeartbeat\x12\x17\n" +
 	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\":\n" +
 	"\n" +
@@ -4864,7 +5346,13 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x12TASK_STATE_RUNNING\x10\x04\x12\x18\n" +
 	"\x14TASK_STATE_SUCCEEDED\x10\x05\x12\x15\n" +
 	"\x11TASK_STATE_FAILED\x10\x06\x12\x18\n" +
-	"\x14TASK_STATE_CANCELLED\x10\a2\xc4\x02\n" +
+	"\x14TASK_STATE_CANCELLED\x10\a*w\n" +
+	"\n" +
+	"NVENCLimit\x12\x1b\n" +
+	"\x17NVENC_LIMIT_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16NVENC_LIMIT_PER_DEVICE\x10\x01\x12\x1a\n" +
+	"\x16NVENC_LIMIT_PER_SYSTEM\x10\x02\x12\x14\n" +
+	"\x10NVENC_LIMIT_NONE\x10\x032\xc4\x02\n" +
 	"\n" +
 	"JobService\x12I\n" +
 	"\n" +
@@ -4914,194 +5402,206 @@ func file_api_banyanv1_banyan_proto_rawDescGZIP() []byte {
 	return file_api_banyanv1_banyan_proto_rawDescData
 }
 
-var file_api_banyanv1_banyan_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_api_banyanv1_banyan_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
+var file_api_banyanv1_banyan_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_api_banyanv1_banyan_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_api_banyanv1_banyan_proto_goTypes = []any{
 	(JobClass)(0),                // 0: banyan.v1.JobClass
 	(JobState)(0),                // 1: banyan.v1.JobState
 	(TaskState)(0),               // 2: banyan.v1.TaskState
-	(*Resources)(nil),            // 3: banyan.v1.Resources
-	(*Constraint)(nil),           // 4: banyan.v1.Constraint
-	(*RetryPolicy)(nil),          // 5: banyan.v1.RetryPolicy
-	(*TaskSpec)(nil),             // 6: banyan.v1.TaskSpec
-	(*JobExpansion)(nil),         // 7: banyan.v1.JobExpansion
-	(*JobSpec)(nil),              // 8: banyan.v1.JobSpec
-	(*Attempt)(nil),              // 9: banyan.v1.Attempt
-	(*Task)(nil),                 // 10: banyan.v1.Task
-	(*TaskCounts)(nil),           // 11: banyan.v1.TaskCounts
-	(*Job)(nil),                  // 12: banyan.v1.Job
-	(*Submitter)(nil),            // 13: banyan.v1.Submitter
-	(*SubmitJobsRequest)(nil),    // 14: banyan.v1.SubmitJobsRequest
-	(*SubmitJobsResponse)(nil),   // 15: banyan.v1.SubmitJobsResponse
-	(*GetJobRequest)(nil),        // 16: banyan.v1.GetJobRequest
-	(*ListJobsRequest)(nil),      // 17: banyan.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),     // 18: banyan.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),     // 19: banyan.v1.CancelJobRequest
-	(*WatchJobRequest)(nil),      // 20: banyan.v1.WatchJobRequest
-	(*Pool)(nil),                 // 21: banyan.v1.Pool
-	(*PoolRequest)(nil),          // 22: banyan.v1.PoolRequest
-	(*DeletePoolRequest)(nil),    // 23: banyan.v1.DeletePoolRequest
-	(*ListPoolsRequest)(nil),     // 24: banyan.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),    // 25: banyan.v1.ListPoolsResponse
-	(*Cost)(nil),                 // 26: banyan.v1.Cost
-	(*PoolUsageRequest)(nil),     // 27: banyan.v1.PoolUsageRequest
-	(*PoolUsage)(nil),            // 28: banyan.v1.PoolUsage
-	(*PoolUsageResponse)(nil),    // 29: banyan.v1.PoolUsageResponse
-	(*GPU)(nil),                  // 30: banyan.v1.GPU
-	(*Fingerprint)(nil),          // 31: banyan.v1.Fingerprint
-	(*Agent)(nil),                // 32: banyan.v1.Agent
-	(*TaskAssignment)(nil),       // 33: banyan.v1.TaskAssignment
-	(*TaskEvent)(nil),            // 34: banyan.v1.TaskEvent
-	(*AgentHello)(nil),           // 35: banyan.v1.AgentHello
-	(*AgentMessage)(nil),         // 36: banyan.v1.AgentMessage
-	(*Heartbeat)(nil),            // 37: banyan.v1.Heartbeat
-	(*TaskEvents)(nil),           // 38: banyan.v1.TaskEvents
-	(*ServerMessage)(nil),        // 39: banyan.v1.ServerMessage
-	(*WarmTargets)(nil),          // 40: banyan.v1.WarmTargets
-	(*Welcome)(nil),              // 41: banyan.v1.Welcome
-	(*TaskBatch)(nil),            // 42: banyan.v1.TaskBatch
-	(*CancelTasks)(nil),          // 43: banyan.v1.CancelTasks
-	(*AckEvents)(nil),            // 44: banyan.v1.AckEvents
-	(*HeartbeatAck)(nil),         // 45: banyan.v1.HeartbeatAck
-	(*ListAgentsRequest)(nil),    // 46: banyan.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),   // 47: banyan.v1.ListAgentsResponse
-	(*Member)(nil),               // 48: banyan.v1.Member
-	(*MembersRequest)(nil),       // 49: banyan.v1.MembersRequest
-	(*MembersResponse)(nil),      // 50: banyan.v1.MembersResponse
-	(*JoinRequest)(nil),          // 51: banyan.v1.JoinRequest
-	(*JoinResponse)(nil),         // 52: banyan.v1.JoinResponse
-	(*RemoveRequest)(nil),        // 53: banyan.v1.RemoveRequest
-	(*RemoveResponse)(nil),       // 54: banyan.v1.RemoveResponse
-	(*ACLPoolRule)(nil),          // 55: banyan.v1.ACLPoolRule
-	(*ACLPolicy)(nil),            // 56: banyan.v1.ACLPolicy
-	(*ACLToken)(nil),             // 57: banyan.v1.ACLToken
-	(*ACLBootstrapRequest)(nil),  // 58: banyan.v1.ACLBootstrapRequest
-	(*UpsertPolicyRequest)(nil),  // 59: banyan.v1.UpsertPolicyRequest
-	(*DeletePolicyRequest)(nil),  // 60: banyan.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil), // 61: banyan.v1.DeletePolicyResponse
-	(*ListPoliciesRequest)(nil),  // 62: banyan.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil), // 63: banyan.v1.ListPoliciesResponse
-	(*CreateTokenRequest)(nil),   // 64: banyan.v1.CreateTokenRequest
-	(*RevokeTokenRequest)(nil),   // 65: banyan.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),  // 66: banyan.v1.RevokeTokenResponse
-	(*ListTokensRequest)(nil),    // 67: banyan.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),   // 68: banyan.v1.ListTokensResponse
-	(*WhoAmIRequest)(nil),        // 69: banyan.v1.WhoAmIRequest
-	nil,                          // 70: banyan.v1.TaskSpec.EnvEntry
-	nil,                          // 71: banyan.v1.Pool.WarmEntry
-	nil,                          // 72: banyan.v1.Fingerprint.LabelsEntry
-	nil,                          // 73: banyan.v1.WarmTargets.WorkersEntry
+	(NVENCLimit)(0),              // 3: banyan.v1.NVENCLimit
+	(*Resources)(nil),            // 4: banyan.v1.Resources
+	(*Constraint)(nil),           // 5: banyan.v1.Constraint
+	(*RetryPolicy)(nil),          // 6: banyan.v1.RetryPolicy
+	(*TaskSpec)(nil),             // 7: banyan.v1.TaskSpec
+	(*JobExpansion)(nil),         // 8: banyan.v1.JobExpansion
+	(*JobSpec)(nil),              // 9: banyan.v1.JobSpec
+	(*Attempt)(nil),              // 10: banyan.v1.Attempt
+	(*Task)(nil),                 // 11: banyan.v1.Task
+	(*TaskCounts)(nil),           // 12: banyan.v1.TaskCounts
+	(*Job)(nil),                  // 13: banyan.v1.Job
+	(*Submitter)(nil),            // 14: banyan.v1.Submitter
+	(*SubmitJobsRequest)(nil),    // 15: banyan.v1.SubmitJobsRequest
+	(*SubmitJobsResponse)(nil),   // 16: banyan.v1.SubmitJobsResponse
+	(*GetJobRequest)(nil),        // 17: banyan.v1.GetJobRequest
+	(*ListJobsRequest)(nil),      // 18: banyan.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),     // 19: banyan.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),     // 20: banyan.v1.CancelJobRequest
+	(*WatchJobRequest)(nil),      // 21: banyan.v1.WatchJobRequest
+	(*Pool)(nil),                 // 22: banyan.v1.Pool
+	(*PoolRequest)(nil),          // 23: banyan.v1.PoolRequest
+	(*DeletePoolRequest)(nil),    // 24: banyan.v1.DeletePoolRequest
+	(*ListPoolsRequest)(nil),     // 25: banyan.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),    // 26: banyan.v1.ListPoolsResponse
+	(*Cost)(nil),                 // 27: banyan.v1.Cost
+	(*PoolUsageRequest)(nil),     // 28: banyan.v1.PoolUsageRequest
+	(*PoolUsage)(nil),            // 29: banyan.v1.PoolUsage
+	(*PoolUsageResponse)(nil),    // 30: banyan.v1.PoolUsageResponse
+	(*MIGInstance)(nil),          // 31: banyan.v1.MIGInstance
+	(*GPU)(nil),                  // 32: banyan.v1.GPU
+	(*GPUGrant)(nil),             // 33: banyan.v1.GPUGrant
+	(*GPUUse)(nil),               // 34: banyan.v1.GPUUse
+	(*Fingerprint)(nil),          // 35: banyan.v1.Fingerprint
+	(*Agent)(nil),                // 36: banyan.v1.Agent
+	(*TaskAssignment)(nil),       // 37: banyan.v1.TaskAssignment
+	(*TaskEvent)(nil),            // 38: banyan.v1.TaskEvent
+	(*AgentHello)(nil),           // 39: banyan.v1.AgentHello
+	(*AgentMessage)(nil),         // 40: banyan.v1.AgentMessage
+	(*DeviceUpdate)(nil),         // 41: banyan.v1.DeviceUpdate
+	(*Heartbeat)(nil),            // 42: banyan.v1.Heartbeat
+	(*TaskEvents)(nil),           // 43: banyan.v1.TaskEvents
+	(*ServerMessage)(nil),        // 44: banyan.v1.ServerMessage
+	(*WarmTargets)(nil),          // 45: banyan.v1.WarmTargets
+	(*Welcome)(nil),              // 46: banyan.v1.Welcome
+	(*TaskBatch)(nil),            // 47: banyan.v1.TaskBatch
+	(*CancelTasks)(nil),          // 48: banyan.v1.CancelTasks
+	(*AckEvents)(nil),            // 49: banyan.v1.AckEvents
+	(*HeartbeatAck)(nil),         // 50: banyan.v1.HeartbeatAck
+	(*ListAgentsRequest)(nil),    // 51: banyan.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),   // 52: banyan.v1.ListAgentsResponse
+	(*Member)(nil),               // 53: banyan.v1.Member
+	(*MembersRequest)(nil),       // 54: banyan.v1.MembersRequest
+	(*MembersResponse)(nil),      // 55: banyan.v1.MembersResponse
+	(*JoinRequest)(nil),          // 56: banyan.v1.JoinRequest
+	(*JoinResponse)(nil),         // 57: banyan.v1.JoinResponse
+	(*RemoveRequest)(nil),        // 58: banyan.v1.RemoveRequest
+	(*RemoveResponse)(nil),       // 59: banyan.v1.RemoveResponse
+	(*ACLPoolRule)(nil),          // 60: banyan.v1.ACLPoolRule
+	(*ACLPolicy)(nil),            // 61: banyan.v1.ACLPolicy
+	(*ACLToken)(nil),             // 62: banyan.v1.ACLToken
+	(*ACLBootstrapRequest)(nil),  // 63: banyan.v1.ACLBootstrapRequest
+	(*UpsertPolicyRequest)(nil),  // 64: banyan.v1.UpsertPolicyRequest
+	(*DeletePolicyRequest)(nil),  // 65: banyan.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil), // 66: banyan.v1.DeletePolicyResponse
+	(*ListPoliciesRequest)(nil),  // 67: banyan.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil), // 68: banyan.v1.ListPoliciesResponse
+	(*CreateTokenRequest)(nil),   // 69: banyan.v1.CreateTokenRequest
+	(*RevokeTokenRequest)(nil),   // 70: banyan.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),  // 71: banyan.v1.RevokeTokenResponse
+	(*ListTokensRequest)(nil),    // 72: banyan.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),   // 73: banyan.v1.ListTokensResponse
+	(*WhoAmIRequest)(nil),        // 74: banyan.v1.WhoAmIRequest
+	nil,                          // 75: banyan.v1.TaskSpec.EnvEntry
+	nil,                          // 76: banyan.v1.Pool.WarmEntry
+	nil,                          // 77: banyan.v1.Fingerprint.LabelsEntry
+	nil,                          // 78: banyan.v1.WarmTargets.WorkersEntry
 }
 var file_api_banyanv1_banyan_proto_depIdxs = []int32{
-	70, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
-	3,  // 1: banyan.v1.TaskSpec.resources:type_name -> banyan.v1.Resources
-	5,  // 2: banyan.v1.TaskSpec.retry:type_name -> banyan.v1.RetryPolicy
-	4,  // 3: banyan.v1.TaskSpec.constraints:type_name -> banyan.v1.Constraint
-	6,  // 4: banyan.v1.TaskSpec.fallback:type_name -> banyan.v1.TaskSpec
-	6,  // 5: banyan.v1.JobExpansion.tasks:type_name -> banyan.v1.TaskSpec
+	75, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
+	4,  // 1: banyan.v1.TaskSpec.resources:type_name -> banyan.v1.Resources
+	6,  // 2: banyan.v1.TaskSpec.retry:type_name -> banyan.v1.RetryPolicy
+	5,  // 3: banyan.v1.TaskSpec.constraints:type_name -> banyan.v1.Constraint
+	7,  // 4: banyan.v1.TaskSpec.fallback:type_name -> banyan.v1.TaskSpec
+	7,  // 5: banyan.v1.JobExpansion.tasks:type_name -> banyan.v1.TaskSpec
 	0,  // 6: banyan.v1.JobSpec.class:type_name -> banyan.v1.JobClass
-	6,  // 7: banyan.v1.JobSpec.tasks:type_name -> banyan.v1.TaskSpec
-	2,  // 8: banyan.v1.Task.state:type_name -> banyan.v1.TaskState
-	9,  // 9: banyan.v1.Task.attempts:type_name -> banyan.v1.Attempt
-	6,  // 10: banyan.v1.Task.spec:type_name -> banyan.v1.TaskSpec
-	0,  // 11: banyan.v1.Job.class:type_name -> banyan.v1.JobClass
-	1,  // 12: banyan.v1.Job.state:type_name -> banyan.v1.JobState
-	11, // 13: banyan.v1.Job.counts:type_name -> banyan.v1.TaskCounts
-	10, // 14: banyan.v1.Job.tasks:type_name -> banyan.v1.Task
-	13, // 15: banyan.v1.Job.submitter:type_name -> banyan.v1.Submitter
-	8,  // 16: banyan.v1.SubmitJobsRequest.jobs:type_name -> banyan.v1.JobSpec
-	12, // 17: banyan.v1.SubmitJobsResponse.jobs:type_name -> banyan.v1.Job
-	1,  // 18: banyan.v1.ListJobsRequest.state:type_name -> banyan.v1.JobState
-	12, // 19: banyan.v1.ListJobsResponse.jobs:type_name -> banyan.v1.Job
-	3,  // 20: banyan.v1.Pool.guaranteed:type_name -> banyan.v1.Resources
-	3,  // 21: banyan.v1.Pool.max:type_name -> banyan.v1.Resources
-	3,  // 22: banyan.v1.Pool.usage:type_name -> banyan.v1.Resources
-	71, // 23: banyan.v1.Pool.warm:type_name -> banyan.v1.Pool.WarmEntry
-	21, // 24: banyan.v1.PoolRequest.pool:type_name -> banyan.v1.Pool
-	21, // 25: banyan.v1.ListPoolsResponse.pools:type_name -> banyan.v1.Pool
-	3,  // 26: banyan.v1.ListPoolsResponse.cluster:type_name -> banyan.v1.Resources
-	26, // 27: banyan.v1.PoolUsage.cost:type_name -> banyan.v1.Cost
-	28, // 28: banyan.v1.PoolUsageResponse.pools:type_name -> banyan.v1.PoolUsage
-	30, // 29: banyan.v1.Fingerprint.gpus:type_name -> banyan.v1.GPU
-	3,  // 30: banyan.v1.Fingerprint.capacity:type_name -> banyan.v1.Resources
-	72, // 31: banyan.v1.Fingerprint.labels:type_name -> banyan.v1.Fingerprint.LabelsEntry
-	31, // 32: banyan.v1.Agent.fingerprint:type_name -> banyan.v1.Fingerprint
-	3,  // 33: banyan.v1.Agent.used:type_name -> banyan.v1.Resources
-	6,  // 34: banyan.v1.TaskAssignment.spec:type_name -> banyan.v1.TaskSpec
-	0,  // 35: banyan.v1.TaskAssignment.class:type_name -> banyan.v1.JobClass
-	31, // 36: banyan.v1.AgentHello.fingerprint:type_name -> banyan.v1.Fingerprint
-	33, // 37: banyan.v1.AgentHello.running:type_name -> banyan.v1.TaskAssignment
-	35, // 38: banyan.v1.AgentMessage.hello:type_name -> banyan.v1.AgentHello
-	37, // 39: banyan.v1.AgentMessage.heartbeat:type_name -> banyan.v1.Heartbeat
-	38, // 40: banyan.v1.AgentMessage.events:type_name -> banyan.v1.TaskEvents
-	34, // 41: banyan.v1.TaskEvents.events:type_name -> banyan.v1.TaskEvent
-	41, // 42: banyan.v1.ServerMessage.welcome:type_name -> banyan.v1.Welcome
-	42, // 43: banyan.v1.ServerMessage.batch:type_name -> banyan.v1.TaskBatch
-	43, // 44: banyan.v1.ServerMessage.cancel:type_name -> banyan.v1.CancelTasks
-	44, // 45: banyan.v1.ServerMessage.ack:type_name -> banyan.v1.AckEvents
-	45, // 46: banyan.v1.ServerMessage.heartbeat_ack:type_name -> banyan.v1.HeartbeatAck
-	40, // 47: banyan.v1.ServerMessage.warm:type_name -> banyan.v1.WarmTargets
-	73, // 48: banyan.v1.WarmTargets.workers:type_name -> banyan.v1.WarmTargets.WorkersEntry
-	33, // 49: banyan.v1.TaskBatch.tasks:type_name -> banyan.v1.TaskAssignment
-	33, // 50: banyan.v1.CancelTasks.tasks:type_name -> banyan.v1.TaskAssignment
-	34, // 51: banyan.v1.AckEvents.events:type_name -> banyan.v1.TaskEvent
-	32, // 52: banyan.v1.ListAgentsResponse.agents:type_name -> banyan.v1.Agent
-	48, // 53: banyan.v1.MembersResponse.members:type_name -> banyan.v1.Member
-	55, // 54: banyan.v1.ACLPolicy.pools:type_name -> banyan.v1.ACLPoolRule
-	56, // 55: banyan.v1.UpsertPolicyRequest.policy:type_name -> banyan.v1.ACLPolicy
-	56, // 56: banyan.v1.ListPoliciesResponse.policies:type_name -> banyan.v1.ACLPolicy
-	57, // 57: banyan.v1.ListTokensResponse.tokens:type_name -> banyan.v1.ACLToken
-	14, // 58: banyan.v1.JobService.SubmitJobs:input_type -> banyan.v1.SubmitJobsRequest
-	16, // 59: banyan.v1.JobService.GetJob:input_type -> banyan.v1.GetJobRequest
-	17, // 60: banyan.v1.JobService.ListJobs:input_type -> banyan.v1.ListJobsRequest
-	19, // 61: banyan.v1.JobService.CancelJob:input_type -> banyan.v1.CancelJobRequest
-	20, // 62: banyan.v1.JobService.WatchJob:input_type -> banyan.v1.WatchJobRequest
-	22, // 63: banyan.v1.PoolService.CreatePool:input_type -> banyan.v1.PoolRequest
-	22, // 64: banyan.v1.PoolService.UpdatePool:input_type -> banyan.v1.PoolRequest
-	23, // 65: banyan.v1.PoolService.DeletePool:input_type -> banyan.v1.DeletePoolRequest
-	24, // 66: banyan.v1.PoolService.ListPools:input_type -> banyan.v1.ListPoolsRequest
-	27, // 67: banyan.v1.PoolService.GetPoolUsage:input_type -> banyan.v1.PoolUsageRequest
-	36, // 68: banyan.v1.AgentService.Session:input_type -> banyan.v1.AgentMessage
-	46, // 69: banyan.v1.AgentService.ListAgents:input_type -> banyan.v1.ListAgentsRequest
-	49, // 70: banyan.v1.ClusterService.Members:input_type -> banyan.v1.MembersRequest
-	51, // 71: banyan.v1.ClusterService.Join:input_type -> banyan.v1.JoinRequest
-	53, // 72: banyan.v1.ClusterService.Remove:input_type -> banyan.v1.RemoveRequest
-	58, // 73: banyan.v1.ACLService.Bootstrap:input_type -> banyan.v1.ACLBootstrapRequest
-	59, // 74: banyan.v1.ACLService.UpsertPolicy:input_type -> banyan.v1.UpsertPolicyRequest
-	60, // 75: banyan.v1.ACLService.DeletePolicy:input_type -> banyan.v1.DeletePolicyRequest
-	62, // 76: banyan.v1.ACLService.ListPolicies:input_type -> banyan.v1.ListPoliciesRequest
-	64, // 77: banyan.v1.ACLService.CreateToken:input_type -> banyan.v1.CreateTokenRequest
-	65, // 78: banyan.v1.ACLService.RevokeToken:input_type -> banyan.v1.RevokeTokenRequest
-	67, // 79: banyan.v1.ACLService.ListTokens:input_type -> banyan.v1.ListTokensRequest
-	69, // 80: banyan.v1.ACLService.WhoAmI:input_type -> banyan.v1.WhoAmIRequest
-	15, // 81: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
-	12, // 82: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
-	18, // 83: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
-	12, // 84: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
-	12, // 85: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
-	21, // 86: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
-	21, // 87: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
-	21, // 88: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
-	25, // 89: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
-	29, // 90: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
-	39, // 91: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
-	47, // 92: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
-	50, // 93: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
-	52, // 94: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
-	54, // 95: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
-	57, // 96: banyan.v1.ACLService.Bootstrap:output_type -> banyan.v1.ACLToken
-	56, // 97: banyan.v1.ACLService.UpsertPolicy:output_type -> banyan.v1.ACLPolicy
-	61, // 98: banyan.v1.ACLService.DeletePolicy:output_type -> banyan.v1.DeletePolicyResponse
-	63, // 99: banyan.v1.ACLService.ListPolicies:output_type -> banyan.v1.ListPoliciesResponse
-	57, // 100: banyan.v1.ACLService.CreateToken:output_type -> banyan.v1.ACLToken
-	66, // 101: banyan.v1.ACLService.RevokeToken:output_type -> banyan.v1.RevokeTokenResponse
-	68, // 102: banyan.v1.ACLService.ListTokens:output_type -> banyan.v1.ListTokensResponse
-	57, // 103: banyan.v1.ACLService.WhoAmI:output_type -> banyan.v1.ACLToken
-	81, // [81:104] is the sub-list for method output_type
-	58, // [58:81] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	7,  // 7: banyan.v1.JobSpec.tasks:type_name -> banyan.v1.TaskSpec
+	33, // 8: banyan.v1.Attempt.gpus:type_name -> banyan.v1.GPUGrant
+	2,  // 9: banyan.v1.Task.state:type_name -> banyan.v1.TaskState
+	10, // 10: banyan.v1.Task.attempts:type_name -> banyan.v1.Attempt
+	7,  // 11: banyan.v1.Task.spec:type_name -> banyan.v1.TaskSpec
+	0,  // 12: banyan.v1.Job.class:type_name -> banyan.v1.JobClass
+	1,  // 13: banyan.v1.Job.state:type_name -> banyan.v1.JobState
+	12, // 14: banyan.v1.Job.counts:type_name -> banyan.v1.TaskCounts
+	11, // 15: banyan.v1.Job.tasks:type_name -> banyan.v1.Task
+	14, // 16: banyan.v1.Job.submitter:type_name -> banyan.v1.Submitter
+	9,  // 17: banyan.v1.SubmitJobsRequest.jobs:type_name -> banyan.v1.JobSpec
+	13, // 18: banyan.v1.SubmitJobsResponse.jobs:type_name -> banyan.v1.Job
+	1,  // 19: banyan.v1.ListJobsRequest.state:type_name -> banyan.v1.JobState
+	13, // 20: banyan.v1.ListJobsResponse.jobs:type_name -> banyan.v1.Job
+	4,  // 21: banyan.v1.Pool.guaranteed:type_name -> banyan.v1.Resources
+	4,  // 22: banyan.v1.Pool.max:type_name -> banyan.v1.Resources
+	4,  // 23: banyan.v1.Pool.usage:type_name -> banyan.v1.Resources
+	76, // 24: banyan.v1.Pool.warm:type_name -> banyan.v1.Pool.WarmEntry
+	22, // 25: banyan.v1.PoolRequest.pool:type_name -> banyan.v1.Pool
+	22, // 26: banyan.v1.ListPoolsResponse.pools:type_name -> banyan.v1.Pool
+	4,  // 27: banyan.v1.ListPoolsResponse.cluster:type_name -> banyan.v1.Resources
+	27, // 28: banyan.v1.PoolUsage.cost:type_name -> banyan.v1.Cost
+	29, // 29: banyan.v1.PoolUsageResponse.pools:type_name -> banyan.v1.PoolUsage
+	3,  // 30: banyan.v1.GPU.nvenc_limit:type_name -> banyan.v1.NVENCLimit
+	31, // 31: banyan.v1.GPU.mig:type_name -> banyan.v1.MIGInstance
+	32, // 32: banyan.v1.Fingerprint.gpus:type_name -> banyan.v1.GPU
+	4,  // 33: banyan.v1.Fingerprint.capacity:type_name -> banyan.v1.Resources
+	77, // 34: banyan.v1.Fingerprint.labels:type_name -> banyan.v1.Fingerprint.LabelsEntry
+	35, // 35: banyan.v1.Agent.fingerprint:type_name -> banyan.v1.Fingerprint
+	4,  // 36: banyan.v1.Agent.used:type_name -> banyan.v1.Resources
+	34, // 37: banyan.v1.Agent.gpu_use:type_name -> banyan.v1.GPUUse
+	7,  // 38: banyan.v1.TaskAssignment.spec:type_name -> banyan.v1.TaskSpec
+	0,  // 39: banyan.v1.TaskAssignment.class:type_name -> banyan.v1.JobClass
+	33, // 40: banyan.v1.TaskAssignment.gpus:type_name -> banyan.v1.GPUGrant
+	35, // 41: banyan.v1.AgentHello.fingerprint:type_name -> banyan.v1.Fingerprint
+	37, // 42: banyan.v1.AgentHello.running:type_name -> banyan.v1.TaskAssignment
+	39, // 43: banyan.v1.AgentMessage.hello:type_name -> banyan.v1.AgentHello
+	42, // 44: banyan.v1.AgentMessage.heartbeat:type_name -> banyan.v1.Heartbeat
+	43, // 45: banyan.v1.AgentMessage.events:type_name -> banyan.v1.TaskEvents
+	41, // 46: banyan.v1.AgentMessage.devices:type_name -> banyan.v1.DeviceUpdate
+	32, // 47: banyan.v1.DeviceUpdate.gpus:type_name -> banyan.v1.GPU
+	38, // 48: banyan.v1.TaskEvents.events:type_name -> banyan.v1.TaskEvent
+	46, // 49: banyan.v1.ServerMessage.welcome:type_name -> banyan.v1.Welcome
+	47, // 50: banyan.v1.ServerMessage.batch:type_name -> banyan.v1.TaskBatch
+	48, // 51: banyan.v1.ServerMessage.cancel:type_name -> banyan.v1.CancelTasks
+	49, // 52: banyan.v1.ServerMessage.ack:type_name -> banyan.v1.AckEvents
+	50, // 53: banyan.v1.ServerMessage.heartbeat_ack:type_name -> banyan.v1.HeartbeatAck
+	45, // 54: banyan.v1.ServerMessage.warm:type_name -> banyan.v1.WarmTargets
+	78, // 55: banyan.v1.WarmTargets.workers:type_name -> banyan.v1.WarmTargets.WorkersEntry
+	37, // 56: banyan.v1.TaskBatch.tasks:type_name -> banyan.v1.TaskAssignment
+	37, // 57: banyan.v1.CancelTasks.tasks:type_name -> banyan.v1.TaskAssignment
+	38, // 58: banyan.v1.AckEvents.events:type_name -> banyan.v1.TaskEvent
+	36, // 59: banyan.v1.ListAgentsResponse.agents:type_name -> banyan.v1.Agent
+	53, // 60: banyan.v1.MembersResponse.members:type_name -> banyan.v1.Member
+	60, // 61: banyan.v1.ACLPolicy.pools:type_name -> banyan.v1.ACLPoolRule
+	61, // 62: banyan.v1.UpsertPolicyRequest.policy:type_name -> banyan.v1.ACLPolicy
+	61, // 63: banyan.v1.ListPoliciesResponse.policies:type_name -> banyan.v1.ACLPolicy
+	62, // 64: banyan.v1.ListTokensResponse.tokens:type_name -> banyan.v1.ACLToken
+	15, // 65: banyan.v1.JobService.SubmitJobs:input_type -> banyan.v1.SubmitJobsRequest
+	17, // 66: banyan.v1.JobService.GetJob:input_type -> banyan.v1.GetJobRequest
+	18, // 67: banyan.v1.JobService.ListJobs:input_type -> banyan.v1.ListJobsRequest
+	20, // 68: banyan.v1.JobService.CancelJob:input_type -> banyan.v1.CancelJobRequest
+	21, // 69: banyan.v1.JobService.WatchJob:input_type -> banyan.v1.WatchJobRequest
+	23, // 70: banyan.v1.PoolService.CreatePool:input_type -> banyan.v1.PoolRequest
+	23, // 71: banyan.v1.PoolService.UpdatePool:input_type -> banyan.v1.PoolRequest
+	24, // 72: banyan.v1.PoolService.DeletePool:input_type -> banyan.v1.DeletePoolRequest
+	25, // 73: banyan.v1.PoolService.ListPools:input_type -> banyan.v1.ListPoolsRequest
+	28, // 74: banyan.v1.PoolService.GetPoolUsage:input_type -> banyan.v1.PoolUsageRequest
+	40, // 75: banyan.v1.AgentService.Session:input_type -> banyan.v1.AgentMessage
+	51, // 76: banyan.v1.AgentService.ListAgents:input_type -> banyan.v1.ListAgentsRequest
+	54, // 77: banyan.v1.ClusterService.Members:input_type -> banyan.v1.MembersRequest
+	56, // 78: banyan.v1.ClusterService.Join:input_type -> banyan.v1.JoinRequest
+	58, // 79: banyan.v1.ClusterService.Remove:input_type -> banyan.v1.RemoveRequest
+	63, // 80: banyan.v1.ACLService.Bootstrap:input_type -> banyan.v1.ACLBootstrapRequest
+	64, // 81: banyan.v1.ACLService.UpsertPolicy:input_type -> banyan.v1.UpsertPolicyRequest
+	65, // 82: banyan.v1.ACLService.DeletePolicy:input_type -> banyan.v1.DeletePolicyRequest
+	67, // 83: banyan.v1.ACLService.ListPolicies:input_type -> banyan.v1.ListPoliciesRequest
+	69, // 84: banyan.v1.ACLService.CreateToken:input_type -> banyan.v1.CreateTokenRequest
+	70, // 85: banyan.v1.ACLService.RevokeToken:input_type -> banyan.v1.RevokeTokenRequest
+	72, // 86: banyan.v1.ACLService.ListTokens:input_type -> banyan.v1.ListTokensRequest
+	74, // 87: banyan.v1.ACLService.WhoAmI:input_type -> banyan.v1.WhoAmIRequest
+	16, // 88: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
+	13, // 89: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
+	19, // 90: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
+	13, // 91: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
+	13, // 92: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
+	22, // 93: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
+	22, // 94: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
+	22, // 95: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
+	26, // 96: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
+	30, // 97: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
+	44, // 98: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
+	52, // 99: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
+	55, // 100: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
+	57, // 101: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
+	59, // 102: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
+	62, // 103: banyan.v1.ACLService.Bootstrap:output_type -> banyan.v1.ACLToken
+	61, // 104: banyan.v1.ACLService.UpsertPolicy:output_type -> banyan.v1.ACLPolicy
+	66, // 105: banyan.v1.ACLService.DeletePolicy:output_type -> banyan.v1.DeletePolicyResponse
+	68, // 106: banyan.v1.ACLService.ListPolicies:output_type -> banyan.v1.ListPoliciesResponse
+	62, // 107: banyan.v1.ACLService.CreateToken:output_type -> banyan.v1.ACLToken
+	71, // 108: banyan.v1.ACLService.RevokeToken:output_type -> banyan.v1.RevokeTokenResponse
+	73, // 109: banyan.v1.ACLService.ListTokens:output_type -> banyan.v1.ListTokensResponse
+	62, // 110: banyan.v1.ACLService.WhoAmI:output_type -> banyan.v1.ACLToken
+	88, // [88:111] is the sub-list for method output_type
+	65, // [65:88] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_api_banyanv1_banyan_proto_init() }
@@ -5109,12 +5609,13 @@ func file_api_banyanv1_banyan_proto_init() {
 	if File_api_banyanv1_banyan_proto != nil {
 		return
 	}
-	file_api_banyanv1_banyan_proto_msgTypes[33].OneofWrappers = []any{
+	file_api_banyanv1_banyan_proto_msgTypes[36].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Events)(nil),
+		(*AgentMessage_Devices)(nil),
 	}
-	file_api_banyanv1_banyan_proto_msgTypes[36].OneofWrappers = []any{
+	file_api_banyanv1_banyan_proto_msgTypes[40].OneofWrappers = []any{
 		(*ServerMessage_Welcome)(nil),
 		(*ServerMessage_Batch)(nil),
 		(*ServerMessage_Cancel)(nil),
@@ -5127,8 +5628,8 @@ func file_api_banyanv1_banyan_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_banyanv1_banyan_proto_rawDesc), len(file_api_banyanv1_banyan_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   71,
+			NumEnums:      4,
+			NumMessages:   75,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -27,6 +27,11 @@ const (
 	// ExitEncoderError: the encoder or another tool failed; a retry (maybe
 	// on another agent) may succeed.
 	ExitEncoderError = 68
+	// ExitNVENCSessionLimit: the GPU refused a new NVENC session because
+	// the driver's session limit was reached. The work is sound: it goes to
+	// its CPU fallback (or back to the queue) without using a retry, and
+	// the agent offers fewer sessions until the device recovers.
+	ExitNVENCSessionLimit = 69
 )
 
 // Failure classes, the values of banyan.v1.Attempt.failure_class.
@@ -39,6 +44,12 @@ const (
 	VerificationFailed = "verification_failed"
 	// EncoderError is a failure with ExitEncoderError. Retried with backoff.
 	EncoderError = "encoder_error"
+	// NVENCSessionLimit is a failure with ExitNVENCSessionLimit. It does not
+	// use a retry; a task with a fallback hands over to it at once.
+	NVENCSessionLimit = "nvenc_session_limit"
+	// DeviceLost is an attempt whose GPU was marked unhealthy while it ran.
+	// Requeued without using a retry.
+	DeviceLost = "device_lost"
 	// Failed is any other failure: another non-zero exit, or an error on the
 	// agent's side (the command could not start, its result was unreadable
 	// or invalid). Retried with backoff.
@@ -92,6 +103,8 @@ func classOfExit(code int32) string {
 		return VerificationFailed
 	case ExitEncoderError:
 		return EncoderError
+	case ExitNVENCSessionLimit:
+		return NVENCSessionLimit
 	}
 	return Failed
 }
@@ -108,7 +121,7 @@ func Permanent(class string) bool {
 // back to the queue as they are.
 func UsesRetry(class string) bool {
 	switch class {
-	case "", AgentLost, Preempted:
+	case "", AgentLost, Preempted, NVENCSessionLimit, DeviceLost:
 		return false
 	}
 	return true

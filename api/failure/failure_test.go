@@ -16,7 +16,8 @@ func TestClassify(t *testing.T) {
 		{"failed", 68, EncoderError, false, true},
 		{"failed", 1, Failed, false, true},
 		{"failed", 64, Failed, false, true},
-		{"failed", 69, Failed, false, true},
+		{"failed", 69, NVENCSessionLimit, false, false},
+		{"failed", 70, Failed, false, true},
 		{"failed", 0, Failed, false, true},  // an agent-side error: no exit code
 		{"failed", -1, Failed, false, true}, // killed by a signal or never started
 		{"timeout", -1, Timeout, false, true},
@@ -49,12 +50,13 @@ func TestClassify(t *testing.T) {
 // (the encoder) exit with them, so they must never change.
 func TestExitCodesAreTheContract(t *testing.T) {
 	for code, class := range map[int32]string{ExitBadInput: BadInput, ExitDecodeError: DecodeError,
-		ExitVerificationFailed: VerificationFailed, ExitEncoderError: EncoderError} {
+		ExitVerificationFailed: VerificationFailed, ExitEncoderError: EncoderError, ExitNVENCSessionLimit: NVENCSessionLimit} {
 		if got := Classify("failed", code); got != class {
 			t.Errorf("exit %d: class %q, want %q", code, got, class)
 		}
 	}
-	if ExitBadInput != 65 || ExitDecodeError != 66 || ExitVerificationFailed != 67 || ExitEncoderError != 68 {
+	if ExitBadInput != 65 || ExitDecodeError != 66 || ExitVerificationFailed != 67 || ExitEncoderError != 68 ||
+		ExitNVENCSessionLimit != 69 {
 		t.Fatalf("exit codes changed: %d %d %d %d", ExitBadInput, ExitDecodeError, ExitVerificationFailed, ExitEncoderError)
 	}
 }

@@ -43,6 +43,7 @@ type Command struct {
 	//	*Command_PoolDelete
 	//	*Command_Promote
 	//	*Command_Fallback
+	//	*Command_AgentDevices
 	//	*Command_AclBootstrap
 	//	*Command_AclPolicyPut
 	//	*Command_AclPolicyDelete
@@ -187,6 +188,15 @@ func (x *Command) GetFallback() *Fallback {
 	return nil
 }
 
+func (x *Command) GetAgentDevices() *AgentDevices {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_AgentDevices); ok {
+			return x.AgentDevices
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetAclBootstrap() *ACLBootstrap {
 	if x != nil {
 		if x, ok := x.Cmd.(*Command_AclBootstrap); ok {
@@ -276,6 +286,10 @@ type Command_Fallback struct {
 	Fallback *Fallback `protobuf:"bytes,11,opt,name=fallback,proto3,oneof"`
 }
 
+type Command_AgentDevices struct {
+	AgentDevices *AgentDevices `protobuf:"bytes,12,opt,name=agent_devices,json=agentDevices,proto3,oneof"`
+}
+
 type Command_AclBootstrap struct {
 	// ACL commands (numbered from 30 to leave room for other commands).
 	AclBootstrap *ACLBootstrap `protobuf:"bytes,30,opt,name=acl_bootstrap,json=aclBootstrap,proto3,oneof"`
@@ -316,6 +330,8 @@ func (*Command_PoolDelete) isCommand_Cmd() {}
 func (*Command_Promote) isCommand_Cmd() {}
 
 func (*Command_Fallback) isCommand_Cmd() {}
+
+func (*Command_AgentDevices) isCommand_Cmd() {}
 
 func (*Command_AclBootstrap) isCommand_Cmd() {}
 
@@ -384,10 +400,12 @@ func (x *SubmitJobs) GetSubmitter() *banyanv1.Submitter {
 
 // Assignment places the current attempt of a task on an agent.
 type Assignment struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	AgentId       string                 `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	TaskId  string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	AgentId string                 `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// gpus are the devices of the agent the task gets (placement's choice).
+	Gpus          []*banyanv1.GPUGrant `protobuf:"bytes,4,rep,name=gpus,proto3" json:"gpus,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -441,6 +459,13 @@ func (x *Assignment) GetAgentId() string {
 		return x.AgentId
 	}
 	return ""
+}
+
+func (x *Assignment) GetGpus() []*banyanv1.GPUGrant {
+	if x != nil {
+		return x.Gpus
+	}
+	return nil
 }
 
 // Assign commits many placements in one entry: the unit of batching. The
@@ -824,6 +849,61 @@ func (x *AgentUp) GetKnown() []*Assignment {
 	return nil
 }
 
+// AgentDevices replaces an up agent's GPU list (health, sessions offered):
+// work stops going to unhealthy devices and the tasks running on them go
+// back to the queue without using a retry.
+type AgentDevices struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Update        *banyanv1.DeviceUpdate `protobuf:"bytes,2,opt,name=update,proto3" json:"update,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentDevices) Reset() {
+	*x = AgentDevices{}
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentDevices) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentDevices) ProtoMessage() {}
+
+func (x *AgentDevices) ProtoReflect() protoreflect.Message {
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentDevices.ProtoReflect.Descriptor instead.
+func (*AgentDevices) Descriptor() ([]byte, []int) {
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AgentDevices) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *AgentDevices) GetUpdate() *banyanv1.DeviceUpdate {
+	if x != nil {
+		return x.Update
+	}
+	return nil
+}
+
 // AgentDown marks an agent down after it missed its lease; its tasks go
 // back to the queue without using a retry.
 type AgentDown struct {
@@ -836,7 +916,7 @@ type AgentDown struct {
 
 func (x *AgentDown) Reset() {
 	*x = AgentDown{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[10]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +928,7 @@ func (x *AgentDown) String() string {
 func (*AgentDown) ProtoMessage() {}
 
 func (x *AgentDown) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[10]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +941,7 @@ func (x *AgentDown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentDown.ProtoReflect.Descriptor instead.
 func (*AgentDown) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{10}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AgentDown) GetAgentId() string {
@@ -889,7 +969,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[11]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +981,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[11]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +994,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{11}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelJob) GetJobId() string {
@@ -942,7 +1022,7 @@ type PoolPut struct {
 
 func (x *PoolPut) Reset() {
 	*x = PoolPut{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[12]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1034,7 @@ func (x *PoolPut) String() string {
 func (*PoolPut) ProtoMessage() {}
 
 func (x *PoolPut) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[12]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1047,7 @@ func (x *PoolPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolPut.ProtoReflect.Descriptor instead.
 func (*PoolPut) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{12}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PoolPut) GetPool() *banyanv1.Pool {
@@ -994,7 +1074,7 @@ type PoolDelete struct {
 
 func (x *PoolDelete) Reset() {
 	*x = PoolDelete{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[13]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1086,7 @@ func (x *PoolDelete) String() string {
 func (*PoolDelete) ProtoMessage() {}
 
 func (x *PoolDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[13]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1099,7 @@ func (x *PoolDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolDelete.ProtoReflect.Descriptor instead.
 func (*PoolDelete) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{13}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PoolDelete) GetPath() string {
@@ -1041,7 +1121,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[14]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1133,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[14]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1146,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -1107,7 +1187,7 @@ type JobRecord struct {
 
 func (x *JobRecord) Reset() {
 	*x = JobRecord{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1199,7 @@ func (x *JobRecord) String() string {
 func (*JobRecord) ProtoMessage() {}
 
 func (x *JobRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1212,7 @@ func (x *JobRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRecord.ProtoReflect.Descriptor instead.
 func (*JobRecord) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *JobRecord) GetJob() *banyanv1.Job {
@@ -1184,7 +1264,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1276,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1289,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SnapshotRecord) GetRec() isSnapshotRecord_Rec {
@@ -1370,7 +1450,7 @@ type PoolCost struct {
 
 func (x *PoolCost) Reset() {
 	*x = PoolCost{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[17]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1462,7 @@ func (x *PoolCost) String() string {
 func (*PoolCost) ProtoMessage() {}
 
 func (x *PoolCost) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[17]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1475,7 @@ func (x *PoolCost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolCost.ProtoReflect.Descriptor instead.
 func (*PoolCost) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PoolCost) GetPool() string {
@@ -1431,7 +1511,7 @@ type ACLTokenRecord struct {
 
 func (x *ACLTokenRecord) Reset() {
 	*x = ACLTokenRecord{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1523,7 @@ func (x *ACLTokenRecord) String() string {
 func (*ACLTokenRecord) ProtoMessage() {}
 
 func (x *ACLTokenRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1536,7 @@ func (x *ACLTokenRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLTokenRecord.ProtoReflect.Descriptor instead.
 func (*ACLTokenRecord) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ACLTokenRecord) GetToken() *banyanv1.ACLToken {
@@ -1484,7 +1564,7 @@ type ACLBootstrap struct {
 
 func (x *ACLBootstrap) Reset() {
 	*x = ACLBootstrap{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1576,7 @@ func (x *ACLBootstrap) String() string {
 func (*ACLBootstrap) ProtoMessage() {}
 
 func (x *ACLBootstrap) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1589,7 @@ func (x *ACLBootstrap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLBootstrap.ProtoReflect.Descriptor instead.
 func (*ACLBootstrap) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ACLBootstrap) GetToken() *ACLTokenRecord {
@@ -1529,7 +1609,7 @@ type ACLPolicyPut struct {
 
 func (x *ACLPolicyPut) Reset() {
 	*x = ACLPolicyPut{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1621,7 @@ func (x *ACLPolicyPut) String() string {
 func (*ACLPolicyPut) ProtoMessage() {}
 
 func (x *ACLPolicyPut) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1634,7 @@ func (x *ACLPolicyPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLPolicyPut.ProtoReflect.Descriptor instead.
 func (*ACLPolicyPut) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ACLPolicyPut) GetPolicy() *banyanv1.ACLPolicy {
@@ -1574,7 +1654,7 @@ type ACLPolicyDelete struct {
 
 func (x *ACLPolicyDelete) Reset() {
 	*x = ACLPolicyDelete{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[21]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1666,7 @@ func (x *ACLPolicyDelete) String() string {
 func (*ACLPolicyDelete) ProtoMessage() {}
 
 func (x *ACLPolicyDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[21]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1679,7 @@ func (x *ACLPolicyDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLPolicyDelete.ProtoReflect.Descriptor instead.
 func (*ACLPolicyDelete) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ACLPolicyDelete) GetName() string {
@@ -1619,7 +1699,7 @@ type ACLTokenCreate struct {
 
 func (x *ACLTokenCreate) Reset() {
 	*x = ACLTokenCreate{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[22]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1631,7 +1711,7 @@ func (x *ACLTokenCreate) String() string {
 func (*ACLTokenCreate) ProtoMessage() {}
 
 func (x *ACLTokenCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[22]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1644,7 +1724,7 @@ func (x *ACLTokenCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLTokenCreate.ProtoReflect.Descriptor instead.
 func (*ACLTokenCreate) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ACLTokenCreate) GetToken() *ACLTokenRecord {
@@ -1664,7 +1744,7 @@ type ACLTokenRevoke struct {
 
 func (x *ACLTokenRevoke) Reset() {
 	*x = ACLTokenRevoke{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[23]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1676,7 +1756,7 @@ func (x *ACLTokenRevoke) String() string {
 func (*ACLTokenRevoke) ProtoMessage() {}
 
 func (x *ACLTokenRevoke) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[23]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1689,7 +1769,7 @@ func (x *ACLTokenRevoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLTokenRevoke.ProtoReflect.Descriptor instead.
 func (*ACLTokenRevoke) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{23}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ACLTokenRevoke) GetAccessorId() string {
@@ -1709,7 +1789,7 @@ type ACLMeta struct {
 
 func (x *ACLMeta) Reset() {
 	*x = ACLMeta{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[24]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1721,7 +1801,7 @@ func (x *ACLMeta) String() string {
 func (*ACLMeta) ProtoMessage() {}
 
 func (x *ACLMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[24]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1734,7 +1814,7 @@ func (x *ACLMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLMeta.ProtoReflect.Descriptor instead.
 func (*ACLMeta) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{24}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ACLMeta) GetBootstrapped() bool {
@@ -1748,7 +1828,7 @@ var File_scheduler_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x19scheduler/fsmpb/fsm.proto\x12\rbanyan.fsm.v1\x1a\x19api/banyanv1/banyan.proto\"\xbc\a\n" +
+	"\x19scheduler/fsmpb/fsm.proto\x12\rbanyan.fsm.v1\x1a\x19api/banyanv1/banyan.proto\"\x80\b\n" +
 	"\aCommand\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x01 \x01(\x03R\tnowUnixMs\x123\n" +
 	"\x06submit\x18\x02 \x01(\v2\x19.banyan.fsm.v1.SubmitJobsH\x00R\x06submit\x12/\n" +
@@ -1764,6 +1844,7 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\apromote\x18\n" +
 	" \x01(\v2\x16.banyan.fsm.v1.PromoteH\x00R\apromote\x125\n" +
 	"\bfallback\x18\v \x01(\v2\x17.banyan.fsm.v1.FallbackH\x00R\bfallback\x12B\n" +
+	"\ragent_devices\x18\f \x01(\v2\x1b.banyan.fsm.v1.AgentDevicesH\x00R\fagentDevices\x12B\n" +
 	"\racl_bootstrap\x18\x1e \x01(\v2\x1b.banyan.fsm.v1.ACLBootstrapH\x00R\faclBootstrap\x12C\n" +
 	"\x0eacl_policy_put\x18\x1f \x01(\v2\x1b.banyan.fsm.v1.ACLPolicyPutH\x00R\faclPolicyPut\x12L\n" +
 	"\x11acl_policy_delete\x18  \x01(\v2\x1e.banyan.fsm.v1.ACLPolicyDeleteH\x00R\x0faclPolicyDelete\x12I\n" +
@@ -1773,12 +1854,13 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"SubmitJobs\x12&\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x12.banyan.v1.JobSpecR\x04jobs\x122\n" +
-	"\tsubmitter\x18\x02 \x01(\v2\x14.banyan.v1.SubmitterR\tsubmitter\"Z\n" +
+	"\tsubmitter\x18\x02 \x01(\v2\x14.banyan.v1.SubmitterR\tsubmitter\"\x83\x01\n" +
 	"\n" +
 	"Assignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x19\n" +
-	"\bagent_id\x18\x03 \x01(\tR\aagentId\"\x82\x01\n" +
+	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12'\n" +
+	"\x04gpus\x18\x04 \x03(\v2\x13.banyan.v1.GPUGrantR\x04gpus\"\x82\x01\n" +
 	"\x06Assign\x12;\n" +
 	"\vassignments\x18\x01 \x03(\v2\x19.banyan.fsm.v1.AssignmentR\vassignments\x12;\n" +
 	"\vpreemptions\x18\x02 \x03(\v2\x19.banyan.fsm.v1.PreemptionR\vpreemptions\"_\n" +
@@ -1800,7 +1882,10 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x128\n" +
 	"\vfingerprint\x18\x02 \x01(\v2\x16.banyan.v1.FingerprintR\vfingerprint\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12/\n" +
-	"\x05known\x18\x04 \x03(\v2\x19.banyan.fsm.v1.AssignmentR\x05known\">\n" +
+	"\x05known\x18\x04 \x03(\v2\x19.banyan.fsm.v1.AssignmentR\x05known\"Z\n" +
+	"\fAgentDevices\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12/\n" +
+	"\x06update\x18\x02 \x01(\v2\x17.banyan.v1.DeviceUpdateR\x06update\">\n" +
 	"\tAgentDown\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\":\n" +
@@ -1869,91 +1954,97 @@ func file_scheduler_fsmpb_fsm_proto_rawDescGZIP() []byte {
 	return file_scheduler_fsmpb_fsm_proto_rawDescData
 }
 
-var file_scheduler_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_scheduler_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_scheduler_fsmpb_fsm_proto_goTypes = []any{
-	(*Command)(nil),              // 0: banyan.fsm.v1.Command
-	(*SubmitJobs)(nil),           // 1: banyan.fsm.v1.SubmitJobs
-	(*Assignment)(nil),           // 2: banyan.fsm.v1.Assignment
-	(*Assign)(nil),               // 3: banyan.fsm.v1.Assign
-	(*Preemption)(nil),           // 4: banyan.fsm.v1.Preemption
-	(*Fallback)(nil),             // 5: banyan.fsm.v1.Fallback
-	(*Promote)(nil),              // 6: banyan.fsm.v1.Promote
-	(*AgentEvents)(nil),          // 7: banyan.fsm.v1.AgentEvents
-	(*ReportEvents)(nil),         // 8: banyan.fsm.v1.ReportEvents
-	(*AgentUp)(nil),              // 9: banyan.fsm.v1.AgentUp
-	(*AgentDown)(nil),            // 10: banyan.fsm.v1.AgentDown
-	(*CancelJob)(nil),            // 11: banyan.fsm.v1.CancelJob
-	(*PoolPut)(nil),              // 12: banyan.fsm.v1.PoolPut
-	(*PoolDelete)(nil),           // 13: banyan.fsm.v1.PoolDelete
-	(*SnapshotHeader)(nil),       // 14: banyan.fsm.v1.SnapshotHeader
-	(*JobRecord)(nil),            // 15: banyan.fsm.v1.JobRecord
-	(*SnapshotRecord)(nil),       // 16: banyan.fsm.v1.SnapshotRecord
-	(*PoolCost)(nil),             // 17: banyan.fsm.v1.PoolCost
-	(*ACLTokenRecord)(nil),       // 18: banyan.fsm.v1.ACLTokenRecord
-	(*ACLBootstrap)(nil),         // 19: banyan.fsm.v1.ACLBootstrap
-	(*ACLPolicyPut)(nil),         // 20: banyan.fsm.v1.ACLPolicyPut
-	(*ACLPolicyDelete)(nil),      // 21: banyan.fsm.v1.ACLPolicyDelete
-	(*ACLTokenCreate)(nil),       // 22: banyan.fsm.v1.ACLTokenCreate
-	(*ACLTokenRevoke)(nil),       // 23: banyan.fsm.v1.ACLTokenRevoke
-	(*ACLMeta)(nil),              // 24: banyan.fsm.v1.ACLMeta
-	(*banyanv1.JobSpec)(nil),     // 25: banyan.v1.JobSpec
-	(*banyanv1.Submitter)(nil),   // 26: banyan.v1.Submitter
-	(*banyanv1.TaskEvent)(nil),   // 27: banyan.v1.TaskEvent
-	(*banyanv1.Fingerprint)(nil), // 28: banyan.v1.Fingerprint
-	(*banyanv1.Pool)(nil),        // 29: banyan.v1.Pool
-	(*banyanv1.Job)(nil),         // 30: banyan.v1.Job
-	(*banyanv1.Agent)(nil),       // 31: banyan.v1.Agent
-	(*banyanv1.Task)(nil),        // 32: banyan.v1.Task
-	(*banyanv1.ACLPolicy)(nil),   // 33: banyan.v1.ACLPolicy
-	(*banyanv1.Cost)(nil),        // 34: banyan.v1.Cost
-	(*banyanv1.ACLToken)(nil),    // 35: banyan.v1.ACLToken
+	(*Command)(nil),               // 0: banyan.fsm.v1.Command
+	(*SubmitJobs)(nil),            // 1: banyan.fsm.v1.SubmitJobs
+	(*Assignment)(nil),            // 2: banyan.fsm.v1.Assignment
+	(*Assign)(nil),                // 3: banyan.fsm.v1.Assign
+	(*Preemption)(nil),            // 4: banyan.fsm.v1.Preemption
+	(*Fallback)(nil),              // 5: banyan.fsm.v1.Fallback
+	(*Promote)(nil),               // 6: banyan.fsm.v1.Promote
+	(*AgentEvents)(nil),           // 7: banyan.fsm.v1.AgentEvents
+	(*ReportEvents)(nil),          // 8: banyan.fsm.v1.ReportEvents
+	(*AgentUp)(nil),               // 9: banyan.fsm.v1.AgentUp
+	(*AgentDevices)(nil),          // 10: banyan.fsm.v1.AgentDevices
+	(*AgentDown)(nil),             // 11: banyan.fsm.v1.AgentDown
+	(*CancelJob)(nil),             // 12: banyan.fsm.v1.CancelJob
+	(*PoolPut)(nil),               // 13: banyan.fsm.v1.PoolPut
+	(*PoolDelete)(nil),            // 14: banyan.fsm.v1.PoolDelete
+	(*SnapshotHeader)(nil),        // 15: banyan.fsm.v1.SnapshotHeader
+	(*JobRecord)(nil),             // 16: banyan.fsm.v1.JobRecord
+	(*SnapshotRecord)(nil),        // 17: banyan.fsm.v1.SnapshotRecord
+	(*PoolCost)(nil),              // 18: banyan.fsm.v1.PoolCost
+	(*ACLTokenRecord)(nil),        // 19: banyan.fsm.v1.ACLTokenRecord
+	(*ACLBootstrap)(nil),          // 20: banyan.fsm.v1.ACLBootstrap
+	(*ACLPolicyPut)(nil),          // 21: banyan.fsm.v1.ACLPolicyPut
+	(*ACLPolicyDelete)(nil),       // 22: banyan.fsm.v1.ACLPolicyDelete
+	(*ACLTokenCreate)(nil),        // 23: banyan.fsm.v1.ACLTokenCreate
+	(*ACLTokenRevoke)(nil),        // 24: banyan.fsm.v1.ACLTokenRevoke
+	(*ACLMeta)(nil),               // 25: banyan.fsm.v1.ACLMeta
+	(*banyanv1.JobSpec)(nil),      // 26: banyan.v1.JobSpec
+	(*banyanv1.Submitter)(nil),    // 27: banyan.v1.Submitter
+	(*banyanv1.GPUGrant)(nil),     // 28: banyan.v1.GPUGrant
+	(*banyanv1.TaskEvent)(nil),    // 29: banyan.v1.TaskEvent
+	(*banyanv1.Fingerprint)(nil),  // 30: banyan.v1.Fingerprint
+	(*banyanv1.DeviceUpdate)(nil), // 31: banyan.v1.DeviceUpdate
+	(*banyanv1.Pool)(nil),         // 32: banyan.v1.Pool
+	(*banyanv1.Job)(nil),          // 33: banyan.v1.Job
+	(*banyanv1.Agent)(nil),        // 34: banyan.v1.Agent
+	(*banyanv1.Task)(nil),         // 35: banyan.v1.Task
+	(*banyanv1.ACLPolicy)(nil),    // 36: banyan.v1.ACLPolicy
+	(*banyanv1.Cost)(nil),         // 37: banyan.v1.Cost
+	(*banyanv1.ACLToken)(nil),     // 38: banyan.v1.ACLToken
 }
 var file_scheduler_fsmpb_fsm_proto_depIdxs = []int32{
 	1,  // 0: banyan.fsm.v1.Command.submit:type_name -> banyan.fsm.v1.SubmitJobs
 	3,  // 1: banyan.fsm.v1.Command.assign:type_name -> banyan.fsm.v1.Assign
 	8,  // 2: banyan.fsm.v1.Command.events:type_name -> banyan.fsm.v1.ReportEvents
 	9,  // 3: banyan.fsm.v1.Command.agent_up:type_name -> banyan.fsm.v1.AgentUp
-	10, // 4: banyan.fsm.v1.Command.agent_down:type_name -> banyan.fsm.v1.AgentDown
-	11, // 5: banyan.fsm.v1.Command.cancel:type_name -> banyan.fsm.v1.CancelJob
-	12, // 6: banyan.fsm.v1.Command.pool_put:type_name -> banyan.fsm.v1.PoolPut
-	13, // 7: banyan.fsm.v1.Command.pool_delete:type_name -> banyan.fsm.v1.PoolDelete
+	11, // 4: banyan.fsm.v1.Command.agent_down:type_name -> banyan.fsm.v1.AgentDown
+	12, // 5: banyan.fsm.v1.Command.cancel:type_name -> banyan.fsm.v1.CancelJob
+	13, // 6: banyan.fsm.v1.Command.pool_put:type_name -> banyan.fsm.v1.PoolPut
+	14, // 7: banyan.fsm.v1.Command.pool_delete:type_name -> banyan.fsm.v1.PoolDelete
 	6,  // 8: banyan.fsm.v1.Command.promote:type_name -> banyan.fsm.v1.Promote
 	5,  // 9: banyan.fsm.v1.Command.fallback:type_name -> banyan.fsm.v1.Fallback
-	19, // 10: banyan.fsm.v1.Command.acl_bootstrap:type_name -> banyan.fsm.v1.ACLBootstrap
-	20, // 11: banyan.fsm.v1.Command.acl_policy_put:type_name -> banyan.fsm.v1.ACLPolicyPut
-	21, // 12: banyan.fsm.v1.Command.acl_policy_delete:type_name -> banyan.fsm.v1.ACLPolicyDelete
-	22, // 13: banyan.fsm.v1.Command.acl_token_create:type_name -> banyan.fsm.v1.ACLTokenCreate
-	23, // 14: banyan.fsm.v1.Command.acl_token_revoke:type_name -> banyan.fsm.v1.ACLTokenRevoke
-	25, // 15: banyan.fsm.v1.SubmitJobs.jobs:type_name -> banyan.v1.JobSpec
-	26, // 16: banyan.fsm.v1.SubmitJobs.submitter:type_name -> banyan.v1.Submitter
-	2,  // 17: banyan.fsm.v1.Assign.assignments:type_name -> banyan.fsm.v1.Assignment
-	4,  // 18: banyan.fsm.v1.Assign.preemptions:type_name -> banyan.fsm.v1.Preemption
-	2,  // 19: banyan.fsm.v1.Preemption.victim:type_name -> banyan.fsm.v1.Assignment
-	27, // 20: banyan.fsm.v1.AgentEvents.events:type_name -> banyan.v1.TaskEvent
-	7,  // 21: banyan.fsm.v1.ReportEvents.agents:type_name -> banyan.fsm.v1.AgentEvents
-	28, // 22: banyan.fsm.v1.AgentUp.fingerprint:type_name -> banyan.v1.Fingerprint
-	2,  // 23: banyan.fsm.v1.AgentUp.known:type_name -> banyan.fsm.v1.Assignment
-	29, // 24: banyan.fsm.v1.PoolPut.pool:type_name -> banyan.v1.Pool
-	30, // 25: banyan.fsm.v1.JobRecord.job:type_name -> banyan.v1.Job
-	14, // 26: banyan.fsm.v1.SnapshotRecord.header:type_name -> banyan.fsm.v1.SnapshotHeader
-	29, // 27: banyan.fsm.v1.SnapshotRecord.pool:type_name -> banyan.v1.Pool
-	31, // 28: banyan.fsm.v1.SnapshotRecord.agent:type_name -> banyan.v1.Agent
-	15, // 29: banyan.fsm.v1.SnapshotRecord.job:type_name -> banyan.fsm.v1.JobRecord
-	32, // 30: banyan.fsm.v1.SnapshotRecord.task:type_name -> banyan.v1.Task
-	17, // 31: banyan.fsm.v1.SnapshotRecord.cost:type_name -> banyan.fsm.v1.PoolCost
-	24, // 32: banyan.fsm.v1.SnapshotRecord.acl_meta:type_name -> banyan.fsm.v1.ACLMeta
-	33, // 33: banyan.fsm.v1.SnapshotRecord.acl_policy:type_name -> banyan.v1.ACLPolicy
-	18, // 34: banyan.fsm.v1.SnapshotRecord.acl_token:type_name -> banyan.fsm.v1.ACLTokenRecord
-	34, // 35: banyan.fsm.v1.PoolCost.cost:type_name -> banyan.v1.Cost
-	35, // 36: banyan.fsm.v1.ACLTokenRecord.token:type_name -> banyan.v1.ACLToken
-	18, // 37: banyan.fsm.v1.ACLBootstrap.token:type_name -> banyan.fsm.v1.ACLTokenRecord
-	33, // 38: banyan.fsm.v1.ACLPolicyPut.policy:type_name -> banyan.v1.ACLPolicy
-	18, // 39: banyan.fsm.v1.ACLTokenCreate.token:type_name -> banyan.fsm.v1.ACLTokenRecord
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	10, // 10: banyan.fsm.v1.Command.agent_devices:type_name -> banyan.fsm.v1.AgentDevices
+	20, // 11: banyan.fsm.v1.Command.acl_bootstrap:type_name -> banyan.fsm.v1.ACLBootstrap
+	21, // 12: banyan.fsm.v1.Command.acl_policy_put:type_name -> banyan.fsm.v1.ACLPolicyPut
+	22, // 13: banyan.fsm.v1.Command.acl_policy_delete:type_name -> banyan.fsm.v1.ACLPolicyDelete
+	23, // 14: banyan.fsm.v1.Command.acl_token_create:type_name -> banyan.fsm.v1.ACLTokenCreate
+	24, // 15: banyan.fsm.v1.Command.acl_token_revoke:type_name -> banyan.fsm.v1.ACLTokenRevoke
+	26, // 16: banyan.fsm.v1.SubmitJobs.jobs:type_name -> banyan.v1.JobSpec
+	27, // 17: banyan.fsm.v1.SubmitJobs.submitter:type_name -> banyan.v1.Submitter
+	28, // 18: banyan.fsm.v1.Assignment.gpus:type_name -> banyan.v1.GPUGrant
+	2,  // 19: banyan.fsm.v1.Assign.assignments:type_name -> banyan.fsm.v1.Assignment
+	4,  // 20: banyan.fsm.v1.Assign.preemptions:type_name -> banyan.fsm.v1.Preemption
+	2,  // 21: banyan.fsm.v1.Preemption.victim:type_name -> banyan.fsm.v1.Assignment
+	29, // 22: banyan.fsm.v1.AgentEvents.events:type_name -> banyan.v1.TaskEvent
+	7,  // 23: banyan.fsm.v1.ReportEvents.agents:type_name -> banyan.fsm.v1.AgentEvents
+	30, // 24: banyan.fsm.v1.AgentUp.fingerprint:type_name -> banyan.v1.Fingerprint
+	2,  // 25: banyan.fsm.v1.AgentUp.known:type_name -> banyan.fsm.v1.Assignment
+	31, // 26: banyan.fsm.v1.AgentDevices.update:type_name -> banyan.v1.DeviceUpdate
+	32, // 27: banyan.fsm.v1.PoolPut.pool:type_name -> banyan.v1.Pool
+	33, // 28: banyan.fsm.v1.JobRecord.job:type_name -> banyan.v1.Job
+	15, // 29: banyan.fsm.v1.SnapshotRecord.header:type_name -> banyan.fsm.v1.SnapshotHeader
+	32, // 30: banyan.fsm.v1.SnapshotRecord.pool:type_name -> banyan.v1.Pool
+	34, // 31: banyan.fsm.v1.SnapshotRecord.agent:type_name -> banyan.v1.Agent
+	16, // 32: banyan.fsm.v1.SnapshotRecord.job:type_name -> banyan.fsm.v1.JobRecord
+	35, // 33: banyan.fsm.v1.SnapshotRecord.task:type_name -> banyan.v1.Task
+	18, // 34: banyan.fsm.v1.SnapshotRecord.cost:type_name -> banyan.fsm.v1.PoolCost
+	25, // 35: banyan.fsm.v1.SnapshotRecord.acl_meta:type_name -> banyan.fsm.v1.ACLMeta
+	36, // 36: banyan.fsm.v1.SnapshotRecord.acl_policy:type_name -> banyan.v1.ACLPolicy
+	19, // 37: banyan.fsm.v1.SnapshotRecord.acl_token:type_name -> banyan.fsm.v1.ACLTokenRecord
+	37, // 38: banyan.fsm.v1.PoolCost.cost:type_name -> banyan.v1.Cost
+	38, // 39: banyan.fsm.v1.ACLTokenRecord.token:type_name -> banyan.v1.ACLToken
+	19, // 40: banyan.fsm.v1.ACLBootstrap.token:type_name -> banyan.fsm.v1.ACLTokenRecord
+	36, // 41: banyan.fsm.v1.ACLPolicyPut.policy:type_name -> banyan.v1.ACLPolicy
+	19, // 42: banyan.fsm.v1.ACLTokenCreate.token:type_name -> banyan.fsm.v1.ACLTokenRecord
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_scheduler_fsmpb_fsm_proto_init() }
@@ -1972,13 +2063,14 @@ func file_scheduler_fsmpb_fsm_proto_init() {
 		(*Command_PoolDelete)(nil),
 		(*Command_Promote)(nil),
 		(*Command_Fallback)(nil),
+		(*Command_AgentDevices)(nil),
 		(*Command_AclBootstrap)(nil),
 		(*Command_AclPolicyPut)(nil),
 		(*Command_AclPolicyDelete)(nil),
 		(*Command_AclTokenCreate)(nil),
 		(*Command_AclTokenRevoke)(nil),
 	}
-	file_scheduler_fsmpb_fsm_proto_msgTypes[16].OneofWrappers = []any{
+	file_scheduler_fsmpb_fsm_proto_msgTypes[17].OneofWrappers = []any{
 		(*SnapshotRecord_Header)(nil),
 		(*SnapshotRecord_Pool)(nil),
 		(*SnapshotRecord_Agent)(nil),
@@ -1995,7 +2087,7 @@ func file_scheduler_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_scheduler_fsmpb_fsm_proto_rawDesc), len(file_scheduler_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
