@@ -29,16 +29,23 @@ func Explain(nodes []Node, ask Ask) string {
 	if len(up) == 0 {
 		return "no agents are up"
 	}
-	matching, msg := filterConstraints(up, ask.Constraints)
+	matching, msg := filterConstraints(up, ask.Constraints, needsDevice(&ask))
 	if msg != "" {
 		return msg
 	}
 	a := vec(ask.Resources)
 	var largest [numRes]int64
+	var devMsg string
 	for i, n := range matching {
 		c := vec(n.Capacity)
 		if fits(&a, &c) {
-			return ""
+			why := explainDevices(n, ask, false)
+			if why == "" {
+				return ""
+			}
+			if devMsg == "" {
+				devMsg = why
+			}
 		}
 		for r := 0; r < numRes; r++ {
 			if i == 0 || c[r] > largest[r] {
@@ -49,6 +56,12 @@ func Explain(nodes []Node, ask Ask) string {
 	who := "no agent"
 	if len(ask.Constraints) > 0 {
 		who = "no agent matching " + joinConstraints(ask.Constraints)
+	}
+	if devMsg != "" {
+		if a[2] > 0 {
+			return who + " has " + devicePhrase(a) + " on whole devices (closest: " + devMsg + ")"
+		}
+		return who + " has a GPU that can hold " + devicePhrase(a) + " (closest: " + devMsg + ")"
 	}
 	var short []int
 	for r := 0; r < numRes; r++ {
@@ -99,13 +112,19 @@ func ExplainNow(nodes []Node, ask Ask) string {
 	if msg := Explain(nodes, ask); msg != "" {
 		return msg
 	}
-	matching, _ := filterConstraints(upNodes(nodes), ask.Constraints)
+	matching, _ := filterConstraints(upNodes(nodes), ask.Constraints, needsDevice(&ask))
 	a := vec(ask.Resources)
 	var shortOn [numRes]int
+	var devMsgs []string
 	for _, n := range matching {
 		free := vec(n.Capacity.Sub(n.Used))
 		if fits(&a, &free) {
-			return ""
+			why := explainDevices(n, ask, true)
+			if why == "" {
+				return ""
+			}
+			devMsgs = append(devMsgs, why)
+			continue
 		}
 		for r := 0; r < numRes; r++ {
 			if a[r] > free[r] {
@@ -118,6 +137,9 @@ func ExplainNow(nodes []Node, ask Ask) string {
 		if shortOn[r] > 0 {
 			parts = append(parts, pool.ResourceNames[r]+" on "+strconv.Itoa(shortOn[r]))
 		}
+	}
+	if len(devMsgs) > 0 {
+		parts = append(parts, "devices on "+strconv.Itoa(len(devMsgs))+": "+devMsgs[0])
 	}
 	msg := "waiting for capacity: "
 	if len(matching) == 1 {
@@ -152,12 +174,16 @@ func upNodes(nodes []Node) []*Node {
 }
 
 // filterConstraints returns the nodes of up matching every constraint, or a
-// message when none does.
-func filterConstraints(up []*Node, cs []Constraint) ([]*Node, string) {
+// message when none does. For a device ask, device constraints are left to
+// the devices of nodes that list them.
+func filterConstraints(up []*Node, cs []Constraint, devAsk bool) ([]*Node, string) {
 	var matching []*Node
 	for _, n := range up {
 		ok := true
 		for _, c := range cs {
+			if devAsk && len(n.Devices) > 0 && IsDeviceLabel(c.Label) {
+				continue
+			}
 			if !c.Matches(n.Labels) {
 				ok = false
 				break
@@ -175,7 +201,7 @@ func filterConstraints(up []*Node, cs []Constraint) ([]*Node, string) {
 	for _, c := range cs {
 		none := true
 		for _, n := range up {
-			if c.Matches(n.Labels) {
+			if c.Matches(n.Labels) || devAsk && len(n.Devices) > 0 && IsDeviceLabel(c.Label) {
 				none = false
 				break
 			}
@@ -259,4 +285,19 @@ func phrase(rs []int, v [numRes]int64) string {
 		return parts[0]
 	}
 	return strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
+}
+
+// devicePhrase renders the GPU part of a for a device message: "6Gi GPU
+// memory and 1 NVENC session", "2 GPUs with 16Gi GPU memory".
+func devicePhrase(a [numRes]int64) string {
+	var rs []int
+	for r := 2; r < numRes; r++ {
+		if a[r] > 0 {
+			rs = append(rs, r)
+		}
+	}
+	if len(rs) == 0 {
+		return "the task"
+	}
+	return phrase(rs, a)
 }

@@ -60,6 +60,13 @@ type Node struct {
 	Labels map[string]string
 	// Up is false for nodes that must not get work.
 	Up bool
+	// Devices, when listed, are the node's GPUs and MIG instances: GPU
+	// asks are placed on them (devices.go). Without them a GPU ask is
+	// judged on the node's totals.
+	Devices []Device
+	// NVENCSystemCap caps NVENC sessions across the node's SystemCapped
+	// devices (0: no cap); NVENCSystemUsed is what placed tasks hold of it.
+	NVENCSystemCap, NVENCSystemUsed int64
 }
 
 // Constraint restricts a task to nodes whose label matches.
@@ -157,6 +164,10 @@ type nodeState struct {
 	id    string
 	// labels is the caller's map; the Placer only reads it.
 	labels map[string]string
+	// devs are the node's devices (copied), sysCap/sysUsed its NVENC
+	// system cap and its use.
+	devs            []devState
+	sysCap, sysUsed int64
 }
 
 // score is the node's utilization after adding ask, in [0, 1] when ask fits.
@@ -237,6 +248,13 @@ func NewPlacer(nodes []Node) *Placer {
 		s.id, s.labels = n.ID, n.Labels
 		s.cap, s.used = vec(n.Capacity), vec(n.Used)
 		s.gpu = hasGPU(n.Capacity)
+		s.sysCap, s.sysUsed = n.NVENCSystemCap, n.NVENCSystemUsed
+		if len(n.Devices) > 0 {
+			s.devs = make([]devState, len(n.Devices))
+			for d := range n.Devices {
+				s.devs[d] = devState{Device: n.Devices[d], pos: d}
+			}
+		}
 		var wsum float64
 		for r := 0; r < numRes; r++ {
 			s.free[r] = s.cap[r] - s.used[r]
@@ -273,26 +291,31 @@ func (p *Placer) candidates(c Constraint) []int32 {
 	return l
 }
 
-// Place picks a node for ask, records the use and returns the node ID.
+// Place picks a node for ask, records the use and returns the node ID and,
+// for a GPU ask on a node that lists its devices, the devices granted.
 // ok is false when no up node matching the constraints has room for ask now,
 // and also when ask has a negative resource or an invalid constraint.
-func (p *Placer) Place(ask Ask) (nodeID string, ok bool) {
+func (p *Placer) Place(ask Ask) (nodeID string, grants []Grant, ok bool) {
 	a := vec(ask.Resources)
 	for _, v := range a {
 		if v < 0 {
-			return "", false
+			return "", nil, false
 		}
 	}
 	h := hashAsk(&ask)
 	if p.knownFailure(h, &ask) {
-		return "", false
+		return "", nil, false
 	}
 
+	devAsk := needsDevice(&ask)
 	list := p.all
 	pick := -1 // constraint whose candidate list is scanned
 	for i, c := range ask.Constraints {
 		if ValidateConstraint(c) != nil {
-			return "", false
+			return "", nil, false
+		}
+		if devAsk && IsDeviceLabel(c.Label) {
+			continue // checked on each device of nodes that list them
 		}
 		if l := p.candidates(c); pick < 0 || len(l) < len(list) {
 			list, pick = l, i
@@ -302,6 +325,7 @@ func (p *Placer) Place(ask Ask) (nodeID string, ok bool) {
 	cpuOnly := !hasGPU(ask.Resources)
 	best := -1
 	var bestScore float64
+	var bestPicks []int
 	bestGPU := false
 	for _, pos := range list {
 		n := &p.nodes[pos]
@@ -311,27 +335,33 @@ func (p *Placer) Place(ask Ask) (nodeID string, ok bool) {
 		if cpuOnly && best >= 0 && n.gpu && !bestGPU {
 			continue // a CPU-only node already fits; GPU hosts lose
 		}
-		if !p.matchesOthers(n, ask.Constraints, pick) {
+		if !p.matchesOthers(n, ask.Constraints, pick, devAsk) {
 			continue
 		}
 		s := n.score(&a)
-		switch {
-		case best < 0,
-			cpuOnly && bestGPU && !n.gpu,
-			s > bestScore: // equal scores keep the earlier (smaller) ID
-			best, bestScore, bestGPU = int(pos), s, n.gpu
+		better := best < 0 || cpuOnly && bestGPU && !n.gpu || s > bestScore // equal scores keep the earlier (smaller) ID
+		if !better {
+			continue
 		}
+		var picks []int
+		if devAsk && len(n.devs) > 0 {
+			var ok bool
+			if picks, ok = n.pickDevices(&ask, &a); !ok {
+				continue
+			}
+		}
+		best, bestScore, bestGPU, bestPicks = int(pos), s, n.gpu, picks
 	}
 	if best < 0 {
 		p.rememberFailure(h, &ask)
-		return "", false
+		return "", nil, false
 	}
-	p.take(&p.nodes[best], &a)
-	return p.nodes[best].id, true
+	return p.nodes[best].id, p.take(&p.nodes[best], &a, bestPicks), true
 }
 
-// take records a placement of a on n.
-func (p *Placer) take(n *nodeState, a *[numRes]int64) {
+// take records a placement of a on n (and on its devices at picks) and
+// returns the device grants.
+func (p *Placer) take(n *nodeState, a *[numRes]int64, picks []int) []Grant {
 	hadCPU := n.free[0] > 0
 	for i := 0; i < numRes; i++ {
 		n.used[i] += a[i]
@@ -340,23 +370,33 @@ func (p *Placer) take(n *nodeState, a *[numRes]int64) {
 	if hadCPU && n.free[0] <= 0 {
 		p.withCPU--
 	}
+	if len(picks) == 0 {
+		return nil
+	}
+	return n.takeDevices(picks, a)
 }
 
 // PlaceOn places ask on one given node if it is up, matches the
-// constraints and has room; preemption uses it to put a task where it
-// freed capacity.
-func (p *Placer) PlaceOn(nodeID string, ask Ask) bool {
+// constraints and has room (on its devices too); preemption uses it to put
+// a task where it freed capacity. It returns the device grants.
+func (p *Placer) PlaceOn(nodeID string, ask Ask) ([]Grant, bool) {
 	pos, ok := p.index[nodeID]
 	if !ok || pos < 0 {
-		return false
+		return nil, false
 	}
 	n := &p.nodes[pos]
 	a := vec(ask.Resources)
-	if !fits(&a, &n.free) || !p.matchesOthers(n, ask.Constraints, -1) {
-		return false
+	devAsk := needsDevice(&ask)
+	if !fits(&a, &n.free) || !p.matchesOthers(n, ask.Constraints, -1, devAsk) {
+		return nil, false
 	}
-	p.take(n, &a)
-	return true
+	var picks []int
+	if devAsk && len(n.devs) > 0 {
+		if picks, ok = n.pickDevices(&ask, &a); !ok {
+			return nil, false
+		}
+	}
+	return p.take(n, &a, picks), true
 }
 
 // Matching returns the up nodes whose labels satisfy every constraint of
@@ -365,7 +405,7 @@ func (p *Placer) Matching(ask Ask) []NodeFree {
 	var out []NodeFree
 	for i := range p.nodes {
 		n := &p.nodes[i]
-		if p.matchesOthers(n, ask.Constraints, -1) {
+		if p.matchesOthers(n, ask.Constraints, -1, needsDevice(&ask)) {
 			out = append(out, NodeFree{ID: n.id, Free: fromVec(n.free)})
 		}
 	}
@@ -378,25 +418,39 @@ type NodeFree struct {
 	Free pool.Resources
 }
 
-// matchesOthers checks every constraint except the one at skip.
-func (p *Placer) matchesOthers(n *nodeState, cs []Constraint, skip int) bool {
+// matchesOthers checks every constraint except the one at skip against the
+// node's labels; for a device ask (devAsk) on a node that lists devices,
+// device constraints are left to the devices.
+func (p *Placer) matchesOthers(n *nodeState, cs []Constraint, skip int, devAsk bool) bool {
+	onDevices := devAsk && len(n.devs) > 0
 	for i := range cs {
-		if i != skip && !cs[i].Matches(n.labels) {
+		if i == skip || onDevices && IsDeviceLabel(cs[i].Label) {
+			continue
+		}
+		if !cs[i].Matches(n.labels) {
 			return false
 		}
 	}
 	return true
 }
 
-// Release gives back r on nodeID (e.g. for a task placed then dropped in the
-// same pass). Use never drops below zero on any resource. Unknown and down
-// nodes are ignored. Releasing anything forgets the remembered failed asks.
-func (p *Placer) Release(nodeID string, r pool.Resources) {
+// Release gives back r on nodeID, and on its granted devices (e.g. for a
+// task placed then dropped in the same pass, or a preemption victim). Use
+// never drops below zero on any resource. Unknown and down nodes are
+// ignored. Releasing anything forgets the remembered failed asks.
+func (p *Placer) Release(nodeID string, r pool.Resources, grants []Grant) {
 	pos, ok := p.index[nodeID]
 	if !ok || pos < 0 {
 		return
 	}
 	n := &p.nodes[pos]
+	if len(grants) > 0 {
+		n.releaseDevices(grants, r)
+		if len(p.fails) > 0 {
+			clear(p.failed)
+			p.fails = p.fails[:0]
+		}
+	}
 	hadCPU := n.free[0] > 0
 	rv := vec(r)
 	changed := false

@@ -147,7 +147,7 @@ func TestPlace(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := NewPlacer(tc.nodes)
 			for i, s := range tc.steps {
-				got, ok := p.Place(Ask{Resources: res(t, s.ask), Constraints: s.cons})
+				got, _, ok := p.Place(Ask{Resources: res(t, s.ask), Constraints: s.cons})
 				if ok != (s.want != "") || got != s.want {
 					t.Fatalf("step %d: Place(%s %v) = %q, %v; want %q", i, s.ask, s.cons, got, ok, s.want)
 				}
@@ -193,7 +193,7 @@ func TestManyPlacementsNeverOvercommit(t *testing.T) {
 	count := 0
 	for i := 0; i < 1000; i++ {
 		a := asks[i%len(asks)]
-		if _, ok := p.Place(a); ok {
+		if _, _, ok := p.Place(a); ok {
 			placed = placed.Add(a.Resources)
 			count++
 		}
@@ -215,7 +215,7 @@ func TestManyPlacementsNeverOvercommit(t *testing.T) {
 
 func TestNegativeAskRefused(t *testing.T) {
 	p := NewPlacer([]Node{node(t, "a", "cpu=4", "cpu=2")})
-	if id, ok := p.Place(Ask{Resources: pool.Resources{CPUMillis: -1000}}); ok {
+	if id, _, ok := p.Place(Ask{Resources: pool.Resources{CPUMillis: -1000}}); ok {
 		t.Fatalf("negative ask placed on %s", id)
 	}
 	if u, _ := p.Used("a"); u.CPUMillis != 2000 {
@@ -231,27 +231,27 @@ func TestReleaseAndFull(t *testing.T) {
 	}
 	ask := Ask{Resources: res(t, "cpu=1,memory=1Gi")}
 	for i := 0; i < 3; i++ {
-		if _, ok := p.Place(ask); !ok {
+		if _, _, ok := p.Place(ask); !ok {
 			t.Fatalf("place %d failed", i)
 		}
 	}
 	if !p.Full() {
 		t.Fatal("all cpu used but Full is false")
 	}
-	if _, ok := p.Place(ask); ok {
+	if _, _, ok := p.Place(ask); ok {
 		t.Fatal("placed on a full cluster")
 	}
 	// The failure is cached; a release must make the same ask placeable again.
-	p.Release("a", ask.Resources)
+	p.Release("a", ask.Resources, nil)
 	if p.Full() {
 		t.Fatal("Full after release")
 	}
-	if id, ok := p.Place(ask); !ok || id != "a" {
+	if id, _, ok := p.Place(ask); !ok || id != "a" {
 		t.Fatalf("after release: %q, %v", id, ok)
 	}
 	// Over-release clamps at zero; unknown nodes are ignored.
-	p.Release("b", res(t, "cpu=100,memory=100Gi,gpu=3"))
-	p.Release("nope", res(t, "cpu=1"))
+	p.Release("b", res(t, "cpu=100,memory=100Gi,gpu=3"), nil)
+	p.Release("nope", res(t, "cpu=1"), nil)
 	if u, _ := p.Used("b"); !u.IsZero() {
 		t.Fatalf("used on b after over-release: %v", u)
 	}
@@ -267,15 +267,15 @@ func TestFailedShapeCacheRespectsConstraints(t *testing.T) {
 	nodes := []Node{node(t, "a", "cpu=1", "", "zone=x"), node(t, "b", "cpu=4", "", "zone=y")}
 	p := NewPlacer(nodes)
 	cs := []Constraint{{Label: "zone", Value: "x"}}
-	if _, ok := p.Place(Ask{Resources: res(t, "cpu=2"), Constraints: cs}); ok {
+	if _, _, ok := p.Place(Ask{Resources: res(t, "cpu=2"), Constraints: cs}); ok {
 		t.Fatal("placed cpu=2 in zone x")
 	}
 	// Same resources, different constraints: not the same shape.
 	cs[0].Value = "y" // the placer must have copied the slice
-	if id, ok := p.Place(Ask{Resources: res(t, "cpu=2"), Constraints: cs}); !ok || id != "b" {
+	if id, _, ok := p.Place(Ask{Resources: res(t, "cpu=2"), Constraints: cs}); !ok || id != "b" {
 		t.Fatalf("zone y: %q, %v", id, ok)
 	}
-	if id, ok := p.Place(Ask{Resources: res(t, "cpu=2")}); !ok || id != "b" {
+	if id, _, ok := p.Place(Ask{Resources: res(t, "cpu=2")}); !ok || id != "b" {
 		t.Fatalf("unconstrained: %q, %v", id, ok)
 	}
 }
@@ -284,7 +284,7 @@ func TestNewPlacerCopiesNodes(t *testing.T) {
 	nodes := []Node{node(t, "a", "cpu=2", ""), {ID: "a", Capacity: res(t, "cpu=64"), Up: true}}
 	p := NewPlacer(nodes)
 	nodes[0].Capacity.CPUMillis = 100000
-	if _, ok := p.Place(Ask{Resources: res(t, "cpu=3")}); ok {
+	if _, _, ok := p.Place(Ask{Resources: res(t, "cpu=3")}); ok {
 		t.Fatal("placer saw a later change to the caller's nodes, or the duplicate ID")
 	}
 }
@@ -385,7 +385,7 @@ func TestPlaceProperties(t *testing.T) {
 				k := rng.Intn(len(placed))
 				pl := placed[k]
 				placed = append(placed[:k], placed[k+1:]...)
-				p.Release(pl.id, pl.r)
+				p.Release(pl.id, pl.r, nil)
 				used[pl.id] = used[pl.id].Sub(pl.r)
 				continue
 			}
@@ -394,7 +394,7 @@ func TestPlaceProperties(t *testing.T) {
 				ask = shapes[rng.Intn(len(shapes))]
 			}
 			want := naiveFits(nodes, used, ask)
-			id, ok := p.Place(ask)
+			id, _, ok := p.Place(ask)
 			if ok {
 				hits++
 			} else {
@@ -439,7 +439,7 @@ func TestPlaceDeterministic(t *testing.T) {
 		p := NewPlacer(nodes)
 		var out []string
 		for i := 0; i < 2000; i++ {
-			id, _ := p.Place(randomAsk(rng))
+			id, _, _ := p.Place(randomAsk(rng))
 			out = append(out, id)
 		}
 		return out
@@ -449,7 +449,7 @@ func TestPlaceDeterministic(t *testing.T) {
 	nodes := randomNodes(rng, 200)
 	p := NewPlacer(nodes)
 	for i := 0; i < 2000; i++ {
-		id, _ := p.Place(randomAsk(rng))
+		id, _, _ := p.Place(randomAsk(rng))
 		if id != a[i] {
 			t.Fatalf("placement %d differs with node order: %q vs %q", i, id, a[i])
 		}
@@ -507,7 +507,7 @@ func BenchmarkPlace1000Nodes(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		if _, ok := p.Place(asks[i%len(asks)]); !ok && p.Full() {
+		if _, _, ok := p.Place(asks[i%len(asks)]); !ok && p.Full() {
 			b.StopTimer()
 			p = NewPlacer(nodes)
 			b.StartTimer()
@@ -530,5 +530,120 @@ func BenchmarkPlace1000NodesSaturated(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		p.Place(asks[i%len(asks)])
+	}
+}
+
+// TestDevicesNeverOverfilled places and releases random GPU asks on hosts
+// with 1, 4 and 8 devices of mixed sizes, some system-capped, and checks
+// after every step, against CheckGrants and a model of its own, that no
+// device holds more memory or sessions than it offers, that whole devices
+// are never shared, and that a host's session cap holds.
+func TestDevicesNeverOverfilled(t *testing.T) {
+	rng := rand.New(rand.NewSource(12))
+	var nodes []Node
+	for i, count := range []int{1, 4, 8} {
+		n := Node{ID: fmt.Sprintf("h%d", i), Up: true, NVENCSystemCap: int64(i * 3)}
+		for d := 0; d < count; d++ {
+			mem := int64(4+4*(d%3)) << 30
+			dev := Device{Index: int32(d), UUID: fmt.Sprintf("h%d-gpu%d", i, d), Memory: mem, Sessions: int64(2 + d%3),
+				SystemCapped: i == 2 && d%2 == 0, Labels: map[string]string{DeviceLabelModel: []string{"L4", "A10"}[d%2]}}
+			n.Devices = append(n.Devices, dev)
+			n.Capacity = n.Capacity.Add(pool.Resources{GPUs: 1, GPUMemoryBytes: mem, NVENC: dev.Sessions})
+		}
+		n.Capacity.CPUMillis, n.Capacity.MemoryBytes = 64000, 256<<30
+		nodes = append(nodes, n)
+	}
+	p := NewPlacer(nodes)
+	type placed struct {
+		node   string
+		ask    Ask
+		grants []Grant
+	}
+	var live []placed
+	for step := 0; step < 3000; step++ {
+		if len(live) > 0 && rng.Intn(3) == 0 {
+			i := rng.Intn(len(live))
+			p.Release(live[i].node, live[i].ask.Resources, live[i].grants)
+			live = append(live[:i], live[i+1:]...)
+		} else {
+			ask := Ask{Resources: pool.Resources{CPUMillis: 100, GPUMemoryBytes: int64(rng.Intn(6)) << 30, NVENC: int64(rng.Intn(2))}}
+			if rng.Intn(8) == 0 {
+				ask.Resources = pool.Resources{CPUMillis: 100, GPUs: int64(1 + rng.Intn(2))}
+			}
+			if rng.Intn(4) == 0 {
+				ask.Constraints = []Constraint{{Label: DeviceLabelModel, Value: "A10"}}
+			}
+			if id, grants, ok := p.Place(ask); ok {
+				want := max(ask.Resources.GPUs, 1)
+				if !needsDevice(&ask) {
+					want = 0
+				}
+				if int64(len(grants)) != want {
+					t.Fatalf("step %d: %v got %d grants, want %d", step, ask.Resources, len(grants), want)
+				}
+				live = append(live, placed{id, ask, grants})
+			}
+		}
+		// The model: what the live placements hold on each device.
+		use := map[string]*DeviceUse{}
+		sys := map[string]int64{}
+		for _, l := range live {
+			a := l.ask.Resources
+			for _, g := range l.grants {
+				u := use[g.UUID]
+				if u == nil {
+					u = &DeviceUse{}
+					use[g.UUID] = u
+				}
+				if u.Whole || (a.GPUs > 0 && u.Tasks > 0) {
+					t.Fatalf("step %d: device %s shared with a whole-device task", step, g.UUID)
+				}
+				mem, ses := a.GPUMemoryBytes, a.NVENC
+				if a.GPUs > 0 {
+					mem, ses, u.Whole = ceilDiv(mem, a.GPUs), ceilDiv(ses, a.GPUs), true
+				}
+				u.Memory, u.Sessions, u.Tasks = u.Memory+mem, u.Sessions+ses, u.Tasks+1
+				for _, n := range nodes {
+					for _, d := range n.Devices {
+						if d.UUID == g.UUID && d.SystemCapped {
+							sys[n.ID] += ses
+						}
+					}
+				}
+				if l.ask.Constraints != nil {
+					for _, n := range nodes {
+						for _, d := range n.Devices {
+							if d.UUID == g.UUID && d.Labels[DeviceLabelModel] != "A10" {
+								t.Fatalf("step %d: gpu.model=A10 placed on %s (%s)", step, g.UUID, d.Labels[DeviceLabelModel])
+							}
+						}
+					}
+				}
+			}
+		}
+		for _, n := range nodes {
+			if n.NVENCSystemCap > 0 && sys[n.ID] > n.NVENCSystemCap {
+				t.Fatalf("step %d: %s holds %d capped sessions over its cap %d", step, n.ID, sys[n.ID], n.NVENCSystemCap)
+			}
+			for _, d := range n.Devices {
+				if u := use[d.UUID]; u != nil && (u.Memory > d.Memory || u.Sessions > d.Sessions) {
+					t.Fatalf("step %d: %s holds %+v of memory %d, sessions %d", step, d.UUID, *u, d.Memory, d.Sessions)
+				}
+			}
+		}
+	}
+	// CheckGrants agrees: each live placement fits once the others are
+	// booked, and a bogus grant is refused with a reason.
+	node := nodes[1]
+	if err := CheckGrants(node, Ask{Resources: pool.Resources{GPUMemoryBytes: 1 << 30}}, []Grant{{Index: 9, UUID: "nope"}}); err == nil ||
+		!strings.Contains(err.Error(), "no device nope") {
+		t.Fatalf("CheckGrants with an unknown device: %v", err)
+	}
+	if err := CheckGrants(node, Ask{Resources: pool.Resources{GPUMemoryBytes: 64 << 30}}, []Grant{{Index: 0, UUID: "h1-gpu0"}}); err == nil ||
+		!strings.Contains(err.Error(), "GPU memory needed") {
+		t.Fatalf("CheckGrants over a device's memory: %v", err)
+	}
+	if err := CheckGrants(node, Ask{Resources: pool.Resources{GPUMemoryBytes: 1 << 30}}, nil); err == nil {
+		t.Fatal("CheckGrants accepted a GPU ask without a grant on a node with devices")
 	}
 }
