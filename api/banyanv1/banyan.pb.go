@@ -774,8 +774,8 @@ type Attempt struct {
 	StartedUnixMs  int64                  `protobuf:"varint,5,opt,name=started_unix_ms,json=startedUnixMs,proto3" json:"started_unix_ms,omitempty"`
 	FinishedUnixMs int64                  `protobuf:"varint,6,opt,name=finished_unix_ms,json=finishedUnixMs,proto3" json:"finished_unix_ms,omitempty"`
 	// outcome is one of "", "succeeded", "failed", "timeout", "lost",
-	// "cancelled", "preempted", "fallback" (never placed: it gave way to the
-	// task's fallback).
+	// "cancelled", "preempted", "device_lost" (its GPU was marked unhealthy),
+	// "fallback" (never placed: it gave way to the task's fallback).
 	Outcome    string `protobuf:"bytes,7,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	ExitCode   int32  `protobuf:"varint,8,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	Error      string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`

@@ -72,6 +72,8 @@ const (
 	outcomeTimeout   = "timeout"
 	outcomeLost      = "lost"
 	outcomePreempted = "preempted"
+	// OutcomeDeviceLost ends an attempt whose GPU was marked unhealthy.
+	OutcomeDeviceLost = "device_lost"
 )
 
 // Classify returns the failure class of an attempt that ended with outcome
@@ -88,6 +90,8 @@ func Classify(outcome string, exitCode int32) string {
 		return AgentLost
 	case outcomePreempted:
 		return Preempted
+	case OutcomeDeviceLost:
+		return DeviceLost
 	}
 	return ""
 }

@@ -25,6 +25,7 @@ func TestClassify(t *testing.T) {
 		{"lost", 0, AgentLost, false, false},
 		{"lost", 66, AgentLost, false, false},
 		{"preempted", 0, Preempted, false, false},
+		{"device_lost", 0, DeviceLost, false, false},
 		{"succeeded", 0, "", false, false},
 		{"succeeded", 65, "", false, false},
 		{"cancelled", -1, "", false, false},

@@ -731,8 +731,12 @@ type ReportEvents struct {
 	// written before failure classes existed lack it and replay as they were
 	// first applied: every failed attempt is a generic, retried "failed".
 	ClassifyExitCodes bool `protobuf:"varint,2,opt,name=classify_exit_codes,json=classifyExitCodes,proto3" json:"classify_exit_codes,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// classify_nvenc_sessions makes exit 69 an NVENC session-limit failure
+	// (no retry used; the fallback takes over). Entries written before that
+	// class existed lack it and replay exit 69 as a generic failure.
+	ClassifyNvencSessions bool `protobuf:"varint,3,opt,name=classify_nvenc_sessions,json=classifyNvencSessions,proto3" json:"classify_nvenc_sessions,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *ReportEvents) Reset() {
@@ -775,6 +779,13 @@ func (x *ReportEvents) GetAgents() []*AgentEvents {
 func (x *ReportEvents) GetClassifyExitCodes() bool {
 	if x != nil {
 		return x.ClassifyExitCodes
+	}
+	return false
+}
+
+func (x *ReportEvents) GetClassifyNvencSessions() bool {
+	if x != nil {
+		return x.ClassifyNvencSessions
 	}
 	return false
 }
@@ -1874,10 +1885,11 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\ajob_ids\x18\x01 \x03(\tR\x06jobIds\"V\n" +
 	"\vAgentEvents\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12,\n" +
-	"\x06events\x18\x02 \x03(\v2\x14.banyan.v1.TaskEventR\x06events\"r\n" +
+	"\x06events\x18\x02 \x03(\v2\x14.banyan.v1.TaskEventR\x06events\"\xaa\x01\n" +
 	"\fReportEvents\x122\n" +
 	"\x06agents\x18\x01 \x03(\v2\x1a.banyan.fsm.v1.AgentEventsR\x06agents\x12.\n" +
-	"\x13classify_exit_codes\x18\x02 \x01(\bR\x11classifyExitCodes\"\xa9\x01\n" +
+	"\x13classify_exit_codes\x18\x02 \x01(\bR\x11classifyExitCodes\x126\n" +
+	"\x17classify_nvenc_sessions\x18\x03 \x01(\bR\x15classifyNvencSessions\"\xa9\x01\n" +
 	"\aAgentUp\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x128\n" +
 	"\vfingerprint\x18\x02 \x01(\v2\x16.banyan.v1.FingerprintR\vfingerprint\x12\x18\n" +

@@ -350,11 +350,13 @@ func CheckGrants(node Node, ask Ask, grants []Grant) error {
 }
 
 // explainDevices says, for a node whose totals fit ask but whose devices
-// may not, which device came closest: "" if some device (set) fits. now
-// judges free capacity; otherwise the devices are judged idle.
-func explainDevices(n *Node, ask Ask, now bool) string {
+// may not, why each device does not: "" if some device (set) fits. now
+// judges free capacity; otherwise the devices are judged idle. mismatched
+// counts the devices ruled out by kind or constraint rather than by room,
+// so that a caller can name the node that came closest.
+func explainDevices(n *Node, ask Ask, now bool) (msg string, mismatched int) {
 	if len(n.Devices) == 0 || !needsDevice(&ask) {
-		return ""
+		return "", 0
 	}
 	ns := nodeState{id: n.ID, sysCap: n.NVENCSystemCap}
 	if now {
@@ -368,7 +370,7 @@ func explainDevices(n *Node, ask Ask, now bool) string {
 	}
 	a := vec(ask.Resources)
 	if _, ok := ns.pickDevices(&ask, &a); ok {
-		return ""
+		return "", 0
 	}
 	mig := wantsMIG(ask.Constraints)
 	whole, parts := a[2] > 0, max(a[2], 1)
@@ -379,13 +381,16 @@ func explainDevices(n *Node, ask Ask, now bool) string {
 		if why == "" {
 			continue
 		}
+		if d.MIG != mig || !matchesDevice(d, ask.Constraints) {
+			mismatched++
+		}
 		reasons = append(reasons, fmt.Sprintf("GPU %d: %s", d.Index, why))
 		if d.MIG {
 			reasons[len(reasons)-1] = fmt.Sprintf("GPU %d MIG %s: %s", d.Index, d.Labels[DeviceLabelMIGProfile], why)
 		}
 	}
 	if len(reasons) == 0 {
-		return fmt.Sprintf("%s has fewer than %d free devices", n.ID, parts)
+		return fmt.Sprintf("%s has fewer than %d free devices", n.ID, parts), 0
 	}
-	return n.ID + ": " + strings.Join(reasons, "; ")
+	return n.ID + ": " + strings.Join(reasons, "; "), mismatched
 }

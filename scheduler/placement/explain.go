@@ -36,15 +36,16 @@ func Explain(nodes []Node, ask Ask) string {
 	a := vec(ask.Resources)
 	var largest [numRes]int64
 	var devMsg string
+	devMismatch := 0
 	for i, n := range matching {
 		c := vec(n.Capacity)
 		if fits(&a, &c) {
-			why := explainDevices(n, ask, false)
+			why, mismatched := explainDevices(n, ask, false)
 			if why == "" {
 				return ""
 			}
-			if devMsg == "" {
-				devMsg = why
+			if devMsg == "" || mismatched < devMismatch {
+				devMsg, devMismatch = why, mismatched
 			}
 		}
 		for r := 0; r < numRes; r++ {
@@ -119,7 +120,7 @@ func ExplainNow(nodes []Node, ask Ask) string {
 	for _, n := range matching {
 		free := vec(n.Capacity.Sub(n.Used))
 		if fits(&a, &free) {
-			why := explainDevices(n, ask, true)
+			why, _ := explainDevices(n, ask, true)
 			if why == "" {
 				return ""
 			}

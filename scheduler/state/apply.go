@@ -10,6 +10,7 @@ import (
 	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+	"github.com/banyan-sched/banyan/scheduler/placement"
 	"github.com/banyan-sched/banyan/scheduler/queue"
 	"google.golang.org/protobuf/proto"
 )
@@ -19,6 +20,7 @@ var (
 	ErrUnknownCommand = errors.New("unknown command")
 	ErrJobNotFound    = errors.New("job not found")
 	ErrPoolBusy       = errors.New("pool has work")
+	ErrAgentNotFound  = errors.New("agent not found")
 )
 
 // Cancel asks the agent running an attempt to stop it.
@@ -57,6 +59,8 @@ func (s *State) Apply(cmd *fsmpb.Command) *Result {
 		s.applyAgentUp(now, c.AgentUp, r)
 	case *fsmpb.Command_AgentDown:
 		s.applyAgentDown(now, c.AgentDown, r)
+	case *fsmpb.Command_AgentDevices:
+		s.applyAgentDevices(now, c.AgentDevices, r)
 	case *fsmpb.Command_Cancel:
 		s.applyCancel(now, c.Cancel, r)
 	case *fsmpb.Command_PoolPut:
@@ -228,6 +232,11 @@ func (s *State) canAssign(a *fsmpb.Assignment, usage map[string]pool.Resources) 
 	if !ok || !ag.Up() || !t.Ask.Fits(ag.Capacity.Sub(ag.Used)) {
 		return false
 	}
+	if len(ag.devices) > 0 || len(a.Gpus) > 0 {
+		if placement.CheckGrants(ag.node(a.AgentId), askOf(t), grantsOf(a.Gpus)) != nil {
+			return false
+		}
+	}
 	if k := t.PB.Spec.ExclusiveKey; k != "" && s.exclusive[k] != "" {
 		return false
 	}
@@ -241,7 +250,7 @@ func (s *State) assign(now int64, a *fsmpb.Assignment) {
 	s.queue.Remove(s.queueItem(t))
 	delete(s.fallbackWatch, t.PB.Id)
 	t.addAttempt(&pb.Attempt{Number: t.Attempt(), QueuedUnixMs: t.PB.QueuedUnixMs,
-		AgentId: a.AgentId, PlacedUnixMs: now})
+		AgentId: a.AgentId, PlacedUnixMs: now, Gpus: a.Gpus})
 	s.setTaskState(t, pb.TaskState_TASK_STATE_ASSIGNED)
 	t.PB.NotBeforeUnixMs = 0
 	s.hold(t, ag, j.PB.Pool)
@@ -254,6 +263,7 @@ func (s *State) assign(now int64, a *fsmpb.Assignment) {
 func (s *State) hold(t *Task, ag *Agent, poolPath string) {
 	ag.Used = ag.Used.Add(t.Ask)
 	ag.Running[t.PB.Id] = t.Attempt()
+	ag.holdDevices(t, t.current().GetGpus())
 	s.poolUsage[poolPath] = s.poolUsage[poolPath].Add(t.Ask)
 	s.poolRun[poolPath]++
 	if k := t.PB.Spec.ExclusiveKey; k != "" {
@@ -268,6 +278,7 @@ func (s *State) release(t *Task) {
 		if _, held := ag.Running[t.PB.Id]; held {
 			delete(ag.Running, t.PB.Id)
 			ag.Used = ag.Used.Sub(t.Ask)
+			ag.releaseDevices(t, t.current().GetGpus())
 			s.poolUsage[j.PB.Pool] = s.poolUsage[j.PB.Pool].Sub(t.Ask)
 			if s.poolUsage[j.PB.Pool].IsZero() {
 				delete(s.poolUsage, j.PB.Pool)
@@ -293,15 +304,15 @@ func (s *State) applyEvents(now int64, c *fsmpb.ReportEvents, r *Result) {
 			ag.PB.LastSeenUnixMs = now
 		}
 		for _, ev := range ae.Events {
-			s.applyEvent(now, ae.AgentId, ev, c.ClassifyExitCodes, r)
+			s.applyEvent(now, ae.AgentId, ev, c, r)
 		}
 	}
 }
 
 // applyEvent applies one event if it is about the task's current attempt on
-// that agent; events about older attempts are stale and ignored. classify
-// says whether exit codes classify failures (see eventClass).
-func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, classify bool, r *Result) {
+// that agent; events about older attempts are stale and ignored. The
+// entry's flags say how exit codes classify failures (see eventClass).
+func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, c *fsmpb.ReportEvents, r *Result) {
 	t, ok := s.tasks[ev.TaskId]
 	if !ok || t.Attempt() != ev.Attempt || t.AgentID() != agentID || !isPlaced(t.PB.State) {
 		return
@@ -331,18 +342,23 @@ func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, classify
 				outcome, cur.Error = "failed", limits.TruncateHead(strings.ToValidUTF8(err.Error(), "\uFFFD"), limits.ErrorBytes)
 			}
 		}
-		s.finish(now, t, outcome, eventClass(outcome, ev.ExitCode, classify), r)
+		s.finish(now, t, outcome, eventClass(outcome, ev.ExitCode, c), r)
 	}
 }
 
 // eventClass classifies an attempt that an agent reported finished. Log
-// entries written before failure classes existed (classify false) replay as
-// they were first applied: every failed process is a generic failure.
-func eventClass(outcome string, exitCode int32, classify bool) string {
-	if !classify && outcome == "failed" {
+// entries written before a class existed replay as they were first
+// applied: without classify_exit_codes every failed process is a generic
+// failure, and without classify_nvenc_sessions so is exit 69.
+func eventClass(outcome string, exitCode int32, c *fsmpb.ReportEvents) string {
+	if !c.GetClassifyExitCodes() && outcome == "failed" {
 		return failure.Failed
 	}
-	return failure.Classify(outcome, exitCode)
+	class := failure.Classify(outcome, exitCode)
+	if class == failure.NVENCSessionLimit && !c.GetClassifyNvencSessions() {
+		return failure.Failed
+	}
+	return class
 }
 
 // preempt stops one running attempt to make room for another task.
@@ -415,6 +431,8 @@ func (s *State) finish(now int64, t *Task, outcome, class string, r *Result) {
 		s.setTaskState(t, pb.TaskState_TASK_STATE_SUCCEEDED)
 		s.wakeDependents(now, t)
 		s.maybeFinishJob(now, s.jobs[t.PB.JobId])
+	case class == failure.NVENCSessionLimit:
+		s.sessionLimited(now, t, r)
 	case failure.UsesRetry(class): // failed, timeout
 		s.retryOrFail(now, t, r)
 	case class == failure.Preempted || outcome == "cancelled":
@@ -603,9 +621,9 @@ func (s *State) applyAgentUp(now int64, c *fsmpb.AgentUp, r *Result) {
 		s.agents[c.AgentId] = ag
 		s.addAgentID(c.AgentId)
 	}
-	ag.PB.Fingerprint, ag.PB.Address = c.Fingerprint, c.Address
+	ag.setFingerprint(c.Fingerprint)
+	ag.PB.Address = c.Address
 	ag.PB.State, ag.PB.LastSeenUnixMs = AgentUp, now
-	ag.Capacity = c.Fingerprint.GetCapacity().Vector()
 	known := make(map[string]int32, len(c.Known))
 	for _, k := range c.Known {
 		known[k.TaskId] = k.Attempt

@@ -113,7 +113,9 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 				}
 				switch a.Outcome {
 				case "failed", "timeout":
-					retries++
+					if failure.UsesRetry(a.FailureClass) {
+						retries++
+					}
 				case "succeeded":
 					succeeded++
 				}

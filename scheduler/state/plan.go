@@ -178,8 +178,8 @@ func (p *pass) consider(it queue.Item, opportunistic bool) bool {
 		return false
 	}
 	ask := askOf(t)
-	if agent, ok := p.placer.Place(ask); ok {
-		p.assign(t, agent, it.Pool)
+	if agent, grants, ok := p.placer.Place(ask); ok {
+		p.assign(t, agent, it.Pool, grants)
 		return true
 	}
 	if opportunistic || p.lim.PreemptBudget <= 0 {
@@ -196,13 +196,14 @@ func (p *pass) consider(it queue.Item, opportunistic bool) bool {
 	return true
 }
 
-func (p *pass) assign(t *Task, agent, poolPath string) {
+func (p *pass) assign(t *Task, agent, poolPath string, grants []placement.Grant) {
 	p.placed[t.PB.Id] = true
 	p.view.Add(poolPath, t.Ask)
 	if k := t.PB.Spec.ExclusiveKey; k != "" {
 		p.held[k] = true
 	}
-	p.out.Assignments = append(p.out.Assignments, &fsmpb.Assignment{TaskId: t.PB.Id, Attempt: t.Attempt(), AgentId: agent})
+	p.out.Assignments = append(p.out.Assignments, &fsmpb.Assignment{TaskId: t.PB.Id, Attempt: t.Attempt(), AgentId: agent,
+		Gpus: grantsPB(grants)})
 }
 
 // preemptFor asks the pool policy for victims that make room for t on one
@@ -220,7 +221,7 @@ func (p *pass) preemptFor(t *Task, poolPath string, ask placement.Ask) bool {
 	for _, id := range pre.Victims {
 		v := p.s.tasks[id]
 		vpool := p.s.jobs[v.PB.JobId].PB.Pool
-		p.placer.Release(pre.Node, v.Ask)
+		p.placer.Release(pre.Node, v.Ask, grantsOf(v.current().GetGpus()))
 		p.view.Remove(vpool, v.Ask)
 		p.victims[id] = true
 		p.out.Preemptions = append(p.out.Preemptions, &fsmpb.Preemption{ForTaskId: t.PB.Id,
@@ -229,10 +230,11 @@ func (p *pass) preemptFor(t *Task, poolPath string, ask placement.Ask) bool {
 	// Victims are no longer candidates (all of them ran on pre.Node).
 	p.running[pre.Node] = slices.DeleteFunc(p.running[pre.Node], func(r pool.Running) bool { return p.victims[r.TaskID] })
 	p.lim.PreemptBudget -= len(pre.Victims)
-	if !p.placer.PlaceOn(pre.Node, ask) {
+	grants, ok := p.placer.PlaceOn(pre.Node, ask)
+	if !ok {
 		return false
 	}
-	p.assign(t, pre.Node, poolPath)
+	p.assign(t, pre.Node, poolPath, grants)
 	return true
 }
 
@@ -270,9 +272,7 @@ func (p *pass) runningTasks() pool.RunningByNode {
 func (s *State) nodes() []placement.Node {
 	out := make([]placement.Node, 0, len(s.agents))
 	for _, id := range s.AgentIDs() {
-		a := s.agents[id]
-		out = append(out, placement.Node{ID: id, Capacity: a.Capacity, Used: a.Used,
-			Labels: a.PB.GetFingerprint().GetLabels(), Up: a.Up()})
+		out = append(out, s.agents[id].node(id))
 	}
 	return out
 }

@@ -299,6 +299,8 @@ func (h *harness) run(line string, input []string) (string, error) {
 		err = h.agentUp(a)
 	case "agent-down":
 		err = h.agentDown(a)
+	case "devices":
+		err = h.devices(a)
 	case "pool-put":
 		err = h.poolPut(a)
 	case "pool-delete":
@@ -400,6 +402,13 @@ func taskDesc(t *pb.Task) string {
 		d += "#" + strconv.Itoa(int(cur.Number))
 		if isPlaced(t.State) {
 			d += "@" + cur.AgentId
+			if len(cur.Gpus) > 0 {
+				var uuids []string
+				for _, g := range cur.Gpus {
+					uuids = append(uuids, g.Uuid)
+				}
+				d += "[" + strings.Join(uuids, "+") + "]"
+			}
 		}
 	}
 	if t.State == pb.TaskState_TASK_STATE_QUEUED && t.NotBeforeUnixMs != 0 {
@@ -485,6 +494,14 @@ func (h *harness) agentUp(a *args) error {
 	if len(labels) > 0 {
 		fp.Labels = labels
 	}
+	if fp.Gpus, err = parseGPUs(a.list("gpus"), a.str("nvenc_limit", "per_device")); err != nil {
+		return err
+	}
+	nvencCap, err := a.int("nvenc_cap", 0)
+	if err != nil {
+		return err
+	}
+	fp.NvencSystemSessions = int32(nvencCap)
 	r := h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentUp{AgentUp: &fsmpb.AgentUp{
 		AgentId: id, Fingerprint: fp, Address: a.str("address", ""), Known: known}}})
 	if r.Err == nil {
@@ -509,6 +526,21 @@ func agentDesc(s *State, id string) string {
 			keys[i] = k + "=" + labels[k]
 		}
 		d += " labels=" + strings.Join(keys, ",")
+	}
+	for _, g := range v.Fingerprint.GetGpus() {
+		if g.Unhealthy != "" {
+			d += fmt.Sprintf(" unhealthy=%s(%s)", g.Uuid, g.Unhealthy)
+		}
+	}
+	if len(v.GpuUse) > 0 {
+		uses := make([]string, len(v.GpuUse))
+		for i, u := range v.GpuUse {
+			uses[i] = fmt.Sprintf("%s:%s/%d/%d", u.Uuid, pool.FormatQuantity("gpu_memory", u.MemoryBytes), u.Nvenc, u.Tasks)
+			if u.Whole {
+				uses[i] += "/whole"
+			}
+		}
+		d += " gpu_use=" + strings.Join(uses, ",")
 	}
 	if run := s.AgentRunning(id); len(run) > 0 {
 		names := make([]string, len(run))
@@ -767,6 +799,7 @@ func (h *harness) event(a *args) error {
 		return err
 	}
 	classify := a.str("classify", "true") == "true"
+	classifyNVENC := a.str("classify_nvenc", "true") == "true"
 	agentArg, hasAgent := a.get("agent")
 	attArg, hasAttempt := a.get("attempt")
 	byAgent := map[string]*fsmpb.AgentEvents{}
@@ -797,7 +830,7 @@ func (h *harness) event(a *args) error {
 			Outcome: outcome, ExitCode: int32(exit), Error: a.str("error", ""), StderrTail: a.str("stderr", "")})
 	}
 	h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: order,
-		ClassifyExitCodes: classify}}})
+		ClassifyExitCodes: classify, ClassifyNvencSessions: classifyNVENC}}})
 	return nil
 }
 
@@ -927,5 +960,83 @@ func (h *harness) snapshotRoundTrip() error {
 	}
 	h.s = s2
 	h.printf("ok")
+	return nil
+}
+
+// parseGPUs reads GPUs written UUID/INDEX/MEMORY/SESSIONS[/MODEL], all with
+// the NVENC limit rule limit (per_device, per_system or none).
+func parseGPUs(list []string, limit string) ([]*pb.GPU, error) {
+	rule, ok := pb.NVENCLimit_value["NVENC_LIMIT_"+strings.ToUpper(limit)]
+	if !ok {
+		return nil, fmt.Errorf("nvenc_limit %q: want per_device, per_system or none", limit)
+	}
+	var out []*pb.GPU
+	for _, g := range list {
+		f := strings.Split(g, "/")
+		if len(f) < 4 {
+			return nil, fmt.Errorf("gpu %q: want UUID/INDEX/MEMORY/SESSIONS[/MODEL]", g)
+		}
+		idx, err := strconv.Atoi(f[1])
+		if err != nil {
+			return nil, err
+		}
+		mem, err := pool.ParseResources("gpu_memory=" + f[2])
+		if err != nil {
+			return nil, err
+		}
+		ses, err := strconv.Atoi(f[3])
+		if err != nil {
+			return nil, err
+		}
+		gpu := &pb.GPU{Uuid: f[0], Index: int32(idx), MemoryBytes: mem.GPUMemoryBytes, EncoderSessions: int32(ses),
+			NvencLimit: pb.NVENCLimit(rule)}
+		if len(f) > 4 {
+			gpu.Model = f[4]
+		}
+		out = append(out, gpu)
+	}
+	return out, nil
+}
+
+// devices sends an agent's device update: its GPUs as they are, with
+// unhealthy=UUID:REASON,... and sessions=UUID:N,... changed.
+func (h *harness) devices(a *args) error {
+	id := a.str("agent", "")
+	v := h.s.AgentView(id)
+	if v == nil {
+		return fmt.Errorf("no agent %s", id)
+	}
+	gpus := v.Fingerprint.GetGpus()
+	set := func(key string, f func(g *pb.GPU, val string) error) error {
+		for _, kv := range a.list(key) {
+			uuid, val, _ := strings.Cut(kv, ":")
+			found := false
+			for _, g := range gpus {
+				if g.Uuid == uuid {
+					if err := f(g, val); err != nil {
+						return err
+					}
+					found = true
+				}
+			}
+			if !found {
+				return fmt.Errorf("%s: no GPU %s", key, uuid)
+			}
+		}
+		return nil
+	}
+	if err := set("unhealthy", func(g *pb.GPU, val string) error { g.Unhealthy = val; return nil }); err != nil {
+		return err
+	}
+	if err := set("sessions", func(g *pb.GPU, val string) error {
+		n, err := strconv.Atoi(val)
+		g.EncoderSessions = int32(n)
+		return err
+	}); err != nil {
+		return err
+	}
+	h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentDevices{AgentDevices: &fsmpb.AgentDevices{AgentId: id,
+		Update: &pb.DeviceUpdate{Gpus: gpus, NvencSystemSessions: v.Fingerprint.GetNvencSystemSessions()}}}})
+	h.printf("agent %s: %s", id, agentDesc(h.s, id))
 	return nil
 }

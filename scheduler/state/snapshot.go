@@ -201,8 +201,9 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 				s.poolWarm[x.Pool.Path] = x.Pool.Warm
 			}
 		case *fsmpb.SnapshotRecord_Agent:
-			s.agents[x.Agent.Id] = &Agent{PB: x.Agent, Capacity: x.Agent.GetFingerprint().GetCapacity().Vector(),
-				Running: map[string]int32{}}
+			ag := &Agent{PB: x.Agent, Running: map[string]int32{}}
+			ag.setFingerprint(x.Agent.GetFingerprint())
+			s.agents[x.Agent.Id] = ag
 			s.addAgentID(x.Agent.Id)
 		case *fsmpb.SnapshotRecord_Job:
 			cur = &Job{PB: x.Job.Job, Seq: x.Job.Seq, TaskIDs: x.Job.TaskIds}

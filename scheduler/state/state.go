@@ -13,6 +13,7 @@ import (
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/pool"
+	"github.com/banyan-sched/banyan/scheduler/placement"
 	"github.com/banyan-sched/banyan/scheduler/queue"
 )
 
@@ -113,6 +114,12 @@ type Agent struct {
 	Used     pool.Resources
 	// Running maps task id to the attempt placed here.
 	Running map[string]int32
+	// devices are the agent's GPUs and MIG instances as placement sees
+	// them (devices.go), devUse what placed tasks hold on each (by UUID),
+	// sysUsed the sessions held of the host's NVENC system cap.
+	devices []placement.Device
+	devUse  map[string]placement.DeviceUse
+	sysUsed int64
 }
 
 // Up reports whether the agent holds its lease.

@@ -96,6 +96,7 @@ func (s *State) AgentView(id string) *pb.Agent {
 	out := clone(a.PB)
 	out.Used = pb.FromVector(a.Used)
 	out.RunningTasks = int32(len(a.Running))
+	out.GpuUse = a.gpuUse()
 	return out
 }
 
@@ -132,7 +133,7 @@ func (s *State) AssignmentFor(taskID string, attempt int32, agentID string) *pb.
 	}
 	j := s.jobs[t.PB.JobId]
 	return &pb.TaskAssignment{TaskId: taskID, Attempt: attempt, Spec: t.PB.Spec, JobId: t.PB.JobId,
-		Class: j.PB.Class, Priority: j.PB.Priority}
+		Class: j.PB.Class, Priority: j.PB.Priority, Gpus: t.current().GetGpus()}
 }
 
 // PoolCost returns what a pool and its descendants used in the hours that
