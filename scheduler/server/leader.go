@@ -303,6 +303,9 @@ func (l *leaderLoop) serveSession(stream pb.AgentService_SessionServer) error {
 	if hello == nil || hello.AgentId == "" || hello.Fingerprint == nil {
 		return status.Error(codes.InvalidArgument, "session must open with a hello naming the agent and its fingerprint")
 	}
+	if err := state.ValidateGPUs(hello.Fingerprint.Gpus); err != nil {
+		return status.Errorf(codes.InvalidArgument, "agent %s: %v", hello.AgentId, err)
+	}
 	known := make([]*fsmpb.Assignment, 0, len(hello.Running))
 	knownSet := map[string]int32{}
 	for _, r := range hello.Running {
@@ -411,6 +414,21 @@ func (l *leaderLoop) recvLoop(sess *session, stream pb.AgentService_SessionServe
 			case <-sess.ctx.Done():
 				return
 			}
+		case *pb.AgentMessage_Devices:
+			// Rare (a GPU's health or offered sessions changed): committed
+			// here, in order with this agent's other messages. Tasks on a
+			// device now unhealthy are requeued and cancelled by apply.
+			if err := state.ValidateGPUs(msg.Devices.GetGpus()); err != nil {
+				l.s.log.Warn("device update refused; ending the session", "agent", sess.agentID, "err", err)
+				return
+			}
+			l.logDeviceChanges(sess.agentID, msg.Devices)
+			if _, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentDevices{AgentDevices: &fsmpb.AgentDevices{
+				AgentId: sess.agentID, Update: msg.Devices}}}); err != nil {
+				l.s.log.Warn("commit device update failed; ending the session so the agent says hello again",
+					"agent", sess.agentID, "err", err)
+				return
+			}
 		}
 	}
 }
@@ -444,7 +462,7 @@ func (l *leaderLoop) commitEvents() {
 		}
 		// The leader decides how failures are classified: entries it
 		// proposes classify by exit code (see fsmpb.ReportEvents).
-		cmd := &fsmpb.ReportEvents{ClassifyExitCodes: true}
+		cmd := &fsmpb.ReportEvents{ClassifyExitCodes: true, ClassifyNvencSessions: true}
 		for _, se := range batch {
 			cmd.Agents = append(cmd.Agents, &fsmpb.AgentEvents{AgentId: se.sess.agentID, Events: se.events})
 		}
@@ -514,4 +532,17 @@ func (l *leaderLoop) agentUp(id string) bool {
 		}
 	})
 	return up
+}
+
+// logDeviceChanges logs, at warn level, each GPU of an agent's device
+// update that is unhealthy, and at info level the sessions each offers.
+func (l *leaderLoop) logDeviceChanges(agentID string, u *pb.DeviceUpdate) {
+	for _, g := range u.GetGpus() {
+		if g.Unhealthy != "" {
+			l.s.log.Warn("GPU unhealthy: no new work goes to it, its tasks are requeued", "agent", agentID,
+				"gpu", g.Index, "uuid", g.Uuid, "reason", g.Unhealthy)
+			continue
+		}
+		l.s.log.Info("GPU update", "agent", agentID, "gpu", g.Index, "uuid", g.Uuid, "nvenc_sessions", g.EncoderSessions)
+	}
 }

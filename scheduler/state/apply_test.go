@@ -319,3 +319,22 @@ func TestApplyIsDeterministic(t *testing.T) {
 		t.Fatal(strings.Join(diffs, "\n"))
 	}
 }
+
+func TestValidateGPUs(t *testing.T) {
+	for _, tc := range []struct {
+		gpus []*pb.GPU
+		want string
+	}{
+		{[]*pb.GPU{{Uuid: "GPU-a"}, {Uuid: "GPU-b"}, {}}, ""},
+		{[]*pb.GPU{{Uuid: "GPU-a"}, {Index: 1, Uuid: "GPU-a"}}, "GPU 1 (entry 1): UUID GPU-a listed twice"},
+		{[]*pb.GPU{{Uuid: "GPU-a", MigEnabled: true, Mig: []*pb.MIGInstance{{Uuid: "GPU-a"}}}}, "listed twice"},
+		{[]*pb.GPU{{Uuid: "GPU-a", MemoryBytes: -1}}, "negative memory"},
+		{[]*pb.GPU{{Uuid: "GPU-a", EncoderSessions: -3}}, "negative NVENC sessions"},
+		{make([]*pb.GPU, MaxGPUs+1), "more than the limit"},
+	} {
+		err := ValidateGPUs(tc.gpus)
+		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ValidateGPUs(%d GPUs) = %v, want %q", len(tc.gpus), err, tc.want)
+		}
+	}
+}

@@ -57,6 +57,48 @@ func devicesOf(fp *pb.Fingerprint) []placement.Device {
 	return out
 }
 
+// MaxGPUs bounds the GPUs one agent may list (the largest hosts have 16).
+const MaxGPUs = 256
+
+// ValidateGPUs checks an agent's GPU list: at most MaxGPUs, no UUID listed
+// twice, no negative amounts. It names the first problem. (A GPU without a
+// UUID, which NVML failed to read, is allowed; it cannot be pinned, so no
+// GPU work is placed on it.)
+func ValidateGPUs(gpus []*pb.GPU) error {
+	if len(gpus) > MaxGPUs {
+		return fmt.Errorf("%d GPUs listed, more than the limit of %d", len(gpus), MaxGPUs)
+	}
+	seen := map[string]bool{}
+	check := func(uuid string, mem int64, what string) error {
+		if uuid != "" && seen[uuid] {
+			return fmt.Errorf("%s: UUID %s listed twice", what, uuid)
+		}
+		seen[uuid] = true
+		if mem < 0 {
+			return fmt.Errorf("%s: negative memory", what)
+		}
+		return nil
+	}
+	for i, g := range gpus {
+		what := fmt.Sprintf("GPU %d (entry %d)", g.Index, i)
+		if err := check(g.Uuid, g.MemoryBytes, what); err != nil {
+			return err
+		}
+		if g.EncoderSessions < 0 {
+			return fmt.Errorf("%s: negative NVENC sessions", what)
+		}
+		if len(g.Mig) > MaxGPUs {
+			return fmt.Errorf("%s: %d MIG instances listed", what, len(g.Mig))
+		}
+		for _, m := range g.Mig {
+			if err := check(m.Uuid, m.MemoryBytes, what+" MIG instance"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // setFingerprint installs an agent's fingerprint and rebuilds its device
 // list; what placed tasks hold stays booked.
 func (a *Agent) setFingerprint(fp *pb.Fingerprint) {
