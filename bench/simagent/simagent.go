@@ -22,6 +22,7 @@ import (
 	"github.com/banyan-sched/banyan/api/limits"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -53,6 +54,11 @@ type Config struct {
 	OnAssign func(Assignment)
 	// OnHeartbeatRTT, when set, is called with each heartbeat's round trip.
 	OnHeartbeatRTT func(d time.Duration)
+	// Credentials, when set, gives each agent its own transport
+	// credentials (mutual TLS with a certificate naming the agent), as real
+	// agents have. Each agent then dials its own connections: AgentsPerConn
+	// must be 1.
+	Credentials func(agentID string) (credentials.TransportCredentials, error)
 }
 
 // Assignment is one task as a simulated agent received it.
@@ -105,6 +111,9 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 	if cfg.AgentsPerConn <= 0 {
 		cfg.AgentsPerConn = 1
 	}
+	if cfg.Credentials != nil && cfg.AgentsPerConn != 1 {
+		return nil, errors.New("simagent: agents with credentials of their own cannot share connections (AgentsPerConn must be 1)")
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	f := &Fleet{cfg: cfg, cancel: cancel}
 	// One connection group per AgentsPerConn agents, each with a client
@@ -113,8 +122,17 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 	groupConns := make([]map[string]*grpc.ClientConn, groups)
 	for g := range groupConns {
 		groupConns[g] = map[string]*grpc.ClientConn{}
+		creds := insecure.NewCredentials()
+		if cfg.Credentials != nil {
+			var err error
+			if creds, err = cfg.Credentials(cfg.IDPrefix + "-" + strconv.Itoa(g)); err != nil {
+				cancel()
+				f.closeConns()
+				return nil, fmt.Errorf("simagent: credentials of agent %d: %w", g, err)
+			}
+		}
 		for _, addr := range cfg.Servers {
-			c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limits.DefaultMessageSize)),
 				grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
 					Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}, MinConnectTimeout: 3 * time.Second}))

@@ -10,9 +10,11 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/tlsconfig/tlstest"
 	"github.com/banyan-sched/banyan/bench/simagent"
 	"github.com/banyan-sched/banyan/scheduler/server"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -128,5 +130,63 @@ func TestFleetStops(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Stop did not return")
+	}
+}
+
+// TestFleetWithTLS: with Credentials each simulated agent dials with its
+// own agent certificate, so a TLS server (which refuses a hello for another
+// agent id) takes all of them and they run a job; sharing connections is
+// refused.
+func TestFleetWithTLS(t *testing.T) {
+	ca := tlstest.NewCA(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.New(server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: ln, Bootstrap: true,
+		RaftLogLevel: "off", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), TLS: ca.Source(t, tlstest.Server("s1"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	for deadline := time.Now().Add(10 * time.Second); !s.IsLeader(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader")
+		}
+	}
+	creds := func(id string) (credentials.TransportCredentials, error) {
+		return ca.Source(t, tlstest.Agent(id)).Credentials(), nil
+	}
+	if _, err := simagent.Start(context.Background(), simagent.Config{Servers: []string{s.Addr()}, N: 4, AgentsPerConn: 2,
+		Credentials: creds}); err == nil {
+		t.Fatal("agents with their own credentials shared connections")
+	}
+	fleet, err := simagent.Start(context.Background(), simagent.Config{Servers: []string{s.Addr()}, N: 3, Credentials: creds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Stop()
+	conn, err := grpc.NewClient(s.Addr(), grpc.WithTransportCredentials(ca.Source(t, tlstest.Client("c")).Credentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := pb.NewJobServiceClient(conn)
+	spec := &pb.JobSpec{Name: "tls"}
+	for range 30 {
+		spec.Tasks = append(spec.Tasks, &pb.TaskSpec{Command: []string{"true"}, Resources: &pb.Resources{CpuMillis: 100}})
+	}
+	var resp *pb.SubmitJobsResponse
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err = c.SubmitJobs(context.Background(), &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{spec}}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	waitJob(t, c, resp.Jobs[0].Id)
+	if st := fleet.Stats(); st.Sessions < 3 {
+		t.Fatalf("%d sessions over TLS, want 3", st.Sessions)
 	}
 }

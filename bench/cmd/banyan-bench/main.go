@@ -27,6 +27,7 @@ type options struct {
 	only    map[string]bool
 	out     string
 	profile string // directory for CPU/heap profiles, "" = none
+	suffix  string // of the result files: "" or "-tls"
 }
 
 // Result is one scenario's outcome.
@@ -65,6 +66,7 @@ func main() {
 	var o options
 	var only string
 	serve := flag.Bool("serve", false, "run as the child server of the agents scenario (internal)")
+	withTLS := flag.Bool("tls", false, "mutual TLS on every connection (placement, submission and priority only); results go to latest-tls.json")
 	flag.BoolVar(&o.quick, "quick", false, "scaled-down run (whole run in a few minutes on 2 cores)")
 	flag.StringVar(&only, "only", "", "comma-separated scenarios to run: "+names())
 	flag.StringVar(&o.out, "out", filepath.Join("bench", "results"), "directory for latest.json and latest.md")
@@ -79,6 +81,24 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	if *withTLS {
+		kit, err := newBenchTLS()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "banyan-bench -tls:", err)
+			os.Exit(1)
+		}
+		defer kit.close()
+		tlsKit, o.suffix = kit, "-tls"
+		if only == "" {
+			only = "placement,submission,priority"
+		}
+		for _, n := range strings.Split(only, ",") {
+			if n = strings.TrimSpace(n); n != "placement" && n != "submission" && n != "priority" {
+				fmt.Fprintf(os.Stderr, "-tls runs placement, submission and priority only, not %q\n", n)
+				os.Exit(2)
+			}
+		}
 	}
 	if only != "" {
 		o.only = map[string]bool{}
@@ -101,6 +121,9 @@ func main() {
 	if o.quick {
 		mode = "quick"
 	}
+	if tlsKit != nil {
+		mode += ", mutual TLS"
+	}
 	fmt.Printf("banyan-bench (%s) on %s\n", mode, machineLine())
 	var results []Result
 	for _, sc := range scenarios {
@@ -121,7 +144,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "write results:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("results written to %s\n", filepath.Join(o.out, "latest.json"))
+	fmt.Printf("results written to %s\n", filepath.Join(o.out, "latest"+o.suffix+".json"))
 }
 
 func safeRun(sc scenario, o options) (r Result) {
@@ -209,7 +232,7 @@ func writeResults(o options, mode string, results []Result) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(o.out, "latest.json"), append(data, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(o.out, "latest"+o.suffix+".json"), append(data, '\n'), 0o644); err != nil {
 		return err
 	}
 	var b bytes.Buffer
@@ -241,7 +264,7 @@ func writeResults(o options, mode string, results []Result) error {
 		}
 		fmt.Fprintf(&b, "| %s | %.1f | %s | %s |\n", r.Name, r.Seconds, s, r.Notes)
 	}
-	return os.WriteFile(filepath.Join(o.out, "latest.md"), b.Bytes(), 0o644)
+	return os.WriteFile(filepath.Join(o.out, "latest"+o.suffix+".md"), b.Bytes(), 0o644)
 }
 
 func machine() map[string]any {

@@ -63,7 +63,7 @@ func runPlacement(o options) Result {
 	// 64 cpu per agent: room for every task at once (100m each), so the
 	// rate is the scheduler's, not the agents' capacity.
 	var lastAssign atomic.Int64
-	fleet, err := simagent.Start(ctx, simagent.Config{Servers: []string{s.Addr()}, N: nAgents,
+	fleet, err := simagent.Start(ctx, simagent.Config{Servers: []string{s.Addr()}, N: nAgents, Credentials: agentCreds(),
 		Capacity: &pb.Resources{CpuMillis: 64000, MemoryBytes: 256 << 30},
 		OnAssign: func(a simagent.Assignment) { lastAssign.Store(a.At.UnixNano()) }})
 	if err != nil {
@@ -276,7 +276,7 @@ func runPriority(o options) Result {
 	var submitted sync.Map // task name -> submit time
 	var mu sync.Mutex
 	var lat []time.Duration
-	fleet, err := simagent.Start(ctx, simagent.Config{Servers: []string{s.Addr()}, N: nAgents,
+	fleet, err := simagent.Start(ctx, simagent.Config{Servers: []string{s.Addr()}, N: nAgents, Credentials: agentCreds(),
 		Capacity: &pb.Resources{CpuMillis: cpusPerAgent * 1000, MemoryBytes: 64 << 30},
 		Duration: 10 * time.Minute,
 		OnAssign: func(a simagent.Assignment) {

@@ -48,7 +48,7 @@ func startSingle(dir string, mod func(*server.Config)) (*server.Server, error) {
 		return nil, err
 	}
 	cfg := server.Config{NodeID: "bench", DataDir: dir, Listener: ln, Bootstrap: true, Logger: quiet(),
-		RaftLogLevel: "error"}
+		RaftLogLevel: "error", TLS: serverSource("bench")}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -99,7 +99,14 @@ func readyLeader(s *server.Server) bool {
 }
 
 func dial(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds := insecure.NewCredentials()
+	if tlsKit != nil {
+		var err error
+		if creds, err = clientCreds(); err != nil {
+			return nil, err
+		}
+	}
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
 }
 
