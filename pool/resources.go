@@ -206,6 +206,11 @@ func ParseResourcesNamed(s string) (Resources, []string, error) {
 		if idx < 0 {
 			return Resources{}, nil, fmt.Errorf("unknown resource %q (known: %s)", name, strings.Join(ResourceNames, ", "))
 		}
+		for _, seen := range names {
+			if seen == name {
+				return Resources{}, nil, fmt.Errorf("resource %q given twice in %q: give each resource once", name, s)
+			}
+		}
 		v, err := ParseQuantity(name, val)
 		if err != nil {
 			return Resources{}, nil, err

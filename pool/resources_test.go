@@ -57,6 +57,8 @@ func TestParseResourcesErrors(t *testing.T) {
 		{"memory=lots", "bad size"},
 		{"gpu=1.5", "bad count"},
 		{"nvenc=x", "bad count"},
+		{"cpu=2,cpu=3", `resource "cpu" given twice`},
+		{"mem=1Gi,memory=2Gi", `resource "memory" given twice`},
 	}
 	for _, tt := range tests {
 		_, err := ParseResources(tt.in)
