@@ -92,6 +92,8 @@ func (j *jobService) SubmitJobs(ctx context.Context, req *pb.SubmitJobsRequest) 
 		return nil, err
 	}
 	j.s.log.Info("jobs submitted", "jobs", len(r.Jobs))
+	// The jobs as applied, without blocked reasons (Apply does no per-agent
+	// work on the replicas); GetJob explains them.
 	return &pb.SubmitJobsResponse{Jobs: r.Jobs, Existing: r.Existing}, nil
 }
 

@@ -100,7 +100,7 @@ func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
 	for _, spec := range c.Jobs {
 		if spec.IdempotencyKey != "" {
 			if id, ok := s.idem[spec.IdempotencyKey]; ok {
-				r.Jobs = append(r.Jobs, s.JobView(id, false))
+				r.Jobs = append(r.Jobs, s.appliedView(id))
 				r.Existing = append(r.Existing, true)
 				continue
 			}
@@ -109,7 +109,7 @@ func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
 		if c.Submitter != nil {
 			j.PB.Submitter = clone(c.Submitter)
 		}
-		r.Jobs = append(r.Jobs, s.JobView(j.PB.Id, false))
+		r.Jobs = append(r.Jobs, s.appliedView(j.PB.Id))
 		r.Existing = append(r.Existing, false)
 	}
 }
@@ -608,7 +608,7 @@ func (s *State) applyCancel(now int64, c *fsmpb.CancelJob, r *Result) {
 		reason = "cancelled by user"
 	}
 	s.endJob(now, j, pb.JobState_JOB_STATE_CANCELLED, reason, r)
-	r.Jobs = []*pb.Job{s.JobView(j.PB.Id, false)}
+	r.Jobs = []*pb.Job{s.appliedView(j.PB.Id)}
 }
 
 // applyAgentUp registers an agent or opens its new session. Placed attempts

@@ -6,6 +6,7 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/pool"
+	"github.com/banyan-sched/banyan/scheduler/placement"
 )
 
 func sortStrings(s []string) { sort.Strings(s) }
@@ -38,15 +39,34 @@ func (s *State) JobView(id string, withTasks bool) *pb.Job {
 	return out
 }
 
+// appliedView is the view of a job that Apply returns to the proposer of a
+// submit or cancel: the job as it is, without blocked reasons (counts
+// blocked 0). Apply runs on every replica and must not cost more with a
+// larger fleet; the server that answers the client reads the full view
+// (JobView) after the entry is applied.
+func (s *State) appliedView(id string) *pb.Job {
+	j, ok := s.jobs[id]
+	if !ok {
+		return nil
+	}
+	out := clone(j.PB)
+	out.Counts.Blocked = 0
+	return out
+}
+
 // blockedExplainer returns a function that says why a queued task cannot be
-// placed on any up agent even when idle, caching by ask shape.
+// placed on any up agent even when idle, caching by ask shape. The agents
+// are listed at the first queued task it explains.
 func (s *State) blockedExplainer() func(t *Task) string {
-	nodes := s.nodes()
+	var nodes []placement.Node
 	cache := map[string]string{}
 	return func(t *Task) string {
 		key := askKey(t)
 		if r, ok := cache[key]; ok {
 			return r
+		}
+		if nodes == nil {
+			nodes = s.nodes()
 		}
 		r := explainBlocked(nodes, t)
 		cache[key] = r
