@@ -55,7 +55,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.tls.Key, "tls-key", os.Getenv("SCHED_TLS_KEY"), "this process's TLS key (env SCHED_TLS_KEY)")
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("SCHED_TOKEN"), "ACL token secret (env SCHED_TOKEN)")
 	root.AddCommand(newDevCmd(g), newServerCmd(g), newAgentCmd(g), newJobCmd(g), newPoolCmd(g), newEncodeCmd(g), newEncoderCmd(), newFnCmd())
-	root.AddCommand(newTLSCmd(), newACLCmd(g))
+	root.AddCommand(newTLSCmd(), newACLCmd(g), newOperatorCmd(g), newVersionCmd())
 	return root
 }
 

@@ -86,7 +86,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 	fl.BoolVar(&f.Insecure, "insecure", false, "serve without TLS on a non-loopback address (anyone who reaches the port owns the farm)")
 	fl.BoolVar(&f.ACL, "acl", false, "enforce ACLs: every call needs a token (see `sched acl bootstrap`)")
 	fl.StringVar(&f.MaxMessageSize, "max-message-size", "16MiB", "largest gRPC message, the same on servers and agents")
-	cmd.AddCommand(newMembersCmd(g))
+	cmd.AddCommand(newMembersCmd(g), newServerRemoveCmd(g))
 	return cmd
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/pool"
@@ -22,6 +23,7 @@ func registerServices(g *grpc.Server, s *Server) {
 	pb.RegisterAgentServiceServer(g, &agentService{s: s})
 	pb.RegisterClusterServiceServer(g, &clusterService{s: s})
 	pb.RegisterACLServiceServer(g, &aclService{s: s})
+	pb.RegisterOperatorServiceServer(g, &operatorService{s: s})
 }
 
 // statusOf maps an error to a gRPC status that keeps its message.
@@ -300,6 +302,20 @@ func (c *clusterService) Join(ctx context.Context, req *pb.JoinRequest) (*pb.Joi
 }
 
 func (c *clusterService) Remove(ctx context.Context, req *pb.RemoveRequest) (*pb.RemoveResponse, error) {
+	if req.Id == "" {
+		return nil, status.Error(codes.InvalidArgument, "remove server: no server id given")
+	}
+	members := c.s.configServers()
+	found := false
+	for _, m := range members {
+		if id, _, _ := strings.Cut(m, "="); id == req.Id {
+			found = true
+		}
+	}
+	if !found {
+		return nil, status.Errorf(codes.NotFound, "remove server: no server %q in the cluster (members: %s)", req.Id,
+			strings.Join(members, ", "))
+	}
 	if err := c.s.raft.RemoveServer(raft.ServerID(req.Id), 0, 0).Error(); err != nil {
 		return nil, statusOf(fmt.Errorf("remove server %s: %w", req.Id, err))
 	}

@@ -215,21 +215,23 @@ var methodChecks = map[string]methodCheck{
 	pb.PoolService_DeletePool_FullMethodName: poolCheck(acl.PoolAdmin, func(r *pb.DeletePoolRequest) string {
 		return r.Path
 	}),
-	pb.PoolService_ListPools_FullMethodName:    allowAll, // filtered to readable pools
-	pb.PoolService_GetPoolUsage_FullMethodName: typed(usageCheck),
-	pb.AgentService_Session_FullMethodName:     needCluster(acl.AgentWrite),
-	pb.AgentService_ListAgents_FullMethodName:  needCluster(acl.ClusterRead),
-	pb.ClusterService_Members_FullMethodName:   needCluster(acl.ClusterRead),
-	pb.ClusterService_Join_FullMethodName:      needCluster(acl.ClusterOperator),
-	pb.ClusterService_Remove_FullMethodName:    needCluster(acl.ClusterOperator),
-	pb.ACLService_Bootstrap_FullMethodName:     allowAll,
-	pb.ACLService_WhoAmI_FullMethodName:        allowAll,
-	pb.ACLService_UpsertPolicy_FullMethodName:  needCluster(acl.ManageACL),
-	pb.ACLService_DeletePolicy_FullMethodName:  needCluster(acl.ManageACL),
-	pb.ACLService_ListPolicies_FullMethodName:  needCluster(acl.ManageACL),
-	pb.ACLService_CreateToken_FullMethodName:   needCluster(acl.ManageACL),
-	pb.ACLService_RevokeToken_FullMethodName:   needCluster(acl.ManageACL),
-	pb.ACLService_ListTokens_FullMethodName:    needCluster(acl.ManageACL),
+	pb.PoolService_ListPools_FullMethodName:           allowAll, // filtered to readable pools
+	pb.PoolService_GetPoolUsage_FullMethodName:        typed(usageCheck),
+	pb.AgentService_Session_FullMethodName:            needCluster(acl.AgentWrite),
+	pb.AgentService_ListAgents_FullMethodName:         needCluster(acl.ClusterRead),
+	pb.ClusterService_Members_FullMethodName:          needCluster(acl.ClusterRead),
+	pb.ClusterService_Join_FullMethodName:             needCluster(acl.ClusterOperator),
+	pb.ClusterService_Remove_FullMethodName:           needCluster(acl.ClusterOperator),
+	pb.OperatorService_SnapshotSave_FullMethodName:    needCluster(acl.ClusterOperator),
+	pb.OperatorService_SnapshotRestore_FullMethodName: needCluster(acl.ClusterOperator),
+	pb.ACLService_Bootstrap_FullMethodName:            allowAll,
+	pb.ACLService_WhoAmI_FullMethodName:               allowAll,
+	pb.ACLService_UpsertPolicy_FullMethodName:         needCluster(acl.ManageACL),
+	pb.ACLService_DeletePolicy_FullMethodName:         needCluster(acl.ManageACL),
+	pb.ACLService_ListPolicies_FullMethodName:         needCluster(acl.ManageACL),
+	pb.ACLService_CreateToken_FullMethodName:          needCluster(acl.ManageACL),
+	pb.ACLService_RevokeToken_FullMethodName:          needCluster(acl.ManageACL),
+	pb.ACLService_ListTokens_FullMethodName:           needCluster(acl.ManageACL),
 }
 
 // checkCall applies the method's rule; a denial becomes PermissionDenied

@@ -214,6 +214,9 @@ func (s *State) Pools() *pool.Tree { return s.pools }
 // QueueLen is the number of queued tasks.
 func (s *State) QueueLen() int { return s.queue.Len() }
 
+// TaskCount is the number of tasks in the state.
+func (s *State) TaskCount() int { return len(s.tasks) }
+
 // AgentIDs returns every agent id, sorted. The slice is shared: callers
 // must not change it. (Kept up to date by Apply, so readers under a read
 // lock never write.)
