@@ -2743,7 +2743,11 @@ type Agent struct {
 	// gpu_use is what placed tasks hold on each device, in fingerprint order
 	// (GPUs, each followed by its MIG instances); devices without use are
 	// left out.
-	GpuUse        []*GPUUse `protobuf:"bytes,9,rep,name=gpu_use,json=gpuUse,proto3" json:"gpu_use,omitempty"`
+	GpuUse []*GPUUse `protobuf:"bytes,9,rep,name=gpu_use,json=gpuUse,proto3" json:"gpu_use,omitempty"`
+	// ineligible is true for a cordoned agent: no new work is placed on it.
+	Ineligible bool `protobuf:"varint,10,opt,name=ineligible,proto3" json:"ineligible,omitempty"`
+	// drain, while set, is the agent's drain (it is then ineligible too).
+	Drain         *AgentDrain `protobuf:"bytes,11,opt,name=drain,proto3" json:"drain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2841,6 +2845,228 @@ func (x *Agent) GetGpuUse() []*GPUUse {
 	return nil
 }
 
+func (x *Agent) GetIneligible() bool {
+	if x != nil {
+		return x.Ineligible
+	}
+	return false
+}
+
+func (x *Agent) GetDrain() *AgentDrain {
+	if x != nil {
+		return x.Drain
+	}
+	return nil
+}
+
+// AgentDrain stops new placements on an agent and lets its running tasks
+// finish; at the deadline what is left is stopped and requeued without
+// using a retry (opportunistic work too, unless kept).
+type AgentDrain struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StartedUnixMs int64                  `protobuf:"varint,1,opt,name=started_unix_ms,json=startedUnixMs,proto3" json:"started_unix_ms,omitempty"`
+	// deadline_unix_ms is when the tasks still running are stopped (0: none,
+	// they may run to the end).
+	DeadlineUnixMs    int64 `protobuf:"varint,2,opt,name=deadline_unix_ms,json=deadlineUnixMs,proto3" json:"deadline_unix_ms,omitempty"`
+	KeepOpportunistic bool  `protobuf:"varint,3,opt,name=keep_opportunistic,json=keepOpportunistic,proto3" json:"keep_opportunistic,omitempty"`
+	// complete is set in answers when no task the drain waits for is left.
+	Complete bool `protobuf:"varint,4,opt,name=complete,proto3" json:"complete,omitempty"`
+	// by says who asked for it: an operator's token, or "agent" for an
+	// agent draining itself on SIGTERM.
+	By            string `protobuf:"bytes,5,opt,name=by,proto3" json:"by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentDrain) Reset() {
+	*x = AgentDrain{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentDrain) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentDrain) ProtoMessage() {}
+
+func (x *AgentDrain) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentDrain.ProtoReflect.Descriptor instead.
+func (*AgentDrain) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *AgentDrain) GetStartedUnixMs() int64 {
+	if x != nil {
+		return x.StartedUnixMs
+	}
+	return 0
+}
+
+func (x *AgentDrain) GetDeadlineUnixMs() int64 {
+	if x != nil {
+		return x.DeadlineUnixMs
+	}
+	return 0
+}
+
+func (x *AgentDrain) GetKeepOpportunistic() bool {
+	if x != nil {
+		return x.KeepOpportunistic
+	}
+	return false
+}
+
+func (x *AgentDrain) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+func (x *AgentDrain) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+// DrainAgentRequest starts (or, with cancel, ends) an agent's drain.
+type DrainAgentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// deadline_ms after which running tasks are stopped (0: no deadline).
+	DeadlineMs        int64 `protobuf:"varint,2,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
+	KeepOpportunistic bool  `protobuf:"varint,3,opt,name=keep_opportunistic,json=keepOpportunistic,proto3" json:"keep_opportunistic,omitempty"`
+	// cancel ends the drain and makes the agent eligible again.
+	Cancel        bool `protobuf:"varint,4,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainAgentRequest) Reset() {
+	*x = DrainAgentRequest{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainAgentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainAgentRequest) ProtoMessage() {}
+
+func (x *DrainAgentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainAgentRequest.ProtoReflect.Descriptor instead.
+func (*DrainAgentRequest) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DrainAgentRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DrainAgentRequest) GetDeadlineMs() int64 {
+	if x != nil {
+		return x.DeadlineMs
+	}
+	return 0
+}
+
+func (x *DrainAgentRequest) GetKeepOpportunistic() bool {
+	if x != nil {
+		return x.KeepOpportunistic
+	}
+	return false
+}
+
+func (x *DrainAgentRequest) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
+}
+
+// EligibilityRequest cordons (eligible false) or uncordons an agent.
+type EligibilityRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Eligible      bool                   `protobuf:"varint,2,opt,name=eligible,proto3" json:"eligible,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EligibilityRequest) Reset() {
+	*x = EligibilityRequest{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EligibilityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EligibilityRequest) ProtoMessage() {}
+
+func (x *EligibilityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EligibilityRequest.ProtoReflect.Descriptor instead.
+func (*EligibilityRequest) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *EligibilityRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *EligibilityRequest) GetEligible() bool {
+	if x != nil {
+		return x.Eligible
+	}
+	return false
+}
+
 // TaskAssignment hands one attempt of a task to an agent.
 type TaskAssignment struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -2859,7 +3085,7 @@ type TaskAssignment struct {
 
 func (x *TaskAssignment) Reset() {
 	*x = TaskAssignment{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2871,7 +3097,7 @@ func (x *TaskAssignment) String() string {
 func (*TaskAssignment) ProtoMessage() {}
 
 func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2884,7 +3110,7 @@ func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskAssignment.ProtoReflect.Descriptor instead.
 func (*TaskAssignment) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{33}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TaskAssignment) GetTaskId() string {
@@ -2961,7 +3187,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2973,7 +3199,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2986,7 +3212,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{34}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TaskEvent) GetTaskId() string {
@@ -3072,7 +3298,7 @@ type AgentHello struct {
 
 func (x *AgentHello) Reset() {
 	*x = AgentHello{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3084,7 +3310,7 @@ func (x *AgentHello) String() string {
 func (*AgentHello) ProtoMessage() {}
 
 func (x *AgentHello) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3097,7 +3323,7 @@ func (x *AgentHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentHello.ProtoReflect.Descriptor instead.
 func (*AgentHello) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{35}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AgentHello) GetAgentId() string {
@@ -3130,6 +3356,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Heartbeat
 	//	*AgentMessage_Events
 	//	*AgentMessage_Devices
+	//	*AgentMessage_Drain
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3137,7 +3364,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3149,7 +3376,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3162,7 +3389,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{36}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -3208,6 +3435,15 @@ func (x *AgentMessage) GetDevices() *DeviceUpdate {
 	return nil
 }
 
+func (x *AgentMessage) GetDrain() *DrainSelf {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_Drain); ok {
+			return x.Drain
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -3228,6 +3464,10 @@ type AgentMessage_Devices struct {
 	Devices *DeviceUpdate `protobuf:"bytes,4,opt,name=devices,proto3,oneof"`
 }
 
+type AgentMessage_Drain struct {
+	Drain *DrainSelf `protobuf:"bytes,5,opt,name=drain,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
@@ -3235,6 +3475,54 @@ func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
 func (*AgentMessage_Events) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Devices) isAgentMessage_Msg() {}
+
+func (*AgentMessage_Drain) isAgentMessage_Msg() {}
+
+// DrainSelf is an agent asking to be drained (it got SIGTERM): no new
+// work, and its tasks stopped and requeued after grace_ms.
+type DrainSelf struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GraceMs       int64                  `protobuf:"varint,1,opt,name=grace_ms,json=graceMs,proto3" json:"grace_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainSelf) Reset() {
+	*x = DrainSelf{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainSelf) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainSelf) ProtoMessage() {}
+
+func (x *DrainSelf) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainSelf.ProtoReflect.Descriptor instead.
+func (*DrainSelf) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *DrainSelf) GetGraceMs() int64 {
+	if x != nil {
+		return x.GraceMs
+	}
+	return 0
+}
 
 // DeviceUpdate is an agent's new view of its GPUs: health, the sessions
 // each offers and the host's session cap. It replaces the fingerprint's.
@@ -3248,7 +3536,7 @@ type DeviceUpdate struct {
 
 func (x *DeviceUpdate) Reset() {
 	*x = DeviceUpdate{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3260,7 +3548,7 @@ func (x *DeviceUpdate) String() string {
 func (*DeviceUpdate) ProtoMessage() {}
 
 func (x *DeviceUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3273,7 +3561,7 @@ func (x *DeviceUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceUpdate.ProtoReflect.Descriptor instead.
 func (*DeviceUpdate) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{37}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DeviceUpdate) GetGpus() []*GPU {
@@ -3299,7 +3587,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3311,7 +3599,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3324,7 +3612,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{38}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Heartbeat) GetUnixMs() int64 {
@@ -3343,7 +3631,7 @@ type TaskEvents struct {
 
 func (x *TaskEvents) Reset() {
 	*x = TaskEvents{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3355,7 +3643,7 @@ func (x *TaskEvents) String() string {
 func (*TaskEvents) ProtoMessage() {}
 
 func (x *TaskEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3368,7 +3656,7 @@ func (x *TaskEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvents.ProtoReflect.Descriptor instead.
 func (*TaskEvents) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{39}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TaskEvents) GetEvents() []*TaskEvent {
@@ -3396,7 +3684,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3408,7 +3696,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3421,7 +3709,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{40}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -3535,7 +3823,7 @@ type WarmTargets struct {
 
 func (x *WarmTargets) Reset() {
 	*x = WarmTargets{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3547,7 +3835,7 @@ func (x *WarmTargets) String() string {
 func (*WarmTargets) ProtoMessage() {}
 
 func (x *WarmTargets) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3560,7 +3848,7 @@ func (x *WarmTargets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WarmTargets.ProtoReflect.Descriptor instead.
 func (*WarmTargets) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{41}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *WarmTargets) GetWorkers() map[string]int32 {
@@ -3580,7 +3868,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3592,7 +3880,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3605,7 +3893,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{42}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Welcome) GetLeaseMs() int64 {
@@ -3632,7 +3920,7 @@ type TaskBatch struct {
 
 func (x *TaskBatch) Reset() {
 	*x = TaskBatch{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3644,7 +3932,7 @@ func (x *TaskBatch) String() string {
 func (*TaskBatch) ProtoMessage() {}
 
 func (x *TaskBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3657,7 +3945,7 @@ func (x *TaskBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskBatch.ProtoReflect.Descriptor instead.
 func (*TaskBatch) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{43}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *TaskBatch) GetTasks() []*TaskAssignment {
@@ -3678,7 +3966,7 @@ type CancelTasks struct {
 
 func (x *CancelTasks) Reset() {
 	*x = CancelTasks{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3690,7 +3978,7 @@ func (x *CancelTasks) String() string {
 func (*CancelTasks) ProtoMessage() {}
 
 func (x *CancelTasks) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3703,7 +3991,7 @@ func (x *CancelTasks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasks.ProtoReflect.Descriptor instead.
 func (*CancelTasks) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{44}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CancelTasks) GetTasks() []*TaskAssignment {
@@ -3737,7 +4025,7 @@ type AckEvents struct {
 
 func (x *AckEvents) Reset() {
 	*x = AckEvents{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3749,7 +4037,7 @@ func (x *AckEvents) String() string {
 func (*AckEvents) ProtoMessage() {}
 
 func (x *AckEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3762,7 +4050,7 @@ func (x *AckEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckEvents.ProtoReflect.Descriptor instead.
 func (*AckEvents) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{45}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *AckEvents) GetEvents() []*TaskEvent {
@@ -3781,7 +4069,7 @@ type HeartbeatAck struct {
 
 func (x *HeartbeatAck) Reset() {
 	*x = HeartbeatAck{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3793,7 +4081,7 @@ func (x *HeartbeatAck) String() string {
 func (*HeartbeatAck) ProtoMessage() {}
 
 func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3806,7 +4094,7 @@ func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatAck.ProtoReflect.Descriptor instead.
 func (*HeartbeatAck) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{46}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *HeartbeatAck) GetUnixMs() int64 {
@@ -3824,7 +4112,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3836,7 +4124,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3849,7 +4137,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{47}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{51}
 }
 
 type ListAgentsResponse struct {
@@ -3861,7 +4149,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3873,7 +4161,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3886,7 +4174,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{48}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -3910,7 +4198,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3922,7 +4210,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3935,7 +4223,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{49}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Member) GetId() string {
@@ -3974,7 +4262,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[50]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3986,7 +4274,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[50]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3999,7 +4287,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{50}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{54}
 }
 
 type MembersResponse struct {
@@ -4014,7 +4302,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[51]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4026,7 +4314,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[51]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4039,7 +4327,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{51}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -4080,7 +4368,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[52]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4092,7 +4380,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[52]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4105,7 +4393,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{52}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *JoinRequest) GetId() string {
@@ -4130,7 +4418,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[53]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4142,7 +4430,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[53]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4155,7 +4443,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{53}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{57}
 }
 
 type RemoveRequest struct {
@@ -4167,7 +4455,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[54]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4179,7 +4467,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[54]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4192,7 +4480,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{54}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RemoveRequest) GetId() string {
@@ -4210,7 +4498,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[55]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4222,7 +4510,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[55]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4235,7 +4523,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{55}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{59}
 }
 
 // ACLPoolRule grants a capability on the pools a pattern names: an exact
@@ -4252,7 +4540,7 @@ type ACLPoolRule struct {
 
 func (x *ACLPoolRule) Reset() {
 	*x = ACLPoolRule{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[56]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4264,7 +4552,7 @@ func (x *ACLPoolRule) String() string {
 func (*ACLPoolRule) ProtoMessage() {}
 
 func (x *ACLPoolRule) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[56]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4277,7 +4565,7 @@ func (x *ACLPoolRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLPoolRule.ProtoReflect.Descriptor instead.
 func (*ACLPoolRule) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{56}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ACLPoolRule) GetPattern() string {
@@ -4311,7 +4599,7 @@ type ACLPolicy struct {
 
 func (x *ACLPolicy) Reset() {
 	*x = ACLPolicy{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[57]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4323,7 +4611,7 @@ func (x *ACLPolicy) String() string {
 func (*ACLPolicy) ProtoMessage() {}
 
 func (x *ACLPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[57]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4336,7 +4624,7 @@ func (x *ACLPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLPolicy.ProtoReflect.Descriptor instead.
 func (*ACLPolicy) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{57}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ACLPolicy) GetName() string {
@@ -4398,7 +4686,7 @@ type ACLToken struct {
 
 func (x *ACLToken) Reset() {
 	*x = ACLToken{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[58]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4410,7 +4698,7 @@ func (x *ACLToken) String() string {
 func (*ACLToken) ProtoMessage() {}
 
 func (x *ACLToken) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[58]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4423,7 +4711,7 @@ func (x *ACLToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLToken.ProtoReflect.Descriptor instead.
 func (*ACLToken) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{58}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ACLToken) GetAccessorId() string {
@@ -4476,7 +4764,7 @@ type ACLBootstrapRequest struct {
 
 func (x *ACLBootstrapRequest) Reset() {
 	*x = ACLBootstrapRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[59]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4488,7 +4776,7 @@ func (x *ACLBootstrapRequest) String() string {
 func (*ACLBootstrapRequest) ProtoMessage() {}
 
 func (x *ACLBootstrapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[59]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4501,7 +4789,7 @@ func (x *ACLBootstrapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLBootstrapRequest.ProtoReflect.Descriptor instead.
 func (*ACLBootstrapRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{59}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{63}
 }
 
 type UpsertPolicyRequest struct {
@@ -4513,7 +4801,7 @@ type UpsertPolicyRequest struct {
 
 func (x *UpsertPolicyRequest) Reset() {
 	*x = UpsertPolicyRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[60]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4525,7 +4813,7 @@ func (x *UpsertPolicyRequest) String() string {
 func (*UpsertPolicyRequest) ProtoMessage() {}
 
 func (x *UpsertPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[60]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4538,7 +4826,7 @@ func (x *UpsertPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertPolicyRequest.ProtoReflect.Descriptor instead.
 func (*UpsertPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{60}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *UpsertPolicyRequest) GetPolicy() *ACLPolicy {
@@ -4557,7 +4845,7 @@ type DeletePolicyRequest struct {
 
 func (x *DeletePolicyRequest) Reset() {
 	*x = DeletePolicyRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[61]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4569,7 +4857,7 @@ func (x *DeletePolicyRequest) String() string {
 func (*DeletePolicyRequest) ProtoMessage() {}
 
 func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[61]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4582,7 +4870,7 @@ func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{61}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *DeletePolicyRequest) GetName() string {
@@ -4600,7 +4888,7 @@ type DeletePolicyResponse struct {
 
 func (x *DeletePolicyResponse) Reset() {
 	*x = DeletePolicyResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[62]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4612,7 +4900,7 @@ func (x *DeletePolicyResponse) String() string {
 func (*DeletePolicyResponse) ProtoMessage() {}
 
 func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[62]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4625,7 +4913,7 @@ func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{62}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{66}
 }
 
 type ListPoliciesRequest struct {
@@ -4636,7 +4924,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[63]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4648,7 +4936,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[63]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4661,7 +4949,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{63}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{67}
 }
 
 type ListPoliciesResponse struct {
@@ -4673,7 +4961,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[64]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4685,7 +4973,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[64]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4698,7 +4986,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{64}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*ACLPolicy {
@@ -4719,7 +5007,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[65]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4731,7 +5019,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[65]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4744,7 +5032,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{65}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CreateTokenRequest) GetName() string {
@@ -4777,7 +5065,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[66]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4789,7 +5077,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[66]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4802,7 +5090,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{66}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *RevokeTokenRequest) GetAccessorId() string {
@@ -4820,7 +5108,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[67]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4832,7 +5120,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[67]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4845,7 +5133,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{67}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{71}
 }
 
 type ListTokensRequest struct {
@@ -4856,7 +5144,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[68]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4868,7 +5156,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[68]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4881,7 +5169,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{68}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{72}
 }
 
 type ListTokensResponse struct {
@@ -4893,7 +5181,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[69]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4905,7 +5193,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[69]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4918,7 +5206,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{69}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListTokensResponse) GetTokens() []*ACLToken {
@@ -4936,7 +5224,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[70]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4948,7 +5236,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[70]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4961,7 +5249,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{70}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{74}
 }
 
 var File_api_banyanv1_banyan_proto protoreflect.FileDescriptor
@@ -5182,7 +5470,7 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x15nvenc_system_sessions\x18\b \x01(\x05R\x13nvencSystemSessions\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd5\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa2\x03\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x128\n" +
 	"\vfingerprint\x18\x02 \x01(\v2\x16.banyan.v1.FingerprintR\vfingerprint\x12\x14\n" +
@@ -5192,7 +5480,28 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x12registered_unix_ms\x18\x06 \x01(\x03R\x10registeredUnixMs\x12)\n" +
 	"\x11last_seen_unix_ms\x18\a \x01(\x03R\x0elastSeenUnixMs\x12\x18\n" +
 	"\aaddress\x18\b \x01(\tR\aaddress\x12*\n" +
-	"\agpu_use\x18\t \x03(\v2\x11.banyan.v1.GPUUseR\x06gpuUse\"\xf3\x01\n" +
+	"\agpu_use\x18\t \x03(\v2\x11.banyan.v1.GPUUseR\x06gpuUse\x12\x1e\n" +
+	"\n" +
+	"ineligible\x18\n" +
+	" \x01(\bR\n" +
+	"ineligible\x12+\n" +
+	"\x05drain\x18\v \x01(\v2\x15.banyan.v1.AgentDrainR\x05drain\"\xb9\x01\n" +
+	"\n" +
+	"AgentDrain\x12&\n" +
+	"\x0fstarted_unix_ms\x18\x01 \x01(\x03R\rstartedUnixMs\x12(\n" +
+	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x12-\n" +
+	"\x12keep_opportunistic\x18\x03 \x01(\bR\x11keepOpportunistic\x12\x1a\n" +
+	"\bcomplete\x18\x04 \x01(\bR\bcomplete\x12\x0e\n" +
+	"\x02by\x18\x05 \x01(\tR\x02by\"\x8b\x01\n" +
+	"\x11DrainAgentRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
+	"\vdeadline_ms\x18\x02 \x01(\x03R\n" +
+	"deadlineMs\x12-\n" +
+	"\x12keep_opportunistic\x18\x03 \x01(\bR\x11keepOpportunistic\x12\x16\n" +
+	"\x06cancel\x18\x04 \x01(\bR\x06cancel\"@\n" +
+	"\x12EligibilityRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
+	"\beligible\x18\x02 \x01(\bR\beligible\"\xf3\x01\n" +
 	"\x0eTaskAssignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12'\n" +
@@ -5219,13 +5528,16 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"AgentHello\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x128\n" +
 	"\vfingerprint\x18\x02 \x01(\v2\x16.banyan.v1.FingerprintR\vfingerprint\x123\n" +
-	"\arunning\x18\x03 \x03(\v2\x19.banyan.v1.TaskAssignmentR\arunning\"\xe0\x01\n" +
+	"\arunning\x18\x03 \x03(\v2\x19.banyan.v1.TaskAssignmentR\arunning\"\x8e\x02\n" +
 	"\fAgentMessage\x12-\n" +
 	"\x05hello\x18\x01 \x01(\v2\x15.banyan.v1.AgentHelloH\x00R\x05hello\x124\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x14.banyan.v1.HeartbeatH\x00R\theartbeat\x12/\n" +
 	"\x06events\x18\x03 \x01(\v2\x15.banyan.v1.TaskEventsH\x00R\x06events\x123\n" +
-	"\adevices\x18\x04 \x01(\v2\x17.banyan.v1.DeviceUpdateH\x00R\adevicesB\x05\n" +
-	"\x03msg\"f\n" +
+	"\adevices\x18\x04 \x01(\v2\x17.banyan.v1.DeviceUpdateH\x00R\adevices\x12,\n" +
+	"\x05drain\x18\x05 \x01(\v2\x14.banyan.v1.DrainSelfH\x00R\x05drainB\x05\n" +
+	"\x03msg\"&\n" +
+	"\tDrainSelf\x12\x19\n" +
+	"\bgrace_ms\x18\x01 \x01(\x03R\agraceMs\"f\n" +
 	"\fDeviceUpdate\x12\"\n" +
 	"\x04gpus\x18\x01 \x03(\v2\x0e.banyan.v1.GPUR\x04gpus\x122\n" +
 	"\x15nvenc_system_sessions\x18\x02 \x01(\x05R\x13nvencSystemSessions\"$\n" +
@@ -5369,11 +5681,14 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\n" +
 	"DeletePool\x12\x1c.banyan.v1.DeletePoolRequest\x1a\x0f.banyan.v1.Pool\x12F\n" +
 	"\tListPools\x12\x1b.banyan.v1.ListPoolsRequest\x1a\x1c.banyan.v1.ListPoolsResponse\x12I\n" +
-	"\fGetPoolUsage\x12\x1b.banyan.v1.PoolUsageRequest\x1a\x1c.banyan.v1.PoolUsageResponse2\x9b\x01\n" +
+	"\fGetPoolUsage\x12\x1b.banyan.v1.PoolUsageRequest\x1a\x1c.banyan.v1.PoolUsageResponse2\x9c\x02\n" +
 	"\fAgentService\x12@\n" +
 	"\aSession\x12\x17.banyan.v1.AgentMessage\x1a\x18.banyan.v1.ServerMessage(\x010\x01\x12I\n" +
 	"\n" +
-	"ListAgents\x12\x1c.banyan.v1.ListAgentsRequest\x1a\x1d.banyan.v1.ListAgentsResponse2\xca\x01\n" +
+	"ListAgents\x12\x1c.banyan.v1.ListAgentsRequest\x1a\x1d.banyan.v1.ListAgentsResponse\x12<\n" +
+	"\n" +
+	"DrainAgent\x12\x1c.banyan.v1.DrainAgentRequest\x1a\x10.banyan.v1.Agent\x12A\n" +
+	"\x0eSetEligibility\x12\x1d.banyan.v1.EligibilityRequest\x1a\x10.banyan.v1.Agent2\xca\x01\n" +
 	"\x0eClusterService\x12@\n" +
 	"\aMembers\x12\x19.banyan.v1.MembersRequest\x1a\x1a.banyan.v1.MembersResponse\x127\n" +
 	"\x04Join\x12\x16.banyan.v1.JoinRequest\x1a\x17.banyan.v1.JoinResponse\x12=\n" +
@@ -5403,7 +5718,7 @@ func file_api_banyanv1_banyan_proto_rawDescGZIP() []byte {
 }
 
 var file_api_banyanv1_banyan_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_api_banyanv1_banyan_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
+var file_api_banyanv1_banyan_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
 var file_api_banyanv1_banyan_proto_goTypes = []any{
 	(JobClass)(0),                // 0: banyan.v1.JobClass
 	(JobState)(0),                // 1: banyan.v1.JobState
@@ -5442,51 +5757,55 @@ var file_api_banyanv1_banyan_proto_goTypes = []any{
 	(*GPUUse)(nil),               // 34: banyan.v1.GPUUse
 	(*Fingerprint)(nil),          // 35: banyan.v1.Fingerprint
 	(*Agent)(nil),                // 36: banyan.v1.Agent
-	(*TaskAssignment)(nil),       // 37: banyan.v1.TaskAssignment
-	(*TaskEvent)(nil),            // 38: banyan.v1.TaskEvent
-	(*AgentHello)(nil),           // 39: banyan.v1.AgentHello
-	(*AgentMessage)(nil),         // 40: banyan.v1.AgentMessage
-	(*DeviceUpdate)(nil),         // 41: banyan.v1.DeviceUpdate
-	(*Heartbeat)(nil),            // 42: banyan.v1.Heartbeat
-	(*TaskEvents)(nil),           // 43: banyan.v1.TaskEvents
-	(*ServerMessage)(nil),        // 44: banyan.v1.ServerMessage
-	(*WarmTargets)(nil),          // 45: banyan.v1.WarmTargets
-	(*Welcome)(nil),              // 46: banyan.v1.Welcome
-	(*TaskBatch)(nil),            // 47: banyan.v1.TaskBatch
-	(*CancelTasks)(nil),          // 48: banyan.v1.CancelTasks
-	(*AckEvents)(nil),            // 49: banyan.v1.AckEvents
-	(*HeartbeatAck)(nil),         // 50: banyan.v1.HeartbeatAck
-	(*ListAgentsRequest)(nil),    // 51: banyan.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),   // 52: banyan.v1.ListAgentsResponse
-	(*Member)(nil),               // 53: banyan.v1.Member
-	(*MembersRequest)(nil),       // 54: banyan.v1.MembersRequest
-	(*MembersResponse)(nil),      // 55: banyan.v1.MembersResponse
-	(*JoinRequest)(nil),          // 56: banyan.v1.JoinRequest
-	(*JoinResponse)(nil),         // 57: banyan.v1.JoinResponse
-	(*RemoveRequest)(nil),        // 58: banyan.v1.RemoveRequest
-	(*RemoveResponse)(nil),       // 59: banyan.v1.RemoveResponse
-	(*ACLPoolRule)(nil),          // 60: banyan.v1.ACLPoolRule
-	(*ACLPolicy)(nil),            // 61: banyan.v1.ACLPolicy
-	(*ACLToken)(nil),             // 62: banyan.v1.ACLToken
-	(*ACLBootstrapRequest)(nil),  // 63: banyan.v1.ACLBootstrapRequest
-	(*UpsertPolicyRequest)(nil),  // 64: banyan.v1.UpsertPolicyRequest
-	(*DeletePolicyRequest)(nil),  // 65: banyan.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil), // 66: banyan.v1.DeletePolicyResponse
-	(*ListPoliciesRequest)(nil),  // 67: banyan.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil), // 68: banyan.v1.ListPoliciesResponse
-	(*CreateTokenRequest)(nil),   // 69: banyan.v1.CreateTokenRequest
-	(*RevokeTokenRequest)(nil),   // 70: banyan.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),  // 71: banyan.v1.RevokeTokenResponse
-	(*ListTokensRequest)(nil),    // 72: banyan.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),   // 73: banyan.v1.ListTokensResponse
-	(*WhoAmIRequest)(nil),        // 74: banyan.v1.WhoAmIRequest
-	nil,                          // 75: banyan.v1.TaskSpec.EnvEntry
-	nil,                          // 76: banyan.v1.Pool.WarmEntry
-	nil,                          // 77: banyan.v1.Fingerprint.LabelsEntry
-	nil,                          // 78: banyan.v1.WarmTargets.WorkersEntry
+	(*AgentDrain)(nil),           // 37: banyan.v1.AgentDrain
+	(*DrainAgentRequest)(nil),    // 38: banyan.v1.DrainAgentRequest
+	(*EligibilityRequest)(nil),   // 39: banyan.v1.EligibilityRequest
+	(*TaskAssignment)(nil),       // 40: banyan.v1.TaskAssignment
+	(*TaskEvent)(nil),            // 41: banyan.v1.TaskEvent
+	(*AgentHello)(nil),           // 42: banyan.v1.AgentHello
+	(*AgentMessage)(nil),         // 43: banyan.v1.AgentMessage
+	(*DrainSelf)(nil),            // 44: banyan.v1.DrainSelf
+	(*DeviceUpdate)(nil),         // 45: banyan.v1.DeviceUpdate
+	(*Heartbeat)(nil),            // 46: banyan.v1.Heartbeat
+	(*TaskEvents)(nil),           // 47: banyan.v1.TaskEvents
+	(*ServerMessage)(nil),        // 48: banyan.v1.ServerMessage
+	(*WarmTargets)(nil),          // 49: banyan.v1.WarmTargets
+	(*Welcome)(nil),              // 50: banyan.v1.Welcome
+	(*TaskBatch)(nil),            // 51: banyan.v1.TaskBatch
+	(*CancelTasks)(nil),          // 52: banyan.v1.CancelTasks
+	(*AckEvents)(nil),            // 53: banyan.v1.AckEvents
+	(*HeartbeatAck)(nil),         // 54: banyan.v1.HeartbeatAck
+	(*ListAgentsRequest)(nil),    // 55: banyan.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),   // 56: banyan.v1.ListAgentsResponse
+	(*Member)(nil),               // 57: banyan.v1.Member
+	(*MembersRequest)(nil),       // 58: banyan.v1.MembersRequest
+	(*MembersResponse)(nil),      // 59: banyan.v1.MembersResponse
+	(*JoinRequest)(nil),          // 60: banyan.v1.JoinRequest
+	(*JoinResponse)(nil),         // 61: banyan.v1.JoinResponse
+	(*RemoveRequest)(nil),        // 62: banyan.v1.RemoveRequest
+	(*RemoveResponse)(nil),       // 63: banyan.v1.RemoveResponse
+	(*ACLPoolRule)(nil),          // 64: banyan.v1.ACLPoolRule
+	(*ACLPolicy)(nil),            // 65: banyan.v1.ACLPolicy
+	(*ACLToken)(nil),             // 66: banyan.v1.ACLToken
+	(*ACLBootstrapRequest)(nil),  // 67: banyan.v1.ACLBootstrapRequest
+	(*UpsertPolicyRequest)(nil),  // 68: banyan.v1.UpsertPolicyRequest
+	(*DeletePolicyRequest)(nil),  // 69: banyan.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil), // 70: banyan.v1.DeletePolicyResponse
+	(*ListPoliciesRequest)(nil),  // 71: banyan.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil), // 72: banyan.v1.ListPoliciesResponse
+	(*CreateTokenRequest)(nil),   // 73: banyan.v1.CreateTokenRequest
+	(*RevokeTokenRequest)(nil),   // 74: banyan.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),  // 75: banyan.v1.RevokeTokenResponse
+	(*ListTokensRequest)(nil),    // 76: banyan.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),   // 77: banyan.v1.ListTokensResponse
+	(*WhoAmIRequest)(nil),        // 78: banyan.v1.WhoAmIRequest
+	nil,                          // 79: banyan.v1.TaskSpec.EnvEntry
+	nil,                          // 80: banyan.v1.Pool.WarmEntry
+	nil,                          // 81: banyan.v1.Fingerprint.LabelsEntry
+	nil,                          // 82: banyan.v1.WarmTargets.WorkersEntry
 }
 var file_api_banyanv1_banyan_proto_depIdxs = []int32{
-	75, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
+	79, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
 	4,  // 1: banyan.v1.TaskSpec.resources:type_name -> banyan.v1.Resources
 	6,  // 2: banyan.v1.TaskSpec.retry:type_name -> banyan.v1.RetryPolicy
 	5,  // 3: banyan.v1.TaskSpec.constraints:type_name -> banyan.v1.Constraint
@@ -5510,7 +5829,7 @@ var file_api_banyanv1_banyan_proto_depIdxs = []int32{
 	4,  // 21: banyan.v1.Pool.guaranteed:type_name -> banyan.v1.Resources
 	4,  // 22: banyan.v1.Pool.max:type_name -> banyan.v1.Resources
 	4,  // 23: banyan.v1.Pool.usage:type_name -> banyan.v1.Resources
-	76, // 24: banyan.v1.Pool.warm:type_name -> banyan.v1.Pool.WarmEntry
+	80, // 24: banyan.v1.Pool.warm:type_name -> banyan.v1.Pool.WarmEntry
 	22, // 25: banyan.v1.PoolRequest.pool:type_name -> banyan.v1.Pool
 	22, // 26: banyan.v1.ListPoolsResponse.pools:type_name -> banyan.v1.Pool
 	4,  // 27: banyan.v1.ListPoolsResponse.cluster:type_name -> banyan.v1.Resources
@@ -5520,88 +5839,94 @@ var file_api_banyanv1_banyan_proto_depIdxs = []int32{
 	31, // 31: banyan.v1.GPU.mig:type_name -> banyan.v1.MIGInstance
 	32, // 32: banyan.v1.Fingerprint.gpus:type_name -> banyan.v1.GPU
 	4,  // 33: banyan.v1.Fingerprint.capacity:type_name -> banyan.v1.Resources
-	77, // 34: banyan.v1.Fingerprint.labels:type_name -> banyan.v1.Fingerprint.LabelsEntry
+	81, // 34: banyan.v1.Fingerprint.labels:type_name -> banyan.v1.Fingerprint.LabelsEntry
 	35, // 35: banyan.v1.Agent.fingerprint:type_name -> banyan.v1.Fingerprint
 	4,  // 36: banyan.v1.Agent.used:type_name -> banyan.v1.Resources
 	34, // 37: banyan.v1.Agent.gpu_use:type_name -> banyan.v1.GPUUse
-	7,  // 38: banyan.v1.TaskAssignment.spec:type_name -> banyan.v1.TaskSpec
-	0,  // 39: banyan.v1.TaskAssignment.class:type_name -> banyan.v1.JobClass
-	33, // 40: banyan.v1.TaskAssignment.gpus:type_name -> banyan.v1.GPUGrant
-	35, // 41: banyan.v1.AgentHello.fingerprint:type_name -> banyan.v1.Fingerprint
-	37, // 42: banyan.v1.AgentHello.running:type_name -> banyan.v1.TaskAssignment
-	39, // 43: banyan.v1.AgentMessage.hello:type_name -> banyan.v1.AgentHello
-	42, // 44: banyan.v1.AgentMessage.heartbeat:type_name -> banyan.v1.Heartbeat
-	43, // 45: banyan.v1.AgentMessage.events:type_name -> banyan.v1.TaskEvents
-	41, // 46: banyan.v1.AgentMessage.devices:type_name -> banyan.v1.DeviceUpdate
-	32, // 47: banyan.v1.DeviceUpdate.gpus:type_name -> banyan.v1.GPU
-	38, // 48: banyan.v1.TaskEvents.events:type_name -> banyan.v1.TaskEvent
-	46, // 49: banyan.v1.ServerMessage.welcome:type_name -> banyan.v1.Welcome
-	47, // 50: banyan.v1.ServerMessage.batch:type_name -> banyan.v1.TaskBatch
-	48, // 51: banyan.v1.ServerMessage.cancel:type_name -> banyan.v1.CancelTasks
-	49, // 52: banyan.v1.ServerMessage.ack:type_name -> banyan.v1.AckEvents
-	50, // 53: banyan.v1.ServerMessage.heartbeat_ack:type_name -> banyan.v1.HeartbeatAck
-	45, // 54: banyan.v1.ServerMessage.warm:type_name -> banyan.v1.WarmTargets
-	78, // 55: banyan.v1.WarmTargets.workers:type_name -> banyan.v1.WarmTargets.WorkersEntry
-	37, // 56: banyan.v1.TaskBatch.tasks:type_name -> banyan.v1.TaskAssignment
-	37, // 57: banyan.v1.CancelTasks.tasks:type_name -> banyan.v1.TaskAssignment
-	38, // 58: banyan.v1.AckEvents.events:type_name -> banyan.v1.TaskEvent
-	36, // 59: banyan.v1.ListAgentsResponse.agents:type_name -> banyan.v1.Agent
-	53, // 60: banyan.v1.MembersResponse.members:type_name -> banyan.v1.Member
-	60, // 61: banyan.v1.ACLPolicy.pools:type_name -> banyan.v1.ACLPoolRule
-	61, // 62: banyan.v1.UpsertPolicyRequest.policy:type_name -> banyan.v1.ACLPolicy
-	61, // 63: banyan.v1.ListPoliciesResponse.policies:type_name -> banyan.v1.ACLPolicy
-	62, // 64: banyan.v1.ListTokensResponse.tokens:type_name -> banyan.v1.ACLToken
-	15, // 65: banyan.v1.JobService.SubmitJobs:input_type -> banyan.v1.SubmitJobsRequest
-	17, // 66: banyan.v1.JobService.GetJob:input_type -> banyan.v1.GetJobRequest
-	18, // 67: banyan.v1.JobService.ListJobs:input_type -> banyan.v1.ListJobsRequest
-	20, // 68: banyan.v1.JobService.CancelJob:input_type -> banyan.v1.CancelJobRequest
-	21, // 69: banyan.v1.JobService.WatchJob:input_type -> banyan.v1.WatchJobRequest
-	23, // 70: banyan.v1.PoolService.CreatePool:input_type -> banyan.v1.PoolRequest
-	23, // 71: banyan.v1.PoolService.UpdatePool:input_type -> banyan.v1.PoolRequest
-	24, // 72: banyan.v1.PoolService.DeletePool:input_type -> banyan.v1.DeletePoolRequest
-	25, // 73: banyan.v1.PoolService.ListPools:input_type -> banyan.v1.ListPoolsRequest
-	28, // 74: banyan.v1.PoolService.GetPoolUsage:input_type -> banyan.v1.PoolUsageRequest
-	40, // 75: banyan.v1.AgentService.Session:input_type -> banyan.v1.AgentMessage
-	51, // 76: banyan.v1.AgentService.ListAgents:input_type -> banyan.v1.ListAgentsRequest
-	54, // 77: banyan.v1.ClusterService.Members:input_type -> banyan.v1.MembersRequest
-	56, // 78: banyan.v1.ClusterService.Join:input_type -> banyan.v1.JoinRequest
-	58, // 79: banyan.v1.ClusterService.Remove:input_type -> banyan.v1.RemoveRequest
-	63, // 80: banyan.v1.ACLService.Bootstrap:input_type -> banyan.v1.ACLBootstrapRequest
-	64, // 81: banyan.v1.ACLService.UpsertPolicy:input_type -> banyan.v1.UpsertPolicyRequest
-	65, // 82: banyan.v1.ACLService.DeletePolicy:input_type -> banyan.v1.DeletePolicyRequest
-	67, // 83: banyan.v1.ACLService.ListPolicies:input_type -> banyan.v1.ListPoliciesRequest
-	69, // 84: banyan.v1.ACLService.CreateToken:input_type -> banyan.v1.CreateTokenRequest
-	70, // 85: banyan.v1.ACLService.RevokeToken:input_type -> banyan.v1.RevokeTokenRequest
-	72, // 86: banyan.v1.ACLService.ListTokens:input_type -> banyan.v1.ListTokensRequest
-	74, // 87: banyan.v1.ACLService.WhoAmI:input_type -> banyan.v1.WhoAmIRequest
-	16, // 88: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
-	13, // 89: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
-	19, // 90: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
-	13, // 91: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
-	13, // 92: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
-	22, // 93: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
-	22, // 94: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
-	22, // 95: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
-	26, // 96: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
-	30, // 97: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
-	44, // 98: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
-	52, // 99: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
-	55, // 100: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
-	57, // 101: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
-	59, // 102: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
-	62, // 103: banyan.v1.ACLService.Bootstrap:output_type -> banyan.v1.ACLToken
-	61, // 104: banyan.v1.ACLService.UpsertPolicy:output_type -> banyan.v1.ACLPolicy
-	66, // 105: banyan.v1.ACLService.DeletePolicy:output_type -> banyan.v1.DeletePolicyResponse
-	68, // 106: banyan.v1.ACLService.ListPolicies:output_type -> banyan.v1.ListPoliciesResponse
-	62, // 107: banyan.v1.ACLService.CreateToken:output_type -> banyan.v1.ACLToken
-	71, // 108: banyan.v1.ACLService.RevokeToken:output_type -> banyan.v1.RevokeTokenResponse
-	73, // 109: banyan.v1.ACLService.ListTokens:output_type -> banyan.v1.ListTokensResponse
-	62, // 110: banyan.v1.ACLService.WhoAmI:output_type -> banyan.v1.ACLToken
-	88, // [88:111] is the sub-list for method output_type
-	65, // [65:88] is the sub-list for method input_type
-	65, // [65:65] is the sub-list for extension type_name
-	65, // [65:65] is the sub-list for extension extendee
-	0,  // [0:65] is the sub-list for field type_name
+	37, // 38: banyan.v1.Agent.drain:type_name -> banyan.v1.AgentDrain
+	7,  // 39: banyan.v1.TaskAssignment.spec:type_name -> banyan.v1.TaskSpec
+	0,  // 40: banyan.v1.TaskAssignment.class:type_name -> banyan.v1.JobClass
+	33, // 41: banyan.v1.TaskAssignment.gpus:type_name -> banyan.v1.GPUGrant
+	35, // 42: banyan.v1.AgentHello.fingerprint:type_name -> banyan.v1.Fingerprint
+	40, // 43: banyan.v1.AgentHello.running:type_name -> banyan.v1.TaskAssignment
+	42, // 44: banyan.v1.AgentMessage.hello:type_name -> banyan.v1.AgentHello
+	46, // 45: banyan.v1.AgentMessage.heartbeat:type_name -> banyan.v1.Heartbeat
+	47, // 46: banyan.v1.AgentMessage.events:type_name -> banyan.v1.TaskEvents
+	45, // 47: banyan.v1.AgentMessage.devices:type_name -> banyan.v1.DeviceUpdate
+	44, // 48: banyan.v1.AgentMessage.drain:type_name -> banyan.v1.DrainSelf
+	32, // 49: banyan.v1.DeviceUpdate.gpus:type_name -> banyan.v1.GPU
+	41, // 50: banyan.v1.TaskEvents.events:type_name -> banyan.v1.TaskEvent
+	50, // 51: banyan.v1.ServerMessage.welcome:type_name -> banyan.v1.Welcome
+	51, // 52: banyan.v1.ServerMessage.batch:type_name -> banyan.v1.TaskBatch
+	52, // 53: banyan.v1.ServerMessage.cancel:type_name -> banyan.v1.CancelTasks
+	53, // 54: banyan.v1.ServerMessage.ack:type_name -> banyan.v1.AckEvents
+	54, // 55: banyan.v1.ServerMessage.heartbeat_ack:type_name -> banyan.v1.HeartbeatAck
+	49, // 56: banyan.v1.ServerMessage.warm:type_name -> banyan.v1.WarmTargets
+	82, // 57: banyan.v1.WarmTargets.workers:type_name -> banyan.v1.WarmTargets.WorkersEntry
+	40, // 58: banyan.v1.TaskBatch.tasks:type_name -> banyan.v1.TaskAssignment
+	40, // 59: banyan.v1.CancelTasks.tasks:type_name -> banyan.v1.TaskAssignment
+	41, // 60: banyan.v1.AckEvents.events:type_name -> banyan.v1.TaskEvent
+	36, // 61: banyan.v1.ListAgentsResponse.agents:type_name -> banyan.v1.Agent
+	57, // 62: banyan.v1.MembersResponse.members:type_name -> banyan.v1.Member
+	64, // 63: banyan.v1.ACLPolicy.pools:type_name -> banyan.v1.ACLPoolRule
+	65, // 64: banyan.v1.UpsertPolicyRequest.policy:type_name -> banyan.v1.ACLPolicy
+	65, // 65: banyan.v1.ListPoliciesResponse.policies:type_name -> banyan.v1.ACLPolicy
+	66, // 66: banyan.v1.ListTokensResponse.tokens:type_name -> banyan.v1.ACLToken
+	15, // 67: banyan.v1.JobService.SubmitJobs:input_type -> banyan.v1.SubmitJobsRequest
+	17, // 68: banyan.v1.JobService.GetJob:input_type -> banyan.v1.GetJobRequest
+	18, // 69: banyan.v1.JobService.ListJobs:input_type -> banyan.v1.ListJobsRequest
+	20, // 70: banyan.v1.JobService.CancelJob:input_type -> banyan.v1.CancelJobRequest
+	21, // 71: banyan.v1.JobService.WatchJob:input_type -> banyan.v1.WatchJobRequest
+	23, // 72: banyan.v1.PoolService.CreatePool:input_type -> banyan.v1.PoolRequest
+	23, // 73: banyan.v1.PoolService.UpdatePool:input_type -> banyan.v1.PoolRequest
+	24, // 74: banyan.v1.PoolService.DeletePool:input_type -> banyan.v1.DeletePoolRequest
+	25, // 75: banyan.v1.PoolService.ListPools:input_type -> banyan.v1.ListPoolsRequest
+	28, // 76: banyan.v1.PoolService.GetPoolUsage:input_type -> banyan.v1.PoolUsageRequest
+	43, // 77: banyan.v1.AgentService.Session:input_type -> banyan.v1.AgentMessage
+	55, // 78: banyan.v1.AgentService.ListAgents:input_type -> banyan.v1.ListAgentsRequest
+	38, // 79: banyan.v1.AgentService.DrainAgent:input_type -> banyan.v1.DrainAgentRequest
+	39, // 80: banyan.v1.AgentService.SetEligibility:input_type -> banyan.v1.EligibilityRequest
+	58, // 81: banyan.v1.ClusterService.Members:input_type -> banyan.v1.MembersRequest
+	60, // 82: banyan.v1.ClusterService.Join:input_type -> banyan.v1.JoinRequest
+	62, // 83: banyan.v1.ClusterService.Remove:input_type -> banyan.v1.RemoveRequest
+	67, // 84: banyan.v1.ACLService.Bootstrap:input_type -> banyan.v1.ACLBootstrapRequest
+	68, // 85: banyan.v1.ACLService.UpsertPolicy:input_type -> banyan.v1.UpsertPolicyRequest
+	69, // 86: banyan.v1.ACLService.DeletePolicy:input_type -> banyan.v1.DeletePolicyRequest
+	71, // 87: banyan.v1.ACLService.ListPolicies:input_type -> banyan.v1.ListPoliciesRequest
+	73, // 88: banyan.v1.ACLService.CreateToken:input_type -> banyan.v1.CreateTokenRequest
+	74, // 89: banyan.v1.ACLService.RevokeToken:input_type -> banyan.v1.RevokeTokenRequest
+	76, // 90: banyan.v1.ACLService.ListTokens:input_type -> banyan.v1.ListTokensRequest
+	78, // 91: banyan.v1.ACLService.WhoAmI:input_type -> banyan.v1.WhoAmIRequest
+	16, // 92: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
+	13, // 93: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
+	19, // 94: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
+	13, // 95: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
+	13, // 96: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
+	22, // 97: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
+	22, // 98: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
+	22, // 99: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
+	26, // 100: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
+	30, // 101: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
+	48, // 102: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
+	56, // 103: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
+	36, // 104: banyan.v1.AgentService.DrainAgent:output_type -> banyan.v1.Agent
+	36, // 105: banyan.v1.AgentService.SetEligibility:output_type -> banyan.v1.Agent
+	59, // 106: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
+	61, // 107: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
+	63, // 108: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
+	66, // 109: banyan.v1.ACLService.Bootstrap:output_type -> banyan.v1.ACLToken
+	65, // 110: banyan.v1.ACLService.UpsertPolicy:output_type -> banyan.v1.ACLPolicy
+	70, // 111: banyan.v1.ACLService.DeletePolicy:output_type -> banyan.v1.DeletePolicyResponse
+	72, // 112: banyan.v1.ACLService.ListPolicies:output_type -> banyan.v1.ListPoliciesResponse
+	66, // 113: banyan.v1.ACLService.CreateToken:output_type -> banyan.v1.ACLToken
+	75, // 114: banyan.v1.ACLService.RevokeToken:output_type -> banyan.v1.RevokeTokenResponse
+	77, // 115: banyan.v1.ACLService.ListTokens:output_type -> banyan.v1.ListTokensResponse
+	66, // 116: banyan.v1.ACLService.WhoAmI:output_type -> banyan.v1.ACLToken
+	92, // [92:117] is the sub-list for method output_type
+	67, // [67:92] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_api_banyanv1_banyan_proto_init() }
@@ -5609,13 +5934,14 @@ func file_api_banyanv1_banyan_proto_init() {
 	if File_api_banyanv1_banyan_proto != nil {
 		return
 	}
-	file_api_banyanv1_banyan_proto_msgTypes[36].OneofWrappers = []any{
+	file_api_banyanv1_banyan_proto_msgTypes[39].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Events)(nil),
 		(*AgentMessage_Devices)(nil),
+		(*AgentMessage_Drain)(nil),
 	}
-	file_api_banyanv1_banyan_proto_msgTypes[40].OneofWrappers = []any{
+	file_api_banyanv1_banyan_proto_msgTypes[44].OneofWrappers = []any{
 		(*ServerMessage_Welcome)(nil),
 		(*ServerMessage_Batch)(nil),
 		(*ServerMessage_Cancel)(nil),
@@ -5629,7 +5955,7 @@ func file_api_banyanv1_banyan_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_banyanv1_banyan_proto_rawDesc), len(file_api_banyanv1_banyan_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   75,
+			NumMessages:   79,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

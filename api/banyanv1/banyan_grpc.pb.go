@@ -547,8 +547,10 @@ var PoolService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	AgentService_Session_FullMethodName    = "/banyan.v1.AgentService/Session"
-	AgentService_ListAgents_FullMethodName = "/banyan.v1.AgentService/ListAgents"
+	AgentService_Session_FullMethodName        = "/banyan.v1.AgentService/Session"
+	AgentService_ListAgents_FullMethodName     = "/banyan.v1.AgentService/ListAgents"
+	AgentService_DrainAgent_FullMethodName     = "/banyan.v1.AgentService/DrainAgent"
+	AgentService_SetEligibility_FullMethodName = "/banyan.v1.AgentService/SetEligibility"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -561,6 +563,11 @@ type AgentServiceClient interface {
 	// task events flow up while task batches and cancellations flow down.
 	Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AgentMessage, ServerMessage], error)
 	ListAgents(ctx context.Context, in *ListAgentsRequest, opts ...grpc.CallOption) (*ListAgentsResponse, error)
+	// DrainAgent stops new placements on an agent and lets its tasks finish
+	// (see AgentDrain).
+	DrainAgent(ctx context.Context, in *DrainAgentRequest, opts ...grpc.CallOption) (*Agent, error)
+	// SetEligibility cordons or uncordons an agent; uncordoning ends a drain.
+	SetEligibility(ctx context.Context, in *EligibilityRequest, opts ...grpc.CallOption) (*Agent, error)
 }
 
 type agentServiceClient struct {
@@ -594,6 +601,26 @@ func (c *agentServiceClient) ListAgents(ctx context.Context, in *ListAgentsReque
 	return out, nil
 }
 
+func (c *agentServiceClient) DrainAgent(ctx context.Context, in *DrainAgentRequest, opts ...grpc.CallOption) (*Agent, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Agent)
+	err := c.cc.Invoke(ctx, AgentService_DrainAgent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) SetEligibility(ctx context.Context, in *EligibilityRequest, opts ...grpc.CallOption) (*Agent, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Agent)
+	err := c.cc.Invoke(ctx, AgentService_SetEligibility_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -604,6 +631,11 @@ type AgentServiceServer interface {
 	// task events flow up while task batches and cancellations flow down.
 	Session(grpc.BidiStreamingServer[AgentMessage, ServerMessage]) error
 	ListAgents(context.Context, *ListAgentsRequest) (*ListAgentsResponse, error)
+	// DrainAgent stops new placements on an agent and lets its tasks finish
+	// (see AgentDrain).
+	DrainAgent(context.Context, *DrainAgentRequest) (*Agent, error)
+	// SetEligibility cordons or uncordons an agent; uncordoning ends a drain.
+	SetEligibility(context.Context, *EligibilityRequest) (*Agent, error)
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -619,6 +651,12 @@ func (UnimplementedAgentServiceServer) Session(grpc.BidiStreamingServer[AgentMes
 }
 func (UnimplementedAgentServiceServer) ListAgents(context.Context, *ListAgentsRequest) (*ListAgentsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListAgents not implemented")
+}
+func (UnimplementedAgentServiceServer) DrainAgent(context.Context, *DrainAgentRequest) (*Agent, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DrainAgent not implemented")
+}
+func (UnimplementedAgentServiceServer) SetEligibility(context.Context, *EligibilityRequest) (*Agent, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetEligibility not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -666,6 +704,42 @@ func _AgentService_ListAgents_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgentService_DrainAgent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainAgentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).DrainAgent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_DrainAgent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).DrainAgent(ctx, req.(*DrainAgentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_SetEligibility_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EligibilityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).SetEligibility(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_SetEligibility_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).SetEligibility(ctx, req.(*EligibilityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -676,6 +750,14 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAgents",
 			Handler:    _AgentService_ListAgents_Handler,
+		},
+		{
+			MethodName: "DrainAgent",
+			Handler:    _AgentService_DrainAgent_Handler,
+		},
+		{
+			MethodName: "SetEligibility",
+			Handler:    _AgentService_SetEligibility_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

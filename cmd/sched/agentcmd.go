@@ -149,7 +149,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 	fl.BoolVar(&f.noCgroups, "no-cgroups", false, "run tasks without cgroups (no resource limits)")
 	fl.StringVar(&f.maxMessage, "max-message-size", "16MiB", "largest gRPC message, the same as the servers'")
 	fl.DurationVar(&f.killGrace, "kill-grace", 5*time.Second, "SIGTERM-to-SIGKILL grace for cancelled and preempted tasks")
-	cmd.AddCommand(newAgentListCmd(g), newAgentShowCmd(g))
+	cmd.AddCommand(newAgentListCmd(g), newAgentShowCmd(g), newAgentDrainCmd(g), newAgentEligibilityCmd(g))
 	return cmd
 }
 
@@ -197,7 +197,7 @@ func newAgentListCmd(g *globals) *cobra.Command {
 					if a.LastSeenUnixMs > 0 {
 						seen = time.Since(time.UnixMilli(a.LastSeenUnixMs)).Round(time.Second).String() + " ago"
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", a.Id, a.State, gpuSummary(a), a.Fingerprint.GetCapacity().Vector(),
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", a.Id, agentStateCell(a), gpuSummary(a), a.Fingerprint.GetCapacity().Vector(),
 						a.Used.Vector(), a.RunningTasks, seen)
 				}
 				return w.Flush()

@@ -72,7 +72,7 @@ func nvencLimitName(l pb.NVENCLimit) string {
 // placed on it.
 func writeAgentShow(out io.Writer, a *pb.Agent, now time.Time) error {
 	fp := a.GetFingerprint()
-	fmt.Fprintf(out, "Agent %s: %s\n", a.Id, a.State)
+	fmt.Fprintf(out, "Agent %s: %s\n", a.Id, agentStateCell(a))
 	fmt.Fprintf(out, "  host:      %s (%d cores, %s memory)\n", fp.GetHostname(), fp.GetCpuCores(),
 		pool.FormatQuantity("memory", fp.GetMemoryBytes()))
 	fmt.Fprintf(out, "  capacity:  %s\n", fp.GetCapacity().Vector())

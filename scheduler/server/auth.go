@@ -219,6 +219,8 @@ var methodChecks = map[string]methodCheck{
 	pb.PoolService_GetPoolUsage_FullMethodName:        typed(usageCheck),
 	pb.AgentService_Session_FullMethodName:            needCluster(acl.AgentWrite),
 	pb.AgentService_ListAgents_FullMethodName:         needCluster(acl.ClusterRead),
+	pb.AgentService_DrainAgent_FullMethodName:         needCluster(acl.ClusterOperator),
+	pb.AgentService_SetEligibility_FullMethodName:     needCluster(acl.ClusterOperator),
 	pb.ClusterService_Members_FullMethodName:          needCluster(acl.ClusterRead),
 	pb.ClusterService_Join_FullMethodName:             needCluster(acl.ClusterOperator),
 	pb.ClusterService_Remove_FullMethodName:           needCluster(acl.ClusterOperator),

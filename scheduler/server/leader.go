@@ -414,6 +414,11 @@ func (l *leaderLoop) recvLoop(sess *session, stream pb.AgentService_SessionServe
 			case <-sess.ctx.Done():
 				return
 			}
+		case *pb.AgentMessage_Drain:
+			l.s.log.Info("agent asks to be drained (shutting down)", "agent", sess.agentID, "grace_ms", msg.Drain.GraceMs)
+			if err := l.drainSelf(sess.agentID, msg.Drain.GraceMs); err != nil {
+				l.s.log.Warn("commit agent's own drain failed", "agent", sess.agentID, "err", err)
+			}
 		case *pb.AgentMessage_Devices:
 			// Rare (a GPU's health or offered sessions changed): committed
 			// here, in order with this agent's other messages. Tasks on a
@@ -492,6 +497,7 @@ func (l *leaderLoop) checkLeases() {
 		case <-tick.C:
 		}
 		now := l.s.cfg.Clock()
+		l.stopDueDrains(now)
 		var expired []string
 		l.mu.Lock()
 		l.s.fsm.Read(func(st *state.State) {

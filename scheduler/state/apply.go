@@ -61,6 +61,10 @@ func (s *State) Apply(cmd *fsmpb.Command) *Result {
 		s.applyAgentDown(now, c.AgentDown, r)
 	case *fsmpb.Command_AgentDevices:
 		s.applyAgentDevices(now, c.AgentDevices, r)
+	case *fsmpb.Command_AgentScheduling:
+		s.applyAgentScheduling(now, c.AgentScheduling, r)
+	case *fsmpb.Command_AgentDrainDeadline:
+		s.applyAgentDrainDeadline(now, c.AgentDrainDeadline, r)
 	case *fsmpb.Command_Cancel:
 		s.applyCancel(now, c.Cancel, r)
 	case *fsmpb.Command_PoolPut:
@@ -229,7 +233,7 @@ func (s *State) canAssign(a *fsmpb.Assignment, usage map[string]pool.Resources) 
 		return false
 	}
 	ag, ok := s.agents[a.AgentId]
-	if !ok || !ag.Up() || !t.Ask.Fits(ag.Capacity.Sub(ag.Used)) {
+	if !ok || !ag.schedulable() || !t.Ask.Fits(ag.Capacity.Sub(ag.Used)) {
 		return false
 	}
 	if len(ag.devices) > 0 || len(a.Gpus) > 0 {

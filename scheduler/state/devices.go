@@ -113,7 +113,7 @@ func (a *Agent) setFingerprint(fp *pb.Fingerprint) {
 // node is the agent as placement sees it, with its devices' use.
 func (a *Agent) node(id string) placement.Node {
 	n := placement.Node{ID: id, Capacity: a.Capacity, Used: a.Used, Labels: a.PB.GetFingerprint().GetLabels(),
-		Up: a.Up()}
+		Up: a.schedulable()}
 	if len(a.devices) > 0 {
 		n.Devices = make([]placement.Device, len(a.devices))
 		for i, d := range a.devices {

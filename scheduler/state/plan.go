@@ -82,12 +82,9 @@ type pass struct {
 
 func (s *State) newPass(now int64, lim PlanLimits) *pass {
 	nodes := s.nodes()
-	var cluster pool.Resources
-	for _, n := range nodes {
-		if n.Up {
-			cluster = cluster.Add(n.Capacity)
-		}
-	}
+	// The capacity pools share is every up agent's, cordoned ones too: the
+	// work running there counts in the pools' usage.
+	cluster := s.Cluster()
 	// Warm workers a pool reserves count against its guarantee.
 	usage := s.poolUsage
 	if len(s.poolWarm) > 0 {

@@ -301,6 +301,19 @@ func (h *harness) run(line string, input []string) (string, error) {
 		err = h.agentDown(a)
 	case "devices":
 		err = h.devices(a)
+	case "drain":
+		err = h.drain(a)
+	case "cordon":
+		h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentScheduling{AgentScheduling: &fsmpb.AgentScheduling{
+			AgentId: a.str("agent", ""), Ineligible: a.str("eligible", "false") != "true"}}})
+		h.printf("agent %s: %s", a.str("agent", ""), agentDesc(h.s, a.str("agent", "")))
+	case "drain-deadlines":
+		// Commits the drain deadlines that are due now, as the leader does.
+		due := h.s.DrainsDue(h.now)
+		h.printf("due: %v", due)
+		for _, id := range due {
+			h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentDrainDeadline{AgentDrainDeadline: &fsmpb.AgentDrainDeadline{AgentId: id}}})
+		}
 	case "pool-put":
 		err = h.poolPut(a)
 	case "pool-delete":
@@ -541,6 +554,13 @@ func agentDesc(s *State, id string) string {
 			}
 		}
 		d += " gpu_use=" + strings.Join(uses, ",")
+	}
+	if v.Ineligible {
+		d += " ineligible"
+	}
+	if dr := v.Drain; dr != nil {
+		d += fmt.Sprintf(" draining(since=%d deadline=%d keep_opportunistic=%v complete=%v)", dr.StartedUnixMs,
+			dr.DeadlineUnixMs, dr.KeepOpportunistic, dr.Complete)
 	}
 	if run := s.AgentRunning(id); len(run) > 0 {
 		names := make([]string, len(run))
@@ -1037,6 +1057,20 @@ func (h *harness) devices(a *args) error {
 	}
 	h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentDevices{AgentDevices: &fsmpb.AgentDevices{AgentId: id,
 		Update: &pb.DeviceUpdate{Gpus: gpus, NvencSystemSessions: v.Fingerprint.GetNvencSystemSessions()}}}})
+	h.printf("agent %s: %s", id, agentDesc(h.s, id))
+	return nil
+}
+
+// drain starts an agent's drain: deadline=MS (absolute, 0 none), keep_opp.
+func (h *harness) drain(a *args) error {
+	id := a.str("agent", "")
+	deadline, err := a.int("deadline", 0)
+	if err != nil {
+		return err
+	}
+	h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentScheduling{AgentScheduling: &fsmpb.AgentScheduling{
+		AgentId: id, Ineligible: true, Drain: &pb.AgentDrain{DeadlineUnixMs: deadline,
+			KeepOpportunistic: a.str("keep_opp", "false") == "true", By: "test"}}}})
 	h.printf("agent %s: %s", id, agentDesc(h.s, id))
 	return nil
 }

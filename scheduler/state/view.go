@@ -117,6 +117,9 @@ func (s *State) AgentView(id string) *pb.Agent {
 	out.Used = pb.FromVector(a.Used)
 	out.RunningTasks = int32(len(a.Running))
 	out.GpuUse = a.gpuUse()
+	if out.Drain != nil {
+		out.Drain.Complete = s.drainComplete(a)
+	}
 	return out
 }
 
