@@ -295,7 +295,7 @@ func BuildGraph(o GraphOptions) ([]GraphTask, error) {
 	tasks = append(tasks,
 		GraphTask{Name: "index", Command: idx, Resources: GraphResources{CPUMillis: 500, MemoryBytes: joinMemory},
 			TimeoutMs: max(10*time.Minute.Milliseconds(), titleMs), Retry: retry, After: asmNames},
-		GraphTask{Name: "verify", Command: ver, Resources: GraphResources{CPUMillis: 2000, MemoryBytes: joinMemory},
+		GraphTask{Name: "verify", Command: ver, Resources: GraphResources{CPUMillis: 1000, MemoryBytes: joinMemory},
 			TimeoutMs: max(20*time.Minute.Milliseconds(), 10*titleMs*int64(len(irs))), Retry: retry, After: []string{"index"}})
 	return tasks, nil
 }

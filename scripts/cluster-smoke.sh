@@ -127,14 +127,14 @@ run_job() {
 	log "submitted $job_file through $svc: job $id"
 	while ((SECONDS < deadline)); do
 		out=$(sched_in "$svc" -o json job show "$id" </dev/null 2>/dev/null || true)
-		state=$(grep -o '"JOB_STATE_[A-Z]*"' <<<"$out" | head -n1 | tr -d '"' || true)
+		state=$(grep -o '"state": *"[a-z]*"' <<<"$out" | head -n1 | sed 's/.*"\([a-z]*\)"$/\1/' || true)
 		case $state in
-		JOB_STATE_SUCCEEDED)
+		succeeded)
 			grep -q 'hello from banyan' <<<"$out" || fail "job $id succeeded but its output lacks 'hello from banyan'"
 			log "job $id succeeded"
 			return 0
 			;;
-		JOB_STATE_FAILED | JOB_STATE_CANCELLED)
+		failed | cancelled)
 			sched_in "$svc" job show "$id" </dev/null >&2 || true
 			fail "job $id ended $state"
 			;;

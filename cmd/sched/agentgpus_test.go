@@ -58,3 +58,28 @@ func TestAgentShowDevices(t *testing.T) {
 		t.Fatalf("gpuSummary of a CPU host = %q", got)
 	}
 }
+
+// TestDevAgentsShareTheHost: n local agents together offer what the host
+// has, not n times it; the GPUs stay on the first.
+func TestDevAgentsShareTheHost(t *testing.T) {
+	fp := &pb.Fingerprint{Capacity: &pb.Resources{CpuMillis: 2000, MemoryBytes: 7, Gpus: 1, GpuMemoryBytes: 8 << 30, Nvenc: 8},
+		Gpus: []*pb.GPU{{Uuid: "GPU-1"}}}
+	var cpu, mem int64
+	for i := 1; i <= 3; i++ {
+		s := shareOfHost(fp, 3, i)
+		cpu += s.Capacity.CpuMillis
+		mem += s.Capacity.MemoryBytes
+		if (i == 1) != (len(s.Gpus) == 1 && s.Capacity.Nvenc == 8) {
+			t.Fatalf("agent %d: GPUs %v, capacity %v", i, s.Gpus, s.Capacity)
+		}
+	}
+	if cpu != 2000 || mem != 7 {
+		t.Fatalf("3 agents offer cpu %d, memory %d; the host has 2000, 7", cpu, mem)
+	}
+	if fp.Capacity.CpuMillis != 2000 || len(fp.Gpus) != 1 {
+		t.Fatal("shareOfHost changed the host's fingerprint")
+	}
+	if s := shareOfHost(fp, 1, 1); s.Capacity.CpuMillis != 2000 {
+		t.Fatalf("one agent offers %v", s.Capacity)
+	}
+}

@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -72,18 +71,10 @@ func connect(cmd *cobra.Command, g *globals) (*client, context.Context, func(), 
 	return c, ctx, func() { cancel(); c.Close() }, nil
 }
 
-var jsonOpts = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: false}
 
 // printJSON writes a message (or a list under key) as indented JSON.
 func printJSON(w io.Writer, m proto.Message) error {
-	b, err := jsonOpts.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("encode json: %w", err)
-	}
-	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
-		return fmt.Errorf("encode json: %w", err)
-	}
+	v := jsonValue(m.ProtoReflect())
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
@@ -93,11 +84,13 @@ func newTable() *tabwriter.Writer { return newTableTo(os.Stdout) }
 
 func newTableTo(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
 
+// fmtTime renders a time in tables: the date and the time to the
+// millisecond, in local time.
 func fmtTime(ms int64) string {
 	if ms == 0 {
 		return "-"
 	}
-	return time.UnixMilli(ms).Format("15:04:05.000")
+	return time.UnixMilli(ms).Format("2006-01-02 15:04:05.000")
 }
 
 func fmtDur(fromMs, toMs int64) string {

@@ -111,8 +111,8 @@ func TestCorpusThroughTheFarm(t *testing.T) {
 type corpusJob struct {
 	State       string `json:"state"`
 	Reason      string `json:"reason"`
-	SubmittedMs int64  `json:"submitted_unix_ms,string"`
-	FinishedMs  int64  `json:"finished_unix_ms,string"`
+	SubmittedMs int64  `json:"submitted_unix_ms"`
+	FinishedMs  int64  `json:"finished_unix_ms"`
 	Tasks       []struct {
 		Name     string `json:"name"`
 		Attempts []struct {

@@ -11,8 +11,10 @@ import (
 
 	"github.com/banyan-sched/banyan/agent"
 	"github.com/banyan-sched/banyan/agent/fingerprint"
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/scheduler/server"
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 )
 
 func newDevCmd(g *globals) *cobra.Command {
@@ -97,7 +99,7 @@ func runDev(ctx context.Context, c devConfig) error {
 			return fmt.Errorf("agent work dir: %w", err)
 		}
 		a, err := agent.New(agent.Config{ID: fmt.Sprintf("dev-agent-%d", i), Servers: []string{s.Addr()},
-			Fingerprint: fp, WorkDir: work, TaskDir: filepath.Join(work, "tasks"), StorageRoots: c.roots, Env: c.env,
+			Fingerprint: shareOfHost(fp, agents, i), WorkDir: work, TaskDir: filepath.Join(work, "tasks"), StorageRoots: c.roots, Env: c.env,
 			Functions: builtinFunctions, Logger: log, Token: agentToken})
 		if err != nil {
 			cancel()
@@ -123,4 +125,32 @@ func runDev(ctx context.Context, c devConfig) error {
 		return err
 	}
 	return halted
+}
+
+// shareOfHost is the fingerprint local agent i (1-based) of n offers: the
+// host's cpu and memory split evenly (agent 1 takes the remainder), and
+// its GPUs all on agent 1, so that n agents together never claim more
+// than the one host they share.
+func shareOfHost(fp *pb.Fingerprint, n, i int) *pb.Fingerprint {
+	out := proto.Clone(fp).(*pb.Fingerprint)
+	if n <= 1 {
+		return out
+	}
+	c := out.GetCapacity()
+	if c == nil {
+		return out
+	}
+	split := func(v int64) int64 {
+		s := v / int64(n)
+		if i == 1 {
+			s += v % int64(n)
+		}
+		return s
+	}
+	c.CpuMillis, c.MemoryBytes = split(c.CpuMillis), split(c.MemoryBytes)
+	if i > 1 {
+		c.Gpus, c.GpuMemoryBytes, c.Nvenc = 0, 0, 0
+		out.Gpus, out.NvencSystemSessions = nil, 0
+	}
+	return out
 }

@@ -42,7 +42,7 @@ func TestAgentDrainAndEligibility(t *testing.T) {
 	var on string
 	for deadline := time.Now().Add(15 * time.Second); on == ""; time.Sleep(100 * time.Millisecond) {
 		j := showJob(t, d, id)
-		if len(j.Tasks) > 0 && len(j.Tasks[0].Attempts) > 0 && j.Tasks[0].Attempts[0].StartedMs != "" {
+		if len(j.Tasks) > 0 && len(j.Tasks[0].Attempts) > 0 && j.Tasks[0].Attempts[0].StartedMs != 0 {
 			on = j.Tasks[0].Attempts[0].AgentID
 		}
 		if time.Now().After(deadline) {
@@ -105,7 +105,7 @@ func waitJobState(t *testing.T, d *devProc, id, state string, within time.Durati
 	deadline := time.Now().Add(within)
 	for {
 		j := showJob(t, d, id)
-		if strings.EqualFold(j.State, state) || strings.EqualFold(j.State, "JOB_STATE_"+state) {
+		if j.State == state {
 			return j
 		}
 		if time.Now().After(deadline) {

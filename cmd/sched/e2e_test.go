@@ -122,10 +122,10 @@ type jobJSON struct {
 			Number     int    `json:"number"`
 			AgentID    string `json:"agent_id"`
 			Outcome    string `json:"outcome"`
-			QueuedMs   string `json:"queued_unix_ms"`
-			PlacedMs   string `json:"placed_unix_ms"`
-			StartedMs  string `json:"started_unix_ms"`
-			FinishedMs string `json:"finished_unix_ms"`
+			QueuedMs   int64  `json:"queued_unix_ms"`
+			PlacedMs   int64  `json:"placed_unix_ms"`
+			StartedMs  int64  `json:"started_unix_ms"`
+			FinishedMs int64  `json:"finished_unix_ms"`
 			Stdout     string `json:"stdout_tail"`
 		} `json:"attempts"`
 	} `json:"tasks"`
@@ -176,7 +176,7 @@ func TestThousandTasksExactlyOnce(t *testing.T) {
 		t.Fatalf("watch: %v: %s", err, stderr)
 	}
 	j := showJob(t, d, id)
-	if j.State != "JOB_STATE_SUCCEEDED" || len(j.Tasks) != 1000 || j.Counts.Succeeded != 1000 {
+	if j.State != "succeeded" || len(j.Tasks) != 1000 || j.Counts.Succeeded != 1000 {
 		t.Fatalf("job %s: state %s, %d tasks, %d succeeded", id, j.State, len(j.Tasks), j.Counts.Succeeded)
 	}
 	agents := map[string]int{}
@@ -185,7 +185,7 @@ func TestThousandTasksExactlyOnce(t *testing.T) {
 			t.Fatalf("task %s ran %d times", task.ID, len(task.Attempts))
 		}
 		a := task.Attempts[0]
-		if a.Outcome != "succeeded" || a.QueuedMs == "" || a.PlacedMs == "" || a.StartedMs == "" || a.FinishedMs == "" {
+		if a.Outcome != "succeeded" || a.QueuedMs == 0 || a.PlacedMs == 0 || a.StartedMs == 0 || a.FinishedMs == 0 {
 			t.Fatalf("task %s attempt not fully recorded: %+v", task.ID, a)
 		}
 		if want := fmt.Sprintf("echo-%d", i); !strings.Contains(a.Stdout, fmt.Sprint(i)) {
@@ -236,7 +236,7 @@ tasks:
 		t.Fatalf("unfinished job after restart: %v: %s", err, stderr)
 	}
 	j := showJob(t, d2, slow)
-	if j.State != "JOB_STATE_SUCCEEDED" || j.Counts.Succeeded != 12 {
+	if j.State != "succeeded" || j.Counts.Succeeded != 12 {
 		t.Fatalf("slow job: %s %d succeeded", j.State, j.Counts.Succeeded)
 	}
 }

@@ -101,6 +101,9 @@ func newJobListCmd(g *globals) *cobra.Command {
 		Short: "List jobs, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if limit < 0 {
+				return usageError{fmt.Sprintf("--limit %d: want 0 (all) or more", limit)}
+			}
 			req := &pb.ListJobsRequest{Pool: poolName, Limit: limit}
 			if stateName != "" {
 				v, ok := pb.JobState_value["JOB_STATE_"+strings.ToUpper(stateName)]
