@@ -71,7 +71,6 @@ func connect(cmd *cobra.Command, g *globals) (*client, context.Context, func(), 
 	return c, ctx, func() { cancel(); c.Close() }, nil
 }
 
-
 // printJSON writes a message (or a list under key) as indented JSON.
 func printJSON(w io.Writer, m proto.Message) error {
 	v := jsonValue(m.ProtoReflect())
