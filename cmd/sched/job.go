@@ -8,12 +8,15 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/cmd/sched/jobfile"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func newJobCmd(g *globals) *cobra.Command {
@@ -63,7 +66,7 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 				}
 			}
 			if watch && len(resp.Jobs) == 1 {
-				return watchJob(cmd, c, g, resp.Jobs[0].Id)
+				return watchJob(cmd, g, resp.Jobs[0].Id, watchLostAfter)
 			}
 			return nil
 		},
@@ -244,63 +247,90 @@ func newJobCancelCmd(g *globals) *cobra.Command {
 }
 
 func newJobWatchCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var giveUp time.Duration
+	cmd := &cobra.Command{
 		Use:   "watch ID",
-		Short: "Show a progress bar until the job ends; exit non-zero unless it succeeded",
-		Args:  cobra.ExactArgs(1),
+		Short: "Show a progress bar until the job ends (exit 0 succeeded, 1 failed or cancelled, 3 lost track)",
+		Long: "Show a progress bar until the job ends. The watch follows the job across server restarts and\n" +
+			"leader changes (every server serves it; SCHED_ADDR may list several). Exit codes: 0 the job\n" +
+			"succeeded, 1 it failed or was cancelled, 3 the watch could not reach any server for\n" +
+			"--give-up-after.",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := dial(g)
-			if err != nil {
-				return err
+			if giveUp <= 0 {
+				return usageError{fmt.Sprintf("--give-up-after %s: want a positive duration", giveUp)}
 			}
-			defer c.Close()
-			return watchJob(cmd, c, g, args[0])
+			return watchJob(cmd, g, args[0], giveUp)
 		},
 	}
+	cmd.Flags().DurationVar(&giveUp, "give-up-after", watchLostAfter, "exit 3 after no server answered for this long")
+	return cmd
 }
 
-func watchJob(cmd *cobra.Command, c *client, g *globals, id string) error {
-	stream, err := c.jobs.WatchJob(cmd.Context(), &pb.WatchJobRequest{Id: id})
-	if err != nil {
-		return fmt.Errorf("watch job: %w", err)
-	}
+// watchLostAfter is how long a watch tries to reach a server again before
+// it gives up with exit code 3 (default of --give-up-after).
+const watchLostAfter = time.Minute
+
+// watchLostError means the watch lost track of the job (exit code 3).
+type watchLostError struct{ msg string }
+
+func (e watchLostError) Error() string { return e.msg }
+
+// watchJob follows a job until it ends, reconnecting (to any server) when
+// the stream breaks before that.
+func watchJob(cmd *cobra.Command, g *globals, id string, giveUp time.Duration) error {
 	var bar *progressbar.ProgressBar
 	var last *pb.Job
 	interactive := term.IsTerminal(int(os.Stderr.Fd()))
+	var failingSince time.Time
 	for {
-		j, err := stream.Recv()
-		if err == io.EOF {
+		err := watchOnce(cmd, g, id, func(j *pb.Job) error {
+			failingSince = time.Time{}
+			last = j
+			if g.output == "json" {
+				return printJSON(os.Stdout, j)
+			}
+			if !interactive {
+				return nil
+			}
+			total := int(j.Counts.GetTotal())
+			if bar == nil {
+				bar = progressbar.NewOptions(total, progressbar.OptionSetDescription(j.Id),
+					progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(), progressbar.OptionSetWidth(30),
+					progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(0))
+			} else if total != bar.GetMax() {
+				bar.ChangeMax(total) // a fan-out added tasks
+			}
+			_ = bar.Set(int(doneCount(j.Counts)))
+			bar.Describe(fmt.Sprintf("%s %s running=%d queued=%d", j.Id, jobStateName(j.State),
+				j.Counts.GetRunning(), j.Counts.GetQueued()))
+			return nil
+		})
+		if last != nil && isJobFinal(last.State) {
 			break
 		}
-		if err != nil {
+		switch code := status.Code(err); {
+		case code == codes.NotFound || code == codes.PermissionDenied || code == codes.Unauthenticated ||
+			code == codes.InvalidArgument:
 			return fmt.Errorf("watch job %s: %w", id, err)
+		case cmd.Context().Err() != nil:
+			return cmd.Context().Err()
 		}
-		last = j
-		done := doneCount(j.Counts)
-		if g.output == "json" {
-			if err := printJSON(os.Stdout, j); err != nil {
-				return err
-			}
-			continue
+		if failingSince.IsZero() {
+			failingSince = time.Now()
 		}
-		if !interactive {
-			continue
+		if time.Since(failingSince) > giveUp {
+			return watchLostError{fmt.Sprintf("watch job %s: lost track of it: no server answered for %s: %v", id, giveUp, err)}
 		}
-		if bar == nil {
-			bar = progressbar.NewOptions(int(j.Counts.GetTotal()), progressbar.OptionSetDescription(j.Id),
-				progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(), progressbar.OptionSetWidth(30),
-				progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(0))
+		select {
+		case <-cmd.Context().Done():
+			return cmd.Context().Err()
+		case <-time.After(500 * time.Millisecond):
 		}
-		_ = bar.Set(int(done))
-		bar.Describe(fmt.Sprintf("%s %s running=%d queued=%d", j.Id, jobStateName(j.State),
-			j.Counts.GetRunning(), j.Counts.GetQueued()))
 	}
 	if bar != nil {
 		_ = bar.Finish()
 		fmt.Fprintln(os.Stderr)
-	}
-	if last == nil {
-		return fmt.Errorf("watch job %s: stream ended with no update", id)
 	}
 	if g.output != "json" {
 		fmt.Printf("%s %s in %s\n", last.Id, jobStateName(last.State), fmtDur(last.SubmittedUnixMs, last.FinishedUnixMs))
@@ -313,6 +343,36 @@ func watchJob(cmd *cobra.Command, c *client, g *globals, id string) error {
 		return jobFailedError{msg}
 	}
 	return nil
+}
+
+// watchOnce dials the cluster and streams the job's updates to update
+// until the stream ends; it returns why it ended (nil at a clean end).
+func watchOnce(cmd *cobra.Command, g *globals, id string, update func(*pb.Job) error) error {
+	c, err := dial(g)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stream, err := c.jobs.WatchJob(cmd.Context(), &pb.WatchJobRequest{Id: id})
+	if err != nil {
+		return err
+	}
+	for {
+		j, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := update(j); err != nil {
+			return status.Error(codes.InvalidArgument, err.Error()) // output failed: do not retry
+		}
+	}
+}
+
+func isJobFinal(s pb.JobState) bool {
+	return s == pb.JobState_JOB_STATE_SUCCEEDED || s == pb.JobState_JOB_STATE_FAILED || s == pb.JobState_JOB_STATE_CANCELLED
 }
 
 func className(c pb.JobClass) string {

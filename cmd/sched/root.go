@@ -75,6 +75,10 @@ func exitCode(err error) int {
 	if errors.As(err, &u) {
 		return 2
 	}
+	var w watchLostError
+	if errors.As(err, &w) {
+		return 3
+	}
 	if code, ok := encoderExitCode(err); ok {
 		return code
 	}
