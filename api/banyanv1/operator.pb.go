@@ -23,6 +23,113 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type GCJobsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// max_age_ms and max_jobs, when set, replace the servers' retention for
+	// this run.
+	MaxAgeMs int64 `protobuf:"varint,1,opt,name=max_age_ms,json=maxAgeMs,proto3" json:"max_age_ms,omitempty"`
+	MaxJobs  int64 `protobuf:"varint,2,opt,name=max_jobs,json=maxJobs,proto3" json:"max_jobs,omitempty"`
+	// all removes every finished job.
+	All           bool `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GCJobsRequest) Reset() {
+	*x = GCJobsRequest{}
+	mi := &file_api_banyanv1_operator_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GCJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GCJobsRequest) ProtoMessage() {}
+
+func (x *GCJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_operator_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GCJobsRequest.ProtoReflect.Descriptor instead.
+func (*GCJobsRequest) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_operator_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GCJobsRequest) GetMaxAgeMs() int64 {
+	if x != nil {
+		return x.MaxAgeMs
+	}
+	return 0
+}
+
+func (x *GCJobsRequest) GetMaxJobs() int64 {
+	if x != nil {
+		return x.MaxJobs
+	}
+	return 0
+}
+
+func (x *GCJobsRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+type GCJobsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Removed       int64                  `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GCJobsResponse) Reset() {
+	*x = GCJobsResponse{}
+	mi := &file_api_banyanv1_operator_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GCJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GCJobsResponse) ProtoMessage() {}
+
+func (x *GCJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_operator_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GCJobsResponse.ProtoReflect.Descriptor instead.
+func (*GCJobsResponse) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_operator_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GCJobsResponse) GetRemoved() int64 {
+	if x != nil {
+		return x.Removed
+	}
+	return 0
+}
+
 type SnapshotSaveRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -31,7 +138,7 @@ type SnapshotSaveRequest struct {
 
 func (x *SnapshotSaveRequest) Reset() {
 	*x = SnapshotSaveRequest{}
-	mi := &file_api_banyanv1_operator_proto_msgTypes[0]
+	mi := &file_api_banyanv1_operator_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -43,7 +150,7 @@ func (x *SnapshotSaveRequest) String() string {
 func (*SnapshotSaveRequest) ProtoMessage() {}
 
 func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_operator_proto_msgTypes[0]
+	mi := &file_api_banyanv1_operator_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -56,7 +163,7 @@ func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotSaveRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotSaveRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_operator_proto_rawDescGZIP(), []int{0}
+	return file_api_banyanv1_operator_proto_rawDescGZIP(), []int{2}
 }
 
 // SnapshotHeader describes a saved snapshot.
@@ -78,7 +185,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_api_banyanv1_operator_proto_msgTypes[1]
+	mi := &file_api_banyanv1_operator_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -90,7 +197,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_operator_proto_msgTypes[1]
+	mi := &file_api_banyanv1_operator_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -103,7 +210,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_operator_proto_rawDescGZIP(), []int{1}
+	return file_api_banyanv1_operator_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SnapshotHeader) GetIndex() uint64 {
@@ -162,7 +269,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_api_banyanv1_operator_proto_msgTypes[2]
+	mi := &file_api_banyanv1_operator_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -174,7 +281,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_operator_proto_msgTypes[2]
+	mi := &file_api_banyanv1_operator_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -187,7 +294,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_operator_proto_rawDescGZIP(), []int{2}
+	return file_api_banyanv1_operator_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SnapshotChunk) GetHeader() *SnapshotHeader {
@@ -223,7 +330,7 @@ type SnapshotRestoreResponse struct {
 
 func (x *SnapshotRestoreResponse) Reset() {
 	*x = SnapshotRestoreResponse{}
-	mi := &file_api_banyanv1_operator_proto_msgTypes[3]
+	mi := &file_api_banyanv1_operator_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -235,7 +342,7 @@ func (x *SnapshotRestoreResponse) String() string {
 func (*SnapshotRestoreResponse) ProtoMessage() {}
 
 func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_operator_proto_msgTypes[3]
+	mi := &file_api_banyanv1_operator_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -248,7 +355,7 @@ func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRestoreResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotRestoreResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_operator_proto_rawDescGZIP(), []int{3}
+	return file_api_banyanv1_operator_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SnapshotRestoreResponse) GetIndex() uint64 {
@@ -276,7 +383,14 @@ var File_api_banyanv1_operator_proto protoreflect.FileDescriptor
 
 const file_api_banyanv1_operator_proto_rawDesc = "" +
 	"\n" +
-	"\x1bapi/banyanv1/operator.proto\x12\tbanyan.v1\"\x15\n" +
+	"\x1bapi/banyanv1/operator.proto\x12\tbanyan.v1\"Z\n" +
+	"\rGCJobsRequest\x12\x1c\n" +
+	"\n" +
+	"max_age_ms\x18\x01 \x01(\x03R\bmaxAgeMs\x12\x19\n" +
+	"\bmax_jobs\x18\x02 \x01(\x03R\amaxJobs\x12\x10\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\"*\n" +
+	"\x0eGCJobsResponse\x12\x18\n" +
+	"\aremoved\x18\x01 \x01(\x03R\aremoved\"\x15\n" +
 	"\x13SnapshotSaveRequest\"\xaa\x01\n" +
 	"\x0eSnapshotHeader\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
@@ -292,10 +406,11 @@ const file_api_banyanv1_operator_proto_rawDesc = "" +
 	"\x17SnapshotRestoreResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04jobs\x18\x02 \x01(\x03R\x04jobs\x12\x14\n" +
-	"\x05tasks\x18\x03 \x01(\x03R\x05tasks2\xb0\x01\n" +
+	"\x05tasks\x18\x03 \x01(\x03R\x05tasks2\xef\x01\n" +
 	"\x0fOperatorService\x12J\n" +
 	"\fSnapshotSave\x12\x1e.banyan.v1.SnapshotSaveRequest\x1a\x18.banyan.v1.SnapshotChunk0\x01\x12Q\n" +
-	"\x0fSnapshotRestore\x12\x18.banyan.v1.SnapshotChunk\x1a\".banyan.v1.SnapshotRestoreResponse(\x01B6Z4github.com/banyan-sched/banyan/api/banyanv1;banyanv1b\x06proto3"
+	"\x0fSnapshotRestore\x12\x18.banyan.v1.SnapshotChunk\x1a\".banyan.v1.SnapshotRestoreResponse(\x01\x12=\n" +
+	"\x06GCJobs\x12\x18.banyan.v1.GCJobsRequest\x1a\x19.banyan.v1.GCJobsResponseB6Z4github.com/banyan-sched/banyan/api/banyanv1;banyanv1b\x06proto3"
 
 var (
 	file_api_banyanv1_operator_proto_rawDescOnce sync.Once
@@ -309,21 +424,25 @@ func file_api_banyanv1_operator_proto_rawDescGZIP() []byte {
 	return file_api_banyanv1_operator_proto_rawDescData
 }
 
-var file_api_banyanv1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_api_banyanv1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_api_banyanv1_operator_proto_goTypes = []any{
-	(*SnapshotSaveRequest)(nil),     // 0: banyan.v1.SnapshotSaveRequest
-	(*SnapshotHeader)(nil),          // 1: banyan.v1.SnapshotHeader
-	(*SnapshotChunk)(nil),           // 2: banyan.v1.SnapshotChunk
-	(*SnapshotRestoreResponse)(nil), // 3: banyan.v1.SnapshotRestoreResponse
+	(*GCJobsRequest)(nil),           // 0: banyan.v1.GCJobsRequest
+	(*GCJobsResponse)(nil),          // 1: banyan.v1.GCJobsResponse
+	(*SnapshotSaveRequest)(nil),     // 2: banyan.v1.SnapshotSaveRequest
+	(*SnapshotHeader)(nil),          // 3: banyan.v1.SnapshotHeader
+	(*SnapshotChunk)(nil),           // 4: banyan.v1.SnapshotChunk
+	(*SnapshotRestoreResponse)(nil), // 5: banyan.v1.SnapshotRestoreResponse
 }
 var file_api_banyanv1_operator_proto_depIdxs = []int32{
-	1, // 0: banyan.v1.SnapshotChunk.header:type_name -> banyan.v1.SnapshotHeader
-	0, // 1: banyan.v1.OperatorService.SnapshotSave:input_type -> banyan.v1.SnapshotSaveRequest
-	2, // 2: banyan.v1.OperatorService.SnapshotRestore:input_type -> banyan.v1.SnapshotChunk
-	2, // 3: banyan.v1.OperatorService.SnapshotSave:output_type -> banyan.v1.SnapshotChunk
-	3, // 4: banyan.v1.OperatorService.SnapshotRestore:output_type -> banyan.v1.SnapshotRestoreResponse
-	3, // [3:5] is the sub-list for method output_type
-	1, // [1:3] is the sub-list for method input_type
+	3, // 0: banyan.v1.SnapshotChunk.header:type_name -> banyan.v1.SnapshotHeader
+	2, // 1: banyan.v1.OperatorService.SnapshotSave:input_type -> banyan.v1.SnapshotSaveRequest
+	4, // 2: banyan.v1.OperatorService.SnapshotRestore:input_type -> banyan.v1.SnapshotChunk
+	0, // 3: banyan.v1.OperatorService.GCJobs:input_type -> banyan.v1.GCJobsRequest
+	4, // 4: banyan.v1.OperatorService.SnapshotSave:output_type -> banyan.v1.SnapshotChunk
+	5, // 5: banyan.v1.OperatorService.SnapshotRestore:output_type -> banyan.v1.SnapshotRestoreResponse
+	1, // 6: banyan.v1.OperatorService.GCJobs:output_type -> banyan.v1.GCJobsResponse
+	4, // [4:7] is the sub-list for method output_type
+	1, // [1:4] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
@@ -340,7 +459,7 @@ func file_api_banyanv1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_banyanv1_operator_proto_rawDesc), len(file_api_banyanv1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

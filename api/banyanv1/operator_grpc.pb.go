@@ -23,6 +23,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	OperatorService_SnapshotSave_FullMethodName    = "/banyan.v1.OperatorService/SnapshotSave"
 	OperatorService_SnapshotRestore_FullMethodName = "/banyan.v1.OperatorService/SnapshotRestore"
+	OperatorService_GCJobs_FullMethodName          = "/banyan.v1.OperatorService/GCJobs"
 )
 
 // OperatorServiceClient is the client API for OperatorService service.
@@ -41,6 +42,9 @@ type OperatorServiceClient interface {
 	// header first, then the bytes, then the trailer. The leader checks the
 	// size, the SHA-256 and the snapshot's own format before it restores.
 	SnapshotRestore(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SnapshotChunk, SnapshotRestoreResponse], error)
+	// GCJobs removes now the finished jobs retention no longer keeps, with
+	// the servers' settings or tighter ones given here.
+	GCJobs(ctx context.Context, in *GCJobsRequest, opts ...grpc.CallOption) (*GCJobsResponse, error)
 }
 
 type operatorServiceClient struct {
@@ -83,6 +87,16 @@ func (c *operatorServiceClient) SnapshotRestore(ctx context.Context, opts ...grp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type OperatorService_SnapshotRestoreClient = grpc.ClientStreamingClient[SnapshotChunk, SnapshotRestoreResponse]
 
+func (c *operatorServiceClient) GCJobs(ctx context.Context, in *GCJobsRequest, opts ...grpc.CallOption) (*GCJobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GCJobsResponse)
+	err := c.cc.Invoke(ctx, OperatorService_GCJobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServiceServer is the server API for OperatorService service.
 // All implementations must embed UnimplementedOperatorServiceServer
 // for forward compatibility.
@@ -99,6 +113,9 @@ type OperatorServiceServer interface {
 	// header first, then the bytes, then the trailer. The leader checks the
 	// size, the SHA-256 and the snapshot's own format before it restores.
 	SnapshotRestore(grpc.ClientStreamingServer[SnapshotChunk, SnapshotRestoreResponse]) error
+	// GCJobs removes now the finished jobs retention no longer keeps, with
+	// the servers' settings or tighter ones given here.
+	GCJobs(context.Context, *GCJobsRequest) (*GCJobsResponse, error)
 	mustEmbedUnimplementedOperatorServiceServer()
 }
 
@@ -114,6 +131,9 @@ func (UnimplementedOperatorServiceServer) SnapshotSave(*SnapshotSaveRequest, grp
 }
 func (UnimplementedOperatorServiceServer) SnapshotRestore(grpc.ClientStreamingServer[SnapshotChunk, SnapshotRestoreResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method SnapshotRestore not implemented")
+}
+func (UnimplementedOperatorServiceServer) GCJobs(context.Context, *GCJobsRequest) (*GCJobsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GCJobs not implemented")
 }
 func (UnimplementedOperatorServiceServer) mustEmbedUnimplementedOperatorServiceServer() {}
 func (UnimplementedOperatorServiceServer) testEmbeddedByValue()                         {}
@@ -154,13 +174,36 @@ func _OperatorService_SnapshotRestore_Handler(srv interface{}, stream grpc.Serve
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type OperatorService_SnapshotRestoreServer = grpc.ClientStreamingServer[SnapshotChunk, SnapshotRestoreResponse]
 
+func _OperatorService_GCJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GCJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).GCJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_GCJobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).GCJobs(ctx, req.(*GCJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OperatorService_ServiceDesc is the grpc.ServiceDesc for OperatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
 var OperatorService_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "banyan.v1.OperatorService",
 	HandlerType: (*OperatorServiceServer)(nil),
-	Methods:     []grpc.MethodDesc{},
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "GCJobs",
+			Handler:    _OperatorService_GCJobs_Handler,
+		},
+	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "SnapshotSave",

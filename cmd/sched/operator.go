@@ -384,3 +384,30 @@ func newVersionCmd() *cobra.Command {
 		},
 	}
 }
+
+func newJobGCCmd(g *globals) *cobra.Command {
+	var maxAge time.Duration
+	var maxJobs int64
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "gc",
+		Short: "Remove finished jobs now, as retention would (with the servers' settings or tighter ones)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if maxAge < 0 || maxJobs < 0 {
+				return usageError{"--max-age and --max-jobs must not be negative"}
+			}
+			return runCall(cmd, g, "job gc", func(ctx context.Context, c *client) (*pb.GCJobsResponse, error) {
+				return pb.NewOperatorServiceClient(c.conn).GCJobs(ctx, &pb.GCJobsRequest{MaxAgeMs: maxAge.Milliseconds(),
+					MaxJobs: maxJobs, All: all})
+			}, func(r *pb.GCJobsResponse) error {
+				fmt.Printf("Removed %d finished jobs\n", r.Removed)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&maxAge, "max-age", 0, "remove finished jobs older than this (default: the servers' --gc-max-age)")
+	cmd.Flags().Int64Var(&maxJobs, "max-jobs", 0, "keep at most this many finished jobs (default: the servers' --gc-max-jobs)")
+	cmd.Flags().BoolVar(&all, "all", false, "remove every finished job")
+	return cmd
+}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSnapshotSaveInspectRestore saves the state of one `sched dev`,
@@ -97,5 +98,37 @@ func TestSnapshotSaveInspectRestore(t *testing.T) {
 	}
 	if out, _, err := b.run("version"); err != nil || !strings.HasPrefix(out, "sched ") || !strings.Contains(out, "go1") {
 		t.Fatalf("version: %v %s", err, out)
+	}
+}
+
+// TestJobGC: `sched job gc` removes finished jobs (with tighter settings,
+// or all of them) and leaves running ones; bad values exit 2.
+func TestJobGC(t *testing.T) {
+	d := startDev(t, freeAddr(t), t.TempDir(), 1)
+	var done []string
+	for range 3 {
+		id := submit(t, d, "../../examples/hello.yaml")
+		waitJobState(t, d, id, "succeeded", 20*time.Second)
+		done = append(done, id)
+	}
+	slow := filepath.Join(t.TempDir(), "slow.yaml")
+	if err := os.WriteFile(slow, []byte("name: slow\ntasks:\n  - name: t\n    command: [sleep, \"30\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	running := submit(t, d, slow)
+	if out, stderr, err := d.run("job", "gc", "--max-jobs", "2"); err != nil || !strings.Contains(out, "Removed 1 ") {
+		t.Fatalf("gc --max-jobs 2: %v %s%s", err, out, stderr)
+	}
+	if _, stderr, err := d.run("job", "show", done[0]); err == nil || !strings.Contains(stderr, "not found") {
+		t.Fatalf("the oldest finished job after gc: %v %s", err, stderr)
+	}
+	if out, stderr, err := d.run("job", "gc", "--all"); err != nil || !strings.Contains(out, "Removed 2 ") {
+		t.Fatalf("gc --all: %v %s%s", err, out, stderr)
+	}
+	if _, _, err := d.run("job", "show", running); err != nil {
+		t.Fatalf("gc removed a running job: %v", err)
+	}
+	if _, stderr, err := d.run("job", "gc", "--max-age", "-1s"); err == nil || !strings.Contains(stderr, "negative") {
+		t.Fatalf("gc --max-age -1s: %v %s", err, stderr)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/server"
+	"github.com/banyan-sched/banyan/scheduler/state"
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 )
@@ -38,6 +39,10 @@ type serverFile struct {
 	Token       string `json:"token,omitempty"`
 	// MaxMessageSize is the largest gRPC message, e.g. "16MiB".
 	MaxMessageSize string `json:"max_message_size,omitempty"`
+	// GCMaxAge and GCMaxJobs are the retention of finished jobs ("24h",
+	// 10000).
+	GCMaxAge  string `json:"gc_max_age,omitempty"`
+	GCMaxJobs int    `json:"gc_max_jobs,omitempty"`
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -82,6 +87,8 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 	fl.StringSliceVar(&f.Peers, "peers", nil, "bootstrap a cluster of these servers: id=host:port,... (same on every server)")
 	fl.StringSliceVar(&f.Join, "join", nil, "join the cluster through this server address (repeatable)")
 	fl.StringVar(&f.Lease, "lease", "10s", "agent lease: silence after which an agent's tasks are requeued")
+	fl.StringVar(&f.GCMaxAge, "gc-max-age", "24h", "remove finished jobs this long after they finished")
+	fl.IntVar(&f.GCMaxJobs, "gc-max-jobs", 10_000, "keep at most this many finished jobs (the oldest finished go first)")
 	fl.StringVar(&f.DiskReserve, "disk-reserve", "32Mi", "free space the data dir keeps: below it writes are refused and a leader steps aside")
 	fl.BoolVar(&f.Insecure, "insecure", false, "serve without TLS on a non-loopback address (anyone who reaches the port owns the farm)")
 	fl.BoolVar(&f.ACL, "acl", false, "enforce ACLs: every call needs a token (see `sched acl bootstrap`)")
@@ -113,6 +120,10 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	set("advertise", &f.Advertise, flags.Advertise)
 	set("lease", &f.Lease, flags.Lease)
 	set("disk-reserve", &f.DiskReserve, flags.DiskReserve)
+	set("gc-max-age", &f.GCMaxAge, flags.GCMaxAge)
+	if fl.Changed("gc-max-jobs") || f.GCMaxJobs == 0 {
+		f.GCMaxJobs = flags.GCMaxJobs
+	}
 	set("tls-ca", &f.TLSCA, flags.TLSCA)
 	set("tls-cert", &f.TLSCert, flags.TLSCert)
 	set("tls-key", &f.TLSKey, flags.TLSKey)
@@ -148,6 +159,10 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 			return server.Config{}, usageError{fmt.Sprintf("--disk-reserve %q: want a positive size such as 32Mi", f.DiskReserve)}
 		}
 	}
+	retention, err := retentionOf(f.GCMaxAge, f.GCMaxJobs)
+	if err != nil {
+		return server.Config{}, err
+	}
 	maxMsg, err := messageSize(f.MaxMessageSize)
 	if err != nil {
 		return server.Config{}, err
@@ -164,7 +179,7 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	}
 	cfg := server.Config{NodeID: f.NodeID, DataDir: f.DataDir, BindAddr: f.Bind, AdvertiseAddr: f.Advertise,
 		Bootstrap: f.Bootstrap, Join: f.Join, Lease: lease, DiskReserve: uint64(reserve), Logger: slog.Default(), TLS: src, Insecure: f.Insecure,
-		ACL: f.ACL, Token: f.Token, MaxMessageSize: maxMsg}
+		ACL: f.ACL, Token: f.Token, MaxMessageSize: maxMsg, Retention: retention}
 	for _, p := range f.Peers {
 		id, addr, ok := strings.Cut(p, "=")
 		if !ok || id == "" || addr == "" {
@@ -211,4 +226,16 @@ func newMembersCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
+}
+
+// retentionOf checks and converts the retention flags.
+func retentionOf(maxAge string, maxJobs int) (state.Retention, error) {
+	age, err := time.ParseDuration(maxAge)
+	if err != nil || age <= 0 {
+		return state.Retention{}, usageError{fmt.Sprintf("--gc-max-age %q: want a positive duration such as 24h", maxAge)}
+	}
+	if maxJobs <= 0 {
+		return state.Retention{}, usageError{fmt.Sprintf("--gc-max-jobs %d: want a positive count", maxJobs)}
+	}
+	return state.Retention{MaxAgeMs: age.Milliseconds(), MaxJobs: maxJobs}, nil
 }

@@ -46,6 +46,7 @@ type Command struct {
 	//	*Command_AgentDevices
 	//	*Command_AgentScheduling
 	//	*Command_AgentDrainDeadline
+	//	*Command_GcJobs
 	//	*Command_AclBootstrap
 	//	*Command_AclPolicyPut
 	//	*Command_AclPolicyDelete
@@ -217,6 +218,15 @@ func (x *Command) GetAgentDrainDeadline() *AgentDrainDeadline {
 	return nil
 }
 
+func (x *Command) GetGcJobs() *GCJobs {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_GcJobs); ok {
+			return x.GcJobs
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetAclBootstrap() *ACLBootstrap {
 	if x != nil {
 		if x, ok := x.Cmd.(*Command_AclBootstrap); ok {
@@ -318,6 +328,10 @@ type Command_AgentDrainDeadline struct {
 	AgentDrainDeadline *AgentDrainDeadline `protobuf:"bytes,14,opt,name=agent_drain_deadline,json=agentDrainDeadline,proto3,oneof"`
 }
 
+type Command_GcJobs struct {
+	GcJobs *GCJobs `protobuf:"bytes,15,opt,name=gc_jobs,json=gcJobs,proto3,oneof"`
+}
+
 type Command_AclBootstrap struct {
 	// ACL commands (numbered from 30 to leave room for other commands).
 	AclBootstrap *ACLBootstrap `protobuf:"bytes,30,opt,name=acl_bootstrap,json=aclBootstrap,proto3,oneof"`
@@ -364,6 +378,8 @@ func (*Command_AgentDevices) isCommand_Cmd() {}
 func (*Command_AgentScheduling) isCommand_Cmd() {}
 
 func (*Command_AgentDrainDeadline) isCommand_Cmd() {}
+
+func (*Command_GcJobs) isCommand_Cmd() {}
 
 func (*Command_AclBootstrap) isCommand_Cmd() {}
 
@@ -1056,6 +1072,52 @@ func (x *AgentDrainDeadline) GetAgentId() string {
 	return ""
 }
 
+// GCJobs removes finished jobs and their tasks (retention, or `sched job
+// gc`); jobs that are not finished are left alone.
+type GCJobs struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobIds        []string               `protobuf:"bytes,1,rep,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GCJobs) Reset() {
+	*x = GCJobs{}
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GCJobs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GCJobs) ProtoMessage() {}
+
+func (x *GCJobs) ProtoReflect() protoreflect.Message {
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GCJobs.ProtoReflect.Descriptor instead.
+func (*GCJobs) Descriptor() ([]byte, []int) {
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GCJobs) GetJobIds() []string {
+	if x != nil {
+		return x.JobIds
+	}
+	return nil
+}
+
 // AgentDown marks an agent down after it missed its lease; its tasks go
 // back to the queue without using a retry.
 type AgentDown struct {
@@ -1068,7 +1130,7 @@ type AgentDown struct {
 
 func (x *AgentDown) Reset() {
 	*x = AgentDown{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[13]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1142,7 @@ func (x *AgentDown) String() string {
 func (*AgentDown) ProtoMessage() {}
 
 func (x *AgentDown) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[13]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1155,7 @@ func (x *AgentDown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentDown.ProtoReflect.Descriptor instead.
 func (*AgentDown) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{13}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AgentDown) GetAgentId() string {
@@ -1121,7 +1183,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[14]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1133,7 +1195,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[14]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1146,7 +1208,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CancelJob) GetJobId() string {
@@ -1174,7 +1236,7 @@ type PoolPut struct {
 
 func (x *PoolPut) Reset() {
 	*x = PoolPut{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1248,7 @@ func (x *PoolPut) String() string {
 func (*PoolPut) ProtoMessage() {}
 
 func (x *PoolPut) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1261,7 @@ func (x *PoolPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolPut.ProtoReflect.Descriptor instead.
 func (*PoolPut) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PoolPut) GetPool() *banyanv1.Pool {
@@ -1226,7 +1288,7 @@ type PoolDelete struct {
 
 func (x *PoolDelete) Reset() {
 	*x = PoolDelete{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1300,7 @@ func (x *PoolDelete) String() string {
 func (*PoolDelete) ProtoMessage() {}
 
 func (x *PoolDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1313,7 @@ func (x *PoolDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolDelete.ProtoReflect.Descriptor instead.
 func (*PoolDelete) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PoolDelete) GetPath() string {
@@ -1273,7 +1335,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[17]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1347,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[17]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1360,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -1339,7 +1401,7 @@ type JobRecord struct {
 
 func (x *JobRecord) Reset() {
 	*x = JobRecord{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1351,7 +1413,7 @@ func (x *JobRecord) String() string {
 func (*JobRecord) ProtoMessage() {}
 
 func (x *JobRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1364,7 +1426,7 @@ func (x *JobRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRecord.ProtoReflect.Descriptor instead.
 func (*JobRecord) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *JobRecord) GetJob() *banyanv1.Job {
@@ -1416,7 +1478,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1490,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1503,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SnapshotRecord) GetRec() isSnapshotRecord_Rec {
@@ -1602,7 +1664,7 @@ type PoolCost struct {
 
 func (x *PoolCost) Reset() {
 	*x = PoolCost{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1614,7 +1676,7 @@ func (x *PoolCost) String() string {
 func (*PoolCost) ProtoMessage() {}
 
 func (x *PoolCost) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1627,7 +1689,7 @@ func (x *PoolCost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolCost.ProtoReflect.Descriptor instead.
 func (*PoolCost) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PoolCost) GetPool() string {
@@ -1663,7 +1725,7 @@ type ACLTokenRecord struct {
 
 func (x *ACLTokenRecord) Reset() {
 	*x = ACLTokenRecord{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[21]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1737,7 @@ func (x *ACLTokenRecord) String() string {
 func (*ACLTokenRecord) ProtoMessage() {}
 
 func (x *ACLTokenRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[21]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1750,7 @@ func (x *ACLTokenRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLTokenRecord.ProtoReflect.Descriptor instead.
 func (*ACLTokenRecord) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ACLTokenRecord) GetToken() *banyanv1.ACLToken {
@@ -1716,7 +1778,7 @@ type ACLBootstrap struct {
 
 func (x *ACLBootstrap) Reset() {
 	*x = ACLBootstrap{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[22]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1728,7 +1790,7 @@ func (x *ACLBootstrap) String() string {
 func (*ACLBootstrap) ProtoMessage() {}
 
 func (x *ACLBootstrap) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[22]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1741,7 +1803,7 @@ func (x *ACLBootstrap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLBootstrap.ProtoReflect.Descriptor instead.
 func (*ACLBootstrap) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ACLBootstrap) GetToken() *ACLTokenRecord {
@@ -1761,7 +1823,7 @@ type ACLPolicyPut struct {
 
 func (x *ACLPolicyPut) Reset() {
 	*x = ACLPolicyPut{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[23]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +1835,7 @@ func (x *ACLPolicyPut) String() string {
 func (*ACLPolicyPut) ProtoMessage() {}
 
 func (x *ACLPolicyPut) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[23]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +1848,7 @@ func (x *ACLPolicyPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLPolicyPut.ProtoReflect.Descriptor instead.
 func (*ACLPolicyPut) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{23}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ACLPolicyPut) GetPolicy() *banyanv1.ACLPolicy {
@@ -1806,7 +1868,7 @@ type ACLPolicyDelete struct {
 
 func (x *ACLPolicyDelete) Reset() {
 	*x = ACLPolicyDelete{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[24]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +1880,7 @@ func (x *ACLPolicyDelete) String() string {
 func (*ACLPolicyDelete) ProtoMessage() {}
 
 func (x *ACLPolicyDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[24]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +1893,7 @@ func (x *ACLPolicyDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLPolicyDelete.ProtoReflect.Descriptor instead.
 func (*ACLPolicyDelete) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{24}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ACLPolicyDelete) GetName() string {
@@ -1851,7 +1913,7 @@ type ACLTokenCreate struct {
 
 func (x *ACLTokenCreate) Reset() {
 	*x = ACLTokenCreate{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[25]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1863,7 +1925,7 @@ func (x *ACLTokenCreate) String() string {
 func (*ACLTokenCreate) ProtoMessage() {}
 
 func (x *ACLTokenCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[25]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1876,7 +1938,7 @@ func (x *ACLTokenCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLTokenCreate.ProtoReflect.Descriptor instead.
 func (*ACLTokenCreate) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{25}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ACLTokenCreate) GetToken() *ACLTokenRecord {
@@ -1896,7 +1958,7 @@ type ACLTokenRevoke struct {
 
 func (x *ACLTokenRevoke) Reset() {
 	*x = ACLTokenRevoke{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[26]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1908,7 +1970,7 @@ func (x *ACLTokenRevoke) String() string {
 func (*ACLTokenRevoke) ProtoMessage() {}
 
 func (x *ACLTokenRevoke) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[26]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1921,7 +1983,7 @@ func (x *ACLTokenRevoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLTokenRevoke.ProtoReflect.Descriptor instead.
 func (*ACLTokenRevoke) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{26}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ACLTokenRevoke) GetAccessorId() string {
@@ -1941,7 +2003,7 @@ type ACLMeta struct {
 
 func (x *ACLMeta) Reset() {
 	*x = ACLMeta{}
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[27]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2015,7 @@ func (x *ACLMeta) String() string {
 func (*ACLMeta) ProtoMessage() {}
 
 func (x *ACLMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[27]
+	mi := &file_scheduler_fsmpb_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2028,7 @@ func (x *ACLMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLMeta.ProtoReflect.Descriptor instead.
 func (*ACLMeta) Descriptor() ([]byte, []int) {
-	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{27}
+	return file_scheduler_fsmpb_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ACLMeta) GetBootstrapped() bool {
@@ -1980,7 +2042,7 @@ var File_scheduler_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x19scheduler/fsmpb/fsm.proto\x12\rbanyan.fsm.v1\x1a\x19api/banyanv1/banyan.proto\"\xa4\t\n" +
+	"\x19scheduler/fsmpb/fsm.proto\x12\rbanyan.fsm.v1\x1a\x19api/banyanv1/banyan.proto\"\xd6\t\n" +
 	"\aCommand\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x01 \x01(\x03R\tnowUnixMs\x123\n" +
 	"\x06submit\x18\x02 \x01(\v2\x19.banyan.fsm.v1.SubmitJobsH\x00R\x06submit\x12/\n" +
@@ -1998,7 +2060,8 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\bfallback\x18\v \x01(\v2\x17.banyan.fsm.v1.FallbackH\x00R\bfallback\x12B\n" +
 	"\ragent_devices\x18\f \x01(\v2\x1b.banyan.fsm.v1.AgentDevicesH\x00R\fagentDevices\x12K\n" +
 	"\x10agent_scheduling\x18\r \x01(\v2\x1e.banyan.fsm.v1.AgentSchedulingH\x00R\x0fagentScheduling\x12U\n" +
-	"\x14agent_drain_deadline\x18\x0e \x01(\v2!.banyan.fsm.v1.AgentDrainDeadlineH\x00R\x12agentDrainDeadline\x12B\n" +
+	"\x14agent_drain_deadline\x18\x0e \x01(\v2!.banyan.fsm.v1.AgentDrainDeadlineH\x00R\x12agentDrainDeadline\x120\n" +
+	"\agc_jobs\x18\x0f \x01(\v2\x15.banyan.fsm.v1.GCJobsH\x00R\x06gcJobs\x12B\n" +
 	"\racl_bootstrap\x18\x1e \x01(\v2\x1b.banyan.fsm.v1.ACLBootstrapH\x00R\faclBootstrap\x12C\n" +
 	"\x0eacl_policy_put\x18\x1f \x01(\v2\x1b.banyan.fsm.v1.ACLPolicyPutH\x00R\faclPolicyPut\x12L\n" +
 	"\x11acl_policy_delete\x18  \x01(\v2\x1e.banyan.fsm.v1.ACLPolicyDeleteH\x00R\x0faclPolicyDelete\x12I\n" +
@@ -2048,7 +2111,9 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"ineligible\x12+\n" +
 	"\x05drain\x18\x03 \x01(\v2\x15.banyan.v1.AgentDrainR\x05drain\"/\n" +
 	"\x12AgentDrainDeadline\x12\x19\n" +
-	"\bagent_id\x18\x01 \x01(\tR\aagentId\">\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\"!\n" +
+	"\x06GCJobs\x12\x17\n" +
+	"\ajob_ids\x18\x01 \x03(\tR\x06jobIds\">\n" +
 	"\tAgentDown\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\":\n" +
@@ -2117,7 +2182,7 @@ func file_scheduler_fsmpb_fsm_proto_rawDescGZIP() []byte {
 	return file_scheduler_fsmpb_fsm_proto_rawDescData
 }
 
-var file_scheduler_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_scheduler_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_scheduler_fsmpb_fsm_proto_goTypes = []any{
 	(*Command)(nil),               // 0: banyan.fsm.v1.Command
 	(*SubmitJobs)(nil),            // 1: banyan.fsm.v1.SubmitJobs
@@ -2132,88 +2197,90 @@ var file_scheduler_fsmpb_fsm_proto_goTypes = []any{
 	(*AgentDevices)(nil),          // 10: banyan.fsm.v1.AgentDevices
 	(*AgentScheduling)(nil),       // 11: banyan.fsm.v1.AgentScheduling
 	(*AgentDrainDeadline)(nil),    // 12: banyan.fsm.v1.AgentDrainDeadline
-	(*AgentDown)(nil),             // 13: banyan.fsm.v1.AgentDown
-	(*CancelJob)(nil),             // 14: banyan.fsm.v1.CancelJob
-	(*PoolPut)(nil),               // 15: banyan.fsm.v1.PoolPut
-	(*PoolDelete)(nil),            // 16: banyan.fsm.v1.PoolDelete
-	(*SnapshotHeader)(nil),        // 17: banyan.fsm.v1.SnapshotHeader
-	(*JobRecord)(nil),             // 18: banyan.fsm.v1.JobRecord
-	(*SnapshotRecord)(nil),        // 19: banyan.fsm.v1.SnapshotRecord
-	(*PoolCost)(nil),              // 20: banyan.fsm.v1.PoolCost
-	(*ACLTokenRecord)(nil),        // 21: banyan.fsm.v1.ACLTokenRecord
-	(*ACLBootstrap)(nil),          // 22: banyan.fsm.v1.ACLBootstrap
-	(*ACLPolicyPut)(nil),          // 23: banyan.fsm.v1.ACLPolicyPut
-	(*ACLPolicyDelete)(nil),       // 24: banyan.fsm.v1.ACLPolicyDelete
-	(*ACLTokenCreate)(nil),        // 25: banyan.fsm.v1.ACLTokenCreate
-	(*ACLTokenRevoke)(nil),        // 26: banyan.fsm.v1.ACLTokenRevoke
-	(*ACLMeta)(nil),               // 27: banyan.fsm.v1.ACLMeta
-	(*banyanv1.JobSpec)(nil),      // 28: banyan.v1.JobSpec
-	(*banyanv1.Submitter)(nil),    // 29: banyan.v1.Submitter
-	(*banyanv1.GPUGrant)(nil),     // 30: banyan.v1.GPUGrant
-	(*banyanv1.TaskEvent)(nil),    // 31: banyan.v1.TaskEvent
-	(*banyanv1.Fingerprint)(nil),  // 32: banyan.v1.Fingerprint
-	(*banyanv1.DeviceUpdate)(nil), // 33: banyan.v1.DeviceUpdate
-	(*banyanv1.AgentDrain)(nil),   // 34: banyan.v1.AgentDrain
-	(*banyanv1.Pool)(nil),         // 35: banyan.v1.Pool
-	(*banyanv1.Job)(nil),          // 36: banyan.v1.Job
-	(*banyanv1.Agent)(nil),        // 37: banyan.v1.Agent
-	(*banyanv1.Task)(nil),         // 38: banyan.v1.Task
-	(*banyanv1.ACLPolicy)(nil),    // 39: banyan.v1.ACLPolicy
-	(*banyanv1.Cost)(nil),         // 40: banyan.v1.Cost
-	(*banyanv1.ACLToken)(nil),     // 41: banyan.v1.ACLToken
+	(*GCJobs)(nil),                // 13: banyan.fsm.v1.GCJobs
+	(*AgentDown)(nil),             // 14: banyan.fsm.v1.AgentDown
+	(*CancelJob)(nil),             // 15: banyan.fsm.v1.CancelJob
+	(*PoolPut)(nil),               // 16: banyan.fsm.v1.PoolPut
+	(*PoolDelete)(nil),            // 17: banyan.fsm.v1.PoolDelete
+	(*SnapshotHeader)(nil),        // 18: banyan.fsm.v1.SnapshotHeader
+	(*JobRecord)(nil),             // 19: banyan.fsm.v1.JobRecord
+	(*SnapshotRecord)(nil),        // 20: banyan.fsm.v1.SnapshotRecord
+	(*PoolCost)(nil),              // 21: banyan.fsm.v1.PoolCost
+	(*ACLTokenRecord)(nil),        // 22: banyan.fsm.v1.ACLTokenRecord
+	(*ACLBootstrap)(nil),          // 23: banyan.fsm.v1.ACLBootstrap
+	(*ACLPolicyPut)(nil),          // 24: banyan.fsm.v1.ACLPolicyPut
+	(*ACLPolicyDelete)(nil),       // 25: banyan.fsm.v1.ACLPolicyDelete
+	(*ACLTokenCreate)(nil),        // 26: banyan.fsm.v1.ACLTokenCreate
+	(*ACLTokenRevoke)(nil),        // 27: banyan.fsm.v1.ACLTokenRevoke
+	(*ACLMeta)(nil),               // 28: banyan.fsm.v1.ACLMeta
+	(*banyanv1.JobSpec)(nil),      // 29: banyan.v1.JobSpec
+	(*banyanv1.Submitter)(nil),    // 30: banyan.v1.Submitter
+	(*banyanv1.GPUGrant)(nil),     // 31: banyan.v1.GPUGrant
+	(*banyanv1.TaskEvent)(nil),    // 32: banyan.v1.TaskEvent
+	(*banyanv1.Fingerprint)(nil),  // 33: banyan.v1.Fingerprint
+	(*banyanv1.DeviceUpdate)(nil), // 34: banyan.v1.DeviceUpdate
+	(*banyanv1.AgentDrain)(nil),   // 35: banyan.v1.AgentDrain
+	(*banyanv1.Pool)(nil),         // 36: banyan.v1.Pool
+	(*banyanv1.Job)(nil),          // 37: banyan.v1.Job
+	(*banyanv1.Agent)(nil),        // 38: banyan.v1.Agent
+	(*banyanv1.Task)(nil),         // 39: banyan.v1.Task
+	(*banyanv1.ACLPolicy)(nil),    // 40: banyan.v1.ACLPolicy
+	(*banyanv1.Cost)(nil),         // 41: banyan.v1.Cost
+	(*banyanv1.ACLToken)(nil),     // 42: banyan.v1.ACLToken
 }
 var file_scheduler_fsmpb_fsm_proto_depIdxs = []int32{
 	1,  // 0: banyan.fsm.v1.Command.submit:type_name -> banyan.fsm.v1.SubmitJobs
 	3,  // 1: banyan.fsm.v1.Command.assign:type_name -> banyan.fsm.v1.Assign
 	8,  // 2: banyan.fsm.v1.Command.events:type_name -> banyan.fsm.v1.ReportEvents
 	9,  // 3: banyan.fsm.v1.Command.agent_up:type_name -> banyan.fsm.v1.AgentUp
-	13, // 4: banyan.fsm.v1.Command.agent_down:type_name -> banyan.fsm.v1.AgentDown
-	14, // 5: banyan.fsm.v1.Command.cancel:type_name -> banyan.fsm.v1.CancelJob
-	15, // 6: banyan.fsm.v1.Command.pool_put:type_name -> banyan.fsm.v1.PoolPut
-	16, // 7: banyan.fsm.v1.Command.pool_delete:type_name -> banyan.fsm.v1.PoolDelete
+	14, // 4: banyan.fsm.v1.Command.agent_down:type_name -> banyan.fsm.v1.AgentDown
+	15, // 5: banyan.fsm.v1.Command.cancel:type_name -> banyan.fsm.v1.CancelJob
+	16, // 6: banyan.fsm.v1.Command.pool_put:type_name -> banyan.fsm.v1.PoolPut
+	17, // 7: banyan.fsm.v1.Command.pool_delete:type_name -> banyan.fsm.v1.PoolDelete
 	6,  // 8: banyan.fsm.v1.Command.promote:type_name -> banyan.fsm.v1.Promote
 	5,  // 9: banyan.fsm.v1.Command.fallback:type_name -> banyan.fsm.v1.Fallback
 	10, // 10: banyan.fsm.v1.Command.agent_devices:type_name -> banyan.fsm.v1.AgentDevices
 	11, // 11: banyan.fsm.v1.Command.agent_scheduling:type_name -> banyan.fsm.v1.AgentScheduling
 	12, // 12: banyan.fsm.v1.Command.agent_drain_deadline:type_name -> banyan.fsm.v1.AgentDrainDeadline
-	22, // 13: banyan.fsm.v1.Command.acl_bootstrap:type_name -> banyan.fsm.v1.ACLBootstrap
-	23, // 14: banyan.fsm.v1.Command.acl_policy_put:type_name -> banyan.fsm.v1.ACLPolicyPut
-	24, // 15: banyan.fsm.v1.Command.acl_policy_delete:type_name -> banyan.fsm.v1.ACLPolicyDelete
-	25, // 16: banyan.fsm.v1.Command.acl_token_create:type_name -> banyan.fsm.v1.ACLTokenCreate
-	26, // 17: banyan.fsm.v1.Command.acl_token_revoke:type_name -> banyan.fsm.v1.ACLTokenRevoke
-	28, // 18: banyan.fsm.v1.SubmitJobs.jobs:type_name -> banyan.v1.JobSpec
-	29, // 19: banyan.fsm.v1.SubmitJobs.submitter:type_name -> banyan.v1.Submitter
-	30, // 20: banyan.fsm.v1.Assignment.gpus:type_name -> banyan.v1.GPUGrant
-	2,  // 21: banyan.fsm.v1.Assign.assignments:type_name -> banyan.fsm.v1.Assignment
-	4,  // 22: banyan.fsm.v1.Assign.preemptions:type_name -> banyan.fsm.v1.Preemption
-	2,  // 23: banyan.fsm.v1.Preemption.victim:type_name -> banyan.fsm.v1.Assignment
-	31, // 24: banyan.fsm.v1.AgentEvents.events:type_name -> banyan.v1.TaskEvent
-	7,  // 25: banyan.fsm.v1.ReportEvents.agents:type_name -> banyan.fsm.v1.AgentEvents
-	32, // 26: banyan.fsm.v1.AgentUp.fingerprint:type_name -> banyan.v1.Fingerprint
-	2,  // 27: banyan.fsm.v1.AgentUp.known:type_name -> banyan.fsm.v1.Assignment
-	33, // 28: banyan.fsm.v1.AgentDevices.update:type_name -> banyan.v1.DeviceUpdate
-	34, // 29: banyan.fsm.v1.AgentScheduling.drain:type_name -> banyan.v1.AgentDrain
-	35, // 30: banyan.fsm.v1.PoolPut.pool:type_name -> banyan.v1.Pool
-	36, // 31: banyan.fsm.v1.JobRecord.job:type_name -> banyan.v1.Job
-	17, // 32: banyan.fsm.v1.SnapshotRecord.header:type_name -> banyan.fsm.v1.SnapshotHeader
-	35, // 33: banyan.fsm.v1.SnapshotRecord.pool:type_name -> banyan.v1.Pool
-	37, // 34: banyan.fsm.v1.SnapshotRecord.agent:type_name -> banyan.v1.Agent
-	18, // 35: banyan.fsm.v1.SnapshotRecord.job:type_name -> banyan.fsm.v1.JobRecord
-	38, // 36: banyan.fsm.v1.SnapshotRecord.task:type_name -> banyan.v1.Task
-	20, // 37: banyan.fsm.v1.SnapshotRecord.cost:type_name -> banyan.fsm.v1.PoolCost
-	27, // 38: banyan.fsm.v1.SnapshotRecord.acl_meta:type_name -> banyan.fsm.v1.ACLMeta
-	39, // 39: banyan.fsm.v1.SnapshotRecord.acl_policy:type_name -> banyan.v1.ACLPolicy
-	21, // 40: banyan.fsm.v1.SnapshotRecord.acl_token:type_name -> banyan.fsm.v1.ACLTokenRecord
-	40, // 41: banyan.fsm.v1.PoolCost.cost:type_name -> banyan.v1.Cost
-	41, // 42: banyan.fsm.v1.ACLTokenRecord.token:type_name -> banyan.v1.ACLToken
-	21, // 43: banyan.fsm.v1.ACLBootstrap.token:type_name -> banyan.fsm.v1.ACLTokenRecord
-	39, // 44: banyan.fsm.v1.ACLPolicyPut.policy:type_name -> banyan.v1.ACLPolicy
-	21, // 45: banyan.fsm.v1.ACLTokenCreate.token:type_name -> banyan.fsm.v1.ACLTokenRecord
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	13, // 13: banyan.fsm.v1.Command.gc_jobs:type_name -> banyan.fsm.v1.GCJobs
+	23, // 14: banyan.fsm.v1.Command.acl_bootstrap:type_name -> banyan.fsm.v1.ACLBootstrap
+	24, // 15: banyan.fsm.v1.Command.acl_policy_put:type_name -> banyan.fsm.v1.ACLPolicyPut
+	25, // 16: banyan.fsm.v1.Command.acl_policy_delete:type_name -> banyan.fsm.v1.ACLPolicyDelete
+	26, // 17: banyan.fsm.v1.Command.acl_token_create:type_name -> banyan.fsm.v1.ACLTokenCreate
+	27, // 18: banyan.fsm.v1.Command.acl_token_revoke:type_name -> banyan.fsm.v1.ACLTokenRevoke
+	29, // 19: banyan.fsm.v1.SubmitJobs.jobs:type_name -> banyan.v1.JobSpec
+	30, // 20: banyan.fsm.v1.SubmitJobs.submitter:type_name -> banyan.v1.Submitter
+	31, // 21: banyan.fsm.v1.Assignment.gpus:type_name -> banyan.v1.GPUGrant
+	2,  // 22: banyan.fsm.v1.Assign.assignments:type_name -> banyan.fsm.v1.Assignment
+	4,  // 23: banyan.fsm.v1.Assign.preemptions:type_name -> banyan.fsm.v1.Preemption
+	2,  // 24: banyan.fsm.v1.Preemption.victim:type_name -> banyan.fsm.v1.Assignment
+	32, // 25: banyan.fsm.v1.AgentEvents.events:type_name -> banyan.v1.TaskEvent
+	7,  // 26: banyan.fsm.v1.ReportEvents.agents:type_name -> banyan.fsm.v1.AgentEvents
+	33, // 27: banyan.fsm.v1.AgentUp.fingerprint:type_name -> banyan.v1.Fingerprint
+	2,  // 28: banyan.fsm.v1.AgentUp.known:type_name -> banyan.fsm.v1.Assignment
+	34, // 29: banyan.fsm.v1.AgentDevices.update:type_name -> banyan.v1.DeviceUpdate
+	35, // 30: banyan.fsm.v1.AgentScheduling.drain:type_name -> banyan.v1.AgentDrain
+	36, // 31: banyan.fsm.v1.PoolPut.pool:type_name -> banyan.v1.Pool
+	37, // 32: banyan.fsm.v1.JobRecord.job:type_name -> banyan.v1.Job
+	18, // 33: banyan.fsm.v1.SnapshotRecord.header:type_name -> banyan.fsm.v1.SnapshotHeader
+	36, // 34: banyan.fsm.v1.SnapshotRecord.pool:type_name -> banyan.v1.Pool
+	38, // 35: banyan.fsm.v1.SnapshotRecord.agent:type_name -> banyan.v1.Agent
+	19, // 36: banyan.fsm.v1.SnapshotRecord.job:type_name -> banyan.fsm.v1.JobRecord
+	39, // 37: banyan.fsm.v1.SnapshotRecord.task:type_name -> banyan.v1.Task
+	21, // 38: banyan.fsm.v1.SnapshotRecord.cost:type_name -> banyan.fsm.v1.PoolCost
+	28, // 39: banyan.fsm.v1.SnapshotRecord.acl_meta:type_name -> banyan.fsm.v1.ACLMeta
+	40, // 40: banyan.fsm.v1.SnapshotRecord.acl_policy:type_name -> banyan.v1.ACLPolicy
+	22, // 41: banyan.fsm.v1.SnapshotRecord.acl_token:type_name -> banyan.fsm.v1.ACLTokenRecord
+	41, // 42: banyan.fsm.v1.PoolCost.cost:type_name -> banyan.v1.Cost
+	42, // 43: banyan.fsm.v1.ACLTokenRecord.token:type_name -> banyan.v1.ACLToken
+	22, // 44: banyan.fsm.v1.ACLBootstrap.token:type_name -> banyan.fsm.v1.ACLTokenRecord
+	40, // 45: banyan.fsm.v1.ACLPolicyPut.policy:type_name -> banyan.v1.ACLPolicy
+	22, // 46: banyan.fsm.v1.ACLTokenCreate.token:type_name -> banyan.fsm.v1.ACLTokenRecord
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_scheduler_fsmpb_fsm_proto_init() }
@@ -2235,13 +2302,14 @@ func file_scheduler_fsmpb_fsm_proto_init() {
 		(*Command_AgentDevices)(nil),
 		(*Command_AgentScheduling)(nil),
 		(*Command_AgentDrainDeadline)(nil),
+		(*Command_GcJobs)(nil),
 		(*Command_AclBootstrap)(nil),
 		(*Command_AclPolicyPut)(nil),
 		(*Command_AclPolicyDelete)(nil),
 		(*Command_AclTokenCreate)(nil),
 		(*Command_AclTokenRevoke)(nil),
 	}
-	file_scheduler_fsmpb_fsm_proto_msgTypes[19].OneofWrappers = []any{
+	file_scheduler_fsmpb_fsm_proto_msgTypes[20].OneofWrappers = []any{
 		(*SnapshotRecord_Header)(nil),
 		(*SnapshotRecord_Pool)(nil),
 		(*SnapshotRecord_Agent)(nil),
@@ -2258,7 +2326,7 @@ func file_scheduler_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_scheduler_fsmpb_fsm_proto_rawDesc), len(file_scheduler_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

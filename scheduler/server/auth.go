@@ -226,6 +226,7 @@ var methodChecks = map[string]methodCheck{
 	pb.ClusterService_Remove_FullMethodName:           needCluster(acl.ClusterOperator),
 	pb.OperatorService_SnapshotSave_FullMethodName:    needCluster(acl.ClusterOperator),
 	pb.OperatorService_SnapshotRestore_FullMethodName: needCluster(acl.ClusterOperator),
+	pb.OperatorService_GCJobs_FullMethodName:          needCluster(acl.ClusterOperator),
 	pb.ACLService_Bootstrap_FullMethodName:            allowAll,
 	pb.ACLService_WhoAmI_FullMethodName:               allowAll,
 	pb.ACLService_UpsertPolicy_FullMethodName:         needCluster(acl.ManageACL),

@@ -93,10 +93,14 @@ func (l *leaderLoop) run() {
 		}
 	})
 	l.mu.Unlock()
-	l.wg.Add(2)
+	l.wg.Add(3)
 	go func() {
 		defer l.wg.Done()
 		l.commitEvents()
+	}()
+	go func() {
+		defer l.wg.Done()
+		l.gcLoop()
 	}()
 	go func() {
 		defer l.wg.Done()

@@ -70,6 +70,9 @@ type Config struct {
 	RaftLogLevel string
 	// SnapshotThreshold is how many log entries between snapshots (default 8192).
 	SnapshotThreshold uint64
+	// Retention says how long finished jobs are kept (zero value:
+	// state.DefaultRetention).
+	Retention state.Retention
 	// PreemptRate is how many running tasks per second the leader may
 	// preempt, with bursts up to PreemptBurst (defaults 10/s and 20).
 	PreemptRate  float64

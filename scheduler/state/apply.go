@@ -41,6 +41,8 @@ type Result struct {
 	Cancels  []Cancel
 	// Assigned lists the assignments that took effect.
 	Assigned []*fsmpb.Assignment
+	// Removed lists the jobs a GC entry removed.
+	Removed []string
 }
 
 // Apply applies one command. It is deterministic: its only clock is
@@ -65,6 +67,8 @@ func (s *State) Apply(cmd *fsmpb.Command) *Result {
 		s.applyAgentScheduling(now, c.AgentScheduling, r)
 	case *fsmpb.Command_AgentDrainDeadline:
 		s.applyAgentDrainDeadline(now, c.AgentDrainDeadline, r)
+	case *fsmpb.Command_GcJobs:
+		s.applyGC(c.GcJobs, r)
 	case *fsmpb.Command_Cancel:
 		s.applyCancel(now, c.Cancel, r)
 	case *fsmpb.Command_PoolPut:

@@ -53,6 +53,7 @@ package state
 // every command the state's invariants are checked.
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -303,6 +304,16 @@ func (h *harness) run(line string, input []string) (string, error) {
 		err = h.devices(a)
 	case "drain":
 		err = h.drain(a)
+	case "gc":
+		// Commits what retention removes now, as the leader does.
+		age, err1 := a.int("max_age", 0)
+		n, err2 := a.int("max_jobs", 0)
+		if err = errors.Join(err1, err2); err == nil {
+			due := h.s.GCCandidates(h.now, Retention{MaxAgeMs: age, MaxJobs: int(n)}, 0)
+			h.printf("gc: %v", due)
+			r := h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_GcJobs{GcJobs: &fsmpb.GCJobs{JobIds: append(due, a.list("also")...)}}})
+			h.printf("removed: %v", r.Removed)
+		}
 	case "cordon":
 		h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentScheduling{AgentScheduling: &fsmpb.AgentScheduling{
 			AgentId: a.str("agent", ""), Ineligible: a.str("eligible", "false") != "true"}}})

@@ -1,0 +1,83 @@
+package state
+
+import (
+	"sort"
+
+	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+)
+
+// Retention bounds how long finished jobs (succeeded, failed, cancelled)
+// stay in the state: past MaxAgeMs after they finished, or beyond the
+// MaxJobs most recently finished, they are removed with their tasks, so
+// that the state and its snapshots stay flat under a steady stream of
+// work. Jobs still running are never removed.
+type Retention struct {
+	// MaxAgeMs is how long a finished job is kept (0: no age limit).
+	MaxAgeMs int64
+	// MaxJobs is how many finished jobs are kept at most (0: no limit).
+	MaxJobs int
+}
+
+// DefaultRetention keeps finished jobs for a day, and at most 10,000 of
+// them.
+var DefaultRetention = Retention{MaxAgeMs: 24 * 3600 * 1000, MaxJobs: 10_000}
+
+// GCBatch is the most jobs one GC entry removes.
+const GCBatch = 1000
+
+// GCCandidates lists the finished jobs retention removes at now: oldest
+// finished first, at most limit (0: all).
+func (s *State) GCCandidates(now int64, r Retention, limit int) []string {
+	type fin struct {
+		id  string
+		at  int64
+		seq uint64
+	}
+	var done []fin
+	for id, j := range s.jobs {
+		if IsJobFinal(j.PB.State) {
+			done = append(done, fin{id, j.PB.FinishedUnixMs, j.Seq})
+		}
+	}
+	sort.Slice(done, func(a, b int) bool {
+		if done[a].at != done[b].at {
+			return done[a].at < done[b].at
+		}
+		return done[a].seq < done[b].seq
+	})
+	var out []string
+	for i, f := range done {
+		overCount := r.MaxJobs > 0 && len(done)-i > r.MaxJobs
+		tooOld := r.MaxAgeMs > 0 && now-f.at >= r.MaxAgeMs
+		if !overCount && !tooOld {
+			break // sorted by finish time: the rest are younger and within the count
+		}
+		out = append(out, f.id)
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+	}
+	return out
+}
+
+// applyGC removes finished jobs and their tasks. Jobs that are not final
+// (or no longer exist) are skipped, so an entry computed a moment earlier
+// stays safe.
+func (s *State) applyGC(c *fsmpb.GCJobs, r *Result) {
+	for _, id := range c.JobIds {
+		j, ok := s.jobs[id]
+		if !ok || !IsJobFinal(j.PB.State) {
+			continue
+		}
+		for _, tid := range j.TaskIDs {
+			delete(s.fallbackWatch, tid)
+			delete(s.tasks, tid)
+		}
+		if k := j.PB.IdempotencyKey; k != "" && s.idem[k] == id {
+			delete(s.idem, k)
+		}
+		delete(s.opportunistic, id)
+		delete(s.jobs, id)
+		r.Removed = append(r.Removed, id)
+	}
+}
