@@ -13,6 +13,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -42,6 +43,15 @@ type Config struct {
 	Agents       []AgentGroup `json:"agents"`
 	Pools        []PoolSpec   `json:"pools"`
 	Workloads    []Workload   `json:"workloads"`
+	// GCMaxAge and GCMaxJobs are the leader's retention of finished jobs
+	// (defaults: the server's, 24h and 10,000); the leader applies it every
+	// GCInterval (default 30s), as a server does.
+	GCMaxAge   Dur `json:"gc_max_age"`
+	GCMaxJobs  int `json:"gc_max_jobs"`
+	GCInterval Dur `json:"gc_interval"`
+	// SoakInterval, when set, records the state's size every interval:
+	// jobs and tasks held, snapshot bytes and the process's live heap.
+	SoakInterval Dur `json:"soak_interval"`
 }
 
 // AgentGroup is Count identical agents.
@@ -148,6 +158,15 @@ func Parse(data []byte) (*Config, error) {
 	if c.PreemptBurst <= 0 {
 		c.PreemptBurst = 20
 	}
+	if c.GCMaxAge <= 0 {
+		c.GCMaxAge = Dur(time.Duration(state.DefaultRetention.MaxAgeMs) * time.Millisecond)
+	}
+	if c.GCMaxJobs <= 0 {
+		c.GCMaxJobs = state.DefaultRetention.MaxJobs
+	}
+	if c.GCInterval <= 0 {
+		c.GCInterval = Dur(30 * time.Second)
+	}
 	if len(c.Agents) == 0 || len(c.Workloads) == 0 {
 		return nil, fmt.Errorf("sim config: agents and workloads are required")
 	}
@@ -187,6 +206,23 @@ type Report struct {
 	Pools          []PoolReport           `json:"pools"`
 	Wait           map[string]Percentiles `json:"queue_wait_s"`
 	WallSeconds    float64                `json:"wall_seconds"`
+	// JobsRemoved counts the finished jobs retention removed.
+	JobsRemoved int `json:"jobs_removed"`
+	// Soak is the state's size over time (Config.SoakInterval).
+	Soak []SoakPoint `json:"soak,omitempty"`
+}
+
+// SoakPoint is the state's size at one moment of a run.
+type SoakPoint struct {
+	Hours float64 `json:"hours"`
+	// TasksDone counts the tasks that succeeded since the start.
+	TasksDone     int   `json:"tasks_done"`
+	Jobs          int   `json:"jobs"`
+	Tasks         int   `json:"tasks"`
+	SnapshotBytes int64 `json:"snapshot_bytes"`
+	// HeapBytes is the process's live heap after a collection: the state
+	// and the simulator's own bookkeeping, which is bounded too.
+	HeapBytes uint64 `json:"heap_bytes"`
 }
 
 // PoolReport compares a pool's time-weighted cpu share with its guarantee.
@@ -268,6 +304,9 @@ type simulator struct {
 	clusterCPU    int64
 	poolPreempted map[string]int
 	poolPlaced    map[string]int
+	tasksDone     int // tasks that succeeded
+	waitSeen      map[string]int
+	waitMax       map[string]float64
 }
 
 // Run simulates the config and returns the report.
@@ -275,7 +314,7 @@ func Run(c *Config) (*Report, error) {
 	wallStart := time.Now()
 	s := &simulator{cfg: c, rng: rand.New(rand.NewPCG(uint64(c.Seed), 0x62616e79616e)),
 		st: state.New(state.DefaultDefaults), taskWL: map[string]int{}, waits: map[string][]float64{},
-		cpuSec: map[string]float64{}, poolPreempted: map[string]int{}, poolPlaced: map[string]int{}}
+		cpuSec: map[string]float64{}, poolPreempted: map[string]int{}, poolPlaced: map[string]int{}, waitSeen: map[string]int{}, waitMax: map[string]float64{}}
 	s.bucket = pool.RateLimiter{PerSecond: c.PreemptRate, Burst: c.PreemptBurst}
 	if err := s.setup(); err != nil {
 		return nil, err
@@ -284,9 +323,16 @@ func Run(c *Config) (*Report, error) {
 	nextPass := int64(0)
 	nextSample := int64(0)
 	sampleMs := c.SampleInterval.ms()
+	nextGC := c.GCInterval.ms()
+	const never = math.MaxInt64
+	nextSoak := int64(never)
+	if c.SoakInterval > 0 {
+		nextSoak = 0
+	}
 	for {
-		// The next thing to happen: an event, a pass or a sample.
-		t := min(nextPass, nextSample)
+		// The next thing to happen: an event, a pass, a sample, a GC or a
+		// soak reading.
+		t := min(nextPass, nextSample, nextGC, nextSoak)
 		if len(s.evs) > 0 && s.evs[0].at < t {
 			t = s.evs[0].at
 		}
@@ -300,6 +346,12 @@ func Run(c *Config) (*Report, error) {
 		case t == nextSample:
 			s.sample(sampleMs)
 			nextSample += sampleMs
+		case t == nextGC:
+			s.gc()
+			nextGC += c.GCInterval.ms()
+		case t == nextSoak:
+			s.soak()
+			nextSoak += c.SoakInterval.ms()
 		default:
 			if s.dirty {
 				s.pass()
@@ -441,6 +493,9 @@ func (s *simulator) handle(e *event) {
 		s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
 			AgentId: e.agentID, Events: []*pb.TaskEvent{{TaskId: e.taskID, Attempt: e.attempt, Kind: "finished",
 				Outcome: outcome, UnixMs: s.now}}}}}}})
+		if t, ok := s.st.Task(e.taskID); ok && t.PB.State == pb.TaskState_TASK_STATE_SUCCEEDED {
+			s.tasksDone++
+		}
 	}
 }
 
@@ -490,7 +545,7 @@ func (s *simulator) pass() {
 			s.rep.AttemptsPlaced++
 			wl := s.wls[s.taskWL[a.TaskId]]
 			s.poolPlaced[wl.Pool]++
-			s.waits[wl.Name] = append(s.waits[wl.Name], float64(s.now-queued[a.TaskId])/1000)
+			s.recordWait(wl.Name, float64(s.now-queued[a.TaskId])/1000)
 			started[a.AgentId] = append(started[a.AgentId], &pb.TaskEvent{TaskId: a.TaskId, Attempt: a.Attempt,
 				Kind: "started", UnixMs: s.now})
 			s.push(&event{at: s.now + s.duration(wl), kind: evFinish, taskID: a.TaskId, attempt: a.Attempt, agentID: a.AgentId})
@@ -552,16 +607,17 @@ func (s *simulator) finishReport(end int64) {
 	for name, w := range s.waits {
 		sort.Float64s(w)
 		at := func(p float64) float64 { return w[int(float64(len(w)-1)*p)] }
-		s.rep.Wait[name] = Percentiles{N: len(w), P50: at(0.5), P90: at(0.9), P99: at(0.99), Max: w[len(w)-1]}
+		s.rep.Wait[name] = Percentiles{N: s.waitSeen[name], P50: at(0.5), P90: at(0.9), P99: at(0.99), Max: s.waitMax[name]}
 	}
 	s.rep.QueuedAtEnd = s.st.QueueLen()
+	s.rep.JobsFinished = s.rep.JobsRemoved // retention removes finished jobs only
 	for _, id := range s.st.JobIDs() {
 		j, _ := s.st.Job(id)
 		if state.IsJobFinal(j.PB.State) {
 			s.rep.JobsFinished++
 		}
-		s.rep.TasksSucceeded += int(j.PB.Counts.Succeeded)
 	}
+	s.rep.TasksSucceeded = s.tasksDone
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -581,7 +637,7 @@ func (r *Report) Format() string {
 	fmt.Fprintf(&b, "utilization %.1f%% of cluster cpu\n", 100*r.Utilization)
 	fmt.Fprintf(&b, "jobs %d submitted, %d finished; tasks %d submitted, %d succeeded, %d attempts placed, %d queued at end\n",
 		r.JobsSubmitted, r.JobsFinished, r.TasksSubmitted, r.TasksSucceeded, r.AttemptsPlaced, r.QueuedAtEnd)
-	fmt.Fprintf(&b, "preemptions %d\n\n", r.Preemptions)
+	fmt.Fprintf(&b, "preemptions %d; finished jobs removed by retention %d\n\n", r.Preemptions, r.JobsRemoved)
 	fmt.Fprintf(&b, "%-24s %8s %10s %9s %8s\n", "POOL", "SHARE", "GUARANTEE", "PREEMPTED", "PLACED")
 	for _, p := range r.Pools {
 		fmt.Fprintf(&b, "%-24s %7.1f%% %9.1f%% %9d %8d\n", p.Path, 100*p.Share, 100*p.Guarantee, p.Preempted, p.TasksPlaced)
@@ -591,5 +647,74 @@ func (r *Report) Format() string {
 		w := r.Wait[name]
 		fmt.Fprintf(&b, "%-24s %8d %9.1f %9.1f %9.1f %9.1f\n", name, w.N, w.P50, w.P90, w.P99, w.Max)
 	}
+	if len(r.Soak) > 0 {
+		fmt.Fprintf(&b, "\n%8s %12s %8s %10s %14s %10s\n", "HOURS", "TASKS DONE", "JOBS", "TASKS", "SNAPSHOT", "HEAP")
+		for _, p := range r.Soak {
+			fmt.Fprintf(&b, "%8.0f %12d %8d %10d %12.1f MiB %6.1f MiB\n", p.Hours, p.TasksDone, p.Jobs, p.Tasks,
+				float64(p.SnapshotBytes)/(1<<20), float64(p.HeapBytes)/(1<<20))
+		}
+	}
 	return b.String()
+}
+
+// gc applies retention as the leader does: candidates in batches, one
+// GCJobs entry each.
+func (s *simulator) gc() {
+	r := state.Retention{MaxAgeMs: s.cfg.GCMaxAge.ms(), MaxJobs: s.cfg.GCMaxJobs}
+	for {
+		due := s.st.GCCandidates(s.now, r, state.GCBatch)
+		if len(due) == 0 {
+			return
+		}
+		for _, id := range due {
+			if j, ok := s.st.Job(id); ok {
+				for _, tid := range j.TaskIDs {
+					delete(s.taskWL, tid)
+				}
+			}
+		}
+		res := s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_GcJobs{GcJobs: &fsmpb.GCJobs{JobIds: due}}})
+		s.rep.JobsRemoved += len(res.Removed)
+		if len(res.Removed) == 0 {
+			return
+		}
+	}
+}
+
+// soak records the state's size now.
+func (s *simulator) soak() {
+	var size countWriter
+	if err := s.st.WriteSnapshot(&size); err != nil {
+		return
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	s.rep.Soak = append(s.rep.Soak, SoakPoint{Hours: float64(s.now) / 3_600_000, TasksDone: s.tasksDone,
+		Jobs: len(s.st.JobIDs()), Tasks: s.st.TaskCount(), SnapshotBytes: int64(size), HeapBytes: ms.HeapAlloc})
+}
+
+// countWriter counts the bytes written to it.
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	*c += countWriter(len(p))
+	return len(p), nil
+}
+
+// maxWaitSamples bounds the queue waits kept per workload; past it a
+// reservoir sample keeps the percentiles honest and the memory flat.
+const maxWaitSamples = 200_000
+
+func (s *simulator) recordWait(name string, v float64) {
+	w := s.waits[name]
+	s.waitSeen[name]++
+	s.waitMax[name] = max(s.waitMax[name], v)
+	if len(w) < maxWaitSamples {
+		s.waits[name] = append(w, v)
+		return
+	}
+	if i := s.rng.IntN(s.waitSeen[name]); i < maxWaitSamples {
+		w[i] = v
+	}
 }
