@@ -14,7 +14,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 RACE_PKGS := ./agent/... ./scheduler/... ./cmd/... ./bench/simagent/...
 PURE_PKGS := ./pool/... ./api/... ./encoder/... ./bench/sim/... ./bench/encode/... ./bench/chaos/...
 
-.PHONY: all build test test-short fuzz demo bench bench-quick bench-micro bench-encode proto lint deps corpus clean image cluster-smoke chaos
+.PHONY: all build test test-short fuzz demo bench bench-soak bench-quick bench-micro bench-encode proto lint deps corpus clean image cluster-smoke chaos
 
 all: build
 
@@ -67,6 +67,11 @@ demo: build
 # results as a table and JSON under bench/results/ (latest.json).
 bench: deps
 	$(GO) run ./bench/cmd/banyan-bench
+
+# Retention soak: a simulated week at a million tasks a day through the
+# real state machine; prints the state's size every 12 simulated hours.
+bench-soak: deps
+	$(GO) run ./bench/cmd/banyan-sim bench/sim/testdata/soak-week.yaml | tee bench/results/soak-week.txt
 
 # The same, scaled down to run in a few minutes.
 bench-quick: deps
