@@ -379,7 +379,7 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print this binary's version, commit and Go version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fmt.Printf("sched %s\n", buildinfo.Get())
+			fmt.Printf("sched %s\nstate format %d (reads formats 1 to %d)\n", buildinfo.Get(), state.SnapshotFormat, state.SnapshotFormat)
 			return nil
 		},
 	}

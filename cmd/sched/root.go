@@ -8,6 +8,8 @@ import (
 
 	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // DefaultAddr is where `sched dev` and `sched server` listen by default and
@@ -78,6 +80,9 @@ func exitCode(err error) int {
 	var w watchLostError
 	if errors.As(err, &w) {
 		return 3
+	}
+	if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded {
+		return 3 // no server could be reached (or none answered in time)
 	}
 	if code, ok := encoderExitCode(err); ok {
 		return code

@@ -70,6 +70,9 @@ func TestJobWatchFollowsARestartAndExitCodes(t *testing.T) {
 	if c := code("--addr", addr, "job", "watch", failed, "--give-up-after", "2s"); c != 3 {
 		t.Fatalf("watch with no server exited %d, want 3", c)
 	}
+	if c := code("--addr", addr, "job", "list"); c != 3 {
+		t.Fatalf("a call with no server up exited %d, want 3", c)
+	}
 	if c := code("--addr", addr, "job", "watch"); c != 2 {
 		t.Fatalf("watch without an id exited %d, want 2", c)
 	}
