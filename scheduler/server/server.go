@@ -416,6 +416,10 @@ func (s *Server) LeaderAddr() string {
 // FSM exposes the state machine for reads (tests, the dev command).
 func (s *Server) FSM() *FSM { return s.fsm }
 
+// SnapshotNow has raft take a snapshot of the state now (and compact the
+// log before it).
+func (s *Server) SnapshotNow() error { return s.raft.Snapshot().Error() }
+
 // Close stops the server: leader loop, gRPC, raft and the store.
 func (s *Server) Close() error {
 	s.cancel()
