@@ -2,7 +2,6 @@ package fingerprint
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"math"
 	"strconv"
@@ -10,33 +9,9 @@ import (
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
+	"github.com/banyan-sched/banyan/agent/internal/nvmlsafe"
 	"github.com/banyan-sched/banyan/api/banyanv1"
 )
-
-// call runs one NVML query and turns its Return into an error (nil on
-// SUCCESS). A panic inside the query, which go-nvml raises when a symbol is
-// missing from the loaded library (and its mocks raise for methods a test
-// did not provide), becomes an error too, so a broken driver install can
-// never take the agent down.
-func call[T any](op string, f func() (T, nvml.Return)) (v T, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			var zero T
-			v, err = zero, fmt.Errorf("nvml %s: panic: %v", op, r)
-		}
-	}()
-	v, ret := f()
-	if ret != nvml.SUCCESS {
-		return v, fmt.Errorf("nvml %s: %w", op, ret)
-	}
-	return v, nil
-}
-
-// call0 is call for queries that return only a status.
-func call0(op string, f func() nvml.Return) error {
-	_, err := call(op, func() (struct{}, nvml.Return) { return struct{}{}, f() })
-	return err
-}
 
 // gpuOptions are the settings describeGPU applies to every device.
 type gpuOptions struct {
@@ -52,17 +27,17 @@ type gpuOptions struct {
 // All logging happens before NVML is shut down: a Return's text comes from
 // the loaded library.
 func collectGPUs(lib nvml.Interface, opts gpuOptions, log *slog.Logger) []*banyanv1.GPU {
-	if err := call0("init", lib.Init); err != nil {
+	if err := nvmlsafe.Call0("init", lib.Init); err != nil {
 		log.Info("NVML unavailable; fingerprint is CPU-only", "reason", err.Error())
 		return nil
 	}
 	defer func() {
-		if err := call0("shutdown", lib.Shutdown); err != nil {
+		if err := nvmlsafe.Call0("shutdown", lib.Shutdown); err != nil {
 			log.Debug("NVML shutdown failed", "err", err.Error())
 		}
 	}()
 
-	count, err := call("device count", lib.DeviceGetCount)
+	count, err := nvmlsafe.Call("device count", lib.DeviceGetCount)
 	if err != nil {
 		log.Info("cannot count GPUs; fingerprint is CPU-only", "reason", err.Error())
 		return nil
@@ -74,7 +49,7 @@ func collectGPUs(lib nvml.Interface, opts gpuOptions, log *slog.Logger) []*banya
 
 	gpus := make([]*banyanv1.GPU, 0, count)
 	for i := range count {
-		dev, err := call("device handle", func() (nvml.Device, nvml.Return) { return lib.DeviceGetHandleByIndex(i) })
+		dev, err := nvmlsafe.Call("device handle", func() (nvml.Device, nvml.Return) { return lib.DeviceGetHandleByIndex(i) })
 		if err != nil {
 			log.Warn("skipping GPU", "index", i, "err", err.Error())
 			continue
@@ -95,17 +70,17 @@ func describeGPU(index int, dev nvml.Device, opts gpuOptions, log *slog.Logger) 
 		log.Warn("cannot read GPU "+what, "index", index, "err", err.Error())
 	}
 
-	if name, err := call("name", dev.GetName); err != nil {
+	if name, err := nvmlsafe.Call("name", dev.GetName); err != nil {
 		warn("name", err)
 	} else {
 		g.Model = name
 	}
-	if uuid, err := call("uuid", dev.GetUUID); err != nil {
+	if uuid, err := nvmlsafe.Call("uuid", dev.GetUUID); err != nil {
 		warn("uuid", err)
 	} else {
 		g.Uuid = uuid
 	}
-	if m, err := call("memory info", dev.GetMemoryInfo); err != nil {
+	if m, err := nvmlsafe.Call("memory info", dev.GetMemoryInfo); err != nil {
 		warn("memory", err)
 	} else {
 		g.MemoryBytes = clampInt64(m.Total)
@@ -128,7 +103,7 @@ func describeGPU(index int, dev nvml.Device, opts gpuOptions, log *slog.Logger) 
 		}
 	}
 	if g.Encoders > 0 {
-		brand, err := call("brand", dev.GetBrand)
+		brand, err := nvmlsafe.Call("brand", dev.GetBrand)
 		if err != nil {
 			log.Debug("cannot read GPU brand", "index", index, "err", err.Error())
 		}
@@ -142,7 +117,7 @@ func describeGPU(index int, dev nvml.Device, opts gpuOptions, log *slog.Logger) 
 // the NVENC engines left free, and a GPU without NVENC (H100, A100) answers
 // NOT_SUPPORTED or 0.
 func encodes(index int, dev nvml.Device, log *slog.Logger) bool {
-	capacity, err := call("encoder capacity", func() (int, nvml.Return) {
+	capacity, err := nvmlsafe.Call("encoder capacity", func() (int, nvml.Return) {
 		return dev.GetEncoderCapacity(nvml.ENCODER_QUERY_H264)
 	})
 	if err != nil && !errors.Is(err, nvml.ERROR_NOT_SUPPORTED) {
@@ -153,7 +128,7 @@ func encodes(index int, dev nvml.Device, log *slog.Logger) bool {
 
 // decodes says whether dev has NVDEC: its decoder utilisation can be read.
 func decodes(dev nvml.Device) bool {
-	_, err := call("decoder utilization", func() (uint32, nvml.Return) {
+	_, err := nvmlsafe.Call("decoder utilization", func() (uint32, nvml.Return) {
 		u, _, ret := dev.GetDecoderUtilization()
 		return u, ret
 	})
@@ -198,7 +173,7 @@ func consumer(brand nvml.BrandType, brandKnown bool, model string) bool {
 // MIG devices.
 func migInfo(index int, dev nvml.Device, log *slog.Logger) (bool, []*banyanv1.MIGInstance) {
 	type modes struct{ current, pending int }
-	m, err := call("mig mode", func() (modes, nvml.Return) {
+	m, err := nvmlsafe.Call("mig mode", func() (modes, nvml.Return) {
 		c, p, ret := dev.GetMigMode()
 		return modes{c, p}, ret
 	})
@@ -212,14 +187,14 @@ func migInfo(index int, dev nvml.Device, log *slog.Logger) (bool, []*banyanv1.MI
 	if m.current != nvml.DEVICE_MIG_ENABLE {
 		return false, nil
 	}
-	maxDevices, err := call("max mig device count", dev.GetMaxMigDeviceCount)
+	maxDevices, err := nvmlsafe.Call("max mig device count", dev.GetMaxMigDeviceCount)
 	if err != nil {
 		log.Warn("cannot read GPU MIG device count", "index", index, "err", err.Error())
 		return true, nil
 	}
 	var out []*banyanv1.MIGInstance
 	for j := range maxDevices {
-		mig, err := call("mig device handle", func() (nvml.Device, nvml.Return) { return dev.GetMigDeviceHandleByIndex(j) })
+		mig, err := nvmlsafe.Call("mig device handle", func() (nvml.Device, nvml.Return) { return dev.GetMigDeviceHandleByIndex(j) })
 		switch {
 		case err == nil:
 			out = append(out, describeMIG(index, mig, log))
@@ -236,12 +211,12 @@ func migInfo(index int, dev nvml.Device, log *slog.Logger) (bool, []*banyanv1.MI
 // else from its slice count and memory), its memory and its engines.
 func describeMIG(index int, mig nvml.Device, log *slog.Logger) *banyanv1.MIGInstance {
 	m := &banyanv1.MIGInstance{}
-	if uuid, err := call("mig uuid", mig.GetUUID); err != nil {
+	if uuid, err := nvmlsafe.Call("mig uuid", mig.GetUUID); err != nil {
 		log.Warn("cannot read MIG device uuid", "index", index, "err", err.Error())
 	} else {
 		m.Uuid = uuid
 	}
-	attrs, attrErr := call("mig attributes", mig.GetAttributes)
+	attrs, attrErr := nvmlsafe.Call("mig attributes", mig.GetAttributes)
 	if attrErr == nil {
 		m.Encoders = int32(min(attrs.SharedEncoderCount, math.MaxInt32))
 		m.Decoders = int32(min(attrs.SharedDecoderCount, math.MaxInt32))
@@ -249,10 +224,10 @@ func describeMIG(index int, mig nvml.Device, log *slog.Logger) *banyanv1.MIGInst
 	} else {
 		log.Debug("cannot read MIG device attributes", "index", index, "err", attrErr.Error())
 	}
-	if mem, err := call("mig memory info", mig.GetMemoryInfo); err == nil && mem.Total > 0 {
+	if mem, err := nvmlsafe.Call("mig memory info", mig.GetMemoryInfo); err == nil && mem.Total > 0 {
 		m.MemoryBytes = clampInt64(mem.Total)
 	}
-	if name, err := call("mig name", mig.GetName); err == nil {
+	if name, err := nvmlsafe.Call("mig name", mig.GetName); err == nil {
 		m.Profile = MIGProfile(name)
 	}
 	if m.Profile == "" && attrErr == nil && attrs.GpuInstanceSliceCount > 0 {
