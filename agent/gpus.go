@@ -22,8 +22,9 @@ import (
 // fingerprint it started with: the NVENC sessions each device offers now
 // and its health. A session-limit failure (a task granted a device exits
 // with failure.ExitNVENCSessionLimit) lowers that device's sessions to those
-// still in use there; each NVENC task that then succeeds on it, and each
-// cool-down without one, gives one back. With GPUConfig.Watch, a monitor
+// still in use there (on a per-system device, the host cap too); each NVENC
+// task that then succeeds on it, and each cool-down without one, gives one
+// back. With GPUConfig.Watch, a monitor
 // (agent/gpuhealth) polls NVML for health and encoder utilisation; a device
 // without a session cap stops offering new sessions while its utilisation
 // is at or above the ceiling. Whenever what the agent advertises (a

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -116,11 +117,11 @@ func TestGPUPinning(t *testing.T) {
 	}
 }
 
-// offered returns the sessions each GPU offers now, and whether a device
-// update is pending (consuming it).
+// offered renders the host cap and the sessions each GPU offers now, and
+// says whether a device update is pending (consuming it).
 func offered(a *Agent) (string, bool) {
 	u := a.deviceUpdate()
-	var s []string
+	s := []string{fmt.Sprintf("sys%d", u.NvencSystemSessions)}
 	for _, g := range u.Gpus {
 		v := strings.TrimSpace(strings.Repeat("|", int(g.EncoderSessions)))
 		if g.Unhealthy != "" {
@@ -130,16 +131,17 @@ func offered(a *Agent) (string, bool) {
 	}
 	select {
 	case <-a.devSignal:
-		return strings.Join(s, ""), true
+		return strings.Join(s, " "), true
 	default:
-		return strings.Join(s, ""), false
+		return strings.Join(s, " "), false
 	}
 }
 
 // TestSessionLimitRecovery: a session-limit exit on a device lowers its
-// sessions to those in use there and signals a device update; each NVENC
+// sessions to those in use there (and, on a per-system device, the host cap
+// to those in use on all of them) and signals a device update; each NVENC
 // success and each cool-down (on the injected clock) gives one back, up to
-// the configured number.
+// the configured numbers.
 func TestSessionLimitRecovery(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
 	ticks := make(chan time.Time)
@@ -160,49 +162,55 @@ func TestSessionLimitRecovery(t *testing.T) {
 			t.Fatalf("%s: offered %s (update %v), want %s (update %v)", step, got, sig, want, wantSignal)
 		}
 	}
-	check("start", "[|||][|||][]", false)
+	check("start", "sys5 [|||] [|||] []", false)
 
 	startTask(a, "hold", gpu1, 1, nil, "sleep", "60")
-	check("one session held", "[|||][|||][]", false)
+	check("one session held", "sys5 [|||] [|||] []", false)
 
 	startTask(a, "refused", gpu1, 1, nil, "sh", "-c", "echo 'OpenEncodeSessionEx failed: out of memory (10)' >&2; exit 69")
 	if ev := waitFinished(t, a, "refused"); ev.Outcome != process.OutcomeFailed || ev.ExitCode != 69 {
 		t.Fatalf("refused: %+v", ev)
 	}
-	check("limit hit: only what is in use", "[|||][|][]", true)
+	check("limit hit: only what is in use, on the device and the host", "sys1 [|||] [|] []", true)
 
 	clock.Add(59 * time.Second)
 	tick()
-	check("59 s later: still lowered", "[|||][|][]", false)
+	check("59 s later: still lowered", "sys1 [|||] [|] []", false)
 
 	startTask(a, "ok", gpu1, 1, nil, "true")
 	waitFinished(t, a, "ok")
-	check("an NVENC success: one more", "[|||][||][]", true)
+	check("an NVENC success: one more", "sys2 [|||] [||] []", true)
 
 	startTask(a, "no-nvenc", gpu1, 0, nil, "true")
 	waitFinished(t, a, "no-nvenc")
-	check("a success without NVENC: no step", "[|||][||][]", false)
+	check("a success without NVENC: no step", "sys2 [|||] [||] []", false)
 
 	clock.Add(59 * time.Second)
 	tick()
-	check("cool-down counts from the last step", "[|||][||][]", false)
+	check("cool-down counts from the last step", "sys2 [|||] [||] []", false)
 	clock.Add(time.Second)
 	tick()
-	check("a cool-down: one more", "[|||][|||][]", true)
+	check("a cool-down: one more", "sys3 [|||] [|||] []", true)
 	clock.Add(time.Hour)
 	tick()
-	check("never above the configured number", "[|||][|||][]", false)
+	check("the device is back; the host cap steps on", "sys4 [|||] [|||] []", true)
+	clock.Add(time.Hour)
+	tick()
+	check("the host cap is back", "sys5 [|||] [|||] []", true)
+	clock.Add(time.Hour)
+	tick()
+	check("never above the configured numbers", "sys5 [|||] [|||] []", false)
 
 	a.cancelTasks(&pb.CancelTasks{Tasks: []*pb.TaskAssignment{{TaskId: "hold", Attempt: 1}}})
 	waitFinished(t, a, "hold")
 	startTask(a, "refused-2", gpu1, 1, nil, "sh", "-c", "exit 69")
 	waitFinished(t, a, "refused-2")
-	check("nothing in use: none offered", "[|||][][]", true)
+	check("nothing in use: none offered, the host cap at 1", "sys1 [|||] [] []", true)
 	hello := a.hello()
-	if g := hello.Fingerprint.Gpus[1]; g.EncoderSessions != 0 || hello.Fingerprint.Capacity.Nvenc != 6 {
+	if g := hello.Fingerprint.Gpus[1]; g.EncoderSessions != 0 || hello.Fingerprint.NvencSystemSessions != 1 || hello.Fingerprint.Capacity.Nvenc != 6 {
 		t.Errorf("hello: gpu 1 %v, capacity %v", g, hello.Fingerprint.Capacity)
 	}
-	if a.cfg.Fingerprint.Gpus[1].EncoderSessions != 3 {
+	if a.cfg.Fingerprint.Gpus[1].EncoderSessions != 3 || a.cfg.Fingerprint.NvencSystemSessions != 5 {
 		t.Error("the configured fingerprint was changed")
 	}
 }

@@ -18,6 +18,12 @@
 //   - on a device without a session cap (NVENC_LIMIT_NONE) whose encoder
 //     utilisation is at or above the ceiling, no more than the sessions in
 //     use there, until the utilisation falls below the ceiling again.
+//
+// A session-limit failure on a device capped per system (consumer drivers)
+// says the host's cap is reached, which may be below the configured one (an
+// older driver): the host cap (nvenc_system_sessions) is lowered the same
+// way to the sessions in use on all per-system devices, but never below 1
+// (0 would mean "no cap"), and recovers by the same steps.
 package devices
 
 import (
@@ -74,7 +80,10 @@ type Table struct {
 	cfg    Config
 	gpus   []*pb.GPU // as fingerprinted, never modified
 	st     []state
-	system int32
+	system int32 // the configured host cap (0: none)
+
+	sysLimit   int32     // the host cap offered after session-limit failures
+	sysChanged time.Time // when sysLimit last moved
 }
 
 // New returns a table for the fingerprinted gpus (copied) and the host's
@@ -86,7 +95,7 @@ func New(gpus []*pb.GPU, systemSessions int32, cfg Config) *Table {
 	if cfg.Cooldown <= 0 {
 		cfg.Cooldown = DefaultCooldown
 	}
-	t := &Table{cfg: cfg, system: systemSessions}
+	t := &Table{cfg: cfg, system: systemSessions, sysLimit: systemSessions}
 	for _, g := range gpus {
 		t.gpus = append(t.gpus, proto.Clone(g).(*pb.GPU))
 		t.st = append(t.st, state{limit: g.EncoderSessions})
@@ -112,7 +121,8 @@ func (t *Table) offered(k int) int32 {
 // advertised is what the scheduler sees of the table, apart from
 // utilisation: each GPU's offered sessions and health.
 func (t *Table) advertised() []any {
-	out := make([]any, 0, 2*len(t.gpus))
+	out := make([]any, 0, 2*len(t.gpus)+1)
+	out = append(out, t.sysLimit)
 	for k := range t.gpus {
 		out = append(out, t.offered(k), t.st[k].unhealthy)
 	}
@@ -127,7 +137,7 @@ func (t *Table) change(f func()) bool {
 }
 
 // GPUs returns the GPUs as the agent advertises them now (copies), and the
-// host's NVENC session cap.
+// host's NVENC session cap as offered now.
 func (t *Table) GPUs() ([]*pb.GPU, int32) {
 	out := make([]*pb.GPU, len(t.gpus))
 	for k, g := range t.gpus {
@@ -137,7 +147,7 @@ func (t *Table) GPUs() ([]*pb.GPU, int32) {
 		c.EncoderUtilization = t.st[k].util
 		out[k] = c
 	}
-	return out, t.system
+	return out, t.sysLimit
 }
 
 // Acquire records that a task started holding n NVENC sessions on the GPU
@@ -173,7 +183,27 @@ func (t *Table) SessionLimit(i int32, now time.Time) bool {
 		s := &t.st[k]
 		s.limit = min(s.limit, s.inUse, t.gpus[k].EncoderSessions)
 		s.changed = now
+		if t.perSystem(k) {
+			t.sysLimit = max(min(t.sysLimit, t.perSystemInUse()), 1)
+			t.sysChanged = now
+		}
 	})
+}
+
+// perSystem says whether GPU k shares the host's session cap.
+func (t *Table) perSystem(k int) bool {
+	return t.system > 0 && t.gpus[k].NvencLimit == pb.NVENCLimit_NVENC_LIMIT_PER_SYSTEM
+}
+
+// perSystemInUse is the sessions in use on the GPUs under the host cap.
+func (t *Table) perSystemInUse() int32 {
+	var n int32
+	for k := range t.gpus {
+		if t.perSystem(k) {
+			n += t.st[k].inUse
+		}
+	}
+	return n
 }
 
 // Succeeded records that an NVENC task finished well on GPU i at now: a
@@ -184,7 +214,12 @@ func (t *Table) Succeeded(i int32, now time.Time) bool {
 	if k < 0 {
 		return false
 	}
-	return t.change(func() { t.raise(k, now) })
+	return t.change(func() {
+		t.raise(k, now)
+		if t.perSystem(k) {
+			t.raiseSystem(now)
+		}
+	})
 }
 
 // raise lifts a lowered GPU k's limit by one session.
@@ -195,10 +230,22 @@ func (t *Table) raise(k int, now time.Time) {
 	}
 }
 
-// Tick raises by one session every lowered GPU whose limit has not moved
-// for a cool-down. It reports whether the advertised view changed.
+// raiseSystem lifts a lowered host cap by one session.
+func (t *Table) raiseSystem(now time.Time) {
+	if t.sysLimit < t.system {
+		t.sysLimit++
+		t.sysChanged = now
+	}
+}
+
+// Tick raises by one session every lowered GPU, and a lowered host cap,
+// whose limit has not moved for a cool-down. It reports whether the
+// advertised view changed.
 func (t *Table) Tick(now time.Time) bool {
 	return t.change(func() {
+		if t.sysLimit < t.system && now.Sub(t.sysChanged) >= t.cfg.Cooldown {
+			t.raiseSystem(now)
+		}
 		for k := range t.gpus {
 			if t.st[k].limit < t.gpus[k].EncoderSessions && now.Sub(t.st[k].changed) >= t.cfg.Cooldown {
 				t.raise(k, now)
