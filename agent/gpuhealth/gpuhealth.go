@@ -209,7 +209,7 @@ func (m *Monitor) register() nvml.EventSet {
 
 // waitEvents passes critical Xid events from set to out until ctx ends.
 func (m *Monitor) waitEvents(ctx context.Context, set nvml.EventSet, out chan<- xidEvent) {
-	ms := uint32(min(m.opts.EventWait.Milliseconds(), 1<<31))
+	ms := uint32(max(min(m.opts.EventWait.Milliseconds(), 1<<31), 1)) // 0 would not wait at all
 	for ctx.Err() == nil {
 		data, err := nvmlsafe.Call("event wait", func() (nvml.EventData, nvml.Return) { return set.Wait(ms) })
 		if errors.Is(err, nvml.ERROR_TIMEOUT) {

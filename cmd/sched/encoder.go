@@ -161,9 +161,11 @@ func newEncodeChunkCmd() *cobra.Command {
 			}
 			// The GPU the agent granted (BANYAN_GPU_INDEX, pinned by
 			// CUDA_VISIBLE_DEVICES) is the one NVENC encodes on.
-			device, err := encoder.NVENCDevice(os.Getenv)
-			if err != nil {
-				return fmt.Errorf("encode chunk %d: %w", index, err)
+			device := ""
+			if gpu {
+				if device, err = encoder.NVENCDevice(os.Getenv); err != nil {
+					return fmt.Errorf("encode chunk %d: %w", index, err)
+				}
 			}
 			return encoder.EncodeChunk(cmd.Context(), encoder.ChunkJob{Source: source, Src: src, Chunk: c,
 				Rendition: r, GPU: gpu, GPUDevice: device, Threads: threads, Out: out})
