@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/banyan-sched/banyan/agent/cgroup"
+	"github.com/banyan-sched/banyan/agent/devices"
 	"github.com/banyan-sched/banyan/agent/process"
 	"github.com/banyan-sched/banyan/agent/rotation"
 	"github.com/banyan-sched/banyan/agent/worker"
@@ -84,6 +85,8 @@ type Config struct {
 	// Token is the ACL token sent with every call (its policy needs
 	// agent = "write" when the servers enforce ACLs).
 	Token string
+	// GPU configures how the agent watches and offers its GPUs (gpus.go).
+	GPU GPUConfig
 }
 
 // Agent runs tasks for the scheduler. Create it with New and run it with Run.
@@ -101,6 +104,9 @@ type Agent struct {
 	conns map[string]*grpc.ClientConn
 	pools map[string]*worker.Pool // function name -> its workers
 
+	devices   *devices.Table // live GPU view; guarded by mu
+	devSignal chan struct{}  // the advertised GPUs changed (see gpus.go)
+
 	taskDir     string // parent of the tasks' private directories
 	ownsTaskDir bool   // taskDir is a temp dir to remove at shutdown
 }
@@ -109,6 +115,7 @@ type run struct {
 	attempt int32
 	cancel  context.CancelFunc
 	started *pb.TaskEvent
+	gpu     *gpuUse // its granted GPU until it ends; nil without one
 }
 
 // New checks the configuration and returns an agent.
@@ -150,7 +157,8 @@ func New(cfg Config) (*Agent, error) {
 			cfg.TailBytes, budget.TailBytes(), limits.FormatBytes(int64(budget.Message())))
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("agent", cfg.ID), running: map[string]*run{},
-		unacked: map[string]*pb.TaskEvent{}, resent: map[string]int64{}, conns: map[string]*grpc.ClientConn{}, pools: map[string]*worker.Pool{}}
+		unacked: map[string]*pb.TaskEvent{}, resent: map[string]int64{}, conns: map[string]*grpc.ClientConn{}, pools: map[string]*worker.Pool{},
+		devices: newDeviceTable(cfg.Fingerprint, cfg.GPU), devSignal: make(chan struct{}, 1)}
 	var err error
 	if a.taskDir, a.ownsTaskDir, err = prepareTaskDir(cfg.TaskDir); err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
@@ -232,6 +240,15 @@ var keepaliveParams = keepalive.ClientParameters{Time: 10 * time.Second, Timeout
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.closeConns()
 	defer a.Shutdown()
+	if len(a.cfg.Fingerprint.Gpus) > 0 {
+		wctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			a.watchDevices(wctx)
+		}()
+		defer func() { stop(); <-done }()
+	}
 	servers := rotation.New(a.cfg.Servers)
 	for ctx.Err() == nil {
 		addr := servers.Next()
@@ -360,7 +377,7 @@ func (a *Agent) session(ctx context.Context, addr string) (opened bool, err erro
 func (a *Agent) hello() *pb.AgentHello {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	h := &pb.AgentHello{AgentId: a.cfg.ID, Fingerprint: a.cfg.Fingerprint}
+	h := &pb.AgentHello{AgentId: a.cfg.ID, Fingerprint: a.fingerprintLocked()}
 	for id, r := range a.running {
 		h.Running = append(h.Running, &pb.TaskAssignment{TaskId: id, Attempt: r.attempt})
 	}
@@ -485,8 +502,9 @@ func boundEvent(ev *pb.TaskEvent, b limits.Budget) {
 // eventSize is an event's encoded size with its field header.
 func eventSize(ev *pb.TaskEvent) int { return proto.Size(ev) + 8 }
 
-// sendLoop sends heartbeats and coalesces queued events into messages of at
-// most the budget's batch bytes each. The leader answers every heartbeat; a
+// sendLoop sends heartbeats, a DeviceUpdate whenever the advertised GPUs
+// change, and coalesces queued events into messages of at most the budget's
+// batch bytes each. The leader answers every heartbeat; a
 // session that hears nothing for two heartbeat intervals is given up (a
 // hung or partitioned leader keeps its TCP connection open), so the agent
 // moves to the new leader.
@@ -509,6 +527,10 @@ func (a *Agent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClie
 				return fmt.Errorf("send heartbeat: %w", err)
 			}
 			a.resendStale(events, 4*every)
+		case <-a.devSignal:
+			if err := stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Devices{Devices: a.deviceUpdate()}}); err != nil {
+				return fmt.Errorf("send device update: %w", err)
+			}
 		case <-events.ready:
 			batch := events.take(4096)
 			budget := limits.Budget{MessageSize: a.cfg.MaxMessageSize}.BatchBytes()
@@ -605,6 +627,7 @@ func (a *Agent) start(_ context.Context, t *pb.TaskAssignment) {
 	rctx, cancel := context.WithCancel(context.Background())
 	r := &run{attempt: t.Attempt, cancel: cancel}
 	a.running[t.TaskId] = r
+	a.acquireLocked(r, t)
 	if fn := t.Spec.Function; fn != "" {
 		a.callLocked(t, r, fn)
 		return
@@ -700,6 +723,7 @@ func (a *Agent) complete(t *pb.TaskAssignment, r *run, ev *pb.TaskEvent) {
 	if cur, ok := a.running[t.TaskId]; ok && cur == r {
 		delete(a.running, t.TaskId)
 	}
+	a.releaseLocked(r, ev)
 	a.mu.Unlock()
 	a.emit(ev)
 }
@@ -720,7 +744,8 @@ func resultTooLarge(n int64) error {
 }
 
 // processSpec builds the process for an assignment: it resolves
-// SelfCommand, and gives the task its identity, its private temp dir and
+// SelfCommand, pins the task to its granted GPUs (GPUEnv), and gives the
+// task its identity, its private temp dir and
 // result file in its environment (BANYAN_TASK_ID, BANYAN_JOB_ID,
 // BANYAN_ATTEMPT, BANYAN_RESULT, TMPDIR), its user and its cgroup.
 func (a *Agent) processSpec(t *pb.TaskAssignment, sb *sandbox) (process.Spec, error) {
@@ -737,6 +762,11 @@ func (a *Agent) processSpec(t *pb.TaskAssignment, sb *sandbox) (process.Spec, er
 		env[k] = v
 	}
 	for k, v := range t.Spec.Env {
+		env[k] = v
+	}
+	// A task granted GPUs sees exactly those (its own CUDA_VISIBLE_DEVICES
+	// and the agent's are overridden); without grants nothing is set.
+	for k, v := range GPUEnv(t.Gpus) {
 		env[k] = v
 	}
 	env["BANYAN_TASK_ID"], env["BANYAN_JOB_ID"] = t.TaskId, t.JobId

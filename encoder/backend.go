@@ -107,6 +107,16 @@ func (b *backend) Args(r Rendition, threads int) []string {
 	return a
 }
 
+// DeviceArgs returns the output arguments that pin b to GPU device (a CUDA
+// ordinal, see NVENCDevice): "-gpu N" for NVENC backends, nothing for CPU
+// backends or an empty device.
+func DeviceArgs(b Backend, device string) []string {
+	if !b.GPU() || device == "" || validDevice(device) != nil {
+		return nil
+	}
+	return []string{"-gpu", device}
+}
+
 // pixFmt is the rendition's output pixel format: 4:2:0 at its bit depth.
 func (r Rendition) pixFmt() string {
 	if r.BitDepth == 10 {

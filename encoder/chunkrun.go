@@ -155,6 +155,9 @@ func ChunkArgs(src *Source, j ChunkJob, start int) ([]string, error) {
 		if err := validPreset(j.Rendition, true); err != nil {
 			return nil, err
 		}
+		if err := validDevice(j.GPUDevice); err != nil {
+			return nil, err
+		}
 	}
 	c, err := ChunkFromFrames(src, j.Chunk.Index, j.Chunk.StartFrame, j.Chunk.Frames)
 	if err != nil {
@@ -191,6 +194,7 @@ func ChunkArgs(src *Source, j ChunkJob, start int) ([]string, error) {
 		"[edge]" + edgeFilter(src, c) + "[e]"
 	a = append(a, "-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough", "-enc_time_base:v", src.TimeBase.String())
 	a = append(a, coldStart(b.Args(r, threads), pre == 0 && c.StartFrame > 0)...)
+	a = append(a, DeviceArgs(b, j.GPUDevice)...)
 	// Keyframes on the title's grid (every GOP frames from the title's
 	// first frame, as a whole-file encode places them), besides the one
 	// that starts the chunk: renditions stay aligned for segmenting, and
@@ -315,8 +319,9 @@ func chunkWindow(src *Source, c Chunk) (from, last int64) {
 // partial chunk. Each try's decode is checked as described at the top of
 // chunkrun.go; a failed check moves the decode start earlier. It fails with
 // ErrDecode when even a decode from the file's start is damaged inside the
-// chunk or presents another number of frames than planned, and with a
-// *ToolError when ffmpeg itself fails.
+// chunk or presents another number of frames than planned, with
+// ErrNVENCSessionLimit (and the *ToolError) when NVENC had no session free,
+// and with a *ToolError when ffmpeg itself fails.
 func EncodeChunk(ctx context.Context, j ChunkJob) error {
 	src := j.Src
 	if src == nil {
@@ -399,6 +404,9 @@ func encodeChunkFrom(ctx context.Context, src *Source, j ChunkJob, c Chunk, star
 		var te *ToolError
 		if errors.As(err, &te) {
 			te.Reason = errorLines(log, 4)
+		}
+		if j.GPU && NVENCSessionLimit(log) {
+			return "", fmt.Errorf("%w: %w", ErrNVENCSessionLimit, err)
 		}
 		return "", err
 	}

@@ -25,6 +25,9 @@ type ChunkJob struct {
 	Src       *Source // optional; re-probed from Source when nil
 	Rendition Rendition
 	GPU       bool
+	// GPUDevice is the CUDA device ordinal NVENC encodes on (ffmpeg's
+	// -gpu; see NVENCDevice); "" lets ffmpeg choose. Ignored on the CPU.
+	GPUDevice string
 	Threads   int // encoder threads; 0 means 1
 	Out       string
 }
@@ -307,6 +310,7 @@ type WholeJob struct {
 	Src       *Source
 	Rendition Rendition
 	GPU       bool
+	GPUDevice string // as ChunkJob.GPUDevice
 	Threads   int
 	Out       string // .mp4, video only
 }
@@ -337,6 +341,7 @@ func EncodeWhole(ctx context.Context, j WholeJob) error {
 		"-i", fileArg(j.Source), "-map", "0:v:0", "-an", "-sn", "-dn",
 		"-vf", ReferenceFilter(src, r), "-fps_mode", "passthrough", "-enc_time_base:v", src.TimeBase.String()}
 	a = append(a, b.Args(r, threads)...)
+	a = append(a, DeviceArgs(b, j.GPUDevice)...)
 	a = append(a, colorArgs(src, r)...)
 	a = append(a, "-video_track_timescale", strconv.FormatInt(src.TimeBase.Den, 10), "-f", "mp4", fileArg(j.Out))
 	if _, _, err := runTool(ctx, FFmpeg, a); err != nil {

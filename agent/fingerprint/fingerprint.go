@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"os"
 	"runtime"
 	"strconv"
@@ -25,6 +26,39 @@ import (
 // DefaultNVENCSessionsPerGPU is the number of encoder sessions offered per
 // NVENC-capable GPU when Options.NVENCSessionsPerGPU is zero.
 const DefaultNVENCSessionsPerGPU = 8
+
+// DefaultNVENCSystemSessions is the host-wide NVENC session cap assumed for
+// consumer (GeForce, Titan) GPUs when Options.NVENCSystemSessions is zero:
+// NVIDIA's consumer drivers allow 8 concurrent sessions per system since
+// driver 551 (it was 3, then 5). Hosts on older drivers set it lower.
+const DefaultNVENCSystemSessions = 8
+
+// LimitMode chooses the NVENC session rule of a host's GPUs.
+type LimitMode string
+
+// The values of LimitMode (the agent's --nvenc-limit).
+const (
+	// LimitAuto: consumer brands (GeForce, Titan) are capped per system,
+	// others have no session cap.
+	LimitAuto LimitMode = "auto"
+	// LimitPerDevice: each GPU offers its own sessions.
+	LimitPerDevice LimitMode = "per-device"
+	// LimitPerSystem: the host's GPUs share one session cap.
+	LimitPerSystem LimitMode = "per-system"
+	// LimitNone: no session cap; the agent watches encoder utilisation.
+	LimitNone LimitMode = "none"
+)
+
+// ParseLimitMode parses a LimitMode ("" is LimitAuto).
+func ParseLimitMode(s string) (LimitMode, error) {
+	switch m := LimitMode(s); m {
+	case "":
+		return LimitAuto, nil
+	case LimitAuto, LimitPerDevice, LimitPerSystem, LimitNone:
+		return m, nil
+	}
+	return "", fmt.Errorf("NVENC limit %q: want auto, per-device, per-system or none", s)
+}
 
 // Label keys set by Collect.
 const (
@@ -53,6 +87,11 @@ type Options struct {
 	// NVENCSessionsPerGPU is how many encoder sessions each NVENC-capable GPU
 	// offers (DefaultNVENCSessionsPerGPU when 0).
 	NVENCSessionsPerGPU int
+	// NVENCLimit chooses each GPU's session rule ("" is LimitAuto).
+	NVENCLimit LimitMode
+	// NVENCSystemSessions caps the sessions of the host's per-system GPUs
+	// together (DefaultNVENCSystemSessions when 0).
+	NVENCSystemSessions int
 	// Reserve is held back from the capacity offered (for the OS and agent).
 	Reserve pool.Resources
 	// Labels are extra labels merged over the detected ones.
@@ -94,7 +133,11 @@ func Collect(ctx context.Context, opts Options) (*banyanv1.Fingerprint, error) {
 		if sessions <= 0 {
 			sessions = DefaultNVENCSessionsPerGPU
 		}
-		gpus = collectGPUs(lib, sessions, log)
+		mode, err := ParseLimitMode(string(opts.NVENCLimit))
+		if err != nil {
+			return nil, fmt.Errorf("fingerprint: %w", err)
+		}
+		gpus = collectGPUs(lib, gpuOptions{sessions: sessions, mode: mode}, log)
 	}
 	return build(h, gpus, opts), nil
 }
@@ -172,11 +215,12 @@ func build(h hostInfo, gpus []*banyanv1.GPU, opts Options) *banyanv1.Fingerprint
 	maps.Copy(labels, opts.Labels)
 
 	return &banyanv1.Fingerprint{
-		Hostname:    h.hostname,
-		CpuCores:    int32(h.cpuCores),
-		CpuModel:    h.cpuModel,
-		MemoryBytes: h.memoryBytes,
-		Gpus:        gpus,
+		NvencSystemSessions: SystemSessions(gpus, opts.NVENCSystemSessions),
+		Hostname:            h.hostname,
+		CpuCores:            int32(h.cpuCores),
+		CpuModel:            h.cpuModel,
+		MemoryBytes:         h.memoryBytes,
+		Gpus:                gpus,
 		Capacity: &banyanv1.Resources{
 			CpuMillis:      offered.CPUMillis,
 			MemoryBytes:    offered.MemoryBytes,
@@ -186,6 +230,21 @@ func build(h hostInfo, gpus []*banyanv1.GPU, opts Options) *banyanv1.Fingerprint
 		},
 		Labels: labels,
 	}
+}
+
+// SystemSessions is the host-wide NVENC session cap of gpus: configured
+// (DefaultNVENCSystemSessions when 0) when one of them is capped per
+// system, else 0. It is pure.
+func SystemSessions(gpus []*banyanv1.GPU, configured int) int32 {
+	for _, g := range gpus {
+		if g.NvencLimit == banyanv1.NVENCLimit_NVENC_LIMIT_PER_SYSTEM {
+			if configured <= 0 {
+				configured = DefaultNVENCSystemSessions
+			}
+			return int32(min(configured, math.MaxInt32))
+		}
+	}
+	return 0
 }
 
 // clampZero raises negative fields of r to zero: a reserve larger than the

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/banyan-sched/banyan/agent"
+	"github.com/banyan-sched/banyan/agent/devices"
 	"github.com/banyan-sched/banyan/agent/fingerprint"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/tlsconfig"
@@ -25,6 +26,11 @@ type agentFlags struct {
 	labels               []string
 	noGPU                bool
 	nvencSessions        int
+	nvencLimit           string
+	nvencSystemSessions  int
+	nvencUtilCeiling     int
+	nvencCooldown        time.Duration
+	gpuPoll              time.Duration
 	killGrace            time.Duration
 	storageRoots         []string
 	taskEnv              []string
@@ -88,6 +94,10 @@ func newAgentCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			gpuCfg, err := f.gpuConfig()
+			if err != nil {
+				return err
+			}
 			fp, err := fingerprint.Collect(cmd.Context(), opts)
 			if err != nil {
 				return fmt.Errorf("fingerprint host: %w", err)
@@ -117,7 +127,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 			cg := agentCgroups(f.id, f.noCgroups, slog.Default())
 			a, err := agent.New(agent.Config{ID: f.id, Servers: f.servers, Fingerprint: fp, WorkDir: f.workDir,
 				MaxMessageSize: maxMsg, KillGrace: f.killGrace, StorageRoots: f.storageRoots, Env: env, Functions: fns, Warm: warm, Logger: slog.Default(),
-				TLS: src, Token: g.token, RunAs: runAs, TaskDir: f.taskDir, Cgroups: cg, TaskPids: f.taskPids})
+				TLS: src, Token: g.token, RunAs: runAs, TaskDir: f.taskDir, Cgroups: cg, TaskPids: f.taskPids, GPU: gpuCfg})
 			if err != nil {
 				return err
 			}
@@ -139,6 +149,15 @@ func newAgentCmd(g *globals) *cobra.Command {
 	fl.StringSliceVar(&f.labels, "label", nil, "extra label key=value (repeatable)")
 	fl.BoolVar(&f.noGPU, "no-gpu", false, "do not look for GPUs")
 	fl.IntVar(&f.nvencSessions, "nvenc-sessions", 0, "encoder sessions per NVENC GPU (default 8)")
+	fl.StringVar(&f.nvencLimit, "nvenc-limit", string(fingerprint.LimitAuto),
+		"NVENC session rule: auto (GeForce/Titan capped per host, others uncapped), per-device, per-system or none")
+	fl.IntVar(&f.nvencSystemSessions, "nvenc-system-sessions", fingerprint.DefaultNVENCSystemSessions,
+		"host-wide NVENC session cap of per-system GPUs (NVIDIA's consumer driver cap)")
+	fl.IntVar(&f.nvencUtilCeiling, "nvenc-util-ceiling", devices.DefaultUtilCeiling,
+		"encoder utilisation (percent) at which an uncapped GPU offers no new NVENC session")
+	fl.DurationVar(&f.nvencCooldown, "nvenc-cooldown", devices.DefaultCooldown,
+		"after an NVENC session-limit failure, how long a GPU waits before it offers one session more")
+	fl.DurationVar(&f.gpuPoll, "gpu-poll-interval", agent.DefaultGPUPollInterval, "how often GPU health and encoder utilisation are read")
 	fl.StringArrayVar(&f.functions, "function", nil, "serve a function: NAME=COMMAND ARGS... (a line-protocol worker; repeatable)")
 	fl.StringArrayVar(&f.warm, "warm", nil, "keep N warm workers of a function: NAME=N (repeatable)")
 	fl.StringArrayVar(&f.taskEnv, "task-env", nil, "KEY=VALUE added to every task's environment (repeatable)")
@@ -162,8 +181,28 @@ func (f *agentFlags) fingerprintOptions() (fingerprint.Options, error) {
 	if err != nil {
 		return fingerprint.Options{}, err
 	}
-	return fingerprint.Options{DisableGPU: f.noGPU, NVENCSessionsPerGPU: f.nvencSessions, Reserve: reserve,
-		Labels: labels, Logger: slog.Default()}, nil
+	limit, err := fingerprint.ParseLimitMode(f.nvencLimit)
+	if err != nil {
+		return fingerprint.Options{}, usageError{"--nvenc-limit: " + err.Error()}
+	}
+	if f.nvencSessions < 0 || f.nvencSystemSessions < 0 {
+		return fingerprint.Options{}, usageError{"--nvenc-sessions and --nvenc-system-sessions must not be negative"}
+	}
+	return fingerprint.Options{DisableGPU: f.noGPU, NVENCSessionsPerGPU: f.nvencSessions, NVENCLimit: limit,
+		NVENCSystemSessions: f.nvencSystemSessions, Reserve: reserve, Labels: labels, Logger: slog.Default()}, nil
+}
+
+// gpuConfig is how the agent watches and offers its GPUs: the NVML monitor
+// runs unless --no-gpu.
+func (f *agentFlags) gpuConfig() (agent.GPUConfig, error) {
+	if f.nvencUtilCeiling < 1 || f.nvencUtilCeiling > 100 {
+		return agent.GPUConfig{}, usageError{fmt.Sprintf("--nvenc-util-ceiling %d: want a percentage from 1 to 100", f.nvencUtilCeiling)}
+	}
+	if f.nvencCooldown <= 0 || f.gpuPoll <= 0 {
+		return agent.GPUConfig{}, usageError{"--nvenc-cooldown and --gpu-poll-interval must be positive"}
+	}
+	return agent.GPUConfig{Watch: !f.noGPU, PollInterval: f.gpuPoll, UtilCeiling: int32(f.nvencUtilCeiling),
+		Cooldown: f.nvencCooldown}, nil
 }
 
 func parseLabels(in []string) (map[string]string, error) { return parseKV("--label", in) }

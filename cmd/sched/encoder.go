@@ -159,8 +159,16 @@ func newEncodeChunkCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%w: %w", encoder.ErrBadInput, err)
 			}
+			// The GPU the agent granted (BANYAN_GPU_INDEX, pinned by
+			// CUDA_VISIBLE_DEVICES) is the one NVENC encodes on.
+			device := ""
+			if gpu {
+				if device, err = encoder.NVENCDevice(os.Getenv); err != nil {
+					return fmt.Errorf("encode chunk %d: %w", index, err)
+				}
+			}
 			return encoder.EncodeChunk(cmd.Context(), encoder.ChunkJob{Source: source, Src: src, Chunk: c,
-				Rendition: r, GPU: gpu, Threads: threads, Out: out})
+				Rendition: r, GPU: gpu, GPUDevice: device, Threads: threads, Out: out})
 		},
 	}
 	fl := cmd.Flags()
@@ -321,7 +329,8 @@ func newVerifyCmd() *cobra.Command {
 
 // encoderExitCode maps an encoder step's error to its exit code, the
 // scheduler's failure classes (api/failure): bad input, damaged sources and
-// failed verification are not retried, tool failures are. ok is false for
+// failed verification are not retried, tool failures are, and an NVENC
+// session limit hands the chunk to its fallback without using a retry. ok is false for
 // errors of no class (exit 1, retried).
 func encoderExitCode(err error) (code int, ok bool) {
 	var te *encoder.ToolError
@@ -332,6 +341,8 @@ func encoderExitCode(err error) (code int, ok bool) {
 		return failure.ExitDecodeError, true
 	case errors.Is(err, encoder.ErrVerifyFailed):
 		return failure.ExitVerificationFailed, true
+	case errors.Is(err, encoder.ErrNVENCSessionLimit):
+		return failure.ExitNVENCSessionLimit, true
 	case errors.As(err, &te):
 		return failure.ExitEncoderError, true
 	}

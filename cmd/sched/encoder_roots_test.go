@@ -2,11 +2,13 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/banyan-sched/banyan/api/failure"
 	"github.com/banyan-sched/banyan/encoder"
 )
 
@@ -79,5 +81,19 @@ func TestEncoderStepNeedsStorageRoot(t *testing.T) {
 	err := checkRoots(&p)
 	if !errors.Is(err, encoder.ErrBadInput) || !strings.Contains(err.Error(), "--storage-root") {
 		t.Fatalf("checkRoots without roots = %v, want an error naming --storage-root", err)
+	}
+}
+
+// TestEncoderExitCodeSessionLimit: an NVENC session limit exits 69, which
+// the scheduler classes as nvenc_session_limit; it is still a tool error,
+// but the session limit wins.
+func TestEncoderExitCodeSessionLimit(t *testing.T) {
+	tool := &encoder.ToolError{Tool: "ffmpeg", Reason: "OpenEncodeSessionEx failed: out of memory (10)", Err: errors.New("exit status 1")}
+	err := fmt.Errorf("encode chunk 3 of /t.mov: %w", fmt.Errorf("%w: %w", encoder.ErrNVENCSessionLimit, tool))
+	if code, ok := encoderExitCode(err); !ok || code != failure.ExitNVENCSessionLimit {
+		t.Fatalf("exit code %d, %v; want %d", code, ok, failure.ExitNVENCSessionLimit)
+	}
+	if code, _ := encoderExitCode(fmt.Errorf("encode chunk 3: %w", tool)); code != failure.ExitEncoderError {
+		t.Fatalf("plain tool error: exit %d, want %d", code, failure.ExitEncoderError)
 	}
 }
