@@ -109,6 +109,9 @@ type Agent struct {
 
 	taskDir     string // parent of the tasks' private directories
 	ownsTaskDir bool   // taskDir is a temp dir to remove at shutdown
+
+	drainUntil  time.Time     // end of the drain's grace (drain.go); zero: not draining; guarded by mu
+	drainSignal chan struct{} // Drain was called
 }
 
 type run struct {
@@ -158,7 +161,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("agent", cfg.ID), running: map[string]*run{},
 		unacked: map[string]*pb.TaskEvent{}, resent: map[string]int64{}, conns: map[string]*grpc.ClientConn{}, pools: map[string]*worker.Pool{},
-		devices: newDeviceTable(cfg.Fingerprint, cfg.GPU), devSignal: make(chan struct{}, 1)}
+		devices: newDeviceTable(cfg.Fingerprint, cfg.GPU), devSignal: make(chan struct{}, 1), drainSignal: make(chan struct{}, 1)}
 	var err error
 	if a.taskDir, a.ownsTaskDir, err = prepareTaskDir(cfg.TaskDir); err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
@@ -514,10 +517,21 @@ func (a *Agent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClie
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	if m := a.drainMessage(); m != nil { // a new session of a draining agent
+		if err := stream.Send(m); err != nil {
+			return fmt.Errorf("send drain: %w", err)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-a.drainSignal:
+			if m := a.drainMessage(); m != nil {
+				if err := stream.Send(m); err != nil {
+					return fmt.Errorf("send drain: %w", err)
+				}
+			}
 		case <-tick.C:
 			if d := heard.since(); d > 2*every {
 				return fmt.Errorf("%w: nothing from the server for %v (heartbeats every %v)", errServerSilent, d.Round(time.Millisecond), every)

@@ -21,6 +21,7 @@ import (
 // agentFlags are the flags of `sched agent`.
 type agentFlags struct {
 	id, workDir, reserve string
+	drainGrace           time.Duration
 	maxMessage           string
 	servers              []string
 	labels               []string
@@ -132,7 +133,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 				return err
 			}
 			slog.Info("agent starting", "id", f.id, "servers", f.servers, "capacity", fp.Capacity.Vector().String())
-			err = a.Run(cmd.Context())
+			err = runDraining(cmd.Context(), a, f.drainGrace)
 			if cg != nil {
 				if cerr := cg.Close(); cerr != nil {
 					slog.Warn("remove task cgroups", "err", cerr)
@@ -142,6 +143,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
+	fl.DurationVar(&f.drainGrace, "drain-grace", time.Minute, "on SIGTERM, let running tasks finish this long (no new work) before stopping; 0 stops at once")
 	fl.StringVar(&f.id, "id", "", "agent id, stable across restarts (default: the TLS certificate's agent id, else the hostname)")
 	fl.StringSliceVar(&f.servers, "servers", nil, "scheduler server addresses (default: --addr)")
 	fl.StringVar(&f.workDir, "work-dir", "", "directory tasks run in unless they name one")

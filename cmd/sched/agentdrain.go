@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/banyan-sched/banyan/agent"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 )
 
@@ -84,4 +87,50 @@ func newAgentEligibilityCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
+}
+
+// runDraining runs the agent until ctx ends. The first SIGTERM drains it:
+// the leader places nothing new on it and the agent stops once its tasks
+// are done or grace has passed (what still runs then is requeued by the
+// leader without using a retry); a second SIGTERM stops it at once.
+func runDraining(ctx context.Context, a *agent.Agent, grace time.Duration) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var terms atomic.Int32
+	started := make(chan struct{})
+	hook := func() {
+		if terms.Add(1) > 1 || grace <= 0 {
+			cancel()
+			return
+		}
+		a.Drain(grace)
+		close(started)
+	}
+	onTerm.Store(&hook)
+	defer onTerm.Store(nil)
+	done := make(chan struct{})
+	go func() { // stops the agent when its drain is over
+		defer close(done)
+		select {
+		case <-ctx.Done():
+			return
+		case <-started:
+		}
+		deadline := time.Now().Add(grace)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for a.Running() > 0 && time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+		slog.Info("drained; stopping", "running", a.Running())
+		cancel()
+	}()
+	err := a.Run(ctx)
+	cancel()
+	<-done
+	return err
 }

@@ -3,8 +3,10 @@ package main_test
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -113,4 +115,72 @@ func waitJobState(t *testing.T, d *devProc, id, state string, within time.Durati
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestAgentDrainsItselfOnSIGTERM: `sched agent` stopped with SIGTERM asks
+// to be drained, lets its running task finish (the job succeeds on the
+// first attempt, no retry used), takes no new work, and exits on its own;
+// started again, it is eligible again.
+func TestAgentDrainsItselfOnSIGTERM(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	startProc(t, "server", "--bind", addr, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn", "--lease", "3s")
+	d := &devProc{addr: addr}
+	startAgent := func() *exec.Cmd {
+		t.Helper()
+		cmd := exec.Command(schedBin, "agent", "--addr", addr, "--id", "host-1", "--no-gpu", "--run-as", currentUser(t),
+			"--drain-grace", "20s", "--log-level", "warn")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	agentProc := startAgent()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if out, _, err := d.run("agent", "list"); err == nil && strings.Contains(out, "host-1") && strings.Contains(out, " up ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("agent never came up")
+		}
+	}
+	job := filepath.Join(dir, "slow.yaml")
+	if err := os.WriteFile(job, []byte("name: slow\ntasks:\n  - name: t\n    command: [sleep, \"3\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id := submit(t, d, job)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		j := showJob(t, d, id)
+		if len(j.Tasks) > 0 && len(j.Tasks[0].Attempts) > 0 && j.Tasks[0].Attempts[0].StartedMs != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("task never started")
+		}
+	}
+	if err := agentProc.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if out, _, _ := d.run("agent", "list"); !strings.Contains(out, "draining") {
+		t.Fatalf("after SIGTERM the agent is not draining:\n%s", out)
+	}
+	later := submit(t, d, "../../examples/hello.yaml")
+	j := waitJobState(t, d, id, "succeeded", 30*time.Second)
+	if n := len(j.Tasks[0].Attempts); n != 1 {
+		t.Fatalf("the running task was not left to finish: %d attempts", n)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- agentProc.Wait() }()
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the drained agent did not exit")
+	}
+	if st := showJob(t, d, later).State; st != "queued" {
+		t.Fatalf("new work while the only agent drained: %s", st)
+	}
+	startAgent()
+	waitJobState(t, d, later, "succeeded", 30*time.Second)
 }

@@ -7,16 +7,33 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 )
 
+// onTerm, when a command sets it, is called on SIGTERM instead of ending
+// the command's context: `sched agent` drains first (SIGINT still ends
+// every command at once).
+var onTerm atomic.Pointer[func()]
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() { // lives as long as the process
+		for sig := range sigs {
+			if h := onTerm.Load(); sig == syscall.SIGTERM && h != nil {
+				(*h)()
+				continue
+			}
+			cancel()
+		}
+	}()
 	root := newRootCmd()
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "sched: "+oneLine(err))
-		stop()
+		cancel()
 		os.Exit(exitCode(err))
 	}
 }

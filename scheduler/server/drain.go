@@ -71,7 +71,7 @@ func (s *Server) applyScheduling(cmd *fsmpb.AgentScheduling) (*pb.Agent, error) 
 // and what it still runs after grace is stopped and requeued.
 func (l *leaderLoop) drainSelf(agentID string, graceMs int64) error {
 	graceMs = min(max(graceMs, 0), maxDrainDeadline.Milliseconds())
-	d := &pb.AgentDrain{By: "agent", DeadlineUnixMs: l.s.cfg.Clock().Add(time.Duration(graceMs) * time.Millisecond).UnixMilli()}
+	d := &pb.AgentDrain{By: state.AgentSelfDrain, DeadlineUnixMs: l.s.cfg.Clock().Add(time.Duration(graceMs) * time.Millisecond).UnixMilli()}
 	_, err := l.s.applyScheduling(&fsmpb.AgentScheduling{AgentId: agentID, Ineligible: true, Drain: d})
 	return err
 }

@@ -631,6 +631,11 @@ func (s *State) applyAgentUp(now int64, c *fsmpb.AgentUp, r *Result) {
 	}
 	ag.setFingerprint(c.Fingerprint)
 	ag.PB.Address = c.Address
+	if d := ag.PB.Drain; d != nil && d.By == AgentSelfDrain {
+		// The agent drained itself to stop; a new session is a new start
+		// (a process still draining says so again right after its hello).
+		ag.PB.Drain, ag.PB.Ineligible = nil, false
+	}
 	ag.PB.State, ag.PB.LastSeenUnixMs = AgentUp, now
 	known := make(map[string]int32, len(c.Known))
 	for _, k := range c.Known {

@@ -14,6 +14,10 @@ import (
 // left is stopped and requeued without using a retry (opportunistic work
 // is left running when the drain keeps it). Placement leaves both out.
 
+// AgentSelfDrain is AgentDrain.by for an agent that drains itself on
+// SIGTERM: its next session (a restart) ends that drain.
+const AgentSelfDrain = "agent"
+
 // schedulable reports whether new work may be placed on the agent.
 func (a *Agent) schedulable() bool { return a.Up() && !a.PB.Ineligible && a.PB.Drain == nil }
 

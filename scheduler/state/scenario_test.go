@@ -1081,7 +1081,7 @@ func (h *harness) drain(a *args) error {
 	}
 	h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentScheduling{AgentScheduling: &fsmpb.AgentScheduling{
 		AgentId: id, Ineligible: true, Drain: &pb.AgentDrain{DeadlineUnixMs: deadline,
-			KeepOpportunistic: a.str("keep_opp", "false") == "true", By: "test"}}}})
+			KeepOpportunistic: a.str("keep_opp", "false") == "true", By: a.str("by", "test")}}}})
 	h.printf("agent %s: %s", id, agentDesc(h.s, id))
 	return nil
 }
