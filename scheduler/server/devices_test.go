@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banyan-sched/banyan/agent"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/scheduler/server"
 	"google.golang.org/grpc"
@@ -160,6 +161,73 @@ func TestGPUGrantsSpreadPinAndDrainUnhealthy(t *testing.T) {
 		}
 		if onGPU[task.Id] == "GPU-2" && task.Attempts[0].Outcome != "device_lost" {
 			t.Errorf("task %s attempt 1 outcome %q, want device_lost", task.Id, task.Attempts[0].Outcome)
+		}
+	}
+}
+
+// TestSessionLimitFallsBackAndLowersSessions runs a real in-process agent
+// on a GeForce-like host (two GPUs, a per-system cap of 3 NVENC sessions):
+// a chunk whose encoder hits the session limit (exit 69) hands over to its
+// CPU fallback without using a retry, the job succeeds, and the leader
+// sees the agent offer fewer sessions.
+func TestSessionLimitFallsBackAndLowersSessions(t *testing.T) {
+	ln := listen(t)
+	addr := ln.Addr().String()
+	s := startServer(t, server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: ln, Bootstrap: true})
+	waitLeader(t, s)
+	var gpus []*pb.GPU
+	for i := range 2 {
+		gpus = append(gpus, &pb.GPU{Index: int32(i), Uuid: fmt.Sprintf("GPU-gf%d", i), Model: "NVIDIA GeForce RTX 4070",
+			MemoryBytes: 12 << 30, EncoderSessions: 8, Encoders: 1, NvencLimit: pb.NVENCLimit_NVENC_LIMIT_PER_SYSTEM})
+	}
+	fp := &pb.Fingerprint{Hostname: "gf", CpuCores: 4, MemoryBytes: 8 << 30, Gpus: gpus, NvencSystemSessions: 3,
+		Capacity: &pb.Resources{CpuMillis: 4000, MemoryBytes: 8 << 30, Gpus: 2, GpuMemoryBytes: 24 << 30, Nvenc: 16}}
+	runAgent(t, agent.Config{ID: "gf", Servers: []string{addr}, Fingerprint: fp, WorkDir: t.TempDir(),
+		Logger: quietLogger(), KillGrace: 200 * time.Millisecond})
+	c := dialClient(t, addr)
+	spec := &pb.JobSpec{Name: "chunk", Tasks: []*pb.TaskSpec{{Name: "enc-nv",
+		Command:   []string{"sh", "-c", "echo 'OpenEncodeSessionEx failed: out of memory (10)' >&2; exit 69"},
+		Resources: &pb.Resources{CpuMillis: 500, GpuMemoryBytes: 512 << 20, Nvenc: 1},
+		Retry:     &pb.RetryPolicy{MaxAttempts: 1},
+		Fallback: &pb.TaskSpec{Name: "enc-cpu", Command: []string{"true"},
+			Resources: &pb.Resources{CpuMillis: 1000}}}}}
+	var resp *pb.SubmitJobsResponse
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err = c.SubmitJobs(context.Background(), &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{spec}}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	j := waitJob(t, c, resp.Jobs[0].Id, 30*time.Second)
+	if j.State != pb.JobState_JOB_STATE_SUCCEEDED || len(j.Tasks) != 2 {
+		t.Fatalf("job %v %s with %d tasks", j.State, j.Reason, len(j.Tasks))
+	}
+	nv := j.Tasks[0]
+	if nv.RetriesUsed != 0 || nv.ReplacedBy == "" || nv.Attempts[0].FailureClass != "nvenc_session_limit" ||
+		len(nv.Attempts[0].Gpus) != 1 {
+		t.Fatalf("the NVENC task: retries %d, replaced by %q, attempt %+v", nv.RetriesUsed, nv.ReplacedBy, nv.Attempts[0])
+	}
+	agents := pb.NewAgentServiceClient(dialConn(t, addr))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		r, err := agents.ListAgents(context.Background(), &pb.ListAgentsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fp := r.Agents[0].Fingerprint
+		lowered := fp.NvencSystemSessions < 3
+		for _, g := range fp.Gpus {
+			if g.Uuid == nv.Attempts[0].Gpus[0].Uuid && g.EncoderSessions < 8 {
+				lowered = true
+			}
+		}
+		if lowered {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the leader still sees the agent offer %d host sessions and %v", fp.NvencSystemSessions, fp.Gpus)
 		}
 	}
 }
