@@ -161,7 +161,7 @@ func (h *helloCheckedStream) RecvMsg(m any) error {
 		return nil // the session itself refuses a first message that is not a hello
 	}
 	if err := helloAllowed(h.id, msg.GetHello().AgentId); err != nil {
-		h.s.log.Warn("agent session refused", "identity", h.id.String(), "hello", msg.GetHello().AgentId)
+		h.s.log.Warn("agent session refused", "identity", h.id.String(), "agent", msg.GetHello().AgentId)
 		return status.Error(codes.PermissionDenied, err.Error())
 	}
 	return nil

@@ -153,7 +153,7 @@ func (l *leaderLoop) pass() bool {
 			l.s.log.Warn("commit fallbacks failed", "err", err)
 			return false
 		}
-		l.s.log.Info("tasks not placed within their wait fell back", "tasks", fallback)
+		l.s.log.Info("tasks not placed within their wait fell back", "task", fallback)
 		return true
 	}
 	if len(promote) > 0 {
@@ -161,7 +161,7 @@ func (l *leaderLoop) pass() bool {
 			l.s.log.Warn("commit promotions failed", "err", err)
 			return false
 		}
-		l.s.log.Info("promoted opportunistic jobs to batch", "jobs", promote)
+		l.s.log.Info("promoted opportunistic jobs to batch", "job", promote)
 		return true
 	}
 	if len(plan.Assignments) == 0 && len(plan.Preemptions) == 0 {

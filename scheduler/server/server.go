@@ -23,6 +23,7 @@ import (
 	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+	"github.com/banyan-sched/banyan/scheduler/raftlog"
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -66,7 +67,9 @@ type Config struct {
 	Clock func() time.Time
 	// Logger receives structured logs (default slog.Default()).
 	Logger *slog.Logger
-	// RaftLogLevel is the level of raft's own log lines (default "warn").
+	// RaftLogLevel is the lowest level of raft's own log lines (default
+	// "warn"; "off" silences them). They go through Logger's handler, so
+	// its level applies too.
 	RaftLogLevel string
 	// SnapshotThreshold is how many log entries between snapshots (default 8192).
 	SnapshotThreshold uint64
@@ -327,8 +330,9 @@ func (s *Server) startRaft() error {
 	rc.BatchApplyCh = true
 	rc.SnapshotThreshold = s.cfg.SnapshotThreshold
 	rc.SnapshotInterval = 30 * time.Second
-	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.LevelFromString(s.cfg.RaftLogLevel),
-		Output: os.Stderr})
+	// Raft's lines go through this server's slog handler (same format and
+	// level), at RaftLogLevel or above.
+	rc.Logger = raftlog.New(s.log, "raft", hclog.LevelFromString(s.cfg.RaftLogLevel))
 	notify := make(chan bool, 16)
 	rc.NotifyCh = notify
 	s.leaderNotify = notify
