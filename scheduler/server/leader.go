@@ -130,6 +130,7 @@ func (l *leaderLoop) pass() bool {
 	if l.ctx.Err() != nil || l.s.disk.err() != nil {
 		return false // nothing can be committed from a full disk
 	}
+	began := time.Now() // the pass's duration, for the Observer
 	nowT := l.s.cfg.Clock()
 	now := nowT.UnixMilli()
 	lim := state.DefaultPlanLimits
@@ -154,6 +155,7 @@ func (l *leaderLoop) pass() bool {
 			return false
 		}
 		l.s.log.Info("tasks not placed within their wait fell back", "task", fallback)
+		l.s.observer().FellBack(len(fallback))
 		return true
 	}
 	if len(promote) > 0 {
@@ -165,6 +167,7 @@ func (l *leaderLoop) pass() bool {
 		return true
 	}
 	if len(plan.Assignments) == 0 && len(plan.Preemptions) == 0 {
+		l.s.observer().SchedulingPass(time.Since(began), 0)
 		return false
 	}
 	r, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Assign{Assign: plan}})
@@ -172,7 +175,9 @@ func (l *leaderLoop) pass() bool {
 		l.s.log.Warn("commit assignments failed", "err", err)
 		return false
 	}
+	l.s.observer().SchedulingPass(time.Since(began), len(r.Assigned))
 	if n := len(plan.Preemptions); n > 0 {
+		l.s.observer().Preempted(n)
 		l.preemptTokens -= float64(n)
 		l.s.log.Info("preempted tasks", "victims", n, "for", len(plan.Assignments))
 	}
@@ -466,10 +471,13 @@ func (l *leaderLoop) commitEvents() {
 		for _, se := range batch {
 			cmd.Agents = append(cmd.Agents, &fsmpb.AgentEvents{AgentId: se.sess.agentID, Events: se.events})
 		}
+		var before eventsBefore // what the Observer needs from before the entry
+		l.s.fsm.Read(func(st *state.State) { before = readEventsBefore(st, batch) })
 		if _, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: cmd}}); err != nil {
 			l.s.log.Warn("commit task events failed; agents will resend", "err", err)
 			continue
 		}
+		l.observeEvents(batch, before)
 		for _, se := range batch {
 			se.sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Ack{Ack: &pb.AckEvents{Events: ackOf(se.events)}}})
 		}
@@ -509,6 +517,7 @@ func (l *leaderLoop) checkLeases() {
 		l.mu.Unlock()
 		for _, id := range expired {
 			l.s.log.Warn("agent missed its lease; requeueing its tasks", "agent", id, "lease", lease)
+			l.s.observer().LeaseMissed(id)
 			if _, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentDown{AgentDown: &fsmpb.AgentDown{
 				AgentId: id, Reason: "missed its lease of " + lease.String()}}}); err != nil {
 				l.s.log.Warn("mark agent down failed", "agent", id, "err", err)

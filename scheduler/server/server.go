@@ -102,6 +102,8 @@ type Config struct {
 	// accepts, and the budget its batches to agents are split by (default
 	// limits.DefaultMessageSize; agents and clients must use the same).
 	MaxMessageSize int
+	// Observer, when set, is told what the leader does (scheduler/metrics).
+	Observer Observer
 }
 
 func (c *Config) fill() error {
@@ -197,6 +199,7 @@ type Server struct {
 	fsm   *FSM
 	raft  *raft.Raft
 	store *raftboltdb.BoltStore
+	snaps raft.SnapshotStore
 	mux   *mux
 	grpc  *grpc.Server
 	fwd   *forwarder
@@ -276,7 +279,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.grpc = grpc.NewServer(opts...)
 	registerServices(s.grpc, s)
-	s.wg.Add(2)
+	hs := registerHealth(s.grpc)
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		s.watchHealth(hs, serviceNames(s.grpc))
+	}()
 	go func() {
 		defer s.wg.Done()
 		_ = s.grpc.Serve(newChanListener(s.mux, s.mux.grpcCh))
@@ -367,7 +375,7 @@ func (s *Server) startRaft() error {
 		}
 		return fmt.Errorf("start raft: %w", err)
 	}
-	s.raft, s.store = r, store
+	s.raft, s.store, s.snaps = r, store, snaps
 	if hasState {
 		return nil
 	}
