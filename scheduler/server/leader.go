@@ -517,10 +517,11 @@ func (l *leaderLoop) checkLeases() {
 		l.mu.Unlock()
 		for _, id := range expired {
 			l.s.log.Warn("agent missed its lease; requeueing its tasks", "agent", id, "lease", lease)
-			l.s.observer().LeaseMissed(id)
 			if _, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentDown{AgentDown: &fsmpb.AgentDown{
 				AgentId: id, Reason: "missed its lease of " + lease.String()}}}); err != nil {
 				l.s.log.Warn("mark agent down failed", "agent", id, "err", err)
+			} else {
+				l.s.observer().LeaseMissed(id)
 			}
 			l.mu.Lock()
 			if sess := l.sessions[id]; sess != nil {
