@@ -179,7 +179,11 @@ func (l *leaderLoop) pass() bool {
 	if n := len(plan.Preemptions); n > 0 {
 		l.s.observer().Preempted(n)
 		l.preemptTokens -= float64(n)
-		l.s.log.Info("preempted tasks", "victims", n, "for", len(plan.Assignments))
+		victims := make([]string, 0, n)
+		for _, p := range plan.Preemptions {
+			victims = append(victims, p.GetVictim().GetTaskId())
+		}
+		l.s.log.Info("preempted tasks", "victims", n, "for", len(plan.Assignments), "task", victims)
 	}
 	l.s.log.Debug("placed tasks", "planned", len(plan.Assignments), "assigned", len(r.Assigned))
 	return len(r.Assigned) > 0
