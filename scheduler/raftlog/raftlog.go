@@ -4,7 +4,11 @@
 //
 // New returns an hclog.Logger backed by a *slog.Logger. A line passes when
 // both its hclog level (at least the adapter's minimum) and the slog
-// handler let it through. Loggers are safe for concurrent use; SetLevel
+// handler let it through. A line carries the attribute "logger" (the
+// hclog name) and its hclog key/values in a group named after the root
+// logger ("raft": {"term": 2, ...}), so that they never collide with the
+// slog logger's own attributes (raft's "node" is not the server's "node").
+// Values that are fmt.Stringers or errors are logged as their strings. Loggers are safe for concurrent use; SetLevel
 // changes the minimum of the logger it is called on and of every logger
 // derived from it.
 package raftlog
@@ -28,6 +32,7 @@ const LevelTrace = slog.LevelDebug - 4
 // Logger is an hclog.Logger that writes through a slog.Logger.
 type Logger struct {
 	sl    *slog.Logger
+	group string // the root name: hclog args go in this group
 	name  string
 	min   *atomic.Int32 // hclog.Level, shared with derived loggers
 	args  []any
@@ -45,7 +50,11 @@ func New(sl *slog.Logger, name string, min hclog.Level) *Logger {
 	}
 	m := &atomic.Int32{}
 	m.Store(int32(min))
-	return &Logger{sl: sl, name: name, min: m}
+	group := name
+	if group == "" {
+		group = "hclog"
+	}
+	return &Logger{sl: sl, group: group, name: name, min: m}
 }
 
 // SlogLevel maps an hclog level to a slog level.
@@ -80,12 +89,16 @@ func (l *Logger) Log(level hclog.Level, msg string, args ...any) {
 	if !l.enabled(level) {
 		return
 	}
-	attrs := make([]any, 0, len(l.attrs)+len(args)+2)
+	kv := make([]any, 0, len(l.attrs)+len(args)+1)
+	kv = append(kv, l.attrs...)
+	kv = append(kv, convertArgs(args)...)
+	attrs := make([]any, 0, 2)
 	if l.name != "" {
-		attrs = append(attrs, "logger", l.name)
+		attrs = append(attrs, slog.String("logger", l.name))
 	}
-	attrs = append(attrs, l.attrs...)
-	attrs = append(attrs, convertArgs(args)...)
+	if len(kv) > 0 {
+		attrs = append(attrs, slog.Group(l.group, kv...))
+	}
 	l.sl.Log(context.Background(), SlogLevel(level), msg, attrs...)
 }
 
@@ -120,10 +133,9 @@ func render(v any) any {
 		f, _ := x[0].(string)
 		return fmt.Sprintf(f, x[1:]...)
 	case error:
-		if x == nil {
-			return nil
-		}
 		return x.Error()
+	case fmt.Stringer:
+		return x.String()
 	}
 	return v
 }

@@ -30,8 +30,9 @@ func jsonLines(t *testing.T, buf *bytes.Buffer) []map[string]any {
 func TestLinesGoThroughSlogHandler(t *testing.T) {
 	var buf bytes.Buffer
 	sl := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	l := New(sl, "raft", hclog.Debug)
-	l.With("peer", "s2").Warn("heartbeat failed", "err", errors.New("timeout"), "attempt", 3)
+	l := New(sl.With("node", "s1"), "raft", hclog.Debug)
+	// raft's own "node" must not collide with the server's.
+	l.With("peer", "s2").Warn("heartbeat failed", "err", errors.New("timeout"), "attempt", 3, "node", stringer("raft-node"))
 	l.Named("snapshot").Info("done", "size", hclog.Fmt("%d KiB", 12))
 	l.Trace("dropped: below the minimum")
 	l.Info("odd", "lonely")
@@ -39,14 +40,18 @@ func TestLinesGoThroughSlogHandler(t *testing.T) {
 	if len(got) != 3 {
 		t.Fatalf("want 3 lines, got %d: %s", len(got), buf.String())
 	}
-	if got[0]["level"] != "WARN" || got[0]["logger"] != "raft" || got[0]["peer"] != "s2" ||
-		got[0]["err"] != "timeout" || got[0]["attempt"] != float64(3) || got[0]["msg"] != "heartbeat failed" {
+	kv := func(i int) map[string]any {
+		m, _ := got[i]["raft"].(map[string]any)
+		return m
+	}
+	if got[0]["level"] != "WARN" || got[0]["logger"] != "raft" || got[0]["node"] != "s1" || got[0]["msg"] != "heartbeat failed" ||
+		kv(0)["peer"] != "s2" || kv(0)["err"] != "timeout" || kv(0)["attempt"] != float64(3) || kv(0)["node"] != "raft-node" {
 		t.Errorf("line 0: %v", got[0])
 	}
-	if got[1]["logger"] != "raft.snapshot" || got[1]["size"] != "12 KiB" {
+	if got[1]["logger"] != "raft.snapshot" || kv(1)["size"] != "12 KiB" {
 		t.Errorf("line 1: %v", got[1])
 	}
-	if got[2][hclog.MissingKey] != "lonely" {
+	if kv(2)[hclog.MissingKey] != "lonely" {
 		t.Errorf("line 2: %v", got[2])
 	}
 }
@@ -87,3 +92,7 @@ func TestStandardWriterReadsLevelPrefix(t *testing.T) {
 		t.Fatalf("got %s", out)
 	}
 }
+
+type stringer string
+
+func (s stringer) String() string { return string(s) }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"regexp"
@@ -321,5 +322,30 @@ func checkDashboard(t *testing.T, m scrape) {
 	sort.Strings(missing)
 	if len(missing) > 0 {
 		t.Errorf("dashboard names series the scrape lacks:\n  %s", strings.Join(missing, "\n  "))
+	}
+}
+
+// Raft's own lines go through the server's slog handler: JSON here, with
+// the logger name and the server's node id, at RaftLogLevel or above.
+func TestRaftLogsThroughSlog(t *testing.T) {
+	logs := &syncBuffer{}
+	s, err := server.New(server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: listen(t), Bootstrap: true,
+		RaftLogLevel: "info", Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	waitLeader(t, s)
+	raftLines := 0
+	for _, r := range logs.records(t) {
+		if r["logger"] == "raft" {
+			raftLines++
+			if r["node"] != "s1" {
+				t.Errorf("raft line without the node id: %v", r)
+			}
+		}
+	}
+	if raftLines == 0 {
+		t.Fatalf("no raft line in the server's JSON log:\n%s", logs.String())
 	}
 }
