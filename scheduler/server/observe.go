@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
@@ -98,8 +99,13 @@ func (s *Server) LatestSnapshot() (info SnapshotInfo, ok bool) {
 var ErrNoLeader = errors.New("no leader known")
 
 // Ready returns nil when this server is ready to serve: it knows a leader
-// and has applied the log up to the commit index it knows (a leader: has
-// also applied everything earlier leaders committed). Otherwise it says why.
+// and has applied the log up to the commit index (a leader: has also
+// applied everything earlier leaders committed). Otherwise it says why.
+//
+// Under a steady stream of writes the commit index is nearly always a few
+// entries ahead of the applied one, so "up to the commit index" means: up
+// to the commit index now, or up to the one this server saw readyGrace ago
+// (it keeps up); a server replaying a long log is not ready.
 func (s *Server) Ready() error {
 	if s.raft.State() == raft.Leader {
 		if l := s.currentLeader(); l == nil || !l.isReady() {
@@ -108,7 +114,7 @@ func (s *Server) Ready() error {
 	} else if s.LeaderAddr() == "" {
 		return ErrNoLeader
 	}
-	if ix := s.RaftIndexes(); ix.Applied < ix.Commit {
+	if ix := s.RaftIndexes(); !s.applyWatch.caughtUp(s.cfg.Clock(), ix.Applied, ix.Commit, readyGrace) {
 		return fmt.Errorf("applied index %d behind commit index %d", ix.Applied, ix.Commit)
 	}
 	if err := s.fsm.Halt(); err != nil {
@@ -190,4 +196,42 @@ func (l *leaderLoop) observeEvents(batch []sessionEvents, before eventsBefore) {
 	for _, f := range finished {
 		obs.TaskFinished(f[0], f[1])
 	}
+}
+
+// readyGrace is how far behind the commit index a ready server's applied
+// index may be, in time: what was committed that long ago must be applied.
+const readyGrace = time.Second
+
+// applyWatch remembers the commit index over the last readyGrace, so that
+// Ready can tell a server that keeps up from one that falls behind.
+type applyWatch struct {
+	mu      sync.Mutex
+	samples []commitSample // oldest first
+}
+
+type commitSample struct {
+	at     time.Time
+	commit uint64
+}
+
+// caughtUp records (now, commit) and reports whether applied reaches
+// commit, or the commit index of the newest sample at least grace old.
+func (w *applyWatch) caughtUp(now time.Time, applied, commit uint64, grace time.Duration) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n := len(w.samples); n == 0 || now.Sub(w.samples[n-1].at) >= grace/20 {
+		w.samples = append(w.samples, commitSample{at: now, commit: commit})
+	}
+	old := -1 // the newest sample at least grace old
+	for i, smp := range w.samples {
+		if now.Sub(smp.at) < grace {
+			break
+		}
+		old = i
+	}
+	if old > 0 {
+		w.samples = append(w.samples[:0], w.samples[old:]...)
+		old = 0
+	}
+	return applied >= commit || (old == 0 && applied >= w.samples[0].commit)
 }

@@ -214,6 +214,8 @@ type Server struct {
 
 	leaderMu sync.Mutex
 	leader   *leaderLoop // non-nil while this server leads
+
+	applyWatch applyWatch // Ready's memory of the commit index (observe.go)
 }
 
 // New starts a server: it opens the data dir, starts raft and serves gRPC.
