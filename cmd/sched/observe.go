@@ -31,8 +31,7 @@ type httpSurface struct {
 }
 
 // startHTTP listens on addr and serves g and checks until stop is called.
-// Mount more handlers (the web page) on the returned surface's Handle
-// before any request needs them.
+// Mount more handlers (the web page) with the returned surface's Handle.
 func startHTTP(addr string, g prometheus.Gatherer, checks []httpapi.Check, log *slog.Logger) (*httpSurface, error) {
 	h, err := httpapi.New(httpapi.Config{Addr: addr, Gatherer: g, Ready: checks, Logger: log})
 	if err != nil {

@@ -2,13 +2,14 @@
 // /metrics (Prometheus text format from the owner's own registry),
 // /healthz (the process is up: always 200) and /readyz (200 only when every
 // named readiness check passes; 503 naming the failed checks otherwise).
-// More handlers (the web page) are mounted with Handle before Serve.
+// More handlers (the web page) are mounted with Handle.
 //
 // It serves no secrets and changes nothing: binding it to a non-loopback
 // address exposes metrics and health only.
 //
-// Use: New, then Handle as needed, then Serve(ctx) on a goroutine the owner
-// keeps; Serve returns once ctx ends and the listener is closed.
+// Use: New, Handle as needed (before or while serving), then Serve(ctx) on
+// a goroutine the owner keeps; Serve returns once ctx ends and the
+// listener is closed.
 package httpapi
 
 import (
@@ -84,8 +85,9 @@ func New(cfg Config) (*Server, error) {
 // Addr is the address the surface listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Handle mounts h at pattern (http.ServeMux syntax), e.g. the web page.
-// Call it before Serve.
+// Handle mounts h at pattern (http.ServeMux syntax, e.g. "GET /ui/"): the
+// web page and other read-only views. It may be called while serving; a
+// pattern that conflicts with a mounted one panics, as with http.ServeMux.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 // Serve serves until ctx ends, then shuts down (waiting up to 5 s for
