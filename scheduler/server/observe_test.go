@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banyan-sched/banyan/agent"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/scheduler/httpapi"
 	"github.com/banyan-sched/banyan/scheduler/metrics"
@@ -139,7 +140,7 @@ func TestMetricsDuringAndAfterAJob(t *testing.T) {
 	if code, _ := httpStatus(t, o.http+"/healthz"); code != 200 {
 		t.Fatalf("healthz %d", code)
 	}
-	startAgent(t, "a1", []string{o.addr}, 2)
+	startReadyAgent(t, "a1", o.addr, 2)
 	c := dialClient(t, o.addr)
 	if _, err := pb.NewPoolServiceClient(dialConn(t, o.addr)).CreatePool(context.Background(), &pb.PoolRequest{Pool: &pb.Pool{
 		Path: "studio", Guaranteed: &pb.Resources{CpuMillis: 1000}, Max: &pb.Resources{CpuMillis: 2000}, MaxSet: []string{"cpu"}}}); err != nil {
@@ -254,6 +255,34 @@ func TestMetricsDuringAndAfterAJob(t *testing.T) {
 		t.Errorf("agents down: %v, want 1", down)
 	}
 	checkDashboard(t, m)
+}
+
+// startReadyAgent runs an in-process agent with cpus CPUs and waits until
+// it is ready (its /readyz check: a session with the leader).
+func startReadyAgent(t *testing.T, id, addr string, cpus int64) {
+	t.Helper()
+	fp := &pb.Fingerprint{Hostname: id, CpuCores: int32(cpus), MemoryBytes: 8 << 30,
+		Capacity: &pb.Resources{CpuMillis: cpus * 1000, MemoryBytes: 8 << 30}}
+	a, err := agent.New(agent.Config{ID: id, Servers: []string{addr}, Fingerprint: fp, WorkDir: t.TempDir(),
+		Logger: quietLogger(), KillGrace: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Ready(); err == nil {
+		t.Fatal("agent ready before it ran")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = a.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	for deadline := time.Now().Add(10 * time.Second); a.Ready() != nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent not ready: %v", a.Ready())
+		}
+	}
 }
 
 // reflectServices lists the services through gRPC reflection (as
