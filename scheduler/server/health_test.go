@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/banyan-sched/banyan/api/tlsconfig/tlstest"
+	"github.com/banyan-sched/banyan/scheduler/server"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -91,5 +93,25 @@ func TestHealthAndReflectionWithTLS(t *testing.T) {
 		if got := reflectServices(t, ctx5(t), conn); len(got) == 0 {
 			t.Errorf("reflection as %v lists nothing", id)
 		}
+	}
+}
+
+// A server that knows no leader (never bootstrapped, joined nothing) is
+// alive but not ready: /readyz says why, gRPC health is NOT_SERVING.
+func TestNotReadyWithoutLeader(t *testing.T) {
+	o := startObservedServer(t, server.Config{NodeID: "lonely", DataDir: t.TempDir()})
+	time.Sleep(600 * time.Millisecond) // an election timeout and a health refresh
+	if code, _ := httpStatus(t, o.http+"/healthz"); code != 200 {
+		t.Errorf("healthz %d", code)
+	}
+	if code, body := httpStatus(t, o.http+"/readyz"); code != 503 || !strings.Contains(body, "raft: no leader known") {
+		t.Errorf("readyz %d %q", code, body)
+	}
+	h, err := healthpb.NewHealthClient(dialConn(t, o.addr)).Check(ctx5(t), &healthpb.HealthCheckRequest{})
+	if err != nil || h.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("gRPC health: %v %v", h, err)
+	}
+	if !errors.Is(o.s.Ready(), server.ErrNoLeader) {
+		t.Errorf("Ready: %v", o.s.Ready())
 	}
 }
