@@ -108,7 +108,7 @@ func (c *StateCollector) Collect(ch chan<- prometheus.Metric) {
 		name string
 		n    int64
 	}{{"waiting", t.Waiting}, {"queued", t.Queued}, {"running", t.Running}, {"succeeded", t.Succeeded},
-		{"failed", t.Failed}, {"cancelled", t.Cancelled}, {"blocked", t.Blocked}, {"replaced", t.Replaced}} {
+		{"failed", t.Failed}, {"cancelled", t.Cancelled}, {"replaced", t.Replaced}} {
 		gauge(descTasks, float64(kv.n), kv.name)
 	}
 	for st, n := range s.jobs {

@@ -9,9 +9,11 @@ type PoolClass struct {
 }
 
 // TaskTotals counts tasks by state over every job the state holds
-// (Running includes assigned tasks, as in pb.TaskCounts).
+// (Running includes assigned tasks, as in pb.TaskCounts). Blocked tasks
+// (queued, fitting no agent) are not counted apart: that takes a
+// placement check per task, which job views do and metrics do not.
 type TaskTotals struct {
-	Waiting, Queued, Running, Succeeded, Failed, Cancelled, Blocked, Replaced int64
+	Waiting, Queued, Running, Succeeded, Failed, Cancelled, Replaced int64
 }
 
 // Counts summarises the state for metrics: tasks by state, queued tasks
@@ -33,7 +35,6 @@ func (s *State) Counts() (tasks TaskTotals, queued map[PoolClass]int, jobs map[p
 		tasks.Succeeded += int64(c.Succeeded)
 		tasks.Failed += int64(c.Failed)
 		tasks.Cancelled += int64(c.Cancelled)
-		tasks.Blocked += int64(c.Blocked)
 		tasks.Replaced += int64(c.Replaced)
 		if c.Queued > 0 {
 			queued[PoolClass{Pool: j.PB.Pool, Class: j.PB.Class}] += int(c.Queued)
