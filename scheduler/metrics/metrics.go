@@ -6,9 +6,10 @@
 //     preemptions, fallbacks, lease misses): counters and histograms the
 //     leader updates through the server.Observer that Metrics implements;
 //   - what the replicated state holds (queue depth, tasks and jobs by
-//     state, pool usage against quotas, agents, GPUs): gauges computed at
-//     scrape time under the state's read lock from maintained counts
-//     (state.Counts is O(jobs), visits no task);
+//     state, pool usage against quotas, agents, GPUs): gauges read at
+//     scrape time under the state's read lock from totals the state keeps
+//     up to date (state.Counts copies two small maps; pools and agents
+//     are few);
 //   - how raft is doing: raft's own go-metrics, bridged (bridge.go), and
 //     this server's log indexes, read at scrape time.
 //

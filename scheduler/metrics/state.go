@@ -13,9 +13,10 @@ import (
 // Reader runs fn with the state under its read lock (FSM.Read).
 type Reader func(fn func(*state.State))
 
-// StateCollector computes the state's gauges at scrape time. It holds the
-// read lock for one pass over the jobs' counts, the pools and the agents;
-// the metrics are built after the lock is released.
+// StateCollector reads the state's gauges at scrape time. Under the read
+// lock it copies the state's maintained totals and reads the pools and the
+// agents (never the jobs or tasks); the metrics are built after the lock
+// is released.
 type StateCollector struct {
 	read Reader
 }

@@ -203,7 +203,8 @@ func TestMetricsDuringAndAfterAJob(t *testing.T) {
 	expect("placements over all passes", passes, n)
 	leader, _ := m.sum("banyan_raft_leader")
 	expect("leader", leader, 1)
-	if lag, ok := m.sum("banyan_raft_apply_lag"); !ok || lag != 0 {
+	// An entry may be in flight at the scrape: a small lag is fine.
+	if lag, ok := m.sum("banyan_raft_apply_lag"); !ok || lag > 16 {
 		t.Errorf("apply lag %v (found %v)", lag, ok)
 	}
 	if v, _ := m.sum("banyan_raft_commit_seconds_count"); v == 0 {

@@ -16,31 +16,100 @@ type TaskTotals struct {
 	Waiting, Queued, Running, Succeeded, Failed, Cancelled, Replaced int64
 }
 
+// tally holds what Counts reports, kept up to date by the functions that
+// change a task's state (setTaskState, setReplacedBy, addTasks), a job's
+// state (addJob, markRunning, maybeFinishJob, endJob) or class (promote),
+// and recounted from the jobs by rebuild. Anything that adds or removes
+// jobs or tasks must keep it too: checkInvariants compares it with a
+// recount after every command in the tests.
+type tally struct {
+	tasks  TaskTotals
+	queued map[PoolClass]int
+	jobs   map[pb.JobState]int
+}
+
+func newTally() tally {
+	return tally{queued: map[PoolClass]int{}, jobs: map[pb.JobState]int{}}
+}
+
 // Counts summarises the state for metrics: tasks by state, queued tasks
-// by pool and class, jobs by state. It reads each job's maintained
-// counts once (O(jobs), no task is visited and nothing is copied), so it
-// is cheap enough to call under the read lock on every scrape.
+// by pool and class, jobs by state. The state keeps these up to date as
+// it applies commands, so a call costs a copy of two small maps, however
+// many jobs and tasks it holds.
 func (s *State) Counts() (tasks TaskTotals, queued map[PoolClass]int, jobs map[pb.JobState]int) {
-	queued = map[PoolClass]int{}
-	jobs = map[pb.JobState]int{}
-	for _, j := range s.jobs {
-		jobs[j.PB.State]++
-		c := j.PB.Counts
-		if c == nil {
-			continue
-		}
-		tasks.Waiting += int64(c.Waiting)
-		tasks.Queued += int64(c.Queued)
-		tasks.Running += int64(c.Running)
-		tasks.Succeeded += int64(c.Succeeded)
-		tasks.Failed += int64(c.Failed)
-		tasks.Cancelled += int64(c.Cancelled)
-		tasks.Replaced += int64(c.Replaced)
-		if c.Queued > 0 {
-			queued[PoolClass{Pool: j.PB.Pool, Class: j.PB.Class}] += int(c.Queued)
+	return s.tally.tasks, copyNonZero(s.tally.queued), copyNonZero(s.tally.jobs)
+}
+
+func copyNonZero[K comparable](m map[K]int) map[K]int {
+	out := make(map[K]int, len(m))
+	for k, v := range m {
+		if v != 0 {
+			out[k] = v
 		}
 	}
-	return tasks, queued, jobs
+	return out
+}
+
+// tallyTask adds d tasks in state st (replaced: taken over by a fallback)
+// of job j to the tally.
+func (s *State) tallyTask(j *Job, st pb.TaskState, replaced bool, d int) {
+	t := &s.tally.tasks
+	switch {
+	case replaced && st == pb.TaskState_TASK_STATE_FAILED:
+		t.Replaced += int64(d)
+	case st == pb.TaskState_TASK_STATE_WAITING:
+		t.Waiting += int64(d)
+	case st == pb.TaskState_TASK_STATE_QUEUED:
+		t.Queued += int64(d)
+		s.tally.queued[PoolClass{Pool: j.PB.Pool, Class: j.PB.Class}] += d
+	case isPlaced(st):
+		t.Running += int64(d)
+	case st == pb.TaskState_TASK_STATE_SUCCEEDED:
+		t.Succeeded += int64(d)
+	case st == pb.TaskState_TASK_STATE_FAILED:
+		t.Failed += int64(d)
+	case st == pb.TaskState_TASK_STATE_CANCELLED:
+		t.Cancelled += int64(d)
+	}
+}
+
+// tallyJob moves one job from state from (JOB_STATE_UNSPECIFIED for a new
+// job) to state to.
+func (s *State) tallyJob(from, to pb.JobState) {
+	if from != pb.JobState_JOB_STATE_UNSPECIFIED {
+		s.tally.jobs[from]--
+	}
+	s.tally.jobs[to]++
+}
+
+// tallyClass moves job j's queued tasks to class to; call it before the
+// job's class changes.
+func (s *State) tallyClass(j *Job, to pb.JobClass) {
+	n := int(j.PB.Counts.Queued)
+	s.tally.queued[PoolClass{Pool: j.PB.Pool, Class: j.PB.Class}] -= n
+	s.tally.queued[PoolClass{Pool: j.PB.Pool, Class: to}] += n
+}
+
+// recount rebuilds the tally from the jobs' counts.
+func (s *State) recount() { s.tally = s.countTally() }
+
+// countTally computes the tally from the jobs' counts: O(jobs).
+func (s *State) countTally() tally {
+	out := newTally()
+	for _, j := range s.jobs {
+		out.jobs[j.PB.State]++
+		c := j.PB.Counts
+		t := &out.tasks
+		t.Waiting += int64(c.Waiting)
+		t.Queued += int64(c.Queued)
+		t.Running += int64(c.Running)
+		t.Succeeded += int64(c.Succeeded)
+		t.Failed += int64(c.Failed)
+		t.Cancelled += int64(c.Cancelled)
+		t.Replaced += int64(c.Replaced)
+		out.queued[PoolClass{Pool: j.PB.Pool, Class: j.PB.Class}] += int(c.Queued)
+	}
+	return out
 }
 
 // FirstStart reports whether the attempt of a task is its first to start:

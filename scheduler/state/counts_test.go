@@ -1,9 +1,12 @@
 package state
 
 import (
+	"fmt"
+	"reflect"
 	"testing"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 )
 
 // Counts sums the jobs' counts; the queue depth by pool and class matches
@@ -53,4 +56,43 @@ func TestCountsAndFirstStart(t *testing.T) {
 	if tasks.Queued != 2 || tasks.Succeeded != 1 || queued[PoolClass{DefaultPool, pb.JobClass_JOB_CLASS_LATENCY}] != 1 {
 		t.Errorf("after one finished: %+v %v", tasks, queued)
 	}
+}
+
+// BenchmarkCounts measures one scrape's read of a state holding 100k
+// one-task jobs (the worst case: Counts is O(jobs)).
+func BenchmarkCounts(b *testing.B) {
+	s := New(DefaultDefaults)
+	for i := 0; i < 100; i++ {
+		var jobs []*pb.JobSpec
+		for j := 0; j < 1000; j++ {
+			jobs = append(jobs, &pb.JobSpec{Tasks: []*pb.TaskSpec{{Command: []string{"x"}}}})
+		}
+		if r := s.Apply(&fsmpb.Command{NowUnixMs: 1000, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: jobs}}}); r.Err != nil {
+			b.Fatal(r.Err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		tasks, _, _ := s.Counts()
+		if tasks.Queued != 100_000 {
+			b.Fatalf("queued %d", tasks.Queued)
+		}
+	}
+}
+
+// tallyErrors compares the tally the state keeps with a recount from the
+// jobs (part of checkInvariants, run after every command in the tests).
+func tallyErrors(s *State) []string {
+	want := s.countTally()
+	var errs []string
+	if s.tally.tasks != want.tasks {
+		errs = append(errs, fmt.Sprintf("task tally %+v, jobs count %+v", s.tally.tasks, want.tasks))
+	}
+	if got, w := copyNonZero(s.tally.queued), copyNonZero(want.queued); !reflect.DeepEqual(got, w) {
+		errs = append(errs, fmt.Sprintf("queued tally %v, jobs count %v", got, w))
+	}
+	if got, w := copyNonZero(s.tally.jobs), copyNonZero(want.jobs); !reflect.DeepEqual(got, w) {
+		errs = append(errs, fmt.Sprintf("job tally %v, jobs count %v", got, w))
+	}
+	return errs
 }
