@@ -39,6 +39,7 @@ type agentFlags struct {
 	taskPids             int64
 	noCgroups            bool
 	functions, warm      []string
+	httpAddr             string
 }
 
 // functionsFromFlags returns the built-in functions plus --function ones,
@@ -132,7 +133,12 @@ func newAgentCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			slog.Info("agent starting", "id", f.id, "servers", f.servers, "capacity", fp.Capacity.Vector().String())
+			h, err := agentHTTP(f.httpAddr, a, slog.Default())
+			if err != nil {
+				return err
+			}
+			defer h.stop()
+			slog.Info("agent starting", "agent", f.id, "servers", f.servers, "capacity", fp.Capacity.Vector().String())
 			err = runDraining(cmd.Context(), a, f.drainGrace)
 			if cg != nil {
 				if cerr := cg.Close(); cerr != nil {
@@ -170,6 +176,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 	fl.BoolVar(&f.noCgroups, "no-cgroups", false, "run tasks without cgroups (no resource limits)")
 	fl.StringVar(&f.maxMessage, "max-message-size", "16MiB", "largest gRPC message, the same as the servers'")
 	fl.DurationVar(&f.killGrace, "kill-grace", 5*time.Second, "SIGTERM-to-SIGKILL grace for cancelled and preempted tasks")
+	fl.StringVar(&f.httpAddr, "http-addr", "", httpAddrHelp)
 	cmd.AddCommand(newAgentListCmd(g), newAgentShowCmd(g), newAgentDrainCmd(g), newAgentEligibilityCmd(g))
 	return cmd
 }

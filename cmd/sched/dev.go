@@ -12,6 +12,7 @@ import (
 	"github.com/banyan-sched/banyan/agent"
 	"github.com/banyan-sched/banyan/agent/fingerprint"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/scheduler/metrics"
 	"github.com/banyan-sched/banyan/scheduler/server"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
@@ -23,6 +24,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	var lease time.Duration
 	var roots, taskEnv []string
 	var enforceACL bool
+	var httpAddr string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a one-process cluster: a single-node server and N local agents",
@@ -43,7 +45,7 @@ func newDevCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return runDev(cmd.Context(), devConfig{addr: g.addr, dataDir: dataDir, agents: agents, lease: lease,
-				roots: roots, env: env, acl: enforceACL})
+				roots: roots, env: env, acl: enforceACL, httpAddr: httpAddr})
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", ".banyan-dev", "data directory (kept across restarts)")
@@ -52,6 +54,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	cmd.Flags().DurationVar(&lease, "lease", 10*time.Second, "agent lease")
 	cmd.Flags().StringArrayVar(&taskEnv, "task-env", nil, "KEY=VALUE added to every task's environment (repeatable)")
 	cmd.Flags().StringSliceVar(&roots, "storage-root", nil, "directories media steps may use (default: the current directory and the temp dir)")
+	cmd.Flags().StringVar(&httpAddr, "http-addr", DefaultDevHTTPAddr, httpAddrHelp)
 	return cmd
 }
 
@@ -64,16 +67,25 @@ type devConfig struct {
 	roots         []string
 	env           map[string]string
 	acl           bool
+	// httpAddr serves metrics and health ("" for none); a busy port only
+	// warns, so that a second dev cluster still starts.
+	httpAddr string
 }
 
 func runDev(ctx context.Context, c devConfig) error {
 	addr, dataDir, agents, lease := c.addr, c.dataDir, c.agents, c.lease
 	log := slog.Default()
+	m := metrics.New()
 	s, err := server.New(server.Config{NodeID: "dev", DataDir: filepath.Join(dataDir, "server"), BindAddr: addr,
-		Bootstrap: true, Lease: lease, Logger: log, RaftLogLevel: "error", ACL: c.acl})
+		Bootstrap: true, Lease: lease, Logger: log, RaftLogLevel: "error", ACL: c.acl, Observer: m})
 	if err != nil {
 		return err
 	}
+	h, err := serverHTTP(c.httpAddr, s, m, log)
+	if err != nil {
+		log.Warn("no HTTP metrics and health", "err", err)
+	}
+	defer h.stop()
 	var agentToken string
 	if c.acl {
 		tctx, tcancel := context.WithTimeout(ctx, 15*time.Second)
@@ -113,6 +125,9 @@ func runDev(ctx context.Context, c devConfig) error {
 		}()
 	}
 	fmt.Fprintf(os.Stderr, "sched dev: server on %s with %d agents, data in %s (Ctrl-C to stop)\n", s.Addr(), agents, dataDir)
+	if h != nil {
+		fmt.Fprintf(os.Stderr, "sched dev: metrics and health on http://%s (/metrics, /healthz, /readyz)\n", h.Addr())
+	}
 	var halted error
 	select {
 	case <-ctx.Done():

@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -21,7 +23,9 @@ type globals struct {
 	addr     string
 	output   string
 	logLevel string
-	tls      tlsconfig.Files // --tls-ca, --tls-cert, --tls-key (env SCHED_TLS_*)
+	// logFormat is text or json (--log-format, SCHED_LOG_FORMAT).
+	logFormat string
+	tls       tlsconfig.Files // --tls-ca, --tls-cert, --tls-key (env SCHED_TLS_*)
 	// token is the ACL token sent with every call (--token, SCHED_TOKEN).
 	token string
 }
@@ -41,7 +45,11 @@ func newRootCmd() *cobra.Command {
 			if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
 				return usageError{"--log-level: " + err.Error()}
 			}
-			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})))
+			h, err := logHandler(os.Stderr, g.logFormat, lvl)
+			if err != nil {
+				return err
+			}
+			slog.SetDefault(slog.New(h))
 			return nil
 		},
 	}
@@ -52,6 +60,11 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.addr, "addr", addr, "scheduler address, or several separated by commas to fail over between (env SCHED_ADDR)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	logFormat := os.Getenv("SCHED_LOG_FORMAT")
+	if logFormat == "" {
+		logFormat = "text"
+	}
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", logFormat, "log format: text or json (env SCHED_LOG_FORMAT)")
 	root.PersistentFlags().StringVar(&g.tls.CA, "tls-ca", os.Getenv("SCHED_TLS_CA"), "CA certificate for mutual TLS (env SCHED_TLS_CA)")
 	root.PersistentFlags().StringVar(&g.tls.Cert, "tls-cert", os.Getenv("SCHED_TLS_CERT"), "this process's TLS certificate (env SCHED_TLS_CERT)")
 	root.PersistentFlags().StringVar(&g.tls.Key, "tls-key", os.Getenv("SCHED_TLS_KEY"), "this process's TLS key (env SCHED_TLS_KEY)")
@@ -60,6 +73,19 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newTLSCmd(), newACLCmd(g), newOperatorCmd(g), newVersionCmd())
 	strictUsage(root)
 	return root
+}
+
+// logHandler returns the slog handler for --log-format, writing to w at
+// level lvl and above.
+func logHandler(w io.Writer, format string, lvl slog.Level) (slog.Handler, error) {
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text", "":
+		return slog.NewTextHandler(w, opts), nil
+	case "json":
+		return slog.NewJSONHandler(w, opts), nil
+	}
+	return nil, usageError{fmt.Sprintf("--log-format %q: want text or json", format)}
 }
 
 // usageError is a mistake in how a command was called (exit code 2).

@@ -12,6 +12,7 @@ import (
 	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/banyan-sched/banyan/pool"
+	"github.com/banyan-sched/banyan/scheduler/metrics"
 	"github.com/banyan-sched/banyan/scheduler/server"
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"github.com/spf13/cobra"
@@ -43,6 +44,8 @@ type serverFile struct {
 	// 10000).
 	GCMaxAge  string `json:"gc_max_age,omitempty"`
 	GCMaxJobs int    `json:"gc_max_jobs,omitempty"`
+	// HTTPAddr serves /metrics, /healthz and /readyz (observe.go).
+	HTTPAddr string `json:"http_addr,omitempty"`
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -63,10 +66,22 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 			if err != nil {
 				return err
 			}
+			httpAddr, err := serverHTTPAddr(cmd, configPath, f.HTTPAddr)
+			if err != nil {
+				return err
+			}
+			m := metrics.New()
+			cfg.Observer = m
 			s, err := server.New(cfg)
 			if err != nil {
 				return err
 			}
+			h, err := serverHTTP(httpAddr, s, m, slog.Default())
+			if err != nil {
+				_ = s.Close()
+				return err
+			}
+			defer h.stop()
 			select {
 			case <-cmd.Context().Done():
 				slog.Info("shutting down")
@@ -78,7 +93,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&configPath, "config", "", "YAML config file (node_id, data_dir, bind, advertise, bootstrap, peers, join, lease, disk_reserve, max_message_size, tls_ca, tls_cert, tls_key, insecure, acl, token)")
+	fl.StringVar(&configPath, "config", "", "YAML config file (node_id, data_dir, bind, advertise, bootstrap, peers, join, lease, disk_reserve, max_message_size, tls_ca, tls_cert, tls_key, insecure, acl, token, http_addr)")
 	fl.StringVar(&f.NodeID, "node-id", "", "this server's id (default: hostname)")
 	fl.StringVar(&f.DataDir, "data-dir", "", "data directory (required)")
 	fl.StringVar(&f.Bind, "bind", DefaultAddr, "address to serve gRPC and raft on")
@@ -93,6 +108,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 	fl.BoolVar(&f.Insecure, "insecure", false, "serve without TLS on a non-loopback address (anyone who reaches the port owns the farm)")
 	fl.BoolVar(&f.ACL, "acl", false, "enforce ACLs: every call needs a token (see `sched acl bootstrap`)")
 	fl.StringVar(&f.MaxMessageSize, "max-message-size", "16MiB", "largest gRPC message, the same on servers and agents")
+	fl.StringVar(&f.HTTPAddr, "http-addr", "", httpAddrHelp)
 	cmd.AddCommand(newMembersCmd(g), newServerRemoveCmd(g))
 	return cmd
 }

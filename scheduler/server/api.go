@@ -93,7 +93,11 @@ func (j *jobService) SubmitJobs(ctx context.Context, req *pb.SubmitJobsRequest) 
 	if err != nil {
 		return nil, err
 	}
-	j.s.log.Info("jobs submitted", "jobs", len(r.Jobs))
+	ids := make([]string, 0, min(len(r.Jobs), 16)) // ids of the first 16, to keep the line short
+	for _, jb := range r.Jobs[:cap(ids)] {
+		ids = append(ids, jb.Id)
+	}
+	j.s.log.Info("jobs submitted", "jobs", len(r.Jobs), "job", ids)
 	// The jobs as applied, without blocked reasons (Apply does no per-agent
 	// work on the replicas); GetJob explains them.
 	return &pb.SubmitJobsResponse{Jobs: r.Jobs, Existing: r.Existing}, nil

@@ -27,6 +27,9 @@ const forwardedKey = "x-banyan-forwarded"
 // localMethods are served by whichever server receives them.
 var localMethods = map[string]bool{
 	"/banyan.v1.ClusterService/Members": true,
+	// Health says how this server is (health.go), not how the leader is.
+	methodHealthCheck: true,
+	methodHealthList:  true,
 }
 
 // forwarder sends calls that reached a follower on to the leader, so that

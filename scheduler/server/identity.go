@@ -25,11 +25,14 @@ const (
 
 // roleAllowed decides whether a caller holding a certificate of id may call
 // method: Join and Remove are for servers, the agent session for agents,
-// every other call for clients and servers (servers forward clients' calls
-// to the leader). It is a pure function.
+// health and reflection for every role, every other call for clients and
+// servers (servers forward clients' calls to the leader). It is a pure
+// function.
 func roleAllowed(method string, id tlsconfig.Identity) error {
 	var allowed []tlsconfig.Role
 	switch method {
+	case methodHealthCheck, methodHealthWatch, methodHealthList, methodReflection, methodReflectionAlpha1:
+		allowed = []tlsconfig.Role{tlsconfig.RoleClient, tlsconfig.RoleServer, tlsconfig.RoleAgent}
 	case methodJoin, methodRemove:
 		allowed = []tlsconfig.Role{tlsconfig.RoleServer}
 	case methodSession:
@@ -161,7 +164,7 @@ func (h *helloCheckedStream) RecvMsg(m any) error {
 		return nil // the session itself refuses a first message that is not a hello
 	}
 	if err := helloAllowed(h.id, msg.GetHello().AgentId); err != nil {
-		h.s.log.Warn("agent session refused", "identity", h.id.String(), "hello", msg.GetHello().AgentId)
+		h.s.log.Warn("agent session refused", "identity", h.id.String(), "agent", msg.GetHello().AgentId)
 		return status.Error(codes.PermissionDenied, err.Error())
 	}
 	return nil

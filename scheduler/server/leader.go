@@ -134,6 +134,7 @@ func (l *leaderLoop) pass() bool {
 	if l.ctx.Err() != nil || l.s.disk.err() != nil {
 		return false // nothing can be committed from a full disk
 	}
+	began := time.Now() // the pass's duration, for the Observer
 	nowT := l.s.cfg.Clock()
 	now := nowT.UnixMilli()
 	lim := state.DefaultPlanLimits
@@ -157,7 +158,8 @@ func (l *leaderLoop) pass() bool {
 			l.s.log.Warn("commit fallbacks failed", "err", err)
 			return false
 		}
-		l.s.log.Info("tasks not placed within their wait fell back", "tasks", fallback)
+		l.s.log.Info("tasks not placed within their wait fell back", "task", fallback)
+		l.s.observer().FellBack(len(fallback))
 		return true
 	}
 	if len(promote) > 0 {
@@ -165,10 +167,11 @@ func (l *leaderLoop) pass() bool {
 			l.s.log.Warn("commit promotions failed", "err", err)
 			return false
 		}
-		l.s.log.Info("promoted opportunistic jobs to batch", "jobs", promote)
+		l.s.log.Info("promoted opportunistic jobs to batch", "job", promote)
 		return true
 	}
 	if len(plan.Assignments) == 0 && len(plan.Preemptions) == 0 {
+		l.s.observer().SchedulingPass(time.Since(began), 0)
 		return false
 	}
 	r, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Assign{Assign: plan}})
@@ -176,9 +179,15 @@ func (l *leaderLoop) pass() bool {
 		l.s.log.Warn("commit assignments failed", "err", err)
 		return false
 	}
+	l.s.observer().SchedulingPass(time.Since(began), len(r.Assigned))
 	if n := len(plan.Preemptions); n > 0 {
+		l.s.observer().Preempted(n)
 		l.preemptTokens -= float64(n)
-		l.s.log.Info("preempted tasks", "victims", n, "for", len(plan.Assignments))
+		victims := make([]string, 0, n)
+		for _, p := range plan.Preemptions {
+			victims = append(victims, p.GetVictim().GetTaskId())
+		}
+		l.s.log.Info("preempted tasks", "victims", n, "for", len(plan.Assignments), "task", victims)
 	}
 	l.s.log.Debug("placed tasks", "planned", len(plan.Assignments), "assigned", len(r.Assigned))
 	return len(r.Assigned) > 0
@@ -475,10 +484,13 @@ func (l *leaderLoop) commitEvents() {
 		for _, se := range batch {
 			cmd.Agents = append(cmd.Agents, &fsmpb.AgentEvents{AgentId: se.sess.agentID, Events: se.events})
 		}
+		var before eventsBefore // what the Observer needs from before the entry
+		l.s.fsm.Read(func(st *state.State) { before = readEventsBefore(st, batch) })
 		if _, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: cmd}}); err != nil {
 			l.s.log.Warn("commit task events failed; agents will resend", "err", err)
 			continue
 		}
+		l.observeEvents(batch, before)
 		for _, se := range batch {
 			se.sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Ack{Ack: &pb.AckEvents{Events: ackOf(se.events)}}})
 		}
@@ -522,6 +534,8 @@ func (l *leaderLoop) checkLeases() {
 			if _, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentDown{AgentDown: &fsmpb.AgentDown{
 				AgentId: id, Reason: "missed its lease of " + lease.String()}}}); err != nil {
 				l.s.log.Warn("mark agent down failed", "agent", id, "err", err)
+			} else {
+				l.s.observer().LeaseMissed(id)
 			}
 			l.mu.Lock()
 			if sess := l.sessions[id]; sess != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+	"github.com/banyan-sched/banyan/scheduler/raftlog"
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -66,7 +67,9 @@ type Config struct {
 	Clock func() time.Time
 	// Logger receives structured logs (default slog.Default()).
 	Logger *slog.Logger
-	// RaftLogLevel is the level of raft's own log lines (default "warn").
+	// RaftLogLevel is the lowest level of raft's own log lines (default
+	// "warn"; "off" silences them). They go through Logger's handler, so
+	// its level applies too.
 	RaftLogLevel string
 	// SnapshotThreshold is how many log entries between snapshots (default 8192).
 	SnapshotThreshold uint64
@@ -102,6 +105,8 @@ type Config struct {
 	// accepts, and the budget its batches to agents are split by (default
 	// limits.DefaultMessageSize; agents and clients must use the same).
 	MaxMessageSize int
+	// Observer, when set, is told what the leader does (scheduler/metrics).
+	Observer Observer
 }
 
 func (c *Config) fill() error {
@@ -197,6 +202,7 @@ type Server struct {
 	fsm   *FSM
 	raft  *raft.Raft
 	store *raftboltdb.BoltStore
+	snaps raft.SnapshotStore
 	mux   *mux
 	grpc  *grpc.Server
 	fwd   *forwarder
@@ -211,6 +217,8 @@ type Server struct {
 
 	leaderMu sync.Mutex
 	leader   *leaderLoop // non-nil while this server leads
+
+	applyWatch applyWatch // Ready's memory of the commit index (observe.go)
 }
 
 // New starts a server: it opens the data dir, starts raft and serves gRPC.
@@ -276,7 +284,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.grpc = grpc.NewServer(opts...)
 	registerServices(s.grpc, s)
-	s.wg.Add(2)
+	hs := registerHealth(s.grpc)
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		s.watchHealth(hs, serviceNames(s.grpc))
+	}()
 	go func() {
 		defer s.wg.Done()
 		_ = s.grpc.Serve(newChanListener(s.mux, s.mux.grpcCh))
@@ -330,8 +343,9 @@ func (s *Server) startRaft() error {
 	rc.BatchApplyCh = true
 	rc.SnapshotThreshold = s.cfg.SnapshotThreshold
 	rc.SnapshotInterval = 30 * time.Second
-	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.LevelFromString(s.cfg.RaftLogLevel),
-		Output: os.Stderr})
+	// Raft's lines go through this server's slog handler (same format and
+	// level), at RaftLogLevel or above.
+	rc.Logger = raftlog.New(s.log, "raft", hclog.LevelFromString(s.cfg.RaftLogLevel))
 	notify := make(chan bool, 16)
 	rc.NotifyCh = notify
 	s.leaderNotify = notify
@@ -366,7 +380,7 @@ func (s *Server) startRaft() error {
 		}
 		return fmt.Errorf("start raft: %w", err)
 	}
-	s.raft, s.store = r, store
+	s.raft, s.store, s.snaps = r, store, snaps
 	if hasState {
 		return nil
 	}

@@ -132,6 +132,7 @@ func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
 		SubmittedUnixMs: now, MaxWaitMs: spec.MaxWaitMs, Counts: &pb.TaskCounts{},
 	}}
 	s.jobs[id] = j
+	s.tallyJob(pb.JobState_JOB_STATE_UNSPECIFIED, j.PB.State)
 	if spec.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC {
 		s.opportunistic[id] = struct{}{}
 	}
@@ -168,6 +169,8 @@ func (s *State) setTaskState(t *Task, st pb.TaskState) {
 	replaced := t.PB.ReplacedBy != ""
 	*countFor(c, t.PB.State, replaced)--
 	*countFor(c, st, replaced)++
+	s.tallyTask(s.jobs[t.PB.JobId], t.PB.State, replaced, -1)
+	s.tallyTask(s.jobs[t.PB.JobId], st, replaced, 1)
 	t.PB.State = st
 }
 
@@ -176,8 +179,10 @@ func (s *State) setTaskState(t *Task, st pb.TaskState) {
 func (s *State) setReplacedBy(t *Task, by string) {
 	c := s.jobs[t.PB.JobId].PB.Counts
 	*countFor(c, t.PB.State, t.PB.ReplacedBy != "")--
+	s.tallyTask(s.jobs[t.PB.JobId], t.PB.State, t.PB.ReplacedBy != "", -1)
 	t.PB.ReplacedBy = by
 	*countFor(c, t.PB.State, by != "")++
+	s.tallyTask(s.jobs[t.PB.JobId], t.PB.State, by != "", 1)
 }
 
 // countFor returns the count a task in state st belongs to; replaced says
@@ -263,6 +268,7 @@ func (s *State) assign(now int64, a *fsmpb.Assignment) {
 	t.PB.NotBeforeUnixMs = 0
 	s.hold(t, ag, j.PB.Pool)
 	if j.PB.State == pb.JobState_JOB_STATE_QUEUED {
+		s.tallyJob(j.PB.State, pb.JobState_JOB_STATE_RUNNING)
 		j.PB.State = pb.JobState_JOB_STATE_RUNNING
 	}
 }
@@ -399,6 +405,7 @@ func (s *State) applyPromote(now int64, c *fsmpb.Promote) {
 				requeue = append(requeue, t)
 			}
 		}
+		s.tallyClass(j, pb.JobClass_JOB_CLASS_BATCH)
 		j.PB.Class, j.PB.PromotedUnixMs = pb.JobClass_JOB_CLASS_BATCH, now
 		delete(s.opportunistic, id)
 		for _, t := range requeue {
@@ -573,6 +580,7 @@ func (s *State) maybeFinishJob(now int64, j *Job) {
 	if IsJobFinal(j.PB.State) || c.Succeeded+c.Failed+c.Cancelled+c.Replaced < c.Total {
 		return
 	}
+	s.tallyJob(j.PB.State, pb.JobState_JOB_STATE_SUCCEEDED)
 	j.PB.State = pb.JobState_JOB_STATE_SUCCEEDED
 	j.PB.FinishedUnixMs = now
 	delete(s.opportunistic, j.PB.Id)
@@ -584,6 +592,7 @@ func (s *State) endJob(now int64, j *Job, st pb.JobState, reason string, r *Resu
 	if IsJobFinal(j.PB.State) {
 		return
 	}
+	s.tallyJob(j.PB.State, st)
 	j.PB.State, j.PB.Reason, j.PB.FinishedUnixMs = st, reason, now
 	delete(s.opportunistic, j.PB.Id)
 	for _, id := range j.TaskIDs {

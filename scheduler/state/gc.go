@@ -70,9 +70,13 @@ func (s *State) applyGC(c *fsmpb.GCJobs, r *Result) {
 			continue
 		}
 		for _, tid := range j.TaskIDs {
+			if t, ok := s.tasks[tid]; ok {
+				s.tallyTask(j, t.PB.State, t.PB.ReplacedBy != "", -1)
+			}
 			delete(s.fallbackWatch, tid)
 			delete(s.tasks, tid)
 		}
+		s.tally.jobs[j.PB.State]--
 		if k := j.PB.IdempotencyKey; k != "" && s.idem[k] == id {
 			delete(s.idem, k)
 		}

@@ -44,6 +44,7 @@ func (s *State) addTasks(now int64, j *Job, specs []*pb.TaskSpec) []*Task {
 		j.TaskIDs = append(j.TaskIDs, t.PB.Id)
 		j.PB.Counts.Total++
 		j.PB.Counts.Waiting++
+		s.tallyTask(j, pb.TaskState_TASK_STATE_WAITING, false, 1)
 		added[i] = t
 	}
 	names := s.taskNames(j)

@@ -307,6 +307,7 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 			}
 		}
 	}
+	errs = append(errs, tallyErrors(s)...) // counts_test.go
 	return errs
 }
 

@@ -285,6 +285,7 @@ func (s *State) rebuild() {
 			}
 		}
 	}
+	s.recount()
 }
 
 func costToPB(c pool.Cost) *pb.Cost {

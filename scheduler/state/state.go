@@ -159,6 +159,8 @@ type State struct {
 	costs map[string]map[int64]pool.Cost
 	// acl holds ACL policies and tokens (see acl.go).
 	acl *aclState
+	// tally holds the totals Counts reports (counts.go).
+	tally tally
 }
 
 // New returns the initial state: no jobs, no agents, one unlimited pool
@@ -182,6 +184,7 @@ func New(d Defaults) *State {
 		poolWarm:      map[string]map[string]int32{},
 		resources:     map[pool.Resources]*pb.Resources{},
 		acl:           newACLState(),
+		tally:         newTally(),
 	}
 	_ = s.pools.Put(DefaultPool, pool.Unlimited, true)
 	return s
