@@ -44,6 +44,9 @@ type serverFile struct {
 	// 10000).
 	GCMaxAge  string `json:"gc_max_age,omitempty"`
 	GCMaxJobs int    `json:"gc_max_jobs,omitempty"`
+	// DeadServerTimeout is how long a server may fail heartbeats before the
+	// leader removes it ("15m"; "0" never).
+	DeadServerTimeout string `json:"dead_server_timeout,omitempty"`
 	// HTTPAddr serves /metrics, /healthz and /readyz (observe.go).
 	HTTPAddr string `json:"http_addr,omitempty"`
 }
@@ -102,6 +105,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 	fl.StringSliceVar(&f.Peers, "peers", nil, "bootstrap a cluster of these servers: id=host:port,... (same on every server)")
 	fl.StringSliceVar(&f.Join, "join", nil, "join the cluster through this server address (repeatable)")
 	fl.StringVar(&f.Lease, "lease", "10s", "agent lease: silence after which an agent's tasks are requeued")
+	fl.StringVar(&f.DeadServerTimeout, "dead-server-timeout", "15m", "remove a server that failed the leader's heartbeats this long, when the rest keep a quorum (0: never)")
 	fl.StringVar(&f.GCMaxAge, "gc-max-age", "24h", "remove finished jobs this long after they finished")
 	fl.IntVar(&f.GCMaxJobs, "gc-max-jobs", 10_000, "keep at most this many finished jobs (the oldest finished go first)")
 	fl.StringVar(&f.DiskReserve, "disk-reserve", "32Mi", "free space the data dir keeps: below it writes are refused and a leader steps aside")
@@ -137,6 +141,7 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	set("lease", &f.Lease, flags.Lease)
 	set("disk-reserve", &f.DiskReserve, flags.DiskReserve)
 	set("gc-max-age", &f.GCMaxAge, flags.GCMaxAge)
+	set("dead-server-timeout", &f.DeadServerTimeout, flags.DeadServerTimeout)
 	if fl.Changed("gc-max-jobs") || f.GCMaxJobs == 0 {
 		f.GCMaxJobs = flags.GCMaxJobs
 	}
@@ -179,6 +184,13 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	if err != nil {
 		return server.Config{}, err
 	}
+	deadAfter, err := time.ParseDuration(f.DeadServerTimeout)
+	if err != nil || deadAfter < 0 {
+		return server.Config{}, usageError{fmt.Sprintf("--dead-server-timeout %q: want a duration such as 15m (0: never)", f.DeadServerTimeout)}
+	}
+	if deadAfter == 0 {
+		deadAfter = -1 // never
+	}
 	maxMsg, err := messageSize(f.MaxMessageSize)
 	if err != nil {
 		return server.Config{}, err
@@ -195,7 +207,7 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	}
 	cfg := server.Config{NodeID: f.NodeID, DataDir: f.DataDir, BindAddr: f.Bind, AdvertiseAddr: f.Advertise,
 		Bootstrap: f.Bootstrap, Join: f.Join, Lease: lease, DiskReserve: uint64(reserve), Logger: slog.Default(), TLS: src, Insecure: f.Insecure,
-		ACL: f.ACL, Token: f.Token, MaxMessageSize: maxMsg, Retention: retention}
+		ACL: f.ACL, Token: f.Token, MaxMessageSize: maxMsg, Retention: retention, DeadServerTimeout: deadAfter}
 	for _, p := range f.Peers {
 		id, addr, ok := strings.Cut(p, "=")
 		if !ok || id == "" || addr == "" {

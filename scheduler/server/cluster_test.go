@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -407,4 +408,52 @@ func TestJoinFormsCluster(t *testing.T) {
 	if j := waitJob(t, c, resp.Jobs[0].Id, 20*time.Second); j.State != pb.JobState_JOB_STATE_SUCCEEDED {
 		t.Fatalf("job %v: %s", j.State, j.Reason)
 	}
+}
+
+// TestDeadServerRemovedAndReplaced kills one of three servers for good:
+// the leader removes it after DeadServerTimeout (the two left keep a
+// healthy quorum and serve), and a new server joins.
+func TestDeadServerRemovedAndReplaced(t *testing.T) {
+	lns := []net.Listener{listen(t), listen(t), listen(t)}
+	var peers []server.Peer
+	for i, ln := range lns {
+		peers = append(peers, server.Peer{ID: fmt.Sprintf("s%d", i+1), Addr: ln.Addr().String()})
+	}
+	servers := make([]*server.Server, 3)
+	for i, ln := range lns {
+		servers[i] = startServer(t, server.Config{NodeID: peers[i].ID, DataDir: filepath.Join(t.TempDir(), peers[i].ID),
+			Listener: ln, Peers: peers, DeadServerTimeout: 2 * time.Second})
+		defer servers[i].Close()
+	}
+	leader := waitLeader(t, servers...)
+	var victim *server.Server
+	for _, s := range servers {
+		if s != leader {
+			victim = s
+			break
+		}
+	}
+	members := func(s *server.Server) []string {
+		r, err := pb.NewClusterServiceClient(dialConn(t, s.Addr())).Members(context.Background(), &pb.MembersRequest{})
+		if err != nil {
+			return nil
+		}
+		var ids []string
+		for _, m := range r.Members {
+			ids = append(ids, m.Id)
+		}
+		return ids
+	}
+	victim.Close()
+	waitFor(t, 30*time.Second, "the dead server removed", func() bool {
+		ids := members(leader)
+		return len(ids) == 2 && !slices.Contains(ids, victim.NodeID())
+	})
+	c := dialClient(t, leader.Addr())
+	if _, err := c.SubmitJobs(context.Background(), &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{shellJob("after", "", 1, "true")}}); err != nil {
+		t.Fatalf("the two left do not serve: %v", err)
+	}
+	s4 := startServer(t, server.Config{NodeID: "s4", DataDir: t.TempDir(), Listener: listen(t), Join: []string{leader.Addr()}})
+	defer s4.Close()
+	waitFor(t, 30*time.Second, "s4 joined", func() bool { return len(members(leader)) == 3 && slices.Contains(members(leader), "s4") })
 }

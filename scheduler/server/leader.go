@@ -102,6 +102,11 @@ func (l *leaderLoop) run() {
 		defer l.wg.Done()
 		l.gcLoop()
 	}()
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		l.autopilot()
+	}()
 	go func() {
 		defer l.wg.Done()
 		l.checkLeases()

@@ -76,6 +76,10 @@ type Config struct {
 	// Retention says how long finished jobs are kept (zero value:
 	// state.DefaultRetention).
 	Retention state.Retention
+	// DeadServerTimeout is how long a voter may fail the leader's
+	// heartbeats before the leader removes it (autopilot.go; 0: the
+	// default, 15m; negative: never).
+	DeadServerTimeout time.Duration
 	// PreemptRate is how many running tasks per second the leader may
 	// preempt, with bursts up to PreemptBurst (defaults 10/s and 20).
 	PreemptRate  float64
