@@ -4190,8 +4190,12 @@ type Member struct {
 	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Address string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	// suffrage is "voter" or "nonvoter".
-	Suffrage      string `protobuf:"bytes,3,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
-	Leader        bool   `protobuf:"varint,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	Suffrage string `protobuf:"bytes,3,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
+	Leader   bool   `protobuf:"varint,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	// version is the build the server runs and state_format the snapshot
+	// format it writes; empty when it did not answer.
+	Version       string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	StateFormat   int32  `protobuf:"varint,6,opt,name=state_format,json=stateFormat,proto3" json:"state_format,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4254,6 +4258,108 @@ func (x *Member) GetLeader() bool {
 	return false
 }
 
+func (x *Member) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Member) GetStateFormat() int32 {
+	if x != nil {
+		return x.StateFormat
+	}
+	return 0
+}
+
+type VersionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VersionRequest) Reset() {
+	*x = VersionRequest{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VersionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VersionRequest) ProtoMessage() {}
+
+func (x *VersionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VersionRequest.ProtoReflect.Descriptor instead.
+func (*VersionRequest) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{54}
+}
+
+type VersionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	StateFormat   int32                  `protobuf:"varint,2,opt,name=state_format,json=stateFormat,proto3" json:"state_format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VersionResponse) Reset() {
+	*x = VersionResponse{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VersionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VersionResponse) ProtoMessage() {}
+
+func (x *VersionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VersionResponse.ProtoReflect.Descriptor instead.
+func (*VersionResponse) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *VersionResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *VersionResponse) GetStateFormat() int32 {
+	if x != nil {
+		return x.StateFormat
+	}
+	return 0
+}
+
 type MembersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -4262,7 +4368,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[54]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4274,7 +4380,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[54]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4287,7 +4393,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{54}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{56}
 }
 
 type MembersResponse struct {
@@ -4302,7 +4408,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[55]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4314,7 +4420,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[55]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4327,7 +4433,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{55}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -4368,7 +4474,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[56]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4380,7 +4486,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[56]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4393,7 +4499,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{56}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *JoinRequest) GetId() string {
@@ -4418,7 +4524,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[57]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4430,7 +4536,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[57]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4443,7 +4549,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{57}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{59}
 }
 
 type RemoveRequest struct {
@@ -4455,7 +4561,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[58]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4467,7 +4573,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[58]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4480,7 +4586,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{58}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RemoveRequest) GetId() string {
@@ -4498,7 +4604,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[59]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4510,7 +4616,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[59]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4523,7 +4629,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{59}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{61}
 }
 
 // ACLPoolRule grants a capability on the pools a pattern names: an exact
@@ -4540,7 +4646,7 @@ type ACLPoolRule struct {
 
 func (x *ACLPoolRule) Reset() {
 	*x = ACLPoolRule{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[60]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4552,7 +4658,7 @@ func (x *ACLPoolRule) String() string {
 func (*ACLPoolRule) ProtoMessage() {}
 
 func (x *ACLPoolRule) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[60]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4565,7 +4671,7 @@ func (x *ACLPoolRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLPoolRule.ProtoReflect.Descriptor instead.
 func (*ACLPoolRule) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{60}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ACLPoolRule) GetPattern() string {
@@ -4599,7 +4705,7 @@ type ACLPolicy struct {
 
 func (x *ACLPolicy) Reset() {
 	*x = ACLPolicy{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[61]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4611,7 +4717,7 @@ func (x *ACLPolicy) String() string {
 func (*ACLPolicy) ProtoMessage() {}
 
 func (x *ACLPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[61]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4624,7 +4730,7 @@ func (x *ACLPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLPolicy.ProtoReflect.Descriptor instead.
 func (*ACLPolicy) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{61}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ACLPolicy) GetName() string {
@@ -4686,7 +4792,7 @@ type ACLToken struct {
 
 func (x *ACLToken) Reset() {
 	*x = ACLToken{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[62]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4698,7 +4804,7 @@ func (x *ACLToken) String() string {
 func (*ACLToken) ProtoMessage() {}
 
 func (x *ACLToken) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[62]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4711,7 +4817,7 @@ func (x *ACLToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLToken.ProtoReflect.Descriptor instead.
 func (*ACLToken) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{62}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ACLToken) GetAccessorId() string {
@@ -4764,7 +4870,7 @@ type ACLBootstrapRequest struct {
 
 func (x *ACLBootstrapRequest) Reset() {
 	*x = ACLBootstrapRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[63]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4776,7 +4882,7 @@ func (x *ACLBootstrapRequest) String() string {
 func (*ACLBootstrapRequest) ProtoMessage() {}
 
 func (x *ACLBootstrapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[63]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4789,7 +4895,7 @@ func (x *ACLBootstrapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLBootstrapRequest.ProtoReflect.Descriptor instead.
 func (*ACLBootstrapRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{63}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{65}
 }
 
 type UpsertPolicyRequest struct {
@@ -4801,7 +4907,7 @@ type UpsertPolicyRequest struct {
 
 func (x *UpsertPolicyRequest) Reset() {
 	*x = UpsertPolicyRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[64]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4813,7 +4919,7 @@ func (x *UpsertPolicyRequest) String() string {
 func (*UpsertPolicyRequest) ProtoMessage() {}
 
 func (x *UpsertPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[64]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4826,7 +4932,7 @@ func (x *UpsertPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertPolicyRequest.ProtoReflect.Descriptor instead.
 func (*UpsertPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{64}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *UpsertPolicyRequest) GetPolicy() *ACLPolicy {
@@ -4845,7 +4951,7 @@ type DeletePolicyRequest struct {
 
 func (x *DeletePolicyRequest) Reset() {
 	*x = DeletePolicyRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[65]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4857,7 +4963,7 @@ func (x *DeletePolicyRequest) String() string {
 func (*DeletePolicyRequest) ProtoMessage() {}
 
 func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[65]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4870,7 +4976,7 @@ func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{65}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *DeletePolicyRequest) GetName() string {
@@ -4888,7 +4994,7 @@ type DeletePolicyResponse struct {
 
 func (x *DeletePolicyResponse) Reset() {
 	*x = DeletePolicyResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[66]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4900,7 +5006,7 @@ func (x *DeletePolicyResponse) String() string {
 func (*DeletePolicyResponse) ProtoMessage() {}
 
 func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[66]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4913,7 +5019,7 @@ func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{66}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{68}
 }
 
 type ListPoliciesRequest struct {
@@ -4924,7 +5030,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[67]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4936,7 +5042,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[67]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4949,7 +5055,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{67}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{69}
 }
 
 type ListPoliciesResponse struct {
@@ -4961,7 +5067,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[68]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4973,7 +5079,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[68]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4986,7 +5092,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{68}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*ACLPolicy {
@@ -5007,7 +5113,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[69]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5019,7 +5125,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[69]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5032,7 +5138,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{69}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *CreateTokenRequest) GetName() string {
@@ -5065,7 +5171,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[70]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5077,7 +5183,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[70]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5090,7 +5196,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{70}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *RevokeTokenRequest) GetAccessorId() string {
@@ -5108,7 +5214,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[71]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5120,7 +5226,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[71]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5133,7 +5239,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{71}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{73}
 }
 
 type ListTokensRequest struct {
@@ -5144,7 +5250,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[72]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5156,7 +5262,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[72]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5169,7 +5275,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{72}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{74}
 }
 
 type ListTokensResponse struct {
@@ -5181,7 +5287,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[73]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5193,7 +5299,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[73]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5206,7 +5312,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{73}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ListTokensResponse) GetTokens() []*ACLToken {
@@ -5224,7 +5330,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[74]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5236,7 +5342,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[74]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5249,7 +5355,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{74}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{76}
 }
 
 var File_api_banyanv1_banyan_proto protoreflect.FileDescriptor
@@ -5574,12 +5680,18 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\"\x13\n" +
 	"\x11ListAgentsRequest\">\n" +
 	"\x12ListAgentsResponse\x12(\n" +
-	"\x06agents\x18\x01 \x03(\v2\x10.banyan.v1.AgentR\x06agents\"f\n" +
+	"\x06agents\x18\x01 \x03(\v2\x10.banyan.v1.AgentR\x06agents\"\xa3\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1a\n" +
 	"\bsuffrage\x18\x03 \x01(\tR\bsuffrage\x12\x16\n" +
-	"\x06leader\x18\x04 \x01(\bR\x06leader\"\x10\n" +
+	"\x06leader\x18\x04 \x01(\bR\x06leader\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\tR\aversion\x12!\n" +
+	"\fstate_format\x18\x06 \x01(\x05R\vstateFormat\"\x10\n" +
+	"\x0eVersionRequest\"N\n" +
+	"\x0fVersionResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12!\n" +
+	"\fstate_format\x18\x02 \x01(\x05R\vstateFormat\"\x10\n" +
 	"\x0eMembersRequest\"\xa5\x01\n" +
 	"\x0fMembersResponse\x12+\n" +
 	"\amembers\x18\x01 \x03(\v2\x11.banyan.v1.MemberR\amembers\x12\x1b\n" +
@@ -5688,11 +5800,12 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"ListAgents\x12\x1c.banyan.v1.ListAgentsRequest\x1a\x1d.banyan.v1.ListAgentsResponse\x12<\n" +
 	"\n" +
 	"DrainAgent\x12\x1c.banyan.v1.DrainAgentRequest\x1a\x10.banyan.v1.Agent\x12A\n" +
-	"\x0eSetEligibility\x12\x1d.banyan.v1.EligibilityRequest\x1a\x10.banyan.v1.Agent2\xca\x01\n" +
+	"\x0eSetEligibility\x12\x1d.banyan.v1.EligibilityRequest\x1a\x10.banyan.v1.Agent2\x8c\x02\n" +
 	"\x0eClusterService\x12@\n" +
 	"\aMembers\x12\x19.banyan.v1.MembersRequest\x1a\x1a.banyan.v1.MembersResponse\x127\n" +
 	"\x04Join\x12\x16.banyan.v1.JoinRequest\x1a\x17.banyan.v1.JoinResponse\x12=\n" +
-	"\x06Remove\x12\x18.banyan.v1.RemoveRequest\x1a\x19.banyan.v1.RemoveResponse2\xcb\x04\n" +
+	"\x06Remove\x12\x18.banyan.v1.RemoveRequest\x1a\x19.banyan.v1.RemoveResponse\x12@\n" +
+	"\aVersion\x12\x19.banyan.v1.VersionRequest\x1a\x1a.banyan.v1.VersionResponse2\xcb\x04\n" +
 	"\n" +
 	"ACLService\x12@\n" +
 	"\tBootstrap\x12\x1e.banyan.v1.ACLBootstrapRequest\x1a\x13.banyan.v1.ACLToken\x12D\n" +
@@ -5718,7 +5831,7 @@ func file_api_banyanv1_banyan_proto_rawDescGZIP() []byte {
 }
 
 var file_api_banyanv1_banyan_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_api_banyanv1_banyan_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
+var file_api_banyanv1_banyan_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
 var file_api_banyanv1_banyan_proto_goTypes = []any{
 	(JobClass)(0),                // 0: banyan.v1.JobClass
 	(JobState)(0),                // 1: banyan.v1.JobState
@@ -5778,34 +5891,36 @@ var file_api_banyanv1_banyan_proto_goTypes = []any{
 	(*ListAgentsRequest)(nil),    // 55: banyan.v1.ListAgentsRequest
 	(*ListAgentsResponse)(nil),   // 56: banyan.v1.ListAgentsResponse
 	(*Member)(nil),               // 57: banyan.v1.Member
-	(*MembersRequest)(nil),       // 58: banyan.v1.MembersRequest
-	(*MembersResponse)(nil),      // 59: banyan.v1.MembersResponse
-	(*JoinRequest)(nil),          // 60: banyan.v1.JoinRequest
-	(*JoinResponse)(nil),         // 61: banyan.v1.JoinResponse
-	(*RemoveRequest)(nil),        // 62: banyan.v1.RemoveRequest
-	(*RemoveResponse)(nil),       // 63: banyan.v1.RemoveResponse
-	(*ACLPoolRule)(nil),          // 64: banyan.v1.ACLPoolRule
-	(*ACLPolicy)(nil),            // 65: banyan.v1.ACLPolicy
-	(*ACLToken)(nil),             // 66: banyan.v1.ACLToken
-	(*ACLBootstrapRequest)(nil),  // 67: banyan.v1.ACLBootstrapRequest
-	(*UpsertPolicyRequest)(nil),  // 68: banyan.v1.UpsertPolicyRequest
-	(*DeletePolicyRequest)(nil),  // 69: banyan.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil), // 70: banyan.v1.DeletePolicyResponse
-	(*ListPoliciesRequest)(nil),  // 71: banyan.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil), // 72: banyan.v1.ListPoliciesResponse
-	(*CreateTokenRequest)(nil),   // 73: banyan.v1.CreateTokenRequest
-	(*RevokeTokenRequest)(nil),   // 74: banyan.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),  // 75: banyan.v1.RevokeTokenResponse
-	(*ListTokensRequest)(nil),    // 76: banyan.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),   // 77: banyan.v1.ListTokensResponse
-	(*WhoAmIRequest)(nil),        // 78: banyan.v1.WhoAmIRequest
-	nil,                          // 79: banyan.v1.TaskSpec.EnvEntry
-	nil,                          // 80: banyan.v1.Pool.WarmEntry
-	nil,                          // 81: banyan.v1.Fingerprint.LabelsEntry
-	nil,                          // 82: banyan.v1.WarmTargets.WorkersEntry
+	(*VersionRequest)(nil),       // 58: banyan.v1.VersionRequest
+	(*VersionResponse)(nil),      // 59: banyan.v1.VersionResponse
+	(*MembersRequest)(nil),       // 60: banyan.v1.MembersRequest
+	(*MembersResponse)(nil),      // 61: banyan.v1.MembersResponse
+	(*JoinRequest)(nil),          // 62: banyan.v1.JoinRequest
+	(*JoinResponse)(nil),         // 63: banyan.v1.JoinResponse
+	(*RemoveRequest)(nil),        // 64: banyan.v1.RemoveRequest
+	(*RemoveResponse)(nil),       // 65: banyan.v1.RemoveResponse
+	(*ACLPoolRule)(nil),          // 66: banyan.v1.ACLPoolRule
+	(*ACLPolicy)(nil),            // 67: banyan.v1.ACLPolicy
+	(*ACLToken)(nil),             // 68: banyan.v1.ACLToken
+	(*ACLBootstrapRequest)(nil),  // 69: banyan.v1.ACLBootstrapRequest
+	(*UpsertPolicyRequest)(nil),  // 70: banyan.v1.UpsertPolicyRequest
+	(*DeletePolicyRequest)(nil),  // 71: banyan.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil), // 72: banyan.v1.DeletePolicyResponse
+	(*ListPoliciesRequest)(nil),  // 73: banyan.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil), // 74: banyan.v1.ListPoliciesResponse
+	(*CreateTokenRequest)(nil),   // 75: banyan.v1.CreateTokenRequest
+	(*RevokeTokenRequest)(nil),   // 76: banyan.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),  // 77: banyan.v1.RevokeTokenResponse
+	(*ListTokensRequest)(nil),    // 78: banyan.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),   // 79: banyan.v1.ListTokensResponse
+	(*WhoAmIRequest)(nil),        // 80: banyan.v1.WhoAmIRequest
+	nil,                          // 81: banyan.v1.TaskSpec.EnvEntry
+	nil,                          // 82: banyan.v1.Pool.WarmEntry
+	nil,                          // 83: banyan.v1.Fingerprint.LabelsEntry
+	nil,                          // 84: banyan.v1.WarmTargets.WorkersEntry
 }
 var file_api_banyanv1_banyan_proto_depIdxs = []int32{
-	79, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
+	81, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
 	4,  // 1: banyan.v1.TaskSpec.resources:type_name -> banyan.v1.Resources
 	6,  // 2: banyan.v1.TaskSpec.retry:type_name -> banyan.v1.RetryPolicy
 	5,  // 3: banyan.v1.TaskSpec.constraints:type_name -> banyan.v1.Constraint
@@ -5829,7 +5944,7 @@ var file_api_banyanv1_banyan_proto_depIdxs = []int32{
 	4,  // 21: banyan.v1.Pool.guaranteed:type_name -> banyan.v1.Resources
 	4,  // 22: banyan.v1.Pool.max:type_name -> banyan.v1.Resources
 	4,  // 23: banyan.v1.Pool.usage:type_name -> banyan.v1.Resources
-	80, // 24: banyan.v1.Pool.warm:type_name -> banyan.v1.Pool.WarmEntry
+	82, // 24: banyan.v1.Pool.warm:type_name -> banyan.v1.Pool.WarmEntry
 	22, // 25: banyan.v1.PoolRequest.pool:type_name -> banyan.v1.Pool
 	22, // 26: banyan.v1.ListPoolsResponse.pools:type_name -> banyan.v1.Pool
 	4,  // 27: banyan.v1.ListPoolsResponse.cluster:type_name -> banyan.v1.Resources
@@ -5839,7 +5954,7 @@ var file_api_banyanv1_banyan_proto_depIdxs = []int32{
 	31, // 31: banyan.v1.GPU.mig:type_name -> banyan.v1.MIGInstance
 	32, // 32: banyan.v1.Fingerprint.gpus:type_name -> banyan.v1.GPU
 	4,  // 33: banyan.v1.Fingerprint.capacity:type_name -> banyan.v1.Resources
-	81, // 34: banyan.v1.Fingerprint.labels:type_name -> banyan.v1.Fingerprint.LabelsEntry
+	83, // 34: banyan.v1.Fingerprint.labels:type_name -> banyan.v1.Fingerprint.LabelsEntry
 	35, // 35: banyan.v1.Agent.fingerprint:type_name -> banyan.v1.Fingerprint
 	4,  // 36: banyan.v1.Agent.used:type_name -> banyan.v1.Resources
 	34, // 37: banyan.v1.Agent.gpu_use:type_name -> banyan.v1.GPUUse
@@ -5862,16 +5977,16 @@ var file_api_banyanv1_banyan_proto_depIdxs = []int32{
 	53, // 54: banyan.v1.ServerMessage.ack:type_name -> banyan.v1.AckEvents
 	54, // 55: banyan.v1.ServerMessage.heartbeat_ack:type_name -> banyan.v1.HeartbeatAck
 	49, // 56: banyan.v1.ServerMessage.warm:type_name -> banyan.v1.WarmTargets
-	82, // 57: banyan.v1.WarmTargets.workers:type_name -> banyan.v1.WarmTargets.WorkersEntry
+	84, // 57: banyan.v1.WarmTargets.workers:type_name -> banyan.v1.WarmTargets.WorkersEntry
 	40, // 58: banyan.v1.TaskBatch.tasks:type_name -> banyan.v1.TaskAssignment
 	40, // 59: banyan.v1.CancelTasks.tasks:type_name -> banyan.v1.TaskAssignment
 	41, // 60: banyan.v1.AckEvents.events:type_name -> banyan.v1.TaskEvent
 	36, // 61: banyan.v1.ListAgentsResponse.agents:type_name -> banyan.v1.Agent
 	57, // 62: banyan.v1.MembersResponse.members:type_name -> banyan.v1.Member
-	64, // 63: banyan.v1.ACLPolicy.pools:type_name -> banyan.v1.ACLPoolRule
-	65, // 64: banyan.v1.UpsertPolicyRequest.policy:type_name -> banyan.v1.ACLPolicy
-	65, // 65: banyan.v1.ListPoliciesResponse.policies:type_name -> banyan.v1.ACLPolicy
-	66, // 66: banyan.v1.ListTokensResponse.tokens:type_name -> banyan.v1.ACLToken
+	66, // 63: banyan.v1.ACLPolicy.pools:type_name -> banyan.v1.ACLPoolRule
+	67, // 64: banyan.v1.UpsertPolicyRequest.policy:type_name -> banyan.v1.ACLPolicy
+	67, // 65: banyan.v1.ListPoliciesResponse.policies:type_name -> banyan.v1.ACLPolicy
+	68, // 66: banyan.v1.ListTokensResponse.tokens:type_name -> banyan.v1.ACLToken
 	15, // 67: banyan.v1.JobService.SubmitJobs:input_type -> banyan.v1.SubmitJobsRequest
 	17, // 68: banyan.v1.JobService.GetJob:input_type -> banyan.v1.GetJobRequest
 	18, // 69: banyan.v1.JobService.ListJobs:input_type -> banyan.v1.ListJobsRequest
@@ -5886,44 +6001,46 @@ var file_api_banyanv1_banyan_proto_depIdxs = []int32{
 	55, // 78: banyan.v1.AgentService.ListAgents:input_type -> banyan.v1.ListAgentsRequest
 	38, // 79: banyan.v1.AgentService.DrainAgent:input_type -> banyan.v1.DrainAgentRequest
 	39, // 80: banyan.v1.AgentService.SetEligibility:input_type -> banyan.v1.EligibilityRequest
-	58, // 81: banyan.v1.ClusterService.Members:input_type -> banyan.v1.MembersRequest
-	60, // 82: banyan.v1.ClusterService.Join:input_type -> banyan.v1.JoinRequest
-	62, // 83: banyan.v1.ClusterService.Remove:input_type -> banyan.v1.RemoveRequest
-	67, // 84: banyan.v1.ACLService.Bootstrap:input_type -> banyan.v1.ACLBootstrapRequest
-	68, // 85: banyan.v1.ACLService.UpsertPolicy:input_type -> banyan.v1.UpsertPolicyRequest
-	69, // 86: banyan.v1.ACLService.DeletePolicy:input_type -> banyan.v1.DeletePolicyRequest
-	71, // 87: banyan.v1.ACLService.ListPolicies:input_type -> banyan.v1.ListPoliciesRequest
-	73, // 88: banyan.v1.ACLService.CreateToken:input_type -> banyan.v1.CreateTokenRequest
-	74, // 89: banyan.v1.ACLService.RevokeToken:input_type -> banyan.v1.RevokeTokenRequest
-	76, // 90: banyan.v1.ACLService.ListTokens:input_type -> banyan.v1.ListTokensRequest
-	78, // 91: banyan.v1.ACLService.WhoAmI:input_type -> banyan.v1.WhoAmIRequest
-	16, // 92: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
-	13, // 93: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
-	19, // 94: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
-	13, // 95: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
-	13, // 96: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
-	22, // 97: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
-	22, // 98: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
-	22, // 99: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
-	26, // 100: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
-	30, // 101: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
-	48, // 102: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
-	56, // 103: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
-	36, // 104: banyan.v1.AgentService.DrainAgent:output_type -> banyan.v1.Agent
-	36, // 105: banyan.v1.AgentService.SetEligibility:output_type -> banyan.v1.Agent
-	59, // 106: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
-	61, // 107: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
-	63, // 108: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
-	66, // 109: banyan.v1.ACLService.Bootstrap:output_type -> banyan.v1.ACLToken
-	65, // 110: banyan.v1.ACLService.UpsertPolicy:output_type -> banyan.v1.ACLPolicy
-	70, // 111: banyan.v1.ACLService.DeletePolicy:output_type -> banyan.v1.DeletePolicyResponse
-	72, // 112: banyan.v1.ACLService.ListPolicies:output_type -> banyan.v1.ListPoliciesResponse
-	66, // 113: banyan.v1.ACLService.CreateToken:output_type -> banyan.v1.ACLToken
-	75, // 114: banyan.v1.ACLService.RevokeToken:output_type -> banyan.v1.RevokeTokenResponse
-	77, // 115: banyan.v1.ACLService.ListTokens:output_type -> banyan.v1.ListTokensResponse
-	66, // 116: banyan.v1.ACLService.WhoAmI:output_type -> banyan.v1.ACLToken
-	92, // [92:117] is the sub-list for method output_type
-	67, // [67:92] is the sub-list for method input_type
+	60, // 81: banyan.v1.ClusterService.Members:input_type -> banyan.v1.MembersRequest
+	62, // 82: banyan.v1.ClusterService.Join:input_type -> banyan.v1.JoinRequest
+	64, // 83: banyan.v1.ClusterService.Remove:input_type -> banyan.v1.RemoveRequest
+	58, // 84: banyan.v1.ClusterService.Version:input_type -> banyan.v1.VersionRequest
+	69, // 85: banyan.v1.ACLService.Bootstrap:input_type -> banyan.v1.ACLBootstrapRequest
+	70, // 86: banyan.v1.ACLService.UpsertPolicy:input_type -> banyan.v1.UpsertPolicyRequest
+	71, // 87: banyan.v1.ACLService.DeletePolicy:input_type -> banyan.v1.DeletePolicyRequest
+	73, // 88: banyan.v1.ACLService.ListPolicies:input_type -> banyan.v1.ListPoliciesRequest
+	75, // 89: banyan.v1.ACLService.CreateToken:input_type -> banyan.v1.CreateTokenRequest
+	76, // 90: banyan.v1.ACLService.RevokeToken:input_type -> banyan.v1.RevokeTokenRequest
+	78, // 91: banyan.v1.ACLService.ListTokens:input_type -> banyan.v1.ListTokensRequest
+	80, // 92: banyan.v1.ACLService.WhoAmI:input_type -> banyan.v1.WhoAmIRequest
+	16, // 93: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
+	13, // 94: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
+	19, // 95: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
+	13, // 96: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
+	13, // 97: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
+	22, // 98: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
+	22, // 99: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
+	22, // 100: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
+	26, // 101: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
+	30, // 102: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
+	48, // 103: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
+	56, // 104: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
+	36, // 105: banyan.v1.AgentService.DrainAgent:output_type -> banyan.v1.Agent
+	36, // 106: banyan.v1.AgentService.SetEligibility:output_type -> banyan.v1.Agent
+	61, // 107: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
+	63, // 108: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
+	65, // 109: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
+	59, // 110: banyan.v1.ClusterService.Version:output_type -> banyan.v1.VersionResponse
+	68, // 111: banyan.v1.ACLService.Bootstrap:output_type -> banyan.v1.ACLToken
+	67, // 112: banyan.v1.ACLService.UpsertPolicy:output_type -> banyan.v1.ACLPolicy
+	72, // 113: banyan.v1.ACLService.DeletePolicy:output_type -> banyan.v1.DeletePolicyResponse
+	74, // 114: banyan.v1.ACLService.ListPolicies:output_type -> banyan.v1.ListPoliciesResponse
+	68, // 115: banyan.v1.ACLService.CreateToken:output_type -> banyan.v1.ACLToken
+	77, // 116: banyan.v1.ACLService.RevokeToken:output_type -> banyan.v1.RevokeTokenResponse
+	79, // 117: banyan.v1.ACLService.ListTokens:output_type -> banyan.v1.ListTokensResponse
+	68, // 118: banyan.v1.ACLService.WhoAmI:output_type -> banyan.v1.ACLToken
+	93, // [93:119] is the sub-list for method output_type
+	67, // [67:93] is the sub-list for method input_type
 	67, // [67:67] is the sub-list for extension type_name
 	67, // [67:67] is the sub-list for extension extendee
 	0,  // [0:67] is the sub-list for field type_name
@@ -5955,7 +6072,7 @@ func file_api_banyanv1_banyan_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_banyanv1_banyan_proto_rawDesc), len(file_api_banyanv1_banyan_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   79,
+			NumMessages:   81,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

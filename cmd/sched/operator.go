@@ -55,13 +55,13 @@ func newOperatorCmd(g *globals) *cobra.Command {
 				return c.cluster.Members(ctx, &pb.MembersRequest{})
 			}, func(resp *pb.MembersResponse) error {
 				w := newTable()
-				fmt.Fprintln(w, "NODE\tADDRESS\tSTATE\tVOTER")
+				fmt.Fprintln(w, "NODE\tADDRESS\tSTATE\tVOTER\tVERSION")
 				for _, m := range resp.Members {
 					st := "follower"
 					if m.Leader {
 						st = "leader"
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%v\n", m.Id, m.Address, st, m.Suffrage == "voter")
+					fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%s\n", m.Id, m.Address, st, m.Suffrage == "voter", memberVersion(m))
 				}
 				return w.Flush()
 			})

@@ -246,9 +246,9 @@ func newMembersCmd(g *globals) *cobra.Command {
 				return c.cluster.Members(ctx, &pb.MembersRequest{})
 			}, func(resp *pb.MembersResponse) error {
 				w := newTable()
-				fmt.Fprintln(w, "ID\tADDRESS\tSUFFRAGE\tLEADER")
+				fmt.Fprintln(w, "ID\tADDRESS\tSUFFRAGE\tLEADER\tVERSION")
 				for _, m := range resp.Members {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%v\n", m.Id, m.Address, m.Suffrage, m.Leader)
+					fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%s\n", m.Id, m.Address, m.Suffrage, m.Leader, memberVersion(m))
 				}
 				return w.Flush()
 			})
@@ -266,4 +266,12 @@ func retentionOf(maxAge string, maxJobs int) (state.Retention, error) {
 		return state.Retention{}, usageError{fmt.Sprintf("--gc-max-jobs %d: want a positive count", maxJobs)}
 	}
 	return state.Retention{MaxAgeMs: age.Milliseconds(), MaxJobs: maxJobs}, nil
+}
+
+// memberVersion renders a member's build and state format, or why not.
+func memberVersion(m *pb.Member) string {
+	if m.Version == "" {
+		return "(did not answer)"
+	}
+	return fmt.Sprintf("%s, state format %d", m.Version, m.StateFormat)
 }

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/buildinfo"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
@@ -290,7 +293,40 @@ func (c *clusterService) Members(ctx context.Context, req *pb.MembersRequest) (*
 		out.Members = append(out.Members, &pb.Member{Id: string(srv.ID), Address: string(srv.Address),
 			Suffrage: suffrage, Leader: srv.ID == leaderID})
 	}
+	c.s.memberVersions(ctx, out.Members)
 	return out, nil
+}
+
+// Version is this server's build and state format.
+func (c *clusterService) Version(ctx context.Context, req *pb.VersionRequest) (*pb.VersionResponse, error) {
+	return &pb.VersionResponse{Version: buildinfo.Get().String(), StateFormat: state.SnapshotFormat}, nil
+}
+
+// memberVersions asks every member for its version (at most a second
+// each, in parallel); one that does not answer is left blank.
+func (s *Server) memberVersions(ctx context.Context, members []*pb.Member) {
+	var wg sync.WaitGroup
+	for _, m := range members {
+		if m.Id == s.cfg.NodeID {
+			m.Version, m.StateFormat = buildinfo.Get().String(), state.SnapshotFormat
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := s.fwd.conn(m.Address)
+			if err != nil {
+				return
+			}
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			v, err := pb.NewClusterServiceClient(conn).Version(forwardToken(ctx, cctx), &pb.VersionRequest{})
+			if err == nil {
+				m.Version, m.StateFormat = v.Version, v.StateFormat
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func (c *clusterService) Join(ctx context.Context, req *pb.JoinRequest) (*pb.JoinResponse, error) {

@@ -224,6 +224,7 @@ var methodChecks = map[string]methodCheck{
 	pb.ClusterService_Members_FullMethodName:          needCluster(acl.ClusterRead),
 	pb.ClusterService_Join_FullMethodName:             needCluster(acl.ClusterOperator),
 	pb.ClusterService_Remove_FullMethodName:           needCluster(acl.ClusterOperator),
+	pb.ClusterService_Version_FullMethodName:          allowAll,
 	pb.OperatorService_SnapshotSave_FullMethodName:    needCluster(acl.ClusterOperator),
 	pb.OperatorService_SnapshotRestore_FullMethodName: needCluster(acl.ClusterOperator),
 	pb.OperatorService_GCJobs_FullMethodName:          needCluster(acl.ClusterOperator),

@@ -444,6 +444,16 @@ func TestDeadServerRemovedAndReplaced(t *testing.T) {
 		}
 		return ids
 	}
+	// Every member says which build it runs.
+	r, err := pb.NewClusterServiceClient(dialConn(t, victim.Addr())).Members(context.Background(), &pb.MembersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range r.Members {
+		if m.Version == "" || m.StateFormat == 0 {
+			t.Fatalf("member %s reports no version: %+v", m.Id, m)
+		}
+	}
 	victim.Close()
 	waitFor(t, 30*time.Second, "the dead server removed", func() bool {
 		ids := members(leader)

@@ -27,6 +27,7 @@ const forwardedKey = "x-banyan-forwarded"
 // localMethods are served by whichever server receives them.
 var localMethods = map[string]bool{
 	"/banyan.v1.ClusterService/Members": true,
+	"/banyan.v1.ClusterService/Version": true,
 	// Health says how this server is (health.go), not how the leader is.
 	methodHealthCheck: true,
 	methodHealthList:  true,
