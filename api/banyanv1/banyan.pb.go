@@ -4981,7 +4981,10 @@ type EventsRequest struct {
 	// from_position skips the events of from_index before this position: a
 	// client resuming after event (i, p) asks from_index i, from_position
 	// p+1, and loses and repeats nothing.
-	FromPosition  uint32 `protobuf:"varint,4,opt,name=from_position,json=fromPosition,proto3" json:"from_position,omitempty"`
+	FromPosition uint32 `protobuf:"varint,4,opt,name=from_position,json=fromPosition,proto3" json:"from_position,omitempty"`
+	// newest starts after the newest event the server holds (from_index and
+	// from_position are then ignored): only changes from now on.
+	Newest        bool `protobuf:"varint,5,opt,name=newest,proto3" json:"newest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5042,6 +5045,13 @@ func (x *EventsRequest) GetFromPosition() uint32 {
 		return x.FromPosition
 	}
 	return 0
+}
+
+func (x *EventsRequest) GetNewest() bool {
+	if x != nil {
+		return x.Newest
+	}
+	return false
 }
 
 // Event is one change of the state, or (topic "stream", kind "caught_up")
@@ -5614,13 +5624,14 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x11ListTokensRequest\"A\n" +
 	"\x12ListTokensResponse\x12+\n" +
 	"\x06tokens\x18\x01 \x03(\v2\x13.banyan.v1.ACLTokenR\x06tokens\"\x0f\n" +
-	"\rWhoAmIRequest\"\x7f\n" +
+	"\rWhoAmIRequest\"\x97\x01\n" +
 	"\rEventsRequest\x12\x16\n" +
 	"\x06topics\x18\x01 \x03(\tR\x06topics\x12\x12\n" +
 	"\x04pool\x18\x02 \x01(\tR\x04pool\x12\x1d\n" +
 	"\n" +
 	"from_index\x18\x03 \x01(\x04R\tfromIndex\x12#\n" +
-	"\rfrom_position\x18\x04 \x01(\rR\ffromPosition\"\xf9\x03\n" +
+	"\rfrom_position\x18\x04 \x01(\rR\ffromPosition\x12\x16\n" +
+	"\x06newest\x18\x05 \x01(\bR\x06newest\"\xf9\x03\n" +
 	"\x05Event\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1a\n" +
 	"\bposition\x18\x02 \x01(\rR\bposition\x12\x14\n" +

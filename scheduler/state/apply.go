@@ -41,6 +41,9 @@ type Result struct {
 	Cancels  []Cancel
 	// Assigned lists the assignments that took effect.
 	Assigned []*fsmpb.Assignment
+	// Changes lists what the command changed, in order, while change
+	// records are on (RecordChanges); their Index is left 0.
+	Changes []*pb.Event
 }
 
 // Apply applies one command. It is deterministic: its only clock is
@@ -48,6 +51,10 @@ type Result struct {
 func (s *State) Apply(cmd *fsmpb.Command) *Result {
 	now := cmd.NowUnixMs
 	r := &Result{}
+	s.now = now
+	if s.record {
+		defer func() { r.Changes = s.takeChanges() }()
+	}
 	switch c := cmd.Cmd.(type) {
 	case *fsmpb.Command_Submit:
 		s.applySubmit(now, c.Submit, r)
@@ -130,6 +137,7 @@ func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
 	if spec.IdempotencyKey != "" {
 		s.idem[spec.IdempotencyKey] = id
 	}
+	s.noteJob(j, KindSubmitted, 0)
 	s.addTasks(now, j, spec.Tasks)
 	return j
 }
@@ -154,13 +162,26 @@ func (s *State) queueItem(t *Task) queue.Item {
 		TaskID: t.PB.Id, Pool: j.PB.Pool}
 }
 
-// setTaskState changes a task's state and keeps its job's counts.
+// setTaskState changes a task's state and keeps its job's counts. A task
+// leaving a placed state ends its current attempt.
 func (s *State) setTaskState(t *Task, st pb.TaskState) {
+	var ended *pb.Attempt
+	if isPlaced(t.PB.State) && !isPlaced(st) {
+		ended = t.current()
+	}
+	s.changeTaskState(t, st, ended)
+}
+
+// changeTaskState is setTaskState naming the attempt the change ends (nil:
+// none) for the change record.
+func (s *State) changeTaskState(t *Task, st pb.TaskState, ended *pb.Attempt) {
 	c := s.jobs[t.PB.JobId].PB.Counts
 	replaced := t.PB.ReplacedBy != ""
 	*countFor(c, t.PB.State, replaced)--
 	*countFor(c, st, replaced)++
+	from := t.PB.State
 	t.PB.State = st
+	s.noteTask(t, KindState, from, ended)
 }
 
 // setReplacedBy records the fallback that took over from a failed task; the
@@ -170,6 +191,7 @@ func (s *State) setReplacedBy(t *Task, by string) {
 	*countFor(c, t.PB.State, t.PB.ReplacedBy != "")--
 	t.PB.ReplacedBy = by
 	*countFor(c, t.PB.State, by != "")++
+	s.noteTask(t, KindReplaced, t.PB.State, nil)
 }
 
 // countFor returns the count a task in state st belongs to; replaced says
@@ -256,6 +278,7 @@ func (s *State) assign(now int64, a *fsmpb.Assignment) {
 	s.hold(t, ag, j.PB.Pool)
 	if j.PB.State == pb.JobState_JOB_STATE_QUEUED {
 		j.PB.State = pb.JobState_JOB_STATE_RUNNING
+		s.noteJob(j, KindState, pb.JobState_JOB_STATE_QUEUED)
 	}
 }
 
@@ -393,6 +416,7 @@ func (s *State) applyPromote(now int64, c *fsmpb.Promote) {
 		}
 		j.PB.Class, j.PB.PromotedUnixMs = pb.JobClass_JOB_CLASS_BATCH, now
 		delete(s.opportunistic, id)
+		s.noteJob(j, KindPromoted, j.PB.State)
 		for _, t := range requeue {
 			s.queue.Push(s.queueItem(t))
 		}
@@ -565,9 +589,11 @@ func (s *State) maybeFinishJob(now int64, j *Job) {
 	if IsJobFinal(j.PB.State) || c.Succeeded+c.Failed+c.Cancelled+c.Replaced < c.Total {
 		return
 	}
+	from := j.PB.State
 	j.PB.State = pb.JobState_JOB_STATE_SUCCEEDED
 	j.PB.FinishedUnixMs = now
 	delete(s.opportunistic, j.PB.Id)
+	s.noteJob(j, KindState, from)
 }
 
 // endJob moves a job to a final state and cancels its unfinished tasks,
@@ -576,8 +602,10 @@ func (s *State) endJob(now int64, j *Job, st pb.JobState, reason string, r *Resu
 	if IsJobFinal(j.PB.State) {
 		return
 	}
+	from := j.PB.State
 	j.PB.State, j.PB.Reason, j.PB.FinishedUnixMs = st, reason, now
 	delete(s.opportunistic, j.PB.Id)
+	s.noteJob(j, KindState, from)
 	for _, id := range j.TaskIDs {
 		t := s.tasks[id]
 		if IsFinal(t.PB.State) {
@@ -623,7 +651,9 @@ func (s *State) applyAgentUp(now int64, c *fsmpb.AgentUp, r *Result) {
 	}
 	ag.setFingerprint(c.Fingerprint)
 	ag.PB.Address = c.Address
+	from := ag.PB.State
 	ag.PB.State, ag.PB.LastSeenUnixMs = AgentUp, now
+	s.noteAgent(ag, KindUp, from, "")
 	known := make(map[string]int32, len(c.Known))
 	for _, k := range c.Known {
 		known[k.TaskId] = k.Attempt
@@ -645,6 +675,7 @@ func (s *State) applyAgentDown(now int64, c *fsmpb.AgentDown, r *Result) {
 		return
 	}
 	ag.PB.State = AgentDown
+	s.noteAgent(ag, KindDown, AgentUp, c.Reason)
 	for _, id := range sortedKeys(ag.Running) {
 		t := s.tasks[id]
 		t.current().Error = "agent " + c.AgentId + " lost: " + c.Reason
@@ -684,6 +715,11 @@ func (s *State) applyPoolPut(c *fsmpb.PoolPut, r *Result) {
 		delete(s.poolWarm, path)
 	}
 	r.Pool = s.PoolView(path)
+	if c.Create {
+		s.notePool(path, KindCreated)
+	} else {
+		s.notePool(path, KindUpdated)
+	}
 }
 
 func (s *State) applyPoolDelete(c *fsmpb.PoolDelete, r *Result) {
@@ -699,6 +735,7 @@ func (s *State) applyPoolDelete(c *fsmpb.PoolDelete, r *Result) {
 	}
 	delete(s.poolWarm, c.Path)
 	r.Pool = view
+	s.notePool(c.Path, KindDeleted)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -45,6 +45,7 @@ func (s *State) addTasks(now int64, j *Job, specs []*pb.TaskSpec) []*Task {
 		j.PB.Counts.Total++
 		j.PB.Counts.Waiting++
 		added[i] = t
+		s.noteTask(t, KindCreated, 0, nil)
 	}
 	names := s.taskNames(j)
 	for _, t := range added {
@@ -273,7 +274,7 @@ func (s *State) applyFallback(now int64, c *fsmpb.Fallback) {
 		delete(s.fallbackWatch, id)
 		t.addAttempt(&pb.Attempt{Number: t.Attempt(), QueuedUnixMs: t.PB.QueuedUnixMs,
 			FinishedUnixMs: now, Outcome: "fallback", Error: reason})
-		s.setTaskState(t, pb.TaskState_TASK_STATE_FAILED)
+		s.changeTaskState(t, pb.TaskState_TASK_STATE_FAILED, t.current())
 		s.startFallback(now, t)
 	}
 }

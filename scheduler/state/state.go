@@ -159,6 +159,12 @@ type State struct {
 	costs map[string]map[int64]pool.Cost
 	// acl holds ACL policies and tokens (see acl.go).
 	acl *aclState
+
+	// record turns change records on (changes.go); changes holds those of
+	// the command being applied, now its time.
+	record  bool
+	changes []*pb.Event
+	now     int64
 }
 
 // New returns the initial state: no jobs, no agents, one unlimited pool
