@@ -67,7 +67,10 @@ type Options struct {
 	// Capacity is how many events the ring keeps (DefaultCapacity).
 	Capacity int
 	// MaxLag is how many events a subscriber may be behind the newest
-	// before it is dropped (DefaultMaxLag, at most Capacity/2).
+	// before it is dropped (DefaultMaxLag, at most Capacity/2). It is
+	// measured before each entry's events are added, so the ring should
+	// hold MaxLag plus the events of the largest entry (a submission makes
+	// two per task) for a dropped subscriber to be sure to resume.
 	MaxLag int
 }
 
@@ -136,6 +139,7 @@ func (l *Log) Append(index uint64, evs []*pb.Event) {
 		l.horizon, l.horizonKnown = Cursor{Index: index}, true
 	}
 	l.last = index
+	before := l.head
 	for _, ev := range evs {
 		ev.Index = index
 		if l.n == l.capacity {
@@ -147,8 +151,13 @@ func (l *Log) Append(index uint64, evs []*pb.Event) {
 		l.head++
 		l.n++
 	}
+	// A subscriber is measured before this entry's events: one entry may
+	// hold many (a large submission), and a reader that kept up must not
+	// be dropped for it. One whose next event was pushed out is dropped
+	// too (it cannot resume then, and will hear so).
+	tail := l.head - uint64(l.n)
 	for s := range l.subs {
-		if l.head-s.next > l.maxLag {
+		if before-s.next > l.maxLag || s.next < tail {
 			l.dropLocked(s, fmt.Errorf("%w: more than %d events behind the newest (index %d)", ErrSlow, l.maxLag, index))
 		}
 	}

@@ -189,3 +189,19 @@ func TestNextWaits(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// One large entry does not drop a subscriber that had kept up; a
+// subscriber whose next event is pushed out is dropped, never skipped.
+func TestLagMeasuredBeforeEntry(t *testing.T) {
+	l := New(Options{Capacity: 50, MaxLag: 5})
+	s, _ := l.Subscribe(Cursor{}, nil)
+	l.Append(1, entry(20))
+	if got := drain(t, s); len(got) != 20 {
+		t.Fatalf("after a large entry: %d events", len(got))
+	}
+	l.Append(2, entry(3))
+	l.Append(3, entry(60)) // more than the ring holds: 2.x pushed out unread
+	if _, err := s.Next(context.Background(), 10, true); !errors.Is(err, ErrSlow) {
+		t.Fatalf("subscriber whose events were pushed out: %v", err)
+	}
+}

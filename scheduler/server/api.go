@@ -22,6 +22,7 @@ func registerServices(g *grpc.Server, s *Server) {
 	pb.RegisterAgentServiceServer(g, &agentService{s: s})
 	pb.RegisterClusterServiceServer(g, &clusterService{s: s})
 	pb.RegisterACLServiceServer(g, &aclService{s: s})
+	pb.RegisterEventServiceServer(g, &eventService{s: s})
 }
 
 // statusOf maps an error to a gRPC status that keeps its message.

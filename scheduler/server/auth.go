@@ -230,6 +230,7 @@ var methodChecks = map[string]methodCheck{
 	pb.ACLService_CreateToken_FullMethodName:   needCluster(acl.ManageACL),
 	pb.ACLService_RevokeToken_FullMethodName:   needCluster(acl.ManageACL),
 	pb.ACLService_ListTokens_FullMethodName:    needCluster(acl.ManageACL),
+	pb.EventService_Stream_FullMethodName:      typed(checkEvents), // filtered to readable pools
 }
 
 // checkCall applies the method's rule; a denial becomes PermissionDenied

@@ -1,0 +1,195 @@
+package server
+
+// The event stream (EventService): the changes of the applied raft log,
+// read from this server's event log (package events). It is served by
+// whichever server receives it: followers apply the same log, so they
+// hold the same events at the same cursors, a moment later.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/scheduler/acl"
+	"github.com/banyan-sched/banyan/scheduler/events"
+	"github.com/banyan-sched/banyan/scheduler/state"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+const (
+	// eventBatch is how many events a stream takes from the log at once.
+	eventBatch = 256
+	// caughtUpEvery is how often at most a stream tells its client how
+	// far it has caught up, after the first time.
+	caughtUpEvery = time.Second
+)
+
+// eventTopics are the topics a stream may ask for.
+var eventTopics = []string{state.TopicJob, state.TopicTask, state.TopicAgent, state.TopicPool}
+
+type eventService struct {
+	pb.UnimplementedEventServiceServer
+	s *Server
+}
+
+// Stream sends the events from the request's cursor on, then follows new
+// ones, with a caught_up mark when it reaches the newest (at most once a
+// second after the first), until the client ends the call.
+func (e *eventService) Stream(req *pb.EventsRequest, stream pb.EventService_StreamServer) error {
+	ctx := stream.Context()
+	f, err := newEventFilter(req, callerFrom(ctx))
+	if err != nil {
+		return err
+	}
+	log := e.s.fsm.Events()
+	from := events.Cursor{Index: req.FromIndex, Position: req.FromPosition}
+	var sub *events.Sub
+	if req.Newest {
+		sub, err = log.SubscribeNewest()
+		from = events.Cursor{Index: log.Last() + 1}
+	} else {
+		sub, err = log.Subscribe(from, e.s.raft.AppliedIndex)
+	}
+	if err != nil {
+		return eventStatus(err)
+	}
+	defer sub.Close()
+	return e.pump(ctx, sub, f, max(from.Index, 1)-1, stream.Send)
+}
+
+// pump sends a subscription's events that pass the filter. marked is the
+// index the client already knows it has caught up to.
+func (e *eventService) pump(ctx context.Context, sub *events.Sub, f *eventFilter, marked uint64,
+	send func(*pb.Event) error) error {
+	var markedAt, due time.Time // due: when a held-back mark goes out (zero: none)
+	everMarked := false
+	for {
+		b, err := e.next(ctx, sub, due)
+		if err != nil {
+			return eventStatus(err)
+		}
+		for _, ev := range b.Events {
+			if f.keep(ev) {
+				if err := send(ev); err != nil {
+					return err
+				}
+			}
+		}
+		if !b.CaughtUp || b.LastIndex <= marked {
+			continue
+		}
+		now := e.s.cfg.Clock()
+		if everMarked && now.Sub(markedAt) < caughtUpEvery && (due.IsZero() || now.Before(due)) {
+			if due.IsZero() {
+				due = markedAt.Add(caughtUpEvery)
+			}
+			continue
+		}
+		if err := send(&pb.Event{Topic: state.TopicStream, Kind: state.KindCaughtUp, Index: b.LastIndex,
+			UnixMs: now.UnixMilli()}); err != nil {
+			return err
+		}
+		marked, markedAt, due, everMarked = b.LastIndex, now, time.Time{}, true
+	}
+}
+
+// next waits for the next batch; with a mark held back (due set) it waits
+// no longer than due.
+func (e *eventService) next(ctx context.Context, sub *events.Sub, due time.Time) (events.Batch, error) {
+	if due.IsZero() {
+		return sub.Next(ctx, eventBatch, true)
+	}
+	wctx, cancel := context.WithDeadline(ctx, due)
+	b, err := sub.Next(wctx, eventBatch, true)
+	cancel()
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return sub.Next(ctx, eventBatch, false)
+	}
+	return b, err
+}
+
+// eventStatus turns an event log error into the call's status.
+func eventStatus(err error) error {
+	var old *events.TooOldError
+	switch {
+	case errors.As(err, &old):
+		return status.Error(codes.FailedPrecondition, old.Error())
+	case errors.Is(err, events.ErrSlow):
+		return status.Errorf(codes.ResourceExhausted,
+			"%v: the stream was ended; resume from the last event received (sched events --from INDEX.POSITION)", err)
+	case errors.Is(err, events.ErrReset):
+		return status.Errorf(codes.Unavailable, "%v: resume from the last event received", err)
+	case errors.Is(err, events.ErrClosed):
+		return status.Error(codes.Unavailable, "server shutting down")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// eventFilter decides which events a stream sends: those of the topics and
+// the pool subtree asked for, that the caller may read (a pool's events
+// need read on it; agents' events need cluster read).
+type eventFilter struct {
+	topics   map[string]bool // nil: all
+	pool     string
+	c        *caller
+	readable map[string]bool // pool -> may read, cached
+	agents   bool            // may read agents' events
+}
+
+func newEventFilter(req *pb.EventsRequest, c *caller) (*eventFilter, error) {
+	f := &eventFilter{pool: strings.TrimSuffix(req.Pool, "/"), c: c, readable: map[string]bool{}}
+	for _, t := range req.Topics {
+		if !slices.Contains(eventTopics, t) {
+			return nil, status.Errorf(codes.InvalidArgument, "unknown event topic %q: want one of %s",
+				t, strings.Join(eventTopics, ", "))
+		}
+		if f.topics == nil {
+			f.topics = map[string]bool{}
+		}
+		f.topics[t] = true
+	}
+	f.agents = c.allow(acl.ClusterRead, "") == nil
+	return f, nil
+}
+
+func (f *eventFilter) keep(ev *pb.Event) bool {
+	if f.topics != nil && !f.topics[ev.Topic] {
+		return false
+	}
+	if ev.Topic == state.TopicAgent {
+		return f.pool == "" && f.agents
+	}
+	if f.pool != "" && ev.Pool != f.pool && !strings.HasPrefix(ev.Pool, f.pool+"/") {
+		return false
+	}
+	ok, seen := f.readable[ev.Pool]
+	if !seen {
+		ok = f.c.allow(acl.PoolRead, ev.Pool) == nil
+		f.readable[ev.Pool] = ok
+	}
+	return ok
+}
+
+// checkEvents is the ACL rule of EventService.Stream: asking for a pool's
+// events needs read on it, asking for agents' events needs cluster read;
+// otherwise the stream leaves out what the caller may not read.
+func checkEvents(c *caller, _ *state.State, req *pb.EventsRequest) error {
+	if req.Pool != "" {
+		if err := c.allow(acl.PoolRead, req.Pool); err != nil {
+			return err
+		}
+	}
+	if slices.Contains(req.Topics, state.TopicAgent) {
+		if err := c.allow(acl.ClusterRead, ""); err != nil {
+			return fmt.Errorf("agent events: %w", err)
+		}
+	}
+	return nil
+}
