@@ -1,0 +1,89 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"testing"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func TestParseCursor(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{"0", "0.0", true}, {"42", "42.0", true}, {"42.3", "42.3", true}, {" 7 ", "7.0", true},
+		{"", "", false}, {"x", "", false}, {"4.x", "", false}, {"-1", "", false}, {"1.99999999999", "", false},
+	} {
+		c, err := parseCursor(tc.in)
+		if (err == nil) != tc.ok || tc.ok && c.String() != tc.want {
+			t.Errorf("parseCursor(%q) = %s, %v", tc.in, c, err)
+		}
+	}
+}
+
+// The cursor moves past each event and past each caught_up mark, never
+// back: a mark from a server that lags behind what was printed leaves it.
+func TestEventCursorResumes(t *testing.T) {
+	c := &eventCursor{req: &pb.EventsRequest{Newest: true}}
+	step := func(ev *pb.Event, want string) {
+		t.Helper()
+		c.seen(ev)
+		if got := (&pb.EventsRequest{FromIndex: c.req.FromIndex, FromPosition: c.req.FromPosition}); c.req.Newest ||
+			cursorString(got) != want {
+			t.Fatalf("after %v: %s (newest %v), want %s", ev, cursorString(got), c.req.Newest, want)
+		}
+	}
+	step(&pb.Event{Topic: "stream", Kind: "caught_up", Index: 9}, "10.0")
+	step(&pb.Event{Index: 12, Position: 3}, "12.4")
+	step(&pb.Event{Topic: "stream", Kind: "caught_up", Index: 11}, "12.4")
+	step(&pb.Event{Topic: "stream", Kind: "caught_up", Index: 12}, "13.0")
+}
+
+func cursorString(r *pb.EventsRequest) string {
+	c, _ := parseCursor("0")
+	c.Index, c.Position = r.FromIndex, r.FromPosition
+	return c.String()
+}
+
+func TestActionFor(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want streamAction
+	}{
+		{io.EOF, actionResume},
+		{status.Error(codes.Unavailable, "server shutting down"), actionNext},
+		{status.Error(codes.ResourceExhausted, "fell behind"), actionResume},
+		{status.Error(codes.FailedPrecondition, "oldest index it holds is 9"), actionElsewhere},
+		{status.Error(codes.PermissionDenied, "no"), actionStop},
+		{status.Error(codes.InvalidArgument, "topic"), actionStop},
+		{errors.New("local"), actionNext},
+	} {
+		if got := actionFor(tc.err); got != tc.want {
+			t.Errorf("actionFor(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestEventTableRow(t *testing.T) {
+	ev := &pb.Event{Index: 8, Position: 1, Topic: "task", Kind: "state", TaskId: "job-1.0", JobId: "job-1",
+		Pool: "default", Name: "greet", State: "TASK_STATE_QUEUED", PreviousState: "TASK_STATE_RUNNING",
+		Attempt: 1, AgentId: "a1", Outcome: "failed", FailureClass: "timeout", Reason: "killed\nafter 30s"}
+	if got, want := eventStates(ev), "running>queued"; got != want {
+		t.Errorf("states %q", got)
+	}
+	if got, want := eventDetail(ev), "greet, attempt 1 on a1, pool default, failed (timeout), killed after 30s"; got != want {
+		t.Errorf("detail %q, want %q", got, want)
+	}
+	j := toEventJSON(&pb.Event{Topic: "stream", Kind: "caught_up", Index: 12})
+	if j.Cursor != "" || j.Next != "13.0" {
+		t.Errorf("caught_up json %+v", j)
+	}
+	if j := toEventJSON(ev); j.Cursor != "8.1" || j.Next != "8.2" {
+		t.Errorf("event json %+v", j)
+	}
+}
