@@ -5057,6 +5057,10 @@ func (x *EventsRequest) GetNewest() bool {
 // Event is one change of the state, or (topic "stream", kind "caught_up")
 // a mark that every event up to index has been sent or filtered out, so a
 // client may resume from index+1 even when its filters skipped everything.
+// A stream sends a mark once it has sent all the server holds (the first
+// may name an index before the request's cursor, when the server lags
+// behind it: a client keeps the later of the two), then when it catches up
+// to newer entries, at most once a second.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// index is the raft log index of the entry whose apply made the change.

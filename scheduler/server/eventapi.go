@@ -47,25 +47,25 @@ func (e *eventService) Stream(req *pb.EventsRequest, stream pb.EventService_Stre
 		return err
 	}
 	log := e.s.fsm.Events()
-	from := events.Cursor{Index: req.FromIndex, Position: req.FromPosition}
 	var sub *events.Sub
 	if req.Newest {
 		sub, err = log.SubscribeNewest()
-		from = events.Cursor{Index: log.Last() + 1}
 	} else {
-		sub, err = log.Subscribe(from, e.s.raft.AppliedIndex)
+		sub, err = log.Subscribe(events.Cursor{Index: req.FromIndex, Position: req.FromPosition}, e.s.raft.AppliedIndex)
 	}
 	if err != nil {
 		return eventStatus(err)
 	}
 	defer sub.Close()
-	return e.pump(ctx, sub, f, max(from.Index, 1)-1, stream.Send)
+	return e.pump(ctx, sub, f, stream.Send)
 }
 
-// pump sends a subscription's events that pass the filter. marked is the
-// index the client already knows it has caught up to.
-func (e *eventService) pump(ctx context.Context, sub *events.Sub, f *eventFilter, marked uint64,
-	send func(*pb.Event) error) error {
+// pump sends a subscription's events that pass the filter, and a
+// caught_up mark the first time it has sent all the server holds (even
+// when that is less than the client asked from), then each time it
+// catches up to newer entries, at most once per caughtUpEvery.
+func (e *eventService) pump(ctx context.Context, sub *events.Sub, f *eventFilter, send func(*pb.Event) error) error {
+	var marked uint64
 	var markedAt, due time.Time // due: when a held-back mark goes out (zero: none)
 	everMarked := false
 	for {
@@ -80,7 +80,7 @@ func (e *eventService) pump(ctx context.Context, sub *events.Sub, f *eventFilter
 				}
 			}
 		}
-		if !b.CaughtUp || b.LastIndex <= marked {
+		if !b.CaughtUp || everMarked && b.LastIndex <= marked {
 			continue
 		}
 		now := e.s.cfg.Clock()
