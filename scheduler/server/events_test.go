@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -356,6 +358,53 @@ func TestEventsACL(t *testing.T) {
 		}
 		if status.Code(err) != codes.PermissionDenied {
 			t.Errorf("%v: %v, want PermissionDenied", req, err)
+		}
+	}
+}
+
+// Every server of a cluster, followers included, serves the same events
+// at the same cursors: they apply the same log.
+func TestEventsSameOnEveryServer(t *testing.T) {
+	lns := []net.Listener{listen(t), listen(t), listen(t)}
+	var peers []server.Peer
+	var addrs []string
+	for i, ln := range lns {
+		peers = append(peers, server.Peer{ID: fmt.Sprintf("s%d", i+1), Addr: ln.Addr().String()})
+		addrs = append(addrs, ln.Addr().String())
+	}
+	servers := make([]*server.Server, 3)
+	for i, ln := range lns {
+		servers[i] = startServer(t, server.Config{NodeID: peers[i].ID, DataDir: filepath.Join(t.TempDir(), peers[i].ID),
+			Listener: ln, Peers: peers, Lease: 2 * time.Second})
+		defer servers[i].Close()
+	}
+	waitLeader(t, servers...)
+	startAgent(t, "a1", addrs, 4)
+	jobs := dialClient(t, addrs[0])
+	resp, err := jobs.SubmitJobs(ctx5(t), &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{shellJob("everywhere", "", 3, "true")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.Jobs[0].Id
+	waitJob(t, jobs, id, 20*time.Second)
+	var first []string
+	for i, addr := range addrs {
+		st, err := dialEvents(t, addr).Stream(streamCtx(t), &pb.EventsRequest{Topics: []string{"job", "task"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for _, ev := range readEvents(t, st, jobEnded(id)) {
+			lines = append(lines, fmt.Sprintf("%s %s %s %s %s #%d %s", events.CursorOf(ev), ev.Kind, ev.TaskId,
+				ev.JobId, ev.State, ev.Attempt, ev.AgentId))
+		}
+		if i == 0 {
+			first = lines
+			continue
+		}
+		if strings.Join(lines, "\n") != strings.Join(first, "\n") {
+			t.Fatalf("server %s:\n%s\nserver %s:\n%s", peers[i].ID, strings.Join(lines, "\n"), peers[0].ID,
+				strings.Join(first, "\n"))
 		}
 	}
 }
