@@ -69,7 +69,7 @@ func (e *eventService) pump(ctx context.Context, sub *events.Sub, f *eventFilter
 	var markedAt, due time.Time // due: when a held-back mark goes out (zero: none)
 	everMarked := false
 	for {
-		b, err := e.next(ctx, sub, due)
+		b, err := e.next(ctx, sub, due, everMarked) // the first mark goes out at once
 		if err != nil {
 			return eventStatus(err)
 		}
@@ -98,11 +98,11 @@ func (e *eventService) pump(ctx context.Context, sub *events.Sub, f *eventFilter
 	}
 }
 
-// next waits for the next batch; with a mark held back (due set) it waits
-// no longer than due.
-func (e *eventService) next(ctx context.Context, sub *events.Sub, due time.Time) (events.Batch, error) {
-	if due.IsZero() {
-		return sub.Next(ctx, eventBatch, true)
+// next waits for the next batch (unless wait is false); with a mark held
+// back (due set) it waits no longer than due.
+func (e *eventService) next(ctx context.Context, sub *events.Sub, due time.Time, wait bool) (events.Batch, error) {
+	if due.IsZero() || !wait {
+		return sub.Next(ctx, eventBatch, wait)
 	}
 	wctx, cancel := context.WithDeadline(ctx, due)
 	b, err := sub.Next(wctx, eventBatch, true)
