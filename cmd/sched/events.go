@@ -161,8 +161,11 @@ func followEvents(ctx context.Context, conn *failover, req *pb.EventsRequest, fo
 	refused := 0 // servers in a row that no longer hold the cursor
 	for {
 		progress, done, err := streamOnce(ctx, conn, server, cur, follow, print)
-		if done || ctx.Err() != nil {
-			return nil
+		if done {
+			return err // caught up without follow (nil), or printing failed
+		}
+		if ctx.Err() != nil {
+			return nil // interrupted
 		}
 		if progress {
 			backoff, refused = 100*time.Millisecond, 0
@@ -194,27 +197,43 @@ func followEvents(ctx context.Context, conn *failover, req *pb.EventsRequest, fo
 // anything; done whether it is finished (caught up without follow).
 func streamOnce(ctx context.Context, conn *failover, server int, cur *eventCursor, follow bool,
 	print func(*pb.Event) error) (progress, done bool, err error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// A server sends a caught_up mark as soon as it has sent what it holds;
+	// one that sends nothing within perTry is hung: ask the next.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timer := time.AfterFunc(perTry, func() { cancel(errNoAnswer) })
+	defer timer.Stop()
 	st, err := pb.NewEventServiceClient(conn.conns[server]).Stream(ctx, cur.req)
 	if err != nil {
-		return false, false, err
+		return false, false, streamErr(ctx, err)
 	}
 	for {
 		ev, err := st.Recv()
 		if err != nil {
-			return progress, false, err
+			return progress, false, streamErr(ctx, err)
 		}
+		timer.Stop()
 		progress = true
 		conn.answered(server)
 		if err := print(ev); err != nil {
-			return progress, true, err
+			return progress, true, fmt.Errorf("print event: %w", err)
 		}
 		cur.seen(ev)
 		if ev.Kind == "caught_up" && !follow {
 			return progress, true, nil
 		}
 	}
+}
+
+// errNoAnswer ends a stream whose server sent nothing in time.
+var errNoAnswer = errors.New("the server sent nothing within " + perTry.String())
+
+// streamErr names a hung server as such.
+func streamErr(ctx context.Context, err error) error {
+	if errors.Is(context.Cause(ctx), errNoAnswer) {
+		return status.Error(codes.DeadlineExceeded, errNoAnswer.Error())
+	}
+	return err
 }
 
 // eventJSON is one event as `sched events -o json` prints it.

@@ -1,12 +1,20 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"testing"
+	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/scheduler/server"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -85,5 +93,64 @@ func TestEventTableRow(t *testing.T) {
 	}
 	if j := toEventJSON(ev); j.Cursor != "8.1" || j.Next != "8.2" {
 		t.Errorf("event json %+v", j)
+	}
+}
+
+// With a hung server (accepts TCP, never answers) ahead of a live one,
+// the follower moves on after one try's bound and replays from the live
+// one; each event is printed once.
+func TestFollowEventsPastHungServer(t *testing.T) {
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	go func() {
+		for {
+			c, err := hung.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.New(server.Config{NodeID: "live", DataDir: t.TempDir(), Listener: ln, Bootstrap: true,
+		RaftLogLevel: "off", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	f, err := dialFailover([]string{hung.Addr().String(), s.Addr()}, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	live, err := grpc.NewClient(s.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	for _, p := range []string{"a", "b"} {
+		if _, err := pb.NewPoolServiceClient(live).CreatePool(ctx, &pb.PoolRequest{Pool: &pb.Pool{Path: p}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	var got []string
+	err = followEvents(ctx, f, &pb.EventsRequest{}, false, func(ev *pb.Event) error {
+		got = append(got, ev.Kind+" "+ev.Pool)
+		return nil
+	})
+	if err != nil || fmt.Sprint(got) != "[created a created b caught_up ]" {
+		t.Fatalf("followed %v, %v", got, err)
+	}
+	if took := time.Since(start); took < perTry || took > 3*perTry {
+		t.Errorf("followed in %s: the hung server was not tried first, or held the follower too long", took)
 	}
 }
