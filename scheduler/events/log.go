@@ -92,6 +92,7 @@ type TooOldError struct {
 	Horizon Cursor // the oldest cursor from which every event is held
 }
 
+// Error names the oldest index held.
 func (e *TooOldError) Error() string {
 	return fmt.Sprintf("events from index %d are not held by this server: the oldest index it holds is %d "+
 		"(older events were compacted into a snapshot or pushed out of its buffer of recent events)",
@@ -167,15 +168,18 @@ func (l *Log) Append(index uint64, evs []*pb.Event) {
 	close(ch)
 }
 
-// Reset empties the log after the state was replaced by a snapshot: it
-// holds the events applied from then on. Subscribers are dropped
-// (ErrReset); they may resume, and hear a TooOldError if what they need is
-// gone.
-func (l *Log) Reset() {
+// Reset empties the log after the state was replaced by a snapshot of the
+// entries up to snapshotIndex (0: not known): it holds the events applied
+// from then on. Subscribers are dropped (ErrReset); they may resume, and
+// hear a TooOldError if what they need is gone.
+func (l *Log) Reset(snapshotIndex uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	clear(l.ring)
 	l.n, l.last, l.horizonKnown = 0, 0, false
+	if snapshotIndex > 0 {
+		l.horizon, l.horizonKnown = Cursor{Index: snapshotIndex + 1}, true
+	}
 	for s := range l.subs {
 		l.dropLocked(s, ErrReset)
 	}

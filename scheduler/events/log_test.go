@@ -106,7 +106,7 @@ func TestReset(t *testing.T) {
 	l := New(Options{})
 	l.Append(1, entry(1))
 	s, _ := l.Subscribe(Cursor{}, nil)
-	l.Reset()
+	l.Reset(0)
 	if _, err := s.Next(context.Background(), 10, true); !errors.Is(err, ErrReset) {
 		t.Fatalf("subscriber after reset: %v", err)
 	}
@@ -119,10 +119,17 @@ func TestReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	l2 := New(Options{})
-	l2.Reset()
+	l2.Reset(0)
 	l2.Append(7, entry(1))
 	if h, ok := l2.Horizon(); !ok || h != (Cursor{Index: 7}) {
 		t.Fatalf("horizon %s %v", h, ok)
+	}
+	// Knowing the snapshot's index, the horizon is the entry after it,
+	// whatever comes first after.
+	l2.Reset(40)
+	l2.Append(43, entry(1))
+	if h, ok := l2.Horizon(); !ok || h != (Cursor{Index: 41}) {
+		t.Fatalf("horizon after a reset at 40: %s %v", h, ok)
 	}
 }
 

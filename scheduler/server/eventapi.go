@@ -17,6 +17,7 @@ import (
 	"github.com/banyan-sched/banyan/scheduler/acl"
 	"github.com/banyan-sched/banyan/scheduler/events"
 	"github.com/banyan-sched/banyan/scheduler/state"
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -51,7 +52,7 @@ func (e *eventService) Stream(req *pb.EventsRequest, stream pb.EventService_Stre
 	if req.Newest {
 		sub, err = log.SubscribeNewest()
 	} else {
-		sub, err = log.Subscribe(events.Cursor{Index: req.FromIndex, Position: req.FromPosition}, e.s.raft.AppliedIndex)
+		sub, err = log.Subscribe(events.Cursor{Index: req.FromIndex, Position: req.FromPosition}, e.s.restoredIndex)
 	}
 	if err != nil {
 		return eventStatus(err)
@@ -66,7 +67,9 @@ func (e *eventService) Stream(req *pb.EventsRequest, stream pb.EventService_Stre
 // catches up to newer entries, at most once per caughtUpEvery.
 func (e *eventService) pump(ctx context.Context, sub *events.Sub, f *eventFilter, send func(*pb.Event) error) error {
 	var marked uint64
-	var markedAt, due time.Time // due: when a held-back mark goes out (zero: none)
+	// The pace of marks is kept on the monotonic clock (it paces I/O and
+	// decides nothing); due is when a held-back mark goes out (zero: none).
+	var markedAt, due time.Time
 	everMarked := false
 	for {
 		b, err := e.next(ctx, sub, due, everMarked) // the first mark goes out at once
@@ -83,18 +86,17 @@ func (e *eventService) pump(ctx context.Context, sub *events.Sub, f *eventFilter
 		if !b.CaughtUp || everMarked && b.LastIndex <= marked {
 			continue
 		}
-		now := e.s.cfg.Clock()
-		if everMarked && now.Sub(markedAt) < caughtUpEvery && (due.IsZero() || now.Before(due)) {
+		if everMarked && time.Since(markedAt) < caughtUpEvery {
 			if due.IsZero() {
 				due = markedAt.Add(caughtUpEvery)
 			}
 			continue
 		}
 		if err := send(&pb.Event{Topic: state.TopicStream, Kind: state.KindCaughtUp, Index: b.LastIndex,
-			UnixMs: now.UnixMilli()}); err != nil {
+			UnixMs: e.s.cfg.Clock().UnixMilli()}); err != nil {
 			return err
 		}
-		marked, markedAt, due, everMarked = b.LastIndex, now, time.Time{}, true
+		marked, markedAt, due, everMarked = b.LastIndex, time.Now(), time.Time{}, true
 	}
 }
 
@@ -111,6 +113,26 @@ func (e *eventService) next(ctx context.Context, sub *events.Sub, due time.Time,
 		return sub.Next(ctx, eventBatch, false)
 	}
 	return b, err
+}
+
+// restoredIndex bounds from above the index of the snapshot the FSM
+// restored last, for the event log's horizon when the restore could not
+// tell it: raft's applied index, or the newest snapshot stored when that
+// is higher (raft moves its applied index only after a snapshot installed
+// from the leader is restored).
+func (s *Server) restoredIndex() uint64 {
+	return max(s.raft.AppliedIndex(), newestSnapshot(s.snaps))
+}
+
+// newestSnapshot is the index of the newest snapshot in the store: the one
+// raft restores at start, or that it installs from the leader before it
+// hands it to the FSM (0 if none or unreadable).
+func newestSnapshot(snaps raft.SnapshotStore) uint64 {
+	metas, err := snaps.List()
+	if err != nil || len(metas) == 0 {
+		return 0
+	}
+	return metas[0].Index
 }
 
 // eventStatus turns an event log error into the call's status.

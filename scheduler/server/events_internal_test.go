@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -109,8 +110,9 @@ func TestEventsAfterRestartFromSnapshot(t *testing.T) {
 	s = startTestServer(t, dir, ln, false)
 	defer s.Close()
 	_, err = firstEvent(t, addr, &pb.EventsRequest{})
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "oldest index it holds is") {
-		t.Fatalf("from 0 after a restart from a snapshot: %v", err)
+	want := fmt.Sprintf("oldest index it holds is %d ", meta.Index+1)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), want) {
+		t.Fatalf("from 0 after a restart from a snapshot: %v, want %q", err, want)
 	}
 	again, err := firstEvent(t, addr, &pb.EventsRequest{FromIndex: meta.Index + 1})
 	if err != nil || again.Name != "after" || events.CursorOf(again) != events.CursorOf(ev) {

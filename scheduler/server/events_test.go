@@ -405,3 +405,42 @@ func TestEventsSameOnEveryServer(t *testing.T) {
 		}
 	}
 }
+
+// A stream whose filter skips every new entry still hears, within about a
+// second, that it has caught up past them, and no more than about once a
+// second.
+func TestEventsCaughtUpMarksFollowSkippedEntries(t *testing.T) {
+	s, jobs := startOneNodeFarm(t)
+	defer s.Close()
+	st, err := dialEvents(t, s.Addr()).Stream(streamCtx(t), &pb.EventsRequest{Topics: []string{"pool"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := st.Recv()
+	if err != nil || first.Kind != state.KindCaughtUp {
+		t.Fatalf("first message %v, %v", first, err)
+	}
+	start := time.Now()
+	var marks []*pb.Event
+	for i := range 3 {
+		resp, err := jobs.SubmitJobs(ctx5(t), &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{shellJob(fmt.Sprint("skip", i), "", 1, "true")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitJob(t, jobs, resp.Jobs[0].Id, 20*time.Second)
+	}
+	last := s.FSM().Events().Last()
+	for len(marks) == 0 || marks[len(marks)-1].Index < last {
+		ev, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Kind != state.KindCaughtUp {
+			t.Fatalf("a pool-only stream got %v", ev)
+		}
+		marks = append(marks, ev)
+	}
+	if took := time.Since(start); len(marks) > int(took/time.Second)+2 {
+		t.Errorf("%d marks in %s: more than one a second", len(marks), took)
+	}
+}

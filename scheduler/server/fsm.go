@@ -20,6 +20,9 @@ import (
 type FSM struct {
 	defaults state.Defaults
 	events   *events.Log // appended to on the FSM goroutine only
+	// snapshotIndex returns the index of the snapshot a Restore reads (an
+	// upper bound; 0 if unknown), for the event log's horizon.
+	snapshotIndex func() uint64
 
 	mu         sync.RWMutex
 	st         *state.State
@@ -131,7 +134,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.restoreErr = nil
 	f.st = st
-	f.events.Reset() // the entries the snapshot covers are not replayed
+	var snapIndex uint64
+	if f.snapshotIndex != nil {
+		snapIndex = f.snapshotIndex()
+	}
+	f.events.Reset(snapIndex) // the entries the snapshot covers are not replayed
 	ch := f.changed
 	f.changed = make(chan struct{})
 	f.mu.Unlock()

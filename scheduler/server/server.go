@@ -198,6 +198,7 @@ type Server struct {
 	fsm   *FSM
 	raft  *raft.Raft
 	store *raftboltdb.BoltStore
+	snaps raft.SnapshotStore
 	mux   *mux
 	grpc  *grpc.Server
 	fwd   *forwarder
@@ -355,6 +356,7 @@ func (s *Server) startRaft() error {
 		Stream: &streamLayer{chanListener: newChanListener(s.mux, s.mux.raftCh), tls: s.cfg.TLS}, MaxPool: 4,
 		Timeout: 10 * time.Second, Logger: rc.Logger,
 	})
+	s.fsm.snapshotIndex = func() uint64 { return newestSnapshot(snaps) }
 	hasState, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {
 		store.Close()
@@ -368,7 +370,7 @@ func (s *Server) startRaft() error {
 		}
 		return fmt.Errorf("start raft: %w", err)
 	}
-	s.raft, s.store = r, store
+	s.raft, s.store, s.snaps = r, store, snaps
 	if hasState {
 		return nil
 	}
