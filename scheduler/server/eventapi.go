@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
@@ -36,6 +37,9 @@ var eventTopics = []string{state.TopicJob, state.TopicTask, state.TopicAgent, st
 type eventService struct {
 	pb.UnimplementedEventServiceServer
 	s *Server
+
+	backfillOnce sync.Once
+	backfill     *backfill
 }
 
 // Stream sends the events from the request's cursor on, then follows new
@@ -48,17 +52,43 @@ func (e *eventService) Stream(req *pb.EventsRequest, stream pb.EventService_Stre
 		return err
 	}
 	log := e.s.fsm.Events()
+	from := events.Cursor{Index: req.FromIndex, Position: req.FromPosition}
 	var sub *events.Sub
 	if req.Newest {
 		sub, err = log.SubscribeNewest()
 	} else {
-		sub, err = log.Subscribe(events.Cursor{Index: req.FromIndex, Position: req.FromPosition}, e.s.restoredIndex)
+		sub, err = log.Subscribe(from, e.s.restoredIndex)
+	}
+	var old *events.TooOldError
+	if errors.As(err, &old) {
+		// Older than the ring: follow the ring from its horizon, and
+		// replay the stored log up to there first.
+		if sub, err = log.Subscribe(old.Horizon, e.s.restoredIndex); err == nil {
+			defer sub.Close()
+			if err := e.replay(ctx, from, old.Horizon, f, stream.Send); err != nil {
+				return eventStatus(err)
+			}
+		}
+	} else if err == nil {
+		defer sub.Close()
 	}
 	if err != nil {
 		return eventStatus(err)
 	}
-	defer sub.Close()
 	return e.pump(ctx, sub, f, stream.Send)
+}
+
+// replay sends the events in [from, until) that pass the filter,
+// regenerated from the raft log on disk.
+func (e *eventService) replay(ctx context.Context, from, until events.Cursor, f *eventFilter,
+	send func(*pb.Event) error) error {
+	e.backfillOnce.Do(func() { e.backfill = newBackfill(e.s.store, e.s.snaps, e.s.cfg.Defaults) })
+	return e.backfill.replay(ctx, from, until, func(ev *pb.Event) error {
+		if f.keep(ev) {
+			return send(ev)
+		}
+		return nil
+	})
 }
 
 // pump sends a subscription's events that pass the filter, and a
@@ -146,6 +176,8 @@ func eventStatus(err error) error {
 			"%v: the stream was ended; resume from the last event received (sched events --from INDEX.POSITION)", err)
 	case errors.Is(err, events.ErrReset):
 		return status.Errorf(codes.Unavailable, "%v: resume from the last event received", err)
+	case errors.Is(err, errReplay):
+		return status.Errorf(codes.DataLoss, "%v", err)
 	case errors.Is(err, events.ErrClosed):
 		return status.Error(codes.Unavailable, "server shutting down")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -11,6 +11,7 @@ import (
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/scheduler/events"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+	"github.com/banyan-sched/banyan/scheduler/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -28,27 +29,57 @@ func submitTasks(t *testing.T, s *Server, name string, n int) {
 	}
 }
 
-// firstEvent opens a stream from a cursor and returns its first message
-// or its error.
-func firstEvent(t *testing.T, addr string, req *pb.EventsRequest) (*pb.Event, error) {
+// readUntil opens a stream and reads it until stop says so, returning the
+// cursors of the events (caught_up marks left out), or the error.
+func readUntil(t *testing.T, addr string, req *pb.EventsRequest, stop func(*pb.Event) bool) ([]string, error) {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	st, err := pb.NewEventServiceClient(conn).Stream(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	return st.Recv()
+	var out []string
+	for {
+		ev, err := st.Recv()
+		if err != nil {
+			return out, err
+		}
+		if ev.Kind != state.KindCaughtUp {
+			out = append(out, events.CursorOf(ev).String())
+		}
+		if stop(ev) {
+			return out, nil
+		}
+	}
 }
 
-// Events pushed out of the ring are refused with the oldest index held,
-// never skipped.
-func TestEventsTooOldForTheRing(t *testing.T) {
+func lastQueuedOf(task string) func(*pb.Event) bool {
+	return func(ev *pb.Event) bool { return ev.TaskId == task && ev.State == "TASK_STATE_QUEUED" }
+}
+
+// compactTo drops the stored raft log up to index, as raft does after a
+// snapshot once its trailing entries are not needed.
+func compactTo(t *testing.T, s *Server, index uint64) {
+	t.Helper()
+	first, err := s.store.FirstIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.store.DeleteRange(first, index); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Events pushed out of the ring are replayed from the raft log on disk,
+// the very same; once the log is compacted, a cursor before the snapshot
+// is refused with the oldest index the server can serve, never skipped.
+func TestEventsOlderThanTheRing(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -62,20 +93,39 @@ func TestEventsTooOldForTheRing(t *testing.T) {
 	waitReady(t, s)
 	submitTasks(t, s, "j1", 20)
 	submitTasks(t, s, "j2", 1)
-	_, err = firstEvent(t, s.Addr(), &pb.EventsRequest{})
-	horizon, _ := s.fsm.Events().Horizon()
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "oldest index it holds is") {
-		t.Fatalf("from 0 after the ring wrapped: %v", err)
+	got, err := readUntil(t, s.Addr(), &pb.EventsRequest{}, lastQueuedOf("job-2.0"))
+	if err != nil || len(got) != 1+2*20+1+2*1 {
+		t.Fatalf("from 0 past the ring: %d events %v, %v", len(got), got, err)
 	}
-	ev, err := firstEvent(t, s.Addr(), &pb.EventsRequest{FromIndex: horizon.Index, FromPosition: horizon.Position})
-	if err != nil || events.CursorOf(ev) != horizon {
-		t.Fatalf("from the horizon %s: %v, %v", horizon, ev, err)
+	if h, _ := s.fsm.Events().Horizon(); h.Index <= 1 {
+		t.Fatalf("the ring still holds everything (horizon %s): nothing was replayed", h)
+	}
+	f := s.raft.Snapshot()
+	if err := f.Error(); err != nil {
+		t.Fatal(err)
+	}
+	meta, rc, err := f.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	submitTasks(t, s, "j3", 20) // the ring moves past the snapshot
+	compactTo(t, s, meta.Index)
+	_, err = readUntil(t, s.Addr(), &pb.EventsRequest{}, lastQueuedOf("job-3.19"))
+	want := fmt.Sprintf("oldest index it holds is %d ", meta.Index+1)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), want) {
+		t.Fatalf("from 0 after compaction: %v, want %q", err, want)
+	}
+	got, err = readUntil(t, s.Addr(), &pb.EventsRequest{FromIndex: meta.Index + 1}, lastQueuedOf("job-3.19"))
+	if err != nil || len(got) != 1+2*20 {
+		t.Fatalf("from the snapshot on: %d events, %v", len(got), err)
 	}
 }
 
 // A restarted server restores its snapshot and replays the log after it:
-// it serves events from the snapshot's index on (the same cursors as
-// before the restart) and refuses older ones, naming the oldest it has.
+// it serves every event again, at the same cursors (the older ones
+// regenerated from the log on disk), and once the log before the snapshot
+// is compacted refuses cursors before it, naming the oldest it has.
 func TestEventsAfterRestartFromSnapshot(t *testing.T) {
 	dir := t.TempDir()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -95,9 +145,9 @@ func TestEventsAfterRestartFromSnapshot(t *testing.T) {
 	}
 	rc.Close()
 	submitTasks(t, s, "after", 2)
-	ev, err := firstEvent(t, addr, &pb.EventsRequest{FromIndex: meta.Index + 1})
-	if err != nil || ev.Name != "after" {
-		t.Fatalf("before the restart, from %d: %v, %v", meta.Index+1, ev, err)
+	whole, err := readUntil(t, addr, &pb.EventsRequest{}, lastQueuedOf("job-2.1"))
+	if err != nil {
+		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -109,14 +159,22 @@ func TestEventsAfterRestartFromSnapshot(t *testing.T) {
 	}
 	s = startTestServer(t, dir, ln, false)
 	defer s.Close()
-	_, err = firstEvent(t, addr, &pb.EventsRequest{})
+	if h, _ := s.fsm.Events().Horizon(); h != (events.Cursor{Index: meta.Index + 1}) {
+		t.Fatalf("horizon after the restart %s, want the entry after the snapshot %d", h, meta.Index)
+	}
+	again, err := readUntil(t, addr, &pb.EventsRequest{}, lastQueuedOf("job-2.1"))
+	if err != nil || fmt.Sprint(again) != fmt.Sprint(whole) {
+		t.Fatalf("from 0 after the restart:\n%v\nbefore:\n%v\n%v", again, whole, err)
+	}
+	compactTo(t, s, meta.Index)
+	_, err = readUntil(t, addr, &pb.EventsRequest{}, lastQueuedOf("job-2.1"))
 	want := fmt.Sprintf("oldest index it holds is %d ", meta.Index+1)
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), want) {
-		t.Fatalf("from 0 after a restart from a snapshot: %v, want %q", err, want)
+		t.Fatalf("from 0 after compaction: %v, want %q", err, want)
 	}
-	again, err := firstEvent(t, addr, &pb.EventsRequest{FromIndex: meta.Index + 1})
-	if err != nil || again.Name != "after" || events.CursorOf(again) != events.CursorOf(ev) {
-		t.Fatalf("after the restart, from %d: %v (was %v), %v", meta.Index+1, again, ev, err)
+	tail, err := readUntil(t, addr, &pb.EventsRequest{FromIndex: meta.Index + 1}, lastQueuedOf("job-2.1"))
+	if err != nil || fmt.Sprint(tail) != fmt.Sprint(whole[len(whole)-len(tail):]) || len(tail) != 1+2*2 {
+		t.Fatalf("from the snapshot on: %v (whole %v), %v", tail, whole, err)
 	}
 }
 
