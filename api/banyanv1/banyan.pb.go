@@ -5060,7 +5060,10 @@ func (x *EventsRequest) GetNewest() bool {
 // A stream sends a mark once it has sent all the server holds (the first
 // may name an index before the request's cursor, when the server lags
 // behind it: a client keeps the later of the two), then when it catches up
-// to newer entries, at most once a second.
+// to newer entries, at most once a second. While a server replays entries
+// older than it keeps in memory from its raft log on disk, "progress"
+// marks (topic "stream") say the same of the entries replayed so far: one
+// at once, then about one a second.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// index is the raft log index of the entry whose apply made the change.
@@ -5071,7 +5074,7 @@ type Event struct {
 	Topic string `protobuf:"bytes,3,opt,name=topic,proto3" json:"topic,omitempty"`
 	// kind says what happened: job submitted/state/promoted; task
 	// created/state/replaced; agent up/down/devices; pool
-	// created/updated/deleted; stream caught_up.
+	// created/updated/deleted; stream caught_up/progress.
 	Kind    string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
 	JobId   string `protobuf:"bytes,5,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	TaskId  string `protobuf:"bytes,6,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`

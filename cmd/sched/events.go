@@ -42,9 +42,10 @@ changes are shown; --from 0 replays all a server still holds (a job's whole
 history while its log is not compacted), --from INDEX[.POSITION] resumes
 right there (each event prints its cursor). A dropped stream is resumed
 after the last event printed, on the next server of --addr if one is gone.
-With -o json each event is one JSON object on a line, and caught_up lines
-(topic "stream") say every change up to their index has been seen, so a
-consumer may resume from index+1 even when its filters skip everything.`,
+With -o json each event is one JSON object on a line, and caught_up and
+progress lines (topic "stream") say every change up to their index has been
+seen, so a consumer may resume from index+1 (their "next") even when its
+filters skip everything.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req, err := f.request()
@@ -114,7 +115,7 @@ type eventCursor struct {
 // seen moves the cursor past an event or a mark.
 func (c *eventCursor) seen(ev *pb.Event) {
 	next := events.CursorOf(ev).After()
-	if ev.Kind == "caught_up" {
+	if isMark(ev) {
 		next = events.Cursor{Index: ev.Index + 1}
 	}
 	cur := events.Cursor{Index: c.req.FromIndex, Position: c.req.FromPosition}
@@ -122,6 +123,10 @@ func (c *eventCursor) seen(ev *pb.Event) {
 		c.req.Newest, c.req.FromIndex, c.req.FromPosition = false, next.Index, next.Position
 	}
 }
+
+// isMark reports whether a message is a caught_up or progress mark: every
+// event up to its index has been sent or filtered out.
+func isMark(ev *pb.Event) bool { return ev.Topic == "stream" }
 
 // streamAction is what the follower does after a stream ends with err.
 type streamAction int
@@ -197,8 +202,8 @@ func followEvents(ctx context.Context, conn *failover, req *pb.EventsRequest, fo
 // anything; done whether it is finished (caught up without follow).
 func streamOnce(ctx context.Context, conn *failover, server int, cur *eventCursor, follow bool,
 	print func(*pb.Event) error) (progress, done bool, err error) {
-	// A server sends a caught_up mark as soon as it has sent what it holds;
-	// one that sends nothing within perTry is hung: ask the next.
+	// A server sends a caught_up (or, replaying its log, a progress) mark
+	// at once; one that sends nothing within perTry is hung: ask the next.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	timer := time.AfterFunc(perTry, func() { cancel(errNoAnswer) })
@@ -238,8 +243,8 @@ func streamErr(ctx context.Context, err error) error {
 
 // eventJSON is one event as `sched events -o json` prints it.
 type eventJSON struct {
-	// Cursor is the event's place (INDEX.POSITION; none on a caught_up
-	// mark); Next is the --from that resumes right after this line.
+	// Cursor is the event's place (INDEX.POSITION; none on a caught_up or
+	// progress mark); Next is the --from that resumes right after this line.
 	Cursor        string `json:"cursor,omitempty"`
 	Next          string `json:"next"`
 	Index         uint64 `json:"index"`
@@ -263,8 +268,8 @@ type eventJSON struct {
 	UnhealthyGPUs int32  `json:"unhealthy_gpus,omitempty"`
 }
 
-// eventPrinter prints events as a table (caught_up marks left out) or as
-// JSON lines (marks included).
+// eventPrinter prints events as a table (marks left out) or as JSON lines
+// (marks included).
 type eventPrinter struct {
 	w      io.Writer
 	json   bool
@@ -280,7 +285,7 @@ func (p *eventPrinter) print(ev *pb.Event) error {
 		_, err = fmt.Fprintf(p.w, "%s\n", b)
 		return err
 	}
-	if ev.Kind == "caught_up" {
+	if isMark(ev) {
 		return nil
 	}
 	if !p.header {
@@ -302,7 +307,7 @@ func toEventJSON(ev *pb.Event) eventJSON {
 		FailureClass: ev.FailureClass, Reason: ev.Reason, ReplacedBy: ev.ReplacedBy, GPUs: ev.Gpus,
 		UnhealthyGPUs: ev.UnhealthyGpus}
 	next := events.CursorOf(ev).After()
-	if ev.Kind == "caught_up" {
+	if isMark(ev) {
 		out.Cursor, next = "", events.Cursor{Index: ev.Index + 1}
 	}
 	out.Next = next.String()

@@ -163,12 +163,12 @@ func TestEventsFollowAcrossRestart(t *testing.T) {
 	}
 	var got, want []string
 	for _, ev := range parseEventLines(t, lines.text()) {
-		if ev.Kind != "caught_up" {
+		if ev.Topic != "stream" {
 			got = append(got, ev.Cursor)
 		}
 	}
 	for _, ev := range parseEventLines(t, out) {
-		if ev.Kind != "caught_up" {
+		if ev.Topic != "stream" {
 			want = append(want, ev.Cursor)
 		}
 	}

@@ -50,6 +50,7 @@ func TestEventCursorResumes(t *testing.T) {
 	step(&pb.Event{Index: 12, Position: 3}, "12.4")
 	step(&pb.Event{Topic: "stream", Kind: "caught_up", Index: 11}, "12.4")
 	step(&pb.Event{Topic: "stream", Kind: "caught_up", Index: 12}, "13.0")
+	step(&pb.Event{Topic: "stream", Kind: "progress", Index: 20}, "21.0")
 }
 
 func cursorString(r *pb.EventsRequest) string {

@@ -79,15 +79,31 @@ func (e *eventService) Stream(req *pb.EventsRequest, stream pb.EventService_Stre
 }
 
 // replay sends the events in [from, until) that pass the filter,
-// regenerated from the raft log on disk.
+// regenerated from the raft log on disk, with a progress mark at once (a
+// client takes silence for a hung server) and then about once a second.
 func (e *eventService) replay(ctx context.Context, from, until events.Cursor, f *eventFilter,
 	send func(*pb.Event) error) error {
 	e.backfillOnce.Do(func() { e.backfill = newBackfill(e.s.store, e.s.snaps, e.s.cfg.Defaults) })
-	return e.backfill.replay(ctx, from, until, func(ev *pb.Event) error {
+	progress := func(index uint64) error {
+		return send(&pb.Event{Topic: state.TopicStream, Kind: state.KindProgress, Index: index,
+			UnixMs: e.s.cfg.Clock().UnixMilli()})
+	}
+	if err := progress(max(from.Index, 1) - 1); err != nil {
+		return err
+	}
+	markedAt := time.Now()
+	keep := func(ev *pb.Event) error {
 		if f.keep(ev) {
 			return send(ev)
 		}
 		return nil
+	}
+	return e.backfill.replay(ctx, from, until, keep, func(index uint64) error {
+		if time.Since(markedAt) < caughtUpEvery {
+			return nil
+		}
+		markedAt = time.Now()
+		return progress(index)
 	})
 }
 

@@ -72,8 +72,9 @@ func (b *backfill) base(from, until events.Cursor) (replayBase, error) {
 }
 
 // replay sends through emit, in order, the events of the stored entries
-// with cursors in [from, until).
-func (b *backfill) replay(ctx context.Context, from, until events.Cursor, emit func(*pb.Event) error) error {
+// with cursors in [from, until), and tells done each entry it finished.
+func (b *backfill) replay(ctx context.Context, from, until events.Cursor, emit func(*pb.Event) error,
+	done func(index uint64) error) error {
 	select {
 	case b.sem <- struct{}{}:
 		defer func() { <-b.sem }()
@@ -106,6 +107,9 @@ func (b *backfill) replay(ctx context.Context, from, until events.Cursor, emit f
 			if err := emit(ev); err != nil {
 				return err
 			}
+		}
+		if err := done(i); err != nil {
+			return err
 		}
 	}
 	return nil

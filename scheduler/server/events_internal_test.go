@@ -30,7 +30,7 @@ func submitTasks(t *testing.T, s *Server, name string, n int) {
 }
 
 // readUntil opens a stream and reads it until stop says so, returning the
-// cursors of the events (caught_up marks left out), or the error.
+// cursors of the events (marks left out), or the error.
 func readUntil(t *testing.T, addr string, req *pb.EventsRequest, stop func(*pb.Event) bool) ([]string, error) {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -50,7 +50,7 @@ func readUntil(t *testing.T, addr string, req *pb.EventsRequest, stop func(*pb.E
 		if err != nil {
 			return out, err
 		}
-		if ev.Kind != state.KindCaughtUp {
+		if ev.Topic != state.TopicStream {
 			out = append(out, events.CursorOf(ev).String())
 		}
 		if stop(ev) {
@@ -99,6 +99,14 @@ func TestEventsOlderThanTheRing(t *testing.T) {
 	}
 	if h, _ := s.fsm.Events().Horizon(); h.Index <= 1 {
 		t.Fatalf("the ring still holds everything (horizon %s): nothing was replayed", h)
+	}
+	var marks []string
+	_, err = readUntil(t, s.Addr(), &pb.EventsRequest{Topics: []string{"pool"}}, func(ev *pb.Event) bool {
+		marks = append(marks, ev.Kind)
+		return ev.Kind == state.KindCaughtUp
+	})
+	if err != nil || len(marks) < 2 || marks[0] != state.KindProgress {
+		t.Fatalf("a replay that sends nothing: %v, %v; want a progress mark first", marks, err)
 	}
 	f := s.raft.Snapshot()
 	if err := f.Error(); err != nil {

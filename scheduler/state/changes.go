@@ -35,6 +35,7 @@ const (
 	KindUpdated   = "updated"   // pool
 	KindDeleted   = "deleted"   // pool
 	KindCaughtUp  = "caught_up" // stream
+	KindProgress  = "progress"  // stream
 )
 
 // RecordChanges turns change records on or off.
