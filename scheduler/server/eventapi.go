@@ -59,21 +59,22 @@ func (e *eventService) Stream(req *pb.EventsRequest, stream pb.EventService_Stre
 	} else {
 		sub, err = log.Subscribe(from, e.s.restoredIndex)
 	}
+	// Older than the ring: follow the ring from its horizon (which may
+	// move on meanwhile), and replay the stored log up to there first.
 	var old *events.TooOldError
-	if errors.As(err, &old) {
-		// Older than the ring: follow the ring from its horizon, and
-		// replay the stored log up to there first.
-		if sub, err = log.Subscribe(old.Horizon, e.s.restoredIndex); err == nil {
-			defer sub.Close()
-			if err := e.replay(ctx, from, old.Horizon, f, stream.Send); err != nil {
-				return eventStatus(err)
-			}
-		}
-	} else if err == nil {
-		defer sub.Close()
+	var replayUntil events.Cursor
+	for try := 0; try < 3 && errors.As(err, &old); try++ {
+		replayUntil = old.Horizon
+		sub, err = log.Subscribe(old.Horizon, e.s.restoredIndex)
 	}
 	if err != nil {
 		return eventStatus(err)
+	}
+	defer sub.Close()
+	if replayUntil != (events.Cursor{}) {
+		if err := e.replay(ctx, from, replayUntil, f, stream.Send); err != nil {
+			return eventStatus(err)
+		}
 	}
 	return e.pump(ctx, sub, f, stream.Send)
 }
