@@ -5358,6 +5358,312 @@ func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
 	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{76}
 }
 
+// EventsRequest opens an event stream.
+type EventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// topics keeps only events of these topics: "job", "task", "agent",
+	// "pool" (all when empty).
+	Topics []string `protobuf:"bytes,1,rep,name=topics,proto3" json:"topics,omitempty"`
+	// pool keeps only events of this pool and the pools below it (agent
+	// events, which belong to no pool, are then left out).
+	Pool string `protobuf:"bytes,2,opt,name=pool,proto3" json:"pool,omitempty"`
+	// from_index is the raft log index of the first event to send: 0 (or 1)
+	// replays everything the server still holds from the start, and a
+	// request for an index older than the server holds is refused with
+	// FailedPrecondition naming the oldest index it has.
+	FromIndex uint64 `protobuf:"varint,3,opt,name=from_index,json=fromIndex,proto3" json:"from_index,omitempty"`
+	// from_position skips the events of from_index before this position: a
+	// client resuming after event (i, p) asks from_index i, from_position
+	// p+1, and loses and repeats nothing.
+	FromPosition uint32 `protobuf:"varint,4,opt,name=from_position,json=fromPosition,proto3" json:"from_position,omitempty"`
+	// newest starts after the newest event the server holds (from_index and
+	// from_position are then ignored): only changes from now on.
+	Newest        bool `protobuf:"varint,5,opt,name=newest,proto3" json:"newest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventsRequest) Reset() {
+	*x = EventsRequest{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventsRequest) ProtoMessage() {}
+
+func (x *EventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
+func (*EventsRequest) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *EventsRequest) GetTopics() []string {
+	if x != nil {
+		return x.Topics
+	}
+	return nil
+}
+
+func (x *EventsRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *EventsRequest) GetFromIndex() uint64 {
+	if x != nil {
+		return x.FromIndex
+	}
+	return 0
+}
+
+func (x *EventsRequest) GetFromPosition() uint32 {
+	if x != nil {
+		return x.FromPosition
+	}
+	return 0
+}
+
+func (x *EventsRequest) GetNewest() bool {
+	if x != nil {
+		return x.Newest
+	}
+	return false
+}
+
+// Event is one change of the state, or (topic "stream", kind "caught_up")
+// a mark that every event up to index has been sent or filtered out, so a
+// client may resume from index+1 even when its filters skipped everything.
+// A stream sends a mark once it has sent all the server holds (the first
+// may name an index before the request's cursor, when the server lags
+// behind it: a client keeps the later of the two), then when it catches up
+// to newer entries, at most once a second. While a server replays entries
+// older than it keeps in memory from its raft log on disk, "progress"
+// marks (topic "stream") say the same of the entries replayed so far: one
+// at once, then about one a second.
+type Event struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the raft log index of the entry whose apply made the change.
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// position is the change's place among that entry's changes, from 0.
+	Position uint32 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	// topic is "job", "task", "agent", "pool", or "stream".
+	Topic string `protobuf:"bytes,3,opt,name=topic,proto3" json:"topic,omitempty"`
+	// kind says what happened: job submitted/state/promoted; task
+	// created/state/replaced; agent up/down/devices; pool
+	// created/updated/deleted; stream caught_up/progress.
+	Kind    string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	JobId   string `protobuf:"bytes,5,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	TaskId  string `protobuf:"bytes,6,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	AgentId string `protobuf:"bytes,7,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Pool    string `protobuf:"bytes,8,opt,name=pool,proto3" json:"pool,omitempty"`
+	// state is the new state (a JobState or TaskState name, or an agent's
+	// "up"/"down"), previous_state the one before.
+	State         string `protobuf:"bytes,9,opt,name=state,proto3" json:"state,omitempty"`
+	PreviousState string `protobuf:"bytes,10,opt,name=previous_state,json=previousState,proto3" json:"previous_state,omitempty"`
+	// unix_ms is the time of the entry (the leader's clock when it proposed
+	// the change).
+	UnixMs int64 `protobuf:"varint,11,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	// name is the job's or task's name.
+	Name string `protobuf:"bytes,12,opt,name=name,proto3" json:"name,omitempty"`
+	// attempt is the attempt a task change is about: the one that ended,
+	// the one placed, or the one waiting; agent_id is where it ran.
+	Attempt int32 `protobuf:"varint,13,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// outcome and failure_class are an ended attempt's (see api/failure).
+	Outcome      string `protobuf:"bytes,14,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	FailureClass string `protobuf:"bytes,15,opt,name=failure_class,json=failureClass,proto3" json:"failure_class,omitempty"`
+	// reason is a job's final reason, an ended attempt's error, or why an
+	// agent went down (bounded).
+	Reason string `protobuf:"bytes,16,opt,name=reason,proto3" json:"reason,omitempty"`
+	// replaced_by is the fallback task that took over from a failed task.
+	ReplacedBy string `protobuf:"bytes,17,opt,name=replaced_by,json=replacedBy,proto3" json:"replaced_by,omitempty"`
+	// gpus and unhealthy_gpus count an agent's GPU devices.
+	Gpus          int32 `protobuf:"varint,18,opt,name=gpus,proto3" json:"gpus,omitempty"`
+	UnhealthyGpus int32 `protobuf:"varint,19,opt,name=unhealthy_gpus,json=unhealthyGpus,proto3" json:"unhealthy_gpus,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *Event) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *Event) GetPosition() uint32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *Event) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *Event) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Event) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *Event) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *Event) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *Event) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *Event) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Event) GetPreviousState() string {
+	if x != nil {
+		return x.PreviousState
+	}
+	return ""
+}
+
+func (x *Event) GetUnixMs() int64 {
+	if x != nil {
+		return x.UnixMs
+	}
+	return 0
+}
+
+func (x *Event) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Event) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *Event) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *Event) GetFailureClass() string {
+	if x != nil {
+		return x.FailureClass
+	}
+	return ""
+}
+
+func (x *Event) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Event) GetReplacedBy() string {
+	if x != nil {
+		return x.ReplacedBy
+	}
+	return ""
+}
+
+func (x *Event) GetGpus() int32 {
+	if x != nil {
+		return x.Gpus
+	}
+	return 0
+}
+
+func (x *Event) GetUnhealthyGpus() int32 {
+	if x != nil {
+		return x.UnhealthyGpus
+	}
+	return 0
+}
+
 var File_api_banyanv1_banyan_proto protoreflect.FileDescriptor
 
 const file_api_banyanv1_banyan_proto_rawDesc = "" +
@@ -5749,7 +6055,36 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x11ListTokensRequest\"A\n" +
 	"\x12ListTokensResponse\x12+\n" +
 	"\x06tokens\x18\x01 \x03(\v2\x13.banyan.v1.ACLTokenR\x06tokens\"\x0f\n" +
-	"\rWhoAmIRequest*n\n" +
+	"\rWhoAmIRequest\"\x97\x01\n" +
+	"\rEventsRequest\x12\x16\n" +
+	"\x06topics\x18\x01 \x03(\tR\x06topics\x12\x12\n" +
+	"\x04pool\x18\x02 \x01(\tR\x04pool\x12\x1d\n" +
+	"\n" +
+	"from_index\x18\x03 \x01(\x04R\tfromIndex\x12#\n" +
+	"\rfrom_position\x18\x04 \x01(\rR\ffromPosition\x12\x16\n" +
+	"\x06newest\x18\x05 \x01(\bR\x06newest\"\xf9\x03\n" +
+	"\x05Event\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\rR\bposition\x12\x14\n" +
+	"\x05topic\x18\x03 \x01(\tR\x05topic\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x15\n" +
+	"\x06job_id\x18\x05 \x01(\tR\x05jobId\x12\x17\n" +
+	"\atask_id\x18\x06 \x01(\tR\x06taskId\x12\x19\n" +
+	"\bagent_id\x18\a \x01(\tR\aagentId\x12\x12\n" +
+	"\x04pool\x18\b \x01(\tR\x04pool\x12\x14\n" +
+	"\x05state\x18\t \x01(\tR\x05state\x12%\n" +
+	"\x0eprevious_state\x18\n" +
+	" \x01(\tR\rpreviousState\x12\x17\n" +
+	"\aunix_ms\x18\v \x01(\x03R\x06unixMs\x12\x12\n" +
+	"\x04name\x18\f \x01(\tR\x04name\x12\x18\n" +
+	"\aattempt\x18\r \x01(\x05R\aattempt\x12\x18\n" +
+	"\aoutcome\x18\x0e \x01(\tR\aoutcome\x12#\n" +
+	"\rfailure_class\x18\x0f \x01(\tR\ffailureClass\x12\x16\n" +
+	"\x06reason\x18\x10 \x01(\tR\x06reason\x12\x1f\n" +
+	"\vreplaced_by\x18\x11 \x01(\tR\n" +
+	"replacedBy\x12\x12\n" +
+	"\x04gpus\x18\x12 \x01(\x05R\x04gpus\x12%\n" +
+	"\x0eunhealthy_gpus\x18\x13 \x01(\x05R\runhealthyGpus*n\n" +
 	"\bJobClass\x12\x19\n" +
 	"\x15JOB_CLASS_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_CLASS_LATENCY\x10\x01\x12\x13\n" +
@@ -5816,7 +6151,9 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\vRevokeToken\x12\x1d.banyan.v1.RevokeTokenRequest\x1a\x1e.banyan.v1.RevokeTokenResponse\x12I\n" +
 	"\n" +
 	"ListTokens\x12\x1c.banyan.v1.ListTokensRequest\x1a\x1d.banyan.v1.ListTokensResponse\x127\n" +
-	"\x06WhoAmI\x12\x18.banyan.v1.WhoAmIRequest\x1a\x13.banyan.v1.ACLTokenB6Z4github.com/banyan-sched/banyan/api/banyanv1;banyanv1b\x06proto3"
+	"\x06WhoAmI\x12\x18.banyan.v1.WhoAmIRequest\x1a\x13.banyan.v1.ACLToken2F\n" +
+	"\fEventService\x126\n" +
+	"\x06Stream\x12\x18.banyan.v1.EventsRequest\x1a\x10.banyan.v1.Event0\x01B6Z4github.com/banyan-sched/banyan/api/banyanv1;banyanv1b\x06proto3"
 
 var (
 	file_api_banyanv1_banyan_proto_rawDescOnce sync.Once
@@ -5831,7 +6168,7 @@ func file_api_banyanv1_banyan_proto_rawDescGZIP() []byte {
 }
 
 var file_api_banyanv1_banyan_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_api_banyanv1_banyan_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
+var file_api_banyanv1_banyan_proto_msgTypes = make([]protoimpl.MessageInfo, 83)
 var file_api_banyanv1_banyan_proto_goTypes = []any{
 	(JobClass)(0),                // 0: banyan.v1.JobClass
 	(JobState)(0),                // 1: banyan.v1.JobState
@@ -5914,13 +6251,15 @@ var file_api_banyanv1_banyan_proto_goTypes = []any{
 	(*ListTokensRequest)(nil),    // 78: banyan.v1.ListTokensRequest
 	(*ListTokensResponse)(nil),   // 79: banyan.v1.ListTokensResponse
 	(*WhoAmIRequest)(nil),        // 80: banyan.v1.WhoAmIRequest
-	nil,                          // 81: banyan.v1.TaskSpec.EnvEntry
-	nil,                          // 82: banyan.v1.Pool.WarmEntry
-	nil,                          // 83: banyan.v1.Fingerprint.LabelsEntry
-	nil,                          // 84: banyan.v1.WarmTargets.WorkersEntry
+	(*EventsRequest)(nil),        // 81: banyan.v1.EventsRequest
+	(*Event)(nil),                // 82: banyan.v1.Event
+	nil,                          // 83: banyan.v1.TaskSpec.EnvEntry
+	nil,                          // 84: banyan.v1.Pool.WarmEntry
+	nil,                          // 85: banyan.v1.Fingerprint.LabelsEntry
+	nil,                          // 86: banyan.v1.WarmTargets.WorkersEntry
 }
 var file_api_banyanv1_banyan_proto_depIdxs = []int32{
-	81, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
+	83, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
 	4,  // 1: banyan.v1.TaskSpec.resources:type_name -> banyan.v1.Resources
 	6,  // 2: banyan.v1.TaskSpec.retry:type_name -> banyan.v1.RetryPolicy
 	5,  // 3: banyan.v1.TaskSpec.constraints:type_name -> banyan.v1.Constraint
@@ -5944,7 +6283,7 @@ var file_api_banyanv1_banyan_proto_depIdxs = []int32{
 	4,  // 21: banyan.v1.Pool.guaranteed:type_name -> banyan.v1.Resources
 	4,  // 22: banyan.v1.Pool.max:type_name -> banyan.v1.Resources
 	4,  // 23: banyan.v1.Pool.usage:type_name -> banyan.v1.Resources
-	82, // 24: banyan.v1.Pool.warm:type_name -> banyan.v1.Pool.WarmEntry
+	84, // 24: banyan.v1.Pool.warm:type_name -> banyan.v1.Pool.WarmEntry
 	22, // 25: banyan.v1.PoolRequest.pool:type_name -> banyan.v1.Pool
 	22, // 26: banyan.v1.ListPoolsResponse.pools:type_name -> banyan.v1.Pool
 	4,  // 27: banyan.v1.ListPoolsResponse.cluster:type_name -> banyan.v1.Resources
@@ -5954,7 +6293,7 @@ var file_api_banyanv1_banyan_proto_depIdxs = []int32{
 	31, // 31: banyan.v1.GPU.mig:type_name -> banyan.v1.MIGInstance
 	32, // 32: banyan.v1.Fingerprint.gpus:type_name -> banyan.v1.GPU
 	4,  // 33: banyan.v1.Fingerprint.capacity:type_name -> banyan.v1.Resources
-	83, // 34: banyan.v1.Fingerprint.labels:type_name -> banyan.v1.Fingerprint.LabelsEntry
+	85, // 34: banyan.v1.Fingerprint.labels:type_name -> banyan.v1.Fingerprint.LabelsEntry
 	35, // 35: banyan.v1.Agent.fingerprint:type_name -> banyan.v1.Fingerprint
 	4,  // 36: banyan.v1.Agent.used:type_name -> banyan.v1.Resources
 	34, // 37: banyan.v1.Agent.gpu_use:type_name -> banyan.v1.GPUUse
@@ -5977,7 +6316,7 @@ var file_api_banyanv1_banyan_proto_depIdxs = []int32{
 	53, // 54: banyan.v1.ServerMessage.ack:type_name -> banyan.v1.AckEvents
 	54, // 55: banyan.v1.ServerMessage.heartbeat_ack:type_name -> banyan.v1.HeartbeatAck
 	49, // 56: banyan.v1.ServerMessage.warm:type_name -> banyan.v1.WarmTargets
-	84, // 57: banyan.v1.WarmTargets.workers:type_name -> banyan.v1.WarmTargets.WorkersEntry
+	86, // 57: banyan.v1.WarmTargets.workers:type_name -> banyan.v1.WarmTargets.WorkersEntry
 	40, // 58: banyan.v1.TaskBatch.tasks:type_name -> banyan.v1.TaskAssignment
 	40, // 59: banyan.v1.CancelTasks.tasks:type_name -> banyan.v1.TaskAssignment
 	41, // 60: banyan.v1.AckEvents.events:type_name -> banyan.v1.TaskEvent
@@ -6013,34 +6352,36 @@ var file_api_banyanv1_banyan_proto_depIdxs = []int32{
 	76, // 90: banyan.v1.ACLService.RevokeToken:input_type -> banyan.v1.RevokeTokenRequest
 	78, // 91: banyan.v1.ACLService.ListTokens:input_type -> banyan.v1.ListTokensRequest
 	80, // 92: banyan.v1.ACLService.WhoAmI:input_type -> banyan.v1.WhoAmIRequest
-	16, // 93: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
-	13, // 94: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
-	19, // 95: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
-	13, // 96: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
-	13, // 97: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
-	22, // 98: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
-	22, // 99: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
-	22, // 100: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
-	26, // 101: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
-	30, // 102: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
-	48, // 103: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
-	56, // 104: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
-	36, // 105: banyan.v1.AgentService.DrainAgent:output_type -> banyan.v1.Agent
-	36, // 106: banyan.v1.AgentService.SetEligibility:output_type -> banyan.v1.Agent
-	61, // 107: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
-	63, // 108: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
-	65, // 109: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
-	59, // 110: banyan.v1.ClusterService.Version:output_type -> banyan.v1.VersionResponse
-	68, // 111: banyan.v1.ACLService.Bootstrap:output_type -> banyan.v1.ACLToken
-	67, // 112: banyan.v1.ACLService.UpsertPolicy:output_type -> banyan.v1.ACLPolicy
-	72, // 113: banyan.v1.ACLService.DeletePolicy:output_type -> banyan.v1.DeletePolicyResponse
-	74, // 114: banyan.v1.ACLService.ListPolicies:output_type -> banyan.v1.ListPoliciesResponse
-	68, // 115: banyan.v1.ACLService.CreateToken:output_type -> banyan.v1.ACLToken
-	77, // 116: banyan.v1.ACLService.RevokeToken:output_type -> banyan.v1.RevokeTokenResponse
-	79, // 117: banyan.v1.ACLService.ListTokens:output_type -> banyan.v1.ListTokensResponse
-	68, // 118: banyan.v1.ACLService.WhoAmI:output_type -> banyan.v1.ACLToken
-	93, // [93:119] is the sub-list for method output_type
-	67, // [67:93] is the sub-list for method input_type
+	81, // 93: banyan.v1.EventService.Stream:input_type -> banyan.v1.EventsRequest
+	16, // 94: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
+	13, // 95: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
+	19, // 96: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
+	13, // 97: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
+	13, // 98: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
+	22, // 99: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
+	22, // 100: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
+	22, // 101: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
+	26, // 102: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
+	30, // 103: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
+	48, // 104: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
+	56, // 105: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
+	36, // 106: banyan.v1.AgentService.DrainAgent:output_type -> banyan.v1.Agent
+	36, // 107: banyan.v1.AgentService.SetEligibility:output_type -> banyan.v1.Agent
+	61, // 108: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
+	63, // 109: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
+	65, // 110: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
+	59, // 111: banyan.v1.ClusterService.Version:output_type -> banyan.v1.VersionResponse
+	68, // 112: banyan.v1.ACLService.Bootstrap:output_type -> banyan.v1.ACLToken
+	67, // 113: banyan.v1.ACLService.UpsertPolicy:output_type -> banyan.v1.ACLPolicy
+	72, // 114: banyan.v1.ACLService.DeletePolicy:output_type -> banyan.v1.DeletePolicyResponse
+	74, // 115: banyan.v1.ACLService.ListPolicies:output_type -> banyan.v1.ListPoliciesResponse
+	68, // 116: banyan.v1.ACLService.CreateToken:output_type -> banyan.v1.ACLToken
+	77, // 117: banyan.v1.ACLService.RevokeToken:output_type -> banyan.v1.RevokeTokenResponse
+	79, // 118: banyan.v1.ACLService.ListTokens:output_type -> banyan.v1.ListTokensResponse
+	68, // 119: banyan.v1.ACLService.WhoAmI:output_type -> banyan.v1.ACLToken
+	82, // 120: banyan.v1.EventService.Stream:output_type -> banyan.v1.Event
+	94, // [94:121] is the sub-list for method output_type
+	67, // [67:94] is the sub-list for method input_type
 	67, // [67:67] is the sub-list for extension type_name
 	67, // [67:67] is the sub-list for extension extendee
 	0,  // [0:67] is the sub-list for field type_name
@@ -6072,9 +6413,9 @@ func file_api_banyanv1_banyan_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_banyanv1_banyan_proto_rawDesc), len(file_api_banyanv1_banyan_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   81,
+			NumMessages:   83,
 			NumExtensions: 0,
-			NumServices:   5,
+			NumServices:   6,
 		},
 		GoTypes:           file_api_banyanv1_banyan_proto_goTypes,
 		DependencyIndexes: file_api_banyanv1_banyan_proto_depIdxs,

@@ -71,6 +71,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("SCHED_TOKEN"), "ACL token secret (env SCHED_TOKEN)")
 	root.AddCommand(newDevCmd(g), newServerCmd(g), newAgentCmd(g), newJobCmd(g), newPoolCmd(g), newEncodeCmd(g), newEncoderCmd(), newFnCmd())
 	root.AddCommand(newTLSCmd(), newACLCmd(g), newOperatorCmd(g), newVersionCmd())
+	root.AddCommand(newEventsCmd(g))
 	strictUsage(root)
 	return root
 }

@@ -237,11 +237,12 @@ var methodChecks = map[string]methodCheck{
 	pb.ACLService_RevokeToken_FullMethodName:          needCluster(acl.ManageACL),
 	pb.ACLService_ListTokens_FullMethodName:           needCluster(acl.ManageACL),
 	// Health and reflection (health.go): any caller with a valid token.
-	methodHealthCheck:      allowAll,
-	methodHealthWatch:      allowAll,
-	methodHealthList:       allowAll,
-	methodReflection:       allowAll,
-	methodReflectionAlpha1: allowAll,
+	methodHealthCheck:                     allowAll,
+	methodHealthWatch:                     allowAll,
+	methodHealthList:                      allowAll,
+	methodReflection:                      allowAll,
+	methodReflectionAlpha1:                allowAll,
+	pb.EventService_Stream_FullMethodName: typed(checkEvents), // filtered to readable pools
 }
 
 // checkCall applies the method's rule; a denial becomes PermissionDenied

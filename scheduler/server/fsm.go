@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/banyan-sched/banyan/scheduler/events"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"github.com/hashicorp/raft"
@@ -14,9 +15,14 @@ import (
 )
 
 // FSM adapts state.State to raft.FSM. Apply runs on raft's single FSM
-// goroutine; readers take the read lock through Read.
+// goroutine; readers take the read lock through Read. The changes each
+// entry makes go to the event log (Events), tagged with its raft index.
 type FSM struct {
 	defaults state.Defaults
+	events   *events.Log // appended to on the FSM goroutine only
+	// snapshotIndex returns the index of the snapshot a Restore reads (an
+	// upper bound; 0 if unknown), for the event log's horizon.
+	snapshotIndex func() uint64
 
 	mu         sync.RWMutex
 	st         *state.State
@@ -31,8 +37,14 @@ type FSM struct {
 
 // NewFSM returns an FSM holding the initial state.
 func NewFSM(d state.Defaults) *FSM {
-	return &FSM{defaults: d, st: state.New(d), changed: make(chan struct{}), halted: make(chan struct{})}
+	st := state.New(d)
+	st.RecordChanges(true)
+	return &FSM{defaults: d, st: st, changed: make(chan struct{}), halted: make(chan struct{}),
+		events: events.New(events.Options{})}
 }
+
+// Events is the log of the changes this FSM applied.
+func (f *FSM) Events() *events.Log { return f.events }
 
 // ErrHalted wraps the reason an FSM stopped applying.
 var ErrHalted = errors.New("state machine halted")
@@ -90,6 +102,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 	ch := f.changed
 	f.changed = make(chan struct{})
 	f.mu.Unlock()
+	f.events.Append(l.Index, r.Changes)
 	close(ch)
 	return r
 }
@@ -117,9 +130,15 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		f.mu.Unlock()
 		return err
 	}
+	st.RecordChanges(true)
 	f.mu.Lock()
 	f.restoreErr = nil
 	f.st = st
+	var snapIndex uint64
+	if f.snapshotIndex != nil {
+		snapIndex = f.snapshotIndex()
+	}
+	f.events.Reset(snapIndex) // the entries the snapshot covers are not replayed
 	ch := f.changed
 	f.changed = make(chan struct{})
 	f.mu.Unlock()

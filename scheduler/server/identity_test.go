@@ -22,6 +22,8 @@ func TestRoleAllowedTable(t *testing.T) {
 		{methodSession, agent, true}, {methodSession, client, false}, {methodSession, server, false},
 		{"/banyan.v1.JobService/SubmitJobs", client, true}, {"/banyan.v1.JobService/SubmitJobs", server, true},
 		{"/banyan.v1.JobService/SubmitJobs", agent, false}, {"/banyan.v1.PoolService/UpdatePool", agent, false},
+		{pb.EventService_Stream_FullMethodName, client, true}, {pb.EventService_Stream_FullMethodName, server, true},
+		{pb.EventService_Stream_FullMethodName, agent, false},
 	} {
 		if err := roleAllowed(tc.method, tc.id); (err == nil) != tc.ok {
 			t.Errorf("roleAllowed(%s, %s) = %v; want ok=%v", tc.method, tc.id, err, tc.ok)

@@ -22,6 +22,7 @@ import (
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/api/tlsconfig"
+	"github.com/banyan-sched/banyan/scheduler/events"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/raftlog"
 	"github.com/banyan-sched/banyan/scheduler/state"
@@ -105,6 +106,9 @@ type Config struct {
 	// Token is the ACL token this server sends with its own calls to
 	// other servers (joining a cluster).
 	Token string
+	// Events sizes the ring of recent events this server keeps for event
+	// streams (package events; zero values take its defaults).
+	Events events.Options
 	// MaxMessageSize is the largest gRPC message this server sends or
 	// accepts, and the budget its batches to agents are split by (default
 	// limits.DefaultMessageSize; agents and clients must use the same).
@@ -265,6 +269,7 @@ func New(cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), fsm: NewFSM(cfg.Defaults),
 		addr: advertise.String(), ctx: ctx, cancel: cancel}
+	s.fsm.events = events.New(cfg.Events)
 	var muxTLS *tls.Config
 	if cfg.TLS != nil {
 		muxTLS = cfg.TLS.ServerConfig(tlsconfig.ALPNGRPC, tlsconfig.ALPNRaft)
@@ -371,6 +376,7 @@ func (s *Server) startRaft() error {
 		Stream: &streamLayer{chanListener: newChanListener(s.mux, s.mux.raftCh), tls: s.cfg.TLS}, MaxPool: 4,
 		Timeout: 10 * time.Second, Logger: rc.Logger,
 	})
+	s.fsm.snapshotIndex = func() uint64 { return newestSnapshot(snaps) }
 	hasState, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {
 		store.Close()
@@ -442,6 +448,7 @@ func (s *Server) SnapshotNow() error { return s.raft.Snapshot().Error() }
 func (s *Server) Close() error {
 	s.cancel()
 	s.stopLeader()
+	s.fsm.events.Close()
 	s.grpc.Stop()
 	err := s.raft.Shutdown().Error()
 	s.mux.close()

@@ -43,6 +43,9 @@ type Result struct {
 	Assigned []*fsmpb.Assignment
 	// Removed lists the jobs a GC entry removed.
 	Removed []string
+	// Changes lists what the command changed, in order, while change
+	// records are on (RecordChanges); their Index is left 0.
+	Changes []*pb.Event
 }
 
 // Apply applies one command. It is deterministic: its only clock is
@@ -50,6 +53,10 @@ type Result struct {
 func (s *State) Apply(cmd *fsmpb.Command) *Result {
 	now := cmd.NowUnixMs
 	r := &Result{}
+	s.now = now
+	if s.record {
+		defer func() { r.Changes = s.takeChanges() }()
+	}
 	switch c := cmd.Cmd.(type) {
 	case *fsmpb.Command_Submit:
 		s.applySubmit(now, c.Submit, r)
@@ -139,6 +146,7 @@ func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
 	if spec.IdempotencyKey != "" {
 		s.idem[spec.IdempotencyKey] = id
 	}
+	s.noteJob(j, KindSubmitted, 0)
 	s.addTasks(now, j, spec.Tasks)
 	return j
 }
@@ -163,15 +171,28 @@ func (s *State) queueItem(t *Task) queue.Item {
 		TaskID: t.PB.Id, Pool: j.PB.Pool}
 }
 
-// setTaskState changes a task's state and keeps its job's counts.
+// setTaskState changes a task's state and keeps its job's counts. A task
+// leaving a placed state ends its current attempt.
 func (s *State) setTaskState(t *Task, st pb.TaskState) {
+	var ended *pb.Attempt
+	if isPlaced(t.PB.State) && !isPlaced(st) {
+		ended = t.current()
+	}
+	s.changeTaskState(t, st, ended)
+}
+
+// changeTaskState is setTaskState naming the attempt the change ends (nil:
+// none) for the change record.
+func (s *State) changeTaskState(t *Task, st pb.TaskState, ended *pb.Attempt) {
 	c := s.jobs[t.PB.JobId].PB.Counts
 	replaced := t.PB.ReplacedBy != ""
 	*countFor(c, t.PB.State, replaced)--
 	*countFor(c, st, replaced)++
 	s.tallyTask(s.jobs[t.PB.JobId], t.PB.State, replaced, -1)
 	s.tallyTask(s.jobs[t.PB.JobId], st, replaced, 1)
+	from := t.PB.State
 	t.PB.State = st
+	s.noteTask(t, KindState, from, ended)
 }
 
 // setReplacedBy records the fallback that took over from a failed task; the
@@ -183,6 +204,7 @@ func (s *State) setReplacedBy(t *Task, by string) {
 	t.PB.ReplacedBy = by
 	*countFor(c, t.PB.State, by != "")++
 	s.tallyTask(s.jobs[t.PB.JobId], t.PB.State, by != "", 1)
+	s.noteTask(t, KindReplaced, t.PB.State, nil)
 }
 
 // countFor returns the count a task in state st belongs to; replaced says
@@ -270,6 +292,7 @@ func (s *State) assign(now int64, a *fsmpb.Assignment) {
 	if j.PB.State == pb.JobState_JOB_STATE_QUEUED {
 		s.tallyJob(j.PB.State, pb.JobState_JOB_STATE_RUNNING)
 		j.PB.State = pb.JobState_JOB_STATE_RUNNING
+		s.noteJob(j, KindState, pb.JobState_JOB_STATE_QUEUED)
 	}
 }
 
@@ -408,6 +431,7 @@ func (s *State) applyPromote(now int64, c *fsmpb.Promote) {
 		s.tallyClass(j, pb.JobClass_JOB_CLASS_BATCH)
 		j.PB.Class, j.PB.PromotedUnixMs = pb.JobClass_JOB_CLASS_BATCH, now
 		delete(s.opportunistic, id)
+		s.noteJob(j, KindPromoted, j.PB.State)
 		for _, t := range requeue {
 			s.queue.Push(s.queueItem(t))
 		}
@@ -581,9 +605,11 @@ func (s *State) maybeFinishJob(now int64, j *Job) {
 		return
 	}
 	s.tallyJob(j.PB.State, pb.JobState_JOB_STATE_SUCCEEDED)
+	from := j.PB.State
 	j.PB.State = pb.JobState_JOB_STATE_SUCCEEDED
 	j.PB.FinishedUnixMs = now
 	delete(s.opportunistic, j.PB.Id)
+	s.noteJob(j, KindState, from)
 }
 
 // endJob moves a job to a final state and cancels its unfinished tasks,
@@ -593,8 +619,10 @@ func (s *State) endJob(now int64, j *Job, st pb.JobState, reason string, r *Resu
 		return
 	}
 	s.tallyJob(j.PB.State, st)
+	from := j.PB.State
 	j.PB.State, j.PB.Reason, j.PB.FinishedUnixMs = st, reason, now
 	delete(s.opportunistic, j.PB.Id)
+	s.noteJob(j, KindState, from)
 	for _, id := range j.TaskIDs {
 		t := s.tasks[id]
 		if IsFinal(t.PB.State) {
@@ -645,7 +673,9 @@ func (s *State) applyAgentUp(now int64, c *fsmpb.AgentUp, r *Result) {
 		// (a process still draining says so again right after its hello).
 		ag.PB.Drain, ag.PB.Ineligible = nil, false
 	}
+	from := ag.PB.State
 	ag.PB.State, ag.PB.LastSeenUnixMs = AgentUp, now
+	s.noteAgent(ag, KindUp, from, "")
 	known := make(map[string]int32, len(c.Known))
 	for _, k := range c.Known {
 		known[k.TaskId] = k.Attempt
@@ -667,6 +697,7 @@ func (s *State) applyAgentDown(now int64, c *fsmpb.AgentDown, r *Result) {
 		return
 	}
 	ag.PB.State = AgentDown
+	s.noteAgent(ag, KindDown, AgentUp, c.Reason)
 	for _, id := range sortedKeys(ag.Running) {
 		t := s.tasks[id]
 		t.current().Error = "agent " + c.AgentId + " lost: " + c.Reason
@@ -706,6 +737,11 @@ func (s *State) applyPoolPut(c *fsmpb.PoolPut, r *Result) {
 		delete(s.poolWarm, path)
 	}
 	r.Pool = s.PoolView(path)
+	if c.Create {
+		s.notePool(path, KindCreated)
+	} else {
+		s.notePool(path, KindUpdated)
+	}
 }
 
 func (s *State) applyPoolDelete(c *fsmpb.PoolDelete, r *Result) {
@@ -721,6 +757,7 @@ func (s *State) applyPoolDelete(c *fsmpb.PoolDelete, r *Result) {
 	}
 	delete(s.poolWarm, c.Path)
 	r.Pool = view
+	s.notePool(c.Path, KindDeleted)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

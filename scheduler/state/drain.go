@@ -28,6 +28,16 @@ func (s *State) applyAgentScheduling(now int64, c *fsmpb.AgentScheduling, r *Res
 		return
 	}
 	ag.PB.Ineligible = c.Ineligible
+	defer func() {
+		what := "eligible"
+		switch {
+		case ag.PB.Drain != nil:
+			what = "draining"
+		case ag.PB.Ineligible:
+			what = "ineligible"
+		}
+		s.noteAgent(ag, KindSchedule, ag.PB.State, what)
+	}()
 	if c.Drain == nil {
 		ag.PB.Drain = nil
 		return

@@ -77,6 +77,7 @@ func (s *State) applyGC(c *fsmpb.GCJobs, r *Result) {
 			delete(s.tasks, tid)
 		}
 		s.tally.jobs[j.PB.State]--
+		s.noteJob(j, KindRemoved, j.PB.State)
 		if k := j.PB.IdempotencyKey; k != "" && s.idem[k] == id {
 			delete(s.idem, k)
 		}

@@ -46,6 +46,7 @@ func (s *State) addTasks(now int64, j *Job, specs []*pb.TaskSpec) []*Task {
 		j.PB.Counts.Waiting++
 		s.tallyTask(j, pb.TaskState_TASK_STATE_WAITING, false, 1)
 		added[i] = t
+		s.noteTask(t, KindCreated, 0, nil)
 	}
 	names := s.taskNames(j)
 	for _, t := range added {
@@ -274,7 +275,7 @@ func (s *State) applyFallback(now int64, c *fsmpb.Fallback) {
 		delete(s.fallbackWatch, id)
 		t.addAttempt(&pb.Attempt{Number: t.Attempt(), QueuedUnixMs: t.PB.QueuedUnixMs,
 			FinishedUnixMs: now, Outcome: "fallback", Error: reason})
-		s.setTaskState(t, pb.TaskState_TASK_STATE_FAILED)
+		s.changeTaskState(t, pb.TaskState_TASK_STATE_FAILED, t.current())
 		s.startFallback(now, t)
 	}
 }

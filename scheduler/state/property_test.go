@@ -64,12 +64,19 @@ type history struct {
 	step      int
 	refused   int    // assignments Apply did not take
 	last      string // the last operation, for failure messages
+	onApply   func(*Result)
 }
 
 func runHistory(t *testing.T, seed int64, steps int) *history {
+	return runHistoryWith(t, seed, steps, nil)
+}
+
+// runHistoryWith runs a random history; with onApply set, change records
+// are on and onApply sees every command's result.
+func runHistoryWith(t *testing.T, seed int64, steps int, onApply func(*Result)) *history {
 	h := &history{t: t, rng: rand.New(rand.NewSource(seed)),
 		s:   New(Defaults{MaxAttempts: 3, InitialBackoffMs: 100, MaxBackoffMs: 400, OpportunisticMaxWaitMs: 10000}),
-		now: 1000, successes: map[string]int{}}
+		now: 1000, successes: map[string]int{}, onApply: onApply}
 	h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_PoolPut{PoolPut: &fsmpb.PoolPut{Create: true,
 		Pool: &pb.Pool{Path: "capped", Max: &pb.Resources{CpuMillis: 8000}, MaxSet: []string{"cpu"}}}}})
 	h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_PoolPut{PoolPut: &fsmpb.PoolPut{Create: true,
@@ -107,9 +114,13 @@ func (h *history) fatalf(format string, args ...any) {
 func (h *history) apply(c *fsmpb.Command) *Result {
 	h.t.Helper()
 	c.NowUnixMs = h.now
+	h.s.RecordChanges(h.onApply != nil) // a restored copy starts with them off
 	r := h.s.Apply(c)
 	if errs := checkInvariants(h.s, true); len(errs) > 0 {
 		h.fatalf("invariants broken:\n  %s", strings.Join(errs, "\n  "))
+	}
+	if h.onApply != nil {
+		h.onApply(r)
 	}
 	return r
 }

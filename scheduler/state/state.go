@@ -161,6 +161,12 @@ type State struct {
 	acl *aclState
 	// tally holds the totals Counts reports (counts.go).
 	tally tally
+
+	// record turns change records on (changes.go); changes holds those of
+	// the command being applied, now its time.
+	record  bool
+	changes []*pb.Event
+	now     int64
 }
 
 // New returns the initial state: no jobs, no agents, one unlimited pool
