@@ -184,6 +184,9 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	if err != nil {
 		return server.Config{}, err
 	}
+	if f.DeadServerTimeout == "" {
+		f.DeadServerTimeout = server.DefaultDeadServerTimeout.String()
+	}
 	deadAfter, err := time.ParseDuration(f.DeadServerTimeout)
 	if err != nil || deadAfter < 0 {
 		return server.Config{}, usageError{fmt.Sprintf("--dead-server-timeout %q: want a duration such as 15m (0: never)", f.DeadServerTimeout)}
@@ -258,6 +261,12 @@ func newMembersCmd(g *globals) *cobra.Command {
 
 // retentionOf checks and converts the retention flags.
 func retentionOf(maxAge string, maxJobs int) (state.Retention, error) {
+	if maxAge == "" {
+		maxAge = "24h"
+	}
+	if maxJobs == 0 {
+		maxJobs = state.DefaultRetention.MaxJobs
+	}
 	age, err := time.ParseDuration(maxAge)
 	if err != nil || age <= 0 {
 		return state.Retention{}, usageError{fmt.Sprintf("--gc-max-age %q: want a positive duration such as 24h", maxAge)}

@@ -110,6 +110,9 @@ func (j *jobService) SubmitJobs(ctx context.Context, req *pb.SubmitJobsRequest) 
 func (j *jobService) GetJob(ctx context.Context, req *pb.GetJobRequest) (*pb.Job, error) {
 	var job *pb.Job
 	j.s.fsm.Read(func(st *state.State) { job = st.JobView(req.Id, req.WithTasks) })
+	if job == nil && j.s.waitCaughtUp(ctx) {
+		j.s.fsm.Read(func(st *state.State) { job = st.JobView(req.Id, req.WithTasks) })
+	}
 	if job == nil {
 		return nil, status.Errorf(codes.NotFound, "job %q not found", req.Id)
 	}
@@ -153,6 +156,9 @@ func (j *jobService) WatchJob(req *pb.WatchJobRequest, stream pb.JobService_Watc
 		changed := j.s.fsm.Changed()
 		var job *pb.Job
 		j.s.fsm.Read(func(st *state.State) { job = st.JobView(req.Id, false) })
+		if job == nil && last == nil && j.s.waitCaughtUp(stream.Context()) {
+			continue // read again, now caught up
+		}
 		if job == nil {
 			return status.Errorf(codes.NotFound, "job %q not found", req.Id)
 		}
@@ -361,4 +367,23 @@ func (c *clusterService) Remove(ctx context.Context, req *pb.RemoveRequest) (*pb
 		return nil, statusOf(fmt.Errorf("remove server %s: %w", req.Id, err))
 	}
 	return &pb.RemoveResponse{}, nil
+}
+
+// waitCaughtUp waits (at most 5 s) while this server is not ready: a
+// server starting up, or one that just lost contact, may not have applied
+// what the cluster committed yet, and "not found" would be wrong. It
+// reports whether it waited, so that the caller reads again.
+func (s *Server) waitCaughtUp(ctx context.Context) bool {
+	if s.Ready() == nil {
+		return false
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Ready() != nil && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return true
 }
