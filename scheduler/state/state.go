@@ -245,7 +245,12 @@ func (s *State) JobIDs() []string {
 	for _, j := range s.jobs {
 		jobs = append(jobs, j)
 	}
-	sort.Slice(jobs, func(a, b int) bool { return jobs[a].Seq < jobs[b].Seq })
+	sort.Slice(jobs, func(a, b int) bool { // ids break ties: a restored snapshot may repeat a seq
+		if jobs[a].Seq != jobs[b].Seq {
+			return jobs[a].Seq < jobs[b].Seq
+		}
+		return jobs[a].PB.Id < jobs[b].PB.Id
+	})
 	ids := make([]string, len(jobs))
 	for i, j := range jobs {
 		ids[i] = j.PB.Id
