@@ -114,15 +114,13 @@ func newSnapshotSaveCmd(g *globals) *cobra.Command {
 				return usageError{fmt.Sprintf("%s exists: name a new file", file)}
 			}
 			var hdr snapshotFileHeader
-			var data bytes.Buffer
+			var data []byte
 			err := onLeader(cmd, g, 10*time.Minute, func(ctx context.Context, c *client) error {
-				data.Reset()
 				stream, err := pb.NewOperatorServiceClient(c.conn).SnapshotSave(ctx, &pb.SnapshotSaveRequest{})
 				if err != nil {
 					return err
 				}
-				h := sha256.New()
-				var sum string
+				var a pb.SnapshotAssembler
 				for {
 					m, err := stream.Recv()
 					if errors.Is(err, io.EOF) {
@@ -131,27 +129,23 @@ func newSnapshotSaveCmd(g *globals) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					switch {
-					case m.Header != nil:
-						hdr = snapshotFileHeader{Index: m.Header.Index, Term: m.Header.Term, Size: m.Header.Size,
-							CreatedMs: m.Header.CreatedUnixMs, Version: m.Header.Version, Servers: m.Header.Servers}
-					case m.Sha256 != "":
-						sum = m.Sha256
-					default:
-						data.Write(m.Data)
-						h.Write(m.Data)
+					if err := a.Add(m); err != nil {
+						return fmt.Errorf("the snapshot arrived damaged: %w", err)
 					}
 				}
-				if got := hex.EncodeToString(h.Sum(nil)); got != sum || int64(data.Len()) != hdr.Size {
-					return fmt.Errorf("the snapshot arrived damaged: %d of %d bytes, SHA-256 %s, want %s", data.Len(), hdr.Size, got, sum)
+				if err := a.Verify(); err != nil {
+					return fmt.Errorf("the snapshot arrived damaged: %w", err)
 				}
-				hdr.SHA256 = sum
+				h := a.Header
+				hdr = snapshotFileHeader{Index: h.Index, Term: h.Term, Size: h.Size, SHA256: a.Sum(),
+					CreatedMs: h.CreatedUnixMs, Version: h.Version, Servers: h.Servers}
+				data = a.Data.Bytes()
 				return nil
 			})
 			if err != nil {
 				return fmt.Errorf("snapshot save: %w", err)
 			}
-			if err := writeSnapshotFile(file, hdr, data.Bytes()); err != nil {
+			if err := writeSnapshotFile(file, hdr, data); err != nil {
 				return fmt.Errorf("snapshot save: %w", err)
 			}
 			fmt.Printf("Saved snapshot of index %d (term %d) to %s: %d bytes, sha256 %s\n", hdr.Index, hdr.Term, file, hdr.Size, hdr.SHA256)

@@ -86,20 +86,7 @@ func (o *operatorService) SnapshotRestore(stream pb.OperatorService_SnapshotRest
 	if err := o.notLeader(); err != nil {
 		return err
 	}
-	first, err := stream.Recv()
-	if err != nil {
-		return err
-	}
-	hdr := first.GetHeader()
-	if hdr == nil {
-		return status.Error(codes.InvalidArgument, "snapshot restore: the stream must start with the snapshot's header")
-	}
-	if hdr.Size < 0 || hdr.Size > maxRestoreBytes {
-		return status.Errorf(codes.InvalidArgument, "snapshot restore: size %d is outside 0..%d", hdr.Size, maxRestoreBytes)
-	}
-	var buf bytes.Buffer
-	h := sha256.New()
-	var sum string
+	a := pb.SnapshotAssembler{Limit: maxRestoreBytes}
 	for {
 		m, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -108,25 +95,14 @@ func (o *operatorService) SnapshotRestore(stream pb.OperatorService_SnapshotRest
 		if err != nil {
 			return err
 		}
-		if sum != "" {
-			return status.Error(codes.InvalidArgument, "snapshot restore: data after the checksum")
+		if err := a.Add(m); err != nil {
+			return status.Errorf(codes.InvalidArgument, "snapshot restore: %v", err)
 		}
-		if m.Sha256 != "" {
-			sum = m.Sha256
-			continue
-		}
-		if int64(buf.Len()+len(m.Data)) > hdr.Size {
-			return status.Errorf(codes.InvalidArgument, "snapshot restore: more than the %d bytes the header announced", hdr.Size)
-		}
-		buf.Write(m.Data)
-		h.Write(m.Data)
 	}
-	if int64(buf.Len()) != hdr.Size {
-		return status.Errorf(codes.InvalidArgument, "snapshot restore: got %d bytes, the header announced %d (truncated?)", buf.Len(), hdr.Size)
+	if err := a.Verify(); err != nil {
+		return status.Errorf(codes.InvalidArgument, "snapshot restore: %v", err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); sum == "" || got != sum {
-		return status.Errorf(codes.InvalidArgument, "snapshot restore: SHA-256 %s does not match the file's %q: the file is damaged", got, sum)
-	}
+	hdr, buf := a.Header, &a.Data
 	st, err := state.ReadSnapshot(bytes.NewReader(buf.Bytes()), o.s.fsm.defaults)
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "snapshot restore: %v", err)
