@@ -112,7 +112,8 @@ func runDev(ctx context.Context, c devConfig) error {
 		}
 		a, err := agent.New(agent.Config{ID: fmt.Sprintf("dev-agent-%d", i), Servers: []string{s.Addr()},
 			Fingerprint: shareOfHost(fp, agents, i), WorkDir: work, TaskDir: filepath.Join(work, "tasks"), StorageRoots: c.roots, Env: c.env,
-			Functions: builtinFunctions, Logger: log, Token: agentToken})
+			Functions: builtinFunctions, Logger: log, Token: agentToken,
+			GPU: agent.GPUConfig{Watch: i == 1}}) // the GPUs are on the first agent (shareOfHost)
 		if err != nil {
 			cancel()
 			s.Close()
