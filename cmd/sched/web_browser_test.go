@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -294,4 +295,84 @@ func poolTreeNumbers(t *testing.T, d *devProc) map[string]string {
 		out[p.Path+" tasks"] = fmt.Sprintf("%d/%d", p.Queued, p.Running)
 	}
 	return out
+}
+
+// TestWebPageAsksForToken runs the page against `sched dev --acl`: the API
+// answers 401 without a token, so the page asks for one; a wrong token is
+// refused; a token that reads only the pool studio shows only its jobs and
+// not the agents; the token lasts across a reload of the tab.
+func TestWebPageAsksForToken(t *testing.T) {
+	bctx := browser(t)
+	dir := t.TempDir()
+	addr, httpAddr := freeAddr(t), freeAddr(t)
+	dev := exec.Command(schedBin, "dev", "--acl", "--addr", addr, "--http-addr", httpAddr,
+		"--data-dir", filepath.Join(dir, "data"), "--agents", "1", "--lease", "2s", "--log-level", "warn")
+	var devLog strings.Builder
+	dev.Stdout, dev.Stderr = &devLog, &devLog
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &devProc{cmd: dev, addr: addr}
+	t.Cleanup(d.kill)
+	var out, stderr string
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		if out, stderr, err = d.run("acl", "bootstrap"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("acl bootstrap: %v: %s\n%s", err, stderr, devLog.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	secretRE := regexp.MustCompile(`Secret ID:\s+(\S+)`)
+	root := "--token=" + secretRE.FindStringSubmatch(out)[1]
+	policy := filepath.Join(dir, "viewer.yaml")
+	if err := os.WriteFile(policy, []byte("pools:\n  studio: read\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) {
+		t.Helper()
+		if _, stderr, err := d.run(append([]string{root}, args...)...); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, stderr)
+		}
+	}
+	run("pool", "create", "studio")
+	run("acl", "policy", "apply", "viewer", policy)
+	for _, pool := range []string{"default", "studio"} { // job-1, job-2
+		job := filepath.Join(dir, pool+".yaml")
+		spec := "name: hi-" + pool + "\npool: " + pool + "\ntasks:\n  - name: t\n    command: [\"true\"]\n"
+		if err := os.WriteFile(job, []byte(spec), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		run("job", "submit", job)
+	}
+	out, stderr, err = d.run(root, "acl", "token", "create", "--name", "viewer", "--policy", "viewer")
+	if err != nil {
+		t.Fatalf("token create: %v: %s", err, stderr)
+	}
+	viewer := secretRE.FindStringSubmatch(out)[1]
+
+	base := "http://" + httpAddr
+	within(t, bctx, 20*time.Second, "the page asks for a token",
+		chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(`#login`)))
+	within(t, bctx, 10*time.Second, "enter a wrong token",
+		chromedp.SendKeys(chromedp.CSS(`#token`), "made-up"), chromedp.Click(chromedp.CSS(`#login button`)))
+	evalUntil(t, bctx, 10*time.Second, "the wrong token is refused",
+		`!document.getElementById('login').hidden && document.getElementById('login-error').textContent.includes('unknown or was revoked')`)
+	within(t, bctx, 10*time.Second, "enter the viewer's token",
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[string](`document.getElementById('token').value = ''`)(ctx, tg)
+			return err
+		}),
+		chromedp.SendKeys(chromedp.CSS(`#token`), viewer),
+		chromedp.Click(chromedp.CSS(`#login button`)), chromedp.WaitVisible(chromedp.CSS(`#jobs tr.job`)))
+	if got := eval[[]string](t, bctx, "the jobs shown",
+		`[...document.querySelectorAll('#jobs tr.job')].map(e => e.dataset.job)`); !reflect.DeepEqual(got, []string{"job-2"}) {
+		t.Fatalf("the viewer sees jobs %v, want only job-2 (pool studio)", got)
+	}
+	within(t, bctx, 20*time.Second, "reload the agents page",
+		chromedp.Navigate(base+"/?view=agents#/agents"), chromedp.WaitVisible(chromedp.CSS(`#view .error`)))
+	evalUntil(t, bctx, 5*time.Second, "the agents are not shown without cluster read",
+		`document.getElementById('login').hidden && document.querySelector('#view .error').textContent.includes('cluster')`)
 }
