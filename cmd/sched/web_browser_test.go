@@ -248,6 +248,13 @@ func TestWebPageInBrowser(t *testing.T) {
 	}
 	saveScreenshot(t, "web-pools.png", screenshot(t, bctx, "#view"))
 
+	within(t, bctx, 10*time.Second, "open the jobs list",
+		chromedp.Navigate(base+"/?view=jobs#/jobs"), chromedp.WaitVisible(chromedp.CSS(`#jobs tr.job`)))
+	evalUntil(t, bctx, 5*time.Second, "both jobs are listed, newest first",
+		`[...document.querySelectorAll('#jobs tr.job')].map(e => e.dataset.job).join() === "job-2,job-1"`)
+	within(t, bctx, 10*time.Second, "filter by name", chromedp.SendKeys(chromedp.CSS(`#filter-name`), "sleep"))
+	evalUntil(t, bctx, 5*time.Second, "the name filter applies",
+		`[...document.querySelectorAll('#jobs tr.job')].map(e => e.dataset.job).join() === "job-2"`)
 	within(t, bctx, 10*time.Second, "open the agents page",
 		chromedp.Navigate(base+"/?view=agents#/agents"), chromedp.WaitVisible(chromedp.CSS(`#agents tr.agent`)))
 	evalUntil(t, bctx, 5*time.Second, "both agents are listed", `document.querySelectorAll('#agents tr.agent').length === 2`)

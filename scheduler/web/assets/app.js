@@ -22,11 +22,21 @@ function el(tag, attrs, ...kids) {
     else if (k === "style") Object.assign(e.style, v);
     else e.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const k of kids.flat()) {
+  appendKids(e, kids);
+  return e;
+}
+
+function appendKids(e, kids) {
+  for (const k of kids.flat(Infinity)) {
     if (k === undefined || k === null || k === false) continue;
     e.append(k instanceof Node ? k : document.createTextNode(String(k)));
   }
-  return e;
+}
+
+// fill replaces the children of e, with el's rules for kids.
+function fill(e, ...kids) {
+  e.replaceChildren();
+  appendKids(e, kids);
 }
 
 class Unauthorized extends Error {}
@@ -107,7 +117,7 @@ async function refresh(force) {
       return;
     }
     statusEl.textContent = "error: " + e.message;
-    (cur.body || view).replaceChildren(el("p", { class: "error" }, e.message));
+    fill(cur.body || view, el("p", { class: "error" }, e.message));
   }
 }
 
@@ -116,7 +126,7 @@ function navigate() {
   for (const a of document.querySelectorAll("header nav a")) {
     a.classList.toggle("active", a.dataset.view === current.nav);
   }
-  view.replaceChildren();
+  fill(view);
   current.body = null;
   refresh(true);
 }
@@ -141,7 +151,7 @@ function renderJobs(data, cur) {
     const onFilter = (k) => (ev) => { jobFilter[k] = ev.target.value; refresh(true); };
     const poolSel = el("select", { id: "filter-pool", onchange: onFilter("pool") }, el("option", { value: "" }, "all pools"));
     cur.poolSel = poolSel;
-    view.replaceChildren(
+    fill(view,
       el("h1", {}, "Jobs"),
       el("div", { class: "filters" },
         el("label", {}, "pool", poolSel),
@@ -153,14 +163,14 @@ function renderJobs(data, cur) {
   }
   const have = [...cur.poolSel.options].map((o) => o.value).join("\n");
   if (have !== ["", ...data.pools].join("\n")) {
-    cur.poolSel.replaceChildren(el("option", { value: "" }, "all pools"),
+    fill(cur.poolSel, el("option", { value: "" }, "all pools"),
       data.pools.map((p) => el("option", { value: p, selected: p === jobFilter.pool }, p)));
   }
   if (!data.jobs.length) {
-    cur.body.replaceChildren(el("p", { class: "muted" }, "No jobs match."));
+    fill(cur.body, el("p", { class: "muted" }, "No jobs match."));
     return;
   }
-  cur.body.replaceChildren(el("table", { class: "jobs" },
+  fill(cur.body, el("table", { class: "jobs" },
     el("thead", {}, el("tr", {}, ["ID", "NAME", "POOL", "CLASS", "PRIO", "STATE", "TASKS", "SUBMITTED", "TOOK"]
       .map((h) => el("th", {}, h)))),
     el("tbody", {}, data.jobs.map((j) => {
@@ -256,7 +266,7 @@ function renderJob(d, cur) {
   const c = j.counts;
   const legend = [["wait", "var(--wait)"], ["succeeded", "var(--ok)"], ["failed", "var(--fail)"], ["timeout", "var(--timeout)"],
     ["preempted ✕", "var(--preempt)"], ["lost / cancelled", "var(--lost)"], ["fallback", "var(--fallback)"], ["running", "var(--run)"]];
-  view.replaceChildren(
+  fill(view,
     el("h1", {}, el("a", { href: "#/jobs" }, "Jobs"), " / ", j.id, " ", j.name, " ", stateBadge(j.state)),
     el("div", { class: "meta" },
       el("div", {}, el("span", {}, "pool"), j.pool),
@@ -290,11 +300,11 @@ function resCell(p, r) {
 }
 
 function renderPools(d) {
-  view.replaceChildren(
+  fill(view,
     el("h1", {}, "Pools"),
     el("p", { class: "muted" }, "used / guaranteed / max per resource (\"-\": no ceiling, \"+\": borrowing above the guarantee). Cluster: ",
       d.cluster.map((q) => `${q.name}=${q.text}`).join(", ")),
-    d.warnings ? d.warnings.map((w) => el("p", { class: "error" }, "warning: " + w)) : null,
+    (d.warnings || []).map((w) => el("p", { class: "error" }, "warning: " + w)),
     el("table", { id: "pool-tree" },
       el("thead", {}, el("tr", {}, el("th", {}, "POOL"), d.resources.map((n) => el("th", {}, n.toUpperCase().replace("_", " "))),
         el("th", {}, "QUEUED"), el("th", {}, "RUNNING"))),
@@ -322,7 +332,7 @@ function renderGPU(g) {
 }
 
 function renderAgents(d) {
-  view.replaceChildren(
+  fill(view,
     el("h1", {}, "Agents"),
     d.agents.length ? el("table", { id: "agents" },
       el("thead", {}, el("tr", {}, ["AGENT", "STATE", "HOST", "CPU used/cap", "MEMORY used/cap", "TASKS", "GPUS"].map((h) => el("th", {}, h)))),
