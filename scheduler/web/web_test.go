@@ -364,3 +364,48 @@ func TestPageAssetsEmbedded(t *testing.T) {
 		t.Fatal("the page refers to another site")
 	}
 }
+
+// TestFallbackAndPreemption shows a chunk that gave way to its CPU
+// fallback (no agent has a GPU) and a task preempted once: the fallback
+// names the task it replaces, the given-up attempt is a "fallback" one,
+// and the requeue after the preemption is not a retry.
+func TestFallbackAndPreemption(t *testing.T) {
+	f := newFarm(t)
+	f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentUp{AgentUp: &fsmpb.AgentUp{AgentId: "a1",
+		Fingerprint: &pb.Fingerprint{Capacity: &pb.Resources{CpuMillis: 4000, MemoryBytes: 1 << 30}}}}})
+	cpu := &pb.Resources{CpuMillis: 1000, MemoryBytes: 1 << 20}
+	f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{
+		{Name: "encode t", Tasks: []*pb.TaskSpec{
+			{Name: "plan", Command: []string{"true"}, Resources: cpu},
+			{Name: "enc-720p-0", Command: []string{"true"}, Resources: &pb.Resources{CpuMillis: 1000, MemoryBytes: 1 << 20, Gpus: 1},
+				FallbackAfterMs: 60_000, Fallback: &pb.TaskSpec{Name: "enc-720p-0-cpu", Command: []string{"true"}, Resources: cpu}},
+		}},
+		{Name: "batch", Tasks: []*pb.TaskSpec{{Name: "long", Command: []string{"true"}, Resources: cpu}}},
+	}}}})
+	f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Fallback{Fallback: &fsmpb.Fallback{TaskIds: []string{"job-1.1"}}}})
+	f.schedule()
+	long, _ := f.st.Task("job-2.0")
+	f.now += 500
+	f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Assign{Assign: &fsmpb.Assign{Preemptions: []*fsmpb.Preemption{{
+		Victim: &fsmpb.Assignment{TaskId: "job-2.0", Attempt: long.Attempt(), AgentId: "a1"}, ForTaskId: "job-1.0"}}}}})
+	f.now += 100
+	f.schedule()
+	srv := f.web(nil)
+
+	var enc web.JobDetail
+	get(t, srv, "/api/jobs/job-1", "", &enc)
+	if len(enc.Stages) != 2 || enc.Stages[1].Label != "encode 720p" || len(enc.Stages[1].Tasks) != 2 {
+		t.Fatalf("stages %+v", enc.Stages)
+	}
+	gave, fb := enc.Stages[1].Tasks[0], enc.Stages[1].Tasks[1]
+	if gave.ReplacedBy != fb.ID || fb.Replaces != gave.ID || fb.Name != "enc-720p-0-cpu" ||
+		len(gave.Attempts) != 1 || gave.Attempts[0].Outcome != "fallback" || gave.Attempts[0].Error == "" {
+		t.Fatalf("fallback: gave way %+v, fallback %+v", gave, fb)
+	}
+	var batch web.JobDetail
+	get(t, srv, "/api/jobs/job-2", "", &batch)
+	at := batch.Stages[0].Tasks[0].Attempts
+	if len(at) != 2 || at[0].Outcome != "preempted" || at[1].Retry || at[1].StartedMs == 0 {
+		t.Fatalf("preempted task's attempts %+v", at)
+	}
+}
