@@ -1,6 +1,6 @@
 # Banyan. `make demo` runs the main job, `make test` passes the tests; each
-# installs what it needs first (Go modules; ffmpeg via apt-get when missing
-# and running as root).
+# installs what it needs first (Go modules; ffmpeg, and chromium for the web
+# page's browser test, via apt-get when missing and running as root).
 
 GO        ?= go
 BIN       := bin
@@ -21,6 +21,7 @@ all: build
 deps:
 	@$(GO) mod download
 	@scripts/apt-install.sh ffmpeg
+	@scripts/apt-install.sh chromium
 
 build: deps
 	$(GO) build -o $(SCHED) ./cmd/sched

@@ -127,7 +127,7 @@ func runDev(ctx context.Context, c devConfig) error {
 	}
 	fmt.Fprintf(os.Stderr, "sched dev: server on %s with %d agents, data in %s (Ctrl-C to stop)\n", s.Addr(), agents, dataDir)
 	if h != nil {
-		fmt.Fprintf(os.Stderr, "sched dev: metrics and health on http://%s (/metrics, /healthz, /readyz)\n", h.Addr())
+		fmt.Fprintf(os.Stderr, "sched dev: web page on http://%s/ (and /metrics, /healthz, /readyz)\n", h.Addr())
 	}
 	var halted error
 	select {

@@ -10,6 +10,7 @@ import (
 	"github.com/banyan-sched/banyan/scheduler/httpapi"
 	"github.com/banyan-sched/banyan/scheduler/metrics"
 	"github.com/banyan-sched/banyan/scheduler/server"
+	"github.com/banyan-sched/banyan/scheduler/web"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
@@ -21,7 +22,7 @@ import (
 const DefaultDevHTTPAddr = "127.0.0.1:7480"
 
 // httpAddrHelp documents --http-addr.
-const httpAddrHelp = "serve /metrics, /healthz and /readyz over HTTP on this address (read-only, no secrets; off when empty)"
+const httpAddrHelp = "serve /metrics, /healthz and /readyz over HTTP on this address, and on a server the web page at / (read-only, no secrets; off when empty)"
 
 // httpSurface is a running HTTP listener, stopped with stop.
 type httpSurface struct {
@@ -54,7 +55,7 @@ func (s *httpSurface) stop() error {
 }
 
 // serverHTTP starts the HTTP surface of server s (metrics m, readiness
-// from s.Ready); addr "" starts nothing.
+// from s.Ready, the web page at /); addr "" starts nothing.
 func serverHTTP(addr string, s *server.Server, m *metrics.Metrics, log *slog.Logger) (*httpSurface, error) {
 	if addr == "" {
 		return nil, nil
@@ -62,7 +63,14 @@ func serverHTTP(addr string, s *server.Server, m *metrics.Metrics, log *slog.Log
 	if err := m.WatchServer(s); err != nil {
 		return nil, fmt.Errorf("register server metrics: %w", err)
 	}
-	return startHTTP(addr, m.Registry, []httpapi.Check{{Name: "raft", Fn: s.Ready}}, log)
+	h, err := startHTTP(addr, m.Registry, []httpapi.Check{{Name: "raft", Fn: s.Ready}}, log)
+	if err != nil {
+		return nil, err
+	}
+	web.New(web.Config{Read: s.FSM().Read, Authorize: func(secret string) (web.Access, error) {
+		return s.ResolveReader(secret)
+	}}).Mount(h)
+	return h, nil
 }
 
 // agentHTTP starts the HTTP surface of agent a: process metrics, the

@@ -5,7 +5,8 @@
 // More handlers (the web page) are mounted with Handle.
 //
 // It serves no secrets and changes nothing: binding it to a non-loopback
-// address exposes metrics and health only.
+// address exposes metrics, health and, on a server, the read-only web page
+// (scheduler/web), whose API asks for a token when ACLs are enforced.
 //
 // Use: New, Handle as needed (before or while serving), then Serve(ctx) on
 // a goroutine the owner keeps; Serve returns once ctx ends and the
