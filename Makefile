@@ -14,13 +14,16 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 RACE_PKGS := ./agent/... ./scheduler/... ./cmd/... ./bench/simagent/...
 PURE_PKGS := ./pool/... ./api/... ./encoder/... ./bench/sim/... ./bench/encode/... ./bench/chaos/...
 
-.PHONY: all build test test-short fuzz demo bench bench-soak bench-quick bench-micro bench-encode proto lint deps corpus clean image cluster-smoke chaos
+.PHONY: all build test test-deps test-short fuzz demo bench bench-soak bench-quick bench-micro bench-encode proto lint deps corpus clean image cluster-smoke chaos
 
 all: build
 
 deps:
 	@$(GO) mod download
 	@scripts/apt-install.sh ffmpeg
+
+# The web page's browser test drives Debian's chromium.
+test-deps: deps
 	@scripts/apt-install.sh chromium
 
 build: deps
@@ -35,7 +38,7 @@ corpus: deps
 	@$(GO) run ./encoder/corpus/cmd/corpusgen -list -debian default >/dev/null || \
 		echo "corpus: the Debian packages with real media files could not be fetched; tests use the generated files only" >&2
 
-test: deps corpus
+test: test-deps corpus
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 10m $(PURE_PKGS)
 	$(GO) test -count=1 -race -timeout 12m $(RACE_PKGS)
