@@ -24,6 +24,7 @@ func registerServices(g *grpc.Server, s *Server) {
 	pb.RegisterClusterServiceServer(g, &clusterService{s: s})
 	pb.RegisterACLServiceServer(g, &aclService{s: s})
 	pb.RegisterOperatorServiceServer(g, &operatorService{s: s})
+	pb.RegisterLogsServiceServer(g, &logsService{s: s})
 }
 
 // statusOf maps an error to a gRPC status that keeps its message.

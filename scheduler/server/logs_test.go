@@ -1,0 +1,219 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/banyan-sched/banyan/agent"
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/scheduler/server"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// logsFarm is one server and one agent whose task output is kept in dir.
+type logsFarm struct {
+	jobs      pb.JobServiceClient
+	logs      pb.LogsServiceClient
+	dir       string
+	stopAgent func()
+}
+
+func startLogsFarm(t *testing.T, sweep time.Duration) *logsFarm {
+	t.Helper()
+	ln := listen(t)
+	addr := ln.Addr().String()
+	s := startServer(t, server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: ln, Bootstrap: true})
+	t.Cleanup(func() { s.Close() })
+	waitLeader(t, s)
+	f := &logsFarm{dir: filepath.Join(t.TempDir(), "task-logs")}
+	if sweep > 0 {
+		// Output of a job the state never had: the leader says it is gone.
+		if err := os.MkdirAll(filepath.Join(f.dir, "job-404", "job-404.0", "1"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fp := &pb.Fingerprint{Hostname: "a1", CpuCores: 4, MemoryBytes: 8 << 30,
+		Capacity: &pb.Resources{CpuMillis: 4000, MemoryBytes: 8 << 30}, Labels: map[string]string{"hostname": "a1"}}
+	f.stopAgent = runAgent(t, agent.Config{ID: "a1", Servers: []string{addr}, Fingerprint: fp, WorkDir: t.TempDir(),
+		Logger: quietLogger(), KillGrace: 200 * time.Millisecond, TaskLogDir: f.dir, TaskLogSweep: sweep})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	f.jobs, f.logs = pb.NewJobServiceClient(conn), pb.NewLogsServiceClient(conn)
+	return f
+}
+
+func (f *logsFarm) submit(t *testing.T, spec *pb.JobSpec) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := f.jobs.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{spec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Jobs[0].Id
+}
+
+// read streams a request to its end and returns the output and the first
+// chunk (which names the attempt).
+func (f *logsFarm) read(ctx context.Context, req *pb.LogsRequest, each func([]byte)) (*pb.LogsChunk, []byte, error) {
+	stream, err := f.logs.Stream(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	var first *pb.LogsChunk
+	var out []byte
+	for {
+		c, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return first, out, nil
+		}
+		if err != nil {
+			return first, out, err
+		}
+		if first == nil {
+			first = c
+		}
+		out = append(out, c.Data...)
+		if each != nil && len(c.Data) > 0 {
+			each(c.Data)
+		}
+	}
+}
+
+func TestLogsReturnFullStderrByteForByte(t *testing.T) {
+	f := startLogsFarm(t, 0)
+	want := make([]byte, 1<<20)
+	rand.New(rand.NewSource(1)).Read(want)
+	src := filepath.Join(t.TempDir(), "payload")
+	if err := os.WriteFile(src, want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := f.submit(t, shellJob("big-stderr", "k1", 1, "cat "+src+" >&2; echo done"))
+	j := waitJob(t, f.jobs, id, 20*time.Second)
+	if j.State != pb.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("job %s", j.State)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	first, got, err := f.read(ctx, &pb.LogsRequest{JobId: id, Stderr: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.TaskId != j.Tasks[0].Id || first.Attempt != 1 || first.AgentId != "a1" {
+		t.Errorf("first chunk names %s#%d on %s", first.TaskId, first.Attempt, first.AgentId)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("stderr: got %d bytes, want the %d written, byte for byte", len(got), len(want))
+	}
+	if tail := j.Tasks[0].Attempts[0].StderrTail; len(tail) >= len(want) {
+		t.Errorf("the state's tail holds %d bytes: only the files should hold it all", len(tail))
+	}
+	_, out, err := f.read(ctx, &pb.LogsRequest{JobId: id, Task: "t0", Attempt: 1}, nil)
+	if err != nil || string(out) != "done\n" {
+		t.Fatalf("stdout = %q, %v", out, err)
+	}
+}
+
+func TestLogsFollowRunningTask(t *testing.T) {
+	f := startLogsFarm(t, 0)
+	id := f.submit(t, shellJob("ticker", "k2", 1, `i=0; while [ $i -lt 8 ]; do echo "line $i"; i=$((i+1)); sleep 0.2; done`))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Wait until it runs, then follow.
+	waitFor(t, 10*time.Second, "task running", func() bool {
+		j, err := f.jobs.GetJob(ctx, &pb.GetJobRequest{Id: id, WithTasks: true})
+		return err == nil && len(j.Tasks) == 1 && len(j.Tasks[0].Attempts) > 0 && j.Tasks[0].Attempts[0].StartedUnixMs > 0
+	})
+	var beforeEnd []string
+	_, out, err := f.read(ctx, &pb.LogsRequest{JobId: id, Follow: true}, func(b []byte) {
+		j, err := f.jobs.GetJob(ctx, &pb.GetJobRequest{Id: id})
+		if err == nil && j.State == pb.JobState_JOB_STATE_RUNNING {
+			beforeEnd = append(beforeEnd, string(b))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	for i := 0; i < 8; i++ {
+		want.WriteString("line " + string(rune('0'+i)) + "\n")
+	}
+	if string(out) != want.String() {
+		t.Fatalf("followed output = %q", out)
+	}
+	if len(beforeEnd) < 2 {
+		t.Fatalf("lines arrived in %d chunks while the task ran: want them as they come", len(beforeEnd))
+	}
+	if j := waitJob(t, f.jobs, id, 5*time.Second); j.State != pb.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("job %s", j.State)
+	}
+}
+
+func TestLogsAgentDownNamesAgentAndPlace(t *testing.T) {
+	f := startLogsFarm(t, 0)
+	id := f.submit(t, shellJob("quick", "k3", 1, "echo hi"))
+	j := waitJob(t, f.jobs, id, 20*time.Second)
+	f.stopAgent()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, _, err := f.read(ctx, &pb.LogsRequest{JobId: id}, nil)
+	want := "agent a1 is "
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), want) ||
+		!strings.Contains(err.Error(), "its logs of "+j.Tasks[0].Id+"#1 are on that host under ") {
+		t.Fatalf("err = %v; want Unavailable naming the agent, the attempt and where", err)
+	}
+	waitFor(t, 10*time.Second, "agent marked down", func() bool {
+		_, _, err := f.read(ctx, &pb.LogsRequest{JobId: id}, nil)
+		return err != nil && strings.Contains(err.Error(), "agent a1 is down;")
+	})
+}
+
+func TestLogsTaskChoice(t *testing.T) {
+	f := startLogsFarm(t, 0)
+	id := f.submit(t, shellJob("two", "k4", 2, "echo hi"))
+	waitJob(t, f.jobs, id, 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, _, err := f.read(ctx, &pb.LogsRequest{JobId: id}, nil)
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "has 2 tasks; name one: ") || !strings.Contains(err.Error(), "(t1)") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, _, err := f.read(ctx, &pb.LogsRequest{JobId: id, Task: "t1", Attempt: 3}, nil); status.Code(err) != codes.NotFound ||
+		!strings.Contains(err.Error(), "no attempt 3 (attempts: 1)") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, out, err := f.read(ctx, &pb.LogsRequest{JobId: id, Task: "t1"}, nil); err != nil || string(out) != "hi\n" {
+		t.Fatalf("t1: %q, %v", out, err)
+	}
+	if _, _, err := f.read(ctx, &pb.LogsRequest{JobId: "job-999"}, nil); status.Code(err) != codes.NotFound {
+		t.Fatalf("unknown job: %v", err)
+	}
+}
+
+func TestLogsOfGoneJobsRemoved(t *testing.T) {
+	f := startLogsFarm(t, 100*time.Millisecond)
+	id := f.submit(t, shellJob("kept", "k5", 1, "echo hi"))
+	waitJob(t, f.jobs, id, 20*time.Second)
+	waitFor(t, 10*time.Second, "output of a job gone from the state removed", func() bool {
+		_, err := os.Stat(filepath.Join(f.dir, "job-404"))
+		return errors.Is(err, os.ErrNotExist)
+	})
+	time.Sleep(300 * time.Millisecond) // more sweeps
+	if _, err := os.Stat(filepath.Join(f.dir, id)); err != nil {
+		t.Fatalf("output of a live job: %v", err)
+	}
+}
