@@ -117,6 +117,19 @@ func (l *leaderLoop) onLogsUp(sess *session, m *pb.LogsUp) {
 	}
 }
 
+// sendGone tells every agent that jobs left the state (retention), so that
+// their output is removed at once; agents that hold none ignore it, and an
+// agent without a session learns at its next sweep.
+func (l *leaderLoop) sendGone(jobs []string) {
+	m := &pb.ServerMessage{Msg: &pb.ServerMessage_Logs{Logs: &pb.LogsDown{
+		Msg: &pb.LogsDown_Gone{Gone: &pb.LogJobs{JobIds: jobs}}}}}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, sess := range l.sessions {
+		sess.send(m)
+	}
+}
+
 // goneJobs returns the ids that name no job in st.
 func goneJobs(st *state.State, ids []string) []string {
 	var gone []string

@@ -27,6 +27,7 @@ type logsFarm struct {
 	logs      pb.LogsServiceClient
 	dir       string
 	stopAgent func()
+	conn      *grpc.ClientConn
 }
 
 func startLogsFarm(t *testing.T, sweep time.Duration) *logsFarm {
@@ -52,8 +53,17 @@ func startLogsFarm(t *testing.T, sweep time.Duration) *logsFarm {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	f.jobs, f.logs = pb.NewJobServiceClient(conn), pb.NewLogsServiceClient(conn)
+	f.jobs, f.logs, f.conn = pb.NewJobServiceClient(conn), pb.NewLogsServiceClient(conn), conn
 	return f
+}
+
+func (f *logsFarm) gcAll(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := pb.NewOperatorServiceClient(f.conn).GCJobs(ctx, &pb.GCJobsRequest{All: true}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (f *logsFarm) submit(t *testing.T, spec *pb.JobSpec) string {
@@ -216,4 +226,18 @@ func TestLogsOfGoneJobsRemoved(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(f.dir, id)); err != nil {
 		t.Fatalf("output of a live job: %v", err)
 	}
+}
+
+func TestLogsRemovedWithTheirJob(t *testing.T) {
+	f := startLogsFarm(t, 0) // the hourly sweep never runs: the GC tells the agent
+	id := f.submit(t, shellJob("short-lived", "k6", 1, "echo hi"))
+	waitJob(t, f.jobs, id, 20*time.Second)
+	if _, err := os.Stat(filepath.Join(f.dir, id)); err != nil {
+		t.Fatalf("output kept: %v", err)
+	}
+	f.gcAll(t)
+	waitFor(t, 10*time.Second, "output removed with its job", func() bool {
+		_, err := os.Stat(filepath.Join(f.dir, id))
+		return errors.Is(err, os.ErrNotExist)
+	})
 }
