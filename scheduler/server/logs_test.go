@@ -241,3 +241,42 @@ func TestLogsRemovedWithTheirJob(t *testing.T) {
 		return errors.Is(err, os.ErrNotExist)
 	})
 }
+
+// TestACLLogsNeedSubmit: task output may hold secrets, as environments
+// may, so reading it needs "submit" on the job's pool; "read" is refused.
+func TestACLLogsNeedSubmit(t *testing.T) {
+	s, _ := startACLServer(t)
+	boot, err := dialToken(t, s.Addr(), "").acl.Bootstrap(ctx5(t), &pb.ACLBootstrapRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := dialToken(t, s.Addr(), boot.Secret)
+	if _, err := root.pools.CreatePool(ctx5(t), &pb.PoolRequest{Pool: &pb.Pool{Path: "ingest"}}); err != nil {
+		t.Fatal(err)
+	}
+	putPolicy(t, root, "submitter", map[string]string{"ingest": "submit"}, "", "")
+	putPolicy(t, root, "reader", map[string]string{"ingest": "read"}, "", "")
+	spec := shellJob("j", "", 1, "true")
+	spec.Pool = "ingest"
+	resp, err := root.jobs.SubmitJobs(ctx5(t), &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{spec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(token string) error {
+		conn, err := grpc.NewClient(s.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithPerRPCCredentials(pb.TokenCredentials(token)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		st, err := pb.NewLogsServiceClient(conn).Stream(ctx5(t), &pb.LogsRequest{JobId: resp.Jobs[0].Id})
+		if err != nil {
+			return err
+		}
+		_, err = st.Recv()
+		return err
+	}
+	wantCode(t, "read-only token", read(createToken(t, root, "r", "reader").Secret), codes.PermissionDenied, `lacks "submit" on pool "ingest"`)
+	// No agent: the submitter passes the check and learns the task has not run.
+	wantCode(t, "submit token", read(createToken(t, root, "s", "submitter").Secret), codes.FailedPrecondition, "has not run yet")
+}
