@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -279,4 +282,99 @@ func TestACLLogsNeedSubmit(t *testing.T) {
 	wantCode(t, "read-only token", read(createToken(t, root, "r", "reader").Secret), codes.PermissionDenied, `lacks "submit" on pool "ingest"`)
 	// No agent: the submitter passes the check and learns the task has not run.
 	wantCode(t, "submit token", read(createToken(t, root, "s", "submitter").Secret), codes.FailedPrecondition, "has not run yet")
+}
+
+// TestLogsKeepNewestBytesUnderCap: with a small cap the agent keeps the
+// newest bytes, and the stream says how many it dropped before them.
+func TestLogsKeepNewestBytesUnderCap(t *testing.T) {
+	ln := listen(t)
+	addr := ln.Addr().String()
+	s := startServer(t, server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: ln, Bootstrap: true})
+	t.Cleanup(func() { s.Close() })
+	waitLeader(t, s)
+	fp := &pb.Fingerprint{Hostname: "a1", CpuCores: 4, MemoryBytes: 8 << 30,
+		Capacity: &pb.Resources{CpuMillis: 4000, MemoryBytes: 8 << 30}}
+	runAgent(t, agent.Config{ID: "a1", Servers: []string{addr}, Fingerprint: fp, WorkDir: t.TempDir(),
+		Logger: quietLogger(), TaskLogMax: 64 << 10})
+	f := &logsFarm{jobs: dialClient(t, addr)}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	f.logs = pb.NewLogsServiceClient(conn)
+	id := f.submit(t, shellJob("loud", "k7", 1, "seq 1 100000"))
+	waitJob(t, f.jobs, id, 20*time.Second)
+	var all strings.Builder
+	for i := 1; i <= 100000; i++ {
+		all.WriteString(strconv.Itoa(i) + "\n")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stream, err := f.logs.Stream(ctx, &pb.LogsRequest{JobId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	var dropped int64
+	for {
+		c, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, dropped = append(got, c.Data...), dropped+c.Dropped
+	}
+	if len(got) < 32<<10 || len(got) > 64<<10 || dropped+int64(len(got)) != int64(all.Len()) {
+		t.Fatalf("kept %d bytes after %d dropped, of %d written: want the newest, within the 64KiB cap", len(got), dropped, all.Len())
+	}
+	if !strings.HasSuffix(all.String(), string(got)) {
+		t.Fatal("the kept bytes are not the newest")
+	}
+}
+
+// TestLogsFollowerNamesLeader: a follower answers FailedPrecondition naming
+// the leader (the CLI follows it), and the leader serves the output.
+func TestLogsFollowerNamesLeader(t *testing.T) {
+	lns := []net.Listener{listen(t), listen(t), listen(t)}
+	var peers []server.Peer
+	var addrs []string
+	for i, ln := range lns {
+		peers = append(peers, server.Peer{ID: fmt.Sprintf("s%d", i+1), Addr: ln.Addr().String()})
+		addrs = append(addrs, ln.Addr().String())
+	}
+	servers := make([]*server.Server, 3)
+	for i, ln := range lns {
+		servers[i] = startServer(t, server.Config{NodeID: peers[i].ID, DataDir: filepath.Join(t.TempDir(), peers[i].ID),
+			Listener: ln, Peers: peers})
+		t.Cleanup(func() { servers[i].Close() })
+	}
+	leader := waitLeader(t, servers...)
+	startAgent(t, "a1", addrs, 4)
+	var follower string
+	for _, s := range servers {
+		if s != leader {
+			follower = s.Addr()
+		}
+	}
+	client := func(addr string) *logsFarm {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return &logsFarm{jobs: pb.NewJobServiceClient(conn), logs: pb.NewLogsServiceClient(conn)}
+	}
+	f := client(follower)
+	id := f.submit(t, shellJob("hello", "k8", 1, "echo hello"))
+	waitJob(t, f.jobs, id, 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, _, err := f.read(ctx, &pb.LogsRequest{JobId: id}, nil)
+	wantCode(t, "read on a follower", err, codes.FailedPrecondition, "not the leader; leader="+leader.Addr())
+	if _, out, err := client(leader.Addr()).read(ctx, &pb.LogsRequest{JobId: id}, nil); err != nil || string(out) != "hello\n" {
+		t.Fatalf("on the leader: %q, %v", out, err)
+	}
 }
