@@ -11,6 +11,7 @@ import (
 	"github.com/banyan-sched/banyan/agent/tasklog"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
+	"google.golang.org/protobuf/proto"
 )
 
 // Task output (agent/tasklog): every attempt's full stdout and stderr is
@@ -23,6 +24,10 @@ const (
 	// DefaultTaskLogSweep is how often the agent removes old output and asks
 	// the leader which of its jobs are gone.
 	DefaultTaskLogSweep = time.Hour
+	// TaskLogDirLabel is the fingerprint label naming where the agent keeps
+	// task output, so that the leader can say where it is when the agent is
+	// down.
+	TaskLogDirLabel = "banyan.task-log-dir"
 	// maxHeldJobs bounds the job ids one LogJobs message names.
 	maxHeldJobs = 10000
 )
@@ -39,6 +44,13 @@ func (a *Agent) openTaskLogs() error {
 		return fmt.Errorf("agent config: %w", err)
 	}
 	a.logs = s
+	// The leader names the directory when this agent is down.
+	fp := proto.Clone(a.cfg.Fingerprint).(*pb.Fingerprint)
+	if fp.Labels == nil {
+		fp.Labels = map[string]string{}
+	}
+	fp.Labels[TaskLogDirLabel] = s.Root()
+	a.cfg.Fingerprint = fp
 	return nil
 }
 

@@ -147,7 +147,14 @@ type logTarget struct {
 	attempt   int32
 	agent     string
 	agentUp   bool
+	// dir is where the agent keeps the attempt's files, from the label its
+	// fingerprint carries ("" when it does not say).
+	dir string
 }
+
+// taskLogDirLabel is the agent's fingerprint label naming where it keeps
+// task output (agent.TaskLogDirLabel).
+const taskLogDirLabel = "banyan.task-log-dir"
 
 // String writes the attempt as TASK#ATTEMPT.
 func (t logTarget) String() string { return fmt.Sprintf("%s#%d", t.task, t.attempt) }
@@ -192,6 +199,9 @@ func resolveLogs(st *state.State, req *pb.LogsRequest) (logTarget, error) {
 	tg := logTarget{job: j.PB.Id, task: t.PB.Id, attempt: a.Number, agent: a.AgentId}
 	if ag, ok := st.Agent(a.AgentId); ok {
 		tg.agentUp = ag.Up()
+		if root := ag.PB.GetFingerprint().GetLabels()[taskLogDirLabel]; root != "" {
+			tg.dir = path.Join(root, tg.job, tg.task, fmt.Sprint(tg.attempt))
+		}
 	}
 	return tg, nil
 }
@@ -276,7 +286,7 @@ func (ls *logsService) Stream(req *pb.LogsRequest, stream pb.LogsService_StreamS
 func (l *leaderLoop) relayLogs(stream pb.LogsService_StreamServer, tg logTarget, req *pb.LogsRequest) error {
 	ctx := stream.Context()
 	max := min(logChunkBytes, limits.Budget{MessageSize: l.s.cfg.MaxMessageSize}.BatchBytes())
-	offset, dir := req.Offset, ""
+	offset, dir := req.Offset, tg.dir
 	for {
 		d, err := l.readLog(ctx, tg.agent, &pb.LogRead{JobId: tg.job, TaskId: tg.task, Attempt: tg.attempt,
 			Stderr: req.Stderr, Offset: offset, MaxBytes: int32(max)})

@@ -186,7 +186,7 @@ func TestLogsAgentDownNamesAgentAndPlace(t *testing.T) {
 	_, _, err := f.read(ctx, &pb.LogsRequest{JobId: id}, nil)
 	want := "agent a1 is "
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), want) ||
-		!strings.Contains(err.Error(), "its logs of "+j.Tasks[0].Id+"#1 are on that host under ") {
+		!strings.Contains(err.Error(), "its logs of "+j.Tasks[0].Id+"#1 are on that host under "+filepath.Join(f.dir, id, j.Tasks[0].Id, "1")) {
 		t.Fatalf("err = %v; want Unavailable naming the agent, the attempt and where", err)
 	}
 	waitFor(t, 10*time.Second, "agent marked down", func() bool {
