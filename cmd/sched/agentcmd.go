@@ -135,6 +135,9 @@ func newAgentCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return usageError{fmt.Sprintf("--task-log-max: %v", err)}
 			}
+			if f.taskLogDir == "" && f.taskDir == "" {
+				slog.Warn("no --task-log-dir (or --task-dir): task output is kept in a temp dir and removed when the agent stops")
+			}
 			cg := agentCgroups(f.id, f.noCgroups, slog.Default())
 			a, err := agent.New(agent.Config{ID: f.id, Servers: f.servers, Fingerprint: fp, WorkDir: f.workDir,
 				MaxMessageSize: maxMsg, KillGrace: f.killGrace, StorageRoots: f.storageRoots, Env: env, Functions: fns, Warm: warm, Logger: slog.Default(),
