@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
@@ -46,22 +48,55 @@ Needs "submit" on the job's pool when ACLs are on: output may hold secrets.`,
 	return cmd
 }
 
+// Retries of a logs stream.
+const (
+	// logsHops bounds how many times the CLI follows a leader hint.
+	logsHops = 3
+	// logsRetries bounds the retries after a server became unavailable
+	// (leadership moved, a server restarted), logsRetryEvery apart.
+	logsRetries    = 20
+	logsRetryEvery = 500 * time.Millisecond
+)
+
 // jobLogs streams the output to out, following the leader a follower
-// names; notes about dropped bytes go to notes.
+// names and resuming where it stopped when a server goes away mid-stream
+// (req.Offset advances with what was written); notes about dropped bytes
+// go to notes.
 func jobLogs(ctx context.Context, g *globals, req *pb.LogsRequest, out, notes io.Writer) error {
-	for try := 0; ; try++ {
+	base := g
+	hops, retries, served := 0, 0, false
+	for {
 		got, err := streamLogsOnce(ctx, g, req, out, notes)
-		m := leaderHint.FindStringSubmatch(err2string(err))
-		if got || status.Code(err) != codes.FailedPrecondition || m == nil || m[1] == "" || try > 0 {
+		served = served || got
+		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		g2 := *g
-		g2.addr = m[1]
-		g = &g2
+		code := status.Code(err)
+		if m := leaderHint.FindStringSubmatch(err2string(err)); code == codes.FailedPrecondition && m != nil && m[1] != "" && hops < logsHops {
+			hops++
+			g2 := *base
+			g2.addr = m[1]
+			g = &g2
+			continue
+		}
+		// No leader yet (an election), or the leader that served the
+		// stream went away: try again where it stopped.
+		electing := code == codes.FailedPrecondition && strings.Contains(err.Error(), "not the leader")
+		if !(electing || code == codes.Unavailable && served) || retries >= logsRetries {
+			return err
+		}
+		retries++
+		g = base
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(logsRetryEvery):
+		}
 	}
 }
 
-// streamLogsOnce runs one call; got reports whether it received anything.
+// streamLogsOnce runs one call, advancing req.Offset past what it wrote;
+// got reports whether a server answered with anything.
 func streamLogsOnce(ctx context.Context, g *globals, req *pb.LogsRequest, out, notes io.Writer) (got bool, err error) {
 	c, err := dial(g)
 	if err != nil {
@@ -85,8 +120,12 @@ func streamLogsOnce(ctx context.Context, g *globals, req *pb.LogsRequest, out, n
 			fmt.Fprintf(notes, "[... %s dropped: the agent keeps the newest bytes of each stream (--task-log-max)]\n",
 				limits.FormatBytes(m.Dropped))
 		}
+		if len(m.Data) == 0 {
+			continue
+		}
 		if _, err := out.Write(m.Data); err != nil {
 			return got, err
 		}
+		req.Offset = m.Offset + int64(len(m.Data))
 	}
 }

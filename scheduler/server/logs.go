@@ -252,7 +252,9 @@ func downError(tg logTarget, dir string) error {
 	if tg.agentUp {
 		what = "is not connected to the leader"
 	}
-	return status.Errorf(codes.Unavailable, "agent %s %s; its logs of %s are on that host under %s", tg.agent, what, tg, dir)
+	// FailedPrecondition, not Unavailable: trying again soon does not help
+	// (clients retry Unavailable).
+	return status.Errorf(codes.FailedPrecondition, "agent %s %s; its logs of %s are on that host under %s", tg.agent, what, tg, dir)
 }
 
 // logsService serves LogsService (leader only).

@@ -185,9 +185,9 @@ func TestLogsAgentDownNamesAgentAndPlace(t *testing.T) {
 	defer cancel()
 	_, _, err := f.read(ctx, &pb.LogsRequest{JobId: id}, nil)
 	want := "agent a1 is "
-	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), want) ||
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), want) ||
 		!strings.Contains(err.Error(), "its logs of "+j.Tasks[0].Id+"#1 are on that host under "+filepath.Join(f.dir, id, j.Tasks[0].Id, "1")) {
-		t.Fatalf("err = %v; want Unavailable naming the agent, the attempt and where", err)
+		t.Fatalf("err = %v; want FailedPrecondition naming the agent, the attempt and where", err)
 	}
 	waitFor(t, 10*time.Second, "agent marked down", func() bool {
 		_, _, err := f.read(ctx, &pb.LogsRequest{JobId: id}, nil)
