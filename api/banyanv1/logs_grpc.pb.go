@@ -33,8 +33,10 @@ const (
 // LogsService reads the output agents keep of task attempts. It is served
 // by the leader (which holds the agents' sessions); another server answers
 // FailedPrecondition naming the leader ("not the leader; leader=ADDR").
-// Reading needs "submit" on the job's pool: output may hold secrets, as
-// task environments may.
+// When the agent that ran the attempt has no session with the leader, the
+// answer is FailedPrecondition naming the agent and where the files are on
+// that host. Reading needs "submit" on the job's pool: output may hold
+// secrets, as task environments may.
 type LogsServiceClient interface {
 	// Stream sends one attempt's stdout or stderr in chunks, from offset on;
 	// with follow it keeps sending as the attempt writes, until it ends.
@@ -75,8 +77,10 @@ type LogsService_StreamClient = grpc.ServerStreamingClient[LogsChunk]
 // LogsService reads the output agents keep of task attempts. It is served
 // by the leader (which holds the agents' sessions); another server answers
 // FailedPrecondition naming the leader ("not the leader; leader=ADDR").
-// Reading needs "submit" on the job's pool: output may hold secrets, as
-// task environments may.
+// When the agent that ran the attempt has no session with the leader, the
+// answer is FailedPrecondition naming the agent and where the files are on
+// that host. Reading needs "submit" on the job's pool: output may hold
+// secrets, as task environments may.
 type LogsServiceServer interface {
 	// Stream sends one attempt's stdout or stderr in chunks, from offset on;
 	// with follow it keeps sending as the attempt writes, until it ends.
