@@ -126,7 +126,8 @@ type Agent struct {
 	drainUntil  time.Time     // end of the drain's grace (drain.go); zero: not draining; guarded by mu
 	drainSignal chan struct{} // Drain was called
 
-	logs *tasklog.Store // every attempt's full output (logs.go)
+	logs        *tasklog.Store // every attempt's full output (logs.go)
+	sweepSignal chan struct{}  // a session opened: sweep the output now
 }
 
 type run struct {
@@ -182,7 +183,8 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("agent", cfg.ID), running: map[string]*run{},
 		unacked: map[string]*pb.TaskEvent{}, resent: map[string]int64{}, conns: map[string]*grpc.ClientConn{}, pools: map[string]*worker.Pool{},
-		devices: newDeviceTable(cfg.Fingerprint, cfg.GPU), devSignal: make(chan struct{}, 1), drainSignal: make(chan struct{}, 1)}
+		devices: newDeviceTable(cfg.Fingerprint, cfg.GPU), devSignal: make(chan struct{}, 1), drainSignal: make(chan struct{}, 1),
+		sweepSignal: make(chan struct{}, 1)}
 	var err error
 	if a.taskDir, a.ownsTaskDir, err = prepareTaskDir(cfg.TaskDir); err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
@@ -277,6 +279,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 		defer func() { stop(); <-done }()
 	}
+	sctx, stopSweep := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		a.sweepLoop(sctx)
+	}()
+	defer func() { stopSweep(); <-swept }()
 	servers := rotation.New(a.cfg.Servers)
 	for ctx.Err() == nil {
 		addr := servers.Next()
@@ -424,6 +433,10 @@ func (a *Agent) attach(events *eventQueue) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.events = events
+	select { // a new leader says which jobs are gone (logs.go)
+	case a.sweepSignal <- struct{}{}:
+	default:
+	}
 	for _, r := range a.running {
 		if r.started != nil {
 			a.enqueueLocked(r.started)
@@ -546,13 +559,6 @@ func (a *Agent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClie
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	sweep := time.NewTicker(a.sweepEvery())
-	defer sweep.Stop()
-	if m := a.sweepLogs(); m != nil { // the leader says which jobs are gone
-		if err := stream.Send(m); err != nil {
-			return fmt.Errorf("send held task output: %w", err)
-		}
-	}
 	if m := a.drainMessage(); m != nil { // a new session of a draining agent
 		if err := stream.Send(m); err != nil {
 			return fmt.Errorf("send drain: %w", err)
@@ -580,12 +586,6 @@ func (a *Agent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClie
 		case m := <-events.up:
 			if err := stream.Send(m); err != nil {
 				return fmt.Errorf("send task output: %w", err)
-			}
-		case <-sweep.C:
-			if m := a.sweepLogs(); m != nil {
-				if err := stream.Send(m); err != nil {
-					return fmt.Errorf("send held task output: %w", err)
-				}
 			}
 		case <-a.devSignal:
 			if err := stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Devices{Devices: a.deviceUpdate()}}); err != nil {

@@ -164,6 +164,26 @@ func (a *Agent) sweepLogs() *pb.AgentMessage {
 		Msg: &pb.LogsUp_Held{Held: &pb.LogJobs{JobIds: jobs}}}}}
 }
 
+// sweepLoop sweeps the output every sweepEvery and whenever a session
+// opens, and sends the session the jobs whose output is left, until ctx
+// ends. The sweep walks the files, so it runs here, not on the session's
+// sender.
+func (a *Agent) sweepLoop(ctx context.Context) {
+	tick := time.NewTicker(a.sweepEvery())
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-a.sweepSignal:
+		}
+		if m := a.sweepLogs(); m != nil {
+			a.sendUp(ctx, m)
+		}
+	}
+}
+
 // sweepEvery is how often sweepLogs runs.
 func (a *Agent) sweepEvery() time.Duration {
 	if a.cfg.TaskLogSweep <= 0 {
