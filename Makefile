@@ -103,7 +103,7 @@ proto:
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 	PATH=$(TOOLS):$$PATH protoc -I . --go_out=. --go_opt=paths=source_relative \
-		--go-grpc_out=. --go-grpc_opt=paths=source_relative api/banyanv1/banyan.proto api/banyanv1/operator.proto
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative api/banyanv1/banyan.proto api/banyanv1/operator.proto api/banyanv1/logs.proto
 	PATH=$(TOOLS):$$PATH protoc -I . --go_out=. --go_opt=paths=source_relative scheduler/fsmpb/fsm.proto
 
 # A FROM-scratch image of sched (static, with busybox), built without pulls.

@@ -21,6 +21,7 @@ import (
 	"github.com/banyan-sched/banyan/agent/devices"
 	"github.com/banyan-sched/banyan/agent/process"
 	"github.com/banyan-sched/banyan/agent/rotation"
+	"github.com/banyan-sched/banyan/agent/tasklog"
 	"github.com/banyan-sched/banyan/agent/worker"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
@@ -87,6 +88,18 @@ type Config struct {
 	Token string
 	// GPU configures how the agent watches and offers its GPUs (gpus.go).
 	GPU GPUConfig
+	// TaskLogDir keeps every attempt's full stdout and stderr (logs.go;
+	// "" = "logs" in TaskDir, so removed at shutdown with a temp TaskDir).
+	TaskLogDir string
+	// TaskLogMax caps each stream of an attempt; the newest bytes are kept
+	// (0: tasklog.DefaultMaxBytes).
+	TaskLogMax int64
+	// TaskLogAge removes output this old even when the leader never says
+	// its job is gone (0: tasklog.DefaultMaxAge).
+	TaskLogAge time.Duration
+	// TaskLogSweep is how often old output is removed and the leader asked
+	// which jobs are gone (0: DefaultTaskLogSweep).
+	TaskLogSweep time.Duration
 }
 
 // Agent runs tasks for the scheduler. Create it with New and run it with Run.
@@ -112,6 +125,9 @@ type Agent struct {
 
 	drainUntil  time.Time     // end of the drain's grace (drain.go); zero: not draining; guarded by mu
 	drainSignal chan struct{} // Drain was called
+
+	logs        *tasklog.Store // every attempt's full output (logs.go)
+	sweepSignal chan struct{}  // a session opened: sweep the output now
 }
 
 type run struct {
@@ -146,6 +162,12 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.KillGrace <= 0 {
 		cfg.KillGrace = 5 * time.Second
 	}
+	if cfg.TaskLogAge <= 0 {
+		cfg.TaskLogAge = tasklog.DefaultMaxAge
+	}
+	if cfg.TaskLogSweep <= 0 {
+		cfg.TaskLogSweep = DefaultTaskLogSweep
+	}
 	if cfg.TaskPids < 0 {
 		return nil, fmt.Errorf("agent config: negative task pids limit %d", cfg.TaskPids)
 	}
@@ -161,7 +183,8 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("agent", cfg.ID), running: map[string]*run{},
 		unacked: map[string]*pb.TaskEvent{}, resent: map[string]int64{}, conns: map[string]*grpc.ClientConn{}, pools: map[string]*worker.Pool{},
-		devices: newDeviceTable(cfg.Fingerprint, cfg.GPU), devSignal: make(chan struct{}, 1), drainSignal: make(chan struct{}, 1)}
+		devices: newDeviceTable(cfg.Fingerprint, cfg.GPU), devSignal: make(chan struct{}, 1), drainSignal: make(chan struct{}, 1),
+		sweepSignal: make(chan struct{}, 1)}
 	var err error
 	if a.taskDir, a.ownsTaskDir, err = prepareTaskDir(cfg.TaskDir); err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
@@ -169,6 +192,10 @@ func New(cfg Config) (*Agent, error) {
 	if err := checkReachable(a.taskDir, cfg.RunAs); err != nil {
 		a.removeTaskDir()
 		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	if err := a.openTaskLogs(); err != nil {
+		a.removeTaskDir()
+		return nil, err
 	}
 	if err := a.registerFunctions(); err != nil {
 		a.removeTaskDir()
@@ -252,6 +279,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 		defer func() { stop(); <-done }()
 	}
+	sctx, stopSweep := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		a.sweepLoop(sctx)
+	}()
+	defer func() { stopSweep(); <-swept }()
 	servers := rotation.New(a.cfg.Servers)
 	for ctx.Err() == nil {
 		addr := servers.Next()
@@ -399,6 +433,10 @@ func (a *Agent) attach(events *eventQueue) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.events = events
+	select { // a new leader says which jobs are gone (logs.go)
+	case a.sweepSignal <- struct{}{}:
+	default:
+	}
 	for _, r := range a.running {
 		if r.started != nil {
 			a.enqueueLocked(r.started)
@@ -432,9 +470,13 @@ type eventQueue struct {
 	mu    sync.Mutex
 	items []*pb.TaskEvent
 	ready chan struct{}
+	// up carries the session's other messages to the sender (task output).
+	up chan *pb.AgentMessage
 }
 
-func newEventQueue() *eventQueue { return &eventQueue{ready: make(chan struct{}, 1)} }
+func newEventQueue() *eventQueue {
+	return &eventQueue{ready: make(chan struct{}, 1), up: make(chan *pb.AgentMessage, 16)}
+}
 
 func (q *eventQueue) push(ev *pb.TaskEvent) {
 	q.mu.Lock()
@@ -541,6 +583,10 @@ func (a *Agent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClie
 				return fmt.Errorf("send heartbeat: %w", err)
 			}
 			a.resendStale(events, 4*every)
+		case m := <-events.up:
+			if err := stream.Send(m); err != nil {
+				return fmt.Errorf("send task output: %w", err)
+			}
 		case <-a.devSignal:
 			if err := stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Devices{Devices: a.deviceUpdate()}}); err != nil {
 				return fmt.Errorf("send device update: %w", err)
@@ -600,6 +646,8 @@ func (a *Agent) recvLoop(ctx context.Context, stream pb.AgentService_SessionClie
 			a.ack(msg.Ack.Events)
 		case *pb.ServerMessage_Warm:
 			a.setWarm(msg.Warm.Workers)
+		case *pb.ServerMessage_Logs:
+			a.onLogs(ctx, msg.Logs)
 		}
 	}
 }
@@ -675,7 +723,9 @@ func (a *Agent) execute(ctx context.Context, t *pb.TaskAssignment, r *run) {
 	r.started = started
 	a.mu.Unlock()
 	a.emit(started)
+	endOutput := a.keepOutput(t, &spec)
 	res := process.Run(ctx, spec)
+	endOutput()
 	ev := &pb.TaskEvent{TaskId: t.TaskId, Attempt: t.Attempt, Kind: "finished",
 		UnixMs: res.Finished.UnixMilli(), Outcome: res.Outcome, ExitCode: int32(res.ExitCode), Error: res.Err,
 		StdoutTail: res.Stdout, StderrTail: res.Stderr}

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -74,6 +75,11 @@ type Spec struct {
 	// TailBytes is how many bytes of stdout and of stderr are kept, each
 	// (DefaultTailBytes when 0).
 	TailBytes int
+	// Stdout and Stderr, when set, also receive everything the process
+	// writes to each stream, besides the tail kept in the Result (the
+	// agent keeps full output in files: agent/tasklog). They should not
+	// block.
+	Stdout, Stderr io.Writer
 	// User, when set, is who the process runs as (nil: the agent's user).
 	User *User
 	// Cgroup, when set, is the cgroup the process starts in; it is killed

@@ -32,7 +32,7 @@ func Run(ctx context.Context, spec Spec) Result {
 	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
 	cmd.Env = environ(spec.Env)
 	cmd.Dir = spec.Dir
-	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.Stdout, cmd.Stderr = tee(stdout, spec.Stdout), tee(stderr, spec.Stderr)
 	cmd.WaitDelay = pipeDrainDelay
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid:   true,

@@ -105,6 +105,19 @@ func TestRunKeepsTail(t *testing.T) {
 	}
 }
 
+func TestRunTeesFullOutput(t *testing.T) {
+	noLeaks(t)
+	script := `i=0; while [ $i -lt 2000 ]; do printf '%04d\n' $i; printf 'e%04d\n' $i >&2; i=$((i+1)); done`
+	var out, errOut strings.Builder
+	r := Run(context.Background(), Spec{Command: []string{"sh", "-c", script}, TailBytes: 20, Stdout: &out, Stderr: &errOut})
+	if r.Outcome != OutcomeSucceeded || r.Stdout != "1996\n1997\n1998\n1999\n" {
+		t.Fatalf("result = %+v", r)
+	}
+	if out.Len() != 2000*5 || errOut.Len() != 2000*6 || !strings.HasPrefix(errOut.String(), "e0000\ne0001\n") {
+		t.Fatalf("full output: %d stdout and %d stderr bytes", out.Len(), errOut.Len())
+	}
+}
+
 func TestRunTimeoutKillsGroup(t *testing.T) {
 	noLeaks(t)
 	start := time.Now()

@@ -1,6 +1,7 @@
 package process
 
 import (
+	"io"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -88,4 +89,12 @@ func (t *TailBuffer) Text() string {
 		}
 	}
 	return strings.ToValidUTF8(string(b), "\uFFFD")
+}
+
+// tee writes to the tail and, when set, to extra too.
+func tee(tail *TailBuffer, extra io.Writer) io.Writer {
+	if extra == nil {
+		return tail
+	}
+	return io.MultiWriter(tail, extra)
 }

@@ -3357,6 +3357,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Events
 	//	*AgentMessage_Devices
 	//	*AgentMessage_Drain
+	//	*AgentMessage_Logs
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3444,6 +3445,15 @@ func (x *AgentMessage) GetDrain() *DrainSelf {
 	return nil
 }
 
+func (x *AgentMessage) GetLogs() *LogsUp {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_Logs); ok {
+			return x.Logs
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -3468,6 +3478,11 @@ type AgentMessage_Drain struct {
 	Drain *DrainSelf `protobuf:"bytes,5,opt,name=drain,proto3,oneof"`
 }
 
+type AgentMessage_Logs struct {
+	// logs carries task output and the jobs whose output it keeps (logs.proto).
+	Logs *LogsUp `protobuf:"bytes,6,opt,name=logs,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
@@ -3477,6 +3492,8 @@ func (*AgentMessage_Events) isAgentMessage_Msg() {}
 func (*AgentMessage_Devices) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Drain) isAgentMessage_Msg() {}
+
+func (*AgentMessage_Logs) isAgentMessage_Msg() {}
 
 // DrainSelf is an agent asking to be drained (it got SIGTERM): no new
 // work, and its tasks stopped and requeued after grace_ms.
@@ -3677,6 +3694,7 @@ type ServerMessage struct {
 	//	*ServerMessage_Ack
 	//	*ServerMessage_HeartbeatAck
 	//	*ServerMessage_Warm
+	//	*ServerMessage_Logs
 	Msg           isServerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3773,6 +3791,15 @@ func (x *ServerMessage) GetWarm() *WarmTargets {
 	return nil
 }
 
+func (x *ServerMessage) GetLogs() *LogsDown {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_Logs); ok {
+			return x.Logs
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Msg interface {
 	isServerMessage_Msg()
 }
@@ -3801,6 +3828,11 @@ type ServerMessage_Warm struct {
 	Warm *WarmTargets `protobuf:"bytes,6,opt,name=warm,proto3,oneof"`
 }
 
+type ServerMessage_Logs struct {
+	// logs asks for task output, or names jobs gone (logs.proto).
+	Logs *LogsDown `protobuf:"bytes,7,opt,name=logs,proto3,oneof"`
+}
+
 func (*ServerMessage_Welcome) isServerMessage_Msg() {}
 
 func (*ServerMessage_Batch) isServerMessage_Msg() {}
@@ -3812,6 +3844,8 @@ func (*ServerMessage_Ack) isServerMessage_Msg() {}
 func (*ServerMessage_HeartbeatAck) isServerMessage_Msg() {}
 
 func (*ServerMessage_Warm) isServerMessage_Msg() {}
+
+func (*ServerMessage_Logs) isServerMessage_Msg() {}
 
 // WarmTargets tells an agent how many warm workers to keep per function.
 type WarmTargets struct {
@@ -5668,7 +5702,7 @@ var File_api_banyanv1_banyan_proto protoreflect.FileDescriptor
 
 const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\n" +
-	"\x19api/banyanv1/banyan.proto\x12\tbanyan.v1\"\xa1\x01\n" +
+	"\x19api/banyanv1/banyan.proto\x12\tbanyan.v1\x1a\x17api/banyanv1/logs.proto\"\xa1\x01\n" +
 	"\tResources\x12\x1d\n" +
 	"\n" +
 	"cpu_millis\x18\x01 \x01(\x03R\tcpuMillis\x12!\n" +
@@ -5940,13 +5974,14 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"AgentHello\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x128\n" +
 	"\vfingerprint\x18\x02 \x01(\v2\x16.banyan.v1.FingerprintR\vfingerprint\x123\n" +
-	"\arunning\x18\x03 \x03(\v2\x19.banyan.v1.TaskAssignmentR\arunning\"\x8e\x02\n" +
+	"\arunning\x18\x03 \x03(\v2\x19.banyan.v1.TaskAssignmentR\arunning\"\xb7\x02\n" +
 	"\fAgentMessage\x12-\n" +
 	"\x05hello\x18\x01 \x01(\v2\x15.banyan.v1.AgentHelloH\x00R\x05hello\x124\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x14.banyan.v1.HeartbeatH\x00R\theartbeat\x12/\n" +
 	"\x06events\x18\x03 \x01(\v2\x15.banyan.v1.TaskEventsH\x00R\x06events\x123\n" +
 	"\adevices\x18\x04 \x01(\v2\x17.banyan.v1.DeviceUpdateH\x00R\adevices\x12,\n" +
-	"\x05drain\x18\x05 \x01(\v2\x14.banyan.v1.DrainSelfH\x00R\x05drainB\x05\n" +
+	"\x05drain\x18\x05 \x01(\v2\x14.banyan.v1.DrainSelfH\x00R\x05drain\x12'\n" +
+	"\x04logs\x18\x06 \x01(\v2\x11.banyan.v1.LogsUpH\x00R\x04logsB\x05\n" +
 	"\x03msg\"&\n" +
 	"\tDrainSelf\x12\x19\n" +
 	"\bgrace_ms\x18\x01 \x01(\x03R\agraceMs\"f\n" +
@@ -5957,14 +5992,15 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\":\n" +
 	"\n" +
 	"TaskEvents\x12,\n" +
-	"\x06events\x18\x01 \x03(\v2\x14.banyan.v1.TaskEventR\x06events\"\xbe\x02\n" +
+	"\x06events\x18\x01 \x03(\v2\x14.banyan.v1.TaskEventR\x06events\"\xe9\x02\n" +
 	"\rServerMessage\x12.\n" +
 	"\awelcome\x18\x01 \x01(\v2\x12.banyan.v1.WelcomeH\x00R\awelcome\x12,\n" +
 	"\x05batch\x18\x02 \x01(\v2\x14.banyan.v1.TaskBatchH\x00R\x05batch\x120\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x16.banyan.v1.CancelTasksH\x00R\x06cancel\x12(\n" +
 	"\x03ack\x18\x04 \x01(\v2\x14.banyan.v1.AckEventsH\x00R\x03ack\x12>\n" +
 	"\rheartbeat_ack\x18\x05 \x01(\v2\x17.banyan.v1.HeartbeatAckH\x00R\fheartbeatAck\x12,\n" +
-	"\x04warm\x18\x06 \x01(\v2\x16.banyan.v1.WarmTargetsH\x00R\x04warmB\x05\n" +
+	"\x04warm\x18\x06 \x01(\v2\x16.banyan.v1.WarmTargetsH\x00R\x04warm\x12)\n" +
+	"\x04logs\x18\a \x01(\v2\x13.banyan.v1.LogsDownH\x00R\x04logsB\x05\n" +
 	"\x03msg\"\x88\x01\n" +
 	"\vWarmTargets\x12=\n" +
 	"\aworkers\x18\x01 \x03(\v2#.banyan.v1.WarmTargets.WorkersEntryR\aworkers\x1a:\n" +
@@ -6257,6 +6293,8 @@ var file_api_banyanv1_banyan_proto_goTypes = []any{
 	nil,                          // 84: banyan.v1.Pool.WarmEntry
 	nil,                          // 85: banyan.v1.Fingerprint.LabelsEntry
 	nil,                          // 86: banyan.v1.WarmTargets.WorkersEntry
+	(*LogsUp)(nil),               // 87: banyan.v1.LogsUp
+	(*LogsDown)(nil),             // 88: banyan.v1.LogsDown
 }
 var file_api_banyanv1_banyan_proto_depIdxs = []int32{
 	83, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
@@ -6308,83 +6346,85 @@ var file_api_banyanv1_banyan_proto_depIdxs = []int32{
 	47, // 46: banyan.v1.AgentMessage.events:type_name -> banyan.v1.TaskEvents
 	45, // 47: banyan.v1.AgentMessage.devices:type_name -> banyan.v1.DeviceUpdate
 	44, // 48: banyan.v1.AgentMessage.drain:type_name -> banyan.v1.DrainSelf
-	32, // 49: banyan.v1.DeviceUpdate.gpus:type_name -> banyan.v1.GPU
-	41, // 50: banyan.v1.TaskEvents.events:type_name -> banyan.v1.TaskEvent
-	50, // 51: banyan.v1.ServerMessage.welcome:type_name -> banyan.v1.Welcome
-	51, // 52: banyan.v1.ServerMessage.batch:type_name -> banyan.v1.TaskBatch
-	52, // 53: banyan.v1.ServerMessage.cancel:type_name -> banyan.v1.CancelTasks
-	53, // 54: banyan.v1.ServerMessage.ack:type_name -> banyan.v1.AckEvents
-	54, // 55: banyan.v1.ServerMessage.heartbeat_ack:type_name -> banyan.v1.HeartbeatAck
-	49, // 56: banyan.v1.ServerMessage.warm:type_name -> banyan.v1.WarmTargets
-	86, // 57: banyan.v1.WarmTargets.workers:type_name -> banyan.v1.WarmTargets.WorkersEntry
-	40, // 58: banyan.v1.TaskBatch.tasks:type_name -> banyan.v1.TaskAssignment
-	40, // 59: banyan.v1.CancelTasks.tasks:type_name -> banyan.v1.TaskAssignment
-	41, // 60: banyan.v1.AckEvents.events:type_name -> banyan.v1.TaskEvent
-	36, // 61: banyan.v1.ListAgentsResponse.agents:type_name -> banyan.v1.Agent
-	57, // 62: banyan.v1.MembersResponse.members:type_name -> banyan.v1.Member
-	66, // 63: banyan.v1.ACLPolicy.pools:type_name -> banyan.v1.ACLPoolRule
-	67, // 64: banyan.v1.UpsertPolicyRequest.policy:type_name -> banyan.v1.ACLPolicy
-	67, // 65: banyan.v1.ListPoliciesResponse.policies:type_name -> banyan.v1.ACLPolicy
-	68, // 66: banyan.v1.ListTokensResponse.tokens:type_name -> banyan.v1.ACLToken
-	15, // 67: banyan.v1.JobService.SubmitJobs:input_type -> banyan.v1.SubmitJobsRequest
-	17, // 68: banyan.v1.JobService.GetJob:input_type -> banyan.v1.GetJobRequest
-	18, // 69: banyan.v1.JobService.ListJobs:input_type -> banyan.v1.ListJobsRequest
-	20, // 70: banyan.v1.JobService.CancelJob:input_type -> banyan.v1.CancelJobRequest
-	21, // 71: banyan.v1.JobService.WatchJob:input_type -> banyan.v1.WatchJobRequest
-	23, // 72: banyan.v1.PoolService.CreatePool:input_type -> banyan.v1.PoolRequest
-	23, // 73: banyan.v1.PoolService.UpdatePool:input_type -> banyan.v1.PoolRequest
-	24, // 74: banyan.v1.PoolService.DeletePool:input_type -> banyan.v1.DeletePoolRequest
-	25, // 75: banyan.v1.PoolService.ListPools:input_type -> banyan.v1.ListPoolsRequest
-	28, // 76: banyan.v1.PoolService.GetPoolUsage:input_type -> banyan.v1.PoolUsageRequest
-	43, // 77: banyan.v1.AgentService.Session:input_type -> banyan.v1.AgentMessage
-	55, // 78: banyan.v1.AgentService.ListAgents:input_type -> banyan.v1.ListAgentsRequest
-	38, // 79: banyan.v1.AgentService.DrainAgent:input_type -> banyan.v1.DrainAgentRequest
-	39, // 80: banyan.v1.AgentService.SetEligibility:input_type -> banyan.v1.EligibilityRequest
-	60, // 81: banyan.v1.ClusterService.Members:input_type -> banyan.v1.MembersRequest
-	62, // 82: banyan.v1.ClusterService.Join:input_type -> banyan.v1.JoinRequest
-	64, // 83: banyan.v1.ClusterService.Remove:input_type -> banyan.v1.RemoveRequest
-	58, // 84: banyan.v1.ClusterService.Version:input_type -> banyan.v1.VersionRequest
-	69, // 85: banyan.v1.ACLService.Bootstrap:input_type -> banyan.v1.ACLBootstrapRequest
-	70, // 86: banyan.v1.ACLService.UpsertPolicy:input_type -> banyan.v1.UpsertPolicyRequest
-	71, // 87: banyan.v1.ACLService.DeletePolicy:input_type -> banyan.v1.DeletePolicyRequest
-	73, // 88: banyan.v1.ACLService.ListPolicies:input_type -> banyan.v1.ListPoliciesRequest
-	75, // 89: banyan.v1.ACLService.CreateToken:input_type -> banyan.v1.CreateTokenRequest
-	76, // 90: banyan.v1.ACLService.RevokeToken:input_type -> banyan.v1.RevokeTokenRequest
-	78, // 91: banyan.v1.ACLService.ListTokens:input_type -> banyan.v1.ListTokensRequest
-	80, // 92: banyan.v1.ACLService.WhoAmI:input_type -> banyan.v1.WhoAmIRequest
-	81, // 93: banyan.v1.EventService.Stream:input_type -> banyan.v1.EventsRequest
-	16, // 94: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
-	13, // 95: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
-	19, // 96: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
-	13, // 97: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
-	13, // 98: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
-	22, // 99: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
-	22, // 100: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
-	22, // 101: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
-	26, // 102: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
-	30, // 103: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
-	48, // 104: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
-	56, // 105: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
-	36, // 106: banyan.v1.AgentService.DrainAgent:output_type -> banyan.v1.Agent
-	36, // 107: banyan.v1.AgentService.SetEligibility:output_type -> banyan.v1.Agent
-	61, // 108: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
-	63, // 109: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
-	65, // 110: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
-	59, // 111: banyan.v1.ClusterService.Version:output_type -> banyan.v1.VersionResponse
-	68, // 112: banyan.v1.ACLService.Bootstrap:output_type -> banyan.v1.ACLToken
-	67, // 113: banyan.v1.ACLService.UpsertPolicy:output_type -> banyan.v1.ACLPolicy
-	72, // 114: banyan.v1.ACLService.DeletePolicy:output_type -> banyan.v1.DeletePolicyResponse
-	74, // 115: banyan.v1.ACLService.ListPolicies:output_type -> banyan.v1.ListPoliciesResponse
-	68, // 116: banyan.v1.ACLService.CreateToken:output_type -> banyan.v1.ACLToken
-	77, // 117: banyan.v1.ACLService.RevokeToken:output_type -> banyan.v1.RevokeTokenResponse
-	79, // 118: banyan.v1.ACLService.ListTokens:output_type -> banyan.v1.ListTokensResponse
-	68, // 119: banyan.v1.ACLService.WhoAmI:output_type -> banyan.v1.ACLToken
-	82, // 120: banyan.v1.EventService.Stream:output_type -> banyan.v1.Event
-	94, // [94:121] is the sub-list for method output_type
-	67, // [67:94] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	87, // 49: banyan.v1.AgentMessage.logs:type_name -> banyan.v1.LogsUp
+	32, // 50: banyan.v1.DeviceUpdate.gpus:type_name -> banyan.v1.GPU
+	41, // 51: banyan.v1.TaskEvents.events:type_name -> banyan.v1.TaskEvent
+	50, // 52: banyan.v1.ServerMessage.welcome:type_name -> banyan.v1.Welcome
+	51, // 53: banyan.v1.ServerMessage.batch:type_name -> banyan.v1.TaskBatch
+	52, // 54: banyan.v1.ServerMessage.cancel:type_name -> banyan.v1.CancelTasks
+	53, // 55: banyan.v1.ServerMessage.ack:type_name -> banyan.v1.AckEvents
+	54, // 56: banyan.v1.ServerMessage.heartbeat_ack:type_name -> banyan.v1.HeartbeatAck
+	49, // 57: banyan.v1.ServerMessage.warm:type_name -> banyan.v1.WarmTargets
+	88, // 58: banyan.v1.ServerMessage.logs:type_name -> banyan.v1.LogsDown
+	86, // 59: banyan.v1.WarmTargets.workers:type_name -> banyan.v1.WarmTargets.WorkersEntry
+	40, // 60: banyan.v1.TaskBatch.tasks:type_name -> banyan.v1.TaskAssignment
+	40, // 61: banyan.v1.CancelTasks.tasks:type_name -> banyan.v1.TaskAssignment
+	41, // 62: banyan.v1.AckEvents.events:type_name -> banyan.v1.TaskEvent
+	36, // 63: banyan.v1.ListAgentsResponse.agents:type_name -> banyan.v1.Agent
+	57, // 64: banyan.v1.MembersResponse.members:type_name -> banyan.v1.Member
+	66, // 65: banyan.v1.ACLPolicy.pools:type_name -> banyan.v1.ACLPoolRule
+	67, // 66: banyan.v1.UpsertPolicyRequest.policy:type_name -> banyan.v1.ACLPolicy
+	67, // 67: banyan.v1.ListPoliciesResponse.policies:type_name -> banyan.v1.ACLPolicy
+	68, // 68: banyan.v1.ListTokensResponse.tokens:type_name -> banyan.v1.ACLToken
+	15, // 69: banyan.v1.JobService.SubmitJobs:input_type -> banyan.v1.SubmitJobsRequest
+	17, // 70: banyan.v1.JobService.GetJob:input_type -> banyan.v1.GetJobRequest
+	18, // 71: banyan.v1.JobService.ListJobs:input_type -> banyan.v1.ListJobsRequest
+	20, // 72: banyan.v1.JobService.CancelJob:input_type -> banyan.v1.CancelJobRequest
+	21, // 73: banyan.v1.JobService.WatchJob:input_type -> banyan.v1.WatchJobRequest
+	23, // 74: banyan.v1.PoolService.CreatePool:input_type -> banyan.v1.PoolRequest
+	23, // 75: banyan.v1.PoolService.UpdatePool:input_type -> banyan.v1.PoolRequest
+	24, // 76: banyan.v1.PoolService.DeletePool:input_type -> banyan.v1.DeletePoolRequest
+	25, // 77: banyan.v1.PoolService.ListPools:input_type -> banyan.v1.ListPoolsRequest
+	28, // 78: banyan.v1.PoolService.GetPoolUsage:input_type -> banyan.v1.PoolUsageRequest
+	43, // 79: banyan.v1.AgentService.Session:input_type -> banyan.v1.AgentMessage
+	55, // 80: banyan.v1.AgentService.ListAgents:input_type -> banyan.v1.ListAgentsRequest
+	38, // 81: banyan.v1.AgentService.DrainAgent:input_type -> banyan.v1.DrainAgentRequest
+	39, // 82: banyan.v1.AgentService.SetEligibility:input_type -> banyan.v1.EligibilityRequest
+	60, // 83: banyan.v1.ClusterService.Members:input_type -> banyan.v1.MembersRequest
+	62, // 84: banyan.v1.ClusterService.Join:input_type -> banyan.v1.JoinRequest
+	64, // 85: banyan.v1.ClusterService.Remove:input_type -> banyan.v1.RemoveRequest
+	58, // 86: banyan.v1.ClusterService.Version:input_type -> banyan.v1.VersionRequest
+	69, // 87: banyan.v1.ACLService.Bootstrap:input_type -> banyan.v1.ACLBootstrapRequest
+	70, // 88: banyan.v1.ACLService.UpsertPolicy:input_type -> banyan.v1.UpsertPolicyRequest
+	71, // 89: banyan.v1.ACLService.DeletePolicy:input_type -> banyan.v1.DeletePolicyRequest
+	73, // 90: banyan.v1.ACLService.ListPolicies:input_type -> banyan.v1.ListPoliciesRequest
+	75, // 91: banyan.v1.ACLService.CreateToken:input_type -> banyan.v1.CreateTokenRequest
+	76, // 92: banyan.v1.ACLService.RevokeToken:input_type -> banyan.v1.RevokeTokenRequest
+	78, // 93: banyan.v1.ACLService.ListTokens:input_type -> banyan.v1.ListTokensRequest
+	80, // 94: banyan.v1.ACLService.WhoAmI:input_type -> banyan.v1.WhoAmIRequest
+	81, // 95: banyan.v1.EventService.Stream:input_type -> banyan.v1.EventsRequest
+	16, // 96: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
+	13, // 97: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
+	19, // 98: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
+	13, // 99: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
+	13, // 100: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
+	22, // 101: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
+	22, // 102: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
+	22, // 103: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
+	26, // 104: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
+	30, // 105: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
+	48, // 106: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
+	56, // 107: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
+	36, // 108: banyan.v1.AgentService.DrainAgent:output_type -> banyan.v1.Agent
+	36, // 109: banyan.v1.AgentService.SetEligibility:output_type -> banyan.v1.Agent
+	61, // 110: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
+	63, // 111: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
+	65, // 112: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
+	59, // 113: banyan.v1.ClusterService.Version:output_type -> banyan.v1.VersionResponse
+	68, // 114: banyan.v1.ACLService.Bootstrap:output_type -> banyan.v1.ACLToken
+	67, // 115: banyan.v1.ACLService.UpsertPolicy:output_type -> banyan.v1.ACLPolicy
+	72, // 116: banyan.v1.ACLService.DeletePolicy:output_type -> banyan.v1.DeletePolicyResponse
+	74, // 117: banyan.v1.ACLService.ListPolicies:output_type -> banyan.v1.ListPoliciesResponse
+	68, // 118: banyan.v1.ACLService.CreateToken:output_type -> banyan.v1.ACLToken
+	77, // 119: banyan.v1.ACLService.RevokeToken:output_type -> banyan.v1.RevokeTokenResponse
+	79, // 120: banyan.v1.ACLService.ListTokens:output_type -> banyan.v1.ListTokensResponse
+	68, // 121: banyan.v1.ACLService.WhoAmI:output_type -> banyan.v1.ACLToken
+	82, // 122: banyan.v1.EventService.Stream:output_type -> banyan.v1.Event
+	96, // [96:123] is the sub-list for method output_type
+	69, // [69:96] is the sub-list for method input_type
+	69, // [69:69] is the sub-list for extension type_name
+	69, // [69:69] is the sub-list for extension extendee
+	0,  // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_api_banyanv1_banyan_proto_init() }
@@ -6392,12 +6432,14 @@ func file_api_banyanv1_banyan_proto_init() {
 	if File_api_banyanv1_banyan_proto != nil {
 		return
 	}
+	file_api_banyanv1_logs_proto_init()
 	file_api_banyanv1_banyan_proto_msgTypes[39].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Events)(nil),
 		(*AgentMessage_Devices)(nil),
 		(*AgentMessage_Drain)(nil),
+		(*AgentMessage_Logs)(nil),
 	}
 	file_api_banyanv1_banyan_proto_msgTypes[44].OneofWrappers = []any{
 		(*ServerMessage_Welcome)(nil),
@@ -6406,6 +6448,7 @@ func file_api_banyanv1_banyan_proto_init() {
 		(*ServerMessage_Ack)(nil),
 		(*ServerMessage_HeartbeatAck)(nil),
 		(*ServerMessage_Warm)(nil),
+		(*ServerMessage_Logs)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -12,7 +12,9 @@ import (
 	"github.com/banyan-sched/banyan/agent"
 	"github.com/banyan-sched/banyan/agent/devices"
 	"github.com/banyan-sched/banyan/agent/fingerprint"
+	"github.com/banyan-sched/banyan/agent/tasklog"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/spf13/cobra"
@@ -36,6 +38,9 @@ type agentFlags struct {
 	storageRoots         []string
 	taskEnv              []string
 	runAs, taskDir       string
+	taskLogDir           string
+	taskLogMax           string
+	taskLogAge           time.Duration
 	taskPids             int64
 	noCgroups            bool
 	functions, warm      []string
@@ -126,10 +131,18 @@ func newAgentCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			logMax, err := limits.ParseSize(f.taskLogMax)
+			if err != nil {
+				return usageError{fmt.Sprintf("--task-log-max: %v", err)}
+			}
+			if f.taskLogDir == "" && f.taskDir == "" {
+				slog.Warn("no --task-log-dir (or --task-dir): task output is kept in a temp dir and removed when the agent stops")
+			}
 			cg := agentCgroups(f.id, f.noCgroups, slog.Default())
 			a, err := agent.New(agent.Config{ID: f.id, Servers: f.servers, Fingerprint: fp, WorkDir: f.workDir,
 				MaxMessageSize: maxMsg, KillGrace: f.killGrace, StorageRoots: f.storageRoots, Env: env, Functions: fns, Warm: warm, Logger: slog.Default(),
-				TLS: src, Token: g.token, RunAs: runAs, TaskDir: f.taskDir, Cgroups: cg, TaskPids: f.taskPids, GPU: gpuCfg})
+				TLS: src, Token: g.token, RunAs: runAs, TaskDir: f.taskDir, Cgroups: cg, TaskPids: f.taskPids, GPU: gpuCfg,
+				TaskLogDir: f.taskLogDir, TaskLogMax: int64(logMax), TaskLogAge: f.taskLogAge})
 			if err != nil {
 				return err
 			}
@@ -172,6 +185,9 @@ func newAgentCmd(g *globals) *cobra.Command {
 	fl.StringSliceVar(&f.storageRoots, "storage-root", nil, "directory media steps may read and write (repeatable; encoder steps are refused without one)")
 	fl.StringVar(&f.runAs, "run-as", "", "user tasks run as (required when the agent runs as root; root only if named)")
 	fl.StringVar(&f.taskDir, "task-dir", "", "parent of the tasks' private temp dirs (default: a new dir in the system temp dir)")
+	fl.StringVar(&f.taskLogDir, "task-log-dir", "", "keeps each task attempt's full stdout and stderr (default: logs/ in --task-dir)")
+	fl.StringVar(&f.taskLogMax, "task-log-max", "64MiB", "cap of each kept stream of an attempt; the newest bytes are kept")
+	fl.DurationVar(&f.taskLogAge, "task-log-age", tasklog.DefaultMaxAge, "remove kept output this old even if its job is still in the state")
 	fl.Int64Var(&f.taskPids, "task-pids-max", 4096, "pids.max of each task's cgroup (0: no limit)")
 	fl.BoolVar(&f.noCgroups, "no-cgroups", false, "run tasks without cgroups (no resource limits)")
 	fl.StringVar(&f.maxMessage, "max-message-size", "16MiB", "largest gRPC message, the same as the servers'")

@@ -21,7 +21,7 @@ import (
 
 func newJobCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "job", Short: "Submit and inspect jobs"}
-	cmd.AddCommand(newJobSubmitCmd(g), newJobListCmd(g), newJobShowCmd(g), newJobCancelCmd(g), newJobWatchCmd(g), newJobGCCmd(g))
+	cmd.AddCommand(newJobSubmitCmd(g), newJobListCmd(g), newJobShowCmd(g), newJobCancelCmd(g), newJobWatchCmd(g), newJobGCCmd(g), newJobLogsCmd(g))
 	return cmd
 }
 

@@ -28,6 +28,7 @@ func registerServices(g *grpc.Server, s *Server) {
 	pb.RegisterACLServiceServer(g, &aclService{s: s})
 	pb.RegisterOperatorServiceServer(g, &operatorService{s: s})
 	pb.RegisterEventServiceServer(g, &eventService{s: s})
+	pb.RegisterLogsServiceServer(g, &logsService{s: s})
 }
 
 // statusOf maps an error to a gRPC status that keeps its message.

@@ -206,6 +206,11 @@ var methodChecks = map[string]methodCheck{
 	pb.JobService_WatchJob_FullMethodName: jobCheck(acl.PoolRead, func(r *pb.WatchJobRequest) string {
 		return r.Id
 	}),
+	// Task output may hold secrets, as task environments may: reading it
+	// needs what seeing those does.
+	pb.LogsService_Stream_FullMethodName: jobCheck(acl.PoolSubmit, func(r *pb.LogsRequest) string {
+		return r.JobId
+	}),
 	pb.PoolService_CreatePool_FullMethodName: poolCheck(acl.PoolAdmin, func(r *pb.PoolRequest) string {
 		return r.GetPool().GetPath()
 	}),

@@ -36,6 +36,9 @@ type leaderLoop struct {
 	mu       sync.Mutex
 	sessions map[string]*session
 	seen     map[string]time.Time
+
+	// logs matches agents' task output to the reads waiting for it (logs.go).
+	logs logRelay
 }
 
 type sessionEvents struct {
@@ -219,6 +222,9 @@ func (l *leaderLoop) afterApply(r *state.Result) {
 		l.mu.Lock()
 		l.pushWarmLocked()
 		l.mu.Unlock()
+	}
+	if len(r.Removed) > 0 {
+		l.sendGone(r.Removed) // their task output goes too (logs.go)
 	}
 	if len(r.Assigned) == 0 && len(r.Cancels) == 0 {
 		return
@@ -432,6 +438,8 @@ func (l *leaderLoop) recvLoop(sess *session, stream pb.AgentService_SessionServe
 			case <-sess.ctx.Done():
 				return
 			}
+		case *pb.AgentMessage_Logs:
+			l.onLogsUp(sess, msg.Logs)
 		case *pb.AgentMessage_Drain:
 			l.s.log.Info("agent asks to be drained (shutting down)", "agent", sess.agentID, "grace_ms", msg.Drain.GraceMs)
 			if err := l.drainSelf(sess.agentID, msg.Drain.GraceMs); err != nil {
