@@ -13,7 +13,9 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/scheduler/state"
+	"github.com/banyan-sched/banyan/scheduler/tracing"
 	"github.com/hashicorp/raft"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Observer is told what the leader does. Its methods are called on the
@@ -47,6 +49,11 @@ func (nopObserver) FellBack(int)                      {}
 func (nopObserver) TaskStarted(string, time.Duration) {}
 func (nopObserver) TaskFinished(string, string)       {}
 func (nopObserver) LeaseMissed(string)                {}
+
+// tracer makes this server's own spans (commit, place, run).
+func (s *Server) tracer() trace.Tracer {
+	return tracing.ProviderOr(s.cfg.TracerProvider).Tracer(tracing.TracerName)
+}
 
 // observer returns the configured Observer or one that does nothing.
 func (s *Server) observer() Observer {
@@ -169,6 +176,7 @@ func (l *leaderLoop) observeEvents(batch []sessionEvents, before eventsBefore) {
 	}
 	var starts []start
 	var finished [][2]string
+	var spans []tracing.Attempt
 	l.s.fsm.Read(func(st *state.State) {
 		for _, se := range batch {
 			for _, ev := range se.events {
@@ -186,6 +194,9 @@ func (l *leaderLoop) observeEvents(batch []sessionEvents, before eventsBefore) {
 				if ev.Kind == "finished" && before.open[k] && a.Outcome != "" {
 					delete(before.open, k)
 					finished = append(finished, [2]string{a.Outcome, a.FailureClass})
+					if sp, ok := attemptSpans(st, ev.TaskId, a); ok {
+						spans = append(spans, sp)
+					}
 				}
 			}
 		}
@@ -196,6 +207,28 @@ func (l *leaderLoop) observeEvents(batch []sessionEvents, before eventsBefore) {
 	for _, f := range finished {
 		obs.TaskFinished(f[0], f[1])
 	}
+	if len(spans) > 0 {
+		tr := l.s.tracer()
+		for _, sp := range spans {
+			tracing.EmitAttempt(l.s.ctx, tr, sp)
+		}
+	}
+}
+
+// attemptSpans is what the spans of a finished attempt of task are made
+// from; ok is false when its job has no trace.
+func attemptSpans(st *state.State, task string, a *pb.Attempt) (tracing.Attempt, bool) {
+	t, ok := st.Task(task)
+	if !ok {
+		return tracing.Attempt{}, false
+	}
+	j, ok := st.Job(t.PB.JobId)
+	if !ok || j.PB.TraceId == "" {
+		return tracing.Attempt{}, false
+	}
+	return tracing.Attempt{TraceID: j.PB.TraceId, ParentSpanID: j.PB.TraceSpanId, JobID: j.PB.Id, TaskID: task,
+		Attempt: a.Number, AgentID: a.AgentId, QueuedMs: a.QueuedUnixMs, PlacedMs: a.PlacedUnixMs,
+		StartedMs: a.StartedUnixMs, FinishedMs: a.FinishedUnixMs, Outcome: a.Outcome, FailureClass: a.FailureClass}, true
 }
 
 // readyGrace is how far behind the commit index a ready server's applied
