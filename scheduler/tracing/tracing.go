@@ -66,7 +66,8 @@ type Shutdown func(context.Context) error
 // Setup installs the global tracer provider and the W3C trace-context
 // propagator for a process named serviceName. When the environment asks
 // for export (Enabled), spans are batched and exported over OTLP/gRPC,
-// configured by the standard OTEL_EXPORTER_OTLP_* variables; otherwise the
+// configured by the standard OTEL_EXPORTER_OTLP_* variables (serviceName
+// unless OTEL_SERVICE_NAME is set); otherwise the
 // provider is a no-op one and nothing is exported. The returned provider
 // is the one installed; Shutdown flushes it.
 func Setup(ctx context.Context, serviceName string) (trace.TracerProvider, Shutdown, error) {
@@ -80,10 +81,11 @@ func Setup(ctx context.Context, serviceName string) (trace.TracerProvider, Shutd
 	if err != nil {
 		return nil, nil, fmt.Errorf("OTLP trace exporter: %w", err)
 	}
-	res, err := resource.Merge(resource.Default(),
-		resource.NewSchemaless(attribute.String("service.name", serviceName)))
-	if err != nil {
-		res = resource.Default() // schema conflict: keep the default attributes
+	res := resource.Default() // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
+	if os.Getenv("OTEL_SERVICE_NAME") == "" {
+		if r, err := resource.Merge(res, resource.NewSchemaless(attribute.String("service.name", serviceName))); err == nil {
+			res = r
+		}
 	}
 	tp := NewProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
