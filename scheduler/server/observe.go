@@ -176,7 +176,6 @@ func (l *leaderLoop) observeEvents(batch []sessionEvents, before eventsBefore) {
 	}
 	var starts []start
 	var finished [][2]string
-	var spans []tracing.Attempt
 	l.s.fsm.Read(func(st *state.State) {
 		for _, se := range batch {
 			for _, ev := range se.events {
@@ -194,9 +193,6 @@ func (l *leaderLoop) observeEvents(batch []sessionEvents, before eventsBefore) {
 				if ev.Kind == "finished" && before.open[k] && a.Outcome != "" {
 					delete(before.open, k)
 					finished = append(finished, [2]string{a.Outcome, a.FailureClass})
-					if sp, ok := attemptSpans(st, ev.TaskId, a); ok {
-						spans = append(spans, sp)
-					}
 				}
 			}
 		}
@@ -207,11 +203,35 @@ func (l *leaderLoop) observeEvents(batch []sessionEvents, before eventsBefore) {
 	for _, f := range finished {
 		obs.TaskFinished(f[0], f[1])
 	}
-	if len(spans) > 0 {
-		tr := l.s.tracer()
-		for _, sp := range spans {
-			tracing.EmitAttempt(l.s.ctx, tr, sp)
+}
+
+// traceEnded emits the place and run spans of every attempt that a
+// command this server proposed ended (whatever ended it: the agent's
+// report, a cancel, a lost lease, a preemption), from the change records
+// of its Result.
+func (s *Server) traceEnded(r *state.Result) {
+	var ended []*pb.Event
+	for _, ev := range r.Changes {
+		if ev.Topic == state.TopicTask && ev.Outcome != "" && ev.Attempt > 0 {
+			ended = append(ended, ev)
 		}
+	}
+	if len(ended) == 0 {
+		return
+	}
+	var spans []tracing.Attempt
+	s.fsm.Read(func(st *state.State) {
+		for _, ev := range ended {
+			if a := st.AttemptRecord(ev.TaskId, ev.Attempt); a != nil {
+				if sp, ok := attemptSpans(st, ev.TaskId, a); ok {
+					spans = append(spans, sp)
+				}
+			}
+		}
+	})
+	tr := s.tracer()
+	for _, sp := range spans {
+		tracing.EmitAttempt(s.ctx, tr, sp)
 	}
 }
 

@@ -494,6 +494,7 @@ func (s *Server) propose(cmd *fsmpb.Command) (*state.Result, error) {
 	if r == nil {
 		return &state.Result{}, nil
 	}
+	s.traceEnded(r)
 	return r, nil
 }
 

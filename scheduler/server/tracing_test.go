@@ -2,6 +2,10 @@ package server_test
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -128,7 +132,11 @@ func TestJobTrace(t *testing.T) {
 			}
 			continue
 		}
-		if !s.StartTime().Equal(time.UnixMilli(a.StartedUnixMs)) || !s.EndTime().Equal(time.UnixMilli(a.FinishedUnixMs)) {
+		start := a.StartedUnixMs
+		if start == 0 { // ended (cancelled with its failed job) before it started
+			start = a.PlacedUnixMs
+		}
+		if !s.StartTime().Equal(time.UnixMilli(start)) || !s.EndTime().Equal(time.UnixMilli(a.FinishedUnixMs)) {
 			t.Fatalf("run span %v..%v, attempt %v", s.StartTime(), s.EndTime(), a)
 		}
 		if spanAttr(s, tracing.AttrOutcome) != a.Outcome || spanAttr(s, tracing.AttrFailureClass) != a.FailureClass {
@@ -160,5 +168,73 @@ func TestJobTraceIDWithoutTracing(t *testing.T) {
 	tk := done.Tasks[0]
 	if got, want := strings.TrimSpace(tk.Attempts[0].StdoutTail), jobtrace.RunTraceparent(done.TraceId, tk.Id, 1); got != want {
 		t.Fatalf("task saw TRACEPARENT %q, want %q", got, want)
+	}
+}
+
+// A submission a follower forwards stays in the caller's trace: client,
+// follower's server span, its forwarding client span, the leader's server
+// span, which the job records as its parent and the commit span hangs
+// under.
+func TestJobTraceForwarded(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := tracing.NewProvider(sdktrace.WithSpanProcessor(rec))
+	lns := []net.Listener{listen(t), listen(t), listen(t)}
+	var peers []server.Peer
+	for i, ln := range lns {
+		peers = append(peers, server.Peer{ID: fmt.Sprintf("s%d", i+1), Addr: ln.Addr().String()})
+	}
+	servers := make([]*server.Server, 3)
+	for i, ln := range lns {
+		servers[i] = startServer(t, server.Config{NodeID: peers[i].ID, DataDir: filepath.Join(t.TempDir(), peers[i].ID),
+			Listener: ln, Peers: peers, TracerProvider: tp})
+		defer servers[i].Close()
+	}
+	leader := waitLeader(t, servers...)
+	var follower *server.Server
+	for _, s := range servers {
+		if s != leader {
+			follower = s
+		}
+	}
+	conn, err := grpc.NewClient(follower.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(tracing.ClientHandler(tp)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, root := tp.Tracer("test").Start(context.Background(), "client")
+	resp, err := pb.NewJobServiceClient(conn).SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{shellJob("fwd", "", 1, "true")}})
+	root.End()
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := resp.Jobs[0]
+	want := root.SpanContext().TraceID()
+	if job.TraceId != want.String() {
+		t.Fatalf("job trace %q, want the caller's %s", job.TraceId, want)
+	}
+	byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+	var commit sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.SpanContext().TraceID() == want {
+			byID[s.SpanContext().SpanID()] = s
+			if s.Name() == tracing.SpanCommit {
+				commit = s
+			}
+		}
+	}
+	// Walk up from the commit span: leader server, forwarder client,
+	// follower server, client, root.
+	var kinds []trace.SpanKind
+	for s := commit; s != nil; s = byID[s.Parent().SpanID()] {
+		kinds = append(kinds, s.SpanKind())
+		if s.SpanKind() == trace.SpanKindServer && len(kinds) == 2 && job.TraceSpanId != s.SpanContext().SpanID().String() {
+			t.Fatalf("job's parent span %s, want the leader's server span %s", job.TraceSpanId, s.SpanContext().SpanID())
+		}
+	}
+	wantKinds := []trace.SpanKind{trace.SpanKindInternal, trace.SpanKindServer, trace.SpanKindClient,
+		trace.SpanKindServer, trace.SpanKindClient, trace.SpanKindInternal}
+	if !slices.Equal(kinds, wantKinds) {
+		t.Fatalf("span chain from commit up: %v, want %v", kinds, wantKinds)
 	}
 }
