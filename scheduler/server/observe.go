@@ -16,6 +16,7 @@ import (
 	"github.com/banyan-sched/banyan/scheduler/tracing"
 	"github.com/hashicorp/raft"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Observer is told what the leader does. Its methods are called on the
@@ -210,6 +211,9 @@ func (l *leaderLoop) observeEvents(batch []sessionEvents, before eventsBefore) {
 // report, a cancel, a lost lease, a preemption), from the change records
 // of its Result.
 func (s *Server) traceEnded(r *state.Result) {
+	if _, off := tracing.ProviderOr(s.cfg.TracerProvider).(noop.TracerProvider); off {
+		return // what a server without OTEL_* variables runs with: spare the read lock
+	}
 	var ended []*pb.Event
 	for _, ev := range r.Changes {
 		if ev.Topic == state.TopicTask && ev.Outcome != "" && ev.Attempt > 0 {

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 func TestEnabled(t *testing.T) {
@@ -47,6 +48,10 @@ func TestSetupWithoutVariablesExportsNothing(t *testing.T) {
 	}
 	if _, sdk := tp.(*sdktrace.TracerProvider); sdk {
 		t.Fatal("Setup without OTEL_* variables installed an SDK provider")
+	}
+	// Servers skip the spans of ended attempts under exactly this provider.
+	if _, off := otel.GetTracerProvider().(noop.TracerProvider); !off {
+		t.Fatalf("global provider %T, want the no-op one", otel.GetTracerProvider())
 	}
 	_, span := otel.Tracer("t").Start(context.Background(), "x")
 	if span.IsRecording() || span.SpanContext().IsValid() {
