@@ -26,6 +26,8 @@ import (
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/api/tlsconfig"
+	"github.com/banyan-sched/banyan/scheduler/tracing"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
@@ -69,6 +71,9 @@ type Config struct {
 	StorageRoots []string
 	// Env is added to every task's environment (a task's own env wins).
 	Env map[string]string
+	// TracerProvider makes the spans of the agent's calls to the servers
+	// (package tracing); nil: the global provider.
+	TracerProvider trace.TracerProvider
 	// Functions registers the functions this agent serves: name -> worker
 	// command (agent/worker's line protocol; "@sched" is this binary). The
 	// agent advertises each as the label "fn.NAME".
@@ -322,7 +327,7 @@ func (a *Agent) conn(addr string) (*grpc.ClientConn, error) {
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(a.cfg.MaxMessageSize), grpc.MaxCallSendMsgSize(a.cfg.MaxMessageSize)),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
 			Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}, MinConnectTimeout: 3 * time.Second}),
-		grpc.WithKeepaliveParams(keepaliveParams))
+		grpc.WithKeepaliveParams(keepaliveParams), grpc.WithStatsHandler(tracing.ClientHandler(a.cfg.TracerProvider)))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
@@ -811,7 +816,8 @@ func resultTooLarge(n int64) error {
 // SelfCommand, pins the task to its granted GPUs (GPUEnv), and gives the
 // task its identity, its private temp dir and
 // result file in its environment (BANYAN_TASK_ID, BANYAN_JOB_ID,
-// BANYAN_ATTEMPT, BANYAN_RESULT, TMPDIR), its user and its cgroup.
+// BANYAN_ATTEMPT, BANYAN_RESULT, TMPDIR, and TRACEPARENT: the W3C trace
+// context of the attempt's run span), its user and its cgroup.
 func (a *Agent) processSpec(t *pb.TaskAssignment, sb *sandbox) (process.Spec, error) {
 	cmd := append([]string(nil), t.Spec.Command...)
 	if len(cmd) > 0 && cmd[0] == SelfCommand {
@@ -836,6 +842,9 @@ func (a *Agent) processSpec(t *pb.TaskAssignment, sb *sandbox) (process.Spec, er
 	env["BANYAN_TASK_ID"], env["BANYAN_JOB_ID"] = t.TaskId, t.JobId
 	env["BANYAN_ATTEMPT"], env["BANYAN_RESULT"] = fmt.Sprint(t.Attempt), sb.result
 	env["TMPDIR"] = sb.tmp
+	if t.Traceparent != "" {
+		env["TRACEPARENT"] = t.Traceparent // the attempt's run span, in the job's trace
+	}
 	if u := a.cfg.RunAs; u != nil && int(u.UID) != os.Geteuid() {
 		if _, set := env["HOME"]; !set {
 			env["HOME"] = sb.dir // the agent's HOME is not the task user's

@@ -1200,7 +1200,15 @@ type Job struct {
 	PromotedUnixMs int64 `protobuf:"varint,14,opt,name=promoted_unix_ms,json=promotedUnixMs,proto3" json:"promoted_unix_ms,omitempty"`
 	// submitter is the ACL token that submitted the job (empty while ACLs
 	// are off).
-	Submitter     *Submitter `protobuf:"bytes,15,opt,name=submitter,proto3" json:"submitter,omitempty"`
+	Submitter *Submitter `protobuf:"bytes,15,opt,name=submitter,proto3" json:"submitter,omitempty"`
+	// trace_id is the W3C trace id (32 hex digits) of the job's trace: its
+	// submission and each task attempt's place and run spans (empty for jobs
+	// submitted before traces).
+	TraceId string `protobuf:"bytes,16,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// trace_span_id is the span (16 hex digits) the job's place and run
+	// spans hang under: the submitting server's span of the call (empty when
+	// none).
+	TraceSpanId   string `protobuf:"bytes,17,opt,name=trace_span_id,json=traceSpanId,proto3" json:"trace_span_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1338,6 +1346,20 @@ func (x *Job) GetSubmitter() *Submitter {
 		return x.Submitter
 	}
 	return nil
+}
+
+func (x *Job) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
+}
+
+func (x *Job) GetTraceSpanId() string {
+	if x != nil {
+		return x.TraceSpanId
+	}
+	return ""
 }
 
 // Submitter names the token a job was submitted with: its accessor id and
@@ -3078,7 +3100,11 @@ type TaskAssignment struct {
 	Class    JobClass `protobuf:"varint,5,opt,name=class,proto3,enum=banyan.v1.JobClass" json:"class,omitempty"`
 	Priority int32    `protobuf:"varint,6,opt,name=priority,proto3" json:"priority,omitempty"`
 	// gpus are the devices the task is pinned to (CUDA_VISIBLE_DEVICES).
-	Gpus          []*GPUGrant `protobuf:"bytes,7,rep,name=gpus,proto3" json:"gpus,omitempty"`
+	Gpus []*GPUGrant `protobuf:"bytes,7,rep,name=gpus,proto3" json:"gpus,omitempty"`
+	// traceparent is the W3C trace context of this attempt's run span (in
+	// the job's trace); the agent passes it to the task as TRACEPARENT.
+	// Empty when the job has no trace id.
+	Traceparent   string `protobuf:"bytes,8,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3160,6 +3186,13 @@ func (x *TaskAssignment) GetGpus() []*GPUGrant {
 		return x.Gpus
 	}
 	return nil
+}
+
+func (x *TaskAssignment) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 // TaskEvent reports progress of one attempt.
@@ -5791,7 +5824,7 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x06failed\x18\x06 \x01(\x05R\x06failed\x12\x1c\n" +
 	"\tcancelled\x18\a \x01(\x05R\tcancelled\x12\x18\n" +
 	"\ablocked\x18\b \x01(\x05R\ablocked\x12\x1a\n" +
-	"\breplaced\x18\t \x01(\x05R\breplaced\"\x9a\x04\n" +
+	"\breplaced\x18\t \x01(\x05R\breplaced\"\xd9\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -5808,7 +5841,9 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x05tasks\x18\f \x03(\v2\x0f.banyan.v1.TaskR\x05tasks\x12\x1e\n" +
 	"\vmax_wait_ms\x18\r \x01(\x03R\tmaxWaitMs\x12(\n" +
 	"\x10promoted_unix_ms\x18\x0e \x01(\x03R\x0epromotedUnixMs\x122\n" +
-	"\tsubmitter\x18\x0f \x01(\v2\x14.banyan.v1.SubmitterR\tsubmitter\"@\n" +
+	"\tsubmitter\x18\x0f \x01(\v2\x14.banyan.v1.SubmitterR\tsubmitter\x12\x19\n" +
+	"\btrace_id\x18\x10 \x01(\tR\atraceId\x12\"\n" +
+	"\rtrace_span_id\x18\x11 \x01(\tR\vtraceSpanId\"@\n" +
 	"\tSubmitter\x12\x1f\n" +
 	"\vaccessor_id\x18\x01 \x01(\tR\n" +
 	"accessorId\x12\x12\n" +
@@ -5947,7 +5982,7 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x06cancel\x18\x04 \x01(\bR\x06cancel\"@\n" +
 	"\x12EligibilityRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
-	"\beligible\x18\x02 \x01(\bR\beligible\"\xf3\x01\n" +
+	"\beligible\x18\x02 \x01(\bR\beligible\"\x95\x02\n" +
 	"\x0eTaskAssignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12'\n" +
@@ -5955,7 +5990,8 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x06job_id\x18\x04 \x01(\tR\x05jobId\x12)\n" +
 	"\x05class\x18\x05 \x01(\x0e2\x13.banyan.v1.JobClassR\x05class\x12\x1a\n" +
 	"\bpriority\x18\x06 \x01(\x05R\bpriority\x12'\n" +
-	"\x04gpus\x18\a \x03(\v2\x13.banyan.v1.GPUGrantR\x04gpus\"\x92\x02\n" +
+	"\x04gpus\x18\a \x03(\v2\x13.banyan.v1.GPUGrantR\x04gpus\x12 \n" +
+	"\vtraceparent\x18\b \x01(\tR\vtraceparent\"\x92\x02\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +

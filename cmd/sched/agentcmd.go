@@ -140,7 +140,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 			}
 			cg := agentCgroups(f.id, f.noCgroups, slog.Default())
 			a, err := agent.New(agent.Config{ID: f.id, Servers: f.servers, Fingerprint: fp, WorkDir: f.workDir,
-				MaxMessageSize: maxMsg, KillGrace: f.killGrace, StorageRoots: f.storageRoots, Env: env, Functions: fns, Warm: warm, Logger: slog.Default(),
+				MaxMessageSize: maxMsg, KillGrace: f.killGrace, StorageRoots: f.storageRoots, Env: withTraceEnv(env), Functions: fns, Warm: warm, Logger: slog.Default(),
 				TLS: src, Token: g.token, RunAs: runAs, TaskDir: f.taskDir, Cgroups: cg, TaskPids: f.taskPids, GPU: gpuCfg,
 				TaskLogDir: f.taskLogDir, TaskLogMax: int64(logMax), TaskLogAge: f.taskLogAge})
 			if err != nil {

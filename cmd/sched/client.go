@@ -11,6 +11,7 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
+	"github.com/banyan-sched/banyan/scheduler/tracing"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -50,7 +51,8 @@ func dial(g *globals) (*client, error) {
 	conn, err := dialFailover(addrs, grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(retryConfig), grpc.WithChainUnaryInterceptor(plaintextHint(g.tls)),
 		grpc.WithPerRPCCredentials(pb.TokenCredentials(g.token)),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limits.MaxMessageSize), grpc.MaxCallSendMsgSize(limits.MaxMessageSize)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limits.MaxMessageSize), grpc.MaxCallSendMsgSize(limits.MaxMessageSize)),
+		grpc.WithStatsHandler(tracing.ClientHandler(nil)))
 	if err != nil {
 		return nil, err
 	}

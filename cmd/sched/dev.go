@@ -111,7 +111,7 @@ func runDev(ctx context.Context, c devConfig) error {
 			return fmt.Errorf("agent work dir: %w", err)
 		}
 		a, err := agent.New(agent.Config{ID: fmt.Sprintf("dev-agent-%d", i), Servers: []string{s.Addr()},
-			Fingerprint: shareOfHost(fp, agents, i), WorkDir: work, TaskDir: filepath.Join(work, "tasks"), StorageRoots: c.roots, Env: c.env,
+			Fingerprint: shareOfHost(fp, agents, i), WorkDir: work, TaskDir: filepath.Join(work, "tasks"), StorageRoots: c.roots, Env: withTraceEnv(c.env),
 			Functions: builtinFunctions, Logger: log, Token: agentToken,
 			GPU: agent.GPUConfig{Watch: i == 1}}) // the GPUs are on the first agent (shareOfHost)
 		if err != nil {

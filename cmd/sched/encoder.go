@@ -32,6 +32,7 @@ func newEncoderCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "encoder", Short: "Encoder steps run by agents (plumbing)", Hidden: true}
 	cmd.AddCommand(newEncoderPlanCmd(), newEncodeChunkCmd(), newEncodeAudioCmd(), newAssembleCmd(),
 		newIndexCmd(), newVerifyCmd())
+	traceSteps(cmd)
 	return cmd
 }
 

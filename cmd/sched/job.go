@@ -173,6 +173,9 @@ func printJob(out io.Writer, j *pb.Job) {
 	if sub := j.GetSubmitter(); sub != nil {
 		fmt.Fprintf(out, "  submitted by %s (accessor %s)\n", sub.Name, sub.AccessorId)
 	}
+	if j.TraceId != "" {
+		fmt.Fprintf(out, "  trace: %s\n", j.TraceId)
+	}
 	fmt.Fprintf(out, "  tasks: %d total, %d waiting, %d queued (%d blocked), %d running, %d succeeded, "+
 		"%d replaced by fallback, %d failed, %d cancelled\n\n", c.GetTotal(), c.GetWaiting(), c.GetQueued(), c.GetBlocked(),
 		c.GetRunning(), c.GetSucceeded(), c.GetReplaced(), c.GetFailed(), c.GetCancelled())

@@ -31,7 +31,9 @@ func main() {
 		}
 	}()
 	root := newRootCmd()
-	if err := root.ExecuteContext(ctx); err != nil {
+	err := root.ExecuteContext(ctx)
+	flushTraces()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "sched: "+oneLine(err))
 		cancel()
 		os.Exit(exitCode(err))

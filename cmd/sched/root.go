@@ -50,7 +50,7 @@ func newRootCmd() *cobra.Command {
 				return err
 			}
 			slog.SetDefault(slog.New(h))
-			return nil
+			return startTracing(cmd)
 		},
 	}
 	addr := os.Getenv("SCHED_ADDR")

@@ -397,7 +397,15 @@ type SubmitJobs struct {
 	Jobs  []*banyanv1.JobSpec    `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	// submitter is the token the jobs were submitted with (unset while ACLs
 	// are off).
-	Submitter     *banyanv1.Submitter `protobuf:"bytes,2,opt,name=submitter,proto3" json:"submitter,omitempty"`
+	Submitter *banyanv1.Submitter `protobuf:"bytes,2,opt,name=submitter,proto3" json:"submitter,omitempty"`
+	// trace_ids[i] is the W3C trace id (32 hex digits) of jobs[i]: the trace
+	// of the call that submitted it, or one the proposing server made. Absent
+	// (entries written before traces, or fewer ids than jobs): no trace id.
+	TraceIds []string `protobuf:"bytes,3,rep,name=trace_ids,json=traceIds,proto3" json:"trace_ids,omitempty"`
+	// trace_span_ids[i] is the span (16 hex digits) that jobs[i]'s spans hang
+	// under: the submitting server's span of the call. Absent or empty: none
+	// (the job's spans are roots of its trace).
+	TraceSpanIds  []string `protobuf:"bytes,4,rep,name=trace_span_ids,json=traceSpanIds,proto3" json:"trace_span_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -442,6 +450,20 @@ func (x *SubmitJobs) GetJobs() []*banyanv1.JobSpec {
 func (x *SubmitJobs) GetSubmitter() *banyanv1.Submitter {
 	if x != nil {
 		return x.Submitter
+	}
+	return nil
+}
+
+func (x *SubmitJobs) GetTraceIds() []string {
+	if x != nil {
+		return x.TraceIds
+	}
+	return nil
+}
+
+func (x *SubmitJobs) GetTraceSpanIds() []string {
+	if x != nil {
+		return x.TraceSpanIds
 	}
 	return nil
 }
@@ -2067,11 +2089,13 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\x11acl_policy_delete\x18  \x01(\v2\x1e.banyan.fsm.v1.ACLPolicyDeleteH\x00R\x0faclPolicyDelete\x12I\n" +
 	"\x10acl_token_create\x18! \x01(\v2\x1d.banyan.fsm.v1.ACLTokenCreateH\x00R\x0eaclTokenCreate\x12I\n" +
 	"\x10acl_token_revoke\x18\" \x01(\v2\x1d.banyan.fsm.v1.ACLTokenRevokeH\x00R\x0eaclTokenRevokeB\x05\n" +
-	"\x03cmd\"h\n" +
+	"\x03cmd\"\xab\x01\n" +
 	"\n" +
 	"SubmitJobs\x12&\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x12.banyan.v1.JobSpecR\x04jobs\x122\n" +
-	"\tsubmitter\x18\x02 \x01(\v2\x14.banyan.v1.SubmitterR\tsubmitter\"\x83\x01\n" +
+	"\tsubmitter\x18\x02 \x01(\v2\x14.banyan.v1.SubmitterR\tsubmitter\x12\x1b\n" +
+	"\ttrace_ids\x18\x03 \x03(\tR\btraceIds\x12$\n" +
+	"\x0etrace_span_ids\x18\x04 \x03(\tR\ftraceSpanIds\"\x83\x01\n" +
 	"\n" +
 	"Assignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -13,7 +14,12 @@ import (
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
+	"github.com/banyan-sched/banyan/scheduler/tracing"
+	"github.com/banyan-sched/banyan/scheduler/tracing/jobtrace"
 	"github.com/hashicorp/raft"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -93,11 +99,22 @@ func (j *jobService) SubmitJobs(ctx context.Context, req *pb.SubmitJobsRequest) 
 	if verr != nil {
 		return nil, statusOf(verr)
 	}
-	r, err := j.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: req.Jobs,
-		Submitter: callerFrom(ctx).submitter()}}})
+	traceID, spanID, err := jobTraceIDs(ctx)
 	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	sub := &fsmpb.SubmitJobs{Jobs: req.Jobs, Submitter: callerFrom(ctx).submitter()}
+	for range req.Jobs {
+		sub.TraceIds, sub.TraceSpanIds = append(sub.TraceIds, traceID), append(sub.TraceSpanIds, spanID)
+	}
+	_, span := j.s.tracer().Start(ctx, tracing.SpanCommit, trace.WithAttributes(attribute.Int("banyan.jobs", len(req.Jobs))))
+	r, err := j.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Submit{Submit: sub}})
+	if err != nil {
+		span.SetStatus(otelcodes.Error, err.Error())
+		span.End()
 		return nil, err
 	}
+	span.End()
 	ids := make([]string, 0, min(len(r.Jobs), 16)) // ids of the first 16, to keep the line short
 	for _, jb := range r.Jobs[:cap(ids)] {
 		ids = append(ids, jb.Id)
@@ -106,6 +123,23 @@ func (j *jobService) SubmitJobs(ctx context.Context, req *pb.SubmitJobsRequest) 
 	// The jobs as applied, without blocked reasons (Apply does no per-agent
 	// work on the replicas); GetJob explains them.
 	return &pb.SubmitJobsResponse{Jobs: r.Jobs, Existing: r.Existing}, nil
+}
+
+// jobTraceIDs are the trace ids a submitted job records: the trace of the
+// call and the span the job's spans hang under (the call's span on this
+// server, or the caller's when this server does not trace), or, for a call
+// without trace context on a server that does not trace, a new random
+// trace id and no parent span. Made here, before the entry is proposed, so
+// that Apply stays deterministic.
+func jobTraceIDs(ctx context.Context) (traceID, spanID string, err error) {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		return sc.TraceID().String(), sc.SpanID().String(), nil
+	}
+	traceID, err = jobtrace.NewTraceID(rand.Reader)
+	if err != nil {
+		return "", "", fmt.Errorf("job trace id: %w", err)
+	}
+	return traceID, "", nil
 }
 
 func (j *jobService) GetJob(ctx context.Context, req *pb.GetJobRequest) (*pb.Job, error) {

@@ -13,7 +13,10 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/scheduler/state"
+	"github.com/banyan-sched/banyan/scheduler/tracing"
 	"github.com/hashicorp/raft"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Observer is told what the leader does. Its methods are called on the
@@ -47,6 +50,11 @@ func (nopObserver) FellBack(int)                      {}
 func (nopObserver) TaskStarted(string, time.Duration) {}
 func (nopObserver) TaskFinished(string, string)       {}
 func (nopObserver) LeaseMissed(string)                {}
+
+// tracer makes this server's own spans (commit, place, run).
+func (s *Server) tracer() trace.Tracer {
+	return tracing.ProviderOr(s.cfg.TracerProvider).Tracer(tracing.TracerName)
+}
 
 // observer returns the configured Observer or one that does nothing.
 func (s *Server) observer() Observer {
@@ -196,6 +204,55 @@ func (l *leaderLoop) observeEvents(batch []sessionEvents, before eventsBefore) {
 	for _, f := range finished {
 		obs.TaskFinished(f[0], f[1])
 	}
+}
+
+// traceEnded emits the place and run spans of every attempt that a
+// command this server proposed ended (whatever ended it: the agent's
+// report, a cancel, a lost lease, a preemption), from the change records
+// of its Result.
+func (s *Server) traceEnded(r *state.Result) {
+	if _, off := tracing.ProviderOr(s.cfg.TracerProvider).(noop.TracerProvider); off {
+		return // what a server without OTEL_* variables runs with: spare the read lock
+	}
+	var ended []*pb.Event
+	for _, ev := range r.Changes {
+		if ev.Topic == state.TopicTask && ev.Outcome != "" && ev.Attempt > 0 {
+			ended = append(ended, ev)
+		}
+	}
+	if len(ended) == 0 {
+		return
+	}
+	var spans []tracing.Attempt
+	s.fsm.Read(func(st *state.State) {
+		for _, ev := range ended {
+			if a := st.AttemptRecord(ev.TaskId, ev.Attempt); a != nil {
+				if sp, ok := attemptSpans(st, ev.TaskId, a); ok {
+					spans = append(spans, sp)
+				}
+			}
+		}
+	})
+	tr := s.tracer()
+	for _, sp := range spans {
+		tracing.EmitAttempt(s.ctx, tr, sp)
+	}
+}
+
+// attemptSpans is what the spans of a finished attempt of task are made
+// from; ok is false when its job has no trace.
+func attemptSpans(st *state.State, task string, a *pb.Attempt) (tracing.Attempt, bool) {
+	t, ok := st.Task(task)
+	if !ok {
+		return tracing.Attempt{}, false
+	}
+	j, ok := st.Job(t.PB.JobId)
+	if !ok || j.PB.TraceId == "" {
+		return tracing.Attempt{}, false
+	}
+	return tracing.Attempt{TraceID: j.PB.TraceId, ParentSpanID: j.PB.TraceSpanId, JobID: j.PB.Id, TaskID: task,
+		Attempt: a.Number, AgentID: a.AgentId, QueuedMs: a.QueuedUnixMs, PlacedMs: a.PlacedUnixMs,
+		StartedMs: a.StartedUnixMs, FinishedMs: a.FinishedUnixMs, Outcome: a.Outcome, FailureClass: a.FailureClass}, true
 }
 
 // readyGrace is how far behind the commit index a ready server's applied

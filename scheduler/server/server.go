@@ -26,9 +26,11 @@ import (
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/raftlog"
 	"github.com/banyan-sched/banyan/scheduler/state"
+	"github.com/banyan-sched/banyan/scheduler/tracing"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
@@ -115,6 +117,10 @@ type Config struct {
 	MaxMessageSize int
 	// Observer, when set, is told what the leader does (scheduler/metrics).
 	Observer Observer
+	// TracerProvider makes the spans of calls and of jobs' lives (package
+	// tracing); nil: the global provider (a no-op one unless
+	// tracing.Setup installed an exporting one).
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) fill() error {
@@ -287,7 +293,8 @@ func New(cfg Config) (*Server, error) {
 	s.fwd = newForwarder(s)
 	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.identityUnary, s.fwd.unary, s.authUnary),
 		grpc.ChainStreamInterceptor(s.identityStream, s.authStream), grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement),
-		grpc.MaxRecvMsgSize(cfg.MaxMessageSize), grpc.MaxSendMsgSize(cfg.MaxMessageSize)}
+		grpc.MaxRecvMsgSize(cfg.MaxMessageSize), grpc.MaxSendMsgSize(cfg.MaxMessageSize),
+		grpc.StatsHandler(tracing.ServerHandler(cfg.TracerProvider))}
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(tlsconfig.AcceptedCredentials()))
 	}
@@ -487,6 +494,7 @@ func (s *Server) propose(cmd *fsmpb.Command) (*state.Result, error) {
 	if r == nil {
 		return &state.Result{}, nil
 	}
+	s.traceEnded(r)
 	return r, nil
 }
 

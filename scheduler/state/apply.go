@@ -112,7 +112,7 @@ func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
 			return
 		}
 	}
-	for _, spec := range c.Jobs {
+	for i, spec := range c.Jobs {
 		if spec.IdempotencyKey != "" {
 			if id, ok := s.idem[spec.IdempotencyKey]; ok {
 				r.Jobs = append(r.Jobs, s.appliedView(id))
@@ -123,6 +123,13 @@ func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
 		j := s.addJob(now, spec)
 		if c.Submitter != nil {
 			j.PB.Submitter = clone(c.Submitter)
+		}
+		// Entries from before traces have no ids: the job has no trace.
+		if i < len(c.TraceIds) {
+			j.PB.TraceId = c.TraceIds[i]
+		}
+		if i < len(c.TraceSpanIds) {
+			j.PB.TraceSpanId = c.TraceSpanIds[i]
 		}
 		r.Jobs = append(r.Jobs, s.appliedView(j.PB.Id))
 		r.Existing = append(r.Existing, false)

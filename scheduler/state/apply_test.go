@@ -8,6 +8,7 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+	"github.com/banyan-sched/banyan/scheduler/tracing/jobtrace"
 	"google.golang.org/protobuf/encoding/protodelim"
 )
 
@@ -336,5 +337,32 @@ func TestValidateGPUs(t *testing.T) {
 		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ValidateGPUs(%d GPUs) = %v, want %q", len(tc.gpus), err, tc.want)
 		}
+	}
+}
+
+// A submit entry's trace ids go to its jobs, and an assignment names the
+// attempt's run span; a job past the ids (or an entry written before
+// traces) has no trace.
+func TestSubmitRecordsTraceIDs(t *testing.T) {
+	f := newFSM(t, DefaultDefaults)
+	f.agentUp("a1", &pb.Resources{CpuMillis: 4000}, nil)
+	tr, sp := "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	spec := func() *pb.JobSpec { return &pb.JobSpec{Tasks: []*pb.TaskSpec{{Command: []string{"x"}}}} }
+	r := f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{
+		Jobs: []*pb.JobSpec{spec(), spec()}, TraceIds: []string{tr}, TraceSpanIds: []string{sp}}}})
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	a, b := f.s.JobView(r.Jobs[0].Id, false), f.s.JobView(r.Jobs[1].Id, false)
+	if a.TraceId != tr || a.TraceSpanId != sp || b.TraceId != "" || b.TraceSpanId != "" {
+		t.Fatalf("trace ids: a %q/%q, b %q/%q", a.TraceId, a.TraceSpanId, b.TraceId, b.TraceSpanId)
+	}
+	f.commitPlan()
+	ta := f.s.AssignmentFor("job-1.0", 1, "a1")
+	if want := jobtrace.RunTraceparent(tr, "job-1.0", 1); ta == nil || want == "" || ta.Traceparent != want {
+		t.Fatalf("assignment %v, want traceparent %q", ta, want)
+	}
+	if tb := f.s.AssignmentFor("job-2.0", 1, "a1"); tb == nil || tb.Traceparent != "" {
+		t.Fatalf("assignment of a job without a trace: %v", tb)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/placement"
+	"github.com/banyan-sched/banyan/scheduler/tracing/jobtrace"
 )
 
 func sortStrings(s []string) { sort.Strings(s) }
@@ -156,7 +157,8 @@ func (s *State) AssignmentFor(taskID string, attempt int32, agentID string) *pb.
 	}
 	j := s.jobs[t.PB.JobId]
 	return &pb.TaskAssignment{TaskId: taskID, Attempt: attempt, Spec: t.PB.Spec, JobId: t.PB.JobId,
-		Class: j.PB.Class, Priority: j.PB.Priority, Gpus: t.current().GetGpus()}
+		Class: j.PB.Class, Priority: j.PB.Priority, Gpus: t.current().GetGpus(),
+		Traceparent: jobtrace.RunTraceparent(j.PB.TraceId, taskID, attempt)}
 }
 
 // PoolCost returns what a pool and its descendants used in the hours that
