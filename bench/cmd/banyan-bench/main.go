@@ -66,6 +66,7 @@ func main() {
 	var o options
 	var only string
 	serve := flag.Bool("serve", false, "run as the child server of the agents scenario (internal)")
+	flag.BoolVar(&observeOn, "observe", false, "metrics and tracing on in the servers (placement, submission and priority only); results go to latest-observe.json")
 	withTLS := flag.Bool("tls", false, "mutual TLS on every connection (placement, submission and priority only); results go to latest-tls.json")
 	flag.BoolVar(&o.quick, "quick", false, "scaled-down run (whole run in a few minutes on 2 cores)")
 	flag.StringVar(&only, "only", "", "comma-separated scenarios to run: "+names())
@@ -100,6 +101,16 @@ func main() {
 			}
 		}
 	}
+	if observeOn {
+		if *withTLS {
+			fmt.Fprintln(os.Stderr, "-observe and -tls measure one cost at a time: give one")
+			os.Exit(2)
+		}
+		o.suffix = "-observe"
+		if only == "" {
+			only = "placement,submission,priority"
+		}
+	}
 	if only != "" {
 		o.only = map[string]bool{}
 		for _, n := range strings.Split(only, ",") {
@@ -124,6 +135,9 @@ func main() {
 	if tlsKit != nil {
 		mode += ", mutual TLS"
 	}
+	if observeOn {
+		mode += ", metrics and tracing on"
+	}
 	fmt.Printf("banyan-bench (%s) on %s\n", mode, machineLine())
 	var results []Result
 	for _, sc := range scenarios {
@@ -133,6 +147,7 @@ func main() {
 		start := time.Now()
 		stopProf := startCPUProfile(o, sc.name)
 		r := safeRun(sc, o)
+		scrapers.stopAll()
 		stopProf()
 		r.Name = sc.name
 		r.Seconds = time.Since(start).Seconds()

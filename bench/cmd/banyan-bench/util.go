@@ -52,10 +52,12 @@ func startSingle(dir string, mod func(*server.Config)) (*server.Server, error) {
 	if mod != nil {
 		mod(&cfg)
 	}
+	watch := observed(&cfg)
 	s, err := server.New(cfg)
 	if err != nil {
 		return nil, err
 	}
+	watch(s)
 	if err := waitLeader(10*time.Second, s); err != nil {
 		s.Close()
 		return nil, err
