@@ -19,7 +19,7 @@ func TestACLDevCLI(t *testing.T) {
 	dir := t.TempDir()
 	dev := exec.Command(schedBin, "dev", "--acl", "--addr", addr, "--data-dir", filepath.Join(dir, "data"),
 		"--agents", "1", "--lease", "2s", "--log-level", "warn")
-	var devLog strings.Builder
+	var devLog syncBuffer
 	dev.Stdout, dev.Stderr = &devLog, &devLog
 	if err := dev.Start(); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -51,7 +52,7 @@ func freeAddr(t *testing.T) string {
 type devProc struct {
 	cmd  *exec.Cmd
 	addr string
-	log  *bytes.Buffer
+	log  *syncBuffer
 }
 
 func startDev(t *testing.T, addr, dataDir string, agents int) *devProc {
@@ -62,7 +63,7 @@ func startDev(t *testing.T, addr, dataDir string, agents int) *devProc {
 // startDevWith starts `sched dev` with extra environment and flags.
 func startDevWith(t *testing.T, addr, dataDir string, agents int, env []string, extra ...string) *devProc {
 	t.Helper()
-	var log bytes.Buffer
+	var log syncBuffer
 	args := append([]string{"dev", "--addr", addr, "--data-dir", dataDir, "--agents", fmt.Sprint(agents),
 		"--lease", "2s", "--log-level", "warn"}, extra...)
 	cmd := exec.Command(schedBin, args...)
@@ -307,4 +308,23 @@ tasks:
 	if err != nil || !strings.Contains(out, `"echo": 2`) {
 		t.Fatalf("pool list does not show the warm reservation: %v\n%s", err, out)
 	}
+}
+
+// syncBuffer collects a running process's output; the test may read it
+// while the process writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

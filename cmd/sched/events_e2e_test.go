@@ -125,7 +125,7 @@ func TestEventsFollowAcrossRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
+	var stderr syncBuffer
 	follow.Stderr = &stderr
 	if err := follow.Start(); err != nil {
 		t.Fatal(err)

@@ -36,7 +36,7 @@ type tlsCluster struct {
 	dir   string // CA, certificates, data dirs
 	addrs []string
 	procs []*exec.Cmd
-	logs  []*bytes.Buffer
+	logs  []*syncBuffer
 }
 
 func (c *tlsCluster) start(i int) {
@@ -49,7 +49,7 @@ func (c *tlsCluster) start(i int) {
 	args := append([]string{"server", "--data-dir", filepath.Join(c.dir, "data-"+id), "--bind", c.addrs[i],
 		"--peers", strings.Join(peers, ","), "--acl", "--lease", "3s", "--log-level", "warn"},
 		tlsFlags(c.dir, "server-"+id)...)
-	var log bytes.Buffer
+	var log syncBuffer
 	cmd := exec.Command(schedBin, args...)
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
@@ -181,7 +181,7 @@ func TestIncidentsOnTLSACLCluster(t *testing.T) {
 		{"--agent", "a1"}, {"--agent", "rogue"}, {"--client", "alice"}} {
 		sched(append([]string{"tls", "cert", "create", "--dir", dir}, who...)...)
 	}
-	c := &tlsCluster{t: t, dir: dir, procs: make([]*exec.Cmd, 3), logs: make([]*bytes.Buffer, 3)}
+	c := &tlsCluster{t: t, dir: dir, procs: make([]*exec.Cmd, 3), logs: make([]*syncBuffer, 3)}
 	for range 3 {
 		c.addrs = append(c.addrs, freeAddr(t))
 	}

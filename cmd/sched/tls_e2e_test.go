@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"os/user"
@@ -13,9 +12,9 @@ import (
 )
 
 // startProc runs the sched binary with args until the test ends.
-func startProc(t *testing.T, args ...string) *bytes.Buffer {
+func startProc(t *testing.T, args ...string) *syncBuffer {
 	t.Helper()
-	var log bytes.Buffer
+	var log syncBuffer
 	cmd := exec.Command(schedBin, args...)
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {

@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"os/exec"
@@ -25,7 +24,7 @@ func TestJobWatchFollowsARestartAndExitCodes(t *testing.T) {
 	}
 	id := submit(t, d, job)
 	watch := exec.Command(schedBin, "--addr", addr, "job", "watch", id)
-	var out bytes.Buffer
+	var out syncBuffer
 	watch.Stdout, watch.Stderr = &out, &out
 	if err := watch.Start(); err != nil {
 		t.Fatal(err)

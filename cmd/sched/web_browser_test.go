@@ -314,7 +314,7 @@ func TestWebPageAsksForToken(t *testing.T) {
 	addr, httpAddr := freeAddr(t), freeAddr(t)
 	dev := exec.Command(schedBin, "dev", "--acl", "--addr", addr, "--http-addr", httpAddr,
 		"--data-dir", filepath.Join(dir, "data"), "--agents", "1", "--lease", "2s", "--log-level", "warn")
-	var devLog strings.Builder
+	var devLog syncBuffer
 	dev.Stdout, dev.Stderr = &devLog, &devLog
 	if err := dev.Start(); err != nil {
 		t.Fatal(err)
