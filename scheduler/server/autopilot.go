@@ -1,6 +1,7 @@
 package server
 
 import (
+	"slices"
 	"sort"
 	"time"
 
@@ -105,7 +106,7 @@ func (l *leaderLoop) autopilot() {
 				}
 			}
 			for id := range failingSince {
-				if !contains(voters, id) {
+				if !slices.Contains(voters, id) {
 					delete(failingSince, id) // removed meanwhile
 				}
 			}
@@ -120,13 +121,4 @@ func (l *leaderLoop) autopilot() {
 			}
 		}
 	}
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
