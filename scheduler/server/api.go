@@ -69,10 +69,16 @@ func (s *Server) apply(cmd *fsmpb.Command) (*state.Result, error) {
 	if r.Err != nil {
 		return nil, statusOf(r.Err)
 	}
+	s.afterApply(r)
+	return r, nil
+}
+
+// afterApply has the leader act on what a command did (assignments to
+// send, cancels, removed jobs), when this server leads.
+func (s *Server) afterApply(r *state.Result) {
 	if l := s.currentLeader(); l != nil {
 		l.afterApply(r)
 	}
-	return r, nil
 }
 
 type jobService struct {
@@ -108,21 +114,25 @@ func (j *jobService) SubmitJobs(ctx context.Context, req *pb.SubmitJobsRequest) 
 		sub.TraceIds, sub.TraceSpanIds = append(sub.TraceIds, traceID), append(sub.TraceSpanIds, spanID)
 	}
 	_, span := j.s.tracer().Start(ctx, tracing.SpanCommit, trace.WithAttributes(attribute.Int("banyan.jobs", len(req.Jobs))))
-	r, err := j.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Submit{Submit: sub}})
+	// Calls that arrive together share a raft entry (submitbatch.go).
+	jobs, existing, err := j.s.submits.submit(ctx, sub)
 	if err != nil {
 		span.SetStatus(otelcodes.Error, err.Error())
 		span.End()
+		if ctx.Err() != nil {
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
 		return nil, err
 	}
 	span.End()
-	ids := make([]string, 0, min(len(r.Jobs), 16)) // ids of the first 16, to keep the line short
-	for _, jb := range r.Jobs[:cap(ids)] {
+	ids := make([]string, 0, min(len(jobs), 16)) // ids of the first 16, to keep the line short
+	for _, jb := range jobs[:cap(ids)] {
 		ids = append(ids, jb.Id)
 	}
-	j.s.log.Info("jobs submitted", "jobs", len(r.Jobs), "job", ids)
+	j.s.log.Info("jobs submitted", "jobs", len(jobs), "job", ids)
 	// The jobs as applied, without blocked reasons (Apply does no per-agent
 	// work on the replicas); GetJob explains them.
-	return &pb.SubmitJobsResponse{Jobs: r.Jobs, Existing: r.Existing}, nil
+	return &pb.SubmitJobsResponse{Jobs: jobs, Existing: existing}, nil
 }
 
 // jobTraceIDs are the trace ids a submitted job records: the trace of the

@@ -225,7 +225,9 @@ type Server struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// submits merges concurrent SubmitJobs calls into shared raft entries.
+	submits *submitBatcher
+	wg      sync.WaitGroup
 
 	leaderNotify chan bool
 
@@ -291,6 +293,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.fwd = newForwarder(s)
+	s.submits = newSubmitBatcher(s.propose, s.afterApply, limits.Budget{MessageSize: cfg.MaxMessageSize}.BatchBytes())
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.submits.run(s.ctx)
+	}()
 	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.identityUnary, s.fwd.unary, s.authUnary),
 		grpc.ChainStreamInterceptor(s.identityStream, s.authStream), grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageSize), grpc.MaxSendMsgSize(cfg.MaxMessageSize),

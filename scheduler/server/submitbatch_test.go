@@ -1,0 +1,260 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+	"github.com/banyan-sched/banyan/scheduler/state"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// fakeLog stands in for raft and the state machine: it commits submit
+// commands in order, rejects a whole entry that holds a job named "bad"
+// (as Apply does), and can hold proposals until released.
+type fakeLog struct {
+	mu      sync.Mutex
+	entries [][]string // job names of each committed entry
+	nextID  int
+	applied int
+	gate    chan struct{} // nil: proposals go through at once
+	waiting atomic.Int32  // proposals held at the gate
+	failAll error         // a commit error for every proposal
+}
+
+func (f *fakeLog) propose(cmd *fsmpb.Command) (*state.Result, error) {
+	if f.gate != nil {
+		f.waiting.Add(1)
+		<-f.gate
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failAll != nil {
+		return nil, f.failAll
+	}
+	sub := cmd.GetSubmit()
+	var names []string
+	for _, j := range sub.Jobs {
+		if j.Name == "bad" {
+			return &state.Result{Err: fmt.Errorf("%w: job %q", state.ErrInvalidJob, j.Name)}, nil
+		}
+		names = append(names, j.Name)
+	}
+	f.entries = append(f.entries, names)
+	r := &state.Result{}
+	for i, j := range sub.Jobs {
+		f.nextID++
+		r.Jobs = append(r.Jobs, &pb.Job{Id: fmt.Sprintf("job-%d", f.nextID), Name: j.Name, TraceId: sub.TraceIds[i]})
+		r.Existing = append(r.Existing, false)
+	}
+	return r, nil
+}
+
+func (f *fakeLog) after(*state.Result) {
+	f.mu.Lock()
+	f.applied++
+	f.mu.Unlock()
+}
+
+func startBatcher(t *testing.T, f *fakeLog) (*submitBatcher, func()) {
+	t.Helper()
+	b := newSubmitBatcher(f.propose, f.after, 1<<20)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.run(ctx)
+	}()
+	return b, func() {
+		cancel()
+		<-done
+	}
+}
+
+func oneJob(name, trace string) *fsmpb.SubmitJobs {
+	return &fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{{Name: name}}, TraceIds: []string{trace}, TraceSpanIds: []string{""}}
+}
+
+type callResult struct {
+	jobs []*pb.Job
+	err  error
+}
+
+// submitAll starts one call per name and returns a channel per call.
+func submitAll(b *submitBatcher, subs []*fsmpb.SubmitJobs) []chan callResult {
+	out := make([]chan callResult, len(subs))
+	for i, sub := range subs {
+		out[i] = make(chan callResult, 1)
+		go func() {
+			jobs, _, err := b.submit(context.Background(), sub)
+			out[i] <- callResult{jobs, err}
+		}()
+	}
+	return out
+}
+
+func waitQueued(t *testing.T, b *submitBatcher, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(b.in) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls queued, want %d", len(b.in), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// fillSlots takes every in-flight slot with a call of its own, held at the
+// gate, so that the calls after it queue.
+func fillSlots(t *testing.T, b *submitBatcher, f *fakeLog) []chan callResult {
+	t.Helper()
+	var out []chan callResult
+	for i := range submitInFlight {
+		out = append(out, submitAll(b, []*fsmpb.SubmitJobs{oneJob(fmt.Sprintf("hold-%d", i), "")})...)
+		deadline := time.Now().Add(10 * time.Second)
+		for f.waiting.Load() < int32(i+1) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d proposals in flight, want %d", f.waiting.Load(), i+1)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return out
+}
+
+// TestSubmitBatcherMergesWaitingCalls: while the entries in flight are
+// held, later calls queue; released, they leave in one entry and each call
+// gets its own job back.
+func TestSubmitBatcherMergesWaitingCalls(t *testing.T) {
+	f := &fakeLog{gate: make(chan struct{})}
+	b, stop := startBatcher(t, f)
+	defer stop()
+	holdRes := fillSlots(t, b, f)
+	var later []*fsmpb.SubmitJobs
+	for i := range 50 {
+		later = append(later, oneJob(fmt.Sprintf("later-%d", i), fmt.Sprintf("u%d", i)))
+	}
+	laterRes := submitAll(b, later)
+	waitQueued(t, b, 50)
+	close(f.gate)
+	for _, ch := range holdRes {
+		if r := <-ch; r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	for i, ch := range laterRes {
+		r := <-ch
+		if r.err != nil {
+			t.Fatalf("call %d: %v", i, r.err)
+		}
+		want := later[i]
+		if len(r.jobs) != 1 || r.jobs[0].Name != want.Jobs[0].Name || r.jobs[0].TraceId != want.TraceIds[0] {
+			t.Fatalf("call %d got %v, want its own job %q (trace %s)", i, r.jobs, want.Jobs[0].Name, want.TraceIds[0])
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	merged := 0
+	for _, e := range f.entries {
+		if len(e) == 50 {
+			merged++
+		}
+	}
+	if len(f.entries) != submitInFlight+1 || merged != 1 {
+		t.Fatalf("the 50 queued calls should leave in one entry after the %d held ones; entries: %v", submitInFlight, f.entries)
+	}
+	if f.applied != len(f.entries) {
+		t.Fatalf("leader told of %d applies, want one per entry (%d)", f.applied, len(f.entries))
+	}
+}
+
+// TestSubmitBatcherRetriesARejectedBatchCallByCall: one bad call in a
+// merged entry fails alone; the others commit.
+func TestSubmitBatcherRetriesARejectedBatchCallByCall(t *testing.T) {
+	f := &fakeLog{gate: make(chan struct{})}
+	b, stop := startBatcher(t, f)
+	defer stop()
+	holdRes := fillSlots(t, b, f)
+	subs := []*fsmpb.SubmitJobs{oneJob("a", ""), oneJob("bad", ""), oneJob("c", "")}
+	res := submitAll(b, subs)
+	waitQueued(t, b, 3)
+	close(f.gate)
+	for _, ch := range holdRes {
+		if r := <-ch; r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	for i, ch := range res {
+		r := <-ch
+		if subs[i].Jobs[0].Name == "bad" {
+			if status.Code(r.err) != codes.InvalidArgument {
+				t.Fatalf("bad call: got %v, want InvalidArgument", r.err)
+			}
+			continue
+		}
+		if r.err != nil || len(r.jobs) != 1 || r.jobs[0].Name != subs[i].Jobs[0].Name {
+			t.Fatalf("call %q: got %v %v", subs[i].Jobs[0].Name, r.jobs, r.err)
+		}
+	}
+}
+
+// TestSubmitBatcherKeepsSubmittersApart: calls of different submitters
+// never share an entry (an entry records one submitter).
+func TestSubmitBatcherKeepsSubmittersApart(t *testing.T) {
+	f := &fakeLog{gate: make(chan struct{})}
+	b, stop := startBatcher(t, f)
+	defer stop()
+	holdRes := fillSlots(t, b, f)
+	var subs []*fsmpb.SubmitJobs
+	for i := range 10 {
+		s := oneJob(fmt.Sprintf("%s-%d", []string{"alice", "bob"}[i%2], i), "")
+		s.Submitter = &pb.Submitter{Name: []string{"alice", "bob"}[i%2]}
+		subs = append(subs, s)
+	}
+	res := submitAll(b, subs)
+	waitQueued(t, b, 10)
+	close(f.gate)
+	for _, ch := range append(holdRes, res...) {
+		if r := <-ch; r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, e := range f.entries {
+		for _, name := range e[1:] {
+			if name[:3] != e[0][:3] {
+				t.Fatalf("entry %v mixes submitters", e)
+			}
+		}
+	}
+	if len(f.entries) != submitInFlight+2 {
+		t.Fatalf("want the held entries, then one entry per submitter: %v", f.entries)
+	}
+}
+
+// TestSubmitBatcherCommitErrorAndShutdown: an entry that does not commit
+// fails its calls with the commit error; calls after the stop fail as
+// unavailable instead of hanging.
+func TestSubmitBatcherCommitErrorAndShutdown(t *testing.T) {
+	f := &fakeLog{failAll: fmt.Errorf("%w: lost it", ErrNotLeader)}
+	b, stop := startBatcher(t, f)
+	res := submitAll(b, []*fsmpb.SubmitJobs{oneJob("a", ""), oneJob("b", "")})
+	for _, ch := range res {
+		if r := <-ch; status.Code(r.err) != codes.Unavailable {
+			t.Fatalf("got %v, want Unavailable", r.err)
+		}
+	}
+	stop()
+	_, _, err := b.submit(context.Background(), oneJob("late", ""))
+	if !errors.Is(err, errBatcherStopped) {
+		t.Fatalf("after stop: got %v, want %v", err, errBatcherStopped)
+	}
+}
