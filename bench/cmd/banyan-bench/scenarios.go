@@ -20,8 +20,6 @@ import (
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/bench/simagent"
 	"github.com/banyan-sched/banyan/scheduler/server"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -39,11 +37,12 @@ func oneTaskJob(poolPath string) *pb.JobSpec {
 
 // ---------------------------------------------------------------- placement
 
-// runPlacement queues the work first (the pool's max holds it back to one
-// running task) and then lifts the max: what follows is the leader placing
-// from a full queue onto 1,000 connected simulated agents that complete
-// each task at once.
-func runPlacement(o options) Result {
+// runPlacementSingle (-tls and -observe runs only) queues the work first
+// (the pool's max holds it back to one running task) and then lifts the
+// max: what follows is a one-server leader in this process placing from a
+// full queue onto 1,000 connected simulated agents that complete each
+// task at once.
+func runPlacementSingle(o options) Result {
 	nAgents := scale(o, 1000, 100)
 	nTasks := scale(o, 200_000, 20_000)
 	dir, cleanup := tempDir("placement")
@@ -175,7 +174,7 @@ func runPlacement(o options) Result {
 		Summary: fmt.Sprintf("%d agents, %d tasks: one-task jobs placed %.0f/s completed %.0f/s; one %d-task job placed %.0f/s completed %.0f/s",
 			nAgents, nTasks, pa, ca, nTasks, pb_, cb),
 		Metrics: map[string]float64{"agents": float64(nAgents), "tasks": float64(nTasks),
-			"placed_per_s_jobs": pa, "completed_per_s_jobs": ca, "submitted_tasks_per_s_jobs": sa,
+			"placed_per_s": min(pa, pb_), "placed_per_s_jobs": pa, "completed_per_s_jobs": ca, "submitted_tasks_per_s_jobs": sa,
 			"placed_per_s_bigjob": pb_, "completed_per_s_bigjob": cb, "submitted_tasks_per_s_bigjob": sb,
 			"agents_connect_s": connSecs},
 		Target: ">=20000 placed/s", Met: met(min(pa, pb_) >= 20000),
@@ -185,7 +184,9 @@ func runPlacement(o options) Result {
 
 // --------------------------------------------------------------- submission
 
-func runSubmission(o options) Result {
+// runSubmissionSingle (-tls and -observe runs only): 8 clients, one job per
+// call, against a one-server raft in this process.
+func runSubmissionSingle(o options) Result {
 	const clients = 8
 	window := time.Duration(scale(o, 10, 3)) * time.Second
 	dir, cleanup := tempDir("submission")
@@ -525,13 +526,6 @@ func runAgentsAtScale(o options) Result {
 
 // ------------------------------------------------- micro-batching and /bin/true
 
-// runReal runs n calls of command as one job on an in-process server with two
-// real agents (agent.New) and returns tasks/s and the job's mean attempt
-// duration (started to finished, as the agents report it).
-func runReal(n int, command []string) (perSec, meanMs float64, err error) {
-	return runRealWith(n, &pb.TaskSpec{Command: command}, nil, nil)
-}
-
 // runRealWith runs n copies of task as one job on two real agents that
 // serve fns, with warm workers per function.
 func runRealWith(n int, task *pb.TaskSpec, fns map[string][]string, warm map[string]int) (perSec, meanMs float64, err error) {
@@ -697,187 +691,4 @@ func serveFunction(args []string) int {
 		return 1
 	}
 	return 0
-}
-
-func runTrueTasks(o options) Result {
-	n := scale(o, 10_000, 2_000)
-	rate, mean, err := runReal(n, []string{"/bin/true"})
-	if err != nil {
-		return Result{Err: err.Error()}
-	}
-	return Result{
-		Summary: fmt.Sprintf("%d /bin/true tasks, 2 real agents: %.0f tasks/s end to end, mean attempt %.1f ms", n, rate, mean),
-		Metrics: map[string]float64{"tasks": float64(n), "tasks_per_s": rate, "mean_attempt_ms": mean},
-		Target:  ">=300 tasks/s", Met: met(rate >= 300),
-		Notes: "one job, submit to job succeeded; agents get cpus x 1000m capacity each, tasks ask the default 100m",
-	}
-}
-
-// ----------------------------------------------------------------- failover
-
-func runFailover(o options) Result {
-	nAgents := scale(o, 100, 30)
-	dir, cleanup := tempDir("failover")
-	defer cleanup()
-	var peers []server.Peer
-	var lns []*listenerAddr
-	for i := 0; i < 3; i++ {
-		l, err := newListener()
-		if err != nil {
-			return Result{Err: err.Error()}
-		}
-		lns = append(lns, l)
-		peers = append(peers, server.Peer{ID: fmt.Sprintf("s%d", i+1), Addr: l.addr})
-	}
-	servers := make([]*server.Server, 3)
-	var addrs []string
-	for i, l := range lns {
-		s, err := server.New(server.Config{NodeID: peers[i].ID, DataDir: filepath.Join(dir, peers[i].ID),
-			Listener: l.ln, Peers: peers, Lease: 5 * time.Second, Logger: quiet(), RaftLogLevel: "off"})
-		if err != nil {
-			return Result{Err: err.Error()}
-		}
-		servers[i] = s
-		addrs = append(addrs, l.addr)
-	}
-	defer func() {
-		for _, s := range servers {
-			if s != nil {
-				s.Close()
-			}
-		}
-	}()
-	leader, err := findLeader(15*time.Second, servers...)
-	if err != nil {
-		return Result{Err: err.Error()}
-	}
-	var killedAt atomic.Int64
-	var killedAddr atomic.Value
-	killedAddr.Store("")
-	var resumedAt atomic.Int64
-	fleet, err := simagent.Start(context.Background(), simagent.Config{Servers: addrs, N: nAgents,
-		Capacity: &pb.Resources{CpuMillis: 4000, MemoryBytes: 16 << 30}, Duration: 20 * time.Millisecond,
-		OnAssign: func(a simagent.Assignment) {
-			k := killedAt.Load()
-			if k != 0 && a.Server != killedAddr.Load().(string) && a.At.UnixNano() > k {
-				resumedAt.CompareAndSwap(0, a.At.UnixNano())
-			}
-		}})
-	if err != nil {
-		return Result{Err: err.Error()}
-	}
-	defer fleet.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := fleet.WaitConnected(ctx, nAgents); err != nil {
-		return Result{Err: err.Error()}
-	}
-	// Submitters: each sends batches of 20 one-task jobs with idempotency
-	// keys to the servers in turn, retrying a batch (same keys) until acked.
-	var mu sync.Mutex
-	acked := map[string]string{} // idempotency key -> job id
-	stopSubmit := make(chan struct{})
-	var wg sync.WaitGroup
-	var submitErrs atomic.Int64
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var clients []pb.JobServiceClient
-			for _, a := range addrs {
-				c, err := dial(a)
-				if err != nil {
-					return
-				}
-				defer c.Close()
-				clients = append(clients, pb.NewJobServiceClient(c))
-			}
-			next := w
-			for b := 0; ; b++ {
-				select {
-				case <-stopSubmit:
-					return
-				default:
-				}
-				req := &pb.SubmitJobsRequest{}
-				for i := 0; i < 20; i++ {
-					j := oneTaskJob("default")
-					j.IdempotencyKey = fmt.Sprintf("w%d-b%d-%d", w, b, i)
-					req.Jobs = append(req.Jobs, j)
-				}
-				for {
-					cctx, ccancel := context.WithTimeout(context.Background(), 3*time.Second)
-					r, err := clients[next%len(clients)].SubmitJobs(cctx, req)
-					ccancel()
-					if err == nil {
-						mu.Lock()
-						for i, j := range r.Jobs {
-							acked[req.Jobs[i].IdempotencyKey] = j.Id
-						}
-						mu.Unlock()
-						break
-					}
-					submitErrs.Add(1)
-					next++
-					select {
-					case <-stopSubmit:
-						return
-					case <-time.After(20 * time.Millisecond):
-					}
-				}
-			}
-		}()
-	}
-	time.Sleep(3 * time.Second)
-	var idx int
-	for i, s := range servers {
-		if s == leader {
-			idx = i
-		}
-	}
-	killedAddr.Store(leader.Addr())
-	killedAt.Store(time.Now().UnixNano())
-	kill := time.Now()
-	_ = leader.Close()
-	servers[idx] = nil
-	newLeader, err := findLeader(30*time.Second, servers...)
-	if err != nil {
-		close(stopSubmit)
-		wg.Wait()
-		return Result{Err: err.Error()}
-	}
-	electedSecs := time.Since(kill).Seconds()
-	waitUntil(30*time.Second, 5*time.Millisecond, func() bool { return resumedAt.Load() != 0 })
-	time.Sleep(2 * time.Second) // keep the load on the new leader a while
-	close(stopSubmit)
-	wg.Wait()
-	resume := -1.0
-	if r := resumedAt.Load(); r != 0 {
-		resume = time.Unix(0, r).Sub(kill).Seconds()
-	}
-	// Every acknowledged job must exist on the new leader.
-	conn, err := dial(newLeader.Addr())
-	if err != nil {
-		return Result{Err: err.Error()}
-	}
-	defer conn.Close()
-	jobs := pb.NewJobServiceClient(conn)
-	lost := 0
-	for key, id := range acked {
-		j, err := jobs.GetJob(context.Background(), &pb.GetJobRequest{Id: id})
-		if status.Code(err) == codes.NotFound || (err == nil && j.IdempotencyKey != key) {
-			lost++
-		} else if err != nil {
-			return Result{Err: "check jobs: " + err.Error()}
-		}
-	}
-	ok := resume >= 0 && resume < 3 && lost == 0
-	return Result{
-		Summary: fmt.Sprintf("3 servers, %d agents: leader closed under load; new leader in %.2fs, placements resumed after %.2fs; %d acked jobs, %d lost",
-			nAgents, electedSecs, resume, len(acked), lost),
-		Metrics: map[string]float64{"agents": float64(nAgents), "elected_s": electedSecs, "resume_s": resume,
-			"acked_jobs": float64(len(acked)), "lost_jobs": float64(lost), "submit_retries": float64(submitErrs.Load())},
-		Target: "resume <3 s, 0 lost", Met: met(ok),
-		Notes: "in-process servers with static peers; the leader is stopped with Server.Close (raft shut down, no leadership transfer); resume = first task a sim agent receives from another server",
-	}
 }

@@ -268,16 +268,3 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
-
-type listenerAddr struct {
-	ln   net.Listener
-	addr string
-}
-
-func newListener() (*listenerAddr, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	return &listenerAddr{ln: ln, addr: ln.Addr().String()}, nil
-}
