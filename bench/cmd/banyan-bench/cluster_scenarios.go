@@ -24,6 +24,19 @@ var inProcess bool
 
 const threeServers = "3 `sched server` processes (raft on disk, fsync per commit), plaintext gRPC on loopback"
 
+// singleSetup is the setup of a -tls or -observe run.
+func singleSetup(agents, jobs string) *Setup {
+	settings := map[string]string{}
+	if tlsKit != nil {
+		settings["tls"] = "mutual TLS on every connection"
+	}
+	if observeOn {
+		settings["observe"] = "metrics scraped every second, tracing to a dropping exporter"
+	}
+	return &Setup{Servers: 1, Processes: "1 server (raft on disk) inside the benchmark process, with the clients (and agents)",
+		Agents: agents, Jobs: jobs, Settings: settings}
+}
+
 // ackLog records how many tasks were acknowledged by when.
 type ackLog struct {
 	mu  sync.Mutex
@@ -89,7 +102,10 @@ func (a leaderLoad) between(b leaderLoad) (cores, passMs, passes float64) {
 // acknowledged minus tasks placed, at every sample).
 func runPlacement(o options) Result {
 	if inProcess {
-		return runPlacementSingle(o)
+		r := runPlacementSingle(o)
+		r.Setup = singleSetup("1,000 simulated agents in this process (100 with -quick), 64 cpu each",
+			"one-task jobs, 1,000 per call, queued behind a pool max and then released; then one job of as many tasks")
+		return r
 	}
 	nAgents := scale(o, 1000, 200)
 	warm := time.Duration(scale(o, 3, 2)) * time.Second
@@ -210,7 +226,9 @@ func runPlacement(o options) Result {
 // means the job's entry is committed on a quorum.
 func runSubmission(o options) Result {
 	if inProcess {
-		return runSubmissionSingle(o)
+		r := runSubmissionSingle(o)
+		r.Setup = singleSetup("none", "one one-task job per call, 8 concurrent clients")
+		return r
 	}
 	const clients = 32
 	window := time.Duration(scale(o, 10, 4)) * time.Second

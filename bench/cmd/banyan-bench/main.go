@@ -10,8 +10,9 @@
 //	banyan-bench [-quick] [-runs N] [-only NAME[,NAME]] [-out DIR] [-data DIR] [-profile DIR]
 //
 // `banyan-bench simagents ...` is the child process of simulated agents
-// (fleetproc.go), `banyan-bench fn ...` the micro-batching scenario's
-// function, and -serve the in-process server child of -tls/-observe runs.
+// (fleetproc.go) and `banyan-bench fn ...` the micro-batching scenario's
+// function. -tls and -observe still measure placement and submission on a
+// one-server raft inside this process.
 package main
 
 import (
@@ -73,9 +74,18 @@ var scenarios = []scenario{
 		func(m map[string]float64) bool { return m["placed_per_s"] >= 20000 && m["backlog_min"] > 0 }},
 	{"submission", runSubmission, []string{"acks_per_s", "p50_ms", "p99_ms", "errors"},
 		func(m map[string]float64) bool { return m["acks_per_s"] >= 5000 }},
-	{"priority", runPriority, []string{"p50_ms", "p99_ms", "latency_jobs"}, nil},
-	{"memory", runMemory, []string{"heap_bytes_per_task", "rss_bytes_per_task"}, nil},
-	{"agents", runAgentsAtScale, []string{"leader_cpu_cores", "heartbeats_per_s", "rtt_p99_ms"}, nil},
+	{"priority", runPriority, []string{"p50_ms", "p99_ms", "latency_jobs", "preemptions"},
+		func(m map[string]float64) bool {
+			return m["p99_ms"] < 50 && m["latency_jobs"] >= 1000 && m["missing"] == 0
+		}},
+	{"memory", runMemory, []string{"heap_bytes_per_task", "snapshot_peak_bytes_per_task", "rss_bytes_per_task"},
+		func(m map[string]float64) bool {
+			return m["heap_bytes_per_task"] < 1024 && m["snapshot_peak_bytes_per_task"] < 1536
+		}},
+	{"agents", runAgentsAtScale, []string{"leader_cpu_cores", "leader_cpu_cores_busy", "task_events_per_s", "pass_ms_mean"},
+		func(m map[string]float64) bool {
+			return m["leader_cpu_cores"] < 0.5 && m["leader_cpu_cores_busy"] < 1 && m["connected_at_end"] == m["agents"]
+		}},
 	{"microbatch", runMicrobatch, []string{"microbatch_speedup", "warm_speedup", "cold_calls_per_s"}, nil},
 	{"failover", runFailover, []string{"resume_s", "elected_s", "acked_jobs", "lost_jobs", "unfinished_jobs"},
 		func(m map[string]float64) bool {
@@ -94,26 +104,15 @@ func main() {
 	}
 	var o options
 	var only string
-	serve := flag.Bool("serve", false, "run as the child server of the agents scenario (internal)")
-	flag.BoolVar(&observeOn, "observe", false, "metrics and tracing on in the servers (placement, submission and priority only); results go to latest-observe.json")
-	withTLS := flag.Bool("tls", false, "mutual TLS on every connection (placement, submission and priority only); results go to latest-tls.json")
+	flag.BoolVar(&observeOn, "observe", false, "metrics and tracing on in the servers (placement and submission only, on a one-server raft in this process); results go to latest-observe.json")
+	withTLS := flag.Bool("tls", false, "mutual TLS on every connection (placement and submission only, on a one-server raft in this process); results go to latest-tls.json")
 	flag.BoolVar(&o.quick, "quick", false, "scaled-down run (smaller scales, still -runs runs)")
 	flag.IntVar(&o.runs, "runs", 3, "runs of each scenario, each on a fresh cluster; figures are medians")
 	flag.StringVar(&o.dataRoot, "data", os.TempDir(), "parent of the clusters' data dirs (its filesystem is recorded)")
 	flag.StringVar(&only, "only", "", "comma-separated scenarios to run: "+names())
 	flag.StringVar(&o.out, "out", filepath.Join("bench", "results"), "directory for latest.json and latest.md")
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile (and heap profile where relevant) per scenario here")
-	serveData := flag.String("serve-data", "", "child server: data dir")
-	serveLease := flag.Duration("serve-lease", 10*time.Second, "child server: agent lease")
-	serveProfile := flag.String("serve-cpuprofile", "", "child server: CPU profile file")
 	flag.Parse()
-	if *serve {
-		if err := serveChild(*serveData, *serveLease, *serveProfile); err != nil {
-			fmt.Fprintln(os.Stderr, "banyan-bench -serve:", err)
-			os.Exit(1)
-		}
-		return
-	}
 	if *withTLS {
 		kit, err := newBenchTLS()
 		if err != nil {
@@ -123,13 +122,7 @@ func main() {
 		defer kit.close()
 		tlsKit, o.suffix = kit, "-tls"
 		if only == "" {
-			only = "placement,submission,priority"
-		}
-		for _, n := range strings.Split(only, ",") {
-			if n = strings.TrimSpace(n); n != "placement" && n != "submission" && n != "priority" {
-				fmt.Fprintf(os.Stderr, "-tls runs placement, submission and priority only, not %q\n", n)
-				os.Exit(2)
-			}
+			only = "placement,submission"
 		}
 	}
 	if observeOn {
@@ -139,7 +132,15 @@ func main() {
 		}
 		o.suffix = "-observe"
 		if only == "" {
-			only = "placement,submission,priority"
+			only = "placement,submission"
+		}
+	}
+	if *withTLS || observeOn {
+		for _, n := range strings.Split(only, ",") {
+			if n = strings.TrimSpace(n); n != "placement" && n != "submission" {
+				fmt.Fprintf(os.Stderr, "-tls and -observe run placement and submission only (in process), not %q\n", n)
+				os.Exit(2)
+			}
 		}
 	}
 	if only != "" {
@@ -253,7 +254,10 @@ var headline = []struct{ key, scenario, metric string }{
 	{"submissions_per_s", "submission", "acks_per_s"},
 	{"priority_p99_ms", "priority", "p99_ms"},
 	{"bytes_per_queued_task", "memory", "heap_bytes_per_task"},
+	{"bytes_per_queued_task_snapshot_peak", "memory", "snapshot_peak_bytes_per_task"},
 	{"leader_cpu_cores_10k_agents", "agents", "leader_cpu_cores"},
+	{"leader_cpu_cores_10k_agents_2k_events", "agents", "leader_cpu_cores_busy"},
+	{"scheduling_pass_ms_10k_agents", "agents", "pass_ms_mean"},
 	{"microbatch_speedup", "microbatch", "microbatch_speedup"},
 	{"warm_speedup", "microbatch", "warm_speedup"},
 	{"failover_resume_s", "failover", "resume_s"},
