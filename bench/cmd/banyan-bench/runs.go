@@ -68,7 +68,7 @@ func aggregate(sc scenario, runs []Result) Result {
 			out.Target, out.Notes, out.Setup = r.Target, r.Notes, r.Setup
 		}
 		if r.Met == nil || !*r.Met {
-			allMet = allMet && r.Met != nil
+			allMet = false
 		}
 		for k, v := range r.Metrics {
 			values[k] = append(values[k], v)
