@@ -36,6 +36,10 @@ func schedBinary(dir string) (string, error) {
 		out := filepath.Join(dir, "sched")
 		cmd := exec.Command("go", "build", "-o", out, "./cmd/sched")
 		cmd.Stderr = os.Stderr
+		// Built from the module's root, wherever the benchmark was started.
+		if mod, err := exec.Command("go", "env", "GOMOD").Output(); err == nil && len(strings.TrimSpace(string(mod))) > 0 {
+			cmd.Dir = filepath.Dir(strings.TrimSpace(string(mod)))
+		}
 		if err := cmd.Run(); err != nil {
 			schedBuild.err = fmt.Errorf("go build ./cmd/sched: %w", err)
 			return
@@ -137,10 +141,11 @@ type cluster struct {
 	others  []*child // agents and fleets started on this cluster
 }
 
-// serverSettings are the flags every benchmark server gets beyond
-// --node-id, --data-dir, --bind and --peers: only --http-addr (the
-// read-only /metrics endpoint; the server's metrics observer runs either
-// way), plus what a scenario adds (recorded in its settings).
+// startCluster starts n `sched server` processes bootstrapped from one
+// --peers list and waits for a leader. Beyond --node-id, --data-dir,
+// --bind and --peers every server gets only --http-addr (the read-only
+// /metrics endpoint; the server's metrics observer runs either way) and
+// the scenario's extra flags (which its Setup records).
 func startCluster(o options, name string, n int, extra ...string) (*cluster, error) {
 	sched, err := schedBinary(o.work)
 	if err != nil {
@@ -178,8 +183,12 @@ func startCluster(o options, name string, n int, extra ...string) (*cluster, err
 		s.proc = p
 	}
 	if _, err := c.waitLeader(30 * time.Second); err != nil {
+		var tails []string
+		for _, s := range c.servers {
+			tails = append(tails, s.id+": "+c.tail(s))
+		}
 		c.close()
-		return nil, err
+		return nil, fmt.Errorf("%w; logs: %s", err, strings.Join(tails, "; "))
 	}
 	return c, nil
 }

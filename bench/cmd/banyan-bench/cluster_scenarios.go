@@ -184,6 +184,9 @@ func runPlacement(o options) Result {
 	placed := rateBetween(series, t0, t1, func(s fleetSample) int64 { return s.assigned })
 	completed := rateBetween(series, t0, t1, func(s fleetSample) int64 { return s.acked })
 	a0, a1 := sampleAt(series, t0), sampleAt(series, t1)
+	if a0 == nil || !a1.at.After(a0.at) {
+		return Result{Err: "the simulated agents reported no samples in the window"}
+	}
 	secs := a1.at.Sub(a0.at).Seconds()
 	submitted := float64(acks.before(a1.at)-acks.before(a0.at)) / secs
 	backlogMin := int64(-1)

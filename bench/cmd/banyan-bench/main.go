@@ -111,7 +111,7 @@ func main() {
 	flag.StringVar(&o.dataRoot, "data", os.TempDir(), "parent of the clusters' data dirs (its filesystem is recorded)")
 	flag.StringVar(&only, "only", "", "comma-separated scenarios to run: "+names())
 	flag.StringVar(&o.out, "out", filepath.Join("bench", "results"), "directory for latest.json and latest.md")
-	flag.StringVar(&o.profile, "profile", "", "write a CPU profile (and heap profile where relevant) per scenario here")
+	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of this process (the clients; and a heap profile where the server runs in process) per scenario here")
 	flag.Parse()
 	if *withTLS {
 		kit, err := newBenchTLS()
