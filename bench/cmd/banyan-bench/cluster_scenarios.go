@@ -24,6 +24,19 @@ var inProcess bool
 
 const threeServers = "3 `sched server` processes (raft on disk, fsync per commit), plaintext gRPC on loopback"
 
+// runMicrobatchSetup runs the microbatch scenario and, where it does not
+// say its setup itself, records the one it has had: a server and two real
+// agents inside this process.
+func runMicrobatchSetup(o options) Result {
+	r := runMicrobatch(o)
+	if r.Setup == nil {
+		r.Setup = &Setup{Servers: 1, Processes: "1 server (raft on disk) and 2 real agents (agent.New) inside the benchmark process; tasks and function workers are processes",
+			Agents: "2 real, the host's cpus each", Jobs: "one job of n calls of a 5 ms function (10m cpu each): cold, micro-batched, warm",
+			Settings: map[string]string{"warm": "32 warm workers per agent in the warm run"}}
+	}
+	return r
+}
+
 // singleSetup is the setup of a -tls or -observe run.
 func singleSetup(agents, jobs string) *Setup {
 	settings := map[string]string{}

@@ -86,7 +86,7 @@ var scenarios = []scenario{
 		func(m map[string]float64) bool {
 			return m["leader_cpu_cores"] < 0.5 && m["leader_cpu_cores_busy"] < 1 && m["connected_at_end"] == m["agents"]
 		}},
-	{"microbatch", runMicrobatch, []string{"microbatch_speedup", "warm_speedup", "cold_calls_per_s"}, nil},
+	{"microbatch", runMicrobatchSetup, []string{"microbatch_speedup", "warm_speedup", "cold_calls_per_s"}, nil},
 	{"failover", runFailover, []string{"resume_s", "elected_s", "acked_jobs", "lost_jobs", "unfinished_jobs"},
 		func(m map[string]float64) bool {
 			return m["resume_s"] >= 0 && m["resume_s"] < 3 && m["lost_jobs"] == 0 && m["unfinished_jobs"] == 0 && m["failed_jobs"] == 0
