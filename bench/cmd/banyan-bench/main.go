@@ -34,10 +34,13 @@ type options struct {
 	runs  int // runs per scenario, each on a fresh cluster
 	// dataRoot holds the clusters' data dirs; work the sched binary.
 	dataRoot, work string
-	only           map[string]bool
-	out            string
-	profile        string // directory for CPU/heap profiles, "" = none
-	suffix         string // of the result files: "" or "-tls"
+	// commit and dirty describe the tree the run was built from, read at
+	// its start.
+	commit, dirty any
+	only          map[string]bool
+	out           string
+	profile       string // directory for CPU/heap profiles, "" = none
+	suffix        string // of the result files: "" or "-tls"
 }
 
 // Result is one scenario's outcome: from one run, or aggregated over the
@@ -168,6 +171,7 @@ func main() {
 	}
 	defer os.RemoveAll(work)
 	o.work = work
+	o.commit, o.dirty = commit(), treeDirty()
 	if o.profile != "" {
 		if err := os.MkdirAll(o.profile, 0o755); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -287,8 +291,8 @@ func writeResults(o options, mode string, results []Result) error {
 		doc[h.key] = v
 	}
 	doc["machine"] = machine()
-	doc["commit"] = commit()
-	doc["dirty"] = treeDirty()
+	doc["commit"] = o.commit
+	doc["dirty"] = o.dirty
 	doc["data_dir"] = map[string]any{"filesystem": fsType(o.dataRoot)}
 	doc["runs_per_scenario"] = o.runs
 	doc["mode"] = mode
@@ -304,7 +308,7 @@ func writeResults(o options, mode string, results []Result) error {
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# banyan-bench results (%s)\n\n%s, commit %s (dirty: %v), data dirs on %s\n\n", mode, machineLine(),
-		commit(), doc["dirty"], fsType(o.dataRoot))
+		o.commit, o.dirty, fsType(o.dataRoot))
 	fmt.Fprintln(&b, "| key | median [min..max] | scenario | target |")
 	fmt.Fprintln(&b, "| --- | --- | --- | --- |")
 	for _, h := range headline {
