@@ -83,7 +83,7 @@ func aggregate(sc scenario, runs []Result) Result {
 	}
 	switch {
 	case len(values) == 0:
-	case sc.met != nil:
+	case sc.met != nil && !inProcess: // -tls and -observe runs judge each run as before
 		out.Met = met(len(errs) == 0 && sc.met(out.Metrics))
 	case out.Target != "":
 		out.Met = met(allMet)
