@@ -87,7 +87,8 @@ var scenarios = []scenario{
 		}},
 	{"agents", runAgentsAtScale, []string{"leader_cpu_cores", "leader_cpu_cores_busy", "task_events_per_s", "pass_ms_mean"},
 		func(m map[string]float64) bool {
-			return m["leader_cpu_cores"] < 0.5 && m["leader_cpu_cores_busy"] < 1 && m["connected_at_end"] == m["agents"]
+			return m["agents"] >= 10_000 && m["connected_at_end"] == m["agents"] &&
+				m["leader_cpu_cores"] < 0.5 && m["leader_cpu_cores_busy"] < 1
 		}},
 	{"microbatch", runMicrobatchSetup, []string{"microbatch_speedup", "warm_speedup", "cold_calls_per_s"}, nil},
 	{"failover", runFailover, []string{"resume_s", "elected_s", "acked_jobs", "lost_jobs", "unfinished_jobs"},
