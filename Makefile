@@ -67,10 +67,12 @@ test-short: deps
 demo: build
 	@scripts/demo.sh
 
-# The farm-scale benchmarks against a real server (bench/README.md):
-# results as a table and JSON under bench/results/ (latest.json).
+# The farm-scale benchmarks on a real cluster (bench/README.md): three
+# `sched server` processes, agents in processes of their own, every
+# scenario 3 times on a fresh cluster (medians, min and max): results as a
+# table and JSON under bench/results/ (latest.json).
 bench: deps
-	$(GO) run ./bench/cmd/banyan-bench
+	$(GO) run ./bench/cmd/banyan-bench -runs 3
 
 # Retention soak: a simulated week at a million tasks a day through the
 # real state machine; prints the state's size every 12 simulated hours.

@@ -1,12 +1,18 @@
 // Command banyan-bench runs Banyan's farm-scale benchmark scenarios against
-// real servers (raft on disk with fsync, gRPC on loopback) and simulated or
-// real agents, prints one line per scenario and writes the results as a
+// a real cluster: the `sched` binary, built for the run, as three
+// `sched server` processes on loopback with data dirs on disk, simulated
+// agents (the real agent protocol) in a child process of their own, or
+// real `sched agent` processes, and the clients in this process. Each
+// scenario runs -runs times on a fresh cluster; each figure is the median
+// with its min and max. It prints the runs and writes the results as a
 // table and as JSON.
 //
-//	banyan-bench [-quick] [-only NAME[,NAME]] [-out DIR] [-profile DIR]
+//	banyan-bench [-quick] [-runs N] [-only NAME[,NAME]] [-out DIR] [-data DIR] [-profile DIR]
 //
-// With -serve it is instead the child server process of the agents-at-scale
-// scenario (so that the leader's CPU time can be read on its own).
+// `banyan-bench simagents ...` is the child process of simulated agents
+// (fleetproc.go) and `banyan-bench fn ...` the micro-batching scenario's
+// function. -tls and -observe still measure placement and submission on a
+// one-server raft inside this process.
 package main
 
 import (
@@ -18,24 +24,38 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 )
 
 type options struct {
-	quick   bool
-	only    map[string]bool
-	out     string
-	profile string // directory for CPU/heap profiles, "" = none
-	suffix  string // of the result files: "" or "-tls"
+	quick bool
+	runs  int // runs per scenario, each on a fresh cluster
+	// dataRoot holds the clusters' data dirs; work the sched binary.
+	dataRoot, work string
+	// commit and dirty describe the tree the run was built from, read at
+	// its start.
+	commit, dirty any
+	only          map[string]bool
+	out           string
+	profile       string // directory for CPU/heap profiles, "" = none
+	suffix        string // of the result files: "" or "-tls"
 }
 
-// Result is one scenario's outcome.
+// Result is one scenario's outcome: from one run, or aggregated over the
+// runs (then Metrics are medians, Min and Max the extremes, Values every
+// run's value and Runs the runs themselves).
 type Result struct {
-	Name    string             `json:"name"`
-	Summary string             `json:"summary"`
-	Metrics map[string]float64 `json:"metrics"`
-	Target  string             `json:"target,omitempty"`
+	Name    string               `json:"name"`
+	Summary string               `json:"summary"`
+	Metrics map[string]float64   `json:"metrics"`
+	Min     map[string]float64   `json:"min,omitempty"`
+	Max     map[string]float64   `json:"max,omitempty"`
+	Values  map[string][]float64 `json:"values,omitempty"`
+	Runs    []RunResult          `json:"runs,omitempty"`
+	Setup   *Setup               `json:"setup,omitempty"`
+	Target  string               `json:"target,omitempty"`
 	// Met is nil when the scenario has no target or did not measure it.
 	Met     *bool   `json:"met,omitempty"`
 	Notes   string  `json:"notes,omitempty"`
@@ -46,43 +66,57 @@ type Result struct {
 type scenario struct {
 	name string
 	run  func(o options) Result
+	// keys are the metrics the printed summary shows.
+	keys []string
+	// met judges the target on the medians; nil: every run must meet it.
+	met func(m map[string]float64) bool
 }
 
 var scenarios = []scenario{
-	{"placement", runPlacement},
-	{"submission", runSubmission},
-	{"priority", runPriority},
-	{"memory", runMemory},
-	{"agents", runAgentsAtScale},
-	{"microbatch", runMicrobatch},
-	{"failover", runFailover},
-	{"true", runTrueTasks},
+	{"placement", runPlacement, []string{"placed_per_s", "submitted_tasks_per_s", "placements_per_raft_entry", "backlog_min"},
+		func(m map[string]float64) bool { return m["placed_per_s"] >= 20000 && m["backlog_min"] > 0 }},
+	{"submission", runSubmission, []string{"acks_per_s", "p50_ms", "p99_ms", "errors"},
+		func(m map[string]float64) bool { return m["acks_per_s"] >= 5000 }},
+	{"priority", runPriority, []string{"p50_ms", "p99_ms", "latency_jobs", "preemptions"},
+		func(m map[string]float64) bool {
+			return m["p99_ms"] < 50 && m["latency_jobs"] >= 1000 && m["missing"] == 0
+		}},
+	{"memory", runMemory, []string{"heap_bytes_per_task", "snapshot_peak_bytes_per_task", "rss_bytes_per_task"},
+		func(m map[string]float64) bool {
+			return m["heap_bytes_per_task"] < 1024 && m["snapshot_peak_bytes_per_task"] < 1536
+		}},
+	{"agents", runAgentsAtScale, []string{"leader_cpu_cores", "leader_cpu_cores_busy", "task_events_per_s", "pass_ms_mean"},
+		func(m map[string]float64) bool {
+			return m["agents"] >= 10_000 && m["connected_at_end"] == m["agents"] &&
+				m["leader_cpu_cores"] < 0.5 && m["leader_cpu_cores_busy"] < 1
+		}},
+	{"microbatch", runMicrobatchSetup, []string{"microbatch_speedup", "warm_speedup", "cold_calls_per_s"}, nil},
+	{"failover", runFailover, []string{"resume_s", "elected_s", "acked_jobs", "lost_jobs", "unfinished_jobs"},
+		func(m map[string]float64) bool {
+			return m["resume_s"] >= 0 && m["resume_s"] < 3 && m["lost_jobs"] == 0 && m["unfinished_jobs"] == 0 && m["failed_jobs"] == 0
+		}},
+	{"true", runTrueTasks, []string{"tasks_per_s", "dev_tasks_per_s"},
+		func(m map[string]float64) bool { return m["tasks_per_s"] >= 300 && m["dev_tasks_per_s"] >= 300 }},
 }
 
 func main() {
 	if len(os.Args) > 2 && os.Args[1] == "fn" {
 		os.Exit(serveFunction(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "simagents" {
+		os.Exit(simagentsMain(os.Args[2:]))
+	}
 	var o options
 	var only string
-	serve := flag.Bool("serve", false, "run as the child server of the agents scenario (internal)")
-	flag.BoolVar(&observeOn, "observe", false, "metrics and tracing on in the servers (placement, submission and priority only); results go to latest-observe.json")
-	withTLS := flag.Bool("tls", false, "mutual TLS on every connection (placement, submission and priority only); results go to latest-tls.json")
-	flag.BoolVar(&o.quick, "quick", false, "scaled-down run (whole run in a few minutes on 2 cores)")
+	flag.BoolVar(&observeOn, "observe", false, "metrics and tracing on in the servers (placement and submission only, on a one-server raft in this process); results go to latest-observe.json")
+	withTLS := flag.Bool("tls", false, "mutual TLS on every connection (placement and submission only, on a one-server raft in this process); results go to latest-tls.json")
+	flag.BoolVar(&o.quick, "quick", false, "scaled-down run (smaller scales, still -runs runs)")
+	flag.IntVar(&o.runs, "runs", 3, "runs of each scenario, each on a fresh cluster; figures are medians")
+	flag.StringVar(&o.dataRoot, "data", os.TempDir(), "parent of the clusters' data dirs (its filesystem is recorded)")
 	flag.StringVar(&only, "only", "", "comma-separated scenarios to run: "+names())
 	flag.StringVar(&o.out, "out", filepath.Join("bench", "results"), "directory for latest.json and latest.md")
-	flag.StringVar(&o.profile, "profile", "", "write a CPU profile (and heap profile where relevant) per scenario here")
-	serveData := flag.String("serve-data", "", "child server: data dir")
-	serveLease := flag.Duration("serve-lease", 10*time.Second, "child server: agent lease")
-	serveProfile := flag.String("serve-cpuprofile", "", "child server: CPU profile file")
+	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of this process (the clients; and a heap profile where the server runs in process) per scenario here")
 	flag.Parse()
-	if *serve {
-		if err := serveChild(*serveData, *serveLease, *serveProfile); err != nil {
-			fmt.Fprintln(os.Stderr, "banyan-bench -serve:", err)
-			os.Exit(1)
-		}
-		return
-	}
 	if *withTLS {
 		kit, err := newBenchTLS()
 		if err != nil {
@@ -92,13 +126,7 @@ func main() {
 		defer kit.close()
 		tlsKit, o.suffix = kit, "-tls"
 		if only == "" {
-			only = "placement,submission,priority"
-		}
-		for _, n := range strings.Split(only, ",") {
-			if n = strings.TrimSpace(n); n != "placement" && n != "submission" && n != "priority" {
-				fmt.Fprintf(os.Stderr, "-tls runs placement, submission and priority only, not %q\n", n)
-				os.Exit(2)
-			}
+			only = "placement,submission"
 		}
 	}
 	if observeOn {
@@ -108,7 +136,15 @@ func main() {
 		}
 		o.suffix = "-observe"
 		if only == "" {
-			only = "placement,submission,priority"
+			only = "placement,submission"
+		}
+	}
+	if *withTLS || observeOn {
+		for _, n := range strings.Split(only, ",") {
+			if n = strings.TrimSpace(n); n != "placement" && n != "submission" {
+				fmt.Fprintf(os.Stderr, "-tls and -observe run placement and submission only (in process), not %q\n", n)
+				os.Exit(2)
+			}
 		}
 	}
 	if only != "" {
@@ -122,6 +158,21 @@ func main() {
 			o.only[n] = true
 		}
 	}
+	if o.runs < 1 {
+		fmt.Fprintln(os.Stderr, "-runs must be at least 1")
+		os.Exit(2)
+	}
+	if tlsKit != nil || observeOn {
+		inProcess = true
+	}
+	work, err := os.MkdirTemp("", "banyan-bench-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(work)
+	o.work = work
+	o.commit, o.dirty = commit(), treeDirty()
 	if o.profile != "" {
 		if err := os.MkdirAll(o.profile, 0o755); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -138,19 +189,17 @@ func main() {
 	if observeOn {
 		mode += ", metrics and tracing on"
 	}
-	fmt.Printf("banyan-bench (%s) on %s\n", mode, machineLine())
+	mode += fmt.Sprintf(", %d runs", o.runs)
+	fmt.Printf("banyan-bench (%s) on %s; data dirs on %s\n", mode, machineLine(), fsType(o.dataRoot))
 	var results []Result
 	for _, sc := range scenarios {
 		if o.only != nil && !o.only[sc.name] {
 			continue
 		}
-		start := time.Now()
 		stopProf := startCPUProfile(o, sc.name)
-		r := safeRun(sc, o)
+		r := runScenario(sc, o)
 		scrapers.stopAll()
 		stopProf()
-		r.Name = sc.name
-		r.Seconds = time.Since(start).Seconds()
 		fmt.Println(resultLine(r))
 		results = append(results, r)
 		runtime.GC()
@@ -205,16 +254,21 @@ func met(ok bool) *bool { return &ok }
 
 // headline maps the issue's keys to scenario metrics.
 var headline = []struct{ key, scenario, metric string }{
-	{"placements_per_s", "placement", "placed_per_s_jobs"},
+	{"placements_per_s", "placement", "placed_per_s"},
+	{"placements_per_raft_entry", "placement", "placements_per_raft_entry"},
 	{"submissions_per_s", "submission", "acks_per_s"},
 	{"priority_p99_ms", "priority", "p99_ms"},
 	{"bytes_per_queued_task", "memory", "heap_bytes_per_task"},
+	{"bytes_per_queued_task_snapshot_peak", "memory", "snapshot_peak_bytes_per_task"},
 	{"leader_cpu_cores_10k_agents", "agents", "leader_cpu_cores"},
+	{"leader_cpu_cores_10k_agents_2k_events", "agents", "leader_cpu_cores_busy"},
+	{"scheduling_pass_ms_10k_agents", "agents", "pass_ms_mean"},
 	{"microbatch_speedup", "microbatch", "microbatch_speedup"},
 	{"warm_speedup", "microbatch", "warm_speedup"},
 	{"failover_resume_s", "failover", "resume_s"},
 	{"lost_jobs", "failover", "lost_jobs"},
 	{"true_tasks_per_s", "true", "tasks_per_s"},
+	{"true_tasks_per_s_sched_dev", "true", "dev_tasks_per_s"},
 }
 
 func writeResults(o options, mode string, results []Result) error {
@@ -238,7 +292,10 @@ func writeResults(o options, mode string, results []Result) error {
 		doc[h.key] = v
 	}
 	doc["machine"] = machine()
-	doc["commit"] = commit()
+	doc["commit"] = o.commit
+	doc["dirty"] = o.dirty
+	doc["data_dir"] = map[string]any{"filesystem": fsType(o.dataRoot)}
+	doc["runs_per_scenario"] = o.runs
 	doc["mode"] = mode
 	doc["generated"] = time.Now().UTC().Format(time.RFC3339)
 	doc["null_keys"] = missing
@@ -251,15 +308,16 @@ func writeResults(o options, mode string, results []Result) error {
 		return err
 	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# banyan-bench results (%s)\n\n%s, commit %s\n\n", mode, machineLine(), commit())
-	fmt.Fprintln(&b, "| key | value | scenario | target |")
+	fmt.Fprintf(&b, "# banyan-bench results (%s)\n\n%s, commit %s (dirty: %v), data dirs on %s\n\n", mode, machineLine(),
+		o.commit, o.dirty, fsType(o.dataRoot))
+	fmt.Fprintln(&b, "| key | median [min..max] | scenario | target |")
 	fmt.Fprintln(&b, "| --- | --- | --- | --- |")
 	for _, h := range headline {
 		val := "null"
-		if v, ok := doc[h.key].(float64); ok {
-			val = fmt.Sprintf("%.4g", v)
-		}
 		r := byName[h.scenario]
+		if v, ok := doc[h.key].(float64); ok {
+			val = fmt.Sprintf("%s [%s..%s]", num(v), num(r.Min[h.metric]), num(r.Max[h.metric]))
+		}
 		tgt := r.Target
 		if r.Met != nil {
 			if *r.Met {
@@ -270,25 +328,42 @@ func writeResults(o options, mode string, results []Result) error {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", h.key, val, h.scenario, tgt)
 	}
-	fmt.Fprintln(&b, "\n| scenario | seconds | result | notes |")
-	fmt.Fprintln(&b, "| --- | --- | --- | --- |")
+	fmt.Fprintln(&b, "\n| scenario | seconds | result | setup | notes |")
+	fmt.Fprintln(&b, "| --- | --- | --- | --- | --- |")
 	for _, r := range results {
 		s := r.Summary
 		if r.Err != "" {
-			s = "ERROR: " + r.Err
+			s += "; ERROR: " + r.Err
 		}
-		fmt.Fprintf(&b, "| %s | %.1f | %s | %s |\n", r.Name, r.Seconds, s, r.Notes)
+		fmt.Fprintf(&b, "| %s | %.1f | %s | %s | %s |\n", r.Name, r.Seconds, s, setupLine(r.Setup), r.Notes)
 	}
 	return os.WriteFile(filepath.Join(o.out, "latest"+o.suffix+".md"), b.Bytes(), 0o644)
 }
 
 func machine() map[string]any {
-	return map[string]any{"cpus": runtime.NumCPU(), "model": cpuModel(), "go": runtime.Version(),
-		"os": runtime.GOOS + "/" + runtime.GOARCH}
+	return map[string]any{"cpus": runtime.NumCPU(), "model": cpuModel(), "memory_bytes": memTotal(),
+		"go": runtime.Version(), "os": runtime.GOOS + "/" + runtime.GOARCH}
 }
 
 func machineLine() string {
-	return fmt.Sprintf("%d cpus, %s, %s", runtime.NumCPU(), cpuModel(), runtime.Version())
+	return fmt.Sprintf("%d cpus, %s, %.1f GiB, %s", runtime.NumCPU(), cpuModel(), float64(memTotal())/(1<<30), runtime.Version())
+}
+
+// setupLine is a Setup in one table cell.
+func setupLine(s *Setup) string {
+	if s == nil {
+		return ""
+	}
+	settings := "all defaults"
+	if len(s.Settings) > 0 {
+		var kv []string
+		for k, v := range s.Settings {
+			kv = append(kv, k+"="+v)
+		}
+		sort.Strings(kv)
+		settings = strings.Join(kv, "; ")
+	}
+	return fmt.Sprintf("%d server(s); %s; agents: %s; jobs: %s; settings: %s", s.Servers, s.Processes, s.Agents, s.Jobs, settings)
 }
 
 func cpuModel() string {

@@ -5,18 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
@@ -220,64 +217,9 @@ func writeHeapProfile(o options, name string) {
 	_ = pprof.WriteHeapProfile(f)
 }
 
-// serveChild is the -serve mode: one bootstrapped server on loopback whose
-// address goes to stdout as "ADDR host:port"; it stops when stdin closes or
-// on SIGTERM/SIGINT.
-func serveChild(dir string, lease time.Duration, cpuprofile string) error {
-	if dir == "" {
-		return errors.New("-serve-data is required")
-	}
-	if cpuprofile != "" {
-		f, err := os.Create(cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		// Started on a signal (SIGUSR1) so that the profile covers only the
-		// measured window; stopped at exit.
-		usr := make(chan os.Signal, 1)
-		signal.Notify(usr, syscall.SIGUSR1)
-		go func() {
-			<-usr
-			_ = pprof.StartCPUProfile(f)
-		}()
-		defer pprof.StopCPUProfile()
-	}
-	s, err := startSingle(dir, func(c *server.Config) { c.Lease = lease })
-	if err != nil {
-		return err
-	}
-	fmt.Printf("ADDR %s\n", s.Addr())
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
-	stdin := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		close(stdin)
-	}()
-	select {
-	case <-stop:
-	case <-stdin:
-	}
-	return s.Close()
-}
-
 func errString(err error) string {
 	if err == nil {
 		return ""
 	}
 	return err.Error()
-}
-
-type listenerAddr struct {
-	ln   net.Listener
-	addr string
-}
-
-func newListener() (*listenerAddr, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	return &listenerAddr{ln: ln, addr: ln.Addr().String()}, nil
 }
