@@ -246,7 +246,11 @@ func runSubmission(o options) Result {
 		r.Setup = singleSetup("none", "one one-task job per call, 8 concurrent clients")
 		return r
 	}
-	const clients = 32
+	// An ingest system's pool of submit workers: each waits for its ack
+	// (a quorum fsync, some ms) before its next call, so the rate is
+	// about clients / commit latency; the leader merges what arrives
+	// meanwhile into shared entries.
+	const clients = 64
 	window := time.Duration(scale(o, 10, 4)) * time.Second
 	c, err := startCluster(o, "submission", 3)
 	if err != nil {
