@@ -37,8 +37,9 @@
 #   BANYAN_UPGRADE_TASKS       tasks in the long job (default 30)
 #   BANYAN_UPGRADE_TASK_SECS   seconds each of them runs (default 8)
 #   BANYAN_OLD_IMAGE, BANYAN_NEW_IMAGE  tags (banyan/sched:old, :new)
-#   BANYAN_UPGRADE_NEW_VERSION the version stamped into :new
-#                              (default: git describe --tags --always --dirty)
+#   BANYAN_UPGRADE_NEW_VERSION the version stamped into :new when it is built
+#                              (default: git describe --tags --always --dirty);
+#                              the check reads it back from the image
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -75,8 +76,8 @@ command -v jq >/dev/null 2>&1 || fail "jq not found (it reads job show -o json)"
 from=${BANYAN_UPGRADE_FROM:-$(git log --diff-filter=A --format=%H -1 -- scheduler/server/testdata/fixture-v1)}
 [[ -n $from ]] || fail "no commit added scheduler/server/testdata/fixture-v1; set BANYAN_UPGRADE_FROM"
 old_commit=$(git rev-parse --verify --quiet "$from^{commit}") || fail "BANYAN_UPGRADE_FROM=$from is not a commit"
-new_version=${BANYAN_UPGRADE_NEW_VERSION:-$(git describe --tags --always --dirty)}
-[[ $new_version =~ ^[A-Za-z0-9._+-]+$ ]] || fail "version '$new_version': letters, digits and ._+- only"
+stamp=${BANYAN_UPGRADE_NEW_VERSION:-$(git describe --tags --always --dirty)}
+[[ $stamp =~ ^[A-Za-z0-9._+-]+$ ]] || fail "version '$stamp': letters, digits and ._+- only"
 
 tmp=$(mktemp -d)
 started=0
@@ -123,8 +124,8 @@ dc_old() { BANYAN_IMAGE=$old_image "${compose[@]}" -p "$project" -f "$old_compos
 dc_new() { BANYAN_IMAGE=$new_image "${compose[@]}" -p "$project" -f deploy/compose/docker-compose.yml "$@"; }
 
 if [[ ${BANYAN_UPGRADE_SKIP_BUILD:-0} != 1 ]]; then
-	log "building $new_image (version $new_version) from the working tree"
-	BANYAN_IMAGE=$new_image BANYAN_VERSION=$new_version deploy/docker/build.sh
+	log "building $new_image (version $stamp) from the working tree"
+	BANYAN_IMAGE=$new_image BANYAN_VERSION=$stamp deploy/docker/build.sh
 	# The old release's build.sh, on its own sources; the busybox the new
 	# build found is reused (no second download).
 	busybox=$root/bin/docker-cache/busybox-x/bin/busybox
@@ -142,6 +143,10 @@ cli=$tmp/sched
 cid=$(docker create "$new_image")
 docker cp "$cid:/bin/sched" "$cli" >/dev/null
 docker rm "$cid" >/dev/null
+# What every server must report at the end: the version in :new.
+new_version=$("$cli" version | awk 'NR == 1 { print $2 }')
+[[ -n $new_version ]] || fail "$new_image: sched version printed no version"
+log "$new_image is sched $new_version"
 tls=$tmp/tls
 
 # port_of SERVICE: SERVICE's published loopback address (it changes when
@@ -160,7 +165,7 @@ at() {
 	local addrs=$1
 	shift
 	"$cli" --addr "$addrs" --tls-ca "$tls/ca.pem" --tls-cert "$tls/client-ops.pem" \
-		--tls-key "$tls/client-ops-key.pem" "$@" </dev/null
+		--tls-key "$tls/client-ops-key.pem" "$@"
 }
 # on SERVICE ARGS...: the host CLI against SERVICE alone.
 on() {
@@ -226,6 +231,10 @@ wait_agent() {
 	on "$svc" agent list >&2 || true
 	fail "agent $agent is '$cell', not /$pat/, within ${timeout_s}s"
 }
+
+# on_version SERVICE: whether the members table on stdin shows SERVICE on
+# the version of :new.
+on_version() { awk -v s="$1" -v v="$new_version (" 'NR > 1 && $1 == s && index($0, v) { f = 1 } END { exit !f }'; }
 
 # job_row SERVICE ID: "STATE TASKS DONE" of job ID as SERVICE's own copy of
 # the state has it (job list is served locally).
@@ -301,8 +310,12 @@ log "leader: $leader"
 for a in "${agents[@]}"; do
 	wait_agent "$leader" "$a" '^up$'
 done
+members=$(on "$leader" server members) || fail "server members failed"
 log "agents up; members on the old release:"
-on "$leader" server members >&2
+echo "$members" >&2
+for svc in "${servers[@]}"; do
+	! on_version "$svc" <<<"$members" || fail "$svc on $old_image already reports $new_version: nothing to upgrade"
+done
 
 old_jobs=()
 for i in 1 2 3; do
@@ -414,8 +427,7 @@ log "jobs from before the upgrade are there on every server: ${old_jobs[*]}"
 members=$(at "$(all_addrs)" server members) || fail "server members failed"
 echo "$members" >&2
 for svc in "${servers[@]}"; do
-	grep -Eq "^$svc[[:space:]].*[[:space:]]$new_version \(" <<<"$members" ||
-		fail "server members does not show $svc on version $new_version"
+	on_version "$svc" <<<"$members" || fail "server members does not show $svc on version $new_version"
 done
 log "every server reports version $new_version"
 
