@@ -91,7 +91,9 @@ func TestEncodeFollowsARestart(t *testing.T) {
 	total := waitJobTotal(t, addr, "job-1", 1, 30*time.Second)
 	d.kill() // mid-encode: the plan has fanned out, the chunks run
 	t.Logf("killed the server with job-1 at %d tasks", total)
-	time.Sleep(time.Second)
+	// Down for longer than one call's retries last (retryConfig: five
+	// attempts, about 3 s): only following the job again gets through.
+	time.Sleep(5 * time.Second)
 	d2 := startDevWith(t, addr, data, 2, nil, "--storage-root", work)
 	if code := waitExit(t, encode, done, 120*time.Second, &log); code != 0 {
 		t.Fatalf("encode across a restart exited %d, want 0:\n%s\n%s", code, log.String(), d2.log.String())
