@@ -278,8 +278,15 @@ func watchEncodes(ctx context.Context, c *client, g *globals, ids []string, titl
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
+	// The first error that is not the cancel of a title that was lost.
+	var failed error
+	for _, err := range errs {
+		if err != nil && (failed == nil || errors.Is(failed, context.Canceled)) {
+			failed = err
+		}
+	}
+	if failed != nil {
+		return failed
 	}
 	jobs := board.jobs
 	if g.output == "json" {
@@ -300,14 +307,14 @@ func watchEncodes(ctx context.Context, c *client, g *globals, ids []string, titl
 			printVerification(os.Stdout, titles[i].out)
 		}
 	}
-	var failed []string
+	var unsuccessful []string
 	for _, j := range jobs {
 		if j.State != pb.JobState_JOB_STATE_SUCCEEDED {
-			failed = append(failed, j.Id+" "+jobStateName(j.State))
+			unsuccessful = append(unsuccessful, j.Id+" "+jobStateName(j.State))
 		}
 	}
-	if len(failed) > 0 {
-		return jobFailedError{"encode failed: " + strings.Join(failed, ", ")}
+	if len(unsuccessful) > 0 {
+		return jobFailedError{"encode failed: " + strings.Join(unsuccessful, ", ")}
 	}
 	return nil
 }
