@@ -14,7 +14,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 RACE_PKGS := ./agent/... ./scheduler/... ./cmd/... ./bench/simagent/...
 PURE_PKGS := ./pool/... ./api/... ./encoder/... ./bench/sim/... ./bench/encode/... ./bench/chaos/...
 
-.PHONY: all build test test-deps test-short fuzz demo bench bench-soak bench-quick bench-micro bench-encode proto lint deps corpus clean image cluster-smoke chaos
+.PHONY: all build test test-deps test-short fuzz demo bench bench-soak bench-quick bench-micro bench-encode proto lint deps corpus clean image cluster-smoke cluster-upgrade chaos
 
 all: build
 
@@ -116,6 +116,12 @@ image:
 # check a new one is elected and runs another.
 cluster-smoke:
 	scripts/cluster-smoke.sh
+
+# Rolling upgrade of that cluster from the release of the fixture-v1 data
+# dir (or BANYAN_UPGRADE_FROM) to this tree, one server at a time, then the
+# agents, while a job runs: it keeps serving, the job succeeds, old jobs stay.
+cluster-upgrade:
+	scripts/cluster-upgrade.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
@@ -24,6 +26,7 @@ type encodeFlags struct {
 	priority                           int32
 	maxWait, chunk                     time.Duration
 	noWatch                            bool
+	giveUp                             time.Duration
 }
 
 // title is one input to encode, with everything resolved.
@@ -43,6 +46,9 @@ task per chunk and rendition, an assemble per rendition, then index and
 verify. Paths must be visible to the agents (a shared filesystem, or this
 host under sched dev) and inside the agents' storage roots.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.giveUp <= 0 {
+				return usageError{fmt.Sprintf("--give-up-after %s: want a positive duration", f.giveUp)}
+			}
 			titles, spec, err := f.titles(args)
 			if err != nil {
 				return err
@@ -75,7 +81,7 @@ host under sched dev) and inside the agents' storage roots.`,
 			if f.noWatch {
 				return nil
 			}
-			return watchEncodes(cmd.Context(), c, g, ids, titles)
+			return watchEncodes(cmd.Context(), c, g, ids, titles, f.giveUp)
 		},
 	}
 	fl := cmd.Flags()
@@ -88,6 +94,7 @@ host under sched dev) and inside the agents' storage roots.`,
 	fl.DurationVar(&f.chunk, "chunk", 10*time.Second, "target chunk length")
 	fl.StringVar(&f.manifest, "manifest", "", "a studio delivery: YAML with titles (and defaults for the flags)")
 	fl.BoolVar(&f.noWatch, "no-watch", false, "submit and return without watching")
+	fl.DurationVar(&f.giveUp, "give-up-after", watchLostAfter, "exit 3 after no server answered for this long")
 	return cmd
 }
 
@@ -233,45 +240,55 @@ func encodeJob(t title, d jobDefaults, chunk time.Duration) *pb.JobSpec {
 		}}}
 }
 
-// watchEncodes follows the jobs until all end, drawing one progress line
-// per title, then prints the per-stage timing of each.
-func watchEncodes(ctx context.Context, c *client, g *globals, ids []string, titles []title) error {
+// watchEncodes follows the jobs until all end, each with followJob (so an
+// encode survives a server restart or a leader change like `job watch`
+// does), drawing one progress line per title on a terminal, then prints
+// the per-stage timing of each.
+func watchEncodes(ctx context.Context, c *client, g *globals, ids []string, titles []title, giveUp time.Duration) error {
 	interactive := term.IsTerminal(int(os.Stderr.Fd())) && g.output != "json"
 	start := time.Now()
-	jobs := make([]*pb.Job, len(ids))
-	drawn := 0
-	for {
-		done := true
-		for i, id := range ids {
-			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			j, err := c.jobs.GetJob(cctx, &pb.GetJobRequest{Id: id, WithTasks: true})
-			cancel()
+	board := &encodeBoard{c: c, names: make([]string, len(ids)), jobs: make([]*pb.Job, len(ids)),
+		tasks: make([][]*pb.Task, len(ids)), fetched: make([]time.Time, len(ids))}
+	for i := range titles {
+		board.names[i] = titles[i].name
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			final, err := followJob(ctx, g, id, giveUp, true, func(j *pb.Job) error {
+				if interactive {
+					board.update(ctx, i, j)
+				}
+				return nil
+			})
 			if err != nil {
-				return fmt.Errorf("watch %s: %w", id, err)
+				errs[i] = err
+				cancel() // one title lost: stop following the others
+				return
 			}
-			jobs[i] = j
-			if !jobFinal(j.State) {
-				done = false
+			board.final(i, final)
+			if interactive {
+				board.draw()
 			}
-		}
-		if interactive {
-			if drawn > 0 {
-				fmt.Fprintf(os.Stderr, "\033[%dA", drawn)
-			}
-			for i, j := range jobs {
-				fmt.Fprintf(os.Stderr, "\r\033[K%s\n", progressLine(titles[i].name, j))
-			}
-			drawn = len(jobs)
-		}
-		if done {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
+		}()
+	}
+	wg.Wait()
+	// The first error that is not the cancel of a title that was lost.
+	var failed error
+	for _, err := range errs {
+		if err != nil && (failed == nil || errors.Is(failed, context.Canceled)) {
+			failed = err
 		}
 	}
+	if failed != nil {
+		return failed
+	}
+	jobs := board.jobs
 	if g.output == "json" {
 		for _, j := range jobs {
 			if err := printJSON(os.Stdout, j); err != nil {
@@ -290,23 +307,95 @@ func watchEncodes(ctx context.Context, c *client, g *globals, ids []string, titl
 			printVerification(os.Stdout, titles[i].out)
 		}
 	}
-	var failed []string
+	var unsuccessful []string
 	for _, j := range jobs {
 		if j.State != pb.JobState_JOB_STATE_SUCCEEDED {
-			failed = append(failed, j.Id+" "+jobStateName(j.State))
+			unsuccessful = append(unsuccessful, j.Id+" "+jobStateName(j.State))
 		}
 	}
-	if len(failed) > 0 {
-		return jobFailedError{"encode failed: " + strings.Join(failed, ", ")}
+	if len(unsuccessful) > 0 {
+		return jobFailedError{"encode failed: " + strings.Join(unsuccessful, ", ")}
 	}
 	return nil
+}
+
+// encodeBoard holds the latest view of each followed encode and draws their
+// progress lines on stderr. Its methods are safe for concurrent use.
+type encodeBoard struct {
+	c     *client
+	mu    sync.Mutex
+	names []string
+	jobs  []*pb.Job
+	// tasks are the tasks of each job as last fetched (the stream carries
+	// counts only), for the stage shown; fetched is when.
+	tasks   [][]*pb.Task
+	fetched []time.Time
+	drawn   int
+}
+
+// stageFetchEvery bounds how often a progress line fetches its job's tasks.
+const stageFetchEvery = 250 * time.Millisecond
+
+// update records job i's new view and redraws. It fetches the job's tasks
+// (for the stage shown) at most every stageFetchEvery, from the server
+// the encode was submitted to; when that fails the line keeps its last
+// stage: following the job does not depend on it.
+func (b *encodeBoard) update(ctx context.Context, i int, j *pb.Job) {
+	b.mu.Lock()
+	fetch := time.Since(b.fetched[i]) >= stageFetchEvery && !jobFinal(j.State)
+	if fetch {
+		b.fetched[i] = time.Now()
+	}
+	b.mu.Unlock()
+	var tasks []*pb.Task
+	if fetch {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if full, err := b.c.jobs.GetJob(cctx, &pb.GetJobRequest{Id: j.Id, WithTasks: true}); err == nil {
+			tasks = full.Tasks
+		}
+		cancel()
+	}
+	b.mu.Lock()
+	b.jobs[i] = j
+	if tasks != nil {
+		b.tasks[i] = tasks
+	}
+	b.mu.Unlock()
+	b.draw()
+}
+
+// final records job i's final view, with its tasks.
+func (b *encodeBoard) final(i int, j *pb.Job) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.jobs[i], b.tasks[i] = j, j.Tasks
+}
+
+// draw redraws every title's progress line in place.
+func (b *encodeBoard) draw() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.drawn > 0 {
+		fmt.Fprintf(os.Stderr, "\033[%dA", b.drawn)
+	}
+	for i, j := range b.jobs {
+		line := fmt.Sprintf("%-24.24s waiting for the server", b.names[i])
+		if j != nil {
+			line = progressLine(b.names[i], j, b.tasks[i])
+		}
+		fmt.Fprintf(os.Stderr, "\r\033[K%s\n", line)
+	}
+	b.drawn = len(b.jobs)
 }
 
 func jobFinal(s pb.JobState) bool {
 	return s == pb.JobState_JOB_STATE_SUCCEEDED || s == pb.JobState_JOB_STATE_FAILED || s == pb.JobState_JOB_STATE_CANCELLED
 }
 
-func progressLine(name string, j *pb.Job) string {
+// progressLine is a title's progress: tasks done of the job's tasks so far
+// (the total grows as the plan step fans the job out) and the stage of the
+// first running task among tasks.
+func progressLine(name string, j *pb.Job, tasks []*pb.Task) string {
 	c := j.Counts
 	done := doneCount(c) // tasks replaced by their fallback are done
 	total := c.GetTotal()
@@ -316,7 +405,7 @@ func progressLine(name string, j *pb.Job) string {
 		fill = int(done) * width / int(total)
 	}
 	stage := "plan"
-	for _, t := range j.Tasks {
+	for _, t := range tasks {
 		if t.State == pb.TaskState_TASK_STATE_RUNNING || t.State == pb.TaskState_TASK_STATE_ASSIGNED {
 			stage = stageOf(t.Name)
 			break

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,15 +15,22 @@ import (
 	"github.com/banyan-sched/banyan/encoder"
 )
 
-// makeClip writes a small test clip with audio.
+// makeClip writes a small test clip with audio, 4 seconds long.
 func makeClip(t *testing.T, path string) {
+	t.Helper()
+	makeClipFor(t, path, 4)
+}
+
+// makeClipFor writes a test clip with audio, seconds long (320x240, 25 fps,
+// a keyframe every second).
+func makeClipFor(t *testing.T, path string, seconds int) {
 	t.Helper()
 	if _, err := exec.LookPath("ffmpeg"); err != nil {
 		t.Fatalf("ffmpeg is required (make test installs it): %v", err)
 	}
 	out, err := exec.Command("ffmpeg", "-hide_banner", "-v", "error", "-y",
 		"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-		"-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", path).CombinedOutput()
+		"-t", strconv.Itoa(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("make clip: %v\n%s", err, out)
 	}

@@ -15,8 +15,6 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 func newJobCmd(g *globals) *cobra.Command {
@@ -270,66 +268,24 @@ func newJobWatchCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// watchLostAfter is how long a watch tries to reach a server again before
-// it gives up with exit code 3 (default of --give-up-after).
-const watchLostAfter = time.Minute
-
-// watchLostError means the watch lost track of the job (exit code 3).
-type watchLostError struct{ msg string }
-
-func (e watchLostError) Error() string { return e.msg }
-
-// watchJob follows a job until it ends, reconnecting (to any server) when
-// the stream breaks before that.
+// watchJob follows a job until it ends (followJob: across restarts and
+// leader changes), drawing a progress bar on a terminal whose total grows
+// as the job fans out.
 func watchJob(cmd *cobra.Command, g *globals, id string, giveUp time.Duration) error {
 	var bar *progressbar.ProgressBar
-	var last *pb.Job
 	interactive := term.IsTerminal(int(os.Stderr.Fd()))
-	var failingSince time.Time
-	for {
-		err := watchOnce(cmd, g, id, func(j *pb.Job) error {
-			failingSince = time.Time{}
-			last = j
-			if g.output == "json" {
-				return printJSON(os.Stdout, j)
-			}
-			if !interactive {
-				return nil
-			}
-			total := int(j.Counts.GetTotal())
-			if bar == nil {
-				bar = progressbar.NewOptions(total, progressbar.OptionSetDescription(j.Id),
-					progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(), progressbar.OptionSetWidth(30),
-					progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(0))
-			} else if total != bar.GetMax() {
-				bar.ChangeMax(total) // a fan-out added tasks
-			}
-			_ = bar.Set(int(doneCount(j.Counts)))
-			bar.Describe(fmt.Sprintf("%s %s running=%d queued=%d", j.Id, jobStateName(j.State),
-				j.Counts.GetRunning(), j.Counts.GetQueued()))
+	last, err := followJob(cmd.Context(), g, id, giveUp, false, func(j *pb.Job) error {
+		if g.output == "json" {
+			return printJSON(os.Stdout, j)
+		}
+		if !interactive {
 			return nil
-		})
-		if last != nil && isJobFinal(last.State) {
-			break
 		}
-		switch code := status.Code(err); {
-		case code == codes.NotFound || code == codes.PermissionDenied || code == codes.Unauthenticated ||
-			code == codes.InvalidArgument:
-			return fmt.Errorf("watch job %s: %w", id, err)
-		case cmd.Context().Err() != nil:
-			return cmd.Context().Err()
-		}
-		if failingSince.IsZero() {
-			failingSince = time.Now()
-		}
-		if time.Since(failingSince) > giveUp {
-			return watchLostError{fmt.Sprintf("watch job %s: lost track of it: no server answered for %s: %v", id, giveUp, err)}
-		}
-		select {
-		case <-cmd.Context().Done():
-			return cmd.Context().Err()
-		case <-time.After(500 * time.Millisecond):
-		}
+		bar = drawProgress(bar, j)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if bar != nil {
 		_ = bar.Finish()
@@ -348,30 +304,21 @@ func watchJob(cmd *cobra.Command, g *globals, id string, giveUp time.Duration) e
 	return nil
 }
 
-// watchOnce dials the cluster and streams the job's updates to update
-// until the stream ends; it returns why it ended (nil at a clean end).
-func watchOnce(cmd *cobra.Command, g *globals, id string, update func(*pb.Job) error) error {
-	c, err := dial(g)
-	if err != nil {
-		return err
+// drawProgress draws job j on bar, making the bar at the first update. Its
+// total follows the job's: a fan-out adds tasks while the job runs.
+func drawProgress(bar *progressbar.ProgressBar, j *pb.Job) *progressbar.ProgressBar {
+	total := max(int(j.Counts.GetTotal()), 1)
+	if bar == nil {
+		bar = progressbar.NewOptions(total, progressbar.OptionSetDescription(j.Id),
+			progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(), progressbar.OptionSetWidth(30),
+			progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(0))
+	} else if total != bar.GetMax() {
+		bar.ChangeMax(total)
 	}
-	defer c.Close()
-	stream, err := c.jobs.WatchJob(cmd.Context(), &pb.WatchJobRequest{Id: id})
-	if err != nil {
-		return err
-	}
-	for {
-		j, err := stream.Recv()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := update(j); err != nil {
-			return status.Error(codes.InvalidArgument, err.Error()) // output failed: do not retry
-		}
-	}
+	_ = bar.Set(int(doneCount(j.Counts)))
+	bar.Describe(fmt.Sprintf("%s %s running=%d queued=%d", j.Id, jobStateName(j.State),
+		j.Counts.GetRunning(), j.Counts.GetQueued()))
+	return bar
 }
 
 func isJobFinal(s pb.JobState) bool {

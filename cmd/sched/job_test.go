@@ -63,7 +63,7 @@ func TestJobProgressCountsReplaced(t *testing.T) {
 	if got := doneCount(j.Counts); got != 3 {
 		t.Fatalf("doneCount = %d, want 3", got)
 	}
-	line := progressLine("title", j)
+	line := progressLine("title", j, j.Tasks)
 	if !strings.Contains(line, "3/3") || !strings.Contains(line, "["+strings.Repeat("#", 30)+"]") {
 		t.Fatalf("progress line %q: want a full bar at 3/3", line)
 	}

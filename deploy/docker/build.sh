@@ -17,6 +17,9 @@
 #                    image without a shell (tasks can only exec /bin/sched);
 #                    unset: a host busybox if it is static, else
 #                    `apt-get download busybox-static` (cached in bin/).
+#   BANYAN_VERSION   release name stamped into sched (buildinfo.Version,
+#                    shown by `sched version` and `server members`);
+#                    unset: Go's module and VCS data say it
 #   GO               go command (default go)
 set -euo pipefail
 
@@ -25,6 +28,7 @@ image=${BANYAN_IMAGE:-banyan/sched:dev}
 ctx=${BANYAN_CONTEXT:-$root/bin/docker-context}
 cache=$root/bin/docker-cache
 go=${GO:-go}
+version=${BANYAN_VERSION:-}
 
 say() { printf 'build.sh: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -38,6 +42,7 @@ is_static() {
 	! ldd "$f" >/dev/null 2>&1
 }
 
+[[ -z $version || $version =~ ^[A-Za-z0-9._+-]+$ ]] || die "BANYAN_VERSION '$version': letters, digits and ._+- only"
 command -v docker >/dev/null 2>&1 || die "docker not found"
 command -v "$go" >/dev/null 2>&1 || die "$go not found"
 command -v gcc >/dev/null 2>&1 || die "gcc not found (cgo is required: go-nvml does not build with CGO_ENABLED=0)"
@@ -50,9 +55,11 @@ chmod 1777 "$ctx/rootfs/tmp"
 # lookups in pure Go (a static glibc getaddrinfo would want the host's NSS
 # modules at run time). go-nvml's dlopen stays; in the image it finds no
 # libnvidia-ml, which only matters to agents without --no-gpu.
-say "compiling static sched"
+say "compiling static sched${version:+ $version}"
+ldflags='-s -w -linkmode external -extldflags -static'
+[[ -n $version ]] && ldflags+=" -X github.com/banyan-sched/banyan/api/buildinfo.Version=$version"
 (cd "$root" && CGO_ENABLED=1 "$go" build -trimpath -tags netgo,osusergo \
-	-ldflags '-s -w -linkmode external -extldflags -static' \
+	-ldflags "$ldflags" \
 	-o "$ctx/rootfs/bin/sched" ./cmd/sched) 2> >(grep -v -e 'statically linked applications requires at runtime' \
 	-e '^/usr/bin/ld: .*in function' -e '^# github.com/banyan-sched/banyan/cmd/sched$' >&2)
 is_static "$ctx/rootfs/bin/sched" || die "bin/sched is not statically linked"
