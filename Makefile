@@ -121,6 +121,7 @@ cluster-smoke:
 # dir (or BANYAN_UPGRADE_FROM) to this tree, one server at a time, then the
 # agents, while a job runs: it keeps serving, the job succeeds, old jobs stay.
 cluster-upgrade:
+	@scripts/apt-install.sh jq
 	scripts/cluster-upgrade.sh
 
 lint:
