@@ -69,11 +69,18 @@ type child struct {
 
 // startChild starts bin with args, its output going to logPath.
 func startChild(name, logPath, bin string, args ...string) (*child, error) {
+	return startChildEnv(name, logPath, nil, bin, args...)
+}
+
+// startChildEnv is startChild with the environment env (nil: this
+// process's).
+func startChildEnv(name, logPath string, env []string, bin string, args ...string) (*child, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("%s log: %w", name, err)
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -175,13 +182,19 @@ func startCluster(o options, name string, n int, extra ...string) (*cluster, err
 	for _, s := range c.servers {
 		args := append([]string{"server", "--node-id", s.id, "--data-dir", filepath.Join(dir, s.id),
 			"--bind", s.addr, "--peers", strings.Join(peers, ","), "--http-addr", s.httpAddr}, extra...)
-		p, err := startChild(s.id, filepath.Join(dir, s.id+".log"), sched, args...)
+		env, err := observeEnv()
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		p, err := startChildEnv(s.id, filepath.Join(dir, s.id+".log"), env, sched, args...)
 		if err != nil {
 			c.close()
 			return nil, err
 		}
 		s.proc = p
 	}
+	scrapeServers(c)
 	if _, err := c.waitLeader(30 * time.Second); err != nil {
 		var tails []string
 		for _, s := range c.servers {

@@ -41,8 +41,22 @@ func runScenario(sc scenario, o options) Result {
 	var runs []Result
 	for i := 0; i < o.runs; i++ {
 		start := time.Now()
+		spans0, scrapes0 := exportedSpans(), scrapes.Load()
 		r := safeRun(sc, o)
 		r.Seconds = time.Since(start).Seconds()
+		if observeOn && !inProcess && r.Err == "" {
+			if r.Metrics == nil {
+				r.Metrics = map[string]float64{}
+			}
+			r.Metrics["spans_exported"] = float64(exportedSpans() - spans0)
+			r.Metrics["metrics_scrapes"] = float64(scrapes.Load() - scrapes0)
+			if r.Setup != nil {
+				if r.Setup.Settings == nil {
+					r.Setup.Settings = map[string]string{}
+				}
+				r.Setup.Settings["observe"] = observeSettings()
+			}
+		}
 		r.Name = sc.name
 		fmt.Printf("  %s run %d/%d: %s\n", sc.name, i+1, o.runs, strings.TrimSpace(resultLine(r)))
 		runs = append(runs, r)
