@@ -9,13 +9,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banyan-sched/banyan/agent/tasklog"
 	"github.com/banyan-sched/banyan/agent/worker"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 )
 
 // workerEnv makes the test binary a line-protocol worker (TestMain): for
-// each call it writes "ARGS on PID" on stderr and answers with its pid and
-// the call's traceparent. (What a worker writes outside calls is tested in
+// each call it writes "ARGS on PID" on stderr (and bigLog after it when the
+// first argument is "big") and answers with its pid and the call's
+// traceparent. (What a worker writes outside calls is tested in
 // agent/worker.)
 const workerEnv = "BANYAN_AGENT_TEST_WORKER"
 
@@ -23,6 +25,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(workerEnv) == "1" {
 		err := worker.ServeRequests(os.Stdin, os.Stdout, func(req worker.Request) (string, error) {
 			fmt.Fprintf(os.Stderr, "%s on %d\n", strings.Join(req.Args, " "), os.Getpid())
+			if req.Args[0] == "big" {
+				os.Stderr.WriteString(bigLog)
+			}
 			return fmt.Sprintf("pid=%d traceparent=%s", os.Getpid(), req.Traceparent), nil
 		})
 		if err != nil {
@@ -32,6 +37,9 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(m.Run())
 }
+
+// bigLog is more than a call keeps in memory.
+var bigLog = strings.Repeat(strings.Repeat("x", 99)+"\n", 1000)
 
 // finished waits for the finished event of a task's attempt.
 func (a *Agent) finishedForTest(t *testing.T, task string, attempt int32) *pb.TaskEvent {
@@ -52,11 +60,13 @@ func (a *Agent) finishedForTest(t *testing.T, task string, attempt int32) *pb.Ta
 }
 
 // TestCallOnWarmWorkerKeepsOutputAndTrace: function calls served by one
-// warm worker keep their output in the attempt's files, read through the
-// same reader as an ordinary attempt's (what `sched job logs` gets): the
-// response's output as stdout, what the worker wrote on stderr while
-// serving the call as stderr. Each call carries its attempt's traceparent
-// to the worker, as an ordinary task gets TRACEPARENT.
+// warm worker keep their output, read through the same reader as an
+// ordinary attempt's (what `sched job logs` gets): the response's output
+// as stdout, what the worker wrote on stderr while serving the call as
+// stderr. Small calls are kept in their job's pack file, a call with more
+// output in files of its own. Each call carries its attempt's traceparent
+// to the worker, as an ordinary task gets TRACEPARENT. The output goes
+// with its job.
 func TestCallOnWarmWorkerKeepsOutputAndTrace(t *testing.T) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -83,17 +93,21 @@ func TestCallOnWarmWorkerKeepsOutputAndTrace(t *testing.T) {
 	}
 	tp := func(i int) string { return fmt.Sprintf("00-%032x-%016x-01", 0xab00+i, 0xcd00+i) }
 	pid := ""
-	for i := 1; i <= 2; i++ {
-		task := fmt.Sprintf("job-1.%d", i)
+	for i := 1; i <= 3; i++ {
+		task, args := fmt.Sprintf("job-1.%d", i), []string{"thumb", fmt.Sprint(i)}
+		where := filepath.Join(a.logs.Root(), "job-1", tasklog.PackName)
+		if i == 3 {
+			args[0], where = "big", filepath.Join(a.logs.Root(), "job-1", task, "1")
+		}
 		a.start(context.Background(), &pb.TaskAssignment{JobId: "job-1", TaskId: task, Attempt: 1, Traceparent: tp(i),
-			Spec: &pb.TaskSpec{Function: "probe", Args: []string{"thumb", fmt.Sprint(i)}}})
+			Spec: &pb.TaskSpec{Function: "probe", Args: args}})
 		ev := a.finishedForTest(t, task, 1)
 		if ev.Outcome != "succeeded" {
 			t.Fatalf("%s: %+v", task, ev)
 		}
 		out := a.readLog(&pb.LogRead{JobId: "job-1", TaskId: task, Attempt: 1})
 		callPid, trace, ok := strings.Cut(strings.TrimPrefix(string(out.Data), "pid="), " traceparent=")
-		if !ok || !out.Done || string(out.Data) != ev.StdoutTail || out.Dir != filepath.Join(a.logs.Root(), "job-1", task, "1") {
+		if !ok || !out.Done || string(out.Data) != ev.StdoutTail || out.Dir != where {
 			t.Fatalf("%s stdout: %+v (event's tail %q)", task, out, ev.StdoutTail)
 		}
 		if trace != tp(i) {
@@ -104,13 +118,24 @@ func TestCallOnWarmWorkerKeepsOutputAndTrace(t *testing.T) {
 		} else if callPid != pid {
 			t.Fatalf("%s ran on worker %s, not on the warm worker %s", task, callPid, pid)
 		}
-		errs := a.readLog(&pb.LogRead{JobId: "job-1", TaskId: task, Attempt: 1, Stderr: true})
-		if want := fmt.Sprintf("thumb %d on %s\n", i, pid); string(errs.Data) != want || !errs.Done {
-			t.Fatalf("%s stderr: %+v, want %q", task, errs, want)
+		want := fmt.Sprintf("%s on %s\n", strings.Join(args, " "), pid)
+		if i == 3 {
+			want += bigLog
 		}
-		info, err := os.Stat(filepath.Join(out.Dir, "stderr"))
-		if err != nil || info.Mode().Perm() != 0o600 {
-			t.Fatalf("%s stderr file: %v, %v", task, info, err)
+		var errs []byte
+		for {
+			d := a.readLog(&pb.LogRead{JobId: "job-1", TaskId: task, Attempt: 1, Stderr: true, Offset: int64(len(errs))})
+			errs = append(errs, d.Data...)
+			if d.Done || len(d.Data) == 0 {
+				break
+			}
+		}
+		if string(errs) != want {
+			t.Fatalf("%s stderr: %d bytes %.100q, want %d bytes %.100q", task, len(errs), errs, len(want), want)
+		}
+		info, err := os.Stat(where)
+		if err != nil || info.Mode().Perm()&0o077 != 0 {
+			t.Fatalf("%s kept at %s: %v, %v", task, where, info, err)
 		}
 	}
 	a.onLogs(context.Background(), &pb.LogsDown{Msg: &pb.LogsDown_Gone{Gone: &pb.LogJobs{JobIds: []string{"job-1"}}}})

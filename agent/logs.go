@@ -73,14 +73,21 @@ func (a *Agent) keepOutput(t *pb.TaskAssignment, spec *process.Spec) (done func(
 }
 
 // keepCallOutput is keepOutput for a function call served by a worker: the
-// call's output (agent/worker says what it is) goes to the same files as
-// an ordinary attempt's, read the same way.
+// call's output (agent/worker says what it is) is kept in memory while it
+// runs and then in its job's pack, or in files of its own once it outgrows
+// tasklog.DefaultBufferedLimit; it is read the same way as an ordinary
+// attempt's. Calls are many and short: a directory and two files each
+// would cost more than the call.
 func (a *Agent) keepCallOutput(t *pb.TaskAssignment) (worker.Output, func()) {
-	out := a.createOutput(t)
-	if out == nil {
+	if a.logs == nil {
 		return worker.Output{}, func() {}
 	}
-	return worker.Output{Stdout: out.Stdout, Stderr: out.Stderr}, func() { a.closeOutput(t, out) }
+	out := a.logs.CreateBuffered(logKey(t), 0)
+	return worker.Output{Stdout: out.Stdout(), Stderr: out.Stderr()}, func() {
+		if err := out.Close(); err != nil {
+			a.log.Warn("task output not kept in full", "task", t.TaskId, "attempt", t.Attempt, "err", err)
+		}
+	}
 }
 
 // createOutput starts keeping an attempt's output; nil when there is no
@@ -118,7 +125,7 @@ func (a *Agent) readLog(r *pb.LogRead) *pb.LogData {
 	if a.logs == nil {
 		return &pb.LogData{RequestId: r.RequestId, Missing: true}
 	}
-	d := &pb.LogData{RequestId: r.RequestId, Dir: a.logs.Dir(k)}
+	d := &pb.LogData{RequestId: r.RequestId, Dir: a.logs.Where(k)}
 	c, err := a.logs.Read(k, stream, r.Offset, n)
 	switch {
 	case errors.Is(err, tasklog.ErrNotFound):
