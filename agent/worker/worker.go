@@ -29,7 +29,7 @@
 //
 // Standard output is the protocol's; standard error is free for logs. What
 // a call's output is (Call's Output, which the agent keeps as the attempt's
-// stdout and stderr files):
+// stdout and stderr, read by `sched job logs`):
 //   - stdout: the "output" of its response, as the worker wrote it, whether
 //     the call succeeded or not ("error" is reported apart);
 //   - stderr: every byte the worker writes on its standard error from the
