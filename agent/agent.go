@@ -747,7 +747,8 @@ func (a *Agent) execute(ctx context.Context, t *pb.TaskAssignment, r *run) {
 
 // callLocked hands a function call to its worker pool. A call cannot be
 // stopped once a worker runs it; a cancelled call still waiting is dropped
-// when a worker takes it.
+// when a worker takes it. The call carries the attempt's TRACEPARENT in
+// its request line, and its output is kept like an ordinary attempt's.
 func (a *Agent) callLocked(t *pb.TaskAssignment, r *run, fn string) {
 	p, ok := a.pools[fn]
 	if !ok {
@@ -757,18 +758,24 @@ func (a *Agent) callLocked(t *pb.TaskAssignment, r *run, fn string) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	a.tasksWG.Add(1)
+	endOutput := func() {} // set by Started, in the worker's goroutine, before Done
 	p.Submit(worker.Call{ID: t.TaskId + "/" + fmt.Sprint(t.Attempt), Args: t.Spec.Args, Class: int32(t.Class),
 		Priority: t.Priority, Timeout: time.Duration(t.Spec.TimeoutMs) * time.Millisecond,
-		Started: func() {
+		Traceparent: t.Traceparent, // the attempt's run span, in the job's trace
+		Started: func() worker.Output {
 			ev := &pb.TaskEvent{TaskId: t.TaskId, Attempt: t.Attempt, Kind: "started", UnixMs: a.cfg.Clock().UnixMilli()}
 			a.mu.Lock()
 			r.started = ev
 			a.mu.Unlock()
 			a.emit(ev)
+			out, end := a.keepCallOutput(t)
+			endOutput = end
+			return out
 		},
 		Done: func(res worker.Result) {
 			defer a.tasksWG.Done()
 			defer cancel()
+			endOutput()
 			outcome := res.Outcome
 			if runCtx.Err() != nil && outcome != worker.OutcomeSucceeded {
 				outcome = process.OutcomeCancelled

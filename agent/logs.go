@@ -9,13 +9,14 @@ import (
 
 	"github.com/banyan-sched/banyan/agent/process"
 	"github.com/banyan-sched/banyan/agent/tasklog"
+	"github.com/banyan-sched/banyan/agent/worker"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
 	"google.golang.org/protobuf/proto"
 )
 
-// Task output (agent/tasklog): every attempt's full stdout and stderr is
-// kept in files, read by the leader over the session on behalf of
+// Task output (agent/tasklog): every attempt's full stdout and stderr (a
+// function call's output, for a call served by a worker) is kept in files, read by the leader over the session on behalf of
 // `sched job logs`, and removed when the leader says the job is gone from
 // the state, or after TaskLogAge.
 
@@ -63,19 +64,50 @@ func logKey(t *pb.TaskAssignment) tasklog.Key {
 // returns the function that ends it. Output that cannot be kept is logged;
 // the task runs anyway.
 func (a *Agent) keepOutput(t *pb.TaskAssignment, spec *process.Spec) (done func()) {
-	if a.logs == nil {
+	out := a.createOutput(t)
+	if out == nil {
 		return func() {}
+	}
+	spec.Stdout, spec.Stderr = out.Stdout, out.Stderr
+	return func() { a.closeOutput(t, out) }
+}
+
+// keepCallOutput is keepOutput for a function call served by a worker: the
+// call's output (agent/worker says what it is) is kept in memory while it
+// runs and then in its job's pack, or in files of its own once it outgrows
+// tasklog.DefaultBufferedLimit; it is read the same way as an ordinary
+// attempt's. Calls are many and short: a directory and two files each
+// would cost more than the call.
+func (a *Agent) keepCallOutput(t *pb.TaskAssignment) (worker.Output, func()) {
+	if a.logs == nil {
+		return worker.Output{}, func() {}
+	}
+	out := a.logs.CreateBuffered(logKey(t), 0)
+	return worker.Output{Stdout: out.Stdout(), Stderr: out.Stderr()}, func() {
+		if err := out.Close(); err != nil {
+			a.log.Warn("task output not kept in full", "task", t.TaskId, "attempt", t.Attempt, "err", err)
+		}
+	}
+}
+
+// createOutput starts keeping an attempt's output; nil when there is no
+// store or the attempt's files cannot be made (logged).
+func (a *Agent) createOutput(t *pb.TaskAssignment) *tasklog.Attempt {
+	if a.logs == nil {
+		return nil
 	}
 	out, err := a.logs.Create(logKey(t))
 	if err != nil {
 		a.log.Warn("task output will not be kept", "task", t.TaskId, "attempt", t.Attempt, "err", err)
-		return func() {}
+		return nil
 	}
-	spec.Stdout, spec.Stderr = out.Stdout, out.Stderr
-	return func() {
-		if err := out.Close(); err != nil {
-			a.log.Warn("task output not kept in full", "task", t.TaskId, "attempt", t.Attempt, "err", err)
-		}
+	return out
+}
+
+// closeOutput ends an attempt's output: readers see its end.
+func (a *Agent) closeOutput(t *pb.TaskAssignment, out *tasklog.Attempt) {
+	if err := out.Close(); err != nil {
+		a.log.Warn("task output not kept in full", "task", t.TaskId, "attempt", t.Attempt, "err", err)
 	}
 }
 
@@ -93,7 +125,7 @@ func (a *Agent) readLog(r *pb.LogRead) *pb.LogData {
 	if a.logs == nil {
 		return &pb.LogData{RequestId: r.RequestId, Missing: true}
 	}
-	d := &pb.LogData{RequestId: r.RequestId, Dir: a.logs.Dir(k)}
+	d := &pb.LogData{RequestId: r.RequestId, Dir: a.logs.Where(k)}
 	c, err := a.logs.Read(k, stream, r.Offset, n)
 	switch {
 	case errors.Is(err, tasklog.ErrNotFound):

@@ -11,6 +11,9 @@
 // are counted over the whole stream, so a reader that follows a running
 // attempt across rotations knows how many bytes it missed.
 //
+// Small attempts (function calls) are kept in memory while they run and
+// then in one pack file per job instead (pack.go).
+//
 // Files are 0600 and directories 0700: task output may be private. A write
 // that fails (disk full) never fails the task: the stream stops keeping
 // bytes and remembers the error.
@@ -72,9 +75,13 @@ type Config struct {
 
 // Store keeps task output on disk. Make one with Open.
 type Store struct {
-	cfg  Config
-	mu   sync.Mutex
-	live map[Key]*Attempt // attempts being written
+	cfg      Config
+	mu       sync.Mutex
+	live     map[Key]*Attempt  // attempts being written
+	buffered map[Key]*Buffered // small attempts being written (pack.go)
+
+	packMu sync.Mutex
+	packs  map[string]map[Key]packed // job -> where its pack holds each attempt; guarded by packMu
 }
 
 // Open prepares the root directory and returns a store.
@@ -97,7 +104,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.Chmod(cfg.Root, 0o700); err != nil {
 		return nil, fmt.Errorf("task log store: %w", err)
 	}
-	return &Store{cfg: cfg, live: map[Key]*Attempt{}}, nil
+	return &Store{cfg: cfg, live: map[Key]*Attempt{}, buffered: map[Key]*Buffered{}, packs: map[string]map[Key]packed{}}, nil
 }
 
 // Root is the store's directory.
@@ -106,6 +113,23 @@ func (s *Store) Root() string { return s.cfg.Root }
 // Dir is where an attempt's files are.
 func (s *Store) Dir(k Key) string {
 	return filepath.Join(s.cfg.Root, escape(k.Job), escape(k.Task), strconv.Itoa(int(k.Attempt)))
+}
+
+// Where names where an attempt's output is on disk: its directory, or its
+// job's pack when it is kept there (pack.go).
+func (s *Store) Where(k Key) string {
+	dir := s.Dir(k)
+	if _, err := os.Stat(dir); err == nil {
+		return dir
+	}
+	s.packMu.Lock()
+	path := s.packPath(k.Job)
+	_, ok := s.packIndexLocked(k.Job, path)[k]
+	s.packMu.Unlock()
+	if ok {
+		return path
+	}
+	return dir
 }
 
 // escape makes an id one safe path element: bytes other than letters,
@@ -222,8 +246,16 @@ func (s *Store) Read(k Key, stream string, offset int64, max int) (Chunk, error)
 		return Chunk{}, fmt.Errorf("task log: unknown stream %q", stream)
 	}
 	s.mu.Lock()
-	a := s.live[k]
+	a, b := s.live[k], s.buffered[k]
 	s.mu.Unlock()
+	if b != nil {
+		if c, ok := b.read(stream, offset, max); ok {
+			return c, nil
+		}
+		s.mu.Lock()
+		a = s.live[k] // it has files now
+		s.mu.Unlock()
+	}
 	if a != nil {
 		st := a.Stdout
 		if stream == Stderr {
@@ -238,6 +270,9 @@ func (s *Store) Read(k Key, stream string, offset int64, max int) (Chunk, error)
 		// Closed and removed meanwhile: fall through.
 	}
 	c, err := readFiles(filepath.Join(s.Dir(k), stream), offset, max)
+	if errors.Is(err, ErrNotFound) {
+		return s.readPack(k, stream, offset, max)
+	}
 	if err != nil {
 		return Chunk{}, err
 	}
@@ -274,6 +309,7 @@ func (s *Store) RemoveJobs(jobs []string) error {
 		if err := os.RemoveAll(filepath.Join(s.cfg.Root, escape(j))); err != nil {
 			errs = append(errs, err)
 		}
+		s.forgetPack(j)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove task logs: %w", err)
@@ -317,6 +353,11 @@ func (s *Store) jobLive(job string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k := range s.live {
+		if k.Job == job {
+			return true
+		}
+	}
+	for k := range s.buffered {
 		if k.Job == job {
 			return true
 		}

@@ -4,7 +4,9 @@ import (
 	"container/heap"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -20,9 +22,20 @@ type Call struct {
 	Priority int32
 	// Timeout bounds the call (0 = none).
 	Timeout time.Duration
-	// Started is called when a worker takes the call; Done when it ends.
-	Started func()
+	// Traceparent is the W3C trace context sent with the call ("" = none).
+	Traceparent string
+	// Started is called when a worker takes the call; the Output it
+	// returns receives the call's output (zero: none is kept). Done is
+	// called when the call ends, after its output was written.
+	Started func() Output
 	Done    func(Result)
+}
+
+// Output is where a call's output goes (see the package doc for what it
+// is): Stdout gets its response's output, Stderr what the worker writes on
+// its standard error while it serves the call. A nil writer keeps nothing.
+type Output struct {
+	Stdout, Stderr io.Writer
 }
 
 // Outcome values of a Result, matching the agent's task outcomes.
@@ -60,6 +73,9 @@ type PoolConfig struct {
 	MaxBatch int
 	// Credential, when set, is the user workers run as.
 	Credential *syscall.Credential
+	// Stderr receives what workers write on their standard error outside
+	// calls (default os.Stderr).
+	Stderr io.Writer
 	// Logger receives the pool's logs.
 	Logger *slog.Logger
 }
@@ -96,6 +112,9 @@ func NewPool(cfg PoolConfig) *Pool {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = os.Stderr
 	}
 	p := &Pool{cfg: cfg, log: cfg.Logger.With("function", cfg.Name)}
 	p.wake = sync.NewCond(&p.mu)
@@ -174,7 +193,7 @@ func (p *Pool) startLocked(warm bool) {
 // run is one worker's life: start the process, serve calls, exit when the
 // queue is empty (or the batch is full) unless it is needed warm.
 func (p *Pool) run(warm bool) {
-	proc, err := StartAs(p.cfg.Command, p.cfg.Env, p.cfg.Credential)
+	proc, err := p.start()
 	if err != nil {
 		p.log.Warn("worker did not start", "err", err)
 		p.failQueued(err)
@@ -195,15 +214,16 @@ func (p *Pool) run(warm bool) {
 			return
 		}
 		if proc == nil { // the last call crashed the worker: replace it
-			if proc, err = StartAs(p.cfg.Command, p.cfg.Env, p.cfg.Credential); err != nil {
+			if proc, err = p.start(); err != nil {
 				finish(c, Result{Outcome: OutcomeFailed, Error: err.Error()})
 				return
 			}
 		}
+		var out Output
 		if c.Started != nil {
-			c.Started()
+			out = c.Started()
 		}
-		res := p.call(proc, c)
+		res := p.call(proc, c, out)
 		res.Warm = warm || served > 0
 		if res.Outcome == OutcomeLost || res.Outcome == OutcomeTimeout {
 			proc.Kill()
@@ -211,6 +231,11 @@ func (p *Pool) run(warm bool) {
 		}
 		finish(c, res)
 	}
+}
+
+// start starts one worker process.
+func (p *Pool) start() (*Process, error) {
+	return start(p.cfg.Command, p.cfg.Env, p.cfg.Credential, p.cfg.Stderr)
 }
 
 // failQueued fails every queued call when no worker can start, and forgets
@@ -234,14 +259,19 @@ func finish(c Call, r Result) {
 	}
 }
 
-func (p *Pool) call(proc *Process, c Call) Result {
+// call runs c on proc and writes its output to out.
+func (p *Pool) call(proc *Process, c Call, out Output) Result {
 	ctx := context.Background()
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
 		defer cancel()
 	}
-	resp, err := proc.Call(ctx, Request{ID: c.ID, Args: c.Args})
+	resp, err := proc.Call(ctx, Request{ID: c.ID, Args: c.Args, Traceparent: c.Traceparent}, out.Stderr)
+	if out.Stdout != nil && resp.Output != "" {
+		// A store that fails keeps less; the call's result is unchanged.
+		_, _ = io.WriteString(out.Stdout, resp.Output)
+	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return Result{Outcome: OutcomeTimeout, Error: "call timed out after " + c.Timeout.String()}

@@ -274,7 +274,7 @@ func TestBadJobFiles(t *testing.T) {
 
 // TestFunctionCalls runs 300 calls of the built-in echo function through
 // sched dev's agents: they are micro-batched through worker processes, and
-// each call's output is recorded.
+// each call's output is recorded, and kept for `sched job logs`.
 func TestFunctionCalls(t *testing.T) {
 	d := startDev(t, freeAddr(t), t.TempDir(), 2)
 	if _, stderr, err := d.run("pool", "set", "default", "--warm", "echo=2"); err != nil {
@@ -302,6 +302,15 @@ tasks:
 	for i, task := range j.Tasks {
 		if want := fmt.Sprintf("hello %d", i); task.Attempts[0].Stdout != want {
 			t.Fatalf("call %d output %q, want %q", i, task.Attempts[0].Stdout, want)
+		}
+	}
+	// A call served by a worker keeps its output like any attempt:
+	// `sched job logs` reads it from the agent's files.
+	for _, i := range []int{0, 7, 299} {
+		task := j.Tasks[i]
+		out, stderr, err := d.run("job", "logs", id, task.Name, "--attempt", "1")
+		if want := fmt.Sprintf("hello %d", i); err != nil || out != want {
+			t.Fatalf("job logs %s %s: %q, %v: %s; want %q", id, task.Name, out, err, stderr, want)
 		}
 	}
 	out, _, err := d.run("pool", "list", "-o", "json")

@@ -170,10 +170,7 @@ func resolveLogs(st *state.State, req *pb.LogsRequest) (logTarget, error) {
 	if err != nil {
 		return logTarget{}, err
 	}
-	if t.PB.GetSpec().GetFunction() != "" {
-		return logTarget{}, status.Errorf(codes.FailedPrecondition,
-			"task %s is a call of function %q: its output is not kept in files (see `sched job show %s`)", t.PB.Id, t.PB.Spec.Function, j.PB.Id)
-	}
+	// A function call's output is kept like any attempt's (agent/worker).
 	atts := t.PB.Attempts
 	if len(atts) == 0 {
 		return logTarget{}, status.Errorf(codes.FailedPrecondition, "task %s has not run yet (%s)", t.PB.Id,
