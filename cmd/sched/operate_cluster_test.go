@@ -374,7 +374,12 @@ type opAgent struct {
 	State        string `json:"state"`
 	RunningTasks int    `json:"running_tasks"`
 	Ineligible   bool   `json:"ineligible"`
-	Drain        *struct {
+	Fingerprint  struct {
+		Capacity struct {
+			CPUMillis int64 `json:"cpu_millis"`
+		} `json:"capacity"`
+	} `json:"fingerprint"`
+	Drain *struct {
 		StartedMs  int64 `json:"started_unix_ms"`
 		DeadlineMs int64 `json:"deadline_unix_ms"`
 		Complete   bool  `json:"complete"`
@@ -397,6 +402,26 @@ func (c *opCluster) agentList() (map[string]opAgent, error) {
 		m[a.ID] = a
 	}
 	return m, nil
+}
+
+// halfAgentCPU is a task's cpu ask ("1000m") that gives every agent two
+// slots, whatever the host's core count: half the smallest capacity.
+func (c *opCluster) halfAgentCPU() string {
+	c.t.Helper()
+	as, err := c.agentList()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	least := int64(0)
+	for _, a := range as {
+		if m := a.Fingerprint.Capacity.CPUMillis; least == 0 || m < least {
+			least = m
+		}
+	}
+	if least < 2 {
+		c.t.Fatalf("agents offer no cpu to split: %+v", as)
+	}
+	return fmt.Sprintf("%dm", least/2)
 }
 
 // agentRow is an agent's line of `agent list` as printed.
@@ -601,8 +626,9 @@ func testDrainRestoreMembership(t *testing.T) {
 // tasks than one agent can run at once.
 func stepDrain(t *testing.T, c *opCluster) {
 	c.t = t
-	const tasks = 8 // two agents of two slots each (cpu 1 per task on 2 cores)
-	long := writeJob(t, fmt.Sprintf("name: long\ntasks:\n  - name: nap\n    count: %d\n    command: [sleep, \"3\"]\n    resources: {cpu: 1}\n", tasks))
+	const tasks = 8 // two agents of two slots each
+	long := writeJob(t, fmt.Sprintf("name: long\ntasks:\n  - name: nap\n    count: %d\n    command: [sleep, \"3\"]\n    resources: {cpu: %s}\n",
+		tasks, c.halfAgentCPU()))
 	id := c.submit(long)
 	var victim string
 	c.eventually("a task of the long job running", 30*time.Second, func() error {
@@ -941,12 +967,12 @@ tasks:
   - name: steady
     count: %d
     command: [sleep, "2"]
-    resources: {cpu: 1}
+    resources: {cpu: %[3]s}
   - name: gated
-    count: %d
-    command: [sh, -c, 'i=0; while [ ! -e %s ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done; [ -e %s ]']
-    resources: {cpu: 1}
-`, steady, gated, gate, gate)))
+    count: %[2]d
+    command: [sh, -c, 'i=0; while [ ! -e %[4]s ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done; [ -e %[4]s ]']
+    resources: {cpu: %[3]s}
+`, steady, gated, c.halfAgentCPU(), gate)))
 	c.eventually("the rolling job running", 30*time.Second, func() error {
 		j, err := c.job(id)
 		if err != nil {
@@ -979,6 +1005,16 @@ tasks:
 		}
 		c.launch(p)
 		c.waitHealthy(60 * time.Second)
+		// It serves (reads are local) the fixture's jobs and the new one.
+		c.eventually(p.id+" caught up after its restart", 30*time.Second, func() error {
+			if err := checkFixture(p.addr, false); err != nil {
+				return err
+			}
+			if jobs, err := c.jobList(p.addr); err != nil || jobs[id] == nil {
+				return fmt.Errorf("%s does not list %s: %v", p.id, id, err)
+			}
+			return nil
+		})
 		j, err := c.job(id)
 		if err != nil {
 			t.Fatal(err)
