@@ -51,7 +51,7 @@ type opCluster struct {
 func newOpCluster(t *testing.T) *opCluster {
 	c := &opCluster{t: t, dir: t.TempDir()}
 	t.Cleanup(func() {
-		for _, p := range append(c.servers, c.agents...) {
+		for _, p := range slices.Concat(c.servers, c.ended, c.agents) {
 			c.kill9(p)
 		}
 		if t.Failed() {
@@ -153,6 +153,20 @@ func (c *opCluster) forget(id string) {
 	c.kill9(p)
 	c.servers = slices.DeleteFunc(c.servers, func(q *opProc) bool { return q == p })
 	c.ended = append(c.ended, p)
+}
+
+// detach stops addressing server id (it is no longer a member) but leaves
+// it running.
+func (c *opCluster) detach(id string) {
+	p := c.server(id)
+	c.servers = slices.DeleteFunc(c.servers, func(q *opProc) bool { return q == p })
+	c.ended = append(c.ended, p)
+}
+
+// attach addresses a detached server again.
+func (c *opCluster) attach(p *opProc) {
+	c.ended = slices.DeleteFunc(c.ended, func(q *opProc) bool { return q == p })
+	c.servers = append(c.servers, p)
 }
 
 // addrs are the addresses of the servers not killed for good.
@@ -373,6 +387,7 @@ type opAgent struct {
 	ID           string `json:"id"`
 	State        string `json:"state"`
 	RunningTasks int    `json:"running_tasks"`
+	LastSeenMs   int64  `json:"last_seen_unix_ms"`
 	Ineligible   bool   `json:"ineligible"`
 	Fingerprint  struct {
 		Capacity struct {
@@ -515,16 +530,37 @@ func (c *opCluster) waitJob(id, state string, within time.Duration) opJob {
 // attempt with no retry used and nothing lost or failed.
 func checkClean(t *testing.T, j opJob, tasks int) {
 	t.Helper()
+	if lost := checkNoFailure(t, j, tasks); lost > 0 {
+		t.Fatalf("job %s: %d attempts lost", j.ID, lost)
+	}
+}
+
+// checkNoFailure fails the test unless every task of j succeeded with no
+// retry used and no attempt failed or lost while it ran. It returns how
+// many attempts were lost before they started: placed on an agent whose
+// session had not reached the new leader yet, and requeued at its hello
+// without using a retry.
+func checkNoFailure(t *testing.T, j opJob, tasks int) (lostUnstarted int) {
+	t.Helper()
 	if j.State != "succeeded" || j.Counts.Total != tasks || j.Counts.Succeeded != tasks || j.Counts.Failed != 0 || len(j.Tasks) != tasks {
 		t.Fatalf("job %s: %s (%s), counts %+v, %d tasks; want %d succeeded, none failed", j.ID, j.State, j.Reason, j.Counts, len(j.Tasks), tasks)
 	}
 	for _, task := range j.Tasks {
-		if task.State != "succeeded" || task.RetriesUsed != 0 || task.LostAttempts != 0 || len(task.Attempts) != 1 ||
-			task.Attempts[0].Outcome != "succeeded" || task.Attempts[0].FailureClass != "" {
-			t.Fatalf("task %s (%s) of job %s did not run once cleanly: state %s, retries used %d, lost %d, attempts %+v",
+		n := len(task.Attempts)
+		bad := task.State != "succeeded" || task.RetriesUsed != 0 || n == 0 || task.LostAttempts != n-1 ||
+			task.Attempts[n-1].Outcome != "succeeded" || task.Attempts[n-1].FailureClass != ""
+		for _, a := range task.Attempts[:max(n-1, 0)] {
+			if a.Outcome != "lost" || a.StartedMs != 0 {
+				bad = true
+			}
+		}
+		if bad {
+			t.Fatalf("task %s (%s) of job %s did not run cleanly: state %s, retries used %d, lost %d, attempts %+v",
 				task.ID, task.Name, j.ID, task.State, task.RetriesUsed, task.LostAttempts, task.Attempts)
 		}
+		lostUnstarted += n - 1
 	}
+	return lostUnstarted
 }
 
 // jobList is `job list -o json` as generic values, keyed by job id.
@@ -759,6 +795,7 @@ func stepBackupRestore(t *testing.T, c *opCluster, serverFlags []string) {
 	if out := c.must("operator", "snapshot", "restore", file); !strings.Contains(out, fmt.Sprintf("%d jobs", len(jobs))) {
 		t.Fatalf("snapshot restore printed %q", out)
 	}
+	restored := time.Now().UnixMilli()
 	// Every server serves the same jobs and pools as before the loss.
 	for _, p := range c.servers {
 		c.eventually("the restored state on "+p.id, 30*time.Second, func() error {
@@ -784,8 +821,23 @@ func stepBackupRestore(t *testing.T, c *opCluster, serverFlags []string) {
 			t.Fatalf("job %s after the restore:\n%s\nbefore the loss:\n%s", id, after, before)
 		}
 	}
-	// The restored farm takes new work, in a restored pool.
+	// The restored farm takes new work, in a restored pool, once its agents
+	// are in touch again: the restored records say "up" as they were when
+	// saved, and work placed on an agent before its hello would be lost
+	// (requeued without a retry) at that hello.
 	c.waitAgentsUp(30 * time.Second)
+	c.eventually("the agents in touch with the restored cluster", 30*time.Second, func() error {
+		as, err := c.agentList()
+		if err != nil {
+			return err
+		}
+		for _, p := range c.agents {
+			if a := as[p.id]; a.LastSeenMs < restored {
+				return fmt.Errorf("agent %s last seen at %d, restored at %d", p.id, a.LastSeenMs, restored)
+			}
+		}
+		return nil
+	})
 	next := c.submit(writeJob(t, "name: next\npool: archive\ntasks:\n  - name: t\n    count: 4\n    command: [echo, again]\n    resources: {cpu: 1}\n"))
 	if jobs[next] != nil {
 		t.Fatalf("the new job got the id %s of a restored job", next)
@@ -859,6 +911,24 @@ func stepMembership(t *testing.T, c *opCluster, deadAfter time.Duration) {
 		t.Fatalf("submit through s4: %v %s", err, out)
 	}
 	checkClean(t, c.waitJob(resp.Jobs[0].ID, "succeeded", 60*time.Second), 1)
+
+	// An operator retires a live server: `server remove` takes it out, the
+	// two left keep a quorum and serve while it still runs; it stops on
+	// SIGTERM. Started again with --join on its data dir, it joins again.
+	if out := c.must("server", "remove", "s4"); !strings.Contains(out, "Removed server s4") {
+		t.Fatalf("server remove s4 printed %q", out)
+	}
+	c.detach("s4")
+	c.waitHealthy(30 * time.Second)
+	three := c.submit(writeJob(t, "name: three\ntasks:\n  - name: t\n    count: 2\n    command: [echo, three]\n"))
+	checkClean(t, c.waitJob(three, "succeeded", 60*time.Second), 2)
+	c.stop(four)
+	c.attach(four)
+	c.launch(four)
+	c.waitHealthy(60 * time.Second)
+	if j, err := c.jobList(four.addr); err != nil || j[three] == nil {
+		t.Fatalf("s4 back does not serve the jobs made while it was out: %v %s", err, asJSON(j))
+	}
 }
 
 // The fixture data dir of the earlier release (see
@@ -1027,7 +1097,12 @@ tasks:
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	checkClean(t, c.waitJob(id, "succeeded", 90*time.Second), steady+gated)
+	// No task failed or used a retry. The leader was killed: an attempt
+	// placed by its successor on an agent whose session had not moved yet
+	// is lost at the agent's hello and requeued (at least once, by design);
+	// one that was running may not be (agents move within their lease).
+	lost := checkNoFailure(t, c.waitJob(id, "succeeded", 90*time.Second), steady+gated)
+	t.Logf("rolling job: %d attempts placed before their agent's session moved, requeued", lost)
 	for _, p := range c.servers {
 		c.eventually("the fixture's jobs on "+p.id+" after the upgrade", 20*time.Second, func() error {
 			return checkFixture(p.addr, true)
