@@ -961,16 +961,35 @@ func testRollingUpgradeFromFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The fixture's raft configuration names s1 at fixtureAddr, so s1 must
-	// listen there. Another test may hold it for a moment.
-	c.eventually("the fixture's address "+fixtureAddr+" free", 60*time.Second, func() error {
-		ln, err := net.Listen("tcp", fixtureAddr)
-		if err == nil {
-			ln.Close()
-		}
-		return err
-	})
+	// listen there. Another test (scheduler/server's fixture test, run in
+	// parallel by go test ./...) may hold it for a moment: wait for it, and
+	// start s1 again if that test took it in between.
 	flags := []string{"--lease", "5s"}
-	c.startServer("s1", fixtureAddr, flags...)
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		c.eventually("the fixture's address "+fixtureAddr+" free", time.Until(deadline), func() error {
+			ln, err := net.Listen("tcp", fixtureAddr)
+			if err == nil {
+				ln.Close()
+			}
+			return err
+		})
+		s1 := c.startServer("s1", fixtureAddr, flags...)
+		for !strings.Contains(s1.log.String(), "address already in use") {
+			if _, err := c.members(fixtureAddr); err == nil {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+			if time.Now().After(deadline) {
+				t.Fatalf("s1 on the fixture does not answer:\n%s", s1.log.String())
+			}
+		}
+		if !strings.Contains(s1.log.String(), "address already in use") {
+			break
+		}
+		c.forget("s1")
+		c.ended = slices.DeleteFunc(c.ended, func(q *opProc) bool { return q == s1 })
+		t.Logf("%s was taken again; starting s1 once more", fixtureAddr)
+	}
 	c.waitHealthy(30 * time.Second)
 	c.startServer("s2", freeAddr(t), append([]string{"--join", fixtureAddr}, flags...)...)
 	c.startServer("s3", freeAddr(t), append([]string{"--join", fixtureAddr}, flags...)...)
