@@ -530,37 +530,16 @@ func (c *opCluster) waitJob(id, state string, within time.Duration) opJob {
 // attempt with no retry used and nothing lost or failed.
 func checkClean(t *testing.T, j opJob, tasks int) {
 	t.Helper()
-	if lost := checkNoFailure(t, j, tasks); lost > 0 {
-		t.Fatalf("job %s: %d attempts lost: %+v", j.ID, lost, j.Tasks)
-	}
-}
-
-// checkNoFailure fails the test unless every task of j succeeded with no
-// retry used and no attempt failed or lost while it ran. It returns how
-// many attempts were lost before they started: placed on an agent whose
-// session had not reached the new leader yet, and requeued at its hello
-// without using a retry.
-func checkNoFailure(t *testing.T, j opJob, tasks int) (lostUnstarted int) {
-	t.Helper()
 	if j.State != "succeeded" || j.Counts.Total != tasks || j.Counts.Succeeded != tasks || j.Counts.Failed != 0 || len(j.Tasks) != tasks {
 		t.Fatalf("job %s: %s (%s), counts %+v, %d tasks; want %d succeeded, none failed", j.ID, j.State, j.Reason, j.Counts, len(j.Tasks), tasks)
 	}
 	for _, task := range j.Tasks {
-		n := len(task.Attempts)
-		bad := task.State != "succeeded" || task.RetriesUsed != 0 || n == 0 || task.LostAttempts != n-1 ||
-			task.Attempts[n-1].Outcome != "succeeded" || task.Attempts[n-1].FailureClass != ""
-		for _, a := range task.Attempts[:max(n-1, 0)] {
-			if a.Outcome != "lost" || a.StartedMs != 0 {
-				bad = true
-			}
-		}
-		if bad {
-			t.Fatalf("task %s (%s) of job %s did not run cleanly: state %s, retries used %d, lost %d, attempts %+v",
+		if task.State != "succeeded" || task.RetriesUsed != 0 || task.LostAttempts != 0 || len(task.Attempts) != 1 ||
+			task.Attempts[0].Outcome != "succeeded" || task.Attempts[0].FailureClass != "" {
+			t.Fatalf("task %s (%s) of job %s did not run once cleanly: state %s, retries used %d, lost %d, attempts %+v",
 				task.ID, task.Name, j.ID, task.State, task.RetriesUsed, task.LostAttempts, task.Attempts)
 		}
-		lostUnstarted += n - 1
 	}
-	return lostUnstarted
 }
 
 // jobList is `job list -o json` as generic values, keyed by job id.
@@ -821,16 +800,15 @@ func stepBackupRestore(t *testing.T, c *opCluster, serverFlags []string) {
 		}
 	}
 	// The restored farm takes new work, in a restored pool. The restored
-	// agent records say "up" as they were when saved; the leader gives each
-	// a lease to reconnect, and work it places on one before that agent's
-	// hello is lost at the hello and requeued without a retry.
+	// agent records say "up" as they were when saved, and the leader gives
+	// each a lease to reconnect: work it places on one before that agent's
+	// hello is delivered at the hello, not lost.
 	c.waitAgentsUp(30 * time.Second)
 	next := c.submit(writeJob(t, "name: next\npool: archive\ntasks:\n  - name: t\n    count: 4\n    command: [echo, again]\n    resources: {cpu: 1}\n"))
 	if jobs[next] != nil {
 		t.Fatalf("the new job got the id %s of a restored job", next)
 	}
-	lost := checkNoFailure(t, c.waitJob(next, "succeeded", 60*time.Second), 4)
-	t.Logf("after the restore: %d attempts placed before their agent's hello, requeued", lost)
+	checkClean(t, c.waitJob(next, "succeeded", 60*time.Second), 4)
 }
 
 // stepMembership kills a follower for good: the leader removes it after
@@ -1104,12 +1082,10 @@ tasks:
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// No task failed or used a retry. The leader was killed: an attempt
-	// placed by its successor on an agent whose session had not moved yet
-	// is lost at the agent's hello and requeued (at least once, by design);
-	// one that was running may not be (agents move within their lease).
-	lost := checkNoFailure(t, c.waitJob(id, "succeeded", 90*time.Second), steady+gated)
-	t.Logf("rolling job: %d attempts placed before their agent's session moved, requeued", lost)
+	// No task failed, used a retry or was lost: agents move to the new
+	// leader within their lease, and what it placed on one before its
+	// session moved is delivered at the hello.
+	checkClean(t, c.waitJob(id, "succeeded", 90*time.Second), steady+gated)
 	for _, p := range c.servers {
 		c.eventually("the fixture's jobs on "+p.id+" after the upgrade", 20*time.Second, func() error {
 			return checkFixture(p.addr, true)
