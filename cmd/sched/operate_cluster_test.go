@@ -4,13 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -35,7 +35,7 @@ type opProc struct {
 	log  *syncBuffer
 }
 
-// alive reports whether the process runs.
+// alive reports whether the process was started and not reaped yet.
 func (p *opProc) alive() bool { return p.cmd != nil && p.cmd.ProcessState == nil }
 
 // opCluster is the servers and agents of one test, each a process of the
@@ -45,7 +45,7 @@ type opCluster struct {
 	dir     string
 	servers []*opProc // in start order; killed for good ones are removed
 	agents  []*opProc
-	ended   []*opProc // killed for good, kept for their logs
+	ended   []*opProc // killed for good or detached, kept for their logs and cleanup
 }
 
 func newOpCluster(t *testing.T) *opCluster {
@@ -65,13 +65,13 @@ func newOpCluster(t *testing.T) *opCluster {
 func (c *opCluster) launch(p *opProc) {
 	c.t.Helper()
 	var log syncBuffer
+	if p.log != nil { // a restart: keep what the last run said
+		_, _ = log.Write([]byte(p.log.String() + "--- restarted\n"))
+	}
 	cmd := exec.Command(schedBin, p.args...)
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start %s: %v", p.id, err)
-	}
-	if p.log != nil { // a restart: keep what the last run said
-		_, _ = log.Write([]byte(p.log.String() + "--- restarted\n"))
 	}
 	p.cmd, p.log = cmd, &log
 }
@@ -169,7 +169,8 @@ func (c *opCluster) attach(p *opProc) {
 	c.servers = append(c.servers, p)
 }
 
-// addrs are the addresses of the servers not killed for good.
+// addrs are the addresses of the servers addressed (not killed for good
+// or detached).
 func (c *opCluster) addrs() []string {
 	var a []string
 	for _, p := range c.servers {
@@ -223,6 +224,7 @@ func (c *opCluster) eventually(what string, d time.Duration, f func() error) {
 	}
 }
 
+// logs is every process's output so far, for a failing test.
 func (c *opCluster) logs() string {
 	var b strings.Builder
 	for _, p := range slices.Concat(c.servers, c.ended, c.agents) {
@@ -313,7 +315,7 @@ func (c *opCluster) waitHealthy(within time.Duration) {
 	for _, p := range c.servers {
 		want[p.id] = p.addr
 	}
-	c.eventually("a healthy cluster of "+strings.Join(mapsKeys(want), ","), within, func() error {
+	c.eventually("a healthy cluster of "+strings.Join(slices.Sorted(maps.Keys(want)), ","), within, func() error {
 		ms, err := c.members("")
 		if err != nil {
 			return err
@@ -356,15 +358,6 @@ func (c *opCluster) waitHealthy(within time.Duration) {
 	})
 }
 
-func mapsKeys[V any](m map[string]V) []string {
-	var k []string
-	for id := range m {
-		k = append(k, id)
-	}
-	sort.Strings(k)
-	return k
-}
-
 // waitAgentsUp waits until `agent list` shows every agent up.
 func (c *opCluster) waitAgentsUp(within time.Duration) {
 	c.t.Helper()
@@ -400,6 +393,7 @@ type opAgent struct {
 	} `json:"drain"`
 }
 
+// agentList is `agent list -o json` by agent id.
 func (c *opCluster) agentList() (map[string]opAgent, error) {
 	out, stderr, err := c.sched("-o", "json", "agent", "list")
 	if err != nil {
@@ -437,6 +431,8 @@ func (c *opCluster) halfAgentCPU() string {
 	}
 	return fmt.Sprintf("%dm", least/2)
 }
+
+func abs64(v int64) int64 { return max(v, -v) }
 
 // agentRow is an agent's line of `agent list` as printed.
 func (c *opCluster) agentRow(id string) string {
@@ -670,8 +666,9 @@ func stepDrain(t *testing.T, c *opCluster) {
 		t.Fatal(err)
 	}
 	drain := as[victim].Drain
-	if drain == nil || drain.StartedMs == 0 || !as[victim].Ineligible {
-		t.Fatalf("agent list -o json after the drain: %+v", as[victim])
+	if drain == nil || drain.StartedMs == 0 || !as[victim].Ineligible ||
+		abs64(drain.DeadlineMs-drain.StartedMs-time.Hour.Milliseconds()) > 5000 {
+		t.Fatalf("agent list -o json after a drain with a deadline of 1h: %+v", as[victim])
 	}
 	if row := c.agentRow(victim); !strings.Contains(row, "draining") && !strings.Contains(row, "drained") {
 		t.Fatalf("agent list does not show %s draining: %q", victim, row)
@@ -994,7 +991,7 @@ func testRollingUpgradeFromFixture(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if got := mapsKeys(pools); !reflect.DeepEqual(got, want.Pools) {
+		if got := slices.Sorted(maps.Keys(pools)); !reflect.DeepEqual(got, want.Pools) {
 			return fmt.Errorf("pools %v, want the fixture's %v", got, want.Pools)
 		}
 		return nil
