@@ -32,10 +32,16 @@ type leaderLoop struct {
 	preemptTokens float64
 	preemptAt     time.Time
 
-	// mu guards sessions and seen. Lock order: mu before the FSM's lock.
+	// mu guards sessions, seen and undelivered. Lock order: mu before the
+	// FSM's lock.
 	mu       sync.Mutex
 	sessions map[string]*session
 	seen     map[string]time.Time
+	// undelivered holds, per agent, the attempts (task id -> attempt) this
+	// leader committed to it while it had no session here: they were sent
+	// to no one, so the agent's next hello has them delivered instead of
+	// declared lost (see serveSession).
+	undelivered map[string]map[string]int32
 
 	// logs matches agents' task output to the reads waiting for it (logs.go).
 	logs logRelay
@@ -67,7 +73,7 @@ func (s *session) send(m *pb.ServerMessage) {
 func newLeaderLoop(s *Server) *leaderLoop {
 	ctx, cancel := context.WithCancel(s.ctx)
 	l := &leaderLoop{s: s, ctx: ctx, cancel: cancel, events: make(chan sessionEvents, 4096), ready: make(chan struct{}),
-		sessions: map[string]*session{}, seen: map[string]time.Time{}}
+		sessions: map[string]*session{}, seen: map[string]time.Time{}, undelivered: map[string]map[string]int32{}}
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -242,6 +248,13 @@ func (l *leaderLoop) afterApply(r *state.Result) {
 	for agent, tasks := range batches {
 		if sess := l.sessions[agent]; sess != nil {
 			l.sendBatches(sess, tasks)
+			continue
+		}
+		if l.undelivered[agent] == nil {
+			l.undelivered[agent] = map[string]int32{}
+		}
+		for _, ta := range tasks {
+			l.undelivered[agent][ta.TaskId] = ta.Attempt
 		}
 	}
 	l.sendCancelsLocked(r.Cancels)
@@ -336,6 +349,14 @@ func (l *leaderLoop) serveSession(stream pb.AgentService_SessionServer) error {
 		known = append(known, &fsmpb.Assignment{TaskId: r.TaskId, Attempt: r.Attempt, AgentId: hello.AgentId})
 		knownSet[r.TaskId] = r.Attempt
 	}
+	// Attempts this leader placed on the agent while it had no session were
+	// never sent: the hello keeps them (register sends them), where it
+	// would otherwise declare them lost. Only those still current there.
+	for _, c := range l.pendingFor(hello.AgentId) {
+		if _, ok := knownSet[c.TaskID]; !ok {
+			known = append(known, &fsmpb.Assignment{TaskId: c.TaskID, Attempt: c.Attempt, AgentId: hello.AgentId})
+		}
+	}
 	r, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentUp{AgentUp: &fsmpb.AgentUp{
 		AgentId: hello.AgentId, Fingerprint: hello.Fingerprint, Known: known}}})
 	if err != nil {
@@ -368,6 +389,7 @@ func (l *leaderLoop) register(sess *session, known map[string]int32, cancels []s
 	}
 	l.sessions[sess.agentID] = sess
 	l.seen[sess.agentID] = l.s.cfg.Clock()
+	delete(l.undelivered, sess.agentID) // the hello kept them; sent below as missed
 	lease := l.s.cfg.Lease
 	sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Welcome{Welcome: &pb.Welcome{
 		LeaseMs: lease.Milliseconds(), HeartbeatMs: (lease / 4).Milliseconds()}}})
@@ -385,6 +407,26 @@ func (l *leaderLoop) register(sess *session, known map[string]int32, cancels []s
 		}
 	})
 	l.sendBatches(sess, missed)
+}
+
+// pendingFor returns the attempts this leader placed on the agent while it
+// had no session, that the state still has there.
+func (l *leaderLoop) pendingFor(agentID string) []state.Cancel {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	pending := l.undelivered[agentID]
+	if len(pending) == 0 {
+		return nil
+	}
+	var out []state.Cancel
+	l.s.fsm.Read(func(st *state.State) {
+		for _, c := range st.AgentRunning(agentID) {
+			if att, ok := pending[c.TaskID]; ok && att == c.Attempt {
+				out = append(out, c)
+			}
+		}
+	})
+	return out
 }
 
 func (l *leaderLoop) unregister(sess *session) {
@@ -554,6 +596,7 @@ func (l *leaderLoop) checkLeases() {
 			if sess := l.sessions[id]; sess != nil {
 				sess.cancel() // a late agent must say hello again (see recvLoop)
 			}
+			delete(l.undelivered, id) // its attempts were requeued with it
 			l.pushWarmLocked()
 			l.mu.Unlock()
 		}
