@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // onTerm, when a command sets it, is called on SIGTERM instead of ending
@@ -17,6 +18,7 @@ import (
 var onTerm atomic.Pointer[func()]
 
 func main() {
+	startPhases()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 4)
@@ -31,8 +33,10 @@ func main() {
 		}
 	}()
 	root := newRootCmd()
+	phases.markNow("build")
 	err := root.ExecuteContext(ctx)
 	flushTraces()
+	phases.report(os.Stderr, time.Now())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sched: "+oneLine(err))
 		cancel()

@@ -50,7 +50,9 @@ func newRootCmd() *cobra.Command {
 				return err
 			}
 			slog.SetDefault(slog.New(h))
-			return startTracing(cmd)
+			err = startTracing(cmd)
+			phases.markNow("prerun")
+			return err
 		},
 	}
 	addr := os.Getenv("SCHED_ADDR")
