@@ -32,7 +32,7 @@ func main() {
 			cancel()
 		}
 	}()
-	root := newRootCmd()
+	root := newRootCmdFor(os.Args[1:])
 	phases.markNow("build")
 	err := root.ExecuteContext(ctx)
 	flushTraces()

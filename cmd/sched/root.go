@@ -30,7 +30,12 @@ type globals struct {
 	token string
 }
 
-func newRootCmd() *cobra.Command {
+func newRootCmd() *cobra.Command { return newRootCmdFor(nil) }
+
+// newRootCmdFor builds the command tree for a call with args (without the
+// program name): only the top-level command args name, or every command
+// when they name none (see commandNamed).
+func newRootCmdFor(args []string) *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
 		Use:           "sched",
@@ -71,11 +76,74 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.tls.Cert, "tls-cert", os.Getenv("SCHED_TLS_CERT"), "this process's TLS certificate (env SCHED_TLS_CERT)")
 	root.PersistentFlags().StringVar(&g.tls.Key, "tls-key", os.Getenv("SCHED_TLS_KEY"), "this process's TLS key (env SCHED_TLS_KEY)")
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("SCHED_TOKEN"), "ACL token secret (env SCHED_TOKEN)")
-	root.AddCommand(newDevCmd(g), newServerCmd(g), newAgentCmd(g), newJobCmd(g), newPoolCmd(g), newEncodeCmd(g), newEncoderCmd(), newFnCmd())
-	root.AddCommand(newTLSCmd(), newACLCmd(g), newOperatorCmd(g), newVersionCmd())
-	root.AddCommand(newEventsCmd(g))
+	only := commandNamed(args)
+	for _, c := range topCommands(g) {
+		if only == "" || c.name == only {
+			root.AddCommand(c.build())
+		}
+	}
 	strictUsage(root)
 	return root
+}
+
+// topCommand is one of sched's top-level commands, built on demand.
+type topCommand struct {
+	name  string // as the command's Use begins
+	build func() *cobra.Command
+}
+
+// topCommands lists sched's top-level commands in the order help shows them.
+func topCommands(g *globals) []topCommand {
+	return []topCommand{
+		{"dev", func() *cobra.Command { return newDevCmd(g) }},
+		{"server", func() *cobra.Command { return newServerCmd(g) }},
+		{"agent", func() *cobra.Command { return newAgentCmd(g) }},
+		{"job", func() *cobra.Command { return newJobCmd(g) }},
+		{"pool", func() *cobra.Command { return newPoolCmd(g) }},
+		{"encode", func() *cobra.Command { return newEncodeCmd(g) }},
+		{"encoder", newEncoderCmd},
+		{"fn", newFnCmd},
+		{"tls", newTLSCmd},
+		{"acl", func() *cobra.Command { return newACLCmd(g) }},
+		{"operator", func() *cobra.Command { return newOperatorCmd(g) }},
+		{"version", newVersionCmd},
+		{"events", func() *cobra.Command { return newEventsCmd(g) }},
+	}
+}
+
+// rootValueFlags are the root's persistent flags that take a value, which
+// commandNamed must step over.
+var rootValueFlags = map[string]bool{"--addr": true, "-o": true, "--output": true, "--log-level": true,
+	"--log-format": true, "--tls-ca": true, "--tls-cert": true, "--tls-key": true, "--token": true}
+
+// commandNamed returns the top-level command that args (the process's
+// arguments without the program name) run, or "" when they name none for
+// sure (no command, help, completion, a mistyped name, a flag the root
+// does not know), in which case the whole tree is built. Building only the
+// named command's subtree is what a call of the CLI needs, and saves
+// constructing every other command at each start.
+func commandNamed(args []string) string {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return ""
+		case strings.HasPrefix(a, "--") && strings.Contains(a, "="):
+		case strings.HasPrefix(a, "-o") && len(a) > 2: // -ojson
+		case rootValueFlags[a]:
+			i++ // its value
+		case strings.HasPrefix(a, "-"):
+			return "" // --help, -h or a flag of a subcommand before it: build everything
+		default:
+			for _, c := range topCommands(nil) {
+				if c.name == a {
+					return a
+				}
+			}
+			return ""
+		}
+	}
+	return ""
 }
 
 // logHandler returns the slog handler for --log-format, writing to w at
