@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -19,6 +20,9 @@ var onTerm atomic.Pointer[func()]
 
 func main() {
 	startPhases()
+	if clientProcess(os.Args[1:]) && os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1) // see clientProcess
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 4)

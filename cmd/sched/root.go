@@ -90,24 +90,28 @@ func newRootCmdFor(args []string) *cobra.Command {
 type topCommand struct {
 	name  string // as the command's Use begins
 	build func() *cobra.Command
+	// calls is true for the commands whose every subcommand is a client
+	// that makes a few calls and exits (or follows one stream): they run
+	// on one P (see clientProcess).
+	calls bool
 }
 
 // topCommands lists sched's top-level commands in the order help shows them.
 func topCommands(g *globals) []topCommand {
 	return []topCommand{
-		{"dev", func() *cobra.Command { return newDevCmd(g) }},
-		{"server", func() *cobra.Command { return newServerCmd(g) }},
-		{"agent", func() *cobra.Command { return newAgentCmd(g) }},
-		{"job", func() *cobra.Command { return newJobCmd(g) }},
-		{"pool", func() *cobra.Command { return newPoolCmd(g) }},
-		{"encode", func() *cobra.Command { return newEncodeCmd(g) }},
-		{"encoder", newEncoderCmd},
-		{"fn", newFnCmd},
-		{"tls", newTLSCmd},
-		{"acl", func() *cobra.Command { return newACLCmd(g) }},
-		{"operator", func() *cobra.Command { return newOperatorCmd(g) }},
-		{"version", newVersionCmd},
-		{"events", func() *cobra.Command { return newEventsCmd(g) }},
+		{"dev", func() *cobra.Command { return newDevCmd(g) }, false},
+		{"server", func() *cobra.Command { return newServerCmd(g) }, false},
+		{"agent", func() *cobra.Command { return newAgentCmd(g) }, false},
+		{"job", func() *cobra.Command { return newJobCmd(g) }, true},
+		{"pool", func() *cobra.Command { return newPoolCmd(g) }, true},
+		{"encode", func() *cobra.Command { return newEncodeCmd(g) }, false},
+		{"encoder", newEncoderCmd, false},
+		{"fn", newFnCmd, false},
+		{"tls", newTLSCmd, true},
+		{"acl", func() *cobra.Command { return newACLCmd(g) }, true},
+		{"operator", func() *cobra.Command { return newOperatorCmd(g) }, true},
+		{"version", newVersionCmd, true},
+		{"events", func() *cobra.Command { return newEventsCmd(g) }, true},
 	}
 }
 
@@ -198,4 +202,21 @@ func oneLine(err error) string {
 		msg = strings.ReplaceAll(msg, code, "")
 	}
 	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", " ")), " ")
+}
+
+// clientProcess reports whether args run a command that only makes calls
+// (job, pool, acl, operator, events, tls, version), as opposed to a
+// daemon or a worker (dev, server, agent, encode, encoder, fn).
+//
+// main runs such a process on one P: it has no parallel work, and a second
+// P only adds an idle thread that the runtime wakes, spins and parks on
+// each of the call's goroutine hand-offs (about 10% of a submit's CPU).
+func clientProcess(args []string) bool {
+	name := commandNamed(args)
+	for _, c := range topCommands(nil) {
+		if c.name == name {
+			return c.calls
+		}
+	}
+	return false
 }

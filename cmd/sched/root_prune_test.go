@@ -105,3 +105,26 @@ func TestPrunedTreeFindsEveryCommand(t *testing.T) {
 		t.Fatalf("walked only %d commands", n)
 	}
 }
+
+func TestClientProcess(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"job", "submit", "f.yaml"}, true},
+		{[]string{"--addr", "h:1", "pool", "tree"}, true},
+		{[]string{"events"}, true},
+		{[]string{"dev"}, false},
+		{[]string{"server"}, false},
+		{[]string{"agent"}, false},
+		{[]string{"agent", "list"}, false}, // the agent daemon's command: left alone
+		{[]string{"encode", "x.mp4"}, false},
+		{[]string{"fn", "sleep"}, false},
+		{[]string{"--help"}, false},
+		{nil, false},
+	} {
+		if got := clientProcess(tc.args); got != tc.want {
+			t.Errorf("clientProcess(%q) = %v, want %v", tc.args, got, tc.want)
+		}
+	}
+}
