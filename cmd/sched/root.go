@@ -127,27 +127,34 @@ var rootValueFlags = map[string]bool{"--addr": true, "-o": true, "--output": tru
 // named command's subtree is what a call of the CLI needs, and saves
 // constructing every other command at each start.
 func commandNamed(args []string) string {
+	name, _ := splitCommand(args)
+	return name
+}
+
+// splitCommand is commandNamed, also returning the arguments after the
+// command's name.
+func splitCommand(args []string) (name string, rest []string) {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
 		case a == "--":
-			return ""
+			return "", nil
 		case strings.HasPrefix(a, "--") && strings.Contains(a, "="):
 		case strings.HasPrefix(a, "-o") && len(a) > 2: // -ojson
 		case rootValueFlags[a]:
 			i++ // its value
 		case strings.HasPrefix(a, "-"):
-			return "" // --help, -h or a flag of a subcommand before it: build everything
+			return "", nil // --help, -h or a flag of a subcommand before it: build everything
 		default:
 			for _, c := range topCommands(nil) {
 				if c.name == a {
-					return a
+					return a, args[i+1:]
 				}
 			}
-			return ""
+			return "", nil
 		}
 	}
-	return ""
+	return "", nil
 }
 
 // logHandler returns the slog handler for --log-format, writing to w at
@@ -204,15 +211,23 @@ func oneLine(err error) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", " ")), " ")
 }
 
+// agentClientCommands are the subcommands of `sched agent` that are
+// client calls; `sched agent` itself is the agent daemon.
+var agentClientCommands = map[string]bool{"list": true, "show": true, "drain": true, "eligibility": true}
+
 // clientProcess reports whether args run a command that only makes calls
-// (job, pool, acl, operator, events, tls, version), as opposed to a
-// daemon or a worker (dev, server, agent, encode, encoder, fn).
+// (job, pool, acl, operator, events, tls, version, and agent list, show,
+// drain and eligibility), as opposed to a daemon or a worker (dev, server,
+// the agent, encode, encoder, fn).
 //
 // main runs such a process on one P: it has no parallel work, and a second
 // P only adds an idle thread that the runtime wakes, spins and parks on
 // each of the call's goroutine hand-offs (about 10% of a submit's CPU).
 func clientProcess(args []string) bool {
-	name := commandNamed(args)
+	name, rest := splitCommand(args)
+	if name == "agent" {
+		return len(rest) > 0 && agentClientCommands[rest[0]]
+	}
 	for _, c := range topCommands(nil) {
 		if c.name == name {
 			return c.calls

@@ -117,7 +117,9 @@ func TestClientProcess(t *testing.T) {
 		{[]string{"dev"}, false},
 		{[]string{"server"}, false},
 		{[]string{"agent"}, false},
-		{[]string{"agent", "list"}, false}, // the agent daemon's command: left alone
+		{[]string{"agent", "list"}, true},
+		{[]string{"--addr", "h:1", "agent", "drain", "a1"}, true},
+		{[]string{"agent", "--id", "list"}, false}, // the daemon, whatever its flags' values
 		{[]string{"encode", "x.mp4"}, false},
 		{[]string{"fn", "sleep"}, false},
 		{[]string{"--help"}, false},
@@ -125,6 +127,17 @@ func TestClientProcess(t *testing.T) {
 	} {
 		if got := clientProcess(tc.args); got != tc.want {
 			t.Errorf("clientProcess(%q) = %v, want %v", tc.args, got, tc.want)
+		}
+	}
+}
+
+// agentClientCommands names subcommands that exist under `sched agent`.
+func TestAgentClientCommandsExist(t *testing.T) {
+	agent := newAgentCmd(&globals{})
+	for name := range agentClientCommands {
+		c, _, err := agent.Find([]string{name})
+		if err != nil || c == agent {
+			t.Errorf("sched agent has no subcommand %q", name)
 		}
 	}
 }
