@@ -51,7 +51,7 @@ func runCLI(o options) Result {
 	if err != nil {
 		return Result{Err: err.Error()}
 	}
-	stop, err := startDev(bin, addr, filepath.Join(dir, "dev"))
+	dev, stop, err := startDev(bin, addr, filepath.Join(dir, "dev"))
 	if err != nil {
 		return Result{Err: err.Error()}
 	}
@@ -66,6 +66,11 @@ func runCLI(o options) Result {
 			return Result{Err: "warm-up: " + err.Error()}
 		}
 	}
+	load := loadAverage()
+	devBefore, err := procCPU(dev)
+	if err != nil {
+		return Result{Err: "sched dev CPU: " + err.Error()}
+	}
 	calls := make([]cliCall, 0, n)
 	start := time.Now()
 	for i := 0; i < n; i++ {
@@ -77,6 +82,10 @@ func runCLI(o options) Result {
 	}
 	secs := time.Since(start).Seconds()
 	rate := float64(n) / secs
+	devAfter, err := procCPU(dev)
+	if err != nil {
+		return Result{Err: "sched dev CPU: " + err.Error()}
+	}
 
 	help, err := cliLoopRate(bin, []string{"--help"}, 100)
 	if err != nil {
@@ -93,15 +102,18 @@ func runCLI(o options) Result {
 	m := cliMetrics(calls)
 	m["calls"], m["calls_per_s"], m["help_calls_per_s"], m["bin_true_per_s"], m["package_init_ms"] = n, rate, help, trueRate, initMs
 	m["exec_and_runtime_ms"] = m["pre_main_ms"] - initMs
+	m["dev_cpu_ms"] = float64(devAfter-devBefore) / float64(time.Millisecond) / n
+	m["loadavg_1m"] = load
 	return Result{
-		Summary: fmt.Sprintf("%d `sched job submit` calls of one job against `sched dev`, one process each: %.0f calls/s (%.2f ms/call, %.2f ms CPU); "+
+		Summary: fmt.Sprintf("%d `sched job submit` calls of one job against `sched dev`, one process each: %.0f calls/s (%.2f ms/call, %.2f ms CPU, sched dev %.2f ms CPU per job); "+
 			"a call: before main %.2f ms (package init %.2f), in main %.2f ms (build %.2f, dial %.2f, connect %.2f, rpc %.2f), exit %.2f; `sched --help` %.0f/s, /bin/true %.0f/s",
-			n, rate, 1000/rate, m["cpu_ms"], m["pre_main_ms"], initMs, m["in_main_ms"], m["build_ms"], m["dial_ms"], m["connect_ms"], m["rpc_ms"],
+			n, rate, 1000/rate, m["cpu_ms"], m["dev_cpu_ms"], m["pre_main_ms"], initMs, m["in_main_ms"], m["build_ms"], m["dial_ms"], m["connect_ms"], m["rpc_ms"],
 			m["exit_ms"], help, trueRate),
 		Metrics: m,
 		Target:  ">=200 calls/s (2x sbatch's 101/s measured on this kind of machine)", Met: met(rate >= 200),
 		Notes: "sequential loop, one process per call, fork to reaped; sched dev with one local agent running the /bin/true tasks, raft on disk with fsync; " +
-			"phases are means from SCHED_TIMING, package init from GODEBUG=inittrace=1 (mean of 20 `sched --help`); sbatch is not run here",
+			"phases are means from SCHED_TIMING, package init from GODEBUG=inittrace=1 (mean of 20 `sched --help`); sched dev's CPU (server and agent) from /proc; " +
+			fmt.Sprintf("1-minute load average %.1f at the start; sbatch is not run here", load),
 	}
 }
 
@@ -129,14 +141,14 @@ func freeAddr() (string, error) {
 }
 
 // startDev starts `sched dev` on addr with its data in dir and waits until
-// its agent is registered; stop ends it.
-func startDev(bin, addr, dir string) (stop func(), err error) {
+// its agent is registered; it returns the process id, and stop ends it.
+func startDev(bin, addr, dir string) (pid int, stop func(), err error) {
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, "dev", "--addr", addr, "--http-addr", "", "--data-dir", dir, "--log-level", "error")
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start sched dev: %w", err)
+		return 0, nil, fmt.Errorf("start sched dev: %w", err)
 	}
 	stop = func() {
 		_ = cmd.Process.Signal(os.Interrupt)
@@ -152,7 +164,7 @@ func startDev(bin, addr, dir string) (stop func(), err error) {
 	conn, err := dial(addr)
 	if err != nil {
 		stop()
-		return nil, err
+		return 0, nil, err
 	}
 	defer conn.Close()
 	agents := pb.NewAgentServiceClient(conn)
@@ -163,9 +175,9 @@ func startDev(bin, addr, dir string) (stop func(), err error) {
 		return err == nil && len(r.Agents) == 1
 	}) {
 		stop()
-		return nil, fmt.Errorf("sched dev did not come up with its agent: %s", logs.String())
+		return 0, nil, fmt.Errorf("sched dev did not come up with its agent: %s", logs.String())
 	}
-	return stop, nil
+	return cmd.Process.Pid, stop, nil
 }
 
 // cliRun runs one CLI process and times it.
@@ -288,4 +300,19 @@ func packageInitMs(bin string, runs int) (float64, error) {
 		}
 	}
 	return sum / float64(runs), nil
+}
+
+// loadAverage is the 1-minute load average (0 where /proc/loadavg is
+// missing): the figures of a loop of short processes depend on it.
+func loadAverage() float64 {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
