@@ -94,9 +94,10 @@ func (t *phaseTimer) report(w io.Writer, now time.Time) {
 func startPhases() { phases.begin(timingWanted(os.Getenv("SCHED_TIMING")), time.Now()) }
 
 // connTimer is a gRPC stats handler that marks "connect" when the client's
-// transport to a server is up (the TCP connection made and the HTTP/2
-// preface sent), so that the first call's time splits into connecting and
-// the call itself.
+// TCP connection to a server is made, so that the first call's time splits
+// into connecting and the call itself. (The call's phase, "rpc", still
+// holds the HTTP/2 handshake: gRPC waits for the server's preface before
+// it sends the call, one more round trip to the server process.)
 type connTimer struct{ t *phaseTimer }
 
 func (c connTimer) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
