@@ -155,7 +155,7 @@ func svtHDR(h *HDR) string {
 		trc = "18"
 	}
 	s := ":color-primaries=9:transfer-characteristics=" + trc + ":matrix-coefficients=9:enable-hdr=1"
-	if m := masterDisplayRE.FindStringSubmatch(h.MasterDisplay); m != nil {
+	if m := masterDisplayRE().FindStringSubmatch(h.MasterDisplay); m != nil {
 		v := make([]float64, 10)
 		for i := range v {
 			n, _ := strconv.ParseFloat(m[i+1], 64)

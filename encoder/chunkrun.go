@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -263,8 +262,8 @@ type decodeReport struct {
 }
 
 var (
-	showinfoPTS = regexp.MustCompile(`\bn:\s*\d+\s+pts:\s*(-?\d+)`)
-	checksumRE  = regexp.MustCompile(`\bchecksum:([0-9A-Fa-f]+)`)
+	showinfoPTS = lazyRegexp(`\bn:\s*\d+\s+pts:\s*(-?\d+)`)
+	checksumRE  = lazyRegexp(`\bchecksum:([0-9A-Fa-f]+)`)
 )
 
 // decodeLog reads an ffmpeg log written with -loglevel level+info by
@@ -280,7 +279,7 @@ func decodeLog(log []byte, fromPTS, lastPTS int64) decodeReport {
 	for _, line := range strings.Split(string(log), "\n") {
 		switch {
 		case strings.Contains(line, "["+frameLogName+" @"):
-			if m := showinfoPTS.FindStringSubmatch(line); m != nil {
+			if m := showinfoPTS().FindStringSubmatch(line); m != nil {
 				pts, _ := strconv.ParseInt(m[1], 10, 64)
 				shown = true
 				if pts >= fromPTS {
@@ -291,7 +290,7 @@ func decodeLog(log []byte, fromPTS, lastPTS int64) decodeReport {
 				}
 			}
 		case strings.Contains(line, "["+edgeLogName+" @"):
-			if m := checksumRE.FindStringSubmatch(line); m != nil {
+			if m := checksumRE().FindStringSubmatch(line); m != nil {
 				r.Edges = append(r.Edges, m[1])
 			}
 		case strings.Contains(line, "[error]") || strings.Contains(line, "[fatal]") || strings.Contains(line, "[panic]"):

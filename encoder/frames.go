@@ -249,7 +249,7 @@ func scanDecoded(ctx context.Context, path string, stream int, interval string) 
 		if !strings.Contains(l, "["+frameLogName+" @") {
 			continue
 		}
-		m := showinfoPTS.FindStringSubmatch(l)
+		m := showinfoPTS().FindStringSubmatch(l)
 		if m == nil {
 			continue
 		}

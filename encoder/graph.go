@@ -179,7 +179,7 @@ func BuildGraph(o GraphOptions) ([]GraphTask, error) {
 	if abr == "" {
 		abr = DefaultAudioBitrate
 	}
-	if !bitrateRE.MatchString(abr) {
+	if !bitrateRE().MatchString(abr) {
 		return nil, fmt.Errorf("graph: bad audio bitrate %q", abr)
 	}
 	retry := &GraphRetry{MaxAttempts: defaultTaskRetry, InitialBackoffMs: 2000}
@@ -324,7 +324,7 @@ func ParseIndexedRenditionJSON(s string) (IndexedRendition, error) {
 	if err := strictJSON(s, &r); err != nil {
 		return r, fmt.Errorf("indexed rendition json: %w", err)
 	}
-	if !nameRE.MatchString(r.Name) {
+	if !nameRE().MatchString(r.Name) {
 		return r, fmt.Errorf("indexed rendition: bad name %q", r.Name)
 	}
 	if err := validPath("rendition", r.Path); err != nil {

@@ -54,7 +54,7 @@ func Index(ctx context.Context, j IndexJob) error {
 	var master strings.Builder
 	master.WriteString("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n")
 	for _, r := range j.Renditions {
-		if !nameRE.MatchString(r.Name) {
+		if !nameRE().MatchString(r.Name) {
 			return fmt.Errorf("index: bad rendition name %q", r.Name)
 		}
 		if err := validPath("rendition", r.Path); err != nil {

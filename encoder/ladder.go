@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
@@ -159,11 +158,11 @@ func ParseLadder(data []byte) (*Ladder, error) {
 }
 
 var (
-	nameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$`)
-	bitrateRE = regexp.MustCompile(`^[1-9][0-9]{0,8}(\.[0-9]{1,3})?[kKmM]?$`)
+	nameRE    = lazyRegexp(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$`)
+	bitrateRE = lazyRegexp(`^[1-9][0-9]{0,8}(\.[0-9]{1,3})?[kKmM]?$`)
 	// Mastering display and content light level in x265's syntax.
-	masterDisplayRE = regexp.MustCompile(`^G\((\d{1,5}),(\d{1,5})\)B\((\d{1,5}),(\d{1,5})\)R\((\d{1,5}),(\d{1,5})\)WP\((\d{1,5}),(\d{1,5})\)L\((\d{1,10}),(\d{1,10})\)$`)
-	maxCLLRE        = regexp.MustCompile(`^\d{1,5},\d{1,5}$`)
+	masterDisplayRE = lazyRegexp(`^G\((\d{1,5}),(\d{1,5})\)B\((\d{1,5}),(\d{1,5})\)R\((\d{1,5}),(\d{1,5})\)WP\((\d{1,5}),(\d{1,5})\)L\((\d{1,10}),(\d{1,10})\)$`)
+	maxCLLRE        = lazyRegexp(`^\d{1,5},\d{1,5}$`)
 )
 
 // ValidateLadder checks a ladder: a name, a known policy, renditions with
@@ -175,7 +174,7 @@ func ValidateLadder(l *Ladder) error {
 	if l == nil {
 		return errors.New("ladder: nil")
 	}
-	if !nameRE.MatchString(l.Name) {
+	if !nameRE().MatchString(l.Name) {
 		return fmt.Errorf("ladder: bad name %q", l.Name)
 	}
 	switch l.Policy {
@@ -216,7 +215,7 @@ func ValidateLadder(l *Ladder) error {
 // ValidateRendition checks one rendition for its CPU backend (see
 // ValidateLadder). It is pure.
 func ValidateRendition(r Rendition) error {
-	if !nameRE.MatchString(r.Name) {
+	if !nameRE().MatchString(r.Name) {
 		return fmt.Errorf("rendition: bad name %q", r.Name)
 	}
 	if r.Width <= 0 || r.Height <= 0 || r.Width%2 != 0 || r.Height%2 != 0 || r.Width > 8192 || r.Height > 8192 {
@@ -233,7 +232,7 @@ func ValidateRendition(r Rendition) error {
 		return fmt.Errorf("rendition %s: crf %d outside %d..%d for %s", r.Name, r.CRF, lo, hi, r.Codec)
 	}
 	for _, v := range []struct{ what, s string }{{"bitrate", r.Bitrate}, {"max_rate", r.MaxRate}} {
-		if v.s != "" && !bitrateRE.MatchString(v.s) {
+		if v.s != "" && !bitrateRE().MatchString(v.s) {
 			return fmt.Errorf("rendition %s: bad %s %q (want e.g. 2500k or 5M)", r.Name, v.what, v.s)
 		}
 	}
@@ -252,9 +251,9 @@ func ValidateRendition(r Rendition) error {
 			return fmt.Errorf("rendition %s: hdr needs bit_depth 10", r.Name)
 		case h.Transfer != "smpte2084" && h.Transfer != "arib-std-b67":
 			return fmt.Errorf("rendition %s: hdr transfer %q (want smpte2084 or arib-std-b67)", r.Name, h.Transfer)
-		case h.MasterDisplay != "" && !masterDisplayRE.MatchString(h.MasterDisplay):
+		case h.MasterDisplay != "" && !masterDisplayRE().MatchString(h.MasterDisplay):
 			return fmt.Errorf("rendition %s: bad master_display %q (want G(x,y)B(x,y)R(x,y)WP(x,y)L(max,min))", r.Name, h.MasterDisplay)
-		case h.MaxCLL != "" && !maxCLLRE.MatchString(h.MaxCLL):
+		case h.MaxCLL != "" && !maxCLLRE().MatchString(h.MaxCLL):
 			return fmt.Errorf("rendition %s: bad max_cll %q (want e.g. 1000,400)", r.Name, h.MaxCLL)
 		}
 	}

@@ -3,7 +3,6 @@ package encoder
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -31,11 +30,11 @@ const (
 // per-system cap, and some consumer drivers NV_ENC_ERR_INCOMPATIBLE_CLIENT_KEY
 // (21). ffmpeg 4 and later print "OpenEncodeSessionEx failed: out of memory
 // (10)" (5.1 and later add ": <details>"); ffmpeg 3 printed the status in hex.
-var sessionLimitRE = regexp.MustCompile(`OpenEncodeSessionEx failed: (?:out of memory \(10\)|incompatible client key \(21\)|0xa\b|0x15\b)`)
+var sessionLimitRE = lazyRegexp(`OpenEncodeSessionEx failed: (?:out of memory \(10\)|incompatible client key \(21\)|0xa\b|0x15\b)`)
 
 // NVENCSessionLimit says whether an ffmpeg log (stderr) shows that NVENC
 // refused a session because the session limit was hit. It is pure.
-func NVENCSessionLimit(log []byte) bool { return sessionLimitRE.Match(log) }
+func NVENCSessionLimit(log []byte) bool { return sessionLimitRE().Match(log) }
 
 // NVENCDevice returns the CUDA device ordinal NVENC must use for the GPU
 // the agent granted (ffmpeg's -gpu), read through getenv; "" when no GPU

@@ -485,7 +485,7 @@ func masterDisplay(sd map[string]any) string {
 		v = append(v, x)
 	}
 	s := fmt.Sprintf("G(%d,%d)B(%d,%d)R(%d,%d)WP(%d,%d)L(%d,%d)", v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9])
-	if !masterDisplayRE.MatchString(s) {
+	if !masterDisplayRE().MatchString(s) {
 		return ""
 	}
 	return s

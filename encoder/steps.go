@@ -114,7 +114,7 @@ func AudioArgs(src *Source, j AudioJob) ([]string, error) {
 			br = SurroundAudioBitrate
 		}
 	}
-	if !bitrateRE.MatchString(br) {
+	if !bitrateRE().MatchString(br) {
 		return nil, fmt.Errorf("audio: bad bitrate %q", br)
 	}
 	a := []string{"-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y", "-i", fileArg(j.Source),

@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -248,9 +247,9 @@ type Quality struct {
 }
 
 var (
-	psnrRE = regexp.MustCompile(`PSNR .*average:([0-9.]+|inf)`)
-	ssimRE = regexp.MustCompile(`SSIM .*All:([0-9.]+)`)
-	statRE = regexp.MustCompile(`psnr_avg:([0-9.]+|inf)`)
+	psnrRE = lazyRegexp(`PSNR .*average:([0-9.]+|inf)`)
+	ssimRE = lazyRegexp(`SSIM .*All:([0-9.]+)`)
+	statRE = lazyRegexp(`psnr_avg:([0-9.]+|inf)`)
 )
 
 // Compare measures PSNR and SSIM of dist against ref passed through
@@ -284,8 +283,8 @@ func Compare(ctx context.Context, dist, ref, refFilter string) (*Quality, error)
 		return nil, fmt.Errorf("compare %s: %w", dist, err)
 	}
 	q := &Quality{}
-	m := psnrRE.FindSubmatch(stderr)
-	s := ssimRE.FindSubmatch(stderr)
+	m := psnrRE().FindSubmatch(stderr)
+	s := ssimRE().FindSubmatch(stderr)
 	if m == nil || s == nil {
 		return nil, fmt.Errorf("compare %s: no PSNR/SSIM in ffmpeg output: %s", dist, tailLines(stderr, 3))
 	}
@@ -296,7 +295,7 @@ func Compare(ctx context.Context, dist, ref, refFilter string) (*Quality, error)
 		return nil, fmt.Errorf("compare: %w", err)
 	}
 	for _, l := range strings.Split(string(stats), "\n") {
-		if mm := statRE.FindStringSubmatch(l); mm != nil {
+		if mm := statRE().FindStringSubmatch(l); mm != nil {
 			q.FramePSNR = append(q.FramePSNR, parseDB(mm[1]))
 		}
 	}

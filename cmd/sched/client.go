@@ -48,11 +48,12 @@ func dial(g *globals) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := dialFailover(addrs, grpc.WithTransportCredentials(creds),
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(retryConfig), grpc.WithChainUnaryInterceptor(plaintextHint(g.tls)),
 		grpc.WithPerRPCCredentials(pb.TokenCredentials(g.token)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limits.MaxMessageSize), grpc.MaxCallSendMsgSize(limits.MaxMessageSize)),
-		grpc.WithStatsHandler(tracing.ClientHandler(nil)))
+		grpc.WithStatsHandler(tracing.ClientHandler(nil))}, timingDialOptions(phases)...)
+	conn, err := dialFailover(addrs, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,7 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			phases.markNow("read")
 			// Each job gets an idempotency key, so the client's retries
 			// during a leader election never submit a job twice.
 			for _, s := range specs {
@@ -46,10 +47,12 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer done()
+			phases.markNow("dial")
 			resp, err := c.jobs.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: specs})
 			if err != nil {
 				return fmt.Errorf("submit: %w", err)
 			}
+			phases.markNow("rpc")
 			if g.output == "json" {
 				if err := printJSON(os.Stdout, resp); err != nil {
 					return err
@@ -63,6 +66,7 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 					fmt.Printf("%s\t%s\t%d tasks%s\n", j.Id, j.Name, j.Counts.GetTotal(), note)
 				}
 			}
+			phases.markNow("print")
 			if watch && len(resp.Jobs) == 1 {
 				return watchJob(cmd, g, resp.Jobs[0].Id, watchLostAfter)
 			}

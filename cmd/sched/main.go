@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // onTerm, when a command sets it, is called on SIGTERM instead of ending
@@ -17,6 +19,10 @@ import (
 var onTerm atomic.Pointer[func()]
 
 func main() {
+	startPhases()
+	if clientProcess(os.Args[1:]) && os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1) // see clientProcess
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 4)
@@ -30,9 +36,11 @@ func main() {
 			cancel()
 		}
 	}()
-	root := newRootCmd()
+	root := newRootCmdFor(os.Args[1:])
+	phases.markNow("build")
 	err := root.ExecuteContext(ctx)
 	flushTraces()
+	phases.report(os.Stderr, time.Now())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sched: "+oneLine(err))
 		cancel()

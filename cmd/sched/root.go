@@ -30,7 +30,12 @@ type globals struct {
 	token string
 }
 
-func newRootCmd() *cobra.Command {
+func newRootCmd() *cobra.Command { return newRootCmdFor(nil) }
+
+// newRootCmdFor builds the command tree for a call with args (without the
+// program name): only the top-level command args name, or every command
+// when they name none (see commandNamed).
+func newRootCmdFor(args []string) *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
 		Use:           "sched",
@@ -50,7 +55,9 @@ func newRootCmd() *cobra.Command {
 				return err
 			}
 			slog.SetDefault(slog.New(h))
-			return startTracing(cmd)
+			err = startTracing(cmd)
+			phases.markNow("prerun")
+			return err
 		},
 	}
 	addr := os.Getenv("SCHED_ADDR")
@@ -69,11 +76,85 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.tls.Cert, "tls-cert", os.Getenv("SCHED_TLS_CERT"), "this process's TLS certificate (env SCHED_TLS_CERT)")
 	root.PersistentFlags().StringVar(&g.tls.Key, "tls-key", os.Getenv("SCHED_TLS_KEY"), "this process's TLS key (env SCHED_TLS_KEY)")
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("SCHED_TOKEN"), "ACL token secret (env SCHED_TOKEN)")
-	root.AddCommand(newDevCmd(g), newServerCmd(g), newAgentCmd(g), newJobCmd(g), newPoolCmd(g), newEncodeCmd(g), newEncoderCmd(), newFnCmd())
-	root.AddCommand(newTLSCmd(), newACLCmd(g), newOperatorCmd(g), newVersionCmd())
-	root.AddCommand(newEventsCmd(g))
+	only := commandNamed(args)
+	for _, c := range topCommands(g) {
+		if only == "" || c.name == only {
+			root.AddCommand(c.build())
+		}
+	}
 	strictUsage(root)
 	return root
+}
+
+// topCommand is one of sched's top-level commands, built on demand.
+type topCommand struct {
+	name  string // as the command's Use begins
+	build func() *cobra.Command
+	// calls is true for the commands whose every subcommand is a client
+	// that makes a few calls and exits (or follows one stream): they run
+	// on one P (see clientProcess).
+	calls bool
+}
+
+// topCommands lists sched's top-level commands in the order help shows them.
+func topCommands(g *globals) []topCommand {
+	return []topCommand{
+		{"dev", func() *cobra.Command { return newDevCmd(g) }, false},
+		{"server", func() *cobra.Command { return newServerCmd(g) }, false},
+		{"agent", func() *cobra.Command { return newAgentCmd(g) }, false},
+		{"job", func() *cobra.Command { return newJobCmd(g) }, true},
+		{"pool", func() *cobra.Command { return newPoolCmd(g) }, true},
+		{"encode", func() *cobra.Command { return newEncodeCmd(g) }, false},
+		{"encoder", newEncoderCmd, false},
+		{"fn", newFnCmd, false},
+		{"tls", newTLSCmd, true},
+		{"acl", func() *cobra.Command { return newACLCmd(g) }, true},
+		{"operator", func() *cobra.Command { return newOperatorCmd(g) }, true},
+		{"version", newVersionCmd, true},
+		{"events", func() *cobra.Command { return newEventsCmd(g) }, true},
+	}
+}
+
+// rootValueFlags are the root's persistent flags that take a value, which
+// commandNamed must step over.
+var rootValueFlags = map[string]bool{"--addr": true, "-o": true, "--output": true, "--log-level": true,
+	"--log-format": true, "--tls-ca": true, "--tls-cert": true, "--tls-key": true, "--token": true}
+
+// commandNamed returns the top-level command that args (the process's
+// arguments without the program name) run, or "" when they name none for
+// sure (no command, help, completion, a mistyped name, a flag the root
+// does not know), in which case the whole tree is built. Building only the
+// named command's subtree is what a call of the CLI needs, and saves
+// constructing every other command at each start.
+func commandNamed(args []string) string {
+	name, _ := splitCommand(args)
+	return name
+}
+
+// splitCommand is commandNamed, also returning the arguments after the
+// command's name.
+func splitCommand(args []string) (name string, rest []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return "", nil
+		case strings.HasPrefix(a, "--") && strings.Contains(a, "="):
+		case strings.HasPrefix(a, "-o") && len(a) > 2: // -ojson
+		case rootValueFlags[a]:
+			i++ // its value
+		case strings.HasPrefix(a, "-"):
+			return "", nil // --help, -h or a flag of a subcommand before it: build everything
+		default:
+			for _, c := range topCommands(nil) {
+				if c.name == a {
+					return a, args[i+1:]
+				}
+			}
+			return "", nil
+		}
+	}
+	return "", nil
 }
 
 // logHandler returns the slog handler for --log-format, writing to w at
@@ -128,4 +209,33 @@ func oneLine(err error) string {
 		msg = strings.ReplaceAll(msg, code, "")
 	}
 	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", " ")), " ")
+}
+
+// agentClientCommands are the subcommands of `sched agent` that are
+// client calls; `sched agent` itself is the agent daemon.
+var agentClientCommands = map[string]bool{"list": true, "show": true, "drain": true, "eligibility": true}
+
+// clientProcess reports whether args run a command that only makes calls
+// (job, pool, acl, operator, events, tls, version, and agent list, show,
+// drain and eligibility), as opposed to a daemon or a worker (dev, server,
+// the agent, encode, encoder, fn).
+//
+// main runs such a process on one P: it has no parallel work, and a second
+// P only adds an idle thread that the runtime wakes, spins and parks on
+// each of the call's goroutine hand-offs. (Measured on a loaded 2-core
+// host: a submit loop ran about 10% faster; CPU per call came out about
+// even, because shrinking to one P after package init flushes the second
+// P's cache. GOMAXPROCS=1 in the environment, which the runtime reads
+// before init, saves both, and is left alone.)
+func clientProcess(args []string) bool {
+	name, rest := splitCommand(args)
+	if name == "agent" {
+		return len(rest) > 0 && agentClientCommands[rest[0]]
+	}
+	for _, c := range topCommands(nil) {
+		if c.name == name {
+			return c.calls
+		}
+	}
+	return false
 }

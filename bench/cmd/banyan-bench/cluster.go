@@ -24,7 +24,8 @@ import (
 // raft: loopback only, so the servers need no --insecure), each with its
 // own data dir on disk under the benchmark's data root.
 
-// schedBinary builds ./cmd/sched once into dir and returns its path.
+// schedBinary builds ./cmd/sched once into dir and returns its path, or
+// returns $BANYAN_SCHED_BIN when set.
 var schedBuild struct {
 	once sync.Once
 	path string
@@ -32,6 +33,9 @@ var schedBuild struct {
 }
 
 func schedBinary(dir string) (string, error) {
+	if b := os.Getenv("BANYAN_SCHED_BIN"); b != "" {
+		return b, nil // a binary built elsewhere (an A/B comparison)
+	}
 	schedBuild.once.Do(func() {
 		out := filepath.Join(dir, "sched")
 		cmd := exec.Command("go", "build", "-o", out, "./cmd/sched")

@@ -90,13 +90,17 @@ var scenarios = []scenario{
 			return m["agents"] >= 10_000 && m["connected_at_end"] == m["agents"] &&
 				m["leader_cpu_cores"] < 0.5 && m["leader_cpu_cores_busy"] < 1
 		}},
-	{"microbatch", runMicrobatchSetup, []string{"microbatch_speedup", "warm_speedup", "cold_calls_per_s"}, nil},
+	{"microbatch", runMicrobatchSetup, []string{"microbatch_speedup", "warm_speedup", "python_cold_calls_per_s",
+		"minimal_microbatch_speedup", "minimal_warm_speedup"},
+		func(m map[string]float64) bool { return m["microbatch_speedup"] >= 10 && m["warm_speedup"] >= 10 }},
 	{"failover", runFailover, []string{"resume_s", "elected_s", "acked_jobs", "lost_jobs", "unfinished_jobs"},
 		func(m map[string]float64) bool {
 			return m["resume_s"] >= 0 && m["resume_s"] < 3 && m["lost_jobs"] == 0 && m["unfinished_jobs"] == 0 && m["failed_jobs"] == 0
 		}},
 	{"true", runTrueTasks, []string{"tasks_per_s", "dev_tasks_per_s"},
 		func(m map[string]float64) bool { return m["tasks_per_s"] >= 300 && m["dev_tasks_per_s"] >= 300 }},
+	{"cli", runCLI, []string{"calls_per_s", "cpu_ms", "pre_main_ms", "package_init_ms", "rpc_ms", "dev_cpu_ms"},
+		func(m map[string]float64) bool { return m["calls_per_s"] >= 200 }},
 }
 
 func main() {

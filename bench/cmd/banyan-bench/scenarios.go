@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/banyan-sched/banyan/agent"
-	"github.com/banyan-sched/banyan/agent/worker"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/bench/simagent"
 	"google.golang.org/protobuf/proto"
@@ -435,76 +434,4 @@ func runRealWith(n int, task *pb.TaskSpec, fns map[string][]string, warm map[str
 		sum += a.FinishedUnixMs - a.StartedUnixMs
 	}
 	return float64(n) / secs, float64(sum) / float64(n), nil
-}
-
-// runMicrobatch runs the same 5 ms function three ways on two real agents:
-// cold (one process per call: `banyan-bench fn sleep --call 5`),
-// micro-batched (calls queued to line-protocol workers started for them,
-// about ten calls each) and warm (workers started before the calls). Every
-// call asks 10m of cpu, so hundreds are in flight in each mode.
-func runMicrobatch(o options) Result {
-	n := scale(o, 10_000, 1_000)
-	exe, err := os.Executable()
-	if err != nil {
-		return Result{Err: err.Error()}
-	}
-	ask := &pb.Resources{CpuMillis: 10, MemoryBytes: 16 << 20}
-	fns := map[string][]string{"sleep": {exe, "fn", "sleep"}}
-	coldRate, coldMean, err := runRealWith(n, &pb.TaskSpec{Command: []string{exe, "fn", "sleep", "--call", "5"},
-		Resources: ask}, nil, nil)
-	if err != nil {
-		return Result{Err: "cold: " + err.Error()}
-	}
-	call := &pb.TaskSpec{Function: "sleep", Args: []string{"5"}, Resources: ask}
-	batchRate, batchMean, err := runRealWith(n, call, fns, nil)
-	if err != nil {
-		return Result{Err: "micro-batched: " + err.Error()}
-	}
-	warmRate, warmMean, err := runRealWith(n, call, fns, map[string]int{"sleep": 32})
-	if err != nil {
-		return Result{Err: "warm: " + err.Error()}
-	}
-	mb, ws := batchRate/coldRate, warmRate/coldRate
-	return Result{
-		Summary: fmt.Sprintf("%d calls of a 5 ms function, 2 real agents: cold %.0f calls/s (%.1fs), micro-batched %.0f/s (%.1fs, %.1fx), warm %.0f/s (%.1fs, %.1fx)",
-			n, coldRate, float64(n)/coldRate, batchRate, float64(n)/batchRate, mb, warmRate, float64(n)/warmRate, ws),
-		Metrics: map[string]float64{"calls": float64(n), "cold_calls_per_s": coldRate, "cold_mean_call_ms": coldMean,
-			"microbatch_calls_per_s": batchRate, "microbatch_mean_call_ms": batchMean, "warm_calls_per_s": warmRate,
-			"warm_mean_call_ms": warmMean, "microbatch_speedup": mb, "warm_speedup": ws,
-			"cold_s": float64(n) / coldRate, "microbatch_s": float64(n) / batchRate, "warm_s": float64(n) / warmRate},
-		Target: ">=10x speedup (micro-batch / warm vs cold)", Met: met(mb >= 10 && ws >= 10),
-		Notes: "end to end: submit of one job of n calls to job succeeded; 32 warm workers per agent in the warm run",
-	}
-}
-
-// serveFunction is `banyan-bench fn sleep [--call MS]`: the function the
-// micro-batching scenario calls, as a line-protocol worker or once.
-func serveFunction(args []string) int {
-	sleep := func(a []string) (string, error) {
-		if len(a) != 1 {
-			return "", fmt.Errorf("sleep takes milliseconds")
-		}
-		ms, err := strconv.Atoi(a[0])
-		if err != nil {
-			return "", err
-		}
-		time.Sleep(time.Duration(ms) * time.Millisecond)
-		return "", nil
-	}
-	if len(args) == 0 || args[0] != "sleep" {
-		fmt.Fprintln(os.Stderr, "banyan-bench fn: only sleep")
-		return 2
-	}
-	if len(args) > 1 && args[1] == "--call" {
-		if _, err := sleep(args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return 0
-	}
-	if err := worker.Serve(os.Stdin, os.Stdout, sleep); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
 }

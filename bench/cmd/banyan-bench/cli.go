@@ -1,0 +1,305 @@
+package main
+
+// The cli scenario: what one `sched job submit` call costs, one process per
+// call, the way ingest scripts and operators call the CLI in loops (and
+// the way sbatch is called). It measures a loop of calls against a real
+// `sched dev` process and splits a call's time into what happens before
+// main (exec, runtime start-up, package initialisation), the phases inside
+// main (SCHED_TIMING's report) and the exit.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+)
+
+// cliCall is one measured CLI process.
+type cliCall struct {
+	wall    time.Duration // fork to reaped
+	preMain time.Duration // fork to the start of main (exec, runtime, package init)
+	inMain  time.Duration // main's own total
+	cpu     time.Duration // user + system of the process
+	phases  map[string]time.Duration
+}
+
+// runCLI runs the submission loop: n calls of `sched job submit` of a
+// one-task job, one after another, each its own process, against `sched
+// dev` (one server, one local agent, data dir on disk), and reports
+// calls/s and where a call's time goes.
+func runCLI(o options) Result {
+	const n = 300
+	dir, cleanup := tempDir("cli")
+	defer cleanup()
+	bin, err := schedBinary(dir) // cluster.go
+	if err != nil {
+		return Result{Err: err.Error()}
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return Result{Err: err.Error()}
+	}
+	dev, stop, err := startDev(bin, addr, filepath.Join(dir, "dev"))
+	if err != nil {
+		return Result{Err: err.Error()}
+	}
+	defer stop()
+	jobFile := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(jobFile, []byte("name: cli\npool: default\ntasks:\n  - command: [/bin/true]\n"), 0o644); err != nil {
+		return Result{Err: err.Error()}
+	}
+	submit := []string{"--addr", addr, "job", "submit", jobFile}
+	for i := 0; i < 10; i++ { // warm the page cache and the server
+		if _, err := cliRun(bin, submit, nil); err != nil {
+			return Result{Err: "warm-up: " + err.Error()}
+		}
+	}
+	load := loadAverage()
+	devBefore, err := procCPU(dev)
+	if err != nil {
+		return Result{Err: "sched dev CPU: " + err.Error()}
+	}
+	calls := make([]cliCall, 0, n)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		c, err := cliRun(bin, submit, []string{"SCHED_TIMING=1"})
+		if err != nil {
+			return Result{Err: fmt.Sprintf("call %d: %v", i, err)}
+		}
+		calls = append(calls, c)
+	}
+	secs := time.Since(start).Seconds()
+	rate := float64(n) / secs
+	devAfter, err := procCPU(dev)
+	if err != nil {
+		return Result{Err: "sched dev CPU: " + err.Error()}
+	}
+
+	help, err := cliLoopRate(bin, []string{"--help"}, 100)
+	if err != nil {
+		return Result{Err: "help: " + err.Error()}
+	}
+	trueRate, err := cliLoopRate("/bin/true", nil, 100)
+	if err != nil {
+		return Result{Err: "/bin/true: " + err.Error()}
+	}
+	initMs, err := packageInitMs(bin, 20)
+	if err != nil {
+		return Result{Err: "inittrace: " + err.Error()}
+	}
+	m := cliMetrics(calls)
+	m["calls"], m["calls_per_s"], m["help_calls_per_s"], m["bin_true_per_s"], m["package_init_ms"] = n, rate, help, trueRate, initMs
+	m["exec_and_runtime_ms"] = m["pre_main_ms"] - initMs
+	m["dev_cpu_ms"] = float64(devAfter-devBefore) / float64(time.Millisecond) / n
+	m["loadavg_1m"] = load
+	return Result{
+		Summary: fmt.Sprintf("%d `sched job submit` calls of one job against `sched dev`, one process each: %.0f calls/s (%.2f ms/call, %.2f ms CPU, sched dev %.2f ms CPU per job); "+
+			"a call: before main %.2f ms (package init %.2f), in main %.2f ms (build %.2f, dial %.2f, connect %.2f, rpc %.2f), exit %.2f; `sched --help` %.0f/s, /bin/true %.0f/s",
+			n, rate, 1000/rate, m["cpu_ms"], m["dev_cpu_ms"], m["pre_main_ms"], initMs, m["in_main_ms"], m["build_ms"], m["dial_ms"], m["connect_ms"], m["rpc_ms"],
+			m["exit_ms"], help, trueRate),
+		Metrics: m,
+		Target:  ">=200 calls/s (2x sbatch's 101/s measured on this kind of machine)", Met: met(rate >= 200),
+		Notes: "sequential loop, one process per call, fork to reaped; sched dev with one local agent running the /bin/true tasks, raft on disk with fsync; " +
+			"phases are means from SCHED_TIMING, package init from GODEBUG=inittrace=1 (mean of 20 `sched --help`); sched dev's CPU (server and agent) from /proc; " +
+			fmt.Sprintf("1-minute load average %.1f at the start; sbatch is not run here", load),
+	}
+}
+
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// startDev starts `sched dev` on addr with its data in dir and waits until
+// its agent is registered; it returns the process id, and stop ends it.
+func startDev(bin, addr, dir string) (pid int, stop func(), err error) {
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "dev", "--addr", addr, "--http-addr", "", "--data-dir", dir, "--log-level", "error")
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return 0, nil, fmt.Errorf("start sched dev: %w", err)
+	}
+	stop = func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	conn, err := dial(addr)
+	if err != nil {
+		stop()
+		return 0, nil, err
+	}
+	defer conn.Close()
+	agents := pb.NewAgentServiceClient(conn)
+	if !waitUntil(30*time.Second, 50*time.Millisecond, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		r, err := agents.ListAgents(ctx, &pb.ListAgentsRequest{})
+		return err == nil && len(r.Agents) == 1
+	}) {
+		stop()
+		return 0, nil, fmt.Errorf("sched dev did not come up with its agent: %s", logs.String())
+	}
+	return cmd.Process.Pid, stop, nil
+}
+
+// cliRun runs one CLI process and times it.
+func cliRun(bin string, args, env []string) (cliCall, error) {
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = &stderr
+	began := time.Now()
+	if err := cmd.Run(); err != nil {
+		return cliCall{}, fmt.Errorf("%s %s: %w: %s", bin, strings.Join(args, " "), err, stderr.String())
+	}
+	c := cliCall{wall: time.Since(began), cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
+	if len(env) == 0 {
+		return c, nil
+	}
+	mainNs, phases, err := parseTiming(stderr.String())
+	if err != nil {
+		return cliCall{}, err
+	}
+	c.preMain = time.Unix(0, mainNs).Sub(began)
+	c.inMain = phases["total"]
+	delete(phases, "total")
+	c.phases = phases
+	return c, nil
+}
+
+// parseTiming reads the `sched timing:` line SCHED_TIMING asks for.
+func parseTiming(stderr string) (mainNs int64, phases map[string]time.Duration, err error) {
+	sc := bufio.NewScanner(strings.NewReader(stderr))
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "sched timing: ")
+		if !ok {
+			continue
+		}
+		phases = map[string]time.Duration{}
+		for _, f := range strings.Fields(line) {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok {
+				return 0, nil, fmt.Errorf("timing line: bad field %q", f)
+			}
+			if k == "main_unix_ns" {
+				if mainNs, err = strconv.ParseInt(v, 10, 64); err != nil {
+					return 0, nil, fmt.Errorf("timing line: %w", err)
+				}
+				continue
+			}
+			ms, err := strconv.ParseFloat(strings.TrimSuffix(v, "ms"), 64)
+			if err != nil {
+				return 0, nil, fmt.Errorf("timing line: %s: %w", k, err)
+			}
+			phases[k] = time.Duration(ms * float64(time.Millisecond))
+		}
+		if mainNs == 0 {
+			return 0, nil, errors.New("timing line without main_unix_ns")
+		}
+		return mainNs, phases, nil
+	}
+	return 0, nil, fmt.Errorf("no timing line in stderr: %q", stderr)
+}
+
+// cliMetrics turns the calls into means (in ms) and wall percentiles.
+func cliMetrics(calls []cliCall) map[string]float64 {
+	m := map[string]float64{}
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	walls := make([]time.Duration, len(calls))
+	for i, c := range calls {
+		walls[i] = c.wall
+		m["wall_ms"] += ms(c.wall)
+		m["cpu_ms"] += ms(c.cpu)
+		m["pre_main_ms"] += ms(c.preMain)
+		m["in_main_ms"] += ms(c.inMain)
+		m["exit_ms"] += ms(c.wall - c.preMain - c.inMain)
+		for k, d := range c.phases {
+			m[k+"_ms"] += ms(d)
+		}
+	}
+	for k := range m {
+		m[k] /= float64(len(calls))
+	}
+	sort.Slice(walls, func(a, b int) bool { return walls[a] < walls[b] })
+	m["wall_p50_ms"], m["wall_p99_ms"] = percentile(walls, 50), percentile(walls, 99)
+	return m
+}
+
+// cliLoopRate runs bin n times in a row and returns calls/s.
+func cliLoopRate(bin string, args []string, n int) (float64, error) {
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		cmd := exec.Command(bin, args...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("%s: %w: %s", bin, err, out)
+		}
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// packageInitMs is the mean over runs of the package initialisation time
+// GODEBUG=inittrace=1 reports for `sched --help`.
+func packageInitMs(bin string, runs int) (float64, error) {
+	var sum float64
+	for i := 0; i < runs; i++ {
+		var stderr bytes.Buffer
+		cmd := exec.Command(bin, "--help")
+		cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			return 0, fmt.Errorf("sched --help: %w", err)
+		}
+		// init PKG @T ms, D ms clock, B bytes, A allocs
+		for _, line := range strings.Split(stderr.String(), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 7 && f[0] == "init" && f[6] == "clock," {
+				d, err := strconv.ParseFloat(f[4], 64)
+				if err != nil {
+					return 0, fmt.Errorf("inittrace line %q: %w", line, err)
+				}
+				sum += d
+			}
+		}
+	}
+	return sum / float64(runs), nil
+}
+
+// loadAverage is the 1-minute load average (0 where /proc/loadavg is
+// missing): the figures of a loop of short processes depend on it.
+func loadAverage() float64 {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
