@@ -269,10 +269,13 @@ var headline = []struct{ key, scenario, metric string }{
 	{"scheduling_pass_ms_10k_agents", "agents", "pass_ms_mean"},
 	{"microbatch_speedup", "microbatch", "microbatch_speedup"},
 	{"warm_speedup", "microbatch", "warm_speedup"},
+	{"microbatch_speedup_minimal_binary", "microbatch", "minimal_microbatch_speedup"},
+	{"warm_speedup_minimal_binary", "microbatch", "minimal_warm_speedup"},
 	{"failover_resume_s", "failover", "resume_s"},
 	{"lost_jobs", "failover", "lost_jobs"},
 	{"true_tasks_per_s", "true", "tasks_per_s"},
 	{"true_tasks_per_s_sched_dev", "true", "dev_tasks_per_s"},
+	{"cli_submit_calls_per_s", "cli", "calls_per_s"},
 }
 
 func writeResults(o options, mode string, results []Result) error {
