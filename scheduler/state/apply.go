@@ -146,6 +146,7 @@ func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
 		SubmittedUnixMs: now, MaxWaitMs: spec.MaxWaitMs, Counts: &pb.TaskCounts{},
 	}}
 	s.jobs[id] = j
+	s.indexJob(j)
 	s.tallyJob(pb.JobState_JOB_STATE_UNSPECIFIED, j.PB.State)
 	if spec.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC {
 		s.opportunistic[id] = struct{}{}
@@ -161,6 +162,7 @@ func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
 // enqueue opens a new attempt and queues the task. notBefore delays it
 // (retry backoff).
 func (s *State) enqueue(now int64, t *Task, notBefore int64) {
+	s.wTask(t)
 	s.setTaskState(t, pb.TaskState_TASK_STATE_QUEUED)
 	t.PB.QueuedUnixMs = now
 	t.PB.NotBeforeUnixMs = notBefore
@@ -191,6 +193,7 @@ func (s *State) setTaskState(t *Task, st pb.TaskState) {
 // changeTaskState is setTaskState naming the attempt the change ends (nil:
 // none) for the change record.
 func (s *State) changeTaskState(t *Task, st pb.TaskState, ended *pb.Attempt) {
+	s.wTask(t)
 	c := s.jobs[t.PB.JobId].PB.Counts
 	replaced := t.PB.ReplacedBy != ""
 	*countFor(c, t.PB.State, replaced)--
@@ -205,6 +208,7 @@ func (s *State) changeTaskState(t *Task, st pb.TaskState, ended *pb.Attempt) {
 // setReplacedBy records the fallback that took over from a failed task; the
 // task then counts as replaced, not failed.
 func (s *State) setReplacedBy(t *Task, by string) {
+	s.wTask(t)
 	c := s.jobs[t.PB.JobId].PB.Counts
 	*countFor(c, t.PB.State, t.PB.ReplacedBy != "")--
 	s.tallyTask(s.jobs[t.PB.JobId], t.PB.State, t.PB.ReplacedBy != "", -1)
@@ -289,6 +293,7 @@ func (s *State) assign(now int64, a *fsmpb.Assignment) {
 	t := s.tasks[a.TaskId]
 	ag := s.agents[a.AgentId]
 	j := s.jobs[t.PB.JobId]
+	s.wTask(t)
 	s.queue.Remove(s.queueItem(t))
 	delete(s.fallbackWatch, t.PB.Id)
 	t.addAttempt(&pb.Attempt{Number: t.Attempt(), QueuedUnixMs: t.PB.QueuedUnixMs,
@@ -361,6 +366,7 @@ func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, c *fsmpb
 	if !ok || t.Attempt() != ev.Attempt || t.AgentID() != agentID || !isPlaced(t.PB.State) {
 		return
 	}
+	s.wTask(t)
 	cur := t.current()
 	switch ev.Kind {
 	case "started":
@@ -416,6 +422,7 @@ func (s *State) preempt(now int64, p *fsmpb.Preemption, r *Result) {
 	if ft, ok := s.tasks[p.ForTaskId]; ok {
 		reason += " of pool " + s.jobs[ft.PB.JobId].PB.Pool
 	}
+	s.wTask(t)
 	t.current().Error = reason
 	r.Cancels = append(r.Cancels, Cancel{AgentID: v.AgentId, TaskID: v.TaskId, Attempt: v.Attempt, Reason: reason})
 	s.finish(now, t, "preempted", failure.Preempted, r)
@@ -436,6 +443,7 @@ func (s *State) applyPromote(now int64, c *fsmpb.Promote) {
 			}
 		}
 		s.tallyClass(j, pb.JobClass_JOB_CLASS_BATCH)
+		s.wJob(j)
 		j.PB.Class, j.PB.PromotedUnixMs = pb.JobClass_JOB_CLASS_BATCH, now
 		delete(s.opportunistic, id)
 		s.noteJob(j, KindPromoted, j.PB.State)
@@ -465,6 +473,7 @@ func (s *State) charge(t *Task, a *pb.Attempt) {
 // finish ends the current attempt of a placed task with an outcome and its
 // failure class (package failure), which decides what comes next.
 func (s *State) finish(now int64, t *Task, outcome, class string, r *Result) {
+	s.wTask(t)
 	s.release(t)
 	cur := t.current()
 	cur.Outcome, cur.FailureClass = outcome, class
@@ -495,6 +504,7 @@ func (s *State) finish(now int64, t *Task, outcome, class string, r *Result) {
 // (Defaults.MaxLostAttempts): a task that keeps killing its worker fails
 // its job with the reason instead of being run forever.
 func (s *State) lostOrFail(now int64, t *Task, r *Result) {
+	s.wTask(t)
 	t.PB.LostAttempts++
 	cur := t.current()
 	limit := s.defaults.MaxLostAttempts
@@ -538,6 +548,7 @@ func (s *State) wakeDependents(now int64, t *Task) {
 // a retry cannot fix. Then the task fails for good: its fallback takes
 // over, or its job fails with the reason.
 func (s *State) retryOrFail(now int64, t *Task, r *Result) {
+	s.wTask(t)
 	t.PB.RetriesUsed++
 	cur := t.current()
 	policy := s.retryPolicy(t.PB.Spec)
@@ -612,6 +623,7 @@ func (s *State) maybeFinishJob(now int64, j *Job) {
 		return
 	}
 	s.tallyJob(j.PB.State, pb.JobState_JOB_STATE_SUCCEEDED)
+	s.wJob(j)
 	from := j.PB.State
 	j.PB.State = pb.JobState_JOB_STATE_SUCCEEDED
 	j.PB.FinishedUnixMs = now
@@ -626,6 +638,7 @@ func (s *State) endJob(now int64, j *Job, st pb.JobState, reason string, r *Resu
 		return
 	}
 	s.tallyJob(j.PB.State, st)
+	s.wJob(j)
 	from := j.PB.State
 	j.PB.State, j.PB.Reason, j.PB.FinishedUnixMs = st, reason, now
 	delete(s.opportunistic, j.PB.Id)
@@ -635,6 +648,7 @@ func (s *State) endJob(now int64, j *Job, st pb.JobState, reason string, r *Resu
 		if IsFinal(t.PB.State) {
 			continue
 		}
+		s.wTask(t)
 		if isPlaced(t.PB.State) {
 			r.Cancels = append(r.Cancels, Cancel{AgentID: t.AgentID(), TaskID: id, Attempt: t.Attempt(), Reason: reason})
 			s.release(t)
@@ -707,6 +721,7 @@ func (s *State) applyAgentDown(now int64, c *fsmpb.AgentDown, r *Result) {
 	s.noteAgent(ag, KindDown, AgentUp, c.Reason)
 	for _, id := range sortedKeys(ag.Running) {
 		t := s.tasks[id]
+		s.wTask(t)
 		t.current().Error = "agent " + c.AgentId + " lost: " + c.Reason
 		s.finish(now, t, "lost", failure.AgentLost, r)
 	}

@@ -259,6 +259,7 @@ func (s *State) applyAgentDevices(now int64, c *fsmpb.AgentDevices, r *Result) {
 			continue
 		}
 		reason := fmt.Sprintf("GPU %s of agent %s is unhealthy: %s", uuid, c.AgentId, why)
+		s.wTask(t)
 		t.current().Error = reason
 		r.Cancels = append(r.Cancels, Cancel{AgentID: c.AgentId, TaskID: id, Attempt: t.Attempt(), Reason: reason})
 		s.finish(now, t, failure.OutcomeDeviceLost, failure.DeviceLost, r)

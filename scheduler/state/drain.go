@@ -82,6 +82,7 @@ func (s *State) applyAgentDrainDeadline(now int64, c *fsmpb.AgentDrainDeadline, 
 		if !s.drainWaitsFor(ag, t) {
 			continue
 		}
+		s.wTask(t)
 		t.current().Error = reason
 		r.Cancels = append(r.Cancels, Cancel{AgentID: c.AgentId, TaskID: id, Attempt: t.Attempt(), Reason: reason})
 		s.finish(now, t, "preempted", failure.Preempted, r)

@@ -82,6 +82,7 @@ func (s *State) applyGC(c *fsmpb.GCJobs, r *Result) {
 			delete(s.idem, k)
 		}
 		delete(s.opportunistic, id)
+		s.dropJobRec(j)
 		delete(s.jobs, id)
 		r.Removed = append(r.Removed, id)
 	}

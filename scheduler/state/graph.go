@@ -41,6 +41,7 @@ func (s *State) addTasks(now int64, j *Job, specs []*pb.TaskSpec) []*Task {
 			Id: taskID(j.PB.Id, first+i), JobId: j.PB.Id, Name: ts.Name, Spec: ts, State: pb.TaskState_TASK_STATE_WAITING,
 		}}
 		s.tasks[t.PB.Id] = t
+		s.addTaskRec(j, t)
 		j.TaskIDs = append(j.TaskIDs, t.PB.Id)
 		j.PB.Counts.Total++
 		j.PB.Counts.Waiting++
@@ -273,6 +274,7 @@ func (s *State) applyFallback(now int64, c *fsmpb.Fallback) {
 		}
 		s.queue.Remove(s.queueItem(t))
 		delete(s.fallbackWatch, id)
+		s.wTask(t)
 		t.addAttempt(&pb.Attempt{Number: t.Attempt(), QueuedUnixMs: t.PB.QueuedUnixMs,
 			FinishedUnixMs: now, Outcome: "fallback", Error: reason})
 		s.changeTaskState(t, pb.TaskState_TASK_STATE_FAILED, t.current())

@@ -15,6 +15,7 @@ import (
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/placement"
 	"github.com/banyan-sched/banyan/scheduler/queue"
+	"github.com/google/btree"
 )
 
 // DefaultPool is the pool every new cluster starts with.
@@ -43,6 +44,8 @@ type Job struct {
 	PB      *pb.Job // Tasks is never filled here
 	Seq     uint64
 	TaskIDs []string
+	// rec is the job's entry in the snapshot index (cow.go).
+	rec *jobRec
 }
 
 // Task is a task and the FSM's bookkeeping for it.
@@ -54,6 +57,10 @@ type Task struct {
 	waiting int
 	// dependents are tasks that name this one in `after`.
 	dependents []string
+	// gen is the generation PB was made in (cow.go), idx the task's
+	// position in its job.
+	gen uint32
+	idx int32
 }
 
 // Attempts get their record when they are placed: a queued task's pending
@@ -167,6 +174,13 @@ type State struct {
 	record  bool
 	changes []*pb.Event
 	now     int64
+
+	// order indexes the jobs' records in snapshot order; gen is the
+	// generation records made now get, views the snapshot views held
+	// (cow.go).
+	order *btree.BTreeG[*jobRec]
+	gen   uint32
+	views int
 }
 
 // New returns the initial state: no jobs, no agents, one unlimited pool
@@ -191,6 +205,8 @@ func New(d Defaults) *State {
 		resources:     map[pool.Resources]*pb.Resources{},
 		acl:           newACLState(),
 		tally:         newTally(),
+		order:         newJobIndex(),
+		gen:           1,
 	}
 	_ = s.pools.Put(DefaultPool, pool.Unlimited, true)
 	return s
@@ -241,20 +257,11 @@ func (s *State) addAgentID(id string) {
 
 // JobIDs returns job ids in submit order.
 func (s *State) JobIDs() []string {
-	jobs := make([]*Job, 0, len(s.jobs))
-	for _, j := range s.jobs {
-		jobs = append(jobs, j)
-	}
-	sort.Slice(jobs, func(a, b int) bool { // ids break ties: a restored snapshot may repeat a seq
-		if jobs[a].Seq != jobs[b].Seq {
-			return jobs[a].Seq < jobs[b].Seq
-		}
-		return jobs[a].PB.Id < jobs[b].PB.Id
+	ids := make([]string, 0, len(s.jobs))
+	s.order.Ascend(func(r *jobRec) bool {
+		ids = append(ids, r.job.Id)
+		return true
 	})
-	ids := make([]string, len(jobs))
-	for i, j := range jobs {
-		ids[i] = j.PB.Id
-	}
 	return ids
 }
 
