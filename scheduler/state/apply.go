@@ -257,7 +257,7 @@ func (s *State) applyAssign(now int64, c *fsmpb.Assign, r *Result) {
 			s.assign(now, a)
 			t := s.tasks[a.TaskId]
 			for _, p := range pool.Ancestors(s.jobs[t.PB.JobId].PB.Pool) {
-				usage[p] = usage[p].Add(t.Ask)
+				usage[p] = usage[p].Add(t.Ask())
 			}
 			r.Assigned = append(r.Assigned, a)
 		}
@@ -271,11 +271,11 @@ func (s *State) canAssign(a *fsmpb.Assignment, usage map[string]pool.Resources) 
 	if !ok || t.PB.State != pb.TaskState_TASK_STATE_QUEUED || t.Attempt() != a.Attempt {
 		return false
 	}
-	if !s.pools.Admits(s.jobs[t.PB.JobId].PB.Pool, usage, t.Ask) {
+	if !s.pools.Admits(s.jobs[t.PB.JobId].PB.Pool, usage, t.Ask()) {
 		return false
 	}
 	ag, ok := s.agents[a.AgentId]
-	if !ok || !ag.schedulable() || !t.Ask.Fits(ag.Capacity.Sub(ag.Used)) {
+	if !ok || !ag.schedulable() || !t.Ask().Fits(ag.Capacity.Sub(ag.Used)) {
 		return false
 	}
 	if len(ag.devices) > 0 || len(a.Gpus) > 0 {
@@ -310,10 +310,10 @@ func (s *State) assign(now int64, a *fsmpb.Assignment) {
 
 // hold books a placed task's resources on its agent, pool and exclusive key.
 func (s *State) hold(t *Task, ag *Agent, poolPath string) {
-	ag.Used = ag.Used.Add(t.Ask)
+	ag.Used = ag.Used.Add(t.Ask())
 	ag.Running[t.PB.Id] = t.Attempt()
 	ag.holdDevices(t, t.current().GetGpus())
-	s.poolUsage[poolPath] = s.poolUsage[poolPath].Add(t.Ask)
+	s.poolUsage[poolPath] = s.poolUsage[poolPath].Add(t.Ask())
 	s.poolRun[poolPath]++
 	if k := t.PB.Spec.ExclusiveKey; k != "" {
 		s.exclusive[k] = t.PB.Id
@@ -326,9 +326,9 @@ func (s *State) release(t *Task) {
 	if ag, ok := s.agents[t.AgentID()]; ok {
 		if _, held := ag.Running[t.PB.Id]; held {
 			delete(ag.Running, t.PB.Id)
-			ag.Used = ag.Used.Sub(t.Ask)
+			ag.Used = ag.Used.Sub(t.Ask())
 			ag.releaseDevices(t, t.current().GetGpus())
-			s.poolUsage[j.PB.Pool] = s.poolUsage[j.PB.Pool].Sub(t.Ask)
+			s.poolUsage[j.PB.Pool] = s.poolUsage[j.PB.Pool].Sub(t.Ask())
 			if s.poolUsage[j.PB.Pool].IsZero() {
 				delete(s.poolUsage, j.PB.Pool)
 			}
@@ -460,7 +460,7 @@ func (s *State) charge(t *Task, a *pb.Attempt) {
 	}
 	j := s.jobs[t.PB.JobId]
 	opp := j.PB.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC
-	c := pool.CostOf(t.Ask, a.FinishedUnixMs-a.StartedUnixMs, opp, s.defaults.Prices)
+	c := pool.CostOf(t.Ask(), a.FinishedUnixMs-a.StartedUnixMs, opp, s.defaults.Prices)
 	hour := a.FinishedUnixMs - a.FinishedUnixMs%3_600_000
 	byHour := s.costs[j.PB.Pool]
 	if byHour == nil {
@@ -533,14 +533,14 @@ func (s *State) lostOrFail(now int64, t *Task, r *Result) {
 }
 
 func (s *State) wakeDependents(now int64, t *Task) {
-	for _, id := range t.dependents {
+	for _, id := range s.dependents[t.PB.Id] {
 		d := s.tasks[id]
 		d.waiting--
 		if d.waiting == 0 && d.PB.State == pb.TaskState_TASK_STATE_WAITING {
 			s.enqueue(now, d, 0)
 		}
 	}
-	t.dependents = nil // a succeeded task holds no one up (as after a restore)
+	delete(s.dependents, t.PB.Id) // a succeeded task holds no one up (as after a restore)
 }
 
 // retryOrFail uses up one of a failed task's retries: it queues the task

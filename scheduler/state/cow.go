@@ -2,6 +2,8 @@ package state
 
 import (
 	"slices"
+	"strconv"
+	"strings"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/google/btree"
@@ -82,13 +84,19 @@ func (s *State) wTask(t *Task) {
 	}
 	t.PB = cloneTask(t.PB)
 	t.gen = s.gen
-	j.rec.tasks[t.idx].pb = t.PB
+	j.rec.tasks[taskIndex(t.PB.Id)].pb = t.PB
+}
+
+// taskIndex is a task's position in its job, from its id ("job-7.3": 3);
+// ids are made by taskID and checked on restore.
+func taskIndex(id string) int {
+	n, _ := strconv.Atoi(id[strings.LastIndexByte(id, '.')+1:])
+	return n
 }
 
 // addTaskRec appends a new task of j to its record (j made writable).
 func (s *State) addTaskRec(j *Job, t *Task) {
 	s.wJob(j)
-	t.idx = int32(len(j.rec.tasks))
 	t.gen = s.gen
 	j.rec.tasks = append(j.rec.tasks, taskRef{pb: t.PB, seq: t.Seq})
 }

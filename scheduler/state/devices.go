@@ -152,10 +152,10 @@ func grantsPB(gs []placement.Grant) []*pb.GPUGrant {
 // shareOf is what a task holds on each granted device: its whole ask on
 // one device, or an even share of it over N whole devices.
 func shareOf(t *Task) (mem, sessions int64, whole bool) {
-	if g := t.Ask.GPUs; g > 0 {
-		return (t.Ask.GPUMemoryBytes + g - 1) / g, (t.Ask.NVENC + g - 1) / g, true
+	if g := t.Ask().GPUs; g > 0 {
+		return (t.Ask().GPUMemoryBytes + g - 1) / g, (t.Ask().NVENC + g - 1) / g, true
 	}
-	return t.Ask.GPUMemoryBytes, t.Ask.NVENC, false
+	return t.Ask().GPUMemoryBytes, t.Ask().NVENC, false
 }
 
 // holdDevices books t's grants on the agent's devices.

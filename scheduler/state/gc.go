@@ -74,6 +74,7 @@ func (s *State) applyGC(c *fsmpb.GCJobs, r *Result) {
 				s.tallyTask(j, t.PB.State, t.PB.ReplacedBy != "", -1)
 			}
 			delete(s.fallbackWatch, tid)
+			delete(s.dependents, tid)
 			delete(s.tasks, tid)
 		}
 		s.tally.jobs[j.PB.State]--

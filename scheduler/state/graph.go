@@ -6,6 +6,7 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
+	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/placement"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -37,7 +38,7 @@ func (s *State) addTasks(now int64, j *Job, specs []*pb.TaskSpec) []*Task {
 	for i, ts := range specs {
 		ts.Resources = s.internResources(ts.Resources)
 		s.seq++
-		t := &Task{Seq: s.seq, Ask: ts.Resources.Vector(), PB: &pb.Task{
+		t := &Task{Seq: s.seq, ask: s.internAsk(ts.Resources.Vector()), PB: &pb.Task{
 			Id: taskID(j.PB.Id, first+i), JobId: j.PB.Id, Name: ts.Name, Spec: ts, State: pb.TaskState_TASK_STATE_WAITING,
 		}}
 		s.tasks[t.PB.Id] = t
@@ -76,6 +77,16 @@ func (s *State) internResources(r *pb.Resources) *pb.Resources {
 	return r
 }
 
+// internAsk returns one shared vector per distinct resource ask.
+func (s *State) internAsk(v pool.Resources) *pool.Resources {
+	if shared, ok := s.asks[v]; ok {
+		return shared
+	}
+	p := &v
+	s.asks[v] = p
+	return p
+}
+
 // taskNames maps each task name of a job to its id.
 func (s *State) taskNames(j *Job) map[string]string {
 	names := make(map[string]string, len(j.TaskIDs))
@@ -103,7 +114,7 @@ func (s *State) wire(t *Task, names map[string]string) {
 		if d.PB.State == pb.TaskState_TASK_STATE_SUCCEEDED {
 			continue
 		}
-		d.dependents = append(d.dependents, t.PB.Id)
+		s.dependents[d.PB.Id] = append(s.dependents[d.PB.Id], t.PB.Id)
 		t.waiting++
 	}
 }
@@ -213,7 +224,10 @@ func (s *State) startFallback(now int64, t *Task) bool {
 	spec.After = nil // the original's dependencies have all succeeded
 	nt := s.addTasks(now, j, []*pb.TaskSpec{spec})[0]
 	s.setReplacedBy(t, nt.PB.Id)
-	nt.dependents, t.dependents = t.dependents, nil
+	if deps, ok := s.dependents[t.PB.Id]; ok {
+		s.dependents[nt.PB.Id] = deps
+		delete(s.dependents, t.PB.Id)
+	}
 	return true
 }
 

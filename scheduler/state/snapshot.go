@@ -329,7 +329,7 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 			if x.Task.Spec != nil {
 				x.Task.Spec.Resources = s.internResources(x.Task.Spec.Resources)
 			}
-			s.tasks[x.Task.Id] = &Task{PB: x.Task, Ask: x.Task.Spec.GetResources().Vector(), Seq: seq}
+			s.tasks[x.Task.Id] = &Task{PB: x.Task, ask: s.internAsk(x.Task.Spec.GetResources().Vector()), Seq: seq}
 		}
 	}
 	if err := s.checkRestored(); err != nil {
@@ -350,9 +350,9 @@ func (s *State) rebuild() {
 		names := s.taskNames(j)
 		j.PB.Counts = &pb.TaskCounts{Total: int32(len(j.TaskIDs))}
 		s.indexJob(j)
-		for i, id := range j.TaskIDs {
+		for _, id := range j.TaskIDs {
 			t := s.tasks[id]
-			t.idx, t.gen = int32(i), s.gen
+			t.gen = s.gen
 			j.rec.tasks = append(j.rec.tasks, taskRef{pb: t.PB, seq: t.Seq})
 			*countFor(j.PB.Counts, t.PB.State, t.PB.ReplacedBy != "")++
 			s.wire(t, names)

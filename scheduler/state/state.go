@@ -48,20 +48,23 @@ type Job struct {
 	rec *jobRec
 }
 
-// Task is a task and the FSM's bookkeeping for it.
+// Task is a task and the FSM's bookkeeping for it. It is kept small: a
+// million queued tasks each have one.
 type Task struct {
 	PB  *pb.Task
 	Seq uint64
-	Ask pool.Resources
-	// waiting counts `after` tasks that have not succeeded yet.
-	waiting int
-	// dependents are tasks that name this one in `after`.
-	dependents []string
-	// gen is the generation PB was made in (cow.go), idx the task's
-	// position in its job.
+	// ask is the task's resource ask, shared by the tasks that ask the
+	// same (see internAsk).
+	ask *pool.Resources
+	// waiting counts `after` tasks that have not succeeded yet; the tasks
+	// that wait for this one are in State.dependents.
+	waiting int32
+	// gen is the generation PB was made in (cow.go).
 	gen uint32
-	idx int32
 }
+
+// Ask returns the task's resource ask (its spec's, with defaults).
+func (t *Task) Ask() pool.Resources { return *t.ask }
 
 // Attempts get their record when they are placed: a queued task's pending
 // attempt is only a number and Task.PB.QueuedUnixMs, which keeps a million
@@ -155,8 +158,13 @@ type State struct {
 	exclusive map[string]string // exclusive key -> task id holding it
 	// opportunistic holds the unfinished, unpromoted opportunistic jobs.
 	opportunistic map[string]struct{}
-	// resources interns tasks' resource asks (see internResources).
+	// resources interns tasks' resource asks (see internResources), asks
+	// their vectors (internAsk).
 	resources map[pool.Resources]*pb.Resources
+	asks      map[pool.Resources]*pool.Resources
+	// dependents lists, for the tasks that others name in `after`, the
+	// tasks that wait for them.
+	dependents map[string][]string
 	// poolWarm holds each pool's warm-worker reservations per function.
 	poolWarm map[string]map[string]int32
 	// fallbackWatch holds queued tasks with a fallback wait; entries may be
@@ -203,6 +211,8 @@ func New(d Defaults) *State {
 		fallbackWatch: map[string]struct{}{},
 		poolWarm:      map[string]map[string]int32{},
 		resources:     map[pool.Resources]*pb.Resources{},
+		asks:          map[pool.Resources]*pool.Resources{},
+		dependents:    map[string][]string{},
 		acl:           newACLState(),
 		tally:         newTally(),
 		order:         newJobIndex(),
