@@ -112,6 +112,10 @@ func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
 			return
 		}
 	}
+	var sub *pb.Submitter // one copy for the entry's jobs: never changed
+	if c.Submitter != nil {
+		sub = clone(c.Submitter)
+	}
 	for i, spec := range c.Jobs {
 		if spec.IdempotencyKey != "" {
 			if id, ok := s.idem[spec.IdempotencyKey]; ok {
@@ -121,9 +125,7 @@ func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
 			}
 		}
 		j := s.addJob(now, spec)
-		if c.Submitter != nil {
-			j.PB.Submitter = clone(c.Submitter)
-		}
+		j.PB.Submitter = sub
 		// Entries from before traces have no ids: the job has no trace.
 		if i < len(c.TraceIds) {
 			j.PB.TraceId = c.TraceIds[i]
@@ -139,9 +141,11 @@ func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
 func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
 	s.seq++
 	s.jobSeq++
-	id := jobID(s.jobSeq)
+	// The job's id is the head of its first task's: one string for both.
+	first := taskID(jobID(s.jobSeq), 0)
+	id := first[:len(first)-2]
 	j := &Job{Seq: s.seq, PB: &pb.Job{
-		Id: id, Name: spec.Name, Pool: spec.Pool, Class: spec.Class, Priority: spec.Priority,
+		Id: id, Name: spec.Name, Pool: s.intern(spec.Pool), Class: spec.Class, Priority: spec.Priority,
 		IdempotencyKey: spec.IdempotencyKey, State: pb.JobState_JOB_STATE_QUEUED,
 		SubmittedUnixMs: now, MaxWaitMs: spec.MaxWaitMs, Counts: &pb.TaskCounts{},
 	}}
@@ -155,7 +159,9 @@ func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
 		s.idem[spec.IdempotencyKey] = id
 	}
 	s.noteJob(j, KindSubmitted, 0)
+	s.firstTaskID = first
 	s.addTasks(now, j, spec.Tasks)
+	s.firstTaskID = ""
 	return j
 }
 

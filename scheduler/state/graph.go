@@ -37,9 +37,10 @@ func (s *State) addTasks(now int64, j *Job, specs []*pb.TaskSpec) []*Task {
 	added := make([]*Task, len(specs))
 	for i, ts := range specs {
 		ts.Resources = s.internResources(ts.Resources)
+		s.compactSpec(ts)
 		s.seq++
 		t := &Task{Seq: s.seq, ask: s.internAsk(ts.Resources.Vector()), PB: &pb.Task{
-			Id: taskID(j.PB.Id, first+i), JobId: j.PB.Id, Name: ts.Name, Spec: ts, State: pb.TaskState_TASK_STATE_WAITING,
+			Id: s.newTaskID(j, first+i), JobId: j.PB.Id, Name: ts.Name, Spec: ts, State: pb.TaskState_TASK_STATE_WAITING,
 		}}
 		s.tasks[t.PB.Id] = t
 		s.addTaskRec(j, t)

@@ -162,6 +162,10 @@ type State struct {
 	// their vectors (internAsk).
 	resources map[pool.Resources]*pb.Resources
 	asks      map[pool.Resources]*pool.Resources
+	// strs interns strings that specs repeat (intern.go).
+	strs map[string]string
+	// firstTaskID is the first task's id of the job addJob adds.
+	firstTaskID string
 	// dependents lists, for the tasks that others name in `after`, the
 	// tasks that wait for them.
 	dependents map[string][]string
@@ -212,6 +216,7 @@ func New(d Defaults) *State {
 		poolWarm:      map[string]map[string]int32{},
 		resources:     map[pool.Resources]*pb.Resources{},
 		asks:          map[pool.Resources]*pool.Resources{},
+		strs:          map[string]string{},
 		dependents:    map[string][]string{},
 		acl:           newACLState(),
 		tally:         newTally(),
@@ -307,3 +312,12 @@ func IsJobFinal(st pb.JobState) bool {
 func jobID(seq uint64) string { return fmt.Sprintf("job-%d", seq) }
 
 func taskID(job string, i int) string { return fmt.Sprintf("%s.%d", job, i) }
+
+// newTaskID is the id of j's task i: for the first task of a job being
+// added, the string the job's id is the head of (addJob).
+func (s *State) newTaskID(j *Job, i int) string {
+	if id := s.firstTaskID; i == 0 && len(id) == len(j.PB.Id)+2 && id[:len(j.PB.Id)] == j.PB.Id {
+		return id
+	}
+	return taskID(j.PB.Id, i)
+}
