@@ -356,6 +356,7 @@ func isPlaced(st pb.TaskState) bool {
 func (s *State) applyEvents(now int64, c *fsmpb.ReportEvents, r *Result) {
 	for _, ae := range c.Agents {
 		if ag, ok := s.agents[ae.AgentId]; ok {
+			s.wAgent(ag)
 			ag.PB.LastSeenUnixMs = now
 		}
 		for _, ev := range ae.Events {
@@ -689,10 +690,11 @@ func (s *State) applyCancel(now int64, c *fsmpb.CancelJob, r *Result) {
 func (s *State) applyAgentUp(now int64, c *fsmpb.AgentUp, r *Result) {
 	ag, ok := s.agents[c.AgentId]
 	if !ok {
-		ag = &Agent{PB: &pb.Agent{Id: c.AgentId, RegisteredUnixMs: now}, Running: map[string]int32{}}
+		ag = &Agent{PB: &pb.Agent{Id: c.AgentId, RegisteredUnixMs: now}, Running: map[string]int32{}, gen: s.gen}
 		s.agents[c.AgentId] = ag
 		s.addAgentID(c.AgentId)
 	}
+	s.wAgent(ag)
 	ag.setFingerprint(c.Fingerprint)
 	ag.PB.Address = c.Address
 	if d := ag.PB.Drain; d != nil && d.By == AgentSelfDrain {
@@ -723,6 +725,7 @@ func (s *State) applyAgentDown(now int64, c *fsmpb.AgentDown, r *Result) {
 	if !ok || !ag.Up() {
 		return
 	}
+	s.wAgent(ag)
 	ag.PB.State = AgentDown
 	s.noteAgent(ag, KindDown, AgentUp, c.Reason)
 	for _, id := range sortedKeys(ag.Running) {

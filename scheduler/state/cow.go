@@ -94,6 +94,16 @@ func taskIndex(id string) int {
 	return n
 }
 
+// wAgent makes ag's record writable: if a held view may reach it, ag gets
+// a copy.
+func (s *State) wAgent(ag *Agent) {
+	if !s.frozen(ag.gen) {
+		return
+	}
+	ag.PB = clone(ag.PB)
+	ag.gen = s.gen
+}
+
 // addTaskRec appends a new task of j to its record (j made writable).
 func (s *State) addTaskRec(j *Job, t *Task) {
 	s.wJob(j)

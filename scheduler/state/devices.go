@@ -245,6 +245,7 @@ func (s *State) applyAgentDevices(now int64, c *fsmpb.AgentDevices, r *Result) {
 		r.Err = fmt.Errorf("%w: %s", ErrAgentNotFound, c.AgentId)
 		return
 	}
+	s.wAgent(ag)
 	fp := clone(ag.PB.GetFingerprint())
 	if fp == nil {
 		fp = &pb.Fingerprint{}

@@ -27,6 +27,7 @@ func (s *State) applyAgentScheduling(now int64, c *fsmpb.AgentScheduling, r *Res
 		r.Err = fmt.Errorf("%w: %s", ErrAgentNotFound, c.AgentId)
 		return
 	}
+	s.wAgent(ag)
 	ag.PB.Ineligible = c.Ineligible
 	defer func() {
 		what := "eligible"

@@ -64,7 +64,8 @@ func (s *State) WriteSnapshot(w io.Writer) error {
 // writes it; Release lets Apply change the records in place again.
 type SnapshotView struct {
 	s        *State
-	head     []byte // magic, header, pools and agents
+	head     []byte // magic, header and pools
+	agents   []*pb.Agent
 	jobs     *btree.BTreeG[*jobRec]
 	tail     []byte // costs, ACL records and the end mark
 	released bool
@@ -72,10 +73,10 @@ type SnapshotView struct {
 
 // Snapshot takes a view of the state to write later with Persist, from
 // another goroutine, while Apply goes on. It needs the state to itself
-// (the FSM's write lock). Its cost grows with pools, agents, costs and ACL
-// records, which it serialises, but not with jobs or tasks: it clones the
-// jobs' index lazily, and Apply copies a record before it first changes it
-// while the view is held. Call Release when done with the view, under the
+// (the FSM's write lock). Its cost grows with pools, costs and ACL records,
+// which it serialises, a little with agents (a pointer each), and not with
+// jobs or tasks: it clones the jobs' index lazily. While the view is held,
+// Apply copies a job, task or agent record before it first changes it. Call Release when done with the view, under the
 // same exclusion.
 func (s *State) Snapshot() (*SnapshotView, error) {
 	v, err := s.view(s.order.Clone())
@@ -125,12 +126,11 @@ func (s *State) view(jobs *btree.BTreeG[*jobRec]) (*SnapshotView, error) {
 			return nil, fmt.Errorf("write pool %s: %w", path, err)
 		}
 	}
-	for _, id := range s.AgentIDs() {
-		if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Agent{Agent: s.agents[id].PB}}); err != nil {
-			return nil, fmt.Errorf("write agent %s: %w", id, err)
-		}
-	}
 	v.head = bytes.Clone(buf.Bytes())
+	v.agents = make([]*pb.Agent, len(s.agentIDs))
+	for i, id := range s.agentIDs {
+		v.agents[i] = s.agents[id].PB
+	}
 	buf.Reset()
 	for _, path := range sortedKeys(s.costs) {
 		byHour := s.costs[path]
@@ -163,6 +163,11 @@ func (v *SnapshotView) Persist(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	if _, err := bw.Write(v.head); err != nil {
 		return fmt.Errorf("write snapshot head: %w", err)
+	}
+	for _, a := range v.agents {
+		if _, err := snapshotMarshal.MarshalTo(bw, &fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Agent{Agent: a}}); err != nil {
+			return fmt.Errorf("write agent %s: %w", a.Id, err)
+		}
 	}
 	var (
 		err  error
@@ -293,7 +298,7 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 				s.poolWarm[x.Pool.Path] = x.Pool.Warm
 			}
 		case *fsmpb.SnapshotRecord_Agent:
-			ag := &Agent{PB: x.Agent, Running: map[string]int32{}}
+			ag := &Agent{PB: x.Agent, Running: map[string]int32{}, gen: s.gen}
 			ag.setFingerprint(x.Agent.GetFingerprint())
 			s.agents[x.Agent.Id] = ag
 			s.addAgentID(x.Agent.Id)

@@ -130,6 +130,8 @@ type Agent struct {
 	devices []placement.Device
 	devUse  map[string]placement.DeviceUse
 	sysUsed int64
+	// gen is the generation PB was made in (cow.go).
+	gen uint32
 }
 
 // Up reports whether the agent holds its lease.
