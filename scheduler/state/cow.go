@@ -15,16 +15,20 @@ import (
 //
 // A snapshot view (Snapshot) is taken in time independent of the number
 // of jobs: it clones the ordered index of job records (a B-tree whose
-// Clone is lazy) and bumps the state's generation. From then on the
-// records the view can reach are frozen: Apply never changes them. Before
-// it changes a job or a task it calls wJob or wTask, which give the
-// record a private copy first if it is frozen (once per record and
-// generation), and put the copy in the live index. The view is then read
-// by another goroutine (the raft snapshot's Persist) while Apply goes on.
+// Clone is lazy), lists the agents' records and bumps the state's
+// generation. From then on the records the view can reach are frozen:
+// Apply never changes them. Before it changes a job, a task or an agent
+// it calls wJob, wTask or wAgent, which give the record a private copy
+// first if it is frozen (once per record and generation) and put the copy
+// in the live index. The view is then read by another goroutine (the raft
+// snapshot's Persist) while Apply goes on. A task's spec is shared by the
+// copies: it never changes after submission.
 //
-// The rule for code that changes a job's or a task's PB (or an attempt in
-// it): call s.wJob(j) or s.wTask(t) first, before taking any pointer into
-// the record (t.current()).
+// The rule for code that changes a job's, task's or agent's PB (or an
+// attempt in a task): call s.wJob(j), s.wTask(t) or s.wAgent(ag) first,
+// before taking any pointer into the record (t.current()). The test
+// TestSnapshotViewsWriteWhileApplyRuns (run with -race) finds a change
+// made without it.
 
 // jobRec is what a snapshot writes of one job: its record, its submit
 // order and its tasks' records. Frozen once a view can reach it (gen
