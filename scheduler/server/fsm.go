@@ -109,12 +109,12 @@ func (f *FSM) Apply(l *raft.Log) any {
 
 // Snapshot takes a copy-on-write view of the state under the lock and
 // hands it to raft; Persist writes it outside the lock while Apply goes on
-// (raft calls Persist on another goroutine). The time the lock is held
-// grows with pools, agents, costs and ACL records, not with jobs or tasks.
+// (raft calls Persist on another goroutine, and Release after it). The
+// time the lock is held grows with pools, costs and ACL records and by a
+// pointer per agent, not with jobs or tasks: BenchmarkSnapshotHold.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
-	st := f.st
-	v, err := st.Snapshot()
+	v, err := f.st.Snapshot()
 	f.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("snapshot state: %w", err)
