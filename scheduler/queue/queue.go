@@ -42,27 +42,45 @@ func itemLess(a, b Item) bool {
 	return a.TaskID < b.TaskID
 }
 
+// entry is an item as a pool's tree holds it: without the pool, which
+// the tree is (32 bytes instead of 48, for a million queued tasks).
+type entry struct {
+	Key    Key
+	TaskID string
+}
+
+func entryLess(a, b entry) bool {
+	if a.Key != b.Key {
+		return a.Key.Less(b.Key)
+	}
+	return a.TaskID < b.TaskID
+}
+
+func entryOf(it Item) entry { return entry{Key: it.Key, TaskID: it.TaskID} }
+
+func (e entry) item(pool string) Item { return Item{Key: e.Key, TaskID: e.TaskID, Pool: pool} }
+
 // Queue holds queued tasks per pool. It keeps no index by task id (a
 // million queued tasks would pay for it): callers name an item by its full
 // value, which the FSM can always rebuild from the task.
 type Queue struct {
-	pools map[string]*btree.BTreeG[Item]
+	pools map[string]*btree.BTreeG[entry]
 	n     int
 }
 
 // New returns an empty queue.
 func New() *Queue {
-	return &Queue{pools: map[string]*btree.BTreeG[Item]{}}
+	return &Queue{pools: map[string]*btree.BTreeG[entry]{}}
 }
 
 // Push adds an item; pushing an item already queued changes nothing.
 func (q *Queue) Push(it Item) {
 	t := q.pools[it.Pool]
 	if t == nil {
-		t = btree.NewG(32, itemLess)
+		t = btree.NewG(32, entryLess)
 		q.pools[it.Pool] = t
 	}
-	if _, replaced := t.ReplaceOrInsert(it); !replaced {
+	if _, replaced := t.ReplaceOrInsert(entryOf(it)); !replaced {
 		q.n++
 	}
 }
@@ -73,7 +91,7 @@ func (q *Queue) Remove(it Item) bool {
 	if t == nil {
 		return false
 	}
-	if _, ok := t.Delete(it); !ok {
+	if _, ok := t.Delete(entryOf(it)); !ok {
 		return false
 	}
 	q.n--
@@ -86,7 +104,7 @@ func (q *Queue) Remove(it Item) bool {
 // Contains reports whether an item is queued.
 func (q *Queue) Contains(it Item) bool {
 	t := q.pools[it.Pool]
-	return t != nil && t.Has(it)
+	return t != nil && t.Has(entryOf(it))
 }
 
 // Len is the number of queued tasks.
@@ -112,7 +130,7 @@ func (q *Queue) Pools() []string {
 // AscendPool visits one pool's tasks in order until fn returns false.
 func (q *Queue) AscendPool(pool string, fn func(Item) bool) {
 	if t := q.pools[pool]; t != nil {
-		t.Ascend(fn)
+		t.Ascend(func(e entry) bool { return fn(e.item(pool)) })
 	}
 }
 
@@ -124,15 +142,15 @@ func (q *Queue) AscendPoolAfter(pool string, after *Item, fn func(Item) bool) {
 		return
 	}
 	if after == nil {
-		t.Ascend(fn)
+		t.Ascend(func(e entry) bool { return fn(e.item(pool)) })
 		return
 	}
-	pivot := *after
-	t.AscendGreaterOrEqual(pivot, func(it Item) bool {
-		if it == pivot {
+	pivot := entryOf(*after)
+	t.AscendGreaterOrEqual(pivot, func(e entry) bool {
+		if e == pivot {
 			return true
 		}
-		return fn(it)
+		return fn(e.item(pool))
 	})
 }
 
@@ -140,14 +158,17 @@ func (q *Queue) AscendPoolAfter(pool string, after *Item, fn func(Item) bool) {
 // returns false. fn must not modify the queue.
 func (q *Queue) Ascend(fn func(Item) bool) {
 	type cursor struct {
-		tree *btree.BTreeG[Item]
+		tree *btree.BTreeG[entry]
+		pool string
 		cur  Item
 		ok   bool
 	}
 	cursors := make([]*cursor, 0, len(q.pools))
-	for _, t := range q.pools {
-		c := &cursor{tree: t}
-		c.cur, c.ok = t.Min()
+	for pool, t := range q.pools {
+		c := &cursor{tree: t, pool: pool}
+		var e entry
+		e, c.ok = t.Min()
+		c.cur = e.item(pool)
 		cursors = append(cursors, c)
 	}
 	for {
@@ -163,13 +184,13 @@ func (q *Queue) Ascend(fn func(Item) bool) {
 		if !fn(best.cur) {
 			return
 		}
-		prev := best.cur
+		prev := entryOf(best.cur)
 		best.ok = false
-		best.tree.AscendGreaterOrEqual(prev, func(it Item) bool {
-			if it == prev {
+		best.tree.AscendGreaterOrEqual(prev, func(e entry) bool {
+			if e == prev {
 				return true
 			}
-			best.cur, best.ok = it, true
+			best.cur, best.ok = e.item(best.pool), true
 			return false
 		})
 	}

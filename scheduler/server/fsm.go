@@ -107,16 +107,19 @@ func (f *FSM) Apply(l *raft.Log) any {
 	return r
 }
 
-// Snapshot serializes the state under the read lock and hands raft the bytes.
+// Snapshot takes a copy-on-write view of the state under the lock and
+// hands it to raft; Persist writes it outside the lock while Apply goes on
+// (raft calls Persist on another goroutine, and Release after it). The
+// time the lock is held grows with pools, costs and ACL records and by a
+// pointer per agent, not with jobs or tasks: BenchmarkSnapshotHold.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	var buf bytes.Buffer
-	f.mu.RLock()
-	err := f.st.WriteSnapshot(&buf)
-	f.mu.RUnlock()
+	f.mu.Lock()
+	v, err := f.st.Snapshot()
+	f.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("snapshot state: %w", err)
 	}
-	return &fsmSnapshot{data: buf.Bytes()}, nil
+	return &fsmSnapshot{f: f, view: v}, nil
 }
 
 // Restore replaces the state with a snapshot's.
@@ -168,14 +171,36 @@ func (f *FSM) Changed() <-chan struct{} {
 	return f.changed
 }
 
-type fsmSnapshot struct{ data []byte }
+// fsmSnapshot is a view of the state that raft persists.
+type fsmSnapshot struct {
+	f    *FSM
+	view *state.SnapshotView
+}
 
+// Persist streams the view to the sink. It takes no lock: the view's
+// records are frozen while it is held.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s.data); err != nil {
+	if err := s.view.Persist(sink); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("write snapshot: %w", err)
 	}
 	return sink.Close()
 }
 
-func (s *fsmSnapshot) Release() {}
+// bytes writes the view into memory and releases it (for a copy that must
+// know its size before it is sent).
+func (s *fsmSnapshot) bytes() ([]byte, error) {
+	defer s.Release()
+	var buf bytes.Buffer
+	if err := s.view.Persist(&buf); err != nil {
+		return nil, fmt.Errorf("write snapshot: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Release lets Apply change the view's records in place again.
+func (s *fsmSnapshot) Release() {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	s.view.Release()
+}

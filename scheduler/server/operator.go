@@ -49,7 +49,10 @@ func (o *operatorService) SnapshotSave(req *pb.SnapshotSaveRequest, stream pb.Op
 	if err != nil {
 		return status.Errorf(codes.Internal, "snapshot save: %v", err)
 	}
-	data := snap.(*fsmSnapshot).data
+	data, err := snap.(*fsmSnapshot).bytes()
+	if err != nil {
+		return status.Errorf(codes.Internal, "snapshot save: %v", err)
+	}
 	term, _ := strconv.ParseUint(o.s.raft.Stats()["term"], 10, 64)
 	hdr := &pb.SnapshotHeader{Index: o.s.raft.AppliedIndex(), Term: term, Size: int64(len(data)),
 		CreatedUnixMs: o.s.cfg.Clock().UnixMilli(), Version: buildinfo.Get().String(), Servers: o.s.configServers()}

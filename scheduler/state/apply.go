@@ -112,6 +112,10 @@ func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
 			return
 		}
 	}
+	var sub *pb.Submitter // one copy for the entry's jobs: never changed
+	if c.Submitter != nil {
+		sub = clone(c.Submitter)
+	}
 	for i, spec := range c.Jobs {
 		if spec.IdempotencyKey != "" {
 			if id, ok := s.idem[spec.IdempotencyKey]; ok {
@@ -121,9 +125,7 @@ func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
 			}
 		}
 		j := s.addJob(now, spec)
-		if c.Submitter != nil {
-			j.PB.Submitter = clone(c.Submitter)
-		}
+		j.PB.Submitter = sub
 		// Entries from before traces have no ids: the job has no trace.
 		if i < len(c.TraceIds) {
 			j.PB.TraceId = c.TraceIds[i]
@@ -139,13 +141,16 @@ func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
 func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
 	s.seq++
 	s.jobSeq++
-	id := jobID(s.jobSeq)
+	// The job's id is the head of its first task's: one string for both.
+	first := taskID(jobID(s.jobSeq), 0)
+	id := first[:len(first)-2]
 	j := &Job{Seq: s.seq, PB: &pb.Job{
-		Id: id, Name: spec.Name, Pool: spec.Pool, Class: spec.Class, Priority: spec.Priority,
+		Id: id, Name: spec.Name, Pool: s.intern(spec.Pool), Class: spec.Class, Priority: spec.Priority,
 		IdempotencyKey: spec.IdempotencyKey, State: pb.JobState_JOB_STATE_QUEUED,
 		SubmittedUnixMs: now, MaxWaitMs: spec.MaxWaitMs, Counts: &pb.TaskCounts{},
 	}}
 	s.jobs[id] = j
+	s.indexJob(j)
 	s.tallyJob(pb.JobState_JOB_STATE_UNSPECIFIED, j.PB.State)
 	if spec.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC {
 		s.opportunistic[id] = struct{}{}
@@ -154,13 +159,16 @@ func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
 		s.idem[spec.IdempotencyKey] = id
 	}
 	s.noteJob(j, KindSubmitted, 0)
+	s.firstTaskID = first
 	s.addTasks(now, j, spec.Tasks)
+	s.firstTaskID = ""
 	return j
 }
 
 // enqueue opens a new attempt and queues the task. notBefore delays it
 // (retry backoff).
 func (s *State) enqueue(now int64, t *Task, notBefore int64) {
+	s.wTask(t)
 	s.setTaskState(t, pb.TaskState_TASK_STATE_QUEUED)
 	t.PB.QueuedUnixMs = now
 	t.PB.NotBeforeUnixMs = notBefore
@@ -191,6 +199,7 @@ func (s *State) setTaskState(t *Task, st pb.TaskState) {
 // changeTaskState is setTaskState naming the attempt the change ends (nil:
 // none) for the change record.
 func (s *State) changeTaskState(t *Task, st pb.TaskState, ended *pb.Attempt) {
+	s.wTask(t)
 	c := s.jobs[t.PB.JobId].PB.Counts
 	replaced := t.PB.ReplacedBy != ""
 	*countFor(c, t.PB.State, replaced)--
@@ -205,6 +214,7 @@ func (s *State) changeTaskState(t *Task, st pb.TaskState, ended *pb.Attempt) {
 // setReplacedBy records the fallback that took over from a failed task; the
 // task then counts as replaced, not failed.
 func (s *State) setReplacedBy(t *Task, by string) {
+	s.wTask(t)
 	c := s.jobs[t.PB.JobId].PB.Counts
 	*countFor(c, t.PB.State, t.PB.ReplacedBy != "")--
 	s.tallyTask(s.jobs[t.PB.JobId], t.PB.State, t.PB.ReplacedBy != "", -1)
@@ -253,7 +263,7 @@ func (s *State) applyAssign(now int64, c *fsmpb.Assign, r *Result) {
 			s.assign(now, a)
 			t := s.tasks[a.TaskId]
 			for _, p := range pool.Ancestors(s.jobs[t.PB.JobId].PB.Pool) {
-				usage[p] = usage[p].Add(t.Ask)
+				usage[p] = usage[p].Add(t.Ask())
 			}
 			r.Assigned = append(r.Assigned, a)
 		}
@@ -267,11 +277,11 @@ func (s *State) canAssign(a *fsmpb.Assignment, usage map[string]pool.Resources) 
 	if !ok || t.PB.State != pb.TaskState_TASK_STATE_QUEUED || t.Attempt() != a.Attempt {
 		return false
 	}
-	if !s.pools.Admits(s.jobs[t.PB.JobId].PB.Pool, usage, t.Ask) {
+	if !s.pools.Admits(s.jobs[t.PB.JobId].PB.Pool, usage, t.Ask()) {
 		return false
 	}
 	ag, ok := s.agents[a.AgentId]
-	if !ok || !ag.schedulable() || !t.Ask.Fits(ag.Capacity.Sub(ag.Used)) {
+	if !ok || !ag.schedulable() || !t.Ask().Fits(ag.Capacity.Sub(ag.Used)) {
 		return false
 	}
 	if len(ag.devices) > 0 || len(a.Gpus) > 0 {
@@ -289,6 +299,7 @@ func (s *State) assign(now int64, a *fsmpb.Assignment) {
 	t := s.tasks[a.TaskId]
 	ag := s.agents[a.AgentId]
 	j := s.jobs[t.PB.JobId]
+	s.wTask(t)
 	s.queue.Remove(s.queueItem(t))
 	delete(s.fallbackWatch, t.PB.Id)
 	t.addAttempt(&pb.Attempt{Number: t.Attempt(), QueuedUnixMs: t.PB.QueuedUnixMs,
@@ -305,10 +316,10 @@ func (s *State) assign(now int64, a *fsmpb.Assignment) {
 
 // hold books a placed task's resources on its agent, pool and exclusive key.
 func (s *State) hold(t *Task, ag *Agent, poolPath string) {
-	ag.Used = ag.Used.Add(t.Ask)
+	ag.Used = ag.Used.Add(t.Ask())
 	ag.Running[t.PB.Id] = t.Attempt()
 	ag.holdDevices(t, t.current().GetGpus())
-	s.poolUsage[poolPath] = s.poolUsage[poolPath].Add(t.Ask)
+	s.poolUsage[poolPath] = s.poolUsage[poolPath].Add(t.Ask())
 	s.poolRun[poolPath]++
 	if k := t.PB.Spec.ExclusiveKey; k != "" {
 		s.exclusive[k] = t.PB.Id
@@ -321,9 +332,9 @@ func (s *State) release(t *Task) {
 	if ag, ok := s.agents[t.AgentID()]; ok {
 		if _, held := ag.Running[t.PB.Id]; held {
 			delete(ag.Running, t.PB.Id)
-			ag.Used = ag.Used.Sub(t.Ask)
+			ag.Used = ag.Used.Sub(t.Ask())
 			ag.releaseDevices(t, t.current().GetGpus())
-			s.poolUsage[j.PB.Pool] = s.poolUsage[j.PB.Pool].Sub(t.Ask)
+			s.poolUsage[j.PB.Pool] = s.poolUsage[j.PB.Pool].Sub(t.Ask())
 			if s.poolUsage[j.PB.Pool].IsZero() {
 				delete(s.poolUsage, j.PB.Pool)
 			}
@@ -345,6 +356,7 @@ func isPlaced(st pb.TaskState) bool {
 func (s *State) applyEvents(now int64, c *fsmpb.ReportEvents, r *Result) {
 	for _, ae := range c.Agents {
 		if ag, ok := s.agents[ae.AgentId]; ok {
+			s.wAgent(ag)
 			ag.PB.LastSeenUnixMs = now
 		}
 		for _, ev := range ae.Events {
@@ -361,6 +373,7 @@ func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, c *fsmpb
 	if !ok || t.Attempt() != ev.Attempt || t.AgentID() != agentID || !isPlaced(t.PB.State) {
 		return
 	}
+	s.wTask(t)
 	cur := t.current()
 	switch ev.Kind {
 	case "started":
@@ -416,6 +429,7 @@ func (s *State) preempt(now int64, p *fsmpb.Preemption, r *Result) {
 	if ft, ok := s.tasks[p.ForTaskId]; ok {
 		reason += " of pool " + s.jobs[ft.PB.JobId].PB.Pool
 	}
+	s.wTask(t)
 	t.current().Error = reason
 	r.Cancels = append(r.Cancels, Cancel{AgentID: v.AgentId, TaskID: v.TaskId, Attempt: v.Attempt, Reason: reason})
 	s.finish(now, t, "preempted", failure.Preempted, r)
@@ -436,6 +450,7 @@ func (s *State) applyPromote(now int64, c *fsmpb.Promote) {
 			}
 		}
 		s.tallyClass(j, pb.JobClass_JOB_CLASS_BATCH)
+		s.wJob(j)
 		j.PB.Class, j.PB.PromotedUnixMs = pb.JobClass_JOB_CLASS_BATCH, now
 		delete(s.opportunistic, id)
 		s.noteJob(j, KindPromoted, j.PB.State)
@@ -452,7 +467,7 @@ func (s *State) charge(t *Task, a *pb.Attempt) {
 	}
 	j := s.jobs[t.PB.JobId]
 	opp := j.PB.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC
-	c := pool.CostOf(t.Ask, a.FinishedUnixMs-a.StartedUnixMs, opp, s.defaults.Prices)
+	c := pool.CostOf(t.Ask(), a.FinishedUnixMs-a.StartedUnixMs, opp, s.defaults.Prices)
 	hour := a.FinishedUnixMs - a.FinishedUnixMs%3_600_000
 	byHour := s.costs[j.PB.Pool]
 	if byHour == nil {
@@ -465,6 +480,7 @@ func (s *State) charge(t *Task, a *pb.Attempt) {
 // finish ends the current attempt of a placed task with an outcome and its
 // failure class (package failure), which decides what comes next.
 func (s *State) finish(now int64, t *Task, outcome, class string, r *Result) {
+	s.wTask(t)
 	s.release(t)
 	cur := t.current()
 	cur.Outcome, cur.FailureClass = outcome, class
@@ -495,6 +511,7 @@ func (s *State) finish(now int64, t *Task, outcome, class string, r *Result) {
 // (Defaults.MaxLostAttempts): a task that keeps killing its worker fails
 // its job with the reason instead of being run forever.
 func (s *State) lostOrFail(now int64, t *Task, r *Result) {
+	s.wTask(t)
 	t.PB.LostAttempts++
 	cur := t.current()
 	limit := s.defaults.MaxLostAttempts
@@ -523,14 +540,14 @@ func (s *State) lostOrFail(now int64, t *Task, r *Result) {
 }
 
 func (s *State) wakeDependents(now int64, t *Task) {
-	for _, id := range t.dependents {
+	for _, id := range s.dependents[t.PB.Id] {
 		d := s.tasks[id]
 		d.waiting--
 		if d.waiting == 0 && d.PB.State == pb.TaskState_TASK_STATE_WAITING {
 			s.enqueue(now, d, 0)
 		}
 	}
-	t.dependents = nil // a succeeded task holds no one up (as after a restore)
+	delete(s.dependents, t.PB.Id) // a succeeded task holds no one up (as after a restore)
 }
 
 // retryOrFail uses up one of a failed task's retries: it queues the task
@@ -538,6 +555,7 @@ func (s *State) wakeDependents(now int64, t *Task) {
 // a retry cannot fix. Then the task fails for good: its fallback takes
 // over, or its job fails with the reason.
 func (s *State) retryOrFail(now int64, t *Task, r *Result) {
+	s.wTask(t)
 	t.PB.RetriesUsed++
 	cur := t.current()
 	policy := s.retryPolicy(t.PB.Spec)
@@ -612,6 +630,7 @@ func (s *State) maybeFinishJob(now int64, j *Job) {
 		return
 	}
 	s.tallyJob(j.PB.State, pb.JobState_JOB_STATE_SUCCEEDED)
+	s.wJob(j)
 	from := j.PB.State
 	j.PB.State = pb.JobState_JOB_STATE_SUCCEEDED
 	j.PB.FinishedUnixMs = now
@@ -626,6 +645,7 @@ func (s *State) endJob(now int64, j *Job, st pb.JobState, reason string, r *Resu
 		return
 	}
 	s.tallyJob(j.PB.State, st)
+	s.wJob(j)
 	from := j.PB.State
 	j.PB.State, j.PB.Reason, j.PB.FinishedUnixMs = st, reason, now
 	delete(s.opportunistic, j.PB.Id)
@@ -635,6 +655,7 @@ func (s *State) endJob(now int64, j *Job, st pb.JobState, reason string, r *Resu
 		if IsFinal(t.PB.State) {
 			continue
 		}
+		s.wTask(t)
 		if isPlaced(t.PB.State) {
 			r.Cancels = append(r.Cancels, Cancel{AgentID: t.AgentID(), TaskID: id, Attempt: t.Attempt(), Reason: reason})
 			s.release(t)
@@ -669,10 +690,11 @@ func (s *State) applyCancel(now int64, c *fsmpb.CancelJob, r *Result) {
 func (s *State) applyAgentUp(now int64, c *fsmpb.AgentUp, r *Result) {
 	ag, ok := s.agents[c.AgentId]
 	if !ok {
-		ag = &Agent{PB: &pb.Agent{Id: c.AgentId, RegisteredUnixMs: now}, Running: map[string]int32{}}
+		ag = &Agent{PB: &pb.Agent{Id: c.AgentId, RegisteredUnixMs: now}, Running: map[string]int32{}, gen: s.gen}
 		s.agents[c.AgentId] = ag
 		s.addAgentID(c.AgentId)
 	}
+	s.wAgent(ag)
 	ag.setFingerprint(c.Fingerprint)
 	ag.PB.Address = c.Address
 	if d := ag.PB.Drain; d != nil && d.By == AgentSelfDrain {
@@ -703,10 +725,12 @@ func (s *State) applyAgentDown(now int64, c *fsmpb.AgentDown, r *Result) {
 	if !ok || !ag.Up() {
 		return
 	}
+	s.wAgent(ag)
 	ag.PB.State = AgentDown
 	s.noteAgent(ag, KindDown, AgentUp, c.Reason)
 	for _, id := range sortedKeys(ag.Running) {
 		t := s.tasks[id]
+		s.wTask(t)
 		t.current().Error = "agent " + c.AgentId + " lost: " + c.Reason
 		s.finish(now, t, "lost", failure.AgentLost, r)
 	}

@@ -25,7 +25,7 @@ func TestEmptyAskGetsTheDefault(t *testing.T) {
 	}
 	f.submit(spec)
 	t0 := f.s.tasks["job-1.0"]
-	if got := t0.PB.Spec.Resources.Vector(); got != pool.DefaultAsk || t0.Ask != pool.DefaultAsk {
+	if got := t0.PB.Spec.Resources.Vector(); got != pool.DefaultAsk || t0.Ask() != pool.DefaultAsk {
 		t.Fatalf("task ask %v, want the default %v", got, pool.DefaultAsk)
 	}
 	if got := t0.PB.Spec.Fallback.Resources.Vector(); got != pool.DefaultAsk {
@@ -42,7 +42,7 @@ func TestEmptyAskGetsTheDefault(t *testing.T) {
 	f2.commitPlan()
 	f2.finishWith("job-1.0", "succeeded", `{"tasks":[{"name":"a","command":["true"]},{"name":"b","command":["true"],"resources":{}}]}`)
 	for _, name := range []string{"a", "b"} {
-		if got := taskByName(t, f2.s, "job-1", name).Ask; got != pool.DefaultAsk {
+		if got := taskByName(t, f2.s, "job-1", name).Ask(); got != pool.DefaultAsk {
 			t.Fatalf("fan-out task %s asks %v, want the default", name, got)
 		}
 	}

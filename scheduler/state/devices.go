@@ -152,10 +152,10 @@ func grantsPB(gs []placement.Grant) []*pb.GPUGrant {
 // shareOf is what a task holds on each granted device: its whole ask on
 // one device, or an even share of it over N whole devices.
 func shareOf(t *Task) (mem, sessions int64, whole bool) {
-	if g := t.Ask.GPUs; g > 0 {
-		return (t.Ask.GPUMemoryBytes + g - 1) / g, (t.Ask.NVENC + g - 1) / g, true
+	if g := t.Ask().GPUs; g > 0 {
+		return (t.Ask().GPUMemoryBytes + g - 1) / g, (t.Ask().NVENC + g - 1) / g, true
 	}
-	return t.Ask.GPUMemoryBytes, t.Ask.NVENC, false
+	return t.Ask().GPUMemoryBytes, t.Ask().NVENC, false
 }
 
 // holdDevices books t's grants on the agent's devices.
@@ -245,6 +245,7 @@ func (s *State) applyAgentDevices(now int64, c *fsmpb.AgentDevices, r *Result) {
 		r.Err = fmt.Errorf("%w: %s", ErrAgentNotFound, c.AgentId)
 		return
 	}
+	s.wAgent(ag)
 	fp := clone(ag.PB.GetFingerprint())
 	if fp == nil {
 		fp = &pb.Fingerprint{}
@@ -259,6 +260,7 @@ func (s *State) applyAgentDevices(now int64, c *fsmpb.AgentDevices, r *Result) {
 			continue
 		}
 		reason := fmt.Sprintf("GPU %s of agent %s is unhealthy: %s", uuid, c.AgentId, why)
+		s.wTask(t)
 		t.current().Error = reason
 		r.Cancels = append(r.Cancels, Cancel{AgentID: c.AgentId, TaskID: id, Attempt: t.Attempt(), Reason: reason})
 		s.finish(now, t, failure.OutcomeDeviceLost, failure.DeviceLost, r)

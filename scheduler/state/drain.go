@@ -27,6 +27,7 @@ func (s *State) applyAgentScheduling(now int64, c *fsmpb.AgentScheduling, r *Res
 		r.Err = fmt.Errorf("%w: %s", ErrAgentNotFound, c.AgentId)
 		return
 	}
+	s.wAgent(ag)
 	ag.PB.Ineligible = c.Ineligible
 	defer func() {
 		what := "eligible"
@@ -82,6 +83,7 @@ func (s *State) applyAgentDrainDeadline(now int64, c *fsmpb.AgentDrainDeadline, 
 		if !s.drainWaitsFor(ag, t) {
 			continue
 		}
+		s.wTask(t)
 		t.current().Error = reason
 		r.Cancels = append(r.Cancels, Cancel{AgentID: c.AgentId, TaskID: id, Attempt: t.Attempt(), Reason: reason})
 		s.finish(now, t, "preempted", failure.Preempted, r)

@@ -217,8 +217,9 @@ func TestReadSnapshotRejectsDamage(t *testing.T) {
 		damage func(s *State)
 		want   string
 	}{
-		"job id past the count":  {func(s *State) { s.jobSeq = 0 }, "not one of job-1..job-0"},
-		"task record renamed":    {func(s *State) { s.tasks["job-1.1"].PB.Id = "job-1.7" }, `task 1 is "job-1.1"`},
+		"job id past the count": {func(s *State) { s.jobSeq = 0 }, "not one of job-1..job-0"},
+		// A job's task list is written from its tasks' records.
+		"task record renamed":    {func(s *State) { s.tasks["job-1.1"].PB.Id = "job-1.7" }, `task 1 is "job-1.7"`},
 		"task of another job":    {func(s *State) { s.tasks["job-1.1"].PB.JobId = "job-2" }, "outside its job"},
 		"after names no task":    {func(s *State) { s.tasks["job-1.1"].PB.Spec.After = []string{"ghost"} }, `unknown task "ghost"`},
 		"task without a spec":    {func(s *State) { s.tasks["job-1.1"].PB.Spec = nil }, "without a spec"},

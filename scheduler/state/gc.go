@@ -74,6 +74,7 @@ func (s *State) applyGC(c *fsmpb.GCJobs, r *Result) {
 				s.tallyTask(j, t.PB.State, t.PB.ReplacedBy != "", -1)
 			}
 			delete(s.fallbackWatch, tid)
+			delete(s.dependents, tid)
 			delete(s.tasks, tid)
 		}
 		s.tally.jobs[j.PB.State]--
@@ -82,6 +83,7 @@ func (s *State) applyGC(c *fsmpb.GCJobs, r *Result) {
 			delete(s.idem, k)
 		}
 		delete(s.opportunistic, id)
+		s.dropJobRec(j)
 		delete(s.jobs, id)
 		r.Removed = append(r.Removed, id)
 	}

@@ -6,6 +6,7 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
+	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/placement"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -36,11 +37,13 @@ func (s *State) addTasks(now int64, j *Job, specs []*pb.TaskSpec) []*Task {
 	added := make([]*Task, len(specs))
 	for i, ts := range specs {
 		ts.Resources = s.internResources(ts.Resources)
+		s.compactSpec(ts)
 		s.seq++
-		t := &Task{Seq: s.seq, Ask: ts.Resources.Vector(), PB: &pb.Task{
-			Id: taskID(j.PB.Id, first+i), JobId: j.PB.Id, Name: ts.Name, Spec: ts, State: pb.TaskState_TASK_STATE_WAITING,
+		t := &Task{Seq: s.seq, ask: s.internAsk(ts.Resources.Vector()), PB: &pb.Task{
+			Id: s.newTaskID(j, first+i), JobId: j.PB.Id, Name: ts.Name, Spec: ts, State: pb.TaskState_TASK_STATE_WAITING,
 		}}
 		s.tasks[t.PB.Id] = t
+		s.addTaskRec(j, t)
 		j.TaskIDs = append(j.TaskIDs, t.PB.Id)
 		j.PB.Counts.Total++
 		j.PB.Counts.Waiting++
@@ -75,6 +78,16 @@ func (s *State) internResources(r *pb.Resources) *pb.Resources {
 	return r
 }
 
+// internAsk returns one shared vector per distinct resource ask.
+func (s *State) internAsk(v pool.Resources) *pool.Resources {
+	if shared, ok := s.asks[v]; ok {
+		return shared
+	}
+	p := &v
+	s.asks[v] = p
+	return p
+}
+
 // taskNames maps each task name of a job to its id.
 func (s *State) taskNames(j *Job) map[string]string {
 	names := make(map[string]string, len(j.TaskIDs))
@@ -102,7 +115,7 @@ func (s *State) wire(t *Task, names map[string]string) {
 		if d.PB.State == pb.TaskState_TASK_STATE_SUCCEEDED {
 			continue
 		}
-		d.dependents = append(d.dependents, t.PB.Id)
+		s.dependents[d.PB.Id] = append(s.dependents[d.PB.Id], t.PB.Id)
 		t.waiting++
 	}
 }
@@ -212,7 +225,10 @@ func (s *State) startFallback(now int64, t *Task) bool {
 	spec.After = nil // the original's dependencies have all succeeded
 	nt := s.addTasks(now, j, []*pb.TaskSpec{spec})[0]
 	s.setReplacedBy(t, nt.PB.Id)
-	nt.dependents, t.dependents = t.dependents, nil
+	if deps, ok := s.dependents[t.PB.Id]; ok {
+		s.dependents[nt.PB.Id] = deps
+		delete(s.dependents, t.PB.Id)
+	}
 	return true
 }
 
@@ -273,6 +289,7 @@ func (s *State) applyFallback(now int64, c *fsmpb.Fallback) {
 		}
 		s.queue.Remove(s.queueItem(t))
 		delete(s.fallbackWatch, id)
+		s.wTask(t)
 		t.addAttempt(&pb.Attempt{Number: t.Attempt(), QueuedUnixMs: t.PB.QueuedUnixMs,
 			FinishedUnixMs: now, Outcome: "fallback", Error: reason})
 		s.changeTaskState(t, pb.TaskState_TASK_STATE_FAILED, t.current())

@@ -120,8 +120,8 @@ func TestFallbackAfterFailure(t *testing.T) {
 	}
 	checkSnapshotRoundTrip(t, f.s)
 	f.commitPlan()
-	if fb.Ask.NVENC != 0 || fb.AgentID() != "gpu" {
-		t.Fatalf("fallback ask %v on %q", fb.Ask, fb.AgentID())
+	if fb.Ask().NVENC != 0 || fb.AgentID() != "gpu" {
+		t.Fatalf("fallback ask %v on %q", fb.Ask(), fb.AgentID())
 	}
 	f.finish(fb.PB.Id, "succeeded", 0)
 	f.commitPlan()

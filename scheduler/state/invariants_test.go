@@ -84,8 +84,8 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 			if st == pb.TaskState_TASK_STATE_QUEUED || isPlaced(st) {
 				active++
 			}
-			if t.Ask != t.PB.Spec.GetResources().Vector() {
-				fail("task %s: ask %v, spec says %v", tid, t.Ask, t.PB.Spec.GetResources().Vector())
+			if t.Ask() != t.PB.Spec.GetResources().Vector() {
+				fail("task %s: ask %v, spec says %v", tid, t.Ask(), t.PB.Spec.GetResources().Vector())
 			}
 
 			// Attempts are numbered 1..n; all but the last are over. Past
@@ -168,7 +168,7 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 					notDone++
 				}
 			}
-			if st == pb.TaskState_TASK_STATE_WAITING && (notDone == 0 || t.waiting != notDone) {
+			if st == pb.TaskState_TASK_STATE_WAITING && (notDone == 0 || int(t.waiting) != notDone) {
 				fail("task %s: waiting with waiting=%d, %d dependencies not done", tid, t.waiting, notDone)
 			}
 			if (st == pb.TaskState_TASK_STATE_QUEUED || isPlaced(st) || st == pb.TaskState_TASK_STATE_SUCCEEDED) && notDone != 0 {
@@ -198,12 +198,12 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 				case !ag.Up():
 					fail("task %s: placed on agent %s, which is %s", tid, agentID, ag.PB.State)
 				}
-				agentUsed[agentID] = agentUsed[agentID].Add(t.Ask)
+				agentUsed[agentID] = agentUsed[agentID].Add(t.Ask())
 				if agentRunning[agentID] == nil {
 					agentRunning[agentID] = map[string]int32{}
 				}
 				agentRunning[agentID][tid] = t.Attempt()
-				poolUsed[j.PB.Pool] = poolUsed[j.PB.Pool].Add(t.Ask)
+				poolUsed[j.PB.Pool] = poolUsed[j.PB.Pool].Add(t.Ask())
 				poolRun[j.PB.Pool]++
 				if k := t.PB.Spec.ExclusiveKey; k != "" {
 					if other, dup := exclusive[k]; dup {
@@ -382,10 +382,10 @@ func compareStates(a, b *State, now int64) []string {
 			fail("task %s missing", id)
 			continue
 		}
-		if ta.Seq != tb.Seq || ta.Ask != tb.Ask || ta.waiting != tb.waiting ||
-			!reflect.DeepEqual(ta.dependents, tb.dependents) {
+		if ta.Seq != tb.Seq || ta.Ask() != tb.Ask() || ta.waiting != tb.waiting ||
+			!reflect.DeepEqual(a.dependents[id], b.dependents[id]) {
 			fail("task %s: seq %d/%d ask %v/%v waiting %d/%d dependents %v/%v", id, ta.Seq, tb.Seq,
-				ta.Ask, tb.Ask, ta.waiting, tb.waiting, ta.dependents, tb.dependents)
+				ta.Ask(), tb.Ask(), ta.waiting, tb.waiting, a.dependents[id], b.dependents[id])
 		}
 		if !proto.Equal(a.TaskView(id), b.TaskView(id)) {
 			fail("task view %s differs", id)

@@ -171,7 +171,7 @@ func (p *pass) consider(it queue.Item, opportunistic bool) bool {
 	if key != "" && (p.s.exclusive[key] != "" || p.held[key]) {
 		return false
 	}
-	if !p.view.Admit(it.Pool, t.Ask).OK {
+	if !p.view.Admit(it.Pool, t.Ask()).OK {
 		return false
 	}
 	ask := askOf(t)
@@ -183,7 +183,7 @@ func (p *pass) consider(it queue.Item, opportunistic bool) bool {
 		return false
 	}
 	vkey := it.Pool + "|" + askKey(t)
-	if p.noVictims[vkey] || !p.view.WithinGuarantee(it.Pool, t.Ask) {
+	if p.noVictims[vkey] || !p.view.WithinGuarantee(it.Pool, t.Ask()) {
 		return false
 	}
 	if !p.preemptFor(t, it.Pool, ask) {
@@ -195,7 +195,7 @@ func (p *pass) consider(it queue.Item, opportunistic bool) bool {
 
 func (p *pass) assign(t *Task, agent, poolPath string, grants []placement.Grant) {
 	p.placed[t.PB.Id] = true
-	p.view.Add(poolPath, t.Ask)
+	p.view.Add(poolPath, t.Ask())
 	if k := t.PB.Spec.ExclusiveKey; k != "" {
 		p.held[k] = true
 	}
@@ -211,15 +211,15 @@ func (p *pass) preemptFor(t *Task, poolPath string, ask placement.Ask) bool {
 		nodes = append(nodes, pool.NodeFree{Node: n.ID, Free: n.Free})
 	}
 	policy := pool.PreemptPolicy{MinRuntimeMs: p.lim.MinRuntimeMs, MaxVictims: p.lim.PreemptBudget}
-	pre, ok := p.view.Victims(poolPath, t.Ask, nodes, p.runningTasks(), p.now, policy)
+	pre, ok := p.view.Victims(poolPath, t.Ask(), nodes, p.runningTasks(), p.now, policy)
 	if !ok || len(pre.Victims) == 0 {
 		return false
 	}
 	for _, id := range pre.Victims {
 		v := p.s.tasks[id]
 		vpool := p.s.jobs[v.PB.JobId].PB.Pool
-		p.placer.Release(pre.Node, v.Ask, grantsOf(v.current().GetGpus()))
-		p.view.Remove(vpool, v.Ask)
+		p.placer.Release(pre.Node, v.Ask(), grantsOf(v.current().GetGpus()))
+		p.view.Remove(vpool, v.Ask())
 		p.victims[id] = true
 		p.out.Preemptions = append(p.out.Preemptions, &fsmpb.Preemption{ForTaskId: t.PB.Id,
 			Victim: &fsmpb.Assignment{TaskId: id, Attempt: v.Attempt(), AgentId: pre.Node}})
@@ -257,7 +257,7 @@ func (p *pass) runningTasks() pool.RunningByNode {
 			if started == 0 {
 				started = t.current().PlacedUnixMs
 			}
-			list = append(list, pool.Running{TaskID: id, Pool: j.PB.Pool, Node: agentID, Ask: t.Ask,
+			list = append(list, pool.Running{TaskID: id, Pool: j.PB.Pool, Node: agentID, Ask: t.Ask(),
 				Class: pool.Class(j.PB.Class), Priority: j.PB.Priority, StartedMs: started})
 		}
 		p.running[agentID] = list
@@ -289,7 +289,7 @@ func (s *State) Cluster() pool.Resources {
 func FunctionLabel(name string) string { return "fn." + name }
 
 func askOf(t *Task) placement.Ask {
-	a := placement.Ask{Resources: t.Ask}
+	a := placement.Ask{Resources: t.Ask()}
 	if fn := t.PB.Spec.Function; fn != "" {
 		a.Constraints = append(a.Constraints, placement.Constraint{Label: FunctionLabel(fn), Op: placement.OpExists})
 	}
@@ -305,7 +305,7 @@ func askOf(t *Task) placement.Ask {
 
 func askKey(t *Task) string {
 	var b strings.Builder
-	fmt.Fprint(&b, t.Ask, "|fn:", t.PB.Spec.Function)
+	fmt.Fprint(&b, t.Ask(), "|fn:", t.PB.Spec.Function)
 	for _, c := range t.PB.Spec.Constraints {
 		fmt.Fprintf(&b, "|%s%s%s", c.Label, c.Op, c.Value)
 	}

@@ -423,7 +423,7 @@ func (h *poolHistory) commitChecked(lim PlanLimits) *fsmpb.Assign {
 		}
 		for ; next < k; next++ {
 			a := plan.Assignments[next]
-			free[a.AgentId] = free[a.AgentId].Sub(s.tasks[a.TaskId].Ask)
+			free[a.AgentId] = free[a.AgentId].Sub(s.tasks[a.TaskId].Ask())
 		}
 		node := plan.Assignments[k].AgentId
 		fpool := h.jobOf(ft).PB.Pool
@@ -444,19 +444,19 @@ func (h *poolHistory) commitChecked(lim PlanLimits) *fsmpb.Assign {
 			if vpool == fpool {
 				h.fatalf("%s of pool %s preempts %s of its own pool", forID, fpool, v.TaskId)
 			}
-			was[v.TaskId] = victimWas{vt.Attempt(), vt.PB.RetriesUsed, vpool, vt.Ask, h.isOpp(vt)}
-			freed = freed.Add(vt.Ask)
+			was[v.TaskId] = victimWas{vt.Attempt(), vt.PB.RetriesUsed, vpool, vt.Ask(), h.isOpp(vt)}
+			freed = freed.Add(vt.Ask())
 		}
-		if !ft.Ask.Fits(freed) {
-			h.fatalf("victims %v free %v on %s, too little for %s's %v", group, freed, node, forID, ft.Ask)
+		if !ft.Ask().Fits(freed) {
+			h.fatalf("victims %v free %v on %s, too little for %s's %v", group, freed, node, forID, ft.Ask())
 		}
 		for _, p := range group {
-			if ft.Ask.Fits(freed.Sub(s.tasks[p.Victim.TaskId].Ask)) {
+			if ft.Ask().Fits(freed.Sub(s.tasks[p.Victim.TaskId].Ask())) {
 				h.fatalf("victim %s of %s is not needed: %v on %s fits %v without it", p.Victim.TaskId, forID,
-					freed.Sub(s.tasks[p.Victim.TaskId].Ask), node, ft.Ask)
+					freed.Sub(s.tasks[p.Victim.TaskId].Ask()), node, ft.Ask())
 			}
 		}
-		free[node] = freed.Sub(ft.Ask)
+		free[node] = freed.Sub(ft.Ask())
 		next = k + 1
 	}
 	h.checkOpportunistic(plan)
@@ -535,8 +535,8 @@ func (h *poolHistory) checkOpportunistic(plan *fsmpb.Assign) {
 	}
 	for _, p := range plan.Preemptions {
 		v := s.tasks[p.Victim.TaskId]
-		free[p.Victim.AgentId] = free[p.Victim.AgentId].Add(v.Ask)
-		view.Remove(h.jobOf(v).PB.Pool, v.Ask)
+		free[p.Victim.AgentId] = free[p.Victim.AgentId].Add(v.Ask())
+		view.Remove(h.jobOf(v).PB.Pool, v.Ask())
 	}
 	placed := map[string]bool{}
 	var oppNodes []string
@@ -556,8 +556,8 @@ func (h *poolHistory) checkOpportunistic(plan *fsmpb.Assign) {
 		if seenOpp {
 			h.fatalf("regular %s assigned after an opportunistic task: %v", a.TaskId, plan.Assignments)
 		}
-		free[a.AgentId] = free[a.AgentId].Sub(t.Ask)
-		view.Add(h.jobOf(t).PB.Pool, t.Ask)
+		free[a.AgentId] = free[a.AgentId].Sub(t.Ask())
+		view.Add(h.jobOf(t).PB.Pool, t.Ask())
 	}
 	if len(oppNodes) == 0 {
 		return
@@ -567,14 +567,14 @@ func (h *poolHistory) checkOpportunistic(plan *fsmpb.Assign) {
 		if placed[it.TaskID] || h.isOpp(t) || t.PB.NotBeforeUnixMs > h.now || held[t.PB.Spec.ExclusiveKey] {
 			continue
 		}
-		if !view.Admit(it.Pool, t.Ask).OK {
+		if !view.Admit(it.Pool, t.Ask()).OK {
 			continue
 		}
 		ask := askOf(t)
 		for _, n := range oppNodes {
-			if t.Ask.Fits(free[n]) && matchesAll(ask.Constraints, s.agents[n].PB.GetFingerprint().GetLabels()) {
+			if t.Ask().Fits(free[n]) && matchesAll(ask.Constraints, s.agents[n].PB.GetFingerprint().GetLabels()) {
 				h.fatalf("opportunistic work placed on %s while regular %s (%v, pool %s) fits its %v after the regular phase: %v",
-					n, t.PB.Id, t.Ask, it.Pool, free[n], plan)
+					n, t.PB.Id, t.Ask(), it.Pool, free[n], plan)
 			}
 		}
 	}
@@ -607,7 +607,7 @@ func (h *poolHistory) probeGuarantee() {
 			if it.Pool != leaf || h.isOpp(t) || t.PB.NotBeforeUnixMs > h.now || t.PB.Spec.ExclusiveKey != "" {
 				continue
 			}
-			if view.Admit(leaf, t.Ask).OK && view.WithinGuarantee(leaf, t.Ask) && h.roomFor(t, leaf) {
+			if view.Admit(leaf, t.Ask()).OK && view.WithinGuarantee(leaf, t.Ask()) && h.roomFor(t, leaf) {
 				want = t
 				break
 			}
@@ -628,7 +628,7 @@ func (h *poolHistory) probeGuarantee() {
 		plan := s2.Plan(h.now, PlanLimits{MaxAssign: 4096, MaxScan: 65536, PreemptBudget: 1000, MinRuntimeMs: 0})
 		if len(plan.Assignments) == 0 {
 			h.fatalf("pool %s has %s (%v) within its guarantee with room to make, but a pass places nothing (preemptions %v)",
-				leaf, want.PB.Id, want.Ask, plan.Preemptions)
+				leaf, want.PB.Id, want.Ask(), plan.Preemptions)
 		}
 		for _, a := range plan.Assignments {
 			if p := s2.jobs[s2.tasks[a.TaskId].PB.JobId].PB.Pool; p != leaf {
@@ -672,10 +672,10 @@ func (h *poolHistory) roomFor(t *Task, leaf string) bool {
 				}
 			}
 			if always {
-				room = room.Add(r.Ask)
+				room = room.Add(r.Ask())
 			}
 		}
-		if t.Ask.Fits(room) {
+		if t.Ask().Fits(room) {
 			return true
 		}
 	}

@@ -65,6 +65,8 @@ type history struct {
 	refused   int    // assignments Apply did not take
 	last      string // the last operation, for failure messages
 	onApply   func(*Result)
+	// onState, when set, sees the state after every command.
+	onState func(*State)
 }
 
 func runHistory(t *testing.T, seed int64, steps int) *history {
@@ -74,9 +76,15 @@ func runHistory(t *testing.T, seed int64, steps int) *history {
 // runHistoryWith runs a random history; with onApply set, change records
 // are on and onApply sees every command's result.
 func runHistoryWith(t *testing.T, seed int64, steps int, onApply func(*Result)) *history {
+	return runHistoryHooks(t, seed, steps, onApply, nil)
+}
+
+// runHistoryHooks is runHistoryWith with onState called with the state
+// after every command.
+func runHistoryHooks(t *testing.T, seed int64, steps int, onApply func(*Result), onState func(*State)) *history {
 	h := &history{t: t, rng: rand.New(rand.NewSource(seed)),
 		s:   New(Defaults{MaxAttempts: 3, InitialBackoffMs: 100, MaxBackoffMs: 400, OpportunisticMaxWaitMs: 10000}),
-		now: 1000, successes: map[string]int{}, onApply: onApply}
+		now: 1000, successes: map[string]int{}, onApply: onApply, onState: onState}
 	h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_PoolPut{PoolPut: &fsmpb.PoolPut{Create: true,
 		Pool: &pb.Pool{Path: "capped", Max: &pb.Resources{CpuMillis: 8000}, MaxSet: []string{"cpu"}}}}})
 	h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_PoolPut{PoolPut: &fsmpb.PoolPut{Create: true,
@@ -121,6 +129,9 @@ func (h *history) apply(c *fsmpb.Command) *Result {
 	}
 	if h.onApply != nil {
 		h.onApply(r)
+	}
+	if h.onState != nil {
+		h.onState(h.s)
 	}
 	return r
 }

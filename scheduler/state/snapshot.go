@@ -2,6 +2,7 @@ package state
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,7 +12,9 @@ import (
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+	"github.com/google/btree"
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
 )
 
 // snapshotVersion is written in every snapshot header record.
@@ -32,55 +35,103 @@ const (
 	maxSnapshotRecord = 256 << 20
 )
 
+// snapshotMarshal writes snapshot records. Deterministic: maps (labels,
+// warm pools) are written in key order, so one state always gives the same
+// bytes, whichever server or goroutine writes it.
+var snapshotMarshal = protodelim.MarshalOptions{MarshalOptions: proto.MarshalOptions{Deterministic: true}}
+
 // ErrBadSnapshot wraps every reason a snapshot is refused: empty,
 // truncated, foreign or of an unknown format.
 var ErrBadSnapshot = errors.New("not a readable Banyan snapshot")
 
 // WriteSnapshot streams the whole state: the magic and format, then
 // length-delimited records: header, pools, agents, then each job followed by
-// its tasks, then the end mark. Derived indexes (queue, usage, exclusive
-// keys) are rebuilt on restore, not stored.
+// its tasks, then costs and ACL records, then the end mark. Derived indexes
+// (queue, usage, exclusive keys) are rebuilt on restore, not stored. The
+// caller keeps the state from changing meanwhile (a read lock is enough);
+// Snapshot takes a view that can be written while Apply goes on.
 func (s *State) WriteSnapshot(w io.Writer) error {
-	bw := bufio.NewWriterSize(w, 256<<10)
+	v, err := s.view(s.order)
+	if err != nil {
+		return err
+	}
+	return v.Persist(w)
+}
+
+// SnapshotView is a consistent view of the state for one snapshot: the
+// small parts (header, pools, agents, costs, ACL) already serialised, and
+// the jobs and tasks as frozen copy-on-write records (cow.go). Persist
+// writes it; Release lets Apply change the records in place again.
+type SnapshotView struct {
+	s        *State
+	head     []byte // magic, header and pools
+	agents   []*pb.Agent
+	jobs     *btree.BTreeG[*jobRec]
+	tail     []byte // costs, ACL records and the end mark
+	released bool
+}
+
+// Snapshot takes a view of the state to write later with Persist, from
+// another goroutine, while Apply goes on. It needs the state to itself
+// (the FSM's write lock). Its cost grows with pools, costs and ACL records,
+// which it serialises, a little with agents (a pointer each), and not with
+// jobs or tasks: it clones the jobs' index lazily. While the view is held,
+// Apply copies a job, task or agent record before it first changes it. Call Release when done with the view, under the
+// same exclusion.
+func (s *State) Snapshot() (*SnapshotView, error) {
+	v, err := s.view(s.order.Clone())
+	if err != nil {
+		return nil, err
+	}
+	s.gen++
+	s.views++
+	return v, nil
+}
+
+// Release tells the state the view will not be written again, so that
+// Apply may change the records it holds in place. It needs the state to
+// itself, like Apply; releasing twice is harmless.
+func (v *SnapshotView) Release() {
+	if v.released {
+		return
+	}
+	v.released = true
+	if v.jobs != v.s.order {
+		v.s.views--
+	}
+}
+
+// view serialises the small parts of the state and returns a view over
+// jobs, an index of job records.
+func (s *State) view(jobs *btree.BTreeG[*jobRec]) (*SnapshotView, error) {
+	v := &SnapshotView{s: s, jobs: jobs}
+	var buf bytes.Buffer
 	write := func(rec *fsmpb.SnapshotRecord) error {
-		_, err := protodelim.MarshalTo(bw, rec)
+		_, err := snapshotMarshal.MarshalTo(&buf, rec)
 		return err
 	}
 	var head [len(SnapshotMagic) + 4]byte
 	copy(head[:], SnapshotMagic)
 	binary.BigEndian.PutUint32(head[len(SnapshotMagic):], SnapshotFormat)
-	if _, err := bw.Write(head[:]); err != nil {
-		return fmt.Errorf("write snapshot magic: %w", err)
-	}
+	buf.Write(head[:])
 	if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Header{
 		Header: &fsmpb.SnapshotHeader{Version: snapshotVersion, Seq: s.seq, JobSeq: s.jobSeq}}}); err != nil {
-		return fmt.Errorf("write snapshot header: %w", err)
+		return nil, fmt.Errorf("write snapshot header: %w", err)
 	}
 	for _, path := range s.pools.Paths() {
 		q, _ := s.pools.Get(path)
 		rec := pb.PoolFromQuota(path, q)
 		rec.Warm = s.poolWarm[path]
 		if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Pool{Pool: rec}}); err != nil {
-			return fmt.Errorf("write pool %s: %w", path, err)
+			return nil, fmt.Errorf("write pool %s: %w", path, err)
 		}
 	}
-	for _, id := range s.AgentIDs() {
-		if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Agent{Agent: s.agents[id].PB}}); err != nil {
-			return fmt.Errorf("write agent %s: %w", id, err)
-		}
+	v.head = bytes.Clone(buf.Bytes())
+	v.agents = make([]*pb.Agent, len(s.agentIDs))
+	for i, id := range s.agentIDs {
+		v.agents[i] = s.agents[id].PB
 	}
-	for _, id := range s.JobIDs() {
-		j := s.jobs[id]
-		if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Job{
-			Job: &fsmpb.JobRecord{Job: j.PB, Seq: j.Seq, TaskIds: j.TaskIDs, TaskSeqs: s.taskSeqs(j)}}}); err != nil {
-			return fmt.Errorf("write job %s: %w", id, err)
-		}
-		for _, tid := range j.TaskIDs {
-			if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Task{Task: s.tasks[tid].PB}}); err != nil {
-				return fmt.Errorf("write task %s: %w", tid, err)
-			}
-		}
-	}
+	buf.Reset()
 	for _, path := range sortedKeys(s.costs) {
 		byHour := s.costs[path]
 		hours := make([]int64, 0, len(byHour))
@@ -91,15 +142,61 @@ func (s *State) WriteSnapshot(w io.Writer) error {
 		for _, h := range hours {
 			if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Cost{Cost: &fsmpb.PoolCost{
 				Pool: path, HourUnixMs: h, Cost: costToPB(byHour[h])}}}); err != nil {
-				return fmt.Errorf("write cost of %s: %w", path, err)
+				return nil, fmt.Errorf("write cost of %s: %w", path, err)
 			}
 		}
 	}
 	if err := s.writeACL(write); err != nil {
-		return err
+		return nil, err
 	}
 	if err := write(&fsmpb.SnapshotRecord{}); err != nil {
-		return fmt.Errorf("write snapshot end: %w", err)
+		return nil, fmt.Errorf("write snapshot end: %w", err)
+	}
+	v.tail = bytes.Clone(buf.Bytes())
+	return v, nil
+}
+
+// Persist writes the view as a snapshot file (see WriteSnapshot): the
+// same bytes WriteSnapshot would have written when the view was taken.
+// It reads only frozen records, so it may run while Apply goes on.
+func (v *SnapshotView) Persist(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	if _, err := bw.Write(v.head); err != nil {
+		return fmt.Errorf("write snapshot head: %w", err)
+	}
+	for _, a := range v.agents {
+		if _, err := snapshotMarshal.MarshalTo(bw, &fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Agent{Agent: a}}); err != nil {
+			return fmt.Errorf("write agent %s: %w", a.Id, err)
+		}
+	}
+	var (
+		err  error
+		ids  []string
+		seqs []uint64
+	)
+	v.jobs.Ascend(func(r *jobRec) bool {
+		ids, seqs = ids[:0], seqs[:0]
+		for _, t := range r.tasks {
+			ids, seqs = append(ids, t.pb.Id), append(seqs, t.seq)
+		}
+		if _, err = snapshotMarshal.MarshalTo(bw, &fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Job{
+			Job: &fsmpb.JobRecord{Job: r.job, Seq: r.seq, TaskIds: ids, TaskSeqs: seqs}}}); err != nil {
+			err = fmt.Errorf("write job %s: %w", r.job.Id, err)
+			return false
+		}
+		for _, t := range r.tasks {
+			if _, err = snapshotMarshal.MarshalTo(bw, &fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Task{Task: t.pb}}); err != nil {
+				err = fmt.Errorf("write task %s: %w", t.pb.Id, err)
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := bw.Write(v.tail); err != nil {
+		return fmt.Errorf("write snapshot tail: %w", err)
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("flush snapshot: %w", err)
@@ -201,7 +298,7 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 				s.poolWarm[x.Pool.Path] = x.Pool.Warm
 			}
 		case *fsmpb.SnapshotRecord_Agent:
-			ag := &Agent{PB: x.Agent, Running: map[string]int32{}}
+			ag := &Agent{PB: x.Agent, Running: map[string]int32{}, gen: s.gen}
 			ag.setFingerprint(x.Agent.GetFingerprint())
 			s.agents[x.Agent.Id] = ag
 			s.addAgentID(x.Agent.Id)
@@ -237,7 +334,7 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 			if x.Task.Spec != nil {
 				x.Task.Spec.Resources = s.internResources(x.Task.Spec.Resources)
 			}
-			s.tasks[x.Task.Id] = &Task{PB: x.Task, Ask: x.Task.Spec.GetResources().Vector(), Seq: seq}
+			s.tasks[x.Task.Id] = &Task{PB: x.Task, ask: s.internAsk(x.Task.Spec.GetResources().Vector()), Seq: seq}
 		}
 	}
 	if err := s.checkRestored(); err != nil {
@@ -245,17 +342,6 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 	}
 	s.rebuild()
 	return s, nil
-}
-
-// taskSeqs lists the sequence numbers of j's tasks, in TaskIDs order.
-func (s *State) taskSeqs(j *Job) []uint64 {
-	out := make([]uint64, len(j.TaskIDs))
-	for i, id := range j.TaskIDs {
-		if t, ok := s.tasks[id]; ok {
-			out[i] = t.Seq
-		}
-	}
-	return out
 }
 
 // rebuild recomputes every derived index from jobs, tasks and agents. Job
@@ -268,8 +354,11 @@ func (s *State) rebuild() {
 		}
 		names := s.taskNames(j)
 		j.PB.Counts = &pb.TaskCounts{Total: int32(len(j.TaskIDs))}
+		s.indexJob(j)
 		for _, id := range j.TaskIDs {
 			t := s.tasks[id]
+			t.gen = s.gen
+			j.rec.tasks = append(j.rec.tasks, taskRef{pb: t.PB, seq: t.Seq})
 			*countFor(j.PB.Counts, t.PB.State, t.PB.ReplacedBy != "")++
 			s.wire(t, names)
 			if _, ok := fallbackDue(t); ok {

@@ -111,7 +111,7 @@ func (s *State) checkRestoredTask(t *Task, names map[string]string) error {
 	if t.PB.Spec == nil {
 		return badSnapshot("task %s without a spec", t.PB.Id)
 	}
-	if n := t.Ask.Negative(); n != "" {
+	if n := t.Ask().Negative(); n != "" {
 		return badSnapshot("task %s asks for negative %s", t.PB.Id, n)
 	}
 	for _, dep := range t.PB.Spec.After {

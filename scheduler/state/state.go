@@ -15,6 +15,7 @@ import (
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/placement"
 	"github.com/banyan-sched/banyan/scheduler/queue"
+	"github.com/google/btree"
 )
 
 // DefaultPool is the pool every new cluster starts with.
@@ -43,18 +44,27 @@ type Job struct {
 	PB      *pb.Job // Tasks is never filled here
 	Seq     uint64
 	TaskIDs []string
+	// rec is the job's entry in the snapshot index (cow.go).
+	rec *jobRec
 }
 
-// Task is a task and the FSM's bookkeeping for it.
+// Task is a task and the FSM's bookkeeping for it. It is kept small: a
+// million queued tasks each have one.
 type Task struct {
 	PB  *pb.Task
 	Seq uint64
-	Ask pool.Resources
-	// waiting counts `after` tasks that have not succeeded yet.
-	waiting int
-	// dependents are tasks that name this one in `after`.
-	dependents []string
+	// ask is the task's resource ask, shared by the tasks that ask the
+	// same (see internAsk).
+	ask *pool.Resources
+	// waiting counts `after` tasks that have not succeeded yet; the tasks
+	// that wait for this one are in State.dependents.
+	waiting int32
+	// gen is the generation PB was made in (cow.go).
+	gen uint32
 }
+
+// Ask returns the task's resource ask (its spec's, with defaults).
+func (t *Task) Ask() pool.Resources { return *t.ask }
 
 // Attempts get their record when they are placed: a queued task's pending
 // attempt is only a number and Task.PB.QueuedUnixMs, which keeps a million
@@ -120,6 +130,8 @@ type Agent struct {
 	devices []placement.Device
 	devUse  map[string]placement.DeviceUse
 	sysUsed int64
+	// gen is the generation PB was made in (cow.go).
+	gen uint32
 }
 
 // Up reports whether the agent holds its lease.
@@ -148,8 +160,17 @@ type State struct {
 	exclusive map[string]string // exclusive key -> task id holding it
 	// opportunistic holds the unfinished, unpromoted opportunistic jobs.
 	opportunistic map[string]struct{}
-	// resources interns tasks' resource asks (see internResources).
+	// resources interns tasks' resource asks (see internResources), asks
+	// their vectors (internAsk).
 	resources map[pool.Resources]*pb.Resources
+	asks      map[pool.Resources]*pool.Resources
+	// strs interns strings that specs repeat (intern.go).
+	strs map[string]string
+	// firstTaskID is the first task's id of the job addJob adds.
+	firstTaskID string
+	// dependents lists, for the tasks that others name in `after`, the
+	// tasks that wait for them.
+	dependents map[string][]string
 	// poolWarm holds each pool's warm-worker reservations per function.
 	poolWarm map[string]map[string]int32
 	// fallbackWatch holds queued tasks with a fallback wait; entries may be
@@ -167,6 +188,13 @@ type State struct {
 	record  bool
 	changes []*pb.Event
 	now     int64
+
+	// order indexes the jobs' records in snapshot order; gen is the
+	// generation records made now get, views the snapshot views held
+	// (cow.go).
+	order *btree.BTreeG[*jobRec]
+	gen   uint32
+	views int
 }
 
 // New returns the initial state: no jobs, no agents, one unlimited pool
@@ -189,8 +217,13 @@ func New(d Defaults) *State {
 		fallbackWatch: map[string]struct{}{},
 		poolWarm:      map[string]map[string]int32{},
 		resources:     map[pool.Resources]*pb.Resources{},
+		asks:          map[pool.Resources]*pool.Resources{},
+		strs:          map[string]string{},
+		dependents:    map[string][]string{},
 		acl:           newACLState(),
 		tally:         newTally(),
+		order:         newJobIndex(),
+		gen:           1,
 	}
 	_ = s.pools.Put(DefaultPool, pool.Unlimited, true)
 	return s
@@ -241,20 +274,11 @@ func (s *State) addAgentID(id string) {
 
 // JobIDs returns job ids in submit order.
 func (s *State) JobIDs() []string {
-	jobs := make([]*Job, 0, len(s.jobs))
-	for _, j := range s.jobs {
-		jobs = append(jobs, j)
-	}
-	sort.Slice(jobs, func(a, b int) bool { // ids break ties: a restored snapshot may repeat a seq
-		if jobs[a].Seq != jobs[b].Seq {
-			return jobs[a].Seq < jobs[b].Seq
-		}
-		return jobs[a].PB.Id < jobs[b].PB.Id
+	ids := make([]string, 0, len(s.jobs))
+	s.order.Ascend(func(r *jobRec) bool {
+		ids = append(ids, r.job.Id)
+		return true
 	})
-	ids := make([]string, len(jobs))
-	for i, j := range jobs {
-		ids[i] = j.PB.Id
-	}
 	return ids
 }
 
@@ -290,3 +314,12 @@ func IsJobFinal(st pb.JobState) bool {
 func jobID(seq uint64) string { return fmt.Sprintf("job-%d", seq) }
 
 func taskID(job string, i int) string { return fmt.Sprintf("%s.%d", job, i) }
+
+// newTaskID is the id of j's task i: for the first task of a job being
+// added, the string the job's id is the head of (addJob).
+func (s *State) newTaskID(j *Job, i int) string {
+	if id := s.firstTaskID; i == 0 && len(id) == len(j.PB.Id)+2 && id[:len(j.PB.Id)] == j.PB.Id {
+		return id
+	}
+	return taskID(j.PB.Id, i)
+}
