@@ -18,6 +18,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -41,6 +42,7 @@ type options struct {
 	out           string
 	profile       string // directory for CPU/heap profiles, "" = none
 	suffix        string // of the result files: "" or "-tls"
+	keep          bool   // keep the other scenarios' recorded results
 }
 
 // Result is one scenario's outcome: from one run, or aggregated over the
@@ -61,6 +63,14 @@ type Result struct {
 	Notes   string  `json:"notes,omitempty"`
 	Err     string  `json:"error,omitempty"`
 	Seconds float64 `json:"seconds"`
+	// Commit, Dirty and Generated say what was measured when: a -keep
+	// run leaves other scenarios' results, from their own commits, in place.
+	Commit    any    `json:"commit,omitempty"`
+	Dirty     any    `json:"dirty,omitempty"`
+	Generated string `json:"generated,omitempty"`
+	// LoadAvg is the machine's 1-minute load average as the scenario
+	// started (others' work on a shared machine shows here).
+	LoadAvg float64 `json:"loadavg_1m_at_start"`
 }
 
 type scenario struct {
@@ -118,6 +128,7 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 3, "runs of each scenario, each on a fresh cluster; figures are medians")
 	flag.StringVar(&o.dataRoot, "data", os.TempDir(), "parent of the clusters' data dirs (its filesystem is recorded)")
 	flag.StringVar(&only, "only", "", "comma-separated scenarios to run: "+names())
+	flag.BoolVar(&o.keep, "keep", false, "keep the other scenarios' results already in the results file (each records its own commit)")
 	flag.StringVar(&o.out, "out", filepath.Join("bench", "results"), "directory for latest.json and latest.md")
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of this process (the clients; and a heap profile where the server runs in process) per scenario here")
 	flag.Parse()
@@ -201,7 +212,9 @@ func main() {
 			continue
 		}
 		stopProf := startCPUProfile(o, sc.name)
+		load := loadAverage()
 		r := runScenario(sc, o)
+		r.Commit, r.Dirty, r.Generated, r.LoadAvg = o.commit, o.dirty, time.Now().UTC().Format(time.RFC3339), load
 		scrapers.stopAll()
 		stopProf()
 		fmt.Println(resultLine(r))
@@ -282,6 +295,13 @@ func writeResults(o options, mode string, results []Result) error {
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
+	if o.keep {
+		kept, err := keptResults(filepath.Join(o.out, "latest"+o.suffix+".json"), results)
+		if err != nil {
+			return err
+		}
+		results = kept
+	}
 	byName := map[string]Result{}
 	for _, r := range results {
 		byName[r.Name] = r
@@ -335,16 +355,50 @@ func writeResults(o options, mode string, results []Result) error {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", h.key, val, h.scenario, tgt)
 	}
-	fmt.Fprintln(&b, "\n| scenario | seconds | result | setup | notes |")
-	fmt.Fprintln(&b, "| --- | --- | --- | --- | --- |")
+	fmt.Fprintln(&b, "\n| scenario | seconds | result | setup | notes | commit, load at start |")
+	fmt.Fprintln(&b, "| --- | --- | --- | --- | --- | --- |")
 	for _, r := range results {
 		s := r.Summary
 		if r.Err != "" {
 			s += "; ERROR: " + r.Err
 		}
-		fmt.Fprintf(&b, "| %s | %.1f | %s | %s | %s |\n", r.Name, r.Seconds, s, setupLine(r.Setup), r.Notes)
+		fmt.Fprintf(&b, "| %s | %.1f | %s | %s | %s | %.12v (dirty: %v) %s, load %.1f |\n", r.Name, r.Seconds, s, setupLine(r.Setup), r.Notes,
+			r.Commit, r.Dirty, r.Generated, r.LoadAvg)
 	}
 	return os.WriteFile(filepath.Join(o.out, "latest"+o.suffix+".md"), b.Bytes(), 0o644)
+}
+
+// keptResults is results plus, in the scenarios' order, the results of
+// the other scenarios recorded in the file at path (none when it does not
+// exist yet).
+func keptResults(path string, results []Result) ([]Result, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return results, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("-keep: %w", err)
+	}
+	var doc struct {
+		Scenarios []Result `json:"scenarios"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("-keep: %s: %w", path, err)
+	}
+	byName := map[string]Result{}
+	for _, r := range doc.Scenarios {
+		byName[r.Name] = r
+	}
+	for _, r := range results {
+		byName[r.Name] = r
+	}
+	var out []Result
+	for _, sc := range scenarios {
+		if r, ok := byName[sc.name]; ok {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 func machine() map[string]any {
