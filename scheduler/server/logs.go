@@ -35,6 +35,11 @@ const (
 	// logFollowEvery is how often a followed attempt is read again once the
 	// reader has caught up.
 	logFollowEvery = 250 * time.Millisecond
+	// logReconnectGrace is how long a read waits for an agent the state
+	// holds up but that has no session with this leader (it is
+	// reconnecting, or has not yet found a new leader) before naming
+	// where its files are.
+	logReconnectGrace = 5 * time.Second
 )
 
 // errNoSession is a read of an agent without a session on this leader.
@@ -286,9 +291,22 @@ func (l *leaderLoop) relayLogs(stream pb.LogsService_StreamServer, tg logTarget,
 	ctx := stream.Context()
 	max := min(logChunkBytes, limits.Budget{MessageSize: l.s.cfg.MaxMessageSize}.BatchBytes())
 	offset, dir := req.Offset, tg.dir
+	var noSessionSince time.Time
 	for {
 		d, err := l.readLog(ctx, tg.agent, &pb.LogRead{JobId: tg.job, TaskId: tg.task, Attempt: tg.attempt,
 			Stderr: req.Stderr, Offset: offset, MaxBytes: int32(max)})
+		if errors.Is(err, errNoSession) && tg.agentUp {
+			if noSessionSince.IsZero() {
+				noSessionSince = time.Now()
+			}
+			if time.Since(noSessionSince) < logReconnectGrace {
+				if err := sleepCtx(ctx, logFollowEvery); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		noSessionSince = time.Time{}
 		switch {
 		case errors.Is(err, errNoSession):
 			return downError(tg, dir)
