@@ -28,6 +28,7 @@ func (s *State) applyAgentScheduling(now int64, c *fsmpb.AgentScheduling, r *Res
 		return
 	}
 	ag.PB.Ineligible = c.Ineligible
+	s.agentChanged(c.AgentId)
 	defer func() {
 		what := "eligible"
 		switch {

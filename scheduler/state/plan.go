@@ -46,6 +46,7 @@ var DefaultPlanLimits = PlanLimits{MaxAssign: 4096, MaxScan: 65536, PreemptBudge
 // never preempt.
 func (s *State) Plan(now int64, lim PlanLimits) *fsmpb.Assign {
 	p := s.newPass(now, lim)
+	defer s.closePass(p.placer)
 	if p.cluster.IsZero() {
 		return p.out // no agent is up: nothing can be placed or preempted
 	}
@@ -80,11 +81,12 @@ type pass struct {
 	noVictims map[string]bool
 }
 
+// newPass opens a pass on the agent index (agentindex.go); the caller
+// closes it with closePass.
 func (s *State) newPass(now int64, lim PlanLimits) *pass {
-	nodes := s.nodes()
 	// The capacity pools share is every up agent's, cordoned ones too: the
 	// work running there counts in the pools' usage.
-	cluster := s.Cluster()
+	placer, cluster := s.openPass()
 	// Warm workers a pool reserves count against its guarantee.
 	usage := s.poolUsage
 	if len(s.poolWarm) > 0 {
@@ -96,7 +98,7 @@ func (s *State) newPass(now int64, lim PlanLimits) *pass {
 			usage[p] = usage[p].Add(w)
 		}
 	}
-	return &pass{s: s, now: now, lim: lim, placer: placement.NewPlacer(nodes), cluster: cluster,
+	return &pass{s: s, now: now, lim: lim, placer: placer, cluster: cluster,
 		noVictims: map[string]bool{},
 		view:      pool.NewView(s.pools, usage, cluster), held: map[string]bool{}, placed: map[string]bool{}, victims: map[string]bool{},
 		out: &fsmpb.Assign{}}
@@ -117,7 +119,10 @@ func (p *pass) run(opportunistic bool) {
 		if opportunistic && p.placer.Full() {
 			return
 		}
-		first := p.view.Order(active)[0]
+		first := active[0]
+		if len(active) > 1 {
+			first = p.view.Order(active)[0] // Order of one pool is that pool
+		}
 		it, ok := p.next(first, cursors[first], opportunistic)
 		if !ok {
 			active = remove(active, first)
@@ -171,10 +176,13 @@ func (p *pass) consider(it queue.Item, opportunistic bool) bool {
 	if key != "" && (p.s.exclusive[key] != "" || p.held[key]) {
 		return false
 	}
+	ask := askOf(t)
+	if (opportunistic || p.lim.PreemptBudget <= 0) && !p.placer.MayFit(ask) {
+		return false // no room anywhere, and no preemption to make some
+	}
 	if !p.view.Admit(it.Pool, t.Ask).OK {
 		return false
 	}
-	ask := askOf(t)
 	if agent, grants, ok := p.placer.Place(ask); ok {
 		p.assign(t, agent, it.Pool, grants)
 		return true
