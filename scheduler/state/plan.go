@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sort"
@@ -268,9 +269,32 @@ func (p *pass) runningTasks() pool.RunningByNode {
 			list = append(list, pool.Running{TaskID: id, Pool: j.PB.Pool, Node: agentID, Ask: t.Ask,
 				Class: pool.Class(j.PB.Class), Priority: j.PB.Priority, StartedMs: started})
 		}
+		// Victims sorts each node's candidates for every ask; sorted once
+		// here, in the same order, those sorts find them in place.
+		slices.SortFunc(list, victimOrder)
 		p.running[agentID] = list
 	}
 	return p.running
+}
+
+// victimOrder is the order pool.View.Victims tries victims in:
+// opportunistic first, then lowest priority, most recently started, task
+// id. It is a total order, so sorting by it here changes no decision.
+func victimOrder(a, b pool.Running) int {
+	ao, bo := a.Class == pool.ClassOpportunistic, b.Class == pool.ClassOpportunistic
+	if ao != bo {
+		if ao {
+			return -1
+		}
+		return 1
+	}
+	if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(b.StartedMs, a.StartedMs); c != 0 {
+		return c
+	}
+	return strings.Compare(a.TaskID, b.TaskID)
 }
 
 // nodes returns the agents as placement sees them.

@@ -14,6 +14,10 @@ type planFleet struct {
 	running int  // tasks placed before the pass
 	full    bool // fill every agent's cpu
 	queued  int  // tasks waiting for the pass
+	// pools puts the running work in pool "batch" (no guarantee) and the
+	// queue in pool "live", guaranteed 5% of the fleet's cpu, so that
+	// the queue may preempt.
+	pools bool
 }
 
 // gpuHost reports whether agent i of a bench fleet is a GPU host (one in ten).
@@ -28,6 +32,14 @@ func gpuHost(i int) bool { return i%10 == 3 }
 func benchFleetState(tb testing.TB, f planFleet) *State {
 	tb.Helper()
 	s := New(DefaultDefaults)
+	runPool, queuePool := DefaultPool, DefaultPool
+	if f.pools {
+		runPool, queuePool = "batch", "live"
+		for _, p := range []*pb.Pool{{Path: "batch"},
+			{Path: "live", Guaranteed: &pb.Resources{CpuMillis: int64(f.agents) * 2000, MemoryBytes: int64(f.agents) * 8 << 30}}} {
+			mustApply(tb, s, &fsmpb.Command{NowUnixMs: 1, Cmd: &fsmpb.Command_PoolPut{PoolPut: &fsmpb.PoolPut{Create: true, Pool: p}}})
+		}
+	}
 	for i := range f.agents {
 		cores := int64(32)
 		if i%3 == 0 {
@@ -56,11 +68,11 @@ func benchFleetState(tb testing.TB, f planFleet) *State {
 		return &pb.TaskSpec{Command: []string{"nvenc"},
 			Resources: &pb.Resources{CpuMillis: 1000, MemoryBytes: 2 << 30, GpuMemoryBytes: 2 << 30, Nvenc: 1}}
 	}
-	submit := func(n int, spec func(k int) *pb.TaskSpec) []string {
+	submit := func(poolPath string, n int, spec func(k int) *pb.TaskSpec) []string {
 		var ids []string
 		for n > 0 {
 			size := min(n, 10_000)
-			js := &pb.JobSpec{Name: "bench"}
+			js := &pb.JobSpec{Name: "bench", Pool: poolPath}
 			for k := range size {
 				js.Tasks = append(js.Tasks, spec(len(ids)+k))
 			}
@@ -116,7 +128,7 @@ func benchFleetState(tb testing.TB, f planFleet) *State {
 		if len(specs) == 0 {
 			break
 		}
-		tids := submit(len(specs), func(k int) *pb.TaskSpec { return specs[k] })
+		tids := submit(runPool, len(specs), func(k int) *pb.TaskSpec { return specs[k] })
 		for k, tid := range tids {
 			asg = append(asg, &fsmpb.Assignment{TaskId: tid, Attempt: 1, AgentId: targets[k], Gpus: gpus[k]})
 			progress = true
@@ -142,7 +154,7 @@ func benchFleetState(tb testing.TB, f planFleet) *State {
 			}
 		}
 		if len(specs) > 0 {
-			tids := submit(len(specs), func(k int) *pb.TaskSpec { return specs[k] })
+			tids := submit(runPool, len(specs), func(k int) *pb.TaskSpec { return specs[k] })
 			for k, tid := range tids {
 				asg = append(asg, &fsmpb.Assignment{TaskId: tid, Attempt: 1, AgentId: targets[k]})
 			}
@@ -151,7 +163,7 @@ func benchFleetState(tb testing.TB, f planFleet) *State {
 	}
 	// The queue: encodes of a few shapes, NVENC chunks, some pinned to a
 	// zone, some function calls.
-	submit(f.queued, func(k int) *pb.TaskSpec {
+	submit(queuePool, f.queued, func(k int) *pb.TaskSpec {
 		switch k % 8 {
 		case 0, 1, 2:
 			return cpuTask(2000)
@@ -190,7 +202,10 @@ func mustApply(tb testing.TB, s *State, c *fsmpb.Command) *Result {
 //     places up to MaxAssign);
 //
 //   - full: every agent's cpu taken, 50,000 queued (nothing fits: the
-//     common steady state), with and without a preemption budget;
+//     common steady state);
+//
+//   - full-preempt: the same, with the queue in a pool below its guarantee
+//     and a budget of 20 preemptions (the server's default burst);
 //
 //   - few: capacity free and 10 tasks queued.
 //
@@ -206,8 +221,8 @@ func BenchmarkPlanPass10k(b *testing.B) {
 			func(a *fsmpb.Assign) bool { return len(a.Assignments) == DefaultPlanLimits.MaxAssign }},
 		{"full", planFleet{agents: 10_000, running: 300_000, full: true, queued: 50_000}, 0,
 			func(a *fsmpb.Assign) bool { return len(a.Assignments) == 0 }},
-		{"full-preempt", planFleet{agents: 10_000, running: 300_000, full: true, queued: 50_000}, 20,
-			func(a *fsmpb.Assign) bool { return len(a.Assignments) == 0 }},
+		{"full-preempt", planFleet{agents: 10_000, running: 300_000, full: true, queued: 50_000, pools: true}, 20,
+			func(a *fsmpb.Assign) bool { return len(a.Preemptions) > 0 && len(a.Assignments) > 0 }},
 		{"few", planFleet{agents: 10_000, running: 300_000, queued: 10}, 0,
 			func(a *fsmpb.Assign) bool { return len(a.Assignments) == 9 }}, // no agent has 8 cores free
 	}
@@ -217,6 +232,9 @@ func BenchmarkPlanPass10k(b *testing.B) {
 			lim := DefaultPlanLimits
 			lim.PreemptBudget = c.preempt
 			now := int64(4) // every running task started less than MinRuntimeMs ago
+			if c.preempt > 0 {
+				now += DefaultPlanLimits.MinRuntimeMs // every one may be preempted
+			}
 			if a := s.Plan(now, lim); !c.want(a) {
 				b.Fatalf("pass placed %d and preempted %d: not the case meant", len(a.Assignments), len(a.Preemptions))
 			}
