@@ -266,16 +266,40 @@ func (f *Fleet) allPositions() []int32 {
 
 // agg sums up a subtree: per resource, the largest free amount, the
 // largest use and the largest score weight of its up nodes, and the largest
-// utilization now (use clamped at zero). An empty subtree has free and use
-// at math.MinInt64, so that nothing fits it.
+// utilization now (use clamped at zero) of those with at least
+// utilLevel(k) cpu free, for each level k. An empty subtree has free and
+// use at math.MinInt64, so that nothing fits it.
 type agg struct {
 	free, used [numRes]int64
 	scale      [numRes]float64
-	util       float64
+	util       [utilLevels]float64
 }
 
-var emptyAgg = agg{free: [numRes]int64{math.MinInt64, math.MinInt64, math.MinInt64, math.MinInt64, math.MinInt64},
-	used: [numRes]int64{math.MinInt64, math.MinInt64, math.MinInt64, math.MinInt64, math.MinInt64}}
+// utilLevels is how many free-cpu levels an agg keeps utilization for:
+// level 0 is every node, level k >= 1 the nodes with at least
+// 250 << k millicores free. Full nodes are the most utilized but fit
+// nothing; leaving them out of the level an ask looks at keeps its bound
+// close to the nodes that can take it.
+const utilLevels = 9
+
+// utilLevel returns the highest level whose nodes include every node with
+// cpu free: the level an ask of cpu millicores uses.
+func utilLevel(cpu int64) int {
+	k := 0
+	for k+1 < utilLevels && cpu >= 250<<(k+1) {
+		k++
+	}
+	return k
+}
+
+var emptyAgg = func() agg {
+	g := agg{free: [numRes]int64{math.MinInt64, math.MinInt64, math.MinInt64, math.MinInt64, math.MinInt64},
+		used: [numRes]int64{math.MinInt64, math.MinInt64, math.MinInt64, math.MinInt64, math.MinInt64}}
+	for k := range g.util {
+		g.util[k] = math.Inf(-1)
+	}
+	return g
+}()
 
 // utilSlack covers the rounding of the additive bound in agg.bound: a few
 // ulps of relative error, with a wide margin.
@@ -291,6 +315,8 @@ const utilSlack = 1 + 1e-12
 //   - a node's score is its utilization now plus what the ask adds, so the
 //     largest utilization plus the ask at the largest weights bounds it,
 //     up to rounding (utilSlack): tight when use differs from node to node.
+//     Only nodes with at least the ask's cpu free can take it, so the
+//     utilization is the largest among nodes with about that much free.
 func (g *agg) bound(a *[numRes]int64) float64 {
 	var mono, add float64
 	for i := 0; i < numRes; i++ {
@@ -298,7 +324,7 @@ func (g *agg) bound(a *[numRes]int64) float64 {
 		mono += float64(float64(x) * g.scale[i])
 		add += float64(float64(a[i]) * g.scale[i])
 	}
-	return min(mono, (g.util+add)*utilSlack)
+	return min(mono, (g.util[utilLevel(a[0])]+add)*utilSlack)
 }
 
 func (g *agg) merge(l, r *agg) {
@@ -307,7 +333,9 @@ func (g *agg) merge(l, r *agg) {
 		g.used[i] = max(l.used[i], r.used[i])
 		g.scale[i] = max(l.scale[i], r.scale[i])
 	}
-	g.util = max(l.util, r.util)
+	for k := range g.util {
+		g.util[k] = max(l.util[k], r.util[k])
+	}
 }
 
 // capTree is a segment tree over some nodes in ID order: leaf i is the
@@ -347,9 +375,16 @@ func (t *capTree) setLeaf(i int32, n *nodeState) {
 		return
 	}
 	g.free, g.used, g.scale = n.free, n.used, n.scale
-	g.util = 0
+	var u float64
 	for i := 0; i < numRes; i++ {
-		g.util += float64(float64(max(n.used[i], 0)) * n.scale[i])
+		u += float64(float64(max(n.used[i], 0)) * n.scale[i])
+	}
+	for k := range g.util {
+		if k == 0 || n.free[0] >= 250<<k {
+			g.util[k] = u
+		} else {
+			g.util[k] = math.Inf(-1)
+		}
 	}
 }
 

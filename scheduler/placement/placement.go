@@ -19,6 +19,14 @@
 // GPU resource at all (no gpu, gpu_memory or nvenc) always prefers a node
 // without GPU resources when one fits: GPU hosts are not spent on CPU work
 // while a CPU-only host can take it.
+//
+// A scheduler that places work many times a second over thousands of
+// nodes keeps them in a Fleet (fleet.go): it tells the Fleet which nodes
+// changed, and each pass borrows a Placer from it. The Fleet indexes the
+// nodes by free capacity, so that a pass costs what it places, not the
+// size of the fleet: an ask that no node has room for fails at once, and
+// one that fits looks at a few subtrees of the index, with the decisions a
+// scan over every node would make.
 package placement
 
 import (

@@ -46,8 +46,9 @@ var DefaultPlanLimits = PlanLimits{MaxAssign: 4096, MaxScan: 65536, PreemptBudge
 // in the same entry. Second, opportunistic tasks run on what is left; they
 // never preempt.
 func (s *State) Plan(now int64, lim PlanLimits) *fsmpb.Assign {
-	p := s.newPass(now, lim)
-	defer s.closePass(p.placer)
+	placer, cluster := s.openPass()
+	defer s.closePass(placer)
+	p := s.newPass(now, lim, placer, cluster)
 	if p.cluster.IsZero() {
 		return p.out // no agent is up: nothing can be placed or preempted
 	}
@@ -82,12 +83,10 @@ type pass struct {
 	noVictims map[string]bool
 }
 
-// newPass opens a pass on the agent index (agentindex.go); the caller
-// closes it with closePass.
-func (s *State) newPass(now int64, lim PlanLimits) *pass {
-	// The capacity pools share is every up agent's, cordoned ones too: the
-	// work running there counts in the pools' usage.
-	placer, cluster := s.openPass()
+// newPass sets up a pass over a placer opened on the agent index
+// (agentindex.go). The capacity pools share, cluster, is every up agent's,
+// cordoned ones too: the work running there counts in the pools' usage.
+func (s *State) newPass(now int64, lim PlanLimits, placer *placement.Placer, cluster pool.Resources) *pass {
 	// Warm workers a pool reserves count against its guarantee.
 	usage := s.poolUsage
 	if len(s.poolWarm) > 0 {
