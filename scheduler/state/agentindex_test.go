@@ -117,3 +117,32 @@ func (s *State) planFresh(now int64, lim PlanLimits) *fsmpb.Assign {
 	}()
 	return s.Plan(now, lim)
 }
+
+// TestPlanConcurrentReaders runs passes from several goroutines at once, as
+// readers under the FSM's read lock may: each must decide as a pass alone
+// does (run under -race, this also checks that passes do not race on the
+// index).
+func TestPlanConcurrentReaders(t *testing.T) {
+	s := benchFleetState(t, planFleet{agents: 40, running: 300, queued: 200})
+	want := s.Plan(10, DefaultPlanLimits)
+	if len(want.Assignments) == 0 {
+		t.Fatal("nothing placed")
+	}
+	errs := make(chan string, 8)
+	for range 4 {
+		go func() {
+			for range 5 {
+				if got := s.Plan(10, DefaultPlanLimits); !reflect.DeepEqual(got, want) {
+					errs <- fmt.Sprintf("a concurrent pass placed %d, alone %d", len(got.Assignments), len(want.Assignments))
+					return
+				}
+			}
+			errs <- ""
+		}()
+	}
+	for range 4 {
+		if e := <-errs; e != "" {
+			t.Fatal(e)
+		}
+	}
+}
