@@ -207,7 +207,11 @@ func mustApply(tb testing.TB, s *State, c *fsmpb.Command) *Result {
 //   - full-preempt: the same, with the queue in a pool below its guarantee
 //     and a budget of 20 preemptions (the server's default burst);
 //
-//   - few: capacity free and 10 tasks queued.
+//   - few: capacity free and 10 tasks queued;
+//
+//   - churn: the cluster full, and before each pass 100 tasks finish on
+//     100 agents and the previous pass's placements are committed (not
+//     timed): the pass brings those agents up to date and fills the room.
 //
 //     go test -run X -bench PlanPass10k -benchmem ./scheduler/state
 func BenchmarkPlanPass10k(b *testing.B) {
@@ -226,6 +230,7 @@ func BenchmarkPlanPass10k(b *testing.B) {
 		{"few", planFleet{agents: 10_000, running: 300_000, queued: 10}, 0,
 			func(a *fsmpb.Assign) bool { return len(a.Assignments) == 9 }}, // no agent has 8 cores free
 	}
+	b.Run("churn", benchPlanChurn)
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			s := benchFleetState(b, c.fleet)
@@ -244,4 +249,38 @@ func BenchmarkPlanPass10k(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchPlanChurn is BenchmarkPlanPass10k/churn.
+func benchPlanChurn(b *testing.B) {
+	s := benchFleetState(b, planFleet{agents: 10_000, running: 300_000, full: true, queued: 50_000})
+	ids := s.AgentIDs()
+	now, next, placed := int64(10), 0, 0
+	s.Plan(now, DefaultPlanLimits)
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		b.StopTimer()
+		now++
+		var aes []*fsmpb.AgentEvents
+		for range 100 {
+			id := ids[next%len(ids)]
+			next += 101
+			if running := sortedKeys(s.agents[id].Running); len(running) > 0 {
+				t := s.tasks[running[0]]
+				aes = append(aes, &fsmpb.AgentEvents{AgentId: id, Events: []*pb.TaskEvent{{TaskId: t.PB.Id,
+					Attempt: t.Attempt(), Kind: "finished", Outcome: "succeeded", UnixMs: now}}})
+			}
+		}
+		mustApply(b, s, &fsmpb.Command{NowUnixMs: now, Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: aes}}})
+		b.StartTimer()
+		plan := s.Plan(now, DefaultPlanLimits)
+		b.StopTimer()
+		placed += len(plan.Assignments)
+		mustApply(b, s, &fsmpb.Command{NowUnixMs: now, Cmd: &fsmpb.Command_Assign{Assign: plan}})
+		b.StartTimer()
+	}
+	if placed == 0 {
+		b.Fatal("no pass placed anything in the room freed")
+	}
+	b.ReportMetric(float64(placed)/float64(b.N), "placed/pass")
 }
