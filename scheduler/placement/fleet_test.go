@@ -283,3 +283,32 @@ func TestMayFit(t *testing.T) {
 		t.Fatal("MayFit does not follow free capacity")
 	}
 }
+
+// TestFleetConstraintFallsBackToScan: a constraint the index cannot see
+// (labels) matching a fifth of the nodes, all of them less utilized than
+// the rest: the walk gives up after a bounded number of subtrees and scans
+// the constraint's candidates, with the scan's answer.
+func TestFleetConstraintFallsBackToScan(t *testing.T) {
+	var nodes []Node
+	for i := range 1000 {
+		if i%5 == 0 {
+			nodes = append(nodes, node(t, fmt.Sprintf("n%04d", i), "cpu=32,memory=128Gi", fmt.Sprintf("cpu=%d", i%7), "ssd=1"))
+		} else {
+			nodes = append(nodes, node(t, fmt.Sprintf("n%04d", i), "cpu=32,memory=128Gi", "cpu=24,memory=100Gi"))
+		}
+	}
+	ask := Ask{Resources: res(t, "cpu=2,memory=1Gi"), Constraints: []Constraint{{Label: "ssd", Op: OpExists}}}
+	fast, ref := NewPlacer(nodes), NewPlacer(nodes)
+	ref.scanAll = true
+	for step := range 50 {
+		fast.visits = 0
+		id1, _, ok1 := fast.Place(ask)
+		id2, _, ok2 := ref.Place(ask)
+		if id1 != id2 || ok1 != ok2 {
+			t.Fatalf("step %d: index chose %q %v, scan %q %v", step, id1, ok1, id2, ok2)
+		}
+		if budget := 2*200 + 64; fast.visits > budget {
+			t.Fatalf("step %d: the walk looked at %d subtrees, more than its budget of %d", step, fast.visits, budget)
+		}
+	}
+}

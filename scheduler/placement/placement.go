@@ -317,6 +317,9 @@ type query struct {
 	ask     *Ask
 	devAsk  bool
 	cpuOnly bool
+	// budget is how many more subtrees the walk may visit (-1: no limit);
+	// at 0 it gives up.
+	budget int
 }
 
 // best is the node a search has chosen so far.
@@ -366,7 +369,18 @@ func (p *Placer) Place(ask Ask) (nodeID string, grants []Grant, ok bool) {
 	if p.scanAll || pick >= 0 && len(list)*scanFraction <= len(p.f.nodes) {
 		p.scan(list, pick, &q, &b)
 	} else {
+		q.budget = -1
+		if pick >= 0 {
+			// The index does not know labels: should the walk meet many
+			// nodes that fit but do not match, scanning the candidates of
+			// the constraint is cheaper, and decides the same.
+			q.budget = 2*len(list) + 64
+		}
 		p.searchTrees(&q, &b)
+		if q.budget == 0 {
+			b = best{}
+			p.scan(list, pick, &q, &b)
+		}
 	}
 	if !b.found {
 		p.rememberFailure(h, &ask)
@@ -474,6 +488,10 @@ func (p *Placer) searchKind(gpu bool, q *query, b *best) {
 // to the smaller ID). Of its two halves, the one with the higher bound goes
 // first, so that a good node is found early and the rest skipped.
 func (p *Placer) visit(t *capTree, k, lo, width int, ub float64, q *query, b *best) {
+	if q.budget == 0 {
+		return
+	}
+	q.budget--
 	p.visits++
 	if b.found && (ub < b.score || ub == b.score && t.pos[lo] > b.pos) {
 		return
