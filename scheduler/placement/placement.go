@@ -19,12 +19,20 @@
 // GPU resource at all (no gpu, gpu_memory or nvenc) always prefers a node
 // without GPU resources when one fits: GPU hosts are not spent on CPU work
 // while a CPU-only host can take it.
+//
+// A scheduler that places work many times a second over thousands of
+// nodes keeps them in a Fleet (fleet.go): it tells the Fleet which nodes
+// changed, and each pass borrows a Placer from it. The Fleet indexes the
+// nodes by free capacity, so that a pass costs what it places, not the
+// size of the fleet: an ask that no node has room for fails at once, and
+// one that fits looks at a few subtrees of the index, with the decisions a
+// scan over every node would make.
 package placement
 
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 
 	"github.com/banyan-sched/banyan/pool"
 )
@@ -154,7 +162,7 @@ func fits(ask, free *[numRes]int64) bool {
 		ask[3] <= free[3] && ask[4] <= free[4]
 }
 
-// nodeState is one up node inside a Placer.
+// nodeState is one node inside a Fleet.
 type nodeState struct {
 	free  [numRes]int64   // capacity - used
 	scale [numRes]float64 // weight/(capacity*sum of weights), 0 where capacity <= 0
@@ -168,6 +176,12 @@ type nodeState struct {
 	// system cap and its use.
 	devs            []devState
 	sysCap, sysUsed int64
+	// up is false for a node that takes no work; tree and leaf place the
+	// node in its Fleet's index; mark is the last pass that saved it.
+	up   bool
+	tree int32
+	leaf int32
+	mark uint64
 }
 
 // score is the node's utilization after adding ask, in [0, 1] when ask fits.
@@ -185,27 +199,41 @@ func (n *nodeState) score(ask *[numRes]int64) float64 {
 // what it has placed so later tasks in the same pass see it. A Placer is not
 // safe for concurrent use.
 //
-// Two caches make repeated asks cheap; neither changes any decision:
+// A Placer works on a Fleet (fleet.go): its own, from NewPlacer, or one
+// kept by the caller across passes, from Fleet.Placer; then Close puts the
+// Fleet back as it was. The Fleet's index by free capacity lets Place skip
+// nodes that cannot hold the ask, and fail at once when none can. Two
+// caches make repeated asks cheaper still; neither changes any decision:
 //
-//   - candidate lists per constraint: the up nodes (sorted by ID) matching a
-//     constraint are computed once and reused, since labels do not change
-//     during a pass;
+//   - candidate lists per constraint: the nodes (sorted by ID) matching a
+//     constraint are computed once and kept by the Fleet until labels
+//     change; an ask whose constraint matches few nodes scans just those;
 //   - failed shapes: an ask (resources and constraints, compared exactly) that
 //     found no node is remembered. Place only ever lowers free capacity, so
 //     an ask that found no room cannot find room later in the pass; an
 //     identical ask fails at once. Release raises free capacity and so
 //     forgets every failed shape.
 type Placer struct {
-	nodes []nodeState    // up nodes, sorted by ID
-	index map[string]int // node ID -> position in nodes
-	all   []int32        // 0..len(nodes)-1
-	// cands caches, per constraint, the positions of matching nodes.
-	cands map[Constraint][]int32
-	// withCPU counts nodes with free cpu > 0, for Full.
-	withCPU int
+	f *Fleet
+	// borrowed is set for a Placer from Fleet.Placer: saved holds the
+	// nodes as they were before the pass changed them, for Close.
+	borrowed, closed bool
+	saved            []savedNode
+	withCPU0         int
+	// scanAll makes Place scan every node instead of walking the index
+	// (tests compare the two).
+	scanAll bool
+	// visits counts the index subtrees Place looked at (tests read it).
+	visits int
 	// failed maps the hash of a failed ask to the head of a chain in fails.
 	failed map[uint64]int32
 	fails  []failEntry
+}
+
+// savedNode is a node as it was before a pass first changed it.
+type savedNode struct {
+	pos int32
+	n   nodeState
 }
 
 // failEntry is one remembered failed ask; next chains entries with the same
@@ -221,74 +249,85 @@ type failEntry struct {
 // while the Placer is in use. Down nodes are ignored. If an ID repeats, the
 // first up node with it is used.
 func NewPlacer(nodes []Node) *Placer {
-	p := &Placer{
-		index:  make(map[string]int, len(nodes)),
-		cands:  make(map[Constraint][]int32),
-		failed: make(map[uint64]int32),
-	}
-	up := make([]*Node, 0, len(nodes))
+	f := &Fleet{index: make(map[string]int, len(nodes)), cands: map[Constraint][]int32{}}
 	for i := range nodes {
 		n := &nodes[i]
-		if !n.Up {
+		if _, dup := f.index[n.ID]; dup || !n.Up {
 			continue
 		}
-		if _, dup := p.index[n.ID]; dup {
-			continue
-		}
-		p.index[n.ID] = -1
-		up = append(up, n)
+		f.setLocked(n)
 	}
-	if byID := func(i, j int) bool { return up[i].ID < up[j].ID }; !sort.SliceIsSorted(up, byID) {
-		sort.Slice(up, byID) // callers usually pass them sorted already
-	}
-	p.nodes = make([]nodeState, len(up))
-	p.all = make([]int32, len(up))
-	for i, n := range up {
-		s := &p.nodes[i]
-		s.id, s.labels = n.ID, n.Labels
-		s.cap, s.used = vec(n.Capacity), vec(n.Used)
-		s.gpu = hasGPU(n.Capacity)
-		s.sysCap, s.sysUsed = n.NVENCSystemCap, n.NVENCSystemUsed
-		if len(n.Devices) > 0 {
-			s.devs = make([]devState, len(n.Devices))
-			for d := range n.Devices {
-				s.devs[d] = devState{Device: n.Devices[d], pos: d}
-			}
-		}
-		var wsum float64
-		for r := 0; r < numRes; r++ {
-			s.free[r] = s.cap[r] - s.used[r]
-			if s.cap[r] > 0 {
-				wsum += resWeight[r]
-			}
-		}
-		for r := 0; r < numRes; r++ {
-			if s.cap[r] > 0 {
-				s.scale[r] = resWeight[r] / (float64(s.cap[r]) * wsum)
-			}
-		}
-		if s.free[0] > 0 {
-			p.withCPU++
-		}
-		p.index[n.ID] = i
-		p.all[i] = int32(i)
-	}
-	return p
+	f.rebuildLocked()
+	return &Placer{f: f, failed: map[uint64]int32{}}
 }
 
-// candidates returns the sorted positions of up nodes matching c.
-func (p *Placer) candidates(c Constraint) []int32 {
-	if l, ok := p.cands[c]; ok {
-		return l
+// Close ends a pass opened with Fleet.Placer: every node the pass changed
+// is put back as it was and the Fleet is released. The Placer must not be
+// used afterwards. For a Placer from NewPlacer, Close does nothing.
+func (p *Placer) Close() {
+	if !p.borrowed || p.closed {
+		return
 	}
-	l := []int32{}
-	for i := range p.nodes {
-		if c.Matches(p.nodes[i].labels) {
-			l = append(l, int32(i))
-		}
+	p.closed = true
+	f := p.f
+	for i := len(p.saved) - 1; i >= 0; i-- {
+		sv := &p.saved[i]
+		n := &f.nodes[sv.pos]
+		*n = sv.n
+		f.trees[n.tree].update(n.leaf, n)
 	}
-	p.cands[c] = l
-	return l
+	f.withCPU = p.withCPU0
+	p.saved = nil
+	f.mu.Unlock()
+}
+
+// save keeps node pos as it is, the first time a borrowed Placer changes it.
+func (p *Placer) save(pos int32) {
+	if !p.borrowed {
+		return
+	}
+	n := &p.f.nodes[pos]
+	if n.mark == p.f.epoch {
+		return
+	}
+	n.mark = p.f.epoch
+	c := *n
+	if len(n.devs) > 0 {
+		c.devs = slices.Clone(n.devs)
+	}
+	p.saved = append(p.saved, savedNode{pos: pos, n: c})
+}
+
+// lookup returns the position of the up node nodeID.
+func (p *Placer) lookup(nodeID string) (int32, bool) {
+	pos, ok := p.f.index[nodeID]
+	if !ok || p.closed || !p.f.nodes[pos].up {
+		return 0, false
+	}
+	return int32(pos), true
+}
+
+// scanFraction: an ask whose constraints leave at most one node in
+// scanFraction scans those candidates instead of walking the index.
+const scanFraction = 8
+
+// query is one Place call's ask, as the search needs it.
+type query struct {
+	a       [numRes]int64
+	ask     *Ask
+	devAsk  bool
+	cpuOnly bool
+	// budget is how many more subtrees the walk may visit (-1: no limit);
+	// at 0 it gives up.
+	budget int
+}
+
+// best is the node a search has chosen so far.
+type best struct {
+	found bool
+	pos   int32
+	score float64
+	picks []int
 }
 
 // Place picks a node for ask, records the use and returns the node ID and,
@@ -296,80 +335,227 @@ func (p *Placer) candidates(c Constraint) []int32 {
 // ok is false when no up node matching the constraints has room for ask now,
 // and also when ask has a negative resource or an invalid constraint.
 func (p *Placer) Place(ask Ask) (nodeID string, grants []Grant, ok bool) {
-	a := vec(ask.Resources)
-	for _, v := range a {
+	q := query{a: vec(ask.Resources), ask: &ask, devAsk: needsDevice(&ask), cpuOnly: !hasGPU(ask.Resources)}
+	for _, v := range q.a {
 		if v < 0 {
 			return "", nil, false
 		}
+	}
+	if p.closed {
+		return "", nil, false
 	}
 	h := hashAsk(&ask)
 	if p.knownFailure(h, &ask) {
 		return "", nil, false
 	}
 
-	devAsk := needsDevice(&ask)
-	list := p.all
+	var list []int32
 	pick := -1 // constraint whose candidate list is scanned
 	for i, c := range ask.Constraints {
 		if ValidateConstraint(c) != nil {
 			return "", nil, false
 		}
-		if devAsk && IsDeviceLabel(c.Label) {
+		if q.devAsk && IsDeviceLabel(c.Label) {
 			continue // checked on each device of nodes that list them
 		}
-		if l := p.candidates(c); pick < 0 || len(l) < len(list) {
+		if l := p.f.candidates(c); pick < 0 || len(l) < len(list) {
 			list, pick = l, i
 		}
 	}
+	var b best
+	if p.scanAll { // tests: the reference the index must agree with
+		list, pick = p.f.allPositions(), -1
+	}
+	if p.scanAll || pick >= 0 && len(list)*scanFraction <= len(p.f.nodes) {
+		p.scan(list, pick, &q, &b)
+	} else {
+		q.budget = -1
+		if pick >= 0 {
+			// The index does not know labels: should the walk meet many
+			// nodes that fit but do not match, scanning the candidates of
+			// the constraint is cheaper, and decides the same.
+			q.budget = 2*len(list) + 64
+		}
+		p.searchTrees(&q, &b)
+		if q.budget == 0 {
+			b = best{}
+			p.scan(list, pick, &q, &b)
+		}
+	}
+	if !b.found {
+		p.rememberFailure(h, &ask)
+		return "", nil, false
+	}
+	return p.f.nodes[b.pos].id, p.take(b.pos, &q.a, b.picks), true
+}
 
-	cpuOnly := !hasGPU(ask.Resources)
-	best := -1
-	var bestScore float64
-	var bestPicks []int
+// MayFit reports whether Place might find a node for ask now: false when
+// an identical ask failed since the last release, or when ask exceeds what
+// every node of the index has free on some resource. It changes nothing
+// and costs O(1) in the number of nodes, so a caller can skip work for an
+// ask that cannot be placed; true does not promise that Place succeeds.
+func (p *Placer) MayFit(ask Ask) bool {
+	if p.closed || p.knownFailure(hashAsk(&ask), &ask) {
+		return false
+	}
+	a := vec(ask.Resources)
+	for i := range p.f.trees {
+		if t := &p.f.trees[i]; t.count > 0 && fits(&a, &t.agg[1].free) {
+			return true
+		}
+	}
+	return false
+}
+
+// scan looks at every node of list (all matching constraint pick), in ID
+// order. Among the nodes that fit, the best score wins, ties going to the
+// earlier node; for a CPU-only ask any node without GPU resources beats
+// every node with some.
+func (p *Placer) scan(list []int32, pick int, q *query, b *best) {
 	bestGPU := false
 	for _, pos := range list {
-		n := &p.nodes[pos]
-		if !fits(&a, &n.free) {
+		n := &p.f.nodes[pos]
+		if !n.up || !fits(&q.a, &n.free) {
 			continue
 		}
-		if cpuOnly && best >= 0 && n.gpu && !bestGPU {
+		if q.cpuOnly && b.found && n.gpu && !bestGPU {
 			continue // a CPU-only node already fits; GPU hosts lose
 		}
-		if !p.matchesOthers(n, ask.Constraints, pick, devAsk) {
+		if !p.matchesOthers(n, q.ask.Constraints, pick, q.devAsk) {
 			continue
 		}
-		s := n.score(&a)
-		better := best < 0 || cpuOnly && bestGPU && !n.gpu || s > bestScore // equal scores keep the earlier (smaller) ID
+		s := n.score(&q.a)
+		better := !b.found || q.cpuOnly && bestGPU && !n.gpu || s > b.score // equal scores keep the earlier (smaller) ID
 		if !better {
 			continue
 		}
 		var picks []int
-		if devAsk && len(n.devs) > 0 {
+		if q.devAsk && len(n.devs) > 0 {
 			var ok bool
-			if picks, ok = n.pickDevices(&ask, &a); !ok {
+			if picks, ok = n.pickDevices(q.ask, &q.a); !ok {
 				continue
 			}
 		}
-		best, bestScore, bestGPU, bestPicks = int(pos), s, n.gpu, picks
+		*b = best{found: true, pos: pos, score: s, picks: picks}
+		bestGPU = n.gpu
 	}
-	if best < 0 {
-		p.rememberFailure(h, &ask)
-		return "", nil, false
-	}
-	return p.nodes[best].id, p.take(&p.nodes[best], &a, bestPicks), true
 }
 
-// take records a placement of a on n (and on its devices at picks) and
-// returns the device grants.
-func (p *Placer) take(n *nodeState, a *[numRes]int64, picks []int) []Grant {
+// searchTrees makes the choice scan would make over every node, through
+// the Fleet's index: a CPU-only ask looks at the nodes without GPU
+// resources first and at the others only if none of those takes it.
+func (p *Placer) searchTrees(q *query, b *best) {
+	if q.cpuOnly {
+		p.searchKind(false, q, b)
+		if !b.found {
+			p.searchKind(true, q, b)
+		}
+		return
+	}
+	p.searchKind(true, q, b)
+	p.searchKind(false, q, b) // nodes without GPU capacity only fit if their use is negative
+}
+
+// searchKind searches the trees of nodes with GPU resources (gpu) or
+// without, the one with the highest score bound first.
+func (p *Placer) searchKind(gpu bool, q *query, b *best) {
+	type root struct {
+		t  *capTree
+		ub float64
+	}
+	var buf [maxShapeTrees + 2]root
+	roots := buf[:0]
+	for i := range p.f.trees {
+		t := &p.f.trees[i]
+		if t.gpu != gpu || t.count == 0 || !fits(&q.a, &t.agg[1].free) {
+			continue
+		}
+		roots = append(roots, root{t, t.agg[1].bound(&q.a)})
+	}
+	for i := 1; i < len(roots); i++ { // insertion sort: a few entries
+		for j := i; j > 0 && roots[j].ub > roots[j-1].ub; j-- {
+			roots[j], roots[j-1] = roots[j-1], roots[j]
+		}
+	}
+	for _, r := range roots {
+		p.visit(r.t, 1, 0, r.t.size, r.ub, q, b)
+	}
+}
+
+// visit walks the subtree at k, which covers leaves lo..lo+width-1 and
+// fits q with score bound ub, skipping it when none of its nodes can beat
+// b: ub below b's score, or equal to it with every node after b's (ties go
+// to the smaller ID). Of its two halves, the one with the higher bound goes
+// first, so that a good node is found early and the rest skipped.
+func (p *Placer) visit(t *capTree, k, lo, width int, ub float64, q *query, b *best) {
+	if q.budget == 0 {
+		return
+	}
+	q.budget--
+	p.visits++
+	if b.found && (ub < b.score || ub == b.score && t.pos[lo] > b.pos) {
+		return
+	}
+	if width == 1 {
+		p.tryNode(t.pos[lo], q, b)
+		return
+	}
+	half := width / 2
+	l, r := 2*k, 2*k+1
+	lok := fits(&q.a, &t.agg[l].free)
+	rok := lo+half < t.count && fits(&q.a, &t.agg[r].free)
+	switch {
+	case lok && rok:
+		lub, rub := t.agg[l].bound(&q.a), t.agg[r].bound(&q.a)
+		if rub > lub {
+			p.visit(t, r, lo+half, half, rub, q, b)
+			p.visit(t, l, lo, half, lub, q, b)
+		} else {
+			p.visit(t, l, lo, half, lub, q, b)
+			p.visit(t, r, lo+half, half, rub, q, b)
+		}
+	case lok:
+		p.visit(t, l, lo, half, t.agg[l].bound(&q.a), q, b)
+	case rok:
+		p.visit(t, r, lo+half, half, t.agg[r].bound(&q.a), q, b)
+	}
+}
+
+// tryNode makes node pos the best if it fits q, matches its constraints
+// (and has the devices) and beats b.
+func (p *Placer) tryNode(pos int32, q *query, b *best) {
+	n := &p.f.nodes[pos]
+	if !n.up || !fits(&q.a, &n.free) || !p.matchesOthers(n, q.ask.Constraints, -1, q.devAsk) {
+		return
+	}
+	s := n.score(&q.a)
+	if b.found && !(s > b.score || s == b.score && pos < b.pos) {
+		return
+	}
+	var picks []int
+	if q.devAsk && len(n.devs) > 0 {
+		var ok bool
+		if picks, ok = n.pickDevices(q.ask, &q.a); !ok {
+			return
+		}
+	}
+	*b = best{found: true, pos: pos, score: s, picks: picks}
+}
+
+// take records a placement of a on the node at pos (and on its devices at
+// picks) and returns the device grants.
+func (p *Placer) take(pos int32, a *[numRes]int64, picks []int) []Grant {
+	p.save(pos)
+	n := &p.f.nodes[pos]
 	hadCPU := n.free[0] > 0
 	for i := 0; i < numRes; i++ {
 		n.used[i] += a[i]
 		n.free[i] -= a[i]
 	}
 	if hadCPU && n.free[0] <= 0 {
-		p.withCPU--
+		p.f.withCPU--
 	}
+	p.f.trees[n.tree].update(n.leaf, n)
 	if len(picks) == 0 {
 		return nil
 	}
@@ -380,11 +566,11 @@ func (p *Placer) take(n *nodeState, a *[numRes]int64, picks []int) []Grant {
 // constraints and has room (on its devices too); preemption uses it to put
 // a task where it freed capacity. It returns the device grants.
 func (p *Placer) PlaceOn(nodeID string, ask Ask) ([]Grant, bool) {
-	pos, ok := p.index[nodeID]
-	if !ok || pos < 0 {
+	pos, ok := p.lookup(nodeID)
+	if !ok {
 		return nil, false
 	}
-	n := &p.nodes[pos]
+	n := &p.f.nodes[pos]
 	a := vec(ask.Resources)
 	devAsk := needsDevice(&ask)
 	if !fits(&a, &n.free) || !p.matchesOthers(n, ask.Constraints, -1, devAsk) {
@@ -396,16 +582,20 @@ func (p *Placer) PlaceOn(nodeID string, ask Ask) ([]Grant, bool) {
 			return nil, false
 		}
 	}
-	return p.take(n, &a, picks), true
+	return p.take(pos, &a, picks), true
 }
 
 // Matching returns the up nodes whose labels satisfy every constraint of
 // ask, with their free capacity, sorted by ID.
 func (p *Placer) Matching(ask Ask) []NodeFree {
 	var out []NodeFree
-	for i := range p.nodes {
-		n := &p.nodes[i]
-		if p.matchesOthers(n, ask.Constraints, -1, needsDevice(&ask)) {
+	if p.closed {
+		return nil
+	}
+	devAsk := needsDevice(&ask)
+	for i := range p.f.nodes {
+		n := &p.f.nodes[i]
+		if n.up && p.matchesOthers(n, ask.Constraints, -1, devAsk) {
 			out = append(out, NodeFree{ID: n.id, Free: fromVec(n.free)})
 		}
 	}
@@ -439,11 +629,12 @@ func (p *Placer) matchesOthers(n *nodeState, cs []Constraint, skip int, devAsk b
 // never drops below zero on any resource. Unknown and down nodes are
 // ignored. Releasing anything forgets the remembered failed asks.
 func (p *Placer) Release(nodeID string, r pool.Resources, grants []Grant) {
-	pos, ok := p.index[nodeID]
-	if !ok || pos < 0 {
+	pos, ok := p.lookup(nodeID)
+	if !ok {
 		return
 	}
-	n := &p.nodes[pos]
+	p.save(pos)
+	n := &p.f.nodes[pos]
 	if len(grants) > 0 {
 		n.releaseDevices(grants, r)
 		if len(p.fails) > 0 {
@@ -464,8 +655,9 @@ func (p *Placer) Release(nodeID string, r pool.Resources, grants []Grant) {
 		changed = true
 	}
 	if !hadCPU && n.free[0] > 0 {
-		p.withCPU++
+		p.f.withCPU++
 	}
+	p.f.trees[n.tree].update(n.leaf, n)
 	if changed && len(p.fails) > 0 {
 		clear(p.failed)
 		p.fails = p.fails[:0]
@@ -476,17 +668,17 @@ func (p *Placer) Release(nodeID string, r pool.Resources, grants []Grant) {
 // capacity cpu minus used cpu is zero or less (true as well when no node is
 // up). When Full is true no ask with cpu > 0 can be placed until something is
 // released; asks with zero cpu might still fit. It costs O(1).
-func (p *Placer) Full() bool { return p.withCPU == 0 }
+func (p *Placer) Full() bool { return p.f.withCPU == 0 }
 
 // Used returns what the Placer counts as used on nodeID: the node's initial
 // use plus what was placed minus what was released. ok is false for unknown
 // and down nodes.
 func (p *Placer) Used(nodeID string) (used pool.Resources, ok bool) {
-	pos, ok := p.index[nodeID]
-	if !ok || pos < 0 {
+	pos, ok := p.lookup(nodeID)
+	if !ok {
 		return pool.Resources{}, false
 	}
-	return fromVec(p.nodes[pos].used), true
+	return fromVec(p.f.nodes[pos].used), true
 }
 
 // knownFailure reports whether an ask identical to ask failed since the last

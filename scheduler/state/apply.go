@@ -319,6 +319,7 @@ func (s *State) hold(t *Task, ag *Agent, poolPath string) {
 	ag.Used = ag.Used.Add(t.Ask())
 	ag.Running[t.PB.Id] = t.Attempt()
 	ag.holdDevices(t, t.current().GetGpus())
+	s.agentChanged(ag.PB.Id)
 	s.poolUsage[poolPath] = s.poolUsage[poolPath].Add(t.Ask())
 	s.poolRun[poolPath]++
 	if k := t.PB.Spec.ExclusiveKey; k != "" {
@@ -334,6 +335,7 @@ func (s *State) release(t *Task) {
 			delete(ag.Running, t.PB.Id)
 			ag.Used = ag.Used.Sub(t.Ask())
 			ag.releaseDevices(t, t.current().GetGpus())
+			s.agentChanged(ag.PB.Id)
 			s.poolUsage[j.PB.Pool] = s.poolUsage[j.PB.Pool].Sub(t.Ask())
 			if s.poolUsage[j.PB.Pool].IsZero() {
 				delete(s.poolUsage, j.PB.Pool)
@@ -704,6 +706,7 @@ func (s *State) applyAgentUp(now int64, c *fsmpb.AgentUp, r *Result) {
 	}
 	from := ag.PB.State
 	ag.PB.State, ag.PB.LastSeenUnixMs = AgentUp, now
+	s.agentChanged(c.AgentId)
 	s.noteAgent(ag, KindUp, from, "")
 	known := make(map[string]int32, len(c.Known))
 	for _, k := range c.Known {
@@ -727,6 +730,7 @@ func (s *State) applyAgentDown(now int64, c *fsmpb.AgentDown, r *Result) {
 	}
 	s.wAgent(ag)
 	ag.PB.State = AgentDown
+	s.agentChanged(c.AgentId)
 	s.noteAgent(ag, KindDown, AgentUp, c.Reason)
 	for _, id := range sortedKeys(ag.Running) {
 		t := s.tasks[id]

@@ -252,6 +252,7 @@ func (s *State) applyAgentDevices(now int64, c *fsmpb.AgentDevices, r *Result) {
 	}
 	fp.Gpus, fp.NvencSystemSessions = c.Update.Gpus, c.Update.NvencSystemSessions
 	ag.setFingerprint(fp)
+	s.agentChanged(c.AgentId)
 	s.noteAgent(ag, KindDevices, ag.PB.State, "")
 	for _, id := range sortedKeys(ag.Running) {
 		t := s.tasks[id]

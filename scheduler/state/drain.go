@@ -29,6 +29,7 @@ func (s *State) applyAgentScheduling(now int64, c *fsmpb.AgentScheduling, r *Res
 	}
 	s.wAgent(ag)
 	ag.PB.Ineligible = c.Ineligible
+	s.agentChanged(c.AgentId)
 	defer func() {
 		what := "eligible"
 		switch {

@@ -30,6 +30,7 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 	exclusive := map[string]string{}
 	queued := 0
 	seen := map[string]bool{}
+	errs = append(errs, checkAgentIndex(s)...)
 
 	for _, jid := range s.JobIDs() {
 		j := s.jobs[jid]

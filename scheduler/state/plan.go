@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sort"
@@ -45,7 +46,9 @@ var DefaultPlanLimits = PlanLimits{MaxAssign: 4096, MaxScan: 65536, PreemptBudge
 // in the same entry. Second, opportunistic tasks run on what is left; they
 // never preempt.
 func (s *State) Plan(now int64, lim PlanLimits) *fsmpb.Assign {
-	p := s.newPass(now, lim)
+	placer, cluster := s.openPass()
+	defer s.closePass(placer)
+	p := s.newPass(now, lim, placer, cluster)
 	if p.cluster.IsZero() {
 		return p.out // no agent is up: nothing can be placed or preempted
 	}
@@ -80,11 +83,10 @@ type pass struct {
 	noVictims map[string]bool
 }
 
-func (s *State) newPass(now int64, lim PlanLimits) *pass {
-	nodes := s.nodes()
-	// The capacity pools share is every up agent's, cordoned ones too: the
-	// work running there counts in the pools' usage.
-	cluster := s.Cluster()
+// newPass sets up a pass over a placer opened on the agent index
+// (agentindex.go). The capacity pools share, cluster, is every up agent's,
+// cordoned ones too: the work running there counts in the pools' usage.
+func (s *State) newPass(now int64, lim PlanLimits, placer *placement.Placer, cluster pool.Resources) *pass {
 	// Warm workers a pool reserves count against its guarantee.
 	usage := s.poolUsage
 	if len(s.poolWarm) > 0 {
@@ -96,7 +98,7 @@ func (s *State) newPass(now int64, lim PlanLimits) *pass {
 			usage[p] = usage[p].Add(w)
 		}
 	}
-	return &pass{s: s, now: now, lim: lim, placer: placement.NewPlacer(nodes), cluster: cluster,
+	return &pass{s: s, now: now, lim: lim, placer: placer, cluster: cluster,
 		noVictims: map[string]bool{},
 		view:      pool.NewView(s.pools, usage, cluster), held: map[string]bool{}, placed: map[string]bool{}, victims: map[string]bool{},
 		out: &fsmpb.Assign{}}
@@ -117,7 +119,10 @@ func (p *pass) run(opportunistic bool) {
 		if opportunistic && p.placer.Full() {
 			return
 		}
-		first := p.view.Order(active)[0]
+		first := active[0]
+		if len(active) > 1 {
+			first = p.view.Order(active)[0] // Order of one pool is that pool
+		}
 		it, ok := p.next(first, cursors[first], opportunistic)
 		if !ok {
 			active = remove(active, first)
@@ -171,10 +176,13 @@ func (p *pass) consider(it queue.Item, opportunistic bool) bool {
 	if key != "" && (p.s.exclusive[key] != "" || p.held[key]) {
 		return false
 	}
+	ask := askOf(t)
+	if (opportunistic || p.lim.PreemptBudget <= 0) && !p.placer.MayFit(ask) {
+		return false // no room anywhere, and no preemption to make some
+	}
 	if !p.view.Admit(it.Pool, t.Ask()).OK {
 		return false
 	}
-	ask := askOf(t)
 	if agent, grants, ok := p.placer.Place(ask); ok {
 		p.assign(t, agent, it.Pool, grants)
 		return true
@@ -260,9 +268,32 @@ func (p *pass) runningTasks() pool.RunningByNode {
 			list = append(list, pool.Running{TaskID: id, Pool: j.PB.Pool, Node: agentID, Ask: t.Ask(),
 				Class: pool.Class(j.PB.Class), Priority: j.PB.Priority, StartedMs: started})
 		}
+		// Victims sorts each node's candidates for every ask; sorted once
+		// here, in the same order, those sorts find them in place.
+		slices.SortFunc(list, victimOrder)
 		p.running[agentID] = list
 	}
 	return p.running
+}
+
+// victimOrder is the order pool.View.Victims tries victims in:
+// opportunistic first, then lowest priority, most recently started, task
+// id. It is a total order, so sorting by it here changes no decision.
+func victimOrder(a, b pool.Running) int {
+	ao, bo := a.Class == pool.ClassOpportunistic, b.Class == pool.ClassOpportunistic
+	if ao != bo {
+		if ao {
+			return -1
+		}
+		return 1
+	}
+	if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(b.StartedMs, a.StartedMs); c != 0 {
+		return c
+	}
+	return strings.Compare(a.TaskID, b.TaskID)
 }
 
 // nodes returns the agents as placement sees them.

@@ -182,6 +182,9 @@ type State struct {
 	acl *aclState
 	// tally holds the totals Counts reports (counts.go).
 	tally tally
+	// agentIdx keeps placement's view of the agents between passes
+	// (agentindex.go).
+	agentIdx agentIndex
 
 	// record turns change records on (changes.go); changes holds those of
 	// the command being applied, now its time.
