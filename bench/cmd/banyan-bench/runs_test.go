@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -158,5 +160,38 @@ func TestFSType(t *testing.T) {
 	}
 	if got := fsType("/no/such/dir"); !strings.HasPrefix(got, "unknown") {
 		t.Fatalf("fsType of a missing dir = %q, want unknown", got)
+	}
+}
+
+// A -keep run replaces the scenarios it ran and keeps the others' recorded
+// results, each with its own commit, in the scenarios' order.
+func TestKeptResults(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latest.json")
+	if got, err := keptResults(path, []Result{{Name: "submission"}}); err != nil || len(got) != 1 {
+		t.Fatalf("no file yet: %v, %v", got, err)
+	}
+	old := `{"scenarios": [{"name": "placement", "commit": "aaa", "metrics": {"placed_per_s": 1}},
+		{"name": "submission", "commit": "aaa", "metrics": {"acks_per_s": 1}},
+		{"name": "true", "commit": "aaa", "metrics": {"tasks_per_s": 1}}]}`
+	if err := os.WriteFile(path, []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := keptResults(path, []Result{{Name: "submission", Commit: "bbb", Metrics: map[string]float64{"acks_per_s": 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range got {
+		names = append(names, fmt.Sprintf("%s@%v=%v", r.Name, r.Commit, r.Metrics))
+	}
+	want := "placement@aaa=map[placed_per_s:1] submission@bbb=map[acks_per_s:2] true@aaa=map[tasks_per_s:1]"
+	if strings.Join(names, " ") != want {
+		t.Fatalf("got %s, want %s", strings.Join(names, " "), want)
+	}
+	if err := os.WriteFile(path, []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keptResults(path, nil); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("a damaged file: got %v, want an error naming it", err)
 	}
 }
