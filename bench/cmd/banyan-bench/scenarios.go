@@ -4,19 +4,15 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/banyan-sched/banyan/agent"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/bench/simagent"
-	"google.golang.org/protobuf/proto"
 )
 
 func scale(o options, full, quick int) int {
@@ -337,101 +333,4 @@ func runMemory(o options) Result {
 			Settings: map[string]string{}},
 		Notes: "not moved to the 3-server cluster: another process's heap after GC cannot be read from outside; heap = HeapAlloc after runtime.GC (leader state plus what raft retains); peak = the highest HeapAlloc sampled every 2 ms during FSM.Snapshot, with the snapshot's bytes still held; RSS includes the boltdb mmap",
 	}
-}
-
-// ------------------------------------------------- micro-batching and /bin/true
-
-// runRealWith runs n copies of task as one job on two real agents that
-// serve fns, with warm workers per function.
-func runRealWith(n int, task *pb.TaskSpec, fns map[string][]string, warm map[string]int) (perSec, meanMs float64, err error) {
-	dir, cleanup := tempDir("real")
-	defer cleanup()
-	s, err := startSingle(dir, nil)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer s.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	cpus := int64(runtime.NumCPU())
-	var realAgents []*agent.Agent
-	for i := 0; i < 2; i++ {
-		work := filepath.Join(dir, fmt.Sprintf("agent-%d", i))
-		if err := os.MkdirAll(work, 0o755); err != nil {
-			return 0, 0, err
-		}
-		fp := &pb.Fingerprint{Hostname: fmt.Sprintf("real-%d", i), CpuCores: int32(cpus), MemoryBytes: 8 << 30,
-			Capacity: &pb.Resources{CpuMillis: cpus * 1000, MemoryBytes: 8 << 30}}
-		a, err := agent.New(agent.Config{ID: fmt.Sprintf("real-%d", i), Servers: []string{s.Addr()}, Fingerprint: fp,
-			WorkDir: work, Logger: quiet(), KillGrace: time.Second, Functions: fns, Warm: warm})
-		if err != nil {
-			return 0, 0, err
-		}
-		realAgents = append(realAgents, a)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = a.Run(ctx)
-		}()
-	}
-	conn, err := dial(s.Addr())
-	if err != nil {
-		return 0, 0, err
-	}
-	defer conn.Close()
-	agents := pb.NewAgentServiceClient(conn)
-	if !waitUntil(20*time.Second, 20*time.Millisecond, func() bool {
-		r, err := agents.ListAgents(ctx, &pb.ListAgentsRequest{})
-		return err == nil && len(r.Agents) == 2
-	}) {
-		return 0, 0, fmt.Errorf("agents did not register")
-	}
-	if len(warm) > 0 {
-		time.Sleep(time.Second) // let the warm workers start before the calls come
-	}
-	jobs := pb.NewJobServiceClient(conn)
-	spec := &pb.JobSpec{Name: "real"}
-	for i := 0; i < n; i++ {
-		spec.Tasks = append(spec.Tasks, proto.Clone(task).(*pb.TaskSpec))
-	}
-	start := time.Now()
-	r, err := jobs.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{spec}})
-	if err != nil {
-		return 0, 0, err
-	}
-	var job *pb.Job
-	if !waitUntil(3*time.Minute, 20*time.Millisecond, func() bool {
-		job, err = jobs.GetJob(ctx, &pb.GetJobRequest{Id: r.Jobs[0].Id})
-		return err == nil && job.State != pb.JobState_JOB_STATE_QUEUED && job.State != pb.JobState_JOB_STATE_RUNNING
-	}) {
-		// Say where it stuck: what the leader thinks runs on each agent
-		// against what the agents run.
-		var where []string
-		if la, err := agents.ListAgents(ctx, &pb.ListAgentsRequest{}); err == nil {
-			for _, a := range la.Agents {
-				where = append(where, fmt.Sprintf("%s: leader says %d running", a.Id, a.RunningTasks))
-			}
-		}
-		for i, a := range realAgents {
-			where = append(where, fmt.Sprintf("real-%d runs %d", i, a.Running()))
-		}
-		return 0, 0, fmt.Errorf("job not done after 3m: %v; %s", job.GetCounts(), strings.Join(where, "; "))
-	}
-	secs := time.Since(start).Seconds()
-	if job.State != pb.JobState_JOB_STATE_SUCCEEDED {
-		return 0, 0, fmt.Errorf("job %v: %s", job.State, job.Reason)
-	}
-	full, err := jobs.GetJob(ctx, &pb.GetJobRequest{Id: r.Jobs[0].Id, WithTasks: true})
-	if err != nil {
-		return 0, 0, err
-	}
-	var sum int64
-	for _, t := range full.Tasks {
-		a := t.Attempts[len(t.Attempts)-1]
-		sum += a.FinishedUnixMs - a.StartedUnixMs
-	}
-	return float64(n) / secs, float64(sum) / float64(n), nil
 }
