@@ -210,6 +210,20 @@ func startCluster(o options, name string, n int, extra ...string) (*cluster, err
 	return c, nil
 }
 
+// startLedCluster is startCluster, then the leader once it serves reads.
+func startLedCluster(o options, name string, n int, extra ...string) (*cluster, *clusterServer, error) {
+	c, err := startCluster(o, name, n, extra...)
+	if err != nil {
+		return nil, nil, err
+	}
+	leader, err := c.waitLeader(10 * time.Second)
+	if err != nil {
+		c.close()
+		return nil, nil, err
+	}
+	return c, leader, nil
+}
+
 // addrs are the servers' gRPC addresses.
 func (c *cluster) addrs() []string {
 	var a []string

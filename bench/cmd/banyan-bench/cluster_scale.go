@@ -26,15 +26,11 @@ func runPriority(o options) Result {
 	nLatency := scale(o, 1000, 200)
 	const cpusPerAgent = 8
 	const perJob = 10_000
-	c, err := startCluster(o, "priority", 3)
+	c, leader, err := startLedCluster(o, "priority", 3)
 	if err != nil {
 		return Result{Err: err.Error()}
 	}
 	defer c.close()
-	leader, err := c.waitLeader(10 * time.Second)
-	if err != nil {
-		return Result{Err: err.Error()}
-	}
 	cc, err := c.conn(leader.addr)
 	if err != nil {
 		return Result{Err: err.Error()}
@@ -154,15 +150,11 @@ func runAgentsAtScale(o options) Result {
 	const lease = 10 * time.Second // the default: heartbeats every 2.5 s
 	window := time.Duration(scale(o, 30, 10)) * time.Second
 	const tasksPerSec = 1000
-	c, err := startCluster(o, "agents", 3)
+	c, leader, err := startLedCluster(o, "agents", 3)
 	if err != nil {
 		return Result{Err: err.Error()}
 	}
 	defer c.close()
-	leader, err := c.waitLeader(10 * time.Second)
-	if err != nil {
-		return Result{Err: err.Error()}
-	}
 	start := time.Now()
 	fleet, err := startFleet(fleetOpts{servers: c.addrs(), n: n, cpuMillis: 8000, memBytes: 32 << 30,
 		duration: time.Second, rtt: true}, filepath.Join(c.dir, "simagents.log"))

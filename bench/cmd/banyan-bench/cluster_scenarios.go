@@ -124,15 +124,11 @@ func runPlacement(o options) Result {
 	warm := time.Duration(scale(o, 3, 2)) * time.Second
 	window := time.Duration(scale(o, 10, 4)) * time.Second
 	const submitters, perCall = 4, 1000
-	c, err := startCluster(o, "placement", 3)
+	c, leader, err := startLedCluster(o, "placement", 3)
 	if err != nil {
 		return Result{Err: err.Error()}
 	}
 	defer c.close()
-	leader, err := c.waitLeader(10 * time.Second)
-	if err != nil {
-		return Result{Err: err.Error()}
-	}
 	fleet, err := startFleet(fleetOpts{servers: c.addrs(), n: nAgents, cpuMillis: 64000, memBytes: 256 << 30},
 		filepath.Join(c.dir, "simagents.log"))
 	if err != nil {
@@ -252,15 +248,11 @@ func runSubmission(o options) Result {
 	// meanwhile into shared entries.
 	const clients = 64
 	window := time.Duration(scale(o, 10, 4)) * time.Second
-	c, err := startCluster(o, "submission", 3)
+	c, leader, err := startLedCluster(o, "submission", 3)
 	if err != nil {
 		return Result{Err: err.Error()}
 	}
 	defer c.close()
-	leader, err := c.waitLeader(10 * time.Second)
-	if err != nil {
-		return Result{Err: err.Error()}
-	}
 	var mu sync.Mutex
 	var lat []time.Duration
 	var errs atomic.Int64
@@ -345,15 +337,11 @@ func runFailover(o options) Result {
 	// Finished jobs past gc-max-jobs (10,000 by default) are removed, and
 	// a removed job cannot be told from a lost one: keep them all.
 	gc := []string{"--gc-max-jobs", "1000000"}
-	c, err := startCluster(o, "failover", 3, gc...)
+	c, leader, err := startLedCluster(o, "failover", 3, gc...)
 	if err != nil {
 		return Result{Err: err.Error()}
 	}
 	defer c.close()
-	leader, err := c.waitLeader(10 * time.Second)
-	if err != nil {
-		return Result{Err: err.Error()}
-	}
 	fleet, err := startFleet(fleetOpts{servers: c.addrs(), n: nAgents, cpuMillis: 4000, memBytes: 16 << 30,
 		duration: 20 * time.Millisecond}, filepath.Join(c.dir, "simagents.log"))
 	if err != nil {
