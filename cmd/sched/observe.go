@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/pprof"
 	"os"
 
 	"github.com/banyan-sched/banyan/agent"
@@ -24,6 +26,20 @@ const DefaultDevHTTPAddr = "127.0.0.1:7480"
 // httpAddrHelp documents --http-addr.
 const httpAddrHelp = "serve /metrics, /healthz and /readyz over HTTP on this address, and on a server the web page at / (read-only, no secrets; off when empty)"
 
+// pprofEnv, set to 1, mounts Go's profiler (/debug/pprof/) on the HTTP
+// address of a server, agent or sched dev. Off by default: profiles show
+// the process's internals to whoever reaches the address.
+const pprofEnv = "BANYAN_DEBUG_PPROF"
+
+// mountPprof serves net/http/pprof's handlers on h.
+func mountPprof(h *httpapi.Server) {
+	h.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+	h.Handle("GET /debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
+	h.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+	h.Handle("GET /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+	h.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+}
+
 // httpSurface is a running HTTP listener, stopped with stop.
 type httpSurface struct {
 	*httpapi.Server
@@ -37,6 +53,10 @@ func startHTTP(addr string, g prometheus.Gatherer, checks []httpapi.Check, log *
 	h, err := httpapi.New(httpapi.Config{Addr: addr, Gatherer: g, Ready: checks, Logger: log})
 	if err != nil {
 		return nil, err
+	}
+	if os.Getenv(pprofEnv) == "1" {
+		mountPprof(h)
+		log.Warn("serving Go's profiler on the HTTP address", "path", "/debug/pprof/", "env", pprofEnv)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &httpSurface{Server: h, cancel: cancel, done: make(chan error, 1)}

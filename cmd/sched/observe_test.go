@@ -14,6 +14,7 @@ import (
 
 	"github.com/banyan-sched/banyan/agent"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestLogFormat(t *testing.T) {
@@ -88,5 +89,32 @@ func TestAgentHTTPNotReadyWithoutSession(t *testing.T) {
 	}
 	if _, body := get("/metrics"); !strings.Contains(body, "banyan_agent_connected 0") || !strings.Contains(body, "banyan_agent_running_tasks 0") {
 		t.Errorf("metrics lack the agent's gauges:\n%s", body)
+	}
+}
+
+// Go's profiler is served on the HTTP address only when BANYAN_DEBUG_PPROF
+// is 1.
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := prometheus.NewRegistry()
+	for _, on := range []bool{false, true} {
+		if on {
+			t.Setenv(pprofEnv, "1")
+		}
+		h, err := startHTTP("127.0.0.1:0", reg, nil, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Get("http://" + h.Addr() + "/debug/pprof/cmdline")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{false: 404, true: 200}[on]; resp.StatusCode != want {
+			t.Errorf("%s=%v: /debug/pprof/cmdline answered %d, want %d", pprofEnv, on, resp.StatusCode, want)
+		}
+		if err := h.stop(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
