@@ -72,7 +72,7 @@ type pass struct {
 	held    map[string]bool    // exclusive keys taken in this pass
 	placed  map[string]bool    // tasks assigned in this pass
 	victims map[string]bool    // tasks preempted in this pass
-	running pool.RunningByNode // built on first use
+	running *pool.RunningIndex // built on first use
 	out     *fsmpb.Assign
 	scanned int
 	cluster pool.Resources // capacity of the up agents
@@ -219,7 +219,7 @@ func (p *pass) preemptFor(t *Task, poolPath string, ask placement.Ask) bool {
 		nodes = append(nodes, pool.NodeFree{Node: n.ID, Free: n.Free})
 	}
 	policy := pool.PreemptPolicy{MinRuntimeMs: p.lim.MinRuntimeMs, MaxVictims: p.lim.PreemptBudget}
-	pre, ok := p.view.Victims(poolPath, t.Ask(), nodes, p.runningTasks(), p.now, policy)
+	pre, ok := p.view.VictimsIn(poolPath, t.Ask(), nodes, p.runningTasks(), p.now, policy)
 	if !ok || len(pre.Victims) == 0 {
 		return false
 	}
@@ -233,7 +233,7 @@ func (p *pass) preemptFor(t *Task, poolPath string, ask placement.Ask) bool {
 			Victim: &fsmpb.Assignment{TaskId: id, Attempt: v.Attempt(), AgentId: pre.Node}})
 	}
 	// Victims are no longer candidates (all of them ran on pre.Node).
-	p.running[pre.Node] = slices.DeleteFunc(p.running[pre.Node], func(r pool.Running) bool { return p.victims[r.TaskID] })
+	p.running.Set(pre.Node, slices.DeleteFunc(p.running.Tasks(pre.Node), func(r pool.Running) bool { return p.victims[r.TaskID] }))
 	p.lim.PreemptBudget -= len(pre.Victims)
 	grants, ok := p.placer.PlaceOn(pre.Node, ask)
 	if !ok {
@@ -243,13 +243,13 @@ func (p *pass) preemptFor(t *Task, poolPath string, ask placement.Ask) bool {
 	return true
 }
 
-// runningTasks lists placed tasks (not already preempted) by agent, for
-// the policy; built once per pass (Victims does not depend on the order).
-func (p *pass) runningTasks() pool.RunningByNode {
+// runningTasks indexes placed tasks (not already preempted) by agent, for
+// the policy; built once per pass, and kept up to date by preemptFor.
+func (p *pass) runningTasks() *pool.RunningIndex {
 	if p.running != nil {
 		return p.running
 	}
-	p.running = make(pool.RunningByNode, len(p.s.agents))
+	byAgent := make(pool.RunningByNode, len(p.s.agents))
 	for agentID, a := range p.s.agents {
 		if !a.Up() || len(a.Running) == 0 {
 			continue
@@ -268,11 +268,12 @@ func (p *pass) runningTasks() pool.RunningByNode {
 			list = append(list, pool.Running{TaskID: id, Pool: j.PB.Pool, Node: agentID, Ask: t.Ask(),
 				Class: pool.Class(j.PB.Class), Priority: j.PB.Priority, StartedMs: started})
 		}
-		// Victims sorts each node's candidates for every ask; sorted once
-		// here, in the same order, those sorts find them in place.
+		// The index keeps each node's tasks in the order the policy tries
+		// them; sorted here, it finds them in place.
 		slices.SortFunc(list, victimOrder)
-		p.running[agentID] = list
+		byAgent[agentID] = list
 	}
+	p.running = pool.NewRunningIndex(byAgent)
 	return p.running
 }
 
