@@ -108,13 +108,15 @@ type Preemption struct {
 // caller that asks many times over the same tasks (a scheduling pass)
 // builds a RunningIndex once and calls VictimsIn instead.
 func (v *View) Victims(path string, ask Resources, nodes []NodeFree, running RunningByNode, now int64, p PreemptPolicy) (Preemption, bool) {
-	idx := NewRunningIndex(nil)
+	hint := RunningHint{MinPriority: math.MaxInt32, NoOpportunistic: true}
 	for _, n := range nodes {
-		if tasks := running[n.Node]; len(tasks) > 0 && idx.nodes[n.Node] == nil {
-			idx.Set(n.Node, slices.Clone(tasks))
+		for _, r := range running[n.Node] {
+			hint.MinPriority = min(hint.MinPriority, r.Priority)
+			hint.NoOpportunistic = hint.NoOpportunistic && r.Class != ClassOpportunistic
 		}
 	}
-	return v.VictimsIn(path, ask, nodes, idx, now, p)
+	load := func(node string) []Running { return slices.Clone(running[node]) }
+	return v.VictimsIn(path, ask, nodes, LoadRunningIndex(load, hint), now, p)
 }
 
 // VictimsIn is Victims over the running tasks held in idx; it decides
@@ -124,8 +126,10 @@ func (v *View) Victims(path string, ask Resources, nodes []NodeFree, running Run
 // Nodes are tried in id order. A node is passed over, without looking at
 // its tasks one by one, when its sums (see RunningIndex) show that no plan
 // there could free enough within p.MaxVictims or be strictly better than
-// the best one found on an earlier node; the scan ends at a node where the
-// ask already fits.
+// the best one found on an earlier node, and without loading its tasks at
+// all once the best plan is as cheap as the index's hint allows any plan
+// with victims to be (then only a node where the ask fits as it is could
+// still win); the scan ends at a node where the ask already fits.
 func (v *View) VictimsIn(path string, ask Resources, nodes []NodeFree, idx *RunningIndex, now int64, p PreemptPolicy) (Preemption, bool) {
 	if !v.WithinGuarantee(path, ask) {
 		return Preemption{}, false
@@ -153,8 +157,11 @@ func (v *View) VictimsIn(path string, ask Resources, nodes []NodeFree, idx *Runn
 			}
 			break
 		}
-		nr := idx.nodes[n.Node]
-		if nr == nil {
+		if found && !idx.floor.less(best) {
+			continue // no plan with victims can be strictly better
+		}
+		nr := idx.node(n.Node)
+		if len(nr.tasks) == 0 {
 			continue // nothing runs there to stop
 		}
 		lb, ok := nr.bound(ask, n.Free, p.MaxVictims)
@@ -186,11 +193,26 @@ const topK = 4
 // RunningIndex holds the running tasks of each node in the order Victims
 // tries them, with sums over each node's tasks that let VictimsIn pass over
 // nodes where no plan could be good enough. Build it once per scheduling
-// pass; Set replaces one node's tasks (after some were preempted). It is
-// not safe for concurrent use.
+// pass, from all the tasks (NewRunningIndex) or loading each node's the
+// first time a call needs them (LoadRunningIndex); Set replaces one node's
+// tasks (after some were preempted). It is not safe for concurrent use.
 type RunningIndex struct {
-	nodes   map[string]*nodeRunning
+	nodes map[string]*nodeRunning
+	load  func(node string) []Running // nil: nodes holds every node
+	// floor is at most the cost of any plan with victims on any node: one
+	// victim at least, of the lowest priority of any task, and a
+	// non-opportunistic one when no task is opportunistic.
+	floor   planCost
 	scratch victimScratch
+}
+
+// RunningHint is what the caller of LoadRunningIndex knows of every task
+// that runs on any node the index may load.
+type RunningHint struct {
+	// MinPriority is at most the priority of every task.
+	MinPriority int32
+	// NoOpportunistic is true when no task is opportunistic.
+	NoOpportunistic bool
 }
 
 // nodeRunning is one node's tasks and their sums. The sums count only the
@@ -224,21 +246,43 @@ type poolAmount struct {
 // NewRunningIndex indexes running; the index owns the slices of running
 // from then on and may reorder them.
 func NewRunningIndex(running RunningByNode) *RunningIndex {
-	x := &RunningIndex{nodes: make(map[string]*nodeRunning, len(running))}
+	x := &RunningIndex{nodes: make(map[string]*nodeRunning, len(running)),
+		floor: planCost{nonOpp: 1, count: 1, maxPrio: math.MaxInt32}}
 	for node, tasks := range running {
 		x.Set(node, tasks)
 	}
 	return x
 }
 
-// Set replaces the tasks running on node (none removes the node). The index
-// owns tasks from then on and sorts it into the order Victims tries
-// candidates in, unless it is already in that order.
-func (x *RunningIndex) Set(node string, tasks []Running) {
-	if len(tasks) == 0 {
-		delete(x.nodes, node)
-		return
+// LoadRunningIndex returns an index that calls load for the tasks running
+// on a node (in any order; the index owns the slice) the first time a call
+// needs them. hint must hold for every task load can return: VictimsIn
+// relies on it to leave nodes unloaded.
+func LoadRunningIndex(load func(node string) []Running, hint RunningHint) *RunningIndex {
+	x := &RunningIndex{nodes: map[string]*nodeRunning{}, load: load,
+		floor: planCost{count: 1, maxPrio: hint.MinPriority}}
+	if hint.NoOpportunistic {
+		x.floor.nonOpp = 1
 	}
+	return x
+}
+
+// node returns the tasks and sums of node, loading them if need be.
+func (x *RunningIndex) node(node string) *nodeRunning {
+	if nr, ok := x.nodes[node]; ok {
+		return nr
+	}
+	if x.load == nil {
+		return &nodeRunning{}
+	}
+	x.Set(node, x.load(node))
+	return x.nodes[node]
+}
+
+// Set replaces the tasks running on node. The index owns tasks from then
+// on and sorts it into the order Victims tries candidates in, unless it is
+// already in that order.
+func (x *RunningIndex) Set(node string, tasks []Running) {
 	if !slices.IsSortedFunc(tasks, candidateOrder) {
 		slices.SortStableFunc(tasks, candidateOrder)
 	}
@@ -251,6 +295,11 @@ func (x *RunningIndex) Set(node string, tasks []Running) {
 			nr.nOpp++
 		}
 		nr.minPrio = min(nr.minPrio, r.Priority)
+		// Keep the floor below every task (it only ever loosens).
+		x.floor.maxPrio = min(x.floor.maxPrio, r.Priority)
+		if r.Class == ClassOpportunistic {
+			x.floor.nonOpp = 0
+		}
 		for i, a := range pos.values() {
 			top := &nr.top[i]
 			// Insert a among the largest (top holds running sums, so
@@ -275,13 +324,10 @@ func (x *RunningIndex) Set(node string, tasks []Running) {
 }
 
 // Tasks returns the tasks running on node, in the order Victims tries
-// them. The slice belongs to the index: a caller that changes it gives it
-// back with Set.
+// them, loading them if need be. The slice belongs to the index: a caller
+// that changes it gives it back with Set.
 func (x *RunningIndex) Tasks(node string) []Running {
-	if nr := x.nodes[node]; nr != nil {
-		return nr.tasks
-	}
-	return nil
+	return x.node(node).tasks
 }
 
 // positive returns r with its negative fields set to zero.

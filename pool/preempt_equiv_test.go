@@ -76,14 +76,30 @@ func TestVictimsMatchesReference(t *testing.T) {
 		}
 		// A pass: one index, several asks, victims taken out as they fall.
 		idx := NewRunningIndex(GroupByNode(c.running))
+		if iter%3 > 0 {
+			// Loaded node by node, with a hint as tight as the tasks
+			// allow or a loose one.
+			hint := RunningHint{MinPriority: -1000}
+			if iter%3 == 1 {
+				hint = RunningHint{MinPriority: 1 << 30, NoOpportunistic: true}
+				for _, r := range c.running {
+					hint.MinPriority = min(hint.MinPriority, r.Priority)
+					hint.NoOpportunistic = hint.NoOpportunistic && r.Class != ClassOpportunistic
+				}
+			}
+			loaded := map[string]bool{}
+			idx = LoadRunningIndex(func(node string) []Running {
+				if loaded[node] {
+					t.Fatalf("iter %d: node %s loaded twice", iter, node)
+				}
+				loaded[node] = true
+				return slices.Clone(grouped[node])
+			}, hint)
+		}
 		v := c.v
 		for range 3 {
 			ask := randVec(rng, Resources{CPUMillis: 16, MemoryBytes: 16, GPUs: 1, GPUMemoryBytes: 16, NVENC: 2})
-			left := RunningByNode{}
-			for node := range grouped {
-				left[node] = slices.Clone(idx.Tasks(node))
-			}
-			want, wantOK := v.refVictims(c.path, ask, c.nodes, left, c.now, c.policy)
+			want, wantOK := v.refVictims(c.path, ask, c.nodes, grouped, c.now, c.policy)
 			got, gotOK := v.VictimsIn(c.path, ask, c.nodes, idx, c.now, c.policy)
 			if gotOK != wantOK || got.Node != want.Node || !slices.Equal(got.Victims, want.Victims) {
 				t.Fatalf("iter %d: VictimsIn = %v %v, reference %v %v", iter, got, gotOK, want, wantOK)
@@ -95,12 +111,14 @@ func TestVictimsMatchesReference(t *testing.T) {
 			for _, id := range got.Victims {
 				gone[id] = true
 			}
-			for _, r := range idx.Tasks(got.Node) {
+			for _, r := range grouped[got.Node] {
 				if gone[r.TaskID] {
 					v.Remove(r.Pool, r.Ask)
 				}
 			}
-			idx.Set(got.Node, slices.DeleteFunc(idx.Tasks(got.Node), func(r Running) bool { return gone[r.TaskID] }))
+			isGone := func(r Running) bool { return gone[r.TaskID] }
+			grouped[got.Node] = slices.DeleteFunc(grouped[got.Node], isGone)
+			idx.Set(got.Node, slices.DeleteFunc(idx.Tasks(got.Node), isGone))
 		}
 	}
 	if answered < 5000 || multi < 500 {

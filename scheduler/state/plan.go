@@ -3,6 +3,7 @@ package state
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -244,37 +245,61 @@ func (p *pass) preemptFor(t *Task, poolPath string, ask placement.Ask) bool {
 }
 
 // runningTasks indexes placed tasks (not already preempted) by agent, for
-// the policy; built once per pass, and kept up to date by preemptFor.
+// the policy: made once per pass, it loads an agent's tasks the first time
+// the policy looks at that agent, and preemptFor keeps it up to date.
 func (p *pass) runningTasks() *pool.RunningIndex {
-	if p.running != nil {
-		return p.running
+	if p.running == nil {
+		p.running = pool.LoadRunningIndex(p.agentRunning, p.runningHint())
 	}
-	byAgent := make(pool.RunningByNode, len(p.s.agents))
-	for agentID, a := range p.s.agents {
-		if !a.Up() || len(a.Running) == 0 {
+	return p.running
+}
+
+// agentRunning lists the tasks placed on an agent that is up, less those
+// preempted in this pass, in the order the policy tries them.
+func (p *pass) agentRunning(agentID string) []pool.Running {
+	a := p.s.agents[agentID]
+	if a == nil || !a.Up() || len(a.Running) == 0 {
+		return nil
+	}
+	list := make([]pool.Running, 0, len(a.Running))
+	for id := range a.Running {
+		if p.victims[id] {
 			continue
 		}
-		list := make([]pool.Running, 0, len(a.Running))
-		for id := range a.Running {
-			if p.victims[id] {
-				continue
-			}
-			t := p.s.tasks[id]
-			j := p.s.jobs[t.PB.JobId]
-			started := t.current().StartedUnixMs
-			if started == 0 {
-				started = t.current().PlacedUnixMs
-			}
-			list = append(list, pool.Running{TaskID: id, Pool: j.PB.Pool, Node: agentID, Ask: t.Ask(),
-				Class: pool.Class(j.PB.Class), Priority: j.PB.Priority, StartedMs: started})
+		t := p.s.tasks[id]
+		j := p.s.jobs[t.PB.JobId]
+		started := t.current().StartedUnixMs
+		if started == 0 {
+			started = t.current().PlacedUnixMs
 		}
-		// The index keeps each node's tasks in the order the policy tries
-		// them; sorted here, it finds them in place.
-		slices.SortFunc(list, victimOrder)
-		byAgent[agentID] = list
+		list = append(list, pool.Running{TaskID: id, Pool: j.PB.Pool, Node: agentID, Ask: t.Ask(),
+			Class: pool.Class(j.PB.Class), Priority: j.PB.Priority, StartedMs: started})
 	}
-	p.running = pool.NewRunningIndex(byAgent)
-	return p.running
+	// The index keeps each agent's tasks in the order the policy tries
+	// them; sorted here, it finds them in place.
+	slices.SortFunc(list, victimOrder)
+	return list
+}
+
+// maxHintJobs is the most jobs runningHint looks at; past it the hint is
+// the loosest (any priority, some opportunistic).
+const maxHintJobs = 1 << 16
+
+// runningHint bounds every running task for the policy, from their jobs:
+// the lowest priority and whether any is opportunistic. With it the policy
+// leaves agents unloaded once it has found a plan no other can beat.
+func (p *pass) runningHint() pool.RunningHint {
+	if len(p.s.jobs) > maxHintJobs {
+		return pool.RunningHint{MinPriority: math.MinInt32}
+	}
+	h := pool.RunningHint{MinPriority: MaxPriority, NoOpportunistic: true}
+	for _, j := range p.s.jobs {
+		h.MinPriority = min(h.MinPriority, j.PB.Priority)
+		if pool.Class(j.PB.Class) == pool.ClassOpportunistic {
+			h.NoOpportunistic = false
+		}
+	}
+	return h
 }
 
 // victimOrder is the order pool.View.Victims tries victims in:
