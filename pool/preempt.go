@@ -2,6 +2,7 @@ package pool
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"strings"
 )
@@ -103,59 +104,292 @@ type Preemption struct {
 //
 // Victims changes nothing: the caller records each victim with Remove.
 //
-// running holds the tasks on each node; their order does not matter.
+// running holds the tasks on each node; their order does not matter. A
+// caller that asks many times over the same tasks (a scheduling pass)
+// builds a RunningIndex once and calls VictimsIn instead.
 func (v *View) Victims(path string, ask Resources, nodes []NodeFree, running RunningByNode, now int64, p PreemptPolicy) (Preemption, bool) {
+	hint := RunningHint{MinPriority: math.MaxInt32, NoOpportunistic: true}
+	for _, n := range nodes {
+		for _, r := range running[n.Node] {
+			hint.MinPriority = min(hint.MinPriority, r.Priority)
+			hint.NoOpportunistic = hint.NoOpportunistic && r.Class != ClassOpportunistic
+		}
+	}
+	load := func(node string) []Running { return slices.Clone(running[node]) }
+	return v.VictimsIn(path, ask, nodes, LoadRunningIndex(load, hint), now, p)
+}
+
+// VictimsIn is Victims over the running tasks held in idx; it decides
+// exactly as Victims does. It uses buffers kept in idx, so calls on one
+// index must not run at the same time.
+//
+// Nodes are tried in id order. A node is passed over, without looking at
+// its tasks one by one, when its sums (see RunningIndex) show that no plan
+// there could free enough within p.MaxVictims or be strictly better than
+// the best one found on an earlier node, and without loading its tasks at
+// all once the best plan is as cheap as the index's hint allows any plan
+// with victims to be (then only a node where the ask fits as it is could
+// still win); the scan ends at a node where the ask already fits.
+func (v *View) VictimsIn(path string, ask Resources, nodes []NodeFree, idx *RunningIndex, now int64, p PreemptPolicy) (Preemption, bool) {
 	if !v.WithinGuarantee(path, ask) {
 		return Preemption{}, false
 	}
-	sorted := slices.Clone(nodes)
-	slices.SortStableFunc(sorted, func(a, b NodeFree) int { return strings.Compare(a.Node, b.Node) })
-	var best *nodePlan
+	sorted := nodes
+	if !slices.IsSortedFunc(nodes, compareNodeFree) {
+		sorted = slices.Clone(nodes)
+		slices.SortStableFunc(sorted, compareNodeFree)
+	}
+	s := &idx.scratch
+	s.mine = s.mine[:0]
+	for a := path; a != ""; a = Parent(a) {
+		s.mine = append(s.mine, a)
+	}
+	var best planCost
+	var bestNode string
+	var bestTasks []Running
+	found := false
 	for _, n := range sorted {
-		plan, ok := v.planNode(path, ask, n, running[n.Node], now, p)
-		if ok && (best == nil || plan.better(best)) {
-			best = &plan
+		if ask.Fits(n.Free) {
+			// No victims: nothing can beat it, so the scan ends here.
+			if c := (planCost{maxPrio: math.MinInt32}); !found || c.less(best) {
+				best, bestNode, bestTasks, found = c, n.Node, nil, true
+				s.best = s.best[:0]
+			}
+			break
+		}
+		if found && !idx.floor.less(best) {
+			continue // no plan with victims can be strictly better
+		}
+		nr := idx.node(n.Node)
+		if len(nr.tasks) == 0 {
+			continue // nothing runs there to stop
+		}
+		lb, ok := nr.bound(ask, n.Free, p.MaxVictims)
+		if !ok || (found && !lb.less(best)) {
+			continue
+		}
+		c, ok := v.planOn(path, ask, n.Free, nr.tasks, now, p, s)
+		if ok && (!found || c.less(best)) {
+			best, bestNode, bestTasks, found = c, n.Node, nr.tasks, true
+			s.best, s.cur = s.cur, s.best
 		}
 	}
-	if best == nil {
+	if !found {
 		return Preemption{}, false
 	}
-	ids := make([]string, len(best.victims))
-	for i, r := range best.victims {
-		ids[i] = r.TaskID
+	ids := make([]string, len(s.best))
+	for i, k := range s.best {
+		ids[i] = bestTasks[k].TaskID
 	}
-	return Preemption{Node: best.node, Victims: ids}, true
+	return Preemption{Node: bestNode, Victims: ids}, true
 }
 
-// nodePlan is the victims chosen on one node.
-type nodePlan struct {
-	node    string
-	victims []Running
+func compareNodeFree(a, b NodeFree) int { return strings.Compare(a.Node, b.Node) }
+
+// topK is how many of the largest asks on each resource a RunningIndex
+// keeps per node, to bound how few victims could free what is missing.
+const topK = 4
+
+// RunningIndex holds the running tasks of each node in the order Victims
+// tries them, with sums over each node's tasks that let VictimsIn pass over
+// nodes where no plan could be good enough. Build it once per scheduling
+// pass, from all the tasks (NewRunningIndex) or loading each node's the
+// first time a call needs them (LoadRunningIndex); Set replaces one node's
+// tasks (after some were preempted). It is not safe for concurrent use.
+type RunningIndex struct {
+	nodes map[string]*nodeRunning
+	load  func(node string) []Running // nil: nodes holds every node
+	// floor is at most the cost of any plan with victims on any node: one
+	// victim at least, of the lowest priority of any task, and a
+	// non-opportunistic one when no task is opportunistic.
+	floor   planCost
+	scratch victimScratch
 }
 
-func (n nodePlan) cost() (nonOpp, count int, maxPrio int32) {
-	maxPrio = -1 << 31
-	for _, r := range n.victims {
-		if r.Class != ClassOpportunistic {
-			nonOpp++
+// RunningHint is what the caller of LoadRunningIndex knows of every task
+// that runs on any node the index may load.
+type RunningHint struct {
+	// MinPriority is at most the priority of every task.
+	MinPriority int32
+	// NoOpportunistic is true when no task is opportunistic.
+	NoOpportunistic bool
+}
+
+// nodeRunning is one node's tasks and their sums. The sums count only the
+// positive part of each ask (what stopping the task can free at most),
+// whatever the task's pool, class or age, so they bound every plan.
+type nodeRunning struct {
+	tasks   []Running // in candidateOrder
+	all     Resources // what stopping every task would free at most
+	opp     Resources // the same over opportunistic tasks
+	nOpp    int       // opportunistic tasks
+	minPrio int32     // lowest priority of any task
+	// top[i][j] is the most that j+1 tasks free of resource i (the sum of
+	// the j+1 largest asks).
+	top [numResources][topK]int64
+}
+
+// victimScratch holds the buffers one VictimsIn call reuses.
+type victimScratch struct {
+	mine    []string // the requesting pool and its ancestors
+	removed []poolAmount
+	cur     []int // victims chosen on the node being planned, as indexes
+	best    []int // victims of the best plan so far
+}
+
+// poolAmount is what the victims chosen so far free in one pool, rolled up.
+type poolAmount struct {
+	pool string
+	r    Resources
+}
+
+// NewRunningIndex indexes running; the index owns the slices of running
+// from then on and may reorder them.
+func NewRunningIndex(running RunningByNode) *RunningIndex {
+	x := &RunningIndex{nodes: make(map[string]*nodeRunning, len(running)),
+		floor: planCost{nonOpp: 1, count: 1, maxPrio: math.MaxInt32}}
+	for node, tasks := range running {
+		x.Set(node, tasks)
+	}
+	return x
+}
+
+// LoadRunningIndex returns an index that calls load for the tasks running
+// on a node (in any order; the index owns the slice) the first time a call
+// needs them. hint must hold for every task load can return: VictimsIn
+// relies on it to leave nodes unloaded.
+func LoadRunningIndex(load func(node string) []Running, hint RunningHint) *RunningIndex {
+	x := &RunningIndex{nodes: map[string]*nodeRunning{}, load: load,
+		floor: planCost{count: 1, maxPrio: hint.MinPriority}}
+	if hint.NoOpportunistic {
+		x.floor.nonOpp = 1
+	}
+	return x
+}
+
+// node returns the tasks and sums of node, loading them if need be.
+func (x *RunningIndex) node(node string) *nodeRunning {
+	if nr, ok := x.nodes[node]; ok {
+		return nr
+	}
+	if x.load == nil {
+		return &nodeRunning{}
+	}
+	x.Set(node, x.load(node))
+	return x.nodes[node]
+}
+
+// Set replaces the tasks running on node. The index owns tasks from then
+// on and sorts it into the order Victims tries candidates in, unless it is
+// already in that order.
+func (x *RunningIndex) Set(node string, tasks []Running) {
+	if !slices.IsSortedFunc(tasks, candidateOrder) {
+		slices.SortStableFunc(tasks, candidateOrder)
+	}
+	nr := &nodeRunning{tasks: tasks, minPrio: math.MaxInt32}
+	for _, r := range tasks {
+		pos := positive(r.Ask)
+		nr.all = nr.all.Add(pos)
+		if r.Class == ClassOpportunistic {
+			nr.opp = nr.opp.Add(pos)
+			nr.nOpp++
 		}
-		maxPrio = max(maxPrio, r.Priority)
+		nr.minPrio = min(nr.minPrio, r.Priority)
+		// Keep the floor below every task (it only ever loosens).
+		x.floor.maxPrio = min(x.floor.maxPrio, r.Priority)
+		if r.Class == ClassOpportunistic {
+			x.floor.nonOpp = 0
+		}
+		for i, a := range pos.values() {
+			top := &nr.top[i]
+			// Insert a among the largest (top holds running sums, so
+			// keep the single amounts in the differences).
+			var amounts [topK + 1]int64
+			prev := int64(0)
+			for j := range topK {
+				amounts[j], prev = top[j]-prev, top[j]
+			}
+			amounts[topK] = a
+			for j := topK; j > 0 && amounts[j] > amounts[j-1]; j-- {
+				amounts[j], amounts[j-1] = amounts[j-1], amounts[j]
+			}
+			sum := int64(0)
+			for j := range topK {
+				sum += amounts[j]
+				top[j] = sum
+			}
+		}
 	}
-	return nonOpp, len(n.victims), maxPrio
+	x.nodes[node] = nr
 }
 
-// better reports whether n is a better answer than o (see Victims); nodes
-// are tried in id order, so a tie keeps the earlier node.
-func (n nodePlan) better(o *nodePlan) bool {
-	a1, a2, a3 := n.cost()
-	b1, b2, b3 := o.cost()
-	if c := cmp.Compare(a1, b1); c != 0 {
-		return c < 0
+// Tasks returns the tasks running on node, in the order Victims tries
+// them, loading them if need be. The slice belongs to the index: a caller
+// that changes it gives it back with Set.
+func (x *RunningIndex) Tasks(node string) []Running {
+	return x.node(node).tasks
+}
+
+// positive returns r with its negative fields set to zero.
+func positive(r Resources) Resources {
+	v := r.values()
+	for i := range v {
+		v[i] = max(v[i], 0)
 	}
-	if c := cmp.Compare(a2, b2); c != 0 {
-		return c < 0
+	return fromValues(v)
+}
+
+// bound returns the least cost any plan on the node could have for an ask
+// that does not fit free, and ok false when no plan there can free enough
+// within maxVictims.
+func (nr *nodeRunning) bound(ask, free Resources, maxVictims int) (lb planCost, ok bool) {
+	if !ask.Fits(free.Add(nr.all)) {
+		return planCost{}, false
 	}
-	return a3 < b3
+	// Victims needed: on each resource still missing, at least as many as
+	// the largest asks there take to cover it.
+	count := 1
+	for i, m := range ask.Sub(free).values() {
+		if m <= 0 {
+			continue
+		}
+		need := topK + 1
+		for j, sum := range nr.top[i] {
+			if sum >= m {
+				need = j + 1
+				break
+			}
+		}
+		count = max(count, need)
+	}
+	if count > maxVictims {
+		return planCost{}, false
+	}
+	// Non-opportunistic victims: one at least when the opportunistic tasks
+	// cannot free enough, and whatever count they cannot make up.
+	nonOpp := max(count-nr.nOpp, 0)
+	if !ask.Fits(free.Add(nr.opp)) {
+		nonOpp = max(nonOpp, 1)
+	}
+	return planCost{nonOpp: nonOpp, count: max(count, nonOpp), maxPrio: nr.minPrio}, true
+}
+
+// planCost orders plans (see Victims): fewest non-opportunistic victims,
+// then fewest victims, then the lowest highest victim priority.
+type planCost struct {
+	nonOpp, count int
+	maxPrio       int32
+}
+
+// less reports whether c is strictly cheaper than o.
+func (c planCost) less(o planCost) bool {
+	if x := cmp.Compare(c.nonOpp, o.nonOpp); x != 0 {
+		return x < 0
+	}
+	if x := cmp.Compare(c.count, o.count); x != 0 {
+		return x < 0
+	}
+	return c.maxPrio < o.maxPrio
 }
 
 // candidateOrder sorts victims: opportunistic first, then lowest priority,
@@ -177,52 +411,49 @@ func candidateOrder(a, b Running) int {
 	return strings.Compare(a.TaskID, b.TaskID)
 }
 
-// planNode chooses victims on one node among the tasks running there (see
-// Victims).
-func (v *View) planNode(path string, ask Resources, n NodeFree, running []Running, now int64, p PreemptPolicy) (nodePlan, bool) {
-	plan := nodePlan{node: n.Node}
-	if ask.Fits(n.Free) {
-		return plan, true
-	}
-	var cands []Running
-	for _, r := range running {
-		if r.Pool != path && now-r.StartedMs >= p.MinRuntimeMs {
-			cands = append(cands, r)
-		}
-	}
-	slices.SortStableFunc(cands, candidateOrder)
-	mine := map[string]bool{}
-	for _, a := range Ancestors(path) {
-		mine[a] = true
-	}
-	removed := map[string]Resources{} // by pool, rolled up
-	freed := n.Free
-	for _, r := range cands {
+// planOn chooses victims on one node among its tasks, sorted in
+// candidateOrder, for an ask that does not fit free (see Victims). It
+// leaves them in s.cur as indexes into tasks.
+func (v *View) planOn(path string, ask, free Resources, tasks []Running, now int64, p PreemptPolicy, s *victimScratch) (planCost, bool) {
+	s.cur, s.removed = s.cur[:0], s.removed[:0]
+	freed := free
+	for k := range tasks {
 		if ask.Fits(freed) {
 			break
 		}
-		if !helps(r.Ask, ask.Sub(freed)) || !v.mayStop(r, mine, removed) {
+		r := &tasks[k]
+		if r.Pool == path || now-r.StartedMs < p.MinRuntimeMs {
+			continue // not a candidate
+		}
+		if !helps(r.Ask, ask.Sub(freed)) || !v.mayStop(r, s) {
 			continue
 		}
-		plan.victims = append(plan.victims, r)
+		s.cur = append(s.cur, k)
 		freed = freed.Add(r.Ask)
-		for _, a := range Ancestors(r.Pool) {
-			removed[a] = removed[a].Add(r.Ask)
+		for a := r.Pool; a != ""; a = Parent(a) {
+			s.addRemoved(a, r.Ask)
 		}
 	}
 	if !ask.Fits(freed) {
-		return nodePlan{}, false
+		return planCost{}, false
 	}
-	for i := len(plan.victims) - 1; i >= 0; i-- {
-		if without := freed.Sub(plan.victims[i].Ask); ask.Fits(without) {
+	for i := len(s.cur) - 1; i >= 0; i-- {
+		if without := freed.Sub(tasks[s.cur[i]].Ask); ask.Fits(without) {
 			freed = without
-			plan.victims = slices.Delete(plan.victims, i, i+1)
+			s.cur = slices.Delete(s.cur, i, i+1)
 		}
 	}
-	if len(plan.victims) > p.MaxVictims {
-		return nodePlan{}, false
+	if len(s.cur) > p.MaxVictims {
+		return planCost{}, false
 	}
-	return plan, true
+	c := planCost{count: len(s.cur), maxPrio: math.MinInt32}
+	for _, k := range s.cur {
+		if tasks[k].Class != ClassOpportunistic {
+			c.nonOpp++
+		}
+		c.maxPrio = max(c.maxPrio, tasks[k].Priority)
+	}
+	return c, true
 }
 
 // helps reports whether stopping a task holding r frees some of missing
@@ -237,19 +468,39 @@ func helps(r, missing Resources) bool {
 	return false
 }
 
+// removedOf returns what the victims chosen so far free in pool, rolled up.
+func (s *victimScratch) removedOf(pool string) Resources {
+	for _, e := range s.removed {
+		if e.pool == pool {
+			return e.r
+		}
+	}
+	return Resources{}
+}
+
+// addRemoved adds r to what the victims free in pool.
+func (s *victimScratch) addRemoved(pool string, r Resources) {
+	for i := range s.removed {
+		if s.removed[i].pool == pool {
+			s.removed[i].r = s.removed[i].r.Add(r)
+			return
+		}
+	}
+	s.removed = append(s.removed, poolAmount{pool: pool, r: r})
+}
+
 // mayStop reports whether r may be preempted given the victims already
-// chosen (removed, rolled up by pool); mine holds the requesting pool and
-// its ancestors.
-func (v *View) mayStop(r Running, mine map[string]bool, removed map[string]Resources) bool {
+// chosen (s.removed); s.mine holds the requesting pool and its ancestors.
+func (v *View) mayStop(r *Running, s *victimScratch) bool {
 	if r.Class == ClassOpportunistic {
 		return true
 	}
 	on := used(r.Ask)
-	for _, a := range Ancestors(r.Pool) {
-		if mine[a] {
+	for a := r.Pool; a != ""; a = Parent(a) {
+		if slices.Contains(s.mine, a) {
 			break
 		}
-		after := v.rolled[a].Sub(removed[a]).Sub(r.Ask)
+		after := v.rolled[a].Sub(s.removedOf(a)).Sub(r.Ask)
 		if !fitsOn(v.tree.pools[a].Guaranteed, after, on) {
 			return false
 		}

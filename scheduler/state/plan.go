@@ -3,6 +3,7 @@ package state
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -72,7 +73,7 @@ type pass struct {
 	held    map[string]bool    // exclusive keys taken in this pass
 	placed  map[string]bool    // tasks assigned in this pass
 	victims map[string]bool    // tasks preempted in this pass
-	running pool.RunningByNode // built on first use
+	running *pool.RunningIndex // built on first use
 	out     *fsmpb.Assign
 	scanned int
 	cluster pool.Resources // capacity of the up agents
@@ -219,7 +220,7 @@ func (p *pass) preemptFor(t *Task, poolPath string, ask placement.Ask) bool {
 		nodes = append(nodes, pool.NodeFree{Node: n.ID, Free: n.Free})
 	}
 	policy := pool.PreemptPolicy{MinRuntimeMs: p.lim.MinRuntimeMs, MaxVictims: p.lim.PreemptBudget}
-	pre, ok := p.view.Victims(poolPath, t.Ask(), nodes, p.runningTasks(), p.now, policy)
+	pre, ok := p.view.VictimsIn(poolPath, t.Ask(), nodes, p.runningTasks(), p.now, policy)
 	if !ok || len(pre.Victims) == 0 {
 		return false
 	}
@@ -233,7 +234,7 @@ func (p *pass) preemptFor(t *Task, poolPath string, ask placement.Ask) bool {
 			Victim: &fsmpb.Assignment{TaskId: id, Attempt: v.Attempt(), AgentId: pre.Node}})
 	}
 	// Victims are no longer candidates (all of them ran on pre.Node).
-	p.running[pre.Node] = slices.DeleteFunc(p.running[pre.Node], func(r pool.Running) bool { return p.victims[r.TaskID] })
+	p.running.Set(pre.Node, slices.DeleteFunc(p.running.Tasks(pre.Node), func(r pool.Running) bool { return p.victims[r.TaskID] }))
 	p.lim.PreemptBudget -= len(pre.Victims)
 	grants, ok := p.placer.PlaceOn(pre.Node, ask)
 	if !ok {
@@ -243,37 +244,62 @@ func (p *pass) preemptFor(t *Task, poolPath string, ask placement.Ask) bool {
 	return true
 }
 
-// runningTasks lists placed tasks (not already preempted) by agent, for
-// the policy; built once per pass (Victims does not depend on the order).
-func (p *pass) runningTasks() pool.RunningByNode {
-	if p.running != nil {
-		return p.running
-	}
-	p.running = make(pool.RunningByNode, len(p.s.agents))
-	for agentID, a := range p.s.agents {
-		if !a.Up() || len(a.Running) == 0 {
-			continue
-		}
-		list := make([]pool.Running, 0, len(a.Running))
-		for id := range a.Running {
-			if p.victims[id] {
-				continue
-			}
-			t := p.s.tasks[id]
-			j := p.s.jobs[t.PB.JobId]
-			started := t.current().StartedUnixMs
-			if started == 0 {
-				started = t.current().PlacedUnixMs
-			}
-			list = append(list, pool.Running{TaskID: id, Pool: j.PB.Pool, Node: agentID, Ask: t.Ask(),
-				Class: pool.Class(j.PB.Class), Priority: j.PB.Priority, StartedMs: started})
-		}
-		// Victims sorts each node's candidates for every ask; sorted once
-		// here, in the same order, those sorts find them in place.
-		slices.SortFunc(list, victimOrder)
-		p.running[agentID] = list
+// runningTasks indexes placed tasks (not already preempted) by agent, for
+// the policy: made once per pass, it loads an agent's tasks the first time
+// the policy looks at that agent, and preemptFor keeps it up to date.
+func (p *pass) runningTasks() *pool.RunningIndex {
+	if p.running == nil {
+		p.running = pool.LoadRunningIndex(p.agentRunning, p.runningHint())
 	}
 	return p.running
+}
+
+// agentRunning lists the tasks placed on an agent that is up, less those
+// preempted in this pass, in the order the policy tries them.
+func (p *pass) agentRunning(agentID string) []pool.Running {
+	a := p.s.agents[agentID]
+	if a == nil || !a.Up() || len(a.Running) == 0 {
+		return nil
+	}
+	list := make([]pool.Running, 0, len(a.Running))
+	for id := range a.Running {
+		if p.victims[id] {
+			continue
+		}
+		t := p.s.tasks[id]
+		j := p.s.jobs[t.PB.JobId]
+		started := t.current().StartedUnixMs
+		if started == 0 {
+			started = t.current().PlacedUnixMs
+		}
+		list = append(list, pool.Running{TaskID: id, Pool: j.PB.Pool, Node: agentID, Ask: t.Ask(),
+			Class: pool.Class(j.PB.Class), Priority: j.PB.Priority, StartedMs: started})
+	}
+	// The index keeps each agent's tasks in the order the policy tries
+	// them; sorted here, it finds them in place.
+	slices.SortFunc(list, victimOrder)
+	return list
+}
+
+// maxHintJobs is the most jobs runningHint looks at; past it the hint is
+// the loosest (any priority, some opportunistic).
+const maxHintJobs = 1 << 16
+
+// runningHint bounds every running task for the policy, from their jobs:
+// the lowest priority and whether any is opportunistic. With it the policy
+// leaves agents unloaded once it has found a plan no other can beat.
+func (p *pass) runningHint() pool.RunningHint {
+	if len(p.s.jobs) > maxHintJobs {
+		return pool.RunningHint{MinPriority: math.MinInt32}
+	}
+	h := pool.RunningHint{MinPriority: MaxPriority, NoOpportunistic: true}
+	for _, j := range p.s.jobs {
+		h.MinPriority = min(h.MinPriority, j.PB.Priority)
+		if pool.Class(j.PB.Class) == pool.ClassOpportunistic {
+			h.NoOpportunistic = false
+		}
+	}
+	return h
 }
 
 // victimOrder is the order pool.View.Victims tries victims in:
