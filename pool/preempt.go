@@ -219,7 +219,7 @@ type RunningHint struct {
 // positive part of each ask (what stopping the task can free at most),
 // whatever the task's pool, class or age, so they bound every plan.
 type nodeRunning struct {
-	tasks   []Running // in candidateOrder
+	tasks   []Running // in CandidateOrder
 	all     Resources // what stopping every task would free at most
 	opp     Resources // the same over opportunistic tasks
 	nOpp    int       // opportunistic tasks
@@ -283,8 +283,8 @@ func (x *RunningIndex) node(node string) *nodeRunning {
 // on and sorts it into the order Victims tries candidates in, unless it is
 // already in that order.
 func (x *RunningIndex) Set(node string, tasks []Running) {
-	if !slices.IsSortedFunc(tasks, candidateOrder) {
-		slices.SortStableFunc(tasks, candidateOrder)
+	if !slices.IsSortedFunc(tasks, CandidateOrder) {
+		slices.SortStableFunc(tasks, CandidateOrder)
 	}
 	nr := &nodeRunning{tasks: tasks, minPrio: math.MaxInt32}
 	for _, r := range tasks {
@@ -392,9 +392,10 @@ func (c planCost) less(o planCost) bool {
 	return c.maxPrio < o.maxPrio
 }
 
-// candidateOrder sorts victims: opportunistic first, then lowest priority,
-// most recently started, task id.
-func candidateOrder(a, b Running) int {
+// CandidateOrder is the order Victims tries victims in: opportunistic
+// first, then lowest priority, most recently started, task id. It is a
+// total order, so callers may sort by it beforehand.
+func CandidateOrder(a, b Running) int {
 	ao, bo := a.Class == ClassOpportunistic, b.Class == ClassOpportunistic
 	if ao != bo {
 		if ao {
@@ -412,7 +413,7 @@ func candidateOrder(a, b Running) int {
 }
 
 // planOn chooses victims on one node among its tasks, sorted in
-// candidateOrder, for an ask that does not fit free (see Victims). It
+// CandidateOrder, for an ask that does not fit free (see Victims). It
 // leaves them in s.cur as indexes into tasks.
 func (v *View) planOn(path string, ask, free Resources, tasks []Running, now int64, p PreemptPolicy, s *victimScratch) (planCost, bool) {
 	s.cur, s.removed = s.cur[:0], s.removed[:0]

@@ -1,7 +1,6 @@
 package state
 
 import (
-	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -277,7 +276,7 @@ func (p *pass) agentRunning(agentID string) []pool.Running {
 	}
 	// The index keeps each agent's tasks in the order the policy tries
 	// them; sorted here, it finds them in place.
-	slices.SortFunc(list, victimOrder)
+	slices.SortFunc(list, pool.CandidateOrder)
 	return list
 }
 
@@ -302,25 +301,6 @@ func (p *pass) runningHint() pool.RunningHint {
 	return h
 }
 
-// victimOrder is the order pool.View.Victims tries victims in:
-// opportunistic first, then lowest priority, most recently started, task
-// id. It is a total order, so sorting by it here changes no decision.
-func victimOrder(a, b pool.Running) int {
-	ao, bo := a.Class == pool.ClassOpportunistic, b.Class == pool.ClassOpportunistic
-	if ao != bo {
-		if ao {
-			return -1
-		}
-		return 1
-	}
-	if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(b.StartedMs, a.StartedMs); c != 0 {
-		return c
-	}
-	return strings.Compare(a.TaskID, b.TaskID)
-}
 
 // nodes returns the agents as placement sees them.
 func (s *State) nodes() []placement.Node {
