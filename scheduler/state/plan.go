@@ -301,7 +301,6 @@ func (p *pass) runningHint() pool.RunningHint {
 	return h
 }
 
-
 // nodes returns the agents as placement sees them.
 func (s *State) nodes() []placement.Node {
 	out := make([]placement.Node, 0, len(s.agents))
