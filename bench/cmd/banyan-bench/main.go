@@ -91,7 +91,7 @@ var scenarios = []scenario{
 		func(m map[string]float64) bool {
 			return m["p99_ms"] < 50 && m["latency_jobs"] >= 1000 && m["missing"] == 0
 		}},
-	{"memory", runMemory, []string{"heap_bytes_per_task", "snapshot_peak_bytes_per_task", "rss_bytes_per_task"},
+	{"memory", runMemory, []string{"heap_bytes_per_task", "snapshot_peak_bytes_per_task", "rss_bytes_per_task", "snapshot_hold_ms"},
 		func(m map[string]float64) bool {
 			return m["heap_bytes_per_task"] < 1024 && m["snapshot_peak_bytes_per_task"] < 1536
 		}},
@@ -277,6 +277,7 @@ var headline = []struct{ key, scenario, metric string }{
 	{"priority_p99_ms", "priority", "p99_ms"},
 	{"bytes_per_queued_task", "memory", "heap_bytes_per_task"},
 	{"bytes_per_queued_task_snapshot_peak", "memory", "snapshot_peak_bytes_per_task"},
+	{"snapshot_hold_ms_1m_queued", "memory", "snapshot_hold_ms"},
 	{"leader_cpu_cores_10k_agents", "agents", "leader_cpu_cores"},
 	{"leader_cpu_cores_10k_agents_2k_events", "agents", "leader_cpu_cores_busy"},
 	{"scheduling_pass_ms_10k_agents", "agents", "pass_ms_mean"},
