@@ -397,7 +397,7 @@ func (h *harness) memory(ctx context.Context) ([]peers.Workload, error) {
 		bn, bnD = append(bn, mib(after)), append(bnD, mib(after-before))
 	}
 	what := fmt.Sprintf("controller RSS with %d tasks queued as one array", q)
-	notes := "Slurm: slurmctld's VmRSS after `sbatch -H --array=1-N --wrap=/bin/true` (held; a pending array is one job record until its tasks start); Banyan: the sched dev process's VmRSS (server and its local agent) after one job of N tasks constrained to a label no agent has; read 3 s after the submit; a fresh controller per run"
+	notes := "Slurm: slurmctld's VmRSS after `sbatch -H --array=1-N --wrap=/bin/true` (held; a pending array is one job record until its tasks start); Banyan: the sched dev process's VmRSS (server and its local agent) after one job of N tasks constrained to a label no agent has; read 3 s after the submit, with no forced GC, so Banyan's figure includes heap the Go runtime has not yet returned to the OS after the submit; a fresh controller per run"
 	w1, err := workload("memory_array_mib", what, "MiB", false, sl, bn, notes)
 	if err != nil {
 		return nil, err
