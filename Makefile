@@ -12,9 +12,9 @@ PROTOC_GEN_GO_VERSION      := v1.36.11
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 # Packages with goroutines run under the race detector in `make test`.
 RACE_PKGS := ./agent/... ./scheduler/... ./cmd/... ./bench/simagent/... ./bench/cmd/...
-PURE_PKGS := ./pool/... ./api/... ./encoder/... ./bench/sim/... ./bench/encode/... ./bench/chaos/...
+PURE_PKGS := ./pool/... ./api/... ./encoder/... ./bench/sim/... ./bench/encode/... ./bench/chaos/... ./bench/peers/...
 
-.PHONY: all build test test-deps test-short fuzz demo bench bench-soak bench-quick bench-micro bench-encode proto lint deps corpus clean image cluster-smoke cluster-upgrade chaos
+.PHONY: all build test test-deps test-short fuzz demo bench bench-soak bench-quick bench-micro bench-encode bench-peers proto lint deps corpus clean image cluster-smoke cluster-upgrade chaos
 
 all: build
 
@@ -86,6 +86,14 @@ bench-quick: deps
 # Plain vs chunked encode of one ladder on this machine: bench/results/encode.json.
 bench-encode: deps
 	$(GO) run ./bench/encode/cmd/encodebench -repeat 3
+
+# Banyan against Slurm on this machine, in one run (bench/README.md):
+# installs Debian's slurm-wlm and munge, runs a private Slurm on loopback
+# and `sched dev`, writes bench/results/peers.json and peers.md and the
+# ratios under "peers" in latest.json. Needs root.
+bench-peers: deps
+	@scripts/install-slurm.sh
+	$(GO) run ./bench/cmd/banyan-peers
 
 # Micro-benchmarks of the pure placement and queue code.
 bench-micro: deps

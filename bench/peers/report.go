@@ -1,0 +1,167 @@
+package peers
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"strings"
+)
+
+// Workload is one workload measured on both schedulers.
+type Workload struct {
+	// Name is the key of its ratio, e.g. "submit_per_s".
+	Name string `json:"name"`
+	// What says what was measured, in words.
+	What string `json:"what"`
+	// Unit of the figures, e.g. "jobs/s", "s", "MiB".
+	Unit string `json:"unit"`
+	// HigherIsBetter says which way the ratio reads.
+	HigherIsBetter bool   `json:"higher_is_better"`
+	Slurm          Figure `json:"slurm"`
+	Banyan         Figure `json:"banyan"`
+	// Ratio is Banyan's median over Slurm's.
+	Ratio float64 `json:"ratio_banyan_over_slurm"`
+	Notes string  `json:"notes,omitempty"`
+}
+
+// Report is bench/results/peers.json.
+type Report struct {
+	Generated string            `json:"generated"`
+	Commit    string            `json:"commit"`
+	Machine   map[string]any    `json:"machine"`
+	Shared    string            `json:"machine_note,omitempty"`
+	Slurm     SlurmInfo         `json:"slurm"`
+	Banyan    map[string]string `json:"banyan_settings"`
+	Scale     map[string]int    `json:"scale"`
+	Workloads []Workload        `json:"workloads"`
+	Errors    map[string]string `json:"errors,omitempty"`
+}
+
+// SlurmInfo is the peer's version and every setting that is not a path
+// or a port.
+type SlurmInfo struct {
+	Version    string    `json:"version"`
+	Settings   []Setting `json:"settings"`
+	Node       string    `json:"node"`
+	Partitions []string  `json:"partitions"`
+}
+
+// Ratios maps each workload's name to Banyan/Slurm.
+func (r Report) Ratios() map[string]float64 {
+	m := map[string]float64{}
+	for _, w := range r.Workloads {
+		m[w.Name] = w.Ratio
+	}
+	return m
+}
+
+// Latest is what goes under "peers" in latest.json.
+func (r Report) Latest() map[string]any {
+	figs := map[string]any{}
+	for _, w := range r.Workloads {
+		figs[w.Name] = map[string]any{"unit": w.Unit, "slurm_median": w.Slurm.Median, "banyan_median": w.Banyan.Median,
+			"runs": len(w.Banyan.Runs), "higher_is_better": w.HigherIsBetter}
+	}
+	return map[string]any{"generated": r.Generated, "commit": r.Commit, "peer": r.Slurm.Version,
+		"ratios_banyan_over_slurm": r.Ratios(), "figures": figs, "details": "peers.json"}
+}
+
+// Markdown renders the report as bench/results/peers.md.
+func (r Report) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Banyan and Slurm, same machine, same run\n\n")
+	fmt.Fprintf(&b, "Generated %s at commit %s on %v cpus (%v). %s\n\n", r.Generated, r.Commit, r.Machine["cpus"], r.Machine["model"], r.Shared)
+	fmt.Fprintf(&b, "Peer: %s, one node on loopback (`%s`).\n\n", r.Slurm.Version, r.Slurm.Node)
+	b.WriteString("| workload | unit | Slurm median (min–max) | Banyan median (min–max) | runs | Banyan/Slurm |\n|---|---|---|---|---|---|\n")
+	for _, w := range r.Workloads {
+		dir := "higher is better"
+		if !w.HigherIsBetter {
+			dir = "lower is better"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %.2f× (%s) |\n", w.What, w.Unit, fig(w.Slurm), fig(w.Banyan),
+			len(w.Banyan.Runs), w.Ratio, dir)
+	}
+	b.WriteString("\nNotes:\n")
+	for _, w := range r.Workloads {
+		if w.Notes != "" {
+			fmt.Fprintf(&b, "- **%s**: %s\n", w.Name, w.Notes)
+		}
+	}
+	keys := make([]string, 0, len(r.Errors))
+	for k := range r.Errors {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "- **%s failed**: %s\n", k, r.Errors[k])
+	}
+	b.WriteString("\nSlurm settings (besides paths and ports):\n\n")
+	for _, s := range r.Slurm.Settings {
+		fmt.Fprintf(&b, "- `%s=%s`\n", s.Key, s.Value)
+	}
+	for _, p := range r.Slurm.Partitions {
+		fmt.Fprintf(&b, "- `%s`\n", p)
+	}
+	b.WriteString("\nBanyan settings:\n\n")
+	bk := make([]string, 0, len(r.Banyan))
+	for k := range r.Banyan {
+		bk = append(bk, k)
+	}
+	sort.Strings(bk)
+	for _, k := range bk {
+		fmt.Fprintf(&b, "- %s: %s\n", k, r.Banyan[k])
+	}
+	return b.String()
+}
+
+func fig(f Figure) string {
+	return fmt.Sprintf("%s (%s–%s)", num(f.Median), num(f.Min), num(f.Max))
+}
+
+func num(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.3g", v)
+	}
+}
+
+// MergeLatest sets key in the JSON object stored at path to value and
+// leaves every other key's value as it was, only re-indented (a missing
+// file starts empty).
+func MergeLatest(path, key string, value any) error {
+	doc := map[string]json.RawMessage{}
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("merge into %s: %w", path, err)
+	default:
+		if err := json.Unmarshal(b, &doc); err != nil {
+			return fmt.Errorf("merge into %s: not a JSON object: %w", path, err)
+		}
+	}
+	v, err := json.Marshal(value)
+	if err != nil {
+		return fmt.Errorf("merge into %s: %w", path, err)
+	}
+	doc[key] = v
+	out, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return fmt.Errorf("merge into %s: %w", path, err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(out, '\n'), 0o644); err != nil {
+		return fmt.Errorf("merge into %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("merge into %s: %w", path, err)
+	}
+	return nil
+}
