@@ -14,6 +14,7 @@ import (
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/google/btree"
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -160,32 +161,37 @@ func (s *State) view(jobs *btree.BTreeG[*jobRec]) (*SnapshotView, error) {
 // same bytes WriteSnapshot would have written when the view was taken.
 // It reads only frozen records, so it may run while Apply goes on.
 func (v *SnapshotView) Persist(w io.Writer) error {
-	bw := bufio.NewWriterSize(w, 256<<10)
-	if _, err := bw.Write(v.head); err != nil {
+	rw := &recordWriter{w: bufio.NewWriterSize(w, 256<<10)}
+	if _, err := rw.w.Write(v.head); err != nil {
 		return fmt.Errorf("write snapshot head: %w", err)
 	}
+	agentRec := &fsmpb.SnapshotRecord_Agent{}
 	for _, a := range v.agents {
-		if _, err := snapshotMarshal.MarshalTo(bw, &fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Agent{Agent: a}}); err != nil {
+		agentRec.Agent = a
+		if err := rw.write(&fsmpb.SnapshotRecord{Rec: agentRec}); err != nil {
 			return fmt.Errorf("write agent %s: %w", a.Id, err)
 		}
 	}
 	var (
-		err  error
-		ids  []string
-		seqs []uint64
+		err     error
+		jobRecd = &fsmpb.JobRecord{}
+		jobOut  = &fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Job{Job: jobRecd}}
+		taskOne = &fsmpb.SnapshotRecord_Task{}
+		taskRec = &fsmpb.SnapshotRecord{Rec: taskOne}
 	)
 	v.jobs.Ascend(func(r *jobRec) bool {
-		ids, seqs = ids[:0], seqs[:0]
+		jobRecd.Job, jobRecd.Seq = r.job, r.seq
+		jobRecd.TaskIds, jobRecd.TaskSeqs = jobRecd.TaskIds[:0], jobRecd.TaskSeqs[:0]
 		for _, t := range r.tasks {
-			ids, seqs = append(ids, t.pb.Id), append(seqs, t.seq)
+			jobRecd.TaskIds, jobRecd.TaskSeqs = append(jobRecd.TaskIds, t.pb.Id), append(jobRecd.TaskSeqs, t.seq)
 		}
-		if _, err = snapshotMarshal.MarshalTo(bw, &fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Job{
-			Job: &fsmpb.JobRecord{Job: r.job, Seq: r.seq, TaskIds: ids, TaskSeqs: seqs}}}); err != nil {
+		if err = rw.write(jobOut); err != nil {
 			err = fmt.Errorf("write job %s: %w", r.job.Id, err)
 			return false
 		}
 		for _, t := range r.tasks {
-			if _, err = snapshotMarshal.MarshalTo(bw, &fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Task{Task: t.pb}}); err != nil {
+			taskOne.Task = t.pb
+			if err = rw.write(taskRec); err != nil {
 				err = fmt.Errorf("write task %s: %w", t.pb.Id, err)
 				return false
 			}
@@ -195,13 +201,37 @@ func (v *SnapshotView) Persist(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := bw.Write(v.tail); err != nil {
+	if _, err := rw.w.Write(v.tail); err != nil {
 		return fmt.Errorf("write snapshot tail: %w", err)
 	}
-	if err := bw.Flush(); err != nil {
+	if err := rw.w.Flush(); err != nil {
 		return fmt.Errorf("flush snapshot: %w", err)
 	}
 	return nil
+}
+
+// recordWriter writes size-delimited records as snapshotMarshal does, into
+// buffers it reuses: a snapshot of a million tasks makes no garbage per
+// record, so the heap does not grow by the snapshot's size while it is
+// written.
+type recordWriter struct {
+	w    *bufio.Writer
+	msg  []byte
+	size []byte
+}
+
+func (rw *recordWriter) write(rec *fsmpb.SnapshotRecord) error {
+	var err error
+	rw.msg, err = snapshotMarshal.MarshalOptions.MarshalAppend(rw.msg[:0], rec)
+	if err != nil {
+		return err
+	}
+	rw.size = protowire.AppendVarint(rw.size[:0], uint64(len(rw.msg)))
+	if _, err := rw.w.Write(rw.size); err != nil {
+		return err
+	}
+	_, err = rw.w.Write(rw.msg)
+	return err
 }
 
 // readSnapshotHead reads the magic and format. It returns the format:

@@ -328,6 +328,12 @@ func writeResults(o options, mode string, results []Result) error {
 	doc["generated"] = time.Now().UTC().Format(time.RFC3339)
 	doc["null_keys"] = missing
 	doc["scenarios"] = results
+	// The peers' ratios (make bench-peers) are another command's: kept.
+	if peers, err := recordedKey(filepath.Join(o.out, "latest"+o.suffix+".json"), "peers"); err != nil {
+		return err
+	} else if peers != nil {
+		doc["peers"] = peers
+	}
 	data, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		return err
@@ -400,6 +406,23 @@ func keptResults(path string, results []Result) ([]Result, error) {
 		}
 	}
 	return out, nil
+}
+
+// recordedKey is the value of key in the JSON object at path, nil when the
+// file or the key is not there.
+func recordedKey(path, key string) (json.RawMessage, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return doc[key], nil
 }
 
 func machine() map[string]any {

@@ -195,3 +195,24 @@ func TestKeptResults(t *testing.T) {
 		t.Fatalf("a damaged file: got %v, want an error naming it", err)
 	}
 }
+
+// Writing the results keeps the peers' ratios that make bench-peers put in
+// the same file.
+func TestWriteResultsKeepsPeers(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "latest.json")
+	if err := os.WriteFile(path, []byte(`{"peers": {"submit_per_s": 0.4}, "placements_per_s": 1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := options{out: dir, dataRoot: dir, runs: 3}
+	if err := writeResults(o, "quick", []Result{{Name: "submission", Metrics: map[string]float64{"acks_per_s": 5000}}}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), `"submit_per_s": 0.4`) || !strings.Contains(string(data), `"submissions_per_s": 5000`) {
+		t.Fatalf("latest.json lost the peers' ratios or the new figure:\n%s", data)
+	}
+}
