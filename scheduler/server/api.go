@@ -129,7 +129,10 @@ func (j *jobService) SubmitJobs(ctx context.Context, req *pb.SubmitJobsRequest) 
 	for _, jb := range jobs[:cap(ids)] {
 		ids = append(ids, jb.Id)
 	}
-	j.s.log.Info("jobs submitted", "jobs", len(jobs), "job", ids)
+	// Debug: every submission's audit line (auth.go) already names its
+	// jobs at info, and at thousands of calls a second a second line each
+	// was the leader's largest cost after raft's own.
+	j.s.log.Debug("jobs submitted", "jobs", len(jobs), "job", ids)
 	// The jobs as applied, without blocked reasons (Apply does no per-agent
 	// work on the replicas); GetJob explains them.
 	return &pb.SubmitJobsResponse{Jobs: jobs, Existing: existing}, nil
