@@ -81,29 +81,8 @@ leader_seen_by() {
 	sched_in "$1" server members </dev/null 2>/dev/null | awk 'NR > 1 && $4 == "true" { print $1 }'
 }
 
-# wait_leader EXCLUDED SERVICE...: wait until every listed server names the
-# same leader, which is not EXCLUDED; print it.
-wait_leader() {
-	local excluded=$1 deadline=$((SECONDS + timeout_s)) svc seen leader
-	shift
-	while ((SECONDS < deadline)); do
-		leader=''
-		for svc in "$@"; do
-			seen=$(leader_seen_by "$svc" || true)
-			if [[ -z $seen || $seen == "$excluded" || (-n $leader && $seen != "$leader") ]]; then
-				leader=''
-				break
-			fi
-			leader=$seen
-		done
-		if [[ -n $leader ]]; then
-			echo "$leader"
-			return 0
-		fi
-		sleep 1
-	done
-	fail "no agreed leader (other than '${excluded:-none}') among $* within ${timeout_s}s"
-}
+# shellcheck source=lib/wait-leader.sh
+source "$root/scripts/lib/wait-leader.sh"
 
 # wait_agents SERVICE N: wait until SERVICE lists N agents that are up.
 wait_agents() {

@@ -188,29 +188,8 @@ all_addrs() {
 # leader_seen_by SERVICE: the leader's node id as SERVICE reports it.
 leader_seen_by() { on "$1" server members 2>/dev/null | awk 'NR > 1 && $4 == "true" { print $1 }'; }
 
-# wait_leader EXCLUDED SERVICE...: wait until every listed server names the
-# same leader, which is not EXCLUDED; print it.
-wait_leader() {
-	local excluded=$1 deadline=$((SECONDS + timeout_s)) svc seen leader
-	shift
-	while ((SECONDS < deadline)); do
-		leader=''
-		for svc in "$@"; do
-			seen=$(leader_seen_by "$svc" || true)
-			if [[ -z $seen || $seen == "$excluded" || (-n $leader && $seen != "$leader") ]]; then
-				leader=''
-				break
-			fi
-			leader=$seen
-		done
-		if [[ -n $leader ]]; then
-			echo "$leader"
-			return 0
-		fi
-		sleep 1
-	done
-	fail "no agreed leader (other than '${excluded:-none}') among $* within ${timeout_s}s"
-}
+# shellcheck source=lib/wait-leader.sh
+source "$root/scripts/lib/wait-leader.sh"
 
 # agent_cell SERVICE AGENT: AGENT's STATE cell in `agent list` (up, down,
 # "up, draining", "up, drained", "up, ineligible").

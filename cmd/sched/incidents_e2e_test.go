@@ -92,6 +92,13 @@ func (c *tlsCluster) mustClient(token string, args ...string) string {
 // eventually retries f until it returns nil or the deadline passes.
 func (c *tlsCluster) eventually(what string, d time.Duration, f func() error) {
 	c.t.Helper()
+	retryFor(c.t, what, d, f, func() string { return "logs:\n" + c.allLogs() })
+}
+
+// retryFor retries f every 200 ms until it returns nil, or fails t after
+// d with f's last error and what context says (process logs).
+func retryFor(t *testing.T, what string, d time.Duration, f func() error, context func() string) {
+	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
 		err := f()
@@ -99,7 +106,7 @@ func (c *tlsCluster) eventually(what string, d time.Duration, f func() error) {
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("%s: %v\nlogs:\n%s", what, err, c.allLogs())
+			t.Fatalf("%s (after %s): %v\n%s", what, d, err, context())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -211,17 +211,7 @@ func (c *opCluster) mustJSON(v any, args ...string) {
 // eventually retries f until it returns nil, or fails the test after d.
 func (c *opCluster) eventually(what string, d time.Duration, f func() error) {
 	c.t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("%s (after %s): %v", what, d, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	retryFor(c.t, what, d, f, func() string { return "" })
 }
 
 // logs is every process's output so far, for a failing test.

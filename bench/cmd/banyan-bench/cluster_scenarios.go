@@ -253,47 +253,17 @@ func runSubmission(o options) Result {
 		return Result{Err: err.Error()}
 	}
 	defer c.close()
-	var mu sync.Mutex
-	var lat []time.Duration
-	var errs atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
 	idx0, err := c.commitIndex(leader)
 	if err != nil {
 		return Result{Err: err.Error()}
 	}
 	load0 := readLeaderLoad(c, leader)
 	start := time.Now()
-	stop := start.Add(window)
-	for k := 0; k < clients; k++ {
-		conn, err := dial(leader.addr) // a connection per client, as separate ingest processes have
-		if err != nil {
-			return Result{Err: err.Error()}
-		}
-		defer conn.Close()
-		jobs := pb.NewJobServiceClient(conn)
-		wg.Add(1)
-		go func() { // owned by this scenario: ends at stop
-			defer wg.Done()
-			var mine []time.Duration
-			for time.Now().Before(stop) {
-				t := time.Now()
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_, err := jobs.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{oneTaskJob("default")}})
-				cancel()
-				if err != nil {
-					errs.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-					continue
-				}
-				mine = append(mine, time.Since(t))
-			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			mu.Unlock()
-		}()
+	// A connection per client, as separate ingest processes have.
+	lat, nErrs, firstErr, err := submitOneByOne(leader.addr, clients, start.Add(window), 10*time.Second)
+	if err != nil {
+		return Result{Err: err.Error()}
 	}
-	wg.Wait()
 	secs := time.Since(start).Seconds()
 	load1 := readLeaderLoad(c, leader)
 	idx1, err := c.commitIndex(leader)
@@ -308,14 +278,14 @@ func runSubmission(o options) Result {
 		perEntry = float64(len(lat)) / float64(idx1-idx0)
 	}
 	notes := "ack = SubmitJobs returned, i.e. the job's raft entry committed on a quorum; clients call the leader (found via ClusterService.Members), each on its own connection; no agents connected"
-	if e, ok := firstErr.Load().(string); ok {
-		notes += "; first error: " + e
+	if firstErr != "" {
+		notes += "; first error: " + firstErr
 	}
 	return Result{
 		Summary: fmt.Sprintf("%d clients, one job per call: %.0f acks/s, p50 %.2f ms, p99 %.2f ms (%d acked, %d errors), %.1f jobs per raft entry, leader %.2f cores",
-			clients, rate, percentile(lat, 50), percentile(lat, 99), len(lat), errs.Load(), perEntry, cores),
+			clients, rate, percentile(lat, 50), percentile(lat, 99), len(lat), nErrs, perEntry, cores),
 		Metrics: map[string]float64{"clients": clients, "acks_per_s": rate, "p50_ms": percentile(lat, 50),
-			"p99_ms": percentile(lat, 99), "acked": float64(len(lat)), "errors": float64(errs.Load()),
+			"p99_ms": percentile(lat, 99), "acked": float64(len(lat)), "errors": float64(nErrs),
 			"jobs_per_raft_entry": perEntry, "leader_cpu_cores": cores},
 		Target: ">=5000 acks/s, one job per RPC",
 		Setup: &Setup{Servers: 3, Processes: threeServers + "; clients in the benchmark process",
@@ -615,4 +585,56 @@ func trueJob(cc grpc.ClientConnInterface, n, agents int) (float64, error) {
 		return 0, fmt.Errorf("job %v: %s", job.State, job.Reason)
 	}
 	return float64(n) / secs, nil
+}
+
+// submitOneByOne has clients callers, each on its own connection to addr,
+// submit one one-task job per call, each call waiting for its ack, until
+// stop. It returns every acknowledged call's latency, the failed calls and
+// the first failure's message. timeout bounds one call (0: none).
+func submitOneByOne(addr string, clients int, stop time.Time, timeout time.Duration) (lat []time.Duration, errs int64, firstErr string, err error) {
+	var (
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		nErrs atomic.Int64
+		first atomic.Value
+	)
+	var callers []pb.JobServiceClient
+	for k := 0; k < clients; k++ {
+		conn, err := dial(addr)
+		if err != nil {
+			return nil, 0, "", err
+		}
+		defer conn.Close()
+		callers = append(callers, pb.NewJobServiceClient(conn))
+	}
+	for _, jobs := range callers {
+		wg.Add(1)
+		go func() { // owned by this call: ends at stop
+			defer wg.Done()
+			var mine []time.Duration
+			for time.Now().Before(stop) {
+				t := time.Now()
+				ctx, cancel := context.Background(), context.CancelFunc(func() {})
+				if timeout > 0 {
+					ctx, cancel = context.WithTimeout(ctx, timeout)
+				}
+				_, err := jobs.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{oneTaskJob("default")}})
+				cancel()
+				if err != nil {
+					nErrs.Add(1)
+					first.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				mine = append(mine, time.Since(t))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if e, ok := first.Load().(string); ok {
+		firstErr = e
+	}
+	return lat, nErrs.Load(), firstErr, nil
 }
