@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"time"
 
@@ -42,6 +43,9 @@ type leaderLoop struct {
 	// to no one, so the agent's next hello has them delivered instead of
 	// declared lost (see serveSession).
 	undelivered map[string]map[string]int32
+	// warmSent is the warm-worker targets each session was last sent
+	// (pushWarmLocked); a session absent here has been sent none.
+	warmSent map[string]map[string]int32
 
 	// logs matches agents' task output to the reads waiting for it (logs.go).
 	logs logRelay
@@ -73,7 +77,8 @@ func (s *session) send(m *pb.ServerMessage) {
 func newLeaderLoop(s *Server) *leaderLoop {
 	ctx, cancel := context.WithCancel(s.ctx)
 	l := &leaderLoop{s: s, ctx: ctx, cancel: cancel, events: make(chan sessionEvents, 4096), ready: make(chan struct{}),
-		sessions: map[string]*session{}, seen: map[string]time.Time{}, undelivered: map[string]map[string]int32{}}
+		sessions: map[string]*session{}, seen: map[string]time.Time{}, undelivered: map[string]map[string]int32{},
+		warmSent: map[string]map[string]int32{}}
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -283,14 +288,37 @@ func ackOf(events []*pb.TaskEvent) []*pb.TaskEvent {
 	return out
 }
 
-// pushWarmLocked tells every agent session how many warm workers to keep
-// per function, spreading the pools' reservations over the agents.
+// pushWarmLocked tells the agent sessions how many warm workers to keep
+// per function, spreading the pools' reservations over the agents. Only
+// the sessions whose targets changed since they were last told hear
+// anything, so its cost follows the agents serving functions, not the
+// fleet: it runs on every agent's hello, and a fleet of 10,000 saying hello
+// at once must not cost 10,000 squared.
 func (l *leaderLoop) pushWarmLocked() {
 	var targets map[string]map[string]int32
 	l.s.fsm.Read(func(st *state.State) { targets = st.WarmTargets() })
-	for agent, sess := range l.sessions {
-		if w, ok := targets[agent]; ok {
-			sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Warm{Warm: &pb.WarmTargets{Workers: w}}})
+	tell := func(agent string) {
+		want := targets[agent]
+		sess := l.sessions[agent]
+		if sess == nil {
+			delete(l.warmSent, agent)
+			return
+		}
+		if sent, ok := l.warmSent[agent]; ok && maps.Equal(sent, want) {
+			return
+		}
+		if len(want) == 0 {
+			want = map[string]int32{} // no more reservations here: back to the agent's own
+		}
+		sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Warm{Warm: &pb.WarmTargets{Workers: want}}})
+		l.warmSent[agent] = want
+	}
+	for agent := range targets {
+		tell(agent)
+	}
+	for agent := range l.warmSent {
+		if _, ok := targets[agent]; !ok {
+			tell(agent)
 		}
 	}
 }
@@ -388,6 +416,7 @@ func (l *leaderLoop) register(sess *session, known map[string]int32, cancels []s
 		old.cancel()
 	}
 	l.sessions[sess.agentID] = sess
+	delete(l.warmSent, sess.agentID) // a new session has been told nothing
 	l.seen[sess.agentID] = l.s.cfg.Clock()
 	delete(l.undelivered, sess.agentID) // the hello kept them; sent below as missed
 	lease := l.s.cfg.Lease
@@ -584,7 +613,29 @@ func (l *leaderLoop) checkLeases() {
 			}
 		})
 		l.mu.Unlock()
-		for _, id := range expired {
+		l.markDown(expired, lease)
+	}
+}
+
+// leaseDownsInFlight bounds the agent-down commands a lease check has in
+// flight at once.
+const leaseDownsInFlight = 64
+
+// markDown marks the agents that missed their lease down, their tasks
+// going back to the queue. The commands go to raft concurrently, so that
+// raft batches them into few log writes: a stall that expires thousands of
+// leases at once (a frozen network, a starved host) would otherwise take a
+// round trip per agent, seconds of a leader doing little else while the
+// agents it dropped say hello again.
+func (l *leaderLoop) markDown(expired []string, lease time.Duration) {
+	sem := make(chan struct{}, leaseDownsInFlight)
+	var wg sync.WaitGroup
+	for _, id := range expired {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() { // owned by this call: it waits for them below
+			defer wg.Done()
+			defer func() { <-sem }()
 			l.s.log.Warn("agent missed its lease; requeueing its tasks", "agent", id, "lease", lease)
 			if _, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentDown{AgentDown: &fsmpb.AgentDown{
 				AgentId: id, Reason: "missed its lease of " + lease.String()}}}); err != nil {
@@ -597,9 +648,14 @@ func (l *leaderLoop) checkLeases() {
 				sess.cancel() // a late agent must say hello again (see recvLoop)
 			}
 			delete(l.undelivered, id) // its attempts were requeued with it
-			l.pushWarmLocked()
 			l.mu.Unlock()
-		}
+		}()
+	}
+	wg.Wait()
+	if len(expired) > 0 {
+		l.mu.Lock()
+		l.pushWarmLocked()
+		l.mu.Unlock()
 	}
 }
 
