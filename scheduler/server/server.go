@@ -358,9 +358,15 @@ func (s *Server) HaltErr() error { return s.fsm.Halt() }
 func (s *Server) startRaft() error {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(s.cfg.NodeID)
+	// Followers call an election after 500 ms without the leader (half
+	// raft's default: failover within seconds). The leader steps down when
+	// it has not heard from a quorum for as long, not for half of it: a
+	// loaded host (10,000 agents saying hello at once, on two cores) can
+	// delay a follower's answer past 250 ms, and every step-down makes the
+	// whole fleet say hello again to the next leader.
 	rc.HeartbeatTimeout = 500 * time.Millisecond
 	rc.ElectionTimeout = 500 * time.Millisecond
-	rc.LeaderLeaseTimeout = 250 * time.Millisecond
+	rc.LeaderLeaseTimeout = 500 * time.Millisecond
 	rc.CommitTimeout = 5 * time.Millisecond
 	// Concurrent proposals (submissions from many clients, assignments,
 	// events) share one log write and one fsync.

@@ -387,3 +387,18 @@ func (c *cluster) tail(s *clusterServer) string {
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	return strings.Join(lines[max(0, len(lines)-5):], " | ")
 }
+
+// elections counts the times a server of the cluster became leader, from
+// their logs: a figure read from "the leader" is only the leader's when
+// this stayed 1 through the run.
+func (c *cluster) elections() int {
+	n := 0
+	for _, s := range c.servers {
+		data, err := os.ReadFile(filepath.Join(c.dir, s.id+".log"))
+		if err != nil {
+			continue
+		}
+		n += strings.Count(string(data), `msg="became leader"`)
+	}
+	return n
+}

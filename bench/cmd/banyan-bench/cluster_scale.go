@@ -217,6 +217,9 @@ func runAgentsAtScale(o options) Result {
 	if submitErr != nil {
 		return Result{Err: "submit: " + submitErr.Error()}
 	}
+	if n := c.elections(); n != 1 {
+		return Result{Err: fmt.Sprintf("leadership changed during the run (%d elections won; see the servers' logs): the leader's figures would be a follower's", n)}
+	}
 	busyCores, passMs, passes := busy0.between(busy1)
 	secs := f1.at.Sub(f0.at).Seconds()
 	events := float64((f1.assigned-f0.assigned)+(f1.finished-f0.finished)) / secs
