@@ -177,21 +177,28 @@ func (p *pass) consider(it queue.Item, opportunistic bool) bool {
 		return false
 	}
 	ask := askOf(t)
-	if (opportunistic || p.lim.PreemptBudget <= 0) && !p.placer.MayFit(ask) {
+	// The checks below are ordered cheapest first; each only rules the
+	// task out, so the order does not change what the pass decides. In a
+	// full cluster most tasks fail the first two (MayFit and
+	// mayPreempt are O(1) in the agents and the queue).
+	mayFit := p.placer.MayFit(ask) // false: Place would fail
+	if !mayFit && !p.mayPreempt(it.Pool, t, opportunistic) {
 		return false // no room anywhere, and no preemption to make some
 	}
 	if !p.view.Admit(it.Pool, t.Ask()).OK {
 		return false
 	}
-	if agent, grants, ok := p.placer.Place(ask); ok {
-		p.assign(t, agent, it.Pool, grants)
-		return true
-	}
-	if opportunistic || p.lim.PreemptBudget <= 0 {
-		return false
+	if mayFit {
+		if agent, grants, ok := p.placer.Place(ask); ok {
+			p.assign(t, agent, it.Pool, grants)
+			return true
+		}
+		if !p.mayPreempt(it.Pool, t, opportunistic) {
+			return false
+		}
 	}
 	vkey := it.Pool + "|" + askKey(t)
-	if p.noVictims[vkey] || !p.view.WithinGuarantee(it.Pool, t.Ask()) {
+	if p.noVictims[vkey] {
 		return false
 	}
 	if !p.preemptFor(t, it.Pool, ask) {
@@ -199,6 +206,13 @@ func (p *pass) consider(it queue.Item, opportunistic bool) bool {
 		return false
 	}
 	return true
+}
+
+// mayPreempt reports whether t, of pool poolPath, may preempt running work
+// in this pass: a regular task, a budget left, and its pool within its
+// guarantee with t added (pool.View.VictimsIn answers only then).
+func (p *pass) mayPreempt(poolPath string, t *Task, opportunistic bool) bool {
+	return !opportunistic && p.lim.PreemptBudget > 0 && p.view.WithinGuarantee(poolPath, t.Ask())
 }
 
 func (p *pass) assign(t *Task, agent, poolPath string, grants []placement.Grant) {
@@ -284,15 +298,20 @@ func (p *pass) agentRunning(agentID string) []pool.Running {
 // the loosest (any priority, some opportunistic).
 const maxHintJobs = 1 << 16
 
-// runningHint bounds every running task for the policy, from their jobs:
-// the lowest priority and whether any is opportunistic. With it the policy
-// leaves agents unloaded once it has found a plan no other can beat.
+// runningHint bounds every running task for the policy, from the jobs
+// that have tasks placed: the lowest priority and whether any is
+// opportunistic. With it the policy leaves agents unloaded once it has
+// found a plan no other can beat. (Jobs with nothing placed, a backlog of
+// opportunistic work waiting for room for instance, do not loosen it.)
 func (p *pass) runningHint() pool.RunningHint {
 	if len(p.s.jobs) > maxHintJobs {
 		return pool.RunningHint{MinPriority: math.MinInt32}
 	}
 	h := pool.RunningHint{MinPriority: MaxPriority, NoOpportunistic: true}
 	for _, j := range p.s.jobs {
+		if j.PB.Counts.Running == 0 {
+			continue // nothing of it runs: the policy never sees it
+		}
 		h.MinPriority = min(h.MinPriority, j.PB.Priority)
 		if pool.Class(j.PB.Class) == pool.ClassOpportunistic {
 			h.NoOpportunistic = false
