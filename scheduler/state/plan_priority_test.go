@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 )
 
@@ -100,5 +101,32 @@ func BenchmarkPlanPriority(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkPlanOpportunisticRoom measures a pass that finds a little room
+// (one cpu free) on a full cluster with 200,000 queued, all but the last
+// tenth regular tasks that may not take it: the opportunistic phase starts
+// at the pool's first opportunistic task instead of walking the regular
+// ones.
+func BenchmarkPlanOpportunisticRoom(b *testing.B) {
+	s := priorityFleetState(b, 200, 200_000)
+	now := int64(1) + 10*DefaultPlanLimits.MinRuntimeMs
+	// Free one cpu: a running task ends.
+	ag := s.agents["agent-00000"]
+	var tid string
+	for id := range ag.Running {
+		tid = id
+		break
+	}
+	t := s.tasks[tid]
+	mustApply(b, s, &fsmpb.Command{NowUnixMs: now, Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
+		AgentId: "agent-00000", Events: []*pb.TaskEvent{{TaskId: tid, Attempt: t.Attempt(), Kind: "finished", Outcome: "succeeded", UnixMs: now}}}}}}})
+	lim := DefaultPlanLimits
+	lim.Held = map[string]pool.Resources{"latency": {CPUMillis: 1000}} // held for the latency pool
+	for b.Loop() {
+		if p := s.Plan(now, lim); len(p.Assignments) != 0 {
+			b.Fatalf("the backlog took held capacity: %v", p)
+		}
 	}
 }
