@@ -96,3 +96,35 @@ func TestPlanHoldsGivenBack(t *testing.T) {
 		t.Fatalf("after the window: plan %v, want a backlog task on %s", got, agent)
 	}
 }
+
+// TestPlanHeldOnlyFromBorrowers checks who may take capacity held for a
+// pool: not a pool that would borrow, but another pool within its
+// guarantee may (a hold is no guarantee of its own).
+func TestPlanHeldOnlyFromBorrowers(t *testing.T) {
+	s := priorityFleetState(t, 4, 100)
+	mustApply(t, s, &fsmpb.Command{NowUnixMs: 1, Cmd: &fsmpb.Command_PoolPut{PoolPut: &fsmpb.PoolPut{Create: true,
+		Pool: &pb.Pool{Path: "live", Guaranteed: &pb.Resources{CpuMillis: 2000}}}}})
+	now := int64(1) + 2*DefaultPlanLimits.MinRuntimeMs
+	// A batch task ends: one cpu free, held for "latency" in this pass.
+	ag := s.agents["agent-00002"]
+	var tid string
+	for id := range ag.Running {
+		tid = id
+		break
+	}
+	mustApply(t, s, &fsmpb.Command{NowUnixMs: now, Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
+		AgentId: "agent-00002", Events: []*pb.TaskEvent{{TaskId: tid, Attempt: s.tasks[tid].Attempt(), Kind: "finished",
+			Outcome: "succeeded", UnixMs: now}}}}}}})
+	lim := DefaultPlanLimits
+	lim.Held = map[string]pool.Resources{"latency": {CPUMillis: 1000}}
+	if got := s.Plan(now, lim); len(got.Assignments) != 0 {
+		t.Fatalf("the batch backlog (borrowing) took held capacity: %v", got)
+	}
+	js := &pb.JobSpec{Name: "live", Pool: "live", Tasks: []*pb.TaskSpec{{Command: []string{"x"}, Resources: &pb.Resources{CpuMillis: 1000}}}}
+	r := mustApply(t, s, &fsmpb.Command{NowUnixMs: now, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{js}}}})
+	live := s.jobs[r.Jobs[0].Id].TaskIDs[0]
+	got := s.Plan(now, lim)
+	if len(got.Preemptions) != 0 || len(got.Assignments) != 1 || got.Assignments[0].TaskId != live || got.Assignments[0].AgentId != "agent-00002" {
+		t.Fatalf("plan %v: want %s (pool within its guarantee) on agent-00002 without preemption", got, live)
+	}
+}
