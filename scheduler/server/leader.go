@@ -32,6 +32,10 @@ type leaderLoop struct {
 	// scheduling goroutine touches it.
 	preemptTokens float64
 	preemptAt     time.Time
+	// peaks remembers what guaranteed pools used lately, so that capacity
+	// they give back is held for them a moment (state.UsagePeaks); only
+	// the scheduling goroutine touches it.
+	peaks *state.UsagePeaks
 
 	// mu guards sessions, seen and undelivered. Lock order: mu before the
 	// FSM's lock.
@@ -78,7 +82,7 @@ func newLeaderLoop(s *Server) *leaderLoop {
 	ctx, cancel := context.WithCancel(s.ctx)
 	l := &leaderLoop{s: s, ctx: ctx, cancel: cancel, events: make(chan sessionEvents, 4096), ready: make(chan struct{}),
 		sessions: map[string]*session{}, seen: map[string]time.Time{}, undelivered: map[string]map[string]int32{},
-		warmSent: map[string]map[string]int32{}}
+		warmSent: map[string]map[string]int32{}, peaks: state.NewUsagePeaks(s.cfg.ReclaimHold.Milliseconds())}
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -167,6 +171,7 @@ func (l *leaderLoop) pass() bool {
 		}
 		promote = st.DuePromotions(now)
 		fallback = st.DueFallbacks(now)
+		lim.Held = st.HeldBack(l.peaks, now)
 		plan = st.Plan(now, lim)
 	})
 	if plan == nil {

@@ -97,6 +97,12 @@ type Config struct {
 	// MinRuntime protects tasks from preemption for this long after they
 	// start (default 5s): together with the rate it prevents thrashing.
 	MinRuntime time.Duration
+	// ReclaimHold is how long capacity that a pool within its guarantee
+	// gave back stays held for it before pools that borrow may take it
+	// (state.UsagePeaks): a stream of short guaranteed tasks then reuses
+	// its own capacity instead of lending it and preempting to get it back
+	// (default 1s; negative: nothing is held).
+	ReclaimHold time.Duration
 	// DiskReserve is the free space the data dir keeps: below it the
 	// server refuses writes (ErrDiskFull) and a leader hands leadership to
 	// a peer (default 32 MiB).
@@ -166,6 +172,9 @@ func (c *Config) fill() error {
 	}
 	if c.MinRuntime <= 0 {
 		c.MinRuntime = 5 * time.Second
+	}
+	if c.ReclaimHold == 0 {
+		c.ReclaimHold = time.Second
 	}
 	if c.DiskReserve == 0 {
 		c.DiskReserve = 32 << 20

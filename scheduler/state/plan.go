@@ -26,6 +26,12 @@ type PlanLimits struct {
 	PreemptBudget int
 	// MinRuntimeMs protects tasks that started less than this long ago.
 	MinRuntimeMs int64
+	// Held is capacity held back for pools within their guarantee that
+	// gave it back a moment ago (State.HeldBack; hold.go): a task of
+	// another pool that would borrow (outside its guarantee with the task)
+	// is placed only where the agents keep that much free besides. What a
+	// pool's own tasks take of it is no longer held. Nil holds nothing.
+	Held map[string]pool.Resources
 }
 
 // DefaultPlanLimits are the leader's limits per pass.
@@ -43,8 +49,9 @@ var DefaultPlanLimits = PlanLimits{MaxAssign: 4096, MaxScan: 65536, PreemptBudge
 // its pool and every ancestor within max; then placement picks an agent. A
 // task of a pool within its guarantee that fits nowhere may preempt running
 // work (pool.View.Victims chooses), and the capacity freed is assigned to it
-// in the same entry. Second, opportunistic tasks run on what is left; they
-// never preempt.
+// in the same entry. Capacity held for a guaranteed pool (lim.Held) is not
+// lent to pools that borrow. Second, opportunistic tasks run on what is
+// left; they never preempt.
 func (s *State) Plan(now int64, lim PlanLimits) *fsmpb.Assign {
 	placer, cluster := s.openPass()
 	defer s.closePass(placer)
@@ -76,6 +83,7 @@ type pass struct {
 	out     *fsmpb.Assign
 	scanned int
 	cluster pool.Resources // capacity of the up agents
+	reserve *reserve       // what lim.Held still holds (nil: nothing)
 	// noVictims remembers (pool, ask) pairs for which no preemption could
 	// make room, so a queue of identical asks asks the policy once per pass.
 	// (Placements made later in the pass could make a few more running tasks
@@ -99,8 +107,8 @@ func (s *State) newPass(now int64, lim PlanLimits, placer *placement.Placer, clu
 		}
 	}
 	return &pass{s: s, now: now, lim: lim, placer: placer, cluster: cluster,
-		noVictims: map[string]bool{},
-		view:      pool.NewView(s.pools, usage, cluster), held: map[string]bool{}, placed: map[string]bool{}, victims: map[string]bool{},
+		noVictims: map[string]bool{}, reserve: s.newReserve(lim.Held),
+		view: pool.NewView(s.pools, usage, cluster), held: map[string]bool{}, placed: map[string]bool{}, victims: map[string]bool{},
 		out: &fsmpb.Assign{}}
 }
 
@@ -142,10 +150,19 @@ func (p *pass) run(opportunistic bool) {
 // place before the pass moves on to other pools.
 const maxMissesPerPool = 256
 
+// firstOpportunistic sorts before every opportunistic task of a pool and
+// after every other (the queue orders by class first).
+var firstOpportunistic = queue.Item{Key: queue.Key{Class: int32(pb.JobClass_JOB_CLASS_OPPORTUNISTIC), Priority: math.MaxInt32}}
+
 // next returns the pool's next queued task of the phase after cur.
 func (p *pass) next(poolPath string, cur *queue.Item, opportunistic bool) (queue.Item, bool) {
 	var found queue.Item
 	ok := false
+	if opportunistic && cur == nil {
+		// Start past the pool's regular tasks (a backlog of a million of
+		// them would cost a walk over all of them).
+		cur = &firstOpportunistic
+	}
 	p.s.queue.AscendPoolAfter(poolPath, cur, func(it queue.Item) bool {
 		isOpp := it.Key.Class == int32(pb.JobClass_JOB_CLASS_OPPORTUNISTIC)
 		if isOpp != opportunistic {
@@ -177,21 +194,28 @@ func (p *pass) consider(it queue.Item, opportunistic bool) bool {
 		return false
 	}
 	ask := askOf(t)
-	if (opportunistic || p.lim.PreemptBudget <= 0) && !p.placer.MayFit(ask) {
+	// The checks below are ordered cheapest first; each only rules the
+	// task out, so the order does not change what the pass decides. In a
+	// full cluster most tasks fail the first two (MayFit and
+	// mayPreempt are O(1) in the agents and the queue).
+	mayFit := p.placer.MayFit(ask) && !p.takesHeld(it.Pool, t) // false: Place would fail, or may not
+	if !mayFit && !p.mayPreempt(it.Pool, t, opportunistic) {
 		return false // no room anywhere, and no preemption to make some
 	}
 	if !p.view.Admit(it.Pool, t.Ask()).OK {
 		return false
 	}
-	if agent, grants, ok := p.placer.Place(ask); ok {
-		p.assign(t, agent, it.Pool, grants)
-		return true
-	}
-	if opportunistic || p.lim.PreemptBudget <= 0 {
-		return false
+	if mayFit {
+		if agent, grants, ok := p.placer.Place(ask); ok {
+			p.assign(t, agent, it.Pool, grants)
+			return true
+		}
+		if !p.mayPreempt(it.Pool, t, opportunistic) {
+			return false
+		}
 	}
 	vkey := it.Pool + "|" + askKey(t)
-	if p.noVictims[vkey] || !p.view.WithinGuarantee(it.Pool, t.Ask()) {
+	if p.noVictims[vkey] {
 		return false
 	}
 	if !p.preemptFor(t, it.Pool, ask) {
@@ -201,9 +225,23 @@ func (p *pass) consider(it queue.Item, opportunistic bool) bool {
 	return true
 }
 
+// takesHeld reports whether t, of pool poolPath, would take capacity held
+// for other pools (PlanLimits.Held) while its pool borrows.
+func (p *pass) takesHeld(poolPath string, t *Task) bool {
+	return p.reserve.blocks(poolPath, t.Ask()) && !p.view.WithinGuarantee(poolPath, t.Ask())
+}
+
+// mayPreempt reports whether t, of pool poolPath, may preempt running work
+// in this pass: a regular task, a budget left, and its pool within its
+// guarantee with t added (pool.View.VictimsIn answers only then).
+func (p *pass) mayPreempt(poolPath string, t *Task, opportunistic bool) bool {
+	return !opportunistic && p.lim.PreemptBudget > 0 && p.view.WithinGuarantee(poolPath, t.Ask())
+}
+
 func (p *pass) assign(t *Task, agent, poolPath string, grants []placement.Grant) {
 	p.placed[t.PB.Id] = true
 	p.view.Add(poolPath, t.Ask())
+	p.reserve.took(poolPath, t.Ask())
 	if k := t.PB.Spec.ExclusiveKey; k != "" {
 		p.held[k] = true
 	}
@@ -228,6 +266,7 @@ func (p *pass) preemptFor(t *Task, poolPath string, ask placement.Ask) bool {
 		vpool := p.s.jobs[v.PB.JobId].PB.Pool
 		p.placer.Release(pre.Node, v.Ask(), grantsOf(v.current().GetGpus()))
 		p.view.Remove(vpool, v.Ask())
+		p.reserve.freed(v.Ask())
 		p.victims[id] = true
 		p.out.Preemptions = append(p.out.Preemptions, &fsmpb.Preemption{ForTaskId: t.PB.Id,
 			Victim: &fsmpb.Assignment{TaskId: id, Attempt: v.Attempt(), AgentId: pre.Node}})
@@ -284,15 +323,20 @@ func (p *pass) agentRunning(agentID string) []pool.Running {
 // the loosest (any priority, some opportunistic).
 const maxHintJobs = 1 << 16
 
-// runningHint bounds every running task for the policy, from their jobs:
-// the lowest priority and whether any is opportunistic. With it the policy
-// leaves agents unloaded once it has found a plan no other can beat.
+// runningHint bounds every running task for the policy, from the jobs
+// that have tasks placed: the lowest priority and whether any is
+// opportunistic. With it the policy leaves agents unloaded once it has
+// found a plan no other can beat. (Jobs with nothing placed, a backlog of
+// opportunistic work waiting for room for instance, do not loosen it.)
 func (p *pass) runningHint() pool.RunningHint {
 	if len(p.s.jobs) > maxHintJobs {
 		return pool.RunningHint{MinPriority: math.MinInt32}
 	}
 	h := pool.RunningHint{MinPriority: MaxPriority, NoOpportunistic: true}
 	for _, j := range p.s.jobs {
+		if j.PB.Counts.Running == 0 {
+			continue // nothing of it runs: the policy never sees it
+		}
 		h.MinPriority = min(h.MinPriority, j.PB.Priority)
 		if pool.Class(j.PB.Class) == pool.ClassOpportunistic {
 			h.NoOpportunistic = false

@@ -3,6 +3,7 @@ package state
 import (
 	"fmt"
 	"math/rand"
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -107,5 +108,52 @@ func TestPlanPreemptLoadedIndex(t *testing.T) {
 	}
 	if preempted < 20 {
 		t.Fatalf("only %d preemptions in all: the test does not exercise the policy", preempted)
+	}
+}
+
+// TestRunningHintIgnoresQueuedJobs pins the hint of a full cluster with a
+// backlog: jobs with nothing placed (a low-priority opportunistic backlog)
+// do not loosen it, so a pass stops loading agents at the first plan of
+// the cheapest kind; and the pass still decides as one that indexed every
+// agent first.
+func TestRunningHintIgnoresQueuedJobs(t *testing.T) {
+	s := priorityFleetState(t, 20, 300)
+	// A backlog below everything running, and opportunistic: it never runs
+	// while the cluster is full.
+	js := &pb.JobSpec{Name: "low", Pool: "batch", Class: pb.JobClass_JOB_CLASS_OPPORTUNISTIC, Priority: -5,
+		Tasks: []*pb.TaskSpec{{Command: []string{"x"}, Resources: &pb.Resources{CpuMillis: 1000}}}}
+	mustApply(t, s, &fsmpb.Command{NowUnixMs: 1, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{js}}}})
+	now := int64(1) + 2*DefaultPlanLimits.MinRuntimeMs
+	lim := DefaultPlanLimits
+	placer, cluster := s.openPass()
+	hint := s.newPass(now, lim, placer, cluster).runningHint()
+	s.closePass(placer)
+	if want := (pool.RunningHint{MinPriority: 0, NoOpportunistic: true}); hint != want {
+		t.Fatalf("hint %+v, want %+v (from the running batch jobs only)", hint, want)
+	}
+	lat := submitLatency(t, s, now)
+	lim.PreemptBudget = 20
+	got, want := s.Plan(now, lim), planEager(s, now, lim)
+	if !proto.Equal(got, want) {
+		t.Fatalf("the pass decides\n%v\nindexing every agent first decides\n%v", got, want)
+	}
+	// One victim, on the first agent in id order (every agent is alike),
+	// the first of its tasks in candidate order (all alike and placed
+	// together: the lowest task id), and the latency task placed there in
+	// the same entry.
+	if len(got.Preemptions) != 1 || len(got.Assignments) != 1 || got.Assignments[0].TaskId != lat {
+		t.Fatalf("plan %v: want one preemption for %s", got, lat)
+	}
+	v := got.Preemptions[0].Victim
+	if v.AgentId != "agent-00000" || got.Assignments[0].AgentId != v.AgentId {
+		t.Fatalf("victim %v, placed on %s: want both on agent-00000", v, got.Assignments[0].AgentId)
+	}
+	var onAgent []string
+	for id := range s.agents["agent-00000"].Running {
+		onAgent = append(onAgent, id)
+	}
+	slices.Sort(onAgent)
+	if v.TaskId != onAgent[0] {
+		t.Fatalf("victim %s, want %s (the lowest id of equals)", v.TaskId, onAgent[0])
 	}
 }
