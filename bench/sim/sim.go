@@ -37,12 +37,15 @@ type Config struct {
 	SampleInterval Dur `json:"sample_interval"`
 	// MinRuntime, PreemptRate and PreemptBurst are the leader's
 	// preemption policy (defaults 5s, 10/s, 20).
-	MinRuntime   Dur          `json:"min_runtime"`
-	PreemptRate  float64      `json:"preempt_rate"`
-	PreemptBurst int          `json:"preempt_burst"`
-	Agents       []AgentGroup `json:"agents"`
-	Pools        []PoolSpec   `json:"pools"`
-	Workloads    []Workload   `json:"workloads"`
+	MinRuntime   Dur     `json:"min_runtime"`
+	PreemptRate  float64 `json:"preempt_rate"`
+	PreemptBurst int     `json:"preempt_burst"`
+	// ReclaimHold is how long capacity a pool within its guarantee gave
+	// back stays held for it (the server's default, 1s; negative: off).
+	ReclaimHold Dur          `json:"reclaim_hold"`
+	Agents      []AgentGroup `json:"agents"`
+	Pools       []PoolSpec   `json:"pools"`
+	Workloads   []Workload   `json:"workloads"`
 	// GCMaxAge and GCMaxJobs are the leader's retention of finished jobs
 	// (defaults: the server's, 24h and 10,000); the leader applies it every
 	// GCInterval (default 30s), as a server does.
@@ -157,6 +160,9 @@ func Parse(data []byte) (*Config, error) {
 	}
 	if c.PreemptBurst <= 0 {
 		c.PreemptBurst = 20
+	}
+	if c.ReclaimHold == 0 {
+		c.ReclaimHold = Dur(time.Second)
 	}
 	if c.GCMaxAge <= 0 {
 		c.GCMaxAge = Dur(time.Duration(state.DefaultRetention.MaxAgeMs) * time.Millisecond)
@@ -295,6 +301,7 @@ type simulator struct {
 	now    int64
 	dirty  bool
 	bucket pool.RateLimiter
+	peaks  *state.UsagePeaks
 
 	taskWL        map[string]int // task id -> workload index
 	waits         map[string][]float64
@@ -316,6 +323,7 @@ func Run(c *Config) (*Report, error) {
 		st: state.New(state.DefaultDefaults), taskWL: map[string]int{}, waits: map[string][]float64{},
 		cpuSec: map[string]float64{}, poolPreempted: map[string]int{}, poolPlaced: map[string]int{}, waitSeen: map[string]int{}, waitMax: map[string]float64{}}
 	s.bucket = pool.RateLimiter{PerSecond: c.PreemptRate, Burst: c.PreemptBurst}
+	s.peaks = state.NewUsagePeaks(c.ReclaimHold.ms())
 	if err := s.setup(); err != nil {
 		return nil, err
 	}
@@ -516,6 +524,7 @@ func (s *simulator) pass() {
 		lim := state.DefaultPlanLimits
 		lim.PreemptBudget = s.bucket.Available(s.now)
 		lim.MinRuntimeMs = s.cfg.MinRuntime.ms()
+		lim.Held = s.st.HeldBack(s.peaks, s.now)
 		plan := s.st.Plan(s.now, lim)
 		if len(plan.Assignments) == 0 && len(plan.Preemptions) == 0 {
 			break
