@@ -117,7 +117,7 @@ func TestDataDirPrivateAndSnapshotAtBoundSurvivesRestart(t *testing.T) {
 				continue
 			}
 			for _, id := range j.TaskIDs {
-				if tk, ok := st.Task(id); ok && tk.PB.Spec.Env["BIG"] == env {
+				if tk, ok := st.Task(id); ok && tk.Spec().Env["BIG"] == env {
 					got++
 				}
 			}

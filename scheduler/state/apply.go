@@ -147,7 +147,7 @@ func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
 	j := &Job{Seq: s.seq, PB: &pb.Job{
 		Id: id, Name: spec.Name, Pool: s.intern(spec.Pool), Class: spec.Class, Priority: spec.Priority,
 		IdempotencyKey: spec.IdempotencyKey, State: pb.JobState_JOB_STATE_QUEUED,
-		SubmittedUnixMs: now, MaxWaitMs: spec.MaxWaitMs, Counts: &pb.TaskCounts{},
+		SubmittedUnixMs: now, MaxWaitMs: spec.MaxWaitMs,
 	}}
 	s.jobs[id] = j
 	s.indexJob(j)
@@ -200,10 +200,11 @@ func (s *State) setTaskState(t *Task, st pb.TaskState) {
 // none) for the change record.
 func (s *State) changeTaskState(t *Task, st pb.TaskState, ended *pb.Attempt) {
 	s.wTask(t)
-	c := s.jobs[t.PB.JobId].PB.Counts
 	replaced := t.PB.ReplacedBy != ""
-	*countFor(c, t.PB.State, replaced)--
-	*countFor(c, st, replaced)++
+	if c := s.jobs[t.PB.JobId].counts; c != nil {
+		*countFor(c, t.PB.State, replaced)--
+		*countFor(c, st, replaced)++
+	}
 	s.tallyTask(s.jobs[t.PB.JobId], t.PB.State, replaced, -1)
 	s.tallyTask(s.jobs[t.PB.JobId], st, replaced, 1)
 	from := t.PB.State
@@ -215,11 +216,15 @@ func (s *State) changeTaskState(t *Task, st pb.TaskState, ended *pb.Attempt) {
 // task then counts as replaced, not failed.
 func (s *State) setReplacedBy(t *Task, by string) {
 	s.wTask(t)
-	c := s.jobs[t.PB.JobId].PB.Counts
-	*countFor(c, t.PB.State, t.PB.ReplacedBy != "")--
+	c := s.jobs[t.PB.JobId].counts
+	if c != nil {
+		c.add(t.PB.State, t.PB.ReplacedBy != "", -1)
+	}
 	s.tallyTask(s.jobs[t.PB.JobId], t.PB.State, t.PB.ReplacedBy != "", -1)
 	t.PB.ReplacedBy = by
-	*countFor(c, t.PB.State, by != "")++
+	if c != nil {
+		c.add(t.PB.State, by != "", 1)
+	}
 	s.tallyTask(s.jobs[t.PB.JobId], t.PB.State, by != "", 1)
 	s.noteTask(t, KindReplaced, t.PB.State, nil)
 }
@@ -227,23 +232,23 @@ func (s *State) setReplacedBy(t *Task, by string) {
 // countFor returns the count a task in state st belongs to; replaced says
 // whether a fallback took over from it (a failed task it replaced is done,
 // not a failure).
-func countFor(c *pb.TaskCounts, st pb.TaskState, replaced bool) *int32 {
+func countFor(c *taskCounts, st pb.TaskState, replaced bool) *int32 {
 	if replaced && st == pb.TaskState_TASK_STATE_FAILED {
-		return &c.Replaced
+		return &c.replaced
 	}
 	switch st {
 	case pb.TaskState_TASK_STATE_WAITING:
-		return &c.Waiting
+		return &c.waiting
 	case pb.TaskState_TASK_STATE_QUEUED:
-		return &c.Queued
+		return &c.queued
 	case pb.TaskState_TASK_STATE_ASSIGNED, pb.TaskState_TASK_STATE_RUNNING:
-		return &c.Running
+		return &c.running
 	case pb.TaskState_TASK_STATE_SUCCEEDED:
-		return &c.Succeeded
+		return &c.succeeded
 	case pb.TaskState_TASK_STATE_FAILED:
-		return &c.Failed
+		return &c.failed
 	case pb.TaskState_TASK_STATE_CANCELLED:
-		return &c.Cancelled
+		return &c.cancelled
 	}
 	var sink int32
 	return &sink
@@ -289,7 +294,7 @@ func (s *State) canAssign(a *fsmpb.Assignment, usage map[string]pool.Resources) 
 			return false
 		}
 	}
-	if k := t.PB.Spec.ExclusiveKey; k != "" && s.exclusive[k] != "" {
+	if k := t.spec.GetExclusiveKey(); k != "" && s.exclusive[k] != "" {
 		return false
 	}
 	return true
@@ -322,7 +327,7 @@ func (s *State) hold(t *Task, ag *Agent, poolPath string) {
 	s.agentChanged(ag.PB.Id)
 	s.poolUsage[poolPath] = s.poolUsage[poolPath].Add(t.Ask())
 	s.poolRun[poolPath]++
-	if k := t.PB.Spec.ExclusiveKey; k != "" {
+	if k := t.spec.GetExclusiveKey(); k != "" {
 		s.exclusive[k] = t.PB.Id
 	}
 }
@@ -346,7 +351,7 @@ func (s *State) release(t *Task) {
 			}
 		}
 	}
-	if k := t.PB.Spec.ExclusiveKey; k != "" && s.exclusive[k] == t.PB.Id {
+	if k := t.spec.GetExclusiveKey(); k != "" && s.exclusive[k] == t.PB.Id {
 		delete(s.exclusive, k)
 	}
 }
@@ -560,7 +565,7 @@ func (s *State) retryOrFail(now int64, t *Task, r *Result) {
 	s.wTask(t)
 	t.PB.RetriesUsed++
 	cur := t.current()
-	policy := s.retryPolicy(t.PB.Spec)
+	policy := s.retryPolicy(t.spec.GetRetry())
 	if !failure.Permanent(cur.FailureClass) && t.PB.RetriesUsed < policy.MaxAttempts {
 		// Double from the initial backoff up to the ceiling; a shift that
 		// would overflow (and wrap to a small or negative value) is capped.
@@ -605,11 +610,12 @@ func attemptReason(a *pb.Attempt) string {
 	return msg
 }
 
-// retryPolicy returns the task's retry policy with defaults filled in.
-func (s *State) retryPolicy(spec *pb.TaskSpec) *pb.RetryPolicy {
+// retryPolicy returns a task's retry policy r (nil: none) with defaults
+// filled in.
+func (s *State) retryPolicy(r *pb.RetryPolicy) *pb.RetryPolicy {
 	p := &pb.RetryPolicy{MaxAttempts: s.defaults.MaxAttempts, InitialBackoffMs: s.defaults.InitialBackoffMs,
 		MaxBackoffMs: s.defaults.MaxBackoffMs}
-	if r := spec.Retry; r != nil {
+	if r != nil {
 		if r.MaxAttempts > 0 {
 			p.MaxAttempts = r.MaxAttempts
 		}
@@ -627,8 +633,8 @@ func (s *State) retryPolicy(spec *pb.TaskSpec) *pb.RetryPolicy {
 }
 
 func (s *State) maybeFinishJob(now int64, j *Job) {
-	c := j.PB.Counts
-	if IsJobFinal(j.PB.State) || c.Succeeded+c.Failed+c.Cancelled+c.Replaced < c.Total {
+	c := s.countsOf(j)
+	if IsJobFinal(j.PB.State) || c.succeeded+c.failed+c.cancelled+c.replaced < c.total {
 		return
 	}
 	s.tallyJob(j.PB.State, pb.JobState_JOB_STATE_SUCCEEDED)

@@ -25,10 +25,10 @@ func TestEmptyAskGetsTheDefault(t *testing.T) {
 	}
 	f.submit(spec)
 	t0 := f.s.tasks["job-1.0"]
-	if got := t0.PB.Spec.Resources.Vector(); got != pool.DefaultAsk || t0.Ask() != pool.DefaultAsk {
+	if got := t0.Spec().Resources.Vector(); got != pool.DefaultAsk || t0.Ask() != pool.DefaultAsk {
 		t.Fatalf("task ask %v, want the default %v", got, pool.DefaultAsk)
 	}
-	if got := t0.PB.Spec.Fallback.Resources.Vector(); got != pool.DefaultAsk {
+	if got := t0.Spec().Fallback.Resources.Vector(); got != pool.DefaultAsk {
 		t.Fatalf("fallback ask %v, want the default", got)
 	}
 	if placed := f.commitPlan(); len(placed) != int(2000/pool.DefaultAsk.CPUMillis) {

@@ -273,7 +273,7 @@ func (s *State) applyAgentDevices(now int64, c *fsmpb.AgentDevices, r *Result) {
 // it at once (the CPU encode); one without goes back to the queue as a lost
 // attempt does.
 func (s *State) sessionLimited(now int64, t *Task, r *Result) {
-	if fb := t.PB.Spec.Fallback; fb != nil {
+	if fb := t.spec.GetFallback(); fb != nil {
 		if _, taken := s.taskNames(s.jobs[t.PB.JobId])[fb.Name]; !taken {
 			s.setTaskState(t, pb.TaskState_TASK_STATE_FAILED)
 			s.startFallback(now, t)

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
@@ -97,13 +98,16 @@ func TestRestoreRecountsOldSnapshot(t *testing.T) {
 	f.submit(&pb.JobSpec{Tasks: []*pb.TaskSpec{enc, oneTask("join", "enc")}})
 	f.commitPlan()
 	f.finish("job-1.0", "failed", 1)
-	c := f.s.jobs["job-1"].PB.Counts
-	c.Failed, c.Replaced = c.Failed+c.Replaced, 0 // as the old Apply kept them
-	var buf strings.Builder
+	var buf bytes.Buffer
 	if err := f.s.WriteSnapshot(&buf); err != nil {
 		t.Fatal(err)
 	}
-	r, err := ReadSnapshot(strings.NewReader(buf.String()), f.s.Defaults())
+	old := rewriteSnapshot(t, buf.Bytes(), func(rec *fsmpb.SnapshotRecord) {
+		if c := rec.GetJob().GetJob().GetCounts(); c != nil {
+			c.Failed, c.Replaced = c.Failed+c.Replaced, 0 // as the old Apply kept them
+		}
+	})
+	r, err := ReadSnapshot(old, f.s.Defaults())
 	if err != nil {
 		t.Fatal(err)
 	}

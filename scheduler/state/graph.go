@@ -6,7 +6,6 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
-	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/placement"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -34,19 +33,23 @@ const MaxExpansionTasks = 100_000
 // tasks old and new, and queues those with nothing to wait for.
 func (s *State) addTasks(now int64, j *Job, specs []*pb.TaskSpec) []*Task {
 	first := len(j.TaskIDs)
+	if j.counts == nil && first+len(specs) > 1 {
+		c := s.countsOf(j)
+		j.counts = &c
+	}
 	added := make([]*Task, len(specs))
 	for i, ts := range specs {
-		ts.Resources = s.internResources(ts.Resources)
-		s.compactSpec(ts)
 		s.seq++
-		t := &Task{Seq: s.seq, ask: s.internAsk(ts.Resources.Vector()), PB: &pb.Task{
-			Id: s.newTaskID(j, first+i), JobId: j.PB.Id, Name: ts.Name, Spec: ts, State: pb.TaskState_TASK_STATE_WAITING,
+		t := &Task{Seq: s.seq, PB: &pb.Task{
+			Id: s.newTaskID(j, first+i), JobId: j.PB.Id, Name: ts.Name, State: pb.TaskState_TASK_STATE_WAITING,
 		}}
+		s.setSpec(t, ts)
 		s.tasks[t.PB.Id] = t
 		s.addTaskRec(j, t)
 		j.TaskIDs = append(j.TaskIDs, t.PB.Id)
-		j.PB.Counts.Total++
-		j.PB.Counts.Waiting++
+		if j.counts != nil {
+			j.counts.add(pb.TaskState_TASK_STATE_WAITING, false, 1)
+		}
 		s.tallyTask(j, pb.TaskState_TASK_STATE_WAITING, false, 1)
 		added[i] = t
 		s.noteTask(t, KindCreated, 0, nil)
@@ -70,22 +73,22 @@ func (s *State) internResources(r *pb.Resources) *pb.Resources {
 	if r == nil {
 		return nil
 	}
-	v := r.Vector()
-	if shared, ok := s.resources[v]; ok {
-		return shared
-	}
-	s.resources[v] = r
-	return r
+	return s.internAsk(r).msg
 }
 
-// internAsk returns one shared vector per distinct resource ask.
-func (s *State) internAsk(v pool.Resources) *pool.Resources {
+// internAsk returns one shared record per distinct resource ask: its
+// vector and a message (the first one seen; an empty one for a nil ask).
+func (s *State) internAsk(r *pb.Resources) *askRec {
+	v := r.Vector()
 	if shared, ok := s.asks[v]; ok {
 		return shared
 	}
-	p := &v
-	s.asks[v] = p
-	return p
+	if r == nil {
+		r = &pb.Resources{}
+	}
+	a := &askRec{vec: v, msg: r}
+	s.asks[v] = a
+	return a
 }
 
 // taskNames maps each task name of a job to its id.
@@ -110,7 +113,7 @@ func (s *State) resolve(id string) *Task {
 // wire records t's `after` edges: t waits for each dependency (or its
 // replacement) that has not succeeded yet.
 func (s *State) wire(t *Task, names map[string]string) {
-	for _, dep := range t.PB.Spec.After {
+	for _, dep := range t.spec.GetAfter() {
 		d := s.resolve(names[dep])
 		if d.PB.State == pb.TaskState_TASK_STATE_SUCCEEDED {
 			continue
@@ -213,7 +216,7 @@ func normalizeFallback(ts *pb.TaskSpec) {
 // startFallback replaces a task that has failed for good by its fallback,
 // if it has one whose name is free. It reports whether it did.
 func (s *State) startFallback(now int64, t *Task) bool {
-	fb := t.PB.Spec.Fallback
+	fb := t.spec.GetFallback()
 	if fb == nil {
 		return false
 	}
@@ -235,8 +238,8 @@ func (s *State) startFallback(now int64, t *Task) bool {
 // fallbackDue is when a queued task with a fallback wait gives up waiting:
 // its first queueing plus the wait, if it was never placed.
 func fallbackDue(t *Task) (int64, bool) {
-	wait := t.PB.Spec.FallbackAfterMs
-	if wait <= 0 || t.PB.Spec.Fallback == nil || t.PB.State != pb.TaskState_TASK_STATE_QUEUED {
+	wait := t.spec.GetFallbackAfterMs()
+	if wait <= 0 || t.spec.GetFallback() == nil || t.PB.State != pb.TaskState_TASK_STATE_QUEUED {
 		return 0, false
 	}
 	if len(t.PB.Attempts) > 0 { // it was placed once: it no longer falls back for waiting
@@ -283,7 +286,7 @@ func (s *State) applyFallback(now int64, c *fsmpb.Fallback) {
 		if !s.fallbackReady(now, t, s.nodes()) {
 			continue
 		}
-		reason := fmt.Sprintf("not placed within %dms; falling back", t.PB.Spec.FallbackAfterMs)
+		reason := fmt.Sprintf("not placed within %dms; falling back", t.spec.GetFallbackAfterMs())
 		if due, _ := fallbackDue(t); now < due {
 			reason = explainBlocked(s.nodes(), t) + "; falling back"
 		}

@@ -73,8 +73,16 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 			case st == pb.TaskState_TASK_STATE_FAILED:
 				c.Failed++
 				failed++
-			default:
-				*countFor(&c, st, false)++
+			case st == pb.TaskState_TASK_STATE_WAITING:
+				c.Waiting++
+			case st == pb.TaskState_TASK_STATE_QUEUED:
+				c.Queued++
+			case isPlaced(st):
+				c.Running++
+			case st == pb.TaskState_TASK_STATE_SUCCEEDED:
+				c.Succeeded++
+			case st == pb.TaskState_TASK_STATE_CANCELLED:
+				c.Cancelled++
 			}
 			if !IsFinal(st) {
 				nonFinal++
@@ -85,8 +93,8 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 			if st == pb.TaskState_TASK_STATE_QUEUED || isPlaced(st) {
 				active++
 			}
-			if t.Ask() != t.PB.Spec.GetResources().Vector() {
-				fail("task %s: ask %v, spec says %v", tid, t.Ask(), t.PB.Spec.GetResources().Vector())
+			if t.Ask() != t.Spec().GetResources().Vector() {
+				fail("task %s: ask %v, spec says %v", tid, t.Ask(), t.Spec().GetResources().Vector())
 			}
 
 			// Attempts are numbered 1..n; all but the last are over. Past
@@ -156,7 +164,7 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 
 			// Dependencies.
 			notDone := 0
-			for _, dep := range t.PB.Spec.After {
+			for _, dep := range t.Spec().After {
 				d, ok := byName[dep]
 				if !ok {
 					fail("task %s: after names unknown %q", tid, dep)
@@ -206,7 +214,7 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 				agentRunning[agentID][tid] = t.Attempt()
 				poolUsed[j.PB.Pool] = poolUsed[j.PB.Pool].Add(t.Ask())
 				poolRun[j.PB.Pool]++
-				if k := t.PB.Spec.ExclusiveKey; k != "" {
+				if k := t.Spec().ExclusiveKey; k != "" {
 					if other, dup := exclusive[k]; dup {
 						fail("tasks %s and %s both hold exclusive key %q", other, tid, k)
 					}
@@ -214,9 +222,11 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 				}
 			}
 		}
-		got := proto.Clone(j.PB.Counts).(*pb.TaskCounts)
-		got.Blocked = 0
-		if !proto.Equal(got, &c) {
+		if (j.counts != nil) != (len(j.TaskIDs) > 1) || j.PB.Counts != nil {
+			fail("job %s of %d tasks: keeps counts %v, record counts %v (only jobs of more than one task keep them, apart from the record)",
+				jid, len(j.TaskIDs), j.counts, j.PB.Counts)
+		}
+		if got := s.countsOf(j).pb(); !proto.Equal(got, &c) {
 			fail("job %s: counts %v, recount %v", jid, got, &c)
 		}
 

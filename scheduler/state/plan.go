@@ -172,7 +172,7 @@ func (p *pass) consider(it queue.Item, opportunistic bool) bool {
 	if p.placed[it.TaskID] || t.PB.NotBeforeUnixMs > p.now {
 		return false
 	}
-	key := t.PB.Spec.ExclusiveKey
+	key := t.spec.GetExclusiveKey()
 	if key != "" && (p.s.exclusive[key] != "" || p.held[key]) {
 		return false
 	}
@@ -204,7 +204,7 @@ func (p *pass) consider(it queue.Item, opportunistic bool) bool {
 func (p *pass) assign(t *Task, agent, poolPath string, grants []placement.Grant) {
 	p.placed[t.PB.Id] = true
 	p.view.Add(poolPath, t.Ask())
-	if k := t.PB.Spec.ExclusiveKey; k != "" {
+	if k := t.spec.GetExclusiveKey(); k != "" {
 		p.held[k] = true
 	}
 	p.out.Assignments = append(p.out.Assignments, &fsmpb.Assignment{TaskId: t.PB.Id, Attempt: t.Attempt(), AgentId: agent,
@@ -326,10 +326,10 @@ func FunctionLabel(name string) string { return "fn." + name }
 
 func askOf(t *Task) placement.Ask {
 	a := placement.Ask{Resources: t.Ask()}
-	if fn := t.PB.Spec.Function; fn != "" {
+	if fn := t.spec.GetFunction(); fn != "" {
 		a.Constraints = append(a.Constraints, placement.Constraint{Label: FunctionLabel(fn), Op: placement.OpExists})
 	}
-	for _, c := range t.PB.Spec.Constraints {
+	for _, c := range t.spec.GetConstraints() {
 		op := c.Op
 		if op == "==" {
 			op = "="
@@ -341,8 +341,8 @@ func askOf(t *Task) placement.Ask {
 
 func askKey(t *Task) string {
 	var b strings.Builder
-	fmt.Fprint(&b, t.Ask(), "|fn:", t.PB.Spec.Function)
-	for _, c := range t.PB.Spec.Constraints {
+	fmt.Fprint(&b, t.Ask(), "|fn:", t.spec.GetFunction())
+	for _, c := range t.spec.GetConstraints() {
 		fmt.Fprintf(&b, "|%s%s%s", c.Label, c.Op, c.Value)
 	}
 	return b.String()
@@ -363,7 +363,7 @@ func (s *State) DuePromotions(now int64) []string {
 	for id := range s.opportunistic {
 		j := s.jobs[id]
 		due := j.PB.SubmittedUnixMs + int64(float64(j.PB.MaxWaitMs)*PromoteFraction)
-		if now >= due && j.PB.Counts.Queued+j.PB.Counts.Waiting > 0 {
+		if c := s.countsOf(j); now >= due && c.queued+c.waiting > 0 {
 			out = append(out, id)
 		}
 	}

@@ -339,7 +339,7 @@ func (h *poolHistory) event(t *Task, kind, outcome string) {
 func (h *poolHistory) promote() {
 	due := h.s.DuePromotions(h.now)
 	for _, id := range h.s.JobIDs() {
-		j := h.s.jobs[id].PB
+		j := h.s.JobView(id, false)
 		if j.Class != pb.JobClass_JOB_CLASS_OPPORTUNISTIC || IsJobFinal(j.State) || j.Counts.Queued+j.Counts.Waiting == 0 {
 			continue
 		}
@@ -544,7 +544,7 @@ func (h *poolHistory) checkOpportunistic(plan *fsmpb.Assign) {
 	for _, a := range plan.Assignments {
 		t := s.tasks[a.TaskId]
 		placed[a.TaskId] = true
-		if k := t.PB.Spec.ExclusiveKey; k != "" {
+		if k := t.Spec().ExclusiveKey; k != "" {
 			held[k] = true
 		}
 		if h.isOpp(t) {
@@ -564,7 +564,7 @@ func (h *poolHistory) checkOpportunistic(plan *fsmpb.Assign) {
 	}
 	for _, it := range queueOrder(s) {
 		t := s.tasks[it.TaskID]
-		if placed[it.TaskID] || h.isOpp(t) || t.PB.NotBeforeUnixMs > h.now || held[t.PB.Spec.ExclusiveKey] {
+		if placed[it.TaskID] || h.isOpp(t) || t.PB.NotBeforeUnixMs > h.now || held[t.Spec().ExclusiveKey] {
 			continue
 		}
 		if !view.Admit(it.Pool, t.Ask()).OK {
@@ -604,7 +604,7 @@ func (h *poolHistory) probeGuarantee() {
 		var want *Task
 		for _, it := range queueOrder(s) {
 			t := s.tasks[it.TaskID]
-			if it.Pool != leaf || h.isOpp(t) || t.PB.NotBeforeUnixMs > h.now || t.PB.Spec.ExclusiveKey != "" {
+			if it.Pool != leaf || h.isOpp(t) || t.PB.NotBeforeUnixMs > h.now || t.Spec().ExclusiveKey != "" {
 				continue
 			}
 			if view.Admit(leaf, t.Ask()).OK && view.WithinGuarantee(leaf, t.Ask()) && h.roomFor(t, leaf) {

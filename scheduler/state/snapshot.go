@@ -178,19 +178,21 @@ func (v *SnapshotView) Persist(w io.Writer) error {
 		jobOut  = &fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Job{Job: jobRecd}}
 		taskOne = &fsmpb.SnapshotRecord_Task{}
 		taskRec = &fsmpb.SnapshotRecord{Rec: taskOne}
+		tw      taskWriter
+		jw      jobWriter
 	)
 	v.jobs.Ascend(func(r *jobRec) bool {
-		jobRecd.Job, jobRecd.Seq = r.job, r.seq
+		jobRecd.Job, jobRecd.Seq = jw.record(r), r.seq
 		jobRecd.TaskIds, jobRecd.TaskSeqs = jobRecd.TaskIds[:0], jobRecd.TaskSeqs[:0]
 		for _, t := range r.tasks {
-			jobRecd.TaskIds, jobRecd.TaskSeqs = append(jobRecd.TaskIds, t.pb.Id), append(jobRecd.TaskSeqs, t.seq)
+			jobRecd.TaskIds, jobRecd.TaskSeqs = append(jobRecd.TaskIds, t.pb.Id), append(jobRecd.TaskSeqs, t.t.Seq)
 		}
 		if err = rw.write(jobOut); err != nil {
 			err = fmt.Errorf("write job %s: %w", r.job.Id, err)
 			return false
 		}
 		for _, t := range r.tasks {
-			taskOne.Task = t.pb
+			taskOne.Task = tw.record(t.pb, t.t)
 			if err = rw.write(taskRec); err != nil {
 				err = fmt.Errorf("write task %s: %w", t.pb.Id, err)
 				return false
@@ -361,10 +363,13 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 			if curSeqs != nil && curIdx <= len(curSeqs) {
 				seq = curSeqs[curIdx-1]
 			}
-			if x.Task.Spec != nil {
-				x.Task.Spec.Resources = s.internResources(x.Task.Spec.Resources)
+			if x.Task.Spec == nil {
+				return nil, badSnapshot("task %s without a spec", x.Task.Id)
 			}
-			s.tasks[x.Task.Id] = &Task{PB: x.Task, ask: s.internAsk(x.Task.Spec.GetResources().Vector()), Seq: seq}
+			t := &Task{PB: x.Task, Seq: seq}
+			s.setSpec(t, x.Task.Spec)
+			x.Task.Spec = nil
+			s.tasks[x.Task.Id] = t
 		}
 	}
 	if err := s.checkRestored(); err != nil {
@@ -383,13 +388,18 @@ func (s *State) rebuild() {
 			s.opportunistic[j.PB.Id] = struct{}{}
 		}
 		names := s.taskNames(j)
-		j.PB.Counts = &pb.TaskCounts{Total: int32(len(j.TaskIDs))}
+		j.PB.Counts, j.counts = nil, nil
+		if len(j.TaskIDs) > 1 {
+			j.counts = &taskCounts{}
+		}
 		s.indexJob(j)
 		for _, id := range j.TaskIDs {
 			t := s.tasks[id]
 			t.gen = s.gen
-			j.rec.tasks = append(j.rec.tasks, taskRef{pb: t.PB, seq: t.Seq})
-			*countFor(j.PB.Counts, t.PB.State, t.PB.ReplacedBy != "")++
+			j.rec.tasks = append(j.rec.tasks, taskRef{pb: t.PB, t: t})
+			if j.counts != nil {
+				j.counts.add(t.PB.State, t.PB.ReplacedBy != "", 1)
+			}
 			s.wire(t, names)
 			if _, ok := fallbackDue(t); ok {
 				s.fallbackWatch[id] = struct{}{}

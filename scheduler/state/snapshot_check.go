@@ -108,13 +108,10 @@ func (s *State) checkRestored() error {
 // checkRestoredTask checks one task's references within its job; names
 // maps the job's task names to ids.
 func (s *State) checkRestoredTask(t *Task, names map[string]string) error {
-	if t.PB.Spec == nil {
-		return badSnapshot("task %s without a spec", t.PB.Id)
-	}
 	if n := t.Ask().Negative(); n != "" {
 		return badSnapshot("task %s asks for negative %s", t.PB.Id, n)
 	}
-	for _, dep := range t.PB.Spec.After {
+	for _, dep := range t.spec.GetAfter() {
 		if _, ok := names[dep]; !ok {
 			return badSnapshot("task %s: after names unknown task %q", t.PB.Id, dep)
 		}

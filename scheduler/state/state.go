@@ -41,9 +41,11 @@ var DefaultDefaults = Defaults{MaxAttempts: 3, InitialBackoffMs: 1000, MaxBackof
 
 // Job is a job and the FSM's bookkeeping for it.
 type Job struct {
-	PB      *pb.Job // Tasks is never filled here
+	PB      *pb.Job // Tasks and Counts are never filled here
 	Seq     uint64
 	TaskIDs []string
+	// counts tallies the tasks of a job with more than one (countsOf).
+	counts *taskCounts
 	// rec is the job's entry in the snapshot index (cow.go).
 	rec *jobRec
 }
@@ -51,20 +53,24 @@ type Job struct {
 // Task is a task and the FSM's bookkeeping for it. It is kept small: a
 // million queued tasks each have one.
 type Task struct {
-	PB  *pb.Task
+	PB  *pb.Task // Spec is never filled here: see Spec (taskspec.go)
 	Seq uint64
 	// ask is the task's resource ask, shared by the tasks that ask the
 	// same (see internAsk).
-	ask *pool.Resources
+	ask *askRec
 	// waiting counts `after` tasks that have not succeeded yet; the tasks
 	// that wait for this one are in State.dependents.
 	waiting int32
 	// gen is the generation PB was made in (cow.go).
 	gen uint32
+	// spec is the task's spec, or nil when it is compact: then its
+	// command is command (taskspec.go). Neither changes after submission.
+	spec    *pb.TaskSpec
+	command []string
 }
 
 // Ask returns the task's resource ask (its spec's, with defaults).
-func (t *Task) Ask() pool.Resources { return *t.ask }
+func (t *Task) Ask() pool.Resources { return t.ask.vec }
 
 // Attempts get their record when they are placed: a queued task's pending
 // attempt is only a number and Task.PB.QueuedUnixMs, which keeps a million
@@ -160,10 +166,8 @@ type State struct {
 	exclusive map[string]string // exclusive key -> task id holding it
 	// opportunistic holds the unfinished, unpromoted opportunistic jobs.
 	opportunistic map[string]struct{}
-	// resources interns tasks' resource asks (see internResources), asks
-	// their vectors (internAsk).
-	resources map[pool.Resources]*pb.Resources
-	asks      map[pool.Resources]*pool.Resources
+	// asks interns tasks' resource asks (see internAsk).
+	asks map[pool.Resources]*askRec
 	// strs interns strings that specs repeat (intern.go).
 	strs map[string]string
 	// firstTaskID is the first task's id of the job addJob adds.
@@ -219,8 +223,7 @@ func New(d Defaults) *State {
 		costs:         map[string]map[int64]pool.Cost{},
 		fallbackWatch: map[string]struct{}{},
 		poolWarm:      map[string]map[string]int32{},
-		resources:     map[pool.Resources]*pb.Resources{},
-		asks:          map[pool.Resources]*pool.Resources{},
+		asks:          map[pool.Resources]*askRec{},
 		strs:          map[string]string{},
 		dependents:    map[string][]string{},
 		acl:           newACLState(),

@@ -20,8 +20,7 @@ func (s *State) JobView(id string, withTasks bool) *pb.Job {
 	if !ok {
 		return nil
 	}
-	out := clone(j.PB)
-	out.Counts.Blocked = 0
+	out := s.jobRecord(j)
 	explain := s.blockedExplainer()
 	for _, tid := range j.TaskIDs {
 		t := s.tasks[tid]
@@ -32,11 +31,18 @@ func (s *State) JobView(id string, withTasks bool) *pb.Job {
 			}
 		}
 		if withTasks {
-			tv := clone(t.PB)
+			tv := t.view()
 			tv.BlockedReason = reason
 			out.Tasks = append(out.Tasks, tv)
 		}
 	}
+	return out
+}
+
+// jobRecord returns a copy of a job's record with its counts (blocked 0).
+func (s *State) jobRecord(j *Job) *pb.Job {
+	out := clone(j.PB)
+	out.Counts = s.countsOf(j).pb()
 	return out
 }
 
@@ -50,9 +56,7 @@ func (s *State) appliedView(id string) *pb.Job {
 	if !ok {
 		return nil
 	}
-	out := clone(j.PB)
-	out.Counts.Blocked = 0
-	return out
+	return s.jobRecord(j)
 }
 
 // blockedExplainer returns a function that says why a queued task cannot be
@@ -75,13 +79,20 @@ func (s *State) blockedExplainer() func(t *Task) string {
 	}
 }
 
+// view returns a copy of the task's record with its spec.
+func (t *Task) view() *pb.Task {
+	out := clone(t.PB)
+	out.Spec = clone(t.Spec())
+	return out
+}
+
 // TaskView returns a copy of one task with its blocked reason.
 func (s *State) TaskView(id string) *pb.Task {
 	t, ok := s.tasks[id]
 	if !ok {
 		return nil
 	}
-	out := clone(t.PB)
+	out := t.view()
 	if t.PB.State == pb.TaskState_TASK_STATE_QUEUED {
 		out.BlockedReason = explainBlocked(s.nodes(), t)
 	}
@@ -156,7 +167,7 @@ func (s *State) AssignmentFor(taskID string, attempt int32, agentID string) *pb.
 		return nil
 	}
 	j := s.jobs[t.PB.JobId]
-	return &pb.TaskAssignment{TaskId: taskID, Attempt: attempt, Spec: t.PB.Spec, JobId: t.PB.JobId,
+	return &pb.TaskAssignment{TaskId: taskID, Attempt: attempt, Spec: t.Spec(), JobId: t.PB.JobId,
 		Class: j.PB.Class, Priority: j.PB.Priority, Gpus: t.current().GetGpus(),
 		Traceparent: jobtrace.RunTraceparent(j.PB.TraceId, taskID, attempt)}
 }
