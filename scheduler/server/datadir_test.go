@@ -116,7 +116,7 @@ func TestDataDirPrivateAndSnapshotAtBoundSurvivesRestart(t *testing.T) {
 			if !ok {
 				continue
 			}
-			for _, id := range j.TaskIDs {
+			for _, id := range j.TaskIDs() {
 				if tk, ok := st.Task(id); ok && tk.Spec().Env["BIG"] == env {
 					got++
 				}

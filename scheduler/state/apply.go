@@ -118,8 +118,8 @@ func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
 	}
 	for i, spec := range c.Jobs {
 		if spec.IdempotencyKey != "" {
-			if id, ok := s.idem[spec.IdempotencyKey]; ok {
-				r.Jobs = append(r.Jobs, s.appliedView(id))
+			if j, ok := s.idem.get(spec.IdempotencyKey); ok {
+				r.Jobs = append(r.Jobs, s.appliedView(j.PB.Id))
 				r.Existing = append(r.Existing, true)
 				continue
 			}
@@ -156,7 +156,7 @@ func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
 		s.opportunistic[id] = struct{}{}
 	}
 	if spec.IdempotencyKey != "" {
-		s.idem[spec.IdempotencyKey] = id
+		s.idem.put(spec.IdempotencyKey, j)
 	}
 	s.noteJob(j, KindSubmitted, 0)
 	s.firstTaskID = first
@@ -266,7 +266,7 @@ func (s *State) applyAssign(now int64, c *fsmpb.Assign, r *Result) {
 	for _, a := range c.Assignments {
 		if s.canAssign(a, usage) {
 			s.assign(now, a)
-			t := s.tasks[a.TaskId]
+			t := s.task(a.TaskId)
 			for _, p := range pool.Ancestors(s.jobs[t.PB.JobId].PB.Pool) {
 				usage[p] = usage[p].Add(t.Ask())
 			}
@@ -278,7 +278,7 @@ func (s *State) applyAssign(now int64, c *fsmpb.Assign, r *Result) {
 // canAssign checks an assignment against the current state; usage is each
 // pool's usage rolled up, as Plan sees it.
 func (s *State) canAssign(a *fsmpb.Assignment, usage map[string]pool.Resources) bool {
-	t, ok := s.tasks[a.TaskId]
+	t, ok := s.Task(a.TaskId)
 	if !ok || t.PB.State != pb.TaskState_TASK_STATE_QUEUED || t.Attempt() != a.Attempt {
 		return false
 	}
@@ -301,7 +301,7 @@ func (s *State) canAssign(a *fsmpb.Assignment, usage map[string]pool.Resources) 
 }
 
 func (s *State) assign(now int64, a *fsmpb.Assignment) {
-	t := s.tasks[a.TaskId]
+	t := s.task(a.TaskId)
 	ag := s.agents[a.AgentId]
 	j := s.jobs[t.PB.JobId]
 	s.wTask(t)
@@ -376,7 +376,7 @@ func (s *State) applyEvents(now int64, c *fsmpb.ReportEvents, r *Result) {
 // that agent; events about older attempts are stale and ignored. The
 // entry's flags say how exit codes classify failures (see eventClass).
 func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, c *fsmpb.ReportEvents, r *Result) {
-	t, ok := s.tasks[ev.TaskId]
+	t, ok := s.Task(ev.TaskId)
 	if !ok || t.Attempt() != ev.Attempt || t.AgentID() != agentID || !isPlaced(t.PB.State) {
 		return
 	}
@@ -428,12 +428,12 @@ func eventClass(outcome string, exitCode int32, c *fsmpb.ReportEvents) string {
 // preempt stops one running attempt to make room for another task.
 func (s *State) preempt(now int64, p *fsmpb.Preemption, r *Result) {
 	v := p.GetVictim()
-	t, ok := s.tasks[v.GetTaskId()]
+	t, ok := s.Task(v.GetTaskId())
 	if !ok || t.Attempt() != v.Attempt || t.AgentID() != v.AgentId || !isPlaced(t.PB.State) {
 		return
 	}
 	reason := "preempted for task " + p.ForTaskId
-	if ft, ok := s.tasks[p.ForTaskId]; ok {
+	if ft, ok := s.Task(p.ForTaskId); ok {
 		reason += " of pool " + s.jobs[ft.PB.JobId].PB.Pool
 	}
 	s.wTask(t)
@@ -451,8 +451,8 @@ func (s *State) applyPromote(now int64, c *fsmpb.Promote) {
 			continue
 		}
 		var requeue []*Task
-		for _, tid := range j.TaskIDs {
-			if t := s.tasks[tid]; s.queue.Remove(s.queueItem(t)) {
+		for _, r := range j.rec.tasks {
+			if t := r.t; s.queue.Remove(s.queueItem(t)) {
 				requeue = append(requeue, t)
 			}
 		}
@@ -548,7 +548,7 @@ func (s *State) lostOrFail(now int64, t *Task, r *Result) {
 
 func (s *State) wakeDependents(now int64, t *Task) {
 	for _, id := range s.dependents[t.PB.Id] {
-		d := s.tasks[id]
+		d := s.task(id)
 		d.waiting--
 		if d.waiting == 0 && d.PB.State == pb.TaskState_TASK_STATE_WAITING {
 			s.enqueue(now, d, 0)
@@ -658,8 +658,8 @@ func (s *State) endJob(now int64, j *Job, st pb.JobState, reason string, r *Resu
 	j.PB.State, j.PB.Reason, j.PB.FinishedUnixMs = st, reason, now
 	delete(s.opportunistic, j.PB.Id)
 	s.noteJob(j, KindState, from)
-	for _, id := range j.TaskIDs {
-		t := s.tasks[id]
+	for _, ref := range j.rec.tasks { // wTask may copy j.rec: the tasks stay
+		t, id := ref.t, ref.t.PB.Id
 		if IsFinal(t.PB.State) {
 			continue
 		}
@@ -724,7 +724,7 @@ func (s *State) applyAgentUp(now int64, c *fsmpb.AgentUp, r *Result) {
 	}
 	for _, id := range sortedKeys(ag.Running) {
 		if att, ok := known[id]; !ok || att != ag.Running[id] {
-			s.finish(now, s.tasks[id], "lost", failure.AgentLost, r)
+			s.finish(now, s.task(id), "lost", failure.AgentLost, r)
 		}
 	}
 }
@@ -739,7 +739,7 @@ func (s *State) applyAgentDown(now int64, c *fsmpb.AgentDown, r *Result) {
 	s.agentChanged(c.AgentId)
 	s.noteAgent(ag, KindDown, AgentUp, c.Reason)
 	for _, id := range sortedKeys(ag.Running) {
-		t := s.tasks[id]
+		t := s.task(id)
 		s.wTask(t)
 		t.current().Error = "agent " + c.AgentId + " lost: " + c.Reason
 		s.finish(now, t, "lost", failure.AgentLost, r)

@@ -117,7 +117,7 @@ func (s *State) countTally() tally {
 // start is applied; submitted is the job's submit time (unix ms), class
 // its class. ok is false for an unknown task.
 func (s *State) FirstStart(taskID string) (first bool, submitted int64, class pb.JobClass, ok bool) {
-	t, found := s.tasks[taskID]
+	t, found := s.Task(taskID)
 	if !found {
 		return false, 0, 0, false
 	}
@@ -134,7 +134,7 @@ func (s *State) FirstStart(taskID string) (first bool, submitted int64, class pb
 // task or that record is unknown, or the record was dropped from history).
 // The record is the state's own: read it under the read lock only.
 func (s *State) AttemptRecord(taskID string, attempt int32) *pb.Attempt {
-	t, ok := s.tasks[taskID]
+	t, ok := s.Task(taskID)
 	if !ok {
 		return nil
 	}
@@ -160,8 +160,8 @@ func (s *State) countsOf(j *Job) taskCounts {
 		return *j.counts
 	}
 	var c taskCounts
-	for _, id := range j.TaskIDs { // at most one
-		t := s.tasks[id]
+	for _, r := range j.rec.tasks { // at most one
+		t := r.t
 		c.add(t.PB.State, t.PB.ReplacedBy != "", 1)
 	}
 	return c

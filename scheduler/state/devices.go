@@ -255,7 +255,7 @@ func (s *State) applyAgentDevices(now int64, c *fsmpb.AgentDevices, r *Result) {
 	s.agentChanged(c.AgentId)
 	s.noteAgent(ag, KindDevices, ag.PB.State, "")
 	for _, id := range sortedKeys(ag.Running) {
-		t := s.tasks[id]
+		t := s.task(id)
 		uuid, why := ag.unhealthyGrant(t.current().GetGpus())
 		if uuid == "" {
 			continue

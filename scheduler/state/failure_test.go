@@ -35,7 +35,7 @@ func TestFailureClassDecidesRetry(t *testing.T) {
 		f.submit(&pb.JobSpec{Tasks: []*pb.TaskSpec{{Name: "enc-1080p-3", Command: []string{"x"},
 			Retry: &pb.RetryPolicy{MaxAttempts: 5}}}})
 		f.commitPlan()
-		tk := f.s.tasks["job-1.0"]
+		tk := f.s.task("job-1.0")
 		f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
 			AgentId: "a1", Events: []*pb.TaskEvent{{TaskId: tk.PB.Id, Attempt: 1, Kind: "finished", Outcome: "failed",
 				ExitCode: c.exit, Error: "boom", UnixMs: f.now}}}}, ClassifyExitCodes: c.classify}}})
@@ -70,7 +70,7 @@ func TestPermanentFailureHandsOverToFallback(t *testing.T) {
 	f.submit(&pb.JobSpec{Tasks: []*pb.TaskSpec{enc, oneTask("join", "enc")}})
 	f.commitPlan()
 	f.finish("job-1.0", "failed", failure.ExitDecodeError)
-	orig := f.s.tasks["job-1.0"]
+	orig := f.s.task("job-1.0")
 	if orig.PB.ReplacedBy == "" || len(orig.PB.Attempts) != 1 {
 		t.Fatalf("decode error: replaced_by %q after %d attempts; want the fallback after 1", orig.PB.ReplacedBy,
 			len(orig.PB.Attempts))

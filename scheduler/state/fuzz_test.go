@@ -49,7 +49,7 @@ func fuzzBase(t *testing.T) *State {
 		}
 	}
 	commitPlanAt(s, fuzzNow)
-	if tk := s.tasks["job-1.0"]; !isPlaced(tk.PB.State) {
+	if tk := s.task("job-1.0"); !isPlaced(tk.PB.State) {
 		t.Fatalf("fuzz base: plan is %v", tk.PB.State)
 	}
 	return s
@@ -116,7 +116,7 @@ func FuzzExpansion(f *testing.F) {
 		s := fuzzBase(t)
 		now := int64(fuzzNow + 1000)
 		s.Apply(&fsmpb.Command{NowUnixMs: now, Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{
-			ClassifyExitCodes: true, Agents: []*fsmpb.AgentEvents{{AgentId: s.tasks["job-1.0"].AgentID(),
+			ClassifyExitCodes: true, Agents: []*fsmpb.AgentEvents{{AgentId: s.task("job-1.0").AgentID(),
 				Events: []*pb.TaskEvent{{TaskId: "job-1.0", Attempt: 1, Kind: "finished", Outcome: "succeeded",
 					UnixMs: now, Result: result}}}}}}})
 		checkStrict(t, s, "after the result")
@@ -223,15 +223,15 @@ func TestReadSnapshotRejectsDamage(t *testing.T) {
 	}{
 		"job id past the count": {func(s *State) { s.jobSeq = 0 }, "not one of job-1..job-0"},
 		// A job's task list is written from its tasks' records.
-		"task record renamed": {func(s *State) { s.tasks["job-1.1"].PB.Id = "job-1.7" }, `task 1 is "job-1.7"`},
-		"task of another job": {func(s *State) { s.tasks["job-1.1"].PB.JobId = "job-2" }, "outside its job"},
+		"task record renamed": {func(s *State) { s.task("job-1.1").PB.Id = "job-1.7" }, `task 1 is "job-1.7"`},
+		"task of another job": {func(s *State) { s.task("job-1.1").PB.JobId = "job-2" }, "outside its job"},
 		// job-1.1 waits for job-1.0: its spec is kept whole.
-		"after names no task":    {func(s *State) { s.tasks["job-1.1"].spec.After = []string{"ghost"} }, `unknown task "ghost"`},
-		"negative ask":           {func(s *State) { s.tasks["job-1.1"].spec.Resources = &pb.Resources{CpuMillis: -1} }, "negative cpu"},
-		"placed without attempt": {func(s *State) { s.tasks["job-1.0"].PB.Attempts = nil }, "without an attempt"},
+		"after names no task":    {func(s *State) { s.task("job-1.1").spec.After = []string{"ghost"} }, `unknown task "ghost"`},
+		"negative ask":           {func(s *State) { s.task("job-1.1").spec.Resources = &pb.Resources{CpuMillis: -1} }, "negative cpu"},
+		"placed without attempt": {func(s *State) { s.task("job-1.0").PB.Attempts = nil }, "without an attempt"},
 		"fallbacks replace each other": {func(s *State) {
-			s.tasks["job-1.0"].PB.ReplacedBy = "job-1.1"
-			s.tasks["job-1.1"].PB.ReplacedBy = "job-1.0"
+			s.task("job-1.0").PB.ReplacedBy = "job-1.1"
+			s.task("job-1.1").PB.ReplacedBy = "job-1.0"
 		}, "not a fallback of its job"},
 	}
 	for name, c := range cases {

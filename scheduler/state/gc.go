@@ -69,18 +69,17 @@ func (s *State) applyGC(c *fsmpb.GCJobs, r *Result) {
 		if !ok || !IsJobFinal(j.PB.State) {
 			continue
 		}
-		for _, tid := range j.TaskIDs {
-			if t, ok := s.tasks[tid]; ok {
-				s.tallyTask(j, t.PB.State, t.PB.ReplacedBy != "", -1)
-			}
+		for _, ref := range j.rec.tasks {
+			t, tid := ref.t, ref.t.PB.Id
+			s.tallyTask(j, t.PB.State, t.PB.ReplacedBy != "", -1)
 			delete(s.fallbackWatch, tid)
 			delete(s.dependents, tid)
-			delete(s.tasks, tid)
+			s.ntasks--
 		}
 		s.tally.jobs[j.PB.State]--
 		s.noteJob(j, KindRemoved, j.PB.State)
-		if k := j.PB.IdempotencyKey; k != "" && s.idem[k] == id {
-			delete(s.idem, k)
+		if k := j.PB.IdempotencyKey; k != "" {
+			s.idem.del(k, j)
 		}
 		delete(s.opportunistic, id)
 		s.dropJobRec(j)

@@ -32,7 +32,7 @@ const MaxExpansionTasks = 100_000
 // addTasks creates tasks from specs in job j, wires their `after` edges to
 // tasks old and new, and queues those with nothing to wait for.
 func (s *State) addTasks(now int64, j *Job, specs []*pb.TaskSpec) []*Task {
-	first := len(j.TaskIDs)
+	first := len(j.rec.tasks)
 	if j.counts == nil && first+len(specs) > 1 {
 		c := s.countsOf(j)
 		j.counts = &c
@@ -44,9 +44,8 @@ func (s *State) addTasks(now int64, j *Job, specs []*pb.TaskSpec) []*Task {
 			Id: s.newTaskID(j, first+i), JobId: j.PB.Id, Name: ts.Name, State: pb.TaskState_TASK_STATE_WAITING,
 		}}
 		s.setSpec(t, ts)
-		s.tasks[t.PB.Id] = t
+		s.ntasks++
 		s.addTaskRec(j, t)
-		j.TaskIDs = append(j.TaskIDs, t.PB.Id)
 		if j.counts != nil {
 			j.counts.add(pb.TaskState_TASK_STATE_WAITING, false, 1)
 		}
@@ -93,9 +92,9 @@ func (s *State) internAsk(r *pb.Resources) *askRec {
 
 // taskNames maps each task name of a job to its id.
 func (s *State) taskNames(j *Job) map[string]string {
-	names := make(map[string]string, len(j.TaskIDs))
-	for _, id := range j.TaskIDs {
-		names[s.tasks[id].PB.Name] = id
+	names := make(map[string]string, len(j.rec.tasks))
+	for _, r := range j.rec.tasks {
+		names[r.pb.Name] = r.pb.Id
 	}
 	return names
 }
@@ -103,9 +102,9 @@ func (s *State) taskNames(j *Job) map[string]string {
 // resolve follows fallback replacements from a task to the one standing in
 // for it now.
 func (s *State) resolve(id string) *Task {
-	t := s.tasks[id]
+	t := s.task(id)
 	for t.PB.ReplacedBy != "" {
-		t = s.tasks[t.PB.ReplacedBy]
+		t = s.task(t.PB.ReplacedBy)
 	}
 	return t
 }
@@ -146,7 +145,7 @@ func (s *State) expand(now int64, t *Task, result []byte) error {
 }
 
 func (s *State) validateExpansion(j *Job, specs []*pb.TaskSpec) error {
-	if len(specs) > MaxExpansionTasks || len(j.TaskIDs)+len(specs) > MaxTasksPerJob {
+	if len(specs) > MaxExpansionTasks || len(j.rec.tasks)+len(specs) > MaxTasksPerJob {
 		return invalid("%d tasks: more than a job may hold", len(specs))
 	}
 	existing := s.taskNames(j)
@@ -254,7 +253,7 @@ func (s *State) DueFallbacks(now int64) []string {
 	var out []string
 	var nodes []placement.Node
 	for id := range s.fallbackWatch {
-		t := s.tasks[id]
+		t := s.task(id)
 		if nodes == nil {
 			nodes = s.nodes()
 		}
@@ -279,7 +278,7 @@ func (s *State) fallbackReady(now int64, t *Task, nodes []placement.Node) bool {
 // applyFallback gives up on queued tasks whose fallback wait ran out.
 func (s *State) applyFallback(now int64, c *fsmpb.Fallback) {
 	for _, id := range c.TaskIds {
-		t, ok := s.tasks[id]
+		t, ok := s.Task(id)
 		if !ok {
 			continue
 		}

@@ -168,7 +168,7 @@ func remove(list []string, v string) []string {
 
 // consider tries to place one queued task and reports whether it did.
 func (p *pass) consider(it queue.Item, opportunistic bool) bool {
-	t := p.s.tasks[it.TaskID]
+	t := p.s.task(it.TaskID)
 	if p.placed[it.TaskID] || t.PB.NotBeforeUnixMs > p.now {
 		return false
 	}
@@ -224,7 +224,7 @@ func (p *pass) preemptFor(t *Task, poolPath string, ask placement.Ask) bool {
 		return false
 	}
 	for _, id := range pre.Victims {
-		v := p.s.tasks[id]
+		v := p.s.task(id)
 		vpool := p.s.jobs[v.PB.JobId].PB.Pool
 		p.placer.Release(pre.Node, v.Ask(), grantsOf(v.current().GetGpus()))
 		p.view.Remove(vpool, v.Ask())
@@ -265,7 +265,7 @@ func (p *pass) agentRunning(agentID string) []pool.Running {
 		if p.victims[id] {
 			continue
 		}
-		t := p.s.tasks[id]
+		t := p.s.task(id)
 		j := p.s.jobs[t.PB.JobId]
 		started := t.current().StartedUnixMs
 		if started == 0 {

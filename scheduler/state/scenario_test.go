@@ -454,7 +454,7 @@ func jobDesc(j *pb.Job) string {
 func (h *harness) apply(cmd *fsmpb.Command) *Result {
 	cmd.NowUnixMs = h.now
 	beforeTasks := map[string]string{}
-	for id, t := range h.s.tasks {
+	for id, t := range allTasks(h.s) {
 		beforeTasks[id] = taskDesc(t.PB)
 	}
 	beforeJobs := map[string]string{}
@@ -481,8 +481,8 @@ func (h *harness) apply(cmd *fsmpb.Command) *Result {
 		if now := jobDesc(j.PB); existed && now != before {
 			h.printf("%s: %s -> %s", id, before, now)
 		}
-		for _, tid := range j.TaskIDs {
-			t := h.s.tasks[tid]
+		for _, tid := range j.TaskIDs() {
+			t := h.s.task(tid)
 			now := taskDesc(t.PB)
 			if before, ok := beforeTasks[tid]; !ok {
 				h.printf("  %s %s: -> %s", tid, t.PB.Name, now)
@@ -801,7 +801,7 @@ func (h *harness) printRejected(plan []*fsmpb.Assignment, r *Result) {
 
 func (h *harness) assign(a *args) error {
 	tid := a.str("task", "")
-	t, ok := h.s.tasks[tid]
+	t, ok := h.s.Task(tid)
 	if !ok {
 		return fmt.Errorf("no task %s", tid)
 	}
@@ -836,7 +836,7 @@ func (h *harness) event(a *args) error {
 	byAgent := map[string]*fsmpb.AgentEvents{}
 	var order []*fsmpb.AgentEvents
 	for _, tid := range a.list("task") {
-		t, ok := h.s.tasks[tid]
+		t, ok := h.s.Task(tid)
 		if !ok {
 			return fmt.Errorf("no task %s", tid)
 		}
@@ -968,7 +968,7 @@ func (h *harness) queue() {
 		h.printf("(empty)")
 	}
 	for _, it := range items {
-		t := h.s.tasks[it.TaskID]
+		t := h.s.task(it.TaskID)
 		l := fmt.Sprintf("%s %s pool=%s class=%s priority=%d", it.TaskID, t.PB.Name, it.Pool,
 			strings.ToLower(strings.TrimPrefix(pb.JobClass(it.Key.Class).String(), "JOB_CLASS_")), it.Key.Priority)
 		if t.PB.NotBeforeUnixMs != 0 {

@@ -9,6 +9,8 @@ package state
 import (
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
@@ -41,14 +43,25 @@ var DefaultDefaults = Defaults{MaxAttempts: 3, InitialBackoffMs: 1000, MaxBackof
 
 // Job is a job and the FSM's bookkeeping for it.
 type Job struct {
-	PB      *pb.Job // Tasks and Counts are never filled here
-	Seq     uint64
-	TaskIDs []string
+	PB  *pb.Job // Tasks and Counts are never filled here
+	Seq uint64
 	// counts tallies the tasks of a job with more than one (countsOf).
 	counts *taskCounts
 	// rec is the job's entry in the snapshot index (cow.go).
 	rec *jobRec
 }
+
+// TaskIDs returns the ids of the job's tasks, in order (a new slice).
+func (j *Job) TaskIDs() []string {
+	ids := make([]string, len(j.rec.tasks))
+	for i, r := range j.rec.tasks {
+		ids[i] = r.pb.Id
+	}
+	return ids
+}
+
+// NumTasks is the number of the job's tasks.
+func (j *Job) NumTasks() int { return len(j.rec.tasks) }
 
 // Task is a task and the FSM's bookkeeping for it. It is kept small: a
 // million queued tasks each have one.
@@ -151,17 +164,18 @@ const (
 
 // State is the whole replicated state.
 type State struct {
-	defaults  Defaults
-	seq       uint64 // submit order of tasks, the queue's tie-breaker
-	jobSeq    uint64 // numbers job ids
-	jobs      map[string]*Job
-	tasks     map[string]*Task
+	defaults Defaults
+	seq      uint64 // submit order of tasks, the queue's tie-breaker
+	jobSeq   uint64 // numbers job ids
+	jobs     map[string]*Job
+	// ntasks counts the tasks; each is found through its job (task).
+	ntasks    int
 	agents    map[string]*Agent
 	agentIDs  []string // sorted cache of the agents' keys
 	pools     *pool.Tree
 	poolUsage map[string]pool.Resources // each pool's own usage, not rolled up
 	poolRun   map[string]int            // running tasks per pool
-	idem      map[string]string         // idempotency key -> job id
+	idem      idemIndex                 // idempotency key -> job
 	queue     *queue.Queue
 	exclusive map[string]string // exclusive key -> task id holding it
 	// opportunistic holds the unfinished, unpromoted opportunistic jobs.
@@ -210,12 +224,11 @@ func New(d Defaults) *State {
 	s := &State{
 		defaults:  d,
 		jobs:      map[string]*Job{},
-		tasks:     map[string]*Task{},
 		agents:    map[string]*Agent{},
 		pools:     pool.NewTree(),
 		poolUsage: map[string]pool.Resources{},
 		poolRun:   map[string]int{},
-		idem:      map[string]string{},
+		idem:      newIdemIndex(),
 		queue:     queue.New(),
 		exclusive: map[string]string{},
 
@@ -246,8 +259,27 @@ func (s *State) Job(id string) (*Job, bool) {
 
 // Task returns a task by id.
 func (s *State) Task(id string) (*Task, bool) {
-	t, ok := s.tasks[id]
-	return t, ok
+	t := s.task(id)
+	return t, t != nil
+}
+
+// task returns a task by id, or nil. Tasks are found through their job:
+// an id is its job's and its position ("job-7.3": job-7's task 3), which
+// costs a map entry less per task than an index of its own.
+func (s *State) task(id string) *Task {
+	dot := strings.LastIndexByte(id, '.')
+	if dot < 0 {
+		return nil
+	}
+	j := s.jobs[id[:dot]]
+	if j == nil {
+		return nil
+	}
+	i, err := strconv.Atoi(id[dot+1:])
+	if err != nil || i < 0 || i >= len(j.rec.tasks) || j.rec.tasks[i].pb.Id != id {
+		return nil
+	}
+	return j.rec.tasks[i].t
 }
 
 // Agent returns an agent by id.
@@ -263,7 +295,7 @@ func (s *State) Pools() *pool.Tree { return s.pools }
 func (s *State) QueueLen() int { return s.queue.Len() }
 
 // TaskCount is the number of tasks in the state.
-func (s *State) TaskCount() int { return len(s.tasks) }
+func (s *State) TaskCount() int { return s.ntasks }
 
 // AgentIDs returns every agent id, sorted. The slice is shared: callers
 // must not change it. (Kept up to date by Apply, so readers under a read

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"hash/maphash"
 	"testing"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
@@ -136,5 +137,57 @@ func TestJobRecordCopiesEveryField(t *testing.T) {
 	want.Counts = counts
 	if !proto.Equal(got, want) {
 		t.Fatalf("full record\n%v\nwant\n%v", got, want)
+	}
+}
+
+// Tasks are found through their job by id; an id that only parses like
+// one finds nothing.
+func TestTaskLookupByID(t *testing.T) {
+	s := New(DefaultDefaults)
+	submitOneTaskJobs(t, s, 3, 3)
+	for _, id := range []string{"job-1.0", "job-2.0", "job-3.0"} {
+		if tk, ok := s.Task(id); !ok || tk.PB.Id != id {
+			t.Errorf("Task(%q) = %v, %v", id, tk, ok)
+		}
+	}
+	for _, id := range []string{"", "job-1", "job-1.", "job-1.00", "job-1.+0", "job-1.-1", "job-1.1", "job-4.0", "job-01.0", ".0", "job-1.0x"} {
+		if tk, ok := s.Task(id); ok {
+			t.Errorf("Task(%q) found %s", id, tk.PB.Id)
+		}
+	}
+	if n := s.TaskCount(); n != 3 {
+		t.Errorf("TaskCount %d, want 3", n)
+	}
+}
+
+// Keys whose hashes collide still find their own jobs: one is indexed by
+// hash, the other by key, and removing either leaves the other.
+func TestIdemIndexCollisions(t *testing.T) {
+	x := newIdemIndex()
+	a := &Job{PB: &pb.Job{Id: "job-1", IdempotencyKey: "a"}}
+	b := &Job{PB: &pb.Job{Id: "job-2", IdempotencyKey: "b"}}
+	x.put("a", a)
+	// Force b into a's hash slot, as a collision would.
+	x.byHash[maphash.String(x.seed, "b")] = a
+	x.put("b", b)
+	if j, ok := x.get("b"); !ok || j != b {
+		t.Fatalf("get(b) = %v, %v", j, ok)
+	}
+	delete(x.byHash, maphash.String(x.seed, "b"))
+	for k, want := range map[string]*Job{"a": a, "b": b} {
+		if j, ok := x.get(k); !ok || j != want {
+			t.Fatalf("get(%s) = %v, %v", k, j, ok)
+		}
+	}
+	x.del("b", b)
+	if _, ok := x.get("b"); ok {
+		t.Fatal("b still found after del")
+	}
+	if j, ok := x.get("a"); !ok || j != a {
+		t.Fatal("a lost when b was removed")
+	}
+	x.del("a", b) // not a's job: nothing changes
+	if _, ok := x.get("a"); !ok {
+		t.Fatal("a removed by del with another job")
 	}
 }

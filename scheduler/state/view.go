@@ -22,8 +22,8 @@ func (s *State) JobView(id string, withTasks bool) *pb.Job {
 	}
 	out := s.jobRecord(j)
 	explain := s.blockedExplainer()
-	for _, tid := range j.TaskIDs {
-		t := s.tasks[tid]
+	for _, r := range j.rec.tasks {
+		t := r.t
 		var reason string
 		if t.PB.State == pb.TaskState_TASK_STATE_QUEUED {
 			if reason = explain(t); reason != "" {
@@ -88,7 +88,7 @@ func (t *Task) view() *pb.Task {
 
 // TaskView returns a copy of one task with its blocked reason.
 func (s *State) TaskView(id string) *pb.Task {
-	t, ok := s.tasks[id]
+	t, ok := s.Task(id)
 	if !ok {
 		return nil
 	}
@@ -162,7 +162,7 @@ func (s *State) UpAgents() []string {
 // AssignmentFor builds what an agent needs to run the current attempt of a
 // task, or nil when that attempt is no longer placed on that agent.
 func (s *State) AssignmentFor(taskID string, attempt int32, agentID string) *pb.TaskAssignment {
-	t, ok := s.tasks[taskID]
+	t, ok := s.Task(taskID)
 	if !ok || t.Attempt() != attempt || t.AgentID() != agentID || !isPlaced(t.PB.State) {
 		return nil
 	}
