@@ -149,7 +149,7 @@ func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
 		IdempotencyKey: spec.IdempotencyKey, State: pb.JobState_JOB_STATE_QUEUED,
 		SubmittedUnixMs: now, MaxWaitMs: spec.MaxWaitMs,
 	}}
-	s.jobs[id] = j
+	s.jobs[s.jobSeq] = j
 	s.indexJob(j)
 	s.tallyJob(pb.JobState_JOB_STATE_UNSPECIFIED, j.PB.State)
 	if spec.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC {
@@ -181,7 +181,7 @@ func (s *State) enqueue(now int64, t *Task, notBefore int64) {
 // queueItem is a task's entry in the queue, rebuilt from the task and its
 // job (the queue keeps no index of its own).
 func (s *State) queueItem(t *Task) queue.Item {
-	j := s.jobs[t.PB.JobId]
+	j := s.job(t.PB.JobId)
 	return queue.Item{Key: queue.Key{Class: int32(j.PB.Class), Priority: j.PB.Priority, Seq: t.Seq},
 		TaskID: t.PB.Id, Pool: j.PB.Pool}
 }
@@ -201,12 +201,12 @@ func (s *State) setTaskState(t *Task, st pb.TaskState) {
 func (s *State) changeTaskState(t *Task, st pb.TaskState, ended *pb.Attempt) {
 	s.wTask(t)
 	replaced := t.PB.ReplacedBy != ""
-	if c := s.jobs[t.PB.JobId].counts; c != nil {
+	if c := s.job(t.PB.JobId).counts; c != nil {
 		*countFor(c, t.PB.State, replaced)--
 		*countFor(c, st, replaced)++
 	}
-	s.tallyTask(s.jobs[t.PB.JobId], t.PB.State, replaced, -1)
-	s.tallyTask(s.jobs[t.PB.JobId], st, replaced, 1)
+	s.tallyTask(s.job(t.PB.JobId), t.PB.State, replaced, -1)
+	s.tallyTask(s.job(t.PB.JobId), st, replaced, 1)
 	from := t.PB.State
 	t.PB.State = st
 	s.noteTask(t, KindState, from, ended)
@@ -216,16 +216,16 @@ func (s *State) changeTaskState(t *Task, st pb.TaskState, ended *pb.Attempt) {
 // task then counts as replaced, not failed.
 func (s *State) setReplacedBy(t *Task, by string) {
 	s.wTask(t)
-	c := s.jobs[t.PB.JobId].counts
+	c := s.job(t.PB.JobId).counts
 	if c != nil {
 		c.add(t.PB.State, t.PB.ReplacedBy != "", -1)
 	}
-	s.tallyTask(s.jobs[t.PB.JobId], t.PB.State, t.PB.ReplacedBy != "", -1)
+	s.tallyTask(s.job(t.PB.JobId), t.PB.State, t.PB.ReplacedBy != "", -1)
 	t.PB.ReplacedBy = by
 	if c != nil {
 		c.add(t.PB.State, by != "", 1)
 	}
-	s.tallyTask(s.jobs[t.PB.JobId], t.PB.State, by != "", 1)
+	s.tallyTask(s.job(t.PB.JobId), t.PB.State, by != "", 1)
 	s.noteTask(t, KindReplaced, t.PB.State, nil)
 }
 
@@ -267,7 +267,7 @@ func (s *State) applyAssign(now int64, c *fsmpb.Assign, r *Result) {
 		if s.canAssign(a, usage) {
 			s.assign(now, a)
 			t := s.task(a.TaskId)
-			for _, p := range pool.Ancestors(s.jobs[t.PB.JobId].PB.Pool) {
+			for _, p := range pool.Ancestors(s.job(t.PB.JobId).PB.Pool) {
 				usage[p] = usage[p].Add(t.Ask())
 			}
 			r.Assigned = append(r.Assigned, a)
@@ -282,7 +282,7 @@ func (s *State) canAssign(a *fsmpb.Assignment, usage map[string]pool.Resources) 
 	if !ok || t.PB.State != pb.TaskState_TASK_STATE_QUEUED || t.Attempt() != a.Attempt {
 		return false
 	}
-	if !s.pools.Admits(s.jobs[t.PB.JobId].PB.Pool, usage, t.Ask()) {
+	if !s.pools.Admits(s.job(t.PB.JobId).PB.Pool, usage, t.Ask()) {
 		return false
 	}
 	ag, ok := s.agents[a.AgentId]
@@ -303,7 +303,7 @@ func (s *State) canAssign(a *fsmpb.Assignment, usage map[string]pool.Resources) 
 func (s *State) assign(now int64, a *fsmpb.Assignment) {
 	t := s.task(a.TaskId)
 	ag := s.agents[a.AgentId]
-	j := s.jobs[t.PB.JobId]
+	j := s.job(t.PB.JobId)
 	s.wTask(t)
 	s.queue.Remove(s.queueItem(t))
 	delete(s.fallbackWatch, t.PB.Id)
@@ -334,7 +334,7 @@ func (s *State) hold(t *Task, ag *Agent, poolPath string) {
 
 // release undoes hold for a task that stops running.
 func (s *State) release(t *Task) {
-	j := s.jobs[t.PB.JobId]
+	j := s.job(t.PB.JobId)
 	if ag, ok := s.agents[t.AgentID()]; ok {
 		if _, held := ag.Running[t.PB.Id]; held {
 			delete(ag.Running, t.PB.Id)
@@ -434,7 +434,7 @@ func (s *State) preempt(now int64, p *fsmpb.Preemption, r *Result) {
 	}
 	reason := "preempted for task " + p.ForTaskId
 	if ft, ok := s.Task(p.ForTaskId); ok {
-		reason += " of pool " + s.jobs[ft.PB.JobId].PB.Pool
+		reason += " of pool " + s.job(ft.PB.JobId).PB.Pool
 	}
 	s.wTask(t)
 	t.current().Error = reason
@@ -446,7 +446,7 @@ func (s *State) preempt(now int64, p *fsmpb.Preemption, r *Result) {
 // their submit order but now sort with batch work.
 func (s *State) applyPromote(now int64, c *fsmpb.Promote) {
 	for _, id := range c.JobIds {
-		j, ok := s.jobs[id]
+		j, ok := s.Job(id)
 		if !ok || j.PB.Class != pb.JobClass_JOB_CLASS_OPPORTUNISTIC || IsJobFinal(j.PB.State) {
 			continue
 		}
@@ -472,7 +472,7 @@ func (s *State) charge(t *Task, a *pb.Attempt) {
 	if a.StartedUnixMs == 0 || a.FinishedUnixMs <= a.StartedUnixMs {
 		return
 	}
-	j := s.jobs[t.PB.JobId]
+	j := s.job(t.PB.JobId)
 	opp := j.PB.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC
 	c := pool.CostOf(t.Ask(), a.FinishedUnixMs-a.StartedUnixMs, opp, s.defaults.Prices)
 	hour := a.FinishedUnixMs - a.FinishedUnixMs%3_600_000
@@ -499,7 +499,7 @@ func (s *State) finish(now int64, t *Task, outcome, class string, r *Result) {
 	case outcome == "succeeded":
 		s.setTaskState(t, pb.TaskState_TASK_STATE_SUCCEEDED)
 		s.wakeDependents(now, t)
-		s.maybeFinishJob(now, s.jobs[t.PB.JobId])
+		s.maybeFinishJob(now, s.job(t.PB.JobId))
 	case class == failure.NVENCSessionLimit:
 		s.sessionLimited(now, t, r)
 	case failure.UsesRetry(class): // failed, timeout
@@ -543,7 +543,7 @@ func (s *State) lostOrFail(now int64, t *Task, r *Result) {
 	}
 	reason := fmt.Sprintf("task %s (%s) was lost %d times, the limit: its agent or worker died under it each time; last: %s",
 		t.PB.Name, failure.AgentLost, t.PB.LostAttempts, attemptReason(cur))
-	s.endJob(now, s.jobs[t.PB.JobId], pb.JobState_JOB_STATE_FAILED, reason, r)
+	s.endJob(now, s.job(t.PB.JobId), pb.JobState_JOB_STATE_FAILED, reason, r)
 }
 
 func (s *State) wakeDependents(now int64, t *Task) {
@@ -580,7 +580,7 @@ func (s *State) retryOrFail(now int64, t *Task, r *Result) {
 	if s.startFallback(now, t) {
 		return
 	}
-	s.endJob(now, s.jobs[t.PB.JobId], pb.JobState_JOB_STATE_FAILED, failReason(t, cur), r)
+	s.endJob(now, s.job(t.PB.JobId), pb.JobState_JOB_STATE_FAILED, failReason(t, cur), r)
 }
 
 // failReason is a failed job's reason: the task that failed it, the failure
@@ -679,7 +679,7 @@ func (s *State) endJob(now int64, j *Job, st pb.JobState, reason string, r *Resu
 }
 
 func (s *State) applyCancel(now int64, c *fsmpb.CancelJob, r *Result) {
-	j, ok := s.jobs[c.JobId]
+	j, ok := s.Job(c.JobId)
 	if !ok {
 		r.Err = fmt.Errorf("%w: %s", ErrJobNotFound, c.JobId)
 		return

@@ -288,7 +288,8 @@ func TestChangeRecordsTellTheWholeStory(t *testing.T) {
 					t.Errorf("task %s: records end at %s, state is %s", id, tasks[id], tk.PB.State)
 				}
 			}
-			for id, j := range h.s.jobs {
+			for _, j := range h.s.jobs {
+				id := j.PB.Id
 				if jobs[id] != j.PB.State.String() {
 					t.Errorf("job %s: records end at %s, state is %s", id, jobs[id], j.PB.State)
 				}

@@ -121,7 +121,7 @@ func (s *State) FirstStart(taskID string) (first bool, submitted int64, class pb
 	if !found {
 		return false, 0, 0, false
 	}
-	j := s.jobs[t.PB.JobId]
+	j := s.job(t.PB.JobId)
 	for _, a := range t.PB.Attempts {
 		if a.StartedUnixMs != 0 {
 			return false, j.PB.SubmittedUnixMs, j.PB.Class, true

@@ -82,7 +82,7 @@ func (s *State) wJob(j *Job) {
 
 // wTask makes t's record, and its job's, writable.
 func (s *State) wTask(t *Task) {
-	j := s.jobs[t.PB.JobId]
+	j := s.job(t.PB.JobId)
 	s.wJob(j)
 	if !s.frozen(t.gen) {
 		return

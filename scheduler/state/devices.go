@@ -274,7 +274,7 @@ func (s *State) applyAgentDevices(now int64, c *fsmpb.AgentDevices, r *Result) {
 // attempt does.
 func (s *State) sessionLimited(now int64, t *Task, r *Result) {
 	if fb := t.spec.GetFallback(); fb != nil {
-		if _, taken := s.taskNames(s.jobs[t.PB.JobId])[fb.Name]; !taken {
+		if _, taken := s.taskNames(s.job(t.PB.JobId))[fb.Name]; !taken {
 			s.setTaskState(t, pb.TaskState_TASK_STATE_FAILED)
 			s.startFallback(now, t)
 			return

@@ -58,7 +58,7 @@ func (s *State) applyAgentScheduling(now int64, c *fsmpb.AgentScheduling, r *Res
 // it at the deadline).
 func (s *State) drainWaitsFor(ag *Agent, t *Task) bool {
 	if d := ag.PB.Drain; d != nil && d.KeepOpportunistic {
-		return s.jobs[t.PB.JobId].PB.Class != pb.JobClass_JOB_CLASS_OPPORTUNISTIC
+		return s.job(t.PB.JobId).PB.Class != pb.JobClass_JOB_CLASS_OPPORTUNISTIC
 	}
 	return true
 }

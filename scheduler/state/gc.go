@@ -34,9 +34,9 @@ func (s *State) GCCandidates(now int64, r Retention, limit int) []string {
 		seq uint64
 	}
 	var done []fin
-	for id, j := range s.jobs {
+	for _, j := range s.jobs {
 		if IsJobFinal(j.PB.State) {
-			done = append(done, fin{id, j.PB.FinishedUnixMs, j.Seq})
+			done = append(done, fin{j.PB.Id, j.PB.FinishedUnixMs, j.Seq})
 		}
 	}
 	sort.Slice(done, func(a, b int) bool {
@@ -65,7 +65,7 @@ func (s *State) GCCandidates(now int64, r Retention, limit int) []string {
 // stays safe.
 func (s *State) applyGC(c *fsmpb.GCJobs, r *Result) {
 	for _, id := range c.JobIds {
-		j, ok := s.jobs[id]
+		j, ok := s.Job(id)
 		if !ok || !IsJobFinal(j.PB.State) {
 			continue
 		}
@@ -83,7 +83,8 @@ func (s *State) applyGC(c *fsmpb.GCJobs, r *Result) {
 		}
 		delete(s.opportunistic, id)
 		s.dropJobRec(j)
-		delete(s.jobs, id)
+		n, _ := jobNumber(id)
+		delete(s.jobs, n)
 		r.Removed = append(r.Removed, id)
 	}
 }

@@ -136,7 +136,7 @@ func (s *State) expand(now int64, t *Task, result []byte) error {
 	if len(exp.Tasks) == 0 {
 		return nil
 	}
-	j := s.jobs[t.PB.JobId]
+	j := s.job(t.PB.JobId)
 	if err := s.validateExpansion(j, exp.Tasks); err != nil {
 		return fmt.Errorf("invalid job expansion: %w", err)
 	}
@@ -219,7 +219,7 @@ func (s *State) startFallback(now int64, t *Task) bool {
 	if fb == nil {
 		return false
 	}
-	j := s.jobs[t.PB.JobId]
+	j := s.job(t.PB.JobId)
 	if _, taken := s.taskNames(j)[fb.Name]; taken {
 		return false
 	}

@@ -19,7 +19,7 @@ func (f *fsm) finishWith(taskID, outcome string, result string) *Result {
 
 func taskByName(t *testing.T, s *State, jobID, name string) *Task {
 	t.Helper()
-	for _, id := range s.jobs[jobID].TaskIDs() {
+	for _, id := range s.job(jobID).TaskIDs() {
 		if s.task(id).PB.Name == name {
 			return s.task(id)
 		}

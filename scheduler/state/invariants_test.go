@@ -33,7 +33,7 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 	errs = append(errs, checkAgentIndex(s)...)
 
 	for _, jid := range s.JobIDs() {
-		j := s.jobs[jid]
+		j := s.job(jid)
 		if j.PB.Id != jid {
 			fail("job %s: record has id %s", jid, j.PB.Id)
 		}
@@ -269,7 +269,7 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 		fail("queue holds %d tasks, %d tasks are queued", s.queue.Len(), queued)
 	}
 	s.idem.each(func(k string, j *Job) {
-		if s.jobs[j.PB.Id] != j || j.PB.IdempotencyKey != k {
+		if s.job(j.PB.Id) != j || j.PB.IdempotencyKey != k {
 			fail("idempotency key %q maps to %q, not a job of that key", k, j.PB.Id)
 		}
 	})
@@ -384,7 +384,7 @@ func compareStates(a, b *State, now int64) []string {
 		if !proto.Equal(a.JobView(id, true), b.JobView(id, true)) {
 			fail("job %s:\n  %v\nvs\n  %v", id, a.JobView(id, true), b.JobView(id, true))
 		}
-		ja, jb := a.jobs[id], b.jobs[id]
+		ja, jb := a.job(id), b.job(id)
 		if jb == nil || ja.Seq != jb.Seq || !reflect.DeepEqual(ja.TaskIDs(), jb.TaskIDs()) {
 			fail("job %s: bookkeeping differs", id)
 		}

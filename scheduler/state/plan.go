@@ -225,7 +225,7 @@ func (p *pass) preemptFor(t *Task, poolPath string, ask placement.Ask) bool {
 	}
 	for _, id := range pre.Victims {
 		v := p.s.task(id)
-		vpool := p.s.jobs[v.PB.JobId].PB.Pool
+		vpool := p.s.job(v.PB.JobId).PB.Pool
 		p.placer.Release(pre.Node, v.Ask(), grantsOf(v.current().GetGpus()))
 		p.view.Remove(vpool, v.Ask())
 		p.victims[id] = true
@@ -266,7 +266,7 @@ func (p *pass) agentRunning(agentID string) []pool.Running {
 			continue
 		}
 		t := p.s.task(id)
-		j := p.s.jobs[t.PB.JobId]
+		j := p.s.job(t.PB.JobId)
 		started := t.current().StartedUnixMs
 		if started == 0 {
 			started = t.current().PlacedUnixMs
@@ -361,7 +361,7 @@ const PromoteFraction = 0.9
 func (s *State) DuePromotions(now int64) []string {
 	var out []string
 	for id := range s.opportunistic {
-		j := s.jobs[id]
+		j := s.job(id)
 		due := j.PB.SubmittedUnixMs + int64(float64(j.PB.MaxWaitMs)*PromoteFraction)
 		if c := s.countsOf(j); now >= due && c.queued+c.waiting > 0 {
 			out = append(out, id)

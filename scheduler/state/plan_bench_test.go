@@ -77,7 +77,7 @@ func benchFleetState(tb testing.TB, f planFleet) *State {
 				js.Tasks = append(js.Tasks, spec(len(ids)+k))
 			}
 			r := mustApply(tb, s, &fsmpb.Command{NowUnixMs: 2, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{js}}}})
-			ids = append(ids, s.jobs[r.Jobs[0].Id].TaskIDs()...)
+			ids = append(ids, s.job(r.Jobs[0].Id).TaskIDs()...)
 			n -= size
 		}
 		return ids

@@ -319,7 +319,7 @@ func (h *poolHistory) submit() {
 func (h *poolHistory) placedTasks() []*Task {
 	var out []*Task
 	for _, jid := range h.s.JobIDs() {
-		for _, tid := range h.s.jobs[jid].TaskIDs() {
+		for _, tid := range h.s.job(jid).TaskIDs() {
 			if t := h.s.task(tid); isPlaced(t.PB.State) {
 				out = append(out, t)
 			}
@@ -353,7 +353,7 @@ func (h *poolHistory) promote() {
 	}
 	h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Promote{Promote: &fsmpb.Promote{JobIds: due}}})
 	for _, id := range due {
-		j := h.s.jobs[id]
+		j := h.s.job(id)
 		if j.PB.Class != pb.JobClass_JOB_CLASS_BATCH {
 			h.fatalf("promoted %s is %v", id, j.PB.Class)
 		}
@@ -366,7 +366,7 @@ func (h *poolHistory) promote() {
 	}
 }
 
-func (h *poolHistory) jobOf(t *Task) *Job { return h.s.jobs[t.PB.JobId] }
+func (h *poolHistory) jobOf(t *Task) *Job { return h.s.job(t.PB.JobId) }
 
 func (h *poolHistory) isOpp(t *Task) bool {
 	return h.jobOf(t).PB.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC
@@ -621,7 +621,7 @@ func (h *poolHistory) probeGuarantee() {
 			h.fatalf("snapshot: %v", err)
 		}
 		for _, it := range queueOrder(s2) {
-			if t := s2.task(it.TaskID); it.Pool != leaf || s2.jobs[t.PB.JobId].PB.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC {
+			if t := s2.task(it.TaskID); it.Pool != leaf || s2.job(t.PB.JobId).PB.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC {
 				s2.queue.Remove(it)
 			}
 		}
@@ -631,7 +631,7 @@ func (h *poolHistory) probeGuarantee() {
 				leaf, want.PB.Id, want.Ask(), plan.Preemptions)
 		}
 		for _, a := range plan.Assignments {
-			if p := s2.jobs[s2.task(a.TaskId).PB.JobId].PB.Pool; p != leaf {
+			if p := s2.job(s2.task(a.TaskId).PB.JobId).PB.Pool; p != leaf {
 				h.fatalf("probe of %s placed %s of pool %s", leaf, a.TaskId, p)
 			}
 		}
@@ -707,7 +707,7 @@ func (h *poolHistory) drain() {
 	for round := 0; ; round++ {
 		done := true
 		for _, jid := range h.s.JobIDs() {
-			if !IsJobFinal(h.s.jobs[jid].PB.State) {
+			if !IsJobFinal(h.s.job(jid).PB.State) {
 				done = false
 			}
 		}

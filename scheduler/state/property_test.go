@@ -140,7 +140,7 @@ func (h *history) apply(c *fsmpb.Command) *Result {
 func (h *history) placed() []*Task {
 	var out []*Task
 	for _, jid := range h.s.JobIDs() {
-		for _, tid := range h.s.jobs[jid].TaskIDs() {
+		for _, tid := range h.s.job(jid).TaskIDs() {
 			if t := h.s.task(tid); isPlaced(t.PB.State) {
 				out = append(out, t)
 			}
@@ -310,7 +310,7 @@ func (h *history) commit(plan []*fsmpb.Assignment) {
 func (h *history) event(t *Task, kind, outcome string) {
 	id, attempt, agent := t.PB.Id, t.Attempt(), t.AgentID()
 	retries := t.PB.RetriesUsed
-	j := h.s.jobs[t.PB.JobId]
+	j := h.s.job(t.PB.JobId)
 	var others []string // the job's other placed tasks
 	for _, tid := range j.TaskIDs() {
 		if o := h.s.task(tid); tid != id && isPlaced(o.PB.State) {
@@ -381,7 +381,7 @@ func (h *history) event(t *Task, kind, outcome string) {
 func (h *history) staleEvent() {
 	var cands []*Task
 	for _, jid := range h.s.JobIDs() {
-		for _, tid := range h.s.jobs[jid].TaskIDs() {
+		for _, tid := range h.s.job(jid).TaskIDs() {
 			if t := h.s.task(tid); len(t.PB.Attempts) > 0 {
 				cands = append(cands, t)
 			}
@@ -455,7 +455,7 @@ func (h *history) reconnect(i int) {
 	var stale *fsmpb.Assignment
 	if h.rng.Intn(3) == 0 {
 		for _, jid := range h.s.JobIDs() {
-			tid := h.s.jobs[jid].TaskIDs()[0]
+			tid := h.s.job(jid).TaskIDs()[0]
 			if t := h.s.task(tid); !keep[tid] && lost[tid] == 0 && t.Attempt() > 0 {
 				stale = &fsmpb.Assignment{TaskId: tid, Attempt: t.Attempt(), AgentId: id}
 				known = append(known, stale)
@@ -495,7 +495,7 @@ func (h *history) cancel() {
 		return
 	}
 	jid := ids[h.rng.Intn(len(ids))]
-	j := h.s.jobs[jid]
+	j := h.s.job(jid)
 	var want []string
 	if !IsJobFinal(j.PB.State) {
 		for _, tid := range j.TaskIDs() {
@@ -548,7 +548,7 @@ func (h *history) drain() {
 	for round := 0; ; round++ {
 		done := true
 		for _, jid := range h.s.JobIDs() {
-			if !IsJobFinal(h.s.jobs[jid].PB.State) {
+			if !IsJobFinal(h.s.job(jid).PB.State) {
 				done = false
 			}
 		}
@@ -592,7 +592,7 @@ func (h *history) drain() {
 		if h.successes[id] != want {
 			h.fatalf("task %s %v: %d successes took effect", id, t.PB.State, h.successes[id])
 		}
-		if j := h.s.jobs[t.PB.JobId]; j.PB.State == pb.JobState_JOB_STATE_SUCCEEDED && want != 1 {
+		if j := h.s.job(t.PB.JobId); j.PB.State == pb.JobState_JOB_STATE_SUCCEEDED && want != 1 {
 			h.fatalf("job %s succeeded with task %s %v", j.PB.Id, id, t.PB.State)
 		}
 	}

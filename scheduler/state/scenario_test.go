@@ -458,7 +458,8 @@ func (h *harness) apply(cmd *fsmpb.Command) *Result {
 		beforeTasks[id] = taskDesc(t.PB)
 	}
 	beforeJobs := map[string]string{}
-	for id, j := range h.s.jobs {
+	for _, j := range h.s.jobs {
+		id := j.PB.Id
 		beforeJobs[id] = jobDesc(j.PB)
 	}
 	r := h.s.Apply(cmd)
@@ -476,7 +477,7 @@ func (h *harness) apply(cmd *fsmpb.Command) *Result {
 		h.printf("cancel %s#%d on %s: %s", c.TaskID, c.Attempt, c.AgentID, c.Reason)
 	}
 	for _, id := range h.s.JobIDs() {
-		j := h.s.jobs[id]
+		j := h.s.job(id)
 		before, existed := beforeJobs[id]
 		if now := jobDesc(j.PB); existed && now != before {
 			h.printf("%s: %s -> %s", id, before, now)

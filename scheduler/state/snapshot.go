@@ -342,7 +342,14 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 			if len(curSeqs) != len(x.Job.TaskIds) {
 				curSeqs = nil // an older snapshot: number from the job's
 			}
-			s.jobs[cur.PB.Id] = cur
+			n, ok := jobNumber(cur.PB.Id)
+			if !ok || jobID(n) != cur.PB.Id || n == 0 {
+				return nil, badSnapshot("job id %q is not one of job-1..job-%d", cur.PB.Id, s.jobSeq)
+			}
+			if _, dup := s.jobs[n]; dup {
+				return nil, badSnapshot("job %s listed twice", cur.PB.Id)
+			}
+			s.jobs[n] = cur
 			curIdx = 0
 			if k := cur.PB.IdempotencyKey; k != "" {
 				if _, dup := s.idem.get(k); dup {

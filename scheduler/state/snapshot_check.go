@@ -3,8 +3,6 @@ package state
 import (
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
@@ -68,9 +66,9 @@ func checkRecord(rec *fsmpb.SnapshotRecord) error {
 // placed tasks with an attempt, agents listed once.
 func (s *State) checkRestored(rs *restoring) error {
 	owned := 0
-	for id, j := range s.jobs {
-		n, err := strconv.ParseUint(strings.TrimPrefix(id, "job-"), 10, 64)
-		if err != nil || jobID(n) != id || n == 0 || n > s.jobSeq {
+	for n, j := range s.jobs {
+		id := j.PB.Id // jobID(n), as ReadSnapshot checked
+		if n > s.jobSeq {
 			return badSnapshot("job id %q is not one of job-1..job-%d", id, s.jobSeq)
 		}
 		ids := rs.taskIDs[j]

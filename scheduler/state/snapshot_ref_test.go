@@ -44,7 +44,7 @@ func writeSnapshotReference(s *State, w io.Writer) error {
 		}
 	}
 	for _, id := range referenceJobIDs(s) {
-		j := s.jobs[id]
+		j := s.job(id)
 		if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Job{
 			Job: &fsmpb.JobRecord{Job: s.jobRecord(j), Seq: j.Seq, TaskIds: j.TaskIDs(), TaskSeqs: s.taskSeqs(j)}}}); err != nil {
 			return fmt.Errorf("write job %s: %w", id, err)

@@ -140,8 +140,8 @@ func TestJobRecordCopiesEveryField(t *testing.T) {
 	}
 }
 
-// Tasks are found through their job by id; an id that only parses like
-// one finds nothing.
+// Jobs are found by number, tasks through their job; an id that only
+// parses like one finds nothing.
 func TestTaskLookupByID(t *testing.T) {
 	s := New(DefaultDefaults)
 	submitOneTaskJobs(t, s, 3, 3)
@@ -154,6 +154,14 @@ func TestTaskLookupByID(t *testing.T) {
 		if tk, ok := s.Task(id); ok {
 			t.Errorf("Task(%q) found %s", id, tk.PB.Id)
 		}
+	}
+	for _, id := range []string{"", "job-", "job-0", "job-01", "job-+1", "job-4", "job-1.0", "Job-1", "job-18446744073709551617"} {
+		if j, ok := s.Job(id); ok {
+			t.Errorf("Job(%q) found %s", id, j.PB.Id)
+		}
+	}
+	if j, ok := s.Job("job-2"); !ok || j.PB.Id != "job-2" {
+		t.Errorf("Job(job-2) = %v, %v", j, ok)
 	}
 	if n := s.TaskCount(); n != 3 {
 		t.Errorf("TaskCount %d, want 3", n)

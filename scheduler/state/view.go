@@ -16,7 +16,7 @@ func sortStrings(s []string) { sort.Strings(s) }
 // nil if there is no such job. Queued tasks carry the reason they cannot be
 // placed when no up agent could ever hold them.
 func (s *State) JobView(id string, withTasks bool) *pb.Job {
-	j, ok := s.jobs[id]
+	j, ok := s.Job(id)
 	if !ok {
 		return nil
 	}
@@ -52,7 +52,7 @@ func (s *State) jobRecord(j *Job) *pb.Job {
 // larger fleet; the server that answers the client reads the full view
 // (JobView) after the entry is applied.
 func (s *State) appliedView(id string) *pb.Job {
-	j, ok := s.jobs[id]
+	j, ok := s.Job(id)
 	if !ok {
 		return nil
 	}
@@ -166,7 +166,7 @@ func (s *State) AssignmentFor(taskID string, attempt int32, agentID string) *pb.
 	if !ok || t.Attempt() != attempt || t.AgentID() != agentID || !isPlaced(t.PB.State) {
 		return nil
 	}
-	j := s.jobs[t.PB.JobId]
+	j := s.job(t.PB.JobId)
 	return &pb.TaskAssignment{TaskId: taskID, Attempt: attempt, Spec: t.Spec(), JobId: t.PB.JobId,
 		Class: j.PB.Class, Priority: j.PB.Priority, Gpus: t.current().GetGpus(),
 		Traceparent: jobtrace.RunTraceparent(j.PB.TraceId, taskID, attempt)}
