@@ -487,7 +487,7 @@ func (s *simulator) handle(e *event) {
 			s.rep.JobsSubmitted++
 			s.rep.TasksSubmitted += w.Tasks
 			if j, ok := s.st.Job(r.Jobs[0].Id); ok {
-				for _, id := range j.TaskIDs {
+				for _, id := range j.TaskIDs() {
 					s.taskWL[id] = e.wl
 				}
 			}
@@ -677,7 +677,7 @@ func (s *simulator) gc() {
 		}
 		for _, id := range due {
 			if j, ok := s.st.Job(id); ok {
-				for _, tid := range j.TaskIDs {
+				for _, tid := range j.TaskIDs() {
 					delete(s.taskWL, tid)
 				}
 			}

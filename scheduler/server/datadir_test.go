@@ -116,8 +116,8 @@ func TestDataDirPrivateAndSnapshotAtBoundSurvivesRestart(t *testing.T) {
 			if !ok {
 				continue
 			}
-			for _, id := range j.TaskIDs {
-				if tk, ok := st.Task(id); ok && tk.PB.Spec.Env["BIG"] == env {
+			for _, id := range j.TaskIDs() {
+				if tk, ok := st.Task(id); ok && tk.Spec().Env["BIG"] == env {
 					got++
 				}
 			}

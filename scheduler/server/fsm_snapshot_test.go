@@ -84,7 +84,7 @@ func TestSnapshotPersistWhileApplyRuns(t *testing.T) {
 		f.Read(func(s *state.State) {
 			for _, id := range s.JobIDs() {
 				j, _ := s.Job(id)
-				for _, tid := range j.TaskIDs {
+				for _, tid := range j.TaskIDs() {
 					if tk, _ := s.Task(tid); tk.AgentID() != "" {
 						plan = &fsmpb.Assign{Assignments: []*fsmpb.Assignment{{TaskId: tid, AgentId: tk.AgentID(), Attempt: tk.Attempt()}}}
 					}

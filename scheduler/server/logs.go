@@ -210,13 +210,13 @@ func resolveLogs(st *state.State, req *pb.LogsRequest) (logTarget, error) {
 
 // pickTask finds a job's task by id or name; "" is its only task.
 func pickTask(st *state.State, j *state.Job, name string) (*state.Task, error) {
-	if name == "" && len(j.TaskIDs) == 1 {
-		if t, ok := st.Task(j.TaskIDs[0]); ok {
+	if name == "" && len(j.TaskIDs()) == 1 {
+		if t, ok := st.Task(j.TaskIDs()[0]); ok {
 			return t, nil
 		}
 	}
 	var names []string
-	for _, id := range j.TaskIDs {
+	for _, id := range j.TaskIDs() {
 		t, ok := st.Task(id)
 		if !ok {
 			continue
@@ -229,11 +229,11 @@ func pickTask(st *state.State, j *state.Job, name string) (*state.Task, error) {
 		}
 	}
 	more := ""
-	if n := len(j.TaskIDs); n > len(names) {
+	if n := len(j.TaskIDs()); n > len(names) {
 		more = fmt.Sprintf(" and %d more", n-len(names))
 	}
 	if name == "" {
-		return nil, status.Errorf(codes.InvalidArgument, "job %s has %d tasks; name one: %s%s", j.PB.Id, len(j.TaskIDs), strings.Join(names, ", "), more)
+		return nil, status.Errorf(codes.InvalidArgument, "job %s has %d tasks; name one: %s%s", j.PB.Id, len(j.TaskIDs()), strings.Join(names, ", "), more)
 	}
 	return nil, status.Errorf(codes.NotFound, "job %s has no task %q; its tasks: %s%s", j.PB.Id, name, strings.Join(names, ", "), more)
 }

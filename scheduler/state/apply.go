@@ -118,8 +118,8 @@ func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
 	}
 	for i, spec := range c.Jobs {
 		if spec.IdempotencyKey != "" {
-			if id, ok := s.idem[spec.IdempotencyKey]; ok {
-				r.Jobs = append(r.Jobs, s.appliedView(id))
+			if j, ok := s.idem.get(spec.IdempotencyKey); ok {
+				r.Jobs = append(r.Jobs, s.appliedView(j.PB.Id))
 				r.Existing = append(r.Existing, true)
 				continue
 			}
@@ -147,16 +147,16 @@ func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
 	j := &Job{Seq: s.seq, PB: &pb.Job{
 		Id: id, Name: spec.Name, Pool: s.intern(spec.Pool), Class: spec.Class, Priority: spec.Priority,
 		IdempotencyKey: spec.IdempotencyKey, State: pb.JobState_JOB_STATE_QUEUED,
-		SubmittedUnixMs: now, MaxWaitMs: spec.MaxWaitMs, Counts: &pb.TaskCounts{},
+		SubmittedUnixMs: now, MaxWaitMs: spec.MaxWaitMs,
 	}}
-	s.jobs[id] = j
+	s.jobs[s.jobSeq] = j
 	s.indexJob(j)
 	s.tallyJob(pb.JobState_JOB_STATE_UNSPECIFIED, j.PB.State)
 	if spec.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC {
 		s.opportunistic[id] = struct{}{}
 	}
 	if spec.IdempotencyKey != "" {
-		s.idem[spec.IdempotencyKey] = id
+		s.idem.put(spec.IdempotencyKey, j)
 	}
 	s.noteJob(j, KindSubmitted, 0)
 	s.firstTaskID = first
@@ -181,7 +181,7 @@ func (s *State) enqueue(now int64, t *Task, notBefore int64) {
 // queueItem is a task's entry in the queue, rebuilt from the task and its
 // job (the queue keeps no index of its own).
 func (s *State) queueItem(t *Task) queue.Item {
-	j := s.jobs[t.PB.JobId]
+	j := s.job(t.PB.JobId)
 	return queue.Item{Key: queue.Key{Class: int32(j.PB.Class), Priority: j.PB.Priority, Seq: t.Seq},
 		TaskID: t.PB.Id, Pool: j.PB.Pool}
 }
@@ -200,12 +200,13 @@ func (s *State) setTaskState(t *Task, st pb.TaskState) {
 // none) for the change record.
 func (s *State) changeTaskState(t *Task, st pb.TaskState, ended *pb.Attempt) {
 	s.wTask(t)
-	c := s.jobs[t.PB.JobId].PB.Counts
 	replaced := t.PB.ReplacedBy != ""
-	*countFor(c, t.PB.State, replaced)--
-	*countFor(c, st, replaced)++
-	s.tallyTask(s.jobs[t.PB.JobId], t.PB.State, replaced, -1)
-	s.tallyTask(s.jobs[t.PB.JobId], st, replaced, 1)
+	if c := s.job(t.PB.JobId).counts; c != nil {
+		*countFor(c, t.PB.State, replaced)--
+		*countFor(c, st, replaced)++
+	}
+	s.tallyTask(s.job(t.PB.JobId), t.PB.State, replaced, -1)
+	s.tallyTask(s.job(t.PB.JobId), st, replaced, 1)
 	from := t.PB.State
 	t.PB.State = st
 	s.noteTask(t, KindState, from, ended)
@@ -215,35 +216,39 @@ func (s *State) changeTaskState(t *Task, st pb.TaskState, ended *pb.Attempt) {
 // task then counts as replaced, not failed.
 func (s *State) setReplacedBy(t *Task, by string) {
 	s.wTask(t)
-	c := s.jobs[t.PB.JobId].PB.Counts
-	*countFor(c, t.PB.State, t.PB.ReplacedBy != "")--
-	s.tallyTask(s.jobs[t.PB.JobId], t.PB.State, t.PB.ReplacedBy != "", -1)
+	c := s.job(t.PB.JobId).counts
+	if c != nil {
+		c.add(t.PB.State, t.PB.ReplacedBy != "", -1)
+	}
+	s.tallyTask(s.job(t.PB.JobId), t.PB.State, t.PB.ReplacedBy != "", -1)
 	t.PB.ReplacedBy = by
-	*countFor(c, t.PB.State, by != "")++
-	s.tallyTask(s.jobs[t.PB.JobId], t.PB.State, by != "", 1)
+	if c != nil {
+		c.add(t.PB.State, by != "", 1)
+	}
+	s.tallyTask(s.job(t.PB.JobId), t.PB.State, by != "", 1)
 	s.noteTask(t, KindReplaced, t.PB.State, nil)
 }
 
 // countFor returns the count a task in state st belongs to; replaced says
 // whether a fallback took over from it (a failed task it replaced is done,
 // not a failure).
-func countFor(c *pb.TaskCounts, st pb.TaskState, replaced bool) *int32 {
+func countFor(c *taskCounts, st pb.TaskState, replaced bool) *int32 {
 	if replaced && st == pb.TaskState_TASK_STATE_FAILED {
-		return &c.Replaced
+		return &c.replaced
 	}
 	switch st {
 	case pb.TaskState_TASK_STATE_WAITING:
-		return &c.Waiting
+		return &c.waiting
 	case pb.TaskState_TASK_STATE_QUEUED:
-		return &c.Queued
+		return &c.queued
 	case pb.TaskState_TASK_STATE_ASSIGNED, pb.TaskState_TASK_STATE_RUNNING:
-		return &c.Running
+		return &c.running
 	case pb.TaskState_TASK_STATE_SUCCEEDED:
-		return &c.Succeeded
+		return &c.succeeded
 	case pb.TaskState_TASK_STATE_FAILED:
-		return &c.Failed
+		return &c.failed
 	case pb.TaskState_TASK_STATE_CANCELLED:
-		return &c.Cancelled
+		return &c.cancelled
 	}
 	var sink int32
 	return &sink
@@ -261,8 +266,8 @@ func (s *State) applyAssign(now int64, c *fsmpb.Assign, r *Result) {
 	for _, a := range c.Assignments {
 		if s.canAssign(a, usage) {
 			s.assign(now, a)
-			t := s.tasks[a.TaskId]
-			for _, p := range pool.Ancestors(s.jobs[t.PB.JobId].PB.Pool) {
+			t := s.task(a.TaskId)
+			for _, p := range pool.Ancestors(s.job(t.PB.JobId).PB.Pool) {
 				usage[p] = usage[p].Add(t.Ask())
 			}
 			r.Assigned = append(r.Assigned, a)
@@ -273,11 +278,11 @@ func (s *State) applyAssign(now int64, c *fsmpb.Assign, r *Result) {
 // canAssign checks an assignment against the current state; usage is each
 // pool's usage rolled up, as Plan sees it.
 func (s *State) canAssign(a *fsmpb.Assignment, usage map[string]pool.Resources) bool {
-	t, ok := s.tasks[a.TaskId]
+	t, ok := s.Task(a.TaskId)
 	if !ok || t.PB.State != pb.TaskState_TASK_STATE_QUEUED || t.Attempt() != a.Attempt {
 		return false
 	}
-	if !s.pools.Admits(s.jobs[t.PB.JobId].PB.Pool, usage, t.Ask()) {
+	if !s.pools.Admits(s.job(t.PB.JobId).PB.Pool, usage, t.Ask()) {
 		return false
 	}
 	ag, ok := s.agents[a.AgentId]
@@ -289,16 +294,16 @@ func (s *State) canAssign(a *fsmpb.Assignment, usage map[string]pool.Resources) 
 			return false
 		}
 	}
-	if k := t.PB.Spec.ExclusiveKey; k != "" && s.exclusive[k] != "" {
+	if k := t.spec.GetExclusiveKey(); k != "" && s.exclusive[k] != "" {
 		return false
 	}
 	return true
 }
 
 func (s *State) assign(now int64, a *fsmpb.Assignment) {
-	t := s.tasks[a.TaskId]
+	t := s.task(a.TaskId)
 	ag := s.agents[a.AgentId]
-	j := s.jobs[t.PB.JobId]
+	j := s.job(t.PB.JobId)
 	s.wTask(t)
 	s.queue.Remove(s.queueItem(t))
 	delete(s.fallbackWatch, t.PB.Id)
@@ -322,14 +327,14 @@ func (s *State) hold(t *Task, ag *Agent, poolPath string) {
 	s.agentChanged(ag.PB.Id)
 	s.poolUsage[poolPath] = s.poolUsage[poolPath].Add(t.Ask())
 	s.poolRun[poolPath]++
-	if k := t.PB.Spec.ExclusiveKey; k != "" {
+	if k := t.spec.GetExclusiveKey(); k != "" {
 		s.exclusive[k] = t.PB.Id
 	}
 }
 
 // release undoes hold for a task that stops running.
 func (s *State) release(t *Task) {
-	j := s.jobs[t.PB.JobId]
+	j := s.job(t.PB.JobId)
 	if ag, ok := s.agents[t.AgentID()]; ok {
 		if _, held := ag.Running[t.PB.Id]; held {
 			delete(ag.Running, t.PB.Id)
@@ -346,7 +351,7 @@ func (s *State) release(t *Task) {
 			}
 		}
 	}
-	if k := t.PB.Spec.ExclusiveKey; k != "" && s.exclusive[k] == t.PB.Id {
+	if k := t.spec.GetExclusiveKey(); k != "" && s.exclusive[k] == t.PB.Id {
 		delete(s.exclusive, k)
 	}
 }
@@ -371,7 +376,7 @@ func (s *State) applyEvents(now int64, c *fsmpb.ReportEvents, r *Result) {
 // that agent; events about older attempts are stale and ignored. The
 // entry's flags say how exit codes classify failures (see eventClass).
 func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, c *fsmpb.ReportEvents, r *Result) {
-	t, ok := s.tasks[ev.TaskId]
+	t, ok := s.Task(ev.TaskId)
 	if !ok || t.Attempt() != ev.Attempt || t.AgentID() != agentID || !isPlaced(t.PB.State) {
 		return
 	}
@@ -423,13 +428,13 @@ func eventClass(outcome string, exitCode int32, c *fsmpb.ReportEvents) string {
 // preempt stops one running attempt to make room for another task.
 func (s *State) preempt(now int64, p *fsmpb.Preemption, r *Result) {
 	v := p.GetVictim()
-	t, ok := s.tasks[v.GetTaskId()]
+	t, ok := s.Task(v.GetTaskId())
 	if !ok || t.Attempt() != v.Attempt || t.AgentID() != v.AgentId || !isPlaced(t.PB.State) {
 		return
 	}
 	reason := "preempted for task " + p.ForTaskId
-	if ft, ok := s.tasks[p.ForTaskId]; ok {
-		reason += " of pool " + s.jobs[ft.PB.JobId].PB.Pool
+	if ft, ok := s.Task(p.ForTaskId); ok {
+		reason += " of pool " + s.job(ft.PB.JobId).PB.Pool
 	}
 	s.wTask(t)
 	t.current().Error = reason
@@ -441,13 +446,13 @@ func (s *State) preempt(now int64, p *fsmpb.Preemption, r *Result) {
 // their submit order but now sort with batch work.
 func (s *State) applyPromote(now int64, c *fsmpb.Promote) {
 	for _, id := range c.JobIds {
-		j, ok := s.jobs[id]
+		j, ok := s.Job(id)
 		if !ok || j.PB.Class != pb.JobClass_JOB_CLASS_OPPORTUNISTIC || IsJobFinal(j.PB.State) {
 			continue
 		}
 		var requeue []*Task
-		for _, tid := range j.TaskIDs {
-			if t := s.tasks[tid]; s.queue.Remove(s.queueItem(t)) {
+		for _, r := range j.rec.tasks {
+			if t := r.t; s.queue.Remove(s.queueItem(t)) {
 				requeue = append(requeue, t)
 			}
 		}
@@ -467,7 +472,7 @@ func (s *State) charge(t *Task, a *pb.Attempt) {
 	if a.StartedUnixMs == 0 || a.FinishedUnixMs <= a.StartedUnixMs {
 		return
 	}
-	j := s.jobs[t.PB.JobId]
+	j := s.job(t.PB.JobId)
 	opp := j.PB.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC
 	c := pool.CostOf(t.Ask(), a.FinishedUnixMs-a.StartedUnixMs, opp, s.defaults.Prices)
 	hour := a.FinishedUnixMs - a.FinishedUnixMs%3_600_000
@@ -494,7 +499,7 @@ func (s *State) finish(now int64, t *Task, outcome, class string, r *Result) {
 	case outcome == "succeeded":
 		s.setTaskState(t, pb.TaskState_TASK_STATE_SUCCEEDED)
 		s.wakeDependents(now, t)
-		s.maybeFinishJob(now, s.jobs[t.PB.JobId])
+		s.maybeFinishJob(now, s.job(t.PB.JobId))
 	case class == failure.NVENCSessionLimit:
 		s.sessionLimited(now, t, r)
 	case failure.UsesRetry(class): // failed, timeout
@@ -538,12 +543,12 @@ func (s *State) lostOrFail(now int64, t *Task, r *Result) {
 	}
 	reason := fmt.Sprintf("task %s (%s) was lost %d times, the limit: its agent or worker died under it each time; last: %s",
 		t.PB.Name, failure.AgentLost, t.PB.LostAttempts, attemptReason(cur))
-	s.endJob(now, s.jobs[t.PB.JobId], pb.JobState_JOB_STATE_FAILED, reason, r)
+	s.endJob(now, s.job(t.PB.JobId), pb.JobState_JOB_STATE_FAILED, reason, r)
 }
 
 func (s *State) wakeDependents(now int64, t *Task) {
 	for _, id := range s.dependents[t.PB.Id] {
-		d := s.tasks[id]
+		d := s.task(id)
 		d.waiting--
 		if d.waiting == 0 && d.PB.State == pb.TaskState_TASK_STATE_WAITING {
 			s.enqueue(now, d, 0)
@@ -560,7 +565,7 @@ func (s *State) retryOrFail(now int64, t *Task, r *Result) {
 	s.wTask(t)
 	t.PB.RetriesUsed++
 	cur := t.current()
-	policy := s.retryPolicy(t.PB.Spec)
+	policy := s.retryPolicy(t.spec.GetRetry())
 	if !failure.Permanent(cur.FailureClass) && t.PB.RetriesUsed < policy.MaxAttempts {
 		// Double from the initial backoff up to the ceiling; a shift that
 		// would overflow (and wrap to a small or negative value) is capped.
@@ -575,7 +580,7 @@ func (s *State) retryOrFail(now int64, t *Task, r *Result) {
 	if s.startFallback(now, t) {
 		return
 	}
-	s.endJob(now, s.jobs[t.PB.JobId], pb.JobState_JOB_STATE_FAILED, failReason(t, cur), r)
+	s.endJob(now, s.job(t.PB.JobId), pb.JobState_JOB_STATE_FAILED, failReason(t, cur), r)
 }
 
 // failReason is a failed job's reason: the task that failed it, the failure
@@ -605,11 +610,12 @@ func attemptReason(a *pb.Attempt) string {
 	return msg
 }
 
-// retryPolicy returns the task's retry policy with defaults filled in.
-func (s *State) retryPolicy(spec *pb.TaskSpec) *pb.RetryPolicy {
+// retryPolicy returns a task's retry policy r (nil: none) with defaults
+// filled in.
+func (s *State) retryPolicy(r *pb.RetryPolicy) *pb.RetryPolicy {
 	p := &pb.RetryPolicy{MaxAttempts: s.defaults.MaxAttempts, InitialBackoffMs: s.defaults.InitialBackoffMs,
 		MaxBackoffMs: s.defaults.MaxBackoffMs}
-	if r := spec.Retry; r != nil {
+	if r != nil {
 		if r.MaxAttempts > 0 {
 			p.MaxAttempts = r.MaxAttempts
 		}
@@ -627,8 +633,8 @@ func (s *State) retryPolicy(spec *pb.TaskSpec) *pb.RetryPolicy {
 }
 
 func (s *State) maybeFinishJob(now int64, j *Job) {
-	c := j.PB.Counts
-	if IsJobFinal(j.PB.State) || c.Succeeded+c.Failed+c.Cancelled+c.Replaced < c.Total {
+	c := s.countsOf(j)
+	if IsJobFinal(j.PB.State) || c.succeeded+c.failed+c.cancelled+c.replaced < c.total {
 		return
 	}
 	s.tallyJob(j.PB.State, pb.JobState_JOB_STATE_SUCCEEDED)
@@ -652,8 +658,8 @@ func (s *State) endJob(now int64, j *Job, st pb.JobState, reason string, r *Resu
 	j.PB.State, j.PB.Reason, j.PB.FinishedUnixMs = st, reason, now
 	delete(s.opportunistic, j.PB.Id)
 	s.noteJob(j, KindState, from)
-	for _, id := range j.TaskIDs {
-		t := s.tasks[id]
+	for _, ref := range j.rec.tasks { // wTask may copy j.rec: the tasks stay
+		t, id := ref.t, ref.t.PB.Id
 		if IsFinal(t.PB.State) {
 			continue
 		}
@@ -673,7 +679,7 @@ func (s *State) endJob(now int64, j *Job, st pb.JobState, reason string, r *Resu
 }
 
 func (s *State) applyCancel(now int64, c *fsmpb.CancelJob, r *Result) {
-	j, ok := s.jobs[c.JobId]
+	j, ok := s.Job(c.JobId)
 	if !ok {
 		r.Err = fmt.Errorf("%w: %s", ErrJobNotFound, c.JobId)
 		return
@@ -718,7 +724,7 @@ func (s *State) applyAgentUp(now int64, c *fsmpb.AgentUp, r *Result) {
 	}
 	for _, id := range sortedKeys(ag.Running) {
 		if att, ok := known[id]; !ok || att != ag.Running[id] {
-			s.finish(now, s.tasks[id], "lost", failure.AgentLost, r)
+			s.finish(now, s.task(id), "lost", failure.AgentLost, r)
 		}
 	}
 }
@@ -733,7 +739,7 @@ func (s *State) applyAgentDown(now int64, c *fsmpb.AgentDown, r *Result) {
 	s.agentChanged(c.AgentId)
 	s.noteAgent(ag, KindDown, AgentUp, c.Reason)
 	for _, id := range sortedKeys(ag.Running) {
-		t := s.tasks[id]
+		t := s.task(id)
 		s.wTask(t)
 		t.current().Error = "agent " + c.AgentId + " lost: " + c.Reason
 		s.finish(now, t, "lost", failure.AgentLost, r)

@@ -61,7 +61,7 @@ func (f *fsm) commitPlan() []*fsmpb.Assignment {
 
 func (f *fsm) finish(taskID, outcome string, exit int32) *Result {
 	f.t.Helper()
-	tk := f.s.tasks[taskID]
+	tk := f.s.task(taskID)
 	return f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
 		AgentId: tk.AgentID(), Events: []*pb.TaskEvent{{TaskId: taskID, Attempt: tk.Attempt(), Kind: "finished",
 			Outcome: outcome, ExitCode: exit, UnixMs: f.now}}}}, ClassifyExitCodes: true}}})
@@ -79,7 +79,7 @@ func TestRetryBackoffStaysAtCeiling(t *testing.T) {
 			t.Fatalf("retry %d: placed %v", n, got)
 		}
 		f.finish("job-1.0", "failed", 1)
-		tk := f.s.tasks["job-1.0"]
+		tk := f.s.task("job-1.0")
 		want := int64(60000)
 		if n <= 6 {
 			want = 1000 << (n - 1)
@@ -110,7 +110,7 @@ func TestRetryBackoffHuge(t *testing.T) {
 	for n := 1; n <= 3; n++ {
 		f.commitPlan()
 		f.finish("job-1.0", "failed", 1)
-		got := f.s.tasks["job-1.0"].PB.NotBeforeUnixMs - f.now
+		got := f.s.task("job-1.0").PB.NotBeforeUnixMs - f.now
 		want := big
 		if n > 1 {
 			want = big + 1

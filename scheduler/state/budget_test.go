@@ -24,11 +24,11 @@ func TestEmptyAskGetsTheDefault(t *testing.T) {
 		spec.Tasks = append(spec.Tasks, &pb.TaskSpec{Command: []string{"sleep", "1"}})
 	}
 	f.submit(spec)
-	t0 := f.s.tasks["job-1.0"]
-	if got := t0.PB.Spec.Resources.Vector(); got != pool.DefaultAsk || t0.Ask() != pool.DefaultAsk {
+	t0 := f.s.task("job-1.0")
+	if got := t0.Spec().Resources.Vector(); got != pool.DefaultAsk || t0.Ask() != pool.DefaultAsk {
 		t.Fatalf("task ask %v, want the default %v", got, pool.DefaultAsk)
 	}
-	if got := t0.PB.Spec.Fallback.Resources.Vector(); got != pool.DefaultAsk {
+	if got := t0.Spec().Fallback.Resources.Vector(); got != pool.DefaultAsk {
 		t.Fatalf("fallback ask %v, want the default", got)
 	}
 	if placed := f.commitPlan(); len(placed) != int(2000/pool.DefaultAsk.CPUMillis) {
@@ -164,7 +164,7 @@ func TestAttemptHistoryCapped(t *testing.T) {
 		f.now += 60_000 // past the lost attempts' backoff
 	}
 	f.commitPlan()
-	tk := f.s.tasks["job-1.0"]
+	tk := f.s.task("job-1.0")
 	if tk.Attempt() != lost+1 {
 		t.Fatalf("attempt %d, want %d", tk.Attempt(), lost+1)
 	}
@@ -194,7 +194,7 @@ func TestEventPayloadBoundedAtApply(t *testing.T) {
 	f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
 		AgentId: "a1", Events: []*pb.TaskEvent{{TaskId: "job-1.0", Attempt: 1, Kind: "finished", Outcome: "failed",
 			ExitCode: 1, Error: huge, StdoutTail: huge, StderrTail: huge, UnixMs: f.now}}}}}}})
-	a := f.s.tasks["job-1.0"].PB.Attempts[0]
+	a := f.s.task("job-1.0").PB.Attempts[0]
 	if len(a.Error) > limits.ErrorBytes || len(a.StdoutTail) > limits.MaxTailBytes || len(a.StderrTail) > limits.MaxTailBytes ||
 		!strings.Contains(a.StdoutTail, "bytes cut]") {
 		t.Fatalf("attempt kept %d/%d/%d bytes", len(a.Error), len(a.StdoutTail), len(a.StderrTail))

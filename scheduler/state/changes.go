@@ -79,7 +79,7 @@ func (s *State) noteTask(t *Task, kind string, from pb.TaskState, ended *pb.Atte
 		return
 	}
 	ev := &pb.Event{Topic: TopicTask, Kind: kind, JobId: t.PB.JobId, TaskId: t.PB.Id,
-		Pool: s.jobs[t.PB.JobId].PB.Pool, Name: t.PB.Name, State: t.PB.State.String(),
+		Pool: s.job(t.PB.JobId).PB.Pool, Name: t.PB.Name, State: t.PB.State.String(),
 		Attempt: t.Attempt(), ReplacedBy: t.PB.ReplacedBy}
 	if kind != KindCreated {
 		ev.PreviousState = from.String()

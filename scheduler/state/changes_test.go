@@ -60,7 +60,7 @@ func (r *recorder) do(c *fsmpb.Command) *Result {
 
 func (r *recorder) event(taskID, kind, outcome string, exit int32) {
 	r.t.Helper()
-	tk := r.s.tasks[taskID]
+	tk := r.s.task(taskID)
 	r.do(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
 		AgentId: tk.AgentID(), Events: []*pb.TaskEvent{{TaskId: taskID, Attempt: tk.Attempt(), Kind: kind,
 			Outcome: outcome, ExitCode: exit, UnixMs: r.now}}}}, ClassifyExitCodes: true}}})
@@ -283,12 +283,13 @@ func TestChangeRecordsTellTheWholeStory(t *testing.T) {
 			if len(broken) > 0 {
 				t.Fatalf("%d broken chains, first: %s", len(broken), broken[0])
 			}
-			for id, tk := range h.s.tasks {
+			for id, tk := range allTasks(h.s) {
 				if tasks[id] != tk.PB.State.String() {
 					t.Errorf("task %s: records end at %s, state is %s", id, tasks[id], tk.PB.State)
 				}
 			}
-			for id, j := range h.s.jobs {
+			for _, j := range h.s.jobs {
+				id := j.PB.Id
 				if jobs[id] != j.PB.State.String() {
 					t.Errorf("job %s: records end at %s, state is %s", id, jobs[id], j.PB.State)
 				}

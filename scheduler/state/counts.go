@@ -85,7 +85,7 @@ func (s *State) tallyJob(from, to pb.JobState) {
 // tallyClass moves job j's queued tasks to class to; call it before the
 // job's class changes.
 func (s *State) tallyClass(j *Job, to pb.JobClass) {
-	n := int(j.PB.Counts.Queued)
+	n := int(s.countsOf(j).queued)
 	s.tally.queued[PoolClass{Pool: j.PB.Pool, Class: j.PB.Class}] -= n
 	s.tally.queued[PoolClass{Pool: j.PB.Pool, Class: to}] += n
 }
@@ -98,16 +98,16 @@ func (s *State) countTally() tally {
 	out := newTally()
 	for _, j := range s.jobs {
 		out.jobs[j.PB.State]++
-		c := j.PB.Counts
+		c := s.countsOf(j)
 		t := &out.tasks
-		t.Waiting += int64(c.Waiting)
-		t.Queued += int64(c.Queued)
-		t.Running += int64(c.Running)
-		t.Succeeded += int64(c.Succeeded)
-		t.Failed += int64(c.Failed)
-		t.Cancelled += int64(c.Cancelled)
-		t.Replaced += int64(c.Replaced)
-		out.queued[PoolClass{Pool: j.PB.Pool, Class: j.PB.Class}] += int(c.Queued)
+		t.Waiting += int64(c.waiting)
+		t.Queued += int64(c.queued)
+		t.Running += int64(c.running)
+		t.Succeeded += int64(c.succeeded)
+		t.Failed += int64(c.failed)
+		t.Cancelled += int64(c.cancelled)
+		t.Replaced += int64(c.replaced)
+		out.queued[PoolClass{Pool: j.PB.Pool, Class: j.PB.Class}] += int(c.queued)
 	}
 	return out
 }
@@ -117,11 +117,11 @@ func (s *State) countTally() tally {
 // start is applied; submitted is the job's submit time (unix ms), class
 // its class. ok is false for an unknown task.
 func (s *State) FirstStart(taskID string) (first bool, submitted int64, class pb.JobClass, ok bool) {
-	t, found := s.tasks[taskID]
+	t, found := s.Task(taskID)
 	if !found {
 		return false, 0, 0, false
 	}
-	j := s.jobs[t.PB.JobId]
+	j := s.job(t.PB.JobId)
 	for _, a := range t.PB.Attempts {
 		if a.StartedUnixMs != 0 {
 			return false, j.PB.SubmittedUnixMs, j.PB.Class, true
@@ -134,7 +134,7 @@ func (s *State) FirstStart(taskID string) (first bool, submitted int64, class pb
 // task or that record is unknown, or the record was dropped from history).
 // The record is the state's own: read it under the read lock only.
 func (s *State) AttemptRecord(taskID string, attempt int32) *pb.Attempt {
-	t, ok := s.tasks[taskID]
+	t, ok := s.Task(taskID)
 	if !ok {
 		return nil
 	}
@@ -144,4 +144,53 @@ func (s *State) AttemptRecord(taskID string, attempt int32) *pb.Attempt {
 		}
 	}
 	return nil
+}
+
+// taskCounts tallies a job's tasks by state, as pb.TaskCounts does
+// (blocked is a view's, not kept). A job keeps one only once it has more
+// than one task: a one-task job's counts follow from its task's state
+// (countsOf), which keeps a million one-task jobs small.
+type taskCounts struct {
+	total, waiting, queued, running, succeeded, failed, cancelled, replaced int32
+}
+
+// countsOf returns j's counts.
+func (s *State) countsOf(j *Job) taskCounts {
+	if j.counts != nil {
+		return *j.counts
+	}
+	var c taskCounts
+	for _, r := range j.rec.tasks { // at most one
+		t := r.t
+		c.add(t.PB.State, t.PB.ReplacedBy != "", 1)
+	}
+	return c
+}
+
+// add counts d more tasks in state st (replaced: taken over by a
+// fallback), total included.
+func (c *taskCounts) add(st pb.TaskState, replaced bool, d int32) {
+	c.total += d
+	*countFor(c, st, replaced) += d
+}
+
+// pb returns the counts as a message.
+func (c taskCounts) pb() *pb.TaskCounts { return c.fill(&pb.TaskCounts{}) }
+
+// fill sets dst to the counts (blocked 0) and returns it.
+func (c taskCounts) fill(dst *pb.TaskCounts) *pb.TaskCounts {
+	dst.Total, dst.Waiting, dst.Queued, dst.Running = c.total, c.waiting, c.queued, c.running
+	dst.Succeeded, dst.Failed, dst.Cancelled, dst.Replaced = c.succeeded, c.failed, c.cancelled, c.replaced
+	dst.Blocked = 0
+	return dst
+}
+
+// countRecords counts the tasks of a job record (a snapshot's view of
+// them).
+func countRecords(tasks []taskRef) taskCounts {
+	var c taskCounts
+	for _, t := range tasks {
+		c.add(t.pb.State, t.pb.ReplacedBy != "", 1)
+	}
+	return c
 }

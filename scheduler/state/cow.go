@@ -40,10 +40,11 @@ type jobRec struct {
 	gen   uint32
 }
 
-// taskRef is one task of a jobRec.
+// taskRef is one task of a jobRec: its record, and the task for what
+// does not change after submission (its sequence number and spec).
 type taskRef struct {
-	pb  *pb.Task
-	seq uint64
+	pb *pb.Task
+	t  *Task
 }
 
 // recLess orders job records as snapshots list jobs: by submit order,
@@ -81,7 +82,7 @@ func (s *State) wJob(j *Job) {
 
 // wTask makes t's record, and its job's, writable.
 func (s *State) wTask(t *Task) {
-	j := s.jobs[t.PB.JobId]
+	j := s.job(t.PB.JobId)
 	s.wJob(j)
 	if !s.frozen(t.gen) {
 		return
@@ -112,7 +113,7 @@ func (s *State) wAgent(ag *Agent) {
 func (s *State) addTaskRec(j *Job, t *Task) {
 	s.wJob(j)
 	t.gen = s.gen
-	j.rec.tasks = append(j.rec.tasks, taskRef{pb: t.PB, seq: t.Seq})
+	j.rec.tasks = append(j.rec.tasks, taskRef{pb: t.PB, t: t})
 }
 
 // dropJobRec removes a job from the index (GC).

@@ -255,7 +255,7 @@ func (s *State) applyAgentDevices(now int64, c *fsmpb.AgentDevices, r *Result) {
 	s.agentChanged(c.AgentId)
 	s.noteAgent(ag, KindDevices, ag.PB.State, "")
 	for _, id := range sortedKeys(ag.Running) {
-		t := s.tasks[id]
+		t := s.task(id)
 		uuid, why := ag.unhealthyGrant(t.current().GetGpus())
 		if uuid == "" {
 			continue
@@ -273,8 +273,8 @@ func (s *State) applyAgentDevices(now int64, c *fsmpb.AgentDevices, r *Result) {
 // it at once (the CPU encode); one without goes back to the queue as a lost
 // attempt does.
 func (s *State) sessionLimited(now int64, t *Task, r *Result) {
-	if fb := t.PB.Spec.Fallback; fb != nil {
-		if _, taken := s.taskNames(s.jobs[t.PB.JobId])[fb.Name]; !taken {
+	if fb := t.spec.GetFallback(); fb != nil {
+		if _, taken := s.taskNames(s.job(t.PB.JobId))[fb.Name]; !taken {
 			s.setTaskState(t, pb.TaskState_TASK_STATE_FAILED)
 			s.startFallback(now, t)
 			return

@@ -58,7 +58,7 @@ func (s *State) applyAgentScheduling(now int64, c *fsmpb.AgentScheduling, r *Res
 // it at the deadline).
 func (s *State) drainWaitsFor(ag *Agent, t *Task) bool {
 	if d := ag.PB.Drain; d != nil && d.KeepOpportunistic {
-		return s.jobs[t.PB.JobId].PB.Class != pb.JobClass_JOB_CLASS_OPPORTUNISTIC
+		return s.job(t.PB.JobId).PB.Class != pb.JobClass_JOB_CLASS_OPPORTUNISTIC
 	}
 	return true
 }
@@ -66,7 +66,7 @@ func (s *State) drainWaitsFor(ag *Agent, t *Task) bool {
 // drainComplete reports whether no task a drain waits for runs on ag.
 func (s *State) drainComplete(ag *Agent) bool {
 	for id := range ag.Running {
-		if s.drainWaitsFor(ag, s.tasks[id]) {
+		if s.drainWaitsFor(ag, s.task(id)) {
 			return false
 		}
 	}
@@ -80,7 +80,7 @@ func (s *State) applyAgentDrainDeadline(now int64, c *fsmpb.AgentDrainDeadline, 
 	}
 	reason := fmt.Sprintf("agent %s drained: its deadline passed", c.AgentId)
 	for _, id := range sortedKeys(ag.Running) {
-		t := s.tasks[id]
+		t := s.task(id)
 		if !s.drainWaitsFor(ag, t) {
 			continue
 		}

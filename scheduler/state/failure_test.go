@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
@@ -34,7 +35,7 @@ func TestFailureClassDecidesRetry(t *testing.T) {
 		f.submit(&pb.JobSpec{Tasks: []*pb.TaskSpec{{Name: "enc-1080p-3", Command: []string{"x"},
 			Retry: &pb.RetryPolicy{MaxAttempts: 5}}}})
 		f.commitPlan()
-		tk := f.s.tasks["job-1.0"]
+		tk := f.s.task("job-1.0")
 		f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
 			AgentId: "a1", Events: []*pb.TaskEvent{{TaskId: tk.PB.Id, Attempt: 1, Kind: "finished", Outcome: "failed",
 				ExitCode: c.exit, Error: "boom", UnixMs: f.now}}}}, ClassifyExitCodes: c.classify}}})
@@ -69,7 +70,7 @@ func TestPermanentFailureHandsOverToFallback(t *testing.T) {
 	f.submit(&pb.JobSpec{Tasks: []*pb.TaskSpec{enc, oneTask("join", "enc")}})
 	f.commitPlan()
 	f.finish("job-1.0", "failed", failure.ExitDecodeError)
-	orig := f.s.tasks["job-1.0"]
+	orig := f.s.task("job-1.0")
 	if orig.PB.ReplacedBy == "" || len(orig.PB.Attempts) != 1 {
 		t.Fatalf("decode error: replaced_by %q after %d attempts; want the fallback after 1", orig.PB.ReplacedBy,
 			len(orig.PB.Attempts))
@@ -97,13 +98,16 @@ func TestRestoreRecountsOldSnapshot(t *testing.T) {
 	f.submit(&pb.JobSpec{Tasks: []*pb.TaskSpec{enc, oneTask("join", "enc")}})
 	f.commitPlan()
 	f.finish("job-1.0", "failed", 1)
-	c := f.s.jobs["job-1"].PB.Counts
-	c.Failed, c.Replaced = c.Failed+c.Replaced, 0 // as the old Apply kept them
-	var buf strings.Builder
+	var buf bytes.Buffer
 	if err := f.s.WriteSnapshot(&buf); err != nil {
 		t.Fatal(err)
 	}
-	r, err := ReadSnapshot(strings.NewReader(buf.String()), f.s.Defaults())
+	old := rewriteSnapshot(t, buf.Bytes(), func(rec *fsmpb.SnapshotRecord) {
+		if c := rec.GetJob().GetJob().GetCounts(); c != nil {
+			c.Failed, c.Replaced = c.Failed+c.Replaced, 0 // as the old Apply kept them
+		}
+	})
+	r, err := ReadSnapshot(old, f.s.Defaults())
 	if err != nil {
 		t.Fatal(err)
 	}

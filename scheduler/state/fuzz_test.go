@@ -1,12 +1,16 @@
 package state
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
+	"io"
 	"strings"
 	"testing"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -45,7 +49,7 @@ func fuzzBase(t *testing.T) *State {
 		}
 	}
 	commitPlanAt(s, fuzzNow)
-	if tk := s.tasks["job-1.0"]; !isPlaced(tk.PB.State) {
+	if tk := s.task("job-1.0"); !isPlaced(tk.PB.State) {
 		t.Fatalf("fuzz base: plan is %v", tk.PB.State)
 	}
 	return s
@@ -112,7 +116,7 @@ func FuzzExpansion(f *testing.F) {
 		s := fuzzBase(t)
 		now := int64(fuzzNow + 1000)
 		s.Apply(&fsmpb.Command{NowUnixMs: now, Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{
-			ClassifyExitCodes: true, Agents: []*fsmpb.AgentEvents{{AgentId: s.tasks["job-1.0"].AgentID(),
+			ClassifyExitCodes: true, Agents: []*fsmpb.AgentEvents{{AgentId: s.task("job-1.0").AgentID(),
 				Events: []*pb.TaskEvent{{TaskId: "job-1.0", Attempt: 1, Kind: "finished", Outcome: "succeeded",
 					UnixMs: now, Result: result}}}}}}})
 		checkStrict(t, s, "after the result")
@@ -219,15 +223,15 @@ func TestReadSnapshotRejectsDamage(t *testing.T) {
 	}{
 		"job id past the count": {func(s *State) { s.jobSeq = 0 }, "not one of job-1..job-0"},
 		// A job's task list is written from its tasks' records.
-		"task record renamed":    {func(s *State) { s.tasks["job-1.1"].PB.Id = "job-1.7" }, `task 1 is "job-1.7"`},
-		"task of another job":    {func(s *State) { s.tasks["job-1.1"].PB.JobId = "job-2" }, "outside its job"},
-		"after names no task":    {func(s *State) { s.tasks["job-1.1"].PB.Spec.After = []string{"ghost"} }, `unknown task "ghost"`},
-		"task without a spec":    {func(s *State) { s.tasks["job-1.1"].PB.Spec = nil }, "without a spec"},
-		"negative ask":           {func(s *State) { s.tasks["job-1.1"].PB.Spec.Resources = &pb.Resources{CpuMillis: -1} }, "negative cpu"},
-		"placed without attempt": {func(s *State) { s.tasks["job-1.0"].PB.Attempts = nil }, "without an attempt"},
+		"task record renamed": {func(s *State) { s.task("job-1.1").PB.Id = "job-1.7" }, `task 1 is "job-1.7"`},
+		"task of another job": {func(s *State) { s.task("job-1.1").PB.JobId = "job-2" }, "outside its job"},
+		// job-1.1 waits for job-1.0: its spec is kept whole.
+		"after names no task":    {func(s *State) { s.task("job-1.1").spec.After = []string{"ghost"} }, `unknown task "ghost"`},
+		"negative ask":           {func(s *State) { s.task("job-1.1").spec.Resources = &pb.Resources{CpuMillis: -1} }, "negative cpu"},
+		"placed without attempt": {func(s *State) { s.task("job-1.0").PB.Attempts = nil }, "without an attempt"},
 		"fallbacks replace each other": {func(s *State) {
-			s.tasks["job-1.0"].PB.ReplacedBy = "job-1.1"
-			s.tasks["job-1.1"].PB.ReplacedBy = "job-1.0"
+			s.task("job-1.0").PB.ReplacedBy = "job-1.1"
+			s.task("job-1.1").PB.ReplacedBy = "job-1.0"
 		}, "not a fallback of its job"},
 	}
 	for name, c := range cases {
@@ -243,5 +247,47 @@ func TestReadSnapshotRejectsDamage(t *testing.T) {
 				t.Fatalf("error %v, want one naming %q", err, c.want)
 			}
 		})
+	}
+}
+
+// rewriteSnapshot returns a snapshot with each of its records passed
+// through edit: for records a state no longer writes.
+func rewriteSnapshot(t *testing.T, snap []byte, edit func(rec *fsmpb.SnapshotRecord)) *bytes.Buffer {
+	t.Helper()
+	in := bufio.NewReader(bytes.NewReader(snap))
+	head := make([]byte, len(SnapshotMagic)+4)
+	if _, err := io.ReadFull(in, head); err != nil {
+		t.Fatal(err)
+	}
+	out := bytes.NewBuffer(head)
+	for {
+		rec := &fsmpb.SnapshotRecord{}
+		err := protodelim.UnmarshalFrom(in, rec)
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		edit(rec)
+		if _, err := protodelim.MarshalTo(out, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A task record without a spec (a state always writes one) is refused.
+func TestReadSnapshotRejectsTaskWithoutSpec(t *testing.T) {
+	var buf bytes.Buffer
+	if err := fuzzBase(t).WriteSnapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	out := rewriteSnapshot(t, buf.Bytes(), func(rec *fsmpb.SnapshotRecord) {
+		if task := rec.GetTask(); task.GetId() == "job-1.0" {
+			task.Spec = nil
+		}
+	})
+	if _, err := ReadSnapshot(out, DefaultDefaults); err == nil || !strings.Contains(err.Error(), "without a spec") {
+		t.Fatalf("error %v, want one naming a task without a spec", err)
 	}
 }

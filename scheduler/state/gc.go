@@ -34,9 +34,9 @@ func (s *State) GCCandidates(now int64, r Retention, limit int) []string {
 		seq uint64
 	}
 	var done []fin
-	for id, j := range s.jobs {
+	for _, j := range s.jobs {
 		if IsJobFinal(j.PB.State) {
-			done = append(done, fin{id, j.PB.FinishedUnixMs, j.Seq})
+			done = append(done, fin{j.PB.Id, j.PB.FinishedUnixMs, j.Seq})
 		}
 	}
 	sort.Slice(done, func(a, b int) bool {
@@ -65,26 +65,26 @@ func (s *State) GCCandidates(now int64, r Retention, limit int) []string {
 // stays safe.
 func (s *State) applyGC(c *fsmpb.GCJobs, r *Result) {
 	for _, id := range c.JobIds {
-		j, ok := s.jobs[id]
+		j, ok := s.Job(id)
 		if !ok || !IsJobFinal(j.PB.State) {
 			continue
 		}
-		for _, tid := range j.TaskIDs {
-			if t, ok := s.tasks[tid]; ok {
-				s.tallyTask(j, t.PB.State, t.PB.ReplacedBy != "", -1)
-			}
+		for _, ref := range j.rec.tasks {
+			t, tid := ref.t, ref.t.PB.Id
+			s.tallyTask(j, t.PB.State, t.PB.ReplacedBy != "", -1)
 			delete(s.fallbackWatch, tid)
 			delete(s.dependents, tid)
-			delete(s.tasks, tid)
+			s.ntasks--
 		}
 		s.tally.jobs[j.PB.State]--
 		s.noteJob(j, KindRemoved, j.PB.State)
-		if k := j.PB.IdempotencyKey; k != "" && s.idem[k] == id {
-			delete(s.idem, k)
+		if k := j.PB.IdempotencyKey; k != "" {
+			s.idem.del(k, j)
 		}
 		delete(s.opportunistic, id)
 		s.dropJobRec(j)
-		delete(s.jobs, id)
+		n, _ := jobNumber(id)
+		delete(s.jobs, n)
 		r.Removed = append(r.Removed, id)
 	}
 }

@@ -6,7 +6,6 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
-	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/placement"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -33,20 +32,23 @@ const MaxExpansionTasks = 100_000
 // addTasks creates tasks from specs in job j, wires their `after` edges to
 // tasks old and new, and queues those with nothing to wait for.
 func (s *State) addTasks(now int64, j *Job, specs []*pb.TaskSpec) []*Task {
-	first := len(j.TaskIDs)
+	first := len(j.rec.tasks)
+	if j.counts == nil && first+len(specs) > 1 {
+		c := s.countsOf(j)
+		j.counts = &c
+	}
 	added := make([]*Task, len(specs))
 	for i, ts := range specs {
-		ts.Resources = s.internResources(ts.Resources)
-		s.compactSpec(ts)
 		s.seq++
-		t := &Task{Seq: s.seq, ask: s.internAsk(ts.Resources.Vector()), PB: &pb.Task{
-			Id: s.newTaskID(j, first+i), JobId: j.PB.Id, Name: ts.Name, Spec: ts, State: pb.TaskState_TASK_STATE_WAITING,
+		t := &Task{Seq: s.seq, PB: &pb.Task{
+			Id: s.newTaskID(j, first+i), JobId: j.PB.Id, Name: ts.Name, State: pb.TaskState_TASK_STATE_WAITING,
 		}}
-		s.tasks[t.PB.Id] = t
+		s.setSpec(t, ts)
+		s.ntasks++
 		s.addTaskRec(j, t)
-		j.TaskIDs = append(j.TaskIDs, t.PB.Id)
-		j.PB.Counts.Total++
-		j.PB.Counts.Waiting++
+		if j.counts != nil {
+			j.counts.add(pb.TaskState_TASK_STATE_WAITING, false, 1)
+		}
 		s.tallyTask(j, pb.TaskState_TASK_STATE_WAITING, false, 1)
 		added[i] = t
 		s.noteTask(t, KindCreated, 0, nil)
@@ -70,29 +72,29 @@ func (s *State) internResources(r *pb.Resources) *pb.Resources {
 	if r == nil {
 		return nil
 	}
-	v := r.Vector()
-	if shared, ok := s.resources[v]; ok {
-		return shared
-	}
-	s.resources[v] = r
-	return r
+	return s.internAsk(r).msg
 }
 
-// internAsk returns one shared vector per distinct resource ask.
-func (s *State) internAsk(v pool.Resources) *pool.Resources {
+// internAsk returns one shared record per distinct resource ask: its
+// vector and a message (the first one seen; an empty one for a nil ask).
+func (s *State) internAsk(r *pb.Resources) *askRec {
+	v := r.Vector()
 	if shared, ok := s.asks[v]; ok {
 		return shared
 	}
-	p := &v
-	s.asks[v] = p
-	return p
+	if r == nil {
+		r = &pb.Resources{}
+	}
+	a := &askRec{vec: v, msg: r}
+	s.asks[v] = a
+	return a
 }
 
 // taskNames maps each task name of a job to its id.
 func (s *State) taskNames(j *Job) map[string]string {
-	names := make(map[string]string, len(j.TaskIDs))
-	for _, id := range j.TaskIDs {
-		names[s.tasks[id].PB.Name] = id
+	names := make(map[string]string, len(j.rec.tasks))
+	for _, r := range j.rec.tasks {
+		names[r.pb.Name] = r.pb.Id
 	}
 	return names
 }
@@ -100,9 +102,9 @@ func (s *State) taskNames(j *Job) map[string]string {
 // resolve follows fallback replacements from a task to the one standing in
 // for it now.
 func (s *State) resolve(id string) *Task {
-	t := s.tasks[id]
+	t := s.task(id)
 	for t.PB.ReplacedBy != "" {
-		t = s.tasks[t.PB.ReplacedBy]
+		t = s.task(t.PB.ReplacedBy)
 	}
 	return t
 }
@@ -110,7 +112,7 @@ func (s *State) resolve(id string) *Task {
 // wire records t's `after` edges: t waits for each dependency (or its
 // replacement) that has not succeeded yet.
 func (s *State) wire(t *Task, names map[string]string) {
-	for _, dep := range t.PB.Spec.After {
+	for _, dep := range t.spec.GetAfter() {
 		d := s.resolve(names[dep])
 		if d.PB.State == pb.TaskState_TASK_STATE_SUCCEEDED {
 			continue
@@ -134,7 +136,7 @@ func (s *State) expand(now int64, t *Task, result []byte) error {
 	if len(exp.Tasks) == 0 {
 		return nil
 	}
-	j := s.jobs[t.PB.JobId]
+	j := s.job(t.PB.JobId)
 	if err := s.validateExpansion(j, exp.Tasks); err != nil {
 		return fmt.Errorf("invalid job expansion: %w", err)
 	}
@@ -143,7 +145,7 @@ func (s *State) expand(now int64, t *Task, result []byte) error {
 }
 
 func (s *State) validateExpansion(j *Job, specs []*pb.TaskSpec) error {
-	if len(specs) > MaxExpansionTasks || len(j.TaskIDs)+len(specs) > MaxTasksPerJob {
+	if len(specs) > MaxExpansionTasks || len(j.rec.tasks)+len(specs) > MaxTasksPerJob {
 		return invalid("%d tasks: more than a job may hold", len(specs))
 	}
 	existing := s.taskNames(j)
@@ -213,11 +215,11 @@ func normalizeFallback(ts *pb.TaskSpec) {
 // startFallback replaces a task that has failed for good by its fallback,
 // if it has one whose name is free. It reports whether it did.
 func (s *State) startFallback(now int64, t *Task) bool {
-	fb := t.PB.Spec.Fallback
+	fb := t.spec.GetFallback()
 	if fb == nil {
 		return false
 	}
-	j := s.jobs[t.PB.JobId]
+	j := s.job(t.PB.JobId)
 	if _, taken := s.taskNames(j)[fb.Name]; taken {
 		return false
 	}
@@ -235,8 +237,8 @@ func (s *State) startFallback(now int64, t *Task) bool {
 // fallbackDue is when a queued task with a fallback wait gives up waiting:
 // its first queueing plus the wait, if it was never placed.
 func fallbackDue(t *Task) (int64, bool) {
-	wait := t.PB.Spec.FallbackAfterMs
-	if wait <= 0 || t.PB.Spec.Fallback == nil || t.PB.State != pb.TaskState_TASK_STATE_QUEUED {
+	wait := t.spec.GetFallbackAfterMs()
+	if wait <= 0 || t.spec.GetFallback() == nil || t.PB.State != pb.TaskState_TASK_STATE_QUEUED {
 		return 0, false
 	}
 	if len(t.PB.Attempts) > 0 { // it was placed once: it no longer falls back for waiting
@@ -251,7 +253,7 @@ func (s *State) DueFallbacks(now int64) []string {
 	var out []string
 	var nodes []placement.Node
 	for id := range s.fallbackWatch {
-		t := s.tasks[id]
+		t := s.task(id)
 		if nodes == nil {
 			nodes = s.nodes()
 		}
@@ -276,14 +278,14 @@ func (s *State) fallbackReady(now int64, t *Task, nodes []placement.Node) bool {
 // applyFallback gives up on queued tasks whose fallback wait ran out.
 func (s *State) applyFallback(now int64, c *fsmpb.Fallback) {
 	for _, id := range c.TaskIds {
-		t, ok := s.tasks[id]
+		t, ok := s.Task(id)
 		if !ok {
 			continue
 		}
 		if !s.fallbackReady(now, t, s.nodes()) {
 			continue
 		}
-		reason := fmt.Sprintf("not placed within %dms; falling back", t.PB.Spec.FallbackAfterMs)
+		reason := fmt.Sprintf("not placed within %dms; falling back", t.spec.GetFallbackAfterMs())
 		if due, _ := fallbackDue(t); now < due {
 			reason = explainBlocked(s.nodes(), t) + "; falling back"
 		}

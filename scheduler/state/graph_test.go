@@ -11,7 +11,7 @@ import (
 // finishWith reports a task's current attempt finished with a result.
 func (f *fsm) finishWith(taskID, outcome string, result string) *Result {
 	f.t.Helper()
-	tk := f.s.tasks[taskID]
+	tk := f.s.task(taskID)
 	return f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
 		AgentId: tk.AgentID(), Events: []*pb.TaskEvent{{TaskId: taskID, Attempt: tk.Attempt(), Kind: "finished",
 			UnixMs: f.now, Outcome: outcome, Result: []byte(result)}}}}, ClassifyExitCodes: true}}})
@@ -19,9 +19,9 @@ func (f *fsm) finishWith(taskID, outcome string, result string) *Result {
 
 func taskByName(t *testing.T, s *State, jobID, name string) *Task {
 	t.Helper()
-	for _, id := range s.jobs[jobID].TaskIDs {
-		if s.tasks[id].PB.Name == name {
-			return s.tasks[id]
+	for _, id := range s.job(jobID).TaskIDs() {
+		if s.task(id).PB.Name == name {
+			return s.task(id)
 		}
 	}
 	t.Fatalf("job %s has no task %s", jobID, name)
@@ -111,7 +111,7 @@ func TestFallbackAfterFailure(t *testing.T) {
 	f.submit(&pb.JobSpec{Tasks: []*pb.TaskSpec{enc, oneTask("join", "enc")}})
 	f.commitPlan()
 	f.finish("job-1.0", "failed", 1)
-	orig, fb := f.s.tasks["job-1.0"], taskByName(t, f.s, "job-1", "enc-fallback")
+	orig, fb := f.s.task("job-1.0"), taskByName(t, f.s, "job-1", "enc-fallback")
 	if orig.PB.State != pb.TaskState_TASK_STATE_FAILED || orig.PB.ReplacedBy != fb.PB.Id {
 		t.Fatalf("original %v replaced_by %q", orig.PB.State, orig.PB.ReplacedBy)
 	}
@@ -158,7 +158,7 @@ func TestFallbackAfterWait(t *testing.T) {
 	if len(got) != 1 || got[0].TaskId != "job-2.1" {
 		t.Fatalf("fallback not placed: %v", got)
 	}
-	orig := f.s.tasks["job-2.0"]
+	orig := f.s.task("job-2.0")
 	if a := orig.PB.Attempts[0]; a.Outcome != "fallback" || !strings.Contains(a.Error, "not placed within 30000ms") {
 		t.Fatalf("original attempt %v", a)
 	}
@@ -181,7 +181,7 @@ func TestFallbackAtOnceWhenNoAgentCouldHoldIt(t *testing.T) {
 	if got := f.commitPlan(); len(got) != 1 || got[0].AgentId != "cpu" {
 		t.Fatalf("fallback not placed on the CPU agent: %v", got)
 	}
-	if a := f.s.tasks["job-1.0"].PB.Attempts[0]; !strings.Contains(a.Error, "NVENC") {
+	if a := f.s.task("job-1.0").PB.Attempts[0]; !strings.Contains(a.Error, "NVENC") {
 		t.Fatalf("reason %q does not name the missing resource", a.Error)
 	}
 }

@@ -113,7 +113,7 @@ func TestPlanHeldOnlyFromBorrowers(t *testing.T) {
 		break
 	}
 	mustApply(t, s, &fsmpb.Command{NowUnixMs: now, Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
-		AgentId: "agent-00002", Events: []*pb.TaskEvent{{TaskId: tid, Attempt: s.tasks[tid].Attempt(), Kind: "finished",
+		AgentId: "agent-00002", Events: []*pb.TaskEvent{{TaskId: tid, Attempt: s.task(tid).Attempt(), Kind: "finished",
 			Outcome: "succeeded", UnixMs: now}}}}}}})
 	lim := DefaultPlanLimits
 	lim.Held = map[string]pool.Resources{"latency": {CPUMillis: 1000}}
@@ -122,7 +122,7 @@ func TestPlanHeldOnlyFromBorrowers(t *testing.T) {
 	}
 	js := &pb.JobSpec{Name: "live", Pool: "live", Tasks: []*pb.TaskSpec{{Command: []string{"x"}, Resources: &pb.Resources{CpuMillis: 1000}}}}
 	r := mustApply(t, s, &fsmpb.Command{NowUnixMs: now, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{js}}}})
-	live := s.jobs[r.Jobs[0].Id].TaskIDs[0]
+	live := s.job(r.Jobs[0].Id).TaskIDs()[0]
 	got := s.Plan(now, lim)
 	if len(got.Preemptions) != 0 || len(got.Assignments) != 1 || got.Assignments[0].TaskId != live || got.Assignments[0].AgentId != "agent-00002" {
 		t.Fatalf("plan %v: want %s (pool within its guarantee) on agent-00002 without preemption", got, live)

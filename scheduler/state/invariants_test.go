@@ -33,24 +33,26 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 	errs = append(errs, checkAgentIndex(s)...)
 
 	for _, jid := range s.JobIDs() {
-		j := s.jobs[jid]
+		j := s.job(jid)
 		if j.PB.Id != jid {
 			fail("job %s: record has id %s", jid, j.PB.Id)
 		}
-		if k := j.PB.IdempotencyKey; k != "" && s.idem[k] != jid {
-			fail("job %s: idempotency key %q maps to %q", jid, k, s.idem[k])
+		if k := j.PB.IdempotencyKey; k != "" {
+			if got, ok := s.idem.get(k); !ok || got != j {
+				fail("job %s: idempotency key %q maps to another job", jid, k)
+			}
 		}
 		var c pb.TaskCounts
-		c.Total = int32(len(j.TaskIDs))
+		c.Total = int32(len(j.TaskIDs()))
 		var active, failed, nonFinal int
 		byName := map[string]*Task{}
-		for _, tid := range j.TaskIDs {
-			if t, ok := s.tasks[tid]; ok {
+		for _, tid := range j.TaskIDs() {
+			if t, ok := s.Task(tid); ok {
 				byName[t.PB.Name] = t
 			}
 		}
-		for _, tid := range j.TaskIDs {
-			t, ok := s.tasks[tid]
+		for _, tid := range j.TaskIDs() {
+			t, ok := s.Task(tid)
 			if !ok {
 				fail("job %s: task %s does not exist", jid, tid)
 				continue
@@ -73,8 +75,16 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 			case st == pb.TaskState_TASK_STATE_FAILED:
 				c.Failed++
 				failed++
-			default:
-				*countFor(&c, st, false)++
+			case st == pb.TaskState_TASK_STATE_WAITING:
+				c.Waiting++
+			case st == pb.TaskState_TASK_STATE_QUEUED:
+				c.Queued++
+			case isPlaced(st):
+				c.Running++
+			case st == pb.TaskState_TASK_STATE_SUCCEEDED:
+				c.Succeeded++
+			case st == pb.TaskState_TASK_STATE_CANCELLED:
+				c.Cancelled++
 			}
 			if !IsFinal(st) {
 				nonFinal++
@@ -85,8 +95,8 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 			if st == pb.TaskState_TASK_STATE_QUEUED || isPlaced(st) {
 				active++
 			}
-			if t.Ask() != t.PB.Spec.GetResources().Vector() {
-				fail("task %s: ask %v, spec says %v", tid, t.Ask(), t.PB.Spec.GetResources().Vector())
+			if t.Ask() != t.Spec().GetResources().Vector() {
+				fail("task %s: ask %v, spec says %v", tid, t.Ask(), t.Spec().GetResources().Vector())
 			}
 
 			// Attempts are numbered 1..n; all but the last are over. Past
@@ -156,14 +166,14 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 
 			// Dependencies.
 			notDone := 0
-			for _, dep := range t.PB.Spec.After {
+			for _, dep := range t.Spec().After {
 				d, ok := byName[dep]
 				if !ok {
 					fail("task %s: after names unknown %q", tid, dep)
 					continue
 				}
 				for d.PB.ReplacedBy != "" { // a fallback stands in for it
-					d = s.tasks[d.PB.ReplacedBy]
+					d = s.task(d.PB.ReplacedBy)
 				}
 				if d.PB.State != pb.TaskState_TASK_STATE_SUCCEEDED {
 					notDone++
@@ -206,7 +216,7 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 				agentRunning[agentID][tid] = t.Attempt()
 				poolUsed[j.PB.Pool] = poolUsed[j.PB.Pool].Add(t.Ask())
 				poolRun[j.PB.Pool]++
-				if k := t.PB.Spec.ExclusiveKey; k != "" {
+				if k := t.Spec().ExclusiveKey; k != "" {
 					if other, dup := exclusive[k]; dup {
 						fail("tasks %s and %s both hold exclusive key %q", other, tid, k)
 					}
@@ -214,9 +224,11 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 				}
 			}
 		}
-		got := proto.Clone(j.PB.Counts).(*pb.TaskCounts)
-		got.Blocked = 0
-		if !proto.Equal(got, &c) {
+		if (j.counts != nil) != (len(j.TaskIDs()) > 1) || j.PB.Counts != nil {
+			fail("job %s of %d tasks: keeps counts %v, record counts %v (only jobs of more than one task keep them, apart from the record)",
+				jid, len(j.TaskIDs()), j.counts, j.PB.Counts)
+		}
+		if got := s.countsOf(j).pb(); !proto.Equal(got, &c) {
 			fail("job %s: counts %v, recount %v", jid, got, &c)
 		}
 
@@ -250,16 +262,19 @@ func checkInvariants(s *State, strictPoolMax bool) []string {
 			fail("job %s: %v without finished time", jid, js)
 		}
 	}
-	if len(seen) != len(s.tasks) {
-		fail("%d tasks exist, %d belong to jobs", len(s.tasks), len(seen))
+	if len(seen) != s.TaskCount() {
+		fail("%d tasks counted, %d belong to jobs", s.TaskCount(), len(seen))
 	}
 	if s.queue.Len() != queued {
 		fail("queue holds %d tasks, %d tasks are queued", s.queue.Len(), queued)
 	}
-	for k, id := range s.idem {
-		if j, ok := s.jobs[id]; !ok || j.PB.IdempotencyKey != k {
-			fail("idempotency key %q maps to %q", k, id)
+	s.idem.each(func(k string, j *Job) {
+		if s.job(j.PB.Id) != j || j.PB.IdempotencyKey != k {
+			fail("idempotency key %q maps to %q, not a job of that key", k, j.PB.Id)
 		}
+	})
+	if n := len(s.idem.byHash) + len(s.idem.more); n != len(idemMap(s)) {
+		fail("idempotency index holds %d entries, %d keys", n, len(idemMap(s)))
 	}
 
 	for _, id := range s.AgentIDs() {
@@ -369,16 +384,16 @@ func compareStates(a, b *State, now int64) []string {
 		if !proto.Equal(a.JobView(id, true), b.JobView(id, true)) {
 			fail("job %s:\n  %v\nvs\n  %v", id, a.JobView(id, true), b.JobView(id, true))
 		}
-		ja, jb := a.jobs[id], b.jobs[id]
-		if jb == nil || ja.Seq != jb.Seq || !reflect.DeepEqual(ja.TaskIDs, jb.TaskIDs) {
+		ja, jb := a.job(id), b.job(id)
+		if jb == nil || ja.Seq != jb.Seq || !reflect.DeepEqual(ja.TaskIDs(), jb.TaskIDs()) {
 			fail("job %s: bookkeeping differs", id)
 		}
 	}
-	if len(a.tasks) != len(b.tasks) {
-		fail("%d tasks vs %d", len(a.tasks), len(b.tasks))
+	if a.TaskCount() != b.TaskCount() {
+		fail("%d tasks vs %d", a.TaskCount(), b.TaskCount())
 	}
-	for id, ta := range a.tasks {
-		tb, ok := b.tasks[id]
+	for id, ta := range allTasks(a) {
+		tb, ok := b.Task(id)
 		if !ok {
 			fail("task %s missing", id)
 			continue
@@ -424,8 +439,8 @@ func compareStates(a, b *State, now int64) []string {
 		!reflect.DeepEqual(nonZeroInt(a.poolRun), nonZeroInt(b.poolRun)) {
 		fail("pool usage %v/%v vs %v/%v", a.poolUsage, a.poolRun, b.poolUsage, b.poolRun)
 	}
-	if !reflect.DeepEqual(a.idem, b.idem) {
-		fail("idempotency keys %v vs %v", a.idem, b.idem)
+	if !reflect.DeepEqual(idemMap(a), idemMap(b)) {
+		fail("idempotency keys %v vs %v", idemMap(a), idemMap(b))
 	}
 	pa, pbb := a.Plan(now, DefaultPlanLimits).Assignments, b.Plan(now, DefaultPlanLimits).Assignments
 	if len(pa) != len(pbb) {
@@ -455,4 +470,22 @@ func checkAttemptClass(tid string, a *pb.Attempt, fail func(string, ...any)) {
 		fail("task %s: attempt %d ended %q (exit %d) with failure class %q, want %q",
 			tid, a.Number, a.Outcome, a.ExitCode, a.FailureClass, want)
 	}
+}
+
+// allTasks maps every task of s by id, found through the jobs.
+func allTasks(s *State) map[string]*Task {
+	out := make(map[string]*Task, s.TaskCount())
+	for _, j := range s.jobs {
+		for _, r := range j.rec.tasks {
+			out[r.pb.Id] = r.t
+		}
+	}
+	return out
+}
+
+// idemMap returns s's idempotency keys and their jobs' ids.
+func idemMap(s *State) map[string]string {
+	out := map[string]string{}
+	s.idem.each(func(k string, j *Job) { out[k] = j.PB.Id })
+	return out
 }

@@ -26,7 +26,7 @@ func TestLostAttemptsHaveALimit(t *testing.T) {
 			outcome = "exploded" // an outcome this version does not know
 		}
 		f.finish("job-1.0", outcome, 0)
-		tk := f.s.tasks["job-1.0"]
+		tk := f.s.task("job-1.0")
 		if tk.PB.RetriesUsed != 0 {
 			t.Fatalf("loss %d used a retry", i+1)
 		}
@@ -57,7 +57,7 @@ func TestLostAttemptsHaveALimit(t *testing.T) {
 	// A preemption is by design: it never counts.
 	f.submit(&pb.JobSpec{Tasks: []*pb.TaskSpec{{Command: []string{"y"}}}})
 	f.commitPlan()
-	tk := f.s.tasks["job-2.0"]
+	tk := f.s.task("job-2.0")
 	f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
 		AgentId: "a1", Events: []*pb.TaskEvent{{TaskId: "job-2.0", Attempt: tk.Attempt(), Kind: "finished", Outcome: "preempted", UnixMs: f.now}}}}}}})
 	if tk.PB.LostAttempts != 0 || tk.PB.State != pb.TaskState_TASK_STATE_QUEUED {

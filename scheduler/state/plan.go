@@ -185,11 +185,11 @@ func remove(list []string, v string) []string {
 
 // consider tries to place one queued task and reports whether it did.
 func (p *pass) consider(it queue.Item, opportunistic bool) bool {
-	t := p.s.tasks[it.TaskID]
+	t := p.s.task(it.TaskID)
 	if p.placed[it.TaskID] || t.PB.NotBeforeUnixMs > p.now {
 		return false
 	}
-	key := t.PB.Spec.ExclusiveKey
+	key := t.spec.GetExclusiveKey()
 	if key != "" && (p.s.exclusive[key] != "" || p.held[key]) {
 		return false
 	}
@@ -242,7 +242,7 @@ func (p *pass) assign(t *Task, agent, poolPath string, grants []placement.Grant)
 	p.placed[t.PB.Id] = true
 	p.view.Add(poolPath, t.Ask())
 	p.reserve.took(poolPath, t.Ask())
-	if k := t.PB.Spec.ExclusiveKey; k != "" {
+	if k := t.spec.GetExclusiveKey(); k != "" {
 		p.held[k] = true
 	}
 	p.out.Assignments = append(p.out.Assignments, &fsmpb.Assignment{TaskId: t.PB.Id, Attempt: t.Attempt(), AgentId: agent,
@@ -262,8 +262,8 @@ func (p *pass) preemptFor(t *Task, poolPath string, ask placement.Ask) bool {
 		return false
 	}
 	for _, id := range pre.Victims {
-		v := p.s.tasks[id]
-		vpool := p.s.jobs[v.PB.JobId].PB.Pool
+		v := p.s.task(id)
+		vpool := p.s.job(v.PB.JobId).PB.Pool
 		p.placer.Release(pre.Node, v.Ask(), grantsOf(v.current().GetGpus()))
 		p.view.Remove(vpool, v.Ask())
 		p.reserve.freed(v.Ask())
@@ -304,8 +304,8 @@ func (p *pass) agentRunning(agentID string) []pool.Running {
 		if p.victims[id] {
 			continue
 		}
-		t := p.s.tasks[id]
-		j := p.s.jobs[t.PB.JobId]
+		t := p.s.task(id)
+		j := p.s.job(t.PB.JobId)
 		started := t.current().StartedUnixMs
 		if started == 0 {
 			started = t.current().PlacedUnixMs
@@ -334,7 +334,7 @@ func (p *pass) runningHint() pool.RunningHint {
 	}
 	h := pool.RunningHint{MinPriority: MaxPriority, NoOpportunistic: true}
 	for _, j := range p.s.jobs {
-		if j.PB.Counts.Running == 0 {
+		if p.s.countsOf(j).running == 0 {
 			continue // nothing of it runs: the policy never sees it
 		}
 		h.MinPriority = min(h.MinPriority, j.PB.Priority)
@@ -370,10 +370,10 @@ func FunctionLabel(name string) string { return "fn." + name }
 
 func askOf(t *Task) placement.Ask {
 	a := placement.Ask{Resources: t.Ask()}
-	if fn := t.PB.Spec.Function; fn != "" {
+	if fn := t.spec.GetFunction(); fn != "" {
 		a.Constraints = append(a.Constraints, placement.Constraint{Label: FunctionLabel(fn), Op: placement.OpExists})
 	}
-	for _, c := range t.PB.Spec.Constraints {
+	for _, c := range t.spec.GetConstraints() {
 		op := c.Op
 		if op == "==" {
 			op = "="
@@ -385,8 +385,8 @@ func askOf(t *Task) placement.Ask {
 
 func askKey(t *Task) string {
 	var b strings.Builder
-	fmt.Fprint(&b, t.Ask(), "|fn:", t.PB.Spec.Function)
-	for _, c := range t.PB.Spec.Constraints {
+	fmt.Fprint(&b, t.Ask(), "|fn:", t.spec.GetFunction())
+	for _, c := range t.spec.GetConstraints() {
 		fmt.Fprintf(&b, "|%s%s%s", c.Label, c.Op, c.Value)
 	}
 	return b.String()
@@ -405,9 +405,9 @@ const PromoteFraction = 0.9
 func (s *State) DuePromotions(now int64) []string {
 	var out []string
 	for id := range s.opportunistic {
-		j := s.jobs[id]
+		j := s.job(id)
 		due := j.PB.SubmittedUnixMs + int64(float64(j.PB.MaxWaitMs)*PromoteFraction)
-		if now >= due && j.PB.Counts.Queued+j.PB.Counts.Waiting > 0 {
+		if c := s.countsOf(j); now >= due && c.queued+c.waiting > 0 {
 			out = append(out, id)
 		}
 	}

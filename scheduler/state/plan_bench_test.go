@@ -77,7 +77,7 @@ func benchFleetState(tb testing.TB, f planFleet) *State {
 				js.Tasks = append(js.Tasks, spec(len(ids)+k))
 			}
 			r := mustApply(tb, s, &fsmpb.Command{NowUnixMs: 2, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{js}}}})
-			ids = append(ids, s.jobs[r.Jobs[0].Id].TaskIDs...)
+			ids = append(ids, s.job(r.Jobs[0].Id).TaskIDs()...)
 			n -= size
 		}
 		return ids
@@ -266,7 +266,7 @@ func benchPlanChurn(b *testing.B) {
 			id := ids[next%len(ids)]
 			next += 101
 			if running := sortedKeys(s.agents[id].Running); len(running) > 0 {
-				t := s.tasks[running[0]]
+				t := s.task(running[0])
 				aes = append(aes, &fsmpb.AgentEvents{AgentId: id, Events: []*pb.TaskEvent{{TaskId: t.PB.Id,
 					Attempt: t.Attempt(), Kind: "finished", Outcome: "succeeded", UnixMs: now}}})
 			}

@@ -59,7 +59,7 @@ func TestPlanPreemptLoadedIndex(t *testing.T) {
 			js.Tasks = append(js.Tasks, &pb.TaskSpec{Command: []string{"x"}, Resources: &pb.Resources{CpuMillis: cpu, MemoryBytes: cpu << 20}})
 		}
 		r := mustApply(t, s, &fsmpb.Command{NowUnixMs: now, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{js}}}})
-		return s.jobs[r.Jobs[0].Id].TaskIDs
+		return s.job(r.Jobs[0].Id).TaskIDs()
 	}
 	now := int64(10)
 	preempted := 0

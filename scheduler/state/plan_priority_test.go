@@ -35,7 +35,7 @@ func priorityFleetState(tb testing.TB, agents, queued int) *State {
 				js.Tasks = append(js.Tasks, &pb.TaskSpec{Command: []string{"x"}, Resources: &pb.Resources{CpuMillis: 1000}})
 			}
 			r := mustApply(tb, s, &fsmpb.Command{NowUnixMs: 1, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{js}}}})
-			ids = append(ids, s.jobs[r.Jobs[0].Id].TaskIDs...)
+			ids = append(ids, s.job(r.Jobs[0].Id).TaskIDs()...)
 			n -= size
 		}
 		return ids
@@ -59,7 +59,7 @@ func submitLatency(tb testing.TB, s *State, now int64) string {
 	js := &pb.JobSpec{Name: "lat", Pool: "latency", Class: pb.JobClass_JOB_CLASS_LATENCY,
 		Tasks: []*pb.TaskSpec{{Command: []string{"x"}, Resources: &pb.Resources{CpuMillis: 1000}}}}
 	r := mustApply(tb, s, &fsmpb.Command{NowUnixMs: now, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{js}}}})
-	return s.jobs[r.Jobs[0].Id].TaskIDs[0]
+	return s.job(r.Jobs[0].Id).TaskIDs()[0]
 }
 
 // BenchmarkPlanPriority measures the passes of the priority benchmark's
@@ -119,7 +119,7 @@ func BenchmarkPlanOpportunisticRoom(b *testing.B) {
 		tid = id
 		break
 	}
-	t := s.tasks[tid]
+	t := s.task(tid)
 	mustApply(b, s, &fsmpb.Command{NowUnixMs: now, Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
 		AgentId: "agent-00000", Events: []*pb.TaskEvent{{TaskId: tid, Attempt: t.Attempt(), Kind: "finished", Outcome: "succeeded", UnixMs: now}}}}}}})
 	lim := DefaultPlanLimits

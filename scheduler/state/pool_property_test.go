@@ -319,8 +319,8 @@ func (h *poolHistory) submit() {
 func (h *poolHistory) placedTasks() []*Task {
 	var out []*Task
 	for _, jid := range h.s.JobIDs() {
-		for _, tid := range h.s.jobs[jid].TaskIDs {
-			if t := h.s.tasks[tid]; isPlaced(t.PB.State) {
+		for _, tid := range h.s.job(jid).TaskIDs() {
+			if t := h.s.task(tid); isPlaced(t.PB.State) {
 				out = append(out, t)
 			}
 		}
@@ -339,7 +339,7 @@ func (h *poolHistory) event(t *Task, kind, outcome string) {
 func (h *poolHistory) promote() {
 	due := h.s.DuePromotions(h.now)
 	for _, id := range h.s.JobIDs() {
-		j := h.s.jobs[id].PB
+		j := h.s.JobView(id, false)
 		if j.Class != pb.JobClass_JOB_CLASS_OPPORTUNISTIC || IsJobFinal(j.State) || j.Counts.Queued+j.Counts.Waiting == 0 {
 			continue
 		}
@@ -353,20 +353,20 @@ func (h *poolHistory) promote() {
 	}
 	h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Promote{Promote: &fsmpb.Promote{JobIds: due}}})
 	for _, id := range due {
-		j := h.s.jobs[id]
+		j := h.s.job(id)
 		if j.PB.Class != pb.JobClass_JOB_CLASS_BATCH {
 			h.fatalf("promoted %s is %v", id, j.PB.Class)
 		}
 	}
 	for _, it := range queueOrder(h.s) {
-		if jid := h.s.tasks[it.TaskID].PB.JobId; sort.SearchStrings(due, jid) < len(due) &&
+		if jid := h.s.task(it.TaskID).PB.JobId; sort.SearchStrings(due, jid) < len(due) &&
 			due[sort.SearchStrings(due, jid)] == jid && it.Key.Class != int32(pb.JobClass_JOB_CLASS_BATCH) {
 			h.fatalf("promoted %s's task %s queued as class %d", jid, it.TaskID, it.Key.Class)
 		}
 	}
 }
 
-func (h *poolHistory) jobOf(t *Task) *Job { return h.s.jobs[t.PB.JobId] }
+func (h *poolHistory) jobOf(t *Task) *Job { return h.s.job(t.PB.JobId) }
 
 func (h *poolHistory) isOpp(t *Task) bool {
 	return h.jobOf(t).PB.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC
@@ -413,7 +413,7 @@ func (h *poolHistory) commitChecked(lim PlanLimits) *fsmpb.Assign {
 		}
 		group := plan.Preemptions[i:j]
 		i = j
-		ft := s.tasks[forID]
+		ft := s.task(forID)
 		if h.isOpp(ft) {
 			h.fatalf("opportunistic task %s preempts %v", forID, group)
 		}
@@ -423,7 +423,7 @@ func (h *poolHistory) commitChecked(lim PlanLimits) *fsmpb.Assign {
 		}
 		for ; next < k; next++ {
 			a := plan.Assignments[next]
-			free[a.AgentId] = free[a.AgentId].Sub(s.tasks[a.TaskId].Ask())
+			free[a.AgentId] = free[a.AgentId].Sub(s.task(a.TaskId).Ask())
 		}
 		node := plan.Assignments[k].AgentId
 		fpool := h.jobOf(ft).PB.Pool
@@ -433,7 +433,7 @@ func (h *poolHistory) commitChecked(lim PlanLimits) *fsmpb.Assign {
 		freed := free[node]
 		for _, p := range group {
 			v := p.Victim
-			vt := s.tasks[v.TaskId]
+			vt := s.task(v.TaskId)
 			if v.AgentId != node || vt.AgentID() != node || vt.Attempt() != v.Attempt || !isPlaced(vt.PB.State) {
 				h.fatalf("victim %v of %s (on %s) is not its placed attempt on %s", v, forID, vt.AgentID(), node)
 			}
@@ -451,9 +451,9 @@ func (h *poolHistory) commitChecked(lim PlanLimits) *fsmpb.Assign {
 			h.fatalf("victims %v free %v on %s, too little for %s's %v", group, freed, node, forID, ft.Ask())
 		}
 		for _, p := range group {
-			if ft.Ask().Fits(freed.Sub(s.tasks[p.Victim.TaskId].Ask())) {
+			if ft.Ask().Fits(freed.Sub(s.task(p.Victim.TaskId).Ask())) {
 				h.fatalf("victim %s of %s is not needed: %v on %s fits %v without it", p.Victim.TaskId, forID,
-					freed.Sub(s.tasks[p.Victim.TaskId].Ask()), node, ft.Ask())
+					freed.Sub(s.task(p.Victim.TaskId).Ask()), node, ft.Ask())
 			}
 		}
 		free[node] = freed.Sub(ft.Ask())
@@ -471,7 +471,7 @@ func (h *poolHistory) commitChecked(lim PlanLimits) *fsmpb.Assign {
 	h.preempted += len(plan.Preemptions)
 	rolled := s.PoolUsage()
 	for id, w := range was {
-		t := s.tasks[id]
+		t := s.task(id)
 		prev := t.current() // the preempted attempt: the pending one has no record yet
 		if t.PB.State != pb.TaskState_TASK_STATE_QUEUED || t.Attempt() != w.attempt+1 || t.PB.RetriesUsed != w.retries ||
 			prev.Outcome != "preempted" {
@@ -534,7 +534,7 @@ func (h *poolHistory) checkOpportunistic(plan *fsmpb.Assign) {
 		held[k] = true
 	}
 	for _, p := range plan.Preemptions {
-		v := s.tasks[p.Victim.TaskId]
+		v := s.task(p.Victim.TaskId)
 		free[p.Victim.AgentId] = free[p.Victim.AgentId].Add(v.Ask())
 		view.Remove(h.jobOf(v).PB.Pool, v.Ask())
 	}
@@ -542,9 +542,9 @@ func (h *poolHistory) checkOpportunistic(plan *fsmpb.Assign) {
 	var oppNodes []string
 	seenOpp := false
 	for _, a := range plan.Assignments {
-		t := s.tasks[a.TaskId]
+		t := s.task(a.TaskId)
 		placed[a.TaskId] = true
-		if k := t.PB.Spec.ExclusiveKey; k != "" {
+		if k := t.Spec().ExclusiveKey; k != "" {
 			held[k] = true
 		}
 		if h.isOpp(t) {
@@ -563,8 +563,8 @@ func (h *poolHistory) checkOpportunistic(plan *fsmpb.Assign) {
 		return
 	}
 	for _, it := range queueOrder(s) {
-		t := s.tasks[it.TaskID]
-		if placed[it.TaskID] || h.isOpp(t) || t.PB.NotBeforeUnixMs > h.now || held[t.PB.Spec.ExclusiveKey] {
+		t := s.task(it.TaskID)
+		if placed[it.TaskID] || h.isOpp(t) || t.PB.NotBeforeUnixMs > h.now || held[t.Spec().ExclusiveKey] {
 			continue
 		}
 		if !view.Admit(it.Pool, t.Ask()).OK {
@@ -603,8 +603,8 @@ func (h *poolHistory) probeGuarantee() {
 	for _, leaf := range h.leaves {
 		var want *Task
 		for _, it := range queueOrder(s) {
-			t := s.tasks[it.TaskID]
-			if it.Pool != leaf || h.isOpp(t) || t.PB.NotBeforeUnixMs > h.now || t.PB.Spec.ExclusiveKey != "" {
+			t := s.task(it.TaskID)
+			if it.Pool != leaf || h.isOpp(t) || t.PB.NotBeforeUnixMs > h.now || t.Spec().ExclusiveKey != "" {
 				continue
 			}
 			if view.Admit(leaf, t.Ask()).OK && view.WithinGuarantee(leaf, t.Ask()) && h.roomFor(t, leaf) {
@@ -621,7 +621,7 @@ func (h *poolHistory) probeGuarantee() {
 			h.fatalf("snapshot: %v", err)
 		}
 		for _, it := range queueOrder(s2) {
-			if t := s2.tasks[it.TaskID]; it.Pool != leaf || s2.jobs[t.PB.JobId].PB.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC {
+			if t := s2.task(it.TaskID); it.Pool != leaf || s2.job(t.PB.JobId).PB.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC {
 				s2.queue.Remove(it)
 			}
 		}
@@ -631,7 +631,7 @@ func (h *poolHistory) probeGuarantee() {
 				leaf, want.PB.Id, want.Ask(), plan.Preemptions)
 		}
 		for _, a := range plan.Assignments {
-			if p := s2.jobs[s2.tasks[a.TaskId].PB.JobId].PB.Pool; p != leaf {
+			if p := s2.job(s2.task(a.TaskId).PB.JobId).PB.Pool; p != leaf {
 				h.fatalf("probe of %s placed %s of pool %s", leaf, a.TaskId, p)
 			}
 		}
@@ -654,7 +654,7 @@ func (h *poolHistory) roomFor(t *Task, leaf string) bool {
 		}
 		room := a.Capacity.Sub(a.Used)
 		for tid := range a.Running {
-			r := s.tasks[tid]
+			r := s.task(tid)
 			rpool := h.jobOf(r).PB.Pool
 			if rpool == leaf {
 				continue
@@ -707,7 +707,7 @@ func (h *poolHistory) drain() {
 	for round := 0; ; round++ {
 		done := true
 		for _, jid := range h.s.JobIDs() {
-			if !IsJobFinal(h.s.jobs[jid].PB.State) {
+			if !IsJobFinal(h.s.job(jid).PB.State) {
 				done = false
 			}
 		}

@@ -105,12 +105,12 @@ func runHistoryHooks(t *testing.T, seed int64, steps int, onApply func(*Result),
 		states[j.PB.State]++
 	}
 	attempts := 0
-	for _, t := range h.s.tasks {
+	for _, t := range allTasks(h.s) {
 		attempts += len(t.PB.Attempts)
 	}
 	t.Logf("seed %d: %d jobs (%d succeeded, %d failed, %d cancelled), %d tasks, %d attempts, %d assignments refused",
 		seed, len(h.s.jobs), states[pb.JobState_JOB_STATE_SUCCEEDED], states[pb.JobState_JOB_STATE_FAILED],
-		states[pb.JobState_JOB_STATE_CANCELLED], len(h.s.tasks), attempts, h.refused)
+		states[pb.JobState_JOB_STATE_CANCELLED], h.s.TaskCount(), attempts, h.refused)
 	return h
 }
 
@@ -140,8 +140,8 @@ func (h *history) apply(c *fsmpb.Command) *Result {
 func (h *history) placed() []*Task {
 	var out []*Task
 	for _, jid := range h.s.JobIDs() {
-		for _, tid := range h.s.jobs[jid].TaskIDs {
-			if t := h.s.tasks[tid]; isPlaced(t.PB.State) {
+		for _, tid := range h.s.job(jid).TaskIDs() {
+			if t := h.s.task(tid); isPlaced(t.PB.State) {
 				out = append(out, t)
 			}
 		}
@@ -284,7 +284,7 @@ func (h *history) submit() {
 	for i, j := range res.Jobs {
 		if !res.Existing[i] {
 			added++
-		} else if j.IdempotencyKey != specs[i].IdempotencyKey || h.s.idem[specs[i].IdempotencyKey] != j.Id {
+		} else if j.IdempotencyKey != specs[i].IdempotencyKey || idemMap(h.s)[specs[i].IdempotencyKey] != j.Id {
 			h.fatalf("existing job %s for key %q", j.Id, specs[i].IdempotencyKey)
 		}
 	}
@@ -300,7 +300,7 @@ func (h *history) commit(plan []*fsmpb.Assignment) {
 	r := h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Assign{Assign: &fsmpb.Assign{Assignments: plan}}})
 	h.refused += len(plan) - len(r.Assigned)
 	for _, a := range r.Assigned {
-		t := h.s.tasks[a.TaskId]
+		t := h.s.task(a.TaskId)
 		if !isPlaced(t.PB.State) || t.AgentID() != a.AgentId || t.Attempt() != a.Attempt {
 			h.fatalf("assigned %v but task is %v#%d on %q", a, t.PB.State, t.Attempt(), t.AgentID())
 		}
@@ -310,10 +310,10 @@ func (h *history) commit(plan []*fsmpb.Assignment) {
 func (h *history) event(t *Task, kind, outcome string) {
 	id, attempt, agent := t.PB.Id, t.Attempt(), t.AgentID()
 	retries := t.PB.RetriesUsed
-	j := h.s.jobs[t.PB.JobId]
+	j := h.s.job(t.PB.JobId)
 	var others []string // the job's other placed tasks
-	for _, tid := range j.TaskIDs {
-		if o := h.s.tasks[tid]; tid != id && isPlaced(o.PB.State) {
+	for _, tid := range j.TaskIDs() {
+		if o := h.s.task(tid); tid != id && isPlaced(o.PB.State) {
 			others = append(others, tid)
 		}
 	}
@@ -381,8 +381,8 @@ func (h *history) event(t *Task, kind, outcome string) {
 func (h *history) staleEvent() {
 	var cands []*Task
 	for _, jid := range h.s.JobIDs() {
-		for _, tid := range h.s.jobs[jid].TaskIDs {
-			if t := h.s.tasks[tid]; len(t.PB.Attempts) > 0 {
+		for _, tid := range h.s.job(jid).TaskIDs() {
+			if t := h.s.task(tid); len(t.PB.Attempts) > 0 {
 				cands = append(cands, t)
 			}
 		}
@@ -420,14 +420,14 @@ func (h *history) agentDown(i int) {
 	}
 	before := map[string]was{}
 	for tid, att := range ag.Running {
-		before[tid] = was{att, h.s.tasks[tid].PB.RetriesUsed}
+		before[tid] = was{att, h.s.task(tid).PB.RetriesUsed}
 	}
 	h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentDown{AgentDown: &fsmpb.AgentDown{AgentId: id, Reason: "test"}}})
 	if ag.Up() || len(ag.Running) != 0 {
 		h.fatalf("agent %s after down: %s with %d tasks", id, ag.PB.State, len(ag.Running))
 	}
 	for tid, w := range before {
-		t := h.s.tasks[tid]
+		t := h.s.task(tid)
 		if t.PB.State != pb.TaskState_TASK_STATE_QUEUED || t.Attempt() != w.attempt+1 || t.PB.RetriesUsed != w.retries {
 			h.fatalf("%s after its agent went down: %v#%d retries %d (was #%d, %d)", tid, t.PB.State, t.Attempt(),
 				t.PB.RetriesUsed, w.attempt, w.retries)
@@ -455,8 +455,8 @@ func (h *history) reconnect(i int) {
 	var stale *fsmpb.Assignment
 	if h.rng.Intn(3) == 0 {
 		for _, jid := range h.s.JobIDs() {
-			tid := h.s.jobs[jid].TaskIDs[0]
-			if t := h.s.tasks[tid]; !keep[tid] && lost[tid] == 0 && t.Attempt() > 0 {
+			tid := h.s.job(jid).TaskIDs()[0]
+			if t := h.s.task(tid); !keep[tid] && lost[tid] == 0 && t.Attempt() > 0 {
 				stale = &fsmpb.Assignment{TaskId: tid, Attempt: t.Attempt(), AgentId: id}
 				known = append(known, stale)
 				break
@@ -483,7 +483,7 @@ func (h *history) reconnect(i int) {
 		}
 	}
 	for tid, att := range lost {
-		if t := h.s.tasks[tid]; t.PB.State != pb.TaskState_TASK_STATE_QUEUED || t.Attempt() != att+1 {
+		if t := h.s.task(tid); t.PB.State != pb.TaskState_TASK_STATE_QUEUED || t.Attempt() != att+1 {
 			h.fatalf("%s unknown to its agent %s: now %v#%d", tid, id, t.PB.State, t.Attempt())
 		}
 	}
@@ -495,11 +495,11 @@ func (h *history) cancel() {
 		return
 	}
 	jid := ids[h.rng.Intn(len(ids))]
-	j := h.s.jobs[jid]
+	j := h.s.job(jid)
 	var want []string
 	if !IsJobFinal(j.PB.State) {
-		for _, tid := range j.TaskIDs {
-			if isPlaced(h.s.tasks[tid].PB.State) {
+		for _, tid := range j.TaskIDs() {
+			if isPlaced(h.s.task(tid).PB.State) {
 				want = append(want, tid)
 			}
 		}
@@ -548,7 +548,7 @@ func (h *history) drain() {
 	for round := 0; ; round++ {
 		done := true
 		for _, jid := range h.s.JobIDs() {
-			if !IsJobFinal(h.s.jobs[jid].PB.State) {
+			if !IsJobFinal(h.s.job(jid).PB.State) {
 				done = false
 			}
 		}
@@ -579,12 +579,12 @@ func (h *history) drain() {
 		}
 	}
 	var ids []string
-	for id := range h.s.tasks {
+	for id := range allTasks(h.s) {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		t := h.s.tasks[id]
+		t := h.s.task(id)
 		want := 0
 		if t.PB.State == pb.TaskState_TASK_STATE_SUCCEEDED {
 			want = 1
@@ -592,7 +592,7 @@ func (h *history) drain() {
 		if h.successes[id] != want {
 			h.fatalf("task %s %v: %d successes took effect", id, t.PB.State, h.successes[id])
 		}
-		if j := h.s.jobs[t.PB.JobId]; j.PB.State == pb.JobState_JOB_STATE_SUCCEEDED && want != 1 {
+		if j := h.s.job(t.PB.JobId); j.PB.State == pb.JobState_JOB_STATE_SUCCEEDED && want != 1 {
 			h.fatalf("job %s succeeded with task %s %v", j.PB.Id, id, t.PB.State)
 		}
 	}

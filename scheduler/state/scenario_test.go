@@ -454,11 +454,12 @@ func jobDesc(j *pb.Job) string {
 func (h *harness) apply(cmd *fsmpb.Command) *Result {
 	cmd.NowUnixMs = h.now
 	beforeTasks := map[string]string{}
-	for id, t := range h.s.tasks {
+	for id, t := range allTasks(h.s) {
 		beforeTasks[id] = taskDesc(t.PB)
 	}
 	beforeJobs := map[string]string{}
-	for id, j := range h.s.jobs {
+	for _, j := range h.s.jobs {
+		id := j.PB.Id
 		beforeJobs[id] = jobDesc(j.PB)
 	}
 	r := h.s.Apply(cmd)
@@ -476,13 +477,13 @@ func (h *harness) apply(cmd *fsmpb.Command) *Result {
 		h.printf("cancel %s#%d on %s: %s", c.TaskID, c.Attempt, c.AgentID, c.Reason)
 	}
 	for _, id := range h.s.JobIDs() {
-		j := h.s.jobs[id]
+		j := h.s.job(id)
 		before, existed := beforeJobs[id]
 		if now := jobDesc(j.PB); existed && now != before {
 			h.printf("%s: %s -> %s", id, before, now)
 		}
-		for _, tid := range j.TaskIDs {
-			t := h.s.tasks[tid]
+		for _, tid := range j.TaskIDs() {
+			t := h.s.task(tid)
 			now := taskDesc(t.PB)
 			if before, ok := beforeTasks[tid]; !ok {
 				h.printf("  %s %s: -> %s", tid, t.PB.Name, now)
@@ -801,7 +802,7 @@ func (h *harness) printRejected(plan []*fsmpb.Assignment, r *Result) {
 
 func (h *harness) assign(a *args) error {
 	tid := a.str("task", "")
-	t, ok := h.s.tasks[tid]
+	t, ok := h.s.Task(tid)
 	if !ok {
 		return fmt.Errorf("no task %s", tid)
 	}
@@ -836,7 +837,7 @@ func (h *harness) event(a *args) error {
 	byAgent := map[string]*fsmpb.AgentEvents{}
 	var order []*fsmpb.AgentEvents
 	for _, tid := range a.list("task") {
-		t, ok := h.s.tasks[tid]
+		t, ok := h.s.Task(tid)
 		if !ok {
 			return fmt.Errorf("no task %s", tid)
 		}
@@ -968,7 +969,7 @@ func (h *harness) queue() {
 		h.printf("(empty)")
 	}
 	for _, it := range items {
-		t := h.s.tasks[it.TaskID]
+		t := h.s.task(it.TaskID)
 		l := fmt.Sprintf("%s %s pool=%s class=%s priority=%d", it.TaskID, t.PB.Name, it.Pool,
 			strings.ToLower(strings.TrimPrefix(pb.JobClass(it.Key.Class).String(), "JOB_CLASS_")), it.Key.Priority)
 		if t.PB.NotBeforeUnixMs != 0 {

@@ -45,7 +45,7 @@ func TestSnapshotKeepsFanOutOrder(t *testing.T) {
 		}
 	}
 	seen := map[uint64]string{}
-	for id, tk := range s2.tasks {
+	for id, tk := range allTasks(s2) {
 		if other, dup := seen[tk.Seq]; dup {
 			t.Fatalf("tasks %s and %s share sequence %d", id, other, tk.Seq)
 		}

@@ -178,19 +178,21 @@ func (v *SnapshotView) Persist(w io.Writer) error {
 		jobOut  = &fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Job{Job: jobRecd}}
 		taskOne = &fsmpb.SnapshotRecord_Task{}
 		taskRec = &fsmpb.SnapshotRecord{Rec: taskOne}
+		tw      taskWriter
+		jw      jobWriter
 	)
 	v.jobs.Ascend(func(r *jobRec) bool {
-		jobRecd.Job, jobRecd.Seq = r.job, r.seq
+		jobRecd.Job, jobRecd.Seq = jw.record(r), r.seq
 		jobRecd.TaskIds, jobRecd.TaskSeqs = jobRecd.TaskIds[:0], jobRecd.TaskSeqs[:0]
 		for _, t := range r.tasks {
-			jobRecd.TaskIds, jobRecd.TaskSeqs = append(jobRecd.TaskIds, t.pb.Id), append(jobRecd.TaskSeqs, t.seq)
+			jobRecd.TaskIds, jobRecd.TaskSeqs = append(jobRecd.TaskIds, t.pb.Id), append(jobRecd.TaskSeqs, t.t.Seq)
 		}
 		if err = rw.write(jobOut); err != nil {
 			err = fmt.Errorf("write job %s: %w", r.job.Id, err)
 			return false
 		}
 		for _, t := range r.tasks {
-			taskOne.Task = t.pb
+			taskOne.Task = tw.record(t.pb, t.t)
 			if err = rw.write(taskRec); err != nil {
 				err = fmt.Errorf("write task %s: %w", t.pb.Id, err)
 				return false
@@ -273,6 +275,7 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 	}
 	opts := protodelim.UnmarshalOptions{MaxSize: maxSnapshotRecord}
 	var cur *Job
+	rs := &restoring{taskIDs: map[*Job][]string{}, tasks: map[string]*Task{}}
 	curIdx := 0
 	var curSeqs []uint64
 	for n := 0; ; n++ {
@@ -333,15 +336,26 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 			s.agents[x.Agent.Id] = ag
 			s.addAgentID(x.Agent.Id)
 		case *fsmpb.SnapshotRecord_Job:
-			cur = &Job{PB: x.Job.Job, Seq: x.Job.Seq, TaskIDs: x.Job.TaskIds}
+			cur = &Job{PB: x.Job.Job, Seq: x.Job.Seq}
+			rs.taskIDs[cur] = x.Job.TaskIds
 			curSeqs = x.Job.TaskSeqs
-			if len(curSeqs) != len(cur.TaskIDs) {
+			if len(curSeqs) != len(x.Job.TaskIds) {
 				curSeqs = nil // an older snapshot: number from the job's
 			}
-			s.jobs[cur.PB.Id] = cur
+			n, ok := jobNumber(cur.PB.Id)
+			if !ok || jobID(n) != cur.PB.Id || n == 0 {
+				return nil, badSnapshot("job id %q is not one of job-1..job-%d", cur.PB.Id, s.jobSeq)
+			}
+			if _, dup := s.jobs[n]; dup {
+				return nil, badSnapshot("job %s listed twice", cur.PB.Id)
+			}
+			s.jobs[n] = cur
 			curIdx = 0
 			if k := cur.PB.IdempotencyKey; k != "" {
-				s.idem[k] = cur.PB.Id
+				if _, dup := s.idem.get(k); dup {
+					return nil, badSnapshot("two jobs with idempotency key %q", k)
+				}
+				s.idem.put(k, cur)
 			}
 		case *fsmpb.SnapshotRecord_Cost:
 			byHour := s.costs[x.Cost.Pool]
@@ -361,35 +375,57 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 			if curSeqs != nil && curIdx <= len(curSeqs) {
 				seq = curSeqs[curIdx-1]
 			}
-			if x.Task.Spec != nil {
-				x.Task.Spec.Resources = s.internResources(x.Task.Spec.Resources)
+			if x.Task.Spec == nil {
+				return nil, badSnapshot("task %s without a spec", x.Task.Id)
 			}
-			s.tasks[x.Task.Id] = &Task{PB: x.Task, ask: s.internAsk(x.Task.Spec.GetResources().Vector()), Seq: seq}
+			t := &Task{PB: x.Task, Seq: seq}
+			s.setSpec(t, x.Task.Spec)
+			x.Task.Spec = nil
+			rs.tasks[x.Task.Id] = t
 		}
 	}
-	if err := s.checkRestored(); err != nil {
+	if err := s.checkRestored(rs); err != nil {
 		return nil, err
 	}
-	s.rebuild()
+	s.rebuild(rs)
 	return s, nil
 }
 
-// rebuild recomputes every derived index from jobs, tasks and agents. Job
-// counts are recounted too, so that a snapshot written before a count
-// existed (replaced) restores the counts Apply keeps now.
-func (s *State) rebuild() {
+// restoring holds what ReadSnapshot read of jobs' tasks until rebuild
+// gives each job its tasks.
+type restoring struct {
+	taskIDs map[*Job][]string // each job's task ids, as its record lists them
+	tasks   map[string]*Task  // every task record read, by id
+}
+
+// rebuild gives each job its tasks and recomputes every derived index
+// from jobs, tasks and agents. Job counts are recounted too, so that a
+// snapshot written before a count existed (replaced) restores the counts
+// Apply keeps now.
+func (s *State) rebuild(rs *restoring) {
+	s.ntasks = len(rs.tasks)
 	for _, j := range s.jobs {
 		if j.PB.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC && !IsJobFinal(j.PB.State) {
 			s.opportunistic[j.PB.Id] = struct{}{}
 		}
-		names := s.taskNames(j)
-		j.PB.Counts = &pb.TaskCounts{Total: int32(len(j.TaskIDs))}
+		ids := rs.taskIDs[j]
+		j.PB.Counts, j.counts = nil, nil
+		if len(ids) > 1 {
+			j.counts = &taskCounts{}
+		}
 		s.indexJob(j)
-		for _, id := range j.TaskIDs {
-			t := s.tasks[id]
+		j.rec.tasks = make([]taskRef, len(ids))
+		for i, id := range ids {
+			t := rs.tasks[id]
 			t.gen = s.gen
-			j.rec.tasks = append(j.rec.tasks, taskRef{pb: t.PB, seq: t.Seq})
-			*countFor(j.PB.Counts, t.PB.State, t.PB.ReplacedBy != "")++
+			j.rec.tasks[i] = taskRef{pb: t.PB, t: t}
+		}
+		names := s.taskNames(j)
+		for _, ref := range j.rec.tasks {
+			t, id := ref.t, ref.pb.Id
+			if j.counts != nil {
+				j.counts.add(t.PB.State, t.PB.ReplacedBy != "", 1)
+			}
 			s.wire(t, names)
 			if _, ok := fallbackDue(t); ok {
 				s.fallbackWatch[id] = struct{}{}

@@ -3,8 +3,6 @@ package state
 import (
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
@@ -62,66 +60,58 @@ func checkRecord(rec *fsmpb.SnapshotRecord) error {
 	return nil
 }
 
-// checkRestored checks that the records read fit together, before rebuild
-// follows their references: job ids as Apply numbers them and no higher
+// checkRestored checks that the records read fit together, before rebuild follows their references: job ids as Apply numbers them and no higher
 // than the header's count, each job's tasks named by position and present
 // exactly once, `after` names and fallback replacements inside the job,
 // placed tasks with an attempt, agents listed once.
-func (s *State) checkRestored() error {
+func (s *State) checkRestored(rs *restoring) error {
 	owned := 0
-	for id, j := range s.jobs {
-		n, err := strconv.ParseUint(strings.TrimPrefix(id, "job-"), 10, 64)
-		if err != nil || jobID(n) != id || n == 0 || n > s.jobSeq {
+	for n, j := range s.jobs {
+		id := j.PB.Id // jobID(n), as ReadSnapshot checked
+		if n > s.jobSeq {
 			return badSnapshot("job id %q is not one of job-1..job-%d", id, s.jobSeq)
 		}
-		names := make(map[string]string, len(j.TaskIDs))
-		for i, tid := range j.TaskIDs {
-			t, ok := s.tasks[tid]
+		ids := rs.taskIDs[j]
+		names := make(map[string]string, len(ids))
+		for i, tid := range ids {
+			t, ok := rs.tasks[tid]
 			if tid != taskID(id, i) || !ok || t.PB.JobId != id || t.PB.Id != tid {
 				return badSnapshot("job %s: task %d is %q, with no record of its own", id, i, tid)
 			}
 			names[t.PB.Name] = tid
 		}
-		owned += len(j.TaskIDs)
-		for _, tid := range j.TaskIDs {
-			if err := s.checkRestoredTask(s.tasks[tid], names); err != nil {
+		owned += len(ids)
+		for _, tid := range ids {
+			if err := checkRestoredTask(rs.tasks[tid], rs.tasks, names); err != nil {
 				return err
 			}
 		}
 	}
-	if owned != len(s.tasks) {
-		return badSnapshot("%d task records, %d tasks in jobs", len(s.tasks), owned)
+	if owned != len(rs.tasks) {
+		return badSnapshot("%d task records, %d tasks in jobs", len(rs.tasks), owned)
 	}
 	for i := 1; i < len(s.agentIDs); i++ {
 		if s.agentIDs[i] == s.agentIDs[i-1] {
 			return badSnapshot("agent %s listed twice", s.agentIDs[i])
 		}
 	}
-	for k, id := range s.idem {
-		if s.jobs[id].PB.IdempotencyKey != k {
-			return badSnapshot("two jobs with idempotency key %q", k)
-		}
-	}
 	return nil
 }
 
-// checkRestoredTask checks one task's references within its job; names
-// maps the job's task names to ids.
-func (s *State) checkRestoredTask(t *Task, names map[string]string) error {
-	if t.PB.Spec == nil {
-		return badSnapshot("task %s without a spec", t.PB.Id)
-	}
+// checkRestoredTask checks one task's references within its job; tasks
+// holds every task record read, names maps the job's task names to ids.
+func checkRestoredTask(t *Task, tasks map[string]*Task, names map[string]string) error {
 	if n := t.Ask().Negative(); n != "" {
 		return badSnapshot("task %s asks for negative %s", t.PB.Id, n)
 	}
-	for _, dep := range t.PB.Spec.After {
+	for _, dep := range t.spec.GetAfter() {
 		if _, ok := names[dep]; !ok {
 			return badSnapshot("task %s: after names unknown task %q", t.PB.Id, dep)
 		}
 	}
 	cur := t
 	for hops := 0; cur.PB.ReplacedBy != ""; hops++ {
-		next, ok := s.tasks[cur.PB.ReplacedBy]
+		next, ok := tasks[cur.PB.ReplacedBy]
 		if !ok || next.PB.JobId != t.PB.JobId || hops >= maxReplacedChain {
 			return badSnapshot("task %s: replaced by %q, not a fallback of its job", cur.PB.Id, cur.PB.ReplacedBy)
 		}

@@ -44,13 +44,13 @@ func writeSnapshotReference(s *State, w io.Writer) error {
 		}
 	}
 	for _, id := range referenceJobIDs(s) {
-		j := s.jobs[id]
+		j := s.job(id)
 		if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Job{
-			Job: &fsmpb.JobRecord{Job: j.PB, Seq: j.Seq, TaskIds: j.TaskIDs, TaskSeqs: s.taskSeqs(j)}}}); err != nil {
+			Job: &fsmpb.JobRecord{Job: s.jobRecord(j), Seq: j.Seq, TaskIds: j.TaskIDs(), TaskSeqs: s.taskSeqs(j)}}}); err != nil {
 			return fmt.Errorf("write job %s: %w", id, err)
 		}
-		for _, tid := range j.TaskIDs {
-			if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Task{Task: s.tasks[tid].PB}}); err != nil {
+		for _, tid := range j.TaskIDs() {
+			if err := write(&fsmpb.SnapshotRecord{Rec: &fsmpb.SnapshotRecord_Task{Task: s.task(tid).view()}}); err != nil {
 				return fmt.Errorf("write task %s: %w", tid, err)
 			}
 		}
@@ -102,9 +102,9 @@ func referenceJobIDs(s *State) []string {
 
 // taskSeqs lists the sequence numbers of j's tasks, in TaskIDs order.
 func (s *State) taskSeqs(j *Job) []uint64 {
-	out := make([]uint64, len(j.TaskIDs))
-	for i, id := range j.TaskIDs {
-		if t, ok := s.tasks[id]; ok {
+	out := make([]uint64, len(j.TaskIDs()))
+	for i, id := range j.TaskIDs() {
+		if t, ok := s.Task(id); ok {
 			out[i] = t.Seq
 		}
 	}

@@ -124,8 +124,8 @@ func TestSnapshotRecordsOverFourMiBRoundTrip(t *testing.T) {
 	}
 	j, _ := s2.Job("job-123456789")
 	t0, _ := s2.Task(ids[0])
-	if len(j.TaskIDs) != n || t0.PB.Spec.Env["BIG"] != big {
-		t.Fatalf("round trip lost data: %d tasks", len(j.TaskIDs))
+	if len(j.TaskIDs()) != n || t0.Spec().Env["BIG"] != big {
+		t.Fatalf("round trip lost data: %d tasks", len(j.TaskIDs()))
 	}
 }
 

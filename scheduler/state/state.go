@@ -9,6 +9,8 @@ package state
 import (
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
@@ -41,30 +43,47 @@ var DefaultDefaults = Defaults{MaxAttempts: 3, InitialBackoffMs: 1000, MaxBackof
 
 // Job is a job and the FSM's bookkeeping for it.
 type Job struct {
-	PB      *pb.Job // Tasks is never filled here
-	Seq     uint64
-	TaskIDs []string
+	PB  *pb.Job // Tasks and Counts are never filled here
+	Seq uint64
+	// counts tallies the tasks of a job with more than one (countsOf).
+	counts *taskCounts
 	// rec is the job's entry in the snapshot index (cow.go).
 	rec *jobRec
 }
 
+// TaskIDs returns the ids of the job's tasks, in order (a new slice).
+func (j *Job) TaskIDs() []string {
+	ids := make([]string, len(j.rec.tasks))
+	for i, r := range j.rec.tasks {
+		ids[i] = r.pb.Id
+	}
+	return ids
+}
+
+// NumTasks is the number of the job's tasks.
+func (j *Job) NumTasks() int { return len(j.rec.tasks) }
+
 // Task is a task and the FSM's bookkeeping for it. It is kept small: a
 // million queued tasks each have one.
 type Task struct {
-	PB  *pb.Task
+	PB  *pb.Task // Spec is never filled here: see Spec (taskspec.go)
 	Seq uint64
 	// ask is the task's resource ask, shared by the tasks that ask the
 	// same (see internAsk).
-	ask *pool.Resources
+	ask *askRec
 	// waiting counts `after` tasks that have not succeeded yet; the tasks
 	// that wait for this one are in State.dependents.
 	waiting int32
 	// gen is the generation PB was made in (cow.go).
 	gen uint32
+	// spec is the task's spec, or nil when it is compact: then its
+	// command is command (taskspec.go). Neither changes after submission.
+	spec    *pb.TaskSpec
+	command []string
 }
 
 // Ask returns the task's resource ask (its spec's, with defaults).
-func (t *Task) Ask() pool.Resources { return *t.ask }
+func (t *Task) Ask() pool.Resources { return t.ask.vec }
 
 // Attempts get their record when they are placed: a queued task's pending
 // attempt is only a number and Task.PB.QueuedUnixMs, which keeps a million
@@ -145,25 +164,24 @@ const (
 
 // State is the whole replicated state.
 type State struct {
-	defaults  Defaults
-	seq       uint64 // submit order of tasks, the queue's tie-breaker
-	jobSeq    uint64 // numbers job ids
-	jobs      map[string]*Job
-	tasks     map[string]*Task
+	defaults Defaults
+	seq      uint64          // submit order of tasks, the queue's tie-breaker
+	jobSeq   uint64          // numbers job ids
+	jobs     map[uint64]*Job // by number (job)
+	// ntasks counts the tasks; each is found through its job (task).
+	ntasks    int
 	agents    map[string]*Agent
 	agentIDs  []string // sorted cache of the agents' keys
 	pools     *pool.Tree
 	poolUsage map[string]pool.Resources // each pool's own usage, not rolled up
 	poolRun   map[string]int            // running tasks per pool
-	idem      map[string]string         // idempotency key -> job id
+	idem      idemIndex                 // idempotency key -> job
 	queue     *queue.Queue
 	exclusive map[string]string // exclusive key -> task id holding it
 	// opportunistic holds the unfinished, unpromoted opportunistic jobs.
 	opportunistic map[string]struct{}
-	// resources interns tasks' resource asks (see internResources), asks
-	// their vectors (internAsk).
-	resources map[pool.Resources]*pb.Resources
-	asks      map[pool.Resources]*pool.Resources
+	// asks interns tasks' resource asks (see internAsk).
+	asks map[pool.Resources]*askRec
 	// strs interns strings that specs repeat (intern.go).
 	strs map[string]string
 	// firstTaskID is the first task's id of the job addJob adds.
@@ -205,13 +223,12 @@ type State struct {
 func New(d Defaults) *State {
 	s := &State{
 		defaults:  d,
-		jobs:      map[string]*Job{},
-		tasks:     map[string]*Task{},
+		jobs:      map[uint64]*Job{},
 		agents:    map[string]*Agent{},
 		pools:     pool.NewTree(),
 		poolUsage: map[string]pool.Resources{},
 		poolRun:   map[string]int{},
-		idem:      map[string]string{},
+		idem:      newIdemIndex(),
 		queue:     queue.New(),
 		exclusive: map[string]string{},
 
@@ -219,8 +236,7 @@ func New(d Defaults) *State {
 		costs:         map[string]map[int64]pool.Cost{},
 		fallbackWatch: map[string]struct{}{},
 		poolWarm:      map[string]map[string]int32{},
-		resources:     map[pool.Resources]*pb.Resources{},
-		asks:          map[pool.Resources]*pool.Resources{},
+		asks:          map[pool.Resources]*askRec{},
 		strs:          map[string]string{},
 		dependents:    map[string][]string{},
 		acl:           newACLState(),
@@ -237,14 +253,58 @@ func (s *State) Defaults() Defaults { return s.defaults }
 
 // Job returns a job by id.
 func (s *State) Job(id string) (*Job, bool) {
-	j, ok := s.jobs[id]
-	return j, ok
+	j := s.job(id)
+	return j, j != nil
+}
+
+// job returns a job by id, or nil. Jobs are indexed by their number
+// ("job-7": 7), which costs a map entry a third smaller than a string
+// key's.
+func (s *State) job(id string) *Job {
+	n, ok := jobNumber(id)
+	if !ok {
+		return nil
+	}
+	if j := s.jobs[n]; j != nil && j.PB.Id == id {
+		return j
+	}
+	return nil
+}
+
+// jobNumber returns the number of a job id made by jobID; ok is false for
+// a string that is none (a number written otherwise, "job-07", parses:
+// job checks the id it finds).
+func jobNumber(id string) (uint64, bool) {
+	if !strings.HasPrefix(id, "job-") {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(id[len("job-"):], 10, 64)
+	return n, err == nil
 }
 
 // Task returns a task by id.
 func (s *State) Task(id string) (*Task, bool) {
-	t, ok := s.tasks[id]
-	return t, ok
+	t := s.task(id)
+	return t, t != nil
+}
+
+// task returns a task by id, or nil. Tasks are found through their job:
+// an id is its job's and its position ("job-7.3": job-7's task 3), which
+// costs a map entry less per task than an index of its own.
+func (s *State) task(id string) *Task {
+	dot := strings.LastIndexByte(id, '.')
+	if dot < 0 {
+		return nil
+	}
+	j := s.job(id[:dot])
+	if j == nil {
+		return nil
+	}
+	i, err := strconv.Atoi(id[dot+1:])
+	if err != nil || i < 0 || i >= len(j.rec.tasks) || j.rec.tasks[i].pb.Id != id {
+		return nil
+	}
+	return j.rec.tasks[i].t
 }
 
 // Agent returns an agent by id.
@@ -260,7 +320,7 @@ func (s *State) Pools() *pool.Tree { return s.pools }
 func (s *State) QueueLen() int { return s.queue.Len() }
 
 // TaskCount is the number of tasks in the state.
-func (s *State) TaskCount() int { return len(s.tasks) }
+func (s *State) TaskCount() int { return s.ntasks }
 
 // AgentIDs returns every agent id, sorted. The slice is shared: callers
 // must not change it. (Kept up to date by Apply, so readers under a read

@@ -16,15 +16,14 @@ func sortStrings(s []string) { sort.Strings(s) }
 // nil if there is no such job. Queued tasks carry the reason they cannot be
 // placed when no up agent could ever hold them.
 func (s *State) JobView(id string, withTasks bool) *pb.Job {
-	j, ok := s.jobs[id]
+	j, ok := s.Job(id)
 	if !ok {
 		return nil
 	}
-	out := clone(j.PB)
-	out.Counts.Blocked = 0
+	out := s.jobRecord(j)
 	explain := s.blockedExplainer()
-	for _, tid := range j.TaskIDs {
-		t := s.tasks[tid]
+	for _, r := range j.rec.tasks {
+		t := r.t
 		var reason string
 		if t.PB.State == pb.TaskState_TASK_STATE_QUEUED {
 			if reason = explain(t); reason != "" {
@@ -32,11 +31,18 @@ func (s *State) JobView(id string, withTasks bool) *pb.Job {
 			}
 		}
 		if withTasks {
-			tv := clone(t.PB)
+			tv := t.view()
 			tv.BlockedReason = reason
 			out.Tasks = append(out.Tasks, tv)
 		}
 	}
+	return out
+}
+
+// jobRecord returns a copy of a job's record with its counts (blocked 0).
+func (s *State) jobRecord(j *Job) *pb.Job {
+	out := clone(j.PB)
+	out.Counts = s.countsOf(j).pb()
 	return out
 }
 
@@ -46,13 +52,11 @@ func (s *State) JobView(id string, withTasks bool) *pb.Job {
 // larger fleet; the server that answers the client reads the full view
 // (JobView) after the entry is applied.
 func (s *State) appliedView(id string) *pb.Job {
-	j, ok := s.jobs[id]
+	j, ok := s.Job(id)
 	if !ok {
 		return nil
 	}
-	out := clone(j.PB)
-	out.Counts.Blocked = 0
-	return out
+	return s.jobRecord(j)
 }
 
 // blockedExplainer returns a function that says why a queued task cannot be
@@ -75,13 +79,20 @@ func (s *State) blockedExplainer() func(t *Task) string {
 	}
 }
 
+// view returns a copy of the task's record with its spec.
+func (t *Task) view() *pb.Task {
+	out := clone(t.PB)
+	out.Spec = clone(t.Spec())
+	return out
+}
+
 // TaskView returns a copy of one task with its blocked reason.
 func (s *State) TaskView(id string) *pb.Task {
-	t, ok := s.tasks[id]
+	t, ok := s.Task(id)
 	if !ok {
 		return nil
 	}
-	out := clone(t.PB)
+	out := t.view()
 	if t.PB.State == pb.TaskState_TASK_STATE_QUEUED {
 		out.BlockedReason = explainBlocked(s.nodes(), t)
 	}
@@ -151,12 +162,12 @@ func (s *State) UpAgents() []string {
 // AssignmentFor builds what an agent needs to run the current attempt of a
 // task, or nil when that attempt is no longer placed on that agent.
 func (s *State) AssignmentFor(taskID string, attempt int32, agentID string) *pb.TaskAssignment {
-	t, ok := s.tasks[taskID]
+	t, ok := s.Task(taskID)
 	if !ok || t.Attempt() != attempt || t.AgentID() != agentID || !isPlaced(t.PB.State) {
 		return nil
 	}
-	j := s.jobs[t.PB.JobId]
-	return &pb.TaskAssignment{TaskId: taskID, Attempt: attempt, Spec: t.PB.Spec, JobId: t.PB.JobId,
+	j := s.job(t.PB.JobId)
+	return &pb.TaskAssignment{TaskId: taskID, Attempt: attempt, Spec: t.Spec(), JobId: t.PB.JobId,
 		Class: j.PB.Class, Priority: j.PB.Priority, Gpus: t.current().GetGpus(),
 		Traceparent: jobtrace.RunTraceparent(j.PB.TraceId, taskID, attempt)}
 }

@@ -1,0 +1,201 @@
+package state
+
+import (
+	"hash/maphash"
+	"testing"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// someValue is a value of field fd that is not its zero value.
+func someValue(m protoreflect.Message, fd protoreflect.FieldDescriptor) protoreflect.Value {
+	one := func(fd protoreflect.FieldDescriptor, v protoreflect.Value) protoreflect.Value {
+		switch fd.Kind() {
+		case protoreflect.StringKind:
+			return protoreflect.ValueOfString("x")
+		case protoreflect.BytesKind:
+			return protoreflect.ValueOfBytes([]byte("x"))
+		case protoreflect.BoolKind:
+			return protoreflect.ValueOfBool(true)
+		case protoreflect.EnumKind:
+			return protoreflect.ValueOfEnum(1)
+		case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+			return protoreflect.ValueOfInt32(1)
+		case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+			return protoreflect.ValueOfInt64(1)
+		case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+			return protoreflect.ValueOfUint32(1)
+		case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+			return protoreflect.ValueOfUint64(1)
+		case protoreflect.FloatKind:
+			return protoreflect.ValueOfFloat32(1)
+		case protoreflect.DoubleKind:
+			return protoreflect.ValueOfFloat64(1)
+		default: // a message: present, even if empty
+			return v
+		}
+	}
+	switch {
+	case fd.IsList():
+		l := m.NewField(fd).List()
+		l.Append(one(fd, l.NewElement()))
+		return protoreflect.ValueOfList(l)
+	case fd.IsMap():
+		mp := m.NewField(fd).Map()
+		mp.Set(one(fd.MapKey(), protoreflect.Value{}).MapKey(), one(fd.MapValue(), mp.NewValue()))
+		return protoreflect.ValueOfMap(mp)
+	default:
+		return one(fd, m.NewField(fd))
+	}
+}
+
+// A spec is compact only when it uses no field but its name, command and
+// resources: a field added to TaskSpec and not named in compactable fails
+// here instead of being dropped from the state.
+func TestCompactableChecksEveryField(t *testing.T) {
+	base := func() *pb.TaskSpec {
+		return &pb.TaskSpec{Name: "t", Command: []string{"true"}, Resources: &pb.Resources{CpuMillis: 1}}
+	}
+	if !compactable(base(), "t") {
+		t.Fatal("a spec of name, command and resources is not compactable")
+	}
+	if compactable(base(), "u") {
+		t.Error("a spec named apart from its task is compactable")
+	}
+	if ts := base(); compactable(&pb.TaskSpec{Name: ts.Name, Command: ts.Command}, "t") {
+		t.Error("a spec without resources is compactable")
+	}
+	fields := base().ProtoReflect().Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		switch fd.Name() {
+		case "name", "command", "resources":
+			continue
+		}
+		ts := base()
+		m := ts.ProtoReflect()
+		m.Set(fd, someValue(m, fd))
+		if compactable(ts, "t") {
+			t.Errorf("a spec with %s set is compactable: the compact form would drop it", fd.Name())
+		}
+	}
+	ts := base()
+	ts.ProtoReflect().SetUnknown(protoreflect.RawFields{0xf8, 0x7f, 0x01}) // field 2047, varint 1
+	if compactable(ts, "t") {
+		t.Error("a spec with unknown fields is compactable")
+	}
+}
+
+// Every field of a task record reaches the full record a snapshot writes,
+// and a compact spec comes back equal to the spec submitted.
+func TestRecordCopiesEveryField(t *testing.T) {
+	src := &pb.Task{}
+	m := src.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		if fd := fields.Get(i); fd.Name() != "spec" {
+			m.Set(fd, someValue(m, fd))
+		}
+	}
+	m.SetUnknown(protoreflect.RawFields{0xf8, 0x7f, 0x01})
+	s := New(DefaultDefaults)
+	spec := &pb.TaskSpec{Name: src.Name, Command: []string{"a", "b"}, Resources: &pb.Resources{CpuMillis: 5}}
+	task := &Task{PB: src}
+	s.setSpec(task, proto.Clone(spec).(*pb.TaskSpec))
+	if task.spec != nil {
+		t.Fatal("spec not kept compact")
+	}
+	var w taskWriter
+	got := w.record(src, task)
+	want := proto.Clone(src).(*pb.Task)
+	want.Spec = spec
+	if !proto.Equal(got, want) {
+		t.Fatalf("full record\n%v\nwant\n%v", got, want)
+	}
+	if !proto.Equal(task.view(), want) {
+		t.Fatalf("view\n%v\nwant\n%v", task.view(), want)
+	}
+}
+
+// Every field of a job record reaches the full record a snapshot writes.
+func TestJobRecordCopiesEveryField(t *testing.T) {
+	src := &pb.Job{}
+	m := src.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		if fd := fields.Get(i); fd.Name() != "counts" {
+			m.Set(fd, someValue(m, fd))
+		}
+	}
+	m.SetUnknown(protoreflect.RawFields{0xf8, 0x7f, 0x01})
+	counts := &pb.TaskCounts{Total: 3, Queued: 1, Running: 1, Succeeded: 1}
+	var dst pb.Job
+	got := jobRecord(&dst, src, counts)
+	want := proto.Clone(src).(*pb.Job)
+	want.Counts = counts
+	if !proto.Equal(got, want) {
+		t.Fatalf("full record\n%v\nwant\n%v", got, want)
+	}
+}
+
+// Jobs are found by number, tasks through their job; an id that only
+// parses like one finds nothing.
+func TestTaskLookupByID(t *testing.T) {
+	s := New(DefaultDefaults)
+	submitOneTaskJobs(t, s, 3, 3)
+	for _, id := range []string{"job-1.0", "job-2.0", "job-3.0"} {
+		if tk, ok := s.Task(id); !ok || tk.PB.Id != id {
+			t.Errorf("Task(%q) = %v, %v", id, tk, ok)
+		}
+	}
+	for _, id := range []string{"", "job-1", "job-1.", "job-1.00", "job-1.+0", "job-1.-1", "job-1.1", "job-4.0", "job-01.0", ".0", "job-1.0x"} {
+		if tk, ok := s.Task(id); ok {
+			t.Errorf("Task(%q) found %s", id, tk.PB.Id)
+		}
+	}
+	for _, id := range []string{"", "job-", "job-0", "job-01", "job-+1", "job-4", "job-1.0", "Job-1", "job-18446744073709551617"} {
+		if j, ok := s.Job(id); ok {
+			t.Errorf("Job(%q) found %s", id, j.PB.Id)
+		}
+	}
+	if j, ok := s.Job("job-2"); !ok || j.PB.Id != "job-2" {
+		t.Errorf("Job(job-2) = %v, %v", j, ok)
+	}
+	if n := s.TaskCount(); n != 3 {
+		t.Errorf("TaskCount %d, want 3", n)
+	}
+}
+
+// Keys whose hashes collide still find their own jobs: one is indexed by
+// hash, the other by key, and removing either leaves the other.
+func TestIdemIndexCollisions(t *testing.T) {
+	x := newIdemIndex()
+	a := &Job{PB: &pb.Job{Id: "job-1", IdempotencyKey: "a"}}
+	b := &Job{PB: &pb.Job{Id: "job-2", IdempotencyKey: "b"}}
+	x.put("a", a)
+	// Force b into a's hash slot, as a collision would.
+	x.byHash[maphash.String(x.seed, "b")] = a
+	x.put("b", b)
+	if j, ok := x.get("b"); !ok || j != b {
+		t.Fatalf("get(b) = %v, %v", j, ok)
+	}
+	delete(x.byHash, maphash.String(x.seed, "b"))
+	for k, want := range map[string]*Job{"a": a, "b": b} {
+		if j, ok := x.get(k); !ok || j != want {
+			t.Fatalf("get(%s) = %v, %v", k, j, ok)
+		}
+	}
+	x.del("b", b)
+	if _, ok := x.get("b"); ok {
+		t.Fatal("b still found after del")
+	}
+	if j, ok := x.get("a"); !ok || j != a {
+		t.Fatal("a lost when b was removed")
+	}
+	x.del("a", b) // not a's job: nothing changes
+	if _, ok := x.get("a"); !ok {
+		t.Fatal("a removed by del with another job")
+	}
+}
