@@ -95,6 +95,15 @@ func simagentsMain(args []string) int {
 	if *rtt {
 		cfg.OnHeartbeatRTT = func(d time.Duration) { emit("R %d\n", d.Microseconds()) }
 	}
+	// Each connection may end up open to every server (an agent tries
+	// them in turn until it finds the leader), so 10,000 agents need
+	// 30,000 files: more than a common default of 20,000, past which the
+	// last agents could never connect.
+	conns := (*n + *perConn - 1) / *perConn
+	if _, err := raiseFileLimit(uint64(conns*len(cfg.Servers) + 1024)); err != nil {
+		fmt.Fprintln(os.Stderr, "simagents:", err)
+		return 1
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
 	fleet, err := simagent.Start(ctx, cfg)
