@@ -45,9 +45,18 @@ func startFakeGPUAgent(t *testing.T, addr, id string) *fakeGPUAgent {
 	f := &fakeGPUAgent{gpus: fourGPUHost()}
 	fp := &pb.Fingerprint{Hostname: id, CpuCores: 16, MemoryBytes: 64 << 30, Gpus: f.gpus,
 		Capacity: &pb.Resources{CpuMillis: 16000, MemoryBytes: 64 << 30, Gpus: 4, GpuMemoryBytes: 64 << 30, Nvenc: 32}}
+	f.stream, _ = openAgentSession(t, addr, id, fp)
+	return f
+}
+
+// openAgentSession opens an agent session by hand and returns it once the
+// leader welcomed it, with the context that ends it (also ended when the
+// test does). The leader takes sessions once its loop runs: it retries
+// until welcomed.
+func openAgentSession(t *testing.T, addr, id string, fp *pb.Fingerprint) (pb.AgentService_SessionClient, context.Context) {
+	t.Helper()
 	conn := dialConn(t, addr)
-	// The leader takes sessions once its loop runs: retry until welcomed.
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		ctx, cancel := context.WithCancel(context.Background())
 		stream, err := pb.NewAgentServiceClient(conn).Session(ctx)
 		if err == nil {
@@ -59,14 +68,12 @@ func startFakeGPUAgent(t *testing.T, addr, id string) *fakeGPUAgent {
 		}
 		if err == nil && m.GetWelcome() != nil {
 			t.Cleanup(cancel)
-			f.stream = stream
-			return f
+			return stream, ctx
 		}
 		cancel()
 		if time.Now().After(deadline) {
-			t.Fatalf("no welcome: %v %v", m, err)
+			t.Fatalf("agent %s: no welcome: %v %v", id, m, err)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -22,48 +22,32 @@ func openWarmSession(t *testing.T, addr, id string, labels map[string]string) *w
 	t.Helper()
 	fp := &pb.Fingerprint{Hostname: id, CpuCores: 4, MemoryBytes: 8 << 30, Labels: labels,
 		Capacity: &pb.Resources{CpuMillis: 4000, MemoryBytes: 8 << 30}}
-	conn := dialConn(t, addr)
-	// The leader takes sessions once its loop runs: retry until welcomed.
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		ctx, cancel := context.WithCancel(context.Background())
-		stream, err := pb.NewAgentServiceClient(conn).Session(ctx)
-		if err == nil {
-			err = stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Hello{Hello: &pb.AgentHello{AgentId: id, Fingerprint: fp}}})
-		}
-		var m *pb.ServerMessage
-		if err == nil {
-			m, err = stream.Recv()
-		}
-		if err != nil || m.GetWelcome() == nil {
-			cancel()
-			if time.Now().After(deadline) {
-				t.Fatalf("agent %s: no welcome: %v %v", id, m, err)
+	stream, ctx := openAgentSession(t, addr, id, fp)
+	w := &warmSession{stream: stream, warm: make(chan map[string]int32, 16)}
+	go func() { // owned by the test: ends with the stream (ctx)
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				return
 			}
-			continue
-		}
-		t.Cleanup(cancel)
-		w := &warmSession{stream: stream, warm: make(chan map[string]int32, 16)}
-		go func() { // owned by the test: ends with the stream (ctx)
-			for {
-				m, err := stream.Recv()
-				if err != nil {
+			if m.GetWarm() != nil {
+				select {
+				case w.warm <- m.GetWarm().GetWorkers():
+				case <-ctx.Done():
 					return
 				}
-				if m.GetWarm() != nil {
-					w.warm <- m.GetWarm().GetWorkers()
-				}
 			}
-		}()
-		go func() { // owned by the test: heartbeats until the stream ends (ctx)
-			for ctx.Err() == nil {
-				if stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Heartbeat{Heartbeat: &pb.Heartbeat{}}}) != nil {
-					return
-				}
-				time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	go func() { // owned by the test: heartbeats until the stream ends (ctx)
+		for ctx.Err() == nil {
+			if stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Heartbeat{Heartbeat: &pb.Heartbeat{}}}) != nil {
+				return
 			}
-		}()
-		return w
-	}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	return w
 }
 
 // next returns the next warm targets sent, or fails after a while.
