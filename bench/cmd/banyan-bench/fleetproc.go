@@ -95,14 +95,15 @@ func simagentsMain(args []string) int {
 	if *rtt {
 		cfg.OnHeartbeatRTT = func(d time.Duration) { emit("R %d\n", d.Microseconds()) }
 	}
-	// Each connection may end up open to every server (an agent tries
-	// them in turn until it finds the leader), so 10,000 agents need
-	// 30,000 files: more than a common default of 20,000, past which the
-	// last agents could never connect.
+	// An agent holds a connection to the server its session is on and,
+	// for a few seconds after, to those it tried before (simagent closes
+	// idle ones): 10,000 agents need up to 20,000 files while they
+	// connect, a common default limit. Raise it where allowed; where not,
+	// say so (agents past the limit cannot connect, and the run fails
+	// waiting for them).
 	conns := (*n + *perConn - 1) / *perConn
-	if _, err := raiseFileLimit(uint64(conns*len(cfg.Servers) + 1024)); err != nil {
-		fmt.Fprintln(os.Stderr, "simagents:", err)
-		return 1
+	if lim, err := raiseFileLimit(uint64(2*conns + 1024)); err != nil {
+		fmt.Fprintf(os.Stderr, "simagents: %v; going on with %d\n", err, lim)
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
