@@ -93,10 +93,6 @@ type Fleet struct {
 	sessions, connected, assigned, finished, acked, cancelled, heartbeats, refusals atomic.Int64
 }
 
-// idleAfter is how long a simulated agent's connection to a server may go
-// unused before it closes.
-const idleAfter = 5 * time.Second
-
 // Start dials the servers and starts the agents; they run until ctx ends
 // or Stop is called.
 func Start(ctx context.Context, cfg Config) (*Fleet, error) {
@@ -121,12 +117,14 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	f := &Fleet{cfg: cfg, cancel: cancel}
 	// One connection group per AgentsPerConn agents, each with a client
-	// connection per server, dialled lazily by gRPC. A connection unused
-	// for idleAfter closes (gRPC's idle mode), so an agent holds open
-	// only the one to the server its session is on: 10,000 agents that
-	// each tried the followers first would otherwise hold 30,000 files.
+	// connection per server, dialled lazily by gRPC. An agent with a
+	// group of its own closes its connection to a server that refused a
+	// session (a follower) and dials it afresh, lazily: it holds open only
+	// the one its session is on, where 10,000 agents that each tried the
+	// followers first would otherwise hold 30,000 files.
 	groups := (cfg.N + cfg.AgentsPerConn - 1) / cfg.AgentsPerConn
 	groupConns := make([]map[string]*grpc.ClientConn, groups)
+	dials := make([]func(addr string) (*grpc.ClientConn, error), groups)
 	for g := range groupConns {
 		groupConns[g] = map[string]*grpc.ClientConn{}
 		creds := insecure.NewCredentials()
@@ -138,12 +136,14 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 				return nil, fmt.Errorf("simagent: credentials of agent %d: %w", g, err)
 			}
 		}
-		for _, addr := range cfg.Servers {
-			c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
+		dials[g] = func(addr string) (*grpc.ClientConn, error) {
+			return grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limits.DefaultMessageSize)),
-				grpc.WithIdleTimeout(idleAfter),
 				grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
 					Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}, MinConnectTimeout: 3 * time.Second}))
+		}
+		for _, addr := range cfg.Servers {
+			c, err := dials[g](addr)
 			if err != nil {
 				cancel()
 				f.closeConns()
@@ -160,6 +160,7 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 			labels[k] = v
 		}
 		a := &simAgent{f: f, id: id, conns: groupConns[i/cfg.AgentsPerConn],
+			owned: cfg.AgentsPerConn == 1, dial: dials[i/cfg.AgentsPerConn],
 			fp: &pb.Fingerprint{Hostname: id, Capacity: cfg.Capacity, Labels: labels,
 				CpuCores: int32(cfg.Capacity.CpuMillis / 1000), MemoryBytes: cfg.Capacity.MemoryBytes},
 			running: map[string]*simTask{}, unacked: map[string]*pb.TaskEvent{}}
@@ -186,6 +187,12 @@ func (f *Fleet) closeConns() {
 		c.Close()
 	}
 	f.conns = nil
+	for _, a := range f.agents {
+		for _, c := range a.replaced {
+			c.Close()
+		}
+		a.replaced = nil
+	}
 }
 
 // Stats returns the counters now.
@@ -231,6 +238,12 @@ type simAgent struct {
 	id    string
 	fp    *pb.Fingerprint
 	conns map[string]*grpc.ClientConn
+	// owned: the agent alone uses conns (a group of one), so it may
+	// replace them (redial); dial makes one.
+	owned bool
+	dial  func(addr string) (*grpc.ClientConn, error)
+	// replaced holds the connections redial made, for Stop to close.
+	replaced []*grpc.ClientConn
 
 	mu      sync.Mutex
 	running map[string]*simTask      // task id -> current attempt
@@ -256,6 +269,9 @@ func (a *simAgent) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if !opened && a.owned {
+			a.redial(addr)
+		}
 		a.f.refusals.Add(1)
 		select {
 		case <-ctx.Done():
@@ -263,6 +279,22 @@ func (a *simAgent) run(ctx context.Context) {
 		case <-time.After(servers.Ended(addr, opened, err)):
 		}
 	}
+}
+
+// redial closes the agent's connection to addr, which refused a session,
+// and puts a fresh one in its place that dials only when next used.
+func (a *simAgent) redial(addr string) {
+	old := a.conns[addr]
+	if old == nil {
+		return
+	}
+	c, err := a.dial(addr)
+	if err != nil {
+		return // keep the old one
+	}
+	a.conns[addr] = c
+	a.replaced = append(a.replaced, c)
+	old.Close()
 }
 
 func (a *simAgent) hello() *pb.AgentHello {
