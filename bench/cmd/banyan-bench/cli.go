@@ -43,7 +43,7 @@ func runCLI(o options) Result {
 	const n = 300
 	dir, cleanup := tempDir("cli")
 	defer cleanup()
-	bin, err := schedBinary(dir) // cluster.go
+	bin, err := schedBinary(o.work) // cluster.go: built once per benchmark process, in its own dir
 	if err != nil {
 		return Result{Err: err.Error()}
 	}

@@ -24,14 +24,18 @@ import (
 // raft: loopback only, so the servers need no --insecure), each with its
 // own data dir on disk under the benchmark's data root.
 
-// schedBinary builds ./cmd/sched once into dir and returns its path, or
-// returns $BANYAN_SCHED_BIN when set.
+// schedBuild is the sched binary this process built (schedBinary).
 var schedBuild struct {
 	once sync.Once
 	path string
 	err  error
 }
 
+// schedBinary builds ./cmd/sched once per process into dir and returns its
+// path, or returns $BANYAN_SCHED_BIN when set. Every scenario gets the
+// first build, so dir must live as long as the process: the benchmark's
+// work dir (options.work), never a scenario's temporary one (the cli
+// scenario's was, and with -only cli its second run found no binary).
 func schedBinary(dir string) (string, error) {
 	if b := os.Getenv("BANYAN_SCHED_BIN"); b != "" {
 		return b, nil // a binary built elsewhere (an A/B comparison)
