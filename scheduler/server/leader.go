@@ -37,7 +37,7 @@ type leaderLoop struct {
 	// the scheduling goroutine touches it.
 	peaks *state.UsagePeaks
 
-	// mu guards sessions, seen and undelivered. Lock order: mu before the
+	// mu guards sessions, seen, undelivered and warmSent. Lock order: mu before the
 	// FSM's lock.
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -312,10 +312,11 @@ func (l *leaderLoop) pushWarmLocked() {
 		if sent, ok := l.warmSent[agent]; ok && maps.Equal(sent, want) {
 			return
 		}
-		if len(want) == 0 {
-			want = map[string]int32{} // no more reservations here: back to the agent's own
-		}
 		sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Warm{Warm: &pb.WarmTargets{Workers: want}}})
+		if len(want) == 0 {
+			delete(l.warmSent, agent) // told none: back to the agent's own
+			return
+		}
 		l.warmSent[agent] = want
 	}
 	for agent := range targets {
