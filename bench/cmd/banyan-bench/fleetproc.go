@@ -95,12 +95,12 @@ func simagentsMain(args []string) int {
 	if *rtt {
 		cfg.OnHeartbeatRTT = func(d time.Duration) { emit("R %d\n", d.Microseconds()) }
 	}
-	// An agent holds a connection to the server its session is on and,
-	// for a few seconds after, to those it tried before (simagent closes
-	// idle ones): 10,000 agents need up to 20,000 files while they
-	// connect, a common default limit. Raise it where allowed; where not,
-	// say so (agents past the limit cannot connect, and the run fails
-	// waiting for them).
+	// An agent holds open the connection its session is on (simagent
+	// redials a server that refused it, so as not to keep one to every
+	// server): 10,000 agents need about 10,000 files, more for a moment
+	// while they find the leader. Raise the limit to twice that where
+	// allowed; where not, say so (agents past the limit cannot connect,
+	// and the run fails waiting for them).
 	conns := (*n + *perConn - 1) / *perConn
 	if lim, err := raiseFileLimit(uint64(2*conns + 1024)); err != nil {
 		fmt.Fprintf(os.Stderr, "simagents: %v; going on with %d\n", err, lim)
