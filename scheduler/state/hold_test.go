@@ -106,15 +106,7 @@ func TestPlanHeldOnlyFromBorrowers(t *testing.T) {
 		Pool: &pb.Pool{Path: "live", Guaranteed: &pb.Resources{CpuMillis: 2000}}}}})
 	now := int64(1) + 2*DefaultPlanLimits.MinRuntimeMs
 	// A batch task ends: one cpu free, held for "latency" in this pass.
-	ag := s.agents["agent-00002"]
-	var tid string
-	for id := range ag.Running {
-		tid = id
-		break
-	}
-	mustApply(t, s, &fsmpb.Command{NowUnixMs: now, Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
-		AgentId: "agent-00002", Events: []*pb.TaskEvent{{TaskId: tid, Attempt: s.task(tid).Attempt(), Kind: "finished",
-			Outcome: "succeeded", UnixMs: now}}}}}}})
+	finishOneOn(t, s, "agent-00002", now)
 	lim := DefaultPlanLimits
 	lim.Held = map[string]pool.Resources{"latency": {CPUMillis: 1000}}
 	if got := s.Plan(now, lim); len(got.Assignments) != 0 {

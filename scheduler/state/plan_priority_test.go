@@ -113,15 +113,7 @@ func BenchmarkPlanOpportunisticRoom(b *testing.B) {
 	s := priorityFleetState(b, 200, 200_000)
 	now := int64(1) + 10*DefaultPlanLimits.MinRuntimeMs
 	// Free one cpu: a running task ends.
-	ag := s.agents["agent-00000"]
-	var tid string
-	for id := range ag.Running {
-		tid = id
-		break
-	}
-	t := s.task(tid)
-	mustApply(b, s, &fsmpb.Command{NowUnixMs: now, Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
-		AgentId: "agent-00000", Events: []*pb.TaskEvent{{TaskId: tid, Attempt: t.Attempt(), Kind: "finished", Outcome: "succeeded", UnixMs: now}}}}}}})
+	finishOneOn(b, s, "agent-00000", now)
 	lim := DefaultPlanLimits
 	lim.Held = map[string]pool.Resources{"latency": {CPUMillis: 1000}} // held for the latency pool
 	for b.Loop() {
@@ -129,4 +121,17 @@ func BenchmarkPlanOpportunisticRoom(b *testing.B) {
 			b.Fatalf("the backlog took held capacity: %v", p)
 		}
 	}
+}
+
+// finishOneOn reports one of the tasks running on agent as succeeded at
+// now, freeing its capacity.
+func finishOneOn(tb testing.TB, s *State, agent string, now int64) {
+	tb.Helper()
+	for id := range s.agents[agent].Running {
+		mustApply(tb, s, &fsmpb.Command{NowUnixMs: now, Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
+			AgentId: agent, Events: []*pb.TaskEvent{{TaskId: id, Attempt: s.task(id).Attempt(), Kind: "finished",
+				Outcome: "succeeded", UnixMs: now}}}}}}})
+		return
+	}
+	tb.Fatalf("nothing runs on %s", agent)
 }
