@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
@@ -383,6 +384,7 @@ func (a *Agent) session(ctx context.Context, addr string) (opened bool, err erro
 	}
 	a.log.Info("session open", "server", addr, "lease_ms", welcome.LeaseMs)
 
+	terms := newSessionTerms(welcome)
 	events := newEventQueue()
 	heard := &lastHeard{}
 	heard.mark()
@@ -391,7 +393,7 @@ func (a *Agent) session(ctx context.Context, addr string) (opened bool, err erro
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		sendErr <- a.sendLoop(sctx, stream, events, time.Duration(welcome.HeartbeatMs)*time.Millisecond, heard)
+		sendErr <- a.sendLoop(sctx, stream, events, terms, heard)
 	}()
 	a.attach(events)
 	defer func() {
@@ -403,7 +405,7 @@ func (a *Agent) session(ctx context.Context, addr string) (opened bool, err erro
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		recvErr <- a.recvLoop(sctx, stream, heard, time.Duration(welcome.LeaseMs)*time.Millisecond)
+		recvErr <- a.recvLoop(sctx, stream, heard, terms)
 	}()
 	select {
 	case err = <-recvErr:
@@ -557,12 +559,11 @@ func eventSize(ev *pb.TaskEvent) int { return proto.Size(ev) + 8 }
 // batch bytes each. The leader answers every heartbeat; a
 // session that hears nothing for two heartbeat intervals is given up (a
 // hung or partitioned leader keeps its TCP connection open), so the agent
-// moves to the new leader.
-func (a *Agent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClient, events *eventQueue, every time.Duration, heard *lastHeard) error {
-	if every <= 0 {
-		every = time.Second
-	}
+// moves to the new leader. The interval is the session's latest terms.
+func (a *Agent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClient, events *eventQueue, terms *sessionTerms, heard *lastHeard) error {
+	every := terms.every()
 	tick := time.NewTicker(every)
+	spreading := false // the ticker is at a random first beat after new terms
 	defer tick.Stop()
 	if m := a.drainMessage(); m != nil { // a new session of a draining agent
 		if err := stream.Send(m); err != nil {
@@ -579,7 +580,18 @@ func (a *Agent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClie
 					return fmt.Errorf("send drain: %w", err)
 				}
 			}
+		case <-terms.changed:
+			// The whole fleet is told at once: the first heartbeat at the
+			// new interval comes at a random point of it, so that the
+			// fleet's heartbeats stay spread rather than all on one tick.
+			every = terms.every()
+			tick.Reset(time.Duration(rand.Int64N(int64(every))) + time.Millisecond)
+			spreading = true
 		case <-tick.C:
+			if spreading {
+				tick.Reset(every)
+				spreading = false
+			}
 			if d := heard.since(); d > 2*every {
 				return fmt.Errorf("%w: nothing from the server for %v (heartbeats every %v)", errServerSilent, d.Round(time.Millisecond), every)
 			}
@@ -629,18 +641,22 @@ func (a *Agent) resendStale(events *eventQueue, age time.Duration) {
 // silence longer than the lease (this agent was frozen, or the network
 // stalled) may be stale: the leader has marked the agent down and queued
 // its tasks elsewhere, so a task batch read now would run them twice. The
-// session ends instead; the next hello reconciles what runs here.
-func (a *Agent) recvLoop(ctx context.Context, stream pb.AgentService_SessionClient, heard *lastHeard, lease time.Duration) error {
+// session ends instead; the next hello reconciles what runs here. A
+// Welcome mid-session brings the session's new terms.
+func (a *Agent) recvLoop(ctx context.Context, stream pb.AgentService_SessionClient, heard *lastHeard, terms *sessionTerms) error {
 	for {
 		m, err := stream.Recv()
 		if err != nil {
 			return err
 		}
-		if gap := heard.since(); lease > 0 && gap > lease {
+		if gap, lease := heard.since(), terms.leaseLength(); lease > 0 && gap > lease {
 			return fmt.Errorf("%w: nothing heard for %v, past the %v lease: what the session holds may be stale", errServerSilent, gap.Round(time.Millisecond), lease)
 		}
 		heard.mark()
 		switch msg := m.Msg.(type) {
+		case *pb.ServerMessage_Welcome:
+			a.log.Info("session terms changed", "lease_ms", msg.Welcome.LeaseMs, "heartbeat_ms", msg.Welcome.HeartbeatMs)
+			terms.update(msg.Welcome)
 		case *pb.ServerMessage_Batch:
 			for _, t := range msg.Batch.Tasks {
 				a.start(ctx, t)

@@ -292,7 +292,10 @@ func TestDeviceUpdates(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); a.watchDevices(ctx) }()
-	go func() { defer wg.Done(); _ = a.sendLoop(ctx, rec, newEventQueue(), time.Hour, &lastHeard{}) }()
+	go func() {
+		defer wg.Done()
+		_ = a.sendLoop(ctx, rec, newEventQueue(), newSessionTerms(&pb.Welcome{HeartbeatMs: time.Hour.Milliseconds()}), &lastHeard{})
+	}()
 	defer func() { cancel(); wg.Wait() }()
 	waitUpdates := func(n int) []*pb.DeviceUpdate {
 		t.Helper()

@@ -27,7 +27,7 @@ func TestStaleBatchAfterSilenceIsNotRun(t *testing.T) {
 	heard.at.Store(int64(time.Since(processStart) - 6*time.Second)) // last heard 6 s ago
 	stream := &oneMessage{m: &pb.ServerMessage{Msg: &pb.ServerMessage_Batch{Batch: &pb.TaskBatch{Tasks: []*pb.TaskAssignment{
 		{TaskId: "job-1.0", Attempt: 1, Spec: &pb.TaskSpec{Command: []string{"true"}}}}}}}}
-	err := a.recvLoop(context.Background(), stream, heard, 3*time.Second)
+	err := a.recvLoop(context.Background(), stream, heard, newSessionTerms(&pb.Welcome{LeaseMs: 3000}))
 	if !errors.Is(err, errServerSilent) {
 		t.Fatalf("recvLoop after 6 s of silence with a 3 s lease: %v, want the session ended", err)
 	}

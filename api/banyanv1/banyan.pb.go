@@ -3925,6 +3925,10 @@ func (x *WarmTargets) GetWorkers() map[string]int32 {
 	return nil
 }
 
+// Welcome opens a session with its terms: heartbeat every heartbeat_ms,
+// and a silence past lease_ms is the agent's lease missed. It may come again
+// mid-session with longer terms (the leader lengthens them as its fleet
+// grows, to bound the heartbeats it takes): the agent follows the latest.
 type Welcome struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LeaseMs       int64                  `protobuf:"varint,1,opt,name=lease_ms,json=leaseMs,proto3" json:"lease_ms,omitempty"`

@@ -339,15 +339,16 @@ func (a *simAgent) session(ctx context.Context, addr string) (bool, error) {
 	a.attach(events)
 	defer a.detach(events)
 	errc := make(chan error, 2)
+	intervals := make(chan time.Duration, 1) // a Welcome mid-session: the leader's new heartbeat interval
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		errc <- a.sendLoop(sctx, stream, events, time.Duration(w.HeartbeatMs)*time.Millisecond)
+		errc <- a.sendLoop(sctx, stream, events, time.Duration(w.HeartbeatMs)*time.Millisecond, intervals)
 	}()
 	go func() {
 		defer wg.Done()
-		errc <- a.recvLoop(stream, addr)
+		errc <- a.recvLoop(stream, addr, intervals)
 	}()
 	select {
 	case err = <-errc:
@@ -395,7 +396,7 @@ func (a *simAgent) enqueueLocked(ev *pb.TaskEvent) {
 	}
 }
 
-func (a *simAgent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClient, events chan *pb.TaskEvent, every time.Duration) error {
+func (a *simAgent) sendLoop(ctx context.Context, stream pb.AgentService_SessionClient, events chan *pb.TaskEvent, every time.Duration, intervals <-chan time.Duration) error {
 	if every <= 0 {
 		every = time.Second
 	}
@@ -404,6 +405,7 @@ func (a *simAgent) sendLoop(ctx context.Context, stream pb.AgentService_SessionC
 	defer first.Stop()
 	var tick <-chan time.Time
 	var ticker *time.Ticker
+	spreading := false // the ticker is at a spread first beat after a new interval
 	defer func() {
 		if ticker != nil {
 			ticker.Stop()
@@ -425,6 +427,14 @@ func (a *simAgent) sendLoop(ctx context.Context, stream pb.AgentService_SessionC
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case d := <-intervals:
+			if d > 0 {
+				every = d
+				if ticker != nil { // the fleet was told at once: spread its first beats again
+					ticker.Reset(time.Duration(fnv(a.id)%uint64(every)) + time.Millisecond)
+					spreading = true
+				}
+			}
 		case <-first.C:
 			ticker = time.NewTicker(every)
 			tick = ticker.C
@@ -432,6 +442,10 @@ func (a *simAgent) sendLoop(ctx context.Context, stream pb.AgentService_SessionC
 				return err
 			}
 		case <-tick:
+			if spreading {
+				ticker.Reset(every)
+				spreading = false
+			}
 			if err := heartbeat(); err != nil {
 				return err
 			}
@@ -454,13 +468,19 @@ func (a *simAgent) sendLoop(ctx context.Context, stream pb.AgentService_SessionC
 	}
 }
 
-func (a *simAgent) recvLoop(stream pb.AgentService_SessionClient, addr string) error {
+func (a *simAgent) recvLoop(stream pb.AgentService_SessionClient, addr string, intervals chan time.Duration) error {
 	for {
 		m, err := stream.Recv()
 		if err != nil {
 			return err
 		}
 		switch msg := m.Msg.(type) {
+		case *pb.ServerMessage_Welcome:
+			select { // the latest interval wins
+			case <-intervals:
+			default:
+			}
+			intervals <- time.Duration(msg.Welcome.HeartbeatMs) * time.Millisecond
 		case *pb.ServerMessage_Batch:
 			now := time.Now()
 			for _, t := range msg.Batch.Tasks {

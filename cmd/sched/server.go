@@ -30,6 +30,9 @@ type serverFile struct {
 	Peers     []string `json:"peers,omitempty"`
 	Join      []string `json:"join,omitempty"`
 	Lease     string   `json:"lease,omitempty"`
+	// MaxHeartbeats bounds the agents' heartbeats a second on the leader
+	// (1000; 0: no bound; nil: the flag's value).
+	MaxHeartbeats *int `json:"max_heartbeats,omitempty"`
 	// DiskReserve is the free space the data dir keeps ("32Mi").
 	DiskReserve string `json:"disk_reserve,omitempty"`
 	TLSCA       string `json:"tls_ca,omitempty"`
@@ -96,7 +99,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&configPath, "config", "", "YAML config file (node_id, data_dir, bind, advertise, bootstrap, peers, join, lease, disk_reserve, max_message_size, tls_ca, tls_cert, tls_key, insecure, acl, token, http_addr)")
+	fl.StringVar(&configPath, "config", "", "YAML config file (node_id, data_dir, bind, advertise, bootstrap, peers, join, lease, max_heartbeats, disk_reserve, max_message_size, tls_ca, tls_cert, tls_key, insecure, acl, token, http_addr)")
 	fl.StringVar(&f.NodeID, "node-id", "", "this server's id (default: hostname)")
 	fl.StringVar(&f.DataDir, "data-dir", "", "data directory (required)")
 	fl.StringVar(&f.Bind, "bind", DefaultAddr, "address to serve gRPC and raft on")
@@ -105,6 +108,9 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 	fl.StringSliceVar(&f.Peers, "peers", nil, "bootstrap a cluster of these servers: id=host:port,... (same on every server)")
 	fl.StringSliceVar(&f.Join, "join", nil, "join the cluster through this server address (repeatable)")
 	fl.StringVar(&f.Lease, "lease", "10s", "agent lease: silence after which an agent's tasks are requeued")
+	f.MaxHeartbeats = new(int)
+	fl.IntVar(f.MaxHeartbeats, "max-heartbeats", server.DefaultMaxHeartbeatRate,
+		"heartbeats a second the leader takes from all agents: a larger fleet heartbeats less often, its lease lengthened to match (0: no bound)")
 	fl.StringVar(&f.DeadServerTimeout, "dead-server-timeout", "15m", "remove a server that failed the leader's heartbeats this long, when the rest keep a quorum (0: never)")
 	fl.StringVar(&f.GCMaxAge, "gc-max-age", "24h", "remove finished jobs this long after they finished")
 	fl.IntVar(&f.GCMaxJobs, "gc-max-jobs", 10_000, "keep at most this many finished jobs (the oldest finished go first)")
@@ -139,6 +145,9 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	set("bind", &f.Bind, flags.Bind)
 	set("advertise", &f.Advertise, flags.Advertise)
 	set("lease", &f.Lease, flags.Lease)
+	if fl.Changed("max-heartbeats") || f.MaxHeartbeats == nil {
+		f.MaxHeartbeats = flags.MaxHeartbeats
+	}
 	set("disk-reserve", &f.DiskReserve, flags.DiskReserve)
 	set("gc-max-age", &f.GCMaxAge, flags.GCMaxAge)
 	set("dead-server-timeout", &f.DeadServerTimeout, flags.DeadServerTimeout)
@@ -173,6 +182,17 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	lease, err := time.ParseDuration(f.Lease)
 	if err != nil || lease <= 0 {
 		return server.Config{}, usageError{fmt.Sprintf("--lease %q: want a positive duration such as 10s", f.Lease)}
+	}
+	heartbeats := server.DefaultMaxHeartbeatRate
+	if f.MaxHeartbeats != nil {
+		heartbeats = *f.MaxHeartbeats
+	}
+	if heartbeats < 0 {
+		return server.Config{}, usageError{fmt.Sprintf("--max-heartbeats %d: want heartbeats a second such as 1000 (0: no bound)", heartbeats)}
+	}
+	heartbeatRate := float64(heartbeats)
+	if heartbeats == 0 {
+		heartbeatRate = -1 // no bound
 	}
 	var reserve int64 // 0: the server's default
 	if f.DiskReserve != "" {
@@ -209,7 +229,7 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 		return server.Config{}, usageError{fmt.Sprintf("--node-id %q but the TLS certificate names %s", f.NodeID, src.Identity())}
 	}
 	cfg := server.Config{NodeID: f.NodeID, DataDir: f.DataDir, BindAddr: f.Bind, AdvertiseAddr: f.Advertise,
-		Bootstrap: f.Bootstrap, Join: f.Join, Lease: lease, DiskReserve: uint64(reserve), Logger: slog.Default(), TLS: src, Insecure: f.Insecure,
+		Bootstrap: f.Bootstrap, Join: f.Join, Lease: lease, MaxHeartbeatRate: heartbeatRate, DiskReserve: uint64(reserve), Logger: slog.Default(), TLS: src, Insecure: f.Insecure,
 		ACL: f.ACL, Token: f.Token, MaxMessageSize: maxMsg, Retention: retention, DeadServerTimeout: deadAfter}
 	for _, p := range f.Peers {
 		id, addr, ok := strings.Cut(p, "=")

@@ -55,6 +55,14 @@ func startFakeGPUAgent(t *testing.T, addr, id string) *fakeGPUAgent {
 // until welcomed.
 func openAgentSession(t *testing.T, addr, id string, fp *pb.Fingerprint) (pb.AgentService_SessionClient, context.Context) {
 	t.Helper()
+	stream, ctx, _ := openAgentSessionWelcome(t, addr, id, fp)
+	return stream, ctx
+}
+
+// openAgentSessionWelcome is openAgentSession, also returning the welcome
+// the session opened with.
+func openAgentSessionWelcome(t *testing.T, addr, id string, fp *pb.Fingerprint) (pb.AgentService_SessionClient, context.Context, *pb.Welcome) {
+	t.Helper()
 	conn := dialConn(t, addr)
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -68,7 +76,7 @@ func openAgentSession(t *testing.T, addr, id string, fp *pb.Fingerprint) (pb.Age
 		}
 		if err == nil && m.GetWelcome() != nil {
 			t.Cleanup(cancel)
-			return stream, ctx
+			return stream, ctx, m.GetWelcome()
 		}
 		cancel()
 		if time.Now().After(deadline) {

@@ -37,11 +37,15 @@ type leaderLoop struct {
 	// the scheduling goroutine touches it.
 	peaks *state.UsagePeaks
 
-	// mu guards sessions, seen, undelivered and warmSent. Lock order: mu before the
-	// FSM's lock.
+	// mu guards sessions (and each one's terms), seen, undelivered,
+	// warmSent and raised. Lock order: mu before the FSM's lock.
 	mu       sync.Mutex
 	sessions map[string]*session
 	seen     map[string]time.Time
+	// raised is the heartbeat level every session has been told at least
+	// (heartbeat.go): when the fleet grows past it, the sessions below
+	// are told the longer terms.
+	raised int
 	// undelivered holds, per agent, the attempts (task id -> attempt) this
 	// leader committed to it while it had no session here: they were sent
 	// to no one, so the agent's next hello has them delivered instead of
@@ -66,6 +70,9 @@ type session struct {
 	out     chan *pb.ServerMessage
 	ctx     context.Context
 	cancel  context.CancelFunc
+	// terms are the heartbeat terms the agent was last told (under the
+	// leader loop's mu).
+	terms heartbeatTerms
 }
 
 // send queues a message for the agent without blocking; a session that
@@ -425,9 +432,20 @@ func (l *leaderLoop) register(sess *session, known map[string]int32, cancels []s
 	delete(l.warmSent, sess.agentID) // a new session has been told nothing
 	l.seen[sess.agentID] = l.s.cfg.Clock()
 	delete(l.undelivered, sess.agentID) // the hello kept them; sent below as missed
-	lease := l.s.cfg.Lease
-	sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Welcome{Welcome: &pb.Welcome{
-		LeaseMs: lease.Milliseconds(), HeartbeatMs: (lease / 4).Milliseconds()}}})
+	terms := l.fleetTermsLocked()
+	if terms.level > l.raised {
+		// The fleet outgrew its heartbeat rate: every session told
+		// shorter terms is told these.
+		l.raised = terms.level
+		for _, other := range l.sessions {
+			if other != sess && other.terms.level < terms.level {
+				other.terms = terms
+				other.send(welcome(terms))
+			}
+		}
+	}
+	sess.terms = terms
+	sess.send(welcome(terms))
 	l.sendCancelsLocked(cancels)
 	l.pushWarmLocked() // the set of agents serving each function changed
 	var missed []*pb.TaskAssignment
@@ -470,6 +488,20 @@ func (l *leaderLoop) unregister(sess *session) {
 	if l.sessions[sess.agentID] == sess {
 		delete(l.sessions, sess.agentID)
 	}
+	if t := l.fleetTermsLocked(); t.level < l.raised {
+		l.raised = t.level // so that growing again re-tells whoever is below
+	}
+}
+
+// fleetTermsLocked is the heartbeat terms for the sessions open now.
+func (l *leaderLoop) fleetTermsLocked() heartbeatTerms {
+	return heartbeatTermsFor(len(l.sessions), l.s.cfg.Lease, l.s.cfg.MaxHeartbeatRate)
+}
+
+// welcome is the message that tells a session its terms.
+func welcome(t heartbeatTerms) *pb.ServerMessage {
+	return &pb.ServerMessage{Msg: &pb.ServerMessage_Welcome{Welcome: &pb.Welcome{
+		LeaseMs: t.lease.Milliseconds(), HeartbeatMs: t.heartbeat.Milliseconds()}}}
 }
 
 func (l *leaderLoop) sendLoop(sess *session, stream pb.AgentService_SessionServer) error {
@@ -591,10 +623,13 @@ func (l *leaderLoop) commitEvents() {
 func eventsSize(events []*pb.TaskEvent) int { return proto.Size(&pb.TaskEvents{Events: events}) }
 
 // checkLeases marks agents down when they have not heartbeated within the
-// lease; their tasks go back to the queue without using a retry.
+// lease; their tasks go back to the queue without using a retry. An agent
+// with a session has the lease its session was told; one without (its
+// session ended, or this leader is new) has the lease of a fleet of the
+// agents up, so that a whole fleet reconnecting to a new leader has the
+// time its size gives it.
 func (l *leaderLoop) checkLeases() {
-	lease := l.s.cfg.Lease
-	tick := time.NewTicker(lease / 8)
+	tick := time.NewTicker(l.s.cfg.Lease / 8)
 	defer tick.Stop()
 	for {
 		select {
@@ -604,23 +639,41 @@ func (l *leaderLoop) checkLeases() {
 		}
 		now := l.s.cfg.Clock()
 		l.stopDueDrains(now)
-		var expired []string
-		l.mu.Lock()
-		l.s.fsm.Read(func(st *state.State) {
-			for _, id := range st.UpAgents() {
-				seen, ok := l.seen[id]
-				if !ok {
-					l.seen[id] = now
-					continue
-				}
-				if now.Sub(seen) > lease {
-					expired = append(expired, id)
-				}
-			}
-		})
-		l.mu.Unlock()
-		l.markDown(expired, lease)
+		l.markDown(l.expiredLeases(now))
 	}
+}
+
+// expiredLease is an agent silent past its lease.
+type expiredLease struct {
+	agentID string
+	lease   time.Duration
+}
+
+// expiredLeases returns the agents up whose silence at now is past their
+// lease.
+func (l *leaderLoop) expiredLeases(now time.Time) []expiredLease {
+	var expired []expiredLease
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.s.fsm.Read(func(st *state.State) {
+		up := st.UpAgents()
+		fleet := heartbeatTermsFor(len(up), l.s.cfg.Lease, l.s.cfg.MaxHeartbeatRate).lease
+		for _, id := range up {
+			seen, ok := l.seen[id]
+			if !ok {
+				l.seen[id] = now
+				continue
+			}
+			lease := fleet
+			if sess := l.sessions[id]; sess != nil {
+				lease = sess.terms.lease
+			}
+			if now.Sub(seen) > lease {
+				expired = append(expired, expiredLease{agentID: id, lease: lease})
+			}
+		}
+	})
+	return expired
 }
 
 // leaseDownsInFlight bounds the agent-down commands a lease check has in
@@ -633,10 +686,11 @@ const leaseDownsInFlight = 64
 // leases at once (a frozen network, a starved host) would otherwise take a
 // round trip per agent, seconds of a leader doing little else while the
 // agents it dropped say hello again.
-func (l *leaderLoop) markDown(expired []string, lease time.Duration) {
+func (l *leaderLoop) markDown(expired []expiredLease) {
 	sem := make(chan struct{}, leaseDownsInFlight)
 	var wg sync.WaitGroup
-	for _, id := range expired {
+	for _, e := range expired {
+		id, lease := e.agentID, e.lease
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() { // owned by this call: it waits for them below

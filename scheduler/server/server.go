@@ -62,8 +62,14 @@ type Config struct {
 	// Join lists servers to ask to add this one, tried until one succeeds.
 	Join []string
 	// Lease is how long an agent may stay silent before its tasks are
-	// requeued (default 10s). Agents heartbeat every Lease/4.
+	// requeued (default 10s). Agents heartbeat every Lease/4, until the
+	// fleet outgrows MaxHeartbeatRate.
 	Lease time.Duration
+	// MaxHeartbeatRate bounds the heartbeats a second the leader takes from
+	// its agents: a larger fleet is told to heartbeat less often, with its
+	// lease lengthened to match (heartbeat.go). 0 means
+	// DefaultMaxHeartbeatRate; a negative rate sets no bound.
+	MaxHeartbeatRate float64
 	// Defaults apply to jobs that leave fields unset.
 	Defaults state.Defaults
 	// Clock is the wall clock (default time.Now); tests may fix it.
@@ -148,6 +154,9 @@ func (c *Config) fill() error {
 	}
 	if c.Lease <= 0 {
 		c.Lease = 10 * time.Second
+	}
+	if c.MaxHeartbeatRate == 0 {
+		c.MaxHeartbeatRate = DefaultMaxHeartbeatRate
 	}
 	if c.Defaults == (state.Defaults{}) {
 		c.Defaults = state.DefaultDefaults

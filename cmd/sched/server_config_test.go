@@ -1,0 +1,72 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/banyan-sched/banyan/scheduler/server"
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+)
+
+// TestServerConfigMaxHeartbeats: --max-heartbeats and max_heartbeats set
+// the leader's heartbeat bound, the flag over the file, 0 lifts it, and a
+// negative one is a usage error naming the flag.
+func TestServerConfigMaxHeartbeats(t *testing.T) {
+	base := serverFile{DataDir: "d", Bind: DefaultAddr, Lease: "10s"}
+	cfg, err := serverConfig(newServerCmd(&globals{}), "", base)
+	if err != nil || cfg.MaxHeartbeatRate != server.DefaultMaxHeartbeatRate {
+		t.Fatalf("default: %v (%v), want %d", cfg.MaxHeartbeatRate, err, server.DefaultMaxHeartbeatRate)
+	}
+	path := filepath.Join(t.TempDir(), "server.yaml")
+	if err := os.WriteFile(path, []byte("data_dir: d\nmax_heartbeats: 250\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = serverConfig(newServerCmd(&globals{}), path, serverFile{Bind: DefaultAddr, Lease: "10s"}); err != nil || cfg.MaxHeartbeatRate != 250 {
+		t.Fatalf("config file: %v (%v), want 250", cfg.MaxHeartbeatRate, err)
+	}
+	withFlag := func(v int) (*cobra.Command, serverFile) {
+		cmd := newServerCmd(&globals{})
+		if err := cmd.Flags().Parse([]string{"--max-heartbeats", strconv.Itoa(v)}); err != nil {
+			t.Fatal(err)
+		}
+		f := base
+		f.MaxHeartbeats = &v
+		return cmd, f
+	}
+	for flag, want := range map[int]float64{0: -1, 4000: 4000} {
+		cmd, f := withFlag(flag)
+		if cfg, err = serverConfig(cmd, path, f); err != nil || cfg.MaxHeartbeatRate != want {
+			t.Fatalf("--max-heartbeats %d over the file's 250: %v (%v), want %v", flag, cfg.MaxHeartbeatRate, err, want)
+		}
+	}
+	cmd, f := withFlag(-5)
+	_, err = serverConfig(cmd, "", f)
+	var u usageError
+	if !errors.As(err, &u) || !strings.Contains(err.Error(), "--max-heartbeats") {
+		t.Fatalf("--max-heartbeats -5: %v, want a usage error naming the flag", err)
+	}
+	if err := newServerCmd(&globals{}).Flags().Parse([]string{"--max-heartbeats", "lots"}); err == nil {
+		t.Fatal("--max-heartbeats lots parsed")
+	}
+}
+
+// TestDeployServerConfigParses: the example config in deploy/ is one the
+// server takes.
+func TestDeployServerConfigParses(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "config", "server.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f serverFile
+	if err := yaml.UnmarshalStrict(data, &f); err != nil {
+		t.Fatalf("deploy/config/server.yaml: %v", err)
+	}
+	if f.MaxHeartbeats == nil || *f.MaxHeartbeats != server.DefaultMaxHeartbeatRate || f.Lease != "10s" {
+		t.Fatalf("deploy/config/server.yaml: lease %q, max_heartbeats %v; want the defaults", f.Lease, f.MaxHeartbeats)
+	}
+}
