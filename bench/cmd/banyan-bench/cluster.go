@@ -392,6 +392,31 @@ func (c *cluster) tail(s *clusterServer) string {
 	return strings.Join(lines[max(0, len(lines)-5):], " | ")
 }
 
+// leadershipLines returns the servers' log lines that tell why leadership
+// moved (raft's heartbeat timeouts and step-downs, and who became leader),
+// the last few of each server, for the error of a run that saw an election
+// too many: the logs go with the cluster's dir.
+func (c *cluster) leadershipLines() string {
+	var out []string
+	for _, s := range c.servers {
+		data, err := os.ReadFile(filepath.Join(c.dir, s.id+".log"))
+		if err != nil {
+			continue
+		}
+		var mine []string
+		for _, line := range strings.Split(string(data), "\n") {
+			for _, k := range []string{"heartbeat timeout", "stepping down", "failed to contact", `msg="became leader"`, "lost leadership"} {
+				if strings.Contains(line, k) {
+					mine = append(mine, s.id+": "+line)
+					break
+				}
+			}
+		}
+		out = append(out, mine[max(0, len(mine)-4):]...)
+	}
+	return strings.Join(out, " | ")
+}
+
 // elections counts the times a server of the cluster became leader, from
 // their logs: a figure read from "the leader" is only the leader's when
 // this stayed 1 through the run.
