@@ -62,22 +62,26 @@ func logKey(t *pb.TaskAssignment) tasklog.Key {
 
 // keepOutput makes spec write the attempt's full output to the store and
 // returns the function that ends it. Output that cannot be kept is logged;
-// the task runs anyway.
+// the task runs anyway. Like a function call's, a process's output is
+// kept in memory while it is small and then in its job's pack (see
+// keepCallOutput): most tasks of a farm write little (a `true`, a chunk
+// encode at -loglevel error), and a directory and two files per attempt
+// were a third of the agent's cost of such a task on a virtual disk.
+// Output past tasklog.DefaultBufferedLimit moves to files of its own.
 func (a *Agent) keepOutput(t *pb.TaskAssignment, spec *process.Spec) (done func()) {
-	out := a.createOutput(t)
-	if out == nil {
-		return func() {}
+	out, done := a.keepCallOutput(t)
+	if out.Stdout != nil {
+		spec.Stdout, spec.Stderr = out.Stdout, out.Stderr
 	}
-	spec.Stdout, spec.Stderr = out.Stdout, out.Stderr
-	return func() { a.closeOutput(t, out) }
+	return done
 }
 
-// keepCallOutput is keepOutput for a function call served by a worker: the
-// call's output (agent/worker says what it is) is kept in memory while it
-// runs and then in its job's pack, or in files of its own once it outgrows
-// tasklog.DefaultBufferedLimit; it is read the same way as an ordinary
-// attempt's. Calls are many and short: a directory and two files each
-// would cost more than the call.
+// keepCallOutput starts keeping an attempt's output (a function call's,
+// or a process's through keepOutput): in memory while it runs and then in
+// its job's pack, or in files of its own once it outgrows
+// tasklog.DefaultBufferedLimit; it is read the same way either way. Calls
+// are many and short: a directory and two files each would cost more than
+// the call. With no store, the writers are nil and done does nothing.
 func (a *Agent) keepCallOutput(t *pb.TaskAssignment) (worker.Output, func()) {
 	if a.logs == nil {
 		return worker.Output{}, func() {}
@@ -87,27 +91,6 @@ func (a *Agent) keepCallOutput(t *pb.TaskAssignment) (worker.Output, func()) {
 		if err := out.Close(); err != nil {
 			a.log.Warn("task output not kept in full", "task", t.TaskId, "attempt", t.Attempt, "err", err)
 		}
-	}
-}
-
-// createOutput starts keeping an attempt's output; nil when there is no
-// store or the attempt's files cannot be made (logged).
-func (a *Agent) createOutput(t *pb.TaskAssignment) *tasklog.Attempt {
-	if a.logs == nil {
-		return nil
-	}
-	out, err := a.logs.Create(logKey(t))
-	if err != nil {
-		a.log.Warn("task output will not be kept", "task", t.TaskId, "attempt", t.Attempt, "err", err)
-		return nil
-	}
-	return out
-}
-
-// closeOutput ends an attempt's output: readers see its end.
-func (a *Agent) closeOutput(t *pb.TaskAssignment, out *tasklog.Attempt) {
-	if err := out.Close(); err != nil {
-		a.log.Warn("task output not kept in full", "task", t.TaskId, "attempt", t.Attempt, "err", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -23,9 +24,11 @@ func logsAgent(t *testing.T, now *time.Time) *Agent {
 	return a
 }
 
-// TestTaskOutputKeptReadAndRemoved: a task's full output is kept in files,
-// read in chunks the size the leader asks, and removed when its job is
-// gone or, as a backstop, when it is older than TaskLogAge.
+// TestTaskOutputKeptReadAndRemoved: a task's full output is kept (small
+// output in its job's pack, with no directory of the attempt's own; past
+// the buffer's limit, in files of its own), read in chunks the size the
+// leader asks, and removed when its job is gone or, as a backstop, when it
+// is older than TaskLogAge.
 func TestTaskOutputKeptReadAndRemoved(t *testing.T) {
 	now := time.Now()
 	a := logsAgent(t, &now)
@@ -42,8 +45,33 @@ func TestTaskOutputKeptReadAndRemoved(t *testing.T) {
 	a.runTaskForTest(t, asg, sb)
 
 	d := a.readLog(&pb.LogRead{RequestId: 7, JobId: "job-1", TaskId: "job-1.0", Attempt: 1, MaxBytes: 10})
-	if d.RequestId != 7 || string(d.Data) != "1\n2\n3\n4\n5\n" || d.Done || d.Dir != filepath.Join(a.logs.Root(), "job-1", "job-1.0", "1") {
+	if d.RequestId != 7 || string(d.Data) != "1\n2\n3\n4\n5\n" || d.Done || d.Dir != filepath.Join(a.logs.Root(), "job-1", tasklog.PackName) {
 		t.Fatalf("first chunk = %+v", d)
+	}
+	if _, err := os.Stat(filepath.Join(a.logs.Root(), "job-1", "job-1.0")); !os.IsNotExist(err) {
+		t.Fatalf("a small attempt's output made a directory of its own: %v", err)
+	}
+	// Past the buffer's limit the output moves to files of its own, whole.
+	big := &pb.TaskAssignment{JobId: "job-1", TaskId: "job-1.1", Attempt: 1,
+		Spec: &pb.TaskSpec{Command: []string{"sh", "-c", "seq 1 20000"}}}
+	a.runTaskForTest(t, big, sb)
+	var all []byte
+	for off := int64(0); ; {
+		d := a.readLog(&pb.LogRead{JobId: "job-1", TaskId: "job-1.1", Attempt: 1, Offset: off})
+		if d.Error != "" || d.Missing {
+			t.Fatalf("big output at %d: %+v", off, d)
+		}
+		if d.Dir != filepath.Join(a.logs.Root(), "job-1", "job-1.1", "1") {
+			t.Fatalf("big output read from %s, want the attempt's own files", d.Dir)
+		}
+		all = append(all, d.Data...)
+		off += int64(len(d.Data))
+		if d.Done {
+			break
+		}
+	}
+	if n := len(all); n != 108894 || !bytes.HasSuffix(all, []byte("\n19999\n20000\n")) {
+		t.Fatalf("big output: %d bytes ending %q; want seq 1 20000's 108894", n, all[max(0, n-20):])
 	}
 	d = a.readLog(&pb.LogRead{JobId: "job-1", TaskId: "job-1.0", Attempt: 1, Stderr: true})
 	if string(d.Data) != "oops\n" || !d.Done {

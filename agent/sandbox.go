@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -98,7 +99,7 @@ func taskLimits(r *pb.Resources, pids int64) cgroup.Limits {
 	return cgroup.Limits{MemoryBytes: r.GetMemoryBytes(), CPUMillis: r.GetCpuMillis(), Pids: pids}
 }
 
-// newSandbox creates a task's private directory, result file and cgroup.
+// newSandbox creates a task's private directory, its temp dir and cgroup.
 func (a *Agent) newSandbox(t *pb.TaskAssignment) (_ *sandbox, err error) {
 	var rnd [16]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
@@ -117,13 +118,10 @@ func (a *Agent) newSandbox(t *pb.TaskAssignment) (_ *sandbox, err error) {
 	if err := os.Mkdir(sb.tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("create task temp dir: %w", err)
 	}
-	f, err := os.OpenFile(sb.result, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("create result file: %w", err)
-	}
-	f.Close()
+	// The result file is the task's to create ($BANYAN_RESULT): none
+	// means no result, and readResult takes only a plain file.
 	if u := a.cfg.RunAs; u != nil && (int(u.UID) != os.Geteuid() || int(u.GID) != os.Getegid()) {
-		for _, p := range []string{sb.result, sb.tmp, sb.dir} {
+		for _, p := range []string{sb.tmp, sb.dir} {
 			if err := os.Lchown(p, int(u.UID), int(u.GID)); err != nil {
 				return nil, fmt.Errorf("hand task directory to %s: %w", u.Name, err)
 			}
@@ -154,6 +152,9 @@ func (s *sandbox) cleanup() error {
 // it: links, FIFOs, devices and hard links to other files are refused.
 func readResult(path string) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // the task wrote no result
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read task result: %w", err)
 	}
@@ -163,7 +164,7 @@ func readResult(path string) ([]byte, error) {
 		return nil, fmt.Errorf("read task result: %w", err)
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.Mode().IsRegular() || !ok || st.Nlink != 1 {
-		return nil, fmt.Errorf("read task result: $BANYAN_RESULT is no longer the plain file the agent created")
+		return nil, fmt.Errorf("read task result: $BANYAN_RESULT is not a plain file of the task's own")
 	}
 	if fi.Size() > MaxResultBytes {
 		return nil, resultTooLarge(fi.Size())

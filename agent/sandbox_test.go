@@ -60,8 +60,9 @@ func TestTaskPrivateDirs(t *testing.T) {
 	if a.cfg.RunAs != nil {
 		uid = int(a.cfg.RunAs.UID)
 	}
-	ev := runTask(t, a, "t1", "sh", "-c", `echo hi > "$TMPDIR/f"; printf %s "$TMPDIR" > "$BANYAN_RESULT"
-		stat -c '%a %u' "$TMPDIR" "$BANYAN_RESULT" "${TMPDIR%/tmp}"; stat -c %a "${TMPDIR%/*/tmp}"; pwd`)
+	ev := runTask(t, a, "t1", "sh", "-c", `test ! -e "$BANYAN_RESULT" || echo the result file is there already
+		echo hi > "$TMPDIR/f"; printf %s "$TMPDIR" > "$BANYAN_RESULT"
+		stat -c '%a %u' "$TMPDIR" "${TMPDIR%/tmp}"; stat -c %u "$BANYAN_RESULT"; stat -c %a "${TMPDIR%/*/tmp}"; pwd`)
 	if ev.Outcome != process.OutcomeSucceeded {
 		t.Fatalf("task: %+v", ev)
 	}
@@ -70,7 +71,7 @@ func TestTaskPrivateDirs(t *testing.T) {
 	if filepath.Dir(dir) != a.taskDir || len(filepath.Base(dir)) != 32 {
 		t.Errorf("TMPDIR %s: want TASKDIR/<32 hex>/tmp", tmp)
 	}
-	want := fmt.Sprintf("700 %d\n600 %d\n700 %d\n711\n%s\n", uid, uid, uid, dir)
+	want := fmt.Sprintf("700 %d\n700 %d\n%d\n711\n%s\n", uid, uid, uid, dir)
 	if ev.StdoutTail != want {
 		t.Errorf("modes, owners and cwd:\n%s\nwant:\n%s", ev.StdoutTail, want)
 	}
@@ -260,5 +261,18 @@ func TestTaskDirMustBeReachable(t *testing.T) {
 		TaskDir: closed, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err == nil || !strings.Contains(err.Error(), "not searchable by the task user nobody") {
 		t.Fatalf("New with an unreachable task dir = %v", err)
+	}
+}
+
+// TestNoResultFileIsNoResult: the result file is the task's to create; a
+// task that writes none succeeds with no result.
+func TestNoResultFileIsNoResult(t *testing.T) {
+	if got, err := readResult(filepath.Join(t.TempDir(), "result")); got != nil || err != nil {
+		t.Fatalf("readResult(missing) = %q, %v; want nothing and no error", got, err)
+	}
+	a := testAgent(t, Config{})
+	ev := runTask(t, a, "t1", "true")
+	if ev.Outcome != process.OutcomeSucceeded || ev.Result != nil {
+		t.Fatalf("a task writing no result: %s, result %q", ev.Outcome, ev.Result)
 	}
 }

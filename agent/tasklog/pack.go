@@ -13,7 +13,10 @@ import (
 
 // Small attempts: function calls served by workers are many and short
 // (micro-batching runs thousands a second), and making a directory and two
-// files for each costs more than the call. A Buffered attempt keeps its
+// files for each costs more than the call; the same holds for most process
+// tasks of a farm, which write little (the agent keeps every attempt's
+// output this way; a pack is named for the calls it first held). A
+// Buffered attempt keeps its
 // output in memory while it runs; when it ends, output of at most the
 // buffer's limit is appended as one record to its job's pack file,
 //
@@ -30,7 +33,9 @@ import (
 // packMu guards the pack index and the appends, and is never held while
 // the store's lock is taken.
 
-// PackName is the name of a job's pack file.
+// PackName is the name of a job's pack file (it holds the small output
+// of every kind of attempt; the name stays so that agents find the packs
+// they wrote before).
 const PackName = "~calls"
 
 // DefaultBufferedLimit is the most output a Buffered keeps in memory
