@@ -52,11 +52,15 @@ func handOff(args []string) {
 	os.Exit(exitCode(err))
 }
 
+// tracedReason is banyandReason's answer when the OTEL_* variables ask
+// for traces.
+const tracedReason = "a traced call (the OTEL_* variables ask for traces)"
+
 // banyandReason says why args must run in banyand ("sched server", or
 // tracing), or "" when the thin binary runs them.
 func banyandReason(args, environ []string) string {
 	if otelenv.Enabled(environ) {
-		return "a traced call (the OTEL_* variables ask for traces)"
+		return tracedReason
 	}
 	name, rest := splitCommand(args)
 	switch name {
@@ -106,9 +110,13 @@ func findBanyand(why string) (string, error) {
 	if path, err := exec.LookPath(banyandName); err == nil {
 		return path, nil
 	}
-	return "", usageError{fmt.Sprintf("%s runs in banyand, the full Banyan binary (server, agent, dev, encoder), "+
+	msg := fmt.Sprintf("%s runs in banyand, the full Banyan binary (server, agent, dev, encoder), "+
 		"which is not installed: not found at %s; install banyand next to sched or on PATH (make build puts both in bin/)",
-		why, where)}
+		why, where)
+	if why == tracedReason {
+		msg += ", or set OTEL_SDK_DISABLED=true to call untraced"
+	}
+	return "", usageError{msg}
 }
 
 // banyandCmd stands in for a command that runs in banyand: `sched --help`

@@ -184,8 +184,9 @@ func TestThinSchedWithoutBanyand(t *testing.T) {
 		{[]string{"version"}, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:1"}},
 	} {
 		_, stderr, code := runBin(t, sched, append(tc.env, noPath), tc.args...)
+		traced := len(tc.env) > 0
 		if code != 2 || !strings.Contains(stderr, filepath.Join(dir, "banyand")+" nor on PATH") ||
-			strings.Contains(stderr, "goroutine ") {
+			strings.Contains(stderr, "OTEL_SDK_DISABLED=true") != traced || strings.Contains(stderr, "goroutine ") {
 			t.Errorf("sched %v without banyand: exit code %d, stderr:\n%s", tc.args, code, stderr)
 		}
 	}
