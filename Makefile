@@ -4,7 +4,14 @@
 
 GO        ?= go
 BIN       := bin
+# Two binaries from cmd/sched (README, "Two binaries"): sched, the thin
+# client (no cgo, starts fast), and banyand, the full one (server, agent,
+# dev, encoder), which sched execs for those commands.
 SCHED     := $(BIN)/sched
+BANYAND   := $(BIN)/banyand
+# The thin client's build tags (bench/schedbuild.ThinTags): schedthin leaves
+# the daemons out; grpcnotrace keeps golang.org/x/net/trace out.
+THIN_TAGS := schedthin,grpcnotrace
 TOOLS     := $(CURDIR)/$(BIN)/tools
 # Generator versions are pinned: `make proto` output must not depend on the
 # machine.
@@ -27,7 +34,8 @@ test-deps: deps
 	@scripts/apt-install.sh chromium
 
 build: deps
-	$(GO) build -o $(SCHED) ./cmd/sched
+	$(GO) build -o $(BANYAND) ./cmd/sched
+	CGO_ENABLED=0 $(GO) build -tags $(THIN_TAGS) -trimpath -o $(SCHED) ./cmd/sched
 
 # The media corpus (encoder/corpus): generated sources with real-world
 # traits, cached by recipe, and real files from Debian packages, unpacked
@@ -38,8 +46,12 @@ corpus: deps
 	@$(GO) run ./encoder/corpus/cmd/corpusgen -list -debian default >/dev/null || \
 		echo "corpus: the Debian packages with real media files could not be fetched; tests use the generated files only" >&2
 
+# go vet of the thin build's files (its tests are the full build's).
+VET_THIN = cd cmd/sched && $(GO) vet -tags $(THIN_TAGS) $$($(GO) list -tags $(THIN_TAGS) -f '{{join .GoFiles " "}}' .)
+
 test: test-deps corpus
 	$(GO) vet ./...
+	$(VET_THIN)
 	$(GO) test -count=1 -timeout 10m $(PURE_PKGS)
 	$(GO) test -count=1 -race -timeout 12m $(RACE_PKGS)
 
@@ -135,6 +147,7 @@ cluster-upgrade:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(VET_THIN)
 
 clean:
 	rm -rf $(BIN) .banyan-dev demo-out

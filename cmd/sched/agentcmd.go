@@ -1,3 +1,5 @@
+//go:build !schedthin
+
 package main
 
 import (
@@ -7,13 +9,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/banyan-sched/banyan/agent"
 	"github.com/banyan-sched/banyan/agent/devices"
 	"github.com/banyan-sched/banyan/agent/fingerprint"
 	"github.com/banyan-sched/banyan/agent/tasklog"
-	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/banyan-sched/banyan/pool"
@@ -193,7 +195,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 	fl.StringVar(&f.maxMessage, "max-message-size", "16MiB", "largest gRPC message, the same as the servers'")
 	fl.DurationVar(&f.killGrace, "kill-grace", 5*time.Second, "SIGTERM-to-SIGKILL grace for cancelled and preempted tasks")
 	fl.StringVar(&f.httpAddr, "http-addr", "", httpAddrHelp)
-	cmd.AddCommand(newAgentListCmd(g), newAgentShowCmd(g), newAgentDrainCmd(g), newAgentEligibilityCmd(g))
+	cmd.AddCommand(agentClientCmds(g)...)
 	return cmd
 }
 
@@ -245,27 +247,48 @@ func parseKV(flag string, in []string) (map[string]string, error) {
 	return out, nil
 }
 
-func newAgentListCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "list",
-		Short: "List agents with their capacity and use",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return runCall(cmd, g, "list agents", func(ctx context.Context, c *client) (*pb.ListAgentsResponse, error) {
-				return c.agents.ListAgents(ctx, &pb.ListAgentsRequest{})
-			}, func(resp *pb.ListAgentsResponse) error {
-				w := newTable()
-				fmt.Fprintln(w, "ID\tSTATE\tGPUS\tCAPACITY\tUSED\tTASKS\tLAST SEEN")
-				for _, a := range resp.Agents {
-					seen := "-"
-					if a.LastSeenUnixMs > 0 {
-						seen = time.Since(time.UnixMilli(a.LastSeenUnixMs)).Round(time.Second).String() + " ago"
-					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", a.Id, agentStateCell(a), gpuSummary(a), a.Fingerprint.GetCapacity().Vector(),
-						a.Used.Vector(), a.RunningTasks, seen)
-				}
-				return w.Flush()
-			})
-		},
+// runDraining runs the agent until ctx ends. The first SIGTERM drains it:
+// the leader places nothing new on it and the agent stops once its tasks
+// are done or grace has passed (what still runs then is requeued by the
+// leader without using a retry); a second SIGTERM stops it at once.
+func runDraining(ctx context.Context, a *agent.Agent, grace time.Duration) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var terms atomic.Int32
+	started := make(chan struct{})
+	hook := func() {
+		if terms.Add(1) > 1 || grace <= 0 {
+			cancel()
+			return
+		}
+		a.Drain(grace)
+		close(started)
 	}
+	onTerm.Store(&hook)
+	defer onTerm.Store(nil)
+	done := make(chan struct{})
+	go func() { // stops the agent when its drain is over
+		defer close(done)
+		select {
+		case <-ctx.Done():
+			return
+		case <-started:
+		}
+		deadline := time.Now().Add(grace)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for a.Running() > 0 && time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+		slog.Info("drained; stopping", "running", a.Running())
+		cancel()
+	}()
+	err := a.Run(ctx)
+	cancel()
+	<-done
+	return err
 }

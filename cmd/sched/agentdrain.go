@@ -3,15 +3,18 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/banyan-sched/banyan/agent"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 )
+
+// agentClientCmds are the subcommands of `sched agent` that are client
+// calls (agentClientCommands); `sched agent` itself is the agent daemon.
+func agentClientCmds(g *globals) []*cobra.Command {
+	return []*cobra.Command{newAgentListCmd(g), newAgentShowCmd(g), newAgentDrainCmd(g), newAgentEligibilityCmd(g)}
+}
 
 // agentStateCell is an agent's state in `agent list`: "up", "down", "up,
 // ineligible", "up, draining (deadline 14:03:00)", "up, drained".
@@ -89,48 +92,27 @@ func newAgentEligibilityCmd(g *globals) *cobra.Command {
 	}
 }
 
-// runDraining runs the agent until ctx ends. The first SIGTERM drains it:
-// the leader places nothing new on it and the agent stops once its tasks
-// are done or grace has passed (what still runs then is requeued by the
-// leader without using a retry); a second SIGTERM stops it at once.
-func runDraining(ctx context.Context, a *agent.Agent, grace time.Duration) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var terms atomic.Int32
-	started := make(chan struct{})
-	hook := func() {
-		if terms.Add(1) > 1 || grace <= 0 {
-			cancel()
-			return
-		}
-		a.Drain(grace)
-		close(started)
+func newAgentListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List agents with their capacity and use",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCall(cmd, g, "list agents", func(ctx context.Context, c *client) (*pb.ListAgentsResponse, error) {
+				return c.agents.ListAgents(ctx, &pb.ListAgentsRequest{})
+			}, func(resp *pb.ListAgentsResponse) error {
+				w := newTable()
+				fmt.Fprintln(w, "ID\tSTATE\tGPUS\tCAPACITY\tUSED\tTASKS\tLAST SEEN")
+				for _, a := range resp.Agents {
+					seen := "-"
+					if a.LastSeenUnixMs > 0 {
+						seen = time.Since(time.UnixMilli(a.LastSeenUnixMs)).Round(time.Second).String() + " ago"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", a.Id, agentStateCell(a), gpuSummary(a), a.Fingerprint.GetCapacity().Vector(),
+						a.Used.Vector(), a.RunningTasks, seen)
+				}
+				return w.Flush()
+			})
+		},
 	}
-	onTerm.Store(&hook)
-	defer onTerm.Store(nil)
-	done := make(chan struct{})
-	go func() { // stops the agent when its drain is over
-		defer close(done)
-		select {
-		case <-ctx.Done():
-			return
-		case <-started:
-		}
-		deadline := time.Now().Add(grace)
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for a.Running() > 0 && time.Now().Before(deadline) {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-		slog.Info("drained; stopping", "running", a.Running())
-		cancel()
-	}()
-	err := a.Run(ctx)
-	cancel()
-	<-done
-	return err
 }

@@ -11,7 +11,6 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
-	"github.com/banyan-sched/banyan/scheduler/tracing"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -51,8 +50,9 @@ func dial(g *globals) (*client, error) {
 	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(retryConfig), grpc.WithChainUnaryInterceptor(plaintextHint(g.tls)),
 		grpc.WithPerRPCCredentials(pb.TokenCredentials(g.token)),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limits.MaxMessageSize), grpc.MaxCallSendMsgSize(limits.MaxMessageSize)),
-		grpc.WithStatsHandler(tracing.ClientHandler(nil))}, timingDialOptions(phases)...)
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limits.MaxMessageSize), grpc.MaxCallSendMsgSize(limits.MaxMessageSize))},
+		traceDialOptions()...)
+	opts = append(opts, timingDialOptions(phases)...)
 	conn, err := dialFailover(addrs, opts...)
 	if err != nil {
 		return nil, err

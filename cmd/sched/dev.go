@@ -1,3 +1,5 @@
+//go:build !schedthin
+
 package main
 
 import (

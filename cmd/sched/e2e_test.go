@@ -53,6 +53,8 @@ type devProc struct {
 	cmd  *exec.Cmd
 	addr string
 	log  *syncBuffer
+	// bin runs the client commands (run); empty: schedBin.
+	bin string
 }
 
 func startDev(t *testing.T, addr, dataDir string, agents int) *devProc {
@@ -63,16 +65,23 @@ func startDev(t *testing.T, addr, dataDir string, agents int) *devProc {
 // startDevWith starts `sched dev` with extra environment and flags.
 func startDevWith(t *testing.T, addr, dataDir string, agents int, env []string, extra ...string) *devProc {
 	t.Helper()
+	return startDevBin(t, schedBin, addr, dataDir, agents, env, extra...)
+}
+
+// startDevBin is startDevWith for the sched binary bin, which also runs
+// the dev's client commands.
+func startDevBin(t *testing.T, bin, addr, dataDir string, agents int, env []string, extra ...string) *devProc {
+	t.Helper()
 	var log syncBuffer
 	args := append([]string{"dev", "--addr", addr, "--data-dir", dataDir, "--agents", fmt.Sprint(agents),
 		"--lease", "2s", "--log-level", "warn"}, extra...)
-	cmd := exec.Command(schedBin, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	d := &devProc{cmd: cmd, addr: addr, log: &log}
+	d := &devProc{cmd: cmd, addr: addr, log: &log, bin: bin}
 	t.Cleanup(func() { d.kill() })
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -96,11 +105,20 @@ func (d *devProc) kill() {
 
 // run runs a client command against the dev server.
 func (d *devProc) run(args ...string) (stdout, stderr string, err error) {
-	return runSched(d.addr, args...)
+	bin := d.bin
+	if bin == "" {
+		bin = schedBin
+	}
+	return runSchedBin(bin, d.addr, args...)
 }
 
 func runSched(addr string, args ...string) (stdout, stderr string, err error) {
-	cmd := exec.Command(schedBin, append([]string{"--addr", addr}, args...)...)
+	return runSchedBin(schedBin, addr, args...)
+}
+
+// runSchedBin runs the sched binary bin with --addr addr and args.
+func runSchedBin(bin, addr string, args ...string) (stdout, stderr string, err error) {
+	cmd := exec.Command(bin, append([]string{"--addr", addr}, args...)...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err = cmd.Run()

@@ -1,5 +1,7 @@
-// Command sched is Banyan's one binary: the scheduler server, the agent, a
-// one-process development cluster, and the client commands.
+// Command sched is Banyan's binary: the scheduler server, the agent, a
+// one-process development cluster, and the client commands. Built with
+// -tags schedthin it is the thin client, which holds only the client
+// commands and execs the full binary, banyand, for the rest (thin.go).
 package main
 
 import (
@@ -19,6 +21,7 @@ import (
 var onTerm atomic.Pointer[func()]
 
 func main() {
+	handOff(os.Args[1:]) // the thin build execs banyand for daemon commands (thin.go)
 	startPhases()
 	if clientProcess(os.Args[1:]) && os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1) // see clientProcess

@@ -349,6 +349,40 @@ func jsonUnmarshalStrict(data []byte, v any) error {
 	return dec.Decode(v)
 }
 
+// serverClientCmds are the subcommands of `sched server` that are client
+// calls (serverClientCommands); `sched server` itself is the daemon.
+func serverClientCmds(g *globals) []*cobra.Command {
+	return []*cobra.Command{newMembersCmd(g), newServerRemoveCmd(g)}
+}
+
+func newMembersCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "members",
+		Short: "List the scheduler servers and which one leads",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCall(cmd, g, "members", func(ctx context.Context, c *client) (*pb.MembersResponse, error) {
+				return c.cluster.Members(ctx, &pb.MembersRequest{})
+			}, func(resp *pb.MembersResponse) error {
+				w := newTable()
+				fmt.Fprintln(w, "ID\tADDRESS\tSUFFRAGE\tLEADER\tVERSION")
+				for _, m := range resp.Members {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%s\n", m.Id, m.Address, m.Suffrage, m.Leader, memberVersion(m))
+				}
+				return w.Flush()
+			})
+		},
+	}
+}
+
+// memberVersion renders a member's build and state format, or why not.
+func memberVersion(m *pb.Member) string {
+	if m.Version == "" {
+		return "(did not answer)"
+	}
+	return fmt.Sprintf("%s, state format %d", m.Version, m.StateFormat)
+}
+
 func newServerRemoveCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "remove ID",

@@ -215,10 +215,21 @@ func oneLine(err error) string {
 // client calls; `sched agent` itself is the agent daemon.
 var agentClientCommands = map[string]bool{"list": true, "show": true, "drain": true, "eligibility": true}
 
+// serverClientCommands are the subcommands of `sched server` that are
+// client calls; `sched server` itself is the scheduler server.
+var serverClientCommands = map[string]bool{"members": true, "remove": true}
+
+// clientSubcommand reports whether rest (the arguments after the daemon
+// command name) run one of its client subcommands.
+func clientSubcommand(name string, rest []string) bool {
+	subs := map[string]map[string]bool{"agent": agentClientCommands, "server": serverClientCommands}[name]
+	return len(rest) > 0 && subs[rest[0]]
+}
+
 // clientProcess reports whether args run a command that only makes calls
-// (job, pool, acl, operator, events, tls, version, and agent list, show,
-// drain and eligibility), as opposed to a daemon or a worker (dev, server,
-// the agent, encode, encoder, fn).
+// (job, pool, acl, operator, events, tls, version, agent list, show, drain
+// and eligibility, and server members and remove), as opposed to a daemon
+// or a worker (dev, server, the agent, encode, encoder, fn).
 //
 // main runs such a process on one P: it has no parallel work, and a second
 // P only adds an idle thread that the runtime wakes, spins and parks on
@@ -229,8 +240,8 @@ var agentClientCommands = map[string]bool{"list": true, "show": true, "drain": t
 // before init, saves both, and is left alone.)
 func clientProcess(args []string) bool {
 	name, rest := splitCommand(args)
-	if name == "agent" {
-		return len(rest) > 0 && agentClientCommands[rest[0]]
+	if name == "agent" || name == "server" {
+		return clientSubcommand(name, rest)
 	}
 	for _, c := range topCommands(nil) {
 		if c.name == name {

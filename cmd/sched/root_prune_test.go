@@ -120,6 +120,9 @@ func TestClientProcess(t *testing.T) {
 		{[]string{"agent", "list"}, true},
 		{[]string{"--addr", "h:1", "agent", "drain", "a1"}, true},
 		{[]string{"agent", "--id", "list"}, false}, // the daemon, whatever its flags' values
+		{[]string{"server", "members"}, true},
+		{[]string{"--addr", "h:1", "server", "remove", "s3"}, true},
+		{[]string{"server", "--config", "members"}, false},
 		{[]string{"encode", "x.mp4"}, false},
 		{[]string{"fn", "sleep"}, false},
 		{[]string{"--help"}, false},
@@ -131,13 +134,24 @@ func TestClientProcess(t *testing.T) {
 	}
 }
 
-// agentClientCommands names subcommands that exist under `sched agent`.
+// agentClientCommands and serverClientCommands name subcommands that
+// exist under `sched agent` and `sched server`, and are every one of them
+// (the thin build runs exactly these itself).
 func TestAgentClientCommandsExist(t *testing.T) {
-	agent := newAgentCmd(&globals{})
-	for name := range agentClientCommands {
-		c, _, err := agent.Find([]string{name})
-		if err != nil || c == agent {
-			t.Errorf("sched agent has no subcommand %q", name)
+	for _, tc := range []struct {
+		cmd  *cobra.Command
+		subs map[string]bool
+	}{{newAgentCmd(&globals{}), agentClientCommands}, {newServerCmd(&globals{}), serverClientCommands}} {
+		for name := range tc.subs {
+			c, _, err := tc.cmd.Find([]string{name})
+			if err != nil || c == tc.cmd {
+				t.Errorf("sched %s has no subcommand %q", tc.cmd.Name(), name)
+			}
+		}
+		for _, c := range tc.cmd.Commands() {
+			if !tc.subs[c.Name()] {
+				t.Errorf("sched %s %s is not in its client subcommands", tc.cmd.Name(), c.Name())
+			}
 		}
 	}
 }

@@ -1,14 +1,14 @@
+//go:build !schedthin
+
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
 	"time"
 
-	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/banyan-sched/banyan/pool"
@@ -119,7 +119,7 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 	fl.BoolVar(&f.ACL, "acl", false, "enforce ACLs: every call needs a token (see `sched acl bootstrap`)")
 	fl.StringVar(&f.MaxMessageSize, "max-message-size", "16MiB", "largest gRPC message, the same on servers and agents")
 	fl.StringVar(&f.HTTPAddr, "http-addr", "", httpAddrHelp)
-	cmd.AddCommand(newMembersCmd(g), newServerRemoveCmd(g))
+	cmd.AddCommand(serverClientCmds(g)...)
 	return cmd
 }
 
@@ -259,26 +259,6 @@ func messageSize(v string) (int, error) {
 	return n, nil
 }
 
-func newMembersCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "members",
-		Short: "List the scheduler servers and which one leads",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return runCall(cmd, g, "members", func(ctx context.Context, c *client) (*pb.MembersResponse, error) {
-				return c.cluster.Members(ctx, &pb.MembersRequest{})
-			}, func(resp *pb.MembersResponse) error {
-				w := newTable()
-				fmt.Fprintln(w, "ID\tADDRESS\tSUFFRAGE\tLEADER\tVERSION")
-				for _, m := range resp.Members {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%s\n", m.Id, m.Address, m.Suffrage, m.Leader, memberVersion(m))
-				}
-				return w.Flush()
-			})
-		},
-	}
-}
-
 // retentionOf checks and converts the retention flags.
 func retentionOf(maxAge string, maxJobs int) (state.Retention, error) {
 	if maxAge == "" {
@@ -295,12 +275,4 @@ func retentionOf(maxAge string, maxJobs int) (state.Retention, error) {
 		return state.Retention{}, usageError{fmt.Sprintf("--gc-max-jobs %d: want a positive count", maxJobs)}
 	}
 	return state.Retention{MaxAgeMs: age.Milliseconds(), MaxJobs: maxJobs}, nil
-}
-
-// memberVersion renders a member's build and state format, or why not.
-func memberVersion(m *pb.Member) string {
-	if m.Version == "" {
-		return "(did not answer)"
-	}
-	return fmt.Sprintf("%s, state format %d", m.Version, m.StateFormat)
 }

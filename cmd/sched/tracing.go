@@ -1,3 +1,5 @@
+//go:build !schedthin
+
 package main
 
 // Traces (package scheduler/tracing): every command installs a tracer
@@ -14,6 +16,7 @@ import (
 
 	"github.com/banyan-sched/banyan/scheduler/tracing"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 )
 
 // traceFlush flushes what the command's tracer provider batched.
@@ -28,6 +31,12 @@ func startTracing(cmd *cobra.Command) error {
 	}
 	traceFlush.Store(&shutdown)
 	return nil
+}
+
+// traceDialOptions are the client's dial options that put its calls'
+// spans and trace context on the wire (tracing.ClientHandler).
+func traceDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithStatsHandler(tracing.ClientHandler(nil))}
 }
 
 // flushTraces flushes batched spans, waiting at most 5 s for the

@@ -4,20 +4,24 @@
 #   deploy/docker/build.sh            # tag banyan/sched:dev
 #   BANYAN_IMAGE=banyan/sched:v1 deploy/docker/build.sh
 #
-# Steps: compile a statically linked sched (cgo is required: go-nvml does not
-# compile without it), check that it is static, add a static busybox taken
-# from Debian's busybox-static package (so agents can run `sh -c ...` tasks),
-# then `docker build --pull=false` a FROM-scratch image.
+# Steps: compile the two binaries of cmd/sched (README, "Two binaries"):
+# banyand, the full one, statically linked (cgo is required: go-nvml does
+# not compile without it), and sched, the thin client (no cgo, static by
+# itself), which execs banyand for the daemon commands; check that both are
+# static, add a static busybox taken from Debian's busybox-static package
+# (so agents can run `sh -c ...` tasks), then `docker build --pull=false` a
+# FROM-scratch image.
 #
 # Environment:
 #   BANYAN_IMAGE     tag (default banyan/sched:dev)
 #   BANYAN_CONTEXT   build-context directory (default bin/docker-context,
 #                    under the repository root; it is rebuilt every time)
 #   BANYAN_BUSYBOX   path to a static busybox binary to use; "none" builds an
-#                    image without a shell (tasks can only exec /bin/sched);
+#                    image without a shell (tasks can only exec /bin/banyand
+#                    and /bin/sched);
 #                    unset: a host busybox if it is static, else
 #                    `apt-get download busybox-static` (cached in bin/).
-#   BANYAN_VERSION   release name stamped into sched (buildinfo.Version,
+#   BANYAN_VERSION   release name stamped into both (buildinfo.Version,
 #                    shown by `sched version` and `server members`);
 #                    unset: Go's module and VCS data say it
 #   GO               go command (default go)
@@ -51,17 +55,22 @@ rm -rf "$ctx"
 mkdir -p "$ctx/rootfs/bin" "$ctx/rootfs/etc" "$ctx/rootfs/tmp" "$ctx/state/data" "$ctx/state/work" "$ctx/state/tls" "$ctx/state/tls-ca" "$cache"
 chmod 1777 "$ctx/rootfs/tmp"
 
-# 1. sched, statically linked. netgo/osusergo keep name resolution and user
-# lookups in pure Go (a static glibc getaddrinfo would want the host's NSS
-# modules at run time). go-nvml's dlopen stays; in the image it finds no
+# 1. banyand, statically linked. netgo/osusergo keep name resolution and
+# user lookups in pure Go (a static glibc getaddrinfo would want the host's
+# NSS modules at run time). go-nvml's dlopen stays; in the image it finds no
 # libnvidia-ml, which only matters to agents without --no-gpu.
-say "compiling static sched${version:+ $version}"
-ldflags='-s -w -linkmode external -extldflags -static'
-[[ -n $version ]] && ldflags+=" -X github.com/banyan-sched/banyan/api/buildinfo.Version=$version"
+say "compiling static banyand and sched${version:+ $version}"
+xflags=''
+[[ -n $version ]] && xflags=" -X github.com/banyan-sched/banyan/api/buildinfo.Version=$version"
 (cd "$root" && CGO_ENABLED=1 "$go" build -trimpath -tags netgo,osusergo \
-	-ldflags "$ldflags" \
-	-o "$ctx/rootfs/bin/sched" ./cmd/sched) 2> >(grep -v -e 'statically linked applications requires at runtime' \
+	-ldflags "-s -w -linkmode external -extldflags -static$xflags" \
+	-o "$ctx/rootfs/bin/banyand" ./cmd/sched) 2> >(grep -v -e 'statically linked applications requires at runtime' \
 	-e '^/usr/bin/ld: .*in function' -e '^# github.com/banyan-sched/banyan/cmd/sched$' >&2)
+is_static "$ctx/rootfs/bin/banyand" || die "bin/banyand is not statically linked"
+# sched, the thin client: without cgo it is static and pure Go as it is
+# (tags as the Makefile's THIN_TAGS).
+(cd "$root" && CGO_ENABLED=0 "$go" build -trimpath -tags schedthin,grpcnotrace \
+	-ldflags "-s -w$xflags" -o "$ctx/rootfs/bin/sched" ./cmd/sched)
 is_static "$ctx/rootfs/bin/sched" || die "bin/sched is not statically linked"
 
 # 2. busybox, for shell tasks.
@@ -83,7 +92,7 @@ if [[ -z $busybox ]]; then
 			busybox=$cache/busybox-x/bin/busybox
 		else
 			say "warning: no static busybox (apt-get download busybox-static failed);" \
-				"building without a shell: tasks can only exec /bin/sched"
+				"building without a shell: tasks can only exec /bin/banyand and /bin/sched"
 			busybox=none
 		fi
 	fi
@@ -93,7 +102,7 @@ if [[ $busybox != none ]]; then
 	is_static "$busybox" || die "busybox $busybox is not statically linked"
 	cp "$busybox" "$ctx/rootfs/bin/busybox"
 	for applet in $("$ctx/rootfs/bin/busybox" --list); do
-		[[ $applet == busybox || $applet == sched || -e $ctx/rootfs/bin/$applet ]] && continue
+		[[ $applet == busybox || $applet == sched || $applet == banyand || -e $ctx/rootfs/bin/$applet ]] && continue
 		ln -s busybox "$ctx/rootfs/bin/$applet"
 	done
 fi

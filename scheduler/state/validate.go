@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
@@ -23,9 +24,12 @@ const (
 	maxCommandBytes = 64 << 10
 )
 
+// The name patterns are compiled on first use, not at package init: the
+// thin sched client links this package (snapshot inspect) and compiling
+// them was most of what its init cost each call.
 var (
-	taskNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
-	functionRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	taskNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`) })
+	functionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`) })
 )
 
 func invalid(format string, args ...any) error {
@@ -177,14 +181,14 @@ func validateJobFields(spec *pb.JobSpec) error {
 }
 
 func validateTask(t *pb.TaskSpec) error {
-	if !taskNameRE.MatchString(t.Name) || len(t.Name) > maxNameLen {
+	if !taskNameRE().MatchString(t.Name) || len(t.Name) > maxNameLen {
 		return invalid("name %q: use letters, digits, '.', '_', ':' or '-' (at most %d)", t.Name, maxNameLen)
 	}
 	switch {
 	case t.Function != "" && len(t.Command) > 0:
 		return invalid("give a command or a function, not both")
 	case t.Function != "":
-		if !functionRE.MatchString(t.Function) {
+		if !functionRE().MatchString(t.Function) {
 			return invalid("function name %q: use lowercase letters, digits, '.', '_' or '-'", t.Function)
 		}
 	case len(t.Command) == 0 || t.Command[0] == "":

@@ -20,8 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
+	"github.com/banyan-sched/banyan/scheduler/tracing/otelenv"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -36,29 +36,9 @@ import (
 const TracerName = "github.com/banyan-sched/banyan"
 
 // Enabled reports whether environ (os.Environ's form) asks for traces to
-// be exported: OTEL_TRACES_EXPORTER=otlp, or any OTEL_EXPORTER_OTLP_*
-// variable set to a value, unless OTEL_SDK_DISABLED=true or
-// OTEL_TRACES_EXPORTER names another exporter ("none", "console").
-func Enabled(environ []string) bool {
-	env := map[string]string{}
-	for _, kv := range environ {
-		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "OTEL_") {
-			env[k] = v
-		}
-	}
-	if strings.EqualFold(env["OTEL_SDK_DISABLED"], "true") {
-		return false
-	}
-	if e := strings.TrimSpace(env["OTEL_TRACES_EXPORTER"]); e != "" {
-		return strings.EqualFold(e, "otlp")
-	}
-	for k, v := range env {
-		if strings.HasPrefix(k, "OTEL_EXPORTER_OTLP_") && v != "" {
-			return true
-		}
-	}
-	return false
-}
+// be exported (otelenv.Enabled: OTEL_TRACES_EXPORTER=otlp, or any
+// OTEL_EXPORTER_OTLP_* variable set, unless disabled).
+func Enabled(environ []string) bool { return otelenv.Enabled(environ) }
 
 // Shutdown flushes and stops what Setup installed.
 type Shutdown func(context.Context) error

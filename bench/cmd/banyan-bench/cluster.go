@@ -16,11 +16,13 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/bench/schedbuild"
 	"google.golang.org/grpc"
 )
 
-// The cluster harness: the real `sched` binary, built once per benchmark,
-// run as three `sched server` processes on loopback (plaintext gRPC and
+// The cluster harness: the real binaries, built once per benchmark (the
+// thin `sched` and the full `banyand` it execs for daemon commands, as
+// users install them), run as three `sched server` processes on loopback (plaintext gRPC and
 // raft: loopback only, so the servers need no --insecure), each with its
 // own data dir on disk under the benchmark's data root.
 
@@ -31,8 +33,10 @@ var schedBuild struct {
 	err  error
 }
 
-// schedBinary builds ./cmd/sched once per process into dir and returns its
-// path, or returns $BANYAN_SCHED_BIN when set. Every scenario gets the
+// schedBinary builds ./cmd/sched once per process into dir, as banyand
+// (full) and sched (thin, which execs banyand for `sched server`, `sched
+// dev` and the agent), and returns sched's path, or returns
+// $BANYAN_SCHED_BIN when set. Every scenario gets the
 // first build, so dir must live as long as the process: the benchmark's
 // work dir (options.work), never a scenario's temporary one (the cli
 // scenario's was, and with -only cli its second run found no binary).
@@ -41,18 +45,7 @@ func schedBinary(dir string) (string, error) {
 		return b, nil // a binary built elsewhere (an A/B comparison)
 	}
 	schedBuild.once.Do(func() {
-		out := filepath.Join(dir, "sched")
-		cmd := exec.Command("go", "build", "-o", out, "./cmd/sched")
-		cmd.Stderr = os.Stderr
-		// Built from the module's root, wherever the benchmark was started.
-		if mod, err := exec.Command("go", "env", "GOMOD").Output(); err == nil && len(strings.TrimSpace(string(mod))) > 0 {
-			cmd.Dir = filepath.Dir(strings.TrimSpace(string(mod)))
-		}
-		if err := cmd.Run(); err != nil {
-			schedBuild.err = fmt.Errorf("go build ./cmd/sched: %w", err)
-			return
-		}
-		schedBuild.path = out
+		schedBuild.path, schedBuild.err = schedbuild.Build(context.Background(), dir, os.Stderr)
 	})
 	return schedBuild.path, schedBuild.err
 }

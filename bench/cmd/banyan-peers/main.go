@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/banyan-sched/banyan/bench/peers"
+	"github.com/banyan-sched/banyan/bench/schedbuild"
 )
 
 type options struct {
@@ -50,7 +51,7 @@ func run() int {
 	flag.IntVar(&o.queuedJobs, "queued-jobs", 10_000, "queued one-task jobs for the second memory figure (0: skip)")
 	only := flag.String("only", "", "comma-separated workloads: submit, tasks, preempt, memory")
 	flag.StringVar(&o.out, "out", "bench/results", "directory for peers.json, peers.md and latest.json")
-	flag.StringVar(&o.sched, "sched", "", "sched binary (default: go build ./cmd/sched into the temp dir)")
+	flag.StringVar(&o.sched, "sched", "", "sched binary (default: the thin sched and banyand, built into the temp dir)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (configs, logs) for inspection")
 	flag.Parse()
 	if *quick {
@@ -109,10 +110,9 @@ func measure(ctx context.Context, o options) error {
 		defer os.RemoveAll(tmp)
 	}
 	if o.sched == "" {
-		o.sched = filepath.Join(tmp, "sched")
-		fmt.Fprintln(os.Stderr, "banyan-peers: building sched")
-		if out, err := exec.CommandContext(ctx, "go", "build", "-o", o.sched, "./cmd/sched").CombinedOutput(); err != nil {
-			return fmt.Errorf("go build ./cmd/sched: %w: %s", err, out)
+		fmt.Fprintln(os.Stderr, "banyan-peers: building sched (thin) and banyand")
+		if o.sched, err = schedbuild.Build(ctx, tmp, os.Stderr); err != nil {
+			return err
 		}
 	}
 	h := &harness{o: o, tmp: tmp, cpus: runtime.NumCPU(), memMB: memoryMB()}
