@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,13 +37,16 @@ type mux struct {
 	done      chan struct{}
 	ctx       context.Context // ends when the mux closes: bounds handshakes
 	stop      context.CancelFunc
-	closeOnce sync.Once
-	wg        sync.WaitGroup
+	// handshakes bounds the TLS handshakes of clients and agents in
+	// progress at once (handshakeSlots).
+	handshakes chan struct{}
+	closeOnce  sync.Once
+	wg         sync.WaitGroup
 }
 
 func newMux(ln net.Listener, advertise net.Addr, tlsCfg *tls.Config, log *slog.Logger) *mux {
 	m := &mux{ln: ln, advertise: advertise, tls: tlsCfg, log: log, grpcCh: make(chan net.Conn),
-		raftCh: make(chan net.Conn), done: make(chan struct{})}
+		raftCh: make(chan net.Conn), done: make(chan struct{}), handshakes: make(chan struct{}, handshakeSlots())}
 	m.ctx, m.stop = context.WithCancel(context.Background())
 	m.wg.Add(1)
 	go m.serve()
@@ -93,15 +98,54 @@ func (m *mux) hand(target chan net.Conn, c net.Conn) {
 	}
 }
 
+// handshakeSlots is how many TLS handshakes of clients and agents a server
+// runs at once. A handshake is a few signatures and verifications of CPU:
+// 10,000 agents connecting together (a fleet's start, or a new leader) ran
+// 10,000 of them at once on two cores, and the leader's raft goroutines,
+// waiting behind them, answered its followers past the leader lease and
+// stepped down, so the whole fleet connected again to the next leader.
+// Beyond the slots a handshake waits (within its 10 s) before its crypto
+// starts; raft's connections never wait (admitHandshake).
+func handshakeSlots() int { return 4 * runtime.GOMAXPROCS(0) }
+
+// admitHandshake wraps the TLS config of one connection so that, once the
+// client's hello names what it will speak, a client or agent waits for a
+// handshake slot (raft between servers does not); held reports whether
+// the connection holds a slot, to give back when its handshake ends.
+func (m *mux) admitHandshake(held *bool) *tls.Config {
+	cfg := m.tls.Clone()
+	inner := m.tls.GetConfigForClient
+	cfg.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+		if !slices.Contains(hi.SupportedProtos, tlsconfig.ALPNRaft) {
+			select {
+			case m.handshakes <- struct{}{}:
+				*held = true
+			case <-hi.Context().Done():
+				return nil, fmt.Errorf("waiting for a TLS handshake slot: %w", hi.Context().Err())
+			}
+		}
+		if inner == nil {
+			return nil, nil
+		}
+		return inner(hi)
+	}
+	return cfg
+}
+
 // routeTLS completes the TLS handshake (the client's certificate verified
 // against the CA) and routes by ALPN. A failed handshake (plaintext, an
 // unknown CA, no certificate) or raft from a non-server certificate is
 // logged and the connection closed.
 func (m *mux) routeTLS(c net.Conn) {
-	tc := tls.Server(c, m.tls)
+	held := false
+	tc := tls.Server(c, m.admitHandshake(&held))
 	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
 	defer cancel()
-	if err := tc.HandshakeContext(ctx); err != nil {
+	err := tc.HandshakeContext(ctx)
+	if held {
+		<-m.handshakes
+	}
+	if err != nil {
 		level := slog.LevelWarn
 		if errors.Is(err, io.EOF) {
 			level = slog.LevelDebug // a bare TCP probe: connected and closed
