@@ -376,15 +376,18 @@ func (s *Server) HaltErr() error { return s.fsm.Halt() }
 func (s *Server) startRaft() error {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(s.cfg.NodeID)
-	// Followers call an election after 500 ms without the leader (half
-	// raft's default: failover within seconds). The leader steps down when
-	// it has not heard from a quorum for as long, not for half of it: a
-	// loaded host (10,000 agents saying hello at once, on two cores) can
-	// delay a follower's answer past 250 ms, and every step-down makes the
-	// whole fleet say hello again to the next leader.
-	rc.HeartbeatTimeout = 500 * time.Millisecond
-	rc.ElectionTimeout = 500 * time.Millisecond
-	rc.LeaderLeaseTimeout = 500 * time.Millisecond
+	// Followers call an election after 1-2 s without the leader (raft's
+	// default), and the leader steps down when it has not heard from a
+	// quorum for 1 s (raft's default is half that). Both were 500 ms, for a
+	// faster failover, but a loaded host (three servers, 10,000 agents and
+	// 2,000 task events a second on two cores) stalled the leader's raft
+	// goroutines past 500 ms in about one run in three: it stepped down
+	// with both followers healthy, and every step-down makes the whole
+	// fleet say hello again to the next leader. Failover by kill -9 stays
+	// within 3 s (bench: failover).
+	rc.HeartbeatTimeout = time.Second
+	rc.ElectionTimeout = time.Second
+	rc.LeaderLeaseTimeout = time.Second
 	rc.CommitTimeout = 5 * time.Millisecond
 	// Concurrent proposals (submissions from many clients, assignments,
 	// events) share one log write and one fsync.
