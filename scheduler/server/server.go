@@ -376,18 +376,19 @@ func (s *Server) HaltErr() error { return s.fsm.Halt() }
 func (s *Server) startRaft() error {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(s.cfg.NodeID)
-	// Followers call an election after 1-2 s without the leader (raft's
-	// default), and the leader steps down when it has not heard from a
-	// quorum for 1 s (raft's default is half that). Both were 500 ms, for a
-	// faster failover, but a loaded host (three servers, 10,000 agents and
-	// 2,000 task events a second on two cores) stalled the leader's raft
-	// goroutines past 500 ms in about one run in three: it stepped down
-	// with both followers healthy, and every step-down makes the whole
-	// fleet say hello again to the next leader. Failover by kill -9 stays
-	// within 3 s (bench: failover).
-	rc.HeartbeatTimeout = time.Second
-	rc.ElectionTimeout = time.Second
-	rc.LeaderLeaseTimeout = time.Second
+	// Followers call an election after 750-1500 ms without the leader
+	// (raft's default is 1-2 s), and the leader steps down when it has not
+	// heard from a quorum for 750 ms (raft's default is 500 ms); raft
+	// wants the lease no longer than the heartbeat timeout. All three were
+	// 500 ms, but a loaded host (three servers, 10,000 agents and 2,000
+	// task events a second on two cores) stalled the leader's raft
+	// goroutines past that in about one run in three: it stepped down with
+	// both followers healthy, and every step-down makes the whole fleet say
+	// hello again to the next leader. At raft's 1 s a kill -9 of the leader
+	// took 2.7-2.9 s to recover from (bench: failover, target 3 s).
+	rc.HeartbeatTimeout = 750 * time.Millisecond
+	rc.ElectionTimeout = 750 * time.Millisecond
+	rc.LeaderLeaseTimeout = 750 * time.Millisecond
 	rc.CommitTimeout = 5 * time.Millisecond
 	// Concurrent proposals (submissions from many clients, assignments,
 	// events) share one log write and one fsync.
