@@ -11,13 +11,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/banyan-sched/banyan/bench/schedbuild"
 )
 
 // The thin build (thin.go): the client commands in a binary of their own,
 // which execs banyand (the full build, schedBin here) for the rest.
-
-// thinTags are the thin build's tags, as the Makefile's THIN_TAGS.
-const thinTags = "schedthin,grpcnotrace"
 
 // thinBuild is the thin sched, built once for the package's tests.
 var thinBuild struct {
@@ -38,7 +37,7 @@ func thinInstall(t *testing.T, banyand bool) string {
 			return
 		}
 		thinBuild.path = filepath.Join(dir, "sched")
-		cmd := exec.Command("go", "build", "-tags", thinTags, "-o", thinBuild.path, ".")
+		cmd := exec.Command("go", "build", "-tags", schedbuild.ThinTags, "-o", thinBuild.path, ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // the thin build needs no cgo
 		if out, err := cmd.CombinedOutput(); err != nil {
 			thinBuild.err = fmt.Errorf("build the thin sched: %v\n%s", err, out)
@@ -97,13 +96,13 @@ func runBin(t *testing.T, bin string, env []string, args ...string) (stdout, std
 // The thin build links none of the daemons' packages (an import added to a
 // client file that pulls one in fails here) and builds without cgo.
 func TestThinBuildLinksNoDaemonCode(t *testing.T) {
-	cmd := exec.Command("go", "list", "-tags", thinTags, "-deps", ".")
+	cmd := exec.Command("go", "list", "-tags", schedbuild.ThinTags, "-deps", ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("go list -tags %s -deps: %v\n%s", thinTags, err, stderr.String())
+		t.Fatalf("go list -tags %s -deps: %v\n%s", schedbuild.ThinTags, err, stderr.String())
 	}
 	// Each with the packages under it.
 	heavy := []string{

@@ -37,15 +37,11 @@ type leaderLoop struct {
 	// the scheduling goroutine touches it.
 	peaks *state.UsagePeaks
 
-	// mu guards sessions (and each one's terms), seen, undelivered,
-	// warmSent and raised. Lock order: mu before the FSM's lock.
+	// mu guards sessions (and each one's terms), seen, undelivered and
+	// warmSent. Lock order: mu before the FSM's lock.
 	mu       sync.Mutex
 	sessions map[string]*session
 	seen     map[string]time.Time
-	// raised is the heartbeat level every session has been told at least
-	// (heartbeat.go): when the fleet grows past it, the sessions below
-	// are told the longer terms.
-	raised int
 	// undelivered holds, per agent, the attempts (task id -> attempt) this
 	// leader committed to it while it had no session here: they were sent
 	// to no one, so the agent's next hello has them delivered instead of
@@ -433,10 +429,10 @@ func (l *leaderLoop) register(sess *session, known map[string]int32, cancels []s
 	l.seen[sess.agentID] = l.s.cfg.Clock()
 	delete(l.undelivered, sess.agentID) // the hello kept them; sent below as missed
 	terms := l.fleetTermsLocked()
-	if terms.level > l.raised {
-		// The fleet outgrew its heartbeat rate: every session told
-		// shorter terms is told these.
-		l.raised = terms.level
+	if terms.level > heartbeatTermsFor(len(l.sessions)-1, l.s.cfg.Lease, l.s.cfg.MaxHeartbeatRate).level {
+		// This session took the fleet past its heartbeat rate: every
+		// session told shorter terms (it came when the fleet was smaller)
+		// is told these.
 		for _, other := range l.sessions {
 			if other != sess && other.terms.level < terms.level {
 				other.terms = terms
@@ -487,9 +483,6 @@ func (l *leaderLoop) unregister(sess *session) {
 	defer l.mu.Unlock()
 	if l.sessions[sess.agentID] == sess {
 		delete(l.sessions, sess.agentID)
-	}
-	if t := l.fleetTermsLocked(); t.level < l.raised {
-		l.raised = t.level // so that growing again re-tells whoever is below
 	}
 }
 
