@@ -103,30 +103,33 @@ func submitAll(b *submitBatcher, subs []*fsmpb.SubmitJobs) []chan callResult {
 func waitQueued(t *testing.T, b *submitBatcher, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for len(b.in) < n {
+	for len(b.in)+int(b.waiting.Load()) < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d calls queued, want %d", len(b.in), n)
+			t.Fatalf("%d calls queued, want %d", len(b.in)+int(b.waiting.Load()), n)
 		}
 		time.Sleep(time.Millisecond)
 	}
 }
 
-// fillSlots takes every in-flight slot with a call of its own, held at the
-// gate, so that the calls after it queue.
-func fillSlots(t *testing.T, b *submitBatcher, f *fakeLog) []chan callResult {
+// holdEntry proposes one small call and holds it at the gate, so that the
+// small calls after it wait.
+func holdEntry(t *testing.T, b *submitBatcher, f *fakeLog) []chan callResult {
 	t.Helper()
-	var out []chan callResult
-	for i := range submitInFlight {
-		out = append(out, submitAll(b, []*fsmpb.SubmitJobs{oneJob(fmt.Sprintf("hold-%d", i), "")})...)
-		deadline := time.Now().Add(10 * time.Second)
-		for f.waiting.Load() < int32(i+1) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d proposals in flight, want %d", f.waiting.Load(), i+1)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	out := submitAll(b, []*fsmpb.SubmitJobs{oneJob("hold", "")})
+	waitProposed(t, f, 1)
 	return out
+}
+
+// waitProposed waits until n proposals are held at the gate.
+func waitProposed(t *testing.T, f *fakeLog, n int32) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for f.waiting.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d proposals in flight, want %d", f.waiting.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // TestSubmitBatcherMergesWaitingCalls: while the entries in flight are
@@ -136,7 +139,7 @@ func TestSubmitBatcherMergesWaitingCalls(t *testing.T) {
 	f := &fakeLog{gate: make(chan struct{})}
 	b, stop := startBatcher(t, f)
 	defer stop()
-	holdRes := fillSlots(t, b, f)
+	holdRes := holdEntry(t, b, f)
 	var later []*fsmpb.SubmitJobs
 	for i := range 50 {
 		later = append(later, oneJob(fmt.Sprintf("later-%d", i), fmt.Sprintf("u%d", i)))
@@ -167,11 +170,51 @@ func TestSubmitBatcherMergesWaitingCalls(t *testing.T) {
 			merged++
 		}
 	}
-	if len(f.entries) != submitInFlight+1 || merged != 1 {
-		t.Fatalf("the 50 queued calls should leave in one entry after the %d held ones; entries: %v", submitInFlight, f.entries)
+	if len(f.entries) != 2 || merged != 1 {
+		t.Fatalf("the 50 queued calls should leave in one entry after the held one; entries: %v", f.entries)
 	}
 	if f.applied != len(f.entries) {
 		t.Fatalf("leader told of %d applies, want one per entry (%d)", f.applied, len(f.entries))
+	}
+}
+
+// TestSubmitBatcherPipelinesBulkEntries: entries of submitPipelineJobs
+// jobs or more are proposed while others are in flight, up to
+// submitInFlight; a small call waits until they have committed.
+func TestSubmitBatcherPipelinesBulkEntries(t *testing.T) {
+	f := &fakeLog{gate: make(chan struct{})}
+	b, stop := startBatcher(t, f)
+	defer stop()
+	var once sync.Once
+	release := func() { once.Do(func() { close(f.gate) }) }
+	defer release() // before stop, which waits for the held entries
+	var bulk []*fsmpb.SubmitJobs
+	for i := range submitInFlight - 1 {
+		s := &fsmpb.SubmitJobs{}
+		for j := range submitMaxJobs/2 + 1 { // two do not share an entry
+
+			s.Jobs = append(s.Jobs, &pb.JobSpec{Name: fmt.Sprintf("bulk-%d-%d", i, j)})
+			s.TraceIds, s.TraceSpanIds = append(s.TraceIds, ""), append(s.TraceSpanIds, "")
+		}
+		bulk = append(bulk, s)
+	}
+	res := submitAll(b, bulk)
+	waitProposed(t, f, int32(len(bulk)))
+	res = append(res, submitAll(b, []*fsmpb.SubmitJobs{oneJob("small", "")})...)
+	waitQueued(t, b, 1)
+	if n := f.waiting.Load(); n != int32(len(bulk)) {
+		t.Fatalf("%d proposals in flight with a small call waiting, want the %d bulk ones", n, len(bulk))
+	}
+	release()
+	for _, ch := range res {
+		if r := <-ch; r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.entries) != len(bulk)+1 || len(f.entries[len(bulk)]) != 1 || f.entries[len(bulk)][0] != "small" {
+		t.Fatalf("want %d bulk entries, then the small call's: %d entries", len(bulk), len(f.entries))
 	}
 }
 
@@ -181,7 +224,7 @@ func TestSubmitBatcherRetriesARejectedBatchCallByCall(t *testing.T) {
 	f := &fakeLog{gate: make(chan struct{})}
 	b, stop := startBatcher(t, f)
 	defer stop()
-	holdRes := fillSlots(t, b, f)
+	holdRes := holdEntry(t, b, f)
 	subs := []*fsmpb.SubmitJobs{oneJob("a", ""), oneJob("bad", ""), oneJob("c", "")}
 	res := submitAll(b, subs)
 	waitQueued(t, b, 3)
@@ -211,7 +254,7 @@ func TestSubmitBatcherKeepsSubmittersApart(t *testing.T) {
 	f := &fakeLog{gate: make(chan struct{})}
 	b, stop := startBatcher(t, f)
 	defer stop()
-	holdRes := fillSlots(t, b, f)
+	holdRes := holdEntry(t, b, f)
 	var subs []*fsmpb.SubmitJobs
 	for i := range 10 {
 		s := oneJob(fmt.Sprintf("%s-%d", []string{"alice", "bob"}[i%2], i), "")
@@ -235,8 +278,8 @@ func TestSubmitBatcherKeepsSubmittersApart(t *testing.T) {
 			}
 		}
 	}
-	if len(f.entries) != submitInFlight+2 {
-		t.Fatalf("want the held entries, then one entry per submitter: %v", f.entries)
+	if len(f.entries) != 3 {
+		t.Fatalf("want the held entry, then one entry per submitter: %v", f.entries)
 	}
 }
 
