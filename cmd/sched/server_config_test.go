@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,6 +53,54 @@ func TestServerConfigMaxHeartbeats(t *testing.T) {
 	}
 	if err := newServerCmd(&globals{}).Flags().Parse([]string{"--max-heartbeats", "lots"}); err == nil {
 		t.Fatal("--max-heartbeats lots parsed")
+	}
+}
+
+// TestServerGCPercent: --gc-percent and gc_percent set the server
+// process's collector target, the flag over the file; a bad one is a usage
+// error naming the flag; a GOGC variable wins over both.
+func TestServerGCPercent(t *testing.T) {
+	parse := func(args ...string) *cobra.Command {
+		cmd := newServerCmd(&globals{})
+		if err := cmd.Flags().Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	if pct, err := serverGCPercent(parse(), "", DefaultGCPercent); err != nil || pct != DefaultGCPercent {
+		t.Fatalf("default: %d (%v), want %d", pct, err, DefaultGCPercent)
+	}
+	path := filepath.Join(t.TempDir(), "server.yaml")
+	if err := os.WriteFile(path, []byte("data_dir: d\ngc_percent: 150\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := serverConfig(parse(), path, serverFile{Bind: DefaultAddr, Lease: "10s"}); err != nil {
+		t.Fatalf("a config file with gc_percent: %v", err)
+	}
+	if pct, err := serverGCPercent(parse(), path, DefaultGCPercent); err != nil || pct != 150 {
+		t.Fatalf("config file: %d (%v), want 150", pct, err)
+	}
+	if pct, err := serverGCPercent(parse("--gc-percent", "400"), path, 400); err != nil || pct != 400 {
+		t.Fatalf("--gc-percent 400 over the file's 150: %d (%v)", pct, err)
+	}
+	for _, bad := range []int{0, -5} {
+		_, err := serverGCPercent(parse("--gc-percent", strconv.Itoa(bad)), "", bad)
+		var u usageError
+		if !errors.As(err, &u) || !strings.Contains(err.Error(), "--gc-percent") {
+			t.Fatalf("--gc-percent %d: %v, want a usage error naming the flag", bad, err)
+		}
+	}
+	orig := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(orig)
+	t.Setenv("GOGC", "")
+	setGCPercent(300)
+	if got := debug.SetGCPercent(100); got != 300 {
+		t.Fatalf("collector target %d after setGCPercent(300), want 300", got)
+	}
+	t.Setenv("GOGC", "100")
+	setGCPercent(300)
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Fatalf("with GOGC=100 in the environment setGCPercent(300) made it %d", got)
 	}
 }
 
