@@ -34,16 +34,34 @@ type loopback struct{ addrs []string }
 
 // NewLoopback picks n free loopback ports.
 func NewLoopback(n int) (Network, error) {
-	l := &loopback{}
+	addrs, err := FreeLoopbackAddrs(n)
+	if err != nil {
+		return nil, err
+	}
+	return &loopback{addrs: addrs}, nil
+}
+
+// FreeLoopbackAddrs returns n distinct loopback addresses, each free a
+// moment ago. The listeners are held until all n are chosen: a port
+// closed at once can come back from the next Listen, and two servers
+// given one port fail to bootstrap ("duplicate address").
+func FreeLoopbackAddrs(n int) ([]string, error) {
+	var addrs []string
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
 	for range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("pick a loopback port: %w", err)
 		}
-		l.addrs = append(l.addrs, ln.Addr().String())
-		ln.Close()
+		lns = append(lns, ln)
+		addrs = append(addrs, ln.Addr().String())
 	}
-	return l, nil
+	return addrs, nil
 }
 
 func (l *loopback) ServerAddr(i int) string { return l.addrs[i] }

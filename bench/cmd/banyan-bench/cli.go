@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,10 +46,11 @@ func runCLI(o options) Result {
 	if err != nil {
 		return Result{Err: err.Error()}
 	}
-	addr, err := freeAddr()
+	ports, err := freePorts(1)
 	if err != nil {
 		return Result{Err: err.Error()}
 	}
+	addr := ports[0]
 	dev, stop, err := startDev(bin, addr, filepath.Join(dir, "dev"))
 	if err != nil {
 		return Result{Err: err.Error()}
@@ -115,16 +115,6 @@ func runCLI(o options) Result {
 			"phases are means from SCHED_TIMING, package init from GODEBUG=inittrace=1 (mean of 20 `sched --help`); sched dev's CPU (server and agent) from /proc; " +
 			fmt.Sprintf("1-minute load average %.1f at the start; sbatch is not run here", load),
 	}
-}
-
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // startDev starts `sched dev` on addr with its data in dir and waits until

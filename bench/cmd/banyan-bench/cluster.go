@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/bench/chaos"
 	"github.com/banyan-sched/banyan/bench/schedbuild"
 	"google.golang.org/grpc"
 )
@@ -50,15 +50,8 @@ func schedBinary(dir string) (string, error) {
 	return schedBuild.path, schedBuild.err
 }
 
-// freePort returns a loopback address with a port free a moment ago.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
+// freePorts returns n distinct loopback addresses, each free a moment ago.
+func freePorts(n int) ([]string, error) { return chaos.FreeLoopbackAddrs(n) }
 
 // child is a process the benchmark started and owns.
 type child struct {
@@ -165,20 +158,15 @@ func startCluster(o options, name string, n int, extra ...string) (*cluster, err
 	}
 	c := &cluster{dir: dir, sched: sched, conns: map[string]*grpc.ClientConn{}}
 	var peers []string
+	ports, err := freePorts(2 * n) // gRPC and HTTP of each server
+	if err != nil {
+		c.close()
+		return nil, err
+	}
 	for i := 0; i < n; i++ {
-		addr, err := freePort()
-		if err != nil {
-			c.close()
-			return nil, err
-		}
-		haddr, err := freePort()
-		if err != nil {
-			c.close()
-			return nil, err
-		}
 		id := "s" + strconv.Itoa(i+1)
-		c.servers = append(c.servers, &clusterServer{id: id, addr: addr, httpAddr: haddr})
-		peers = append(peers, id+"="+addr)
+		c.servers = append(c.servers, &clusterServer{id: id, addr: ports[2*i], httpAddr: ports[2*i+1]})
+		peers = append(peers, id+"="+ports[2*i])
 	}
 	for _, s := range c.servers {
 		args := append([]string{"server", "--node-id", s.id, "--data-dir", filepath.Join(dir, s.id),

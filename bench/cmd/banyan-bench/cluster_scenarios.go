@@ -530,14 +530,11 @@ func runTrueDev(o options, n int) (float64, error) {
 		return 0, fmt.Errorf("dev dir: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	addr, err := freePort()
+	ports, err := freePorts(2)
 	if err != nil {
 		return 0, err
 	}
-	haddr, err := freePort()
-	if err != nil {
-		return 0, err
-	}
+	addr, haddr := ports[0], ports[1]
 	p, err := startChild("sched-dev", filepath.Join(dir, "dev.log"), sched, "--addr", addr, "dev",
 		"--data-dir", filepath.Join(dir, "data"), "--http-addr", haddr)
 	if err != nil {
