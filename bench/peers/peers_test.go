@@ -50,6 +50,7 @@ func TestSlurmConfigRender(t *testing.T) {
 		"StateSaveLocation=/x/slurm/state\n", "SelectTypeParameters=CR_CPU\n", "ProctrackType=proctrack/linuxproc\n",
 		"TaskPlugin=task/none\n", "AccountingStorageType=accounting_storage/none\n", "MaxArraySize=10001\n",
 		"MaxJobCount=110000\n", "PreemptType=preempt/partition_prio\n", "SchedulerParameters=" + SchedulerParameters + "\n",
+		"Epilog=/bin/true\n",
 		"NodeName=localhost NodeAddr=127.0.0.1 CPUs=4 RealMemory=2048 State=UNKNOWN\n",
 		"PartitionName=low Nodes=localhost Default=YES MaxTime=INFINITE State=UP PriorityTier=1\n",
 		"PartitionName=high Nodes=localhost Default=NO MaxTime=INFINITE State=UP PriorityTier=2\n",
