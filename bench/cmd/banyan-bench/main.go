@@ -95,6 +95,8 @@ var scenarios = []scenario{
 		func(m map[string]float64) bool {
 			return m["heap_bytes_per_task"] < 1024 && m["snapshot_peak_bytes_per_task"] < 1536
 		}},
+	{"apply", runApply, []string{"p50_ms", "p99_ms", "p50_ms_10_agents", "p99_ms_10_agents"},
+		func(m map[string]float64) bool { return m["agents"] >= 10_000 && m["p50_ms"] < 5 }},
 	{"agents", runAgentsAtScale, []string{"leader_cpu_cores", "leader_cpu_cores_busy", "task_events_per_s", "pass_ms_mean"},
 		func(m map[string]float64) bool {
 			return m["agents"] >= 10_000 && m["connected_at_end"] == m["agents"] &&
@@ -278,6 +280,8 @@ var headline = []struct{ key, scenario, metric string }{
 	{"bytes_per_queued_task", "memory", "heap_bytes_per_task"},
 	{"bytes_per_queued_task_snapshot_peak", "memory", "snapshot_peak_bytes_per_task"},
 	{"snapshot_hold_ms_1m_queued", "memory", "snapshot_hold_ms"},
+	{"apply_ms_200_jobs_10k_agents", "apply", "p50_ms"},
+	{"apply_ms_200_jobs_10k_agents_p99", "apply", "p99_ms"},
 	{"leader_cpu_cores_10k_agents", "agents", "leader_cpu_cores"},
 	{"leader_cpu_cores_10k_agents_2k_events", "agents", "leader_cpu_cores_busy"},
 	{"scheduling_pass_ms_10k_agents", "agents", "pass_ms_mean"},
