@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 )
 
 // DefaultDevHTTPAddr is where `sched dev` serves /metrics, /healthz and
@@ -122,13 +121,9 @@ func serverHTTPAddr(cmd *cobra.Command, path, flag string) (string, error) {
 	if cmd.Flags().Changed("http-addr") || path == "" {
 		return flag, nil
 	}
-	data, err := os.ReadFile(path)
+	f, err := readServerFile(path)
 	if err != nil {
-		return "", fmt.Errorf("read config: %w", err)
-	}
-	var f serverFile
-	if err := yaml.Unmarshal(data, &f); err != nil {
-		return "", fmt.Errorf("config %s: %w", path, err)
+		return "", err
 	}
 	if f.HTTPAddr != "" {
 		return f.HTTPAddr, nil

@@ -146,15 +146,9 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 }
 
 func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Config, error) {
-	f := serverFile{}
-	if path != "" {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return server.Config{}, fmt.Errorf("read config: %w", err)
-		}
-		if err := yaml.UnmarshalStrict(data, &f); err != nil {
-			return server.Config{}, fmt.Errorf("config %s: %w", path, err)
-		}
+	f, err := readServerFile(path)
+	if err != nil {
+		return server.Config{}, err
 	}
 	fl := cmd.Flags()
 	set := func(name string, dst *string, v string) {
@@ -269,24 +263,37 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 // serverGCPercent is --gc-percent, or gc_percent of the config file when
 // the flag is not given.
 func serverGCPercent(cmd *cobra.Command, path string, flag int) (int, error) {
-	pct := flag
-	if !cmd.Flags().Changed("gc-percent") && path != "" {
-		data, err := os.ReadFile(path)
+	pct, name := flag, "--gc-percent"
+	if !cmd.Flags().Changed("gc-percent") {
+		f, err := readServerFile(path)
 		if err != nil {
-			return 0, fmt.Errorf("read config: %w", err)
-		}
-		var f serverFile
-		if err := yaml.Unmarshal(data, &f); err != nil {
-			return 0, fmt.Errorf("config %s: %w", path, err)
+			return 0, err
 		}
 		if f.GCPercent != nil {
-			pct = *f.GCPercent
+			pct, name = *f.GCPercent, "gc_percent in "+path
 		}
 	}
 	if pct < -1 || pct == 0 {
-		return 0, usageError{fmt.Sprintf("--gc-percent %d: want a percentage such as 200 (-1: no collection)", pct)}
+		return 0, usageError{fmt.Sprintf("%s %d: want a percentage such as 200 (-1: no collection)", name, pct)}
 	}
 	return pct, nil
+}
+
+// readServerFile reads the server config file at path (no path: every key
+// unset); a key it does not know is an error.
+func readServerFile(path string) (serverFile, error) {
+	var f serverFile
+	if path == "" {
+		return f, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return f, fmt.Errorf("read config: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(data, &f); err != nil {
+		return f, fmt.Errorf("config %s: %w", path, err)
+	}
+	return f, nil
 }
 
 // setGCPercent sets the collector's target unless GOGC, read by the Go

@@ -90,6 +90,13 @@ func TestServerGCPercent(t *testing.T) {
 			t.Fatalf("--gc-percent %d: %v, want a usage error naming the flag", bad, err)
 		}
 	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("data_dir: d\ngc_percent: -7\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := serverGCPercent(parse(), bad, DefaultGCPercent); err == nil || !strings.Contains(err.Error(), "gc_percent in "+bad) {
+		t.Fatalf("gc_percent: -7 in a config file: %v, want an error naming the key and the file", err)
+	}
 	orig := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(orig)
 	t.Setenv("GOGC", "")
