@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/banyan-sched/banyan/bench/chaos"
 )
 
 // TestChaosShort is the short run make test includes: one round of every
@@ -51,5 +53,24 @@ func TestChaosShort(t *testing.T) {
 	}
 	if err != nil {
 		t.Fatalf("chaos run failed: %v", err)
+	}
+}
+
+// TestFreePortsDistinct: the ports of one cluster are never the same port
+// twice (a port closed at once can come back from the next Listen).
+func TestFreePortsDistinct(t *testing.T) {
+	addrs, err := chaos.FreeLoopbackAddrs(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		if seen[a] {
+			t.Fatalf("%s given twice in %v", a, addrs)
+		}
+		seen[a] = true
+	}
+	if len(addrs) != 64 {
+		t.Fatalf("%d addresses, want 64", len(addrs))
 	}
 }

@@ -40,7 +40,7 @@ func TestServerConfigACL(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := newServerCmd(&globals{})
-	cfg, err := serverConfig(cmd, path, serverFile{Bind: DefaultAddr, Lease: "10s"})
+	cfg, err := serverConfig(cmd, fileAt(t, path), serverFile{Bind: DefaultAddr, Lease: "10s"})
 	if err != nil || !cfg.ACL || cfg.Token != "join-secret" {
 		t.Fatalf("config file: acl %v token %q (%v), want true and join-secret", cfg.ACL, cfg.Token, err)
 	}
@@ -48,11 +48,11 @@ func TestServerConfigACL(t *testing.T) {
 	if err := cmd.Flags().Parse([]string{"--acl", "--data-dir", "d"}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err = serverConfig(cmd, "", serverFile{DataDir: "d", Bind: DefaultAddr, Lease: "10s", ACL: true})
+	cfg, err = serverConfig(cmd, serverFile{}, serverFile{DataDir: "d", Bind: DefaultAddr, Lease: "10s", ACL: true})
 	if err != nil || !cfg.ACL {
 		t.Fatalf("--acl: acl %v (%v), want true", cfg.ACL, err)
 	}
-	cfg, err = serverConfig(newServerCmd(&globals{}), "", serverFile{DataDir: "d", Bind: DefaultAddr, Lease: "10s"})
+	cfg, err = serverConfig(newServerCmd(&globals{}), serverFile{}, serverFile{DataDir: "d", Bind: DefaultAddr, Lease: "10s"})
 	if err != nil || cfg.ACL {
 		t.Fatalf("default: acl %v (%v), want false", cfg.ACL, err)
 	}

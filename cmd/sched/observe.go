@@ -115,18 +115,11 @@ func agentHTTP(addr string, a *agent.Agent, log *slog.Logger) (*httpSurface, err
 	return startHTTP(addr, reg, []httpapi.Check{{Name: "session", Fn: a.Ready}}, log)
 }
 
-// serverHTTPAddr is --http-addr, or http_addr from the config file at
-// path when the flag is not given.
-func serverHTTPAddr(cmd *cobra.Command, path, flag string) (string, error) {
-	if cmd.Flags().Changed("http-addr") || path == "" {
-		return flag, nil
+// serverHTTPAddr is --http-addr, or http_addr from the config file when
+// the flag is not given.
+func serverHTTPAddr(cmd *cobra.Command, file serverFile, flag string) string {
+	if !cmd.Flags().Changed("http-addr") && file.HTTPAddr != "" {
+		return file.HTTPAddr
 	}
-	f, err := readServerFile(path)
-	if err != nil {
-		return "", err
-	}
-	if f.HTTPAddr != "" {
-		return f.HTTPAddr, nil
-	}
-	return flag, nil
+	return flag
 }

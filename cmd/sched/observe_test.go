@@ -43,16 +43,16 @@ func TestServerHTTPAddrFromConfigOrFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := newServerCmd(&globals{})
-	if _, err := serverConfig(cmd, path, serverFile{Bind: DefaultAddr, Lease: "10s"}); err != nil {
+	if _, err := serverConfig(cmd, fileAt(t, path), serverFile{Bind: DefaultAddr, Lease: "10s"}); err != nil {
 		t.Fatalf("config with http_addr refused: %v", err)
 	}
-	if got, err := serverHTTPAddr(cmd, path, ""); err != nil || got != "127.0.0.1:9100" {
-		t.Fatalf("from the file: %q %v", got, err)
+	if got := serverHTTPAddr(cmd, fileAt(t, path), ""); got != "127.0.0.1:9100" {
+		t.Fatalf("from the file: %q", got)
 	}
 	if err := cmd.Flags().Set("http-addr", "127.0.0.1:9200"); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := serverHTTPAddr(cmd, path, "127.0.0.1:9200"); got != "127.0.0.1:9200" {
+	if got := serverHTTPAddr(cmd, fileAt(t, path), "127.0.0.1:9200"); got != "127.0.0.1:9200" {
 		t.Fatalf("the flag must win: %q", got)
 	}
 }

@@ -82,19 +82,20 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.TLSCA, f.TLSCert, f.TLSKey = g.tls.CA, g.tls.Cert, g.tls.Key
 			f.Token = g.token
-			cfg, err := serverConfig(cmd, configPath, f)
+			file, err := readServerFile(configPath)
 			if err != nil {
 				return err
 			}
-			gcPct, err := serverGCPercent(cmd, configPath, *f.GCPercent)
+			cfg, err := serverConfig(cmd, file, f)
+			if err != nil {
+				return err
+			}
+			gcPct, err := serverGCPercent(cmd, file, configPath, *f.GCPercent)
 			if err != nil {
 				return err
 			}
 			setGCPercent(gcPct)
-			httpAddr, err := serverHTTPAddr(cmd, configPath, f.HTTPAddr)
-			if err != nil {
-				return err
-			}
+			httpAddr := serverHTTPAddr(cmd, file, f.HTTPAddr)
 			m := metrics.New()
 			cfg.Observer = m
 			s, err := server.New(cfg)
@@ -145,11 +146,11 @@ each, same list everywhere) or by joining (--join ADDR of any member).`,
 	return cmd
 }
 
-func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Config, error) {
-	f, err := readServerFile(path)
-	if err != nil {
-		return server.Config{}, err
-	}
+// serverConfig merges the config file's settings (file, from
+// readServerFile) with the flags, the flags given on the command line
+// winning.
+func serverConfig(cmd *cobra.Command, file, flags serverFile) (server.Config, error) {
+	f := file
 	fl := cmd.Flags()
 	set := func(name string, dst *string, v string) {
 		if fl.Changed(name) || *dst == "" {
@@ -260,18 +261,12 @@ func serverConfig(cmd *cobra.Command, path string, flags serverFile) (server.Con
 	return cfg, nil
 }
 
-// serverGCPercent is --gc-percent, or gc_percent of the config file when
-// the flag is not given.
-func serverGCPercent(cmd *cobra.Command, path string, flag int) (int, error) {
+// serverGCPercent is --gc-percent, or gc_percent of the config file (file,
+// read from path) when the flag is not given.
+func serverGCPercent(cmd *cobra.Command, file serverFile, path string, flag int) (int, error) {
 	pct, name := flag, "--gc-percent"
-	if !cmd.Flags().Changed("gc-percent") {
-		f, err := readServerFile(path)
-		if err != nil {
-			return 0, err
-		}
-		if f.GCPercent != nil {
-			pct, name = *f.GCPercent, "gc_percent in "+path
-		}
+	if !cmd.Flags().Changed("gc-percent") && file.GCPercent != nil {
+		pct, name = *file.GCPercent, "gc_percent in "+path
 	}
 	if pct < -1 || pct == 0 {
 		return 0, usageError{fmt.Sprintf("%s %d: want a percentage such as 200 (-1: no collection)", name, pct)}

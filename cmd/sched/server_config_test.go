@@ -14,12 +14,22 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// fileAt reads the server config file at path, as `sched server` does.
+func fileAt(t *testing.T, path string) serverFile {
+	t.Helper()
+	f, err := readServerFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // TestServerConfigMaxHeartbeats: --max-heartbeats and max_heartbeats set
 // the leader's heartbeat bound, the flag over the file, 0 lifts it, and a
 // negative one is a usage error naming the flag.
 func TestServerConfigMaxHeartbeats(t *testing.T) {
 	base := serverFile{DataDir: "d", Bind: DefaultAddr, Lease: "10s"}
-	cfg, err := serverConfig(newServerCmd(&globals{}), "", base)
+	cfg, err := serverConfig(newServerCmd(&globals{}), serverFile{}, base)
 	if err != nil || cfg.MaxHeartbeatRate != server.DefaultMaxHeartbeatRate {
 		t.Fatalf("default: %v (%v), want %d", cfg.MaxHeartbeatRate, err, server.DefaultMaxHeartbeatRate)
 	}
@@ -27,7 +37,7 @@ func TestServerConfigMaxHeartbeats(t *testing.T) {
 	if err := os.WriteFile(path, []byte("data_dir: d\nmax_heartbeats: 250\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if cfg, err = serverConfig(newServerCmd(&globals{}), path, serverFile{Bind: DefaultAddr, Lease: "10s"}); err != nil || cfg.MaxHeartbeatRate != 250 {
+	if cfg, err = serverConfig(newServerCmd(&globals{}), fileAt(t, path), serverFile{Bind: DefaultAddr, Lease: "10s"}); err != nil || cfg.MaxHeartbeatRate != 250 {
 		t.Fatalf("config file: %v (%v), want 250", cfg.MaxHeartbeatRate, err)
 	}
 	withFlag := func(v int) (*cobra.Command, serverFile) {
@@ -41,12 +51,12 @@ func TestServerConfigMaxHeartbeats(t *testing.T) {
 	}
 	for flag, want := range map[int]float64{0: -1, 4000: 4000} {
 		cmd, f := withFlag(flag)
-		if cfg, err = serverConfig(cmd, path, f); err != nil || cfg.MaxHeartbeatRate != want {
+		if cfg, err = serverConfig(cmd, fileAt(t, path), f); err != nil || cfg.MaxHeartbeatRate != want {
 			t.Fatalf("--max-heartbeats %d over the file's 250: %v (%v), want %v", flag, cfg.MaxHeartbeatRate, err, want)
 		}
 	}
 	cmd, f := withFlag(-5)
-	_, err = serverConfig(cmd, "", f)
+	_, err = serverConfig(cmd, serverFile{}, f)
 	var u usageError
 	if !errors.As(err, &u) || !strings.Contains(err.Error(), "--max-heartbeats") {
 		t.Fatalf("--max-heartbeats -5: %v, want a usage error naming the flag", err)
@@ -67,24 +77,24 @@ func TestServerGCPercent(t *testing.T) {
 		}
 		return cmd
 	}
-	if pct, err := serverGCPercent(parse(), "", DefaultGCPercent); err != nil || pct != DefaultGCPercent {
+	if pct, err := serverGCPercent(parse(), serverFile{}, "", DefaultGCPercent); err != nil || pct != DefaultGCPercent {
 		t.Fatalf("default: %d (%v), want %d", pct, err, DefaultGCPercent)
 	}
 	path := filepath.Join(t.TempDir(), "server.yaml")
 	if err := os.WriteFile(path, []byte("data_dir: d\ngc_percent: 150\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := serverConfig(parse(), path, serverFile{Bind: DefaultAddr, Lease: "10s"}); err != nil {
+	if _, err := serverConfig(parse(), fileAt(t, path), serverFile{Bind: DefaultAddr, Lease: "10s"}); err != nil {
 		t.Fatalf("a config file with gc_percent: %v", err)
 	}
-	if pct, err := serverGCPercent(parse(), path, DefaultGCPercent); err != nil || pct != 150 {
+	if pct, err := serverGCPercent(parse(), fileAt(t, path), path, DefaultGCPercent); err != nil || pct != 150 {
 		t.Fatalf("config file: %d (%v), want 150", pct, err)
 	}
-	if pct, err := serverGCPercent(parse("--gc-percent", "400"), path, 400); err != nil || pct != 400 {
+	if pct, err := serverGCPercent(parse("--gc-percent", "400"), fileAt(t, path), path, 400); err != nil || pct != 400 {
 		t.Fatalf("--gc-percent 400 over the file's 150: %d (%v)", pct, err)
 	}
 	for _, bad := range []int{0, -5} {
-		_, err := serverGCPercent(parse("--gc-percent", strconv.Itoa(bad)), "", bad)
+		_, err := serverGCPercent(parse("--gc-percent", strconv.Itoa(bad)), serverFile{}, "", bad)
 		var u usageError
 		if !errors.As(err, &u) || !strings.Contains(err.Error(), "--gc-percent") {
 			t.Fatalf("--gc-percent %d: %v, want a usage error naming the flag", bad, err)
@@ -94,7 +104,7 @@ func TestServerGCPercent(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("data_dir: d\ngc_percent: -7\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := serverGCPercent(parse(), bad, DefaultGCPercent); err == nil || !strings.Contains(err.Error(), "gc_percent in "+bad) {
+	if _, err := serverGCPercent(parse(), fileAt(t, bad), bad, DefaultGCPercent); err == nil || !strings.Contains(err.Error(), "gc_percent in "+bad) {
 		t.Fatalf("gc_percent: -7 in a config file: %v, want an error naming the key and the file", err)
 	}
 	orig := debug.SetGCPercent(100)

@@ -48,7 +48,7 @@ func TestServerConfigFileTLSKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := newServerCmd(&globals{})
-	cfg, err := serverConfig(cmd, path, serverFile{Lease: "10s"})
+	cfg, err := serverConfig(cmd, fileAt(t, path), serverFile{Lease: "10s"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,13 +58,13 @@ func TestServerConfigFileTLSKeys(t *testing.T) {
 	if err := os.WriteFile(path, []byte("data_dir: x\nnode_id: s1\n"+yaml[strings.Index(yaml, "tls_ca"):]), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := serverConfig(cmd, path, serverFile{Lease: "10s"}); err == nil || !strings.Contains(err.Error(), "names server/s7") {
+	if _, err := serverConfig(cmd, fileAt(t, path), serverFile{Lease: "10s"}); err == nil || !strings.Contains(err.Error(), "names server/s7") {
 		t.Fatalf("node id not matching the certificate: %v", err)
 	}
 	if err := os.WriteFile(path, []byte("data_dir: x\ninsecure: true\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if cfg, err := serverConfig(cmd, path, serverFile{Lease: "10s"}); err != nil || !cfg.Insecure || cfg.TLS != nil {
+	if cfg, err := serverConfig(cmd, fileAt(t, path), serverFile{Lease: "10s"}); err != nil || !cfg.Insecure || cfg.TLS != nil {
 		t.Fatalf("insecure key: %+v %v", cfg, err)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/bench/chaos"
 )
 
 // cliCall is one measured CLI process.
@@ -46,7 +47,7 @@ func runCLI(o options) Result {
 	if err != nil {
 		return Result{Err: err.Error()}
 	}
-	ports, err := freePorts(1)
+	ports, err := chaos.FreeLoopbackAddrs(1)
 	if err != nil {
 		return Result{Err: err.Error()}
 	}

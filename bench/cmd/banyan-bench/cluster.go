@@ -50,9 +50,6 @@ func schedBinary(dir string) (string, error) {
 	return schedBuild.path, schedBuild.err
 }
 
-// freePorts returns n distinct loopback addresses, each free a moment ago.
-func freePorts(n int) ([]string, error) { return chaos.FreeLoopbackAddrs(n) }
-
 // child is a process the benchmark started and owns.
 type child struct {
 	name string
@@ -158,7 +155,7 @@ func startCluster(o options, name string, n int, extra ...string) (*cluster, err
 	}
 	c := &cluster{dir: dir, sched: sched, conns: map[string]*grpc.ClientConn{}}
 	var peers []string
-	ports, err := freePorts(2 * n) // gRPC and HTTP of each server
+	ports, err := chaos.FreeLoopbackAddrs(2 * n) // gRPC and HTTP of each server
 	if err != nil {
 		c.close()
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/bench/chaos"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -530,7 +531,7 @@ func runTrueDev(o options, n int) (float64, error) {
 		return 0, fmt.Errorf("dev dir: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	ports, err := freePorts(2)
+	ports, err := chaos.FreeLoopbackAddrs(2)
 	if err != nil {
 		return 0, err
 	}

@@ -108,22 +108,3 @@ func TestClusterHarness(t *testing.T) {
 		t.Fatalf("%d acked: %d lost, %d unfinished, %d failed", len(acked), lost, unfinished, failed)
 	}
 }
-
-// TestFreePortsDistinct: the ports of one cluster are never the same port
-// twice (a port closed at once can come back from the next Listen).
-func TestFreePortsDistinct(t *testing.T) {
-	addrs, err := freePorts(64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	for _, a := range addrs {
-		if seen[a] {
-			t.Fatalf("%s given twice in %v", a, addrs)
-		}
-		seen[a] = true
-	}
-	if len(addrs) != 64 {
-		t.Fatalf("%d addresses, want 64", len(addrs))
-	}
-}
