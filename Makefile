@@ -17,6 +17,9 @@ TOOLS     := $(CURDIR)/$(BIN)/tools
 # machine.
 PROTOC_GEN_GO_VERSION      := v1.36.11
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
+# The wire codec's generated encoders (api/wirecodec); the same version as
+# the github.com/planetscale/vtprotobuf runtime that go.mod requires.
+PROTOC_GEN_GO_VTPROTO_VERSION := v0.6.1-0.20240319094008-0393e58bdf10
 # Packages with goroutines run under the race detector in `make test`.
 RACE_PKGS := ./agent/... ./scheduler/... ./cmd/... ./bench/simagent/... ./bench/cmd/...
 PURE_PKGS := ./pool/... ./api/... ./encoder/... ./bench/sim/... ./bench/encode/... ./bench/chaos/... ./bench/peers/... ./bench/schedbuild/...
@@ -124,8 +127,11 @@ proto:
 	@command -v protoc >/dev/null 2>&1 || scripts/apt-install.sh protobuf-compiler
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	GOBIN=$(TOOLS) $(GO) install github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@$(PROTOC_GEN_GO_VTPROTO_VERSION)
 	PATH=$(TOOLS):$$PATH protoc -I . --go_out=. --go_opt=paths=source_relative \
-		--go-grpc_out=. --go-grpc_opt=paths=source_relative api/banyanv1/banyan.proto api/banyanv1/operator.proto api/banyanv1/logs.proto
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
+		--go-vtproto_out=. --go-vtproto_opt=paths=source_relative,features=marshal+unmarshal+size \
+		api/banyanv1/banyan.proto api/banyanv1/operator.proto api/banyanv1/logs.proto
 	PATH=$(TOOLS):$$PATH protoc -I . --go_out=. --go_opt=paths=source_relative scheduler/fsmpb/fsm.proto
 
 # A FROM-scratch image of sched (static, with busybox), built without pulls.

@@ -27,6 +27,7 @@ import (
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/api/tlsconfig"
+	"github.com/banyan-sched/banyan/api/wirecodec"
 	"github.com/banyan-sched/banyan/scheduler/tracing"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
@@ -328,7 +329,7 @@ func (a *Agent) conn(addr string) (*grpc.ClientConn, error) {
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(a.cfg.MaxMessageSize), grpc.MaxCallSendMsgSize(a.cfg.MaxMessageSize)),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
 			Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}, MinConnectTimeout: 3 * time.Second}),
-		grpc.WithKeepaliveParams(keepaliveParams), grpc.WithStatsHandler(tracing.ClientHandler(a.cfg.TracerProvider)))
+		grpc.WithKeepaliveParams(keepaliveParams), grpc.WithStatsHandler(tracing.ClientHandler(a.cfg.TracerProvider)), wirecodec.DialOption())
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}

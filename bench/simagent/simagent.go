@@ -20,6 +20,7 @@ import (
 	"github.com/banyan-sched/banyan/agent/rotation"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
+	"github.com/banyan-sched/banyan/api/wirecodec"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
@@ -140,7 +141,7 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 			return grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limits.DefaultMessageSize)),
 				grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
-					Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}, MinConnectTimeout: 3 * time.Second}))
+					Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}, MinConnectTimeout: 3 * time.Second}), wirecodec.DialOption())
 		}
 		for _, addr := range cfg.Servers {
 			c, err := dials[g](addr)

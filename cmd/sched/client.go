@@ -11,6 +11,7 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
+	"github.com/banyan-sched/banyan/api/wirecodec"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -50,7 +51,8 @@ func dial(g *globals) (*client, error) {
 	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(retryConfig), grpc.WithChainUnaryInterceptor(plaintextHint(g.tls)),
 		grpc.WithPerRPCCredentials(pb.TokenCredentials(g.token)),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limits.MaxMessageSize), grpc.MaxCallSendMsgSize(limits.MaxMessageSize))},
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limits.MaxMessageSize), grpc.MaxCallSendMsgSize(limits.MaxMessageSize)),
+		wirecodec.DialOption()},
 		traceDialOptions()...)
 	opts = append(opts, timingDialOptions(phases)...)
 	conn, err := dialFailover(addrs, opts...)

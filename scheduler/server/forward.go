@@ -10,6 +10,7 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/wirecodec"
 	"github.com/banyan-sched/banyan/scheduler/tracing"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -67,7 +68,7 @@ func (f *forwarder) conn(addr string) (*grpc.ClientConn, error) {
 	}
 	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(f.s.cfg.MaxMessageSize), grpc.MaxCallSendMsgSize(f.s.cfg.MaxMessageSize)),
-		grpc.WithStatsHandler(tracing.ClientHandler(f.s.cfg.TracerProvider)))
+		grpc.WithStatsHandler(tracing.ClientHandler(f.s.cfg.TracerProvider)), wirecodec.DialOption())
 	if err != nil {
 		return nil, fmt.Errorf("connect to leader %s: %w", addr, err)
 	}

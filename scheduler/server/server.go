@@ -22,6 +22,7 @@ import (
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/api/tlsconfig"
+	"github.com/banyan-sched/banyan/api/wirecodec"
 	"github.com/banyan-sched/banyan/scheduler/events"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/raftlog"
@@ -320,7 +321,7 @@ func New(cfg Config) (*Server, error) {
 	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.identityUnary, s.fwd.unary, s.authUnary),
 		grpc.ChainStreamInterceptor(s.identityStream, s.authStream), grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageSize), grpc.MaxSendMsgSize(cfg.MaxMessageSize),
-		grpc.StatsHandler(tracing.ServerHandler(cfg.TracerProvider))}
+		grpc.StatsHandler(tracing.ServerHandler(cfg.TracerProvider)), wirecodec.ServerOption()}
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(tlsconfig.AcceptedCredentials()))
 	}

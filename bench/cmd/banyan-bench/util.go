@@ -17,6 +17,7 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/wirecodec"
 	"github.com/banyan-sched/banyan/scheduler/server"
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"google.golang.org/grpc"
@@ -106,7 +107,7 @@ func dial(addr string) (*grpc.ClientConn, error) {
 		}
 	}
 	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)), wirecodec.DialOption())
 }
 
 // queueLen reads the leader's queue length in process.
