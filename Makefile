@@ -132,7 +132,9 @@ proto:
 		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
 		--go-vtproto_out=. --go-vtproto_opt=paths=source_relative,features=marshal+unmarshal+size \
 		api/banyanv1/banyan.proto api/banyanv1/operator.proto api/banyanv1/logs.proto
-	PATH=$(TOOLS):$$PATH protoc -I . --go_out=. --go_opt=paths=source_relative scheduler/fsmpb/fsm.proto
+	PATH=$(TOOLS):$$PATH protoc -I . --go_out=. --go_opt=paths=source_relative \
+		--go-vtproto_out=. --go-vtproto_opt=paths=source_relative,features=marshal+unmarshal+size \
+		scheduler/fsmpb/fsm.proto
 
 # A FROM-scratch image of sched (static, with busybox), built without pulls.
 image:

@@ -9,146 +9,35 @@ import (
 	"testing"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/wirecodec/wirecodectest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
-
-// wireMessages is every message type of the wire API (package banyan.v1).
-func wireMessages(t *testing.T) []protoreflect.MessageType {
-	t.Helper()
-	var out []protoreflect.MessageType
-	protoregistry.GlobalTypes.RangeMessages(func(mt protoreflect.MessageType) bool {
-		if mt.Descriptor().ParentFile().Package() == "banyan.v1" && !mt.Descriptor().IsMapEntry() {
-			out = append(out, mt)
-		}
-		return true
-	})
-	if len(out) < 50 {
-		t.Fatalf("found %d banyan.v1 message types; want the whole wire API", len(out))
-	}
-	return out
-}
-
-// fill sets every field of m (the variant-th member of each oneof, two
-// elements in each list and map) to a value that differs from its zero,
-// recursing depth levels into message fields.
-func fill(m protoreflect.Message, variant, depth int) {
-	fields := m.Descriptor().Fields()
-	for i := 0; i < fields.Len(); i++ {
-		fd := fields.Get(i)
-		if o := fd.ContainingOneof(); o != nil && !o.IsSynthetic() {
-			if o.Fields().Get(variant%o.Fields().Len()) != fd {
-				continue
-			}
-		}
-		if fd.Message() != nil && depth == 0 {
-			continue
-		}
-		switch {
-		case fd.IsList():
-			l := m.Mutable(fd).List()
-			for k := 0; k < 2; k++ {
-				if fd.Message() != nil {
-					e := l.NewElement()
-					fill(e.Message(), variant+k, depth-1)
-					l.Append(e)
-				} else {
-					l.Append(scalar(fd, k+1))
-				}
-			}
-		case fd.IsMap():
-			mp := m.Mutable(fd).Map()
-			for k := 0; k < 2; k++ {
-				key := scalar(fd.MapKey(), k+1).MapKey()
-				if fd.MapValue().Message() != nil {
-					v := mp.NewValue()
-					fill(v.Message(), variant+k, depth-1)
-					mp.Set(key, v)
-				} else {
-					mp.Set(key, scalar(fd.MapValue(), k+1))
-				}
-			}
-		case fd.Message() != nil:
-			fill(m.Mutable(fd).Message(), variant, depth-1)
-		default:
-			m.Set(fd, scalar(fd, variant+1))
-		}
-	}
-}
-
-// scalar is a non-zero value of fd's kind, different for each n.
-func scalar(fd protoreflect.FieldDescriptor, n int) protoreflect.Value {
-	switch fd.Kind() {
-	case protoreflect.BoolKind:
-		return protoreflect.ValueOfBool(true)
-	case protoreflect.EnumKind:
-		vals := fd.Enum().Values()
-		return protoreflect.ValueOfEnum(vals.Get(n % vals.Len()).Number())
-	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
-		return protoreflect.ValueOfInt32(int32(-1000 * n))
-	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
-		return protoreflect.ValueOfUint32(uint32(1000 * n))
-	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
-		return protoreflect.ValueOfInt64(int64(-1) << (30 + n))
-	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
-		return protoreflect.ValueOfUint64(uint64(1) << (40 + n))
-	case protoreflect.FloatKind:
-		return protoreflect.ValueOfFloat32(float32(n) + 0.5)
-	case protoreflect.DoubleKind:
-		return protoreflect.ValueOfFloat64(float64(n) + 0.25)
-	case protoreflect.StringKind:
-		return protoreflect.ValueOfString(fmt.Sprintf("%s-%d-é", fd.Name(), n))
-	case protoreflect.BytesKind:
-		return protoreflect.ValueOfBytes([]byte{0, byte(n), 0xff})
-	}
-	panic(fmt.Sprintf("field %s: kind %s has no test value", fd.FullName(), fd.Kind()))
-}
 
 // TestRoundTripEveryMessage: for every wire message, filled in every field,
 // what the codec encodes the protobuf runtime decodes to the same message,
 // and what the runtime encodes the codec decodes to the same message.
 func TestRoundTripEveryMessage(t *testing.T) {
 	var c Codec
-	for _, mt := range wireMessages(t) {
-		for variant := 0; variant < 3; variant++ {
-			want := mt.New()
-			fill(want, variant, 3)
-			name := fmt.Sprintf("%s/%d", mt.Descriptor().FullName(), variant)
-			if _, ok := want.Interface().(vtMessage); !ok {
-				t.Fatalf("%s has no generated VT methods: run make proto", name)
+	wirecodectest.CheckRoundTrips(t, "banyan.v1", 50, wirecodectest.Codec{
+		Marshal: func(m proto.Message) ([]byte, error) {
+			if _, ok := m.(vtMessage); !ok {
+				return nil, fmt.Errorf("%T has no generated VT methods: run make proto", m)
 			}
-
-			data, err := c.Marshal(want.Interface())
+			data, err := c.Marshal(m)
 			if err != nil {
-				t.Fatalf("%s: codec marshal: %v", name, err)
+				return nil, err
 			}
-			got := mt.New().Interface()
-			if err := proto.Unmarshal(data.Materialize(), got); err != nil {
-				t.Fatalf("%s: runtime unmarshal of the codec's bytes: %v", name, err)
-			}
-			if !proto.Equal(got, want.Interface()) {
-				t.Fatalf("%s: codec -> runtime changed the message:\n got %v\nwant %v", name, got, want)
-			}
-			data.Free()
-
-			raw, err := proto.Marshal(want.Interface())
-			if err != nil {
-				t.Fatalf("%s: runtime marshal: %v", name, err)
-			}
-			back := mt.New().Interface()
-			if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(raw)}, back); err != nil {
-				t.Fatalf("%s: codec unmarshal of the runtime's bytes: %v", name, err)
-			}
-			if !proto.Equal(back, want.Interface()) {
-				t.Fatalf("%s: runtime -> codec changed the message:\n got %v\nwant %v", name, back, want)
-			}
-		}
-	}
+			defer data.Free()
+			return data.Materialize(), nil
+		},
+		Unmarshal: func(data []byte, m proto.Message) error {
+			return c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(data)}, m)
+		},
+	})
 }
 
 // TestLargeMessagePooled: a message above grpc-go's pooling threshold is

@@ -17,7 +17,6 @@ import (
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"github.com/hashicorp/raft"
-	"google.golang.org/protobuf/proto"
 )
 
 // backfill replays stored raft entries to regenerate their events.
@@ -154,7 +153,7 @@ func (b *backfill) apply(st *state.State, index uint64) ([]*pb.Event, error) {
 		return nil, nil
 	}
 	cmd := &fsmpb.Command{}
-	if err := proto.Unmarshal(l.Data, cmd); err != nil {
+	if err := cmd.UnmarshalVT(l.Data); err != nil {
 		return nil, fmt.Errorf("%w: entry %d: %w", errReplay, index, err)
 	}
 	if cmd.Cmd == nil || len(cmd.ProtoReflect().GetUnknown()) > 0 {

@@ -11,7 +11,6 @@ import (
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"github.com/hashicorp/raft"
-	"google.golang.org/protobuf/proto"
 )
 
 // FSM adapts state.State to raft.FSM. Apply runs on raft's single FSM
@@ -84,7 +83,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 		return &state.Result{Err: f.halt}
 	}
 	cmd := &fsmpb.Command{}
-	if err := proto.Unmarshal(l.Data, cmd); err != nil {
+	if err := cmd.UnmarshalVT(l.Data); err != nil { // generated decoder: fsmpb/fsm_vtproto.pb.go
 		f.stopLocked(fmt.Errorf("raft log entry %d (term %d) cannot be decoded: %w", l.Index, l.Term, err))
 		f.mu.Unlock()
 		return &state.Result{Err: f.halt}
