@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -77,6 +78,71 @@ func TestBadInputNamed(t *testing.T) {
 	err = c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(raw[:len(raw)-3])}, &pb.JobSpec{})
 	if err == nil || !strings.Contains(err.Error(), "JobSpec") {
 		t.Fatalf("truncated JobSpec: err = %v, want an error naming the message", err)
+	}
+}
+
+// TestUnmarshalReplaces: decoding into a message that already holds fields
+// replaces them, as grpc-go's own codec does, instead of merging.
+func TestUnmarshalReplaces(t *testing.T) {
+	var c Codec
+	data, err := c.Marshal(&pb.JobSpec{Name: "new"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := &pb.JobSpec{Name: "old", Pool: "/old", Tasks: []*pb.TaskSpec{{Name: "stale"}}}
+	if err := c.Unmarshal(data, got); err != nil {
+		t.Fatal(err)
+	}
+	if want := (&pb.JobSpec{Name: "new"}); !proto.Equal(got, want) {
+		t.Fatalf("got %v, want %v (the old fields kept)", got, want)
+	}
+}
+
+// TestDeepNestingRefused: a message nested past MaxDepth (a TaskSpec's
+// fallback chain, inside a submission) is an error naming the message, not
+// a stack overflow that ends the process; one within the limit decodes.
+func TestDeepNestingRefused(t *testing.T) {
+	var c Codec
+	const deep = 200_000                                    // about 1 MB on the wire, well within a message
+	req := protowire.AppendTag(nil, 1, protowire.BytesType) // SubmitJobsRequest.jobs
+	job := protowire.AppendTag(nil, 7, protowire.BytesType) // JobSpec.tasks
+	job = protowire.AppendBytes(job, wirecodectest.DeepTaskSpec(deep))
+	req = protowire.AppendBytes(req, job)
+	err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(req)}, &pb.SubmitJobsRequest{})
+	if err == nil || !strings.Contains(err.Error(), "SubmitJobsRequest") || !strings.Contains(err.Error(), "nest") {
+		t.Fatalf("a fallback chain %d deep: err = %v, want an error naming the message and its nesting", deep, err)
+	}
+
+	// Short messages skip the check; long ones within the limit pass it.
+	for _, depth := range []int{100, MaxDepth - 1} {
+		data := wirecodectest.DeepTaskSpec(depth)
+		var spec pb.TaskSpec
+		if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(data)}, &spec); err != nil {
+			t.Fatalf("a chain %d deep (%d bytes): %v", depth, len(data), err)
+		}
+		n := 0
+		for f := &spec; f.Fallback != nil; f = f.Fallback {
+			n++
+		}
+		if n != depth {
+			t.Fatalf("decoded a chain %d deep, want %d", n, depth)
+		}
+	}
+}
+
+// TestRecursiveTypes: only the types that can hold a TaskSpec are walked
+// for their depth; the others are bounded by the schema.
+func TestRecursiveTypes(t *testing.T) {
+	for _, tc := range []struct {
+		m    proto.Message
+		want bool
+	}{
+		{&pb.TaskSpec{}, true}, {&pb.SubmitJobsRequest{}, true}, {&pb.Job{}, true},
+		{&pb.Resources{}, false}, {&pb.HeartbeatAck{}, false},
+	} {
+		if got := recursive(tc.m.ProtoReflect().Descriptor()); got != tc.want {
+			t.Errorf("recursive(%T) = %v, want %v", tc.m, got, tc.want)
+		}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"fmt"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/wirecodec"
 	"github.com/banyan-sched/banyan/scheduler/events"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
@@ -153,7 +154,7 @@ func (b *backfill) apply(st *state.State, index uint64) ([]*pb.Event, error) {
 		return nil, nil
 	}
 	cmd := &fsmpb.Command{}
-	if err := cmd.UnmarshalVT(l.Data); err != nil {
+	if err := wirecodec.Unmarshal(l.Data, cmd); err != nil {
 		return nil, fmt.Errorf("%w: entry %d: %w", errReplay, index, err)
 	}
 	if cmd.Cmd == nil || len(cmd.ProtoReflect().GetUnknown()) > 0 {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/banyan-sched/banyan/api/wirecodec"
 	"github.com/banyan-sched/banyan/scheduler/events"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
@@ -83,7 +84,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 		return &state.Result{Err: f.halt}
 	}
 	cmd := &fsmpb.Command{}
-	if err := cmd.UnmarshalVT(l.Data); err != nil { // generated decoder: fsmpb/fsm_vtproto.pb.go
+	if err := wirecodec.Unmarshal(l.Data, cmd); err != nil { // the generated decoder (fsmpb/fsm_vtproto.pb.go), depth-checked
 		f.stopLocked(fmt.Errorf("raft log entry %d (term %d) cannot be decoded: %w", l.Index, l.Term, err))
 		f.mu.Unlock()
 		return &state.Result{Err: f.halt}

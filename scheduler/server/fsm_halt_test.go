@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/wirecodec/wirecodectest"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"github.com/hashicorp/raft"
@@ -31,6 +32,12 @@ func submitEntry(t *testing.T, index uint64, name string) *raft.Log {
 func TestFSMHaltsOnEntryItCannotApply(t *testing.T) {
 	unknown := protowire.AppendTag(nil, 99, protowire.BytesType)
 	unknown = protowire.AppendBytes(unknown, []byte("a command from the future"))
+	// Command.submit > SubmitJobs.jobs > JobSpec.tasks > a fallback chain
+	// far deeper than any decoder may recurse.
+	deep := wirecodectest.DeepTaskSpec(100_000)
+	for _, field := range []protowire.Number{7, 1, 2} {
+		deep = protowire.AppendBytes(protowire.AppendTag(nil, field, protowire.BytesType), deep)
+	}
 	for _, tc := range []struct {
 		name string
 		bad  []byte
@@ -38,6 +45,7 @@ func TestFSMHaltsOnEntryItCannotApply(t *testing.T) {
 	}{
 		{"garbled", []byte{0xff, 0xff, 0xff, 0xff, 0x0f, 0x01}, "entry 3 (term 2) cannot be decoded"},
 		{"newer version", unknown, "entry 3 (term 2) holds a command this version does not know"},
+		{"nested too deep", deep, "entry 3 (term 2) cannot be decoded"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := NewFSM(state.DefaultDefaults)

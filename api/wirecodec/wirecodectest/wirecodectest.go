@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -141,4 +142,19 @@ func scalar(fd protoreflect.FieldDescriptor, n int) protoreflect.Value {
 		return protoreflect.ValueOfBytes([]byte{0, byte(n), 0xff})
 	}
 	panic(fmt.Sprintf("field %s: kind %s has no test value", fd.FullName(), fd.Kind()))
+}
+
+// DeepTaskSpec encodes a banyan.v1.TaskSpec whose fallback chain is depth
+// long (the wire API's one recursive field), from the innermost task
+// outwards at the end of one buffer: a decoder without a depth limit would
+// recurse depth deep.
+func DeepTaskSpec(depth int) []byte {
+	leaf := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "leaf") // name
+	buf := make([]byte, len(leaf)+depth*(1+protowire.SizeVarint(uint64(len(leaf)+depth*11))))
+	at := len(buf) - copy(buf[len(buf)-len(leaf):], leaf)
+	for i := 0; i < depth; i++ {
+		head := protowire.AppendVarint(protowire.AppendTag(nil, 11, protowire.BytesType), uint64(len(buf)-at)) // fallback
+		at -= copy(buf[at-len(head):], head)
+	}
+	return buf[at:]
 }
