@@ -213,27 +213,35 @@ func TestJobTraceForwarded(t *testing.T) {
 	if job.TraceId != want.String() {
 		t.Fatalf("job trace %q, want the caller's %s", job.TraceId, want)
 	}
-	byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
-	var commit sdktrace.ReadOnlySpan
-	for _, s := range rec.Ended() {
-		if s.SpanContext().TraceID() == want {
-			byID[s.SpanContext().SpanID()] = s
-			if s.Name() == tracing.SpanCommit {
-				commit = s
-			}
-		}
-	}
 	// Walk up from the commit span: leader server, forwarder client,
-	// follower server, client, root.
-	var kinds []trace.SpanKind
-	for s := commit; s != nil; s = byID[s.Parent().SpanID()] {
-		kinds = append(kinds, s.SpanKind())
-		if s.SpanKind() == trace.SpanKindServer && len(kinds) == 2 && job.TraceSpanId != s.SpanContext().SpanID().String() {
-			t.Fatalf("job's parent span %s, want the leader's server span %s", job.TraceSpanId, s.SpanContext().SpanID())
-		}
-	}
+	// follower server, client, root. The follower's server span ends just
+	// after its reply is on the wire, so it may end after the call
+	// returned here: wait for the chain a while.
 	wantKinds := []trace.SpanKind{trace.SpanKindInternal, trace.SpanKindServer, trace.SpanKindClient,
 		trace.SpanKindServer, trace.SpanKindClient, trace.SpanKindInternal}
+	var kinds []trace.SpanKind
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+		var commit sdktrace.ReadOnlySpan
+		for _, s := range rec.Ended() {
+			if s.SpanContext().TraceID() == want {
+				byID[s.SpanContext().SpanID()] = s
+				if s.Name() == tracing.SpanCommit {
+					commit = s
+				}
+			}
+		}
+		kinds = kinds[:0]
+		for s := commit; s != nil; s = byID[s.Parent().SpanID()] {
+			kinds = append(kinds, s.SpanKind())
+			if s.SpanKind() == trace.SpanKindServer && len(kinds) == 2 && job.TraceSpanId != s.SpanContext().SpanID().String() {
+				t.Fatalf("job's parent span %s, want the leader's server span %s", job.TraceSpanId, s.SpanContext().SpanID())
+			}
+		}
+		if slices.Equal(kinds, wantKinds) || time.Now().After(deadline) {
+			break
+		}
+	}
 	if !slices.Equal(kinds, wantKinds) {
 		t.Fatalf("span chain from commit up: %v, want %v", kinds, wantKinds)
 	}
