@@ -3,14 +3,15 @@ package fsmpb
 import (
 	"testing"
 
+	"github.com/banyan-sched/banyan/api/wirecodec"
 	"github.com/banyan-sched/banyan/api/wirecodec/wirecodectest"
 	"google.golang.org/protobuf/proto"
 )
 
-// vtMessage is a command message with its generated VT methods.
+// vtMessage is a command message with its generated encoder and decoder.
 type vtMessage interface {
+	wirecodec.Message
 	MarshalVT() ([]byte, error)
-	UnmarshalVT([]byte) error
 }
 
 // TestGeneratedCodeMatchesRuntime: the server writes raft log entries with
@@ -27,7 +28,7 @@ func TestGeneratedCodeMatchesRuntime(t *testing.T) {
 			return vt.MarshalVT()
 		},
 		Unmarshal: func(data []byte, m proto.Message) error {
-			return m.(vtMessage).UnmarshalVT(data)
+			return wirecodec.Unmarshal(data, m.(vtMessage)) // as the FSM decodes entries
 		},
 	})
 }

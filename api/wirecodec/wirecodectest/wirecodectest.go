@@ -6,6 +6,7 @@ package wirecodectest
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -36,36 +37,33 @@ func CheckRoundTrips(t *testing.T, pkg protoreflect.FullName, minTypes int, c Co
 	if len(types) < minTypes {
 		t.Fatalf("found %d %s message types; want at least %d", len(types), pkg, minTypes)
 	}
+	runtime := Codec{Marshal: proto.Marshal, Unmarshal: proto.Unmarshal}
 	for _, mt := range types {
 		for variant := 0; variant < variants(mt.Descriptor()); variant++ {
 			want := mt.New()
 			Fill(want, variant, 3)
 			name := fmt.Sprintf("%s/%d", mt.Descriptor().FullName(), variant)
 
-			data, err := c.Marshal(want.Interface())
-			if err != nil {
-				t.Fatalf("%s: marshal: %v", name, err)
-			}
-			got := mt.New().Interface()
-			if err := proto.Unmarshal(data, got); err != nil {
-				t.Fatalf("%s: runtime unmarshal of the generated code's bytes: %v", name, err)
-			}
-			if !proto.Equal(got, want.Interface()) {
-				t.Fatalf("%s: generated -> runtime changed the message:\n got %v\nwant %v", name, got, want)
-			}
-
-			raw, err := proto.Marshal(want.Interface())
-			if err != nil {
-				t.Fatalf("%s: runtime marshal: %v", name, err)
-			}
-			back := mt.New().Interface()
-			if err := c.Unmarshal(raw, back); err != nil {
-				t.Fatalf("%s: unmarshal of the runtime's bytes: %v", name, err)
-			}
-			if !proto.Equal(back, want.Interface()) {
-				t.Fatalf("%s: runtime -> generated changed the message:\n got %v\nwant %v", name, back, want)
-			}
+			roundTrip(t, name+": generated -> runtime", want.Interface(), c, runtime)
+			roundTrip(t, name+": runtime -> generated", want.Interface(), runtime, c)
 		}
+	}
+}
+
+// roundTrip encodes want with enc and decodes it with dec, and fails the
+// test unless the result equals want.
+func roundTrip(t *testing.T, name string, want proto.Message, enc, dec Codec) {
+	t.Helper()
+	data, err := enc.Marshal(want)
+	if err != nil {
+		t.Fatalf("%s: marshal: %v", name, err)
+	}
+	got := want.ProtoReflect().New().Interface()
+	if err := dec.Unmarshal(data, got); err != nil {
+		t.Fatalf("%s: unmarshal: %v", name, err)
+	}
+	if !proto.Equal(got, want) {
+		t.Fatalf("%s changed the message:\n got %v\nwant %v", name, got, want)
 	}
 }
 
@@ -160,7 +158,7 @@ func scalar(fd protoreflect.FieldDescriptor, n int) protoreflect.Value {
 // recurse depth deep.
 func DeepTaskSpec(depth int) []byte {
 	leaf := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "leaf") // name
-	buf := make([]byte, len(leaf)+depth*(1+protowire.SizeVarint(uint64(len(leaf)+depth*11))))
+	buf := make([]byte, len(leaf)+depth*(1+protowire.SizeVarint(math.MaxUint64)))            // a tag and a length a level, at most
 	at := len(buf) - copy(buf[len(buf)-len(leaf):], leaf)
 	for i := 0; i < depth; i++ {
 		head := protowire.AppendVarint(protowire.AppendTag(nil, 11, protowire.BytesType), uint64(len(buf)-at)) // fallback
