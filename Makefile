@@ -103,11 +103,14 @@ bench-encode: deps
 	$(GO) run ./bench/encode/cmd/encodebench -repeat 3
 
 # Banyan against Slurm on this machine, in one run (bench/README.md):
-# installs Debian's slurm-wlm and munge, runs a private Slurm on loopback
-# and `sched dev`, writes bench/results/peers.json and peers.md and the
-# ratios under "peers" in latest.json. Needs root.
+# installs Debian's slurm-wlm and munge, and Grid Engine (the second
+# peer), runs a private Slurm on loopback, a private
+# Grid Engine cell in a network namespace of its own and `sched dev`,
+# writes bench/results/peers.json and peers.md and the ratios under "peers"
+# in latest.json. Needs root.
 bench-peers: deps
 	@scripts/install-slurm.sh
+	@scripts/install-gridengine.sh
 	$(GO) run ./bench/cmd/banyan-peers
 
 # Micro-benchmarks of the pure placement and queue code.

@@ -11,5 +11,12 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 echo "installing ${missing[*]} with apt-get" >&2
-apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+# dpkg's lock may be held by another apt run for a while: retry.
+for attempt in 1 2 3 4 5 6; do
+  if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; then
+    exit 0
+  fi
+  [ "$attempt" -eq 6 ] && { echo "apt-install: apt-get failed 6 times" >&2; exit 1; }
+  echo "apt-install: apt-get failed (dpkg lock busy?); retrying in 20 s" >&2
+  sleep 20
+done

@@ -7,16 +7,7 @@
 # Slurm or munge.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-# dpkg's lock may be held by another apt run for a while: retry.
-for attempt in 1 2 3 4 5 6; do
-  if "$here/apt-install.sh" slurm-wlm munge; then
-    break
-  fi
-  [ "$(id -u)" -ne 0 ] && exit 1
-  [ "$attempt" -eq 6 ] && { echo "install-slurm: apt-get failed 6 times" >&2; exit 1; }
-  echo "install-slurm: apt-get failed (dpkg lock busy?); retrying in 20 s" >&2
-  sleep 20
-done
+"$here/apt-install.sh" slurm-wlm munge
 for p in munged slurmctld slurmd sbatch squeue scancel sinfo; do
   command -v "$p" >/dev/null 2>&1 || { echo "install-slurm: $p not found after installing slurm-wlm and munge" >&2; exit 1; }
 done

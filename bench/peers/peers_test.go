@@ -162,3 +162,51 @@ func TestReportMarkdownAndLatest(t *testing.T) {
 		t.Errorf("latest ratio = %v, want 0.5", got)
 	}
 }
+
+func TestReportWithGridEngine(t *testing.T) {
+	s, _ := Summarize([]float64{100, 90, 110})
+	b, _ := Summarize([]float64{50, 40, 60})
+	submit := Workload{Name: "submit_per_s", What: "submissions", Unit: "jobs/s", HigherIsBetter: true, Slurm: s, Banyan: b, Ratio: Ratio(b, s)}
+	if err := submit.AddGridEngine([]float64{200, 250, 150}); err != nil {
+		t.Fatal(err)
+	}
+	if submit.GridEngine.Median != 200 || submit.RatioGridEngine != 0.25 {
+		t.Fatalf("grid engine figure %+v, ratio %v; want median 200, ratio 0.25", submit.GridEngine, submit.RatioGridEngine)
+	}
+	if err := (&Workload{Name: "x"}).AddGridEngine(nil); err == nil || !strings.Contains(err.Error(), "x: grid engine") {
+		t.Errorf("no runs: got %v, want an error naming the workload", err)
+	}
+	preempt := Workload{Name: "preempt_s", What: "urgent start", Unit: "s", Slurm: s, Banyan: b, Ratio: Ratio(b, s)}
+	r := Report{Generated: "now", Commit: "c1", Machine: map[string]any{"cpus": 2, "model": "m"},
+		Slurm:      SlurmInfo{Version: "slurm-wlm 22.05.8"},
+		GridEngine: &GridEngineInfo{Version: "SGE 8.1.9", Setup: "one host", Settings: []Setting{{"scheduler schedule_interval", "0:0:1"}}},
+		Workloads:  []Workload{submit, preempt}}
+	md := r.Markdown()
+	for _, want := range []string{"# Banyan, Slurm and Grid Engine", "Second peer: SGE 8.1.9, one host.",
+		"| submissions | jobs/s | 100 (90.0–110) | 200 (150–250) | 50.0 (40.0–60.0) | 3 | 0.50× (higher is better) | 0.25× |",
+		"| urgent start | s | 100 (90.0–110) | not measured | 50.0 (40.0–60.0) | 3 | 0.50× (lower is better) | – |",
+		"`scheduler schedule_interval 0:0:1`"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	l := r.Latest()
+	ge := l["ratios_banyan_over_gridengine"].(map[string]float64)
+	if len(ge) != 1 || ge["submit_per_s"] != 0.25 {
+		t.Errorf("grid engine ratios %v, want only submit_per_s 0.25", ge)
+	}
+	if l["second_peer"] != "SGE 8.1.9" {
+		t.Errorf("second_peer %v", l["second_peer"])
+	}
+	if m := l["figures"].(map[string]any)["submit_per_s"].(map[string]any)["gridengine_median"]; m != 200.0 {
+		t.Errorf("gridengine_median %v", m)
+	}
+	// Without the second peer the report is Slurm's alone.
+	r.GridEngine = nil
+	if md := r.Markdown(); strings.Contains(md, "Grid Engine") {
+		t.Errorf("report without the second peer mentions it:\n%s", md)
+	}
+	if _, ok := r.Latest()["ratios_banyan_over_gridengine"]; ok {
+		t.Error("latest without the second peer has its ratios")
+	}
+}

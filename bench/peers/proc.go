@@ -29,14 +29,20 @@ func startDaemon(name, logPath string, env []string, argv ...string) (*Daemon, e
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("start %s: empty command", name)
 	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	return startDaemonCmd(name, logPath, cmd, (*exec.Cmd).Start)
+}
+
+// startDaemonCmd is startDaemon for a prepared command, started by start
+// (cmd.Start, or a start in another namespace).
+func startDaemonCmd(name, logPath string, cmd *exec.Cmd, start func(*exec.Cmd) error) (*Daemon, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: log: %w", name, err)
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), env...)
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}

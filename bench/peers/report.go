@@ -24,20 +24,36 @@ type Workload struct {
 	Banyan         Figure `json:"banyan"`
 	// Ratio is Banyan's median over Slurm's.
 	Ratio float64 `json:"ratio_banyan_over_slurm"`
-	Notes string  `json:"notes,omitempty"`
+	// GridEngine is the second peer's figure, when it was measured.
+	GridEngine *Figure `json:"gridengine,omitempty"`
+	// RatioGridEngine is Banyan's median over Grid Engine's.
+	RatioGridEngine float64 `json:"ratio_banyan_over_gridengine,omitempty"`
+	Notes           string  `json:"notes,omitempty"`
+}
+
+// AddGridEngine sets the workload's Grid Engine figure from its runs.
+func (w *Workload) AddGridEngine(runs []float64) error {
+	f, err := Summarize(runs)
+	if err != nil {
+		return fmt.Errorf("%s: grid engine: %w", w.Name, err)
+	}
+	w.GridEngine, w.RatioGridEngine = &f, Ratio(w.Banyan, f)
+	return nil
 }
 
 // Report is bench/results/peers.json.
 type Report struct {
-	Generated string            `json:"generated"`
-	Commit    string            `json:"commit"`
-	Machine   map[string]any    `json:"machine"`
-	Shared    string            `json:"machine_note,omitempty"`
-	Slurm     SlurmInfo         `json:"slurm"`
-	Banyan    map[string]string `json:"banyan_settings"`
-	Scale     map[string]int    `json:"scale"`
-	Workloads []Workload        `json:"workloads"`
-	Errors    map[string]string `json:"errors,omitempty"`
+	Generated string         `json:"generated"`
+	Commit    string         `json:"commit"`
+	Machine   map[string]any `json:"machine"`
+	Shared    string         `json:"machine_note,omitempty"`
+	Slurm     SlurmInfo      `json:"slurm"`
+	// GridEngine is the second peer, when it was measured.
+	GridEngine *GridEngineInfo   `json:"gridengine,omitempty"`
+	Banyan     map[string]string `json:"banyan_settings"`
+	Scale      map[string]int    `json:"scale"`
+	Workloads  []Workload        `json:"workloads"`
+	Errors     map[string]string `json:"errors,omitempty"`
 }
 
 // SlurmInfo is the peer's version and every setting that is not a path
@@ -47,6 +63,13 @@ type SlurmInfo struct {
 	Settings   []Setting `json:"settings"`
 	Node       string    `json:"node"`
 	Partitions []string  `json:"partitions"`
+}
+
+// GridEngineInfo is the second peer's version and its settings.
+type GridEngineInfo struct {
+	Version  string    `json:"version"`
+	Settings []Setting `json:"settings"`
+	Setup    string    `json:"setup"`
 }
 
 // Ratios maps each workload's name to Banyan/Slurm.
@@ -65,24 +88,68 @@ func (r Report) Latest() map[string]any {
 		figs[w.Name] = map[string]any{"unit": w.Unit, "slurm_median": w.Slurm.Median, "banyan_median": w.Banyan.Median,
 			"runs": len(w.Banyan.Runs), "higher_is_better": w.HigherIsBetter}
 	}
-	return map[string]any{"generated": r.Generated, "commit": r.Commit, "peer": r.Slurm.Version,
+	out := map[string]any{"generated": r.Generated, "commit": r.Commit, "peer": r.Slurm.Version,
 		"ratios_banyan_over_slurm": r.Ratios(), "figures": figs, "details": "peers.json"}
+	if ge := r.gridEngineRatios(); len(ge) > 0 {
+		out["second_peer"] = r.GridEngine.Version
+		out["ratios_banyan_over_gridengine"] = ge
+		for _, w := range r.Workloads {
+			if w.GridEngine != nil {
+				figs[w.Name].(map[string]any)["gridengine_median"] = w.GridEngine.Median
+			}
+		}
+	}
+	return out
+}
+
+// gridEngineRatios maps each workload measured on Grid Engine to
+// Banyan/Grid Engine.
+func (r Report) gridEngineRatios() map[string]float64 {
+	m := map[string]float64{}
+	for _, w := range r.Workloads {
+		if w.GridEngine != nil && r.GridEngine != nil {
+			m[w.Name] = w.RatioGridEngine
+		}
+	}
+	return m
 }
 
 // Markdown renders the report as bench/results/peers.md.
 func (r Report) Markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Banyan and Slurm, same machine, same run\n\n")
+	ge := len(r.gridEngineRatios()) > 0
+	if ge {
+		fmt.Fprintf(&b, "# Banyan, Slurm and Grid Engine, same machine, same run\n\n")
+	} else {
+		fmt.Fprintf(&b, "# Banyan and Slurm, same machine, same run\n\n")
+	}
 	fmt.Fprintf(&b, "Generated %s at commit %s on %v cpus (%v). %s\n\n", r.Generated, r.Commit, r.Machine["cpus"], r.Machine["model"], r.Shared)
-	fmt.Fprintf(&b, "Peer: %s, one node on loopback (`%s`).\n\n", r.Slurm.Version, r.Slurm.Node)
-	b.WriteString("| workload | unit | Slurm median (min–max) | Banyan median (min–max) | runs | Banyan/Slurm |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "Peer: %s, one node on loopback (`%s`).", r.Slurm.Version, r.Slurm.Node)
+	if ge {
+		fmt.Fprintf(&b, " Second peer: %s, %s.", r.GridEngine.Version, r.GridEngine.Setup)
+	}
+	b.WriteString("\n\n")
+	if ge {
+		b.WriteString("| workload | unit | Slurm median (min–max) | Grid Engine median (min–max) | Banyan median (min–max) | runs | Banyan/Slurm | Banyan/Grid Engine |\n|---|---|---|---|---|---|---|---|\n")
+	} else {
+		b.WriteString("| workload | unit | Slurm median (min–max) | Banyan median (min–max) | runs | Banyan/Slurm |\n|---|---|---|---|---|---|\n")
+	}
 	for _, w := range r.Workloads {
 		dir := "higher is better"
 		if !w.HigherIsBetter {
 			dir = "lower is better"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %.2f× (%s) |\n", w.What, w.Unit, fig(w.Slurm), fig(w.Banyan),
-			len(w.Banyan.Runs), w.Ratio, dir)
+		if !ge {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %.2f× (%s) |\n", w.What, w.Unit, fig(w.Slurm), fig(w.Banyan),
+				len(w.Banyan.Runs), w.Ratio, dir)
+			continue
+		}
+		geFig, geRatio := "not measured", "–"
+		if w.GridEngine != nil {
+			geFig, geRatio = fig(*w.GridEngine), fmt.Sprintf("%.2f×", w.RatioGridEngine)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %d | %.2f× (%s) | %s |\n", w.What, w.Unit, fig(w.Slurm), geFig, fig(w.Banyan),
+			len(w.Banyan.Runs), w.Ratio, dir, geRatio)
 	}
 	b.WriteString("\nNotes:\n")
 	for _, w := range r.Workloads {
@@ -104,6 +171,12 @@ func (r Report) Markdown() string {
 	}
 	for _, p := range r.Slurm.Partitions {
 		fmt.Fprintf(&b, "- `%s`\n", p)
+	}
+	if ge {
+		b.WriteString("\nGrid Engine settings (changed from Debian's defaults):\n\n")
+		for _, s := range r.GridEngine.Settings {
+			fmt.Fprintf(&b, "- `%s %s`\n", s.Key, s.Value)
+		}
 	}
 	b.WriteString("\nBanyan settings:\n\n")
 	bk := make([]string, 0, len(r.Banyan))

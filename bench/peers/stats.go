@@ -1,13 +1,15 @@
-// Package peers measures Banyan against a peer scheduler (Slurm, from
-// Debian's slurm-wlm) on the same machine in the same run: a private
-// Slurm cluster on loopback (its own munged, slurmctld and slurmd, config
-// and state under a temp dir) and `sched dev`, one after the other, on the
-// same workloads.
+// Package peers measures Banyan against peer schedulers on the same
+// machine in the same run: a private Slurm cluster on loopback (Debian's
+// slurm-wlm; its own munged, slurmctld and slurmd, config and state under
+// a temp dir), a private Grid Engine cell in a network namespace of its
+// own (Debian's gridengine-*), and `sched dev`, one after the other, on
+// the same workloads.
 //
-// The pure parts (statistics, the Slurm config, /proc parsing, the report
-// and the read-modify-write of latest.json) take their inputs as values;
-// the process parts (Slurm, Dev) own the daemons they start and stop only
-// those, by the PIDs they started.
+// The pure parts (statistics, the Slurm and Grid Engine configurations,
+// qstat and /proc parsing, the report and the read-modify-write of
+// latest.json) take their inputs as values; the process parts (Slurm,
+// GridEngine, Dev) own the daemons they start and stop only those, by the
+// PIDs they started.
 package peers
 
 import (

@@ -4,12 +4,15 @@
 // task's start on a full cluster with preemption, and controller memory
 // with a large queue. Slurm is a private one-node cluster on loopback
 // (Debian's slurm-wlm and munge; its own config, state, ports and munge
-// key under a temp dir); Banyan is `sched dev` built from this tree.
+// key under a temp dir); Grid Engine, the second peer, a private one-host
+// cell in a network namespace of its own (gridengine.go); Banyan is
+// `sched dev` built from this tree.
 //
-//	banyan-peers [-quick] [-runs N] [-only NAME[,NAME]] [-out DIR] [-sched BIN]
+//	banyan-peers [-quick] [-runs N] [-only NAME[,NAME]] [-out DIR] [-sched BIN] [-gridengine=false]
 //
 // It writes DIR/peers.json and DIR/peers.md and merges the ratios into
-// DIR/latest.json under "peers". It must run as root (slurmd does).
+// DIR/latest.json under "peers". It must run as root (slurmd does, and the
+// Grid Engine cell's network namespace needs it).
 package main
 
 import (
@@ -35,6 +38,11 @@ type options struct {
 	only                                   map[string]bool
 	out, sched                             string
 	keep                                   bool
+	// gridEngine adds the second peer to every workload.
+	gridEngine bool
+	// geTasks is the tasks workload's count on Grid Engine (see
+	// gridengine.go: its rate is its slots per scheduling pass).
+	geTasks int
 }
 
 func main() {
@@ -43,7 +51,7 @@ func main() {
 
 func run() int {
 	var o options
-	quick := flag.Bool("quick", false, "smaller counts: 300 submissions, 1,000 tasks, 10,000 queued, 2,000 queued jobs")
+	quick := flag.Bool("quick", false, "smaller counts: 300 submissions, 1,000 tasks (100 on Grid Engine), 10,000 queued, 2,000 queued jobs")
 	flag.IntVar(&o.runs, "runs", 3, "runs of each workload on each scheduler (the figure is their median)")
 	flag.IntVar(&o.submissions, "submissions", 1000, "one-job submissions per run")
 	flag.IntVar(&o.tasks, "tasks", 10_000, "/bin/true tasks per run")
@@ -53,12 +61,14 @@ func run() int {
 	flag.StringVar(&o.out, "out", "bench/results", "directory for peers.json, peers.md and latest.json")
 	flag.StringVar(&o.sched, "sched", "", "sched binary (default: the thin sched and banyand, built into the temp dir)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (configs, logs) for inspection")
+	flag.BoolVar(&o.gridEngine, "gridengine", true, "also measure Grid Engine (Debian's gridengine-master, -exec, -client), the second peer")
+	flag.IntVar(&o.geTasks, "gridengine-tasks", 400, "/bin/true tasks per run on Grid Engine (it starts one a slot a second: 10,000 would take over an hour a run)")
 	flag.Parse()
 	if *quick {
-		o.submissions, o.tasks, o.queued, o.queuedJobs = 300, 1000, 10_000, 2000
+		o.submissions, o.tasks, o.queued, o.queuedJobs, o.geTasks = 300, 1000, 10_000, 2000, 100
 	}
-	if o.runs < 1 || o.submissions < 1 || o.tasks < 1 || o.queued < 1 || o.queuedJobs < 0 {
-		fmt.Fprintln(os.Stderr, "banyan-peers: -runs, -submissions, -tasks and -queued must be at least 1, -queued-jobs at least 0")
+	if o.runs < 1 || o.submissions < 1 || o.tasks < 1 || o.queued < 1 || o.queuedJobs < 0 || o.geTasks < 1 {
+		fmt.Fprintln(os.Stderr, "banyan-peers: -runs, -submissions, -tasks, -gridengine-tasks and -queued must be at least 1, -queued-jobs at least 0")
 		return 2
 	}
 	if *only != "" {
@@ -71,7 +81,7 @@ func run() int {
 			o.only[n] = true
 		}
 	}
-	if err := preflight(); err != nil {
+	if err := preflight(o.gridEngine); err != nil {
 		fmt.Fprintln(os.Stderr, "banyan-peers:", err)
 		return 1
 	}
@@ -86,14 +96,23 @@ func run() int {
 
 var known = map[string]bool{"submit": true, "tasks": true, "preempt": true, "memory": true}
 
-// preflight checks for root and for Slurm's and munge's programs.
-func preflight() error {
+// preflight checks for root and for Slurm's and munge's programs, and
+// Grid Engine's when it is measured.
+func preflight(gridEngine bool) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("must run as root: this private Slurm runs slurmd as root (no cgroups: proctrack/linuxproc, task/none)")
 	}
 	for _, p := range []string{"munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo"} {
 		if _, err := exec.LookPath(p); err != nil {
 			return fmt.Errorf("%s not found: install Debian's slurm-wlm and munge (scripts/install-slurm.sh; make bench-peers does it)", p)
+		}
+	}
+	if !gridEngine {
+		return nil
+	}
+	for _, p := range []string{"ip", peers.GridEngineRoot + "/util/arch", "/usr/lib/gridengine/sge_qmaster", "/usr/lib/gridengine/sge_execd", "/usr/lib/gridengine/qsub"} {
+		if _, err := exec.LookPath(p); err != nil {
+			return fmt.Errorf("%s not found: install Debian's gridengine-master, gridengine-exec and gridengine-client (scripts/install-gridengine.sh; make bench-peers does it), or pass -gridengine=false", p)
 		}
 	}
 	return nil
@@ -135,6 +154,12 @@ func measure(ctx context.Context, o options) error {
 	}
 	conf := h.slurmConfig("probe")
 	rep.Slurm = peers.SlurmInfo{Version: slurmVersion(ctx), Settings: conf.Tuning(), Node: conf.Node(), Partitions: conf.Partitions()}
+	if o.gridEngine {
+		if rep.GridEngine, err = h.gridEngineInfo(ctx); err != nil {
+			return fmt.Errorf("grid engine: %w", err)
+		}
+		rep.Scale["gridengine_tasks"] = o.geTasks
+	}
 	for _, w := range []struct {
 		name string
 		fn   func(context.Context) ([]peers.Workload, error)
@@ -157,6 +182,9 @@ func measure(ctx context.Context, o options) error {
 		for _, x := range ws {
 			fmt.Fprintf(os.Stderr, "  %s: slurm %.4g, banyan %.4g %s (median of %d), banyan/slurm %.2f\n",
 				x.Name, x.Slurm.Median, x.Banyan.Median, x.Unit, len(x.Banyan.Runs), x.Ratio)
+			if x.GridEngine != nil {
+				fmt.Fprintf(os.Stderr, "  %s: grid engine %.4g %s, banyan/grid engine %.2f\n", x.Name, x.GridEngine.Median, x.Unit, x.RatioGridEngine)
+			}
 		}
 		fmt.Fprintf(os.Stderr, "  (%s in %.0fs)\n", w.name, time.Since(start).Seconds())
 		rep.Workloads = append(rep.Workloads, ws...)

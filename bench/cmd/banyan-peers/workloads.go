@@ -112,6 +112,12 @@ func (h *harness) submit(ctx context.Context) ([]peers.Workload, error) {
 		}
 	}
 	s.Stop(ctx)
+	var ge []float64
+	if h.o.gridEngine {
+		if ge, err = h.geSubmit(ctx, n); err != nil {
+			return nil, err
+		}
+	}
 	d, err := h.startDev(ctx, "submit")
 	if err != nil {
 		return nil, err
@@ -135,8 +141,30 @@ func (h *harness) submit(ctx context.Context) ([]peers.Workload, error) {
 		bn = append(bn, float64(n)/time.Since(start).Seconds())
 	}
 	w, err := workload("submit_per_s", fmt.Sprintf("%d one-job submissions, one CLI process each, in a loop", n), "jobs/s", true, sl, bn,
-		"`sbatch -Q -o /dev/null --wrap=true` vs `sched job submit one.yaml` (one task `true`, cpu 1); each call returns once the job is acknowledged; the jobs run meanwhile; Slurm's queue is cancelled between runs")
-	return []peers.Workload{w}, err
+		"`sbatch -Q -o /dev/null --wrap=true` vs `sched job submit one.yaml` (one task `true`, cpu 1); each call returns once the job is acknowledged; the jobs run meanwhile; Slurm's queue is cancelled between runs"+
+			geNote(h, "; Grid Engine: `qsub -b y -o /dev/null -j y /bin/true`, its queue deleted between runs"))
+	return withGridEngine(w, err, ge)
+}
+
+// geNote is note when Grid Engine is measured, else nothing.
+func geNote(h *harness, note string) string {
+	if !h.o.gridEngine {
+		return ""
+	}
+	return note
+}
+
+// withGridEngine adds Grid Engine's runs, when measured, to w.
+func withGridEngine(w peers.Workload, err error, ge []float64) ([]peers.Workload, error) {
+	if err != nil {
+		return nil, err
+	}
+	if ge != nil {
+		if err := w.AddGridEngine(ge); err != nil {
+			return nil, err
+		}
+	}
+	return []peers.Workload{w}, nil
 }
 
 // ------------------------------------------------------------------ tasks
@@ -163,6 +191,12 @@ func (h *harness) tasks(ctx context.Context) ([]peers.Workload, error) {
 		fmt.Fprintf(os.Stderr, "  slurm run %d: %d tasks in %.1fs\n", r+1, n, secs)
 	}
 	s.Stop(ctx)
+	var ge []float64
+	if h.o.gridEngine {
+		if ge, err = h.geTasks(ctx, h.o.geTasks); err != nil {
+			return nil, err
+		}
+	}
 	d, err := h.startDev(ctx, "tasks")
 	if err != nil {
 		return nil, err
@@ -186,8 +220,9 @@ func (h *harness) tasks(ctx context.Context) ([]peers.Workload, error) {
 		fmt.Fprintf(os.Stderr, "  banyan run %d: %d tasks in %.1fs\n", r+1, n, secs)
 	}
 	w, err := workload("true_tasks_per_s", fmt.Sprintf("%d `/bin/true` tasks end to end on %d cpus", n, h.cpus), "tasks/s", true, sl, bn,
-		"from the submitting command's start until the last task ended: Slurm `sbatch --array=1-N --wrap=/bin/true` (one CPU each, CR_CPU) polled with squeue every 100 ms until no job is pending, running or completing; Banyan one job of N tasks (cpu 1 each) with `sched job submit --watch`")
-	return []peers.Workload{w}, err
+		"from the submitting command's start until the last task ended: Slurm `sbatch --array=1-N --wrap=/bin/true` (one CPU each, CR_CPU) polled with squeue every 100 ms until no job is pending, running or completing; Banyan one job of N tasks (cpu 1 each) with `sched job submit --watch`"+
+			geNote(h, fmt.Sprintf("; Grid Engine: %d tasks, not N (its rate is its slots per scheduling pass, at most one pass a second; N would take hours): `qsub -b y -o /dev/null -j y -t 1-%d /bin/true` (one slot each, as many slots as cpus) polled with qstat every 100 ms until it lists nothing", h.o.geTasks, h.o.geTasks)))
+	return withGridEngine(w, err, ge)
 }
 
 // waitEmpty polls squeue until no job is left.
@@ -251,6 +286,12 @@ func (h *harness) preempt(ctx context.Context) ([]peers.Workload, error) {
 		sl = append(sl, lat)
 	}
 	s.Stop(ctx)
+	var ge []float64
+	if h.o.gridEngine {
+		if ge, err = h.gePreempt(ctx); err != nil {
+			return nil, err
+		}
+	}
 	d, err := h.startDev(ctx, "preempt")
 	if err != nil {
 		return nil, err
@@ -298,8 +339,9 @@ func (h *harness) preempt(ctx context.Context) ([]peers.Workload, error) {
 		bn = append(bn, lat)
 	}
 	w, err := workload("preempt_start_s", fmt.Sprintf("high-priority task's start, all %d cpus busy, preemption on", h.cpus), "s", false, sl, bn,
-		fmt.Sprintf("one sample per run: fill every cpu with low-priority `sleep` tasks, wait until all started plus %s (Banyan's default minimum run time is 5 s), then time from just before the submitting command to the timestamp the urgent task writes (`date +%%s.%%N`); Slurm: partitions low/high with PriorityTier 1/2, preempt/partition_prio, PreemptMode=REQUEUE; Banyan: opportunistic fill in pool fill, urgent job class latency priority 100 in pool urgent (cpu=1,memory=1Gi guaranteed: preemption is for a pool within its guarantee), default preemption settings", minRunPause))
-	return []peers.Workload{w}, err
+		fmt.Sprintf("one sample per run: fill every cpu with low-priority `sleep` tasks, wait until all started plus %s (Banyan's default minimum run time is 5 s), then time from just before the submitting command to the timestamp the urgent task writes (`date +%%s.%%N`); Slurm: partitions low/high with PriorityTier 1/2, preempt/partition_prio, PreemptMode=REQUEUE; Banyan: opportunistic fill in pool fill, urgent job class latency priority 100 in pool urgent (cpu=1,memory=1Gi guaranteed: preemption is for a pool within its guarantee), default preemption settings", minRunPause)+
+			geNote(h, "; Grid Engine: fill `qsub -q batch.q -t 1-CPUS`, urgent `qsub -q urgent.q` (one slot, batch.q subordinate to it: its jobs are suspended while urgent.q runs one, not requeued)"))
+	return withGridEngine(w, err, ge)
 }
 
 // stampCmd writes the current time (seconds, nanoseconds) to ts.
@@ -377,6 +419,13 @@ func (h *harness) memory(ctx context.Context) ([]peers.Workload, error) {
 		}
 		sl, slD = append(sl, mib(after)), append(slD, mib(after-before))
 	}
+	var ge, geD []float64
+	if h.o.gridEngine {
+		var err error
+		if ge, geD, err = h.geMemory(ctx, q); err != nil {
+			return nil, err
+		}
+	}
 	file, err := writeFile(h.tmp, "queued.yaml", fmt.Sprintf("name: queued\ntasks:\n  - name: q\n    count: %d\n    command: [/bin/true]\n    resources: {cpu: 1, memory: 16Mi}\n    constraints: [peers=never]\n", q))
 	if err != nil {
 		return nil, err
@@ -398,15 +447,18 @@ func (h *harness) memory(ctx context.Context) ([]peers.Workload, error) {
 	}
 	what := fmt.Sprintf("controller RSS with %d tasks queued as one array", q)
 	notes := "Slurm: slurmctld's VmRSS after `sbatch -H --array=1-N --wrap=/bin/true` (held; a pending array is one job record until its tasks start); Banyan: the sched dev process's VmRSS (server and its local agent) after one job of N tasks constrained to a label no agent has; read 3 s after the submit, with no forced GC, so Banyan's figure includes heap the Go runtime has not yet returned to the OS after the submit; a fresh controller per run"
+	notes += geNote(h, "; Grid Engine: sge_qmaster's VmRSS after `qsub -h -t 1-N -b y /bin/true` (held)")
 	w1, err := workload("memory_array_mib", what, "MiB", false, sl, bn, notes)
+	out, err := withGridEngine(w1, err, ge)
 	if err != nil {
 		return nil, err
 	}
 	w2, err := workload("memory_array_delta_mib", what+", less its RSS before the submit", "MiB", false, slD, bnD, "the same runs")
+	more, err := withGridEngine(w2, err, geD)
 	if err != nil {
 		return nil, err
 	}
-	out := []peers.Workload{w1, w2}
+	out = append(out, more...)
 	if h.o.queuedJobs == 0 {
 		return out, nil
 	}
@@ -438,6 +490,13 @@ func (h *harness) memoryJobs(ctx context.Context) ([]peers.Workload, error) {
 		}
 		sl = append(sl, mib(after))
 	}
+	var ge []float64
+	if h.o.gridEngine {
+		var err error
+		if ge, err = h.geMemoryJobs(ctx, q); err != nil {
+			return nil, err
+		}
+	}
 	var b strings.Builder
 	b.WriteString("jobs:\n")
 	for i := 0; i < q; i++ {
@@ -463,8 +522,9 @@ func (h *harness) memoryJobs(ctx context.Context) ([]peers.Workload, error) {
 		bn = append(bn, mib(after))
 	}
 	w, err := workload("memory_jobs_mib", fmt.Sprintf("controller RSS with %d one-task jobs queued", q), "MiB", false, sl, bn,
-		"Slurm: N held `sbatch -H --wrap=/bin/true` calls; Banyan: one `sched job submit` of a file of N one-task jobs constrained to a label no agent has; RSS as above")
-	return []peers.Workload{w}, err
+		"Slurm: N held `sbatch -H --wrap=/bin/true` calls; Banyan: one `sched job submit` of a file of N one-task jobs constrained to a label no agent has; RSS as above"+
+			geNote(h, "; Grid Engine: N held `qsub -h -b y /bin/true` calls"))
+	return withGridEngine(w, err, ge)
 }
 
 func (h *harness) slurmRSS(s *peers.Slurm) func() (int64, error) {
