@@ -201,6 +201,7 @@ func (g *GridEngine) createNamespace(ctx context.Context) error {
 	return nil
 }
 
+// deleteNamespace closes and deletes the cell's network namespace.
 func (g *GridEngine) deleteNamespace() {
 	if g.nsFile != nil {
 		g.nsFile.Close()
@@ -212,10 +213,15 @@ func (g *GridEngine) deleteNamespace() {
 // startInNamespace starts cmd in the cell's network namespace: from a
 // goroutine locked to its own thread, which joins the namespace before
 // the fork, so the child is born in it. The goroutine returns without
-// unlocking, so the runtime ends that thread rather than reuse it.
+// unlocking, so the runtime ends that thread rather than reuse it (which is
+// also why cmd must not ask for a parent-death signal: Linux sends it when
+// the forking thread ends, that is at once).
 func (g *GridEngine) startInNamespace(cmd *exec.Cmd) error {
 	if g.nsFile == nil {
 		return fmt.Errorf("start %s: grid engine network namespace not created", cmd.Path)
+	}
+	if cmd.SysProcAttr != nil && cmd.SysProcAttr.Pdeathsig != 0 {
+		return fmt.Errorf("start %s: a parent-death signal would end it with the forking thread, at once", cmd.Path)
 	}
 	errc := make(chan error, 1)
 	go func() {
