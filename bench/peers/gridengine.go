@@ -19,6 +19,17 @@ import (
 // (programs under bin/ARCH and utilbin/ARCH, util/arch).
 const GridEngineRoot = "/var/lib/gridengine"
 
+// GridEngineMissing says which program of Grid Engine, or ip(8), this
+// machine lacks, or returns nil when all are there.
+func GridEngineMissing() error {
+	for _, p := range []string{"ip", GridEngineRoot + "/util/arch", "/usr/lib/gridengine/sge_qmaster", "/usr/lib/gridengine/sge_execd", "/usr/lib/gridengine/qsub"} {
+		if _, err := exec.LookPath(p); err != nil {
+			return fmt.Errorf("%s not found", p)
+		}
+	}
+	return nil
+}
+
 // GridEngine is a private one-host Grid Engine cell: sge_qmaster and
 // sge_execd started here, in the foreground, in a network namespace of
 // their own that has only loopback, so that the cell (which binds every
@@ -254,17 +265,7 @@ func (g *GridEngine) startDaemon(name string) (*Daemon, error) {
 // Run runs a Grid Engine client command (qsub, qstat, qconf, qdel...)
 // against this cell and returns its combined output.
 func (g *GridEngine) Run(ctx context.Context, argv ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, g.bin(argv[0]), argv[1:]...)
-	cmd.Env = append(os.Environ(), g.Conf.Env(g.arch)...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := g.startInNamespace(cmd); err != nil {
-		return "", err
-	}
-	if err := cmd.Wait(); err != nil {
-		return out.String(), fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(out.String()))
-	}
-	return out.String(), nil
+	return runStarted(ctx, g.startInNamespace, g.Conf.Env(g.arch), append([]string{g.bin(argv[0])}, argv[1:]...)...)
 }
 
 // Version is the cell's Grid Engine version, e.g. "SGE 8.1.9".
@@ -294,8 +295,7 @@ func (g *GridEngine) Count(ctx context.Context) (int, error) {
 func QstatEntries(out string) int {
 	n := 0
 	for _, l := range strings.Split(out, "\n") {
-		f := strings.Fields(l)
-		if len(f) > 0 && f[0] != "job-ID" && !strings.HasPrefix(f[0], "---") {
+		if f := strings.Fields(l); len(f) > 0 { // a job line starts with its number
 			if _, err := strconv.Atoi(f[0]); err == nil {
 				n++
 			}

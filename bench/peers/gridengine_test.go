@@ -169,10 +169,8 @@ func TestGridEngineCell(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespace, daemons as root)")
 	}
-	for _, p := range []string{"ip", GridEngineRoot + "/util/arch", "/usr/lib/gridengine/sge_qmaster", "/usr/lib/gridengine/sge_execd", "/usr/lib/gridengine/qsub"} {
-		if _, err := exec.LookPath(p); err != nil {
-			t.Skipf("%s not installed (scripts/install-gridengine.sh)", p)
-		}
+	if err := GridEngineMissing(); err != nil {
+		t.Skipf("%v (scripts/install-gridengine.sh)", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -129,10 +129,7 @@ func (c GridEngineConfig) SchedulerTuning() []Setting {
 // batch.q, Slots slots on localhost, batch jobs only, no load thresholds
 // (the host's load does not hold jobs back), and with Urgent urgent.q.
 func (c GridEngineConfig) Queues() []string {
-	qs := [][]Setting{c.queue(GridEngineQueue, c.Slots, "NONE")}
-	if c.Urgent {
-		qs = append(qs, c.queue(GridEngineUrgentQueue, 1, GridEngineQueue+"=1"))
-	}
+	qs := c.queues()
 	out := make([]string, len(qs))
 	for i, q := range qs {
 		var b strings.Builder
@@ -142,6 +139,16 @@ func (c GridEngineConfig) Queues() []string {
 		out[i] = b.String()
 	}
 	return out
+}
+
+// queues is each cluster queue's attributes: batch.q, and with Urgent
+// urgent.q.
+func (c GridEngineConfig) queues() [][]Setting {
+	qs := [][]Setting{c.queue(GridEngineQueue, c.Slots, "NONE")}
+	if c.Urgent {
+		qs = append(qs, c.queue(GridEngineUrgentQueue, 1, GridEngineQueue+"=1"))
+	}
+	return qs
 }
 
 // queue is every attribute of a cluster queue, in qconf's order.
@@ -182,15 +189,11 @@ func (c GridEngineConfig) Tuning() []Setting {
 	for _, s := range c.SchedulerTuning() {
 		out = append(out, Setting{"scheduler " + s.Key, s.Value})
 	}
-	queues := []string{GridEngineQueue}
-	if c.Urgent {
-		queues = append(queues, GridEngineUrgentQueue)
-	}
-	for i, q := range c.Queues() {
-		for _, l := range strings.Split(q, "\n") {
-			f := strings.Fields(l)
-			if len(f) == 2 && (f[0] == "slots" || f[0] == "qtype" || f[0] == "load_thresholds" || f[0] == "subordinate_list" && f[1] != "NONE") {
-				out = append(out, Setting{queues[i] + " " + f[0], f[1]})
+	for _, q := range c.queues() {
+		name := q[0].Value // qname comes first
+		for _, s := range q {
+			if s.Key == "slots" || s.Key == "qtype" || s.Key == "load_thresholds" || s.Key == "subordinate_list" && s.Value != "NONE" {
+				out = append(out, Setting{name + " " + s.Key, s.Value})
 			}
 		}
 	}

@@ -150,11 +150,22 @@ func waitFor(ctx context.Context, limit, step time.Duration, what string, cond f
 
 // runCmd runs argv with extra env and returns its combined output.
 func runCmd(ctx context.Context, env []string, argv ...string) (string, error) {
+	return runStarted(ctx, (*exec.Cmd).Start, env, argv...)
+}
+
+// runStarted is runCmd with the process started by start (cmd.Start, or a
+// start in another namespace).
+func runStarted(ctx context.Context, start func(*exec.Cmd) error, env []string, argv ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := start(cmd)
+	if err == nil {
+		err = cmd.Wait()
 	}
-	return string(out), nil
+	if err != nil {
+		return out.String(), fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(out.String()))
+	}
+	return out.String(), nil
 }

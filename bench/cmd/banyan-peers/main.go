@@ -110,10 +110,8 @@ func preflight(gridEngine bool) error {
 	if !gridEngine {
 		return nil
 	}
-	for _, p := range []string{"ip", peers.GridEngineRoot + "/util/arch", "/usr/lib/gridengine/sge_qmaster", "/usr/lib/gridengine/sge_execd", "/usr/lib/gridengine/qsub"} {
-		if _, err := exec.LookPath(p); err != nil {
-			return fmt.Errorf("%s not found: install Debian's gridengine-master, gridengine-exec and gridengine-client (scripts/install-gridengine.sh; make bench-peers does it), or pass -gridengine=false", p)
-		}
+	if err := peers.GridEngineMissing(); err != nil {
+		return fmt.Errorf("%w: install Debian's gridengine-master, gridengine-exec and gridengine-client (scripts/install-gridengine.sh; make bench-peers does it), or pass -gridengine=false", err)
 	}
 	return nil
 }
