@@ -10,6 +10,11 @@ import (
 	"time"
 )
 
+// SubmitJobYAML is the job file of the submit workload: one task running
+// `true` with one cpu, the job each `sched job submit` call sends (and
+// the CLI probes, bench/cliprobe, send the same).
+const SubmitJobYAML = "name: one\ntasks:\n  - name: t\n    command: [\"true\"]\n    resources: {cpu: 1, memory: 16Mi}\n"
+
 // Dev is a `sched dev` process (one single-node server and its local
 // agents in one process) started here.
 type Dev struct {
@@ -62,6 +67,12 @@ func (v *Dev) PID() int { return v.d.PID() }
 // Sched runs a sched CLI command against this server.
 func (v *Dev) Sched(ctx context.Context, args ...string) (string, error) {
 	return runCmd(ctx, nil, append([]string{v.Bin, "--addr", v.Addr}, args...)...)
+}
+
+// Run runs another program the way Sched runs sched (the same start,
+// environment and output capture), for the probes measured beside it.
+func (v *Dev) Run(ctx context.Context, argv ...string) (string, error) {
+	return runCmd(ctx, nil, argv...)
 }
 
 // Stop interrupts sched dev (it stops its agents and their tasks) and

@@ -210,3 +210,33 @@ func TestReportWithGridEngine(t *testing.T) {
 		t.Error("latest without the second peer has its ratios")
 	}
 }
+
+// TestReportProbes: a workload's probes get a table of their own in the
+// markdown and their medians and ratios in latest.json.
+func TestReportProbes(t *testing.T) {
+	s, _ := Summarize([]float64{100, 90, 110})
+	b, _ := Summarize([]float64{50, 40, 60})
+	submit := Workload{Name: "submit_per_s", What: "submissions", Unit: "jobs/s", HigherIsBetter: true, Slurm: s, Banyan: b, Ratio: Ratio(b, s)}
+	if err := submit.AddBound("h2frame", "one call framed by hand", []float64{300, 250, 320}); err != nil {
+		t.Fatal(err)
+	}
+	if err := submit.AddBound("noop", "nothing", nil); err == nil || !strings.Contains(err.Error(), "submit_per_s: probe noop") {
+		t.Errorf("no runs: got %v, want an error naming the workload and the probe", err)
+	}
+	if len(submit.Bounds) != 1 || submit.Bounds[0].Ratio != 3 {
+		t.Fatalf("bounds %+v, want h2frame alone at 3× Slurm", submit.Bounds)
+	}
+	r := Report{Generated: "now", Commit: "c1", Machine: map[string]any{"cpus": 2, "model": "m"},
+		Slurm: SlurmInfo{Version: "slurm-wlm 22.05.8"}, Workloads: []Workload{submit}}
+	md := r.Markdown()
+	for _, want := range []string{"Probes in the same runs as Banyan's submit_per_s",
+		"| probe | what it does | jobs/s, median (min–max) | ÷ Slurm |", "| h2frame | one call framed by hand | 300 (250–320) | 3.00× |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	p := r.Latest()["figures"].(map[string]any)["submit_per_s"].(map[string]any)["probes"].(map[string]any)["h2frame"].(map[string]any)
+	if p["median"] != 300.0 || p["ratio_over_slurm"] != 3.0 {
+		t.Errorf("latest probes %v, want median 300 and ratio 3", p)
+	}
+}

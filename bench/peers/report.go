@@ -29,6 +29,30 @@ type Workload struct {
 	// RatioGridEngine is Banyan's median over Grid Engine's.
 	RatioGridEngine float64 `json:"ratio_banyan_over_gridengine,omitempty"`
 	Notes           string  `json:"notes,omitempty"`
+	// Bounds are probes measured in the same runs as Banyan's side.
+	Bounds []Bound `json:"bounds,omitempty"`
+}
+
+// Bound is a probe measured in the same loop as a workload's Banyan side:
+// a program that does part of what Banyan's client does (bench/cliprobe),
+// so its figure is what Banyan's would be without the rest.
+type Bound struct {
+	Name string `json:"name"`
+	// What says what the probe does, in words.
+	What   string `json:"what"`
+	Figure Figure `json:"figure"`
+	// Ratio is the probe's median over Slurm's.
+	Ratio float64 `json:"ratio_over_slurm"`
+}
+
+// AddBound adds a probe's runs to the workload.
+func (w *Workload) AddBound(name, what string, runs []float64) error {
+	f, err := Summarize(runs)
+	if err != nil {
+		return fmt.Errorf("%s: probe %s: %w", w.Name, name, err)
+	}
+	w.Bounds = append(w.Bounds, Bound{Name: name, What: what, Figure: f, Ratio: Ratio(f, w.Slurm)})
+	return nil
 }
 
 // AddGridEngine sets the workload's Grid Engine figure from its runs.
@@ -85,8 +109,16 @@ func (r Report) Ratios() map[string]float64 {
 func (r Report) Latest() map[string]any {
 	figs := map[string]any{}
 	for _, w := range r.Workloads {
-		figs[w.Name] = map[string]any{"unit": w.Unit, "slurm_median": w.Slurm.Median, "banyan_median": w.Banyan.Median,
+		f := map[string]any{"unit": w.Unit, "slurm_median": w.Slurm.Median, "banyan_median": w.Banyan.Median,
 			"runs": len(w.Banyan.Runs), "higher_is_better": w.HigherIsBetter}
+		if len(w.Bounds) > 0 {
+			bounds := map[string]any{}
+			for _, b := range w.Bounds {
+				bounds[b.Name] = map[string]any{"median": b.Figure.Median, "ratio_over_slurm": b.Ratio}
+			}
+			f["probes"] = bounds
+		}
+		figs[w.Name] = f
 	}
 	out := map[string]any{"generated": r.Generated, "commit": r.Commit, "peer": r.Slurm.Version,
 		"ratios_banyan_over_slurm": r.Ratios(), "figures": figs, "details": "peers.json"}
@@ -150,6 +182,16 @@ func (r Report) Markdown() string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %d | %.2f× (%s) | %s |\n", w.What, w.Unit, fig(w.Slurm), geFig, fig(w.Banyan),
 			len(w.Banyan.Runs), w.Ratio, dir, geRatio)
+	}
+	for _, w := range r.Workloads {
+		if len(w.Bounds) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\nProbes in the same runs as Banyan's %s (bench/cliprobe): what Banyan's figure would be with less of its client.\n\n", w.Name)
+		b.WriteString("| probe | what it does | " + w.Unit + ", median (min–max) | ÷ Slurm |\n|---|---|---|---|\n")
+		for _, p := range w.Bounds {
+			fmt.Fprintf(&b, "| %s | %s | %s | %.2f× |\n", p.Name, p.What, fig(p.Figure), p.Ratio)
+		}
 	}
 	b.WriteString("\nNotes:\n")
 	for _, w := range r.Workloads {

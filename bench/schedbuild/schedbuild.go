@@ -25,25 +25,62 @@ const ThinTags = "schedthin,grpcnotrace"
 // path. go runs from the module's root (go env GOMOD), wherever the caller
 // was started; its messages go to stderr.
 func Build(ctx context.Context, dir string, stderr io.Writer) (string, error) {
+	sched := filepath.Join(dir, "sched")
+	for _, b := range []goBuild{
+		{filepath.Join(dir, "banyand"), "./cmd/sched", nil, nil},
+		{sched, "./cmd/sched", thinFlags, thinEnv},
+	} {
+		if err := b.run(ctx, stderr); err != nil {
+			return "", err
+		}
+	}
+	return sched, nil
+}
+
+// Probes are the CLI probes' names (bench/cliprobe/NAME), in the order
+// the benchmarks run them.
+var Probes = []string{"noop", "grpcgo", "h2frame"}
+
+// BuildProbes builds the CLI probes into dir the way the thin sched is
+// built (no cgo, its tags, -trimpath), so that a probe's start-up compares
+// with sched's, and returns each one's path by name.
+func BuildProbes(ctx context.Context, dir string, stderr io.Writer) (map[string]string, error) {
+	paths := map[string]string{}
+	for _, name := range Probes {
+		b := goBuild{filepath.Join(dir, "probe-"+name), "./bench/cliprobe/" + name, thinFlags, thinEnv}
+		if err := b.run(ctx, stderr); err != nil {
+			return nil, err
+		}
+		paths[name] = b.out
+	}
+	return paths, nil
+}
+
+// The thin sched's build: its tags, no cgo, no paths of this machine.
+var (
+	thinFlags = []string{"-tags", ThinTags, "-trimpath"}
+	thinEnv   = []string{"CGO_ENABLED=0"}
+)
+
+// goBuild is one `go build` of a package of this module.
+type goBuild struct {
+	out, pkg string
+	flags    []string
+	env      []string
+}
+
+// run builds from the module's root (go env GOMOD), wherever the caller
+// was started.
+func (b goBuild) run(ctx context.Context, stderr io.Writer) error {
 	root := ""
 	if mod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output(); err == nil && strings.TrimSpace(string(mod)) != "" {
 		root = filepath.Dir(strings.TrimSpace(string(mod)))
 	}
-	sched := filepath.Join(dir, "sched")
-	for _, b := range []struct {
-		out  string
-		args []string
-		env  []string
-	}{
-		{filepath.Join(dir, "banyand"), nil, nil},
-		{sched, []string{"-tags", ThinTags, "-trimpath"}, []string{"CGO_ENABLED=0"}},
-	} {
-		args := append(append([]string{"build"}, b.args...), "-o", b.out, "./cmd/sched")
-		cmd := exec.CommandContext(ctx, "go", args...)
-		cmd.Dir, cmd.Stderr, cmd.Env = root, stderr, append(os.Environ(), b.env...)
-		if err := cmd.Run(); err != nil {
-			return "", fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
-		}
+	args := append(append([]string{"build"}, b.flags...), "-o", b.out, b.pkg)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir, cmd.Stderr, cmd.Env = root, stderr, append(os.Environ(), b.env...)
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
 	}
-	return sched, nil
+	return nil
 }

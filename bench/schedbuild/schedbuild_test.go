@@ -1,8 +1,11 @@
 package schedbuild
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -22,6 +25,48 @@ func TestThinTagsEverywhere(t *testing.T) {
 		}
 		if !strings.Contains(string(data), f.want) {
 			t.Errorf("%s does not build the thin client with %q (ThinTags)", f.path, ThinTags)
+		}
+	}
+}
+
+// TestBuildProbes builds every probe under bench/cliprobe (Probes names
+// them all) and runs them: noop exits 0, a client without an address
+// exits 2 with its usage.
+func TestBuildProbes(t *testing.T) {
+	entries, err := os.ReadDir(filepath.Join("..", "cliprobe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, e := range entries {
+		if e.IsDir() && e.Name() != "probetest" {
+			dirs = append(dirs, e.Name())
+		}
+	}
+	want := slices.Clone(Probes)
+	slices.Sort(want)
+	if !slices.Equal(dirs, want) {
+		t.Fatalf("bench/cliprobe holds %v, Probes names %v", dirs, Probes)
+	}
+	if testing.Short() {
+		t.Skip("builds three binaries")
+	}
+	paths, err := BuildProbes(context.Background(), t.TempDir(), os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range Probes {
+		cmd := exec.Command(paths[name])
+		out, err := cmd.CombinedOutput()
+		want := 2
+		if name == "noop" {
+			want = 0
+		}
+		if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != want {
+			t.Errorf("%s without arguments: %v, %q; want exit code %d", name, err, out, want)
+		}
+		if want == 2 && !strings.Contains(string(out), "usage: "+name+" ADDR") {
+			t.Errorf("%s without arguments printed %q, want its usage", name, out)
 		}
 	}
 }

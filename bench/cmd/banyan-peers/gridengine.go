@@ -87,13 +87,10 @@ func (h *harness) geEachRun(ctx context.Context, name string, urgent bool, sampl
 // after another, each returning once qmaster has the job.
 func (h *harness) geSubmit(ctx context.Context, n int) ([]float64, error) {
 	return h.geEachRun(ctx, "submit", false, func(g *peers.GridEngine) (float64, error) {
-		start := time.Now()
-		for i := 0; i < n; i++ {
-			if err := qsub(ctx, g, "/bin/true"); err != nil {
-				return 0, err
-			}
+		rate, err := loopRate(n, func() error { return qsub(ctx, g, "/bin/true") })
+		if err != nil {
+			return 0, err
 		}
-		rate := float64(n) / time.Since(start).Seconds()
 		return rate, g.DeleteAll(ctx)
 	})
 }

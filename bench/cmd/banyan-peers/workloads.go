@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/banyan-sched/banyan/bench/peers"
+	"github.com/banyan-sched/banyan/bench/schedbuild"
 )
 
 // harness runs each workload on a fresh Slurm cluster, then on a fresh
@@ -98,14 +99,15 @@ func (h *harness) submit(ctx context.Context) ([]peers.Workload, error) {
 		return nil, err
 	}
 	for r := 0; r < h.o.runs; r++ {
-		start := time.Now()
-		for i := 0; i < n; i++ {
-			if _, err := s.Run(ctx, "sbatch", "-Q", "-o", "/dev/null", "--wrap=true"); err != nil {
-				s.Stop(ctx)
-				return nil, fmt.Errorf("slurm run %d: %w", r+1, err)
-			}
+		rate, err := loopRate(n, func() error {
+			_, err := s.Run(ctx, "sbatch", "-Q", "-o", "/dev/null", "--wrap=true")
+			return err
+		})
+		if err != nil {
+			s.Stop(ctx)
+			return nil, fmt.Errorf("slurm run %d: %w", r+1, err)
 		}
-		sl = append(sl, float64(n)/time.Since(start).Seconds())
+		sl = append(sl, rate)
 		if err := s.CancelAll(ctx); err != nil {
 			s.Stop(ctx)
 			return nil, err
@@ -123,27 +125,81 @@ func (h *harness) submit(ctx context.Context) ([]peers.Workload, error) {
 		return nil, err
 	}
 	defer d.Stop()
-	file, err := writeFile(h.tmp, "one.yaml", "name: one\ntasks:\n  - name: t\n    command: [\"true\"]\n    resources: {cpu: 1, memory: 16Mi}\n")
+	file, err := writeFile(h.tmp, "one.yaml", peers.SubmitJobYAML)
 	if err != nil {
 		return nil, err
 	}
+	fmt.Fprintln(os.Stderr, "  building the CLI probes (bench/cliprobe)")
+	probes, err := schedbuild.BuildProbes(ctx, h.tmp, os.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	// Each run times sched's loop, then each probe's loop of the same
+	// length against the same sched dev, so drift in the machine's speed
+	// reaches them alike.
+	probeRuns := map[string][]float64{}
 	for r := 0; r < h.o.runs; r++ {
-		start := time.Now()
-		for i := 0; i < n; i++ {
+		rate, err := loopRate(n, func() error {
 			out, err := d.Sched(ctx, "job", "submit", file)
-			if err != nil {
-				return nil, fmt.Errorf("banyan run %d: %w", r+1, err)
+			if err == nil {
+				_, err = jobID(out)
 			}
-			if _, err := jobID(out); err != nil {
-				return nil, fmt.Errorf("banyan run %d: %w", r+1, err)
-			}
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("banyan run %d: %w", r+1, err)
 		}
-		bn = append(bn, float64(n)/time.Since(start).Seconds())
+		bn = append(bn, rate)
+		for _, name := range schedbuild.Probes {
+			argv := []string{probes[name], d.Addr}
+			if name == "noop" {
+				argv = argv[:1]
+			}
+			rate, err := loopRate(n, func() error {
+				out, err := d.Run(ctx, argv...)
+				if err == nil && name != "noop" {
+					_, err = jobID(out)
+				}
+				return err
+			})
+			if err != nil {
+				return nil, fmt.Errorf("probe %s, run %d: %w", name, r+1, err)
+			}
+			probeRuns[name] = append(probeRuns[name], rate)
+		}
 	}
 	w, err := workload("submit_per_s", fmt.Sprintf("%d one-job submissions, one CLI process each, in a loop", n), "jobs/s", true, sl, bn,
 		"`sbatch -Q -o /dev/null --wrap=true` vs `sched job submit one.yaml` (one task `true`, cpu 1); each call returns once the job is acknowledged; the jobs run meanwhile; Slurm's queue is cancelled between runs"+
-			geNote(h, "; Grid Engine: `qsub -b y -o /dev/null -j y /bin/true`, its queue deleted between runs"))
-	return withGridEngine(w, err, ge)
+			geNote(h, "; Grid Engine: `qsub -b y -o /dev/null -j y /bin/true`, its queue deleted between runs")+
+			"; the probes ran in the same runs, each right after sched's loop, against the same sched dev, built like the thin sched (no cgo, its tags, -trimpath)")
+	ws, err := withGridEngine(w, err, ge)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range schedbuild.Probes {
+		if err := ws[0].AddBound(name, probeWhat[name], probeRuns[name]); err != nil {
+			return nil, err
+		}
+	}
+	return ws, nil
+}
+
+// probeWhat says what each CLI probe does (bench/cliprobe).
+var probeWhat = map[string]string{
+	"noop":    "a Go program that does nothing: the runtime's start and exit, no call (the floor of any Go CLI)",
+	"grpcgo":  "the same job in one SubmitJobs call with the least grpc-go allows (grpc.NewClient, the generated stub and wire codec); no flags, job file, cobra, retries or token",
+	"h2frame": "the same job in one gRPC call framed by hand (x/net/http2's Framer and hpack, protowire), linking neither grpc-go nor the protobuf runtime",
+}
+
+// loopRate calls call n times in a row and returns the calls per second.
+func loopRate(n int, call func() error) (float64, error) {
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if err := call(); err != nil {
+			return 0, err
+		}
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
 }
 
 // geNote is note when Grid Engine is measured, else nothing.

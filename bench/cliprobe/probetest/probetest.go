@@ -1,0 +1,102 @@
+// Package probetest serves JobService.SubmitJobs on loopback for the tests
+// of the CLI probes (bench/cliprobe/...): it records each request and
+// answers with a job id, or with the error it was given, so a test can
+// check that a probe sends the submit workload's job and reads the reply
+// (or the failure) right.
+package probetest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/wirecodec"
+	"github.com/banyan-sched/banyan/bench/peers"
+	"github.com/banyan-sched/banyan/cmd/sched/jobfile"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// Server is a JobService that only submits.
+type Server struct {
+	pb.UnimplementedJobServiceServer
+	// Addr is its loopback address.
+	Addr string
+	fail error
+
+	mu       sync.Mutex
+	requests []*pb.SubmitJobsRequest
+}
+
+// Start serves on a free loopback port until the test ends. With fail
+// set, every call fails with it.
+func Start(t testing.TB, fail error) *Server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Addr: ln.Addr().String(), fail: fail}
+	g := grpc.NewServer(wirecodec.ServerOption())
+	pb.RegisterJobServiceServer(g, s)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = g.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		g.Stop()
+		<-done
+	})
+	return s
+}
+
+// SubmitJobs records the request and names each job job-N.
+func (s *Server) SubmitJobs(_ context.Context, req *pb.SubmitJobsRequest) (*pb.SubmitJobsResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests = append(s.requests, req)
+	if s.fail != nil {
+		return nil, s.fail
+	}
+	resp := &pb.SubmitJobsResponse{}
+	for _, spec := range req.Jobs {
+		resp.Jobs = append(resp.Jobs, &pb.Job{Id: fmt.Sprintf("job-%d", len(s.requests)), Name: spec.Name})
+		resp.Existing = append(resp.Existing, false)
+	}
+	return resp, nil
+}
+
+// Requests are the calls received so far.
+func (s *Server) Requests() []*pb.SubmitJobsRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*pb.SubmitJobsRequest(nil), s.requests...)
+}
+
+// CheckSubmitted fails the test unless the server got exactly one call,
+// holding the job `sched job submit` sends for peers.SubmitJobYAML, with
+// an idempotency key that starts with "probe-".
+func (s *Server) CheckSubmitted(t testing.TB) {
+	t.Helper()
+	reqs := s.Requests()
+	if len(reqs) != 1 || len(reqs[0].Jobs) != 1 {
+		t.Fatalf("got %d calls (%v), want one call of one job", len(reqs), reqs)
+	}
+	got := reqs[0].Jobs[0]
+	specs, err := jobfile.Parse([]byte(peers.SubmitJobYAML))
+	if err != nil || len(specs) != 1 {
+		t.Fatalf("parse the workload's job file: %d jobs, %v", len(specs), err)
+	}
+	want := specs[0]
+	if len(got.IdempotencyKey) <= len("probe-") || got.IdempotencyKey[:len("probe-")] != "probe-" {
+		t.Errorf("idempotency key %q: want probe-<random>", got.IdempotencyKey)
+	}
+	want.IdempotencyKey = got.IdempotencyKey
+	if !proto.Equal(got, want) {
+		t.Errorf("submitted %v\nwant the workload's job %v", got, want)
+	}
+}
