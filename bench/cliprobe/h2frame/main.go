@@ -106,8 +106,9 @@ func submit(addr string, req []byte) (string, error) {
 
 // call writes the client preface, the call's headers and its one message,
 // then reads frames until the call's trailers and returns the reply
-// message. The request must fit the server's initial flow-control window
-// (64 KiB less one byte), which a one-job request does.
+// message. The request and the reply must each fit the initial
+// flow-control window (64 KiB less one byte), as a one-job call's do: the
+// probe sends no WINDOW_UPDATE.
 func call(conn net.Conn, authority, method string, msg []byte) ([]byte, error) {
 	const stream = 1
 	w := bufio.NewWriter(conn)
@@ -152,7 +153,10 @@ func call(conn net.Conn, authority, method string, msg []byte) ([]byte, error) {
 				}
 			}
 		case *http2.GoAwayFrame:
-			return nil, fmt.Errorf("server sent GOAWAY (%v): %s", f.ErrCode, f.DebugData())
+			if f.ErrCode != http2.ErrCodeNo || f.LastStreamID < stream {
+				return nil, fmt.Errorf("server sent GOAWAY (%v): %s", f.ErrCode, f.DebugData())
+			}
+			// A graceful GOAWAY that still serves this stream.
 		case *http2.RSTStreamFrame:
 			return nil, fmt.Errorf("server reset the stream (%v)", f.ErrCode)
 		case *http2.DataFrame:
