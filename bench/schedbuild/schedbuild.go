@@ -26,11 +26,12 @@ const ThinTags = "schedthin,grpcnotrace"
 // was started; its messages go to stderr.
 func Build(ctx context.Context, dir string, stderr io.Writer) (string, error) {
 	sched := filepath.Join(dir, "sched")
+	root := moduleRoot(ctx)
 	for _, b := range []goBuild{
 		{filepath.Join(dir, "banyand"), "./cmd/sched", nil, nil},
 		{sched, "./cmd/sched", thinFlags, thinEnv},
 	} {
-		if err := b.run(ctx, stderr); err != nil {
+		if err := b.run(ctx, root, stderr); err != nil {
 			return "", err
 		}
 	}
@@ -46,9 +47,10 @@ var Probes = []string{"noop", "grpcgo", "h2frame"}
 // with sched's, and returns each one's path by name.
 func BuildProbes(ctx context.Context, dir string, stderr io.Writer) (map[string]string, error) {
 	paths := map[string]string{}
+	root := moduleRoot(ctx)
 	for _, name := range Probes {
 		b := goBuild{filepath.Join(dir, "probe-"+name), "./bench/cliprobe/" + name, thinFlags, thinEnv}
-		if err := b.run(ctx, stderr); err != nil {
+		if err := b.run(ctx, root, stderr); err != nil {
 			return nil, err
 		}
 		paths[name] = b.out
@@ -69,13 +71,19 @@ type goBuild struct {
 	env      []string
 }
 
-// run builds from the module's root (go env GOMOD), wherever the caller
-// was started.
-func (b goBuild) run(ctx context.Context, stderr io.Writer) error {
-	root := ""
-	if mod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output(); err == nil && strings.TrimSpace(string(mod)) != "" {
-		root = filepath.Dir(strings.TrimSpace(string(mod)))
+// moduleRoot is the module's root directory (go env GOMOD), so that go
+// builds from it wherever the caller was started; "" (the current
+// directory) when go cannot say.
+func moduleRoot(ctx context.Context) string {
+	mod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil || strings.TrimSpace(string(mod)) == "" {
+		return ""
 	}
+	return filepath.Dir(strings.TrimSpace(string(mod)))
+}
+
+// run builds in root, the module's root (moduleRoot).
+func (b goBuild) run(ctx context.Context, root string, stderr io.Writer) error {
 	args := append(append([]string{"build"}, b.flags...), "-o", b.out, b.pkg)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir, cmd.Stderr, cmd.Env = root, stderr, append(os.Environ(), b.env...)

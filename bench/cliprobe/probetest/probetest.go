@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 
@@ -92,7 +93,7 @@ func (s *Server) CheckSubmitted(t testing.TB) {
 		t.Fatalf("parse the workload's job file: %d jobs, %v", len(specs), err)
 	}
 	want := specs[0]
-	if len(got.IdempotencyKey) <= len("probe-") || got.IdempotencyKey[:len("probe-")] != "probe-" {
+	if !strings.HasPrefix(got.IdempotencyKey, "probe-") || got.IdempotencyKey == "probe-" {
 		t.Errorf("idempotency key %q: want probe-<random>", got.IdempotencyKey)
 	}
 	want.IdempotencyKey = got.IdempotencyKey
