@@ -111,7 +111,12 @@ func runCLI(o options) Result {
 			n, rate, 1000/rate, m["cpu_ms"], m["dev_cpu_ms"], m["pre_main_ms"], initMs, m["in_main_ms"], m["build_ms"], m["dial_ms"], m["connect_ms"], m["rpc_ms"],
 			m["exit_ms"], help, trueRate),
 		Metrics: m,
-		Target:  ">=200 calls/s (2x sbatch's 101/s measured on this kind of machine)", Met: met(rate >= 200),
+		Setup: &Setup{Servers: 1, Processes: "`sched dev` (one process: a single-node server, raft on disk with fsync, and its default single agent); " +
+			"one thin `sched` process per call, started by the benchmark",
+			Agents:   "1, the local agent in `sched dev`, running the jobs' /bin/true tasks",
+			Jobs:     fmt.Sprintf("%d `sched job submit` calls in a loop after 10 warm-up calls, one one-task /bin/true job each (default ask)", n),
+			Settings: map[string]string{}},
+		Target: ">=200 calls/s (2x sbatch's 101/s measured on this kind of machine)", Met: met(rate >= 200),
 		Notes: "sequential loop, one process per call, fork to reaped; sched dev with one local agent running the /bin/true tasks, raft on disk with fsync; " +
 			"phases are means from SCHED_TIMING, package init from GODEBUG=inittrace=1 (mean of 20 `sched --help`); sched dev's CPU (server and agent) from /proc; " +
 			fmt.Sprintf("1-minute load average %.1f at the start; sbatch is not run here", load),
