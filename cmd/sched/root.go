@@ -237,7 +237,10 @@ func clientSubcommand(name string, rest []string) bool {
 // host: a submit loop ran about 10% faster; CPU per call came out about
 // even, because shrinking to one P after package init flushes the second
 // P's cache. GOMAXPROCS=1 in the environment, which the runtime reads
-// before init, saves both, and is left alone.)
+// before init, saves both, and is left alone.) The thin build, which runs
+// nothing but such commands, shrinks during package initialisation
+// instead (internal/oneproc), which saves both too; this call is then a
+// no-op.
 func clientProcess(args []string) bool {
 	name, rest := splitCommand(args)
 	if name == "agent" || name == "server" {

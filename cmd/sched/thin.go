@@ -30,6 +30,9 @@ import (
 	"path/filepath"
 	"syscall"
 
+	// Every command this binary runs itself is a client call: one P from
+	// package initialisation on (the package says why).
+	_ "github.com/banyan-sched/banyan/cmd/sched/internal/oneproc"
 	"github.com/banyan-sched/banyan/scheduler/tracing/otelenv"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"

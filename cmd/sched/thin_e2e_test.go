@@ -217,3 +217,36 @@ func TestThinSchedHandsTracedCallsToBanyand(t *testing.T) {
 		t.Fatalf("traced sched help server: exit code %d: %s\n%s\nwant banyand's:\n%s", code, stderr, traced, full)
 	}
 }
+
+// The thin sched goes to one P early in package initialisation
+// (internal/oneproc), before gRPC, protobuf and the API's descriptors
+// allocate: shrinking later flushes a second P's span cache, which costs
+// page faults on every call.
+func TestThinSchedShrinksToOnePEarly(t *testing.T) {
+	dir := thinInstall(t, false)
+	_, trace, code := runBin(t, filepath.Join(dir, "sched"), []string{"GODEBUG=inittrace=1"}, "--help")
+	if code != 0 {
+		t.Fatalf("sched --help exited %d:\n%s", code, trace)
+	}
+	const oneproc = "github.com/banyan-sched/banyan/cmd/sched/internal/oneproc"
+	var order []string
+	for _, line := range strings.Split(trace, "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "init" {
+			order = append(order, f[1])
+		}
+	}
+	at := -1
+	for i, pkg := range order {
+		if pkg == oneproc {
+			at = i
+			break
+		}
+		if !strings.Contains(strings.SplitN(pkg, "/", 2)[0], ".") {
+			continue // the standard library's own, small and before it in import path order
+		}
+		t.Errorf("%s is initialised before %s", pkg, oneproc)
+	}
+	if at < 0 {
+		t.Fatalf("the thin sched does not initialise %s (GODEBUG=inittrace=1 listed %d packages)", oneproc, len(order))
+	}
+}
