@@ -23,7 +23,8 @@ var onTerm atomic.Pointer[func()]
 func main() {
 	handOff(os.Args[1:]) // the thin build execs banyand for daemon commands (thin.go)
 	startPhases()
-	if clientProcess(os.Args[1:]) && os.Getenv("GOMAXPROCS") == "" {
+	// The thin build is on one P already (internal/oneproc).
+	if runtime.GOMAXPROCS(0) > 1 && os.Getenv("GOMAXPROCS") == "" && clientProcess(os.Args[1:]) {
 		runtime.GOMAXPROCS(1) // see clientProcess
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -239,8 +239,8 @@ func clientSubcommand(name string, rest []string) bool {
 // P's cache. GOMAXPROCS=1 in the environment, which the runtime reads
 // before init, saves both, and is left alone.) The thin build, which runs
 // nothing but such commands, shrinks during package initialisation
-// instead (internal/oneproc), which saves both too; this call is then a
-// no-op.
+// instead (internal/oneproc), which saves both too, and main skips this
+// check there.
 func clientProcess(args []string) bool {
 	name, rest := splitCommand(args)
 	if name == "agent" || name == "server" {
