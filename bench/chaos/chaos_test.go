@@ -37,7 +37,19 @@ func TestChaosShort(t *testing.T) {
 	harness := build("chaos", "./bench/chaos/cmd/chaos")
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, harness, "-sched", sched, "-rounds", "1", "-hold", "4s", "-dir", filepath.Join(dir, "run"))
+	// The run's data dirs, logs and evidence stay when the test fails (the
+	// harness names the folder), so they live outside t.TempDir, which the
+	// testing package removes whatever the outcome.
+	runDir, err := os.MkdirTemp("", "banyan-chaos-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			os.RemoveAll(runDir)
+		}
+	})
+	cmd := exec.CommandContext(ctx, harness, "-sched", sched, "-rounds", "1", "-hold", "4s", "-dir", runDir)
 	cmd.Env = append(os.Environ(), "GOFLAGS=")
 	out, err := cmd.CombinedOutput()
 	t.Logf("%s", out)
