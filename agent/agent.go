@@ -264,8 +264,9 @@ func (a *Agent) Running() int {
 // errServerSilent ends a session whose server stopped answering.
 var errServerSilent = errors.New("server silent")
 
-// welcomeTimeout bounds the wait for the leader's welcome.
-const welcomeTimeout = 5 * time.Second
+// welcomeTimeout bounds the wait for the leader's welcome (the rotation's
+// policy, where the leader's reconnection grace is derived from it).
+const welcomeTimeout = rotation.WelcomeTimeout
 
 // keepaliveParams ping a connection that has been quiet for a while and
 // drop it when the ping is not answered: a server that vanished without a

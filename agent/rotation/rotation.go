@@ -49,6 +49,18 @@ const (
 	// FastRounds is how many rounds of the server list are tried at the
 	// fast pace (no wait, or ElectionPause) before every wait backs off.
 	FastRounds = 10
+	// WelcomeTimeout is how long an agent waits for a server's welcome
+	// before it takes the server for silent (frozen, cut off, or stuck)
+	// and tries the next one.
+	WelcomeTimeout = 5 * time.Second
+	// ReconnectBound is how long an agent that is up may take to reach a
+	// new leader once it has one, by this policy: it may have just begun
+	// waiting on a silent server's welcome, then wait the longest backoff,
+	// and then follow a follower's hint; with a backoff to spare. A new
+	// leader gives the agents it has not heard from yet their lease plus
+	// this before it marks them down, so that an election does not
+	// requeue the work of agents that are only on their way to it.
+	ReconnectBound = WelcomeTimeout + 2*MaxBackoff
 )
 
 // Rotation walks a fixed list of scheduler servers. The zero value is not

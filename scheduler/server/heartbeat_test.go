@@ -101,17 +101,7 @@ func TestFleetGrowthLengthensHeartbeats(t *testing.T) {
 
 	// Silent 20 s: past the configured lease, within the one they were told.
 	agents := pb.NewAgentServiceClient(dialConn(t, addr))
-	states := func() map[string]string {
-		r, err := agents.ListAgents(context.Background(), &pb.ListAgentsRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]string{}
-		for _, ag := range r.Agents {
-			out[ag.Id] = ag.State
-		}
-		return out
-	}
+	states := func() map[string]string { return agentStates(t, agents) }
 	offset.Store(int64(20 * time.Second))
 	time.Sleep(1500 * time.Millisecond) // three lease checks
 	for id, st := range states() {
@@ -135,4 +125,18 @@ func TestFleetGrowthLengthensHeartbeats(t *testing.T) {
 			t.Fatalf("35 s silent into a 32 s lease: %v; want all 4 down", states())
 		}
 	}
+}
+
+// agentStates lists the agents' states by id.
+func agentStates(t *testing.T, agents pb.AgentServiceClient) map[string]string {
+	t.Helper()
+	r, err := agents.ListAgents(context.Background(), &pb.ListAgentsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, ag := range r.Agents {
+		out[ag.Id] = ag.State
+	}
+	return out
 }

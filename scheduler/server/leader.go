@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"sync"
 	"time"
 
+	"github.com/banyan-sched/banyan/agent/rotation"
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
@@ -37,11 +39,16 @@ type leaderLoop struct {
 	// the scheduling goroutine touches it.
 	peaks *state.UsagePeaks
 
-	// mu guards sessions (and each one's terms), seen, undelivered and
-	// warmSent. Lock order: mu before the FSM's lock.
+	// mu guards sessions (and each one's terms), seen, unheard,
+	// undelivered and warmSent. Lock order: mu before the FSM's lock.
 	mu       sync.Mutex
 	sessions map[string]*session
 	seen     map[string]time.Time
+	// unheard holds the agents up in the state that have not opened a
+	// session with this leader since it took over: their lease runs from
+	// the takeover and is lengthened by rotation.ReconnectBound, the time
+	// an agent may take to find a new leader (see expiredLeases).
+	unheard map[string]struct{}
 	// undelivered holds, per agent, the attempts (task id -> attempt) this
 	// leader committed to it while it had no session here: they were sent
 	// to no one, so the agent's next hello has them delivered instead of
@@ -84,8 +91,9 @@ func (s *session) send(m *pb.ServerMessage) {
 func newLeaderLoop(s *Server) *leaderLoop {
 	ctx, cancel := context.WithCancel(s.ctx)
 	l := &leaderLoop{s: s, ctx: ctx, cancel: cancel, events: make(chan sessionEvents, 4096), ready: make(chan struct{}),
-		sessions: map[string]*session{}, seen: map[string]time.Time{}, undelivered: map[string]map[string]int32{},
-		warmSent: map[string]map[string]int32{}, peaks: state.NewUsagePeaks(s.cfg.ReclaimHold.Milliseconds())}
+		sessions: map[string]*session{}, seen: map[string]time.Time{}, unheard: map[string]struct{}{},
+		undelivered: map[string]map[string]int32{},
+		warmSent:    map[string]map[string]int32{}, peaks: state.NewUsagePeaks(s.cfg.ReclaimHold.Milliseconds())}
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -110,7 +118,8 @@ func (l *leaderLoop) run() {
 	l.mu.Lock()
 	l.s.fsm.Read(func(st *state.State) {
 		for _, id := range st.UpAgents() {
-			l.seen[id] = now // every agent gets a full lease to reconnect
+			l.seen[id] = now           // every agent gets a full lease to reconnect,
+			l.unheard[id] = struct{}{} // and the time it takes to find this leader
 		}
 	})
 	l.mu.Unlock()
@@ -427,6 +436,7 @@ func (l *leaderLoop) register(sess *session, known map[string]int32, cancels []s
 	l.sessions[sess.agentID] = sess
 	delete(l.warmSent, sess.agentID) // a new session has been told nothing
 	l.seen[sess.agentID] = l.s.cfg.Clock()
+	delete(l.unheard, sess.agentID)
 	delete(l.undelivered, sess.agentID) // the hello kept them; sent below as missed
 	terms := l.fleetTermsLocked()
 	if terms.level > heartbeatTermsFor(len(l.sessions)-1, l.s.cfg.Lease, l.s.cfg.MaxHeartbeatRate).level {
@@ -620,7 +630,10 @@ func eventsSize(events []*pb.TaskEvent) int { return proto.Size(&pb.TaskEvents{E
 // with a session has the lease its session was told; one without (its
 // session ended, or this leader is new) has the lease of a fleet of the
 // agents up, so that a whole fleet reconnecting to a new leader has the
-// time its size gives it.
+// time its size gives it. An agent this leader has not heard from since it
+// took over has rotation.ReconnectBound more: it may still be waiting on a
+// silent server (the old leader, frozen or cut off) or backing off, by the
+// agents' own rules, and marking it down would run its work twice.
 func (l *leaderLoop) checkLeases() {
 	tick := time.NewTicker(l.s.cfg.Lease / 8)
 	defer tick.Stop()
@@ -640,6 +653,17 @@ func (l *leaderLoop) checkLeases() {
 type expiredLease struct {
 	agentID string
 	lease   time.Duration
+	// unheard: the agent never reached this leader, which gave it
+	// rotation.ReconnectBound on top of lease.
+	unheard bool
+}
+
+// reason says why the agent is marked down, for its attempts and the log.
+func (e expiredLease) reason() string {
+	if e.unheard {
+		return fmt.Sprintf("missed its lease of %v and did not reach the new leader within %v more", e.lease, rotation.ReconnectBound)
+	}
+	return "missed its lease of " + e.lease.String()
 }
 
 // expiredLeases returns the agents up whose silence at now is past their
@@ -653,16 +677,19 @@ func (l *leaderLoop) expiredLeases(now time.Time) []expiredLease {
 		fleet := heartbeatTermsFor(len(up), l.s.cfg.Lease, l.s.cfg.MaxHeartbeatRate).lease
 		for _, id := range up {
 			seen, ok := l.seen[id]
-			if !ok {
-				l.seen[id] = now
+			if !ok { // up in the state (a restored snapshot) but new here
+				l.seen[id], l.unheard[id] = now, struct{}{}
 				continue
 			}
-			lease := fleet
+			lease, grace := fleet, time.Duration(0)
+			_, unheard := l.unheard[id]
 			if sess := l.sessions[id]; sess != nil {
-				lease = sess.terms.lease
+				lease, unheard = sess.terms.lease, false
+			} else if unheard {
+				grace = rotation.ReconnectBound
 			}
-			if now.Sub(seen) > lease {
-				expired = append(expired, expiredLease{agentID: id, lease: lease})
+			if now.Sub(seen) > lease+grace {
+				expired = append(expired, expiredLease{agentID: id, lease: lease, unheard: unheard})
 			}
 		}
 	})
@@ -683,15 +710,15 @@ func (l *leaderLoop) markDown(expired []expiredLease) {
 	sem := make(chan struct{}, leaseDownsInFlight)
 	var wg sync.WaitGroup
 	for _, e := range expired {
-		id, lease := e.agentID, e.lease
+		id, lease, reason := e.agentID, e.lease, e.reason()
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() { // owned by this call: it waits for them below
 			defer wg.Done()
 			defer func() { <-sem }()
-			l.s.log.Warn("agent missed its lease; requeueing its tasks", "agent", id, "lease", lease)
+			l.s.log.Warn("agent missed its lease; requeueing its tasks", "agent", id, "lease", lease, "reason", reason)
 			if _, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentDown{AgentDown: &fsmpb.AgentDown{
-				AgentId: id, Reason: "missed its lease of " + lease.String()}}}); err != nil {
+				AgentId: id, Reason: reason}}}); err != nil {
 				l.s.log.Warn("mark agent down failed", "agent", id, "err", err)
 			} else {
 				l.s.observer().LeaseMissed(id)
@@ -701,6 +728,7 @@ func (l *leaderLoop) markDown(expired []expiredLease) {
 				sess.cancel() // a late agent must say hello again (see recvLoop)
 			}
 			delete(l.undelivered, id) // its attempts were requeued with it
+			delete(l.unheard, id)
 			l.mu.Unlock()
 		}()
 	}
