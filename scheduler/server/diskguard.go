@@ -22,9 +22,9 @@ var ErrDiskFull = errors.New("data dir is full")
 type diskGuard struct {
 	dir     string
 	reserve uint64
-	free    func(dir string) (free, total uint64, err error)
 
 	mu        sync.Mutex
+	free      func(dir string) (free, total uint64, err error) // statfsFree; tests swap it
 	low       bool
 	freeBytes uint64
 }
@@ -46,7 +46,10 @@ func statfsFree(dir string) (free, total uint64, err error) {
 // check measures the free space; changed reports whether the guard went
 // from open to closed or back.
 func (g *diskGuard) check() (low, changed bool, err error) {
-	free, _, err := g.free(g.dir)
+	g.mu.Lock()
+	measure := g.free
+	g.mu.Unlock()
+	free, _, err := measure(g.dir)
 	if err != nil {
 		return false, false, err
 	}

@@ -403,6 +403,14 @@ func (l *leaderLoop) serveSession(stream pb.AgentService_SessionServer) error {
 			known = append(known, &fsmpb.Assignment{TaskId: c.TaskID, Attempt: c.Attempt, AgentId: hello.AgentId})
 		}
 	}
+	if err := l.s.disk.err(); err != nil {
+		// The agent is alive and this leader cannot commit its hello (its
+		// data dir is full, see diskGuard): the silence that follows is
+		// this server's, not the agent's, and is not counted against its
+		// lease while it keeps saying hello.
+		l.heard(hello.AgentId)
+		return statusOf(err)
+	}
 	r, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentUp{AgentUp: &fsmpb.AgentUp{
 		AgentId: hello.AgentId, Fingerprint: hello.Fingerprint, Known: known}}})
 	if err != nil {
@@ -422,6 +430,16 @@ func (l *leaderLoop) serveSession(stream pb.AgentService_SessionServer) error {
 	err = l.sendLoop(sess, stream)
 	cancel()
 	return err
+}
+
+// heard restarts the lease of an agent the leader knows, on a sign of life
+// that is not a heartbeat.
+func (l *leaderLoop) heard(agentID string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.seen[agentID]; ok {
+		l.seen[agentID] = l.s.cfg.Clock()
+	}
 }
 
 // register makes sess the agent's session, tells it the lease, the
