@@ -95,12 +95,12 @@ func TestHelloRefusedForFullDiskRestartsLease(t *testing.T) {
 	if err := hello(); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("hello to a leader with a full data dir: %v, want ResourceExhausted", err)
 	}
-	// 12 s after its session, past the lease; 5 s after its last hello.
-	offset.Store(int64(12 * time.Second))
+	// 10.5 s after its session, past the lease; 3.5 s after its last hello.
+	offset.Store(int64(10500 * time.Millisecond))
 	diskFull(false)
 	time.Sleep(3 * time.Second) // two lease checks (one every lease/8), each able to commit
 	if st := agentState(); st != "up" {
-		t.Fatalf("agent %s 5 s after a hello the leader refused for its full disk (lease %v); want up", st, lease)
+		t.Fatalf("agent %s 6.5 s after a hello the leader refused for its full disk (lease %v); want up", st, lease)
 	}
 	// A lease after that hello: down.
 	offset.Store(int64(18 * time.Second))

@@ -71,7 +71,7 @@ func TestNewLeaderWaitsForAgentsOnTheirWay(t *testing.T) {
 
 	// Past their lease, within the time an agent takes to find a new
 	// leader: both still up, over several lease checks (one every lease/8).
-	offset.Store(int64(lease + rotation.ReconnectBound/3))
+	offset.Store(int64(lease + time.Second))
 	time.Sleep(time.Second)
 	if st := states(); st["a"] != "up" || st["b"] != "up" {
 		t.Fatalf("agents %v %v after a new leader took over (lease %v, plus %v to find the leader); want both up",
@@ -81,7 +81,7 @@ func TestNewLeaderWaitsForAgentsOnTheirWay(t *testing.T) {
 	// down (it found the leader once), a, never heard, is still up.
 	endB = hello("b")
 	endB()
-	offset.Add(int64(lease + time.Second))
+	offset.Add(int64(lease + lease/4)) // a: about 5.5 s, and the test's own time
 	want("up", "down", "b silent past its lease after reaching the new leader")
 	// a past its lease and the reconnection bound: down.
 	offset.Store(int64(lease + rotation.ReconnectBound + time.Second))
