@@ -403,17 +403,16 @@ func (l *leaderLoop) serveSession(stream pb.AgentService_SessionServer) error {
 			known = append(known, &fsmpb.Assignment{TaskId: c.TaskID, Attempt: c.Attempt, AgentId: hello.AgentId})
 		}
 	}
-	if err := l.s.disk.err(); err != nil {
-		// The agent is alive and this leader cannot commit its hello (its
-		// data dir is full, see diskGuard): the silence that follows is
-		// this server's, not the agent's, and is not counted against its
-		// lease while it keeps saying hello.
-		l.heard(hello.AgentId)
-		return statusOf(err)
-	}
 	r, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_AgentUp{AgentUp: &fsmpb.AgentUp{
 		AgentId: hello.AgentId, Fingerprint: hello.Fingerprint, Known: known}}})
 	if err != nil {
+		if status.Code(err) == codes.ResourceExhausted {
+			// The agent is alive and this leader cannot commit its hello
+			// (its data dir is full, see diskGuard): the silence that
+			// follows is this server's, not the agent's, and is not
+			// counted against its lease while it keeps saying hello.
+			l.heard(hello.AgentId)
+		}
 		return err
 	}
 	ctx, cancel := context.WithCancel(stream.Context())
@@ -699,14 +698,16 @@ func (l *leaderLoop) expiredLeases(now time.Time) []expiredLease {
 				l.seen[id], l.unheard[id] = now, struct{}{}
 				continue
 			}
-			lease, grace := fleet, time.Duration(0)
-			_, unheard := l.unheard[id]
+			lease := fleet
 			if sess := l.sessions[id]; sess != nil {
-				lease, unheard = sess.terms.lease, false
-			} else if unheard {
-				grace = rotation.ReconnectBound
+				lease = sess.terms.lease
 			}
-			if now.Sub(seen) > lease+grace {
+			_, unheard := l.unheard[id] // never with a session: register clears it
+			limit := lease
+			if unheard {
+				limit += rotation.ReconnectBound
+			}
+			if now.Sub(seen) > limit {
 				expired = append(expired, expiredLease{agentID: id, lease: lease, unheard: unheard})
 			}
 		}
