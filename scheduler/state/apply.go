@@ -149,7 +149,7 @@ func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
 		IdempotencyKey: spec.IdempotencyKey, State: pb.JobState_JOB_STATE_QUEUED,
 		SubmittedUnixMs: now, MaxWaitMs: spec.MaxWaitMs,
 	}}
-	s.jobs[s.jobSeq] = j
+	s.jobs.put(s.jobSeq, j)
 	s.indexJob(j)
 	s.tallyJob(pb.JobState_JOB_STATE_UNSPECIFIED, j.PB.State)
 	if spec.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC {

@@ -288,7 +288,7 @@ func TestChangeRecordsTellTheWholeStory(t *testing.T) {
 					t.Errorf("task %s: records end at %s, state is %s", id, tasks[id], tk.PB.State)
 				}
 			}
-			for _, j := range h.s.jobs {
+			for _, j := range h.s.jobs.all {
 				id := j.PB.Id
 				if jobs[id] != j.PB.State.String() {
 					t.Errorf("job %s: records end at %s, state is %s", id, jobs[id], j.PB.State)

@@ -96,7 +96,7 @@ func (s *State) recount() { s.tally = s.countTally() }
 // countTally computes the tally from the jobs' counts: O(jobs).
 func (s *State) countTally() tally {
 	out := newTally()
-	for _, j := range s.jobs {
+	for _, j := range s.jobs.all {
 		out.jobs[j.PB.State]++
 		c := s.countsOf(j)
 		t := &out.tasks

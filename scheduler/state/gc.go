@@ -34,7 +34,7 @@ func (s *State) GCCandidates(now int64, r Retention, limit int) []string {
 		seq uint64
 	}
 	var done []fin
-	for _, j := range s.jobs {
+	for _, j := range s.jobs.all {
 		if IsJobFinal(j.PB.State) {
 			done = append(done, fin{j.PB.Id, j.PB.FinishedUnixMs, j.Seq})
 		}
@@ -84,7 +84,7 @@ func (s *State) applyGC(c *fsmpb.GCJobs, r *Result) {
 		delete(s.opportunistic, id)
 		s.dropJobRec(j)
 		n, _ := jobNumber(id)
-		delete(s.jobs, n)
+		s.jobs.del(n)
 		r.Removed = append(r.Removed, id)
 	}
 }

@@ -475,7 +475,7 @@ func checkAttemptClass(tid string, a *pb.Attempt, fail func(string, ...any)) {
 // allTasks maps every task of s by id, found through the jobs.
 func allTasks(s *State) map[string]*Task {
 	out := make(map[string]*Task, s.TaskCount())
-	for _, j := range s.jobs {
+	for _, j := range s.jobs.all {
 		for _, r := range j.rec.tasks {
 			out[r.pb.Id] = r.t
 		}

@@ -329,11 +329,11 @@ const maxHintJobs = 1 << 16
 // found a plan no other can beat. (Jobs with nothing placed, a backlog of
 // opportunistic work waiting for room for instance, do not loosen it.)
 func (p *pass) runningHint() pool.RunningHint {
-	if len(p.s.jobs) > maxHintJobs {
+	if p.s.jobs.len() > maxHintJobs {
 		return pool.RunningHint{MinPriority: math.MinInt32}
 	}
 	h := pool.RunningHint{MinPriority: MaxPriority, NoOpportunistic: true}
-	for _, j := range p.s.jobs {
+	for _, j := range p.s.jobs.all {
 		if p.s.countsOf(j).running == 0 {
 			continue // nothing of it runs: the policy never sees it
 		}

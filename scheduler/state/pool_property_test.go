@@ -85,11 +85,11 @@ func runPoolHistory(t *testing.T, seed int64, steps int) *poolHistory {
 	}
 	h.drain()
 	jobs := map[pb.JobState]int{}
-	for _, j := range h.s.jobs {
+	for _, j := range h.s.jobs.all {
 		jobs[j.PB.State]++
 	}
 	t.Logf("seed %d: pools %v; %d jobs (%d succeeded, %d failed), %d preempted, %d opportunistic placed, %d probes",
-		seed, h.s.pools.Paths(), len(h.s.jobs), jobs[pb.JobState_JOB_STATE_SUCCEEDED], jobs[pb.JobState_JOB_STATE_FAILED],
+		seed, h.s.pools.Paths(), h.s.jobs.len(), jobs[pb.JobState_JOB_STATE_SUCCEEDED], jobs[pb.JobState_JOB_STATE_FAILED],
 		h.preempted, h.oppPlaced, h.probes)
 	return h
 }

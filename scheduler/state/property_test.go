@@ -101,7 +101,7 @@ func runHistoryHooks(t *testing.T, seed int64, steps int, onApply func(*Result),
 	}
 	h.drain()
 	states := map[pb.JobState]int{}
-	for _, j := range h.s.jobs {
+	for _, j := range h.s.jobs.all {
 		states[j.PB.State]++
 	}
 	attempts := 0
@@ -109,7 +109,7 @@ func runHistoryHooks(t *testing.T, seed int64, steps int, onApply func(*Result),
 		attempts += len(t.PB.Attempts)
 	}
 	t.Logf("seed %d: %d jobs (%d succeeded, %d failed, %d cancelled), %d tasks, %d attempts, %d assignments refused",
-		seed, len(h.s.jobs), states[pb.JobState_JOB_STATE_SUCCEEDED], states[pb.JobState_JOB_STATE_FAILED],
+		seed, h.s.jobs.len(), states[pb.JobState_JOB_STATE_SUCCEEDED], states[pb.JobState_JOB_STATE_FAILED],
 		states[pb.JobState_JOB_STATE_CANCELLED], h.s.TaskCount(), attempts, h.refused)
 	return h
 }
@@ -268,12 +268,12 @@ func (h *history) submit() {
 		}
 		specs = append(specs, spec)
 	}
-	jobsBefore := len(h.s.jobs)
+	jobsBefore := h.s.jobs.len()
 	res := h.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: specs}}})
 	if res.Err != nil {
 		// Only the pool max may reject these specs, and then nothing is added.
-		if !strings.Contains(res.Err.Error(), "ask above pool") || len(h.s.jobs) != jobsBefore {
-			h.fatalf("submit: %v (jobs %d -> %d)", res.Err, jobsBefore, len(h.s.jobs))
+		if !strings.Contains(res.Err.Error(), "ask above pool") || h.s.jobs.len() != jobsBefore {
+			h.fatalf("submit: %v (jobs %d -> %d)", res.Err, jobsBefore, h.s.jobs.len())
 		}
 		return
 	}
@@ -288,8 +288,8 @@ func (h *history) submit() {
 			h.fatalf("existing job %s for key %q", j.Id, specs[i].IdempotencyKey)
 		}
 	}
-	if len(h.s.jobs) != jobsBefore+added {
-		h.fatalf("%d jobs added, %d new", len(h.s.jobs)-jobsBefore, added)
+	if h.s.jobs.len() != jobsBefore+added {
+		h.fatalf("%d jobs added, %d new", h.s.jobs.len()-jobsBefore, added)
 	}
 }
 

@@ -458,7 +458,7 @@ func (h *harness) apply(cmd *fsmpb.Command) *Result {
 		beforeTasks[id] = taskDesc(t.PB)
 	}
 	beforeJobs := map[string]string{}
-	for _, j := range h.s.jobs {
+	for _, j := range h.s.jobs.all {
 		id := j.PB.Id
 		beforeJobs[id] = jobDesc(j.PB)
 	}

@@ -346,10 +346,10 @@ func ReadSnapshot(r io.Reader, d Defaults) (*State, error) {
 			if !ok || jobID(n) != cur.PB.Id || n == 0 {
 				return nil, badSnapshot("job id %q is not one of job-1..job-%d", cur.PB.Id, s.jobSeq)
 			}
-			if _, dup := s.jobs[n]; dup {
+			if s.jobs.get(n) != nil {
 				return nil, badSnapshot("job %s listed twice", cur.PB.Id)
 			}
-			s.jobs[n] = cur
+			s.jobs.put(n, cur)
 			curIdx = 0
 			if k := cur.PB.IdempotencyKey; k != "" {
 				if _, dup := s.idem.get(k); dup {
@@ -404,7 +404,7 @@ type restoring struct {
 // Apply keeps now.
 func (s *State) rebuild(rs *restoring) {
 	s.ntasks = len(rs.tasks)
-	for _, j := range s.jobs {
+	for _, j := range s.jobs.all {
 		if j.PB.Class == pb.JobClass_JOB_CLASS_OPPORTUNISTIC && !IsJobFinal(j.PB.State) {
 			s.opportunistic[j.PB.Id] = struct{}{}
 		}

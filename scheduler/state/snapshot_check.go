@@ -66,7 +66,7 @@ func checkRecord(rec *fsmpb.SnapshotRecord) error {
 // placed tasks with an attempt, agents listed once.
 func (s *State) checkRestored(rs *restoring) error {
 	owned := 0
-	for n, j := range s.jobs {
+	for n, j := range s.jobs.all {
 		id := j.PB.Id // jobID(n), as ReadSnapshot checked
 		if n > s.jobSeq {
 			return badSnapshot("job id %q is not one of job-1..job-%d", id, s.jobSeq)

@@ -83,8 +83,8 @@ func writeSnapshotReference(s *State, w io.Writer) error {
 
 // referenceJobIDs is JobIDs as it was: every job sorted by seq, then id.
 func referenceJobIDs(s *State) []string {
-	jobs := make([]*Job, 0, len(s.jobs))
-	for _, j := range s.jobs {
+	jobs := make([]*Job, 0, s.jobs.len())
+	for _, j := range s.jobs.all {
 		jobs = append(jobs, j)
 	}
 	sort.Slice(jobs, func(a, b int) bool {

@@ -165,9 +165,9 @@ const (
 // State is the whole replicated state.
 type State struct {
 	defaults Defaults
-	seq      uint64          // submit order of tasks, the queue's tie-breaker
-	jobSeq   uint64          // numbers job ids
-	jobs     map[uint64]*Job // by number (job)
+	seq      uint64   // submit order of tasks, the queue's tie-breaker
+	jobSeq   uint64   // numbers job ids
+	jobs     jobTable // by number (job)
 	// ntasks counts the tasks; each is found through its job (task).
 	ntasks    int
 	agents    map[string]*Agent
@@ -223,7 +223,7 @@ type State struct {
 func New(d Defaults) *State {
 	s := &State{
 		defaults:  d,
-		jobs:      map[uint64]*Job{},
+		jobs:      newJobTable(),
 		agents:    map[string]*Agent{},
 		pools:     pool.NewTree(),
 		poolUsage: map[string]pool.Resources{},
@@ -265,7 +265,7 @@ func (s *State) job(id string) *Job {
 	if !ok {
 		return nil
 	}
-	if j := s.jobs[n]; j != nil && j.PB.Id == id {
+	if j := s.jobs.get(n); j != nil && j.PB.Id == id {
 		return j
 	}
 	return nil
@@ -337,7 +337,7 @@ func (s *State) addAgentID(id string) {
 
 // JobIDs returns job ids in submit order.
 func (s *State) JobIDs() []string {
-	ids := make([]string, 0, len(s.jobs))
+	ids := make([]string, 0, s.jobs.len())
 	s.order.Ascend(func(r *jobRec) bool {
 		ids = append(ids, r.job.Id)
 		return true
