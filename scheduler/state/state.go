@@ -8,8 +8,8 @@ package state
 
 import (
 	"fmt"
+	"math"
 	"sort"
-	"strconv"
 	"strings"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
@@ -265,21 +265,38 @@ func (s *State) job(id string) *Job {
 	if !ok {
 		return nil
 	}
-	if j := s.jobs.get(n); j != nil && j.PB.Id == id {
-		return j
-	}
-	return nil
+	// Job n's id is jobID(n) (addJob names it so, and a snapshot's jobs are
+	// checked against it), the one spelling jobNumber accepts: no need to
+	// read the job to compare.
+	return s.jobs.get(n)
 }
 
-// jobNumber returns the number of a job id made by jobID; ok is false for
-// a string that is none (a number written otherwise, "job-07", parses:
-// job checks the id it finds).
+// jobNumber returns the number of a job id as jobID writes it; ok is
+// false for any other string, a number written otherwise ("job-07",
+// "job-+7") included.
 func jobNumber(id string) (uint64, bool) {
 	if !strings.HasPrefix(id, "job-") {
 		return 0, false
 	}
-	n, err := strconv.ParseUint(id[len("job-"):], 10, 64)
-	return n, err == nil
+	n, ok := decimal(id[len("job-"):])
+	return n, ok && n > 0
+}
+
+// decimal parses s as strconv.FormatUint writes a number: digits only, no
+// sign, no leading zero; ok is false for anything else or a number past
+// uint64.
+func decimal(s string) (n uint64, ok bool) {
+	if s == "" || len(s) > 1 && s[0] == '0' {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		d := uint64(s[i] - '0')
+		if d > 9 || n > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
 }
 
 // Task returns a task by id.
@@ -300,8 +317,11 @@ func (s *State) task(id string) *Task {
 	if j == nil {
 		return nil
 	}
-	i, err := strconv.Atoi(id[dot+1:])
-	if err != nil || i < 0 || i >= len(j.rec.tasks) || j.rec.tasks[i].pb.Id != id {
+	// Task i of a job is named taskID(job, i) (addTasks, and a snapshot's
+	// tasks are checked against it): a position written as taskID writes
+	// it is the id, and no task needs reading to compare.
+	i, ok := decimal(id[dot+1:])
+	if !ok || i >= uint64(len(j.rec.tasks)) {
 		return nil
 	}
 	return j.rec.tasks[i].t

@@ -2,6 +2,7 @@ package state
 
 import (
 	"hash/maphash"
+	"math"
 	"testing"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
@@ -150,18 +151,25 @@ func TestTaskLookupByID(t *testing.T) {
 			t.Errorf("Task(%q) = %v, %v", id, tk, ok)
 		}
 	}
-	for _, id := range []string{"", "job-1", "job-1.", "job-1.00", "job-1.+0", "job-1.-1", "job-1.1", "job-4.0", "job-01.0", ".0", "job-1.0x"} {
+	for _, id := range []string{"", "job-1", "job-1.", "job-1.00", "job-1.+0", "job-1.-1", "job-1.1", "job-4.0", "job-01.0", ".0", "job-1.0x",
+		"job-1.0 ", " job-1.0", "job-1.18446744073709551616", "job-1.1e0", "job-1.0.0", "job-1..0"} {
 		if tk, ok := s.Task(id); ok {
 			t.Errorf("Task(%q) found %s", id, tk.PB.Id)
 		}
 	}
-	for _, id := range []string{"", "job-", "job-0", "job-01", "job-+1", "job-4", "job-1.0", "Job-1", "job-18446744073709551617"} {
+	for _, id := range []string{"", "job-", "job-0", "job-01", "job-+1", "job-4", "job-1.0", "Job-1", "job-18446744073709551617",
+		"job-18446744073709551616", "job-1 ", "job-1a", "job-0x1", "job--1"} {
 		if j, ok := s.Job(id); ok {
 			t.Errorf("Job(%q) found %s", id, j.PB.Id)
 		}
 	}
 	if j, ok := s.Job("job-2"); !ok || j.PB.Id != "job-2" {
 		t.Errorf("Job(job-2) = %v, %v", j, ok)
+	}
+	for in, want := range map[string]uint64{"0": 0, "7": 7, "10": 10, "18446744073709551615": math.MaxUint64} {
+		if n, ok := decimal(in); !ok || n != want {
+			t.Errorf("decimal(%q) = %d, %v, want %d", in, n, ok, want)
+		}
 	}
 	if n := s.TaskCount(); n != 3 {
 		t.Errorf("TaskCount %d, want 3", n)
