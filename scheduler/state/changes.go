@@ -58,15 +58,57 @@ func (s *State) takeChanges() []*pb.Event {
 	return c
 }
 
+// enumNames holds an enum's value names by number, as its String method
+// gives them: that method looks the value up in the enum's descriptor,
+// and every change record names two states.
+type enumNames[E enum] struct{ names []string }
+
+// enum is a protobuf enum type.
+type enum interface {
+	~int32
+	String() string
+}
+
+// newEnumNames lists the names of E's values 0 to last.
+func newEnumNames[E enum](last E) enumNames[E] {
+	names := make([]string, last+1)
+	for v := range last + 1 {
+		names[v] = v.String()
+	}
+	return enumNames[E]{names}
+}
+
+// of is v's name.
+func (n enumNames[E]) of(v E) string {
+	if v >= 0 && int(v) < len(n.names) {
+		return n.names[v]
+	}
+	return v.String() // a number this build does not know
+}
+
+var (
+	jobStateNames  = newEnumNames(maxEnum[pb.JobState](pb.JobState_name))
+	taskStateNames = newEnumNames(maxEnum[pb.TaskState](pb.TaskState_name))
+)
+
+// maxEnum is the highest number in an enum's name map.
+func maxEnum[E ~int32](names map[int32]string) E {
+	var m int32
+	for v := range names {
+		m = max(m, v)
+	}
+	return E(m)
+}
+
 // noteJob records a job's change of state (or class, for KindPromoted).
 func (s *State) noteJob(j *Job, kind string, from pb.JobState) {
 	if !s.record {
 		return
 	}
 	ev := &pb.Event{Topic: TopicJob, Kind: kind, JobId: j.PB.Id, Pool: j.PB.Pool, Name: j.PB.Name,
-		State: j.PB.State.String(), Reason: j.PB.Reason}
+		State: jobStateNames.of(j.PB.State), Reason: j.PB.Reason}
 	if kind != KindSubmitted {
-		ev.PreviousState = from.String()
+		ev.PreviousState = jobStateNames.of(from)
 	}
 	s.note(ev)
 }
@@ -79,10 +121,10 @@ func (s *State) noteTask(t *Task, kind string, from pb.TaskState, ended *pb.Atte
 		return
 	}
 	ev := &pb.Event{Topic: TopicTask, Kind: kind, JobId: t.PB.JobId, TaskId: t.PB.Id,
-		Pool: s.job(t.PB.JobId).PB.Pool, Name: t.PB.Name, State: t.PB.State.String(),
+		Pool: s.job(t.PB.JobId).PB.Pool, Name: t.PB.Name, State: taskStateNames.of(t.PB.State),
 		Attempt: t.Attempt(), ReplacedBy: t.PB.ReplacedBy}
 	if kind != KindCreated {
-		ev.PreviousState = from.String()
+		ev.PreviousState = taskStateNames.of(from)
 	}
 	switch cur := t.current(); {
 	case ended != nil:

@@ -322,3 +322,18 @@ func BenchmarkChangeRecords(b *testing.B) {
 		})
 	}
 }
+
+// Change records name states as the enums' String methods do, numbers
+// this build does not know included.
+func TestEnumNamesMatchString(t *testing.T) {
+	for v := pb.TaskState(-1); v <= pb.TaskState(len(pb.TaskState_name)+1); v++ {
+		if got, want := taskStateNames.of(v), v.String(); got != want {
+			t.Errorf("task state %d named %q, want %q", v, got, want)
+		}
+	}
+	for v := pb.JobState(-1); v <= pb.JobState(len(pb.JobState_name)+1); v++ {
+		if got, want := jobStateNames.of(v), v.String(); got != want {
+			t.Errorf("job state %d named %q, want %q", v, got, want)
+		}
+	}
+}

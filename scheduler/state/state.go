@@ -7,9 +7,9 @@
 package state
 
 import (
-	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
@@ -394,9 +394,11 @@ func IsJobFinal(st pb.JobState) bool {
 		st == pb.JobState_JOB_STATE_CANCELLED
 }
 
-func jobID(seq uint64) string { return fmt.Sprintf("job-%d", seq) }
+// jobID names job number seq ("job-7"); jobNumber reads it back.
+func jobID(seq uint64) string { return "job-" + strconv.FormatUint(seq, 10) }
 
-func taskID(job string, i int) string { return fmt.Sprintf("%s.%d", job, i) }
+// taskID names a job's task i ("job-7.3"); task reads it back.
+func taskID(job string, i int) string { return job + "." + strconv.Itoa(i) }
 
 // newTaskID is the id of j's task i: for the first task of a job being
 // added, the string the job's id is the head of (addJob).
