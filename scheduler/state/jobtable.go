@@ -14,13 +14,13 @@ package state
 // tenth of the map's in number order and a third at random, and a job a
 // slot of 8 bytes instead of the map's 20 to 40.
 //
-// The pages cover the numbers from base up, one pointer for each
-// jobPageSize numbers. A job still live far behind the rest (a job left
-// queued while millions went by) would stretch that window, so when the
-// window grows past twice its live pages (and maxWindowSlack) its oldest
-// pages are moved into old, a plain map: the window then stays
-// proportional to the live pages, whatever numbers a snapshot holds, and
-// the rare stragglers cost a map entry each.
+// The window covers the numbers from base up, a page reference (16
+// bytes) for each jobPageSize numbers. A job still live far behind the
+// rest (a job left queued while millions went by) would stretch it, so
+// when the window would grow past twice its live pages (and
+// maxWindowSlack) its oldest pages are moved into old, a plain map: the
+// window then stays proportional to the live pages, whatever numbers a
+// snapshot holds, and the rare stragglers cost a map entry each.
 type jobTable struct {
 	base  uint64    // the page number of pages[0]
 	pages []pageRef // a nil page where no job of that page is live
@@ -36,7 +36,7 @@ const (
 	jobPageSize = 1 << jobPageBits
 	jobPageMask = jobPageSize - 1
 	// maxWindowSlack is how far the window may outgrow twice its live
-	// pages before its oldest pages move to old: 8 KiB of page pointers.
+	// pages before its oldest pages move to old: 16 KiB of page references.
 	maxWindowSlack = 1024
 )
 
