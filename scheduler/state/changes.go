@@ -69,11 +69,16 @@ type enum interface {
 	String() string
 }
 
-// newEnumNames lists the names of E's values 0 to last.
-func newEnumNames[E enum](last E) enumNames[E] {
+// newEnumNames lists the names of E's values from 0 to the highest in
+// byNumber, the enum's generated name map.
+func newEnumNames[E enum](byNumber map[int32]string) enumNames[E] {
+	var last int32
+	for v := range byNumber {
+		last = max(last, v)
+	}
 	names := make([]string, last+1)
-	for v := range last + 1 {
-		names[v] = v.String()
+	for v := range names {
+		names[v] = E(v).String()
 	}
 	return enumNames[E]{names}
 }
@@ -87,18 +92,9 @@ func (n enumNames[E]) of(v E) string {
 }
 
 var (
-	jobStateNames  = newEnumNames(maxEnum[pb.JobState](pb.JobState_name))
-	taskStateNames = newEnumNames(maxEnum[pb.TaskState](pb.TaskState_name))
+	jobStateNames  = newEnumNames[pb.JobState](pb.JobState_name)
+	taskStateNames = newEnumNames[pb.TaskState](pb.TaskState_name)
 )
-
-// maxEnum is the highest number in an enum's name map.
-func maxEnum[E ~int32](names map[int32]string) E {
-	var m int32
-	for v := range names {
-		m = max(m, v)
-	}
-	return E(m)
-}
 
 // noteJob records a job's change of state (or class, for KindPromoted).
 func (s *State) noteJob(j *Job, kind string, from pb.JobState) {

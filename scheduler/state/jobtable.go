@@ -108,7 +108,7 @@ func (t *jobTable) put(n uint64, j *Job) {
 }
 
 // shrinkWindow moves the oldest pages into old until page p fits the
-// window; with no live page left it starts the window at p.
+// window or the window is empty (put then starts it at p).
 func (t *jobTable) shrinkWindow(p uint64) {
 	for len(t.pages) > 0 && p-t.base >= uint64(2*(t.live+1)+maxWindowSlack) {
 		if pg := t.pages[0].jobs; pg != nil {
@@ -123,9 +123,6 @@ func (t *jobTable) shrinkWindow(p uint64) {
 		t.pages = t.pages[1:]
 		t.base++
 		t.trim()
-	}
-	if len(t.pages) == 0 {
-		t.base = p
 	}
 }
 
