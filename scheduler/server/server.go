@@ -25,6 +25,7 @@ import (
 	"github.com/banyan-sched/banyan/api/wirecodec"
 	"github.com/banyan-sched/banyan/scheduler/events"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+	"github.com/banyan-sched/banyan/scheduler/logcache"
 	"github.com/banyan-sched/banyan/scheduler/raftlog"
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"github.com/banyan-sched/banyan/scheduler/tracing"
@@ -204,6 +205,15 @@ var keepaliveEnforcement = keepalive.EnforcementPolicy{MinTime: 5 * time.Second,
 // damagedStoreHelp is the way out named when the raft store is damaged.
 const damagedStoreHelp = "move this server's data dir aside and start it again to rejoin from the other servers " +
 	"(its log and state come back from them), or restore a snapshot"
+
+// The raft log cache (scheduler/logcache) holds at most this many of the
+// newest entries and bytes of them. Replication and apply read an entry
+// within milliseconds of its write, so a few MiB cover both; what it holds
+// stays held while the cluster is idle, 4 B a task of a million queued.
+const (
+	raftLogCacheEntries = 512
+	raftLogCacheBytes   = 4 << 20
+)
 
 // openStore opens the raft log and stable store at path. A damaged file
 // (bbolt panics on some: a truncated freelist) is an error that names the
@@ -425,7 +435,14 @@ func (s *Server) startRaft() error {
 		store.Close()
 		return fmt.Errorf("inspect raft state: %w", err)
 	}
-	r, err := raft.NewRaft(rc, s.fsm, store, store, snaps, trans)
+	// Raft reads each entry back right after writing it (the leader to
+	// send it, a follower to apply it): the newest are served from memory.
+	logs, err := logcache.New(store, raftLogCacheEntries, raftLogCacheBytes)
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("raft log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, s.fsm, logs, store, snaps, trans)
 	if err != nil {
 		store.Close()
 		if rerr := s.fsm.RestoreErr(); rerr != nil { // say why, not only that it failed
