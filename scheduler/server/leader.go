@@ -14,7 +14,6 @@ import (
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 )
 
 // leaderLoop is everything a server does only while it leads: the
@@ -293,7 +292,7 @@ func (l *leaderLoop) sendBatches(sess *session, tasks []*pb.TaskAssignment) {
 }
 
 // assignmentSize is an assignment's encoded size with its field header.
-func assignmentSize(t *pb.TaskAssignment) int { return proto.Size(t) + 8 }
+func assignmentSize(t *pb.TaskAssignment) int { return t.SizeVT() + 8 }
 
 // ackOf is what acknowledges an event: its identity without its payload
 // (result, tails), so an acknowledgement is never larger than needed.
@@ -640,7 +639,7 @@ func (l *leaderLoop) commitEvents() {
 }
 
 // eventsSize is the encoded size of one agent message's events.
-func eventsSize(events []*pb.TaskEvent) int { return proto.Size(&pb.TaskEvents{Events: events}) }
+func eventsSize(events []*pb.TaskEvent) int { return (&pb.TaskEvents{Events: events}).SizeVT() }
 
 // checkLeases marks agents down when they have not heartbeated within the
 // lease; their tasks go back to the queue without using a retry. An agent

@@ -92,7 +92,7 @@ func newSubmitBatcher(propose func(*fsmpb.Command) (*state.Result, error), appli
 // ctx stops the wait, not the commit: jobs already queued may still be
 // submitted.
 func (b *submitBatcher) submit(ctx context.Context, sub *fsmpb.SubmitJobs) ([]*pb.Job, []bool, error) {
-	c := &submitCall{sub: sub, size: proto.Size(sub), done: make(chan submitOutcome, 1)}
+	c := &submitCall{sub: sub, size: sub.SizeVT(), done: make(chan submitOutcome, 1)}
 	select {
 	case b.in <- c:
 	case <-ctx.Done():

@@ -763,7 +763,7 @@ func (s *State) applyPoolPut(c *fsmpb.PoolPut, r *Result) {
 		}
 	}
 	for fn, n := range c.Pool.GetWarm() {
-		if !functionRE().MatchString(fn) || n < 0 || n > 10_000 {
+		if !validFunctionName(fn) || n < 0 || n > 10_000 {
 			r.Err = fmt.Errorf("%w: pool %s: warm %s=%d: want a function name and 0..10000 workers", pool.ErrBadQuota, path, fn, n)
 			return
 		}

@@ -2,6 +2,7 @@ package state
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -213,5 +214,27 @@ func TestValidateJobAncestorMax(t *testing.T) {
 	err := ValidateJob(spec, tree)
 	if !errors.Is(err, ErrInvalidJob) || !strings.Contains(err.Error(), "ask above pool org's max: memory 2Gi > max 1Gi") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// The name checks are loops; the patterns they stand for are the spec.
+func TestNameChecksMatchTheirPatterns(t *testing.T) {
+	taskRE := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
+	functionRE := regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	names := []string{"", "a", "A", "0", "t0", "encode.chunk-1", "x:y", "a_b", ".a", "-a", "_a", ":a", "a b", "a/b",
+		"a\x00", "é", "aé", "A-Z", "Zz9", "a..", "a::", strings.Repeat("a", 63), strings.Repeat("a", 64), strings.Repeat("a", 200)}
+	// Every two-byte string, so that each byte is tried first and after.
+	for a := 0; a < 256; a++ {
+		for _, b := range []byte{'a', 'Z', '5', '.', ':', '_', '-', '/', 0x80, byte(a)} {
+			names = append(names, string([]byte{byte(a), b}), string([]byte{'a', byte(a), b}))
+		}
+	}
+	for _, n := range names {
+		if got, want := validTaskName(n), taskRE.MatchString(n); got != want {
+			t.Errorf("validTaskName(%q) = %v, the pattern says %v", n, got, want)
+		}
+		if got, want := validFunctionName(n), functionRE.MatchString(n); got != want {
+			t.Errorf("validFunctionName(%q) = %v, the pattern says %v", n, got, want)
+		}
 	}
 }

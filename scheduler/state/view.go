@@ -40,10 +40,12 @@ func (s *State) JobView(id string, withTasks bool) *pb.Job {
 }
 
 // jobRecord returns a copy of a job's record with its counts (blocked 0).
+// The copy is a new message that shares what the state never changes in
+// place (strings, the submitter; the state's record holds no tasks): a
+// field-by-field copy (records.go), as a reflective proto.Clone of every
+// submitted job was a tenth of applying a submission.
 func (s *State) jobRecord(j *Job) *pb.Job {
-	out := clone(j.PB)
-	out.Counts = s.countsOf(j).pb()
-	return out
+	return jobRecord(&pb.Job{}, j.PB, s.countsOf(j).pb())
 }
 
 // appliedView is the view of a job that Apply returns to the proposer of a
