@@ -107,12 +107,11 @@ func mustStore(t *testing.T, s *Store, logs []*raft.Log) {
 
 func TestCacheKeepsTheNewestEntriesWithinBothBounds(t *testing.T) {
 	for _, tc := range []struct {
-		name          string
-		n, maxBytes   int
-		count, size   int // entries 1..count, of size bytes of data each
-		batch         int // entries per StoreLogs call
-		wantFrom      uint64
-		wantHeldBytes int
+		name        string
+		n, maxBytes int
+		count, size int    // entries 1..count, of size bytes of data each
+		batch       int    // entries per StoreLogs call
+		wantFrom    uint64 // the oldest entry still cached
 	}{
 		{name: "all fit", n: 16, maxBytes: 1 << 20, count: 10, size: 100, batch: 3, wantFrom: 1},
 		{name: "count bound", n: 4, maxBytes: 1 << 20, count: 10, size: 100, batch: 1, wantFrom: 7},

@@ -43,7 +43,7 @@ func (s *State) JobView(id string, withTasks bool) *pb.Job {
 // The copy is a new message that shares what the state never changes in
 // place (strings, the submitter; the state's record holds no tasks): a
 // field-by-field copy (records.go), as a reflective proto.Clone of every
-// submitted job was a tenth of applying a submission.
+// submitted job was a tenth to a sixth of applying a submission.
 func (s *State) jobRecord(j *Job) *pb.Job {
 	return jobRecord(&pb.Job{}, j.PB, s.countsOf(j).pb())
 }
