@@ -12,9 +12,8 @@
 // number of entries. Banyan's entries are batches: one can carry megabytes
 // of jobs (up to the server's message size, 16 MiB by default), and a
 // count-bounded cache would pin its whole capacity of them long after they
-// were applied. This
-// one also bounds the bytes it holds, and does not keep an entry larger
-// than that bound at all.
+// were applied. This one also bounds the bytes it holds, and does not keep
+// an entry larger than that bound at all.
 package logcache
 
 import (
