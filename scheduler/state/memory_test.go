@@ -45,17 +45,25 @@ func submitJobs(tb testing.TB, s *State, n, batch int, keyed bool) {
 			}
 			specs = append(specs, spec)
 		}
-		data, err := proto.Marshal(&fsmpb.Command{NowUnixMs: 1000, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: specs}}})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		cmd := &fsmpb.Command{}
-		if err := proto.Unmarshal(data, cmd); err != nil {
-			tb.Fatal(err)
-		}
-		if r := s.Apply(cmd); r.Err != nil {
-			tb.Fatal(r.Err)
-		}
+		applyDecoded(tb, s, &fsmpb.Command{NowUnixMs: 1000, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: specs}}})
+	}
+}
+
+// applyDecoded applies c as raft hands it to the FSM: marshalled and
+// decoded first, so that the state holds decoded messages and strings, as
+// on a server, and none of the caller's.
+func applyDecoded(tb testing.TB, s *State, c *fsmpb.Command) {
+	tb.Helper()
+	data, err := proto.Marshal(c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := &fsmpb.Command{}
+	if err := proto.Unmarshal(data, cmd); err != nil {
+		tb.Fatal(err)
+	}
+	if r := s.Apply(cmd); r.Err != nil {
+		tb.Fatal(r.Err)
 	}
 }
 

@@ -6,8 +6,8 @@ import pb "github.com/banyan-sched/banyan/api/banyanv1"
 // from its record (taskspec.go); snapshots and views write the record
 // with it. These copy a record's fields into a scratch message that a
 // writer marshals at once, so writing a million records makes no garbage.
-// TestRecordCopiesEveryField sets every field of the messages, so a field
-// added to them must be copied here.
+// TestRecordCopiesEveryField and TestSpecRecordCopiesEveryField set every
+// field of the messages, so a field added to them must be copied here.
 
 // taskRecord sets dst to src's fields (shared, not copied) with spec as
 // its spec, and returns it.
@@ -17,6 +17,18 @@ func taskRecord(dst, src *pb.Task, spec *pb.TaskSpec) *pb.Task {
 	dst.RetriesUsed, dst.NotBeforeUnixMs, dst.ReplacedBy = src.RetriesUsed, src.NotBeforeUnixMs, src.ReplacedBy
 	dst.QueuedUnixMs, dst.LostAttempts = src.QueuedUnixMs, src.LostAttempts
 	dst.ProtoReflect().SetUnknown(src.ProtoReflect().GetUnknown())
+	return dst
+}
+
+// specRecord sets dst to the spec of a task named name whose command is
+// command and whose other fields are shape's (shared, not copied), and
+// returns it.
+func specRecord(dst, shape *pb.TaskSpec, name string, command []string) *pb.TaskSpec {
+	dst.Name, dst.Command, dst.Env, dst.Resources = name, command, shape.Env, shape.Resources
+	dst.TimeoutMs, dst.Retry, dst.ExclusiveKey, dst.Constraints = shape.TimeoutMs, shape.Retry, shape.ExclusiveKey, shape.Constraints
+	dst.After, dst.Workdir, dst.Fallback, dst.FallbackAfterMs = shape.After, shape.Workdir, shape.Fallback, shape.FallbackAfterMs
+	dst.Function, dst.Args = shape.Function, shape.Args
+	dst.ProtoReflect().SetUnknown(shape.ProtoReflect().GetUnknown())
 	return dst
 }
 

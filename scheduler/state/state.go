@@ -76,8 +76,10 @@ type Task struct {
 	waiting int32
 	// gen is the generation PB was made in (cow.go).
 	gen uint32
-	// spec is the task's spec, or nil when it is compact: then its
-	// command is command (taskspec.go). Neither changes after submission.
+	// spec is the task's shape: its spec less its name and command,
+	// shared with the tasks whose specs differ from it only in those; nil
+	// when the task is compact (taskspec.go). command is the task's
+	// command either way. Neither changes after submission.
 	spec    *pb.TaskSpec
 	command []string
 }
@@ -184,6 +186,9 @@ type State struct {
 	asks map[pool.Resources]*askRec
 	// strs interns strings that specs repeat (intern.go).
 	strs map[string]string
+	// shapes is the last task shape made, for the next task to share
+	// (taskspec.go).
+	shapes shapeCache
 	// firstTaskID is the first task's id of the job addJob adds.
 	firstTaskID string
 	// dependents lists, for the tasks that others name in `after`, the

@@ -1,6 +1,8 @@
 package state
 
 import (
+	"bytes"
+
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/pool"
 )
@@ -8,10 +10,14 @@ import (
 // Compact task specs. Most tasks (a million queued encode chunks) use only
 // a name, a command and a resource ask of their spec. Such a task keeps no
 // pb.TaskSpec (248 bytes): its command is in Task.command, its ask in
-// Task.ask and its name is the task's. Any other spec keeps its message in
-// Task.spec. Task.PB.Spec is always nil in the state; Spec builds the
-// message for views, assignments and snapshots, equal to the one
-// submitted.
+// Task.ask and its name is the task's. Any other task keeps its command in
+// Task.command and the rest of its spec in Task.spec, a shape: the spec
+// with no name and no command. Tasks whose specs differ only in name and
+// command (an array's tasks, which may differ in command through
+// ${INDEX}) share one shape: setSpec compares each new shape with the last
+// one made. Task.PB.Spec is always nil in the state;
+// Spec builds the message for views, assignments and snapshots, equal to
+// the one submitted.
 
 // askRec is an interned resource ask: its vector and its message.
 type askRec struct {
@@ -30,39 +36,69 @@ func compactable(ts *pb.TaskSpec, name string) bool {
 		len(ts.Args) == 0 && len(ts.ProtoReflect().GetUnknown()) == 0
 }
 
-// setSpec gives t its spec (compacted, resources interned): compact when
-// it can be, else kept whole. The spec is not changed afterwards.
+// setSpec gives t its spec (strings and resources interned): compact when
+// it can be, else as a shape, shared when it can be. ts becomes the
+// state's: the shape may be ts itself, with its name and command cleared.
+// The spec is not changed afterwards.
 func (s *State) setSpec(t *Task, ts *pb.TaskSpec) {
 	ts.Resources = s.internResources(ts.Resources)
 	s.compactSpec(ts)
 	t.ask = s.internAsk(ts.Resources)
+	t.command = ts.Command
 	if compactable(ts, t.PB.Name) {
-		t.command = ts.Command
 		return
 	}
-	t.spec = ts
+	ts.Name, ts.Command = "", nil
+	t.spec = s.shapes.share(ts)
 }
 
-// Spec returns the task's spec. A compact spec is built afresh, sharing
-// the state's command and resources: callers must not change it.
+// shapeCache holds the last shape made and its encoding, and a buffer for
+// encoding the next.
+type shapeCache struct {
+	last    *pb.TaskSpec
+	lastEnc []byte
+	buf     []byte
+}
+
+// share returns the last shape when ts encodes the same, else ts, which
+// becomes the last. Encodings compare equal only for equal shapes; equal
+// shapes with an env of several variables may encode apart (map order),
+// and then merely go unshared.
+func (c *shapeCache) share(ts *pb.TaskSpec) *pb.TaskSpec {
+	n := ts.SizeVT()
+	if cap(c.buf) < n {
+		c.buf = make([]byte, n)
+	}
+	enc := c.buf[:n]
+	if _, err := ts.MarshalToSizedBufferVT(enc); err != nil {
+		return ts // not comparable: kept unshared
+	}
+	if c.last != nil && bytes.Equal(enc, c.lastEnc) {
+		return c.last
+	}
+	c.last = ts
+	c.buf, c.lastEnc = c.lastEnc, enc
+	return ts
+}
+
+// Spec returns the task's spec, built afresh: it shares the state's
+// command, resources and shape fields, so callers must not change what it
+// points to.
 func (t *Task) Spec() *pb.TaskSpec {
-	if t.spec != nil {
-		return t.spec
-	}
-	return t.compactSpec(t.PB.Name)
+	return t.fillSpec(&pb.TaskSpec{}, t.PB.Name)
 }
 
-// compactSpec builds a compact task's spec; name is the task's.
-func (t *Task) compactSpec(name string) *pb.TaskSpec {
-	return &pb.TaskSpec{Name: name, Command: t.command, Resources: t.ask.msg}
-}
-
-// fillSpec sets dst to t's spec, reusing dst for a compact one (for
-// writers that marshal it at once); name is the task's.
+// fillSpec sets every field of dst to t's spec (for writers that marshal
+// it at once, reusing dst) and returns dst; name is the task's.
 func (t *Task) fillSpec(dst *pb.TaskSpec, name string) *pb.TaskSpec {
-	if t.spec != nil {
-		return t.spec
+	if t.spec == nil {
+		specRecord(dst, compactShape, name, t.command)
+		dst.Resources = t.ask.msg
+		return dst
 	}
-	dst.Name, dst.Command, dst.Resources = name, t.command, t.ask.msg
-	return dst
+	return specRecord(dst, t.spec, name, t.command)
 }
+
+// compactShape is the shape of every compact task: nothing but the
+// resources, which fillSpec adds. Never changed.
+var compactShape = &pb.TaskSpec{}

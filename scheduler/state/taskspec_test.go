@@ -1,11 +1,16 @@
 package state
 
 import (
+	"bytes"
 	"hash/maphash"
 	"math"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -205,5 +210,153 @@ func TestIdemIndexCollisions(t *testing.T) {
 	x.del("a", b) // not a's job: nothing changes
 	if _, ok := x.get("a"); !ok {
 		t.Fatal("a removed by del with another job")
+	}
+}
+
+// Every field of a spec kept as a shape comes back in the task's spec, and
+// a writer's scratch spec keeps nothing of the task written before.
+func TestSpecRecordCopiesEveryField(t *testing.T) {
+	full := &pb.TaskSpec{}
+	m := full.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		m.Set(fields.Get(i), someValue(m, fields.Get(i)))
+	}
+	m.SetUnknown(protoreflect.RawFields{0xf8, 0x7f, 0x01})
+	s := New(DefaultDefaults)
+	task := &Task{PB: &pb.Task{Name: full.Name}}
+	s.setSpec(task, proto.Clone(full).(*pb.TaskSpec))
+	if task.spec == nil {
+		t.Fatal("a spec with every field set was kept compact")
+	}
+	if got := task.Spec(); !proto.Equal(got, full) {
+		t.Fatalf("spec\n%v\nwant\n%v", got, full)
+	}
+	compact := &Task{PB: &pb.Task{Name: "c"}}
+	want := &pb.TaskSpec{Name: "c", Command: []string{"true"}, Resources: &pb.Resources{CpuMillis: 1}}
+	s.setSpec(compact, proto.Clone(want).(*pb.TaskSpec))
+	if compact.spec != nil {
+		t.Fatal("a compactable spec kept a shape")
+	}
+	var scratch pb.TaskSpec
+	if got := task.fillSpec(&scratch, full.Name); !proto.Equal(got, full) {
+		t.Fatalf("written spec\n%v\nwant\n%v", got, full)
+	}
+	if got := compact.fillSpec(&scratch, "c"); !proto.Equal(got, want) {
+		t.Fatalf("compact spec written after a full one\n%v\nwant\n%v", got, want)
+	}
+}
+
+// Tasks whose specs differ only in name and command share one shape; a
+// spec that differs in any other field gets a shape of its own. Each
+// task's spec comes back as submitted either way.
+func TestShapesShared(t *testing.T) {
+	spec := func(name, arg string) *pb.TaskSpec {
+		return &pb.TaskSpec{Name: name, Command: []string{"enc", "--chunk", arg}, Resources: &pb.Resources{CpuMillis: 2000},
+			TimeoutMs: 60_000, Retry: &pb.RetryPolicy{MaxAttempts: 3}, Env: map[string]string{"PRESET": "slow"},
+			Constraints: []*pb.Constraint{{Label: "gpu", Op: "=", Value: "a100"}}}
+	}
+	s := New(DefaultDefaults)
+	add := func(ts *pb.TaskSpec) *Task {
+		t.Helper()
+		want := proto.Clone(ts).(*pb.TaskSpec)
+		task := &Task{PB: &pb.Task{Name: ts.Name}}
+		s.setSpec(task, ts)
+		if got := task.Spec(); !proto.Equal(got, want) {
+			t.Fatalf("spec of %s\n%v\nwant\n%v", want.Name, got, want)
+		}
+		return task
+	}
+	first := add(spec("a", "0"))
+	if second := add(spec("b", "1")); second.spec != first.spec {
+		t.Fatal("two specs that differ only in name and command do not share a shape")
+	}
+	fields := first.spec.ProtoReflect().Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		if fd.Name() == "name" || fd.Name() == "command" {
+			continue
+		}
+		prev := add(spec("p", "2"))
+		ts := spec("q", "3")
+		m := ts.ProtoReflect()
+		m.Set(fd, someValue(m, fd))
+		if add(ts).spec == prev.spec {
+			t.Errorf("a spec with another %s shares the shape of one without", fd.Name())
+		}
+	}
+	prev := add(spec("p", "4"))
+	ts := spec("q", "5")
+	ts.ProtoReflect().SetUnknown(protoreflect.RawFields{0xf8, 0x7f, 0x01})
+	if add(ts).spec == prev.spec {
+		t.Error("a spec with unknown fields shares the shape of one without")
+	}
+}
+
+// The tasks of an array that is not compact (a constraint, a timeout)
+// share one shape in the state, in views and after a snapshot's restore,
+// and cost a spec's bytes less each than tasks that do not.
+func TestArrayTasksShareOneShape(t *testing.T) {
+	const n = 20_000
+	array := func(timeout func(i int) int64) *pb.JobSpec {
+		job := &pb.JobSpec{Name: "array"}
+		for i := 0; i < n; i++ {
+			idx := strconv.Itoa(i)
+			job.Tasks = append(job.Tasks, &pb.TaskSpec{Name: "frame-" + idx, Command: []string{"render", "--frame", idx},
+				Resources: &pb.Resources{CpuMillis: 1000}, TimeoutMs: timeout(i),
+				Constraints: []*pb.Constraint{{Label: "renderer", Op: "exists"}}})
+		}
+		return job
+	}
+	// submit applies the array as a server does, from a decoded entry.
+	submit := func(s *State, timeout func(i int) int64) {
+		applyDecoded(t, s, &fsmpb.Command{NowUnixMs: 1000, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{array(timeout)}}}})
+	}
+	sameTimeout := func(int) int64 { return 60_000 }
+	shapes := func(s *State) int {
+		seen := map[*pb.TaskSpec]bool{}
+		for _, task := range allTasks(s) {
+			seen[task.spec] = true
+		}
+		return len(seen)
+	}
+	base := heapAfterGC()
+	shared := New(DefaultDefaults)
+	submit(shared, sameTimeout)
+	sharedBytes := float64(int64(heapAfterGC())-int64(base)) / n
+	if got := shapes(shared); got != 1 {
+		t.Fatalf("%d shapes for %d tasks that differ only in name and command, want 1", got, n)
+	}
+	view, want := shared.JobView("job-1", true), array(sameTimeout).Tasks
+	for i, task := range view.Tasks {
+		if !proto.Equal(task.Spec, want[i]) {
+			t.Fatalf("task %d's spec\n%v\nwant\n%v", i, task.Spec, want[i])
+		}
+	}
+	var buf bytes.Buffer
+	if err := shared.WriteSnapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	restored, err := ReadSnapshot(&buf, shared.Defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := compareStates(shared, restored, 1<<40); len(diff) > 0 {
+		t.Fatalf("snapshot round trip differs:\n%s", strings.Join(diff[:min(len(diff), 5)], "\n"))
+	}
+	if got := shapes(restored); got != 1 {
+		t.Fatalf("%d shapes after a snapshot's restore, want 1", got)
+	}
+	runtime.KeepAlive(shared)
+
+	base = heapAfterGC()
+	apart := New(DefaultDefaults)
+	submit(apart, func(i int) int64 { return 60_000 + int64(i) }) // a timeout each: no two shapes alike
+	apartBytes := float64(int64(heapAfterGC())-int64(base)) / n
+	runtime.KeepAlive(apart)
+	t.Logf("%.0f B per task sharing a shape, %.0f B per task each with its own", sharedBytes, apartBytes)
+	if apartBytes-sharedBytes < 200 {
+		t.Errorf("a shared shape saves %.0f B per task (%.0f against %.0f), want at least 200 (a TaskSpec is 248)",
+			apartBytes-sharedBytes, sharedBytes, apartBytes)
 	}
 }
