@@ -290,6 +290,60 @@ func TestBadJobFiles(t *testing.T) {
 	}
 }
 
+// TestSubmitFileLargerThanAMessage: a file whose jobs together are larger
+// than a server's gRPC message (16 MiB) is submitted in several calls,
+// every job once and whole; a job larger than a server takes is refused
+// by the CLI before anything is sent, in one line naming it and the limit.
+func TestSubmitFileLargerThanAMessage(t *testing.T) {
+	d := startDev(t, freeAddr(t), t.TempDir(), 1)
+	dir := t.TempDir()
+	// Four jobs of 70,000 tasks, about 5 MiB each as sent: 20 MiB in all.
+	// The constraint keeps them queued: no agent has the label.
+	var b strings.Builder
+	b.WriteString("jobs:\n")
+	for _, name := range []string{"a", "b", "c", "d"} {
+		fmt.Fprintf(&b, "  - name: %s\n    tasks:\n      - name: frame\n        count: 70000\n"+
+			"        command: [/bin/true, --frame, \"${INDEX}\", --preset, slow-and-steady]\n"+
+			"        constraints: [renderer=none]\n", name)
+	}
+	file := filepath.Join(dir, "large.yaml")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := d.run("job", "submit", file)
+	if err != nil {
+		t.Fatalf("submit: %v: %s", err, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("submit printed %d jobs, want 4:\n%s", len(lines), out)
+	}
+	for i, name := range []string{"a", "b", "c", "d"} {
+		if want := fmt.Sprintf("job-%d\t%s\t70000 tasks", i+1, name); lines[i] != want {
+			t.Errorf("line %d %q, want %q", i+1, lines[i], want)
+		}
+	}
+
+	huge := filepath.Join(dir, "huge.yaml")
+	if err := os.WriteFile(huge, []byte("name: huge\ntasks:\n  - name: frame\n    count: 200000\n"+
+		"    command: [/bin/true, --frame, \"${INDEX}\", --preset, slow-and-steady]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err = d.run("job", "submit", huge)
+	msg := strings.TrimRight(stderr, "\n")
+	if err == nil || strings.Contains(msg, "\n") || !strings.Contains(msg, "job huge: 200000 tasks make a job spec of") ||
+		!strings.Contains(msg, "more than the limit of 8MiB per job") {
+		t.Fatalf("a job over the limit: error %v, stderr %q; want one line naming the job and the 8MiB limit", err, stderr)
+	}
+	out, stderr, err = d.run("job", "list")
+	if err != nil {
+		t.Fatalf("job list: %v: %s", err, stderr)
+	}
+	if n := strings.Count(out, "job-"); n != 4 {
+		t.Fatalf("%d jobs after the refused one, want the 4 before it:\n%s", n, out)
+	}
+}
+
 // TestFunctionCalls runs 300 calls of the built-in echo function through
 // sched dev's agents: they are micro-batched through worker processes, and
 // each call's output is recorded, and kept for `sched job logs`.

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/cmd/sched/jobfile"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -42,29 +44,34 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 					s.IdempotencyKey = randomKey()
 				}
 			}
+			batches, err := submitBatches(specs, submitBatchBytes)
+			if err != nil {
+				return err
+			}
 			c, ctx, done, err := connect(cmd, g)
 			if err != nil {
 				return err
 			}
 			defer done()
 			phases.markNow("dial")
-			resp, err := c.jobs.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: specs})
-			if err != nil {
-				return fmt.Errorf("submit: %w", err)
+			resp := &pb.SubmitJobsResponse{}
+			for _, batch := range batches {
+				r, err := c.jobs.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: batch})
+				if err != nil {
+					if len(resp.Jobs) == 0 {
+						return fmt.Errorf("submit: %w", err)
+					}
+					// The jobs of the calls before stay submitted: say which.
+					if perr := printSubmitted(g, resp); perr != nil {
+						return perr
+					}
+					return fmt.Errorf("submit: %d of %d jobs submitted (listed above), then: %w", len(resp.Jobs), len(specs), err)
+				}
+				resp.Jobs, resp.Existing = append(resp.Jobs, r.Jobs...), append(resp.Existing, r.Existing...)
 			}
 			phases.markNow("rpc")
-			if g.output == "json" {
-				if err := printJSON(os.Stdout, resp); err != nil {
-					return err
-				}
-			} else {
-				for i, j := range resp.Jobs {
-					note := ""
-					if resp.Existing[i] {
-						note = " (existing job with the same idempotency key)"
-					}
-					fmt.Printf("%s\t%s\t%d tasks%s\n", j.Id, j.Name, j.Counts.GetTotal(), note)
-				}
+			if err := printSubmitted(g, resp); err != nil {
+				return err
 			}
 			phases.markNow("print")
 			if watch && len(resp.Jobs) == 1 {
@@ -75,6 +82,57 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "watch the job until it ends (single job)")
 	return cmd
+}
+
+// printSubmitted prints the jobs a submit made, or found already made.
+func printSubmitted(g *globals, resp *pb.SubmitJobsResponse) error {
+	if g.output == "json" {
+		return printJSON(os.Stdout, resp)
+	}
+	for i, j := range resp.Jobs {
+		note := ""
+		if resp.Existing[i] {
+			note = " (existing job with the same idempotency key)"
+		}
+		fmt.Printf("%s\t%s\t%d tasks%s\n", j.Id, j.Name, j.Counts.GetTotal(), note)
+	}
+	return nil
+}
+
+// submitBatchBytes bounds the jobs of one SubmitJobs call, encoded: half
+// the smallest message a server can be configured to take
+// (limits.MinMessageSize), so that a file of more jobs than one message
+// holds goes in as several calls.
+const submitBatchBytes = limits.MinMessageSize / 2
+
+// submitBatches splits specs, in order, into runs of whole jobs of at most
+// budget bytes encoded each (a job alone may fill a run). A job larger
+// than a server takes (limits.JobSpecBytes, which it checks after filling
+// in names and default asks, so never less than here) is refused here,
+// naming it, before anything is sent.
+func submitBatches(specs []*pb.JobSpec, budget int) ([][]*pb.JobSpec, error) {
+	var out [][]*pb.JobSpec
+	var run []*pb.JobSpec
+	size := 0
+	for i, spec := range specs {
+		n := spec.SizeVT()
+		if n > limits.JobSpecBytes {
+			name := spec.Name
+			if name == "" {
+				name = "#" + strconv.Itoa(i+1)
+			}
+			return nil, fmt.Errorf("job %s: %d tasks make a job spec of %s, more than the limit of %s per job; split it into several jobs",
+				name, len(spec.Tasks), limits.FormatBytes(int64(n)), limits.FormatBytes(limits.JobSpecBytes))
+		}
+		if len(run) > 0 && size+n > budget {
+			out, run, size = append(out, run), nil, 0
+		}
+		run, size = append(run, spec), size+n
+	}
+	if len(run) > 0 {
+		out = append(out, run)
+	}
+	return out, nil
 }
 
 func readJobs(path string) ([]*pb.JobSpec, error) {

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 )
 
 // titleJob is a finished title whose NVENC chunk fell back to CPU after a
@@ -66,5 +69,55 @@ func TestJobProgressCountsReplaced(t *testing.T) {
 	line := progressLine("title", j, j.Tasks)
 	if !strings.Contains(line, "3/3") || !strings.Contains(line, "["+strings.Repeat("#", 30)+"]") {
 		t.Fatalf("progress line %q: want a full bar at 3/3", line)
+	}
+}
+
+// submitBatches keeps jobs whole and in order, each run within the budget
+// unless one job alone fills it, and refuses a job larger than a server
+// takes, naming it.
+func TestSubmitBatches(t *testing.T) {
+	job := func(name string, tasks int) *pb.JobSpec {
+		spec := &pb.JobSpec{Name: name}
+		for i := 0; i < tasks; i++ {
+			spec.Tasks = append(spec.Tasks, &pb.TaskSpec{Name: "t-" + strconv.Itoa(i), Command: []string{"true"}})
+		}
+		return spec
+	}
+	specs := []*pb.JobSpec{job("a", 10), job("b", 10), job("c", 40), job("d", 1), job("e", 10)}
+	one := specs[0].SizeVT()
+	runs, err := submitBatches(specs, 2*one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [][]string
+	for _, run := range runs {
+		var names []string
+		size := 0
+		for _, s := range run {
+			names, size = append(names, s.Name), size+s.SizeVT()
+		}
+		if size > 2*one && len(run) > 1 {
+			t.Errorf("run %v is %d bytes, over the budget of %d", names, size, 2*one)
+		}
+		got = append(got, names)
+	}
+	want := [][]string{{"a", "b"}, {"c"}, {"d", "e"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("runs %v, want %v", got, want)
+	}
+	if runs, err := submitBatches(specs, submitBatchBytes); err != nil || len(runs) != 1 {
+		t.Errorf("small jobs in %d runs (%v), want one call", len(runs), err)
+	}
+
+	big := job("huge", 1)
+	big.Tasks[0].Command = []string{strings.Repeat("x", limits.JobSpecBytes)}
+	_, err = submitBatches([]*pb.JobSpec{specs[0], big}, submitBatchBytes)
+	if err == nil || !strings.Contains(err.Error(), "job huge: 1 tasks make a job spec of") ||
+		!strings.Contains(err.Error(), "more than the limit of 8MiB per job") {
+		t.Errorf("error %v, want one naming job huge and the 8MiB limit", err)
+	}
+	big.Name = ""
+	if _, err := submitBatches([]*pb.JobSpec{specs[0], big}, submitBatchBytes); err == nil || !strings.Contains(err.Error(), "job #2:") {
+		t.Errorf("error %v, want one naming the unnamed job by its place (#2)", err)
 	}
 }
