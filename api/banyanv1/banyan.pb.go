@@ -1758,6 +1758,133 @@ func (x *WatchJobRequest) GetId() string {
 	return ""
 }
 
+type ListTasksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// offset is the index of the first task to return.
+	Offset int32 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// limit is the most tasks to return: 0, or more than the server's page
+	// (10,000), means its page. A page also ends before it would pass half
+	// the server's message size, after at least one task.
+	Limit         int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksRequest) Reset() {
+	*x = ListTasksRequest{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksRequest) ProtoMessage() {}
+
+func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
+func (*ListTasksRequest) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListTasksRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ListTasksRequest) GetOffset() int32 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ListTasksRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListTasksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// tasks are the job's tasks from offset on.
+	Tasks []*Task `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	// total is the job's task count when the page was read.
+	Total int32 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	// pool is the job's pool.
+	Pool          string `protobuf:"bytes,3,opt,name=pool,proto3" json:"pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksResponse) Reset() {
+	*x = ListTasksResponse{}
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksResponse) ProtoMessage() {}
+
+func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
+func (*ListTasksResponse) Descriptor() ([]byte, []int) {
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListTasksResponse) GetTasks() []*Task {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *ListTasksResponse) GetTotal() int32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *ListTasksResponse) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
 // Pool is one node of the pool tree.
 type Pool struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -1778,7 +1905,7 @@ type Pool struct {
 
 func (x *Pool) Reset() {
 	*x = Pool{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[18]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1790,7 +1917,7 @@ func (x *Pool) String() string {
 func (*Pool) ProtoMessage() {}
 
 func (x *Pool) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[18]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1803,7 +1930,7 @@ func (x *Pool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pool.ProtoReflect.Descriptor instead.
 func (*Pool) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{18}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Pool) GetPath() string {
@@ -1871,7 +1998,7 @@ type PoolRequest struct {
 
 func (x *PoolRequest) Reset() {
 	*x = PoolRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[19]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +2010,7 @@ func (x *PoolRequest) String() string {
 func (*PoolRequest) ProtoMessage() {}
 
 func (x *PoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[19]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +2023,7 @@ func (x *PoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolRequest.ProtoReflect.Descriptor instead.
 func (*PoolRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{19}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PoolRequest) GetPool() *Pool {
@@ -1915,7 +2042,7 @@ type DeletePoolRequest struct {
 
 func (x *DeletePoolRequest) Reset() {
 	*x = DeletePoolRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[20]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1927,7 +2054,7 @@ func (x *DeletePoolRequest) String() string {
 func (*DeletePoolRequest) ProtoMessage() {}
 
 func (x *DeletePoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[20]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1940,7 +2067,7 @@ func (x *DeletePoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePoolRequest.ProtoReflect.Descriptor instead.
 func (*DeletePoolRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{20}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeletePoolRequest) GetPath() string {
@@ -1958,7 +2085,7 @@ type ListPoolsRequest struct {
 
 func (x *ListPoolsRequest) Reset() {
 	*x = ListPoolsRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[21]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1970,7 +2097,7 @@ func (x *ListPoolsRequest) String() string {
 func (*ListPoolsRequest) ProtoMessage() {}
 
 func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[21]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1983,7 +2110,7 @@ func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsRequest.ProtoReflect.Descriptor instead.
 func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{21}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{23}
 }
 
 type ListPoolsResponse struct {
@@ -1999,7 +2126,7 @@ type ListPoolsResponse struct {
 
 func (x *ListPoolsResponse) Reset() {
 	*x = ListPoolsResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[22]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2138,7 @@ func (x *ListPoolsResponse) String() string {
 func (*ListPoolsResponse) ProtoMessage() {}
 
 func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[22]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2151,7 @@ func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsResponse.ProtoReflect.Descriptor instead.
 func (*ListPoolsResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{22}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListPoolsResponse) GetPools() []*Pool {
@@ -2062,7 +2189,7 @@ type Cost struct {
 
 func (x *Cost) Reset() {
 	*x = Cost{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[23]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2074,7 +2201,7 @@ func (x *Cost) String() string {
 func (*Cost) ProtoMessage() {}
 
 func (x *Cost) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[23]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2087,7 +2214,7 @@ func (x *Cost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cost.ProtoReflect.Descriptor instead.
 func (*Cost) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{23}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Cost) GetCpuSeconds() float64 {
@@ -2135,7 +2262,7 @@ type PoolUsageRequest struct {
 
 func (x *PoolUsageRequest) Reset() {
 	*x = PoolUsageRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[24]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2147,7 +2274,7 @@ func (x *PoolUsageRequest) String() string {
 func (*PoolUsageRequest) ProtoMessage() {}
 
 func (x *PoolUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[24]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2160,7 +2287,7 @@ func (x *PoolUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolUsageRequest.ProtoReflect.Descriptor instead.
 func (*PoolUsageRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{24}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PoolUsageRequest) GetPath() string {
@@ -2188,7 +2315,7 @@ type PoolUsage struct {
 
 func (x *PoolUsage) Reset() {
 	*x = PoolUsage{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[25]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2200,7 +2327,7 @@ func (x *PoolUsage) String() string {
 func (*PoolUsage) ProtoMessage() {}
 
 func (x *PoolUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[25]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2213,7 +2340,7 @@ func (x *PoolUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolUsage.ProtoReflect.Descriptor instead.
 func (*PoolUsage) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{25}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PoolUsage) GetPath() string {
@@ -2239,7 +2366,7 @@ type PoolUsageResponse struct {
 
 func (x *PoolUsageResponse) Reset() {
 	*x = PoolUsageResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[26]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2251,7 +2378,7 @@ func (x *PoolUsageResponse) String() string {
 func (*PoolUsageResponse) ProtoMessage() {}
 
 func (x *PoolUsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[26]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2264,7 +2391,7 @@ func (x *PoolUsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolUsageResponse.ProtoReflect.Descriptor instead.
 func (*PoolUsageResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{26}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PoolUsageResponse) GetPools() []*PoolUsage {
@@ -2291,7 +2418,7 @@ type MIGInstance struct {
 
 func (x *MIGInstance) Reset() {
 	*x = MIGInstance{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2303,7 +2430,7 @@ func (x *MIGInstance) String() string {
 func (*MIGInstance) ProtoMessage() {}
 
 func (x *MIGInstance) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[27]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2316,7 +2443,7 @@ func (x *MIGInstance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MIGInstance.ProtoReflect.Descriptor instead.
 func (*MIGInstance) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{27}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MIGInstance) GetUuid() string {
@@ -2387,7 +2514,7 @@ type GPU struct {
 
 func (x *GPU) Reset() {
 	*x = GPU{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2399,7 +2526,7 @@ func (x *GPU) String() string {
 func (*GPU) ProtoMessage() {}
 
 func (x *GPU) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[28]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2412,7 +2539,7 @@ func (x *GPU) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPU.ProtoReflect.Descriptor instead.
 func (*GPU) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{28}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GPU) GetIndex() int32 {
@@ -2518,7 +2645,7 @@ type GPUGrant struct {
 
 func (x *GPUGrant) Reset() {
 	*x = GPUGrant{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2530,7 +2657,7 @@ func (x *GPUGrant) String() string {
 func (*GPUGrant) ProtoMessage() {}
 
 func (x *GPUGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[29]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2543,7 +2670,7 @@ func (x *GPUGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPUGrant.ProtoReflect.Descriptor instead.
 func (*GPUGrant) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{29}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GPUGrant) GetIndex() int32 {
@@ -2576,7 +2703,7 @@ type GPUUse struct {
 
 func (x *GPUUse) Reset() {
 	*x = GPUUse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +2715,7 @@ func (x *GPUUse) String() string {
 func (*GPUUse) ProtoMessage() {}
 
 func (x *GPUUse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[30]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +2728,7 @@ func (x *GPUUse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPUUse.ProtoReflect.Descriptor instead.
 func (*GPUUse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{30}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GPUUse) GetIndex() int32 {
@@ -2666,7 +2793,7 @@ type Fingerprint struct {
 
 func (x *Fingerprint) Reset() {
 	*x = Fingerprint{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2678,7 +2805,7 @@ func (x *Fingerprint) String() string {
 func (*Fingerprint) ProtoMessage() {}
 
 func (x *Fingerprint) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[31]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2691,7 +2818,7 @@ func (x *Fingerprint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fingerprint.ProtoReflect.Descriptor instead.
 func (*Fingerprint) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{31}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Fingerprint) GetHostname() string {
@@ -2776,7 +2903,7 @@ type Agent struct {
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2788,7 +2915,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[32]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2801,7 +2928,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{32}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Agent) GetId() string {
@@ -2902,7 +3029,7 @@ type AgentDrain struct {
 
 func (x *AgentDrain) Reset() {
 	*x = AgentDrain{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2914,7 +3041,7 @@ func (x *AgentDrain) String() string {
 func (*AgentDrain) ProtoMessage() {}
 
 func (x *AgentDrain) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[33]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2927,7 +3054,7 @@ func (x *AgentDrain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentDrain.ProtoReflect.Descriptor instead.
 func (*AgentDrain) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{33}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AgentDrain) GetStartedUnixMs() int64 {
@@ -2980,7 +3107,7 @@ type DrainAgentRequest struct {
 
 func (x *DrainAgentRequest) Reset() {
 	*x = DrainAgentRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2992,7 +3119,7 @@ func (x *DrainAgentRequest) String() string {
 func (*DrainAgentRequest) ProtoMessage() {}
 
 func (x *DrainAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[34]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3005,7 +3132,7 @@ func (x *DrainAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainAgentRequest.ProtoReflect.Descriptor instead.
 func (*DrainAgentRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{34}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DrainAgentRequest) GetId() string {
@@ -3047,7 +3174,7 @@ type EligibilityRequest struct {
 
 func (x *EligibilityRequest) Reset() {
 	*x = EligibilityRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3059,7 +3186,7 @@ func (x *EligibilityRequest) String() string {
 func (*EligibilityRequest) ProtoMessage() {}
 
 func (x *EligibilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[35]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3072,7 +3199,7 @@ func (x *EligibilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EligibilityRequest.ProtoReflect.Descriptor instead.
 func (*EligibilityRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{35}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *EligibilityRequest) GetId() string {
@@ -3111,7 +3238,7 @@ type TaskAssignment struct {
 
 func (x *TaskAssignment) Reset() {
 	*x = TaskAssignment{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3123,7 +3250,7 @@ func (x *TaskAssignment) String() string {
 func (*TaskAssignment) ProtoMessage() {}
 
 func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[36]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3136,7 +3263,7 @@ func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskAssignment.ProtoReflect.Descriptor instead.
 func (*TaskAssignment) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{36}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TaskAssignment) GetTaskId() string {
@@ -3220,7 +3347,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3232,7 +3359,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[37]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3245,7 +3372,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{37}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *TaskEvent) GetTaskId() string {
@@ -3331,7 +3458,7 @@ type AgentHello struct {
 
 func (x *AgentHello) Reset() {
 	*x = AgentHello{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3343,7 +3470,7 @@ func (x *AgentHello) String() string {
 func (*AgentHello) ProtoMessage() {}
 
 func (x *AgentHello) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[38]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3356,7 +3483,7 @@ func (x *AgentHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentHello.ProtoReflect.Descriptor instead.
 func (*AgentHello) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{38}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AgentHello) GetAgentId() string {
@@ -3398,7 +3525,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3410,7 +3537,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[39]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3423,7 +3550,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{39}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -3539,7 +3666,7 @@ type DrainSelf struct {
 
 func (x *DrainSelf) Reset() {
 	*x = DrainSelf{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3551,7 +3678,7 @@ func (x *DrainSelf) String() string {
 func (*DrainSelf) ProtoMessage() {}
 
 func (x *DrainSelf) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[40]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3564,7 +3691,7 @@ func (x *DrainSelf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainSelf.ProtoReflect.Descriptor instead.
 func (*DrainSelf) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{40}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DrainSelf) GetGraceMs() int64 {
@@ -3586,7 +3713,7 @@ type DeviceUpdate struct {
 
 func (x *DeviceUpdate) Reset() {
 	*x = DeviceUpdate{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3598,7 +3725,7 @@ func (x *DeviceUpdate) String() string {
 func (*DeviceUpdate) ProtoMessage() {}
 
 func (x *DeviceUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[41]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3611,7 +3738,7 @@ func (x *DeviceUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceUpdate.ProtoReflect.Descriptor instead.
 func (*DeviceUpdate) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{41}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DeviceUpdate) GetGpus() []*GPU {
@@ -3637,7 +3764,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3649,7 +3776,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[42]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3662,7 +3789,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{42}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Heartbeat) GetUnixMs() int64 {
@@ -3681,7 +3808,7 @@ type TaskEvents struct {
 
 func (x *TaskEvents) Reset() {
 	*x = TaskEvents{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3693,7 +3820,7 @@ func (x *TaskEvents) String() string {
 func (*TaskEvents) ProtoMessage() {}
 
 func (x *TaskEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[43]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3706,7 +3833,7 @@ func (x *TaskEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvents.ProtoReflect.Descriptor instead.
 func (*TaskEvents) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{43}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *TaskEvents) GetEvents() []*TaskEvent {
@@ -3735,7 +3862,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3747,7 +3874,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[44]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3760,7 +3887,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{44}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -3890,7 +4017,7 @@ type WarmTargets struct {
 
 func (x *WarmTargets) Reset() {
 	*x = WarmTargets{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3902,7 +4029,7 @@ func (x *WarmTargets) String() string {
 func (*WarmTargets) ProtoMessage() {}
 
 func (x *WarmTargets) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[45]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3915,7 +4042,7 @@ func (x *WarmTargets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WarmTargets.ProtoReflect.Descriptor instead.
 func (*WarmTargets) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{45}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *WarmTargets) GetWorkers() map[string]int32 {
@@ -3939,7 +4066,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3951,7 +4078,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[46]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3964,7 +4091,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{46}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Welcome) GetLeaseMs() int64 {
@@ -3991,7 +4118,7 @@ type TaskBatch struct {
 
 func (x *TaskBatch) Reset() {
 	*x = TaskBatch{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4003,7 +4130,7 @@ func (x *TaskBatch) String() string {
 func (*TaskBatch) ProtoMessage() {}
 
 func (x *TaskBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[47]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4016,7 +4143,7 @@ func (x *TaskBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskBatch.ProtoReflect.Descriptor instead.
 func (*TaskBatch) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{47}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TaskBatch) GetTasks() []*TaskAssignment {
@@ -4037,7 +4164,7 @@ type CancelTasks struct {
 
 func (x *CancelTasks) Reset() {
 	*x = CancelTasks{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4049,7 +4176,7 @@ func (x *CancelTasks) String() string {
 func (*CancelTasks) ProtoMessage() {}
 
 func (x *CancelTasks) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[48]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4062,7 +4189,7 @@ func (x *CancelTasks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasks.ProtoReflect.Descriptor instead.
 func (*CancelTasks) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{48}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CancelTasks) GetTasks() []*TaskAssignment {
@@ -4096,7 +4223,7 @@ type AckEvents struct {
 
 func (x *AckEvents) Reset() {
 	*x = AckEvents{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4108,7 +4235,7 @@ func (x *AckEvents) String() string {
 func (*AckEvents) ProtoMessage() {}
 
 func (x *AckEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[49]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4121,7 +4248,7 @@ func (x *AckEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckEvents.ProtoReflect.Descriptor instead.
 func (*AckEvents) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{49}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AckEvents) GetEvents() []*TaskEvent {
@@ -4140,7 +4267,7 @@ type HeartbeatAck struct {
 
 func (x *HeartbeatAck) Reset() {
 	*x = HeartbeatAck{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[50]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4152,7 +4279,7 @@ func (x *HeartbeatAck) String() string {
 func (*HeartbeatAck) ProtoMessage() {}
 
 func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[50]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4165,7 +4292,7 @@ func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatAck.ProtoReflect.Descriptor instead.
 func (*HeartbeatAck) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{50}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *HeartbeatAck) GetUnixMs() int64 {
@@ -4183,7 +4310,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[51]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4195,7 +4322,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[51]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4208,7 +4335,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{51}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{53}
 }
 
 type ListAgentsResponse struct {
@@ -4220,7 +4347,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[52]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4232,7 +4359,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[52]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4245,7 +4372,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{52}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -4273,7 +4400,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[53]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4285,7 +4412,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[53]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4298,7 +4425,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{53}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Member) GetId() string {
@@ -4351,7 +4478,7 @@ type VersionRequest struct {
 
 func (x *VersionRequest) Reset() {
 	*x = VersionRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[54]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4363,7 +4490,7 @@ func (x *VersionRequest) String() string {
 func (*VersionRequest) ProtoMessage() {}
 
 func (x *VersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[54]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4376,7 +4503,7 @@ func (x *VersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionRequest.ProtoReflect.Descriptor instead.
 func (*VersionRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{54}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{56}
 }
 
 type VersionResponse struct {
@@ -4389,7 +4516,7 @@ type VersionResponse struct {
 
 func (x *VersionResponse) Reset() {
 	*x = VersionResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[55]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4401,7 +4528,7 @@ func (x *VersionResponse) String() string {
 func (*VersionResponse) ProtoMessage() {}
 
 func (x *VersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[55]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4414,7 +4541,7 @@ func (x *VersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionResponse.ProtoReflect.Descriptor instead.
 func (*VersionResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{55}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *VersionResponse) GetVersion() string {
@@ -4439,7 +4566,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[56]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4451,7 +4578,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[56]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4464,7 +4591,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{56}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{58}
 }
 
 type MembersResponse struct {
@@ -4479,7 +4606,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[57]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4491,7 +4618,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[57]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4504,7 +4631,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{57}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -4545,7 +4672,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[58]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4557,7 +4684,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[58]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4570,7 +4697,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{58}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *JoinRequest) GetId() string {
@@ -4595,7 +4722,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[59]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4607,7 +4734,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[59]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4620,7 +4747,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{59}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{61}
 }
 
 type RemoveRequest struct {
@@ -4632,7 +4759,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[60]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4644,7 +4771,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[60]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4657,7 +4784,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{60}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RemoveRequest) GetId() string {
@@ -4675,7 +4802,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[61]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4687,7 +4814,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[61]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4700,7 +4827,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{61}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{63}
 }
 
 // ACLPoolRule grants a capability on the pools a pattern names: an exact
@@ -4717,7 +4844,7 @@ type ACLPoolRule struct {
 
 func (x *ACLPoolRule) Reset() {
 	*x = ACLPoolRule{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[62]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4729,7 +4856,7 @@ func (x *ACLPoolRule) String() string {
 func (*ACLPoolRule) ProtoMessage() {}
 
 func (x *ACLPoolRule) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[62]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4742,7 +4869,7 @@ func (x *ACLPoolRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLPoolRule.ProtoReflect.Descriptor instead.
 func (*ACLPoolRule) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{62}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ACLPoolRule) GetPattern() string {
@@ -4776,7 +4903,7 @@ type ACLPolicy struct {
 
 func (x *ACLPolicy) Reset() {
 	*x = ACLPolicy{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[63]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4788,7 +4915,7 @@ func (x *ACLPolicy) String() string {
 func (*ACLPolicy) ProtoMessage() {}
 
 func (x *ACLPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[63]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4801,7 +4928,7 @@ func (x *ACLPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLPolicy.ProtoReflect.Descriptor instead.
 func (*ACLPolicy) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{63}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ACLPolicy) GetName() string {
@@ -4863,7 +4990,7 @@ type ACLToken struct {
 
 func (x *ACLToken) Reset() {
 	*x = ACLToken{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[64]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4875,7 +5002,7 @@ func (x *ACLToken) String() string {
 func (*ACLToken) ProtoMessage() {}
 
 func (x *ACLToken) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[64]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4888,7 +5015,7 @@ func (x *ACLToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLToken.ProtoReflect.Descriptor instead.
 func (*ACLToken) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{64}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ACLToken) GetAccessorId() string {
@@ -4941,7 +5068,7 @@ type ACLBootstrapRequest struct {
 
 func (x *ACLBootstrapRequest) Reset() {
 	*x = ACLBootstrapRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[65]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4953,7 +5080,7 @@ func (x *ACLBootstrapRequest) String() string {
 func (*ACLBootstrapRequest) ProtoMessage() {}
 
 func (x *ACLBootstrapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[65]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4966,7 +5093,7 @@ func (x *ACLBootstrapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLBootstrapRequest.ProtoReflect.Descriptor instead.
 func (*ACLBootstrapRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{65}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{67}
 }
 
 type UpsertPolicyRequest struct {
@@ -4978,7 +5105,7 @@ type UpsertPolicyRequest struct {
 
 func (x *UpsertPolicyRequest) Reset() {
 	*x = UpsertPolicyRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[66]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4990,7 +5117,7 @@ func (x *UpsertPolicyRequest) String() string {
 func (*UpsertPolicyRequest) ProtoMessage() {}
 
 func (x *UpsertPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[66]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5003,7 +5130,7 @@ func (x *UpsertPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertPolicyRequest.ProtoReflect.Descriptor instead.
 func (*UpsertPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{66}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *UpsertPolicyRequest) GetPolicy() *ACLPolicy {
@@ -5022,7 +5149,7 @@ type DeletePolicyRequest struct {
 
 func (x *DeletePolicyRequest) Reset() {
 	*x = DeletePolicyRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[67]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5034,7 +5161,7 @@ func (x *DeletePolicyRequest) String() string {
 func (*DeletePolicyRequest) ProtoMessage() {}
 
 func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[67]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5047,7 +5174,7 @@ func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{67}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *DeletePolicyRequest) GetName() string {
@@ -5065,7 +5192,7 @@ type DeletePolicyResponse struct {
 
 func (x *DeletePolicyResponse) Reset() {
 	*x = DeletePolicyResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[68]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5077,7 +5204,7 @@ func (x *DeletePolicyResponse) String() string {
 func (*DeletePolicyResponse) ProtoMessage() {}
 
 func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[68]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5090,7 +5217,7 @@ func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{68}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{70}
 }
 
 type ListPoliciesRequest struct {
@@ -5101,7 +5228,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[69]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5113,7 +5240,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[69]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5126,7 +5253,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{69}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{71}
 }
 
 type ListPoliciesResponse struct {
@@ -5138,7 +5265,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[70]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5150,7 +5277,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[70]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5163,7 +5290,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{70}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*ACLPolicy {
@@ -5184,7 +5311,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[71]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5196,7 +5323,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[71]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5209,7 +5336,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{71}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *CreateTokenRequest) GetName() string {
@@ -5242,7 +5369,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[72]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5254,7 +5381,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[72]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5267,7 +5394,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{72}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RevokeTokenRequest) GetAccessorId() string {
@@ -5285,7 +5412,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[73]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5297,7 +5424,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[73]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5310,7 +5437,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{73}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{75}
 }
 
 type ListTokensRequest struct {
@@ -5321,7 +5448,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[74]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5333,7 +5460,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[74]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5346,7 +5473,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{74}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{76}
 }
 
 type ListTokensResponse struct {
@@ -5358,7 +5485,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[75]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5370,7 +5497,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[75]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5383,7 +5510,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{75}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ListTokensResponse) GetTokens() []*ACLToken {
@@ -5401,7 +5528,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[76]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5413,7 +5540,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[76]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5426,7 +5553,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{76}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{78}
 }
 
 // EventsRequest opens an event stream.
@@ -5456,7 +5583,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[77]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5468,7 +5595,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[77]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5481,7 +5608,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{77}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *EventsRequest) GetTopics() []string {
@@ -5574,7 +5701,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[78]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5586,7 +5713,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_api_banyanv1_banyan_proto_msgTypes[78]
+	mi := &file_api_banyanv1_banyan_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5599,7 +5726,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{78}
+	return file_api_banyanv1_banyan_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *Event) GetIndex() uint64 {
@@ -5870,7 +5997,15 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x10CancelJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"!\n" +
 	"\x0fWatchJobRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xed\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"W\n" +
+	"\x10ListTasksRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x05R\x06offset\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"d\n" +
+	"\x11ListTasksResponse\x12%\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x0f.banyan.v1.TaskR\x05tasks\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x05R\x05total\x12\x12\n" +
+	"\x04pool\x18\x03 \x01(\tR\x04pool\"\xed\x02\n" +
 	"\x04Pool\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x124\n" +
 	"\n" +
@@ -6187,7 +6322,7 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x17NVENC_LIMIT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16NVENC_LIMIT_PER_DEVICE\x10\x01\x12\x1a\n" +
 	"\x16NVENC_LIMIT_PER_SYSTEM\x10\x02\x12\x14\n" +
-	"\x10NVENC_LIMIT_NONE\x10\x032\xc4\x02\n" +
+	"\x10NVENC_LIMIT_NONE\x10\x032\x8c\x03\n" +
 	"\n" +
 	"JobService\x12I\n" +
 	"\n" +
@@ -6195,7 +6330,8 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x06GetJob\x12\x18.banyan.v1.GetJobRequest\x1a\x0e.banyan.v1.Job\x12C\n" +
 	"\bListJobs\x12\x1a.banyan.v1.ListJobsRequest\x1a\x1b.banyan.v1.ListJobsResponse\x128\n" +
 	"\tCancelJob\x12\x1b.banyan.v1.CancelJobRequest\x1a\x0e.banyan.v1.Job\x128\n" +
-	"\bWatchJob\x12\x1a.banyan.v1.WatchJobRequest\x1a\x0e.banyan.v1.Job0\x012\xcb\x02\n" +
+	"\bWatchJob\x12\x1a.banyan.v1.WatchJobRequest\x1a\x0e.banyan.v1.Job0\x01\x12F\n" +
+	"\tListTasks\x12\x1b.banyan.v1.ListTasksRequest\x1a\x1c.banyan.v1.ListTasksResponse2\xcb\x02\n" +
 	"\vPoolService\x125\n" +
 	"\n" +
 	"CreatePool\x12\x16.banyan.v1.PoolRequest\x1a\x0f.banyan.v1.Pool\x125\n" +
@@ -6244,7 +6380,7 @@ func file_api_banyanv1_banyan_proto_rawDescGZIP() []byte {
 }
 
 var file_api_banyanv1_banyan_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_api_banyanv1_banyan_proto_msgTypes = make([]protoimpl.MessageInfo, 83)
+var file_api_banyanv1_banyan_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
 var file_api_banyanv1_banyan_proto_goTypes = []any{
 	(JobClass)(0),                // 0: banyan.v1.JobClass
 	(JobState)(0),                // 1: banyan.v1.JobState
@@ -6268,76 +6404,78 @@ var file_api_banyanv1_banyan_proto_goTypes = []any{
 	(*ListJobsResponse)(nil),     // 19: banyan.v1.ListJobsResponse
 	(*CancelJobRequest)(nil),     // 20: banyan.v1.CancelJobRequest
 	(*WatchJobRequest)(nil),      // 21: banyan.v1.WatchJobRequest
-	(*Pool)(nil),                 // 22: banyan.v1.Pool
-	(*PoolRequest)(nil),          // 23: banyan.v1.PoolRequest
-	(*DeletePoolRequest)(nil),    // 24: banyan.v1.DeletePoolRequest
-	(*ListPoolsRequest)(nil),     // 25: banyan.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),    // 26: banyan.v1.ListPoolsResponse
-	(*Cost)(nil),                 // 27: banyan.v1.Cost
-	(*PoolUsageRequest)(nil),     // 28: banyan.v1.PoolUsageRequest
-	(*PoolUsage)(nil),            // 29: banyan.v1.PoolUsage
-	(*PoolUsageResponse)(nil),    // 30: banyan.v1.PoolUsageResponse
-	(*MIGInstance)(nil),          // 31: banyan.v1.MIGInstance
-	(*GPU)(nil),                  // 32: banyan.v1.GPU
-	(*GPUGrant)(nil),             // 33: banyan.v1.GPUGrant
-	(*GPUUse)(nil),               // 34: banyan.v1.GPUUse
-	(*Fingerprint)(nil),          // 35: banyan.v1.Fingerprint
-	(*Agent)(nil),                // 36: banyan.v1.Agent
-	(*AgentDrain)(nil),           // 37: banyan.v1.AgentDrain
-	(*DrainAgentRequest)(nil),    // 38: banyan.v1.DrainAgentRequest
-	(*EligibilityRequest)(nil),   // 39: banyan.v1.EligibilityRequest
-	(*TaskAssignment)(nil),       // 40: banyan.v1.TaskAssignment
-	(*TaskEvent)(nil),            // 41: banyan.v1.TaskEvent
-	(*AgentHello)(nil),           // 42: banyan.v1.AgentHello
-	(*AgentMessage)(nil),         // 43: banyan.v1.AgentMessage
-	(*DrainSelf)(nil),            // 44: banyan.v1.DrainSelf
-	(*DeviceUpdate)(nil),         // 45: banyan.v1.DeviceUpdate
-	(*Heartbeat)(nil),            // 46: banyan.v1.Heartbeat
-	(*TaskEvents)(nil),           // 47: banyan.v1.TaskEvents
-	(*ServerMessage)(nil),        // 48: banyan.v1.ServerMessage
-	(*WarmTargets)(nil),          // 49: banyan.v1.WarmTargets
-	(*Welcome)(nil),              // 50: banyan.v1.Welcome
-	(*TaskBatch)(nil),            // 51: banyan.v1.TaskBatch
-	(*CancelTasks)(nil),          // 52: banyan.v1.CancelTasks
-	(*AckEvents)(nil),            // 53: banyan.v1.AckEvents
-	(*HeartbeatAck)(nil),         // 54: banyan.v1.HeartbeatAck
-	(*ListAgentsRequest)(nil),    // 55: banyan.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),   // 56: banyan.v1.ListAgentsResponse
-	(*Member)(nil),               // 57: banyan.v1.Member
-	(*VersionRequest)(nil),       // 58: banyan.v1.VersionRequest
-	(*VersionResponse)(nil),      // 59: banyan.v1.VersionResponse
-	(*MembersRequest)(nil),       // 60: banyan.v1.MembersRequest
-	(*MembersResponse)(nil),      // 61: banyan.v1.MembersResponse
-	(*JoinRequest)(nil),          // 62: banyan.v1.JoinRequest
-	(*JoinResponse)(nil),         // 63: banyan.v1.JoinResponse
-	(*RemoveRequest)(nil),        // 64: banyan.v1.RemoveRequest
-	(*RemoveResponse)(nil),       // 65: banyan.v1.RemoveResponse
-	(*ACLPoolRule)(nil),          // 66: banyan.v1.ACLPoolRule
-	(*ACLPolicy)(nil),            // 67: banyan.v1.ACLPolicy
-	(*ACLToken)(nil),             // 68: banyan.v1.ACLToken
-	(*ACLBootstrapRequest)(nil),  // 69: banyan.v1.ACLBootstrapRequest
-	(*UpsertPolicyRequest)(nil),  // 70: banyan.v1.UpsertPolicyRequest
-	(*DeletePolicyRequest)(nil),  // 71: banyan.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil), // 72: banyan.v1.DeletePolicyResponse
-	(*ListPoliciesRequest)(nil),  // 73: banyan.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil), // 74: banyan.v1.ListPoliciesResponse
-	(*CreateTokenRequest)(nil),   // 75: banyan.v1.CreateTokenRequest
-	(*RevokeTokenRequest)(nil),   // 76: banyan.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),  // 77: banyan.v1.RevokeTokenResponse
-	(*ListTokensRequest)(nil),    // 78: banyan.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),   // 79: banyan.v1.ListTokensResponse
-	(*WhoAmIRequest)(nil),        // 80: banyan.v1.WhoAmIRequest
-	(*EventsRequest)(nil),        // 81: banyan.v1.EventsRequest
-	(*Event)(nil),                // 82: banyan.v1.Event
-	nil,                          // 83: banyan.v1.TaskSpec.EnvEntry
-	nil,                          // 84: banyan.v1.Pool.WarmEntry
-	nil,                          // 85: banyan.v1.Fingerprint.LabelsEntry
-	nil,                          // 86: banyan.v1.WarmTargets.WorkersEntry
-	(*LogsUp)(nil),               // 87: banyan.v1.LogsUp
-	(*LogsDown)(nil),             // 88: banyan.v1.LogsDown
+	(*ListTasksRequest)(nil),     // 22: banyan.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),    // 23: banyan.v1.ListTasksResponse
+	(*Pool)(nil),                 // 24: banyan.v1.Pool
+	(*PoolRequest)(nil),          // 25: banyan.v1.PoolRequest
+	(*DeletePoolRequest)(nil),    // 26: banyan.v1.DeletePoolRequest
+	(*ListPoolsRequest)(nil),     // 27: banyan.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),    // 28: banyan.v1.ListPoolsResponse
+	(*Cost)(nil),                 // 29: banyan.v1.Cost
+	(*PoolUsageRequest)(nil),     // 30: banyan.v1.PoolUsageRequest
+	(*PoolUsage)(nil),            // 31: banyan.v1.PoolUsage
+	(*PoolUsageResponse)(nil),    // 32: banyan.v1.PoolUsageResponse
+	(*MIGInstance)(nil),          // 33: banyan.v1.MIGInstance
+	(*GPU)(nil),                  // 34: banyan.v1.GPU
+	(*GPUGrant)(nil),             // 35: banyan.v1.GPUGrant
+	(*GPUUse)(nil),               // 36: banyan.v1.GPUUse
+	(*Fingerprint)(nil),          // 37: banyan.v1.Fingerprint
+	(*Agent)(nil),                // 38: banyan.v1.Agent
+	(*AgentDrain)(nil),           // 39: banyan.v1.AgentDrain
+	(*DrainAgentRequest)(nil),    // 40: banyan.v1.DrainAgentRequest
+	(*EligibilityRequest)(nil),   // 41: banyan.v1.EligibilityRequest
+	(*TaskAssignment)(nil),       // 42: banyan.v1.TaskAssignment
+	(*TaskEvent)(nil),            // 43: banyan.v1.TaskEvent
+	(*AgentHello)(nil),           // 44: banyan.v1.AgentHello
+	(*AgentMessage)(nil),         // 45: banyan.v1.AgentMessage
+	(*DrainSelf)(nil),            // 46: banyan.v1.DrainSelf
+	(*DeviceUpdate)(nil),         // 47: banyan.v1.DeviceUpdate
+	(*Heartbeat)(nil),            // 48: banyan.v1.Heartbeat
+	(*TaskEvents)(nil),           // 49: banyan.v1.TaskEvents
+	(*ServerMessage)(nil),        // 50: banyan.v1.ServerMessage
+	(*WarmTargets)(nil),          // 51: banyan.v1.WarmTargets
+	(*Welcome)(nil),              // 52: banyan.v1.Welcome
+	(*TaskBatch)(nil),            // 53: banyan.v1.TaskBatch
+	(*CancelTasks)(nil),          // 54: banyan.v1.CancelTasks
+	(*AckEvents)(nil),            // 55: banyan.v1.AckEvents
+	(*HeartbeatAck)(nil),         // 56: banyan.v1.HeartbeatAck
+	(*ListAgentsRequest)(nil),    // 57: banyan.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),   // 58: banyan.v1.ListAgentsResponse
+	(*Member)(nil),               // 59: banyan.v1.Member
+	(*VersionRequest)(nil),       // 60: banyan.v1.VersionRequest
+	(*VersionResponse)(nil),      // 61: banyan.v1.VersionResponse
+	(*MembersRequest)(nil),       // 62: banyan.v1.MembersRequest
+	(*MembersResponse)(nil),      // 63: banyan.v1.MembersResponse
+	(*JoinRequest)(nil),          // 64: banyan.v1.JoinRequest
+	(*JoinResponse)(nil),         // 65: banyan.v1.JoinResponse
+	(*RemoveRequest)(nil),        // 66: banyan.v1.RemoveRequest
+	(*RemoveResponse)(nil),       // 67: banyan.v1.RemoveResponse
+	(*ACLPoolRule)(nil),          // 68: banyan.v1.ACLPoolRule
+	(*ACLPolicy)(nil),            // 69: banyan.v1.ACLPolicy
+	(*ACLToken)(nil),             // 70: banyan.v1.ACLToken
+	(*ACLBootstrapRequest)(nil),  // 71: banyan.v1.ACLBootstrapRequest
+	(*UpsertPolicyRequest)(nil),  // 72: banyan.v1.UpsertPolicyRequest
+	(*DeletePolicyRequest)(nil),  // 73: banyan.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil), // 74: banyan.v1.DeletePolicyResponse
+	(*ListPoliciesRequest)(nil),  // 75: banyan.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil), // 76: banyan.v1.ListPoliciesResponse
+	(*CreateTokenRequest)(nil),   // 77: banyan.v1.CreateTokenRequest
+	(*RevokeTokenRequest)(nil),   // 78: banyan.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),  // 79: banyan.v1.RevokeTokenResponse
+	(*ListTokensRequest)(nil),    // 80: banyan.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),   // 81: banyan.v1.ListTokensResponse
+	(*WhoAmIRequest)(nil),        // 82: banyan.v1.WhoAmIRequest
+	(*EventsRequest)(nil),        // 83: banyan.v1.EventsRequest
+	(*Event)(nil),                // 84: banyan.v1.Event
+	nil,                          // 85: banyan.v1.TaskSpec.EnvEntry
+	nil,                          // 86: banyan.v1.Pool.WarmEntry
+	nil,                          // 87: banyan.v1.Fingerprint.LabelsEntry
+	nil,                          // 88: banyan.v1.WarmTargets.WorkersEntry
+	(*LogsUp)(nil),               // 89: banyan.v1.LogsUp
+	(*LogsDown)(nil),             // 90: banyan.v1.LogsDown
 }
 var file_api_banyanv1_banyan_proto_depIdxs = []int32{
-	83, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
+	85, // 0: banyan.v1.TaskSpec.env:type_name -> banyan.v1.TaskSpec.EnvEntry
 	4,  // 1: banyan.v1.TaskSpec.resources:type_name -> banyan.v1.Resources
 	6,  // 2: banyan.v1.TaskSpec.retry:type_name -> banyan.v1.RetryPolicy
 	5,  // 3: banyan.v1.TaskSpec.constraints:type_name -> banyan.v1.Constraint
@@ -6345,7 +6483,7 @@ var file_api_banyanv1_banyan_proto_depIdxs = []int32{
 	7,  // 5: banyan.v1.JobExpansion.tasks:type_name -> banyan.v1.TaskSpec
 	0,  // 6: banyan.v1.JobSpec.class:type_name -> banyan.v1.JobClass
 	7,  // 7: banyan.v1.JobSpec.tasks:type_name -> banyan.v1.TaskSpec
-	33, // 8: banyan.v1.Attempt.gpus:type_name -> banyan.v1.GPUGrant
+	35, // 8: banyan.v1.Attempt.gpus:type_name -> banyan.v1.GPUGrant
 	2,  // 9: banyan.v1.Task.state:type_name -> banyan.v1.TaskState
 	10, // 10: banyan.v1.Task.attempts:type_name -> banyan.v1.Attempt
 	7,  // 11: banyan.v1.Task.spec:type_name -> banyan.v1.TaskSpec
@@ -6358,113 +6496,116 @@ var file_api_banyanv1_banyan_proto_depIdxs = []int32{
 	13, // 18: banyan.v1.SubmitJobsResponse.jobs:type_name -> banyan.v1.Job
 	1,  // 19: banyan.v1.ListJobsRequest.state:type_name -> banyan.v1.JobState
 	13, // 20: banyan.v1.ListJobsResponse.jobs:type_name -> banyan.v1.Job
-	4,  // 21: banyan.v1.Pool.guaranteed:type_name -> banyan.v1.Resources
-	4,  // 22: banyan.v1.Pool.max:type_name -> banyan.v1.Resources
-	4,  // 23: banyan.v1.Pool.usage:type_name -> banyan.v1.Resources
-	84, // 24: banyan.v1.Pool.warm:type_name -> banyan.v1.Pool.WarmEntry
-	22, // 25: banyan.v1.PoolRequest.pool:type_name -> banyan.v1.Pool
-	22, // 26: banyan.v1.ListPoolsResponse.pools:type_name -> banyan.v1.Pool
-	4,  // 27: banyan.v1.ListPoolsResponse.cluster:type_name -> banyan.v1.Resources
-	27, // 28: banyan.v1.PoolUsage.cost:type_name -> banyan.v1.Cost
-	29, // 29: banyan.v1.PoolUsageResponse.pools:type_name -> banyan.v1.PoolUsage
-	3,  // 30: banyan.v1.GPU.nvenc_limit:type_name -> banyan.v1.NVENCLimit
-	31, // 31: banyan.v1.GPU.mig:type_name -> banyan.v1.MIGInstance
-	32, // 32: banyan.v1.Fingerprint.gpus:type_name -> banyan.v1.GPU
-	4,  // 33: banyan.v1.Fingerprint.capacity:type_name -> banyan.v1.Resources
-	85, // 34: banyan.v1.Fingerprint.labels:type_name -> banyan.v1.Fingerprint.LabelsEntry
-	35, // 35: banyan.v1.Agent.fingerprint:type_name -> banyan.v1.Fingerprint
-	4,  // 36: banyan.v1.Agent.used:type_name -> banyan.v1.Resources
-	34, // 37: banyan.v1.Agent.gpu_use:type_name -> banyan.v1.GPUUse
-	37, // 38: banyan.v1.Agent.drain:type_name -> banyan.v1.AgentDrain
-	7,  // 39: banyan.v1.TaskAssignment.spec:type_name -> banyan.v1.TaskSpec
-	0,  // 40: banyan.v1.TaskAssignment.class:type_name -> banyan.v1.JobClass
-	33, // 41: banyan.v1.TaskAssignment.gpus:type_name -> banyan.v1.GPUGrant
-	35, // 42: banyan.v1.AgentHello.fingerprint:type_name -> banyan.v1.Fingerprint
-	40, // 43: banyan.v1.AgentHello.running:type_name -> banyan.v1.TaskAssignment
-	42, // 44: banyan.v1.AgentMessage.hello:type_name -> banyan.v1.AgentHello
-	46, // 45: banyan.v1.AgentMessage.heartbeat:type_name -> banyan.v1.Heartbeat
-	47, // 46: banyan.v1.AgentMessage.events:type_name -> banyan.v1.TaskEvents
-	45, // 47: banyan.v1.AgentMessage.devices:type_name -> banyan.v1.DeviceUpdate
-	44, // 48: banyan.v1.AgentMessage.drain:type_name -> banyan.v1.DrainSelf
-	87, // 49: banyan.v1.AgentMessage.logs:type_name -> banyan.v1.LogsUp
-	32, // 50: banyan.v1.DeviceUpdate.gpus:type_name -> banyan.v1.GPU
-	41, // 51: banyan.v1.TaskEvents.events:type_name -> banyan.v1.TaskEvent
-	50, // 52: banyan.v1.ServerMessage.welcome:type_name -> banyan.v1.Welcome
-	51, // 53: banyan.v1.ServerMessage.batch:type_name -> banyan.v1.TaskBatch
-	52, // 54: banyan.v1.ServerMessage.cancel:type_name -> banyan.v1.CancelTasks
-	53, // 55: banyan.v1.ServerMessage.ack:type_name -> banyan.v1.AckEvents
-	54, // 56: banyan.v1.ServerMessage.heartbeat_ack:type_name -> banyan.v1.HeartbeatAck
-	49, // 57: banyan.v1.ServerMessage.warm:type_name -> banyan.v1.WarmTargets
-	88, // 58: banyan.v1.ServerMessage.logs:type_name -> banyan.v1.LogsDown
-	86, // 59: banyan.v1.WarmTargets.workers:type_name -> banyan.v1.WarmTargets.WorkersEntry
-	40, // 60: banyan.v1.TaskBatch.tasks:type_name -> banyan.v1.TaskAssignment
-	40, // 61: banyan.v1.CancelTasks.tasks:type_name -> banyan.v1.TaskAssignment
-	41, // 62: banyan.v1.AckEvents.events:type_name -> banyan.v1.TaskEvent
-	36, // 63: banyan.v1.ListAgentsResponse.agents:type_name -> banyan.v1.Agent
-	57, // 64: banyan.v1.MembersResponse.members:type_name -> banyan.v1.Member
-	66, // 65: banyan.v1.ACLPolicy.pools:type_name -> banyan.v1.ACLPoolRule
-	67, // 66: banyan.v1.UpsertPolicyRequest.policy:type_name -> banyan.v1.ACLPolicy
-	67, // 67: banyan.v1.ListPoliciesResponse.policies:type_name -> banyan.v1.ACLPolicy
-	68, // 68: banyan.v1.ListTokensResponse.tokens:type_name -> banyan.v1.ACLToken
-	15, // 69: banyan.v1.JobService.SubmitJobs:input_type -> banyan.v1.SubmitJobsRequest
-	17, // 70: banyan.v1.JobService.GetJob:input_type -> banyan.v1.GetJobRequest
-	18, // 71: banyan.v1.JobService.ListJobs:input_type -> banyan.v1.ListJobsRequest
-	20, // 72: banyan.v1.JobService.CancelJob:input_type -> banyan.v1.CancelJobRequest
-	21, // 73: banyan.v1.JobService.WatchJob:input_type -> banyan.v1.WatchJobRequest
-	23, // 74: banyan.v1.PoolService.CreatePool:input_type -> banyan.v1.PoolRequest
-	23, // 75: banyan.v1.PoolService.UpdatePool:input_type -> banyan.v1.PoolRequest
-	24, // 76: banyan.v1.PoolService.DeletePool:input_type -> banyan.v1.DeletePoolRequest
-	25, // 77: banyan.v1.PoolService.ListPools:input_type -> banyan.v1.ListPoolsRequest
-	28, // 78: banyan.v1.PoolService.GetPoolUsage:input_type -> banyan.v1.PoolUsageRequest
-	43, // 79: banyan.v1.AgentService.Session:input_type -> banyan.v1.AgentMessage
-	55, // 80: banyan.v1.AgentService.ListAgents:input_type -> banyan.v1.ListAgentsRequest
-	38, // 81: banyan.v1.AgentService.DrainAgent:input_type -> banyan.v1.DrainAgentRequest
-	39, // 82: banyan.v1.AgentService.SetEligibility:input_type -> banyan.v1.EligibilityRequest
-	60, // 83: banyan.v1.ClusterService.Members:input_type -> banyan.v1.MembersRequest
-	62, // 84: banyan.v1.ClusterService.Join:input_type -> banyan.v1.JoinRequest
-	64, // 85: banyan.v1.ClusterService.Remove:input_type -> banyan.v1.RemoveRequest
-	58, // 86: banyan.v1.ClusterService.Version:input_type -> banyan.v1.VersionRequest
-	69, // 87: banyan.v1.ACLService.Bootstrap:input_type -> banyan.v1.ACLBootstrapRequest
-	70, // 88: banyan.v1.ACLService.UpsertPolicy:input_type -> banyan.v1.UpsertPolicyRequest
-	71, // 89: banyan.v1.ACLService.DeletePolicy:input_type -> banyan.v1.DeletePolicyRequest
-	73, // 90: banyan.v1.ACLService.ListPolicies:input_type -> banyan.v1.ListPoliciesRequest
-	75, // 91: banyan.v1.ACLService.CreateToken:input_type -> banyan.v1.CreateTokenRequest
-	76, // 92: banyan.v1.ACLService.RevokeToken:input_type -> banyan.v1.RevokeTokenRequest
-	78, // 93: banyan.v1.ACLService.ListTokens:input_type -> banyan.v1.ListTokensRequest
-	80, // 94: banyan.v1.ACLService.WhoAmI:input_type -> banyan.v1.WhoAmIRequest
-	81, // 95: banyan.v1.EventService.Stream:input_type -> banyan.v1.EventsRequest
-	16, // 96: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
-	13, // 97: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
-	19, // 98: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
-	13, // 99: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
-	13, // 100: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
-	22, // 101: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
-	22, // 102: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
-	22, // 103: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
-	26, // 104: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
-	30, // 105: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
-	48, // 106: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
-	56, // 107: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
-	36, // 108: banyan.v1.AgentService.DrainAgent:output_type -> banyan.v1.Agent
-	36, // 109: banyan.v1.AgentService.SetEligibility:output_type -> banyan.v1.Agent
-	61, // 110: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
-	63, // 111: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
-	65, // 112: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
-	59, // 113: banyan.v1.ClusterService.Version:output_type -> banyan.v1.VersionResponse
-	68, // 114: banyan.v1.ACLService.Bootstrap:output_type -> banyan.v1.ACLToken
-	67, // 115: banyan.v1.ACLService.UpsertPolicy:output_type -> banyan.v1.ACLPolicy
-	72, // 116: banyan.v1.ACLService.DeletePolicy:output_type -> banyan.v1.DeletePolicyResponse
-	74, // 117: banyan.v1.ACLService.ListPolicies:output_type -> banyan.v1.ListPoliciesResponse
-	68, // 118: banyan.v1.ACLService.CreateToken:output_type -> banyan.v1.ACLToken
-	77, // 119: banyan.v1.ACLService.RevokeToken:output_type -> banyan.v1.RevokeTokenResponse
-	79, // 120: banyan.v1.ACLService.ListTokens:output_type -> banyan.v1.ListTokensResponse
-	68, // 121: banyan.v1.ACLService.WhoAmI:output_type -> banyan.v1.ACLToken
-	82, // 122: banyan.v1.EventService.Stream:output_type -> banyan.v1.Event
-	96, // [96:123] is the sub-list for method output_type
-	69, // [69:96] is the sub-list for method input_type
-	69, // [69:69] is the sub-list for extension type_name
-	69, // [69:69] is the sub-list for extension extendee
-	0,  // [0:69] is the sub-list for field type_name
+	11, // 21: banyan.v1.ListTasksResponse.tasks:type_name -> banyan.v1.Task
+	4,  // 22: banyan.v1.Pool.guaranteed:type_name -> banyan.v1.Resources
+	4,  // 23: banyan.v1.Pool.max:type_name -> banyan.v1.Resources
+	4,  // 24: banyan.v1.Pool.usage:type_name -> banyan.v1.Resources
+	86, // 25: banyan.v1.Pool.warm:type_name -> banyan.v1.Pool.WarmEntry
+	24, // 26: banyan.v1.PoolRequest.pool:type_name -> banyan.v1.Pool
+	24, // 27: banyan.v1.ListPoolsResponse.pools:type_name -> banyan.v1.Pool
+	4,  // 28: banyan.v1.ListPoolsResponse.cluster:type_name -> banyan.v1.Resources
+	29, // 29: banyan.v1.PoolUsage.cost:type_name -> banyan.v1.Cost
+	31, // 30: banyan.v1.PoolUsageResponse.pools:type_name -> banyan.v1.PoolUsage
+	3,  // 31: banyan.v1.GPU.nvenc_limit:type_name -> banyan.v1.NVENCLimit
+	33, // 32: banyan.v1.GPU.mig:type_name -> banyan.v1.MIGInstance
+	34, // 33: banyan.v1.Fingerprint.gpus:type_name -> banyan.v1.GPU
+	4,  // 34: banyan.v1.Fingerprint.capacity:type_name -> banyan.v1.Resources
+	87, // 35: banyan.v1.Fingerprint.labels:type_name -> banyan.v1.Fingerprint.LabelsEntry
+	37, // 36: banyan.v1.Agent.fingerprint:type_name -> banyan.v1.Fingerprint
+	4,  // 37: banyan.v1.Agent.used:type_name -> banyan.v1.Resources
+	36, // 38: banyan.v1.Agent.gpu_use:type_name -> banyan.v1.GPUUse
+	39, // 39: banyan.v1.Agent.drain:type_name -> banyan.v1.AgentDrain
+	7,  // 40: banyan.v1.TaskAssignment.spec:type_name -> banyan.v1.TaskSpec
+	0,  // 41: banyan.v1.TaskAssignment.class:type_name -> banyan.v1.JobClass
+	35, // 42: banyan.v1.TaskAssignment.gpus:type_name -> banyan.v1.GPUGrant
+	37, // 43: banyan.v1.AgentHello.fingerprint:type_name -> banyan.v1.Fingerprint
+	42, // 44: banyan.v1.AgentHello.running:type_name -> banyan.v1.TaskAssignment
+	44, // 45: banyan.v1.AgentMessage.hello:type_name -> banyan.v1.AgentHello
+	48, // 46: banyan.v1.AgentMessage.heartbeat:type_name -> banyan.v1.Heartbeat
+	49, // 47: banyan.v1.AgentMessage.events:type_name -> banyan.v1.TaskEvents
+	47, // 48: banyan.v1.AgentMessage.devices:type_name -> banyan.v1.DeviceUpdate
+	46, // 49: banyan.v1.AgentMessage.drain:type_name -> banyan.v1.DrainSelf
+	89, // 50: banyan.v1.AgentMessage.logs:type_name -> banyan.v1.LogsUp
+	34, // 51: banyan.v1.DeviceUpdate.gpus:type_name -> banyan.v1.GPU
+	43, // 52: banyan.v1.TaskEvents.events:type_name -> banyan.v1.TaskEvent
+	52, // 53: banyan.v1.ServerMessage.welcome:type_name -> banyan.v1.Welcome
+	53, // 54: banyan.v1.ServerMessage.batch:type_name -> banyan.v1.TaskBatch
+	54, // 55: banyan.v1.ServerMessage.cancel:type_name -> banyan.v1.CancelTasks
+	55, // 56: banyan.v1.ServerMessage.ack:type_name -> banyan.v1.AckEvents
+	56, // 57: banyan.v1.ServerMessage.heartbeat_ack:type_name -> banyan.v1.HeartbeatAck
+	51, // 58: banyan.v1.ServerMessage.warm:type_name -> banyan.v1.WarmTargets
+	90, // 59: banyan.v1.ServerMessage.logs:type_name -> banyan.v1.LogsDown
+	88, // 60: banyan.v1.WarmTargets.workers:type_name -> banyan.v1.WarmTargets.WorkersEntry
+	42, // 61: banyan.v1.TaskBatch.tasks:type_name -> banyan.v1.TaskAssignment
+	42, // 62: banyan.v1.CancelTasks.tasks:type_name -> banyan.v1.TaskAssignment
+	43, // 63: banyan.v1.AckEvents.events:type_name -> banyan.v1.TaskEvent
+	38, // 64: banyan.v1.ListAgentsResponse.agents:type_name -> banyan.v1.Agent
+	59, // 65: banyan.v1.MembersResponse.members:type_name -> banyan.v1.Member
+	68, // 66: banyan.v1.ACLPolicy.pools:type_name -> banyan.v1.ACLPoolRule
+	69, // 67: banyan.v1.UpsertPolicyRequest.policy:type_name -> banyan.v1.ACLPolicy
+	69, // 68: banyan.v1.ListPoliciesResponse.policies:type_name -> banyan.v1.ACLPolicy
+	70, // 69: banyan.v1.ListTokensResponse.tokens:type_name -> banyan.v1.ACLToken
+	15, // 70: banyan.v1.JobService.SubmitJobs:input_type -> banyan.v1.SubmitJobsRequest
+	17, // 71: banyan.v1.JobService.GetJob:input_type -> banyan.v1.GetJobRequest
+	18, // 72: banyan.v1.JobService.ListJobs:input_type -> banyan.v1.ListJobsRequest
+	20, // 73: banyan.v1.JobService.CancelJob:input_type -> banyan.v1.CancelJobRequest
+	21, // 74: banyan.v1.JobService.WatchJob:input_type -> banyan.v1.WatchJobRequest
+	22, // 75: banyan.v1.JobService.ListTasks:input_type -> banyan.v1.ListTasksRequest
+	25, // 76: banyan.v1.PoolService.CreatePool:input_type -> banyan.v1.PoolRequest
+	25, // 77: banyan.v1.PoolService.UpdatePool:input_type -> banyan.v1.PoolRequest
+	26, // 78: banyan.v1.PoolService.DeletePool:input_type -> banyan.v1.DeletePoolRequest
+	27, // 79: banyan.v1.PoolService.ListPools:input_type -> banyan.v1.ListPoolsRequest
+	30, // 80: banyan.v1.PoolService.GetPoolUsage:input_type -> banyan.v1.PoolUsageRequest
+	45, // 81: banyan.v1.AgentService.Session:input_type -> banyan.v1.AgentMessage
+	57, // 82: banyan.v1.AgentService.ListAgents:input_type -> banyan.v1.ListAgentsRequest
+	40, // 83: banyan.v1.AgentService.DrainAgent:input_type -> banyan.v1.DrainAgentRequest
+	41, // 84: banyan.v1.AgentService.SetEligibility:input_type -> banyan.v1.EligibilityRequest
+	62, // 85: banyan.v1.ClusterService.Members:input_type -> banyan.v1.MembersRequest
+	64, // 86: banyan.v1.ClusterService.Join:input_type -> banyan.v1.JoinRequest
+	66, // 87: banyan.v1.ClusterService.Remove:input_type -> banyan.v1.RemoveRequest
+	60, // 88: banyan.v1.ClusterService.Version:input_type -> banyan.v1.VersionRequest
+	71, // 89: banyan.v1.ACLService.Bootstrap:input_type -> banyan.v1.ACLBootstrapRequest
+	72, // 90: banyan.v1.ACLService.UpsertPolicy:input_type -> banyan.v1.UpsertPolicyRequest
+	73, // 91: banyan.v1.ACLService.DeletePolicy:input_type -> banyan.v1.DeletePolicyRequest
+	75, // 92: banyan.v1.ACLService.ListPolicies:input_type -> banyan.v1.ListPoliciesRequest
+	77, // 93: banyan.v1.ACLService.CreateToken:input_type -> banyan.v1.CreateTokenRequest
+	78, // 94: banyan.v1.ACLService.RevokeToken:input_type -> banyan.v1.RevokeTokenRequest
+	80, // 95: banyan.v1.ACLService.ListTokens:input_type -> banyan.v1.ListTokensRequest
+	82, // 96: banyan.v1.ACLService.WhoAmI:input_type -> banyan.v1.WhoAmIRequest
+	83, // 97: banyan.v1.EventService.Stream:input_type -> banyan.v1.EventsRequest
+	16, // 98: banyan.v1.JobService.SubmitJobs:output_type -> banyan.v1.SubmitJobsResponse
+	13, // 99: banyan.v1.JobService.GetJob:output_type -> banyan.v1.Job
+	19, // 100: banyan.v1.JobService.ListJobs:output_type -> banyan.v1.ListJobsResponse
+	13, // 101: banyan.v1.JobService.CancelJob:output_type -> banyan.v1.Job
+	13, // 102: banyan.v1.JobService.WatchJob:output_type -> banyan.v1.Job
+	23, // 103: banyan.v1.JobService.ListTasks:output_type -> banyan.v1.ListTasksResponse
+	24, // 104: banyan.v1.PoolService.CreatePool:output_type -> banyan.v1.Pool
+	24, // 105: banyan.v1.PoolService.UpdatePool:output_type -> banyan.v1.Pool
+	24, // 106: banyan.v1.PoolService.DeletePool:output_type -> banyan.v1.Pool
+	28, // 107: banyan.v1.PoolService.ListPools:output_type -> banyan.v1.ListPoolsResponse
+	32, // 108: banyan.v1.PoolService.GetPoolUsage:output_type -> banyan.v1.PoolUsageResponse
+	50, // 109: banyan.v1.AgentService.Session:output_type -> banyan.v1.ServerMessage
+	58, // 110: banyan.v1.AgentService.ListAgents:output_type -> banyan.v1.ListAgentsResponse
+	38, // 111: banyan.v1.AgentService.DrainAgent:output_type -> banyan.v1.Agent
+	38, // 112: banyan.v1.AgentService.SetEligibility:output_type -> banyan.v1.Agent
+	63, // 113: banyan.v1.ClusterService.Members:output_type -> banyan.v1.MembersResponse
+	65, // 114: banyan.v1.ClusterService.Join:output_type -> banyan.v1.JoinResponse
+	67, // 115: banyan.v1.ClusterService.Remove:output_type -> banyan.v1.RemoveResponse
+	61, // 116: banyan.v1.ClusterService.Version:output_type -> banyan.v1.VersionResponse
+	70, // 117: banyan.v1.ACLService.Bootstrap:output_type -> banyan.v1.ACLToken
+	69, // 118: banyan.v1.ACLService.UpsertPolicy:output_type -> banyan.v1.ACLPolicy
+	74, // 119: banyan.v1.ACLService.DeletePolicy:output_type -> banyan.v1.DeletePolicyResponse
+	76, // 120: banyan.v1.ACLService.ListPolicies:output_type -> banyan.v1.ListPoliciesResponse
+	70, // 121: banyan.v1.ACLService.CreateToken:output_type -> banyan.v1.ACLToken
+	79, // 122: banyan.v1.ACLService.RevokeToken:output_type -> banyan.v1.RevokeTokenResponse
+	81, // 123: banyan.v1.ACLService.ListTokens:output_type -> banyan.v1.ListTokensResponse
+	70, // 124: banyan.v1.ACLService.WhoAmI:output_type -> banyan.v1.ACLToken
+	84, // 125: banyan.v1.EventService.Stream:output_type -> banyan.v1.Event
+	98, // [98:126] is the sub-list for method output_type
+	70, // [70:98] is the sub-list for method input_type
+	70, // [70:70] is the sub-list for extension type_name
+	70, // [70:70] is the sub-list for extension extendee
+	0,  // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_api_banyanv1_banyan_proto_init() }
@@ -6473,7 +6614,7 @@ func file_api_banyanv1_banyan_proto_init() {
 		return
 	}
 	file_api_banyanv1_logs_proto_init()
-	file_api_banyanv1_banyan_proto_msgTypes[39].OneofWrappers = []any{
+	file_api_banyanv1_banyan_proto_msgTypes[41].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Events)(nil),
@@ -6481,7 +6622,7 @@ func file_api_banyanv1_banyan_proto_init() {
 		(*AgentMessage_Drain)(nil),
 		(*AgentMessage_Logs)(nil),
 	}
-	file_api_banyanv1_banyan_proto_msgTypes[44].OneofWrappers = []any{
+	file_api_banyanv1_banyan_proto_msgTypes[46].OneofWrappers = []any{
 		(*ServerMessage_Welcome)(nil),
 		(*ServerMessage_Batch)(nil),
 		(*ServerMessage_Cancel)(nil),
@@ -6496,7 +6637,7 @@ func file_api_banyanv1_banyan_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_banyanv1_banyan_proto_rawDesc), len(file_api_banyanv1_banyan_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   83,
+			NumMessages:   85,
 			NumExtensions: 0,
 			NumServices:   6,
 		},

@@ -28,6 +28,7 @@ const (
 	JobService_ListJobs_FullMethodName   = "/banyan.v1.JobService/ListJobs"
 	JobService_CancelJob_FullMethodName  = "/banyan.v1.JobService/CancelJob"
 	JobService_WatchJob_FullMethodName   = "/banyan.v1.JobService/WatchJob"
+	JobService_ListTasks_FullMethodName  = "/banyan.v1.JobService/ListTasks"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -43,6 +44,10 @@ type JobServiceClient interface {
 	// WatchJob streams the job (without tasks) each time it changes, ending
 	// after it reaches a final state.
 	WatchJob(ctx context.Context, in *WatchJobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Job], error)
+	// ListTasks reads a job's tasks a page at a time, in the order they were
+	// added, as GetJob with tasks gives them: GetJob sends every task in one
+	// message, which a job of many tasks outgrows.
+	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
 }
 
 type jobServiceClient struct {
@@ -112,6 +117,16 @@ func (c *jobServiceClient) WatchJob(ctx context.Context, in *WatchJobRequest, op
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_WatchJobClient = grpc.ServerStreamingClient[Job]
 
+func (c *jobServiceClient) ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTasksResponse)
+	err := c.cc.Invoke(ctx, JobService_ListTasks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobServiceServer is the server API for JobService service.
 // All implementations must embed UnimplementedJobServiceServer
 // for forward compatibility.
@@ -125,6 +140,10 @@ type JobServiceServer interface {
 	// WatchJob streams the job (without tasks) each time it changes, ending
 	// after it reaches a final state.
 	WatchJob(*WatchJobRequest, grpc.ServerStreamingServer[Job]) error
+	// ListTasks reads a job's tasks a page at a time, in the order they were
+	// added, as GetJob with tasks gives them: GetJob sends every task in one
+	// message, which a job of many tasks outgrows.
+	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
 	mustEmbedUnimplementedJobServiceServer()
 }
 
@@ -149,6 +168,9 @@ func (UnimplementedJobServiceServer) CancelJob(context.Context, *CancelJobReques
 }
 func (UnimplementedJobServiceServer) WatchJob(*WatchJobRequest, grpc.ServerStreamingServer[Job]) error {
 	return status.Errorf(codes.Unimplemented, "method WatchJob not implemented")
+}
+func (UnimplementedJobServiceServer) ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListTasks not implemented")
 }
 func (UnimplementedJobServiceServer) mustEmbedUnimplementedJobServiceServer() {}
 func (UnimplementedJobServiceServer) testEmbeddedByValue()                    {}
@@ -254,6 +276,24 @@ func _JobService_WatchJob_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_WatchJobServer = grpc.ServerStreamingServer[Job]
 
+func _JobService_ListTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTasksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ListTasks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ListTasks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ListTasks(ctx, req.(*ListTasksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobService_ServiceDesc is the grpc.ServiceDesc for JobService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -276,6 +316,10 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelJob",
 			Handler:    _JobService_CancelJob_Handler,
+		},
+		{
+			MethodName: "ListTasks",
+			Handler:    _JobService_ListTasks_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -332,7 +333,7 @@ func TestSubmitFileLargerThanAMessage(t *testing.T) {
 	_, stderr, err = d.run("job", "submit", huge)
 	msg := strings.TrimRight(stderr, "\n")
 	if err == nil || strings.Contains(msg, "\n") || !strings.Contains(msg, "job huge: 200000 tasks make a job spec of") ||
-		!strings.Contains(msg, "more than the limit of 8MiB per job") {
+		!strings.Contains(msg, "more than the limit of 8388608 (8MiB) per job") {
 		t.Fatalf("a job over the limit: error %v, stderr %q; want one line naming the job and the 8MiB limit", err, stderr)
 	}
 	out, stderr, err = d.run("job", "list")
@@ -341,6 +342,44 @@ func TestSubmitFileLargerThanAMessage(t *testing.T) {
 	}
 	if n := strings.Count(out, "job-"); n != 4 {
 		t.Fatalf("%d jobs after the refused one, want the 4 before it:\n%s", n, out)
+	}
+}
+
+// TestShowJobLargerThanAMessage: `sched job show` of a job whose tasks'
+// views together pass a server's message (100,000 queued tasks with their
+// blocked reasons, about 18 MB) lists every task, read a page at a time.
+func TestShowJobLargerThanAMessage(t *testing.T) {
+	d := startDev(t, freeAddr(t), t.TempDir(), 1)
+	file := filepath.Join(t.TempDir(), "array.yaml")
+	if err := os.WriteFile(file, []byte("name: array\ntasks:\n  - name: frame-of-the-second-reel\n    count: 100000\n"+
+		"    command: [/bin/true]\n    constraints: [renderer=none]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := submit(t, d, file)
+	out, stderr, err := d.run("job", "show", id, "-o", "json")
+	if err != nil {
+		t.Fatalf("job show: %v: %s", err, stderr)
+	}
+	var job struct {
+		Counts struct {
+			Total int `json:"total"`
+		} `json:"counts"`
+		Tasks []struct {
+			Name          string `json:"name"`
+			BlockedReason string `json:"blocked_reason"`
+		} `json:"tasks"`
+	}
+	if err := json.Unmarshal([]byte(out), &job); err != nil {
+		t.Fatalf("job show json: %v", err)
+	}
+	if job.Counts.Total != 100000 || len(job.Tasks) != 100000 {
+		t.Fatalf("job show: %d tasks of %d listed, want all 100000", len(job.Tasks), job.Counts.Total)
+	}
+	for _, i := range []int{0, 49999, 99999} {
+		want := "frame-of-the-second-reel-" + strconv.Itoa(i)
+		if task := job.Tasks[i]; task.Name != want || task.BlockedReason == "" {
+			t.Errorf("task %d: %q, blocked reason %q; want %s and why it waits", i, task.Name, task.BlockedReason, want)
+		}
 	}
 }
 

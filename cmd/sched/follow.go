@@ -124,7 +124,7 @@ func followOnce(ctx context.Context, g *globals, id string, withTasks bool, upda
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	full, err := c.jobs.GetJob(cctx, &pb.GetJobRequest{Id: id, WithTasks: true})
+	full, err := getJobWithTasks(cctx, c.jobs, id)
 	if err != nil {
 		return nil, fmt.Errorf("get the tasks of job %s: %w", id, err)
 	}

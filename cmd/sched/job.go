@@ -17,6 +17,8 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func newJobCmd(g *globals) *cobra.Command {
@@ -121,8 +123,8 @@ func submitBatches(specs []*pb.JobSpec, budget int) ([][]*pb.JobSpec, error) {
 			if name == "" {
 				name = "#" + strconv.Itoa(i+1)
 			}
-			return nil, fmt.Errorf("job %s: %d tasks make a job spec of %s, more than the limit of %s per job; split it into several jobs",
-				name, len(spec.Tasks), limits.FormatBytes(int64(n)), limits.FormatBytes(limits.JobSpecBytes))
+			return nil, fmt.Errorf("job %s: %d tasks make a job spec of %d bytes, more than the limit of %d (%s) per job; split it into several jobs",
+				name, len(spec.Tasks), n, limits.JobSpecBytes, limits.FormatBytes(limits.JobSpecBytes))
 		}
 		if len(run) > 0 && size+n > budget {
 			out, run, size = append(out, run), nil, 0
@@ -203,12 +205,36 @@ func newJobShowCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runCall(cmd, g, "show job", func(ctx context.Context, c *client) (*pb.Job, error) {
-				return c.jobs.GetJob(ctx, &pb.GetJobRequest{Id: args[0], WithTasks: true})
+				return getJobWithTasks(ctx, c.jobs, args[0])
 			}, func(j *pb.Job) error {
 				printJob(os.Stdout, j)
 				return nil
 			})
 		},
+	}
+}
+
+// getJobWithTasks reads a job with all its tasks in one call, as one
+// consistent view; when they are more than the server sends in one message
+// (ResourceExhausted), it reads the job and then its tasks a page at a
+// time (ListTasks), each page as it is when read.
+func getJobWithTasks(ctx context.Context, jobs pb.JobServiceClient, id string) (*pb.Job, error) {
+	job, err := jobs.GetJob(ctx, &pb.GetJobRequest{Id: id, WithTasks: true})
+	if status.Code(err) != codes.ResourceExhausted {
+		return job, err
+	}
+	if job, err = jobs.GetJob(ctx, &pb.GetJobRequest{Id: id}); err != nil {
+		return nil, err
+	}
+	for {
+		page, err := jobs.ListTasks(ctx, &pb.ListTasksRequest{JobId: id, Offset: int32(len(job.Tasks))})
+		if err != nil {
+			return nil, fmt.Errorf("tasks from %d on: %w", len(job.Tasks), err)
+		}
+		job.Tasks = append(job.Tasks, page.Tasks...)
+		if len(page.Tasks) == 0 || len(job.Tasks) >= int(page.Total) {
+			return job, nil
+		}
 	}
 }
 

@@ -112,8 +112,8 @@ func TestSubmitBatches(t *testing.T) {
 	big := job("huge", 1)
 	big.Tasks[0].Command = []string{strings.Repeat("x", limits.JobSpecBytes)}
 	_, err = submitBatches([]*pb.JobSpec{specs[0], big}, submitBatchBytes)
-	if err == nil || !strings.Contains(err.Error(), "job huge: 1 tasks make a job spec of") ||
-		!strings.Contains(err.Error(), "more than the limit of 8MiB per job") {
+	if err == nil || !strings.Contains(err.Error(), "job huge: 1 tasks make a job spec of ") ||
+		!strings.Contains(err.Error(), "more than the limit of 8388608 (8MiB) per job") {
 		t.Errorf("error %v, want one naming job huge and the 8MiB limit", err)
 	}
 	big.Name = ""

@@ -11,6 +11,7 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/buildinfo"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
@@ -165,6 +166,36 @@ func (j *jobService) GetJob(ctx context.Context, req *pb.GetJobRequest) (*pb.Job
 		return nil, status.Errorf(codes.NotFound, "job %q not found", req.Id)
 	}
 	return job, nil
+}
+
+// taskPage is the most tasks one ListTasks answer holds.
+const taskPage = 10_000
+
+// ListTasks answers a page of a job's tasks, from the local state like
+// GetJob, within half a message however large the tasks' views are.
+func (j *jobService) ListTasks(ctx context.Context, req *pb.ListTasksRequest) (*pb.ListTasksResponse, error) {
+	if req.Offset < 0 || req.Limit < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "offset %d, limit %d: want 0 or more", req.Offset, req.Limit)
+	}
+	limit := int(req.Limit)
+	if limit == 0 || limit > taskPage {
+		limit = taskPage
+	}
+	budget := limits.Budget{MessageSize: j.s.cfg.MaxMessageSize}.BatchBytes()
+	var out *pb.ListTasksResponse
+	read := func(st *state.State) {
+		if tasks, total, pool, ok := st.TaskViews(req.JobId, int(req.Offset), limit, budget); ok {
+			out = &pb.ListTasksResponse{Tasks: tasks, Total: int32(total), Pool: pool}
+		}
+	}
+	j.s.fsm.Read(read)
+	if out == nil && j.s.waitCaughtUp(ctx) {
+		j.s.fsm.Read(read)
+	}
+	if out == nil {
+		return nil, status.Errorf(codes.NotFound, "job %q not found", req.JobId)
+	}
+	return out, nil
 }
 
 func (j *jobService) ListJobs(ctx context.Context, req *pb.ListJobsRequest) (*pb.ListJobsResponse, error) {

@@ -201,6 +201,9 @@ var methodChecks = map[string]methodCheck{
 	pb.JobService_GetJob_FullMethodName: jobCheck(acl.PoolRead, func(r *pb.GetJobRequest) string {
 		return r.Id
 	}),
+	pb.JobService_ListTasks_FullMethodName: jobCheck(acl.PoolRead, func(r *pb.ListTasksRequest) string {
+		return r.JobId
+	}),
 	pb.JobService_ListJobs_FullMethodName:  allowAll, // filtered to readable pools
 	pb.JobService_CancelJob_FullMethodName: typed(checkCancel),
 	pb.JobService_WatchJob_FullMethodName: jobCheck(acl.PoolRead, func(r *pb.WatchJobRequest) string {
@@ -349,6 +352,11 @@ func (c *caller) filter(resp any, limit int32) any {
 	switch r := resp.(type) {
 	case *pb.Job:
 		return c.redactJob(r)
+	case *pb.ListTasksResponse:
+		// The page's tasks, redacted as their job's would be.
+		out := &pb.ListTasksResponse{Total: r.Total, Pool: r.Pool}
+		out.Tasks = c.redactJob(&pb.Job{Pool: r.Pool, Tasks: r.Tasks}).Tasks
+		return out
 	case *pb.ListJobsResponse:
 		out := &pb.ListJobsResponse{}
 		for _, j := range r.Jobs {

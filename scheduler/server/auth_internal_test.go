@@ -6,6 +6,7 @@ import (
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/scheduler/acl"
 	"github.com/banyan-sched/banyan/scheduler/state"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -29,6 +30,44 @@ func TestRedactJobCopiesAndKeepsKeys(t *testing.T) {
 	}
 	if (&caller{}).redactJob(orig) != orig {
 		t.Fatal("a caller without ACLs got a redacted copy")
+	}
+}
+
+// Every method of the API has a rule: one without is refused to every
+// token while ACLs are on.
+func TestEveryMethodHasACLRule(t *testing.T) {
+	for _, desc := range []*grpc.ServiceDesc{&pb.JobService_ServiceDesc, &pb.PoolService_ServiceDesc,
+		&pb.AgentService_ServiceDesc, &pb.ClusterService_ServiceDesc, &pb.ACLService_ServiceDesc,
+		&pb.EventService_ServiceDesc, &pb.LogsService_ServiceDesc, &pb.OperatorService_ServiceDesc} {
+		var names []string
+		for _, m := range desc.Methods {
+			names = append(names, m.MethodName)
+		}
+		for _, st := range desc.Streams {
+			names = append(names, st.StreamName)
+		}
+		for _, name := range names {
+			if full := "/" + desc.ServiceName + "/" + name; methodChecks[full] == nil {
+				t.Errorf("%s has no ACL rule", full)
+			}
+		}
+	}
+}
+
+// A page of tasks is redacted as its job would be: a reader of the pool
+// sees the names of its tasks' variables, not their values.
+func TestListTasksRedacted(t *testing.T) {
+	page := &pb.ListTasksResponse{Pool: "studio", Total: 1, Tasks: []*pb.Task{{Spec: &pb.TaskSpec{
+		Env: map[string]string{"S3_KEY": "secret"}}}}}
+	got := readerCaller().filter(page, 0).(*pb.ListTasksResponse)
+	if v, ok := got.Tasks[0].Spec.Env["S3_KEY"]; !ok || v != Redacted || got.Total != 1 || got.Pool != "studio" {
+		t.Fatalf("page for a reader: %v", got)
+	}
+	if page.Tasks[0].Spec.Env["S3_KEY"] != "secret" {
+		t.Fatal("redaction changed the page it was given")
+	}
+	if plain := (&caller{}).filter(page, 0).(*pb.ListTasksResponse); plain.Tasks[0].Spec.Env["S3_KEY"] != "secret" {
+		t.Fatal("a caller without ACLs got a redacted page")
 	}
 }
 

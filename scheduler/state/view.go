@@ -39,6 +39,34 @@ func (s *State) JobView(id string, withTasks bool) *pb.Job {
 	return out
 }
 
+// TaskViews returns views of a job's tasks, as JobView gives them, from
+// index offset on in the order they were added: at most limit of them,
+// and no more than budget bytes encoded, though always one when any is
+// left. total is the job's task count and pool its pool; ok is false when
+// there is no such job.
+func (s *State) TaskViews(id string, offset, limit, budget int) (tasks []*pb.Task, total int, pool string, ok bool) {
+	j, ok := s.Job(id)
+	if !ok {
+		return nil, 0, "", false
+	}
+	total, pool = len(j.rec.tasks), j.PB.Pool
+	explain := s.blockedExplainer()
+	size := 0
+	for i := max(offset, 0); i < total && len(tasks) < limit; i++ {
+		t := j.rec.tasks[i].t
+		tv := t.view()
+		if t.PB.State == pb.TaskState_TASK_STATE_QUEUED {
+			tv.BlockedReason = explain(t)
+		}
+		n := tv.SizeVT() + 8 // the field's tag and length
+		if len(tasks) > 0 && size+n > budget {
+			break
+		}
+		tasks, size = append(tasks, tv), size+n
+	}
+	return tasks, total, pool, true
+}
+
 // jobRecord returns a copy of a job's record with its counts (blocked 0).
 // The copy is a new message that shares what the state never changes in
 // place (strings, the submitter; the state's record holds no tasks): a
