@@ -15,9 +15,9 @@ import (
 // with no name and no command. Tasks whose specs differ only in name and
 // command (an array's tasks, which may differ in command through
 // ${INDEX}) share one shape: setSpec compares each new shape with the last
-// one made. Task.PB.Spec is always nil in the state;
-// Spec builds the message for views, assignments and snapshots, equal to
-// the one submitted.
+// one made. Task.PB.Spec is always nil in the state; Spec builds the
+// message for views, assignments and snapshots, equal to the one
+// submitted.
 
 // askRec is an interned resource ask: its vector and its message.
 type askRec struct {
