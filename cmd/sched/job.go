@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -119,12 +118,8 @@ func submitBatches(specs []*pb.JobSpec, budget int) ([][]*pb.JobSpec, error) {
 	for i, spec := range specs {
 		n := spec.SizeVT()
 		if n > limits.JobSpecBytes {
-			name := spec.Name
-			if name == "" {
-				name = "#" + strconv.Itoa(i+1)
-			}
 			return nil, fmt.Errorf("job %s: %d tasks make a job spec of %d bytes, more than the limit of %d (%s) per job; split it into several jobs",
-				name, len(spec.Tasks), n, limits.JobSpecBytes, limits.FormatBytes(limits.JobSpecBytes))
+				jobfile.Label(spec.Name, i), len(spec.Tasks), n, limits.JobSpecBytes, limits.FormatBytes(limits.JobSpecBytes))
 		}
 		if len(run) > 0 && size+n > budget {
 			out, run, size = append(out, run), nil, 0

@@ -23,20 +23,26 @@ func (s *State) JobView(id string, withTasks bool) *pb.Job {
 	out := s.jobRecord(j)
 	explain := s.blockedExplainer()
 	for _, r := range j.rec.tasks {
-		t := r.t
-		var reason string
-		if t.PB.State == pb.TaskState_TASK_STATE_QUEUED {
-			if reason = explain(t); reason != "" {
-				out.Counts.Blocked++
-			}
+		reason := blockedReason(r.t, explain)
+		if reason != "" {
+			out.Counts.Blocked++
 		}
 		if withTasks {
-			tv := t.view()
+			tv := r.t.view()
 			tv.BlockedReason = reason
 			out.Tasks = append(out.Tasks, tv)
 		}
 	}
 	return out
+}
+
+// blockedReason is why a queued task cannot be placed (explain, from
+// blockedExplainer), or "" for a task in any other state.
+func blockedReason(t *Task, explain func(*Task) string) string {
+	if t.PB.State != pb.TaskState_TASK_STATE_QUEUED {
+		return ""
+	}
+	return explain(t)
 }
 
 // TaskViews returns views of a job's tasks, as JobView gives them, from
@@ -55,9 +61,7 @@ func (s *State) TaskViews(id string, offset, limit, budget int) (tasks []*pb.Tas
 	for i := max(offset, 0); i < total && len(tasks) < limit; i++ {
 		t := j.rec.tasks[i].t
 		tv := t.view()
-		if t.PB.State == pb.TaskState_TASK_STATE_QUEUED {
-			tv.BlockedReason = explain(t)
-		}
+		tv.BlockedReason = blockedReason(t, explain)
 		n := tv.SizeVT() + 8 // the field's tag and length
 		if len(tasks) > 0 && size+n > budget {
 			break

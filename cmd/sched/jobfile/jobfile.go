@@ -126,11 +126,7 @@ func parse(data []byte) ([]*pb.JobSpec, error) {
 	for i, j := range jobs {
 		spec, err := j.toSpec()
 		if err != nil {
-			name := j.Name
-			if name == "" {
-				name = "#" + strconv.Itoa(i+1)
-			}
-			return nil, fmt.Errorf("job %s: %w", name, err)
+			return nil, fmt.Errorf("job %s: %w", Label(j.Name, i), err)
 		}
 		out = append(out, spec)
 	}
@@ -236,11 +232,7 @@ func (j Job) toSpec() (*pb.JobSpec, error) {
 	for i, t := range j.Tasks {
 		ts, err := t.toSpecs()
 		if err != nil {
-			name := t.Name
-			if name == "" {
-				name = "#" + strconv.Itoa(i+1)
-			}
-			return nil, fmt.Errorf("task %s: %w", name, err)
+			return nil, fmt.Errorf("task %s: %w", Label(t.Name, i), err)
 		}
 		spec.Tasks = append(spec.Tasks, ts...)
 	}
@@ -603,11 +595,17 @@ func locate(doc any, match func(level int, obj map[string]any) bool) (string, in
 	return "", 0, false
 }
 
-// displayName names a job or task as the other errors do: by its name, or
-// by its position counted from 1.
+// displayName names a job or task as the other errors do (Label).
 func displayName(obj map[string]any, i int) string {
-	if n, ok := obj["name"].(string); ok && n != "" {
-		return n
+	n, _ := obj["name"].(string)
+	return Label(n, i)
+}
+
+// Label names the job or task at index i of its list in an error: by its
+// name, or when it has none by its position counted from 1 ("#3").
+func Label(name string, i int) string {
+	if name != "" {
+		return name
 	}
 	return "#" + strconv.Itoa(i+1)
 }
