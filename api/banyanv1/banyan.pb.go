@@ -489,8 +489,17 @@ type TaskSpec struct {
 	// instead of running command: calls are micro-batched through worker
 	// processes that speak the JSON-lines protocol (agent/worker), warm ones
 	// when a pool reserves them.
-	Function      string   `protobuf:"bytes,13,opt,name=function,proto3" json:"function,omitempty"`
-	Args          []string `protobuf:"bytes,14,rep,name=args,proto3" json:"args,omitempty"`
+	Function string   `protobuf:"bytes,13,opt,name=function,proto3" json:"function,omitempty"`
+	Args     []string `protobuf:"bytes,14,rep,name=args,proto3" json:"args,omitempty"`
+	// count, when 1 or more, makes this spec an array of count tasks, sent
+	// and logged as one spec and expanded by the server when it applies the
+	// job: task i (from 0) is named NAME-i, and "${INDEX}" in its command,
+	// args, env values, workdir and exclusive_key becomes i (in its copy of
+	// the fallbacks too). 0 means one task, as written. Not allowed in a
+	// fallback. A client learns that a server expands counts from
+	// VersionResponse.features ("task_count"): an older server ignores the
+	// field and would make one task.
+	Count         int32 `protobuf:"varint,15,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -621,6 +630,13 @@ func (x *TaskSpec) GetArgs() []string {
 		return x.Args
 	}
 	return nil
+}
+
+func (x *TaskSpec) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
 }
 
 // JobExpansion is what a task may return (JSON, in the file named by
@@ -4507,9 +4523,12 @@ func (*VersionRequest) Descriptor() ([]byte, []int) {
 }
 
 type VersionResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
-	StateFormat   int32                  `protobuf:"varint,2,opt,name=state_format,json=stateFormat,proto3" json:"state_format,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Version     string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	StateFormat int32                  `protobuf:"varint,2,opt,name=state_format,json=stateFormat,proto3" json:"state_format,omitempty"`
+	// features names what this server's API understands beyond the first
+	// release's: "task_count" (TaskSpec.count).
+	Features      []string `protobuf:"bytes,3,rep,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4556,6 +4575,13 @@ func (x *VersionResponse) GetStateFormat() int32 {
 		return x.StateFormat
 	}
 	return 0
+}
+
+func (x *VersionResponse) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
 }
 
 type MembersRequest struct {
@@ -5882,7 +5908,7 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\vRetryPolicy\x12!\n" +
 	"\fmax_attempts\x18\x01 \x01(\x05R\vmaxAttempts\x12,\n" +
 	"\x12initial_backoff_ms\x18\x02 \x01(\x03R\x10initialBackoffMs\x12$\n" +
-	"\x0emax_backoff_ms\x18\x03 \x01(\x03R\fmaxBackoffMs\"\xbc\x04\n" +
+	"\x0emax_backoff_ms\x18\x03 \x01(\x03R\fmaxBackoffMs\"\xd2\x04\n" +
 	"\bTaskSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12.\n" +
@@ -5899,7 +5925,8 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\bfallback\x18\v \x01(\v2\x13.banyan.v1.TaskSpecR\bfallback\x12*\n" +
 	"\x11fallback_after_ms\x18\f \x01(\x03R\x0ffallbackAfterMs\x12\x1a\n" +
 	"\bfunction\x18\r \x01(\tR\bfunction\x12\x12\n" +
-	"\x04args\x18\x0e \x03(\tR\x04args\x1a6\n" +
+	"\x04args\x18\x0e \x03(\tR\x04args\x12\x14\n" +
+	"\x05count\x18\x0f \x01(\x05R\x05count\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"9\n" +
@@ -6205,10 +6232,11 @@ const file_api_banyanv1_banyan_proto_rawDesc = "" +
 	"\x06leader\x18\x04 \x01(\bR\x06leader\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\tR\aversion\x12!\n" +
 	"\fstate_format\x18\x06 \x01(\x05R\vstateFormat\"\x10\n" +
-	"\x0eVersionRequest\"N\n" +
+	"\x0eVersionRequest\"j\n" +
 	"\x0fVersionResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12!\n" +
-	"\fstate_format\x18\x02 \x01(\x05R\vstateFormat\"\x10\n" +
+	"\fstate_format\x18\x02 \x01(\x05R\vstateFormat\x12\x1a\n" +
+	"\bfeatures\x18\x03 \x03(\tR\bfeatures\"\x10\n" +
 	"\x0eMembersRequest\"\xa5\x01\n" +
 	"\x0fMembersResponse\x12+\n" +
 	"\amembers\x18\x01 \x03(\v2\x11.banyan.v1.MemberR\amembers\x12\x1b\n" +

@@ -52,7 +52,12 @@ type Command struct {
 	//	*Command_AclPolicyDelete
 	//	*Command_AclTokenCreate
 	//	*Command_AclTokenRevoke
-	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
+	Cmd isCommand_Cmd `protobuf_oneof:"cmd"`
+	// task_counts is set on an entry whose task specs carry a count (an
+	// array to expand when applied). A binary older than counts does not
+	// know the field, so it stops at the entry (an unknown field of the
+	// command) instead of applying each array as one task.
+	TaskCounts    bool `protobuf:"varint,40,opt,name=task_counts,json=taskCounts,proto3" json:"task_counts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -270,6 +275,13 @@ func (x *Command) GetAclTokenRevoke() *ACLTokenRevoke {
 		}
 	}
 	return nil
+}
+
+func (x *Command) GetTaskCounts() bool {
+	if x != nil {
+		return x.TaskCounts
+	}
+	return false
 }
 
 type isCommand_Cmd interface {
@@ -2064,7 +2076,7 @@ var File_scheduler_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x19scheduler/fsmpb/fsm.proto\x12\rbanyan.fsm.v1\x1a\x19api/banyanv1/banyan.proto\"\xd6\t\n" +
+	"\x19scheduler/fsmpb/fsm.proto\x12\rbanyan.fsm.v1\x1a\x19api/banyanv1/banyan.proto\"\xf7\t\n" +
 	"\aCommand\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x01 \x01(\x03R\tnowUnixMs\x123\n" +
 	"\x06submit\x18\x02 \x01(\v2\x19.banyan.fsm.v1.SubmitJobsH\x00R\x06submit\x12/\n" +
@@ -2088,7 +2100,9 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\x0eacl_policy_put\x18\x1f \x01(\v2\x1b.banyan.fsm.v1.ACLPolicyPutH\x00R\faclPolicyPut\x12L\n" +
 	"\x11acl_policy_delete\x18  \x01(\v2\x1e.banyan.fsm.v1.ACLPolicyDeleteH\x00R\x0faclPolicyDelete\x12I\n" +
 	"\x10acl_token_create\x18! \x01(\v2\x1d.banyan.fsm.v1.ACLTokenCreateH\x00R\x0eaclTokenCreate\x12I\n" +
-	"\x10acl_token_revoke\x18\" \x01(\v2\x1d.banyan.fsm.v1.ACLTokenRevokeH\x00R\x0eaclTokenRevokeB\x05\n" +
+	"\x10acl_token_revoke\x18\" \x01(\v2\x1d.banyan.fsm.v1.ACLTokenRevokeH\x00R\x0eaclTokenRevoke\x12\x1f\n" +
+	"\vtask_counts\x18( \x01(\bR\n" +
+	"taskCountsB\x05\n" +
 	"\x03cmd\"\xab\x01\n" +
 	"\n" +
 	"SubmitJobs\x12&\n" +

@@ -59,6 +59,18 @@ func (m *Command) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		}
 		i -= size
 	}
+	if m.TaskCounts {
+		i--
+		if m.TaskCounts {
+			dAtA[i] = 1
+		} else {
+			dAtA[i] = 0
+		}
+		i--
+		dAtA[i] = 0x2
+		i--
+		dAtA[i] = 0xc0
+	}
 	if m.NowUnixMs != 0 {
 		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.NowUnixMs))
 		i--
@@ -2364,6 +2376,9 @@ func (m *Command) SizeVT() (n int) {
 	if vtmsg, ok := m.Cmd.(interface{ SizeVT() int }); ok {
 		n += vtmsg.SizeVT()
 	}
+	if m.TaskCounts {
+		n += 3
+	}
 	n += len(m.unknownFields)
 	return n
 }
@@ -4204,6 +4219,26 @@ func (m *Command) UnmarshalVT(dAtA []byte) error {
 				m.Cmd = &Command_AclTokenRevoke{AclTokenRevoke: v}
 			}
 			iNdEx = postIndex
+		case 40:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field TaskCounts", wireType)
+			}
+			var v int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				v |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			m.TaskCounts = bool(v != 0)
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])

@@ -1,0 +1,116 @@
+// Package taskarray expands task arrays: a TaskSpec with a count stands
+// for that many tasks, sent and logged as one spec. The server expands an
+// array when it applies the job (package state); a client expands it
+// itself when the server it talks to predates counts (sched job submit).
+// Both use Expand, so a task of an array is the same wherever it was made.
+//
+// Task i of an array (from 0) is named NAME-i, and "${INDEX}" in its
+// command, args, env values, workdir and exclusive_key becomes i. Its
+// resources, timeout, retry policy, constraints, after list and function
+// are the array's: the expanded specs share them, so they must be treated
+// as read-only. Each task gets its own copy of the fallback chain, with
+// "${INDEX}" replaced in the same fields, which the server names after the
+// task it replaces.
+//
+// The package is pure: no I/O, no clock, no goroutines.
+package taskarray
+
+import (
+	"strconv"
+	"strings"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"google.golang.org/protobuf/proto"
+)
+
+// Feature is the name a server lists in VersionResponse.features when it
+// expands counts.
+const Feature = "task_count"
+
+// Placeholder is what becomes each task's index.
+const Placeholder = "${INDEX}"
+
+// Tasks is how many tasks specs stand for: each spec's count, or one for a
+// spec without one. A negative count counts as one (validation refuses it).
+func Tasks(specs []*pb.TaskSpec) int64 {
+	var n int64
+	for _, t := range specs {
+		n += int64(max(t.GetCount(), 1))
+	}
+	return n
+}
+
+// Has reports whether any spec carries a count.
+func Has(specs []*pb.TaskSpec) bool {
+	for _, t := range specs {
+		if t.GetCount() != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Expand returns specs with every array expanded in place of its spec,
+// in order; specs itself when none has a count. A count below one leaves
+// the spec as it is (validation refuses a negative count).
+func Expand(specs []*pb.TaskSpec) []*pb.TaskSpec {
+	if !Has(specs) {
+		return specs
+	}
+	out := make([]*pb.TaskSpec, 0, Tasks(specs))
+	for _, t := range specs {
+		if t.GetCount() < 1 {
+			out = append(out, t)
+			continue
+		}
+		for i := range int(t.Count) {
+			out = append(out, Task(t, i))
+		}
+	}
+	return out
+}
+
+// Task is task i of the array t.
+func Task(t *pb.TaskSpec, i int) *pb.TaskSpec {
+	idx := strconv.Itoa(i)
+	sub := func(s string) string {
+		if !strings.Contains(s, Placeholder) {
+			return s
+		}
+		return strings.ReplaceAll(s, Placeholder, idx)
+	}
+	ts := &pb.TaskSpec{Name: t.Name + "-" + idx, Resources: t.Resources, TimeoutMs: t.TimeoutMs,
+		Retry: t.Retry, ExclusiveKey: sub(t.ExclusiveKey), Constraints: t.Constraints,
+		After: t.After, Workdir: sub(t.Workdir), FallbackAfterMs: t.FallbackAfterMs, Function: t.Function}
+	ts.Command, ts.Args, ts.Env = subAll(t.Command, sub), subAll(t.Args, sub), subEnv(t.Env, sub)
+	if t.Fallback != nil {
+		ts.Fallback = proto.Clone(t.Fallback).(*pb.TaskSpec)
+		for f := ts.Fallback; f != nil; f = f.Fallback {
+			f.Command, f.Args, f.Env = subAll(f.Command, sub), subAll(f.Args, sub), subEnv(f.Env, sub)
+			f.Workdir, f.ExclusiveKey = sub(f.Workdir), sub(f.ExclusiveKey)
+		}
+	}
+	return ts
+}
+
+func subEnv(env map[string]string, sub func(string) string) map[string]string {
+	if len(env) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(env))
+	for k, v := range env {
+		out[k] = sub(v)
+	}
+	return out
+}
+
+func subAll(list []string, sub func(string) string) []string {
+	if len(list) == 0 {
+		return nil
+	}
+	out := make([]string, len(list))
+	for i, a := range list {
+		out[i] = sub(a)
+	}
+	return out
+}
