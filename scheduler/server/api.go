@@ -12,6 +12,7 @@ import (
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/buildinfo"
 	"github.com/banyan-sched/banyan/api/limits"
+	"github.com/banyan-sched/banyan/api/taskarray"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
@@ -385,7 +386,8 @@ func (c *clusterService) Members(ctx context.Context, req *pb.MembersRequest) (*
 
 // Version is this server's build and state format.
 func (c *clusterService) Version(ctx context.Context, req *pb.VersionRequest) (*pb.VersionResponse, error) {
-	return &pb.VersionResponse{Version: buildinfo.Get().String(), StateFormat: state.SnapshotFormat}, nil
+	return &pb.VersionResponse{Version: buildinfo.Get().String(), StateFormat: state.SnapshotFormat,
+		Features: []string{taskarray.Feature}}, nil
 }
 
 // memberVersions asks every member for its version (at most a second

@@ -15,11 +15,7 @@ import (
 // is forwarded, so the follower's resend after a leader change (the entry
 // may have committed) finds the job instead of making a second one.
 func TestKeylessSubmissionsGetAKeyAtTheFirstServer(t *testing.T) {
-	l1, l2 := listen(t), listen(t)
-	s1 := startServer(t, server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: l1, Bootstrap: true})
-	waitLeader(t, s1)
-	s2 := startServer(t, server.Config{NodeID: "s2", DataDir: t.TempDir(), Listener: l2, Join: []string{s1.Addr()}})
-	waitFor(t, 20*time.Second, "s2 to join", func() bool { return s2.LeaderAddr() == s1.Addr() })
+	_, s2 := startLeaderAndFollower(t)
 	follower := dialClient(t, s2.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -47,4 +43,16 @@ func TestKeylessSubmissionsGetAKeyAtTheFirstServer(t *testing.T) {
 	if len(list.Jobs) != 1 {
 		t.Fatalf("%d jobs, want 1", len(list.Jobs))
 	}
+}
+
+// startLeaderAndFollower starts a two-server cluster: s1 bootstrapped and
+// leading, s2 joined and following it.
+func startLeaderAndFollower(t *testing.T) (s1, s2 *server.Server) {
+	t.Helper()
+	l1, l2 := listen(t), listen(t)
+	s1 = startServer(t, server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: l1, Bootstrap: true})
+	waitLeader(t, s1)
+	s2 = startServer(t, server.Config{NodeID: "s2", DataDir: t.TempDir(), Listener: l2, Join: []string{s1.Addr()}})
+	waitFor(t, 20*time.Second, "s2 to join", func() bool { return s2.LeaderAddr() == s1.Addr() })
+	return s1, s2
 }

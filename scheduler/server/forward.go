@@ -10,7 +10,9 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/taskarray"
 	"github.com/banyan-sched/banyan/api/wirecodec"
+	"github.com/banyan-sched/banyan/scheduler/state"
 	"github.com/banyan-sched/banyan/scheduler/tracing"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -121,12 +123,36 @@ func (f *forwarder) unary(ctx context.Context, req any, info *grpc.UnaryServerIn
 		if len(md.Get(forwardedKey)) > 0 {
 			return nil, status.Errorf(codes.Unavailable, "not the leader; leader is %s", leader)
 		}
+		if err := expandForLeader(req); err != nil {
+			return nil, statusOf(err)
+		}
 		resp, err := f.forward(ctx, leader, info.FullMethod, req)
 		if errors.Is(err, errLeaderMoved) && attempt < 5 {
 			continue // the leader hung or lost its place: follow the new one
 		}
 		return resp, err
 	}
+}
+
+// expandForLeader expands the arrays of a submission forwarded to the
+// leader, which may be older than counts (a rolling upgrade replaces it
+// last) and would take each array as one task; bounds are checked first,
+// as the leader would.
+func expandForLeader(req any) error {
+	sub, ok := req.(*pb.SubmitJobsRequest)
+	if !ok {
+		return nil
+	}
+	for _, j := range sub.Jobs {
+		if j == nil || !taskarray.Has(j.Tasks) {
+			continue
+		}
+		if err := state.CheckArrays(j.Tasks); err != nil {
+			return fmt.Errorf("job %s: %w", j.Name, err)
+		}
+		j.Tasks = taskarray.Expand(j.Tasks)
+	}
+	return nil
 }
 
 // autoKeyPrefix starts the idempotency keys a server gives submissions

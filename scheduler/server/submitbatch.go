@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/taskarray"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"google.golang.org/grpc/codes"
@@ -258,7 +259,7 @@ func (b *submitBatcher) commit(batch []*submitCall) {
 		merged.TraceIds = append(merged.TraceIds, padded(c.sub.TraceIds, len(c.sub.Jobs))...)
 		merged.TraceSpanIds = append(merged.TraceSpanIds, padded(c.sub.TraceSpanIds, len(c.sub.Jobs))...)
 	}
-	r, err := b.propose(&fsmpb.Command{Cmd: &fsmpb.Command_Submit{Submit: merged}})
+	r, err := b.propose(submitCommand(merged))
 	if err != nil {
 		for _, c := range batch {
 			c.done <- submitOutcome{err: statusOf(err)}
@@ -288,7 +289,7 @@ func (b *submitBatcher) commit(batch []*submitCall) {
 }
 
 func (b *submitBatcher) commitOne(sub *fsmpb.SubmitJobs) submitOutcome {
-	r, err := b.propose(&fsmpb.Command{Cmd: &fsmpb.Command_Submit{Submit: sub}})
+	r, err := b.propose(submitCommand(sub))
 	if err == nil {
 		err = r.Err
 	}
@@ -308,4 +309,19 @@ func padded(ids []string, n int) []string {
 	out := make([]string, n)
 	copy(out, ids)
 	return out
+}
+
+// submitCommand is the raft entry of a submission. An entry holding an
+// array (a task spec with a count) says so, in a field that a server older
+// than counts does not know: it stops at the entry rather than apply each
+// array as one task (rolling upgrades replace the leader last).
+func submitCommand(sub *fsmpb.SubmitJobs) *fsmpb.Command {
+	cmd := &fsmpb.Command{Cmd: &fsmpb.Command_Submit{Submit: sub}}
+	for _, j := range sub.Jobs {
+		if taskarray.Has(j.Tasks) {
+			cmd.TaskCounts = true
+			break
+		}
+	}
+	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -299,5 +300,49 @@ func TestSubmitBatcherCommitErrorAndShutdown(t *testing.T) {
 	_, _, err := b.submit(context.Background(), oneJob("late", ""))
 	if !errors.Is(err, errBatcherStopped) {
 		t.Fatalf("after stop: got %v, want %v", err, errBatcherStopped)
+	}
+}
+
+// An entry that holds an array says so in a field older servers do not
+// know (they stop at it rather than make one task of the array); others
+// leave it unset, so they stay readable by any version.
+func TestSubmitCommandFlagsArrays(t *testing.T) {
+	plain := &pb.JobSpec{Tasks: []*pb.TaskSpec{{Name: "a", Command: []string{"x"}}}}
+	array := &pb.JobSpec{Tasks: []*pb.TaskSpec{{Name: "f", Count: 10, Command: []string{"x"}}}}
+	if cmd := submitCommand(&fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{plain}}); cmd.TaskCounts {
+		t.Fatal("an entry without arrays is flagged")
+	}
+	if cmd := submitCommand(&fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{plain, array}}); !cmd.TaskCounts {
+		t.Fatal("an entry with an array is not flagged")
+	}
+}
+
+// A follower expands the arrays of a submission before it forwards it (the
+// leader may predate counts), after checking their bounds as the leader
+// would; other requests pass as they are.
+func TestExpandForLeader(t *testing.T) {
+	req := &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{
+		{Name: "j", Tasks: []*pb.TaskSpec{{Name: "f", Count: 3, Command: []string{"r", "${INDEX}"}}, {Name: "g", Command: []string{"y"}}}},
+		nil,
+	}}
+	if err := expandForLeader(req); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, ts := range req.Jobs[0].Tasks {
+		names = append(names, ts.Name+":"+strings.Join(ts.Command, " "))
+		if ts.Count != 0 {
+			t.Fatalf("task %s still has count %d", ts.Name, ts.Count)
+		}
+	}
+	if got := strings.Join(names, ","); got != "f-0:r 0,f-1:r 1,f-2:r 2,g:y" {
+		t.Fatalf("forwarded tasks %s", got)
+	}
+	bad := &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{{Name: "big", Tasks: []*pb.TaskSpec{{Name: "f", Count: -1, Command: []string{"x"}}}}}}
+	if err := expandForLeader(bad); err == nil || !strings.Contains(err.Error(), "job big: invalid job: task f: count -1 is negative") {
+		t.Fatalf("negative count: %v", err)
+	}
+	if err := expandForLeader(&pb.GetJobRequest{Id: "job-1"}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -105,12 +105,16 @@ func (s *State) Apply(cmd *fsmpb.Command) *Result {
 // applySubmit validates every job first: one bad job rejects the batch, so a
 // batch is all or nothing.
 func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
-	for _, spec := range c.Jobs {
+	// tasks[i] are job i's tasks with its arrays expanded.
+	tasks := make([][]*pb.TaskSpec, len(c.Jobs))
+	for i, spec := range c.Jobs {
 		NormalizeJob(spec, s.defaults)
-		if err := ValidateJob(spec, s.pools); err != nil {
+		t, err := validateJob(spec, s.pools)
+		if err != nil {
 			r.Err = err
 			return
 		}
+		tasks[i] = t
 	}
 	var sub *pb.Submitter // one copy for the entry's jobs: never changed
 	if c.Submitter != nil {
@@ -124,7 +128,8 @@ func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
 				continue
 			}
 		}
-		j := s.addJob(now, spec)
+		j := s.addJob(now, spec, tasks[i])
+		tasks[i] = nil // an array's tasks go as they are added
 		j.PB.Submitter = sub
 		// Entries from before traces have no ids: the job has no trace.
 		if i < len(c.TraceIds) {
@@ -138,7 +143,8 @@ func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
 	}
 }
 
-func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
+// addJob adds a job with its tasks (spec's, arrays expanded).
+func (s *State) addJob(now int64, spec *pb.JobSpec, tasks []*pb.TaskSpec) *Job {
 	s.seq++
 	s.jobSeq++
 	// The job's id is the head of its first task's: one string for both.
@@ -160,7 +166,7 @@ func (s *State) addJob(now int64, spec *pb.JobSpec) *Job {
 	}
 	s.noteJob(j, KindSubmitted, 0)
 	s.firstTaskID = first
-	s.addTasks(now, j, spec.Tasks)
+	s.addTasks(now, j, tasks)
 	s.firstTaskID = ""
 	return j
 }

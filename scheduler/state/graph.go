@@ -151,6 +151,11 @@ func (s *State) validateExpansion(j *Job, specs []*pb.TaskSpec) error {
 	existing := s.taskNames(j)
 	newNames := make(map[string]int, len(specs))
 	for i, ts := range specs {
+		for f := ts; f != nil; f = f.Fallback {
+			if f.Count != 0 {
+				return invalid("task %s: count is for submitted jobs; a result lists each task", ts.Name)
+			}
+		}
 		normalizeTask(ts)
 		if err := validateTask(ts); err != nil {
 			return fmt.Errorf("task %s: %w", ts.Name, err)
@@ -205,6 +210,9 @@ func asksOf(ts *pb.TaskSpec) []*pb.Resources {
 
 // normalizeFallback names unnamed fallbacks after the task they replace.
 func normalizeFallback(ts *pb.TaskSpec) {
+	if ts.Count > 0 {
+		return // an array: each task's copy is named after it (expandTasks)
+	}
 	for f, name := ts.Fallback, ts.Name; f != nil; f, name = f.Fallback, f.Name {
 		if f.Name == "" {
 			f.Name = name + "-fallback"

@@ -5,7 +5,9 @@ import (
 	"testing"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/taskarray"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // finishWith reports a task's current attempt finished with a result.
@@ -76,6 +78,7 @@ func TestBadExpansionFailsTheTask(t *testing.T) {
 		"name taken":    {`{"tasks":[{"name":"plan","command":["true"]}]}`, "already has a task of that name"},
 		"cycle":         {`{"tasks":[{"name":"a","command":["true"],"after":["b"]},{"name":"b","command":["true"],"after":["a"]}]}`, "cycle"},
 		"no command":    {`{"tasks":[{"name":"a"}]}`, "command is empty"},
+		"count":         {`{"tasks":[{"name":"a","command":["true"],"count":3}]}`, "count is for submitted jobs"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -198,5 +201,56 @@ func checkSnapshotRoundTrip(t *testing.T, s *State) {
 	}
 	if diff := compareStates(s, r, 1<<40); len(diff) > 0 {
 		t.Fatalf("snapshot round trip differs:\n%s", strings.Join(diff, "\n"))
+	}
+}
+
+// TestArrayExpandsWhenApplied: a task spec with a count becomes that many
+// tasks when the job is applied, each with its index in its name, command,
+// env, workdir and exclusive key, and its own fallback named after it; a
+// task after one of them waits for that one only. The entry holds one spec.
+func TestArrayExpandsWhenApplied(t *testing.T) {
+	f := newFSM(t, DefaultDefaults)
+	f.agentUp("a1", &pb.Resources{CpuMillis: 8000, MemoryBytes: 1 << 30}, nil)
+	chunk := &pb.TaskSpec{Name: "chunk", Count: 3, Command: []string{"enc", "--chunk", "${INDEX}"},
+		Env: map[string]string{"PART": "p${INDEX}", "KEEP": "k"}, Workdir: "/w/${INDEX}", ExclusiveKey: "x${INDEX}",
+		Resources: &pb.Resources{CpuMillis: 100}, TimeoutMs: 5000,
+		Fallback: &pb.TaskSpec{Command: []string{"enc", "--cpu", "${INDEX}"}, Resources: &pb.Resources{CpuMillis: 100}}}
+	spec := &pb.JobSpec{Name: "arr", Tasks: []*pb.TaskSpec{chunk, oneTask("join", "chunk-1")}}
+	sent := spec.SizeVT()
+	r := f.submit(spec)
+	if got := r.Jobs[0].Counts.GetTotal(); got != 4 {
+		t.Fatalf("job of %d tasks, want 3 chunks and a join", got)
+	}
+	if spec.Tasks[0].Count != 3 || len(spec.Tasks) != 2 {
+		t.Fatalf("applying changed the command's specs: %v", spec.Tasks)
+	}
+	for i, idx := range []string{"0", "1", "2"} {
+		tk := taskByName(t, f.s, "job-1", "chunk-"+idx)
+		got := tk.Spec()
+		want := &pb.TaskSpec{Name: "chunk-" + idx, Command: []string{"enc", "--chunk", idx},
+			Env: map[string]string{"PART": "p" + idx, "KEEP": "k"}, Workdir: "/w/" + idx, ExclusiveKey: "x" + idx,
+			Resources: &pb.Resources{CpuMillis: 100}, TimeoutMs: 5000,
+			Fallback: &pb.TaskSpec{Name: "chunk-" + idx + "-fallback", Command: []string{"enc", "--cpu", idx},
+				Resources: &pb.Resources{CpuMillis: 100}}}
+		if !proto.Equal(got, want) {
+			t.Errorf("task %d:\n%v\nwant\n%v", i, got, want)
+		}
+	}
+	// join waits for chunk-1 alone.
+	f.commitPlan()
+	f.finishWith(taskByName(t, f.s, "job-1", "chunk-1").PB.Id, "succeeded", "")
+	if join := taskByName(t, f.s, "job-1", "join"); join.PB.State != pb.TaskState_TASK_STATE_QUEUED {
+		t.Fatalf("join is %v once chunk-1 succeeded, want queued", join.PB.State)
+	}
+	checkSnapshotRoundTrip(t, f.s)
+
+	// The same job with the array written out task by task encodes to more
+	// than the array does (what the raft entry saves grows with the count).
+	var out []*pb.TaskSpec
+	for i := range 3 {
+		out = append(out, taskarray.Task(chunk, i))
+	}
+	if full := (&pb.JobSpec{Name: "arr", Tasks: append(out, oneTask("join", "chunk-1"))}).SizeVT(); full <= sent {
+		t.Fatalf("expanded job %d bytes, array %d", full, sent)
 	}
 }

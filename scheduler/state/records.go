@@ -27,7 +27,7 @@ func specRecord(dst, shape *pb.TaskSpec, name string, command []string) *pb.Task
 	dst.Name, dst.Command, dst.Env, dst.Resources = name, command, shape.Env, shape.Resources
 	dst.TimeoutMs, dst.Retry, dst.ExclusiveKey, dst.Constraints = shape.TimeoutMs, shape.Retry, shape.ExclusiveKey, shape.Constraints
 	dst.After, dst.Workdir, dst.Fallback, dst.FallbackAfterMs = shape.After, shape.Workdir, shape.Fallback, shape.FallbackAfterMs
-	dst.Function, dst.Args = shape.Function, shape.Args
+	dst.Function, dst.Args, dst.Count = shape.Function, shape.Args, shape.Count
 	dst.ProtoReflect().SetUnknown(shape.ProtoReflect().GetUnknown())
 	return dst
 }

@@ -33,7 +33,7 @@ func compactable(ts *pb.TaskSpec, name string) bool {
 	return ts.Name == name && ts.Resources != nil && len(ts.Env) == 0 && ts.TimeoutMs == 0 &&
 		ts.Retry == nil && ts.ExclusiveKey == "" && len(ts.Constraints) == 0 && len(ts.After) == 0 &&
 		ts.Workdir == "" && ts.Fallback == nil && ts.FallbackAfterMs == 0 && ts.Function == "" &&
-		len(ts.Args) == 0 && len(ts.ProtoReflect().GetUnknown()) == 0
+		len(ts.Args) == 0 && ts.Count == 0 && len(ts.ProtoReflect().GetUnknown()) == 0
 }
 
 // setSpec gives t its spec (strings and resources interned): compact when

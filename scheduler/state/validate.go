@@ -7,6 +7,7 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
+	"github.com/banyan-sched/banyan/api/taskarray"
 	"github.com/banyan-sched/banyan/pool"
 )
 
@@ -19,6 +20,11 @@ const (
 	MaxPriority     = 1000
 	maxNameLen      = 128
 	maxCommandBytes = 64 << 10
+	// MaxArrayBytes bounds what an array's tasks hold together (the
+	// commands, args, env and workdirs of TaskSpec.count tasks): a spec of
+	// a few bytes may stand for a million tasks, and applying it builds
+	// them all, on every server.
+	MaxArrayBytes = 256 << 20
 )
 
 // validTaskName reports whether name matches ^[A-Za-z0-9][A-Za-z0-9._:-]*$
@@ -127,47 +133,117 @@ func validateAsk(r *pb.Resources) error {
 // ValidateJob checks a normalized job spec on its own and against the pool
 // tree. Its error names the job, the task and the field at fault.
 func ValidateJob(spec *pb.JobSpec, pools *pool.Tree) error {
+	_, err := validateJob(spec, pools)
+	return err
+}
+
+// validateJob is ValidateJob, returning the job's tasks with its arrays
+// expanded (spec.Tasks itself when it has none).
+func validateJob(spec *pb.JobSpec, pools *pool.Tree) ([]*pb.TaskSpec, error) {
 	name := spec.Name
 	if name == "" {
 		name = "(unnamed)"
 	}
-	if err := validateJobFields(spec); err != nil {
-		return fmt.Errorf("job %s: %w", name, err)
+	tasks, err := checkJobSpec(spec)
+	if err == nil {
+		err = checkTasks(tasks)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", name, err)
 	}
 	if err := validatePool(spec, pools); err != nil {
-		return fmt.Errorf("job %s: %w", name, err)
+		return nil, fmt.Errorf("job %s: %w", name, err)
+	}
+	return tasks, nil
+}
+
+// CheckArrays checks the arrays among a job's task specs as sent, before
+// anything is expanded: no negative count, none in a fallback, at most
+// MaxTasksPerJob tasks in all and MaxArrayBytes of strings an array.
+func CheckArrays(tasks []*pb.TaskSpec) error {
+	if n := taskarray.Tasks(tasks); n > MaxTasksPerJob {
+		return invalid("%d tasks, more than the limit of %d", n, MaxTasksPerJob)
+	}
+	for i, t := range tasks {
+		if t.Count < 0 {
+			return invalid("task %s: count %d is negative", taskLabel(t.Name, i), t.Count)
+		}
+		for f := t.Fallback; f != nil; f = f.Fallback {
+			if f.Count != 0 {
+				return invalid("task %s: fallback %s: a fallback takes its task's place and has no count", taskLabel(t.Name, i), f.Name)
+			}
+		}
+		// "${INDEX}" is longer than any index, so no task of an array
+		// holds more than its spec.
+		if per := int64(taskSpecBytes(t) + len(t.Name) + 8); t.Count > 1 && per*int64(t.Count) > MaxArrayBytes {
+			return invalid("task %s: %d tasks of %d bytes each (command, args, env and workdir) are more than the limit of %s an array",
+				taskLabel(t.Name, i), t.Count, per, limits.FormatBytes(MaxArrayBytes))
+		}
 	}
 	return nil
 }
 
-func validateJobFields(spec *pb.JobSpec) error {
+// taskLabel names a task in an error: by name, or by its position
+// counted from 1 when it has none yet.
+func taskLabel(name string, i int) string {
+	if name != "" {
+		return name
+	}
+	return fmt.Sprintf("#%d", i+1)
+}
+
+// checkJobSpec checks the job's own fields and its arrays as sent, and
+// returns its tasks expanded.
+func checkJobSpec(spec *pb.JobSpec) ([]*pb.TaskSpec, error) {
 	if len(spec.Name) > maxNameLen {
-		return invalid("name longer than %d characters", maxNameLen)
+		return nil, invalid("name longer than %d characters", maxNameLen)
 	}
 	if len(spec.Tasks) == 0 {
-		return invalid("no tasks")
+		return nil, invalid("no tasks")
 	}
-	if len(spec.Tasks) > MaxTasksPerJob {
-		return invalid("%d tasks, more than the limit of %d", len(spec.Tasks), MaxTasksPerJob)
+	if err := CheckArrays(spec.Tasks); err != nil {
+		return nil, err
 	}
 	if n := spec.SizeVT(); n > limits.JobSpecBytes {
-		return invalid("job spec is %d bytes, more than the limit of %d (%s) per submission; split it into several jobs",
+		return nil, invalid("job spec is %d bytes, more than the limit of %d (%s) per submission; split it into several jobs",
 			n, limits.JobSpecBytes, limits.FormatBytes(limits.JobSpecBytes))
 	}
 	if _, ok := pb.JobClass_name[int32(spec.Class)]; !ok {
-		return invalid("unknown class %d", spec.Class)
+		return nil, invalid("unknown class %d", spec.Class)
 	}
 	if spec.Priority < -MaxPriority || spec.Priority > MaxPriority {
-		return invalid("priority %d outside [-%d, %d]", spec.Priority, MaxPriority, MaxPriority)
+		return nil, invalid("priority %d outside [-%d, %d]", spec.Priority, MaxPriority, MaxPriority)
 	}
 	if spec.MaxWaitMs < 0 {
-		return invalid("max_wait is negative")
+		return nil, invalid("max_wait is negative")
 	}
 	if spec.MaxWaitMs > 0 && spec.Class != pb.JobClass_JOB_CLASS_OPPORTUNISTIC {
-		return invalid("max_wait applies to class opportunistic only")
+		return nil, invalid("max_wait applies to class opportunistic only")
 	}
-	names := make(map[string]int, len(spec.Tasks))
-	for i, t := range spec.Tasks {
+	return expandTasks(spec.Tasks), nil
+}
+
+// expandTasks returns a job's tasks with its arrays expanded (tasks itself
+// when it has none), the fallbacks of the arrays' tasks named after them as
+// normalizeFallback names any other's.
+func expandTasks(tasks []*pb.TaskSpec) []*pb.TaskSpec {
+	if !taskarray.Has(tasks) {
+		return tasks
+	}
+	out := taskarray.Expand(tasks)
+	for _, t := range out {
+		if t.Fallback != nil {
+			normalizeFallback(t)
+		}
+	}
+	return out
+}
+
+// checkTasks checks a job's tasks (arrays expanded) one by one and as a
+// graph: unique names, known dependencies, no cycle.
+func checkTasks(tasks []*pb.TaskSpec) error {
+	names := make(map[string]int, len(tasks))
+	for i, t := range tasks {
 		if err := validateTask(t); err != nil {
 			return fmt.Errorf("task %s: %w", t.Name, err)
 		}
@@ -176,7 +252,7 @@ func validateJobFields(spec *pb.JobSpec) error {
 		}
 		names[t.Name] = i
 	}
-	for _, t := range spec.Tasks {
+	for _, t := range tasks {
 		for _, dep := range t.After {
 			if _, ok := names[dep]; !ok {
 				return invalid("task %s: after names unknown task %q", t.Name, dep)
@@ -186,7 +262,7 @@ func validateJobFields(spec *pb.JobSpec) error {
 			}
 		}
 	}
-	if cyc := findCycle(spec.Tasks, names); cyc != "" {
+	if cyc := findCycle(tasks, names); cyc != "" {
 		return invalid("tasks wait for each other in a cycle: %s", cyc)
 	}
 	return nil

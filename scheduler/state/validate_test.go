@@ -38,6 +38,8 @@ func task(name string, mods ...func(*pb.TaskSpec)) *pb.TaskSpec {
 
 func after(deps ...string) func(*pb.TaskSpec) { return func(t *pb.TaskSpec) { t.After = deps } }
 
+func count(n int32) func(*pb.TaskSpec) { return func(t *pb.TaskSpec) { t.Count = n } }
+
 func TestValidateJob(t *testing.T) {
 	tests := []struct {
 		name string
@@ -120,6 +122,29 @@ func TestValidateJob(t *testing.T) {
 		{"command too long", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", func(t *pb.TaskSpec) {
 			t.Command = []string{"sh", strings.Repeat("x", 64<<10)}
 		})}}, "more than 65536"},
+
+		// Arrays (TaskSpec.count) are checked as sent and as expanded.
+		{"valid array and a task after one of its tasks", &pb.JobSpec{Tasks: []*pb.TaskSpec{
+			task("chunk", count(3)), task("join", after("chunk-0", "chunk-2"))}}, ""},
+		{"valid array of a thousand", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("f", count(1000))}}, ""},
+		{"negative count", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", count(-2))}}, "task a: count -2 is negative"},
+		{"arrays over the task limit", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", count(MaxTasksPerJob)), task("b")}},
+			"1000001 tasks, more than the limit of 1000000"},
+		{"count in a fallback", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", func(t *pb.TaskSpec) {
+			t.Fallback = task("cpu", count(2))
+		})}}, "fallback cpu: a fallback takes its task's place and has no count"},
+		{"array over its bytes", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", count(300_000), func(t *pb.TaskSpec) {
+			t.Command = []string{"sh", strings.Repeat("x", 1000)}
+		})}}, "more than the limit of 256MiB an array"},
+		{"array task named like another", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", count(4)), task("a-3")}},
+			`both named "a-3"`},
+		{"array after an unknown task", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", count(2), after("a-5"))}},
+			`task a-0: after names unknown task "a-5"`},
+		{"array task waits for itself", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", count(2), after("a-1"))}},
+			"task a-1: waits for itself"},
+		{"array task of a bad name", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", count(2), func(t *pb.TaskSpec) {
+			t.Name = strings.Repeat("n", maxNameLen-1)
+		})}}, "at most 128"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,70 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/taskarray"
+	"github.com/banyan-sched/banyan/scheduler/server"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// TestArraysThroughLeaderAndFollower: an array (a task spec with a count)
+// submitted to the leader or to a follower becomes its tasks, named and
+// indexed; servers say they expand counts; a bad array is refused by the
+// follower before it forwards anything, naming the task.
+func TestArraysThroughLeaderAndFollower(t *testing.T) {
+	s1, s2 := startLeaderAndFollower(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, s := range []*server.Server{s1, s2} {
+		conn, err := grpc.NewClient(s.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		v, err := pb.NewClusterServiceClient(conn).Version(ctx, &pb.VersionRequest{})
+		if err != nil || !slices.Contains(v.Features, taskarray.Feature) {
+			t.Fatalf("%s: version %v, %v: want the %q feature", s.Addr(), v, err, taskarray.Feature)
+		}
+		jobs := pb.NewJobServiceClient(conn)
+		array := &pb.JobSpec{Name: "frames", Tasks: []*pb.TaskSpec{
+			{Name: "f", Count: 1500, Command: []string{"render", "--frame", "${INDEX}"}, Resources: &pb.Resources{CpuMillis: 100}},
+			{Name: "join", Command: []string{"concat"}, After: []string{"f-1499"}, Resources: &pb.Resources{CpuMillis: 100}}}}
+		resp, err := jobs.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{array}})
+		if err != nil {
+			t.Fatalf("submit to %s: %v", s.Addr(), err)
+		}
+		if n := resp.Jobs[0].Counts.GetTotal(); n != 1501 {
+			t.Fatalf("submit to %s: %d tasks, want 1501", s.Addr(), n)
+		}
+		page, err := jobs.ListTasks(ctx, &pb.ListTasksRequest{JobId: resp.Jobs[0].Id, Offset: 1234, Limit: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tk := page.Tasks[0]; tk.Name != "f-1234" || !slices.Equal(tk.Spec.Command, []string{"render", "--frame", "1234"}) {
+			t.Fatalf("submit to %s: task 1234 is %s %v", s.Addr(), tk.Name, tk.Spec.GetCommand())
+		}
+
+		bad := &pb.JobSpec{Name: "bad", Tasks: []*pb.TaskSpec{{Name: "f", Count: 2_000_000, Command: []string{"x"}}}}
+		_, err = jobs.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{bad}})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "2000000 tasks, more than the limit") {
+			t.Fatalf("submit of 2,000,000 tasks to %s: %v, want InvalidArgument naming the limit", s.Addr(), err)
+		}
+	}
+	list, err := dialClient(t, s1.Addr()).ListJobs(ctx, &pb.ListJobsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(len(list.Jobs)); got != "2" {
+		t.Fatalf("%s jobs, want the two arrays", got)
+	}
+}
