@@ -298,17 +298,29 @@ func TestBadJobFiles(t *testing.T) {
 func TestSubmitFileLargerThanAMessage(t *testing.T) {
 	d := startDev(t, freeAddr(t), t.TempDir(), 1)
 	dir := t.TempDir()
-	// Four jobs of 70,000 tasks, about 5 MiB each as sent: 20 MiB in all.
-	// The constraint keeps them queued: no agent has the label.
-	var b strings.Builder
-	b.WriteString("jobs:\n")
-	for _, name := range []string{"a", "b", "c", "d"} {
-		fmt.Fprintf(&b, "  - name: %s\n    tasks:\n      - name: frame\n        count: 70000\n"+
-			"        command: [/bin/true, --frame, \"${INDEX}\", --preset, slow-and-steady]\n"+
-			"        constraints: [renderer=none]\n", name)
+	// Four jobs of 5,000 tasks, each task written out with a 1 KiB
+	// argument (arrays go as one spec, so they would not fill a message):
+	// about 5 MiB a job as sent, 20 MiB in all. The constraint keeps them
+	// queued: no agent has the label.
+	pad := strings.Repeat("p", 1024)
+	jobOf := func(name string, n int) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "{\"name\": %q, \"tasks\": [", name)
+		for i := range n {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, "{\"name\": \"frame-%d\", \"command\": [\"/bin/true\", \"%s\"], \"constraints\": [\"renderer=none\"]}", i, pad)
+		}
+		b.WriteString("]}")
+		return b.String()
 	}
-	file := filepath.Join(dir, "large.yaml")
-	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+	var jobs []string
+	for _, name := range []string{"a", "b", "c", "d"} {
+		jobs = append(jobs, jobOf(name, 5000))
+	}
+	file := filepath.Join(dir, "large.json")
+	if err := os.WriteFile(file, []byte("{\"jobs\": ["+strings.Join(jobs, ",")+"]}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, stderr, err := d.run("job", "submit", file)
@@ -320,19 +332,18 @@ func TestSubmitFileLargerThanAMessage(t *testing.T) {
 		t.Fatalf("submit printed %d jobs, want 4:\n%s", len(lines), out)
 	}
 	for i, name := range []string{"a", "b", "c", "d"} {
-		if want := fmt.Sprintf("job-%d\t%s\t70000 tasks", i+1, name); lines[i] != want {
+		if want := fmt.Sprintf("job-%d\t%s\t5000 tasks", i+1, name); lines[i] != want {
 			t.Errorf("line %d %q, want %q", i+1, lines[i], want)
 		}
 	}
 
-	huge := filepath.Join(dir, "huge.yaml")
-	if err := os.WriteFile(huge, []byte("name: huge\ntasks:\n  - name: frame\n    count: 200000\n"+
-		"    command: [/bin/true, --frame, \"${INDEX}\", --preset, slow-and-steady]\n"), 0o644); err != nil {
+	huge := filepath.Join(dir, "huge.json")
+	if err := os.WriteFile(huge, []byte(jobOf("huge", 9000)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, stderr, err = d.run("job", "submit", huge)
 	msg := strings.TrimRight(stderr, "\n")
-	if err == nil || strings.Contains(msg, "\n") || !strings.Contains(msg, "job huge: 200000 tasks make a job spec of") ||
+	if err == nil || strings.Contains(msg, "\n") || !strings.Contains(msg, "job huge: 9000 tasks make a job spec of") ||
 		!strings.Contains(msg, "more than the limit of 8388608 (8MiB) per job") {
 		t.Fatalf("a job over the limit: error %v, stderr %q; want one line naming the job and the 8MiB limit", err, stderr)
 	}

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
+	"github.com/banyan-sched/banyan/api/taskarray"
 	"github.com/banyan-sched/banyan/cmd/sched/jobfile"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -45,16 +47,19 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 					s.IdempotencyKey = randomKey()
 				}
 			}
-			batches, err := submitBatches(specs, submitBatchBytes)
-			if err != nil {
-				return err
-			}
 			c, ctx, done, err := connect(cmd, g)
 			if err != nil {
 				return err
 			}
 			defer done()
 			phases.markNow("dial")
+			if err := expandArraysFor(ctx, c, specs); err != nil {
+				return err
+			}
+			batches, err := submitBatches(specs, submitBatchBytes)
+			if err != nil {
+				return err
+			}
 			resp := &pb.SubmitJobsResponse{}
 			for _, batch := range batches {
 				r, err := c.jobs.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: batch})
@@ -83,6 +88,31 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "watch the job until it ends (single job)")
 	return cmd
+}
+
+// expandArraysFor sends arrays (task specs with a count) as they are to a
+// server that expands them, and expands them here for one that predates
+// counts, which would take each array as one task. Only a file that holds
+// an array costs the extra Version call.
+func expandArraysFor(ctx context.Context, c *client, specs []*pb.JobSpec) error {
+	arrays := false
+	for _, s := range specs {
+		arrays = arrays || taskarray.Has(s.Tasks)
+	}
+	if !arrays {
+		return nil
+	}
+	v, err := c.cluster.Version(ctx, &pb.VersionRequest{})
+	if err != nil {
+		return fmt.Errorf("ask the server whether it expands task counts: %w", err)
+	}
+	if slices.Contains(v.Features, taskarray.Feature) {
+		return nil
+	}
+	for _, s := range specs {
+		s.Tasks = taskarray.Expand(s.Tasks)
+	}
+	return nil
 }
 
 // printSubmitted prints the jobs a submit made, or found already made.
@@ -119,7 +149,7 @@ func submitBatches(specs []*pb.JobSpec, budget int) ([][]*pb.JobSpec, error) {
 		n := spec.SizeVT()
 		if n > limits.JobSpecBytes {
 			return nil, fmt.Errorf("job %s: %d tasks make a job spec of %d bytes, more than the limit of %d (%s) per job; split it into several jobs",
-				jobfile.Label(spec.Name, i), len(spec.Tasks), n, limits.JobSpecBytes, limits.FormatBytes(limits.JobSpecBytes))
+				jobfile.Label(spec.Name, i), taskarray.Tasks(spec.Tasks), n, limits.JobSpecBytes, limits.FormatBytes(limits.JobSpecBytes))
 		}
 		if len(run) > 0 && size+n > budget {
 			out, run, size = append(out, run), nil, 0

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"net"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -10,6 +12,9 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
+	"github.com/banyan-sched/banyan/api/taskarray"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // titleJob is a finished title whose NVENC chunk fell back to CPU after a
@@ -119,5 +124,68 @@ func TestSubmitBatches(t *testing.T) {
 	big.Name = ""
 	if _, err := submitBatches([]*pb.JobSpec{specs[0], big}, submitBatchBytes); err == nil || !strings.Contains(err.Error(), "job #2:") {
 		t.Errorf("error %v, want one naming the unnamed job by its place (#2)", err)
+	}
+}
+
+// versionServer answers Version with the features it is given.
+type versionServer struct {
+	pb.UnimplementedClusterServiceServer
+	features []string
+}
+
+func (v versionServer) Version(context.Context, *pb.VersionRequest) (*pb.VersionResponse, error) {
+	return &pb.VersionResponse{Version: "test", Features: v.features}, nil
+}
+
+// sched job submit sends an array as one spec to a server that expands
+// counts, and expands it itself for one that does not list the feature
+// (an older server would make one task of it); a file without arrays
+// costs no Version call.
+func TestExpandArraysFor(t *testing.T) {
+	serve := func(features []string) *client {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := grpc.NewServer()
+		pb.RegisterClusterServiceServer(srv, versionServer{features: features})
+		go srv.Serve(lis) // owned by this test: stopped at cleanup
+		t.Cleanup(srv.Stop)
+		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return &client{cluster: pb.NewClusterServiceClient(conn)}
+	}
+	specs := func() []*pb.JobSpec {
+		return []*pb.JobSpec{{Name: "j", Tasks: []*pb.TaskSpec{{Name: "f", Count: 3, Command: []string{"r", "${INDEX}"}}}}}
+	}
+	ctx := context.Background()
+
+	compact := specs()
+	if err := expandArraysFor(ctx, serve([]string{"other", taskarray.Feature}), compact); err != nil {
+		t.Fatal(err)
+	}
+	if ts := compact[0].Tasks; len(ts) != 1 || ts[0].Count != 3 {
+		t.Fatalf("sent to a server that expands counts: %v, want the array as one spec", ts)
+	}
+
+	old := specs()
+	if err := expandArraysFor(ctx, serve(nil), old); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ts := range old[0].Tasks {
+		got = append(got, ts.Name+":"+strings.Join(ts.Command, " "))
+	}
+	if strings.Join(got, ",") != "f-0:r 0,f-1:r 1,f-2:r 2" {
+		t.Fatalf("sent to an older server: %v, want the array's three tasks", got)
+	}
+
+	// No array: no call (this client has no server behind it).
+	plain := []*pb.JobSpec{{Name: "p", Tasks: []*pb.TaskSpec{{Name: "a", Command: []string{"x"}}}}}
+	if err := expandArraysFor(ctx, &client{}, plain); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/banyan-sched/banyan/api/taskarray"
 )
 
 // addSeedFiles adds every file under dirs as a seed.
@@ -93,7 +95,7 @@ func TestExpansionIsBounded(t *testing.T) {
 		}
 	}
 	ok := "tasks:\n  - name: t\n    count: 1000\n    command: [x]\n"
-	if specs, err := Parse([]byte(ok)); err != nil || len(specs[0].Tasks) != 1000 {
+	if specs, err := Parse([]byte(ok)); err != nil || taskarray.Tasks(specs[0].Tasks) != 1000 {
 		t.Fatalf("1000 tasks: %v", err)
 	}
 }

@@ -19,7 +19,6 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/pool"
-	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
 )
 
@@ -253,40 +252,10 @@ func (t Task) toSpecs() ([]*pb.TaskSpec, error) {
 	if t.Name == "" {
 		return nil, errors.New("a task with count needs a name")
 	}
-	out := make([]*pb.TaskSpec, t.Count)
-	for i := range out {
-		idx := strconv.Itoa(i)
-		sub := func(s string) string { return strings.ReplaceAll(s, "${INDEX}", idx) }
-		ts := &pb.TaskSpec{Name: t.Name + "-" + idx, Resources: base.Resources, TimeoutMs: base.TimeoutMs,
-			Retry: base.Retry, ExclusiveKey: sub(base.ExclusiveKey), Constraints: base.Constraints,
-			After: base.After, Workdir: sub(base.Workdir), FallbackAfterMs: base.FallbackAfterMs}
-		if base.Fallback != nil {
-			// Each task gets its own fallback: the server names it after
-			// the task it replaces.
-			ts.Fallback = proto.Clone(base.Fallback).(*pb.TaskSpec)
-		}
-		ts.Function = base.Function
-		if len(base.Command) > 0 {
-			ts.Command = make([]string, len(base.Command))
-			for k, a := range base.Command {
-				ts.Command[k] = sub(a)
-			}
-		}
-		if len(base.Args) > 0 {
-			ts.Args = make([]string, len(base.Args))
-			for k, a := range base.Args {
-				ts.Args[k] = sub(a)
-			}
-		}
-		if len(base.Env) > 0 {
-			ts.Env = make(map[string]string, len(base.Env))
-			for k, v := range base.Env {
-				ts.Env[k] = sub(v)
-			}
-		}
-		out[i] = ts
-	}
-	return out, nil
+	// Sent as one spec: the server expands it (package taskarray), or
+	// sched job submit does when the server predates counts.
+	base.Count = int32(t.Count)
+	return []*pb.TaskSpec{base}, nil
 }
 
 func (t Task) toSpec() (*pb.TaskSpec, error) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/taskarray"
 )
 
 // examplesDir holds the example job files at the top of the repository.
@@ -119,7 +120,10 @@ func TestGoodFiles(t *testing.T) {
 			if len(specs) != 1 {
 				t.Fatalf("got %d jobs, want 1", len(specs))
 			}
-			tasks := specs[0].Tasks
+			if n := len(specs[0].Tasks); n != 2 || specs[0].Tasks[0].Count != 4 {
+				t.Fatalf("got %d specs, want an array of 4 chunks sent as one and a join", n)
+			}
+			tasks := taskarray.Expand(specs[0].Tasks)
 			if len(tasks) != 5 {
 				t.Fatalf("got %d tasks, want 4 chunks and a join", len(tasks))
 			}
@@ -348,9 +352,9 @@ func TestExamplesParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(specs[0].Tasks); n != 1000 {
+	if n := taskarray.Tasks(specs[0].Tasks); n != 1000 {
 		t.Errorf("thousand.yaml: %d tasks, want 1000", n)
-	} else if got := specs[0].Tasks[999]; got.Name != "echo-999" || !reflect.DeepEqual(got.Command, []string{"sh", "-c", "echo 999"}) {
+	} else if got := taskarray.Expand(specs[0].Tasks)[999]; got.Name != "echo-999" || !reflect.DeepEqual(got.Command, []string{"sh", "-c", "echo 999"}) {
 		t.Errorf("thousand.yaml: last task = %v", got)
 	}
 	specs, err = ReadFile(filepath.Join(examplesDir, "batch.yaml"))
