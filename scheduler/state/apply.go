@@ -8,6 +8,7 @@ import (
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/failure"
 	"github.com/banyan-sched/banyan/api/limits"
+	"github.com/banyan-sched/banyan/api/taskarray"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/placement"
@@ -166,7 +167,7 @@ func (s *State) addJob(now int64, spec *pb.JobSpec, tasks []*pb.TaskSpec) *Job {
 	}
 	s.noteJob(j, KindSubmitted, 0)
 	s.firstTaskID = first
-	s.addTasks(now, j, tasks)
+	s.addTasks(now, j, tasks, taskarray.Has(spec.Tasks))
 	s.firstTaskID = ""
 	return j
 }

@@ -30,8 +30,11 @@ import (
 const MaxExpansionTasks = 100_000
 
 // addTasks creates tasks from specs in job j, wires their `after` edges to
-// tasks old and new, and queues those with nothing to wait for.
-func (s *State) addTasks(now int64, j *Job, specs []*pb.TaskSpec) []*Task {
+// tasks old and new, and queues those with nothing to wait for. With
+// consume, specs is the caller's own (an array's expansion) and each slot
+// is cleared once its task is made, so that a million-task array's specs,
+// which setSpec leaves as garbage or shares, go while the rest are made.
+func (s *State) addTasks(now int64, j *Job, specs []*pb.TaskSpec, consume bool) []*Task {
 	first := len(j.rec.tasks)
 	if j.counts == nil && first+len(specs) > 1 {
 		c := s.countsOf(j)
@@ -44,6 +47,9 @@ func (s *State) addTasks(now int64, j *Job, specs []*pb.TaskSpec) []*Task {
 			Id: s.newTaskID(j, first+i), JobId: j.PB.Id, Name: ts.Name, State: pb.TaskState_TASK_STATE_WAITING,
 		}}
 		s.setSpec(t, ts)
+		if consume {
+			specs[i] = nil // ts is the state's now or garbage: let it go before the rest are made
+		}
 		s.ntasks++
 		s.addTaskRec(j, t)
 		if j.counts != nil {
@@ -140,7 +146,7 @@ func (s *State) expand(now int64, t *Task, result []byte) error {
 	if err := s.validateExpansion(j, exp.Tasks); err != nil {
 		return fmt.Errorf("invalid job expansion: %w", err)
 	}
-	s.addTasks(now, j, exp.Tasks)
+	s.addTasks(now, j, exp.Tasks, true)
 	return nil
 }
 
@@ -233,7 +239,7 @@ func (s *State) startFallback(now int64, t *Task) bool {
 	}
 	spec := clone(fb)
 	spec.After = nil // the original's dependencies have all succeeded
-	nt := s.addTasks(now, j, []*pb.TaskSpec{spec})[0]
+	nt := s.addTasks(now, j, []*pb.TaskSpec{spec}, true)[0]
 	s.setReplacedBy(t, nt.PB.Id)
 	if deps, ok := s.dependents[t.PB.Id]; ok {
 		s.dependents[nt.PB.Id] = deps

@@ -221,8 +221,15 @@ func TestArrayExpandsWhenApplied(t *testing.T) {
 	if got := r.Jobs[0].Counts.GetTotal(); got != 4 {
 		t.Fatalf("job of %d tasks, want 3 chunks and a join", got)
 	}
-	if spec.Tasks[0].Count != 3 || len(spec.Tasks) != 2 {
+	if spec.Tasks[0].Count != 3 || len(spec.Tasks) != 2 || spec.Tasks[1] == nil {
 		t.Fatalf("applying changed the command's specs: %v", spec.Tasks)
+	}
+	// Apply lets an array's expanded specs go as it adds them, never a
+	// command's own (the caller may still read them).
+	plain := &pb.JobSpec{Name: "plain", Tasks: []*pb.TaskSpec{oneTask("a"), oneTask("b")}}
+	f.submit(plain)
+	if plain.Tasks[0] == nil || plain.Tasks[1] == nil {
+		t.Fatalf("applying a job without arrays cleared its specs: %v", plain.Tasks)
 	}
 	for i, idx := range []string{"0", "1", "2"} {
 		tk := taskByName(t, f.s, "job-1", "chunk-"+idx)
