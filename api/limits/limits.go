@@ -23,6 +23,7 @@
 //	task result           4 MiB   $BANYAN_RESULT; over it the task fails
 //	task spec             1 MiB   command + args + env + workdir, fallbacks included
 //	job spec              8 MiB   per job per submission
+//	tasks                 1,000,000 per submission (arrays counted expanded)
 //	attempt history      16       records per task: the first and the latest 15
 //
 // The package is pure: no I/O, no clock, no goroutines.
@@ -57,6 +58,11 @@ const (
 	// server filled in names and default asks) per submission: a job of
 	// 200,000 bare tasks fits.
 	JobSpecBytes = 8 << 20
+	// SubmitTasks bounds the tasks one SubmitJobs call, and so one raft
+	// entry, may make, arrays (TaskSpec.count) counted expanded: a call of
+	// a few hundred bytes may hold arrays of a million tasks each, and
+	// every server builds them all when it applies the entry.
+	SubmitTasks = 1_000_000
 	// ResultBytes bounds what a task may write to $BANYAN_RESULT, so also a
 	// fan-out (a job expansion) a result may add at once: about 6,000 encode
 	// tasks of a chunked title. A larger result fails its task with a

@@ -137,24 +137,25 @@ func printSubmitted(g *globals, resp *pb.SubmitJobsResponse) error {
 const submitBatchBytes = limits.MinMessageSize / 2
 
 // submitBatches splits specs, in order, into runs of whole jobs of at most
-// budget bytes encoded each (a job alone may fill a run). A job larger
-// than a server takes (limits.JobSpecBytes, which it checks after filling
-// in names and default asks, so never less than here) is refused here,
-// naming it, before anything is sent.
+// budget bytes encoded and limits.SubmitTasks tasks each, arrays counted
+// expanded (a job alone may fill a run). A job larger than a server takes
+// (limits.JobSpecBytes, which it checks after filling in names and default
+// asks, so never less than here) is refused here, naming it, before
+// anything is sent.
 func submitBatches(specs []*pb.JobSpec, budget int) ([][]*pb.JobSpec, error) {
 	var out [][]*pb.JobSpec
 	var run []*pb.JobSpec
-	size := 0
+	size, tasks := 0, int64(0)
 	for i, spec := range specs {
-		n := spec.SizeVT()
+		n, t := spec.SizeVT(), taskarray.Tasks(spec.Tasks)
 		if n > limits.JobSpecBytes {
 			return nil, fmt.Errorf("job %s: %d tasks make a job spec of %d bytes, more than the limit of %d (%s) per job; split it into several jobs",
-				jobfile.Label(spec.Name, i), taskarray.Tasks(spec.Tasks), n, limits.JobSpecBytes, limits.FormatBytes(limits.JobSpecBytes))
+				jobfile.Label(spec.Name, i), t, n, limits.JobSpecBytes, limits.FormatBytes(limits.JobSpecBytes))
 		}
-		if len(run) > 0 && size+n > budget {
-			out, run, size = append(out, run), nil, 0
+		if len(run) > 0 && (size+n > budget || tasks+t > limits.SubmitTasks) {
+			out, run, size, tasks = append(out, run), nil, 0, 0
 		}
-		run, size = append(run, spec), size+n
+		run, size, tasks = append(run, spec), size+n, tasks+t
 	}
 	if len(run) > 0 {
 		out = append(out, run)

@@ -114,6 +114,27 @@ func TestSubmitBatches(t *testing.T) {
 		t.Errorf("small jobs in %d runs (%v), want one call", len(runs), err)
 	}
 
+	// Arrays count expanded: a call makes at most limits.SubmitTasks.
+	array := func(name string, n int32) *pb.JobSpec {
+		return &pb.JobSpec{Name: name, Tasks: []*pb.TaskSpec{{Name: "f", Count: n, Command: []string{"true"}}}}
+	}
+	arrays := []*pb.JobSpec{array("x", limits.SubmitTasks/2), array("y", limits.SubmitTasks/2), array("z", 1), specs[0]}
+	runs, err = submitBatches(arrays, submitBatchBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	for _, run := range runs {
+		var names []string
+		for _, s := range run {
+			names = append(names, s.Name)
+		}
+		got = append(got, names)
+	}
+	if want := [][]string{{"x", "y"}, {"z", "a"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("runs of arrays %v, want %v", got, want)
+	}
+
 	big := job("huge", 1)
 	big.Tasks[0].Command = []string{strings.Repeat("x", limits.JobSpecBytes)}
 	_, err = submitBatches([]*pb.JobSpec{specs[0], big}, submitBatchBytes)

@@ -94,6 +94,9 @@ func (j *jobService) SubmitJobs(ctx context.Context, req *pb.SubmitJobsRequest) 
 	if len(req.Jobs) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "no jobs in request")
 	}
+	if err := state.CheckSubmission(req.Jobs); err != nil {
+		return nil, statusOf(err)
+	}
 	var verr error
 	j.s.fsm.Read(func(st *state.State) {
 		for _, spec := range req.Jobs {

@@ -143,6 +143,9 @@ func expandForLeader(req any) error {
 	if !ok {
 		return nil
 	}
+	if err := state.CheckSubmission(sub.Jobs); err != nil {
+		return err
+	}
 	for _, j := range sub.Jobs {
 		if j == nil || !taskarray.Has(j.Tasks) {
 			continue

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/api/taskarray"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
@@ -63,9 +64,10 @@ type submitOutcome struct {
 
 // submitCall is one SubmitJobs call waiting to be committed.
 type submitCall struct {
-	sub  *fsmpb.SubmitJobs
-	size int
-	done chan submitOutcome // buffered: the batcher never blocks on it
+	sub   *fsmpb.SubmitJobs
+	size  int
+	tasks int64              // arrays counted expanded
+	done  chan submitOutcome // buffered: the batcher never blocks on it
 }
 
 // submitBatcher merges concurrent submissions into shared raft entries.
@@ -94,6 +96,9 @@ func newSubmitBatcher(propose func(*fsmpb.Command) (*state.Result, error), appli
 // submitted.
 func (b *submitBatcher) submit(ctx context.Context, sub *fsmpb.SubmitJobs) ([]*pb.Job, []bool, error) {
 	c := &submitCall{sub: sub, size: sub.SizeVT(), done: make(chan submitOutcome, 1)}
+	for _, j := range sub.Jobs {
+		c.tasks += taskarray.Tasks(j.Tasks)
+	}
 	select {
 	case b.in <- c:
 	case <-ctx.Done():
@@ -159,15 +164,17 @@ func (b *submitBatcher) run(ctx context.Context) {
 			}
 		}
 		batch := []*submitCall{first}
-		jobs, size := len(first.sub.Jobs), first.size
+		jobs, size, tasks := len(first.sub.Jobs), first.size, first.tasks
 		full := false
 		add := func(c *submitCall) {
-			if jobs+len(c.sub.Jobs) > submitMaxJobs || size+c.size > b.maxBytes {
+			// An entry stays within what one call may make, so that
+			// merging never turns valid calls into a rejected entry.
+			if jobs+len(c.sub.Jobs) > submitMaxJobs || size+c.size > b.maxBytes || tasks+c.tasks > limits.SubmitTasks {
 				held, full = c, true
 				return
 			}
 			batch = append(batch, c)
-			jobs, size = jobs+len(c.sub.Jobs), size+c.size
+			jobs, size, tasks = jobs+len(c.sub.Jobs), size+c.size, tasks+c.tasks
 		}
 	gather:
 		for !full && jobs < submitMaxJobs && size < b.maxBytes {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"google.golang.org/grpc/codes"
@@ -176,6 +177,58 @@ func TestSubmitBatcherMergesWaitingCalls(t *testing.T) {
 	}
 	if f.applied != len(f.entries) {
 		t.Fatalf("leader told of %d applies, want one per entry (%d)", f.applied, len(f.entries))
+	}
+}
+
+// TestSubmitBatcherBoundsTasksAnEntry: calls that arrays make large, each
+// within limits.SubmitTasks, are not merged past it (the entry would be
+// rejected, every call retried alone); small ones still merge.
+func TestSubmitBatcherBoundsTasksAnEntry(t *testing.T) {
+	f := &fakeLog{gate: make(chan struct{})}
+	b, stop := startBatcher(t, f)
+	defer stop()
+	holdRes := holdEntry(t, b, f)
+	array := func(name string, n int32) *fsmpb.SubmitJobs {
+		sub := oneJob(name, "")
+		sub.Jobs[0].Tasks = []*pb.TaskSpec{{Name: "f", Count: n, Command: []string{"x"}}}
+		return sub
+	}
+	// One call at a time, each seen where it should be before the next:
+	// big-1 waits as a batch of its own; big-2 does not fit beside it, so
+	// big-1 goes to the gate and big-2 starts the next batch, which the
+	// small calls join.
+	calls := []struct {
+		sub  *fsmpb.SubmitJobs
+		seen func() bool
+	}{
+		{array("big-1", limits.SubmitTasks*3/5), func() bool { return b.waiting.Load() == 1 }},
+		{array("big-2", limits.SubmitTasks*3/5), func() bool { return f.waiting.Load() == 2 }},
+		{array("small-1", 10), func() bool { return b.waiting.Load() == 2 }},
+		{array("small-2", 10), func() bool { return b.waiting.Load() == 3 }},
+	}
+	var res []chan callResult
+	for _, c := range calls {
+		res = append(res, submitAll(b, []*fsmpb.SubmitJobs{c.sub})...)
+		deadline := time.Now().Add(10 * time.Second)
+		for !c.seen() {
+			if time.Now().After(deadline) {
+				close(f.gate) // let the batcher stop
+				t.Fatalf("%s: not where it should be (batch %d waiting, %d at the gate)",
+					c.sub.Jobs[0].Name, b.waiting.Load(), f.waiting.Load())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	close(f.gate)
+	for _, ch := range append(holdRes, res...) {
+		if r := <-ch; r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if got := fmt.Sprint(f.entries); got != "[[hold] [big-1] [big-2 small-1 small-2]]" {
+		t.Fatalf("entries %s, want the two large calls apart", got)
 	}
 }
 

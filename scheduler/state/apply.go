@@ -106,6 +106,14 @@ func (s *State) Apply(cmd *fsmpb.Command) *Result {
 // applySubmit validates every job first: one bad job rejects the batch, so a
 // batch is all or nothing.
 func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
+	// Entries without arrays keep the verdict they were first applied
+	// with: their bytes bound them, and old logs replay as they were.
+	if hasArrays(c.Jobs) {
+		if err := CheckSubmission(c.Jobs); err != nil {
+			r.Err = err
+			return
+		}
+	}
 	// tasks[i] are job i's tasks with its arrays expanded.
 	tasks := make([][]*pb.TaskSpec, len(c.Jobs))
 	for i, spec := range c.Jobs {
@@ -142,6 +150,17 @@ func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
 		r.Jobs = append(r.Jobs, s.appliedView(j.PB.Id))
 		r.Existing = append(r.Existing, false)
 	}
+}
+
+// hasArrays reports whether any of jobs has an array (a task spec with a
+// count).
+func hasArrays(jobs []*pb.JobSpec) bool {
+	for _, j := range jobs {
+		if taskarray.Has(j.Tasks) {
+			return true
+		}
+	}
+	return false
 }
 
 // addJob adds a job with its tasks (spec's, arrays expanded).

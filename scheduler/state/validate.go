@@ -183,6 +183,19 @@ func CheckArrays(tasks []*pb.TaskSpec) error {
 	return nil
 }
 
+// CheckSubmission checks that a submission's jobs make at most
+// limits.SubmitTasks tasks together, arrays counted expanded.
+func CheckSubmission(jobs []*pb.JobSpec) error {
+	var n int64
+	for _, j := range jobs {
+		n += taskarray.Tasks(j.GetTasks())
+	}
+	if n > limits.SubmitTasks {
+		return invalid("a submission of %d tasks, more than the limit of %d; submit the jobs in several calls", n, limits.SubmitTasks)
+	}
+	return nil
+}
+
 // taskLabel names a task in an error: by name, or by its position
 // counted from 1 when it has none yet.
 func taskLabel(name string, i int) string {

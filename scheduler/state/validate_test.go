@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 )
@@ -129,7 +130,7 @@ func TestValidateJob(t *testing.T) {
 		{"valid array of a thousand", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("f", count(1000))}}, ""},
 		{"negative count", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", count(-2))}}, "task a: count -2 is negative"},
 		{"arrays over the task limit", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", count(MaxTasksPerJob)), task("b")}},
-			"1000001 tasks, more than the limit of 1000000"},
+			"tasks, more than the limit of 1000000"}, // the job's 1000001, or the submission's (Apply)
 		{"count in a fallback", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", func(t *pb.TaskSpec) {
 			t.Fallback = task("cpu", count(2))
 		})}}, "fallback cpu: a fallback takes its task's place and has no count"},
@@ -261,5 +262,28 @@ func TestNameChecksMatchTheirPatterns(t *testing.T) {
 		if got, want := validFunctionName(n), functionRE.MatchString(n); got != want {
 			t.Errorf("validFunctionName(%q) = %v, the pattern says %v", n, got, want)
 		}
+	}
+}
+
+// A submission makes at most limits.SubmitTasks tasks, arrays counted
+// expanded: an entry of arrays over it is refused whole before anything
+// is built; one without arrays is bound by its bytes and applies as it
+// always did (old logs replay as they were).
+func TestSubmissionTaskLimit(t *testing.T) {
+	array := func(name string, n int32) *pb.JobSpec {
+		return &pb.JobSpec{Name: name, Tasks: []*pb.TaskSpec{task("f", count(n))}}
+	}
+	if err := CheckSubmission([]*pb.JobSpec{array("a", limits.SubmitTasks/2), array("b", limits.SubmitTasks/2)}); err != nil {
+		t.Fatalf("a submission at the limit: %v", err)
+	}
+	err := CheckSubmission([]*pb.JobSpec{array("a", limits.SubmitTasks/2), array("b", limits.SubmitTasks/2), {Tasks: []*pb.TaskSpec{task("c")}}})
+	if !errors.Is(err, ErrInvalidJob) || !strings.Contains(err.Error(), "a submission of 1000001 tasks, more than the limit of 1000000") {
+		t.Fatalf("one task over the limit: %v", err)
+	}
+	s := validationState(t)
+	r := s.Apply(&fsmpb.Command{NowUnixMs: 1, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{
+		Jobs: []*pb.JobSpec{array("a", 600_000), array("b", 600_000)}}}})
+	if !errors.Is(r.Err, ErrInvalidJob) || !strings.Contains(r.Err.Error(), "a submission of 1200000 tasks") || len(s.JobIDs()) != 0 {
+		t.Fatalf("Apply of 1,200,000 tasks in arrays: %v, jobs %v", r.Err, s.JobIDs())
 	}
 }
