@@ -122,6 +122,17 @@ func holdEntry(t *testing.T, b *submitBatcher, f *fakeLog) []chan callResult {
 	return out
 }
 
+// releaseAll opens the gate and waits for every call, which must succeed.
+func releaseAll(t *testing.T, f *fakeLog, calls []chan callResult) {
+	t.Helper()
+	close(f.gate)
+	for _, ch := range calls {
+		if r := <-ch; r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+}
+
 // waitProposed waits until n proposals are held at the gate.
 func waitProposed(t *testing.T, f *fakeLog, n int32) {
 	t.Helper()
@@ -219,12 +230,7 @@ func TestSubmitBatcherBoundsTasksAnEntry(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	close(f.gate)
-	for _, ch := range append(holdRes, res...) {
-		if r := <-ch; r.err != nil {
-			t.Fatal(r.err)
-		}
-	}
+	releaseAll(t, f, append(holdRes, res...))
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if got := fmt.Sprint(f.entries); got != "[[hold] [big-1] [big-2 small-1 small-2]]" {
@@ -317,12 +323,7 @@ func TestSubmitBatcherKeepsSubmittersApart(t *testing.T) {
 	}
 	res := submitAll(b, subs)
 	waitQueued(t, b, 10)
-	close(f.gate)
-	for _, ch := range append(holdRes, res...) {
-		if r := <-ch; r.err != nil {
-			t.Fatal(r.err)
-		}
-	}
+	releaseAll(t, f, append(holdRes, res...))
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, e := range f.entries {
