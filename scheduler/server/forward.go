@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -123,7 +124,7 @@ func (f *forwarder) unary(ctx context.Context, req any, info *grpc.UnaryServerIn
 		if len(md.Get(forwardedKey)) > 0 {
 			return nil, status.Errorf(codes.Unavailable, "not the leader; leader is %s", leader)
 		}
-		if err := expandForLeader(req); err != nil {
+		if err := prepareForward(req, func() bool { return f.leaderExpands(ctx, leader) }); err != nil {
 			return nil, statusOf(err)
 		}
 		resp, err := f.forward(ctx, leader, info.FullMethod, req)
@@ -134,28 +135,56 @@ func (f *forwarder) unary(ctx context.Context, req any, info *grpc.UnaryServerIn
 	}
 }
 
-// expandForLeader expands the arrays of a submission forwarded to the
-// leader, which may be older than counts (a rolling upgrade replaces it
-// last) and would take each array as one task; bounds are checked first,
-// as the leader would.
-func expandForLeader(req any) error {
+// prepareForward readies a request for the leader. A submission holding
+// arrays is checked against the bounds the leader would check, then sent
+// as it is when the leader expands arrays (leaderExpands: asked only
+// then), or expanded here when it may be older than counts (a rolling
+// upgrade replaces the leader last) and would take each array as one
+// task.
+func prepareForward(req any, leaderExpands func() bool) error {
 	sub, ok := req.(*pb.SubmitJobsRequest)
 	if !ok {
+		return nil
+	}
+	arrays := false
+	for _, j := range sub.Jobs {
+		arrays = arrays || taskarray.Has(j.GetTasks())
+	}
+	if !arrays {
 		return nil
 	}
 	if err := state.CheckSubmission(sub.Jobs); err != nil {
 		return err
 	}
 	for _, j := range sub.Jobs {
-		if j == nil || !taskarray.Has(j.Tasks) {
-			continue
+		if err := state.CheckArrays(j.GetTasks()); err != nil {
+			return fmt.Errorf("job %s: %w", j.GetName(), err)
 		}
-		if err := state.CheckArrays(j.Tasks); err != nil {
-			return fmt.Errorf("job %s: %w", j.Name, err)
+	}
+	if leaderExpands() {
+		return nil
+	}
+	for _, j := range sub.Jobs {
+		if j != nil {
+			j.Tasks = taskarray.Expand(j.Tasks)
 		}
-		j.Tasks = taskarray.Expand(j.Tasks)
 	}
 	return nil
+}
+
+// leaderExpands asks the leader at addr whether it expands arrays; one
+// that does not answer is taken not to. Asked for each forwarded
+// submission that holds an array, never cached: the leader's binary may
+// change under its address.
+func (f *forwarder) leaderExpands(ctx context.Context, addr string) bool {
+	c, err := f.conn(addr)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // Version takes no token
+	defer cancel()
+	v, err := pb.NewClusterServiceClient(c).Version(ctx, &pb.VersionRequest{})
+	return err == nil && slices.Contains(v.Features, taskarray.Feature)
 }
 
 // autoKeyPrefix starts the idempotency keys a server gives submissions

@@ -371,32 +371,52 @@ func TestSubmitCommandFlagsArrays(t *testing.T) {
 	}
 }
 
-// A follower expands the arrays of a submission before it forwards it (the
-// leader may predate counts), after checking their bounds as the leader
-// would; other requests pass as they are.
-func TestExpandForLeader(t *testing.T) {
-	req := &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{
-		{Name: "j", Tasks: []*pb.TaskSpec{{Name: "f", Count: 3, Command: []string{"r", "${INDEX}"}}, {Name: "g", Command: []string{"y"}}}},
-		nil,
-	}}
-	if err := expandForLeader(req); err != nil {
+// A follower checks a submission's arrays before it forwards it, then
+// sends them as they are to a leader that expands arrays, and expanded to
+// one that may be older; other requests pass as they are.
+func TestPrepareForward(t *testing.T) {
+	req := func() *pb.SubmitJobsRequest {
+		return &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{
+			{Name: "j", Tasks: []*pb.TaskSpec{{Name: "f", Count: 3, Command: []string{"r", "${INDEX}"}}, {Name: "g", Command: []string{"y"}}}},
+			nil,
+		}}
+	}
+	asked := 0
+	expands := func(yes bool) func() bool { return func() bool { asked++; return yes } }
+
+	compact := req()
+	if err := prepareForward(compact, expands(true)); err != nil {
+		t.Fatal(err)
+	}
+	if ts := compact.Jobs[0].Tasks; len(ts) != 2 || ts[0].Count != 3 || asked != 1 {
+		t.Fatalf("to a leader that expands arrays: %v (asked %d), want the array as sent", ts, asked)
+	}
+
+	old := req()
+	if err := prepareForward(old, expands(false)); err != nil {
 		t.Fatal(err)
 	}
 	var names []string
-	for _, ts := range req.Jobs[0].Tasks {
+	for _, ts := range old.Jobs[0].Tasks {
 		names = append(names, ts.Name+":"+strings.Join(ts.Command, " "))
 		if ts.Count != 0 {
 			t.Fatalf("task %s still has count %d", ts.Name, ts.Count)
 		}
 	}
 	if got := strings.Join(names, ","); got != "f-0:r 0,f-1:r 1,f-2:r 2,g:y" {
-		t.Fatalf("forwarded tasks %s", got)
+		t.Fatalf("to an older leader: %s", got)
 	}
+
+	asked = 0
 	bad := &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{{Name: "big", Tasks: []*pb.TaskSpec{{Name: "f", Count: -1, Command: []string{"x"}}}}}}
-	if err := expandForLeader(bad); err == nil || !strings.Contains(err.Error(), "job big: invalid job: task f: count -1 is negative") {
+	if err := prepareForward(bad, expands(false)); err == nil || !strings.Contains(err.Error(), "job big: invalid job: task f: count -1 is negative") {
 		t.Fatalf("negative count: %v", err)
 	}
-	if err := expandForLeader(&pb.GetJobRequest{Id: "job-1"}); err != nil {
+	plain := &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{{Name: "p", Tasks: []*pb.TaskSpec{{Name: "a", Command: []string{"x"}}}}}}
+	if err := prepareForward(plain, expands(false)); err != nil || prepareForward(&pb.GetJobRequest{Id: "job-1"}, expands(false)) != nil {
 		t.Fatal(err)
+	}
+	if asked != 0 {
+		t.Fatalf("the leader was asked %d times for requests without a valid array", asked)
 	}
 }

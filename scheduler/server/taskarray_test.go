@@ -19,8 +19,10 @@ import (
 
 // TestArraysThroughLeaderAndFollower: an array (a task spec with a count)
 // submitted to the leader or to a follower becomes its tasks, named and
-// indexed; servers say they expand counts; a bad array is refused by the
-// follower before it forwards anything, naming the task.
+// indexed, and goes to the leader as one spec (a leader that expands
+// arrays takes one larger than a job may be written out); servers say
+// they expand counts; a submission over the task limit is refused by the
+// follower before it forwards anything.
 func TestArraysThroughLeaderAndFollower(t *testing.T) {
 	s1, s2 := startLeaderAndFollower(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -54,6 +56,15 @@ func TestArraysThroughLeaderAndFollower(t *testing.T) {
 			t.Fatalf("submit to %s: task 1234 is %s %v", s.Addr(), tk.Name, tk.Spec.GetCommand())
 		}
 
+		// 5,000 tasks of a 2 KiB argument: 10 MB written out, more than a
+		// job may be (8 MiB), so a follower that expanded it before
+		// forwarding would see it refused; sent as one spec it goes in.
+		wide := &pb.JobSpec{Name: "wide", Tasks: []*pb.TaskSpec{{Name: "w", Count: 5000,
+			Command: []string{"render", strings.Repeat("a", 2048), "${INDEX}"}, Resources: &pb.Resources{CpuMillis: 100}}}}
+		if resp, err := jobs.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{wide}}); err != nil || resp.Jobs[0].Counts.GetTotal() != 5000 {
+			t.Fatalf("submit of 5,000 tasks of 2 KiB to %s: %v, %v", s.Addr(), resp, err)
+		}
+
 		bad := &pb.JobSpec{Name: "bad", Tasks: []*pb.TaskSpec{{Name: "f", Count: 2_000_000, Command: []string{"x"}}}}
 		_, err = jobs.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{bad}})
 		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "2000000 tasks, more than the limit") {
@@ -64,7 +75,7 @@ func TestArraysThroughLeaderAndFollower(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fmt.Sprint(len(list.Jobs)); got != "2" {
-		t.Fatalf("%s jobs, want the two arrays", got)
+	if got := fmt.Sprint(len(list.Jobs)); got != "4" {
+		t.Fatalf("%s jobs, want the four arrays", got)
 	}
 }
