@@ -50,6 +50,35 @@ func Has(specs []*pb.TaskSpec) bool {
 	return false
 }
 
+// InJobs reports whether any of jobs holds an array.
+func InJobs(jobs []*pb.JobSpec) bool {
+	for _, j := range jobs {
+		if Has(j.GetTasks()) {
+			return true
+		}
+	}
+	return false
+}
+
+// JobTasks is how many tasks jobs make together, arrays counted expanded.
+func JobTasks(jobs []*pb.JobSpec) int64 {
+	var n int64
+	for _, j := range jobs {
+		n += Tasks(j.GetTasks())
+	}
+	return n
+}
+
+// ExpandJobs expands the arrays of every job in place (Expand): what a
+// client sends a server that predates counts.
+func ExpandJobs(jobs []*pb.JobSpec) {
+	for _, j := range jobs {
+		if j != nil {
+			j.Tasks = Expand(j.Tasks)
+		}
+	}
+}
+
 // Expand returns specs with every array expanded in place of its spec,
 // in order; specs itself when none has a count. A count below one leaves
 // the spec as it is (validation refuses a negative count).

@@ -68,3 +68,17 @@ func TestExpandWithoutArrays(t *testing.T) {
 		t.Fatalf("a negative count (refused by validation) was expanded: %v", got)
 	}
 }
+
+func TestJobs(t *testing.T) {
+	jobs := []*pb.JobSpec{{Tasks: []*pb.TaskSpec{{Name: "a"}}}, nil, {Tasks: []*pb.TaskSpec{{Name: "f", Count: 4}, {Name: "b"}}}}
+	if !InJobs(jobs) || InJobs(jobs[:2]) {
+		t.Fatal("InJobs: wrong about which jobs hold an array")
+	}
+	if n := JobTasks(jobs); n != 6 {
+		t.Fatalf("JobTasks = %d, want 6", n)
+	}
+	ExpandJobs(jobs)
+	if len(jobs[2].Tasks) != 5 || jobs[2].Tasks[3].Name != "f-3" || len(jobs[0].Tasks) != 1 {
+		t.Fatalf("ExpandJobs: %v", jobs)
+	}
+}

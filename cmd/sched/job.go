@@ -95,22 +95,15 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 // counts, which would take each array as one task. Only a file that holds
 // an array costs the extra Version call.
 func expandArraysFor(ctx context.Context, c *client, specs []*pb.JobSpec) error {
-	arrays := false
-	for _, s := range specs {
-		arrays = arrays || taskarray.Has(s.Tasks)
-	}
-	if !arrays {
+	if !taskarray.InJobs(specs) {
 		return nil
 	}
 	v, err := c.cluster.Version(ctx, &pb.VersionRequest{})
 	if err != nil {
 		return fmt.Errorf("ask the server whether it expands task counts: %w", err)
 	}
-	if slices.Contains(v.Features, taskarray.Feature) {
-		return nil
-	}
-	for _, s := range specs {
-		s.Tasks = taskarray.Expand(s.Tasks)
+	if !slices.Contains(v.Features, taskarray.Feature) {
+		taskarray.ExpandJobs(specs)
 	}
 	return nil
 }

@@ -146,11 +146,7 @@ func prepareForward(req any, leaderExpands func() bool) error {
 	if !ok {
 		return nil
 	}
-	arrays := false
-	for _, j := range sub.Jobs {
-		arrays = arrays || taskarray.Has(j.GetTasks())
-	}
-	if !arrays {
+	if !taskarray.InJobs(sub.Jobs) {
 		return nil
 	}
 	if err := state.CheckSubmission(sub.Jobs); err != nil {
@@ -161,13 +157,8 @@ func prepareForward(req any, leaderExpands func() bool) error {
 			return fmt.Errorf("job %s: %w", j.GetName(), err)
 		}
 	}
-	if leaderExpands() {
-		return nil
-	}
-	for _, j := range sub.Jobs {
-		if j != nil {
-			j.Tasks = taskarray.Expand(j.Tasks)
-		}
+	if !leaderExpands() {
+		taskarray.ExpandJobs(sub.Jobs)
 	}
 	return nil
 }

@@ -95,10 +95,7 @@ func newSubmitBatcher(propose func(*fsmpb.Command) (*state.Result, error), appli
 // ctx stops the wait, not the commit: jobs already queued may still be
 // submitted.
 func (b *submitBatcher) submit(ctx context.Context, sub *fsmpb.SubmitJobs) ([]*pb.Job, []bool, error) {
-	c := &submitCall{sub: sub, size: sub.SizeVT(), done: make(chan submitOutcome, 1)}
-	for _, j := range sub.Jobs {
-		c.tasks += taskarray.Tasks(j.Tasks)
-	}
+	c := &submitCall{sub: sub, size: sub.SizeVT(), tasks: taskarray.JobTasks(sub.Jobs), done: make(chan submitOutcome, 1)}
 	select {
 	case b.in <- c:
 	case <-ctx.Done():
@@ -323,12 +320,5 @@ func padded(ids []string, n int) []string {
 // than counts does not know: it stops at the entry rather than apply each
 // array as one task (rolling upgrades replace the leader last).
 func submitCommand(sub *fsmpb.SubmitJobs) *fsmpb.Command {
-	cmd := &fsmpb.Command{Cmd: &fsmpb.Command_Submit{Submit: sub}}
-	for _, j := range sub.Jobs {
-		if taskarray.Has(j.Tasks) {
-			cmd.TaskCounts = true
-			break
-		}
-	}
-	return cmd
+	return &fsmpb.Command{Cmd: &fsmpb.Command_Submit{Submit: sub}, TaskCounts: taskarray.InJobs(sub.Jobs)}
 }

@@ -108,7 +108,7 @@ func (s *State) Apply(cmd *fsmpb.Command) *Result {
 func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
 	// Entries without arrays keep the verdict they were first applied
 	// with: their bytes bound them, and old logs replay as they were.
-	if hasArrays(c.Jobs) {
+	if taskarray.InJobs(c.Jobs) {
 		if err := CheckSubmission(c.Jobs); err != nil {
 			r.Err = err
 			return
@@ -150,17 +150,6 @@ func (s *State) applySubmit(now int64, c *fsmpb.SubmitJobs, r *Result) {
 		r.Jobs = append(r.Jobs, s.appliedView(j.PB.Id))
 		r.Existing = append(r.Existing, false)
 	}
-}
-
-// hasArrays reports whether any of jobs has an array (a task spec with a
-// count).
-func hasArrays(jobs []*pb.JobSpec) bool {
-	for _, j := range jobs {
-		if taskarray.Has(j.Tasks) {
-			return true
-		}
-	}
-	return false
 }
 
 // addJob adds a job with its tasks (spec's, arrays expanded).

@@ -186,11 +186,7 @@ func CheckArrays(tasks []*pb.TaskSpec) error {
 // CheckSubmission checks that a submission's jobs make at most
 // limits.SubmitTasks tasks together, arrays counted expanded.
 func CheckSubmission(jobs []*pb.JobSpec) error {
-	var n int64
-	for _, j := range jobs {
-		n += taskarray.Tasks(j.GetTasks())
-	}
-	if n > limits.SubmitTasks {
+	if n := taskarray.JobTasks(jobs); n > limits.SubmitTasks {
 		return invalid("a submission of %d tasks, more than the limit of %d; submit the jobs in several calls", n, limits.SubmitTasks)
 	}
 	return nil
