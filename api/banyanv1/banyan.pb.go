@@ -498,7 +498,11 @@ type TaskSpec struct {
 	// the fallbacks too). 0 means one task, as written. Not allowed in a
 	// fallback. A client learns that a server expands counts from
 	// VersionResponse.features ("task_count"): an older server ignores the
-	// field and would make one task.
+	// field and would make one task. In after lists (of the same job), an
+	// array's name that is no task's stands for every task of the array,
+	// and in an array's own list "${INDEX}" names one task by index
+	// ("encode-${INDEX}"); a server lists "array_after" when it resolves
+	// these.
 	Count         int32 `protobuf:"varint,15,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4527,7 +4531,8 @@ type VersionResponse struct {
 	Version     string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
 	StateFormat int32                  `protobuf:"varint,2,opt,name=state_format,json=stateFormat,proto3" json:"state_format,omitempty"`
 	// features names what this server's API understands beyond the first
-	// release's: "task_count" (TaskSpec.count).
+	// release's: "task_count" (TaskSpec.count) and "array_after" (arrays
+	// in TaskSpec.after).
 	Features      []string `protobuf:"bytes,3,rep,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -6,16 +6,24 @@
 //
 // Task i of an array (from 0) is named NAME-i, and "${INDEX}" in its
 // command, args, env values, workdir and exclusive_key becomes i. Its
-// resources, timeout, retry policy, constraints, after list and function
-// are the array's: the expanded specs share them, so they must be treated
-// as read-only. Each task gets its own copy of the fallback chain, with
+// resources, timeout, retry policy, constraints and function are the
+// array's: the expanded specs share them, so they must be treated as
+// read-only. Each task gets its own copy of the fallback chain, with
 // "${INDEX}" replaced in the same fields, which the server names after the
 // task it replaces.
+//
+// In an after list, a name that is an array's and no task's stands for
+// every task of that array (a task written out under the same name wins),
+// and in an array's own list "${INDEX}" names one task by the waiting
+// task's index: after: [encode-${INDEX}] makes check-i wait for encode-i.
+// The expanded lists name each task; an array's tasks share one list
+// unless it holds the index.
 //
 // The package is pure: no I/O, no clock, no goroutines.
 package taskarray
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -69,6 +77,42 @@ func JobTasks(jobs []*pb.JobSpec) int64 {
 	return n
 }
 
+// ResolvesAfterInJobs reports whether any of jobs needs AfterFeature
+// (ResolvesAfter).
+func ResolvesAfterInJobs(jobs []*pb.JobSpec) bool {
+	for _, j := range jobs {
+		if ResolvesAfter(j.GetTasks()) {
+			return true
+		}
+	}
+	return false
+}
+
+// Needs lists the features (of Features) a server must list to take jobs
+// as they are; a client expands them itself (ExpandJobs) for one that
+// lacks any.
+func Needs(jobs []*pb.JobSpec) []string {
+	var need []string
+	if InJobs(jobs) {
+		need = append(need, Feature)
+	}
+	if ResolvesAfterInJobs(jobs) {
+		need = append(need, AfterFeature)
+	}
+	return need
+}
+
+// Serves reports whether a server listing features takes jobs that need
+// need as they are.
+func Serves(features, need []string) bool {
+	for _, f := range need {
+		if !slices.Contains(features, f) {
+			return false
+		}
+	}
+	return true
+}
+
 // ExpandJobs expands the arrays of every job in place (Expand): what a
 // client sends a server that predates counts.
 func ExpandJobs(jobs []*pb.JobSpec) {
@@ -86,17 +130,34 @@ func Expand(specs []*pb.TaskSpec) []*pb.TaskSpec {
 	if !Has(specs) {
 		return specs
 	}
+	n := namesOf(specs)
 	out := make([]*pb.TaskSpec, 0, Tasks(specs))
 	for _, t := range specs {
 		if t.GetCount() < 1 {
+			if after := n.fixedAfter(t.After, false); !sameList(after, t.After) {
+				t = proto.Clone(t).(*pb.TaskSpec) // specs are the caller's: never changed
+				t.After = after
+			}
 			out = append(out, t)
 			continue
 		}
+		fixed, perTask := n.fixedAfter(t.After, true), indexed(t.After)
 		for i := range int(t.Count) {
-			out = append(out, Task(t, i))
+			task := Task(t, i)
+			if perTask {
+				task.After = n.afterFor(t.After, fixed, i)
+			} else {
+				task.After = fixed
+			}
+			out = append(out, task)
 		}
 	}
 	return out
+}
+
+// sameList reports whether a and b are the same slice.
+func sameList(a, b []string) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // Task is task i of the array t.

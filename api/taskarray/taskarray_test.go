@@ -1,6 +1,8 @@
 package taskarray
 
 import (
+	"reflect"
+	"slices"
 	"testing"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
@@ -80,5 +82,99 @@ func TestJobs(t *testing.T) {
 	ExpandJobs(jobs)
 	if len(jobs[2].Tasks) != 5 || jobs[2].Tasks[3].Name != "f-3" || len(jobs[0].Tasks) != 1 {
 		t.Fatalf("ExpandJobs: %v", jobs)
+	}
+}
+
+func TestExpandAfter(t *testing.T) {
+	prep := &pb.TaskSpec{Name: "prep"}
+	enc := &pb.TaskSpec{Name: "enc", Count: 3, After: []string{"prep"}}
+	check := &pb.TaskSpec{Name: "check", Count: 3, After: []string{"prep", "enc-${INDEX}", "enc"}}
+	concat := &pb.TaskSpec{Name: "concat", After: []string{"enc", "check-1", "prep"}}
+	literal := &pb.TaskSpec{Name: "lit", After: []string{"enc-${INDEX}"}}
+	// "x" is both a task written out and an array: the task wins.
+	x, xs := &pb.TaskSpec{Name: "x"}, &pb.TaskSpec{Name: "x", Count: 2}
+	y := &pb.TaskSpec{Name: "y", After: []string{"x", "x-1"}}
+	specs := []*pb.TaskSpec{prep, enc, check, concat, literal, x, xs, y}
+
+	got := map[string][]string{}
+	for _, ts := range Expand(specs) {
+		if len(ts.After) != cap(ts.After) {
+			t.Errorf("%s: after list of length %d has capacity %d", ts.Name, len(ts.After), cap(ts.After))
+		}
+		got[ts.Name] = ts.After
+	}
+	want := map[string][]string{
+		"prep": nil, "enc-0": {"prep"}, "enc-1": {"prep"}, "enc-2": {"prep"},
+		"check-0": {"prep", "enc-0", "enc-0", "enc-1", "enc-2"},
+		"check-1": {"prep", "enc-1", "enc-0", "enc-1", "enc-2"},
+		"check-2": {"prep", "enc-2", "enc-0", "enc-1", "enc-2"},
+		"concat":  {"enc-0", "enc-1", "enc-2", "check-1", "prep"},
+		"lit":     {"enc-${INDEX}"}, // no index outside an array: validation refuses it
+		"x":       nil, "x-0": nil, "x-1": nil, "y": {"x", "x-1"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("after lists:\n%v\nwant\n%v", got, want)
+	}
+	if &got["enc-0"][0] != &enc.After[0] || &got["enc-2"][0] != &enc.After[0] {
+		t.Error("an array's tasks do not share an after list that names no array")
+	}
+	if concat.After[0] != "enc" || len(concat.After) != 3 || check.After[1] != "enc-${INDEX}" {
+		t.Errorf("Expand changed the specs it was given: %v, %v", concat.After, check.After)
+	}
+	if n := Edges(specs); n != 3*1+3*5+5+1+2 {
+		t.Errorf("Edges = %d, want %d", n, 3*1+3*5+5+1+2)
+	}
+}
+
+func TestResolvesAfter(t *testing.T) {
+	arr := func(name string, count int32, after ...string) *pb.TaskSpec {
+		return &pb.TaskSpec{Name: name, Count: count, After: after}
+	}
+	for _, c := range []struct {
+		name  string
+		specs []*pb.TaskSpec
+		want  bool
+	}{
+		{"no arrays", []*pb.TaskSpec{arr("a", 0), arr("b", 0, "a")}, false},
+		{"array after a task", []*pb.TaskSpec{arr("a", 0), arr("b", 4, "a")}, false},
+		{"a task after one task of an array", []*pb.TaskSpec{arr("a", 4), arr("b", 0, "a-3")}, false},
+		{"a task after a whole array", []*pb.TaskSpec{arr("a", 4), arr("b", 0, "a")}, true},
+		{"index in an array", []*pb.TaskSpec{arr("a", 4), arr("b", 4, "a-${INDEX}")}, true},
+		{"index outside an array", []*pb.TaskSpec{arr("a", 4), arr("b", 0, "a-${INDEX}")}, false},
+		{"a task and an array of one name", []*pb.TaskSpec{arr("a", 0), arr("a", 2), arr("b", 0, "a")}, false},
+	} {
+		if got := ResolvesAfter(c.specs); got != c.want {
+			t.Errorf("%s: ResolvesAfter = %v, want %v", c.name, got, c.want)
+		}
+		jobs := []*pb.JobSpec{{Tasks: c.specs}}
+		need := Needs(jobs)
+		if got := slices.Contains(need, AfterFeature); got != c.want {
+			t.Errorf("%s: Needs = %v", c.name, need)
+		}
+		if !Serves(Features, need) || (len(need) > 0 && Serves(nil, need)) {
+			t.Errorf("%s: Serves is wrong about %v", c.name, need)
+		}
+	}
+	if Serves([]string{Feature}, []string{Feature, AfterFeature}) {
+		t.Error("a server without array_after serves a job that needs it")
+	}
+}
+
+func TestLongestAfter(t *testing.T) {
+	specs := []*pb.TaskSpec{{Name: "enc", Count: 12}, {Name: "check", Count: 12, After: []string{"enc-${INDEX}"}},
+		{Name: "cat", After: []string{"enc", "check-3"}}}
+	var want int64
+	for _, ts := range Expand(specs) {
+		if ts.Name == "cat" {
+			want = int64((&pb.TaskSpec{After: ts.After}).SizeVT())
+		}
+	}
+	if got, which := LongestAfter(specs); got != want || which != "cat" {
+		t.Fatalf("LongestAfter = %d (%s), want %d (cat), the size of cat's list encoded", got, which, want)
+	}
+	for n, want := range map[int64]int64{0: 0, 1: 1, 10: 10, 12: 14, 100: 190, 1000: 2890, 1_000_000: 5_888_890} {
+		if got := digits(n); got != want {
+			t.Errorf("digits(%d) = %d, want %d", n, got, want)
+		}
 	}
 }

@@ -394,6 +394,47 @@ func TestShowJobLargerThanAMessage(t *testing.T) {
 	}
 }
 
+// TestArrayPipelineRunsInOrder: a job of arrays whose after lists name a
+// whole array and, by ${INDEX}, one task of another, run by sched dev's
+// agents. Each task checks on disk that what it waits for has run: check-i
+// that encode-i wrote its chunk, concat that all did. The job succeeds only
+// if every task started after its own dependencies.
+func TestArrayPipelineRunsInOrder(t *testing.T) {
+	d := startDev(t, freeAddr(t), t.TempDir(), 2)
+	out := t.TempDir()
+	file := filepath.Join(t.TempDir(), "pipeline.yaml")
+	if err := os.WriteFile(file, []byte(fmt.Sprintf(`name: pipeline
+tasks:
+  - name: encode
+    count: 6
+    command: [sh, -c, "sleep 0.$((${INDEX} %% 3)); echo ${INDEX} > %[1]s/chunk-${INDEX}"]
+    resources: {cpu: 100m}
+  - name: check
+    count: 6
+    command: [sh, -c, "test -s %[1]s/chunk-${INDEX} && touch %[1]s/checked-${INDEX}"]
+    resources: {cpu: 100m}
+    after: ["encode-${INDEX}"]
+  - name: concat
+    command: [sh, -c, "test $(ls %[1]s | grep -c chunk-) = 6 && test $(ls %[1]s | grep -c checked-) = 6 && cat %[1]s/chunk-* > %[1]s/all"]
+    resources: {cpu: 100m}
+    after: [check, encode]
+`, out)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := submit(t, d, file)
+	if _, stderr, err := d.run("job", "watch", id); err != nil {
+		t.Fatalf("watch: %v: %s", err, stderr)
+	}
+	j := showJob(t, d, id)
+	if j.State != "succeeded" || j.Counts.Succeeded != 13 {
+		t.Fatalf("pipeline: %s with %d of 13 tasks succeeded", j.State, j.Counts.Succeeded)
+	}
+	all, err := os.ReadFile(filepath.Join(out, "all"))
+	if err != nil || string(all) != "0\n1\n2\n3\n4\n5\n" {
+		t.Fatalf("concat wrote %q, %v", all, err)
+	}
+}
+
 // TestFunctionCalls runs 300 calls of the built-in echo function through
 // sched dev's agents: they are micro-batched through worker processes, and
 // each call's output is recorded, and kept for `sched job logs`.

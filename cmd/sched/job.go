@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -91,18 +90,19 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 }
 
 // expandArraysFor sends arrays (task specs with a count) as they are to a
-// server that expands them, and expands them here for one that predates
-// counts, which would take each array as one task. Only a file that holds
-// an array costs the extra Version call.
+// server that lists every feature they need (taskarray.Needs), and expands
+// them here for an older one, which would take each array as one task or
+// refuse an after list that names one. Only a file that holds an array
+// costs the extra Version call.
 func expandArraysFor(ctx context.Context, c *client, specs []*pb.JobSpec) error {
 	if !taskarray.InJobs(specs) {
 		return nil
 	}
 	v, err := c.cluster.Version(ctx, &pb.VersionRequest{})
 	if err != nil {
-		return fmt.Errorf("ask the server whether it expands task counts: %w", err)
+		return fmt.Errorf("ask the server whether it expands task arrays: %w", err)
 	}
-	if !slices.Contains(v.Features, taskarray.Feature) {
+	if !taskarray.Serves(v.Features, taskarray.Needs(specs)) {
 		taskarray.ExpandJobs(specs)
 	}
 	return nil

@@ -204,6 +204,27 @@ func TestExpandArraysFor(t *testing.T) {
 		t.Fatalf("sent to an older server: %v, want the array's three tasks", got)
 	}
 
+	// An after list naming the array: sent as it is to a server that
+	// resolves it, written out for one that only expands counts.
+	deps := func() []*pb.JobSpec {
+		return []*pb.JobSpec{{Name: "j", Tasks: []*pb.TaskSpec{{Name: "f", Count: 2, Command: []string{"r"}},
+			{Name: "cat", Command: []string{"c"}, After: []string{"f"}}}}}
+	}
+	now := deps()
+	if err := expandArraysFor(ctx, serve(taskarray.Features), now); err != nil {
+		t.Fatal(err)
+	}
+	if ts := now[0].Tasks; len(ts) != 2 || ts[1].After[0] != "f" {
+		t.Fatalf("sent to a server that resolves arrays in after lists: %v", ts)
+	}
+	countsOnly := deps()
+	if err := expandArraysFor(ctx, serve([]string{taskarray.Feature}), countsOnly); err != nil {
+		t.Fatal(err)
+	}
+	if ts := countsOnly[0].Tasks; len(ts) != 3 || strings.Join(ts[2].After, ",") != "f-0,f-1" {
+		t.Fatalf("sent to a server without %s: %v, want the array written out", taskarray.AfterFeature, ts)
+	}
+
 	// No array: no call (this client has no server behind it).
 	plain := []*pb.JobSpec{{Name: "p", Tasks: []*pb.TaskSpec{{Name: "a", Command: []string{"x"}}}}}
 	if err := expandArraysFor(ctx, &client{}, plain); err != nil {

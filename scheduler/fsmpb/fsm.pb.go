@@ -57,7 +57,12 @@ type Command struct {
 	// array to expand when applied). A binary older than counts does not
 	// know the field, so it stops at the entry (an unknown field of the
 	// command) instead of applying each array as one task.
-	TaskCounts    bool `protobuf:"varint,40,opt,name=task_counts,json=taskCounts,proto3" json:"task_counts,omitempty"`
+	TaskCounts bool `protobuf:"varint,40,opt,name=task_counts,json=taskCounts,proto3" json:"task_counts,omitempty"`
+	// array_after is set on an entry whose after lists name a whole array
+	// or, in an array, a task by "${INDEX}" (taskarray.AfterFeature). A
+	// binary that expands counts but not these does not know the field, so
+	// it stops at the entry instead of refusing a job its peers accept.
+	ArrayAfter    bool `protobuf:"varint,41,opt,name=array_after,json=arrayAfter,proto3" json:"array_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -280,6 +285,13 @@ func (x *Command) GetAclTokenRevoke() *ACLTokenRevoke {
 func (x *Command) GetTaskCounts() bool {
 	if x != nil {
 		return x.TaskCounts
+	}
+	return false
+}
+
+func (x *Command) GetArrayAfter() bool {
+	if x != nil {
+		return x.ArrayAfter
 	}
 	return false
 }
@@ -2076,7 +2088,8 @@ var File_scheduler_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x19scheduler/fsmpb/fsm.proto\x12\rbanyan.fsm.v1\x1a\x19api/banyanv1/banyan.proto\"\xf7\t\n" +
+	"\x19scheduler/fsmpb/fsm.proto\x12\rbanyan.fsm.v1\x1a\x19api/banyanv1/banyan.proto\"\x98\n" +
+	"\n" +
 	"\aCommand\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x01 \x01(\x03R\tnowUnixMs\x123\n" +
 	"\x06submit\x18\x02 \x01(\v2\x19.banyan.fsm.v1.SubmitJobsH\x00R\x06submit\x12/\n" +
@@ -2102,7 +2115,9 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\x10acl_token_create\x18! \x01(\v2\x1d.banyan.fsm.v1.ACLTokenCreateH\x00R\x0eaclTokenCreate\x12I\n" +
 	"\x10acl_token_revoke\x18\" \x01(\v2\x1d.banyan.fsm.v1.ACLTokenRevokeH\x00R\x0eaclTokenRevoke\x12\x1f\n" +
 	"\vtask_counts\x18( \x01(\bR\n" +
-	"taskCountsB\x05\n" +
+	"taskCounts\x12\x1f\n" +
+	"\varray_after\x18) \x01(\bR\n" +
+	"arrayAfterB\x05\n" +
 	"\x03cmd\"\xab\x01\n" +
 	"\n" +
 	"SubmitJobs\x12&\n" +

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -390,7 +391,7 @@ func (c *clusterService) Members(ctx context.Context, req *pb.MembersRequest) (*
 // Version is this server's build and state format.
 func (c *clusterService) Version(ctx context.Context, req *pb.VersionRequest) (*pb.VersionResponse, error) {
 	return &pb.VersionResponse{Version: buildinfo.Get().String(), StateFormat: state.SnapshotFormat,
-		Features: []string{taskarray.Feature}}, nil
+		Features: slices.Clone(taskarray.Features)}, nil
 }
 
 // memberVersions asks every member for its version (at most a second

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -124,7 +123,7 @@ func (f *forwarder) unary(ctx context.Context, req any, info *grpc.UnaryServerIn
 		if len(md.Get(forwardedKey)) > 0 {
 			return nil, status.Errorf(codes.Unavailable, "not the leader; leader is %s", leader)
 		}
-		if err := prepareForward(req, func() bool { return f.leaderExpands(ctx, leader) }); err != nil {
+		if err := prepareForward(req, func() []string { return f.leaderFeatures(ctx, leader) }); err != nil {
 			return nil, statusOf(err)
 		}
 		resp, err := f.forward(ctx, leader, info.FullMethod, req)
@@ -137,11 +136,11 @@ func (f *forwarder) unary(ctx context.Context, req any, info *grpc.UnaryServerIn
 
 // prepareForward readies a request for the leader. A submission holding
 // arrays is checked against the bounds the leader would check, then sent
-// as it is when the leader expands arrays (leaderExpands: asked only
-// then), or expanded here when it may be older than counts (a rolling
-// upgrade replaces the leader last) and would take each array as one
-// task.
-func prepareForward(req any, leaderExpands func() bool) error {
+// as it is when the leader lists every feature it needs (leaderFeatures:
+// asked only then), or expanded here for a leader that may be older (a
+// rolling upgrade replaces the leader last) and would take each array as
+// one task, or refuse an after list that names one.
+func prepareForward(req any, leaderFeatures func() []string) error {
 	sub, ok := req.(*pb.SubmitJobsRequest)
 	if !ok {
 		return nil
@@ -157,25 +156,29 @@ func prepareForward(req any, leaderExpands func() bool) error {
 			return fmt.Errorf("job %s: %w", j.GetName(), err)
 		}
 	}
-	if !leaderExpands() {
+	if !taskarray.Serves(leaderFeatures(), taskarray.Needs(sub.Jobs)) {
 		taskarray.ExpandJobs(sub.Jobs)
 	}
 	return nil
 }
 
-// leaderExpands asks the leader at addr whether it expands arrays; one
-// that does not answer is taken not to. Asked for each forwarded
-// submission that holds an array, never cached: the leader's binary may
-// change under its address.
-func (f *forwarder) leaderExpands(ctx context.Context, addr string) bool {
+// leaderFeatures asks the leader at addr what it understands beyond the
+// first release (VersionResponse.features); one that does not answer is
+// taken to understand nothing more. Asked for each forwarded submission
+// that holds an array, never cached: the leader's binary may change under
+// its address.
+func (f *forwarder) leaderFeatures(ctx context.Context, addr string) []string {
 	c, err := f.conn(addr)
 	if err != nil {
-		return false
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // Version takes no token
 	defer cancel()
 	v, err := pb.NewClusterServiceClient(c).Version(ctx, &pb.VersionRequest{})
-	return err == nil && slices.Contains(v.Features, taskarray.Feature)
+	if err != nil {
+		return nil
+	}
+	return v.Features
 }
 
 // autoKeyPrefix starts the idempotency keys a server gives submissions

@@ -318,7 +318,10 @@ func padded(ids []string, n int) []string {
 // submitCommand is the raft entry of a submission. An entry holding an
 // array (a task spec with a count) says so, in a field that a server older
 // than counts does not know: it stops at the entry rather than apply each
-// array as one task (rolling upgrades replace the leader last).
+// array as one task (rolling upgrades replace the leader last). One whose
+// after lists name arrays says that in another field, for a server that
+// expands counts but would refuse such a job.
 func submitCommand(sub *fsmpb.SubmitJobs) *fsmpb.Command {
-	return &fsmpb.Command{Cmd: &fsmpb.Command_Submit{Submit: sub}, TaskCounts: taskarray.InJobs(sub.Jobs)}
+	return &fsmpb.Command{Cmd: &fsmpb.Command_Submit{Submit: sub}, TaskCounts: taskarray.InJobs(sub.Jobs),
+		ArrayAfter: taskarray.ResolvesAfterInJobs(sub.Jobs)}
 }

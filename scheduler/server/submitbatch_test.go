@@ -13,6 +13,7 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
+	"github.com/banyan-sched/banyan/api/taskarray"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"google.golang.org/grpc/codes"
@@ -373,8 +374,13 @@ func TestSubmitCommandFlagsArrays(t *testing.T) {
 	if cmd := submitCommand(&fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{plain}}); cmd.TaskCounts {
 		t.Fatal("an entry without arrays is flagged")
 	}
-	if cmd := submitCommand(&fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{plain, array}}); !cmd.TaskCounts {
-		t.Fatal("an entry with an array is not flagged")
+	if cmd := submitCommand(&fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{plain, array}}); !cmd.TaskCounts || cmd.ArrayAfter {
+		t.Fatalf("an entry with an array: task_counts %v, array_after %v; want true, false", cmd.TaskCounts, cmd.ArrayAfter)
+	}
+	deps := &pb.JobSpec{Tasks: []*pb.TaskSpec{{Name: "f", Count: 10, Command: []string{"x"}},
+		{Name: "cat", Command: []string{"x"}, After: []string{"f"}}}}
+	if cmd := submitCommand(&fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{plain, deps}}); !cmd.TaskCounts || !cmd.ArrayAfter {
+		t.Fatal("an entry whose after list names an array is not flagged")
 	}
 }
 
@@ -389,7 +395,15 @@ func TestPrepareForward(t *testing.T) {
 		}}
 	}
 	asked := 0
-	expands := func(yes bool) func() bool { return func() bool { asked++; return yes } }
+	expands := func(yes bool) func() []string {
+		return func() []string {
+			asked++
+			if yes {
+				return taskarray.Features
+			}
+			return nil
+		}
+	}
 
 	compact := req()
 	if err := prepareForward(compact, expands(true)); err != nil {
@@ -412,6 +426,17 @@ func TestPrepareForward(t *testing.T) {
 	}
 	if got := strings.Join(names, ","); got != "f-0:r 0,f-1:r 1,f-2:r 2,g:y" {
 		t.Fatalf("to an older leader: %s", got)
+	}
+
+	// A leader that expands counts but not arrays in after lists gets the
+	// job written out, after lists and all.
+	deps := &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{{Name: "d", Tasks: []*pb.TaskSpec{
+		{Name: "enc", Count: 2, Command: []string{"e"}}, {Name: "cat", Command: []string{"c"}, After: []string{"enc"}}}}}}
+	if err := prepareForward(deps, func() []string { return []string{taskarray.Feature} }); err != nil {
+		t.Fatal(err)
+	}
+	if ts := deps.Jobs[0].Tasks; len(ts) != 3 || strings.Join(ts[2].After, ",") != "enc-0,enc-1" {
+		t.Fatalf("to a leader without %s: %v", taskarray.AfterFeature, ts)
 	}
 
 	asked = 0

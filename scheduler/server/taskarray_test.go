@@ -19,7 +19,8 @@ import (
 
 // TestArraysThroughLeaderAndFollower: an array (a task spec with a count)
 // submitted to the leader or to a follower becomes its tasks, named and
-// indexed, and goes to the leader as one spec (a leader that expands
+// indexed, a task naming the array waits for all of it, and the array goes
+// to the leader as one spec (a leader that expands
 // arrays takes one larger than a job may be written out); servers say
 // they expand counts; a submission over the task limit is refused by the
 // follower before it forwards anything.
@@ -34,13 +35,13 @@ func TestArraysThroughLeaderAndFollower(t *testing.T) {
 		}
 		defer conn.Close()
 		v, err := pb.NewClusterServiceClient(conn).Version(ctx, &pb.VersionRequest{})
-		if err != nil || !slices.Contains(v.Features, taskarray.Feature) {
-			t.Fatalf("%s: version %v, %v: want the %q feature", s.Addr(), v, err, taskarray.Feature)
+		if err != nil || !slices.Equal(v.Features, taskarray.Features) {
+			t.Fatalf("%s: version %v, %v: want the features %q", s.Addr(), v, err, taskarray.Features)
 		}
 		jobs := pb.NewJobServiceClient(conn)
 		array := &pb.JobSpec{Name: "frames", Tasks: []*pb.TaskSpec{
 			{Name: "f", Count: 1500, Command: []string{"render", "--frame", "${INDEX}"}, Resources: &pb.Resources{CpuMillis: 100}},
-			{Name: "join", Command: []string{"concat"}, After: []string{"f-1499"}, Resources: &pb.Resources{CpuMillis: 100}}}}
+			{Name: "join", Command: []string{"concat"}, After: []string{"f"}, Resources: &pb.Resources{CpuMillis: 100}}}}
 		resp, err := jobs.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{array}})
 		if err != nil {
 			t.Fatalf("submit to %s: %v", s.Addr(), err)
@@ -54,6 +55,14 @@ func TestArraysThroughLeaderAndFollower(t *testing.T) {
 		}
 		if tk := page.Tasks[0]; tk.Name != "f-1234" || !slices.Equal(tk.Spec.Command, []string{"render", "--frame", "1234"}) {
 			t.Fatalf("submit to %s: task 1234 is %s %v", s.Addr(), tk.Name, tk.Spec.GetCommand())
+		}
+		// join names the array: it waits for each of its 1,500 tasks.
+		page, err = jobs.ListTasks(ctx, &pb.ListTasksRequest{JobId: resp.Jobs[0].Id, Offset: 1500, Limit: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tk := page.Tasks[0]; tk.Name != "join" || tk.State != pb.TaskState_TASK_STATE_WAITING || len(tk.Spec.After) != 1500 || tk.Spec.After[1499] != "f-1499" {
+			t.Fatalf("submit to %s: join is %s %v, waiting for %d tasks", s.Addr(), tk.Name, tk.State, len(tk.Spec.GetAfter()))
 		}
 
 		// 5,000 tasks of a 2 KiB argument: 10 MB written out, more than a

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/taskarray"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
@@ -153,6 +154,11 @@ func applySeeds() []*fsmpb.Command {
 			Pool: "studio/ingest", Class: pb.JobClass_JOB_CLASS_OPPORTUNISTIC, IdempotencyKey: "k",
 			Tasks: []*pb.TaskSpec{{Command: []string{"x"}, Resources: &pb.Resources{CpuMillis: 3000},
 				ExclusiveKey: "e", FallbackAfterMs: 1, Fallback: &pb.TaskSpec{Command: []string{"y"}}}}}}}}},
+		{NowUnixMs: fuzzNow, TaskCounts: true, ArrayAfter: true, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{{
+			Pool: "studio/ingest", Tasks: []*pb.TaskSpec{
+				{Name: "enc", Count: 3, Command: []string{"enc", "${INDEX}"}, Resources: &pb.Resources{CpuMillis: 500}},
+				{Name: "check", Count: 3, Command: []string{"check"}, After: []string{"enc-${INDEX}"}},
+				{Name: "cat", Command: []string{"cat"}, After: []string{"enc", "check"}}}}}}}},
 		{NowUnixMs: fuzzNow, Cmd: &fsmpb.Command_Assign{Assign: &fsmpb.Assign{
 			Assignments: []*fsmpb.Assignment{{TaskId: "job-1.1", Attempt: 1, AgentId: "a2"}},
 			Preemptions: []*fsmpb.Preemption{{Victim: &fsmpb.Assignment{TaskId: "job-1.0", Attempt: 1, AgentId: "a1"},
@@ -199,6 +205,11 @@ func FuzzApply(f *testing.F) {
 		for i, data := range [][]byte{first, second} {
 			cmd := &fsmpb.Command{}
 			if err := proto.Unmarshal(data, cmd); err != nil {
+				continue
+			}
+			// A count mutated large makes an input that takes seconds to
+			// check: the fuzzer looks for wrong logic, not for scale.
+			if taskarray.JobTasks(cmd.GetSubmit().GetJobs()) > 1000 {
 				continue
 			}
 			// The leader stamps every entry with its clock: never 0.

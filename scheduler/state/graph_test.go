@@ -261,3 +261,52 @@ func TestArrayExpandsWhenApplied(t *testing.T) {
 		t.Fatalf("expanded job %d bytes, array %d", full, sent)
 	}
 }
+
+// TestArrayDependencies: the chunk-encode pattern written with arrays. Each
+// check-i waits for its own encode-i (${INDEX} in after), and concat waits
+// for every task of both arrays (their names in after), through a snapshot
+// taken halfway.
+func TestArrayDependencies(t *testing.T) {
+	f := newFSM(t, DefaultDefaults)
+	f.agentUp("a1", &pb.Resources{CpuMillis: 8000, MemoryBytes: 1 << 30}, nil)
+	enc := &pb.TaskSpec{Name: "encode", Count: 3, Command: []string{"enc", "${INDEX}"}, Resources: &pb.Resources{CpuMillis: 100}}
+	check := &pb.TaskSpec{Name: "check", Count: 3, Command: []string{"check", "${INDEX}"}, Resources: &pb.Resources{CpuMillis: 100},
+		After: []string{"encode-${INDEX}"}}
+	spec := &pb.JobSpec{Name: "film", Tasks: []*pb.TaskSpec{enc, check, oneTask("concat", "encode", "check")}}
+	if r := f.submit(spec); r.Jobs[0].Counts.GetTotal() != 7 {
+		t.Fatalf("job of %d tasks, want 7", r.Jobs[0].Counts.GetTotal())
+	}
+	if got := spec.Tasks[2].After; len(got) != 2 || got[0] != "encode" {
+		t.Fatalf("applying changed the command's after list: %v", got)
+	}
+	state := func(name string) pb.TaskState { return taskByName(t, f.s, "job-1", name).PB.State }
+	const waiting, queued = pb.TaskState_TASK_STATE_WAITING, pb.TaskState_TASK_STATE_QUEUED
+	wantStates := func(when string, want map[string]pb.TaskState) {
+		t.Helper()
+		for name, st := range want {
+			if got := state(name); got != st {
+				t.Errorf("%s: %s is %v, want %v", when, name, got, st)
+			}
+		}
+	}
+	wantStates("submitted", map[string]pb.TaskState{"encode-0": queued, "check-0": waiting, "check-2": waiting, "concat": waiting})
+	if got := taskByName(t, f.s, "job-1", "concat").Spec().After; len(got) != 6 {
+		t.Fatalf("concat waits for %v, want the 6 tasks of both arrays", got)
+	}
+
+	f.commitPlan()
+	f.finishWith(taskByName(t, f.s, "job-1", "encode-1").PB.Id, "succeeded", "")
+	wantStates("encode-1 done", map[string]pb.TaskState{"check-0": waiting, "check-1": queued, "check-2": waiting, "concat": waiting})
+	checkSnapshotRoundTrip(t, f.s)
+
+	for _, name := range []string{"encode-0", "encode-2"} {
+		f.finishWith(taskByName(t, f.s, "job-1", name).PB.Id, "succeeded", "")
+	}
+	f.commitPlan()
+	for _, name := range []string{"check-0", "check-1"} {
+		f.finishWith(taskByName(t, f.s, "job-1", name).PB.Id, "succeeded", "")
+	}
+	wantStates("all but check-2 done", map[string]pb.TaskState{"concat": waiting})
+	f.finishWith(taskByName(t, f.s, "job-1", "check-2").PB.Id, "succeeded", "")
+	wantStates("both arrays done", map[string]pb.TaskState{"concat": queued})
+}

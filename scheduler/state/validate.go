@@ -25,6 +25,12 @@ const (
 	// a few bytes may stand for a million tasks, and applying it builds
 	// them all, on every server.
 	MaxArrayBytes = 256 << 20
+	// MaxAfterEdges bounds the dependencies a job with arrays holds,
+	// counted expanded (taskarray.Edges): a name in an after list may
+	// stand for a whole array, so a few bytes may make millions of edges.
+	// It is about what the largest spec written out (limits.JobSpecBytes)
+	// could name.
+	MaxAfterEdges = 4_000_000
 )
 
 // validTaskName reports whether name matches ^[A-Za-z0-9][A-Za-z0-9._:-]*$
@@ -159,10 +165,22 @@ func validateJob(spec *pb.JobSpec, pools *pool.Tree) ([]*pb.TaskSpec, error) {
 
 // CheckArrays checks the arrays among a job's task specs as sent, before
 // anything is expanded: no negative count, none in a fallback, at most
-// MaxTasksPerJob tasks in all and MaxArrayBytes of strings an array.
+// MaxTasksPerJob tasks and MaxAfterEdges dependencies in all, and
+// MaxArrayBytes of strings an array.
 func CheckArrays(tasks []*pb.TaskSpec) error {
 	if n := taskarray.Tasks(tasks); n > MaxTasksPerJob {
 		return invalid("%d tasks, more than the limit of %d", n, MaxTasksPerJob)
+	}
+	if taskarray.Has(tasks) {
+		if e := taskarray.Edges(tasks); e > MaxAfterEdges {
+			return invalid("the after lists name %d tasks, arrays counted expanded, more than the limit of %d a job", e, MaxAfterEdges)
+		}
+		// A task is read back whole (ListTasks), so its after list must
+		// fit in a message: as much as a job written out could hold.
+		if b, name := taskarray.LongestAfter(tasks); b > limits.JobSpecBytes {
+			return invalid("task %s: after lists %s of task names with its arrays expanded, more than the limit of %s a task; split the array, or wait for tasks that each wait for part of it",
+				name, limits.FormatBytes(b), limits.FormatBytes(limits.JobSpecBytes))
+		}
 	}
 	for i, t := range tasks {
 		if t.Count < 0 {
@@ -264,6 +282,10 @@ func checkTasks(tasks []*pb.TaskSpec) error {
 	for _, t := range tasks {
 		for _, dep := range t.After {
 			if _, ok := names[dep]; !ok {
+				if strings.Contains(dep, taskarray.Placeholder) {
+					return invalid("task %s: after %q: %s stands for the index of an array's task, and %s is not one (it has no count)",
+						t.Name, dep, taskarray.Placeholder, t.Name)
+				}
 				return invalid("task %s: after names unknown task %q", t.Name, dep)
 			}
 			if dep == t.Name {

@@ -143,6 +143,24 @@ func TestValidateJob(t *testing.T) {
 			`task a-0: after names unknown task "a-5"`},
 		{"array task waits for itself", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", count(2), after("a-1"))}},
 			"task a-1: waits for itself"},
+		// An array's name in after stands for all its tasks; ${INDEX} in an
+		// array's after list names one task by index.
+		{"valid task after a whole array, array after an array by index", &pb.JobSpec{Tasks: []*pb.TaskSpec{
+			task("enc", count(4)), task("check", count(4), after("enc-${INDEX}")), task("concat", after("enc", "check"))}}, ""},
+		{"array waits for itself whole", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", count(3), after("a"))}},
+			"task a-0: waits for itself"},
+		{"array waits for itself by index", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", count(3), after("a-${INDEX}"))}},
+			"task a-0: waits for itself"},
+		{"index past the other array", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", count(2)), task("b", count(3), after("a-${INDEX}"))}},
+			`task b-2: after names unknown task "a-2"`},
+		{"index outside an array", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", count(2)), task("b", after("a-${INDEX}"))}},
+			`task b: after "a-${INDEX}": ${INDEX} stands for the index of an array's task, and b is not one`},
+		{"arrays waiting for each other", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", count(2), after("b")), task("b", count(2), after("a-1"))}},
+			"in a cycle"},
+		{"after lists over the edge limit", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", count(2001)), task("b", count(2000), after("a"))}},
+			"the after lists name 4002000 tasks, arrays counted expanded, more than the limit of 4000000 a job"},
+		{"after list over its bytes", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("encode", count(800_000)), task("cat", after("encode"))}},
+			"task cat: after lists 11.3MiB of task names with its arrays expanded, more than the limit of 8MiB a task"},
 		{"array task of a bad name", &pb.JobSpec{Tasks: []*pb.TaskSpec{task("a", count(2), func(t *pb.TaskSpec) {
 			t.Name = strings.Repeat("n", maxNameLen-1)
 		})}}, "at most 128"},

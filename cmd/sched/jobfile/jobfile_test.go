@@ -331,7 +331,7 @@ func TestExamplesParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{"hello.yaml": true, "thousand.yaml": true, "batch.yaml": true, "gpu-encode.yaml": true}
+	want := map[string]bool{"hello.yaml": true, "thousand.yaml": true, "batch.yaml": true, "gpu-encode.yaml": true, "chunks.yaml": true}
 	for _, p := range paths {
 		delete(want, filepath.Base(p))
 		specs, err := ReadFile(p)

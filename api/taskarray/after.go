@@ -1,0 +1,220 @@
+package taskarray
+
+import (
+	"strconv"
+	"strings"
+
+	pb "github.com/banyan-sched/banyan/api/banyanv1"
+)
+
+// AfterFeature is the name a server lists in VersionResponse.features when
+// it resolves arrays in `after`: a name that is an array's, and no task's,
+// stands for every task of the array, and "${INDEX}" in an array's after
+// list becomes each task's index.
+const AfterFeature = "array_after"
+
+// Features is what a server that expands arrays lists, in order.
+var Features = []string{Feature, AfterFeature}
+
+// names tells the names a job's specs make apart: the arrays' (name to
+// count) and the tasks' written out (no count).
+type names struct {
+	arrays map[string]int
+	plain  map[string]bool
+}
+
+func namesOf(specs []*pb.TaskSpec) names {
+	n := names{arrays: map[string]int{}, plain: map[string]bool{}}
+	for _, t := range specs {
+		if t.GetCount() >= 1 {
+			n.arrays[t.Name] = int(t.Count)
+		} else {
+			n.plain[t.Name] = true
+		}
+	}
+	return n
+}
+
+// isTask reports whether name is a task's: one written out, or task i of
+// an array, NAME-i as Task names it.
+func (n names) isTask(name string) bool {
+	if n.plain[name] {
+		return true
+	}
+	dash := strings.LastIndexByte(name, '-')
+	if dash < 0 {
+		return false
+	}
+	count, ok := n.arrays[name[:dash]]
+	if !ok {
+		return false
+	}
+	i, err := strconv.Atoi(name[dash+1:])
+	return err == nil && i >= 0 && i < count && strconv.Itoa(i) == name[dash+1:]
+}
+
+// namesArray reports whether dep, in an after list, stands for every task
+// of an array: it is the array's name and no task's, and holds no
+// "${INDEX}" (such a name names one task).
+func (n names) namesArray(dep string) bool {
+	_, ok := n.arrays[dep]
+	return ok && !strings.Contains(dep, Placeholder) && !n.isTask(dep)
+}
+
+// width is how many tasks dep stands for in an after list.
+func (n names) width(dep string) int {
+	if n.namesArray(dep) {
+		return n.arrays[dep]
+	}
+	return 1
+}
+
+// fixedAfter is an after list with each array it names replaced by the
+// array's tasks, in index order. In an array's list (array) the names
+// holding "${INDEX}" are left out, for afterFor to put in; elsewhere they
+// stay as written (validation refuses them). It is after itself when
+// nothing changes, so that an array's tasks share one list, and a new list
+// is exactly as long as its capacity (the state interns a shared list in
+// place, and copies one with room to spare).
+func (n names) fixedAfter(after []string, array bool) []string {
+	total, changed := 0, false
+	for _, dep := range after {
+		switch {
+		case array && strings.Contains(dep, Placeholder):
+			changed = true
+		case n.namesArray(dep):
+			changed = true
+			total += n.arrays[dep]
+		default:
+			total++
+		}
+	}
+	if !changed {
+		return after
+	}
+	out := make([]string, 0, total)
+	for _, dep := range after {
+		switch {
+		case array && strings.Contains(dep, Placeholder):
+		case n.namesArray(dep):
+			for i := range n.arrays[dep] {
+				out = append(out, dep+"-"+strconv.Itoa(i))
+			}
+		default:
+			out = append(out, dep)
+		}
+	}
+	return out
+}
+
+// indexed reports whether any name of after holds the placeholder.
+func indexed(after []string) bool {
+	for _, dep := range after {
+		if strings.Contains(dep, Placeholder) {
+			return true
+		}
+	}
+	return false
+}
+
+// afterFor is the after list of task i of an array whose list names some
+// task by index: each such name with its index replaced, in the place it
+// was written, and between them the names of fixed (fixedAfter's list)
+// that the other names became.
+func (n names) afterFor(after, fixed []string, i int) []string {
+	idx := strconv.Itoa(i)
+	size := len(fixed)
+	for _, dep := range after {
+		if strings.Contains(dep, Placeholder) {
+			size++
+		}
+	}
+	out := make([]string, 0, size)
+	for _, dep := range after {
+		if strings.Contains(dep, Placeholder) {
+			out = append(out, strings.ReplaceAll(dep, Placeholder, idx))
+			continue
+		}
+		w := n.width(dep)
+		out, fixed = append(out, fixed[:w]...), fixed[w:]
+	}
+	return out
+}
+
+// Edges is how many dependencies specs hold, arrays and the arrays named
+// in after lists counted expanded: what the server checks against its
+// bound before it expands anything.
+func Edges(specs []*pb.TaskSpec) int64 {
+	var n names
+	if Has(specs) {
+		n = namesOf(specs)
+	}
+	var e int64
+	for _, t := range specs {
+		var per int64
+		for _, dep := range t.After {
+			per += int64(n.width(dep))
+		}
+		e += per * int64(max(t.GetCount(), 1))
+	}
+	return e
+}
+
+// LongestAfter is the largest number of bytes any task of specs holds in
+// its after list, arrays expanded, counted about as the list encodes (each
+// name and two bytes; a name of 128 bytes or more takes one more), and the
+// spec that makes it: a name that stands for an array becomes all its
+// tasks' names. The server bounds it, so that a task read back fits in a
+// message.
+func LongestAfter(specs []*pb.TaskSpec) (int64, string) {
+	var n names
+	if Has(specs) {
+		n = namesOf(specs)
+	}
+	var most int64
+	var which string
+	for _, t := range specs {
+		var b int64
+		for _, dep := range t.After {
+			if !n.namesArray(dep) {
+				b += int64(len(dep) + 2) // "${INDEX}" is longer than any index it becomes
+				continue
+			}
+			c := int64(n.arrays[dep])
+			b += c*int64(len(dep)+1+2) + digits(c)
+		}
+		if b > most {
+			most, which = b, t.Name
+		}
+	}
+	return most, which
+}
+
+// digits is how many digits the numbers 0 to n-1 take together.
+func digits(n int64) int64 {
+	var d int64
+	lo, w := int64(0), int64(1)
+	for next := int64(10); lo < n; next, w = next*10, w+1 {
+		hi := min(n, next)
+		d += (hi - lo) * w
+		lo = hi
+	}
+	return d
+}
+
+// ResolvesAfter reports whether specs need AfterFeature: an after list
+// names an array (and no task), or one of an array's holds "${INDEX}".
+func ResolvesAfter(specs []*pb.TaskSpec) bool {
+	if !Has(specs) {
+		return false
+	}
+	n := namesOf(specs)
+	for _, t := range specs {
+		for _, dep := range t.After {
+			if n.namesArray(dep) || (t.Count >= 1 && strings.Contains(dep, Placeholder)) {
+				return true
+			}
+		}
+	}
+	return false
+}
