@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestArraysThroughLeaderAndFollower: an array (a task spec with a count)
@@ -86,5 +87,39 @@ func TestArraysThroughLeaderAndFollower(t *testing.T) {
 	}
 	if got := fmt.Sprint(len(list.Jobs)); got != "4" {
 		t.Fatalf("%s jobs, want the four arrays", got)
+	}
+}
+
+// TestSubmitRefusesTheFirstBadJob: a submission's checks run in two steps
+// (each job on its own outside the state's lock, then against the pools
+// under it), and the error still names the first job at fault, as Apply
+// would, whichever step finds it; nothing is submitted.
+func TestSubmitRefusesTheFirstBadJob(t *testing.T) {
+	s, c := startOneNodeFarm(t)
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	task := &pb.TaskSpec{Name: "t", Command: []string{"x"}, Resources: &pb.Resources{CpuMillis: 100}}
+	good := &pb.JobSpec{Name: "good", Tasks: []*pb.TaskSpec{task}}
+	nowhere := &pb.JobSpec{Name: "nowhere", Pool: "no/such/pool", Tasks: []*pb.TaskSpec{task}}
+	loop := &pb.JobSpec{Name: "loop", Tasks: []*pb.TaskSpec{{Name: "a", Count: 3, Command: []string{"x"}, After: []string{"a"}}}}
+	for _, tc := range []struct {
+		jobs []*pb.JobSpec
+		want string
+	}{
+		{[]*pb.JobSpec{good, nowhere, loop}, `job nowhere: invalid job: unknown pool "no/such/pool"`},
+		{[]*pb.JobSpec{good, loop, nowhere}, "job loop: invalid job: task a-0: waits for itself"},
+	} {
+		jobs := make([]*pb.JobSpec, len(tc.jobs))
+		for i, j := range tc.jobs {
+			jobs[i] = proto.Clone(j).(*pb.JobSpec)
+		}
+		_, err := c.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: jobs})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("submit of %s, %s, %s: %v; want InvalidArgument: %s", jobs[0].Name, jobs[1].Name, jobs[2].Name, err, tc.want)
+		}
+	}
+	if list, err := c.ListJobs(ctx, &pb.ListJobsRequest{}); err != nil || len(list.Jobs) != 0 {
+		t.Fatalf("jobs after refused submissions: %v, %v", list, err)
 	}
 }
