@@ -207,7 +207,8 @@ func CheckArrays(tasks []*pb.TaskSpec) error {
 	}
 	if taskarray.Has(tasks) {
 		if e := taskarray.Edges(tasks); e > MaxAfterEdges {
-			return invalid("the after lists name %d tasks, arrays counted expanded, more than the limit of %d a job", e, MaxAfterEdges)
+			return invalid("the after lists name %d tasks, arrays counted expanded, more than the limit of %d a job; "+
+				"where an array waits for a whole array, let one task wait for the first and the second wait for it", e, MaxAfterEdges)
 		}
 		// A task is read back whole (ListTasks), so its after list must
 		// fit in a message: as much as a job written out could hold.
