@@ -25,11 +25,11 @@ const (
 	// a few bytes may stand for a million tasks, and applying it builds
 	// them all, on every server.
 	MaxArrayBytes = 256 << 20
-	// MaxAfterEdges bounds the dependencies a job with arrays holds,
-	// counted expanded (taskarray.Edges): a name in an after list may
-	// stand for a whole array, so a few bytes may make millions of edges.
-	// It is about what the largest spec written out (limits.JobSpecBytes)
-	// could name.
+	// MaxAfterEdges bounds the dependencies of a job whose after lists
+	// name arrays (taskarray.ResolvesAfter), counted expanded
+	// (taskarray.Edges): such a name stands for a whole array, so a few
+	// bytes may make millions of edges. It is about what the largest spec
+	// written out (limits.JobSpecBytes) could name.
 	MaxAfterEdges = 4_000_000
 )
 
@@ -199,13 +199,16 @@ func jobLabel(spec *pb.JobSpec) string {
 
 // CheckArrays checks the arrays among a job's task specs as sent, before
 // anything is expanded: no negative count, none in a fallback, at most
-// MaxTasksPerJob tasks and MaxAfterEdges dependencies in all, and
-// MaxArrayBytes of strings an array.
+// MaxTasksPerJob tasks in all and MaxArrayBytes of strings an array, and
+// where after lists name arrays, at most MaxAfterEdges dependencies and
+// limits.JobSpecBytes of names in one task's list.
 func CheckArrays(tasks []*pb.TaskSpec) error {
 	if n := taskarray.Tasks(tasks); n > MaxTasksPerJob {
 		return invalid("%d tasks, more than the limit of %d", n, MaxTasksPerJob)
 	}
-	if taskarray.Has(tasks) {
+	// Only lists that name arrays are bounded here: every version before
+	// refused them, so a log holding jobs it took replays as it did.
+	if taskarray.ResolvesAfter(tasks) {
 		if e := taskarray.Edges(tasks); e > MaxAfterEdges {
 			return invalid("the after lists name %d tasks, arrays counted expanded, more than the limit of %d a job; "+
 				"where an array waits for a whole array, let one task wait for the first and the second wait for it", e, MaxAfterEdges)

@@ -8,6 +8,7 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
+	"github.com/banyan-sched/banyan/api/taskarray"
 	"github.com/banyan-sched/banyan/pool"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 )
@@ -303,5 +304,21 @@ func TestSubmissionTaskLimit(t *testing.T) {
 		Jobs: []*pb.JobSpec{array("a", 600_000), array("b", 600_000)}}}})
 	if !errors.Is(r.Err, ErrInvalidJob) || !strings.Contains(r.Err.Error(), "a submission of 1200000 tasks") || len(s.JobIDs()) != 0 {
 		t.Fatalf("Apply of 1,200,000 tasks in arrays: %v, jobs %v", r.Err, s.JobIDs())
+	}
+}
+
+// The bounds on after lists apply to lists that name arrays only: an array
+// whose tasks each wait for tasks written out was taken by every version
+// before, so a log holding one replays as it did, however many edges it
+// makes.
+func TestAfterBoundsOnlyOnArrayNames(t *testing.T) {
+	deps := []*pb.TaskSpec{task("b"), task("c"), task("d"), task("e"), task("f")}
+	written := append([]*pb.TaskSpec{task("a", count(MaxTasksPerJob-5), after("b", "c", "d", "e", "f"))}, deps...)
+	if err := CheckArrays(written); err != nil {
+		t.Fatalf("an array waiting for five tasks written out (%d edges): %v", taskarray.Edges(written), err)
+	}
+	named := []*pb.TaskSpec{task("a", count(3000)), task("z", count(3000), after("a"))}
+	if err := CheckArrays(named); err == nil || !strings.Contains(err.Error(), "9000000 tasks, arrays counted expanded") {
+		t.Fatalf("an array waiting for a whole array (9,000,000 edges): %v", err)
 	}
 }
