@@ -218,7 +218,7 @@ func TestThousandTasksExactlyOnce(t *testing.T) {
 
 // TestKill9KeepsState kills `sched dev` with SIGKILL while a job runs and
 // checks that the restarted process shows the same jobs and finishes the
-// unfinished one.
+// unfinished one, whose last task waits for a whole array.
 func TestKill9KeepsState(t *testing.T) {
 	addr, dir := freeAddr(t), t.TempDir()
 	d := startDev(t, addr, dir, 2)
@@ -234,6 +234,9 @@ tasks:
     count: 12
     command: [sh, -c, "sleep 0.5"]
     resources: {cpu: 1}
+  - name: join
+    command: [/bin/true]
+    after: [nap]
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -256,8 +259,25 @@ tasks:
 		t.Fatalf("unfinished job after restart: %v: %s", err, stderr)
 	}
 	j := showJob(t, d2, slow)
-	if j.State != "succeeded" || j.Counts.Succeeded != 12 {
-		t.Fatalf("slow job: %s %d succeeded", j.State, j.Counts.Succeeded)
+	if j.State != "succeeded" || j.Counts.Succeeded != 13 {
+		t.Fatalf("slow job: %s %d succeeded, want the 12 naps and join", j.State, j.Counts.Succeeded)
+	}
+	// join waits for the whole array (after: [nap]) across the restart:
+	// it starts after the last nap finished.
+	var lastNap, join int64
+	for _, tk := range j.Tasks {
+		n := len(tk.Attempts)
+		if n == 0 {
+			t.Fatalf("task %s has no attempt", tk.Name)
+		}
+		if tk.Name == "join" {
+			join = tk.Attempts[n-1].StartedMs
+		} else {
+			lastNap = max(lastNap, tk.Attempts[n-1].FinishedMs)
+		}
+	}
+	if join < lastNap {
+		t.Fatalf("join started at %d, before the last nap finished at %d", join, lastNap)
 	}
 }
 
