@@ -288,6 +288,7 @@ func printJob(out io.Writer, j *pb.Job) {
 	for _, t := range j.Tasks {
 		names[t.Id] = t.Name
 	}
+	waits := newWaitNotes(j.Tasks)
 	w := newTableTo(out)
 	fmt.Fprintln(w, "TASK\tSTATE\tATTEMPT\tAGENT\tQUEUED\tPLACED\tSTARTED\tFINISHED\tOUTCOME\tCLASS\tEXIT\tNOTE")
 	for _, t := range j.Tasks {
@@ -308,11 +309,61 @@ func printJob(out io.Writer, j *pb.Job) {
 		case t.State == pb.TaskState_TASK_STATE_QUEUED: // the pending attempt, not placed yet
 			fmt.Fprintf(w, "%s\t%s\t%d\t-\t%s\t-\t-\t-\t-\t-\t-\t%s\n", t.Name, state,
 				lastAttempt(t)+1, fmtTime(t.QueuedUnixMs), t.BlockedReason)
+		case t.State == pb.TaskState_TASK_STATE_WAITING && len(t.Attempts) == 0:
+			fmt.Fprintf(w, "%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", t.Name, state, waits.note(t))
 		case len(t.Attempts) == 0:
 			fmt.Fprintf(w, "%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", t.Name, state, replaced)
 		}
 	}
 	_ = w.Flush()
+}
+
+// waitNotes says what waiting tasks of one job still wait for.
+type waitNotes struct {
+	byName, byID map[string]*pb.Task
+}
+
+func newWaitNotes(tasks []*pb.Task) waitNotes {
+	w := waitNotes{byName: make(map[string]*pb.Task, len(tasks)), byID: make(map[string]*pb.Task, len(tasks))}
+	for _, t := range tasks {
+		w.byName[t.Name], w.byID[t.Id] = t, t
+	}
+	return w
+}
+
+// waitShown is how many of the tasks a waiting task waits for its note
+// names.
+const waitShown = 3
+
+// note is "waits for N of M: NAME, ..." for a waiting task: the tasks of
+// its after list (or the fallbacks that took their place) that have not
+// succeeded, the first waitShown by name.
+func (w waitNotes) note(t *pb.Task) string {
+	after := t.GetSpec().GetAfter()
+	var open []string
+	n := 0
+	for _, dep := range after {
+		d, name := w.byName[dep], dep
+		for seen := 0; d != nil && d.ReplacedBy != "" && seen < len(w.byID); seen++ {
+			d = w.byID[d.ReplacedBy]
+		}
+		if d != nil {
+			name = d.Name
+		}
+		if d != nil && d.State == pb.TaskState_TASK_STATE_SUCCEEDED {
+			continue
+		}
+		if n++; n <= waitShown {
+			open = append(open, name)
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	if n > waitShown {
+		open = append(open, "…")
+	}
+	return fmt.Sprintf("waits for %d of %d: %s", n, len(after), strings.Join(open, ", "))
 }
 
 // taskStateLabel names a task's state for people: a failed task that its

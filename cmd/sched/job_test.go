@@ -64,6 +64,40 @@ func TestJobShowReplacedAndClasses(t *testing.T) {
 	}
 }
 
+// TestJobShowWaitingNotes: a waiting task's note says how many of its
+// after tasks have not succeeded yet, naming the first few; a task its
+// fallback took over counts as the fallback.
+func TestJobShowWaitingNotes(t *testing.T) {
+	task := func(id, name string, st pb.TaskState, after ...string) *pb.Task {
+		return &pb.Task{Id: id, Name: name, State: st, Spec: &pb.TaskSpec{After: after}}
+	}
+	const ok, waiting, queued = pb.TaskState_TASK_STATE_SUCCEEDED, pb.TaskState_TASK_STATE_WAITING, pb.TaskState_TASK_STATE_QUEUED
+	replaced := task("j.1", "enc-1", pb.TaskState_TASK_STATE_FAILED)
+	replaced.ReplacedBy = "j.9"
+	tasks := []*pb.Task{
+		task("j.0", "enc-0", ok), replaced, task("j.2", "enc-2", queued), task("j.3", "enc-3", queued),
+		task("j.4", "enc-4", queued), task("j.5", "enc-5", queued), task("j.9", "enc-1-fallback", queued),
+		task("j.6", "cat", waiting, "enc-0", "enc-1", "enc-2", "enc-3", "enc-4", "enc-5"),
+		task("j.7", "check-0", waiting, "enc-0", "enc-1"),
+		task("j.8", "ready", waiting, "enc-0"),
+	}
+	w := newWaitNotes(tasks)
+	for name, want := range map[string]string{
+		"cat":     "waits for 5 of 6: enc-1-fallback, enc-2, enc-3, …",
+		"check-0": "waits for 1 of 2: enc-1-fallback",
+		"ready":   "",
+	} {
+		if got := w.note(w.byName[name]); got != want {
+			t.Errorf("%s: note %q, want %q", name, got, want)
+		}
+	}
+	var out bytes.Buffer
+	printJob(&out, &pb.Job{Id: "j", Counts: &pb.TaskCounts{}, Tasks: tasks})
+	if !regexp.MustCompile(`(?m)^check-0 +waiting +- .* waits for 1 of 2: enc-1-fallback$`).MatchString(out.String()) {
+		t.Errorf("job show does not print check-0's note:\n%s", out.String())
+	}
+}
+
 // TestJobProgressCountsReplaced: the encode progress and the job list count
 // replaced tasks as done, so a title whose chunks fell back reaches 3/3.
 func TestJobProgressCountsReplaced(t *testing.T) {
