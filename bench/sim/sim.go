@@ -666,27 +666,23 @@ func (r *Report) Format() string {
 	return b.String()
 }
 
-// gc applies retention as the leader does: candidates in batches, one
-// GCJobs entry each.
+// gc applies retention as the leader does: the finished jobs listed and
+// sorted once, then removed in batches, one GCJobs entry each.
 func (s *simulator) gc() {
 	r := state.Retention{MaxAgeMs: s.cfg.GCMaxAge.ms(), MaxJobs: s.cfg.GCMaxJobs}
-	for {
-		due := s.st.GCCandidates(s.now, r, state.GCBatch)
-		if len(due) == 0 {
-			return
-		}
-		for _, id := range due {
+	due := state.DueForGC(s.st.FinishedJobs(), s.now, r, 0)
+	for len(due) > 0 {
+		batch := due[:min(len(due), state.GCBatch)]
+		due = due[len(batch):]
+		for _, id := range batch {
 			if j, ok := s.st.Job(id); ok {
 				for _, tid := range j.TaskIDs() {
 					delete(s.taskWL, tid)
 				}
 			}
 		}
-		res := s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_GcJobs{GcJobs: &fsmpb.GCJobs{JobIds: due}}})
+		res := s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_GcJobs{GcJobs: &fsmpb.GCJobs{JobIds: batch}}})
 		s.rep.JobsRemoved += len(res.Removed)
-		if len(res.Removed) == 0 {
-			return
-		}
 	}
 }
 

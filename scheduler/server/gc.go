@@ -44,24 +44,28 @@ func (l *leaderLoop) gcLoop() {
 }
 
 // collectGarbage commits the removal of every finished job r no longer
-// keeps, GCBatch jobs per raft entry, and returns how many went.
+// keeps, GCBatch jobs per raft entry, and returns how many went. It lists
+// the finished jobs once, under the state's read lock, and sorts them
+// outside it: listing them again for each batch sorted every finished job
+// under the lock each time, 6 s for the 290 batches of 300,000 jobs
+// (what a farm finishing 10,000 jobs a second leaves between two rounds),
+// each holding applies for up to 105 ms. Jobs that finish meanwhile wait
+// for the next round.
 func (s *Server) collectGarbage(r state.Retention) (int, error) {
+	var done []state.FinishedJob
+	s.fsm.Read(func(st *state.State) { done = st.FinishedJobs() })
+	due := state.DueForGC(done, s.cfg.Clock().UnixMilli(), r, 0)
 	removed := 0
-	for {
-		var due []string
-		s.fsm.Read(func(st *state.State) { due = st.GCCandidates(s.cfg.Clock().UnixMilli(), r, state.GCBatch) })
-		if len(due) == 0 {
-			return removed, nil
-		}
-		res, err := s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_GcJobs{GcJobs: &fsmpb.GCJobs{JobIds: due}}})
+	for len(due) > 0 {
+		batch := due[:min(len(due), state.GCBatch)]
+		due = due[len(batch):]
+		res, err := s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_GcJobs{GcJobs: &fsmpb.GCJobs{JobIds: batch}}})
 		if err != nil {
 			return removed, err
 		}
 		removed += len(res.Removed)
-		if len(res.Removed) == 0 {
-			return removed, nil // nothing removable after all: do not spin
-		}
 	}
+	return removed, nil
 }
 
 // GCJobs runs retention now, with the server's settings or tighter ones.

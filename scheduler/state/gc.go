@@ -25,34 +25,56 @@ var DefaultRetention = Retention{MaxAgeMs: 24 * 3600 * 1000, MaxJobs: 10_000}
 // GCBatch is the most jobs one GC entry removes.
 const GCBatch = 1000
 
+// FinishedJob is a finished job as retention sees it.
+type FinishedJob struct {
+	ID         string
+	FinishedMs int64
+	seq        uint64
+}
+
+// FinishedJobs lists the finished jobs in no order: one pass over the
+// jobs, cheap enough to take under the state's lock, where sorting them
+// is not (DueForGC sorts them outside it).
+func (s *State) FinishedJobs() []FinishedJob {
+	n := 0
+	for st, c := range s.tally.jobs {
+		if IsJobFinal(st) {
+			n += c
+		}
+	}
+	done := make([]FinishedJob, 0, n)
+	for _, j := range s.jobs.all {
+		if IsJobFinal(j.PB.State) {
+			done = append(done, FinishedJob{j.PB.Id, j.PB.FinishedUnixMs, j.Seq})
+		}
+	}
+	return done
+}
+
 // GCCandidates lists the finished jobs retention removes at now: oldest
 // finished first, at most limit (0: all).
 func (s *State) GCCandidates(now int64, r Retention, limit int) []string {
-	type fin struct {
-		id  string
-		at  int64
-		seq uint64
-	}
-	var done []fin
-	for _, j := range s.jobs.all {
-		if IsJobFinal(j.PB.State) {
-			done = append(done, fin{j.PB.Id, j.PB.FinishedUnixMs, j.Seq})
-		}
-	}
+	return DueForGC(s.FinishedJobs(), now, r, limit)
+}
+
+// DueForGC returns the ids of the finished jobs done (FinishedJobs) that
+// r removes at now: oldest finished first, at most limit (0: all). It
+// sorts done in place.
+func DueForGC(done []FinishedJob, now int64, r Retention, limit int) []string {
 	sort.Slice(done, func(a, b int) bool {
-		if done[a].at != done[b].at {
-			return done[a].at < done[b].at
+		if done[a].FinishedMs != done[b].FinishedMs {
+			return done[a].FinishedMs < done[b].FinishedMs
 		}
 		return done[a].seq < done[b].seq
 	})
 	var out []string
 	for i, f := range done {
 		overCount := r.MaxJobs > 0 && len(done)-i > r.MaxJobs
-		tooOld := r.MaxAgeMs > 0 && now-f.at >= r.MaxAgeMs
+		tooOld := r.MaxAgeMs > 0 && now-f.FinishedMs >= r.MaxAgeMs
 		if !overCount && !tooOld {
 			break // sorted by finish time: the rest are younger and within the count
 		}
-		out = append(out, f.id)
+		out = append(out, f.ID)
 		if limit > 0 && len(out) >= limit {
 			break
 		}
