@@ -250,8 +250,8 @@ func (l *leaderLoop) afterApply(r *state.Result) {
 		l.pushWarmLocked()
 		l.mu.Unlock()
 	}
-	if len(r.Removed) > 0 {
-		l.sendGone(r.Removed) // their task output goes too (logs.go)
+	if len(r.RemovedFrom) > 0 {
+		l.sendGone(r.RemovedFrom) // their task output goes too (logs.go)
 	}
 	if len(r.Assigned) == 0 && len(r.Cancels) == 0 {
 		return

@@ -44,6 +44,9 @@ type Result struct {
 	Assigned []*fsmpb.Assignment
 	// Removed lists the jobs a GC entry removed.
 	Removed []string
+	// RemovedFrom lists, by agent, the removed jobs that had an attempt
+	// on that agent (where their task output is kept).
+	RemovedFrom map[string][]string
 	// Changes lists what the command changed, in order, while change
 	// records are on (RecordChanges); their Index is left 0.
 	Changes []*pb.Event

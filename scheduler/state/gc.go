@@ -1,6 +1,7 @@
 package state
 
 import (
+	"slices"
 	"sort"
 
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
@@ -91,8 +92,14 @@ func (s *State) applyGC(c *fsmpb.GCJobs, r *Result) {
 		if !ok || !IsJobFinal(j.PB.State) {
 			continue
 		}
+		var on []string // the agents it ran on: a job's tasks ran on few
 		for _, ref := range j.rec.tasks {
 			t, tid := ref.t, ref.t.PB.Id
+			for _, a := range t.PB.Attempts {
+				if a.AgentId != "" && !slices.Contains(on, a.AgentId) {
+					on = append(on, a.AgentId)
+				}
+			}
 			s.tallyTask(j, t.PB.State, t.PB.ReplacedBy != "", -1)
 			delete(s.fallbackWatch, tid)
 			delete(s.dependents, tid)
@@ -108,5 +115,11 @@ func (s *State) applyGC(c *fsmpb.GCJobs, r *Result) {
 		n, _ := jobNumber(id)
 		s.jobs.del(n)
 		r.Removed = append(r.Removed, id)
+		for _, agent := range on {
+			if r.RemovedFrom == nil {
+				r.RemovedFrom = map[string][]string{}
+			}
+			r.RemovedFrom[agent] = append(r.RemovedFrom[agent], id)
+		}
 	}
 }
