@@ -35,12 +35,42 @@ func namesOf(specs []*pb.TaskSpec) names {
 	return n
 }
 
-// isTask reports whether name is a task's: one written out, or task i of
-// an array, NAME-i as Task names it.
-func (n names) isTask(name string) bool {
-	if n.plain[name] {
-		return true
+// Collides reports whether two of specs' tasks, arrays expanded, would
+// share a name: two arrays or two tasks written out under one name, or a
+// task written out under the name of a task of an array (NAME-i). Tasks of
+// arrays of different names never share one: NAME-i ends in digits after
+// its last '-', so NAME-i = OTHER-j would make i hold a '-'.
+func Collides(specs []*pb.TaskSpec) bool {
+	n := names{arrays: map[string]int{}, plain: map[string]bool{}}
+	for _, t := range specs {
+		if t.GetCount() >= 1 {
+			if _, dup := n.arrays[t.Name]; dup {
+				return true
+			}
+			n.arrays[t.Name] = int(t.Count)
+		} else {
+			if n.plain[t.Name] {
+				return true
+			}
+			n.plain[t.Name] = true
+		}
 	}
+	for name := range n.plain {
+		if n.inArray(name) {
+			return true
+		}
+	}
+	return false
+}
+
+// isTask reports whether name is a task's: one written out, or task i of
+// an array, NAME-i as Task names it (inArray).
+func (n names) isTask(name string) bool {
+	return n.plain[name] || n.inArray(name)
+}
+
+// inArray reports whether name is task i of one of the arrays, NAME-i.
+func (n names) inArray(name string) bool {
 	dash := strings.LastIndexByte(name, '-')
 	if dash < 0 {
 		return false

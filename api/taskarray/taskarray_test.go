@@ -178,3 +178,27 @@ func TestLongestAfter(t *testing.T) {
 		}
 	}
 }
+
+func TestCollides(t *testing.T) {
+	spec := func(name string, count int32) *pb.TaskSpec { return &pb.TaskSpec{Name: name, Count: count} }
+	for _, c := range []struct {
+		specs []*pb.TaskSpec
+		want  bool
+	}{
+		{[]*pb.TaskSpec{spec("a", 3), spec("b", 0), spec("a-3", 0)}, false}, // a-3 is past the array
+		{[]*pb.TaskSpec{spec("a", 3), spec("a-2", 0)}, true},
+		{[]*pb.TaskSpec{spec("a", 3), spec("a-02", 0), spec("a-+1", 0)}, false}, // not how Task writes an index
+		{[]*pb.TaskSpec{spec("a", 3), spec("a", 0)}, false},                     // a-0... and a
+		{[]*pb.TaskSpec{spec("a", 3), spec("a", 5)}, true},
+		{[]*pb.TaskSpec{spec("b", 0), spec("b", 0)}, true},
+		{[]*pb.TaskSpec{spec("a", 20), spec("a-1", 20)}, false}, // a-1-0 is no task of a
+	} {
+		if got := Collides(c.specs); got != c.want {
+			var names []string
+			for _, s := range c.specs {
+				names = append(names, s.Name)
+			}
+			t.Errorf("Collides(%v) = %v, want %v", names, got, c.want)
+		}
+	}
+}

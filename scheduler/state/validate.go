@@ -146,12 +146,57 @@ func ValidateJob(spec *pb.JobSpec, pools *pool.Tree) error {
 
 // CheckJob checks a normalized job spec on its own: its fields, its arrays
 // as sent and expanded, its task names and after lists. It reads no state,
-// so a server checks a submission with it outside the state's lock: it
-// expands the job's arrays, which for 100,000 tasks takes tens of
-// milliseconds that no apply should wait for.
+// so a server checks a submission with it outside the state's lock. A job
+// whose arrays arrayTasksValid vouches for is not expanded at all; any
+// other is, which for 100,000 tasks takes tens of milliseconds that no
+// apply should wait for.
 func CheckJob(spec *pb.JobSpec) error {
-	_, err := checkJob(spec)
-	return err
+	if err := checkJobSpec(spec); err != nil {
+		return fmt.Errorf("job %s: %w", jobLabel(spec), err)
+	}
+	if arrayTasksValid(spec.Tasks) {
+		return nil
+	}
+	if err := checkTasks(expandTasks(spec.Tasks)); err != nil {
+		return fmt.Errorf("job %s: %w", jobLabel(spec), err)
+	}
+	return nil
+}
+
+// arrayTasksValid reports whether the tasks of a job holding arrays and no
+// after list are, expanded, each valid and all named apart, deciding it
+// from the specs as sent. A task of an array differs from the array only
+// where "${INDEX}" becomes its index, and in its name (NAME-i) and its
+// fallbacks' (named after it); every check of a task (validateTask) either
+// does not look at those or bounds a length, and the lengths grow with the
+// index's digits. So the last task of an array is its longest, and if it
+// passes, every task of the array does. Names are apart unless
+// taskarray.Collides. False sends the job to the check of every task
+// expanded (checkTasks), which also names the task at fault; so does a job
+// without arrays, or with an after list.
+func arrayTasksValid(tasks []*pb.TaskSpec) bool {
+	if !taskarray.Has(tasks) || taskarray.Collides(tasks) {
+		return false
+	}
+	for _, t := range tasks {
+		if len(t.After) > 0 || t.Count < 0 {
+			return false
+		}
+		if t.Count == 0 {
+			if validateTask(t) != nil {
+				return false
+			}
+			continue
+		}
+		last := taskarray.Task(t, int(t.Count)-1)
+		if last.Fallback != nil {
+			normalizeFallback(last)
+		}
+		if validateTask(last) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidatePool checks a normalized job spec against the pool tree: the
@@ -177,14 +222,17 @@ func validateJob(spec *pb.JobSpec, pools *pool.Tree) ([]*pb.TaskSpec, error) {
 	return tasks, nil
 }
 
-// checkJob is CheckJob, returning the job's tasks with its arrays expanded.
+// checkJob is CheckJob, returning the job's tasks with its arrays expanded
+// (spec.Tasks itself when it has none).
 func checkJob(spec *pb.JobSpec) ([]*pb.TaskSpec, error) {
-	tasks, err := checkJobSpec(spec)
-	if err == nil {
-		err = checkTasks(tasks)
-	}
-	if err != nil {
+	if err := checkJobSpec(spec); err != nil {
 		return nil, fmt.Errorf("job %s: %w", jobLabel(spec), err)
+	}
+	tasks := expandTasks(spec.Tasks)
+	if !arrayTasksValid(spec.Tasks) {
+		if err := checkTasks(tasks); err != nil {
+			return nil, fmt.Errorf("job %s: %w", jobLabel(spec), err)
+		}
 	}
 	return tasks, nil
 }
@@ -257,35 +305,34 @@ func taskLabel(name string, i int) string {
 	return fmt.Sprintf("#%d", i+1)
 }
 
-// checkJobSpec checks the job's own fields and its arrays as sent, and
-// returns its tasks expanded.
-func checkJobSpec(spec *pb.JobSpec) ([]*pb.TaskSpec, error) {
+// checkJobSpec checks the job's own fields and its arrays as sent.
+func checkJobSpec(spec *pb.JobSpec) error {
 	if len(spec.Name) > maxNameLen {
-		return nil, invalid("name longer than %d characters", maxNameLen)
+		return invalid("name longer than %d characters", maxNameLen)
 	}
 	if len(spec.Tasks) == 0 {
-		return nil, invalid("no tasks")
+		return invalid("no tasks")
 	}
 	if err := CheckArrays(spec.Tasks); err != nil {
-		return nil, err
+		return err
 	}
 	if n := spec.SizeVT(); n > limits.JobSpecBytes {
-		return nil, invalid("job spec is %d bytes, more than the limit of %d (%s) per submission; split it into several jobs",
+		return invalid("job spec is %d bytes, more than the limit of %d (%s) per submission; split it into several jobs",
 			n, limits.JobSpecBytes, limits.FormatBytes(limits.JobSpecBytes))
 	}
 	if _, ok := pb.JobClass_name[int32(spec.Class)]; !ok {
-		return nil, invalid("unknown class %d", spec.Class)
+		return invalid("unknown class %d", spec.Class)
 	}
 	if spec.Priority < -MaxPriority || spec.Priority > MaxPriority {
-		return nil, invalid("priority %d outside [-%d, %d]", spec.Priority, MaxPriority, MaxPriority)
+		return invalid("priority %d outside [-%d, %d]", spec.Priority, MaxPriority, MaxPriority)
 	}
 	if spec.MaxWaitMs < 0 {
-		return nil, invalid("max_wait is negative")
+		return invalid("max_wait is negative")
 	}
 	if spec.MaxWaitMs > 0 && spec.Class != pb.JobClass_JOB_CLASS_OPPORTUNISTIC {
-		return nil, invalid("max_wait applies to class opportunistic only")
+		return invalid("max_wait applies to class opportunistic only")
 	}
-	return expandTasks(spec.Tasks), nil
+	return nil
 }
 
 // expandTasks returns a job's tasks with its arrays expanded (tasks itself

@@ -2,6 +2,8 @@ package state
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"regexp"
 	"strings"
 	"testing"
@@ -321,4 +323,79 @@ func TestAfterBoundsOnlyOnArrayNames(t *testing.T) {
 	if err := CheckArrays(named); err == nil || !strings.Contains(err.Error(), "9000000 tasks, arrays counted expanded") {
 		t.Fatalf("an array waiting for a whole array (9,000,000 edges): %v", err)
 	}
+}
+
+// arrayTasksValid decides a job of arrays without expanding it, and must
+// decide as the check of every task expanded does (checkTasks). Random
+// jobs near every bound an index can tip (names of 128 characters, a
+// command of 64 KiB, 1 MiB of strings a task, fallbacks named after their
+// task) and with names that collide: the two agree on each, and the fast
+// path decides a good share of them.
+func TestArrayFastCheckAgreesWithExpanded(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 2026))
+	pick := func(list ...string) string { return list[rng.IntN(len(list))] }
+	long := func(n int) string { return strings.Repeat("n", n) }
+	counts := []int32{0, 0, 1, 2, 9, 10, 11, 99, 100, 101, 1000}
+	agree, fast := 0, 0
+	for range 1000 {
+		var tasks []*pb.TaskSpec
+		for range 1 + rng.IntN(3) {
+			ts := &pb.TaskSpec{Name: pick("a", "b", "a-1", "a-10", "b-0", "a-01", long(122), long(124), long(125), long(128), "x$"),
+				Count: counts[rng.IntN(len(counts))], Resources: &pb.Resources{CpuMillis: 100}}
+			switch rng.IntN(6) {
+			case 0:
+				ts.Command = []string{"run"}
+			case 1:
+				ts.Command = []string{"run", taskarray.Placeholder}
+			case 2: // 64 KiB of placeholders, give or take: only the template may be too long
+				ts.Command, ts.Count = []string{"enc", strings.Repeat(taskarray.Placeholder, 8190+rng.IntN(4))}, min(ts.Count, 11)
+			case 3: // 64 KiB less room for 2 indexes of 1 to 3 digits, give or take one byte: the index tips it
+				room := 2*(1+rng.IntN(3)) + rng.IntN(2)
+				ts.Command = []string{"enc", strings.Repeat("9", 65536-3-room) + strings.Repeat(taskarray.Placeholder, 2)}
+				ts.Count = min(ts.Count, 101)
+			case 4: // about 1 MiB of env and workdir (a few tasks: each is expanded)
+				ts.Command, ts.Count = []string{"enc"}, min(ts.Count, 2)
+				ts.Env = map[string]string{"E": strings.Repeat("v", 1<<20-8-rng.IntN(8)) + taskarray.Placeholder}
+				ts.Workdir = "/w/" + taskarray.Placeholder
+			default:
+				ts.Command = nil // invalid: no command
+			}
+			if rng.IntN(3) == 0 {
+				ts.Fallback = &pb.TaskSpec{Command: []string{"cpu", taskarray.Placeholder}, Resources: &pb.Resources{CpuMillis: 100}}
+			}
+			tasks = append(tasks, ts)
+		}
+		spec := &pb.JobSpec{Name: "j", Tasks: tasks}
+		NormalizeJob(spec, DefaultDefaults)
+		if CheckArrays(spec.Tasks) != nil {
+			continue
+		}
+		quick := arrayTasksValid(spec.Tasks)
+		full := checkTasks(expandTasks(spec.Tasks)) == nil
+		if quick && !full || taskarray.Has(spec.Tasks) && quick != full {
+			t.Fatalf("fast check %v, expanded check %v, for %v", quick, full, summarize(spec.Tasks))
+		}
+		agree++
+		if quick {
+			fast++
+		}
+	}
+	t.Logf("%d jobs checked both ways, %d decided by the fast check", agree, fast)
+	if fast < agree/10 {
+		t.Fatalf("the fast check decided %d of %d jobs: the generator misses it", fast, agree)
+	}
+}
+
+// summarize describes specs by name, count and string lengths.
+func summarize(specs []*pb.TaskSpec) string {
+	var parts []string
+	for _, ts := range specs {
+		n := 0
+		for _, a := range ts.Command {
+			n += len(a)
+		}
+		parts = append(parts, fmt.Sprintf("%s(len %d) count %d command %d bytes fallback %v", ts.Name[:min(len(ts.Name), 8)],
+			len(ts.Name), ts.Count, n, ts.Fallback != nil))
+	}
+	return strings.Join(parts, "; ")
 }
