@@ -92,13 +92,11 @@ func (s *State) applyGC(c *fsmpb.GCJobs, r *Result) {
 		if !ok || !IsJobFinal(j.PB.State) {
 			continue
 		}
-		var on []string // the agents it ran on: a job's tasks ran on few
+		var on agentSet // the agents it ran on
 		for _, ref := range j.rec.tasks {
 			t, tid := ref.t, ref.t.PB.Id
 			for _, a := range t.PB.Attempts {
-				if a.AgentId != "" && !slices.Contains(on, a.AgentId) {
-					on = append(on, a.AgentId)
-				}
+				on.add(a.AgentId)
 			}
 			s.tallyTask(j, t.PB.State, t.PB.ReplacedBy != "", -1)
 			delete(s.fallbackWatch, tid)
@@ -115,11 +113,44 @@ func (s *State) applyGC(c *fsmpb.GCJobs, r *Result) {
 		n, _ := jobNumber(id)
 		s.jobs.del(n)
 		r.Removed = append(r.Removed, id)
-		for _, agent := range on {
+		for _, agent := range on.list {
 			if r.RemovedFrom == nil {
 				r.RemovedFrom = map[string][]string{}
 			}
 			r.RemovedFrom[agent] = append(r.RemovedFrom[agent], id)
 		}
+	}
+}
+
+// agentSet collects agent ids without repeats, in the order first added:
+// a list while it is short (most jobs ran on a few agents), a map beside
+// it past agentSetList (a job of a million tasks may have run on
+// thousands).
+type agentSet struct {
+	list []string
+	seen map[string]bool
+}
+
+const agentSetList = 16
+
+func (a *agentSet) add(id string) {
+	if id == "" {
+		return
+	}
+	if a.seen == nil {
+		if slices.Contains(a.list, id) {
+			return
+		}
+		if a.list = append(a.list, id); len(a.list) > agentSetList {
+			a.seen = make(map[string]bool, 2*len(a.list))
+			for _, x := range a.list {
+				a.seen[x] = true
+			}
+		}
+		return
+	}
+	if !a.seen[id] {
+		a.seen[id] = true
+		a.list = append(a.list, id)
 	}
 }

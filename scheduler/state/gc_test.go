@@ -3,6 +3,7 @@ package state
 import (
 	"reflect"
 	"slices"
+	"strconv"
 	"testing"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
@@ -39,5 +40,21 @@ func TestGCSaysWhereRemovedJobsRan(t *testing.T) {
 	}
 	if want := map[string][]string{"a1": {"job-1", "job-2"}, "a2": {"job-1"}}; !reflect.DeepEqual(r.RemovedFrom, want) {
 		t.Fatalf("removed from %v, want %v", r.RemovedFrom, want)
+	}
+}
+
+func TestAgentSet(t *testing.T) {
+	var a agentSet
+	var want []string
+	for i := range 100 {
+		id := "a" + strconv.Itoa(i%40)
+		if i < 40 {
+			want = append(want, id)
+		}
+		a.add(id)
+		a.add("")
+	}
+	if !slices.Equal(a.list, want) {
+		t.Fatalf("agentSet holds %v, want the 40 ids once each in the order added", a.list)
 	}
 }
