@@ -144,9 +144,10 @@ func ValidateJob(spec *pb.JobSpec, pools *pool.Tree) error {
 	return err
 }
 
-// CheckJob checks a normalized job spec on its own: its fields, its arrays
-// as sent and expanded, its task names and after lists. It reads no state,
-// so a server checks a submission with it outside the state's lock. A job
+// CheckJob checks a normalized new submission's job on its own: its
+// fields, its arrays as sent and expanded, its task names and after lists,
+// and the rules Apply leaves to the proposer (checkNewOnly). It reads no
+// state, so a server checks a submission with it outside the state's lock. A job
 // whose arrays arrayTasksValid vouches for is not expanded at all; any
 // other is, which for 100,000 tasks takes tens of milliseconds that no
 // apply should wait for.
@@ -154,11 +155,37 @@ func CheckJob(spec *pb.JobSpec) error {
 	if err := checkJobSpec(spec); err != nil {
 		return fmt.Errorf("job %s: %w", jobLabel(spec), err)
 	}
+	if err := checkNewOnly(spec.Tasks); err != nil {
+		return fmt.Errorf("job %s: %w", jobLabel(spec), err)
+	}
 	if arrayTasksValid(spec.Tasks) {
 		return nil
 	}
 	if err := checkTasks(expandTasks(spec.Tasks)); err != nil {
 		return fmt.Errorf("job %s: %w", jobLabel(spec), err)
+	}
+	return nil
+}
+
+// checkNewOnly holds the rules a server checks before it proposes a
+// submission and Apply does not: entries they would refuse may already be
+// in a log, which must replay as it did.
+//
+// An array's fallback may not be named: every task of the array would get
+// the same fallback name, and a fallback starts only under a free name, so
+// only the first task to fall back would get one. Unnamed, each task's
+// fallback is named after it (NAME-i-fallback).
+func checkNewOnly(tasks []*pb.TaskSpec) error {
+	for i, t := range tasks {
+		if t.Count < 1 {
+			continue
+		}
+		for f := t.Fallback; f != nil; f = f.Fallback {
+			if f.Name != "" {
+				return invalid("task %s: fallback %s: an array's fallbacks are named after each of its tasks (%s-0-fallback, ...); leave the name out",
+					taskLabel(t.Name, i), f.Name, t.Name)
+			}
+		}
 	}
 	return nil
 }

@@ -399,3 +399,24 @@ func summarize(specs []*pb.TaskSpec) string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// A named fallback of an array is refused when submitted (every task would
+// share the name, and only the first to fall back would get it), and still
+// applied from an entry already in a log.
+func TestNamedArrayFallbackRefusedWhenSubmitted(t *testing.T) {
+	spec := &pb.JobSpec{Name: "j", Tasks: []*pb.TaskSpec{task("enc", count(3), func(ts *pb.TaskSpec) {
+		ts.Fallback = task("cpu")
+	})}}
+	NormalizeJob(spec, DefaultDefaults)
+	err := CheckJob(spec)
+	if err == nil || !strings.Contains(err.Error(), "job j: invalid job: task enc: fallback cpu: an array's fallbacks are named after each of its tasks (enc-0-fallback, ...)") {
+		t.Fatalf("CheckJob: %v", err)
+	}
+	if _, err := checkJob(spec); err != nil {
+		t.Fatalf("Apply's check refused an entry older versions took: %v", err)
+	}
+	spec.Tasks[0].Fallback.Name = ""
+	if err := CheckJob(spec); err != nil {
+		t.Fatalf("unnamed fallback: %v", err)
+	}
+}
