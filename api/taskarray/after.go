@@ -17,18 +17,24 @@ const AfterFeature = "array_after"
 var Features = []string{Feature, AfterFeature}
 
 // names tells the names a job's specs make apart: the arrays' (name to
-// count) and the tasks' written out (no count).
+// count) and the tasks' written out (no count); repeated says that two
+// arrays, or two tasks written out, share a name (the later array's count
+// is kept).
 type names struct {
-	arrays map[string]int
-	plain  map[string]bool
+	arrays   map[string]int
+	plain    map[string]bool
+	repeated bool
 }
 
 func namesOf(specs []*pb.TaskSpec) names {
 	n := names{arrays: map[string]int{}, plain: map[string]bool{}}
 	for _, t := range specs {
 		if t.GetCount() >= 1 {
+			_, dup := n.arrays[t.Name]
+			n.repeated = n.repeated || dup
 			n.arrays[t.Name] = int(t.Count)
 		} else {
+			n.repeated = n.repeated || n.plain[t.Name]
 			n.plain[t.Name] = true
 		}
 	}
@@ -41,19 +47,9 @@ func namesOf(specs []*pb.TaskSpec) names {
 // arrays of different names never share one: NAME-i ends in digits after
 // its last '-', so NAME-i = OTHER-j would make i hold a '-'.
 func Collides(specs []*pb.TaskSpec) bool {
-	n := names{arrays: map[string]int{}, plain: map[string]bool{}}
-	for _, t := range specs {
-		if t.GetCount() >= 1 {
-			if _, dup := n.arrays[t.Name]; dup {
-				return true
-			}
-			n.arrays[t.Name] = int(t.Count)
-		} else {
-			if n.plain[t.Name] {
-				return true
-			}
-			n.plain[t.Name] = true
-		}
+	n := namesOf(specs)
+	if n.repeated {
+		return true
 	}
 	for name := range n.plain {
 		if n.inArray(name) {

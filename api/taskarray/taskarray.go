@@ -59,9 +59,12 @@ func Has(specs []*pb.TaskSpec) bool {
 }
 
 // InJobs reports whether any of jobs holds an array.
-func InJobs(jobs []*pb.JobSpec) bool {
+func InJobs(jobs []*pb.JobSpec) bool { return anyJob(jobs, Has) }
+
+// anyJob reports whether the tasks of any of jobs satisfy f.
+func anyJob(jobs []*pb.JobSpec, f func([]*pb.TaskSpec) bool) bool {
 	for _, j := range jobs {
-		if Has(j.GetTasks()) {
+		if f(j.GetTasks()) {
 			return true
 		}
 	}
@@ -79,14 +82,7 @@ func JobTasks(jobs []*pb.JobSpec) int64 {
 
 // ResolvesAfterInJobs reports whether any of jobs needs AfterFeature
 // (ResolvesAfter).
-func ResolvesAfterInJobs(jobs []*pb.JobSpec) bool {
-	for _, j := range jobs {
-		if ResolvesAfter(j.GetTasks()) {
-			return true
-		}
-	}
-	return false
-}
+func ResolvesAfterInJobs(jobs []*pb.JobSpec) bool { return anyJob(jobs, ResolvesAfter) }
 
 // Needs lists the features (of Features) a server must list to take jobs
 // as they are; a client expands them itself (ExpandJobs) for one that

@@ -284,17 +284,13 @@ func printJob(out io.Writer, j *pb.Job) {
 	fmt.Fprintf(out, "  tasks: %d total, %d waiting, %d queued (%d blocked), %d running, %d succeeded, "+
 		"%d replaced by fallback, %d failed, %d cancelled\n\n", c.GetTotal(), c.GetWaiting(), c.GetQueued(), c.GetBlocked(),
 		c.GetRunning(), c.GetSucceeded(), c.GetReplaced(), c.GetFailed(), c.GetCancelled())
-	names := make(map[string]string, len(j.Tasks))
-	for _, t := range j.Tasks {
-		names[t.Id] = t.Name
-	}
-	waits := newWaitNotes(j.Tasks)
+	waits := newWaitNotes(j.Tasks) // also the task a fallback's id names
 	w := newTableTo(out)
 	fmt.Fprintln(w, "TASK\tSTATE\tATTEMPT\tAGENT\tQUEUED\tPLACED\tSTARTED\tFINISHED\tOUTCOME\tCLASS\tEXIT\tNOTE")
 	for _, t := range j.Tasks {
 		state, replaced := taskStateLabel(t), ""
 		if t.ReplacedBy != "" {
-			replaced = "replaced by " + orDash(names[t.ReplacedBy])
+			replaced = "replaced by " + orDash(waits.byID[t.ReplacedBy].GetName())
 		}
 		for i, a := range t.Attempts {
 			note := a.Error
@@ -318,7 +314,8 @@ func printJob(out io.Writer, j *pb.Job) {
 	_ = w.Flush()
 }
 
-// waitNotes says what waiting tasks of one job still wait for.
+// waitNotes says what waiting tasks of one job still wait for; it indexes
+// the job's tasks by name and by id.
 type waitNotes struct {
 	byName, byID map[string]*pb.Task
 }
