@@ -1,11 +1,42 @@
 package taskarray
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/api/limits"
 )
+
+// MaxAfterEdges bounds the dependencies of a job whose after lists name
+// arrays (ResolvesAfter), counted expanded (Edges): such a name stands for
+// a whole array, so a few bytes may make millions of edges. It is about
+// what the largest spec written out (limits.JobSpecBytes) could name.
+const MaxAfterEdges = 4_000_000
+
+// CheckAfter refuses a job's task specs, as sent, whose after lists name
+// arrays and, counted expanded, make more than MaxAfterEdges dependencies
+// or put more than limits.JobSpecBytes of names in one task's list (a task
+// is read back whole, so its list must fit in a message). It expands
+// nothing, so whoever is about to expand specs (a server applying them, a
+// client writing them out for an older server) calls it first. Lists that
+// name no array are not bounded here: every version before refused array
+// names, so a log holding jobs it took replays as it did.
+func CheckAfter(specs []*pb.TaskSpec) error {
+	if !ResolvesAfter(specs) {
+		return nil
+	}
+	if e := Edges(specs); e > MaxAfterEdges {
+		return fmt.Errorf("the after lists name %d tasks, arrays counted expanded, more than the limit of %d a job; "+
+			"where an array waits for a whole array, let one task wait for the first and the second wait for it", e, MaxAfterEdges)
+	}
+	if b, name := LongestAfter(specs); b > limits.JobSpecBytes {
+		return fmt.Errorf("task %s: after lists %s of task names with its arrays expanded, more than the limit of %s a task; split the array, or wait for tasks that each wait for part of it",
+			name, limits.FormatBytes(b), limits.FormatBytes(limits.JobSpecBytes))
+	}
+	return nil
+}
 
 // AfterFeature is the name a server lists in VersionResponse.features when
 // it resolves arrays in `after`: a name that is an array's, and no task's,
@@ -188,8 +219,9 @@ func Edges(specs []*pb.TaskSpec) int64 {
 
 // LongestAfter is the largest number of bytes any task of specs holds in
 // its after list, arrays expanded, counted about as the list encodes (each
-// name and two bytes; a name of 128 bytes or more takes one more), and the
-// spec that makes it: a name that stands for an array becomes all its
+// name and two bytes, its tag and length; a name of 128 bytes or more
+// encodes one byte more, not counted: Apply checks this bound, so the
+// count stays as released), and the spec that makes it: a name that stands for an array becomes all its
 // tasks' names. The server bounds it, so that a task read back fits in a
 // message.
 func LongestAfter(specs []*pb.TaskSpec) (int64, string) {

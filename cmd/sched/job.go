@@ -93,7 +93,10 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 // server that lists every feature they need (taskarray.Needs), and expands
 // them here for an older one, which would take each array as one task or
 // refuse an after list that names one. Only a file that holds an array
-// costs the extra Version call.
+// costs the extra Version call. Before it expands, it checks what the
+// newer server would: a few names in after lists may stand for millions
+// of dependencies, which written out here would exhaust this process's
+// memory before any server could refuse them.
 func expandArraysFor(ctx context.Context, c *client, specs []*pb.JobSpec) error {
 	if !taskarray.InJobs(specs) {
 		return nil
@@ -102,9 +105,15 @@ func expandArraysFor(ctx context.Context, c *client, specs []*pb.JobSpec) error 
 	if err != nil {
 		return fmt.Errorf("ask the server whether it expands task arrays: %w", err)
 	}
-	if !taskarray.Serves(v.Features, taskarray.Needs(specs)) {
-		taskarray.ExpandJobs(specs)
+	if taskarray.Serves(v.Features, taskarray.Needs(specs)) {
+		return nil
 	}
+	for _, s := range specs {
+		if err := taskarray.CheckAfter(s.Tasks); err != nil {
+			return fmt.Errorf("job %s: %w", s.Name, err)
+		}
+	}
+	taskarray.ExpandJobs(specs)
 	return nil
 }
 

@@ -259,6 +259,20 @@ func TestExpandArraysFor(t *testing.T) {
 		t.Fatalf("sent to a server without %s: %v, want the array written out", taskarray.AfterFeature, ts)
 	}
 
+	// Past the bounds the newer server would check: refused here, before
+	// anything is written out (each task of b would get its own list of
+	// 1,002 names, 4,008,000 in all).
+	huge := []*pb.JobSpec{{Name: "big", Tasks: []*pb.TaskSpec{{Name: "a", Count: 1001, Command: []string{"r"}},
+		{Name: "c", Count: 4000, Command: []string{"r"}},
+		{Name: "b", Count: 4000, Command: []string{"r"}, After: []string{"a", "c-${INDEX}"}}}}}
+	err := expandArraysFor(ctx, serve([]string{taskarray.Feature}), huge)
+	if err == nil || !strings.Contains(err.Error(), "job big: the after lists name 4008000 tasks") {
+		t.Fatalf("an array after lists past the bound for an older server: %v, want the bound named", err)
+	}
+	if len(huge[0].Tasks) != 3 {
+		t.Fatalf("refused, but written out to %d tasks first", len(huge[0].Tasks))
+	}
+
 	// No array: no call (this client has no server behind it).
 	plain := []*pb.JobSpec{{Name: "p", Tasks: []*pb.TaskSpec{{Name: "a", Command: []string{"x"}}}}}
 	if err := expandArraysFor(ctx, &client{}, plain); err != nil {

@@ -26,11 +26,8 @@ const (
 	// them all, on every server.
 	MaxArrayBytes = 256 << 20
 	// MaxAfterEdges bounds the dependencies of a job whose after lists
-	// name arrays (taskarray.ResolvesAfter), counted expanded
-	// (taskarray.Edges): such a name stands for a whole array, so a few
-	// bytes may make millions of edges. It is about what the largest spec
-	// written out (limits.JobSpecBytes) could name.
-	MaxAfterEdges = 4_000_000
+	// name arrays (taskarray.CheckAfter).
+	MaxAfterEdges = taskarray.MaxAfterEdges
 )
 
 // validTaskName reports whether name matches ^[A-Za-z0-9][A-Za-z0-9._:-]*$
@@ -281,19 +278,8 @@ func CheckArrays(tasks []*pb.TaskSpec) error {
 	if n := taskarray.Tasks(tasks); n > MaxTasksPerJob {
 		return invalid("%d tasks, more than the limit of %d", n, MaxTasksPerJob)
 	}
-	// Only lists that name arrays are bounded here: every version before
-	// refused them, so a log holding jobs it took replays as it did.
-	if taskarray.ResolvesAfter(tasks) {
-		if e := taskarray.Edges(tasks); e > MaxAfterEdges {
-			return invalid("the after lists name %d tasks, arrays counted expanded, more than the limit of %d a job; "+
-				"where an array waits for a whole array, let one task wait for the first and the second wait for it", e, MaxAfterEdges)
-		}
-		// A task is read back whole (ListTasks), so its after list must
-		// fit in a message: as much as a job written out could hold.
-		if b, name := taskarray.LongestAfter(tasks); b > limits.JobSpecBytes {
-			return invalid("task %s: after lists %s of task names with its arrays expanded, more than the limit of %s a task; split the array, or wait for tasks that each wait for part of it",
-				name, limits.FormatBytes(b), limits.FormatBytes(limits.JobSpecBytes))
-		}
+	if err := taskarray.CheckAfter(tasks); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidJob, err)
 	}
 	for i, t := range tasks {
 		if t.Count < 0 {
