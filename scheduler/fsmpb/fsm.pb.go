@@ -62,7 +62,15 @@ type Command struct {
 	// or, in an array, a task by "${INDEX}" (taskarray.AfterFeature). A
 	// binary that expands counts but not these does not know the field, so
 	// it stops at the entry instead of refusing a job its peers accept.
-	ArrayAfter    bool `protobuf:"varint,41,opt,name=array_after,json=arrayAfter,proto3" json:"array_after,omitempty"`
+	ArrayAfter bool `protobuf:"varint,41,opt,name=array_after,json=arrayAfter,proto3" json:"array_after,omitempty"`
+	// result_arrays is set on an entry of task events whose results (job
+	// expansions) hold arrays: task specs with a count, which Apply writes
+	// out, resolving after lists that name them as in a submitted job.
+	// Apply writes them out only on an entry that says so, so that an entry
+	// from before (whose Apply refused such a result and failed the task)
+	// replays as it was; a binary older than this does not know the field
+	// and stops at the entry instead of refusing what its peers accept.
+	ResultArrays  bool `protobuf:"varint,42,opt,name=result_arrays,json=resultArrays,proto3" json:"result_arrays,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -292,6 +300,13 @@ func (x *Command) GetTaskCounts() bool {
 func (x *Command) GetArrayAfter() bool {
 	if x != nil {
 		return x.ArrayAfter
+	}
+	return false
+}
+
+func (x *Command) GetResultArrays() bool {
+	if x != nil {
+		return x.ResultArrays
 	}
 	return false
 }
@@ -2088,7 +2103,7 @@ var File_scheduler_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x19scheduler/fsmpb/fsm.proto\x12\rbanyan.fsm.v1\x1a\x19api/banyanv1/banyan.proto\"\x98\n" +
+	"\x19scheduler/fsmpb/fsm.proto\x12\rbanyan.fsm.v1\x1a\x19api/banyanv1/banyan.proto\"\xbd\n" +
 	"\n" +
 	"\aCommand\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x01 \x01(\x03R\tnowUnixMs\x123\n" +
@@ -2117,7 +2132,8 @@ const file_scheduler_fsmpb_fsm_proto_rawDesc = "" +
 	"\vtask_counts\x18( \x01(\bR\n" +
 	"taskCounts\x12\x1f\n" +
 	"\varray_after\x18) \x01(\bR\n" +
-	"arrayAfterB\x05\n" +
+	"arrayAfter\x12#\n" +
+	"\rresult_arrays\x18* \x01(\bR\fresultArraysB\x05\n" +
 	"\x03cmd\"\xab\x01\n" +
 	"\n" +
 	"SubmitJobs\x12&\n" +

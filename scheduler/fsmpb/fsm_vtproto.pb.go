@@ -59,6 +59,18 @@ func (m *Command) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		}
 		i -= size
 	}
+	if m.ResultArrays {
+		i--
+		if m.ResultArrays {
+			dAtA[i] = 1
+		} else {
+			dAtA[i] = 0
+		}
+		i--
+		dAtA[i] = 0x2
+		i--
+		dAtA[i] = 0xd0
+	}
 	if m.ArrayAfter {
 		i--
 		if m.ArrayAfter {
@@ -2394,6 +2406,9 @@ func (m *Command) SizeVT() (n int) {
 	if m.ArrayAfter {
 		n += 3
 	}
+	if m.ResultArrays {
+		n += 3
+	}
 	n += len(m.unknownFields)
 	return n
 }
@@ -4274,6 +4289,26 @@ func (m *Command) UnmarshalVT(dAtA []byte) error {
 				}
 			}
 			m.ArrayAfter = bool(v != 0)
+		case 42:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field ResultArrays", wireType)
+			}
+			var v int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				v |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			m.ResultArrays = bool(v != 0)
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])

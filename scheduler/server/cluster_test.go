@@ -378,6 +378,36 @@ func TestTaskResultExpandsJob(t *testing.T) {
 	}
 }
 
+// TestTaskResultArraysRun: a task's result holds an array and a join after
+// the whole array; the leader marks the entry (Command.result_arrays), so
+// Apply writes the array out, and its tasks run through a real agent, each
+// with its index in place of ${INDEX}.
+func TestTaskResultArraysRun(t *testing.T) {
+	s, c := startOneNodeFarm(t)
+	defer s.Close()
+	script := `printf '%s' '{"tasks":[{"name":"c","count":3,"command":["sh","-c","echo chunk ${INDEX}"]},` +
+		`{"name":"join","command":["true"],"after":["c","plan"]}]}' > "$BANYAN_RESULT"`
+	job := &pb.JobSpec{Name: "fanout", Tasks: []*pb.TaskSpec{{Name: "plan", Command: []string{"sh", "-c", script},
+		Resources: &pb.Resources{CpuMillis: 100}}}}
+	resp, err := c.SubmitJobs(context.Background(), &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{job}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := waitJob(t, c, resp.Jobs[0].Id, 20*time.Second)
+	if j.State != pb.JobState_JOB_STATE_SUCCEEDED || len(j.Tasks) != 5 {
+		t.Fatalf("job %v (%s) with %d tasks, want 5 succeeded", j.State, j.Reason, len(j.Tasks))
+	}
+	join := j.Tasks[4]
+	for i, task := range j.Tasks[1:4] {
+		if want := fmt.Sprintf("chunk %d\n", i); task.Name != fmt.Sprintf("c-%d", i) || task.Attempts[0].StdoutTail != want {
+			t.Fatalf("task %s printed %q, want c-%d printing %q", task.Name, task.Attempts[0].StdoutTail, i, want)
+		}
+		if task.Attempts[0].FinishedUnixMs > join.Attempts[0].StartedUnixMs {
+			t.Fatalf("join started before %s finished", task.Name)
+		}
+	}
+}
+
 // TestJoinFormsCluster: one server bootstraps, two more join through it
 // (and through each other), and a job submitted to a joiner runs.
 func TestJoinFormsCluster(t *testing.T) {

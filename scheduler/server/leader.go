@@ -627,7 +627,7 @@ func (l *leaderLoop) commitEvents() {
 		}
 		var before eventsBefore // what the Observer needs from before the entry
 		l.s.fsm.Read(func(st *state.State) { before = readEventsBefore(st, batch) })
-		if _, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: cmd}}); err != nil {
+		if _, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: cmd}, ResultArrays: resultArrays(batch)}); err != nil {
 			l.s.log.Warn("commit task events failed; agents will resend", "err", err)
 			continue
 		}
@@ -636,6 +636,21 @@ func (l *leaderLoop) commitEvents() {
 			se.sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Ack{Ack: &pb.AckEvents{Events: ackOf(se.events)}}})
 		}
 	}
+}
+
+// resultArrays reports whether a task of the batch succeeded with a result
+// that holds arrays, which its entry must say (Command.result_arrays).
+// Results are rare and bounded (limits.ResultBytes), so reading them once
+// more here costs little.
+func resultArrays(batch []sessionEvents) bool {
+	for _, se := range batch {
+		for _, ev := range se.events {
+			if ev.Kind == "finished" && ev.Outcome == "succeeded" && len(ev.Result) > 0 && state.ResultHasArrays(ev.Result) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // eventsSize is the encoded size of one agent message's events.

@@ -67,7 +67,7 @@ func (s *State) Apply(cmd *fsmpb.Command) *Result {
 	case *fsmpb.Command_Assign:
 		s.applyAssign(now, c.Assign, r)
 	case *fsmpb.Command_Events:
-		s.applyEvents(now, c.Events, r)
+		s.applyEvents(now, c.Events, cmd.ResultArrays, r)
 	case *fsmpb.Command_AgentUp:
 		s.applyAgentUp(now, c.AgentUp, r)
 	case *fsmpb.Command_AgentDown:
@@ -378,22 +378,23 @@ func isPlaced(st pb.TaskState) bool {
 	return st == pb.TaskState_TASK_STATE_ASSIGNED || st == pb.TaskState_TASK_STATE_RUNNING
 }
 
-func (s *State) applyEvents(now int64, c *fsmpb.ReportEvents, r *Result) {
+func (s *State) applyEvents(now int64, c *fsmpb.ReportEvents, resultArrays bool, r *Result) {
 	for _, ae := range c.Agents {
 		if ag, ok := s.agents[ae.AgentId]; ok {
 			s.wAgent(ag)
 			ag.PB.LastSeenUnixMs = now
 		}
 		for _, ev := range ae.Events {
-			s.applyEvent(now, ae.AgentId, ev, c, r)
+			s.applyEvent(now, ae.AgentId, ev, c, resultArrays, r)
 		}
 	}
 }
 
 // applyEvent applies one event if it is about the task's current attempt on
 // that agent; events about older attempts are stale and ignored. The
-// entry's flags say how exit codes classify failures (see eventClass).
-func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, c *fsmpb.ReportEvents, r *Result) {
+// entry's flags say how exit codes classify failures (see eventClass) and
+// whether a result may hold arrays (resultArrays).
+func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, c *fsmpb.ReportEvents, resultArrays bool, r *Result) {
 	t, ok := s.Task(ev.TaskId)
 	if !ok || t.Attempt() != ev.Attempt || t.AgentID() != agentID || !isPlaced(t.PB.State) {
 		return
@@ -418,7 +419,7 @@ func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, c *fsmpb
 		cur.StderrTail = limits.TruncateTail(ev.StderrTail, limits.MaxTailBytes)
 		outcome := ev.Outcome
 		if outcome == "succeeded" && len(ev.Result) > 0 {
-			if err := s.expand(now, t, ev.Result); err != nil {
+			if err := s.expand(now, t, ev.Result, resultArrays); err != nil {
 				// The error may quote the result's bytes: keep it valid UTF-8,
 				// or the task could not be written to a snapshot.
 				outcome, cur.Error = "failed", limits.TruncateHead(strings.ToValidUTF8(err.Error(), "\uFFFD"), limits.ErrorBytes)

@@ -6,6 +6,7 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
+	"github.com/banyan-sched/banyan/api/taskarray"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/placement"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -19,6 +20,8 @@ import (
 //     banyanv1.JobExpansion, written to $BANYAN_RESULT) adds those tasks to
 //     its job. They may wait for existing tasks (the expanding one included)
 //     and for each other, so one result can add a fan-out and its joins.
+//     A result may hold arrays (a spec with a count), written out as in a
+//     submitted job, when its entry says so (Command.result_arrays).
 //   - fallback: a task whose spec has a fallback, and that fails for good
 //     (or is not placed within fallback_after_ms), is replaced by the
 //     fallback; the tasks that waited for it wait for the fallback instead,
@@ -26,8 +29,30 @@ import (
 //
 // Both happen inside Apply, so every replica grows the same graph.
 
-// MaxExpansionTasks bounds the tasks one result may add.
+// MaxExpansionTasks bounds the tasks one result may add, arrays counted
+// expanded.
 const MaxExpansionTasks = 100_000
+
+// ResultHasArrays reports whether a task's result, read as Apply reads it,
+// is a job expansion that holds an array (a task spec with a count): the
+// leader marks the entry that carries it (Command.result_arrays).
+func ResultHasArrays(result []byte) bool {
+	exp, err := parseExpansion(result)
+	return err == nil && taskarray.Has(exp.GetTasks())
+}
+
+// parseExpansion reads a task's result as a job expansion.
+func parseExpansion(result []byte) (*pb.JobExpansion, error) {
+	if len(result) > limits.ResultBytes {
+		return nil, fmt.Errorf("task result is %d bytes, more than the limit of %d (%s)", len(result),
+			limits.ResultBytes, limits.FormatBytes(limits.ResultBytes))
+	}
+	exp := &pb.JobExpansion{}
+	if err := protojson.Unmarshal(result, exp); err != nil {
+		return nil, fmt.Errorf("task result is not a job expansion: %w", err)
+	}
+	return exp, nil
+}
 
 // addTasks creates tasks from specs in job j, wires their `after` edges to
 // tasks old and new, and queues those with nothing to wait for. With
@@ -128,26 +153,66 @@ func (s *State) wire(t *Task, names map[string]string) {
 	}
 }
 
-// expand validates a task's result as a job expansion and adds its tasks.
-// On error nothing changes.
-func (s *State) expand(now int64, t *Task, result []byte) error {
-	if len(result) > limits.ResultBytes {
-		return fmt.Errorf("task result is %d bytes, more than the limit of %d (%s)", len(result),
-			limits.ResultBytes, limits.FormatBytes(limits.ResultBytes))
+// expand validates a task's result as a job expansion and adds its tasks;
+// with arrays (the entry's result_arrays), its arrays are written out
+// first. On error nothing changes.
+func (s *State) expand(now int64, t *Task, result []byte, arrays bool) error {
+	exp, err := parseExpansion(result)
+	if err != nil {
+		return err
 	}
-	exp := &pb.JobExpansion{}
-	if err := protojson.Unmarshal(result, exp); err != nil {
-		return fmt.Errorf("task result is not a job expansion: %w", err)
-	}
-	if len(exp.Tasks) == 0 {
+	specs := exp.Tasks
+	if len(specs) == 0 {
 		return nil
 	}
 	j := s.job(t.PB.JobId)
-	if err := s.validateExpansion(j, exp.Tasks); err != nil {
+	if arrays && taskarray.Has(specs) {
+		if specs, err = s.expandResultArrays(j, specs); err != nil {
+			return fmt.Errorf("invalid job expansion: %w", err)
+		}
+	}
+	if err := s.validateExpansion(j, specs); err != nil {
 		return fmt.Errorf("invalid job expansion: %w", err)
 	}
-	s.addTasks(now, j, exp.Tasks, true)
+	s.addTasks(now, j, specs, true)
 	return nil
+}
+
+// expandResultArrays writes out the arrays of a result, after the checks a
+// submitted job's arrays pass before they are expanded (CheckArrays) and
+// the result's own bound, counted expanded. An array must be named, and
+// not as a task the job has: its result's after lists could then mean
+// either. A named fallback is refused, as at submission: only one task of
+// the array could take its name. The written-out tasks are then checked
+// like any result's (validateExpansion), which also refuses names taken
+// twice.
+func (s *State) expandResultArrays(j *Job, specs []*pb.TaskSpec) ([]*pb.TaskSpec, error) {
+	if err := CheckArrays(specs); err != nil {
+		return nil, err
+	}
+	if n := taskarray.Tasks(specs); n > MaxExpansionTasks || int64(len(j.rec.tasks))+n > MaxTasksPerJob {
+		return nil, invalid("%d tasks, arrays counted expanded: more than a result may add to a job (%d) or a job may hold (%d)",
+			n, MaxExpansionTasks, MaxTasksPerJob)
+	}
+	var existing map[string]string
+	for i, ts := range specs {
+		if ts.Count < 1 {
+			continue
+		}
+		if ts.Name == "" {
+			return nil, invalid("task %d: an array (count %d) needs a name: its tasks are named NAME-0 to NAME-%d", i, ts.Count, ts.Count-1)
+		}
+		if existing == nil {
+			existing = s.taskNames(j)
+		}
+		if _, dup := existing[ts.Name]; dup {
+			return nil, invalid("array %s: the job already has a task of that name", ts.Name)
+		}
+		if fb := ts.Fallback; fb != nil && fb.Name != "" {
+			return nil, invalid("array %s: its fallback is named %q, but each task of an array gets its own (NAME-i-fallback); leave the name out", ts.Name, fb.Name)
+		}
+	}
+	return taskarray.Expand(specs), nil
 }
 
 func (s *State) validateExpansion(j *Job, specs []*pb.TaskSpec) error {

@@ -10,11 +10,18 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// finishWith reports a task's current attempt finished with a result.
+// finishWith reports a task's current attempt finished with a result, in
+// an entry as a leader proposes it: marked when the result holds arrays.
 func (f *fsm) finishWith(taskID, outcome string, result string) *Result {
 	f.t.Helper()
+	return f.finishEntry(taskID, outcome, result, ResultHasArrays([]byte(result)))
+}
+
+// finishEntry is finishWith with the entry's result_arrays as given.
+func (f *fsm) finishEntry(taskID, outcome string, result string, arrays bool) *Result {
+	f.t.Helper()
 	tk := f.s.task(taskID)
-	return f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
+	return f.apply(&fsmpb.Command{ResultArrays: arrays, Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{Agents: []*fsmpb.AgentEvents{{
 		AgentId: tk.AgentID(), Events: []*pb.TaskEvent{{TaskId: taskID, Attempt: tk.Attempt(), Kind: "finished",
 			UnixMs: f.now, Outcome: outcome, Result: []byte(result)}}}}, ClassifyExitCodes: true}}})
 }
@@ -78,7 +85,21 @@ func TestBadExpansionFailsTheTask(t *testing.T) {
 		"name taken":    {`{"tasks":[{"name":"plan","command":["true"]}]}`, "already has a task of that name"},
 		"cycle":         {`{"tasks":[{"name":"a","command":["true"],"after":["b"]},{"name":"b","command":["true"],"after":["a"]}]}`, "cycle"},
 		"no command":    {`{"tasks":[{"name":"a"}]}`, "command is empty"},
-		"count":         {`{"tasks":[{"name":"a","command":["true"],"count":3}]}`, "count is for submitted jobs"},
+		// Arrays in a result, in an entry that does not say so: refused,
+		// as every version before result_arrays applied it.
+		"count, entry unmarked": {`{"tasks":[{"name":"a","command":["true"],"count":3}]}`, "count is for submitted jobs"},
+		// In a marked entry (as a leader marks it).
+		"array unnamed":     {`{"tasks":[{"command":["true"],"count":3}]}`, "an array (count 3) needs a name"},
+		"array named taken": {`{"tasks":[{"name":"plan","command":["true"],"count":3}]}`, "array plan: the job already has a task of that name"},
+		"array task taken": {`{"tasks":[{"name":"c","command":["true"],"count":3},{"name":"c-1","command":["true"]}]}`,
+			"task c-1: named twice"},
+		"array fallback named": {`{"tasks":[{"name":"c","command":["true"],"count":2,"fallback":{"name":"fb","command":["true"]}}]}`,
+			`its fallback is named "fb"`},
+		"array too large": {`{"tasks":[{"name":"c","command":["true"],"count":100001}]}`, "100001 tasks, arrays counted expanded"},
+		"array negative":  {`{"tasks":[{"name":"c","command":["true"],"count":-2}]}`, "count -2 is negative"},
+		"array edges": {`{"tasks":[{"name":"a","command":["true"],"count":50000},{"name":"b","command":["true"],"count":50000,"after":["a"]}]}`,
+			"the after lists name 2500000000 tasks"},
+		"array unknown after": {`{"tasks":[{"name":"c","command":["true"],"count":2,"after":["d-${INDEX}"]}]}`, `unknown task "d-0"`},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -88,12 +109,85 @@ func TestBadExpansionFailsTheTask(t *testing.T) {
 			job.Tasks[0].Retry = &pb.RetryPolicy{MaxAttempts: 1}
 			f.submit(job)
 			f.commitPlan()
-			f.finishWith("job-1.0", "succeeded", c.result)
+			f.finishEntry("job-1.0", "succeeded", c.result, !strings.Contains(name, "unmarked"))
 			j := f.s.JobView("job-1", true)
 			if j.State != pb.JobState_JOB_STATE_FAILED || !strings.Contains(j.Reason, c.want) || j.Counts.Total != 1 {
 				t.Fatalf("job %v %q (tasks %d), want failed naming %q", j.State, j.Reason, j.Counts.Total, c.want)
 			}
 		})
+	}
+}
+
+// TestExpansionArrays: a plan task returns arrays, written out as in a
+// submitted job: an array of encodes, an array of checks each waiting for
+// its own encode ("${INDEX}" in its after list), and a join after the
+// whole check array and an existing task. Each task runs only once what
+// it waits for has succeeded, and the state survives a snapshot.
+func TestExpansionArrays(t *testing.T) {
+	f := newFSM(t, DefaultDefaults)
+	f.agentUp("a1", &pb.Resources{CpuMillis: 8000, MemoryBytes: 1 << 30}, nil)
+	f.submit(&pb.JobSpec{Name: "enc", Tasks: []*pb.TaskSpec{oneTask("plan"), oneTask("publish", "plan")}})
+	f.commitPlan()
+	result := `{"tasks":[
+	  {"name":"enc","count":3,"command":["enc","--chunk","${INDEX}"],"resources":{"cpu_millis":100},"after":["plan"]},
+	  {"name":"check","count":3,"command":["check","${INDEX}"],"resources":{"cpu_millis":100},"after":["enc-${INDEX}"]},
+	  {"name":"join","command":["true"],"resources":{"cpu_millis":100},"after":["check","publish"]}]}`
+	if !ResultHasArrays([]byte(result)) {
+		t.Fatal("ResultHasArrays: false for a result with arrays")
+	}
+	f.finishWith("job-1.0", "succeeded", result)
+	j := f.s.JobView("job-1", true)
+	if j.Counts.Total != 9 {
+		t.Fatalf("after expansion: %d tasks (%s), want 9", j.Counts.Total, j.Reason)
+	}
+	enc1, check1, join := taskByName(t, f.s, "job-1", "enc-1"), taskByName(t, f.s, "job-1", "check-1"), taskByName(t, f.s, "job-1", "join")
+	if got := strings.Join(enc1.Spec().Command, " "); got != "enc --chunk 1" {
+		t.Fatalf("enc-1 runs %q, want the index in place of ${INDEX}", got)
+	}
+	if got := strings.Join(check1.Spec().After, ","); got != "enc-1" {
+		t.Fatalf("check-1 waits for %q, want enc-1 alone", got)
+	}
+	if got := strings.Join(join.Spec().After, ","); got != "check-0,check-1,check-2,publish" {
+		t.Fatalf("join waits for %q, want every check and publish", got)
+	}
+	if got := len(f.commitPlan()); got != 4 { // publish and the three encodes
+		t.Fatalf("placed %d tasks, want 4", got)
+	}
+	f.finishWith(enc1.PB.Id, "succeeded", "")
+	if got := f.commitPlan(); len(got) != 1 || got[0].TaskId != check1.PB.Id {
+		t.Fatalf("after enc-1: placed %v, want check-1 alone", got)
+	}
+	checkSnapshotRoundTrip(t, f.s)
+	for _, n := range []string{"publish", "enc-0", "enc-2"} {
+		f.finishWith(taskByName(t, f.s, "job-1", n).PB.Id, "succeeded", "")
+	}
+	f.commitPlan()
+	for _, n := range []string{"check-0", "check-1"} {
+		f.finishWith(taskByName(t, f.s, "job-1", n).PB.Id, "succeeded", "")
+	}
+	if st := taskByName(t, f.s, "job-1", "join").PB.State; st != pb.TaskState_TASK_STATE_WAITING {
+		t.Fatalf("join is %v before check-2 finished", st)
+	}
+	f.finishWith(taskByName(t, f.s, "job-1", "check-2").PB.Id, "succeeded", "")
+	f.commitPlan()
+	f.finishWith(join.PB.Id, "succeeded", "")
+	if j := f.s.JobView("job-1", false); j.State != pb.JobState_JOB_STATE_SUCCEEDED || j.Counts.Succeeded != 9 {
+		t.Fatalf("job %v, %d succeeded", j.State, j.Counts.Succeeded)
+	}
+}
+
+// TestResultHasArrays: the leader's test for marking an entry reads a
+// result as Apply does.
+func TestResultHasArrays(t *testing.T) {
+	for result, want := range map[string]bool{
+		`{"tasks":[{"name":"a","command":["true"],"count":2}]}`: true,
+		`{"tasks":[{"name":"a","command":["true"]}]}`:           false,
+		`{"tasks":[{"name":"a","count":2}`:                      false, // not JSON: Apply fails the task
+		``:                                                      false,
+	} {
+		if got := ResultHasArrays([]byte(result)); got != want {
+			t.Errorf("ResultHasArrays(%s) = %v, want %v", result, got, want)
+		}
 	}
 }
 
