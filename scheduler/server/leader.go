@@ -69,7 +69,7 @@ type sessionEvents struct {
 // session is one agent's open stream on the leader.
 type session struct {
 	agentID string
-	out     chan *pb.ServerMessage
+	out     outbox
 	ctx     context.Context
 	cancel  context.CancelFunc
 	// terms are the heartbeat terms the agent was last told (under the
@@ -77,14 +77,56 @@ type session struct {
 	terms heartbeatTerms
 }
 
+// newSession is the session of agentID, open until ctx ends (cancel ends it).
+func newSession(ctx context.Context, cancel context.CancelFunc, agentID string) *session {
+	return &session{agentID: agentID, out: outbox{ready: make(chan struct{}, 1)}, ctx: ctx, cancel: cancel}
+}
+
 // send queues a message for the agent without blocking; a session that
 // cannot keep up is closed, and the agent's reconnect reconciles its tasks.
 func (s *session) send(m *pb.ServerMessage) {
-	select {
-	case s.out <- m:
-	default:
+	if !s.out.put(m) {
 		s.cancel()
 	}
+}
+
+// outboxLimit is how many messages may wait for an agent before its
+// session is closed as one that cannot keep up.
+const outboxLimit = 1024
+
+// outbox holds a session's messages until its send loop writes them: a
+// list as long as what waits, so that a quiet session (most of a large
+// fleet's, between heartbeats) holds no buffer. A channel of outboxLimit
+// slots was 8 KiB a session, 80 MiB of a leader's live heap with 10,000
+// agents.
+type outbox struct {
+	mu    sync.Mutex
+	msgs  []*pb.ServerMessage
+	ready chan struct{} // holds a token while msgs may be non-empty
+}
+
+// put queues m; false when outboxLimit messages already wait.
+func (o *outbox) put(m *pb.ServerMessage) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.msgs) >= outboxLimit {
+		return false
+	}
+	o.msgs = append(o.msgs, m)
+	select {
+	case o.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns the messages waiting, oldest first, and empties the outbox.
+func (o *outbox) take() []*pb.ServerMessage {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	msgs := o.msgs
+	o.msgs = nil
+	return msgs
 }
 
 func newLeaderLoop(s *Server) *leaderLoop {
@@ -416,7 +458,7 @@ func (l *leaderLoop) serveSession(stream pb.AgentService_SessionServer) error {
 	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	sess := &session{agentID: hello.AgentId, out: make(chan *pb.ServerMessage, 1024), ctx: ctx, cancel: cancel}
+	sess := newSession(ctx, cancel, hello.AgentId)
 	l.register(sess, knownSet, r.Cancels)
 	defer l.unregister(sess)
 	l.s.log.Info("agent session open", "agent", hello.AgentId, "running", len(hello.Running))
@@ -530,9 +572,11 @@ func (l *leaderLoop) sendLoop(sess *session, stream pb.AgentService_SessionServe
 			return nil
 		case <-l.ctx.Done():
 			return status.Error(codes.Unavailable, "leadership lost")
-		case m := <-sess.out:
-			if err := stream.Send(m); err != nil {
-				return err
+		case <-sess.out.ready:
+			for _, m := range sess.out.take() {
+				if err := stream.Send(m); err != nil {
+					return err
+				}
 			}
 		}
 	}
