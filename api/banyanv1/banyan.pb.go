@@ -646,6 +646,9 @@ func (x *TaskSpec) GetCount() int32 {
 // JobExpansion is what a task may return (JSON, in the file named by
 // $BANYAN_RESULT) to add tasks and join steps to its own job: the generic
 // fan-out of job graphs. New tasks may wait for existing ones and each other.
+// A spec may be an array (count), as in a submitted job: an array's name in
+// the expansion's after lists stands for its tasks, and "${INDEX}" in an
+// array's own list names one by index.
 type JobExpansion struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Tasks         []*TaskSpec            `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
