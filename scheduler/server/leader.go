@@ -574,6 +574,9 @@ func (l *leaderLoop) sendLoop(sess *session, stream pb.AgentService_SessionServe
 			return status.Error(codes.Unavailable, "leadership lost")
 		case <-sess.out.ready:
 			for _, m := range sess.out.take() {
+				if sess.ctx.Err() != nil {
+					return nil // closed meanwhile (replaced, or could not keep up)
+				}
 				if err := stream.Send(m); err != nil {
 					return err
 				}
