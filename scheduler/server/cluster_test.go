@@ -353,17 +353,8 @@ func TestClusterLeaderKilledDuringSubmissions(t *testing.T) {
 // TestTaskResultExpandsJob: a task writes a job expansion to $BANYAN_RESULT;
 // the tasks it adds (a fan-out and its join) run through real agents.
 func TestTaskResultExpandsJob(t *testing.T) {
-	s, c := startOneNodeFarm(t)
-	defer s.Close()
-	script := `printf '%s' '{"tasks":[{"name":"c0","command":["true"]},{"name":"c1","command":["true"]},` +
-		`{"name":"join","command":["sh","-c","echo joined"],"after":["c0","c1","plan"]}]}' > "$BANYAN_RESULT"`
-	job := &pb.JobSpec{Name: "fanout", Tasks: []*pb.TaskSpec{{Name: "plan", Command: []string{"sh", "-c", script},
-		Resources: &pb.Resources{CpuMillis: 100}}}}
-	resp, err := c.SubmitJobs(context.Background(), &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{job}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	j := waitJob(t, c, resp.Jobs[0].Id, 20*time.Second)
+	j := runPlan(t, `{"tasks":[{"name":"c0","command":["true"]},{"name":"c1","command":["true"]},`+
+		`{"name":"join","command":["sh","-c","echo joined"],"after":["c0","c1","plan"]}]}`)
 	if j.State != pb.JobState_JOB_STATE_SUCCEEDED || len(j.Tasks) != 4 {
 		t.Fatalf("job %v (%s) with %d tasks", j.State, j.Reason, len(j.Tasks))
 	}
@@ -378,22 +369,29 @@ func TestTaskResultExpandsJob(t *testing.T) {
 	}
 }
 
-// TestTaskResultArraysRun: a task's result holds an array and a join after
-// the whole array; the leader marks the entry (Command.result_arrays), so
-// Apply writes the array out, and its tasks run through a real agent, each
-// with its index in place of ${INDEX}.
-func TestTaskResultArraysRun(t *testing.T) {
+// runPlan runs, on a one-node farm, a job whose one task "plan" writes
+// result to $BANYAN_RESULT, and returns the job once it has ended.
+func runPlan(t *testing.T, result string) *pb.Job {
+	t.Helper()
 	s, c := startOneNodeFarm(t)
-	defer s.Close()
-	script := `printf '%s' '{"tasks":[{"name":"c","count":3,"command":["sh","-c","echo chunk ${INDEX}"]},` +
-		`{"name":"join","command":["true"],"after":["c","plan"]}]}' > "$BANYAN_RESULT"`
+	t.Cleanup(func() { s.Close() })
+	script := `printf '%s' '` + result + `' > "$BANYAN_RESULT"`
 	job := &pb.JobSpec{Name: "fanout", Tasks: []*pb.TaskSpec{{Name: "plan", Command: []string{"sh", "-c", script},
 		Resources: &pb.Resources{CpuMillis: 100}}}}
 	resp, err := c.SubmitJobs(context.Background(), &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{job}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	j := waitJob(t, c, resp.Jobs[0].Id, 20*time.Second)
+	return waitJob(t, c, resp.Jobs[0].Id, 20*time.Second)
+}
+
+// TestTaskResultArraysRun: a task's result holds an array and a join after
+// the whole array; the leader marks the entry (Command.result_arrays), so
+// Apply writes the array out, and its tasks run through a real agent, each
+// with its index in place of ${INDEX}.
+func TestTaskResultArraysRun(t *testing.T) {
+	j := runPlan(t, `{"tasks":[{"name":"c","count":3,"command":["sh","-c","echo chunk ${INDEX}"]},`+
+		`{"name":"join","command":["true"],"after":["c","plan"]}]}`)
 	if j.State != pb.JobState_JOB_STATE_SUCCEEDED || len(j.Tasks) != 5 {
 		t.Fatalf("job %v (%s) with %d tasks, want 5 succeeded", j.State, j.Reason, len(j.Tasks))
 	}

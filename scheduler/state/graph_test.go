@@ -41,13 +41,20 @@ func oneTask(name string, after ...string) *pb.TaskSpec {
 	return &pb.TaskSpec{Name: name, Command: []string{"true"}, Resources: &pb.Resources{CpuMillis: 100}, After: after}
 }
 
-// TestExpansionFansOutAndJoins: a plan task returns three chunk tasks and a
-// join that waits for them and for an existing "publish" step's input.
-func TestExpansionFansOutAndJoins(t *testing.T) {
+// planAndPublish is a state with one agent and job-1, whose "plan" task
+// (job-1.0) is placed and whose "publish" step waits for it.
+func planAndPublish(t *testing.T) *fsm {
 	f := newFSM(t, DefaultDefaults)
 	f.agentUp("a1", &pb.Resources{CpuMillis: 8000, MemoryBytes: 1 << 30}, nil)
 	f.submit(&pb.JobSpec{Name: "enc", Tasks: []*pb.TaskSpec{oneTask("plan"), oneTask("publish", "plan")}})
 	f.commitPlan()
+	return f
+}
+
+// TestExpansionFansOutAndJoins: a plan task returns three chunk tasks and a
+// join that waits for them and for an existing "publish" step's input.
+func TestExpansionFansOutAndJoins(t *testing.T) {
+	f := planAndPublish(t)
 	result := `{"tasks":[
 	  {"name":"c0","command":["true"],"after":["plan"]},
 	  {"name":"c1","command":["true"]},
@@ -124,10 +131,7 @@ func TestBadExpansionFailsTheTask(t *testing.T) {
 // whole check array and an existing task. Each task runs only once what
 // it waits for has succeeded, and the state survives a snapshot.
 func TestExpansionArrays(t *testing.T) {
-	f := newFSM(t, DefaultDefaults)
-	f.agentUp("a1", &pb.Resources{CpuMillis: 8000, MemoryBytes: 1 << 30}, nil)
-	f.submit(&pb.JobSpec{Name: "enc", Tasks: []*pb.TaskSpec{oneTask("plan"), oneTask("publish", "plan")}})
-	f.commitPlan()
+	f := planAndPublish(t)
 	result := `{"tasks":[
 	  {"name":"enc","count":3,"command":["enc","--chunk","${INDEX}"],"resources":{"cpu_millis":100},"after":["plan"]},
 	  {"name":"check","count":3,"command":["check","${INDEX}"],"resources":{"cpu_millis":100},"after":["enc-${INDEX}"]},
