@@ -131,15 +131,33 @@ func New(o Options) *Log {
 		horizonKnown: true, notify: make(chan struct{}), subs: map[*Sub]struct{}{}}
 }
 
+// Capacity is how many events the log holds at most.
+func (l *Log) Capacity() int { return l.capacity }
+
 // Append adds the changes of the entry at index (in position order; they
 // may be none) and wakes the subscribers. It sets each event's Index; the
 // events must not change afterwards. Entries are appended in log order.
+//
+// evs may be the entry's last events only, as many as the log holds at
+// most (state.State.KeepChanges): the first one's Position says how many
+// came before. Then nothing older is held, the horizon is that first
+// event, and every subscriber is dropped (ErrSlow), as each would be when
+// the whole entry pushed its own first events out; they resume from the
+// stored log (TooOldError).
 func (l *Log) Append(index uint64, evs []*pb.Event) {
 	l.mu.Lock()
 	if !l.horizonKnown {
 		l.horizon, l.horizonKnown = Cursor{Index: index}, true
 	}
 	l.last = index
+	if len(evs) > 0 && evs[0].Position > 0 {
+		clear(l.ring)
+		l.n = 0
+		l.horizon = Cursor{Index: index, Position: evs[0].Position}
+		for s := range l.subs {
+			l.dropLocked(s, fmt.Errorf("%w: entry %d made more events than the %d held", ErrSlow, index, l.capacity))
+		}
+	}
 	before := l.head
 	for _, ev := range evs {
 		ev.Index = index

@@ -99,6 +99,38 @@ func TestTooOld(t *testing.T) {
 	}
 }
 
+// An entry given by its last events only (state.State.KeepChanges) holds
+// those and nothing older: the horizon is its first one, a cursor before
+// is refused, and a subscriber, caught up or not, is dropped to resume
+// from the stored log, never handed the entry's tail as if it were whole.
+func TestAppendEntryTail(t *testing.T) {
+	l := New(Options{Capacity: 4, MaxLag: 2})
+	l.Append(1, entry(2))
+	caughtUp, _ := l.Subscribe(Cursor{}, nil)
+	drain(t, caughtUp)
+	behind, _ := l.Subscribe(Cursor{}, nil)
+	l.Append(2, entry(10)[6:]) // 2.6 to 2.9 of ten
+	if h, _ := l.Horizon(); h != (Cursor{Index: 2, Position: 6}) {
+		t.Fatalf("horizon %s, want 2.6", h)
+	}
+	for name, s := range map[string]*Sub{"caught up": caughtUp, "behind": behind} {
+		if _, err := s.Next(context.Background(), 10, false); !errors.Is(err, ErrSlow) {
+			t.Errorf("%s: %v, want ErrSlow", name, err)
+		}
+	}
+	var old *TooOldError
+	if _, err := l.Subscribe(Cursor{Index: 2}, nil); !errors.As(err, &old) || old.Horizon != (Cursor{Index: 2, Position: 6}) {
+		t.Fatalf("from 2.0: %v, want too old with horizon 2.6", err)
+	}
+	s, err := l.Subscribe(Cursor{Index: 2, Position: 6}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(drain(t, s)); got != "[2.6 2.7 2.8 2.9]" {
+		t.Errorf("from the horizon: %s", got)
+	}
+}
+
 // After a snapshot restore the log holds what is applied from then on:
 // the horizon is the entry after the snapshot, given by the applied hint
 // or, without one, the next entry appended.

@@ -236,30 +236,11 @@ func TestEventsFilters(t *testing.T) {
 // falls too far behind, apply goes on meanwhile, and it resumes from its
 // last event with nothing lost.
 func TestEventsSlowSubscriberResumes(t *testing.T) {
-	ln := listen(t)
-	s := startServer(t, server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: ln, Bootstrap: true,
-		Events: events.Options{Capacity: 100_000, MaxLag: 100}})
-	defer s.Close()
-	waitLeader(t, s)
-	jobs := dialClient(t, s.Addr())
 	// Fixed flow-control windows: the server's sends block once 64 KiB
 	// wait unread.
-	client := dialEvents(t, s.Addr(), grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
-	st, err := client.Stream(streamCtx(t), &pb.EventsRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Something to read first (after the first caught_up mark), so the
-	// subscription is surely open.
-	conn, err := grpc.NewClient(s.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := pb.NewPoolServiceClient(conn).CreatePool(ctx5(t), &pb.PoolRequest{Pool: &pb.Pool{Path: "p"}}); err != nil {
-		t.Fatal(err)
-	}
-	got := readEvents(t, st, func(ev *pb.Event) bool { return ev.Topic == state.TopicPool })
+	jobs, client, st, got := subscribed(t, events.Options{Capacity: 100_000, MaxLag: 100},
+		grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
+	var err error
 	// No agent: each submission only creates and queues its tasks, two
 	// events per task, far more than the window holds.
 	for i := range 3 {
@@ -298,6 +279,92 @@ func TestEventsSlowSubscriberResumes(t *testing.T) {
 	whole := readEvents(t, st, lastQueued)
 	if len(got) != len(whole) || len(whole) != 1+3*(1+2*2000) {
 		t.Fatalf("resumed after the drop: %d events, whole: %d", len(got), len(whole))
+	}
+	if fmt.Sprint(cursorList(got)) != fmt.Sprint(cursorList(whole)) {
+		t.Fatal("resumed events differ from the whole stream")
+	}
+}
+
+// subscribed starts a one-server cluster with no agent and the given
+// events buffer, and opens an event stream from the start (with the
+// client's dial options) that has surely begun: it has read the event of
+// a pool created after it opened, which got returns.
+func subscribed(t *testing.T, o events.Options, opts ...grpc.DialOption) (pb.JobServiceClient,
+	pb.EventServiceClient, pb.EventService_StreamClient, []*pb.Event) {
+	t.Helper()
+	s := startServer(t, server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: listen(t), Bootstrap: true, Events: o})
+	t.Cleanup(func() { s.Close() })
+	waitLeader(t, s)
+	client := dialEvents(t, s.Addr(), opts...)
+	st, err := client.Stream(streamCtx(t), &pb.EventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(s.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := pb.NewPoolServiceClient(conn).CreatePool(ctx5(t), &pb.PoolRequest{Pool: &pb.Pool{Path: "p"}}); err != nil {
+		t.Fatal(err)
+	}
+	return dialClient(t, s.Addr()), client, st, readEvents(t, st, func(ev *pb.Event) bool { return ev.Topic == state.TopicPool })
+}
+
+// A submission that makes more events than the server's buffer holds
+// keeps only its last ones there; a subscriber caught up before it is
+// dropped, and resuming from its last event, or streaming from the start,
+// gets every event of the entry in order, the ones not held replayed from
+// the raft log.
+func TestEventsEntryLargerThanTheBuffer(t *testing.T) {
+	jobs, client, st, got := subscribed(t, events.Options{Capacity: 500, MaxLag: 100})
+	// No agent: the job's tasks are created and queued, 1+2*1000 events
+	// in one entry.
+	resp, err := jobs.SubmitJobs(ctx5(t), &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{shellJob("big", "", 1000, "true")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastQueued := func(ev *pb.Event) bool {
+		return ev.TaskId == resp.Jobs[0].Id+".999" && ev.State == "TASK_STATE_QUEUED"
+	}
+	var endErr error
+	for endErr == nil {
+		var ev *pb.Event
+		if ev, endErr = st.Recv(); endErr == nil && ev.Topic != state.TopicStream {
+			if lastQueued(ev) {
+				t.Fatalf("the subscriber read the whole entry from a buffer of 500 (%d events)", len(got))
+			}
+			got = append(got, ev)
+		}
+	}
+	if status.Code(endErr) != codes.ResourceExhausted {
+		t.Fatalf("subscriber ended with %v after %d events, want ResourceExhausted", endErr, len(got))
+	}
+	last := events.CursorOf(got[len(got)-1]).After()
+	st, err = client.Stream(streamCtx(t), &pb.EventsRequest{FromIndex: last.Index, FromPosition: last.Position})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, readEvents(t, st, lastQueued)...)
+	st, err = client.Stream(streamCtx(t), &pb.EventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := readEvents(t, st, lastQueued)
+	checkOrdered(t, whole)
+	var entry []*pb.Event
+	for _, ev := range whole {
+		if ev.JobId == resp.Jobs[0].Id {
+			entry = append(entry, ev)
+		}
+	}
+	if len(entry) != 1+2*1000 {
+		t.Fatalf("the submission's entry: %d events, want %d", len(entry), 1+2*1000)
+	}
+	for i, ev := range entry {
+		if ev.Index != entry[0].Index || ev.Position != uint32(i) {
+			t.Fatalf("the entry's event %d is at %s, want %d.%d", i, events.CursorOf(ev), entry[0].Index, i)
+		}
 	}
 	if fmt.Sprint(cursorList(got)) != fmt.Sprint(cursorList(whole)) {
 		t.Fatal("resumed events differ from the whole stream")

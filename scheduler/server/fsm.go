@@ -37,10 +37,23 @@ type FSM struct {
 
 // NewFSM returns an FSM holding the initial state.
 func NewFSM(d state.Defaults) *FSM {
-	st := state.New(d)
+	f := &FSM{defaults: d, st: state.New(d), changed: make(chan struct{}), halted: make(chan struct{})}
+	f.setEvents(events.New(events.Options{}))
+	return f
+}
+
+// setEvents makes l the log of the changes this FSM applies (before it
+// applies any). The state keeps only the changes l can hold.
+func (f *FSM) setEvents(l *events.Log) {
+	f.events = l
+	f.recordChanges(f.st)
+}
+
+// recordChanges turns st's change records on, as many as the events log
+// holds.
+func (f *FSM) recordChanges(st *state.State) {
 	st.RecordChanges(true)
-	return &FSM{defaults: d, st: st, changed: make(chan struct{}), halted: make(chan struct{}),
-		events: events.New(events.Options{})}
+	st.KeepChanges(f.events.Capacity())
 }
 
 // Events is the log of the changes this FSM applied.
@@ -133,7 +146,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		f.mu.Unlock()
 		return err
 	}
-	st.RecordChanges(true)
+	f.recordChanges(st)
 	f.mu.Lock()
 	f.restoreErr = nil
 	f.st = st

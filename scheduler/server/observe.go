@@ -209,7 +209,10 @@ func (l *leaderLoop) observeEvents(batch []sessionEvents, before eventsBefore) {
 // traceEnded emits the place and run spans of every attempt that a
 // command this server proposed ended (whatever ended it: the agent's
 // report, a cancel, a lost lease, a preemption), from the change records
-// of its Result.
+// of its Result. Those are the last ones the events log holds
+// (FSM.recordChanges): an entry that changes more (a cancel of a job
+// with that many tasks) gives spans for the attempts among its last
+// changes only.
 func (s *Server) traceEnded(r *state.Result) {
 	if _, off := tracing.ProviderOr(s.cfg.TracerProvider).(noop.TracerProvider); off {
 		return // what a server without OTEL_* variables runs with: spare the read lock

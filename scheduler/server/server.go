@@ -309,7 +309,7 @@ func New(cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), fsm: NewFSM(cfg.Defaults),
 		addr: advertise.String(), ctx: ctx, cancel: cancel}
-	s.fsm.events = events.New(cfg.Events)
+	s.fsm.setEvents(events.New(cfg.Events))
 	var muxTLS *tls.Config
 	if cfg.TLS != nil {
 		muxTLS = cfg.TLS.ServerConfig(tlsconfig.ALPNGRPC, tlsconfig.ALPNRaft)

@@ -48,7 +48,9 @@ type Result struct {
 	// on that agent (where their task output is kept).
 	RemovedFrom map[string][]string
 	// Changes lists what the command changed, in order, while change
-	// records are on (RecordChanges); their Index is left 0.
+	// records are on (RecordChanges); their Index is left 0. Under
+	// KeepChanges they are the last ones only, and the first one's
+	// Position says how many came before.
 	Changes []*pb.Event
 }
 
@@ -58,8 +60,8 @@ func (s *State) Apply(cmd *fsmpb.Command) *Result {
 	now := cmd.NowUnixMs
 	r := &Result{}
 	s.now = now
-	if s.record {
-		defer func() { r.Changes = s.takeChanges() }()
+	if s.changes.on {
+		defer func() { r.Changes = s.changes.take() }()
 	}
 	switch c := cmd.Cmd.(type) {
 	case *fsmpb.Command_Submit:

@@ -41,21 +41,56 @@ const (
 )
 
 // RecordChanges turns change records on or off.
-func (s *State) RecordChanges(on bool) { s.record = on }
+func (s *State) RecordChanges(on bool) { s.changes.on = on }
 
-// note appends a change record (recording must be on).
-func (s *State) note(ev *pb.Event) {
-	ev.Position = uint32(len(s.changes))
-	ev.UnixMs = s.now
-	s.changes = append(s.changes, ev)
+// KeepChanges bounds the records a command returns to its last n (0, the
+// default: all of them). The ones before still take their positions, so
+// the records kept are those a full recording would end with. A server
+// keeps as many as its event buffer holds (events.Log), which would push
+// the earlier ones out at once: a 1,000,000-task array makes two million
+// records, and building them all made its apply take 1.96 s instead of
+// 1.31 s, and the server's RSS 1.27 GB instead of 0.69 GB. The whole story
+// stays in the raft log, where a subscriber that needs it replays it
+// (scheduler/server/eventbackfill.go).
+func (s *State) KeepChanges(n int) { s.changes.keep = max(n, 0) }
+
+// changeRecords holds the change records of the command being applied.
+type changeRecords struct {
+	on   bool
+	keep int // the most held (0: no bound)
+	// held are the records held; once keep are, a ring whose oldest is
+	// held[oldest], and a new record reuses the oldest's message.
+	held   []*pb.Event
+	oldest int
+	next   uint32 // the position of the next record
 }
 
-// takeChanges returns the records of the command being applied and starts
-// afresh.
-func (s *State) takeChanges() []*pb.Event {
-	c := s.changes
-	s.changes = nil
-	return c
+// add returns a blank record for the next change, its position and time
+// set (recording must be on).
+func (c *changeRecords) add(now int64) *pb.Event {
+	var ev *pb.Event
+	if c.keep > 0 && len(c.held) == c.keep {
+		ev = c.held[c.oldest] // pushed out: never returned, so free to reuse
+		*ev = pb.Event{}
+		c.oldest = (c.oldest + 1) % c.keep
+	} else {
+		ev = &pb.Event{}
+		c.held = append(c.held, ev)
+	}
+	ev.Position, ev.UnixMs = c.next, now
+	c.next++
+	return ev
+}
+
+// take returns the records of the command being applied, oldest first, and
+// starts afresh.
+func (c *changeRecords) take() []*pb.Event {
+	held := c.held
+	if c.oldest > 0 {
+		held = append(held[c.oldest:len(held):len(held)], held[:c.oldest]...)
+	}
+	c.held, c.oldest, c.next = nil, 0, 0
+	return held
 }
 
 // enumNames holds an enum's value names by number, as its String method
@@ -98,27 +133,28 @@ var (
 
 // noteJob records a job's change of state (or class, for KindPromoted).
 func (s *State) noteJob(j *Job, kind string, from pb.JobState) {
-	if !s.record {
+	if !s.changes.on {
 		return
 	}
-	ev := &pb.Event{Topic: TopicJob, Kind: kind, JobId: j.PB.Id, Pool: j.PB.Pool, Name: j.PB.Name,
-		State: jobStateNames.of(j.PB.State), Reason: j.PB.Reason}
+	ev := s.changes.add(s.now)
+	ev.Topic, ev.Kind, ev.JobId, ev.Pool, ev.Name = TopicJob, kind, j.PB.Id, j.PB.Pool, j.PB.Name
+	ev.State, ev.Reason = jobStateNames.of(j.PB.State), j.PB.Reason
 	if kind != KindSubmitted {
 		ev.PreviousState = jobStateNames.of(from)
 	}
-	s.note(ev)
 }
 
 // noteTask records a task's change of state from from. ended is the
 // attempt the change ends, if any; otherwise a change into a placed state
 // is about the attempt placed, and any other about the pending one.
 func (s *State) noteTask(t *Task, kind string, from pb.TaskState, ended *pb.Attempt) {
-	if !s.record {
+	if !s.changes.on {
 		return
 	}
-	ev := &pb.Event{Topic: TopicTask, Kind: kind, JobId: t.PB.JobId, TaskId: t.PB.Id,
-		Pool: s.job(t.PB.JobId).PB.Pool, Name: t.PB.Name, State: taskStateNames.of(t.PB.State),
-		Attempt: t.Attempt(), ReplacedBy: t.PB.ReplacedBy}
+	ev := s.changes.add(s.now)
+	ev.Topic, ev.Kind, ev.JobId, ev.TaskId = TopicTask, kind, t.PB.JobId, t.PB.Id
+	ev.Pool, ev.Name, ev.State = s.job(t.PB.JobId).PB.Pool, t.PB.Name, taskStateNames.of(t.PB.State)
+	ev.Attempt, ev.ReplacedBy = t.Attempt(), t.PB.ReplacedBy
 	if kind != KindCreated {
 		ev.PreviousState = taskStateNames.of(from)
 	}
@@ -129,29 +165,29 @@ func (s *State) noteTask(t *Task, kind string, from pb.TaskState, ended *pb.Atte
 	case isPlaced(t.PB.State) && cur != nil:
 		ev.Attempt, ev.AgentId = cur.Number, cur.AgentId
 	}
-	s.note(ev)
 }
 
 // noteAgent records an agent's change; reason says why it went down.
 func (s *State) noteAgent(ag *Agent, kind, from, reason string) {
-	if !s.record {
+	if !s.changes.on {
 		return
 	}
-	ev := &pb.Event{Topic: TopicAgent, Kind: kind, AgentId: ag.PB.Id, State: ag.PB.State,
-		PreviousState: from, Reason: reason}
+	ev := s.changes.add(s.now)
+	ev.Topic, ev.Kind, ev.AgentId, ev.State = TopicAgent, kind, ag.PB.Id, ag.PB.State
+	ev.PreviousState, ev.Reason = from, reason
 	for _, g := range ag.PB.GetFingerprint().GetGpus() {
 		ev.Gpus++
 		if g.GetUnhealthy() != "" {
 			ev.UnhealthyGpus++
 		}
 	}
-	s.note(ev)
 }
 
 // notePool records a pool put or deleted.
 func (s *State) notePool(path, kind string) {
-	if !s.record {
+	if !s.changes.on {
 		return
 	}
-	s.note(&pb.Event{Topic: TopicPool, Kind: kind, Pool: path})
+	ev := s.changes.add(s.now)
+	ev.Topic, ev.Kind, ev.Pool = TopicPool, kind, path
 }

@@ -337,3 +337,46 @@ func TestEnumNamesMatchString(t *testing.T) {
 		}
 	}
 }
+
+// Under KeepChanges a command returns the records a full recording ends
+// with, at the same positions and with the same fields (a reused record
+// keeps nothing of the one it replaced), and all of them when it makes no
+// more than the bound.
+func TestKeepChanges(t *testing.T) {
+	const keep = 3
+	full := &recorder{fsm: newFSM(t, DefaultDefaults)}
+	kept := &recorder{fsm: newFSM(t, DefaultDefaults)}
+	full.s.RecordChanges(true)
+	kept.s.RecordChanges(true)
+	kept.s.KeepChanges(keep)
+	tasks := func(names ...string) *pb.JobSpec {
+		spec := &pb.JobSpec{}
+		for _, n := range names {
+			spec.Tasks = append(spec.Tasks, chTask(n))
+		}
+		return spec
+	}
+	steps := []struct {
+		name string
+		do   func(r *recorder)
+	}{
+		{"an agent up: 1 record", func(r *recorder) { r.agentUp("a1") }},
+		{"a job of 3 tasks: 7 records", func(r *recorder) { r.submit(tasks("a", "b", "c")) }},
+		{"a job of 1 task: exactly the bound", func(r *recorder) { r.submit(tasks("d")) }},
+		{"a job of 10 tasks: the ring turns 7 times", func(r *recorder) {
+			r.submit(tasks("e0", "e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9"))
+		}},
+		{"placing", func(r *recorder) { r.place() }},
+		{"a task fails and is retried", func(r *recorder) { r.event("job-1.0", "finished", "failed", 1) }},
+	}
+	for _, st := range steps {
+		full.got, kept.got = nil, nil
+		st.do(full)
+		st.do(kept)
+		want := full.got[max(0, len(full.got)-keep):]
+		if strings.Join(kept.got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s: kept\n%s\nwant the last %d of\n%s", st.name, strings.Join(kept.got, "\n"), keep,
+				strings.Join(full.got, "\n"))
+		}
+	}
+}

@@ -209,10 +209,9 @@ type State struct {
 	// (agentindex.go).
 	agentIdx agentIndex
 
-	// record turns change records on (changes.go); changes holds those of
-	// the command being applied, now its time.
-	record  bool
-	changes []*pb.Event
+	// changes holds the change records of the command being applied
+	// (changes.go), now its time.
+	changes changeRecords
 	now     int64
 
 	// order indexes the jobs' records in snapshot order; gen is the
