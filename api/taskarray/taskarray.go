@@ -7,8 +7,8 @@
 // Task i of an array (from 0) is named NAME-i, and "${INDEX}" in its
 // command, args, env values, workdir and exclusive_key becomes i. Its
 // resources, timeout, retry policy, constraints and function are the
-// array's: the expanded specs share them, so they must be treated as
-// read-only. Each task gets its own copy of the fallback chain, with
+// array's, and so are its command and args when they hold no "${INDEX}":
+// the expanded specs share them, so they must be treated as read-only. Each task gets its own copy of the fallback chain, with
 // "${INDEX}" replaced in the same fields, which the server names after the
 // task it replaces.
 //
@@ -190,9 +190,15 @@ func subEnv(env map[string]string, sub func(string) string) map[string]string {
 	return out
 }
 
+// subAll returns list with sub applied to each string: list itself, its
+// capacity clipped, when none holds the placeholder, which the array's
+// tasks then share (a million-task array of one command keeps one list).
 func subAll(list []string, sub func(string) string) []string {
 	if len(list) == 0 {
 		return nil
+	}
+	if !slices.ContainsFunc(list, func(s string) bool { return strings.Contains(s, Placeholder) }) {
+		return slices.Clip(list)
 	}
 	out := make([]string, len(list))
 	for i, a := range list {

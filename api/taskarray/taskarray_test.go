@@ -1,6 +1,7 @@
 package taskarray
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"testing"
@@ -54,6 +55,23 @@ func TestExpand(t *testing.T) {
 	}
 	if n := Tasks([]*pb.TaskSpec{one, arr, fn, single, {Count: -4}}); n != 1+3+2+1+1 {
 		t.Errorf("Tasks = %d, want 8", n)
+	}
+}
+
+// A command or args without the placeholder are shared by the array's
+// tasks, with no room to grow (a task may intern its strings in place,
+// never append); one with it is each task's own.
+func TestExpandSharesFixedLists(t *testing.T) {
+	cmd := append(make([]string, 0, 8), "/bin/true", "--quiet")
+	arr := &pb.TaskSpec{Name: "f", Count: 3, Command: cmd, Args: []string{"--at", "${INDEX}"}}
+	got := Expand([]*pb.TaskSpec{arr})
+	for i, ts := range got {
+		if &ts.Command[0] != &cmd[0] || cap(ts.Command) != len(cmd) {
+			t.Errorf("task %d: command copied or with room to grow (cap %d)", i, cap(ts.Command))
+		}
+		if &ts.Args[0] == &arr.Args[0] || ts.Args[1] != fmt.Sprint(i) {
+			t.Errorf("task %d: args %v share the array's", i, ts.Args)
+		}
 	}
 }
 

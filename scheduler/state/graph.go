@@ -84,9 +84,9 @@ func (s *State) addTasks(now int64, j *Job, specs []*pb.TaskSpec, consume bool) 
 		added[i] = t
 		s.noteTask(t, KindCreated, 0, nil)
 	}
-	names := s.taskNames(j)
+	var names map[string]string
 	for _, t := range added {
-		s.wire(t, names)
+		s.wire(t, j, &names)
 	}
 	for _, t := range added {
 		if t.waiting == 0 {
@@ -141,10 +141,19 @@ func (s *State) resolve(id string) *Task {
 }
 
 // wire records t's `after` edges: t waits for each dependency (or its
-// replacement) that has not succeeded yet.
-func (s *State) wire(t *Task, names map[string]string) {
-	for _, dep := range t.spec.GetAfter() {
-		d := s.resolve(names[dep])
+// replacement) that has not succeeded yet. *names is the index of t's
+// job j by task name (taskNames), made here for the first task that
+// waits: tasks of a million-task array wait for none.
+func (s *State) wire(t *Task, j *Job, names *map[string]string) {
+	after := t.spec.GetAfter()
+	if len(after) == 0 {
+		return
+	}
+	if *names == nil {
+		*names = s.taskNames(j)
+	}
+	for _, dep := range after {
+		d := s.resolve((*names)[dep])
 		if d.PB.State == pb.TaskState_TASK_STATE_SUCCEEDED {
 			continue
 		}

@@ -35,7 +35,9 @@ func (s *State) intern(str string) string {
 }
 
 // internAll interns each string of list, and trims its capacity (the
-// decoder grows lists by doubling) so that no slot is kept unused.
+// decoder grows lists by doubling) so that no slot is kept unused. A list
+// without spare room is interned in place: the tasks of an array share
+// one (taskarray.Task), and each task interns it to the same strings.
 func (s *State) internAll(list []string) []string {
 	if len(list) == 0 {
 		return list

@@ -420,13 +420,13 @@ func (s *State) rebuild(rs *restoring) {
 			t.gen = s.gen
 			j.rec.tasks[i] = taskRef{pb: t.PB, t: t}
 		}
-		names := s.taskNames(j)
+		var names map[string]string
 		for _, ref := range j.rec.tasks {
 			t, id := ref.t, ref.pb.Id
 			if j.counts != nil {
 				j.counts.add(t.PB.State, t.PB.ReplacedBy != "", 1)
 			}
-			s.wire(t, names)
+			s.wire(t, j, &names)
 			if _, ok := fallbackDue(t); ok {
 				s.fallbackWatch[id] = struct{}{}
 			}

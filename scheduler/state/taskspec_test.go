@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"math"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -358,5 +359,30 @@ func TestArrayTasksShareOneShape(t *testing.T) {
 	if apartBytes-sharedBytes < 200 {
 		t.Errorf("a shared shape saves %.0f B per task (%.0f against %.0f), want at least 200 (a TaskSpec is 248)",
 			apartBytes-sharedBytes, sharedBytes, apartBytes)
+	}
+}
+
+// The tasks of an array whose command holds no ${INDEX} share one command
+// list in the state (a list decoded with room to spare included), and
+// each still shows the array's command.
+func TestArrayTasksShareOneCommand(t *testing.T) {
+	s := New(DefaultDefaults)
+	cmd := []string{"/bin/true", "--quiet", "x"} // decoded with room for a fourth
+	applyDecoded(t, s, &fsmpb.Command{NowUnixMs: 1000, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{{
+		Tasks: []*pb.TaskSpec{{Name: "f", Count: 50, Command: cmd, Resources: &pb.Resources{CpuMillis: 1000}}}}}}}})
+	tasks := allTasks(s)
+	if len(tasks) != 50 {
+		t.Fatalf("%d tasks, want 50", len(tasks))
+	}
+	first := &tasks["job-1.0"].command[0]
+	for id, task := range tasks {
+		if &task.command[0] != first {
+			t.Errorf("task %s has its own command list", id)
+		}
+	}
+	for _, task := range s.JobView("job-1", true).Tasks {
+		if !slices.Equal(task.Spec.Command, cmd) {
+			t.Errorf("task %s's command %q, want %q", task.Id, task.Spec.Command, cmd)
+		}
 	}
 }
