@@ -7,8 +7,9 @@
 // Task i of an array (from 0) is named NAME-i, and "${INDEX}" in its
 // command, args, env values, workdir and exclusive_key becomes i. Its
 // resources, timeout, retry policy, constraints and function are the
-// array's, and so are its command and args when they hold no "${INDEX}":
-// the expanded specs share them, so they must be treated as read-only. Each task gets its own copy of the fallback chain, with
+// array's, and so are its command and args when they hold no
+// "${INDEX}": the expanded specs share them, so they must be treated as
+// read-only. Each task gets its own copy of the fallback chain, with
 // "${INDEX}" replaced in the same fields, which the server names after the
 // task it replaces.
 //

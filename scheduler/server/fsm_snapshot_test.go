@@ -10,6 +10,7 @@ import (
 	"time"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
+	"github.com/banyan-sched/banyan/scheduler/events"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"github.com/hashicorp/raft"
@@ -283,4 +284,30 @@ func (s *halfSink) Write(p []byte) (int, error) {
 		<-s.cont
 	}
 	return len(p), nil
+}
+
+// The FSM keeps as many of an entry's change records as its events log
+// holds, the last ones: with the log the server gives it (setEvents), and
+// after a snapshot's Restore, which makes a new state.
+func TestFSMKeepsWhatItsEventsHold(t *testing.T) {
+	f := NewFSM(state.DefaultDefaults)
+	f.setEvents(events.New(events.Options{Capacity: 100}))
+	array := func(index uint64) {
+		t.Helper()
+		r := applyAt(t, f, index, &fsmpb.Command{NowUnixMs: 1000, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{
+			Jobs: []*pb.JobSpec{{Tasks: []*pb.TaskSpec{{Name: "a", Count: 80, Command: []string{"true"}}}}}}}})
+		if r == nil || r.Err != nil {
+			t.Fatalf("submit: %v", errOf(r))
+		}
+		// The job's record and two a task: 161, of which the last 100.
+		if len(r.Changes) != 100 || r.Changes[0].Position != 61 || r.Changes[99].Position != 160 {
+			t.Fatalf("entry %d: %d records from position %d, want the last 100 of 161", index, len(r.Changes), r.Changes[0].Position)
+		}
+	}
+	array(1)
+	snap := snapshotOf(t, f)
+	if err := f.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
+		t.Fatal(err)
+	}
+	array(2)
 }

@@ -174,11 +174,11 @@ func TestPlaintextRouteHoldsNoBuffer(t *testing.T) {
 			c.Close()
 		}
 	}()
-	heap := func() uint64 {
+	heap := func() int64 {
 		var ms runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&ms)
-		return ms.HeapAlloc
+		return int64(ms.HeapAlloc)
 	}
 	before := heap()
 	for range n {

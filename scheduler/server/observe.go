@@ -208,29 +208,19 @@ func (l *leaderLoop) observeEvents(batch []sessionEvents, before eventsBefore) {
 
 // traceEnded emits the place and run spans of every attempt that a
 // command this server proposed ended (whatever ended it: the agent's
-// report, a cancel, a lost lease, a preemption), from the change records
-// of its Result. Those are the last ones the events log holds
-// (FSM.recordChanges): an entry that changes more (a cancel of a job
-// with that many tasks) gives spans for the attempts among its last
-// changes only.
+// report, a cancel, a lost lease, a preemption): its Result's Ended.
 func (s *Server) traceEnded(r *state.Result) {
 	if _, off := tracing.ProviderOr(s.cfg.TracerProvider).(noop.TracerProvider); off {
 		return // what a server without OTEL_* variables runs with: spare the read lock
 	}
-	var ended []*pb.Event
-	for _, ev := range r.Changes {
-		if ev.Topic == state.TopicTask && ev.Outcome != "" && ev.Attempt > 0 {
-			ended = append(ended, ev)
-		}
-	}
-	if len(ended) == 0 {
+	if len(r.Ended) == 0 {
 		return
 	}
 	var spans []tracing.Attempt
 	s.fsm.Read(func(st *state.State) {
-		for _, ev := range ended {
-			if a := st.AttemptRecord(ev.TaskId, ev.Attempt); a != nil {
-				if sp, ok := attemptSpans(st, ev.TaskId, a); ok {
+		for _, e := range r.Ended {
+			if a := st.AttemptRecord(e.TaskID, e.Attempt); a != nil {
+				if sp, ok := attemptSpans(st, e.TaskID, a); ok {
 					spans = append(spans, sp)
 				}
 			}

@@ -52,6 +52,15 @@ type Result struct {
 	// KeepChanges they are the last ones only, and the first one's
 	// Position says how many came before.
 	Changes []*pb.Event
+	// Ended lists every attempt the command ended, in order, while change
+	// records are on, KeepChanges or not (for their trace spans).
+	Ended []AttemptRef
+}
+
+// AttemptRef names one attempt of a task.
+type AttemptRef struct {
+	TaskID  string
+	Attempt int32
 }
 
 // Apply applies one command. It is deterministic: its only clock is
@@ -61,7 +70,7 @@ func (s *State) Apply(cmd *fsmpb.Command) *Result {
 	r := &Result{}
 	s.now = now
 	if s.changes.on {
-		defer func() { r.Changes = s.changes.take() }()
+		defer func() { r.Changes, r.Ended = s.changes.take() }()
 	}
 	switch c := cmd.Cmd.(type) {
 	case *fsmpb.Command_Submit:

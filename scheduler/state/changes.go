@@ -63,6 +63,8 @@ type changeRecords struct {
 	held   []*pb.Event
 	oldest int
 	next   uint32 // the position of the next record
+	// ended are the attempts the command ended, every one.
+	ended []AttemptRef
 }
 
 // add returns a blank record for the next change, its position and time
@@ -82,15 +84,15 @@ func (c *changeRecords) add(now int64) *pb.Event {
 	return ev
 }
 
-// take returns the records of the command being applied, oldest first, and
-// starts afresh.
-func (c *changeRecords) take() []*pb.Event {
-	held := c.held
+// take returns the records of the command being applied, oldest first,
+// and the attempts it ended, and starts afresh.
+func (c *changeRecords) take() ([]*pb.Event, []AttemptRef) {
+	held, ended := c.held, c.ended
 	if c.oldest > 0 {
 		held = append(held[c.oldest:len(held):len(held)], held[:c.oldest]...)
 	}
-	c.held, c.oldest, c.next = nil, 0, 0
-	return held
+	c.held, c.oldest, c.next, c.ended = nil, 0, 0, nil
+	return held, ended
 }
 
 // enumNames holds an enum's value names by number, as its String method
@@ -162,6 +164,9 @@ func (s *State) noteTask(t *Task, kind string, from pb.TaskState, ended *pb.Atte
 	case ended != nil:
 		ev.Attempt, ev.AgentId, ev.Outcome, ev.FailureClass = ended.Number, ended.AgentId, ended.Outcome, ended.FailureClass
 		ev.Reason = limits.TruncateHead(ended.Error, limits.ErrorBytes)
+		if ended.Outcome != "" && ended.Number > 0 {
+			s.changes.ended = append(s.changes.ended, AttemptRef{TaskID: t.PB.Id, Attempt: ended.Number})
+		}
 	case isPlaced(t.PB.State) && cur != nil:
 		ev.Attempt, ev.AgentId = cur.Number, cur.AgentId
 	}

@@ -7,6 +7,7 @@ import (
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // renderChange writes a change record on one line, for comparing.
@@ -43,10 +44,13 @@ func renderChange(ev *pb.Event) string {
 }
 
 // recorder applies commands with change records on and keeps each
-// command's records, rendered.
+// command's records, rendered and as they are, and the attempts each
+// ended.
 type recorder struct {
 	*fsm
-	got []string
+	got   []string
+	evs   []*pb.Event
+	ended []AttemptRef
 }
 
 func (r *recorder) do(c *fsmpb.Command) *Result {
@@ -55,6 +59,8 @@ func (r *recorder) do(c *fsmpb.Command) *Result {
 	for _, ev := range res.Changes {
 		r.got = append(r.got, renderChange(ev))
 	}
+	r.evs = append(r.evs, res.Changes...)
+	r.ended = append(r.ended, res.Ended...)
 	return res
 }
 
@@ -341,7 +347,7 @@ func TestEnumNamesMatchString(t *testing.T) {
 // Under KeepChanges a command returns the records a full recording ends
 // with, at the same positions and with the same fields (a reused record
 // keeps nothing of the one it replaced), and all of them when it makes no
-// more than the bound.
+// more than the bound; the attempts it ended are listed whole either way.
 func TestKeepChanges(t *testing.T) {
 	const keep = 3
 	full := &recorder{fsm: newFSM(t, DefaultDefaults)}
@@ -363,20 +369,36 @@ func TestKeepChanges(t *testing.T) {
 		{"an agent up: 1 record", func(r *recorder) { r.agentUp("a1") }},
 		{"a job of 3 tasks: 7 records", func(r *recorder) { r.submit(tasks("a", "b", "c")) }},
 		{"a job of 1 task: exactly the bound", func(r *recorder) { r.submit(tasks("d")) }},
-		{"a job of 10 tasks: the ring turns 7 times", func(r *recorder) {
+		{"a job of 10 tasks: 21 records, 18 of them reused", func(r *recorder) {
 			r.submit(tasks("e0", "e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9"))
 		}},
 		{"placing", func(r *recorder) { r.place() }},
 		{"a task fails and is retried", func(r *recorder) { r.event("job-1.0", "finished", "failed", 1) }},
+		{"placing again", func(r *recorder) { r.place() }},
+		{"cancelling a job ends its placed attempts", func(r *recorder) {
+			r.do(&fsmpb.Command{Cmd: &fsmpb.Command_Cancel{Cancel: &fsmpb.CancelJob{JobId: "job-3"}}})
+		}},
 	}
 	for _, st := range steps {
-		full.got, kept.got = nil, nil
+		full.got, kept.got, full.evs, kept.evs, full.ended, kept.ended = nil, nil, nil, nil, nil, nil
 		st.do(full)
 		st.do(kept)
 		want := full.got[max(0, len(full.got)-keep):]
 		if strings.Join(kept.got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("%s: kept\n%s\nwant the last %d of\n%s", st.name, strings.Join(kept.got, "\n"), keep,
 				strings.Join(full.got, "\n"))
+		}
+		for i, ev := range full.evs[max(0, len(full.evs)-keep):] {
+			if i < len(kept.evs) && !proto.Equal(kept.evs[i], ev) {
+				t.Errorf("%s: record %d\n%v\nwant\n%v", st.name, i, kept.evs[i], ev)
+			}
+		}
+		if fmt.Sprint(kept.ended) != fmt.Sprint(full.ended) {
+			t.Errorf("%s: ended %v, want %v", st.name, kept.ended, full.ended)
+		}
+		if (st.name == "a task fails and is retried" || st.name == "cancelling a job ends its placed attempts") &&
+			len(full.ended) != 1 {
+			t.Errorf("%s: ended %v", st.name, full.ended)
 		}
 	}
 }

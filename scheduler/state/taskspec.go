@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"slices"
 
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/pool"
@@ -44,7 +45,7 @@ func (s *State) setSpec(t *Task, ts *pb.TaskSpec) {
 	ts.Resources = s.internResources(ts.Resources)
 	s.compactSpec(ts)
 	t.ask = s.internAsk(ts.Resources)
-	t.command = ts.Command
+	t.command = s.shapes.command(ts.Command)
 	if compactable(ts, t.PB.Name) {
 		return
 	}
@@ -52,12 +53,26 @@ func (s *State) setSpec(t *Task, ts *pb.TaskSpec) {
 	t.spec = s.shapes.share(ts)
 }
 
-// shapeCache holds the last shape made and its encoding, and a buffer for
-// encoding the next.
+// shapeCache holds the last shape made and its encoding, a buffer for
+// encoding the next, and the last command given a task.
 type shapeCache struct {
 	last    *pb.TaskSpec
 	lastEnc []byte
 	buf     []byte
+	lastCmd []string
+}
+
+// command returns the last command given a task when cmd is the same
+// words, else cmd, which becomes the last: tasks in a row with one
+// command share its list (an array's share it already, taskarray.Task;
+// after a snapshot's restore, or for one-task jobs of one command, each
+// comes decoded on its own).
+func (c *shapeCache) command(cmd []string) []string {
+	if len(cmd) > 0 && slices.Equal(cmd, c.lastCmd) {
+		return c.lastCmd
+	}
+	c.lastCmd = cmd
+	return cmd
 }
 
 // share returns the last shape when ts encodes the same, else ts, which

@@ -363,26 +363,44 @@ func TestArrayTasksShareOneShape(t *testing.T) {
 }
 
 // The tasks of an array whose command holds no ${INDEX} share one command
-// list in the state (a list decoded with room to spare included), and
-// each still shows the array's command.
-func TestArrayTasksShareOneCommand(t *testing.T) {
+// list in the state (a list decoded with room to spare included), and so
+// do one-task jobs of one command, and both after a snapshot's restore,
+// where each task's command is decoded on its own; each task still shows
+// its command.
+func TestTasksShareOneCommand(t *testing.T) {
 	s := New(DefaultDefaults)
 	cmd := []string{"/bin/true", "--quiet", "x"} // decoded with room for a fourth
-	applyDecoded(t, s, &fsmpb.Command{NowUnixMs: 1000, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: []*pb.JobSpec{{
-		Tasks: []*pb.TaskSpec{{Name: "f", Count: 50, Command: cmd, Resources: &pb.Resources{CpuMillis: 1000}}}}}}}})
-	tasks := allTasks(s)
-	if len(tasks) != 50 {
-		t.Fatalf("%d tasks, want 50", len(tasks))
+	jobs := []*pb.JobSpec{{Tasks: []*pb.TaskSpec{{Name: "f", Count: 50, Command: cmd, Resources: &pb.Resources{CpuMillis: 1000}}}}}
+	for range 20 {
+		jobs = append(jobs, &pb.JobSpec{Tasks: []*pb.TaskSpec{{Name: "one", Command: cmd, Resources: &pb.Resources{CpuMillis: 1000}}}})
 	}
-	first := &tasks["job-1.0"].command[0]
-	for id, task := range tasks {
-		if &task.command[0] != first {
-			t.Errorf("task %s has its own command list", id)
+	applyDecoded(t, s, &fsmpb.Command{NowUnixMs: 1000, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: jobs}}})
+	var buf bytes.Buffer
+	if err := s.WriteSnapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	restored, err := ReadSnapshot(&buf, s.Defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, st := range map[string]*State{"applied": s, "restored": restored} {
+		tasks := allTasks(st)
+		if len(tasks) != 70 {
+			t.Fatalf("%s: %d tasks, want 70", name, len(tasks))
 		}
-	}
-	for _, task := range s.JobView("job-1", true).Tasks {
-		if !slices.Equal(task.Spec.Command, cmd) {
-			t.Errorf("task %s's command %q, want %q", task.Id, task.Spec.Command, cmd)
+		lists := map[*string]bool{}
+		for _, task := range tasks {
+			lists[&task.command[0]] = true
+		}
+		if len(lists) != 1 {
+			t.Errorf("%s: 70 tasks of one command hold %d lists, want 1", name, len(lists))
+		}
+		for _, id := range []string{"job-1", "job-2", "job-21"} {
+			for _, task := range st.JobView(id, true).Tasks {
+				if !slices.Equal(task.Spec.Command, cmd) {
+					t.Errorf("%s: task %s's command %q, want %q", name, task.Id, task.Spec.Command, cmd)
+				}
+			}
 		}
 	}
 }
