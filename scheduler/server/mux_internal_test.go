@@ -77,16 +77,24 @@ func TestHandshakeSlotsSpareRaft(t *testing.T) {
 	}
 }
 
-// A plaintext connection goes where its first byte says: raft's stream
-// without the byte that named it, gRPC's whole (its first byte read back
-// first, then the conn itself); one closed before a byte goes nowhere.
-func TestPlaintextRoutesByFirstByte(t *testing.T) {
+// plaintextMux is a mux without TLS on a loopback port, closed when the
+// test ends.
+func plaintextMux(t *testing.T) (*mux, net.Listener) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := newMux(ln, ln.Addr(), nil, slog.New(slog.DiscardHandler))
-	defer m.close()
+	t.Cleanup(m.close)
+	return m, ln
+}
+
+// A plaintext connection goes where its first byte says: raft's stream
+// without the byte that named it, gRPC's whole (its first byte read back
+// first, then the conn itself); one closed before a byte goes nowhere.
+func TestPlaintextRoutesByFirstByte(t *testing.T) {
+	m, ln := plaintextMux(t)
 	send := func(b []byte) net.Conn {
 		t.Helper()
 		c, err := net.Dial("tcp", ln.Addr().String())
@@ -161,12 +169,7 @@ func TestPlaintextRoutesByFirstByte(t *testing.T) {
 // 10,000 agents. Counted here with both ends of each connection in this
 // process.
 func TestPlaintextRouteHoldsNoBuffer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := newMux(ln, ln.Addr(), nil, slog.New(slog.DiscardHandler))
-	defer m.close()
+	m, ln := plaintextMux(t)
 	const n = 200
 	conns := make([]net.Conn, 0, 2*n)
 	defer func() {
