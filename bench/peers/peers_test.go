@@ -1,7 +1,9 @@
 package peers
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -238,5 +240,66 @@ func TestReportProbes(t *testing.T) {
 	p := r.Latest()["figures"].(map[string]any)["submit_per_s"].(map[string]any)["probes"].(map[string]any)["h2frame"].(map[string]any)
 	if p["median"] != 300.0 || p["ratio_over_slurm"] != 3.0 {
 		t.Errorf("latest probes %v, want median 300 and ratio 3", p)
+	}
+}
+
+// Slurm's messages for a connection lost on the way are told from its
+// refusals.
+func TestLostConnection(t *testing.T) {
+	for _, c := range []struct {
+		msg  string
+		lost bool
+	}{
+		{"sbatch -Q -H --wrap=/bin/true: exit status 1: sbatch: error: Batch job submission failed: Broken pipe", true},
+		{"sbatch: error: Batch job submission failed: Socket timed out on send/recv operation", true},
+		{"sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)", true},
+		{"read: Connection reset by peer", true},
+		{"sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified", false},
+		{"sbatch: error: Batch job submission failed: Resource temporarily unavailable", false},
+		{"", false},
+	} {
+		if got := LostConnection(c.msg); got != c.lost {
+			t.Errorf("LostConnection(%q) = %v, want %v", c.msg, got, c.lost)
+		}
+	}
+}
+
+// A call that loses its connection is made again, up to its tries; one
+// refused, or one that succeeds, is not.
+func TestRetryLost(t *testing.T) {
+	lost := errors.New("sbatch: error: Batch job submission failed: Broken pipe")
+	refused := errors.New("sbatch: error: Batch job submission failed: Invalid partition name specified")
+	for _, c := range []struct {
+		name    string
+		errs    []error // what each call returns; nil: success
+		tries   int
+		calls   int
+		retries int
+		err     error
+	}{
+		{"succeeds at once", []error{nil}, 5, 1, 0, nil},
+		{"lost once, then queued", []error{lost, nil}, 5, 2, 1, nil},
+		{"lost every time", []error{lost, lost, lost, lost}, 3, 3, 2, lost},
+		{"refused is not retried", []error{refused, nil}, 5, 1, 0, refused},
+		{"lost, then refused", []error{lost, refused, nil}, 5, 2, 1, refused},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			calls := 0
+			_, retries, err := retryLost(context.Background(), c.tries, func() (string, error) {
+				err := c.errs[calls]
+				calls++
+				return "", err
+			})
+			if calls != c.calls || retries != c.retries || !errors.Is(err, c.err) {
+				t.Errorf("%d calls, %d retries, %v; want %d, %d, %v", calls, retries, err, c.calls, c.retries, c.err)
+			}
+		})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	calls := 0
+	_, _, err := retryLost(ctx, 5, func() (string, error) { calls++; return "", lost })
+	if calls != 1 || !errors.Is(err, lost) || !strings.Contains(err.Error(), "retry stopped") {
+		t.Errorf("with its context ended: %d calls, %v; want 1 call and the lost connection's error", calls, err)
 	}
 }

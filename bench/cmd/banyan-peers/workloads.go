@@ -460,13 +460,16 @@ const settle = 3 * time.Second
 func (h *harness) memory(ctx context.Context) ([]peers.Workload, error) {
 	q := h.o.queued
 	var sl, bn, slD, bnD []float64
+	slRetries := 0
 	for r := 0; r < h.o.runs; r++ {
 		s, err := h.startSlurm(ctx, "memory")
 		if err != nil {
 			return nil, err
 		}
 		before, after, err := rssAround(h.slurmRSS(s), func() error {
-			_, err := s.Run(ctx, "sbatch", "-Q", "-H", "-o", "/dev/null", fmt.Sprintf("--array=1-%d", q), "--wrap=/bin/true")
+			_, retries, err := s.RunRetried(ctx, sbatchTries, "sbatch", "-Q", "-H", "-o", "/dev/null", fmt.Sprintf("--array=1-%d", q), "--wrap=/bin/true")
+			slRetries += retries
+			noteRetries(r, retries)
 			return err
 		})
 		s.Stop(ctx)
@@ -503,6 +506,7 @@ func (h *harness) memory(ctx context.Context) ([]peers.Workload, error) {
 	}
 	what := fmt.Sprintf("controller RSS with %d tasks queued as one array", q)
 	notes := "Slurm: slurmctld's VmRSS after `sbatch -H --array=1-N --wrap=/bin/true` (held; a pending array is one job record until its tasks start); Banyan: the sched dev process's VmRSS (server and its local agent) after one job of N tasks constrained to a label no agent has; read 3 s after the submit, with no forced GC, so Banyan's figure includes heap the Go runtime has not yet returned to the OS after the submit; a fresh controller per run"
+	notes += retriesNote(slRetries)
 	notes += geNote(h, "; Grid Engine: sge_qmaster's VmRSS after `qsub -h -t 1-N -b y /bin/true` (held)")
 	w1, err := workload("memory_array_mib", what, "MiB", false, sl, bn, notes)
 	out, err := withGridEngine(w1, err, ge)
@@ -527,14 +531,19 @@ func (h *harness) memory(ctx context.Context) ([]peers.Workload, error) {
 func (h *harness) memoryJobs(ctx context.Context) ([]peers.Workload, error) {
 	q := h.o.queuedJobs
 	var sl, bn []float64
+	slRetries := 0
 	for r := 0; r < h.o.runs; r++ {
 		s, err := h.startSlurm(ctx, "memory-jobs")
 		if err != nil {
 			return nil, err
 		}
 		_, after, err := rssAround(h.slurmRSS(s), func() error {
+			all := 0
+			defer func() { slRetries += all; noteRetries(r, all) }()
 			for i := 0; i < q; i++ {
-				if _, err := s.Run(ctx, "sbatch", "-Q", "-H", "-o", "/dev/null", "--wrap=/bin/true"); err != nil {
+				_, retries, err := s.RunRetried(ctx, sbatchTries, "sbatch", "-Q", "-H", "-o", "/dev/null", "--wrap=/bin/true")
+				all += retries
+				if err != nil {
 					return err
 				}
 			}
@@ -579,8 +588,30 @@ func (h *harness) memoryJobs(ctx context.Context) ([]peers.Workload, error) {
 	}
 	w, err := workload("memory_jobs_mib", fmt.Sprintf("controller RSS with %d one-task jobs queued", q), "MiB", false, sl, bn,
 		"Slurm: N held `sbatch -H --wrap=/bin/true` calls; Banyan: one `sched job submit` of a file of N one-task jobs constrained to a label no agent has; RSS as above"+
-			geNote(h, "; Grid Engine: N held `qsub -h -b y /bin/true` calls"))
+			retriesNote(slRetries)+geNote(h, "; Grid Engine: N held `qsub -h -b y /bin/true` calls"))
 	return withGridEngine(w, err, ge)
+}
+
+// sbatchTries bounds the calls of one sbatch that fills a queue whose
+// memory is read, when its connection to slurmctld is lost on the way
+// (peers.Slurm.RunRetried).
+const sbatchTries = 5
+
+// noteRetries says on stderr how many sbatch calls of a memory run were
+// made again after a lost connection (each may have queued one job more).
+func noteRetries(run, retries int) {
+	if retries > 0 {
+		fmt.Fprintf(os.Stderr, "banyan-peers: memory, slurm run %d: %d sbatch calls retried after a lost connection\n", run+1, retries)
+	}
+}
+
+// retriesNote is what a workload's notes say of its retried sbatch calls.
+func retriesNote(retries int) string {
+	const what = "; an sbatch that loses its connection to slurmctld is made again (up to %d tries): "
+	if retries == 0 {
+		return fmt.Sprintf(what+"none was", sbatchTries)
+	}
+	return fmt.Sprintf(what+"%d were, each may have queued one job more", sbatchTries, retries)
 }
 
 func (h *harness) slurmRSS(s *peers.Slurm) func() (int64, error) {
