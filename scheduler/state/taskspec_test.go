@@ -1,7 +1,6 @@
 package state
 
 import (
-	"bytes"
 	"hash/maphash"
 	"math"
 	"runtime"
@@ -334,11 +333,7 @@ func TestArrayTasksShareOneShape(t *testing.T) {
 			t.Fatalf("task %d's spec\n%v\nwant\n%v", i, task.Spec, want[i])
 		}
 	}
-	var buf bytes.Buffer
-	if err := shared.WriteSnapshot(&buf); err != nil {
-		t.Fatal(err)
-	}
-	restored, err := ReadSnapshot(&buf, shared.Defaults())
+	restored, err := roundTrip(shared)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,11 +370,7 @@ func TestTasksShareOneCommand(t *testing.T) {
 		jobs = append(jobs, &pb.JobSpec{Tasks: []*pb.TaskSpec{{Name: "one", Command: cmd, Resources: &pb.Resources{CpuMillis: 1000}}}})
 	}
 	applyDecoded(t, s, &fsmpb.Command{NowUnixMs: 1000, Cmd: &fsmpb.Command_Submit{Submit: &fsmpb.SubmitJobs{Jobs: jobs}}})
-	var buf bytes.Buffer
-	if err := s.WriteSnapshot(&buf); err != nil {
-		t.Fatal(err)
-	}
-	restored, err := ReadSnapshot(&buf, s.Defaults())
+	restored, err := roundTrip(s)
 	if err != nil {
 		t.Fatal(err)
 	}
