@@ -40,7 +40,7 @@ func Build(ctx context.Context, dir string, stderr io.Writer) (string, error) {
 
 // Probes are the CLI probes' names (bench/cliprobe/NAME), in the order
 // the benchmarks run them.
-var Probes = []string{"noop", "grpcgo", "h2frame"}
+var Probes = []string{"noop", "grpcgo", "h2frame", "wire"}
 
 // BuildProbes builds the CLI probes into dir the way the thin sched is
 // built (no cgo, its tags, -trimpath), so that a probe's start-up compares

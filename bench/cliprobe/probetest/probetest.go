@@ -18,6 +18,8 @@ import (
 	"github.com/banyan-sched/banyan/bench/peers"
 	"github.com/banyan-sched/banyan/cmd/sched/jobfile"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -101,3 +103,42 @@ func (s *Server) CheckSubmitted(t testing.TB) {
 		t.Errorf("submitted %v\nwant the workload's job %v", got, want)
 	}
 }
+
+// CheckClient runs a probe's call, submit (addr to the job id), against
+// servers on loopback: it must send the workload's job and return the id
+// the server gave (CheckSubmitted); a refusal must be an error with its
+// code and the server's message, percent-encoded characters and all
+// (wantRefusal, the error's text for the refusal this sends); and a closed
+// port must be an error that says it could not connect, not a hang.
+func CheckClient(t *testing.T, submit func(addr string) (string, error), wantRefusal string) {
+	t.Helper()
+	srv := Start(t, nil)
+	id, err := submit(srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id != "job-1" {
+		t.Errorf("id %q, want job-1", id)
+	}
+	srv.CheckSubmitted(t)
+
+	bad := Start(t, status.Error(codes.InvalidArgument, Refusal))
+	if _, err := submit(bad.Addr); err == nil || !strings.Contains(err.Error(), wantRefusal) {
+		t.Errorf("refused: error %v, want one with %q", err, wantRefusal)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	if _, err := submit(addr); err == nil || !strings.Contains(err.Error(), "connect") {
+		t.Errorf("closed port: error %v, want a connect error", err)
+	}
+}
+
+// Refusal is the message CheckClient's refusing server sends: quotes, a
+// percent sign and a non-ASCII letter, which gRPC percent-encodes on the
+// wire.
+const Refusal = `pool "x": 100% full, naïve`
