@@ -4,10 +4,11 @@
 // id and the call's status from its trailers.
 //
 // It encodes and decodes protobuf by hand (varints and length-delimited
-// fields, the only kinds the call uses) and imports neither the protobuf
-// module nor fmt, so that a probe built on it starts as little as a Go
-// process can that makes the call. Field numbers are banyan.proto's; the
-// probes' tests check the request against the server's own decoding of it
+// fields, the only kinds the call uses) and does not import the protobuf
+// module, so that a probe built on it links none of the protobuf runtime
+// (nor protobuf's detrand, whose package initialisation reads the
+// executable). Field numbers are banyan.proto's; the probes' tests check
+// the request against the server's own decoding of it
 // (bench/cliprobe/probetest).
 package grpcwire
 
@@ -16,6 +17,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/url"
 	"strconv"
 	"time"
@@ -58,8 +60,8 @@ const (
 	fixed32    = 5
 )
 
-// AppendVarint appends v as a base-128 varint.
-func AppendVarint(b []byte, v uint64) []byte {
+// appendVarint appends v as a base-128 varint.
+func appendVarint(b []byte, v uint64) []byte {
 	for v >= 0x80 {
 		b = append(b, byte(v)|0x80)
 		v >>= 7
@@ -68,13 +70,16 @@ func AppendVarint(b []byte, v uint64) []byte {
 }
 
 func appendVarintField(b []byte, num int, v uint64) []byte {
-	return AppendVarint(AppendVarint(b, uint64(num)<<3|varintType), v)
+	return appendVarint(appendVarint(b, uint64(num)<<3|varintType), v)
 }
 
 func appendBytesField(b []byte, num int, v []byte) []byte {
-	b = AppendVarint(AppendVarint(b, uint64(num)<<3|bytesType), uint64(len(v)))
+	b = appendVarint(appendVarint(b, uint64(num)<<3|bytesType), uint64(len(v)))
 	return append(b, v...)
 }
+
+// maxFieldNumber is the largest field number protobuf allows.
+const maxFieldNumber = 1<<29 - 1
 
 // errTruncated is a message that ends inside a field.
 var errTruncated = errors.New("message ends inside a field")
@@ -84,13 +89,13 @@ var errTruncated = errors.New("message ends inside a field")
 func consumeVarint(b []byte) (uint64, int, error) {
 	var v uint64
 	for i := 0; i < len(b) && i < 10; i++ {
+		if i == 9 && b[i] > 1 { // a tenth byte holds bit 63 alone, and ends the varint
+			return 0, 0, errors.New("varint overflows 64 bits")
+		}
 		v |= uint64(b[i]&0x7f) << (7 * i)
 		if b[i] < 0x80 {
 			return v, i + 1, nil
 		}
-	}
-	if len(b) >= 10 {
-		return 0, 0, errors.New("varint longer than 10 bytes")
 	}
 	return 0, 0, errTruncated
 }
@@ -104,6 +109,9 @@ func field(b []byte, num uint64) ([]byte, bool, error) {
 			return nil, false, err
 		}
 		b = b[n:]
+		if num := tag >> 3; num == 0 || num > maxFieldNumber {
+			return nil, false, fmt.Errorf("field number %d: not one protobuf allows", num)
+		}
 		var size uint64
 		switch tag & 7 {
 		case varintType:
@@ -129,7 +137,7 @@ func field(b []byte, num uint64) ([]byte, bool, error) {
 			}
 			size = uint64(n) + l
 		default:
-			return nil, false, errors.New("wire type " + strconv.FormatUint(tag&7, 10) + " is not one a reply holds")
+			return nil, false, fmt.Errorf("wire type %d is not one a reply holds", tag&7)
 		}
 		if size > uint64(len(b)) {
 			return nil, false, errTruncated
@@ -143,14 +151,14 @@ func field(b []byte, num uint64) ([]byte, bool, error) {
 func FirstJobID(reply []byte) (string, error) {
 	job, ok, err := field(reply, 1)
 	if err != nil {
-		return "", errors.New("reply: " + err.Error())
+		return "", fmt.Errorf("reply: %w", err)
 	}
 	if !ok {
 		return "", errors.New("reply without a job")
 	}
 	id, _, err := field(job, 1)
 	if err != nil {
-		return "", errors.New("reply's job: " + err.Error())
+		return "", fmt.Errorf("reply's job: %w", err)
 	}
 	if len(id) == 0 {
 		return "", errors.New("reply's job has no id")
@@ -169,15 +177,14 @@ func Frame(msg []byte) []byte {
 // Unframe is the one message of a reply's body.
 func Unframe(body []byte) ([]byte, error) {
 	if len(body) < 5 {
-		return nil, errors.New("reply of " + strconv.Itoa(len(body)) + " bytes: want a message")
+		return nil, fmt.Errorf("reply of %d bytes: want a message", len(body))
 	}
 	if body[0] != 0 {
 		return nil, errors.New("reply is compressed: not asked for")
 	}
 	n := binary.BigEndian.Uint32(body[1:5])
 	if uint64(n) != uint64(len(body)-5) {
-		return nil, errors.New("reply message of " + strconv.FormatUint(uint64(n), 10) + " bytes in a body of " +
-			strconv.Itoa(len(body)-5) + ": want one message")
+		return nil, fmt.Errorf("reply message of %d bytes in a body of %d: want one message", n, len(body)-5)
 	}
 	return body[5:], nil
 }
@@ -197,5 +204,5 @@ func Status(code, msg string) error {
 	if _, err := strconv.Atoi(code); err != nil {
 		code = strconv.Quote(code)
 	}
-	return errors.New("gRPC status " + code + ": " + msg)
+	return fmt.Errorf("gRPC status %s: %s", code, msg)
 }

@@ -26,11 +26,11 @@ func TestSubmitRequestDecodes(t *testing.T) {
 	}
 }
 
-// TestAppendVarint matches protowire's encoding at the edges of each
+// TestAppendVarint: appendVarint matches protowire's encoding at the edges of each
 // byte count.
 func TestAppendVarint(t *testing.T) {
 	for _, v := range []uint64{0, 1, 127, 128, 16383, 16384, 1 << 35, 1<<63 - 1, 1<<64 - 1} {
-		got, want := AppendVarint(nil, v), protowire.AppendVarint(nil, v)
+		got, want := appendVarint(nil, v), protowire.AppendVarint(nil, v)
 		if string(got) != string(want) {
 			t.Errorf("%d: % x, want % x", v, got, want)
 		}
@@ -61,8 +61,10 @@ func TestFirstJobID(t *testing.T) {
 		{"empty", nil, "", "reply without a job"},
 		{"job without id", protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), []byte{0x12, 1, 'x'}), "", "no id"},
 		{"truncated", job("job-9")[:4], "", "ends inside a field"},
-		{"long varint", []byte{0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, "", "longer than 10 bytes"},
+		{"eleven-byte varint", []byte{0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, "", "overflows 64 bits"},
 		{"group", []byte{0x0b}, "", "wire type 3"},
+		{"varint past 64 bits", []byte{0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}, "", "overflows 64 bits"},
+		{"field number 0", []byte{0x02, 0x00}, "", "field number 0"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			id, err := FirstJobID(c.reply)
@@ -79,6 +81,13 @@ func TestFirstJobID(t *testing.T) {
 	}
 }
 
+// TestFrame writes gRPC's prefix: a zero byte, then the length, big-endian.
+func TestFrame(t *testing.T) {
+	if got, want := Frame(make([]byte, 258)), append([]byte{0, 0, 0, 1, 2}, make([]byte, 258)...); string(got) != string(want) {
+		t.Errorf("prefix % x, want % x", got[:5], want[:5])
+	}
+}
+
 // TestUnframe takes one uncompressed message and refuses anything else;
 // Frame makes what it takes.
 func TestUnframe(t *testing.T) {
@@ -87,8 +96,10 @@ func TestUnframe(t *testing.T) {
 		want string
 		err  string
 	}{
+		{[]byte{0, 0, 0, 0, 2, 'h', 'i'}, "hi", ""},
 		{Frame([]byte("hi")), "hi", ""},
 		{Frame(nil), "", ""},
+		{append([]byte{0, 0, 0, 1, 0}, make([]byte, 256)...), string(make([]byte, 256)), ""},
 		{[]byte{0, 0, 0}, "", "want a message"},
 		{[]byte{1, 0, 0, 0, 1, 'x'}, "", "compressed"},
 		{[]byte{0, 0, 0, 0, 3, 'h', 'i'}, "", "want one message"},

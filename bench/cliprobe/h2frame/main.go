@@ -3,11 +3,10 @@
 // and hpack, the request encoded field by field (bench/cliprobe/grpcwire),
 // and neither grpc-go nor the protobuf module linked. It is a measuring
 // probe, not a client: plaintext, no token, no retries, unary only, one
-// call per connection. Its rate bounds what any Go client process that
-// waits for the job's commit could reach against the same server, and
-// against grpcgo it shows what linking and running grpc-go and the
-// protobuf runtime cost a process (bench/README.md, "What a CLI call
-// costs").
+// call per connection. Against grpcgo it shows what linking and running
+// grpc-go and the protobuf runtime cost a process; wire, which drops the
+// HTTP/2 library too, shows what is left (bench/README.md, "What a CLI
+// call costs").
 //
 // Usage: h2frame ADDR
 package main

@@ -133,12 +133,12 @@ func CheckClient(t *testing.T, submit func(addr string) (string, error), wantRef
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	if _, err := submit(addr); err == nil || !strings.Contains(err.Error(), "connect") {
-		t.Errorf("closed port: error %v, want a connect error", err)
+	if _, err := submit(addr); err == nil || !strings.Contains(err.Error(), "connect") || !strings.Contains(err.Error(), addr) {
+		t.Errorf("closed port: error %v, want a connect error that names %s", err, addr)
 	}
 }
 
 // Refusal is the message CheckClient's refusing server sends: quotes, a
-// percent sign and a non-ASCII letter, which gRPC percent-encodes on the
-// wire.
+// percent sign and a non-ASCII letter; gRPC percent-encodes the last two
+// on the wire, which the client must decode.
 const Refusal = `pool "x": 100% full, naïve`

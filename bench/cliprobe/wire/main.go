@@ -5,10 +5,10 @@
 // golang.org/x/net/http2/hpack, to decode the server's header blocks
 // (Huffman codes and the dynamic table). The request and the reply are
 // encoded by hand (bench/cliprobe/grpcwire). It is the leanest Go process
-// that makes the call and waits for the commit: a measuring probe, not a
-// client (plaintext, no token, no retries, unary only, one call per
-// connection). Its rate is the most any Go client process, one per call,
-// could reach against the same server, before the work a real CLI adds:
+// we could write that makes the call and waits for the commit: a measuring
+// probe, not a client (plaintext, no token, no retries, unary only, one
+// call per connection). Its rate is what a Go client process, one per
+// call, reaches against the same server before the work a real CLI adds:
 // flags, a job file to parse, TLS, a token, failover (bench/README.md,
 // "What a CLI call costs").
 //
@@ -19,10 +19,10 @@ import (
 	"bufio"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/banyan-sched/banyan/bench/cliprobe/grpcwire"
@@ -45,20 +45,24 @@ func main() {
 // submit makes one SubmitJobs call with the encoded request on a new
 // connection to addr and returns the first job's id from the reply.
 func submit(addr string, req []byte) (string, error) {
+	out, err := request(addr, grpcwire.SubmitMethod, req)
+	if err != nil {
+		return "", err
+	}
 	conn, err := net.DialTimeout("tcp", addr, grpcwire.CallTimeout)
 	if err != nil {
-		return "", errors.New("connect " + addr + ": " + err.Error())
+		return "", fmt.Errorf("connect %s: %w", addr, err)
 	}
 	defer conn.Close()
 	if err := conn.SetDeadline(time.Now().Add(grpcwire.CallTimeout)); err != nil {
-		return "", errors.New("connect " + addr + ": " + err.Error())
+		return "", fmt.Errorf("connect %s: %w", addr, err)
 	}
-	if _, err := conn.Write(request(addr, grpcwire.SubmitMethod, req)); err != nil {
-		return "", errors.New("write: " + err.Error())
+	if _, err := conn.Write(out); err != nil {
+		return "", fmt.Errorf("write: %w", err)
 	}
 	reply, err := readReply(conn)
 	if err != nil {
-		return "", errors.New(grpcwire.SubmitMethod + ": " + err.Error())
+		return "", fmt.Errorf("%s: %w", grpcwire.SubmitMethod, err)
 	}
 	return grpcwire.FirstJobID(reply)
 }
@@ -69,6 +73,7 @@ const (
 	frameHeaders      = 0x1
 	frameRSTStream    = 0x3
 	frameSettings     = 0x4
+	framePushPromise  = 0x5
 	framePing         = 0x6
 	frameGoAway       = 0x7
 	frameContinuation = 0x9
@@ -86,9 +91,18 @@ const clientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 // stream is the call's stream, the connection's first.
 const stream = 1
 
-// maxFrame is the largest frame payload a peer may send before SETTINGS
-// say otherwise; the client sends no SETTINGS_MAX_FRAME_SIZE.
+// maxFrame is the largest frame payload either side may send before
+// SETTINGS say otherwise; the client sends no SETTINGS_MAX_FRAME_SIZE.
 const maxFrame = 1 << 14
+
+// initialWindow is the flow-control window a stream starts with; the
+// client sends no WINDOW_UPDATE, so the request's message and the reply
+// must each fit in it.
+const initialWindow = 1<<16 - 1
+
+// clientSettings is the client's SETTINGS payload:
+// SETTINGS_ENABLE_PUSH (0x2) = 0, so that the server pushes nothing.
+var clientSettings = []byte{0, 2, 0, 0, 0, 0}
 
 // appendFrame appends one frame: its 9-byte header, then the payload.
 func appendFrame(b []byte, typ, flags byte, streamID uint32, payload []byte) []byte {
@@ -98,11 +112,12 @@ func appendFrame(b []byte, typ, flags byte, streamID uint32, payload []byte) []b
 	return append(b, payload...)
 }
 
-// request is everything the client sends: the preface, an empty
-// SETTINGS, the call's headers and its one message, ending the stream.
-// HTTP/2 lets a client send its first request before the server's
-// SETTINGS arrive.
-func request(authority, method string, msg []byte) []byte {
+// request is everything the client sends: the preface, its SETTINGS, the
+// call's headers and its one message, ending the stream. HTTP/2 lets a
+// client send its first request before the server's SETTINGS arrive. The
+// headers and the message must each fit in one frame, and the message in
+// the stream's initial window.
+func request(authority, method string, msg []byte) ([]byte, error) {
 	var h []byte
 	h = append(h, 0x80|3, 0x80|6) // indexed: :method POST, :scheme http (static table)
 	h = appendLiteral(h, 4, "", method)
@@ -110,11 +125,14 @@ func request(authority, method string, msg []byte) []byte {
 	h = appendLiteral(h, 31, "", "application/grpc") // content-type
 	h = appendLiteral(h, 0, "te", "trailers")
 	data := grpcwire.Frame(msg)
-	b := make([]byte, 0, len(clientPreface)+3*9+len(h)+len(data))
+	if len(h) > maxFrame || len(data) > min(maxFrame, initialWindow) {
+		return nil, fmt.Errorf("request of %d bytes of headers and %d of message: more than one frame holds (%d)", len(h), len(data), maxFrame)
+	}
+	b := make([]byte, 0, len(clientPreface)+3*9+len(clientSettings)+len(h)+len(data))
 	b = append(b, clientPreface...)
-	b = appendFrame(b, frameSettings, 0, 0, nil)
+	b = appendFrame(b, frameSettings, 0, 0, clientSettings)
 	b = appendFrame(b, frameHeaders, flagEndHeaders, stream, h)
-	return appendFrame(b, frameData, flagEndStream, stream, data)
+	return appendFrame(b, frameData, flagEndStream, stream, data), nil
 }
 
 // appendLiteral appends a header field as an HPACK literal without
@@ -170,14 +188,17 @@ func (fr *frameReader) next() (frame, error) {
 	}
 	n := int(hdr[0])<<16 | int(hdr[1])<<8 | int(hdr[2])
 	if n > maxFrame {
-		return frame{}, errors.New("frame of " + strconv.Itoa(n) + " bytes, over the " + strconv.Itoa(maxFrame) + " allowed")
+		return frame{}, fmt.Errorf("frame of %d bytes, over the %d allowed", n, maxFrame)
 	}
 	if cap(fr.buf) < n {
 		fr.buf = make([]byte, n)
 	}
 	p := fr.buf[:n]
 	if _, err := io.ReadFull(fr.r, p); err != nil {
-		return frame{}, io.ErrUnexpectedEOF
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // the header came, its payload did not
+		}
+		return frame{}, fmt.Errorf("frame payload: %w", err)
 	}
 	return frame{typ: hdr[3], flags: hdr[4], stream: binary.BigEndian.Uint32(hdr[5:9]) & 0x7fffffff, payload: p}, nil
 }
@@ -211,6 +232,7 @@ type call struct {
 	status     string // :status
 	code, msg  string // grpc-status, grpc-message
 	body       []byte
+	headers    bool // the response's headers have come (the next block is the trailers)
 	inHeaders  bool // a header block continues in CONTINUATION frames
 	endsStream bool // the header block being read ends the stream
 }
@@ -236,7 +258,7 @@ func readReply(conn io.ReadWriter) ([]byte, error) {
 	for {
 		f, err := fr.next()
 		if err != nil {
-			return nil, errors.New("read: " + err.Error())
+			return nil, fmt.Errorf("read: %w", err)
 		}
 		done, err := c.handle(conn, f)
 		if err != nil || done {
@@ -250,7 +272,7 @@ func readReply(conn io.ReadWriter) ([]byte, error) {
 func (c *call) handle(w io.Writer, f frame) (done bool, err error) {
 	if c.inHeaders != (f.typ == frameContinuation) {
 		if c.inHeaders {
-			return false, errors.New("header block interrupted by a frame of type " + strconv.Itoa(int(f.typ)))
+			return false, fmt.Errorf("header block interrupted by a frame of type %d", f.typ)
 		}
 		return false, errors.New("CONTINUATION frame without a header block")
 	}
@@ -258,31 +280,32 @@ func (c *call) handle(w io.Writer, f frame) (done bool, err error) {
 	case frameSettings:
 		if f.flags&flagAck == 0 {
 			if _, err := w.Write(appendFrame(nil, frameSettings, flagAck, 0, nil)); err != nil {
-				return false, errors.New("write: " + err.Error())
+				return false, fmt.Errorf("write: %w", err)
 			}
 		}
 	case framePing:
 		if f.flags&flagAck == 0 {
 			if _, err := w.Write(appendFrame(nil, framePing, flagAck, 0, f.payload)); err != nil {
-				return false, errors.New("write: " + err.Error())
+				return false, fmt.Errorf("write: %w", err)
 			}
 		}
+	case framePushPromise:
+		return false, errors.New("server sent PUSH_PROMISE: the client's SETTINGS turn push off")
 	case frameGoAway:
 		if len(f.payload) < 8 {
-			return false, errors.New("short GOAWAY frame")
+			return false, fmt.Errorf("GOAWAY frame of %d bytes: want 8 or more", len(f.payload))
 		}
 		last, code := binary.BigEndian.Uint32(f.payload[0:4])&0x7fffffff, binary.BigEndian.Uint32(f.payload[4:8])
 		if code != 0 || last < stream {
-			return false, errors.New("server sent GOAWAY (code " + strconv.FormatUint(uint64(code), 10) + "): " + string(f.payload[8:]))
+			return false, fmt.Errorf("server sent GOAWAY (code %d): %s", code, f.payload[8:])
 		}
 		// A graceful GOAWAY that still serves this stream.
 	case frameRSTStream:
 		if f.stream == stream {
-			code := uint32(0)
-			if len(f.payload) == 4 {
-				code = binary.BigEndian.Uint32(f.payload)
+			if len(f.payload) != 4 {
+				return false, fmt.Errorf("RST_STREAM frame of %d bytes: want 4", len(f.payload))
 			}
-			return false, errors.New("server reset the stream (code " + strconv.FormatUint(uint64(code), 10) + ")")
+			return false, fmt.Errorf("server reset the stream (code %d)", binary.BigEndian.Uint32(f.payload))
 		}
 	case frameData:
 		if f.stream == stream {
@@ -297,7 +320,7 @@ func (c *call) handle(w io.Writer, f frame) (done bool, err error) {
 		}
 	case frameHeaders, frameContinuation:
 		if f.stream != stream {
-			return false, errors.New("header block on stream " + strconv.FormatUint(uint64(f.stream), 10))
+			return false, fmt.Errorf("header block on stream %d", f.stream)
 		}
 		p := f.payload
 		if f.typ == frameHeaders {
@@ -307,20 +330,23 @@ func (c *call) handle(w io.Writer, f frame) (done bool, err error) {
 			c.endsStream = f.flags&flagEndStream != 0
 		}
 		if _, err := c.dec.Write(p); err != nil {
-			return false, errors.New("header block: " + err.Error())
+			return false, fmt.Errorf("header block: %w", err)
 		}
 		c.inHeaders = f.flags&flagEndHeaders == 0
 		if c.inHeaders {
 			return false, nil
 		}
 		if err := c.dec.Close(); err != nil {
-			return false, errors.New("header block: " + err.Error())
+			return false, fmt.Errorf("header block: %w", err)
 		}
-		if c.status != "" && c.status != "200" {
-			return false, errors.New("HTTP status " + c.status)
+		if !c.headers { // the response's headers (or, ending the stream, all of it)
+			if c.status != "200" {
+				return false, fmt.Errorf("HTTP status %q: want 200", c.status)
+			}
+			c.headers = true
 		}
 		if !c.endsStream {
-			return false, nil // the response's headers; the trailers end the stream
+			return false, nil // the trailers end the stream
 		}
 		if err := grpcwire.Status(c.code, c.msg); err != nil {
 			return false, err

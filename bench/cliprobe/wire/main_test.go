@@ -23,19 +23,25 @@ func TestSubmit(t *testing.T) {
 }
 
 // TestRequestFrames: what the probe writes is, to x/net/http2's reader,
-// the preface, an empty SETTINGS, the call's headers and one DATA frame
-// that ends the stream.
+// the preface, a SETTINGS that turns push off, the call's headers and one
+// DATA frame that ends the stream; a message too large for one frame is
+// refused before anything is sent.
 func TestRequestFrames(t *testing.T) {
 	msg := []byte("message")
-	b := request("127.0.0.1:7", grpcwire.SubmitMethod, msg)
+	b, err := request("127.0.0.1:7", grpcwire.SubmitMethod, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !bytes.HasPrefix(b, []byte(http2.ClientPreface)) {
 		t.Fatalf("no client preface: %q", b[:24])
 	}
 	fr := http2.NewFramer(nil, bytes.NewReader(b[len(http2.ClientPreface):]))
 	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	f, err := fr.ReadFrame()
-	if s, ok := f.(*http2.SettingsFrame); err != nil || !ok || s.IsAck() || s.NumSettings() != 0 {
-		t.Fatalf("first frame %v, %v: want an empty SETTINGS", f, err)
+	if s, ok := f.(*http2.SettingsFrame); err != nil || !ok || s.IsAck() || s.NumSettings() != 1 {
+		t.Fatalf("first frame %v, %v: want a SETTINGS of one setting", f, err)
+	} else if v, ok := s.Value(http2.SettingEnablePush); !ok || v != 0 {
+		t.Errorf("SETTINGS_ENABLE_PUSH %d (%v): want 0", v, ok)
 	}
 	f, err = fr.ReadFrame()
 	h, ok := f.(*http2.MetaHeadersFrame)
@@ -60,6 +66,9 @@ func TestRequestFrames(t *testing.T) {
 	d, ok := f.(*http2.DataFrame)
 	if err != nil || !ok || d.StreamID != 1 || !d.StreamEnded() || !bytes.Equal(d.Data(), grpcwire.Frame(msg)) {
 		t.Fatalf("third frame %v, %v: want the message, ending stream 1", f, err)
+	}
+	if _, err := request("127.0.0.1:7", grpcwire.SubmitMethod, make([]byte, maxFrame)); err == nil || !strings.Contains(err.Error(), "more than one frame") {
+		t.Errorf("a %d-byte message: %v, want it refused", maxFrame, err)
 	}
 }
 
@@ -138,7 +147,13 @@ func TestReadReply(t *testing.T) {
 		}, "gRPC status 7: no token", ""},
 		{"http error", func(t *testing.T, fr *http2.Framer, block func(...string) []byte) {
 			check(t, fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block(":status", "503"), EndHeaders: true, EndStream: true}))
-		}, "HTTP status 503", ""},
+		}, `HTTP status "503"`, ""},
+		{"headers without :status", func(t *testing.T, fr *http2.Framer, block func(...string) []byte) {
+			check(t, fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block("content-type", "application/grpc"), EndHeaders: true}))
+		}, `HTTP status ""`, ""},
+		{"push promise", func(t *testing.T, fr *http2.Framer, block func(...string) []byte) {
+			check(t, fr.WritePushPromise(http2.PushPromiseParam{StreamID: 1, PromiseID: 2, BlockFragment: block(":method", "GET"), EndHeaders: true}))
+		}, "PUSH_PROMISE", ""},
 		{"reset", func(t *testing.T, fr *http2.Framer, block func(...string) []byte) {
 			check(t, fr.WriteRSTStream(1, http2.ErrCodeRefusedStream))
 		}, "reset the stream (code 7)", ""},
@@ -162,8 +177,9 @@ func TestReadReply(t *testing.T) {
 			check(t, fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block(":status", "200"), EndHeaders: true}))
 		}, "read: EOF", ""},
 		{"bad compression", func(t *testing.T, fr *http2.Framer, block func(...string) []byte) {
-			check(t, fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, EndHeaders: true}))
-		}, "header block", ""},
+			// An indexed field of index 0, which HPACK reserves.
+			check(t, fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0x80}, EndHeaders: true}))
+		}, "header block: decoding error: invalid indexed representation index 0", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var script, hbuf bytes.Buffer
@@ -185,13 +201,28 @@ func TestReadReply(t *testing.T) {
 	}
 }
 
-// TestOversizeFrame: a frame past the default maximum size is refused
-// before its payload is read.
-func TestOversizeFrame(t *testing.T) {
-	b := appendFrame(nil, frameData, 0, 1, make([]byte, maxFrame+1))
-	_, err := readReply(&conn{Reader: bytes.NewReader(b)})
-	if err == nil || !strings.Contains(err.Error(), "over the 16384 allowed") {
-		t.Errorf("error %v: want the frame refused for its size", err)
+// TestMalformedFrames: frames no x/net/http2 Framer writes, each refused
+// with what is wrong with it.
+func TestMalformedFrames(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		b    []byte
+		err  string
+	}{
+		{"oversize", appendFrame(nil, frameData, 0, 1, make([]byte, maxFrame+1)), "frame of 16385 bytes, over the 16384 allowed"},
+		{"payload cut short", appendFrame(nil, frameData, 0, 1, make([]byte, 10))[:12], "read: frame payload: unexpected EOF"},
+		{"short RST_STREAM", appendFrame(nil, frameRSTStream, 0, 1, []byte{0, 0}), "RST_STREAM frame of 2 bytes"},
+		{"short GOAWAY", appendFrame(nil, frameGoAway, 0, 0, []byte{0, 0, 0, 1}), "GOAWAY frame of 4 bytes"},
+		{"padding past the end", appendFrame(nil, frameData, flagPadded, 1, []byte{9, 'x'}), "padding longer than the frame"},
+		{"padded without a length", appendFrame(nil, frameData, flagPadded, 1, nil), "without its pad length"},
+		{"priority cut short", appendFrame(nil, frameHeaders, flagPriority|flagEndHeaders, 1, []byte{0, 0}), "too short for its priority"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := readReply(&conn{Reader: bytes.NewReader(c.b)})
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("error %v: want one with %q", err, c.err)
+			}
+		})
 	}
 }
 

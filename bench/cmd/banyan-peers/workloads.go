@@ -189,7 +189,7 @@ var probeWhat = map[string]string{
 	"noop":    "a Go program that does nothing: the runtime's start and exit, no call (the floor of any Go CLI)",
 	"grpcgo":  "the same job in one SubmitJobs call with the least grpc-go allows (grpc.NewClient, the generated stub and wire codec); no flags, job file, cobra, retries or token",
 	"h2frame": "the same job in one gRPC call framed by hand (x/net/http2's Framer and hpack, the protobuf encoded by hand), linking neither grpc-go nor the protobuf module",
-	"wire":    "the same job with no HTTP/2 or gRPC library: preface, SETTINGS, HEADERS and DATA in one write, the reply's frames read by hand (x/net/http2/hpack decodes its headers); the least a Go process can do that makes the call",
+	"wire":    "the same job with no HTTP/2 or gRPC library: preface, SETTINGS, HEADERS and DATA in one write, the reply's frames read by hand (x/net/http2/hpack decodes its headers); the leanest Go process we could write that makes the call",
 }
 
 // loopRate calls call n times in a row and returns the calls per second.
