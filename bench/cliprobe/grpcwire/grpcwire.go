@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"time"
@@ -28,6 +29,21 @@ const SubmitMethod = "/banyan.v1.JobService/SubmitJobs"
 
 // CallTimeout bounds a probe's whole call, connect to trailers.
 const CallTimeout = 30 * time.Second
+
+// Dial connects to addr for one call: within CallTimeout, and with the
+// connection's deadline CallTimeout away, so that the whole call is
+// bounded too.
+func Dial(addr string) (net.Conn, error) {
+	conn, err := net.DialTimeout("tcp", addr, CallTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", addr, err)
+	}
+	if err := conn.SetDeadline(time.Now().Add(CallTimeout)); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("connect %s: %w", addr, err)
+	}
+	return conn, nil
+}
 
 // RandomKey is an idempotency key like the one `sched job submit` gives
 // each job: "probe-" and 24 random hex digits.

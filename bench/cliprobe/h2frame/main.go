@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"time"
 
 	"github.com/banyan-sched/banyan/bench/cliprobe/grpcwire"
 	"golang.org/x/net/http2"
@@ -41,14 +40,11 @@ func main() {
 // submit makes one SubmitJobs call with the encoded request on a new
 // connection to addr and returns the first job's id from the reply.
 func submit(addr string, req []byte) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, grpcwire.CallTimeout)
+	conn, err := grpcwire.Dial(addr)
 	if err != nil {
-		return "", fmt.Errorf("connect %s: %w", addr, err)
+		return "", err
 	}
 	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(grpcwire.CallTimeout)); err != nil {
-		return "", fmt.Errorf("connect %s: %w", addr, err)
-	}
 	reply, err := call(conn, addr, grpcwire.SubmitMethod, req)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", grpcwire.SubmitMethod, err)

@@ -21,9 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"time"
 
 	"github.com/banyan-sched/banyan/bench/cliprobe/grpcwire"
 	"golang.org/x/net/http2/hpack"
@@ -49,14 +47,11 @@ func submit(addr string, req []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	conn, err := net.DialTimeout("tcp", addr, grpcwire.CallTimeout)
+	conn, err := grpcwire.Dial(addr)
 	if err != nil {
-		return "", fmt.Errorf("connect %s: %w", addr, err)
+		return "", err
 	}
 	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(grpcwire.CallTimeout)); err != nil {
-		return "", fmt.Errorf("connect %s: %w", addr, err)
-	}
 	if _, err := conn.Write(out); err != nil {
 		return "", fmt.Errorf("write: %w", err)
 	}
