@@ -107,7 +107,9 @@ func runCLI(o options) Result {
 	m["dev_cpu_ms"] = float64(devAfter-devBefore) / float64(time.Millisecond) / n
 	m["loadavg_1m"] = load
 	ref := sbatchRateAt(filepath.Join(o.out, "latest"+o.suffix+".json"), o.commit)
-	m["sbatch_per_s"] = ref.perS
+	if ref.perS > 0 {
+		m["sbatch_per_s"] = ref.perS // the reference, not a figure of this run
+	}
 	return Result{
 		Summary: fmt.Sprintf("%d `sched job submit` calls of one job against `sched dev`, one process each: %.0f calls/s (%.2f ms/call, %.2f ms CPU, sched dev %.2f ms CPU per job); "+
 			"a call: before main %.2f ms (package init %.2f), in main %.2f ms (build %.2f, dial %.2f, connect %.2f, rpc %.2f), exit %.2f; `sched --help` %.0f/s, /bin/true %.0f/s",
@@ -152,15 +154,20 @@ func cliTargetMet(m map[string]float64) bool {
 // sbatch in the same run": banyan-peers measures both in one run, and this
 // scenario, which runs no Slurm, is judged against that run's sbatch
 // figure when it is of the same commit (so, in `make bench-peers` then
-// `make bench`, of the same session), and not met without one.
+// `make bench`, of the same session), and not met without one. A peers
+// run on a dirty tree (banyan-peers records the commit with "-dirty")
+// counts for its commit, and the note says the tree was dirty.
 func sbatchRateAt(path string, commit any) sbatchRef {
 	name := filepath.Base(path) // notes go into committed results: no machine's path
 	raw, err := recordedKey(path, "peers")
 	if err != nil {
-		return sbatchRef{note: fmt.Sprintf("no sbatch figure: %s: %v", name, errors.Unwrap(err))}
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner // recordedKey's errors name the path
+		}
+		return sbatchRef{note: fmt.Sprintf("no sbatch figure: %s: %v", name, err)}
 	}
-	if raw == nil {
-		return sbatchRef{note: "no sbatch figure: " + name + " has no peers key (make bench-peers writes it)"}
+	if raw == nil || string(raw) == "null" {
+		return sbatchRef{note: "no sbatch figure: no peers key in " + name + " (make bench-peers writes it)"}
 	}
 	var peers struct {
 		Commit  string `json:"commit"`
@@ -172,14 +179,19 @@ func sbatchRateAt(path string, commit any) sbatchRef {
 		return sbatchRef{note: fmt.Sprintf("no sbatch figure: the peers key of %s: %v", name, err)}
 	}
 	want, _ := commit.(string)
-	if want == "" || peers.Commit != want {
+	at, dirty := strings.CutSuffix(peers.Commit, "-dirty")
+	if want == "" || at != want {
 		return sbatchRef{note: fmt.Sprintf("no sbatch figure: the peers key of %s is of commit %q, not %q", name, peers.Commit, want)}
 	}
 	rate := peers.Figures["submit_per_s"].Slurm
 	if rate <= 0 {
 		return sbatchRef{note: fmt.Sprintf("no sbatch figure: the peers key of %s has no submit_per_s", name)}
 	}
-	return sbatchRef{perS: rate, note: fmt.Sprintf("judged against the %.1f sbatch/s that make bench-peers measured at this commit (%s, peers.figures.submit_per_s)", rate, name)}
+	tree := ""
+	if dirty {
+		tree = ", on a tree with changes"
+	}
+	return sbatchRef{perS: rate, note: fmt.Sprintf("judged against the %.1f sbatch/s that make bench-peers measured at this commit%s (%s, peers.figures.submit_per_s)", rate, tree, name)}
 }
 
 // startDev starts `sched dev` on addr with its data in dir and waits until
