@@ -272,15 +272,13 @@ func (c *call) handle(w io.Writer, f frame) (done bool, err error) {
 		return false, errors.New("CONTINUATION frame without a header block")
 	}
 	switch f.typ {
-	case frameSettings:
-		if f.flags&flagAck == 0 {
-			if _, err := w.Write(appendFrame(nil, frameSettings, flagAck, 0, nil)); err != nil {
-				return false, fmt.Errorf("write: %w", err)
+	case frameSettings, framePing:
+		if f.flags&flagAck == 0 { // acknowledged: a PING with its payload, SETTINGS with none
+			ack := f.payload
+			if f.typ == frameSettings {
+				ack = nil
 			}
-		}
-	case framePing:
-		if f.flags&flagAck == 0 {
-			if _, err := w.Write(appendFrame(nil, framePing, flagAck, 0, f.payload)); err != nil {
+			if _, err := w.Write(appendFrame(nil, f.typ, flagAck, 0, ack)); err != nil {
 				return false, fmt.Errorf("write: %w", err)
 			}
 		}
