@@ -571,12 +571,11 @@ func trueJob(cc grpc.ClientConnInterface, n, agents int) (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("submit: %w", err)
 	}
-	var job *pb.Job
-	if !waitUntil(5*time.Minute, 20*time.Millisecond, func() bool {
-		job, err = jobs.GetJob(ctx, &pb.GetJobRequest{Id: r.Jobs[0].Id})
-		return err == nil && job.State != pb.JobState_JOB_STATE_QUEUED && job.State != pb.JobState_JOB_STATE_RUNNING
-	}) {
-		return 0, fmt.Errorf("job not done after 5m: %v (%v)", job.GetCounts(), err)
+	job, err := waitJobDone(func() (*pb.Job, error) {
+		return jobs.GetJob(ctx, &pb.GetJobRequest{Id: r.Jobs[0].Id})
+	}, jobStall, 20*time.Millisecond, time.Now, time.Sleep)
+	if err != nil {
+		return 0, err
 	}
 	secs := time.Since(start).Seconds()
 	if job.State != pb.JobState_JOB_STATE_SUCCEEDED {

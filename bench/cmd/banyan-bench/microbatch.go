@@ -257,12 +257,11 @@ func runCallsJob(ctx context.Context, jobs pb.JobServiceClient, name string, n i
 	if err != nil {
 		return 0, 0, err
 	}
-	var job *pb.Job
-	if !waitUntil(5*time.Minute, 20*time.Millisecond, func() bool {
-		job, err = jobs.GetJob(ctx, &pb.GetJobRequest{Id: r.Jobs[0].Id})
-		return err == nil && job.State != pb.JobState_JOB_STATE_QUEUED && job.State != pb.JobState_JOB_STATE_RUNNING
-	}) {
-		return 0, 0, fmt.Errorf("job %s not done after 5m: %v", name, job.GetCounts())
+	job, err := waitJobDone(func() (*pb.Job, error) {
+		return jobs.GetJob(ctx, &pb.GetJobRequest{Id: r.Jobs[0].Id})
+	}, jobStall, 20*time.Millisecond, time.Now, time.Sleep)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: %w", name, err)
 	}
 	secs := time.Since(start).Seconds()
 	if job.State != pb.JobState_JOB_STATE_SUCCEEDED {

@@ -22,6 +22,7 @@ import (
 	"github.com/banyan-sched/banyan/scheduler/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 )
 
 // quiet logs only errors: the server logs every submission at info.
@@ -141,6 +142,43 @@ func waitUntil(within, step time.Duration, cond func() bool) bool {
 			return false
 		}
 		time.Sleep(step)
+	}
+}
+
+// jobStall is how long a job that waitJobDone waits on may go with its
+// task counts unchanged before the wait gives up. The wait is bounded by
+// progress, not by a fixed time: on a slow host a run of cold Python calls
+// (a few a second on 2 cpus) still yields its figure, while a stuck job
+// still fails.
+const jobStall = 2 * time.Minute
+
+// waitJobDone calls get every step until the job it returns has ended
+// (neither queued nor running), and returns that job. It gives up with an
+// error naming the job's counts when they have not changed for stall, and
+// with get's error when get has failed for stall. now and sleep are the
+// clock (time.Now and time.Sleep outside tests).
+func waitJobDone(get func() (*pb.Job, error), stall, step time.Duration, now func() time.Time, sleep func(time.Duration)) (*pb.Job, error) {
+	var last *pb.TaskCounts
+	var job *pb.Job
+	var err error
+	moved := now()
+	for {
+		job, err = get()
+		if err == nil {
+			if job.State != pb.JobState_JOB_STATE_QUEUED && job.State != pb.JobState_JOB_STATE_RUNNING {
+				return job, nil
+			}
+			if last == nil || !proto.Equal(last, job.GetCounts()) {
+				last, moved = job.GetCounts(), now()
+			}
+		}
+		if idle := now().Sub(moved); idle >= stall {
+			if err != nil {
+				return nil, fmt.Errorf("job not done: the server has not answered for %v: %w", idle.Round(time.Second), err)
+			}
+			return nil, fmt.Errorf("job not done: its task counts have not changed for %v: %v", idle.Round(time.Second), last)
+		}
+		sleep(step)
 	}
 }
 
