@@ -153,10 +153,11 @@ func waitUntil(within, step time.Duration, cond func() bool) bool {
 const jobStall = 2 * time.Minute
 
 // waitJobDone calls get every step until the job it returns has ended
-// (neither queued nor running), and returns that job. It gives up with an
-// error naming the job's counts when they have not changed for stall, and
-// with get's error when get has failed for stall. now and sleep are the
-// clock (time.Now and time.Sleep outside tests).
+// (neither queued nor running), and returns that job. It gives up when the
+// job's task counts have not changed for stall (a call of get that fails
+// changes nothing): with an error naming the counts, or with get's error
+// when its last call failed. now and sleep are the clock (time.Now and
+// time.Sleep outside tests).
 func waitJobDone(get func() (*pb.Job, error), stall, step time.Duration, now func() time.Time, sleep func(time.Duration)) (*pb.Job, error) {
 	var last *pb.TaskCounts
 	var job *pb.Job
