@@ -571,9 +571,7 @@ func trueJob(cc grpc.ClientConnInterface, n, agents int) (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("submit: %w", err)
 	}
-	job, err := waitJobDone(func() (*pb.Job, error) {
-		return jobs.GetJob(ctx, &pb.GetJobRequest{Id: r.Jobs[0].Id})
-	}, jobStall, 20*time.Millisecond, time.Now, time.Sleep)
+	job, err := waitJob(ctx, jobs, r.Jobs[0].Id)
 	if err != nil {
 		return 0, err
 	}

@@ -257,11 +257,9 @@ func runCallsJob(ctx context.Context, jobs pb.JobServiceClient, name string, n i
 	if err != nil {
 		return 0, 0, err
 	}
-	job, err := waitJobDone(func() (*pb.Job, error) {
-		return jobs.GetJob(ctx, &pb.GetJobRequest{Id: r.Jobs[0].Id})
-	}, jobStall, 20*time.Millisecond, time.Now, time.Sleep)
+	job, err := waitJob(ctx, jobs, r.Jobs[0].Id)
 	if err != nil {
-		return 0, 0, fmt.Errorf("%s: %w", name, err)
+		return 0, 0, err // the caller says which job (cold, warm-up, ...)
 	}
 	secs := time.Since(start).Seconds()
 	if job.State != pb.JobState_JOB_STATE_SUCCEEDED {

@@ -145,39 +145,67 @@ func waitUntil(within, step time.Duration, cond func() bool) bool {
 	}
 }
 
-// jobStall is how long a job that waitJobDone waits on may go with its
-// task counts unchanged before the wait gives up. The wait is bounded by
-// progress, not by a fixed time: on a slow host a run of cold Python calls
-// (a few a second on 2 cpus) still yields its figure, while a stuck job
-// still fails.
-const jobStall = 2 * time.Minute
+// The bounds of waitJob. A job's wait is bounded by progress, not by a
+// fixed time: on a slow host a run of cold Python calls (a few a second on
+// 2 cpus) still yields its figure, while a stuck job still fails.
+const (
+	// jobStall is how long a job's task counts may stay unchanged.
+	jobStall = 2 * time.Minute
+	// jobWaitLimit bounds the whole wait, however the counts move (a
+	// backstop against tasks that retry for ever).
+	jobWaitLimit = 30 * time.Minute
+	// jobPollTimeout bounds one GetJob call.
+	jobPollTimeout = 30 * time.Second
+)
+
+// waitJob waits for job id to end (waitJobDone with the bounds above and
+// the wall clock) and returns it.
+func waitJob(ctx context.Context, jobs pb.JobServiceClient, id string) (*pb.Job, error) {
+	return waitJobDone(func() (*pb.Job, error) {
+		cctx, cancel := context.WithTimeout(ctx, jobPollTimeout)
+		defer cancel()
+		return jobs.GetJob(cctx, &pb.GetJobRequest{Id: id})
+	}, jobStall, jobWaitLimit, 20*time.Millisecond, time.Now, time.Sleep)
+}
 
 // waitJobDone calls get every step until the job it returns has ended
-// (neither queued nor running), and returns that job. It gives up when the
-// job's task counts have not changed for stall (a call of get that fails
-// changes nothing): with an error naming the counts, or with get's error
-// when its last call failed. now and sleep are the clock (time.Now and
+// (neither queued nor running: succeeded, failed or cancelled alike), and
+// returns that job. It gives up with an error when get has failed for
+// stall (the server's last error), when the job's task counts have not
+// changed for stall (the counts, and get's last error if its last call
+// failed), or after limit. now and sleep are the clock (time.Now and
 // time.Sleep outside tests).
-func waitJobDone(get func() (*pb.Job, error), stall, step time.Duration, now func() time.Time, sleep func(time.Duration)) (*pb.Job, error) {
-	var last *pb.TaskCounts
-	var job *pb.Job
-	var err error
-	moved := now()
+func waitJobDone(get func() (*pb.Job, error), stall, limit, step time.Duration, now func() time.Time, sleep func(time.Duration)) (*pb.Job, error) {
+	start := now()
+	moved, answered := start, start // the counts' last change; get's last success
+	var counts *pb.TaskCounts
+	seen := false
 	for {
-		job, err = get()
+		job, err := get()
+		at := now()
+		if err == nil && job == nil {
+			err = errors.New("the server answered with no job")
+		}
 		if err == nil {
-			if job.State != pb.JobState_JOB_STATE_QUEUED && job.State != pb.JobState_JOB_STATE_RUNNING {
+			if s := job.GetState(); s != pb.JobState_JOB_STATE_QUEUED && s != pb.JobState_JOB_STATE_RUNNING {
 				return job, nil
 			}
-			if last == nil || !proto.Equal(last, job.GetCounts()) {
-				last, moved = job.GetCounts(), now()
+			answered = at
+			if !seen || !proto.Equal(counts, job.GetCounts()) {
+				seen, counts, moved = true, job.GetCounts(), at
 			}
 		}
-		if idle := now().Sub(moved); idle >= stall {
+		switch {
+		case at.Sub(answered) >= stall:
+			return nil, fmt.Errorf("job not done: the server has not answered for %v: %w", at.Sub(answered).Round(time.Second), err)
+		case at.Sub(moved) >= stall:
+			msg := fmt.Sprintf("job not done: its task counts have not changed for %v: %v", at.Sub(moved).Round(time.Second), counts)
 			if err != nil {
-				return nil, fmt.Errorf("job not done: the server has not answered for %v: %w", idle.Round(time.Second), err)
+				return nil, fmt.Errorf("%s (the last poll: %w)", msg, err)
 			}
-			return nil, fmt.Errorf("job not done: its task counts have not changed for %v: %v", idle.Round(time.Second), last)
+			return nil, errors.New(msg)
+		case at.Sub(start) >= limit:
+			return nil, fmt.Errorf("job not done after %v, its task counts still moving: %v", limit, counts)
 		}
 		sleep(step)
 	}
