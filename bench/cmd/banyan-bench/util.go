@@ -169,7 +169,7 @@ func waitJob(ctx context.Context, jobs pb.JobServiceClient, id string) (*pb.Job,
 }
 
 // waitJobDone calls get every step until the job it returns has ended
-// (neither queued nor running: succeeded, failed or cancelled alike), and
+// (state.IsJobFinal: succeeded, failed or cancelled alike), and
 // returns that job. It gives up with an error when get has failed for
 // stall (the server's last error), when the job's task counts have not
 // changed for stall (the counts, and get's last error if its last call
@@ -187,7 +187,7 @@ func waitJobDone(get func() (*pb.Job, error), stall, limit, step time.Duration, 
 			err = errors.New("the server answered with no job")
 		}
 		if err == nil {
-			if s := job.GetState(); s != pb.JobState_JOB_STATE_QUEUED && s != pb.JobState_JOB_STATE_RUNNING {
+			if state.IsJobFinal(job.GetState()) {
 				return job, nil
 			}
 			answered = at
