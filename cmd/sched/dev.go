@@ -25,7 +25,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	var agents int
 	var lease time.Duration
 	var roots, taskEnv []string
-	var enforceACL bool
+	var enforceACL, hugePages bool
 	var httpAddr string
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -47,11 +47,12 @@ func newDevCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return runDev(cmd.Context(), devConfig{addr: g.addr, dataDir: dataDir, agents: agents, lease: lease,
-				roots: roots, env: env, acl: enforceACL, httpAddr: httpAddr})
+				roots: roots, env: env, acl: enforceACL, httpAddr: httpAddr, hugePages: hugePages})
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", ".banyan-dev", "data directory (kept across restarts)")
 	cmd.Flags().IntVar(&agents, "agents", 1, "number of local agents")
+	cmd.Flags().BoolVar(&hugePages, "heap-huge-pages", true, "ask Linux for 2 MiB pages under the growing heap, as `sched server` does")
 	cmd.Flags().BoolVar(&enforceACL, "acl", false, "enforce ACLs (local agents get their own token; run `sched acl bootstrap` for yours)")
 	cmd.Flags().DurationVar(&lease, "lease", 10*time.Second, "agent lease")
 	cmd.Flags().StringArrayVar(&taskEnv, "task-env", nil, "KEY=VALUE added to every task's environment (repeatable)")
@@ -72,11 +73,16 @@ type devConfig struct {
 	// httpAddr serves metrics and health ("" for none); a busy port only
 	// warns, so that a second dev cluster still starts.
 	httpAddr string
+	// hugePages advises the process's heap for huge pages (hugeheap).
+	hugePages bool
 }
 
 func runDev(ctx context.Context, c devConfig) error {
 	addr, dataDir, agents, lease := c.addr, c.dataDir, c.agents, c.lease
 	log := slog.Default()
+	if c.hugePages {
+		defer startHugeHeap(ctx)()
+	}
 	m := metrics.New()
 	s, err := server.New(server.Config{NodeID: "dev", DataDir: filepath.Join(dataDir, "server"), BindAddr: addr,
 		Bootstrap: true, Lease: lease, Logger: log, RaftLogLevel: "error", ACL: c.acl, Observer: m})

@@ -121,6 +121,47 @@ func TestServerGCPercent(t *testing.T) {
 	}
 }
 
+// TestServerHeapHugePages: the heap's huge-page advice is on by default;
+// heap_huge_pages in the config file turns it off, and the flag wins over
+// the file.
+func TestServerHeapHugePages(t *testing.T) {
+	parse := func(args ...string) (*cobra.Command, bool) {
+		cmd := newServerCmd(&globals{})
+		if err := cmd.Flags().Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		v, err := cmd.Flags().GetBool("heap-huge-pages")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cmd, v
+	}
+	if cmd, v := parse(); !serverHeapHugePages(cmd, serverFile{}, v) {
+		t.Fatal("off by default")
+	}
+	path := filepath.Join(t.TempDir(), "server.yaml")
+	if err := os.WriteFile(path, []byte("data_dir: d\nheap_huge_pages: false\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := fileAt(t, path)
+	if cmd, v := parse(); serverHeapHugePages(cmd, file, v) {
+		t.Fatal("on with heap_huge_pages: false in the config file")
+	}
+	if cmd, v := parse("--heap-huge-pages=true"); !serverHeapHugePages(cmd, file, v) {
+		t.Fatal("off with --heap-huge-pages=true over the file's false")
+	}
+	if cmd, v := parse("--heap-huge-pages=false"); serverHeapHugePages(cmd, serverFile{}, v) {
+		t.Fatal("on with --heap-huge-pages=false")
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("data_dir: d\nheap_huge_pages: maybe\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readServerFile(bad); err == nil || !strings.Contains(err.Error(), "heap_huge_pages") {
+		t.Fatalf("heap_huge_pages: maybe: %v, want an error naming the key", err)
+	}
+}
+
 // TestDeployServerConfigParses: the example config in deploy/ is one the
 // server takes.
 func TestDeployServerConfigParses(t *testing.T) {
