@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -185,17 +186,69 @@ var fsNames = map[int64]string{
 	0x73717368: "squashfs",
 }
 
-// fsType is the filesystem type of dir (statfs magic -> name).
+// fsType is the filesystem type of dir (statfs magic -> name), with "(no
+// journal)" after an ext4 that has none: there every file or directory
+// created scans past the inodes deleted in the last minute or more
+// (ext4's recently_deleted), which a task's directories make costly at
+// hundreds of tasks a second (bench/RESULTS.md, section 8).
 func fsType(dir string) string {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
 		return "unknown (" + err.Error() + ")"
 	}
 	magic := int64(st.Type) & 0xFFFFFFFF
-	if name, ok := fsNames[magic]; ok {
-		return name
+	name, ok := fsNames[magic]
+	if !ok {
+		return fmt.Sprintf("0x%X", magic)
 	}
-	return fmt.Sprintf("0x%X", magic)
+	if name == "ext4" && ext4WithoutJournal(dir) {
+		name += " (no journal)"
+	}
+	return name
+}
+
+// ext4WithoutJournal reports whether the ext4 filesystem that holds dir
+// has no journal, as /sys/fs/ext4/DEVICE/journal_task says ("<none>");
+// false when that cannot be read.
+func ext4WithoutJournal(dir string) bool {
+	mountinfo, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	dev := mountSource(string(mountinfo), abs)
+	if !strings.HasPrefix(dev, "/dev/") {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join("/sys/fs/ext4", filepath.Base(dev), "journal_task"))
+	return err == nil && strings.TrimSpace(string(b)) == "<none>"
+}
+
+// mountSource returns the source (for a disk, its device) of the mount in
+// mountinfo (the text of /proc/self/mountinfo) that holds the absolute,
+// clean path: the last-mounted of the longest mount points that are path
+// or a parent of it. "" when none is.
+func mountSource(mountinfo, path string) string {
+	best, source := -1, ""
+	for _, line := range strings.Split(mountinfo, "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 2 {
+			continue
+		}
+		mp := strings.ReplaceAll(f[4], "\\040", " ")
+		within := path == mp || mp == "/" || strings.HasPrefix(path, mp+"/")
+		if within && len(mp) >= best {
+			best, source = len(mp), g[1]
+		}
+	}
+	return source
 }
 
 // treeDirty reports whether the work tree has uncommitted changes (nil

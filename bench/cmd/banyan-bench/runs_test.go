@@ -163,6 +163,37 @@ func TestFSType(t *testing.T) {
 	}
 }
 
+// TestMountSource: the mount that holds a path is the longest mount point
+// above it, the last one mounted there winning; escaped spaces in mount
+// points are read as spaces.
+func TestMountSource(t *testing.T) {
+	const mountinfo = `26 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard
+27 26 0:5 / /dev rw,nosuid - devtmpfs devtmpfs rw
+40 26 0:33 / /tmp rw,nosuid - tmpfs tmpfs rw
+41 26 259:1 / /srv/banyan\040data rw - xfs /dev/nvme0n1p1 rw
+42 41 259:2 / /srv/banyan\040data/raft rw - ext4 /dev/nvme1n1 rw
+43 40 259:3 / /tmp rw - ext4 /dev/sdb1 rw
+bad line
+`
+	for path, want := range map[string]string{
+		"/":                             "/dev/vda",
+		"/var/lib/banyan":               "/dev/vda",
+		"/tmp":                          "/dev/sdb1",
+		"/tmp/banyan-bench-1/s1":        "/dev/sdb1",
+		"/tmpfoo":                       "/dev/vda",
+		"/srv/banyan data/x":            "/dev/nvme0n1p1",
+		"/srv/banyan data/raft/raft.db": "/dev/nvme1n1",
+		"/dev/null":                     "devtmpfs",
+	} {
+		if got := mountSource(mountinfo, path); got != want {
+			t.Errorf("%s: %q, want %q", path, got, want)
+		}
+	}
+	if got := mountSource("", "/"); got != "" {
+		t.Errorf("no mounts: %q", got)
+	}
+}
+
 // A -keep run replaces the scenarios it ran and keeps the others' recorded
 // results, each with its own commit, in the scenarios' order.
 func TestKeptResults(t *testing.T) {
