@@ -30,12 +30,14 @@ var (
 		"Size of this server's latest raft snapshot (0 before the first).", nil, nil)
 	descSnapIndex = prometheus.NewDesc("banyan_raft_snapshot_index",
 		"Raft log index of this server's latest snapshot (0 before the first).", nil, nil)
+	descDeadLeader = prometheus.NewDesc("banyan_raft_dead_leader_elections_total",
+		"Elections this server stood for at once because its leader's port refused connections (the leader's process was gone).", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descApplied, descCommit, descLast, descApplyLag, descLeader, descReady,
-		descSnapSize, descSnapIndex} {
+		descSnapSize, descSnapIndex, descDeadLeader} {
 		ch <- d
 	}
 }
@@ -55,6 +57,7 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 	snap, _ := c.s.LatestSnapshot() // zero until the first snapshot
 	gauge(descSnapSize, float64(snap.Size))
 	gauge(descSnapIndex, float64(snap.Index))
+	ch <- prometheus.MustNewConstMetric(descDeadLeader, prometheus.CounterValue, float64(c.s.DeadLeaderElections()))
 }
 
 func b2f(b bool) float64 {

@@ -95,15 +95,13 @@ func (l *leaderLoop) autopilot() {
 				delete(failingSince, string(d.PeerID))
 			}
 		case <-tick.C:
-			f := l.s.raft.GetConfiguration()
-			if f.Error() != nil {
+			servers, err := l.s.raftVoters()
+			if err != nil {
 				continue
 			}
-			var voters []string
-			for _, srv := range f.Configuration().Servers {
-				if srv.Suffrage == raft.Voter {
-					voters = append(voters, string(srv.ID))
-				}
+			voters := make([]string, len(servers))
+			for i, srv := range servers {
+				voters[i] = string(srv.ID)
 			}
 			for id := range failingSince {
 				if !slices.Contains(voters, id) {

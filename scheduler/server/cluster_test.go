@@ -262,18 +262,48 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 // TestClusterLeaderKilledDuringSubmissions runs three servers, kills the
 // leader while clients submit through every server, and checks that every
 // acknowledged job is present under the new leader and runs to completion.
-func TestClusterLeaderKilledDuringSubmissions(t *testing.T) {
+// startThree starts three servers (s1, s2, s3) on loopback, bootstrapped
+// together, each with cfg's other fields (NodeID, DataDir, Listener and
+// Peers are set here). The caller closes them.
+func startThree(t *testing.T, cfg server.Config) []*server.Server {
+	t.Helper()
 	lns := []net.Listener{listen(t), listen(t), listen(t)}
 	var peers []server.Peer
-	var addrs []string
 	for i, ln := range lns {
 		peers = append(peers, server.Peer{ID: fmt.Sprintf("s%d", i+1), Addr: ln.Addr().String()})
-		addrs = append(addrs, ln.Addr().String())
 	}
-	servers := make([]*server.Server, 3)
+	servers := make([]*server.Server, len(lns))
 	for i, ln := range lns {
-		servers[i] = startServer(t, server.Config{NodeID: peers[i].ID, DataDir: filepath.Join(t.TempDir(), peers[i].ID),
-			Listener: ln, Peers: peers, Lease: 2 * time.Second})
+		c := cfg
+		c.NodeID, c.DataDir, c.Listener, c.Peers = peers[i].ID, filepath.Join(t.TempDir(), peers[i].ID), ln, peers
+		servers[i] = startServer(t, c)
+	}
+	return servers
+}
+
+// closeLeader closes leader, sets its slot in servers to nil and returns
+// the others.
+func closeLeader(t *testing.T, servers []*server.Server, leader *server.Server) []*server.Server {
+	t.Helper()
+	var survivors []*server.Server
+	for i, s := range servers {
+		if s != leader {
+			survivors = append(survivors, s)
+			continue
+		}
+		if err := s.Close(); err != nil {
+			t.Logf("close leader: %v", err)
+		}
+		servers[i] = nil
+	}
+	return survivors
+}
+
+func TestClusterLeaderKilledDuringSubmissions(t *testing.T) {
+	servers := startThree(t, server.Config{Lease: 2 * time.Second})
+	var addrs []string
+	for _, s := range servers {
+		addrs = append(addrs, s.Addr())
 	}
 	defer func() {
 		for _, s := range servers {
@@ -319,17 +349,7 @@ func TestClusterLeaderKilledDuringSubmissions(t *testing.T) {
 		}(w)
 	}
 	time.Sleep(500 * time.Millisecond)
-	var survivors []*server.Server
-	for i, s := range servers {
-		if s == leader {
-			if err := s.Close(); err != nil {
-				t.Logf("close leader: %v", err)
-			}
-			servers[i] = nil
-		} else {
-			survivors = append(survivors, s)
-		}
-	}
+	survivors := closeLeader(t, servers, leader)
 	newLeader := waitLeader(t, survivors...)
 	time.Sleep(700 * time.Millisecond)
 	close(stopSubmit)
@@ -442,16 +462,9 @@ func TestJoinFormsCluster(t *testing.T) {
 // the leader removes it after DeadServerTimeout (the two left keep a
 // healthy quorum and serve), and a new server joins.
 func TestDeadServerRemovedAndReplaced(t *testing.T) {
-	lns := []net.Listener{listen(t), listen(t), listen(t)}
-	var peers []server.Peer
-	for i, ln := range lns {
-		peers = append(peers, server.Peer{ID: fmt.Sprintf("s%d", i+1), Addr: ln.Addr().String()})
-	}
-	servers := make([]*server.Server, 3)
-	for i, ln := range lns {
-		servers[i] = startServer(t, server.Config{NodeID: peers[i].ID, DataDir: filepath.Join(t.TempDir(), peers[i].ID),
-			Listener: ln, Peers: peers, DeadServerTimeout: 2 * time.Second})
-		defer servers[i].Close()
+	servers := startThree(t, server.Config{DeadServerTimeout: 2 * time.Second})
+	for _, s := range servers {
+		defer s.Close()
 	}
 	leader := waitLeader(t, servers...)
 	var victim *server.Server

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/hashicorp/raft"
 )
 
 // ErrDiskFull refuses a write while the data dir is (nearly) full.
@@ -108,17 +106,11 @@ func (s *Server) watchDisk() {
 
 // voters counts the voters in the raft configuration.
 func (s *Server) voters() int {
-	f := s.raft.GetConfiguration()
-	if f.Error() != nil {
+	voters, err := s.raftVoters()
+	if err != nil {
 		return 0
 	}
-	n := 0
-	for _, srv := range f.Configuration().Servers {
-		if srv.Suffrage == raft.Voter {
-			n++
-		}
-	}
-	return n
+	return len(voters)
 }
 
 // bytesIEC formats n bytes as KiB/MiB/GiB.

@@ -23,6 +23,7 @@ import (
 	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/api/tlsconfig"
 	"github.com/banyan-sched/banyan/api/wirecodec"
+	"github.com/banyan-sched/banyan/scheduler/deadleader"
 	"github.com/banyan-sched/banyan/scheduler/events"
 	"github.com/banyan-sched/banyan/scheduler/fsmpb"
 	"github.com/banyan-sched/banyan/scheduler/logcache"
@@ -247,6 +248,7 @@ type Server struct {
 	log   *slog.Logger
 	fsm   *FSM
 	raft  *raft.Raft
+	trans *raft.NetworkTransport
 	store *raftboltdb.BoltStore
 	snaps raft.SnapshotStore
 	mux   *mux
@@ -254,6 +256,9 @@ type Server struct {
 	fwd   *forwarder
 	disk  *diskGuard
 	addr  string
+	// deadLeader stands for election when the leader's port refuses
+	// connections (deadleader.go).
+	deadLeader *deadleader.Watcher
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -325,6 +330,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.fwd = newForwarder(s)
+	s.watchForDeadLeader()
 	s.submits = newSubmitBatcher(s.propose, s.afterApply, limits.Budget{MessageSize: cfg.MaxMessageSize}.BatchBytes())
 	s.wg.Add(1)
 	go func() {
@@ -405,7 +411,9 @@ func (s *Server) startRaft() error {
 	// goroutines past that in about one run in three: it stepped down with
 	// both followers healthy, and every step-down makes the whole fleet say
 	// hello again to the next leader. At raft's 1 s a kill -9 of the leader
-	// took 2.7-2.9 s to recover from (bench: failover, target 3 s).
+	// took 2.7-2.9 s to recover from (bench: failover, target 3 s). A
+	// leader whose process is gone is not waited out: its port refuses
+	// connections, and a follower stands at once (deadleader.go).
 	rc.HeartbeatTimeout = 750 * time.Millisecond
 	rc.ElectionTimeout = 750 * time.Millisecond
 	rc.LeaderLeaseTimeout = 750 * time.Millisecond
@@ -460,7 +468,7 @@ func (s *Server) startRaft() error {
 		}
 		return fmt.Errorf("start raft: %w", err)
 	}
-	s.raft, s.store, s.snaps = r, store, snaps
+	s.raft, s.store, s.snaps, s.trans = r, store, snaps, trans
 	if hasState {
 		return nil
 	}

@@ -2,9 +2,6 @@ package server_test
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -178,16 +175,9 @@ func TestJobTraceIDWithoutTracing(t *testing.T) {
 func TestJobTraceForwarded(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := tracing.NewProvider(sdktrace.WithSpanProcessor(rec))
-	lns := []net.Listener{listen(t), listen(t), listen(t)}
-	var peers []server.Peer
-	for i, ln := range lns {
-		peers = append(peers, server.Peer{ID: fmt.Sprintf("s%d", i+1), Addr: ln.Addr().String()})
-	}
-	servers := make([]*server.Server, 3)
-	for i, ln := range lns {
-		servers[i] = startServer(t, server.Config{NodeID: peers[i].ID, DataDir: filepath.Join(t.TempDir(), peers[i].ID),
-			Listener: ln, Peers: peers, TracerProvider: tp})
-		defer servers[i].Close()
+	servers := startThree(t, server.Config{TracerProvider: tp})
+	for _, s := range servers {
+		defer s.Close()
 	}
 	leader := waitLeader(t, servers...)
 	var follower *server.Server
