@@ -21,7 +21,10 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 # the github.com/planetscale/vtprotobuf runtime that go.mod requires.
 PROTOC_GEN_GO_VTPROTO_VERSION := v0.6.1-0.20240319094008-0393e58bdf10
 # Packages with goroutines run under the race detector in `make test`.
-RACE_PKGS := ./agent/... ./scheduler/... ./cmd/... ./bench/simagent/... ./bench/cmd/... ./bench/cliprobe/...
+# ./cmd/... comes first: go test builds and starts packages in the order
+# given, and cmd/sched's end-to-end tests are the longest (about 5 of the
+# phase's minutes), so they should run beside the others, not after them.
+RACE_PKGS := ./cmd/... ./scheduler/... ./agent/... ./bench/simagent/... ./bench/cmd/... ./bench/cliprobe/...
 PURE_PKGS := ./pool/... ./api/... ./encoder/... ./bench/sim/... ./bench/encode/... ./bench/chaos/... ./bench/peers/... ./bench/schedbuild/...
 
 .PHONY: all build test test-deps test-short fuzz demo bench bench-soak bench-quick bench-micro bench-encode bench-peers proto lint deps corpus clean image cluster-smoke cluster-upgrade chaos
