@@ -460,7 +460,7 @@ func (s *Server) startRaft() error {
 		store.Close()
 		return fmt.Errorf("raft log cache: %w", err)
 	}
-	r, err := raft.NewRaft(rc, s.fsm, logs, store, snaps, trans)
+	r, err := raft.NewRaft(rc, s.fsm, guardedLog{Store: logs, disk: s.disk}, store, snaps, trans)
 	if err != nil {
 		store.Close()
 		if rerr := s.fsm.RestoreErr(); rerr != nil { // say why, not only that it failed
