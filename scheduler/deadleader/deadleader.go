@@ -12,7 +12,10 @@
 // to the port it listened on. A follower that has not heard from its
 // leader for Quiet dials the leader's address. A refused connection means
 // nothing listens there: the process is dead, or restarting (and comes
-// back as a follower). Then the first voter in line, by ID among the voters
+// back as a follower). Or a firewall between the two rejects the
+// connection: then the follower is cut off from the leader and stands as
+// raft would after its timeout, but past pre-vote, so it can depose a
+// leader the other followers still hear. Then the first voter in line, by ID among the voters
 // other than the leader, asks its own raft to stand at once: through
 // raft's leadership-transfer call (TimeoutNow) sent to itself, whose vote
 // requests the other followers grant even while they still remember the
@@ -267,9 +270,13 @@ type tracker struct {
 // dead one, and it is the one to replace it.
 func (t *tracker) see(v view) view {
 	switch {
-	case v.leader != "" && v.leader != t.self:
+	case v.leader == t.self || v.state == raft.Leader:
+		// This server led since: the leader before it is no one's to
+		// replace, whatever its port says now.
+		t.lastLeader, t.lastAddr = "", ""
+	case v.leader != "":
 		t.lastLeader, t.lastAddr = v.leader, v.leaderAddr
-	case v.leader == "" && v.state == raft.Follower && t.lastLeader != "":
+	case v.state == raft.Follower && t.lastLeader != "":
 		v.leader, v.leaderAddr, v.remembered = t.lastLeader, t.lastAddr, true
 	}
 	return v

@@ -87,6 +87,10 @@ func TestTrackerDecisions(t *testing.T) {
 		{"stood for a leader that came back and died again: stands again", []step{
 			refusedAt(200, "s1", 0, 0), follower(200, "s1", 0, elect),
 			follower(1000, "s1", 990, wait), refusedAt(1300, "s1", 990, 0), follower(1300, "s1", 990, elect)}},
+		{"led since: the leader before is forgotten", []step{
+			follower(100, "s1", 90, wait),
+			{at: 200, state: raft.Leader, leader: "s2", place: -1, want: wait},
+			follower(1000, "", 800, wait), follower(2000, "", 800, wait)}},
 		{"self is never remembered as the leader", []step{
 			{at: 100, state: raft.Leader, leader: "s2", place: -1, want: wait},
 			follower(1000, "", 0, wait)}},

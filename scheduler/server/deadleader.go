@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/banyan-sched/banyan/scheduler/deadleader"
 	"github.com/hashicorp/raft"
@@ -42,6 +43,14 @@ func (s *Server) DeadLeaderElections() uint64 { return s.deadLeader.Elections() 
 // then asks for votes flagged as a transfer, which the other followers
 // grant even while they still count the silent leader as theirs.
 func (s *Server) standForElection() error {
+	// The watcher looked a moment ago; raft acts on TimeoutNow in any
+	// state, so look again (a gap of microseconds remains).
+	if st := s.raft.State(); st != raft.Follower {
+		return fmt.Errorf("not a follower any more (%s)", st)
+	}
+	if since := time.Since(s.raft.LastContact()); since < deadleader.DefaultQuiet {
+		return fmt.Errorf("heard from a leader %v ago", since.Round(time.Millisecond))
+	}
 	voters, err := s.raftVoters()
 	if err != nil {
 		return err

@@ -21,8 +21,16 @@ import (
 // (bench/chaos, -faults disk-full,leader-kill) wedged a follower so in one
 // of three runs, and the cluster with it once the leader was killed.
 // Refused, the delete changes nothing; the leader sends the entries again,
-// and they go in once there is space.
-// Deletes of the oldest entries (log compaction after a snapshot) go on.
+// and they go in once there is space (the leader backs off between tries,
+// up to about 10 s).
+//
+// Deletes of the oldest entries (log compaction after a snapshot) go on:
+// they stop short of the newest while raft keeps trailing logs (its
+// default 10,240, which Banyan keeps) and the store is not monotonic
+// (raft-boltdb is not; raft would otherwise delete up to the newest after
+// a snapshot restore, and that delete would be refused here). A delete and
+// a failed store between two of the guard's checks (every 500 ms) can still
+// wedge a follower; the reserve is what keeps that window closed.
 type guardedLog struct {
 	*logcache.Store
 	disk *diskGuard
