@@ -68,6 +68,14 @@ func (c *client) Close() error { return c.conn.Close() }
 // connect dials the scheduler for one client command and bounds its calls
 // with a deadline; done closes both.
 func connect(cmd *cobra.Command, g *globals) (*client, context.Context, func(), error) {
+	if g.call != nil { // run by the client helper: its connection stays open
+		c, release, err := g.call.conns.get(g)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+		return c, ctx, func() { cancel(); release() }, nil
+	}
 	c, err := dial(g)
 	if err != nil {
 		return nil, nil, nil, err

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -13,6 +15,7 @@ import (
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/api/limits"
 	"github.com/banyan-sched/banyan/api/taskarray"
+	"github.com/banyan-sched/banyan/cmd/internal/helperwire"
 	"github.com/banyan-sched/banyan/cmd/sched/jobfile"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -34,16 +37,25 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 		Short: "Submit the job (or batch of jobs) in a YAML or JSON file; - reads standard input",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			specs, err := readJobs(args[0])
+			if g.call != nil && (watch || args[0] == "-") {
+				return errDeclined // a watch, or standard input: the front runs it itself
+			}
+			specs, err := readJobs(g.callPath(args[0]), args[0])
 			if err != nil {
 				return err
 			}
 			phases.markNow("read")
 			// Each job gets an idempotency key, so the client's retries
-			// during a leader election never submit a job twice.
+			// during a leader election never submit a job twice. The
+			// front's seed, when it hands a call on, keeps them the same
+			// in the process that runs it again.
+			newKey := randomKey
+			if seed := g.getenv(helperwire.EnvSeed); seed != "" {
+				newKey = seededKeys(seed)
+			}
 			for _, s := range specs {
 				if s.IdempotencyKey == "" {
-					s.IdempotencyKey = randomKey()
+					s.IdempotencyKey = newKey()
 				}
 			}
 			c, ctx, done, err := connect(cmd, g)
@@ -67,7 +79,7 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 						return fmt.Errorf("submit: %w", err)
 					}
 					// The jobs of the calls before stay submitted: say which.
-					if perr := printSubmitted(g, resp); perr != nil {
+					if perr := printSubmitted(cmd.OutOrStdout(), g, resp); perr != nil {
 						return perr
 					}
 					return fmt.Errorf("submit: %d of %d jobs submitted (listed above), then: %w", len(resp.Jobs), len(specs), err)
@@ -75,7 +87,7 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 				resp.Jobs, resp.Existing = append(resp.Jobs, r.Jobs...), append(resp.Existing, r.Existing...)
 			}
 			phases.markNow("rpc")
-			if err := printSubmitted(g, resp); err != nil {
+			if err := printSubmitted(cmd.OutOrStdout(), g, resp); err != nil {
 				return err
 			}
 			phases.markNow("print")
@@ -118,16 +130,18 @@ func expandArraysFor(ctx context.Context, c *client, specs []*pb.JobSpec) error 
 }
 
 // printSubmitted prints the jobs a submit made, or found already made.
-func printSubmitted(g *globals, resp *pb.SubmitJobsResponse) error {
+func printSubmitted(w io.Writer, g *globals, resp *pb.SubmitJobsResponse) error {
 	if g.output == "json" {
-		return printJSON(os.Stdout, resp)
+		return printJSON(w, resp)
 	}
 	for i, j := range resp.Jobs {
 		note := ""
 		if resp.Existing[i] {
 			note = " (existing job with the same idempotency key)"
 		}
-		fmt.Printf("%s\t%s\t%d tasks%s\n", j.Id, j.Name, j.Counts.GetTotal(), note)
+		if _, err := fmt.Fprintf(w, "%s\t%s\t%d tasks%s\n", j.Id, j.Name, j.Counts.GetTotal(), note); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -165,9 +179,26 @@ func submitBatches(specs []*pb.JobSpec, budget int) ([][]*pb.JobSpec, error) {
 	return out, nil
 }
 
-func readJobs(path string) ([]*pb.JobSpec, error) {
-	if path != "-" {
-		return jobfile.ReadFile(path)
+// readJobs reads the jobs of the file at path, which the caller named
+// as given ("-": standard input).
+func readJobs(path, given string) ([]*pb.JobSpec, error) {
+	if given != "-" {
+		if path == given {
+			return jobfile.ReadFile(path)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				pe.Path = given // as the caller named it, as jobfile.ReadFile says
+			}
+			return nil, fmt.Errorf("read job file: %w", err)
+		}
+		specs, err := jobfile.Parse(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", given, err)
+		}
+		return specs, nil
 	}
 	data, err := io.ReadAll(os.Stdin)
 	if err != nil {
@@ -184,6 +215,16 @@ func randomKey() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return "cli-" + hex.EncodeToString(b[:])
+}
+
+// seededKeys returns a source of idempotency keys derived from seed: the
+// same seed gives the same keys in the same order (helperwire.EnvSeed).
+func seededKeys(seed string) func() string {
+	n := 0
+	return func() string {
+		n++
+		return fmt.Sprintf("cli-%s-%d", seed, n)
+	}
 }
 
 func newJobListCmd(g *globals) *cobra.Command {

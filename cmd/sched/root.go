@@ -28,6 +28,27 @@ type globals struct {
 	tls       tlsconfig.Files // --tls-ca, --tls-cert, --tls-key (env SCHED_TLS_*)
 	// token is the ACL token sent with every call (--token, SCHED_TOKEN).
 	token string
+	// call is set when the client helper runs the command for a front
+	// (helper.go); nil in a process of its own.
+	call *helperCall
+}
+
+// helperCall is what a command run by the client helper has in place of
+// its own process's: the front's environment and working directory, and
+// the helper's open connections.
+type helperCall struct {
+	getenv func(string) string
+	dir    string
+	conns  *connCache
+}
+
+// getenv reads the call's environment: the front's under the helper, else
+// this process's.
+func (g *globals) getenv(key string) string {
+	if g.call != nil {
+		return g.call.getenv(key)
+	}
+	return os.Getenv(key)
 }
 
 func newRootCmd() *cobra.Command { return newRootCmdFor(nil) }
@@ -35,8 +56,12 @@ func newRootCmd() *cobra.Command { return newRootCmdFor(nil) }
 // newRootCmdFor builds the command tree for a call with args (without the
 // program name): only the top-level command args name, or every command
 // when they name none (see commandNamed).
-func newRootCmdFor(args []string) *cobra.Command {
-	g := &globals{}
+func newRootCmdFor(args []string) *cobra.Command { return newRootCmdCall(args, nil) }
+
+// newRootCmdCall is newRootCmdFor for a call run by the client helper
+// (call non-nil) or by this process (nil).
+func newRootCmdCall(args []string, call *helperCall) *cobra.Command {
+	g := &globals{call: call}
 	root := &cobra.Command{
 		Use:           "sched",
 		Short:         "Banyan: a batch scheduler for video-encoding farms",
@@ -50,9 +75,12 @@ func newRootCmdFor(args []string) *cobra.Command {
 			if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
 				return usageError{"--log-level: " + err.Error()}
 			}
-			h, err := logHandler(os.Stderr, g.logFormat, lvl)
+			h, err := logHandler(cmd.ErrOrStderr(), g.logFormat, lvl)
 			if err != nil {
 				return err
+			}
+			if g.call != nil {
+				return nil // the helper's calls leave its process's logger and tracing alone
 			}
 			slog.SetDefault(slog.New(h))
 			err = startTracing(cmd)
@@ -60,22 +88,22 @@ func newRootCmdFor(args []string) *cobra.Command {
 			return err
 		},
 	}
-	addr := os.Getenv("SCHED_ADDR")
+	addr := g.getenv("SCHED_ADDR")
 	if addr == "" {
 		addr = DefaultAddr
 	}
 	root.PersistentFlags().StringVar(&g.addr, "addr", addr, "scheduler address, or several separated by commas to fail over between (env SCHED_ADDR)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	logFormat := os.Getenv("SCHED_LOG_FORMAT")
+	logFormat := g.getenv("SCHED_LOG_FORMAT")
 	if logFormat == "" {
 		logFormat = "text"
 	}
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", logFormat, "log format: text or json (env SCHED_LOG_FORMAT)")
-	root.PersistentFlags().StringVar(&g.tls.CA, "tls-ca", os.Getenv("SCHED_TLS_CA"), "CA certificate for mutual TLS (env SCHED_TLS_CA)")
-	root.PersistentFlags().StringVar(&g.tls.Cert, "tls-cert", os.Getenv("SCHED_TLS_CERT"), "this process's TLS certificate (env SCHED_TLS_CERT)")
-	root.PersistentFlags().StringVar(&g.tls.Key, "tls-key", os.Getenv("SCHED_TLS_KEY"), "this process's TLS key (env SCHED_TLS_KEY)")
-	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("SCHED_TOKEN"), "ACL token secret (env SCHED_TOKEN)")
+	root.PersistentFlags().StringVar(&g.tls.CA, "tls-ca", g.getenv("SCHED_TLS_CA"), "CA certificate for mutual TLS (env SCHED_TLS_CA)")
+	root.PersistentFlags().StringVar(&g.tls.Cert, "tls-cert", g.getenv("SCHED_TLS_CERT"), "this process's TLS certificate (env SCHED_TLS_CERT)")
+	root.PersistentFlags().StringVar(&g.tls.Key, "tls-key", g.getenv("SCHED_TLS_KEY"), "this process's TLS key (env SCHED_TLS_KEY)")
+	root.PersistentFlags().StringVar(&g.token, "token", g.getenv("SCHED_TOKEN"), "ACL token secret (env SCHED_TOKEN)")
 	only := commandNamed(args)
 	for _, c := range topCommands(g) {
 		if only == "" || c.name == only {
@@ -112,6 +140,7 @@ func topCommands(g *globals) []topCommand {
 		{"operator", func() *cobra.Command { return newOperatorCmd(g) }, true},
 		{"version", newVersionCmd, true},
 		{"events", func() *cobra.Command { return newEventsCmd(g) }, true},
+		{"helper", newHelperCmd, false},
 	}
 }
 

@@ -18,36 +18,47 @@ import (
 // The thin build (thin.go): the client commands in a binary of their own,
 // which execs banyand (the full build, schedBin here) for the rest.
 
-// thinBuild is the thin sched, built once for the package's tests.
-var thinBuild struct {
+// onceBuilt is a binary built once for the package's tests.
+type onceBuilt struct {
 	once sync.Once
 	path string
 	err  error
 }
+
+// build builds it (go build, without cgo, the rest of its arguments args)
+// the first time, and returns its path.
+func (b *onceBuilt) build(t *testing.T, what string, args ...string) string {
+	t.Helper()
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp(filepath.Dir(schedBin), what)
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.path = filepath.Join(dir, "sched")
+		cmd := exec.Command("go", append([]string{"build", "-o", b.path}, args...)...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // the thin client and the front need no cgo
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("build the %s: %v\n%s", what, err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+// thinBuild is the thin sched.
+var thinBuild onceBuilt
 
 // thinInstall returns a new directory holding the thin sched and, with
 // banyand, the full binary as banyand next to it, as `make build` leaves
 // bin/.
 func thinInstall(t *testing.T, banyand bool) string {
 	t.Helper()
-	thinBuild.once.Do(func() {
-		dir, err := os.MkdirTemp(filepath.Dir(schedBin), "thin")
-		if err != nil {
-			thinBuild.err = err
-			return
-		}
-		thinBuild.path = filepath.Join(dir, "sched")
-		cmd := exec.Command("go", "build", "-tags", schedbuild.ThinTags, "-o", thinBuild.path, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // the thin build needs no cgo
-		if out, err := cmd.CombinedOutput(); err != nil {
-			thinBuild.err = fmt.Errorf("build the thin sched: %v\n%s", err, out)
-		}
-	})
-	if thinBuild.err != nil {
-		t.Fatal(thinBuild.err)
-	}
+	thin := thinBuild.build(t, "thin", "-tags", schedbuild.ThinTags, ".")
 	dir := t.TempDir()
-	install(t, thinBuild.path, filepath.Join(dir, "sched"))
+	install(t, thin, filepath.Join(dir, "sched"))
 	if banyand {
 		install(t, schedBin, filepath.Join(dir, "banyand"))
 	}
@@ -81,7 +92,14 @@ func install(t *testing.T, src, dst string) {
 // and exit code.
 func runBin(t *testing.T, bin string, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runIn(t, "", bin, env, args...)
+}
+
+// runIn is runBin with the working directory dir ("": this process's).
+func runIn(t *testing.T, dir, bin string, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e

@@ -1,0 +1,269 @@
+package main_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/banyan-sched/banyan/bench/schedbuild"
+)
+
+// The front (cmd/schedfront, installed as sched) and the client helper
+// (helper.go): `sched job submit` handed to a per-user helper process.
+
+// frontBuild is the front.
+var frontBuild onceBuilt
+
+// frontInstall returns a new directory laid out as `make build` leaves
+// bin/: the front as sched, the thin client as sched-client, the full
+// binary as banyand.
+func frontInstall(t *testing.T) string {
+	t.Helper()
+	thin := thinBuild.build(t, "thin", "-tags", schedbuild.ThinTags, ".")
+	front := frontBuild.build(t, "front", "../schedfront")
+	dir := t.TempDir()
+	install(t, front, filepath.Join(dir, "sched"))
+	install(t, thin, filepath.Join(dir, "sched-client"))
+	install(t, schedBin, filepath.Join(dir, "banyand"))
+	return dir
+}
+
+// helperEnv is a runtime directory of the test's own (short: a Unix
+// socket's path has a limit of 107 bytes), and the environment that points
+// the front and its helper there. The helper is stopped, and waited for,
+// when the test ends.
+func helperEnv(t *testing.T, sched string) []string {
+	t.Helper()
+	rt, err := os.MkdirTemp("", "bh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"XDG_RUNTIME_DIR=" + rt, "SCHED_HELPER_IDLE=2m", "SCHED_HELPER=on"}
+	t.Cleanup(func() {
+		pid := helperPID(t, sched, env)
+		runBin(t, sched, env, "helper", "stop")
+		if pid > 0 {
+			waitGone(t, pid)
+		}
+		os.RemoveAll(rt)
+	})
+	return env
+}
+
+var helperStatus = regexp.MustCompile(`^helper pid (\d+), up \S+, (\d+) calls run, (\d+) declined`)
+
+// helperCounts is the helper's pid and its counts of calls run and
+// declined, from `sched helper status`; pid 0 when none runs.
+func helperCounts(t *testing.T, sched string, env []string) (pid, ran, declined int) {
+	t.Helper()
+	out, errOut, code := runBin(t, sched, env, "helper", "status")
+	if code != 0 {
+		t.Fatalf("sched helper status: exit %d: %s", code, errOut)
+	}
+	if strings.TrimSpace(out) == "no helper is running" {
+		return 0, 0, 0
+	}
+	m := helperStatus.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("sched helper status said %q", out)
+	}
+	pid, _ = strconv.Atoi(m[1])
+	ran, _ = strconv.Atoi(m[2])
+	declined, _ = strconv.Atoi(m[3])
+	return pid, ran, declined
+}
+
+func helperPID(t *testing.T, sched string, env []string) int {
+	pid, _, _ := helperCounts(t, sched, env)
+	return pid
+}
+
+// waitHelper waits until a helper other than not runs, and returns its pid.
+func waitHelper(t *testing.T, sched string, env []string, not int) int {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if pid := helperPID(t, sched, env); pid != 0 && pid != not {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no helper started within 15 s of a submit that found none")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitGone waits until process pid has exited.
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(b), ") Z ") {
+			return // a zombie: exited, its parent not yet told
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("helper %d still runs 15 s after it was told to stop", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var submittedLine = regexp.MustCompile(`^(job-\d+)\tvia\t1 tasks\n$`)
+
+// A submit that finds no helper runs in sched-client and starts one; the
+// calls after it run in the helper, with the front's working directory,
+// flags and environment, and print and exit as sched-client does. What
+// the helper must not run (standard input, a helper turned off) runs in
+// sched-client, and a helper killed with SIGKILL is replaced.
+func TestFrontHandsSubmitsToTheHelper(t *testing.T) {
+	bin := frontInstall(t)
+	sched := filepath.Join(bin, "sched")
+	env := helperEnv(t, sched)
+	addr := freeAddr(t)
+	d := startDev(t, addr, filepath.Join(t.TempDir(), "data"), 1)
+	work := t.TempDir()
+	job := "name: via\ntasks:\n  - name: t\n    command: [\"true\"]\n    resources: {cpu: 1, memory: 16Mi}\n"
+	if err := os.WriteFile(filepath.Join(work, "job.yaml"), []byte(job), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "bad.yaml"), []byte("name: via\ntasks: 7\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	submit := func(what string, env []string, args ...string) {
+		t.Helper()
+		out, errOut, code := runIn(t, work, sched, env, append([]string{"--addr", addr, "job", "submit"}, args...)...)
+		m := submittedLine.FindStringSubmatch(out)
+		if code != 0 || m == nil || errOut != "" {
+			t.Fatalf("%s: exit %d, stdout %q, stderr %q", what, code, out, errOut)
+		}
+		ids = append(ids, m[1])
+	}
+
+	if pid := helperPID(t, sched, env); pid != 0 {
+		t.Fatalf("a helper (pid %d) runs before any call", pid)
+	}
+	submit("the first submit (no helper yet)", env, "job.yaml")
+	pid := waitHelper(t, sched, env, 0)
+	submit("a submit through the helper", env, "job.yaml")
+	if _, ran, _ := helperCounts(t, sched, env); ran != 1 {
+		t.Fatalf("the helper ran %d calls, want 1", ran)
+	}
+
+	// Output flags and a token from the environment reach the call.
+	out, errOut, code := runIn(t, work, sched, append(env, "SCHED_ADDR="+addr), "-o", "json", "job", "submit", "job.yaml")
+	var resp struct {
+		Jobs []struct {
+			ID             string `json:"id"`
+			Name           string `json:"name"`
+			IdempotencyKey string `json:"idempotency_key"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal([]byte(out), &resp); code != 0 || err != nil || len(resp.Jobs) != 1 || resp.Jobs[0].Name != "via" {
+		t.Fatalf("-o json through the helper: exit %d, %v, stdout %q, stderr %q", code, err, out, errOut)
+	}
+	if k := resp.Jobs[0].IdempotencyKey; !regexp.MustCompile(`^cli-[0-9a-f]{32}-1$`).MatchString(k) {
+		t.Errorf("idempotency key %q: want the front's seed and the job's number", k)
+	}
+	ids = append(ids, resp.Jobs[0].ID)
+
+	// A missing or bad file: the same words and exit status as sched-client's.
+	for _, file := range []string{"missing.yaml", "bad.yaml"} {
+		args := []string{"--addr", addr, "job", "submit", file}
+		hOut, hErr, hCode := runIn(t, work, sched, env, args...)
+		dOut, dErr, dCode := runIn(t, work, sched, append(env, "SCHED_HELPER=off"), args...)
+		if hCode == 0 || hOut != dOut || hErr != dErr || hCode != dCode || !strings.Contains(hErr, file) {
+			t.Errorf("%s through the helper: exit %d, %q %q; in sched-client: exit %d, %q %q",
+				file, hCode, hOut, hErr, dCode, dOut, dErr)
+		}
+	}
+	_, ran, declined := helperCounts(t, sched, env)
+	if ran != 4 || declined != 0 {
+		t.Fatalf("the helper ran %d calls and declined %d, want 4 and 0", ran, declined)
+	}
+
+	// Standard input: declined, run in sched-client.
+	cmd := exec.Command(sched, "--addr", addr, "job", "submit", "-")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = strings.NewReader(job)
+	stdinOut, err := cmd.Output()
+	if err != nil || !submittedLine.Match(stdinOut) {
+		t.Fatalf("submit of standard input: %v, %q", err, stdinOut)
+	}
+	ids = append(ids, submittedLine.FindStringSubmatch(string(stdinOut))[1])
+	// SCHED_HELPER=off: not even offered.
+	submit("a submit with the helper off", append(env, "SCHED_HELPER=off"), "job.yaml")
+	if _, ran, declined := helperCounts(t, sched, env); ran != 4 || declined != 1 {
+		t.Fatalf("the helper ran %d calls and declined %d, want 4 and 1", ran, declined)
+	}
+
+	// kill -9 leaves a socket with no one behind it: the next submit runs
+	// in sched-client and starts a new helper.
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, pid)
+	submit("the submit after the helper was killed", env, "job.yaml")
+	waitHelper(t, sched, env, pid)
+	submit("a submit through the new helper", env, "job.yaml")
+
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			t.Errorf("job %s reported twice", id)
+		}
+		seen[id] = true
+		var j struct{ ID, Name string }
+		showJobAs(t, d, id, &j)
+		if j.ID != id || j.Name != "via" {
+			t.Errorf("job %s on the server is %+v", id, j)
+		}
+	}
+	if len(ids) != 7 {
+		t.Errorf("%d jobs submitted, want 7", len(ids))
+	}
+}
+
+// A call run again with the seed its front handed a helper that did not
+// answer makes the same idempotency keys: the job is found, not made twice.
+func TestSubmitSeedMakesTheSameKeys(t *testing.T) {
+	addr := freeAddr(t)
+	startDev(t, addr, filepath.Join(t.TempDir(), "data"), 1)
+	file := filepath.Join(t.TempDir(), "job.yaml")
+	if err := os.WriteFile(file, []byte("jobs:\n  - name: a\n    tasks: [{name: t, command: [\"true\"]}]\n  - name: b\n    tasks: [{name: t, command: [\"true\"]}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	seed := []string{"SCHED_SUBMIT_SEED=0123456789abcdef0123456789abcdef"}
+	first, errOut, code := runBin(t, schedBin, seed, "--addr", addr, "job", "submit", file)
+	if code != 0 || strings.Count(first, "\n") != 2 || strings.Contains(first, "existing") {
+		t.Fatalf("first submit: exit %d, %q, %q", code, first, errOut)
+	}
+	again, errOut, code := runBin(t, schedBin, seed, "--addr", addr, "job", "submit", file)
+	want := strings.ReplaceAll(first, "tasks\n", "tasks (existing job with the same idempotency key)\n")
+	if code != 0 || again != want {
+		t.Fatalf("the same seed again: exit %d, %q (stderr %q), want %q", code, again, errOut, want)
+	}
+	other, _, code := runBin(t, schedBin, []string{"SCHED_SUBMIT_SEED=ffff"}, "--addr", addr, "job", "submit", file)
+	if code != 0 || strings.Contains(other, "existing") || other == first {
+		t.Fatalf("another seed: exit %d, %q", code, other)
+	}
+}
+
+// A front with no sched-client beside it or on PATH says what is missing.
+func TestFrontWithoutTheClient(t *testing.T) {
+	front := frontBuild.build(t, "front", "../schedfront")
+	dir := t.TempDir()
+	install(t, front, filepath.Join(dir, "sched"))
+	out, errOut, code := runBin(t, filepath.Join(dir, "sched"), []string{"PATH=" + t.TempDir()}, "job", "list")
+	if code != 2 || out != "" || !strings.Contains(errOut, "sched-client") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want exit 2 naming sched-client", code, out, errOut)
+	}
+}
