@@ -4,10 +4,13 @@
 
 GO        ?= go
 BIN       := bin
-# Two binaries from cmd/sched (README, "Two binaries"): sched, the thin
-# client (no cgo, starts fast), and banyand, the full one (server, agent,
-# dev, encoder), which sched execs for those commands.
+# Three binaries (README, "Three binaries"): sched, the front
+# (cmd/schedfront), which hands `sched job submit` to the client helper and
+# execs sched-client for the rest; sched-client, the thin client (no cgo,
+# starts fast; also the helper); and banyand, the full one (server, agent,
+# dev, encoder), which sched-client execs for those commands.
 SCHED     := $(BIN)/sched
+SCHED_CLIENT := $(BIN)/sched-client
 BANYAND   := $(BIN)/banyand
 # The thin client's build tags (bench/schedbuild.ThinTags): schedthin leaves
 # the daemons out; grpcnotrace keeps golang.org/x/net/trace out.
@@ -41,7 +44,8 @@ test-deps: deps
 
 build: deps
 	$(GO) build -o $(BANYAND) ./cmd/sched
-	CGO_ENABLED=0 $(GO) build -tags $(THIN_TAGS) -trimpath -o $(SCHED) ./cmd/sched
+	CGO_ENABLED=0 $(GO) build -tags $(THIN_TAGS) -trimpath -o $(SCHED_CLIENT) ./cmd/sched
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(SCHED) ./cmd/schedfront
 
 # The media corpus (encoder/corpus): generated sources with real-world
 # traits, cached by recipe, and real files from Debian packages, unpacked

@@ -138,10 +138,12 @@ for image in "$old_image" "$new_image"; do
 	docker image inspect "$image" >/dev/null 2>&1 || fail "image $image is missing"
 done
 
-# The host CLI is this tree's sched, copied out of :new (static).
+# The host CLI is this tree's sched, copied out of :new (static), with the
+# sched-client it execs beside it.
 cli=$tmp/sched
 cid=$(docker create "$new_image")
 docker cp "$cid:/bin/sched" "$cli" >/dev/null
+docker cp "$cid:/bin/sched-client" "$tmp/sched-client" >/dev/null
 docker rm "$cid" >/dev/null
 # What every server must report at the end: the version in :new.
 new_version=$("$cli" version | awk 'NR == 1 { print $2 }')

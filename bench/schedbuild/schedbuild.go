@@ -1,8 +1,9 @@
-// Package schedbuild builds Banyan's two binaries from this module the way
-// `make build` does, for the benchmarks: banyand, the full binary (server,
-// agent, `sched dev`), and sched, the thin client (cmd/sched/thin.go),
-// side by side in one directory, where the thin sched finds banyand and
-// execs it for the daemon commands.
+// Package schedbuild builds Banyan's three binaries from this module the
+// way `make build` does, for the benchmarks: banyand, the full binary
+// (server, agent, `sched dev`); sched-client, the thin client
+// (cmd/sched/thin.go), which also runs the client helper; and sched, the
+// front (cmd/schedfront), side by side in one directory, where the front
+// finds sched-client and sched-client finds banyand.
 package schedbuild
 
 import (
@@ -22,15 +23,16 @@ import (
 // the client never turns on.
 const ThinTags = "schedthin,grpcnotrace"
 
-// Build builds banyand and the thin sched into dir and returns sched's
-// path. go runs from the module's root (go env GOMOD), wherever the caller
-// was started; its messages go to stderr.
+// Build builds banyand, sched-client and the front into dir and returns
+// the front's path (sched). go runs from the module's root (go env GOMOD),
+// wherever the caller was started; its messages go to stderr.
 func Build(ctx context.Context, dir string, stderr io.Writer) (string, error) {
 	sched := filepath.Join(dir, "sched")
 	root := moduleRoot(ctx)
 	for _, b := range []goBuild{
 		{filepath.Join(dir, "banyand"), "./cmd/sched", nil, nil},
-		{sched, "./cmd/sched", thinFlags, thinEnv},
+		{filepath.Join(dir, "sched-client"), "./cmd/sched", thinFlags, thinEnv},
+		{sched, "./cmd/schedfront", []string{"-trimpath"}, thinEnv},
 	} {
 		if err := b.run(ctx, root, stderr); err != nil {
 			return "", err

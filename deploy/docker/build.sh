@@ -70,7 +70,11 @@ is_static "$ctx/rootfs/bin/banyand" || die "bin/banyand is not statically linked
 # sched, the thin client: without cgo it is static and pure Go as it is
 # (tags as the Makefile's THIN_TAGS).
 (cd "$root" && CGO_ENABLED=0 "$go" build -trimpath -tags schedthin,grpcnotrace \
-	-ldflags "-s -w$xflags" -o "$ctx/rootfs/bin/sched" ./cmd/sched)
+	-ldflags "-s -w$xflags" -o "$ctx/rootfs/bin/sched-client" ./cmd/sched)
+is_static "$ctx/rootfs/bin/sched-client" || die "bin/sched-client is not statically linked"
+# sched, the front: it hands job submissions to the client helper and execs
+# sched-client for the rest.
+(cd "$root" && CGO_ENABLED=0 "$go" build -trimpath -ldflags "-s -w" -o "$ctx/rootfs/bin/sched" ./cmd/schedfront)
 is_static "$ctx/rootfs/bin/sched" || die "bin/sched is not statically linked"
 
 # 2. busybox, for shell tasks.
