@@ -69,6 +69,17 @@ func (v *Dev) Sched(ctx context.Context, args ...string) (string, error) {
 	return runCmd(ctx, nil, append([]string{v.Bin, "--addr", v.Addr}, args...)...)
 }
 
+// SchedEnv is Sched with extra environment (KEY=VALUE).
+func (v *Dev) SchedEnv(ctx context.Context, env []string, args ...string) (string, error) {
+	return runCmd(ctx, env, append([]string{v.Bin, "--addr", v.Addr}, args...)...)
+}
+
+// StopHelper stops the client helper that sched's job submissions started
+// (cmd/sched/helper.go), if one runs, and returns what it said.
+func (v *Dev) StopHelper(ctx context.Context) (string, error) {
+	return runCmd(ctx, nil, v.Bin, "helper", "stop")
+}
+
 // Run runs another program the way Sched runs sched (the same start,
 // environment and output capture), for the probes measured beside it.
 func (v *Dev) Run(ctx context.Context, argv ...string) (string, error) {

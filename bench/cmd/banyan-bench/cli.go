@@ -63,30 +63,56 @@ func runCLI(o options) Result {
 		return Result{Err: err.Error()}
 	}
 	submit := []string{"--addr", addr, "job", "submit", jobFile}
-	for i := 0; i < 10; i++ { // warm the page cache and the server
+	// The client helper: the warm-up's first call starts it (and runs in
+	// sched-client itself), as a user's first call does.
+	defer func() { _, _ = cliRun(bin, []string{"helper", "stop"}, nil) }()
+	for i := 0; i < 10; i++ { // warm the page cache, the server and the helper
 		if _, err := cliRun(bin, submit, nil); err != nil {
 			return Result{Err: "warm-up: " + err.Error()}
 		}
+	}
+	helperPID, err := cliHelperPID(bin)
+	if err != nil {
+		return Result{Err: err.Error()}
 	}
 	load := loadAverage()
 	devBefore, err := procCPU(dev)
 	if err != nil {
 		return Result{Err: "sched dev CPU: " + err.Error()}
 	}
-	calls := make([]cliCall, 0, n)
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		c, err := cliRun(bin, submit, []string{"SCHED_TIMING=1"})
-		if err != nil {
-			return Result{Err: fmt.Sprintf("call %d: %v", i, err)}
-		}
-		calls = append(calls, c)
+	helperBefore, err := procCPU(helperPID)
+	if err != nil {
+		return Result{Err: "client helper CPU: " + err.Error()}
 	}
-	secs := time.Since(start).Seconds()
-	rate := float64(n) / secs
+	loop := func(env []string) ([]cliCall, float64, error) {
+		calls := make([]cliCall, 0, n)
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			c, err := cliRun(bin, submit, env)
+			if err != nil {
+				return nil, 0, fmt.Errorf("call %d: %w", i, err)
+			}
+			calls = append(calls, c)
+		}
+		return calls, float64(n) / time.Since(start).Seconds(), nil
+	}
+	helped, rate, err := loop(nil)
+	if err != nil {
+		return Result{Err: err.Error()}
+	}
 	devAfter, err := procCPU(dev)
 	if err != nil {
 		return Result{Err: "sched dev CPU: " + err.Error()}
+	}
+	helperAfter, err := procCPU(helperPID)
+	if err != nil {
+		return Result{Err: "client helper CPU: " + err.Error()}
+	}
+	// Where a call's time goes when it runs in a process of its own: the
+	// helper off, sched-client's phases.
+	calls, directRate, err := loop([]string{"SCHED_HELPER=off", "SCHED_TIMING=1"})
+	if err != nil {
+		return Result{Err: "the helper off: " + err.Error()}
 	}
 
 	help, err := cliLoopRate(bin, []string{"--help"}, 100)
@@ -101,29 +127,34 @@ func runCLI(o options) Result {
 	if err != nil {
 		return Result{Err: "inittrace: " + err.Error()}
 	}
-	m := cliMetrics(calls)
+	m := cliMetrics(calls) // the helper off
+	hm := cliMetrics(helped)
 	m["calls"], m["calls_per_s"], m["help_calls_per_s"], m["bin_true_per_s"], m["package_init_ms"] = n, rate, help, trueRate, initMs
+	m["direct_calls_per_s"] = directRate
+	m["helper_wall_ms"], m["helper_wall_p50_ms"], m["helper_wall_p99_ms"], m["front_cpu_ms"] = hm["wall_ms"], hm["wall_p50_ms"], hm["wall_p99_ms"], hm["cpu_ms"]
 	m["exec_and_runtime_ms"] = m["pre_main_ms"] - initMs
 	m["dev_cpu_ms"] = float64(devAfter-devBefore) / float64(time.Millisecond) / n
+	m["helper_cpu_ms"] = float64(helperAfter-helperBefore) / float64(time.Millisecond) / n
 	m["loadavg_1m"] = load
 	ref := sbatchRateAt(filepath.Join(o.out, "latest"+o.suffix+".json"), o.commit)
 	if ref.perS > 0 {
 		m["sbatch_per_s"] = ref.perS // the reference, not a figure of this run
 	}
 	return Result{
-		Summary: fmt.Sprintf("%d `sched job submit` calls of one job against `sched dev`, one process each: %.0f calls/s (%.2f ms/call, %.2f ms CPU, sched dev %.2f ms CPU per job); "+
-			"a call: before main %.2f ms (package init %.2f), in main %.2f ms (build %.2f, dial %.2f, connect %.2f, rpc %.2f), exit %.2f; `sched --help` %.0f/s, /bin/true %.0f/s",
-			n, rate, 1000/rate, m["cpu_ms"], m["dev_cpu_ms"], m["pre_main_ms"], initMs, m["in_main_ms"], m["build_ms"], m["dial_ms"], m["connect_ms"], m["rpc_ms"],
+		Summary: fmt.Sprintf("%d `sched job submit` calls of one job against `sched dev`, one process each: %.0f calls/s through the client helper (%.2f ms/call; CPU a call: sched %.2f ms, the helper %.2f, sched dev %.2f); "+
+			"with SCHED_HELPER=off %.0f calls/s (%.2f ms CPU), a call: before main %.2f ms (package init %.2f), in main %.2f ms (build %.2f, dial %.2f, connect %.2f, rpc %.2f), exit %.2f; `sched --help` %.0f/s, /bin/true %.0f/s",
+			n, rate, 1000/rate, m["front_cpu_ms"], m["helper_cpu_ms"], m["dev_cpu_ms"], directRate, m["cpu_ms"], m["pre_main_ms"], initMs, m["in_main_ms"], m["build_ms"], m["dial_ms"], m["connect_ms"], m["rpc_ms"],
 			m["exit_ms"], help, trueRate),
 		Metrics: m,
 		Setup: &Setup{Servers: 1, Processes: "`sched dev` (one process: a single-node server, raft on disk with fsync, and its default single agent); " +
-			"one thin `sched` process per call, started by the benchmark",
+			"one `sched` process (the front) per call, started by the benchmark, which hands the call to the client helper (one `sched-client helper serve` process, started by the warm-up's first call, its connection to sched dev kept open); " +
+			"then the same loop with SCHED_HELPER=off: each call in a `sched-client` process of its own (the front execs it)",
 			Agents:   "1, the local agent in `sched dev`, running the jobs' /bin/true tasks",
-			Jobs:     fmt.Sprintf("%d `sched job submit` calls in a loop after 10 warm-up calls, one one-task /bin/true job each (default ask)", n),
+			Jobs:     fmt.Sprintf("%d `sched job submit` calls in a loop after 10 warm-up calls, one one-task /bin/true job each (default ask); then %d more with the helper off", n, n),
 			Settings: map[string]string{}},
 		Target: ref.target(), Met: met(cliTargetMet(m)),
 		Notes: "sequential loop, one process per call, fork to reaped; sched dev with one local agent running the /bin/true tasks, raft on disk with fsync; " +
-			"phases are means from SCHED_TIMING, package init from GODEBUG=inittrace=1 (mean of 20 `sched --help`); sched dev's CPU (server and agent) from /proc; " +
+			"calls_per_s is the loop through the helper, direct_calls_per_s the loop with it off; the phases are means of the second loop from SCHED_TIMING (before main includes the front's exec of sched-client), package init from GODEBUG=inittrace=1 (mean of 20 `sched --help`); CPU of sched dev (server and agent, during the first loop) and of the helper from /proc; " +
 			fmt.Sprintf("1-minute load average %.1f at the start; sbatch is not run here: ", load) + ref.note,
 	}
 }
@@ -315,6 +346,20 @@ func cliMetrics(calls []cliCall) map[string]float64 {
 	sort.Slice(walls, func(a, b int) bool { return walls[a] < walls[b] })
 	m["wall_p50_ms"], m["wall_p99_ms"] = percentile(walls, 50), percentile(walls, 99)
 	return m
+}
+
+// cliHelperPID is the pid of the client helper that bin's calls use, from
+// `sched helper status`.
+func cliHelperPID(bin string) (int, error) {
+	out, err := exec.Command(bin, "helper", "status").CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("sched helper status: %w: %s", err, out)
+	}
+	var pid int
+	if _, err := fmt.Sscanf(string(out), "helper pid %d,", &pid); err != nil {
+		return 0, fmt.Errorf("sched helper status said %q: no helper after the warm-up", strings.TrimSpace(string(out)))
+	}
+	return pid, nil
 }
 
 // cliLoopRate runs bin n times in a row and returns calls/s.

@@ -125,6 +125,7 @@ func (h *harness) submit(ctx context.Context) ([]peers.Workload, error) {
 		return nil, err
 	}
 	defer d.Stop()
+	defer func() { _, _ = d.StopHelper(context.WithoutCancel(ctx)) }()
 	file, err := writeFile(h.tmp, "one.yaml", peers.SubmitJobYAML)
 	if err != nil {
 		return nil, err
@@ -136,20 +137,36 @@ func (h *harness) submit(ctx context.Context) ([]peers.Workload, error) {
 	}
 	// Each run times sched's loop, then each probe's loop of the same
 	// length against the same sched dev, so drift in the machine's speed
-	// reaches them alike.
+	// reaches them alike. sched's loop starts with no client helper: its
+	// first call runs in sched-client and starts one, as a user's first
+	// call does; the helper is stopped after the loop.
 	probeRuns := map[string][]float64{}
 	for r := 0; r < h.o.runs; r++ {
-		rate, err := loopRate(n, func() error {
-			out, err := d.Sched(ctx, "job", "submit", file)
-			if err == nil {
-				_, err = jobID(out)
+		if _, err := d.StopHelper(ctx); err != nil {
+			return nil, fmt.Errorf("banyan run %d: %w", r+1, err)
+		}
+		submit := func(env []string) func() error {
+			return func() error {
+				out, err := d.SchedEnv(ctx, env, "job", "submit", file)
+				if err == nil {
+					_, err = jobID(out)
+				}
+				return err
 			}
-			return err
-		})
+		}
+		rate, err := loopRate(n, submit(nil))
 		if err != nil {
 			return nil, fmt.Errorf("banyan run %d: %w", r+1, err)
 		}
 		bn = append(bn, rate)
+		if _, err := d.StopHelper(ctx); err != nil {
+			return nil, fmt.Errorf("banyan run %d: %w", r+1, err)
+		}
+		rate, err = loopRate(n, submit([]string{"SCHED_HELPER=off"}))
+		if err != nil {
+			return nil, fmt.Errorf("banyan run %d, the helper off: %w", r+1, err)
+		}
+		probeRuns[helperOff] = append(probeRuns[helperOff], rate)
 		for _, name := range schedbuild.Probes {
 			argv := []string{probes[name], d.Addr}
 			if name == "noop" {
@@ -171,12 +188,13 @@ func (h *harness) submit(ctx context.Context) ([]peers.Workload, error) {
 	w, err := workload("submit_per_s", fmt.Sprintf("%d one-job submissions, one CLI process each, in a loop", n), "jobs/s", true, sl, bn,
 		"`sbatch -Q -o /dev/null --wrap=true` vs `sched job submit one.yaml` (one task `true`, cpu 1); each call returns once the job is acknowledged; the jobs run meanwhile; Slurm's queue is cancelled between runs"+
 			geNote(h, "; Grid Engine: `qsub -b y -o /dev/null -j y /bin/true`, its queue deleted between runs")+
+			"; sched is the front (cmd/schedfront), which hands each submit to the client helper (a sched-client process it starts on its first call, which then runs in sched-client itself; the helper keeps its connection to the server open) and prints its answer; the helper is stopped before each run"+
 			"; the probes ran in the same runs, each right after sched's loop, against the same sched dev, built like the thin sched (no cgo, its tags, -trimpath)")
 	ws, err := withGridEngine(w, err, ge)
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range schedbuild.Probes {
+	for _, name := range append([]string{helperOff}, schedbuild.Probes...) {
 		if err := ws[0].AddBound(name, probeWhat[name], probeRuns[name]); err != nil {
 			return nil, err
 		}
@@ -184,8 +202,12 @@ func (h *harness) submit(ctx context.Context) ([]peers.Workload, error) {
 	return ws, nil
 }
 
+// helperOff is the probe row of `sched job submit` with SCHED_HELPER=off.
+const helperOff = "sched-helper-off"
+
 // probeWhat says what each CLI probe does (bench/cliprobe).
 var probeWhat = map[string]string{
+	helperOff: "`sched job submit` with SCHED_HELPER=off: each call in a sched-client process of its own (start-up, dial and call), as every call ran before the client helper",
 	"noop":    "a Go program that does nothing: the runtime's start and exit, no call (the floor of any Go CLI)",
 	"grpcgo":  "the same job in one SubmitJobs call with the least grpc-go allows (grpc.NewClient, the generated stub and wire codec); no flags, job file, cobra, retries or token",
 	"h2frame": "the same job in one gRPC call framed by hand (x/net/http2's Framer and hpack, the protobuf encoded by hand), linking neither grpc-go nor the protobuf module",
