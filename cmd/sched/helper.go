@@ -167,10 +167,11 @@ type helperServer struct {
 	start time.Time
 
 	mu       sync.Mutex
-	active   int       // calls being run
-	last     time.Time // when the last call ended (or the helper started)
-	ran      int       // calls run
-	declined int       // calls declined
+	active   int           // calls being run
+	last     time.Time     // when the last call ended (or the helper started)
+	ran      int           // calls run
+	declined int           // calls declined
+	busy     time.Duration // the calls run, request read to answer ready, summed
 }
 
 // serveHelper listens on sock, in a directory of this user's alone, and
@@ -340,13 +341,13 @@ func (s *helperServer) handle(serving, calls context.Context, c *net.UnixConn) {
 		resp = &helperwire.Response{Kind: helperwire.Done, Stdout: []byte(s.status(time.Now()))}
 	default:
 		_ = c.SetDeadline(time.Time{}) // the call has its own deadline
-		s.begin()
+		began := s.begin()
 		if serving.Err() != nil {
 			resp = &helperwire.Response{Kind: helperwire.Declined}
 		} else {
 			resp = s.run(calls, req)
 		}
-		s.end(resp.Kind == helperwire.Ran)
+		s.end(began, resp.Kind == helperwire.Ran)
 	}
 	_ = c.SetDeadline(time.Now().Add(helperFrameTimeout))
 	if err := helperwire.WriteResponse(c, resp); err != nil {
@@ -354,19 +355,22 @@ func (s *helperServer) handle(serving, calls context.Context, c *net.UnixConn) {
 	}
 }
 
-func (s *helperServer) begin() {
+func (s *helperServer) begin() time.Time {
 	s.mu.Lock()
 	s.active++
 	s.mu.Unlock()
+	return time.Now()
 }
 
-func (s *helperServer) end(ran bool) {
+func (s *helperServer) end(began time.Time, ran bool) {
+	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.active--
-	s.last = time.Now()
+	s.last = now
 	if ran {
 		s.ran++
+		s.busy += now.Sub(began)
 	} else {
 		s.declined++
 	}
@@ -375,8 +379,12 @@ func (s *helperServer) end(ran bool) {
 func (s *helperServer) status(now time.Time) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return fmt.Sprintf("helper pid %d, up %s, %d calls run, %d declined, %d running, %d server connections, exits after %s idle\n",
-		os.Getpid(), now.Sub(s.start).Round(time.Second), s.ran, s.declined, s.active, s.conns.len(), s.idle)
+	mean := time.Duration(0)
+	if s.ran > 0 {
+		mean = s.busy / time.Duration(s.ran)
+	}
+	return fmt.Sprintf("helper pid %d, up %s, %d calls run, %d declined, %d running, %d server connections, exits after %s idle; a call took %.2f ms on average\n",
+		os.Getpid(), now.Sub(s.start).Round(time.Second), s.ran, s.declined, s.active, s.conns.len(), s.idle, float64(mean)/float64(time.Millisecond))
 }
 
 // run runs one call for a front, or declines it.
