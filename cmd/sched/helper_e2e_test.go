@@ -267,3 +267,44 @@ func TestFrontWithoutTheClient(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q; want exit 2 naming sched-client", code, out, errOut)
 	}
 }
+
+// A server killed and restarted while the helper keeps a connection to it:
+// the call while it is down fails as sched-client's would (exit 3), and
+// the next call after the restart goes through the helper's connection,
+// dialled anew.
+func TestHelperAfterServerRestart(t *testing.T) {
+	bin := frontInstall(t)
+	sched := filepath.Join(bin, "sched")
+	env := helperEnv(t, sched)
+	addr := freeAddr(t)
+	data := filepath.Join(t.TempDir(), "data")
+	file := filepath.Join(t.TempDir(), "job.yaml")
+	if err := os.WriteFile(file, []byte("name: via\ntasks:\n  - name: t\n    command: [\"true\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	submit := func(what string) (string, int) {
+		t.Helper()
+		out, errOut, code := runBin(t, sched, env, "--addr", addr, "job", "submit", file)
+		return out + errOut, code
+	}
+	d := startDev(t, addr, data, 1)
+	submit("the first submit")
+	waitHelper(t, sched, env, 0)
+	if out, code := submit("a submit through the helper"); code != 0 {
+		t.Fatalf("a submit through the helper: exit %d: %s", code, out)
+	}
+	d.kill()
+	if out, code := submit("a submit with the server down"); code != 3 {
+		t.Fatalf("a submit with the server down: exit %d, want 3: %s", code, out)
+	}
+	time.Sleep(2 * time.Second)
+	startDev(t, addr, data, 1)
+	began := time.Now()
+	out, code := submit("the submit after the restart")
+	if code != 0 || !submittedLine.MatchString(out) {
+		t.Fatalf("the submit after the restart: exit %d after %v: %s", code, time.Since(began), out)
+	}
+	if _, ran, _ := helperCounts(t, sched, env); ran != 3 {
+		t.Errorf("the helper ran %d calls, want 3", ran)
+	}
+}
