@@ -10,7 +10,7 @@
 // long-lived server pays it once; `sched job submit`, one process per call,
 // paid it on every call: about 1.2 ms to encode its first SubmitJobsRequest
 // and 0.4 ms to decode the reply, on a 2-cpu VM where the whole call took
-// 13 ms. The generated code needs no set-up (README, "Two binaries").
+// 13 ms. The generated code needs no set-up (README, "Three binaries").
 //
 // Messages without the generated methods (another package's, a health
 // check's) go through grpc-go's own proto codec. Like the runtime, the

@@ -4,13 +4,15 @@
 //
 // This package builds two binaries. The default build is the full one,
 // installed as banyand: the server, the agent, `sched dev`, the encoder
-// steps and every client command. The thin build, installed as sched, holds
-// only the commands that make gRPC calls (job, pool, events, acl, operator,
-// tls, version, agent list, show, drain and eligibility, server members
-// and remove). It links no server, agent, encoder, raft, Prometheus, NVML
-// or OpenTelemetry SDK code and needs no cgo, so it starts in about half
-// the time of the full binary: what a script that runs `sched job submit`
-// once per job pays on every call (README, "Two binaries").
+// steps and every client command. The thin build, installed as
+// sched-client (the front, cmd/schedfront, installed as sched, execs it),
+// holds only the commands that make gRPC calls (job, pool, events, acl,
+// operator, tls, version, agent list, show, drain and eligibility, server
+// members and remove) and the client helper (helper.go). It links no
+// server, agent, encoder, raft, Prometheus, NVML or OpenTelemetry SDK code
+// and needs no cgo, so it starts in about half the time of the full
+// binary: what a script that runs a client command once per call pays on
+// every call (README, "Three binaries").
 //
 // Files only the full build needs carry `//go:build !schedthin`; this file
 // stands in for them. The daemon and worker commands (dev, server, the

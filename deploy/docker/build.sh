@@ -4,11 +4,11 @@
 #   deploy/docker/build.sh            # tag banyan/sched:dev
 #   BANYAN_IMAGE=banyan/sched:v1 deploy/docker/build.sh
 #
-# Steps: compile the two binaries of cmd/sched (README, "Two binaries"):
-# banyand, the full one, statically linked (cgo is required: go-nvml does
-# not compile without it), and sched, the thin client (no cgo, static by
-# itself), which execs banyand for the daemon commands; check that both are
-# static, add a static busybox taken from Debian's busybox-static package
+# Steps: compile the three binaries (README, "Three binaries"): banyand,
+# the full one, statically linked (cgo is required: go-nvml does not
+# compile without it); sched-client, the thin client (no cgo, static by
+# itself), which execs banyand for the daemon commands; and sched, the
+# front, which execs sched-client; check that all are static, add a static busybox taken from Debian's busybox-static package
 # (so agents can run `sh -c ...` tasks), then `docker build --pull=false` a
 # FROM-scratch image.
 #

@@ -21,8 +21,8 @@ import (
 )
 
 // The cluster harness: the real binaries, built once per benchmark (the
-// thin `sched` and the full `banyand` it execs for daemon commands, as
-// users install them), run as three `sched server` processes on loopback (plaintext gRPC and
+// front `sched`, the thin `sched-client` it execs, and the full `banyand`
+// that execs for daemon commands, as users install them), run as three `sched server` processes on loopback (plaintext gRPC and
 // raft: loopback only, so the servers need no --insecure), each with its
 // own data dir on disk under the benchmark's data root.
 

@@ -59,7 +59,7 @@ func run() int {
 	flag.IntVar(&o.queuedJobs, "queued-jobs", 10_000, "queued one-task jobs for the second memory figure (0: skip)")
 	only := flag.String("only", "", "comma-separated workloads: submit, tasks, preempt, memory")
 	flag.StringVar(&o.out, "out", "bench/results", "directory for peers.json, peers.md and latest.json")
-	flag.StringVar(&o.sched, "sched", "", "sched binary (default: the thin sched and banyand, built into the temp dir)")
+	flag.StringVar(&o.sched, "sched", "", "sched binary, with sched-client and banyand beside it (default: the three, built into the temp dir)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (configs, logs) for inspection")
 	flag.BoolVar(&o.gridEngine, "gridengine", true, "also measure Grid Engine (Debian's gridengine-master, -exec, -client), the second peer")
 	flag.IntVar(&o.geTasks, "gridengine-tasks", 400, "/bin/true tasks per run on Grid Engine (it starts one a slot a second: 10,000 would take over an hour a run)")
