@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -85,6 +86,10 @@ is how long a helper waits for a call before it exits.`,
 				return usageError{fmt.Sprintf("--idle %v: want a positive duration", idle)}
 			}
 			phases.begin(false, time.Now()) // a helper's calls are not timed
+			// The front started this process in / with its own descriptors;
+			// any its caller had left open (a lock, a pipe a parent waits
+			// on) must not stay open here for the helper's life.
+			closeInherited()
 			return serveHelper(cmd.Context(), sock, idle, slog.Default())
 		},
 	}
@@ -111,6 +116,26 @@ is how long a helper waits for a call before it exits.`,
 	return cmd
 }
 
+// closeInherited closes the descriptors above 2 that this process did not
+// open: those without close-on-exec (everything the Go runtime and
+// packages open has it).
+func closeInherited() {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 {
+			continue
+		}
+		flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFD, 0)
+		if errno == 0 && flags&syscall.FD_CLOEXEC == 0 {
+			syscall.Close(fd)
+		}
+	}
+}
+
 // ownHelperSocket is the socket of the helper that this binary runs, where
 // the front looks for it.
 func ownHelperSocket() (string, error) {
@@ -125,7 +150,11 @@ func ownHelperSocket() (string, error) {
 	if err := syscall.Stat(exe, &st); err != nil {
 		return "", fmt.Errorf("stat %s: %w", exe, err)
 	}
-	return filepath.Join(helperwire.SocketDir(os.Getenv, os.Getuid()), helperwire.SocketName(&st, helperwire.NetNS())), nil
+	dir := helperwire.SocketDir(os.Getenv, os.Getuid())
+	if err := helperwire.CheckDir(dir, os.Getuid()); err != nil && !errors.Is(err, syscall.ENOENT) {
+		return "", fmt.Errorf("helper socket directory: %w", err)
+	}
+	return filepath.Join(dir, helperwire.SocketName(&st, helperwire.Namespaces())), nil
 }
 
 // askHelper sends a Status or Stop request to this binary's helper and
@@ -189,10 +218,14 @@ func serveHelper(ctx context.Context, sock string, idle time.Duration, log *slog
 	}
 	clean := false
 	defer func() {
-		if clean { // nothing to report: the next helper starts with a new log
-			os.Remove(sock + ".log")
+		var held syscall.Stat_t
+		if id, err := fileID(lock.Name()); err == nil && syscall.Fstat(int(lock.Fd()), &held) == nil &&
+			id == [2]uint64{held.Dev, held.Ino} { // still this helper's (see the socket's removal)
+			if clean { // nothing to report: the next helper starts with a new log
+				os.Remove(sock + ".log")
+			}
+			os.Remove(lock.Name()) // before the unlock: a helper that opens it next makes a new one
 		}
-		os.Remove(lock.Name()) // before the unlock: a helper that opens it next makes a new one
 		lock.Close()
 	}()
 	// Holding the lock, any socket file left is a dead helper's.
@@ -203,6 +236,16 @@ func serveHelper(ctx context.Context, sock string, idle time.Duration, log *slog
 	if err != nil {
 		return fmt.Errorf("helper: %w", err)
 	}
+	// Removed on the way out only while it is still this helper's: one
+	// that outlived its directory (removed and made again) must not take
+	// its successor's socket with it.
+	ln.SetUnlinkOnClose(false)
+	own, ownErr := fileID(sock)
+	defer func() {
+		if id, err := fileID(sock); ownErr == nil && err == nil && id == own {
+			os.Remove(sock)
+		}
+	}()
 	if err := os.Chmod(sock, 0o600); err != nil {
 		ln.Close()
 		return fmt.Errorf("helper socket: %w", err)
@@ -220,7 +263,7 @@ func serveHelper(ctx context.Context, sock string, idle time.Duration, log *slog
 	wg.Add(1)
 	go func() { // ends the helper when it has been idle long enough; closes idle connections
 		defer wg.Done()
-		tick := time.NewTicker(min(idle/4, 15*time.Second))
+		tick := time.NewTicker(max(min(idle/4, 15*time.Second), 10*time.Millisecond))
 		defer tick.Stop()
 		for {
 			select {
@@ -345,7 +388,20 @@ func (s *helperServer) handle(serving, calls context.Context, c *net.UnixConn) {
 		if serving.Err() != nil {
 			resp = &helperwire.Response{Kind: helperwire.Declined}
 		} else {
-			resp = s.run(calls, req)
+			// A front that goes away (Ctrl-C, a timeout's kill) closes
+			// its end: the call stops as sched-client's would.
+			ctx, cancel := context.WithCancel(calls)
+			gone := make(chan struct{})
+			go func() {
+				defer close(gone)
+				var b [1]byte
+				_, _ = c.Read(b[:]) // returns when the front closes, or when the answer is sent below
+				cancel()
+			}()
+			resp = s.run(ctx, req)
+			_ = c.SetReadDeadline(time.Now()) // end the watch
+			<-gone
+			cancel()
 		}
 		s.end(began, resp.Kind == helperwire.Ran)
 	}
@@ -394,7 +450,7 @@ func (s *helperServer) run(ctx context.Context, req *helperwire.Request) (resp *
 		return declined
 	}
 	getenv := envLookup(req.Env, req.Seed)
-	if getenv("SCHED_TIMING") != "" {
+	if timingWanted(getenv("SCHED_TIMING")) || processEnvDiffers(req.Env) {
 		return declined
 	}
 	var out, errOut bytes.Buffer
@@ -422,6 +478,36 @@ func (s *helperServer) run(ctx context.Context, req *helperwire.Request) (resp *
 	return &helperwire.Response{Kind: helperwire.Ran, Code: code, Stdout: out.Bytes(), Stderr: errOut.Bytes()}
 }
 
+// processEnvDiffers reports whether env sets a variable that a process
+// reads for itself, not per call, otherwise than this helper's own
+// environment: gRPC's proxy (HTTPS_PROXY and the like, read when a
+// connection is dialled), GODEBUG and gRPC's GRPC_* settings. Such a call
+// runs in a process of its own, with its own.
+func processEnvDiffers(env []string) bool {
+	picked := func(env []string) map[string]string {
+		m := map[string]string{}
+		for _, kv := range env {
+			k, v, _ := strings.Cut(kv, "=")
+			switch {
+			case strings.HasPrefix(k, "GRPC_"), k == "GODEBUG", strings.EqualFold(k, "https_proxy"),
+				strings.EqualFold(k, "http_proxy"), strings.EqualFold(k, "no_proxy"), strings.EqualFold(k, "all_proxy"):
+				m[k] = v
+			}
+		}
+		return m
+	}
+	call, own := picked(env), picked(os.Environ())
+	if len(call) != len(own) {
+		return true
+	}
+	for k, v := range call {
+		if w, ok := own[k]; !ok || w != v {
+			return true
+		}
+	}
+	return false
+}
+
 // envLookup is getenv over env (KEY=VALUE, the last of a key winning, as
 // in a process), with the front's seed as helperwire.EnvSeed.
 func envLookup(env []string, seed string) func(string) string {
@@ -438,12 +524,30 @@ func envLookup(env []string, seed string) func(string) string {
 }
 
 // callPath is path as the call's process would open it: against the
-// front's working directory when the helper runs the call.
+// front's working directory when the helper runs the call, joined without
+// cleaning, so that the kernel resolves ".." after a symlinked directory
+// as it would in the front's process.
 func (g *globals) callPath(path string) string {
 	if g.call == nil || path == "" || path == "-" || filepath.IsAbs(path) {
 		return path
 	}
-	return filepath.Join(g.call.dir, path)
+	return strings.TrimSuffix(g.call.dir, "/") + "/" + path
+}
+
+// processPath reports whether path names something of the process that
+// opens it (/dev/stdin, /dev/fd/N, /proc/self/...): in the helper it would
+// be the helper's, not the front's.
+func processPath(path string) bool {
+	return strings.HasPrefix(path, "/dev/") || strings.HasPrefix(path, "/proc/")
+}
+
+// fileID is the device and inode of the file at path (not followed).
+func fileID(path string) ([2]uint64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(path, &st); err != nil {
+		return [2]uint64{}, err
+	}
+	return [2]uint64{st.Dev, st.Ino}, nil
 }
 
 // peerUID is the user id of the process at the other end of c.

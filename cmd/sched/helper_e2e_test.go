@@ -3,6 +3,7 @@ package main_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -306,5 +307,87 @@ func TestHelperAfterServerRestart(t *testing.T) {
 	}
 	if _, ran, _ := helperCounts(t, sched, env); ran != 3 {
 		t.Errorf("the helper ran %d calls, want 3", ran)
+	}
+}
+
+// What a call's process holds: a descriptor the caller left open is not
+// kept by the helper the call starts; a job file named by a descriptor
+// (/dev/stdin) is read in the front's own process; the caller's own seed
+// stands; output that cannot be written fails the call as in sched-client.
+func TestFrontKeepsTheCallersProcess(t *testing.T) {
+	bin := frontInstall(t)
+	sched := filepath.Join(bin, "sched")
+	env := helperEnv(t, sched)
+	addr := freeAddr(t)
+	startDev(t, addr, filepath.Join(t.TempDir(), "data"), 1)
+	job := "name: via\ntasks:\n  - name: t\n    command: [\"true\"]\n"
+	file := filepath.Join(t.TempDir(), "job.yaml")
+	if err := os.WriteFile(file, []byte(job), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(env []string, stdin io.Reader, stdout io.Writer, extra []*os.File, args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.Command(sched, append([]string{"--addr", addr, "job", "submit"}, args...)...)
+		cmd.Env = append(os.Environ(), env...)
+		var errOut strings.Builder
+		cmd.Stdin, cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = stdin, stdout, &errOut, extra
+		_ = cmd.Run()
+		return errOut.String(), cmd.ProcessState.ExitCode()
+	}
+
+	// The first call starts the helper while it holds a pipe's write end
+	// (as a caller's lock or a parent's pipe): once the call has ended
+	// and the helper runs, nothing may hold it.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if errOut, code := run(env, nil, &out, []*os.File{w}, file); code != 0 || !submittedLine.MatchString(out.String()) {
+		t.Fatalf("the first submit: exit %d, %q, %q", code, out.String(), errOut)
+	}
+	w.Close()
+	waitHelper(t, sched, env, 0)
+	eof := make(chan error, 1)
+	go func() {
+		_, err := r.Read(make([]byte, 1))
+		eof <- err
+	}()
+	select {
+	case err := <-eof:
+		if err != io.EOF {
+			t.Errorf("the pipe: %v, want EOF", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the helper keeps a descriptor its first caller left open")
+	}
+	r.Close()
+
+	// /dev/stdin names the front's standard input: declined, read there.
+	out.Reset()
+	if errOut, code := run(env, strings.NewReader(job), &out, nil, "/dev/stdin"); code != 0 || !submittedLine.MatchString(out.String()) {
+		t.Errorf("submit /dev/stdin: exit %d, %q, %q", code, out.String(), errOut)
+	}
+	// The caller's seed: the same keys twice, through the helper.
+	seed := append(env, "SCHED_SUBMIT_SEED=00112233445566778899aabbccddeeff")
+	var first, again strings.Builder
+	run(seed, nil, &first, nil, file)
+	run(seed, nil, &again, nil, file)
+	if !submittedLine.MatchString(first.String()) || again.String() != strings.Replace(first.String(), "tasks\n", "tasks (existing job with the same idempotency key)\n", 1) {
+		t.Errorf("the caller's seed twice: %q then %q", first.String(), again.String())
+	}
+	// Output to a full device: the call fails, in the same words as sched-client's.
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatalf("open /dev/full: %v", err)
+	}
+	defer full.Close()
+	hErr, hCode := run(env, nil, full, nil, file)
+	dErr, dCode := run(append(env, "SCHED_HELPER=off"), nil, full, nil, file)
+	if hCode != 1 || hErr != dErr || hCode != dCode || !strings.Contains(hErr, "no space left on device") {
+		t.Errorf("stdout on a full device: through the helper exit %d %q, in sched-client exit %d %q", hCode, hErr, dCode, dErr)
+	}
+	if _, ran, declined := helperCounts(t, sched, env); ran != 3 || declined != 1 {
+		t.Errorf("the helper ran %d calls and declined %d, want 3 and 1", ran, declined)
 	}
 }

@@ -22,7 +22,16 @@ import (
 func TestHelperDeclines(t *testing.T) {
 	s := &helperServer{conns: newConnCache(), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	defer s.conns.closeAll()
-	base := []string{"SCHED_ADDR=127.0.0.1:1"}
+	// This process's environment, as a front started beside it would send
+	// it (less what would trace or time the call), and no reachable server.
+	var base []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OTEL_") && !strings.HasPrefix(kv, "SCHED_") && !strings.HasPrefix(kv, "HTTPS_PROXY=") {
+			base = append(base, kv)
+		}
+	}
+	base = append(base, "SCHED_ADDR=127.0.0.1:1")
+	with := func(kv ...string) []string { return append(append([]string(nil), base...), kv...) }
 	for _, c := range []struct {
 		name string
 		args []string
@@ -33,8 +42,13 @@ func TestHelperDeclines(t *testing.T) {
 		{"a short watch", []string{"job", "submit", "-w", "j.yaml"}, base, "/"},
 		{"standard input", []string{"job", "submit", "-"}, base, "/"},
 		{"another command", []string{"job", "list"}, base, "/"},
-		{"a traced call", []string{"job", "submit", "j.yaml"}, append(base, "OTEL_TRACES_EXPORTER=otlp"), "/"},
-		{"a timed call", []string{"job", "submit", "j.yaml"}, append(base, "SCHED_TIMING=1"), "/"},
+		{"a traced call", []string{"job", "submit", "j.yaml"}, with("OTEL_TRACES_EXPORTER=otlp"), "/"},
+		{"a timed call", []string{"job", "submit", "j.yaml"}, with("SCHED_TIMING=1"), "/"},
+		{"a proxy of its own", []string{"job", "submit", "j.yaml"}, with("HTTPS_PROXY=http://banyan-test.invalid:9"), "/"},
+		{"GRPC_ settings of its own", []string{"job", "submit", "j.yaml"}, with("GRPC_BANYAN_TEST=1"), "/"},
+		{"standard input by name", []string{"job", "submit", "/dev/stdin"}, base, "/"},
+		{"a descriptor by name", []string{"job", "submit", "/proc/self/fd/0"}, base, "/"},
+		{"a descriptor, relative", []string{"job", "submit", "fd/3"}, base, "/dev"},
 		{"no working directory", []string{"job", "submit", "j.yaml"}, base, ""},
 		{"a relative working directory", []string{"job", "submit", "j.yaml"}, base, "work"},
 	} {
@@ -46,8 +60,17 @@ func TestHelperDeclines(t *testing.T) {
 	if n := s.conns.len(); n != 0 {
 		t.Errorf("declining dialled %d connections", n)
 	}
+	if !processEnvDiffers(with("HTTPS_PROXY=x")) || processEnvDiffers(os.Environ()) {
+		t.Error("processEnvDiffers: a proxy set only for the call must differ, this process's own environment must not")
+	}
+	// SCHED_TIMING=0 is timing off, as in sched-client: not declined (the
+	// call then fails to reach the server, as it would there).
+	resp := s.run(context.Background(), &helperwire.Request{Kind: helperwire.Run, Args: []string{"job", "submit", "missing.yaml"}, Env: with("SCHED_TIMING=0"), Dir: "/"})
+	if resp.Kind != helperwire.Ran || resp.Code != 1 || !strings.Contains(string(resp.Stderr), "missing.yaml") {
+		t.Errorf("SCHED_TIMING=0: kind %d, exit %d, %q", resp.Kind, resp.Code, resp.Stderr)
+	}
 	// Usage errors and help are the helper's to answer, as sched-client's.
-	resp := s.run(context.Background(), &helperwire.Request{Kind: helperwire.Run, Args: []string{"job", "submit"}, Env: base, Dir: "/"})
+	resp = s.run(context.Background(), &helperwire.Request{Kind: helperwire.Run, Args: []string{"job", "submit"}, Env: base, Dir: "/"})
 	if resp.Kind != helperwire.Ran || resp.Code != 2 || !strings.Contains(string(resp.Stderr), "accepts 1 arg") {
 		t.Errorf("a submit without a file: kind %d, exit %d, %q", resp.Kind, resp.Code, resp.Stderr)
 	}
@@ -229,5 +252,25 @@ func TestConnKey(t *testing.T) {
 	rel := globals{addr: "a:1", tls: tlsconfig.Files{CA: "ca.pem"}, call: &helperCall{dir: dir}}
 	if connKey(&rel) == connKey(&globals{addr: "a:1", tls: tlsconfig.Files{CA: "ca.pem"}}) {
 		t.Error("a relative CA path was not read against the call's directory")
+	}
+}
+
+// A relative path is joined to the front's directory without cleaning: the
+// kernel resolves ".." after a symlinked directory as in the front.
+func TestCallPath(t *testing.T) {
+	g := &globals{call: &helperCall{dir: "/home/u/proj"}}
+	for in, want := range map[string]string{
+		"a.yaml": "/home/u/proj/a.yaml", "../jobs/a.yaml": "/home/u/proj/../jobs/a.yaml",
+		"/abs.yaml": "/abs.yaml", "-": "-", "": "",
+	} {
+		if got := g.callPath(in); got != want {
+			t.Errorf("callPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := (&globals{call: &helperCall{dir: "/"}}).callPath("a"); got != "/a" {
+		t.Errorf("callPath from /: %q", got)
+	}
+	if got := (&globals{}).callPath("a"); got != "a" {
+		t.Errorf("callPath in a process of its own: %q", got)
 	}
 }

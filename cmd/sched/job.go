@@ -37,8 +37,8 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 		Short: "Submit the job (or batch of jobs) in a YAML or JSON file; - reads standard input",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if g.call != nil && (watch || args[0] == "-") {
-				return errDeclined // a watch, or standard input: the front runs it itself
+			if g.call != nil && (watch || args[0] == "-" || processPath(g.callPath(args[0]))) {
+				return errDeclined // a watch, standard input or the like: the front runs it itself
 			}
 			specs, err := readJobs(g.callPath(args[0]), args[0])
 			if err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/banyan-sched/banyan/api/tlsconfig"
+	"github.com/banyan-sched/banyan/cmd/internal/helperwire"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -145,9 +146,8 @@ func topCommands(g *globals) []topCommand {
 }
 
 // rootValueFlags are the root's persistent flags that take a value, which
-// commandNamed must step over.
-var rootValueFlags = map[string]bool{"--addr": true, "-o": true, "--output": true, "--log-level": true,
-	"--log-format": true, "--tls-ca": true, "--tls-cert": true, "--tls-key": true, "--token": true}
+// commandNamed must step over (shared with the front's helperwire.Handed).
+var rootValueFlags = helperwire.RootValueFlags
 
 // commandNamed returns the top-level command that args (the process's
 // arguments without the program name) run, or "" when they name none for

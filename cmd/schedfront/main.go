@@ -24,8 +24,10 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -55,7 +57,7 @@ func main() {
 	}
 	env := os.Environ()
 	if seed != "" {
-		env = append(env, helperwire.EnvSeed+"="+seed)
+		env = setEnv(env, helperwire.EnvSeed, seed)
 	}
 	err = syscall.Exec(client, append([]string{client}, args...), env)
 	os.Stderr.WriteString("sched: run " + helperwire.ClientName + ": " + err.Error() + "\n")
@@ -74,16 +76,30 @@ func findClient() (string, error) {
 		}
 	}
 	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
-		if dir == "" {
-			dir = "."
+		if dir == "" || dir[0] != '/' {
+			continue // not the current directory, as exec.LookPath
 		}
 		p := filepath.Join(dir, helperwire.ClientName)
 		if syscall.Access(p, 1) == nil {
 			return p, nil
 		}
 	}
-	return "", &os.PathError{Op: "find", Path: helperwire.ClientName,
-		Err: syscall.ENOENT}
+	return "", errNoClient
+}
+
+// errNoClient says what to install when sched-client cannot be found.
+var errNoClient = errors.New(helperwire.ClientName + " is not next to this sched nor on PATH: install it beside sched (`make build` puts both in bin/)")
+
+// setEnv returns env with key set to value, any earlier value removed.
+func setEnv(env []string, key, value string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if len(kv) > len(key) && kv[len(key)] == '=' && kv[:len(key)] == key {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, key+"="+value)
 }
 
 // viaHelper hands the call to the helper. ran is true when the helper ran
@@ -101,7 +117,7 @@ func viaHelper(client string, args []string) (code int, ran bool, seed string) {
 	if syscall.Stat(client, &st) != nil {
 		return 0, false, ""
 	}
-	sock := dir + "/" + helperwire.SocketName(&st, helperwire.NetNS())
+	sock := dir + "/" + helperwire.SocketName(&st, helperwire.Namespaces())
 	fd, err := dial(sock)
 	if err != nil {
 		if err == syscall.ENOENT || err == syscall.ECONNREFUSED { // none, or a dead one's socket
@@ -114,11 +130,16 @@ func viaHelper(client string, args []string) (code int, ran bool, seed string) {
 	conn := os.NewFile(uintptr(fd), sock)
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(answerTimeout * time.Second))
-	seed = newSeed()
-	if seed == "" {
+	// A seed of the caller's own stands, as sched-client honours it.
+	if seed = os.Getenv(helperwire.EnvSeed); seed == "" {
+		if seed = newSeed(); seed == "" {
+			return 0, false, ""
+		}
+	}
+	wd, err := syscall.Getwd() // the kernel's path, not $PWD's: ".." resolves as it would here
+	if err != nil {
 		return 0, false, ""
 	}
-	wd, _ := os.Getwd()
 	req := &helperwire.Request{Kind: helperwire.Run, Args: args, Env: os.Environ(), Dir: wd, Seed: seed}
 	if helperwire.WriteMagic(conn) != nil || helperwire.WriteRequest(conn, req) != nil {
 		return 0, false, seed
@@ -127,8 +148,12 @@ func viaHelper(client string, args []string) (code int, ran bool, seed string) {
 	if err != nil || resp.Kind != helperwire.Ran {
 		return 0, false, seed
 	}
-	os.Stdout.Write(resp.Stdout)
-	os.Stderr.Write(resp.Stderr)
+	if _, err := os.Stdout.Write(resp.Stdout); err != nil {
+		// As sched-client: the output is the call's result.
+		os.Stderr.WriteString("sched: " + err.Error() + "\n")
+		return 1, true, seed
+	}
+	_, _ = os.Stderr.Write(resp.Stderr)
 	return resp.Code, true, seed
 }
 
@@ -164,8 +189,17 @@ func startHelper(client, sock string) {
 		return
 	}
 	defer logf.Close()
+	// Started in /, without what would make it trace or time calls; the
+	// descriptors this process inherited it closes itself (helper.go).
+	env := os.Environ()
+	kept := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "OTEL_") && !strings.HasPrefix(kv, "SCHED_TIMING=") {
+			kept = append(kept, kv)
+		}
+	}
 	p, err := os.StartProcess(client, []string{client, "helper", "serve", "--socket", sock},
-		&os.ProcAttr{Files: []*os.File{null, logf, logf}, Sys: &syscall.SysProcAttr{Setsid: true}})
+		&os.ProcAttr{Dir: "/", Env: kept, Files: []*os.File{null, logf, logf}, Sys: &syscall.SysProcAttr{Setsid: true}})
 	if err == nil {
 		_ = p.Release()
 	}

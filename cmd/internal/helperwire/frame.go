@@ -155,10 +155,11 @@ func readFrame(r io.Reader, max int) ([]byte, error) {
 	if _, err := io.ReadFull(r, n[:]); err != nil {
 		return nil, err
 	}
-	size := int(uint32(n[0])<<24 | uint32(n[1])<<16 | uint32(n[2])<<8 | uint32(n[3]))
-	if size > max {
-		return nil, frameErr("frame of " + strconv.Itoa(size) + " bytes, over the limit of " + strconv.Itoa(max))
+	n32 := uint32(n[0])<<24 | uint32(n[1])<<16 | uint32(n[2])<<8 | uint32(n[3])
+	if uint64(n32) > uint64(max) { // compared unsigned: an int may be 32 bits
+		return nil, frameErr("frame of " + strconv.FormatUint(uint64(n32), 10) + " bytes, over the limit of " + strconv.Itoa(max))
 	}
+	size := int(n32)
 	b := make([]byte, size)
 	if _, err := io.ReadFull(r, b); err != nil {
 		if err == io.EOF {
@@ -196,7 +197,7 @@ func (d *decoder) take(n int) []byte {
 	if d.err != nil {
 		return nil
 	}
-	if n < 0 || n > len(d.b) {
+	if n < 0 || n > len(d.b) { // negative: a length past 2^31 on a 32-bit int
 		d.err = frameErr("a field runs past the frame's end")
 		return nil
 	}
@@ -233,7 +234,7 @@ func (d *decoder) string() string { return string(d.take(int(d.uint32()))) }
 
 func (d *decoder) strings() []string {
 	n := int(d.uint32())
-	if n > len(d.b)/4 { // each string takes at least its 4-byte length
+	if n < 0 || n > len(d.b)/4 { // each string takes at least its 4-byte length
 		if d.err == nil {
 			d.err = frameErr("a list longer than its frame")
 		}

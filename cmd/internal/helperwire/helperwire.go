@@ -98,14 +98,15 @@ func MakeDir(dir string, uid int) error {
 }
 
 // SocketName is the file name of the socket of the helper run by the
-// client binary whose stat is bin, for processes in the network namespace
-// whose inode is netns (NetNS). A new build (a changed binary) gets a
-// helper of its own, and the old one exits when it has been idle long
-// enough; a process in another network namespace (a container sharing
-// /tmp, a test's namespace) gets one that dials from its namespace.
-func SocketName(bin *syscall.Stat_t, netns uint64) string {
-	h := uint64(14695981039346656037) // FNV-1a over the binary's identity and the namespace
-	for _, v := range []uint64{bin.Dev, bin.Ino, uint64(bin.Size), uint64(bin.Mtim.Sec), uint64(bin.Mtim.Nsec), netns} {
+// client binary whose stat is bin, for processes in the namespaces that ns
+// names (Namespaces). A new build (a changed binary) gets a helper of its
+// own, and the old one exits when it has been idle long enough; a process
+// in another network or mount namespace (a container or sandbox sharing
+// the directory, a test's namespace) gets one that dials from its network
+// and reads files from its mounts.
+func SocketName(bin *syscall.Stat_t, ns uint64) string {
+	h := uint64(14695981039346656037) // FNV-1a over the binary's identity and the namespaces
+	for _, v := range []uint64{bin.Dev, bin.Ino, uint64(bin.Size), uint64(bin.Mtim.Sec), uint64(bin.Mtim.Nsec), ns} {
 		for i := 0; i < 8; i++ {
 			h ^= v & 0xff
 			h *= 1099511628211
@@ -115,19 +116,24 @@ func SocketName(bin *syscall.Stat_t, netns uint64) string {
 	return "sched-" + strconv.FormatUint(h, 36) + ".sock"
 }
 
-// NetNS is the inode of this process's network namespace, or 0 where
-// /proc does not say.
-func NetNS() uint64 {
-	var st syscall.Stat_t
-	if syscall.Stat("/proc/self/ns/net", &st) != nil {
-		return 0
+// Namespaces names this process's network and mount namespaces in one
+// number (their inodes), 0 where /proc does not say.
+func Namespaces() uint64 {
+	var ns uint64
+	for _, name := range []string{"/proc/self/ns/net", "/proc/self/ns/mnt"} {
+		var st syscall.Stat_t
+		if syscall.Stat(name, &st) == nil {
+			ns = ns*1000003 + st.Ino
+		}
 	}
-	return st.Ino
+	return ns
 }
 
-// rootValueFlags are sched's global flags that take their value as the
-// next argument; Handed steps over it.
-var rootValueFlags = map[string]bool{"--addr": true, "-o": true, "--output": true, "--log-level": true,
+// RootValueFlags are sched's global flags that take their value as the
+// next argument; Handed, and sched's own parsing of which command a call
+// names, step over it. A test in cmd/sched checks the list against the
+// root command's flags.
+var RootValueFlags = map[string]bool{"--addr": true, "-o": true, "--output": true, "--log-level": true,
 	"--log-format": true, "--tls-ca": true, "--tls-cert": true, "--tls-key": true, "--token": true}
 
 // Handed reports whether the front hands a call with args (without the
@@ -144,7 +150,7 @@ func Handed(args []string) bool {
 			return false
 		case len(a) > 2 && a[:2] == "--" && contains(a, '='):
 		case len(a) > 2 && a[:2] == "-o": // -ojson
-		case rootValueFlags[a]:
+		case RootValueFlags[a]:
 			i++
 		case a != "" && a[0] == '-':
 			return false // --help, or a flag sched's root does not take

@@ -149,8 +149,8 @@ func TestSocketName(t *testing.T) {
 		}
 		seen[n] = what
 	}
-	if NetNS() == 0 {
-		t.Log("no /proc/self/ns/net here")
+	if Namespaces() == 0 {
+		t.Log("no /proc/self/ns here")
 	}
 }
 
