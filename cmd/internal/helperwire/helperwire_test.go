@@ -156,7 +156,7 @@ func TestSocketName(t *testing.T) {
 
 func TestFramesRoundTrip(t *testing.T) {
 	req := &Request{Kind: Run, Args: []string{"job", "submit", "a b.yaml", ""}, Env: []string{"A=1", "B="},
-		Dir: "/work/x", Seed: "00ff"}
+		Dir: "/srv/jobs", Seed: "00ff"}
 	var buf bytes.Buffer
 	if err := WriteMagic(&buf); err != nil {
 		t.Fatal(err)
