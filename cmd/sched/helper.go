@@ -395,7 +395,7 @@ func (s *helperServer) handle(serving, calls context.Context, c *net.UnixConn) {
 			go func() {
 				defer close(gone)
 				var b [1]byte
-				_, _ = c.Read(b[:]) // returns when the front closes, or when the answer is sent below
+				_, _ = c.Read(b[:]) // returns when the front closes, or at the deadline set once the call is done
 				cancel()
 			}()
 			resp = s.run(ctx, req)
