@@ -274,3 +274,74 @@ func TestCallPath(t *testing.T) {
 		t.Errorf("callPath in a process of its own: %q", got)
 	}
 }
+
+// A front that goes away (Ctrl-C) closes its connection, and the helper
+// cancels its call: here one to a server that accepts and never answers.
+func TestHelperCancelsTheCallOfAFrontGone(t *testing.T) {
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := hung.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c) // open, silent: the HTTP/2 handshake never ends
+		}
+	}()
+	defer func() {
+		hung.Close()
+		<-accepted
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	dir := shortDir(t)
+	if err := os.WriteFile(filepath.Join(dir, "j.yaml"), []byte("name: j\ntasks:\n  - name: t\n    command: [\"true\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "h.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := serve(t, ctx, sock, time.Hour)
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OTEL_") && !strings.HasPrefix(kv, "SCHED_") {
+			env = append(env, kv)
+		}
+	}
+	front, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := helperwire.WriteMagic(front); err != nil {
+		t.Fatal(err)
+	}
+	if err := helperwire.WriteRequest(front, &helperwire.Request{Kind: helperwire.Run, Args: []string{"job", "submit", "j.yaml"},
+		Env: append(env, "SCHED_ADDR="+hung.Addr().String()), Dir: dir, Seed: "00"}); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			st := ask(t, sock, helperwire.Status)
+			if strings.Contains(st, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("status %q after 5 s, want %q", st, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitStatus("1 running")
+	front.Close() // the front is gone
+	waitStatus("0 running")
+	cancel()
+	waitServe(t, done, 5*time.Second, "after the cancelled call")
+}
