@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -173,15 +174,9 @@ func askHelper(kind byte) ([]byte, error) {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(helperFrameTimeout))
-	if err := helperwire.WriteMagic(c); err != nil {
-		return nil, fmt.Errorf("reach the helper: %w", err)
-	}
-	if err := helperwire.WriteRequest(c, &helperwire.Request{Kind: kind}); err != nil {
-		return nil, fmt.Errorf("reach the helper: %w", err)
-	}
-	resp, err := helperwire.ReadResponse(c)
+	resp, err := helperwire.Call(c, &helperwire.Request{Kind: kind})
 	if err != nil {
-		return nil, fmt.Errorf("read the helper's answer: %w", err)
+		return nil, fmt.Errorf("ask the helper: %w", err)
 	}
 	return resp.Stdout, nil
 }
@@ -484,28 +479,24 @@ func (s *helperServer) run(ctx context.Context, req *helperwire.Request) (resp *
 // connection is dialled), GODEBUG and gRPC's GRPC_* settings. Such a call
 // runs in a process of its own, with its own.
 func processEnvDiffers(env []string) bool {
-	picked := func(env []string) map[string]string {
-		m := map[string]string{}
-		for _, kv := range env {
-			k, v, _ := strings.Cut(kv, "=")
-			switch {
-			case strings.HasPrefix(k, "GRPC_"), k == "GODEBUG", strings.EqualFold(k, "https_proxy"),
-				strings.EqualFold(k, "http_proxy"), strings.EqualFold(k, "no_proxy"), strings.EqualFold(k, "all_proxy"):
-				m[k] = v
-			}
-		}
-		return m
-	}
-	call, own := picked(env), picked(os.Environ())
-	if len(call) != len(own) {
-		return true
-	}
-	for k, v := range call {
-		if w, ok := own[k]; !ok || w != v {
-			return true
+	return !maps.Equal(processEnv(env), ownProcessEnv())
+}
+
+// ownProcessEnv is processEnv of this process's environment, read once.
+var ownProcessEnv = sync.OnceValue(func() map[string]string { return processEnv(os.Environ()) })
+
+// processEnv picks from env the variables processEnvDiffers compares.
+func processEnv(env []string) map[string]string {
+	m := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(k, "GRPC_"), k == "GODEBUG", strings.EqualFold(k, "https_proxy"),
+			strings.EqualFold(k, "http_proxy"), strings.EqualFold(k, "no_proxy"), strings.EqualFold(k, "all_proxy"):
+			m[k] = v
 		}
 	}
-	return false
+	return m
 }
 
 // envLookup is getenv over env (KEY=VALUE, the last of a key winning, as

@@ -100,13 +100,7 @@ func ask(t *testing.T, sock string, kind byte) string {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := helperwire.WriteMagic(c); err != nil {
-		t.Fatal(err)
-	}
-	if err := helperwire.WriteRequest(c, &helperwire.Request{Kind: kind}); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := helperwire.ReadResponse(c)
+	resp, err := helperwire.Call(c, &helperwire.Request{Kind: kind})
 	if err != nil {
 		t.Fatal(err)
 	}

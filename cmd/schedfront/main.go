@@ -141,10 +141,7 @@ func viaHelper(client string, args []string) (code int, ran bool, seed string) {
 		return 0, false, ""
 	}
 	req := &helperwire.Request{Kind: helperwire.Run, Args: args, Env: os.Environ(), Dir: wd, Seed: seed}
-	if helperwire.WriteMagic(conn) != nil || helperwire.WriteRequest(conn, req) != nil {
-		return 0, false, seed
-	}
-	resp, err := helperwire.ReadResponse(conn)
+	resp, err := helperwire.Call(conn, req)
 	if err != nil || resp.Kind != helperwire.Ran {
 		return 0, false, seed
 	}

@@ -125,6 +125,18 @@ func ReadResponse(r io.Reader) (*Response, error) {
 	return resp, nil
 }
 
+// Call sends req on a new connection to a helper (the magic, then the
+// request) and reads the helper's answer.
+func Call(rw io.ReadWriter, req *Request) (*Response, error) {
+	if err := WriteMagic(rw); err != nil {
+		return nil, err
+	}
+	if err := WriteRequest(rw, req); err != nil {
+		return nil, err
+	}
+	return ReadResponse(rw)
+}
+
 // WriteMagic and ReadMagic open a connection, from the front's side and the
 // helper's.
 func WriteMagic(w io.Writer) error {
