@@ -96,10 +96,35 @@ func waitHelper(t *testing.T, sched string, env []string, not int) int {
 			return pid
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no helper started within 15 s of a submit that found none")
+			t.Fatalf("no helper started within 15 s of a submit that found none\n%s", helperDir(env))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// helperDir lists the helper's socket directory under env's
+// XDG_RUNTIME_DIR, with its logs, for a failure's message.
+func helperDir(env []string) string {
+	var rt string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "XDG_RUNTIME_DIR="); ok {
+			rt = v
+		}
+	}
+	dir := filepath.Join(rt, "banyan")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		fmt.Fprintf(&b, "%s:\n", e.Name())
+		if strings.HasSuffix(e.Name(), ".log") {
+			data, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+			b.Write(data)
+		}
+	}
+	return b.String()
 }
 
 // waitGone waits until process pid has exited.
