@@ -67,13 +67,19 @@ is how long a helper waits for a call before it exits.`,
 		Use:   "serve",
 		Short: "Run the helper (the front starts it)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			if sock == "" {
-				var err error
 				if sock, err = ownHelperSocket(); err != nil {
 					return err
 				}
 			}
+			defer func() {
+				// The fronts start no other for a while; said only in a
+				// directory of this user's alone.
+				if err != nil && helperwire.CheckDir(filepath.Dir(sock), os.Getuid()) == nil {
+					_ = helperwire.MarkFailed(sock, err.Error())
+				}
+			}()
 			if !cmd.Flags().Changed("idle") {
 				if v := os.Getenv(helperwire.EnvIdle); v != "" {
 					d, err := time.ParseDuration(v)
@@ -168,7 +174,7 @@ func askHelper(kind byte) ([]byte, error) {
 	c, err := net.DialTimeout("unix", sock, helperFrameTimeout)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return []byte("no helper is running\n"), nil
+			return []byte("no helper is running" + lastFailure(sock, time.Now()) + "\n"), nil
 		}
 		return nil, fmt.Errorf("reach the helper: %w", err)
 	}
@@ -179,6 +185,23 @@ func askHelper(kind byte) ([]byte, error) {
 		return nil, fmt.Errorf("ask the helper: %w", err)
 	}
 	return resp.Stdout, nil
+}
+
+// lastFailure says, for the status of a socket with no helper, when and
+// why its last helper could not start and whether the fronts start
+// another yet ("" when none failed).
+func lastFailure(sock string, now time.Time) string {
+	why, err := os.ReadFile(sock + helperwire.FailedSuffix)
+	if err != nil {
+		return ""
+	}
+	recent, at := helperwire.RecentlyFailed(sock, now)
+	next := "the next submit starts one"
+	if recent {
+		next = "submits start none until " + at.Add(helperwire.RetryAfter).Format(time.TimeOnly)
+	}
+	return fmt.Sprintf("; the last could not start at %s (%s): %s (its log: %s.log)",
+		at.Format(time.DateTime), next, strings.TrimSpace(string(why)), sock)
 }
 
 // helperServer is a running helper.
@@ -245,6 +268,7 @@ func serveHelper(ctx context.Context, sock string, idle time.Duration, log *slog
 		ln.Close()
 		return fmt.Errorf("helper socket: %w", err)
 	}
+	os.Remove(sock + helperwire.FailedSuffix) // the fronts may start helpers again
 	// Calls run on the caller's context: a Stop, or the idle timer, ends
 	// the accept loop (ctx below) and lets the calls in progress finish.
 	calls := ctx

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/banyan-sched/banyan/bench/schedbuild"
+	"github.com/banyan-sched/banyan/cmd/internal/helperwire"
 )
 
 // The front (cmd/schedfront, installed as sched) and the client helper
@@ -69,7 +70,7 @@ func helperCounts(t *testing.T, sched string, env []string) (pid, ran, declined 
 	if code != 0 {
 		t.Fatalf("sched helper status: exit %d: %s", code, errOut)
 	}
-	if strings.TrimSpace(out) == "no helper is running" {
+	if strings.HasPrefix(out, "no helper is running") {
 		return 0, 0, 0
 	}
 	m := helperStatus.FindStringSubmatch(out)
@@ -281,6 +282,89 @@ func TestSubmitSeedMakesTheSameKeys(t *testing.T) {
 	if code != 0 || strings.Contains(other, "existing") || other == first {
 		t.Fatalf("another seed: exit %d, %q", code, other)
 	}
+}
+
+// A helper that cannot start (here a bad SCHED_HELPER_IDLE, which it reads
+// from the environment of the call that started it) is started once, not
+// on every submit: it says why beside its socket, `sched helper status`
+// reports it, and the submits of the next minute run in sched-client
+// without starting another. After that minute the next submit tries again.
+func TestFrontStartsNoHelperAfterOneFailed(t *testing.T) {
+	bin := frontInstall(t)
+	sched := filepath.Join(bin, "sched")
+	env := append(helperEnv(t, sched), "SCHED_HELPER_IDLE=soon")
+	addr := freeAddr(t)
+	startDev(t, addr, filepath.Join(t.TempDir(), "data"), 1)
+	work := t.TempDir()
+	if err := os.WriteFile(filepath.Join(work, "job.yaml"), []byte("name: via\ntasks:\n  - name: t\n    command: [\"true\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	submit := func(what string) {
+		t.Helper()
+		out, errOut, code := runIn(t, work, sched, env, "--addr", addr, "job", "submit", "job.yaml")
+		if code != 0 || !submittedLine.MatchString(out) || errOut != "" {
+			t.Fatalf("%s: exit %d, stdout %q, stderr %q", what, code, out, errOut)
+		}
+	}
+	var rt string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "XDG_RUNTIME_DIR="); ok {
+			rt = v
+		}
+	}
+	dir := filepath.Join(rt, "banyan")
+	// starts counts the helpers that failed: each writes its error, naming
+	// the variable, to the log beside the socket.
+	starts := func() int {
+		logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+		n := 0
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			n += strings.Count(string(b), `SCHED_HELPER_IDLE="soon"`)
+		}
+		return n
+	}
+	waitStarts := func(want int) string {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			marks, _ := filepath.Glob(filepath.Join(dir, "*.failed"))
+			if n := starts(); n == want && len(marks) == 1 {
+				return marks[0]
+			} else if n > want {
+				t.Fatalf("%d helpers started, want %d\n%s", n, want, helperDir(env))
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no failed helper's mark within 15 s (%d started, want %d)\n%s", starts(), want, helperDir(env))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	submit("the first submit")
+	mark := waitStarts(1)
+	for i := range 3 {
+		submit(fmt.Sprintf("submit %d after the helper failed", i+1))
+	}
+	out, errOut, code := runBin(t, sched, env, "helper", "status")
+	if code != 0 || !strings.HasPrefix(out, "no helper is running; the last could not start") ||
+		!strings.Contains(out, "SCHED_HELPER_IDLE") || !strings.Contains(out, "submits start none until") {
+		t.Errorf("sched helper status: exit %d, %q %q; want the failure and its reason", code, out, errOut)
+	}
+	// A start would show within a moment; none may.
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if n := starts(); n != 1 {
+			t.Fatalf("%d helpers started while the last failure was recent, want 1\n%s", n, helperDir(env))
+		}
+	}
+
+	// A minute on, the next submit starts one again.
+	past := time.Now().Add(-helperwire.RetryAfter - time.Second)
+	if err := os.Chtimes(mark, past, past); err != nil {
+		t.Fatal(err)
+	}
+	submit("the submit a minute after the failure")
+	waitStarts(2)
 }
 
 // A front with no sched-client beside it or on PATH says what is missing.

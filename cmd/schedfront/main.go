@@ -120,8 +120,11 @@ func viaHelper(client string, args []string) (code int, ran bool, seed string) {
 	sock := dir + "/" + helperwire.SocketName(&st, helperwire.Namespaces())
 	fd, err := dial(sock)
 	if err != nil {
-		if err == syscall.ENOENT || err == syscall.ECONNREFUSED { // none, or a dead one's socket
-			startHelper(client, sock)
+		// None, or a dead one's socket; unless the last could not start.
+		if err == syscall.ENOENT || err == syscall.ECONNREFUSED {
+			if failed, _ := helperwire.RecentlyFailed(sock, time.Now()); !failed {
+				startHelper(client, sock)
+			}
 		}
 		return 0, false, ""
 	}
@@ -171,7 +174,9 @@ func dial(path string) (int, error) {
 // its own, its output in a log beside the socket, and does not wait for
 // it: it takes the calls after this one. Of helpers started at once for
 // the same socket, one keeps it (a lock) and the others exit; a helper
-// that exits cleanly removes its log, one that failed leaves it.
+// that exits cleanly removes its log, one that failed leaves it. One that
+// could not start (nor be started) says so beside the socket
+// (helperwire.MarkFailed), and the calls of the next minute start none.
 func startHelper(client, sock string) {
 	if starting(sock) {
 		return
@@ -183,6 +188,7 @@ func startHelper(client, sock string) {
 	defer null.Close()
 	logf, err := os.OpenFile(sock+".log", os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
+		_ = helperwire.MarkFailed(sock, "start the helper: "+err.Error())
 		return
 	}
 	defer logf.Close()
@@ -197,9 +203,11 @@ func startHelper(client, sock string) {
 	}
 	p, err := os.StartProcess(client, []string{client, "helper", "serve", "--socket", sock},
 		&os.ProcAttr{Dir: "/", Env: kept, Files: []*os.File{null, logf, logf}, Sys: &syscall.SysProcAttr{Setsid: true}})
-	if err == nil {
-		_ = p.Release()
+	if err != nil {
+		_ = helperwire.MarkFailed(sock, "start the helper: "+err.Error())
+		return
 	}
+	_ = p.Release()
 }
 
 // starting reports whether a helper holds sock's lock: one on its way to

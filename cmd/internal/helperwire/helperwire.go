@@ -21,6 +21,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 // Env names.
@@ -127,6 +128,52 @@ func Namespaces() uint64 {
 		}
 	}
 	return ns
+}
+
+// FailedSuffix names the file beside a helper's socket that a helper
+// which could not start writes its error to (a socket path too long, a
+// bad SCHED_HELPER_IDLE): for RetryAfter from then no front starts
+// another, so a helper that cannot start costs a start a minute, not one
+// a call. A helper removes it once it listens.
+const FailedSuffix = ".failed"
+
+// RetryAfter is how long after a helper failed to start a front starts
+// none for the same socket.
+const RetryAfter = time.Minute
+
+// MarkFailed records in sock's FailedSuffix file that its helper could not
+// start, and why.
+func MarkFailed(sock, why string) error {
+	fd, err := syscall.Open(sock+FailedSuffix, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_TRUNC|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: sock + FailedSuffix, Err: err}
+	}
+	defer syscall.Close(fd)
+	b := []byte(why + "\n")
+	for len(b) > 0 { // the write also sets the time RecentlyFailed reads
+		n, err := syscall.Write(fd, b)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return &os.PathError{Op: "write", Path: sock + FailedSuffix, Err: err}
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// RecentlyFailed reports whether sock's helper failed to start less than
+// RetryAfter before now (a time ahead of now, after the clock was set
+// back, counts as recent only up to RetryAfter ahead), and when.
+func RecentlyFailed(sock string, now time.Time) (bool, time.Time) {
+	var st syscall.Stat_t
+	if syscall.Stat(sock+FailedSuffix, &st) != nil {
+		return false, time.Time{}
+	}
+	at := time.Unix(st.Mtim.Sec, st.Mtim.Nsec)
+	d := now.Sub(at)
+	return d < RetryAfter && d > -RetryAfter, at
 }
 
 // RootValueFlags are sched's global flags that take their value as the

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestHanded(t *testing.T) {
@@ -120,6 +121,61 @@ func TestCheckDir(t *testing.T) {
 	}
 	if err := MakeDir(open, uid); !errors.Is(err, ErrUnsafeDir) {
 		t.Errorf("MakeDir of a directory others can enter: %v, want ErrUnsafeDir", err)
+	}
+}
+
+func TestFailedMark(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "sched-x.sock")
+	now := time.Now()
+	if failed, _ := RecentlyFailed(sock, now); failed {
+		t.Fatal("failed with no mark")
+	}
+	if err := MarkFailed(sock, "helper: listen: path too long"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(sock + FailedSuffix); err != nil || string(b) != "helper: listen: path too long\n" {
+		t.Fatalf("mark %q, %v", b, err)
+	}
+	failed, at := RecentlyFailed(sock, time.Now())
+	if !failed || at.Before(now.Add(-time.Second)) {
+		t.Fatalf("just marked: failed %v at %v", failed, at)
+	}
+	for _, c := range []struct {
+		age  time.Duration
+		want bool
+	}{
+		{0, true},
+		{RetryAfter - time.Second, true},
+		{RetryAfter + time.Second, false},
+		{-RetryAfter / 2, true},            // the clock set back a little
+		{-RetryAfter - time.Second, false}, // or far: not forever
+	} {
+		when := now.Add(-c.age)
+		if err := os.Chtimes(sock+FailedSuffix, when, when); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := RecentlyFailed(sock, now); got != c.want {
+			t.Errorf("marked %v ago: recently failed %v, want %v", c.age, got, c.want)
+		}
+	}
+	// A second failure rewrites the mark, its time with it.
+	if err := MarkFailed(sock, "again"); err != nil {
+		t.Fatal(err)
+	}
+	if failed, _ := RecentlyFailed(sock, time.Now()); !failed {
+		t.Error("a second failure did not renew the mark")
+	}
+	// A symlink in its place is not followed.
+	link := filepath.Join(t.TempDir(), "sched-y.sock")
+	target := filepath.Join(t.TempDir(), "elsewhere")
+	if err := os.Symlink(target, link+FailedSuffix); err != nil {
+		t.Fatal(err)
+	}
+	if err := MarkFailed(link, "x"); err == nil {
+		t.Error("MarkFailed wrote through a symlink")
+	}
+	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the symlink's target was made: %v", err)
 	}
 }
 
