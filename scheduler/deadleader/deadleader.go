@@ -144,7 +144,8 @@ func (w *Watcher) Run(ctx context.Context) {
 		v := t.see(w.look())
 		a := t.next(time.Now(), v)
 		if a == probe {
-			t.probed(time.Now(), w.probe(ctx, v))
+			place := w.probe(ctx, v) // the turn counts from the answer, after the dial
+			t.probed(time.Now(), place)
 			// Act on the answer at once: the first in line stands
 			// without waiting for the next tick.
 			v = t.see(w.look())

@@ -250,19 +250,20 @@ func TestWatcherStandsWhenTheLeaderIsGone(t *testing.T) {
 
 func TestWatcherWaitsItsTurn(t *testing.T) {
 	var elected atomic.Int32
-	var at atomic.Int64
+	var at atomic.Pointer[time.Time] // with its monotonic reading, as the watcher's
 	node := &fakeNode{state: raft.Follower, leader: "s1", addr: raft.ServerAddress(closedPort(t)), silentSince: time.Now()}
 	cfg := testConfig("s3", &elected) // second in line after s2
 	probes := make(chan time.Time, 100)
 	cfg.Dial = func(ctx context.Context, addr string) error {
-		probes <- time.Now()
-		return dialTCP(ctx, addr)
+		err := dialTCP(ctx, addr)
+		probes <- time.Now() // refused: the turn counts from here
+		return err
 	}
-	cfg.Elect = func() error { at.Store(time.Now().UnixNano()); elected.Add(1); return nil }
+	cfg.Elect = func() error { now := time.Now(); at.Store(&now); elected.Add(1); return nil }
 	run(t, New(node, cfg))
 	first := <-probes
 	waitUntil(t, "an election", func() bool { return elected.Load() > 0 })
-	if waited := time.Unix(0, at.Load()).Sub(first); waited < cfg.Stagger {
+	if waited := at.Load().Sub(first); waited < cfg.Stagger {
 		t.Fatalf("second in line stood %v after finding the leader dead; want at least the stagger, %v", waited, cfg.Stagger)
 	}
 }
