@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 )
 
@@ -69,6 +70,20 @@ func (f *failover) Close() error {
 		errs = append(errs, c.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// wake makes every connection that waits out a reconnect backoff (its
+// server was down) try again at once. A process that dials for one call
+// never waits so; the client helper, whose connections outlive a server's
+// restart, wakes them before each call, so that the call finds a server
+// that is back as a fresh sched-client would, not after a backoff grown
+// while it was down.
+func (f *failover) wake() {
+	for _, c := range f.conns {
+		if c.GetState() == connectivity.TransientFailure {
+			c.ResetConnectBackoff()
+		}
+	}
 }
 
 func (f *failover) order() []int {

@@ -11,7 +11,9 @@ import (
 	pb "github.com/banyan-sched/banyan/api/banyanv1"
 	"github.com/banyan-sched/banyan/scheduler/server"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
@@ -89,5 +91,49 @@ func TestFailoverPastHungAndDeadServers(t *testing.T) {
 	}
 	if _, err := splitAddrs(" , "); err == nil {
 		t.Fatal("an empty address list was accepted")
+	}
+}
+
+// TestWakeRetriesAConnectionInBackoff: a connection whose server was down
+// waits out its reconnect backoff (here a minute); wake, which the client
+// helper calls before each call on a cached connection, makes it reach the
+// server, back on the same address, at once.
+func TestWakeRetriesAConnectionInBackoff(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // down
+	f, err := dialFailover([]string{addr}, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second,
+			Backoff: backoff.Config{BaseDelay: time.Minute, Multiplier: 1, MaxDelay: time.Minute}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := f.conns[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c.Connect()
+	for s := c.GetState(); s != connectivity.TransientFailure; s = c.GetState() {
+		if !c.WaitForStateChange(ctx, s) {
+			t.Fatalf("the connection to a closed port is %v, want TRANSIENT_FAILURE", s)
+		}
+	}
+	ln, err = net.Listen("tcp", addr) // back
+	if err != nil {
+		t.Fatalf("listen again on %s: %v", addr, err)
+	}
+	srv := grpc.NewServer()
+	go srv.Serve(ln)
+	defer srv.Stop()
+	f.wake()
+	ready, cancelReady := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelReady()
+	for s := c.GetState(); s != connectivity.Ready; s = c.GetState() {
+		if !c.WaitForStateChange(ready, s) {
+			t.Fatalf("5 s after wake the connection is %v, want READY (its backoff is a minute)", s)
+		}
 	}
 }

@@ -619,6 +619,8 @@ func (cc *connCache) get(g *globals) (*client, func(), error) {
 		}
 		e = &cachedConn{c: c}
 		cc.m[key] = e
+	} else {
+		e.c.conn.wake()
 	}
 	e.refs++
 	e.used = time.Now()
