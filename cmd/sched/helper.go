@@ -161,7 +161,7 @@ func ownHelperSocket() (string, error) {
 	if err := helperwire.CheckDir(dir, os.Getuid()); err != nil && !errors.Is(err, syscall.ENOENT) {
 		return "", fmt.Errorf("helper socket directory: %w", err)
 	}
-	return filepath.Join(dir, helperwire.SocketName(&st, helperwire.Namespaces())), nil
+	return helperwire.SocketPath(dir, &st), nil
 }
 
 // askHelper sends a Status or Stop request to this binary's helper and

@@ -106,13 +106,7 @@ func waitHelper(t *testing.T, sched string, env []string, not int) int {
 // helperDir lists the helper's socket directory under env's
 // XDG_RUNTIME_DIR, with its logs, for a failure's message.
 func helperDir(env []string) string {
-	var rt string
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "XDG_RUNTIME_DIR="); ok {
-			rt = v
-		}
-	}
-	dir := filepath.Join(rt, "banyan")
+	dir := socketDir(env)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err.Error()
@@ -126,6 +120,17 @@ func helperDir(env []string) string {
 		}
 	}
 	return b.String()
+}
+
+// socketDir is the helper's socket directory under env's XDG_RUNTIME_DIR.
+func socketDir(env []string) string {
+	var rt string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "XDG_RUNTIME_DIR="); ok {
+			rt = v
+		}
+	}
+	return filepath.Join(rt, "banyan")
 }
 
 // waitGone waits until process pid has exited.
@@ -306,13 +311,7 @@ func TestFrontStartsNoHelperAfterOneFailed(t *testing.T) {
 			t.Fatalf("%s: exit %d, stdout %q, stderr %q", what, code, out, errOut)
 		}
 	}
-	var rt string
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "XDG_RUNTIME_DIR="); ok {
-			rt = v
-		}
-	}
-	dir := filepath.Join(rt, "banyan")
+	dir := socketDir(env)
 	// starts counts the helpers that failed: each writes its error, naming
 	// the variable, to the log beside the socket.
 	starts := func() int {

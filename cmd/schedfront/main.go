@@ -117,7 +117,7 @@ func viaHelper(client string, args []string) (code int, ran bool, seed string) {
 	if syscall.Stat(client, &st) != nil {
 		return 0, false, ""
 	}
-	sock := dir + "/" + helperwire.SocketName(&st, helperwire.Namespaces())
+	sock := helperwire.SocketPath(dir, &st)
 	fd, err := dial(sock)
 	if err != nil {
 		// None, or a dead one's socket; unless the last could not start.

@@ -142,38 +142,33 @@ const FailedSuffix = ".failed"
 const RetryAfter = time.Minute
 
 // MarkFailed records in sock's FailedSuffix file that its helper could not
-// start, and why.
+// start, and why (the write also sets the time RecentlyFailed reads).
 func MarkFailed(sock, why string) error {
-	fd, err := syscall.Open(sock+FailedSuffix, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_TRUNC|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0o600)
+	f, err := os.OpenFile(sock+FailedSuffix, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return &os.PathError{Op: "open", Path: sock + FailedSuffix, Err: err}
+		return err
 	}
-	defer syscall.Close(fd)
-	b := []byte(why + "\n")
-	for len(b) > 0 { // the write also sets the time RecentlyFailed reads
-		n, err := syscall.Write(fd, b)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return &os.PathError{Op: "write", Path: sock + FailedSuffix, Err: err}
-		}
-		b = b[n:]
-	}
-	return nil
+	_, err = f.WriteString(why + "\n")
+	return errors.Join(err, f.Close())
 }
 
 // RecentlyFailed reports whether sock's helper failed to start less than
 // RetryAfter before now (a time ahead of now, after the clock was set
 // back, counts as recent only up to RetryAfter ahead), and when.
 func RecentlyFailed(sock string, now time.Time) (bool, time.Time) {
-	var st syscall.Stat_t
-	if syscall.Stat(sock+FailedSuffix, &st) != nil {
+	fi, err := os.Stat(sock + FailedSuffix)
+	if err != nil {
 		return false, time.Time{}
 	}
-	at := time.Unix(st.Mtim.Sec, st.Mtim.Nsec)
-	d := now.Sub(at)
-	return d < RetryAfter && d > -RetryAfter, at
+	d := now.Sub(fi.ModTime())
+	return d < RetryAfter && d > -RetryAfter, fi.ModTime()
+}
+
+// SocketPath is the socket, in dir (SocketDir), of the helper run by the
+// client binary whose stat is bin, for this process's namespaces: where
+// the front looks for it and where the helper listens.
+func SocketPath(dir string, bin *syscall.Stat_t) string {
+	return dir + "/" + SocketName(bin, Namespaces())
 }
 
 // RootValueFlags are sched's global flags that take their value as the
