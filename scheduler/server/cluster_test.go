@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -128,10 +129,24 @@ func waitJob(t *testing.T, c pb.JobServiceClient, id string, within time.Duratio
 			return j
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("job %s not final after %s: %v (err %v)", id, within, j.GetState(), err)
+			t.Fatalf("job %s not final after %s: %v (err %v)%s", id, within, j.GetState(), err, taskLines(j))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// taskLines lists a job's tasks with their state and attempts, one a line,
+// so a test that gives up on a job says where each task was.
+func taskLines(j *pb.Job) string {
+	var b strings.Builder
+	for _, task := range j.GetTasks() {
+		fmt.Fprintf(&b, "\n  %s %s %v", task.Id, task.Name, task.State)
+		for _, a := range task.Attempts {
+			fmt.Fprintf(&b, " [attempt %d on %s: placed %d started %d finished %d %q %s]", a.Number, a.AgentId, a.PlacedUnixMs,
+				a.StartedUnixMs, a.FinishedUnixMs, a.Outcome, a.Error)
+		}
+	}
+	return b.String()
 }
 
 func waitLeader(t *testing.T, servers ...*server.Server) *server.Server {

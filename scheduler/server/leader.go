@@ -666,23 +666,58 @@ func (l *leaderLoop) commitEvents() {
 				break drain
 			}
 		}
-		// The leader decides how failures are classified: entries it
-		// proposes classify by exit code (see fsmpb.ReportEvents).
-		cmd := &fsmpb.ReportEvents{ClassifyExitCodes: true, ClassifyNvencSessions: true}
-		for _, se := range batch {
-			cmd.Agents = append(cmd.Agents, &fsmpb.AgentEvents{AgentId: se.sess.agentID, Events: se.events})
+		var fresh []sessionEvents // the events that change the state
+		var before eventsBefore   // what the Observer needs from before the entry
+		l.s.fsm.Read(func(st *state.State) {
+			fresh = changingEvents(st, batch)
+			before = readEventsBefore(st, fresh)
+		})
+		if len(fresh) > 0 {
+			// The leader decides how failures are classified: entries it
+			// proposes classify by exit code (see fsmpb.ReportEvents).
+			cmd := &fsmpb.ReportEvents{ClassifyExitCodes: true, ClassifyNvencSessions: true}
+			for _, se := range fresh {
+				cmd.Agents = append(cmd.Agents, &fsmpb.AgentEvents{AgentId: se.sess.agentID, Events: se.events})
+			}
+			if _, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: cmd}, ResultArrays: resultArrays(fresh)}); err != nil {
+				l.s.log.Warn("commit task events failed; agents will resend", "err", err)
+				continue
+			}
+			l.observeEvents(fresh, before)
 		}
-		var before eventsBefore // what the Observer needs from before the entry
-		l.s.fsm.Read(func(st *state.State) { before = readEventsBefore(st, batch) })
-		if _, err := l.s.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: cmd}, ResultArrays: resultArrays(batch)}); err != nil {
-			l.s.log.Warn("commit task events failed; agents will resend", "err", err)
-			continue
-		}
-		l.observeEvents(batch, before)
 		for _, se := range batch {
 			se.sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Ack{Ack: &pb.AckEvents{Events: ackOf(se.events)}}})
 		}
 	}
+}
+
+// changingEvents returns the batch without the events that would change
+// nothing (state.EventChanges): copies that agents resent after a new
+// session or a late acknowledgement. Committing them again would cost a log
+// entry each time, and a large result resent by an agent whose session
+// keeps ending on a slow leader would cost it again and again. A session's
+// events are copied only when some are dropped.
+func changingEvents(st *state.State, batch []sessionEvents) []sessionEvents {
+	out := make([]sessionEvents, 0, len(batch))
+	for _, se := range batch {
+		keep := se.events
+		for i, ev := range se.events {
+			if st.EventChanges(se.sess.agentID, ev) {
+				continue
+			}
+			keep = append(make([]*pb.TaskEvent, 0, len(se.events)-1), se.events[:i]...)
+			for _, ev := range se.events[i+1:] {
+				if st.EventChanges(se.sess.agentID, ev) {
+					keep = append(keep, ev)
+				}
+			}
+			break
+		}
+		if len(keep) > 0 {
+			out = append(out, sessionEvents{sess: se.sess, events: keep})
+		}
+	}
+	return out
 }
 
 // resultArrays reports whether a task of the batch succeeded with a result

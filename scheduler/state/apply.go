@@ -406,8 +406,8 @@ func (s *State) applyEvents(now int64, c *fsmpb.ReportEvents, resultArrays bool,
 // entry's flags say how exit codes classify failures (see eventClass) and
 // whether a result may hold arrays (resultArrays).
 func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, c *fsmpb.ReportEvents, resultArrays bool, r *Result) {
-	t, ok := s.Task(ev.TaskId)
-	if !ok || t.Attempt() != ev.Attempt || t.AgentID() != agentID || !isPlaced(t.PB.State) {
+	t, ok := s.eventTask(agentID, ev)
+	if !ok {
 		return
 	}
 	s.wTask(t)
@@ -438,6 +438,37 @@ func (s *State) applyEvent(now int64, agentID string, ev *pb.TaskEvent, c *fsmpb
 		}
 		s.finish(now, t, outcome, eventClass(outcome, ev.ExitCode, c), r)
 	}
+}
+
+// eventTask returns the task ev is about when ev is about its current
+// attempt, placed on agentID; ok is false for a stale event.
+func (s *State) eventTask(agentID string, ev *pb.TaskEvent) (t *Task, ok bool) {
+	t, ok = s.Task(ev.TaskId)
+	if !ok || t.Attempt() != ev.Attempt || t.AgentID() != agentID || !isPlaced(t.PB.State) {
+		return nil, false
+	}
+	return t, true
+}
+
+// EventChanges reports whether applying ev from agentID would change the
+// state: a "finished" or "started" event about the task's current attempt
+// on that agent, unless it is a start already recorded at the same time.
+// Agents resend what they have not seen acknowledged (on every new
+// session, and when an acknowledgement is late), so many events are
+// copies of ones applied: the leader acknowledges those without a log
+// entry. Applying them would change nothing either way.
+func (s *State) EventChanges(agentID string, ev *pb.TaskEvent) bool {
+	t, ok := s.eventTask(agentID, ev)
+	if !ok {
+		return false
+	}
+	switch ev.Kind {
+	case "started":
+		return t.PB.State == pb.TaskState_TASK_STATE_ASSIGNED || t.current().StartedUnixMs != ev.UnixMs
+	case "finished":
+		return true
+	}
+	return false
 }
 
 // eventClass classifies an attempt that an agent reported finished. Log
