@@ -456,7 +456,8 @@ func (s *State) eventTask(agentID string, ev *pb.TaskEvent) (t *Task, ok bool) {
 // Agents resend what they have not seen acknowledged (on every new
 // session, and when an acknowledgement is late), so many events are
 // copies of ones applied: the leader acknowledges those without a log
-// entry. Applying them would change nothing either way.
+// entry. Applying them would change only the agent's last-seen time in
+// the state, which listings take from the leader's heartbeats anyway.
 func (s *State) EventChanges(agentID string, ev *pb.TaskEvent) bool {
 	t, ok := s.eventTask(agentID, ev)
 	if !ok {
