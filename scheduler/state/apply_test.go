@@ -223,6 +223,43 @@ func TestApplyIgnoresStaleInput(t *testing.T) {
 
 func equalJobs(a, b *pb.Job) bool { return a.String() == b.String() }
 
+// EventChanges, which lets the leader acknowledge an agent's resent
+// events without a log entry, says false exactly for the events whose
+// apply leaves the job as it was.
+func TestEventChangesMatchesApply(t *testing.T) {
+	f := newFSM(t, DefaultDefaults)
+	f.agentUp("a1", &pb.Resources{CpuMillis: 2000}, nil)
+	f.agentUp("a2", &pb.Resources{CpuMillis: 2000}, nil)
+	f.submit(&pb.JobSpec{Tasks: []*pb.TaskSpec{{Command: []string{"x"}, Resources: &pb.Resources{CpuMillis: 2000}}}})
+	f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Assign{Assign: &fsmpb.Assign{Assignments: []*fsmpb.Assignment{
+		{TaskId: "job-1.0", Attempt: 1, AgentId: "a1"}}}}})
+	for _, step := range []struct {
+		agent string
+		ev    *pb.TaskEvent
+		want  bool
+	}{
+		{"a2", &pb.TaskEvent{TaskId: "job-1.0", Attempt: 1, Kind: "started", UnixMs: 10}, false},                        // another agent
+		{"a1", &pb.TaskEvent{TaskId: "job-1.0", Attempt: 2, Kind: "started", UnixMs: 10}, false},                        // an attempt never placed
+		{"a1", &pb.TaskEvent{TaskId: "job-9.0", Attempt: 1, Kind: "started", UnixMs: 10}, false},                        // no such task
+		{"a1", &pb.TaskEvent{TaskId: "job-1.0", Attempt: 1, Kind: "bogus", UnixMs: 10}, false},                          // no such kind
+		{"a1", &pb.TaskEvent{TaskId: "job-1.0", Attempt: 1, Kind: "started", UnixMs: 10}, true},                         // the start
+		{"a1", &pb.TaskEvent{TaskId: "job-1.0", Attempt: 1, Kind: "started", UnixMs: 10}, false},                        // its copy
+		{"a1", &pb.TaskEvent{TaskId: "job-1.0", Attempt: 1, Kind: "started", UnixMs: 12}, true},                         // a start at another time
+		{"a1", &pb.TaskEvent{TaskId: "job-1.0", Attempt: 1, Kind: "finished", UnixMs: 20, Outcome: "succeeded"}, true},  // the end
+		{"a1", &pb.TaskEvent{TaskId: "job-1.0", Attempt: 1, Kind: "finished", UnixMs: 20, Outcome: "succeeded"}, false}, // its copy
+		{"a1", &pb.TaskEvent{TaskId: "job-1.0", Attempt: 1, Kind: "started", UnixMs: 12}, false},                        // a start after the end
+	} {
+		got := f.s.EventChanges(step.agent, step.ev)
+		before := f.s.JobView("job-1", true)
+		f.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Events{Events: &fsmpb.ReportEvents{
+			Agents: []*fsmpb.AgentEvents{{AgentId: step.agent, Events: []*pb.TaskEvent{step.ev}}}}}})
+		changed := !equalJobs(before, f.s.JobView("job-1", true))
+		if got != step.want || changed != step.want {
+			t.Fatalf("%s %v: EventChanges %v, the job changed %v; want %v", step.agent, step.ev, got, changed, step.want)
+		}
+	}
+}
+
 // Plan never assigns more than MaxAssign tasks nor looks past MaxScan.
 func TestPlanLimits(t *testing.T) {
 	f := newFSM(t, DefaultDefaults)
