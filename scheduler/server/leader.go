@@ -608,6 +608,9 @@ func (l *leaderLoop) recvLoop(sess *session, stream pb.AgentService_SessionServe
 			sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_HeartbeatAck{HeartbeatAck: &pb.HeartbeatAck{
 				UnixMs: msg.Heartbeat.UnixMs}}})
 		case *pb.AgentMessage_Events:
+			for _, ev := range msg.Events.Events {
+				withOutcome(ev)
+			}
 			select {
 			case l.events <- sessionEvents{sess: sess, events: msg.Events.Events}:
 			case <-sess.ctx.Done():
@@ -687,6 +690,24 @@ func (l *leaderLoop) commitEvents() {
 		}
 		for _, se := range batch {
 			se.sess.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Ack{Ack: &pb.AckEvents{Events: ackOf(se.events)}}})
+		}
+	}
+}
+
+// noOutcome is the error of an attempt whose agent reported it finished
+// without saying how.
+const noOutcome = "the agent reported the attempt finished without an outcome"
+
+// withOutcome makes an end reported without an outcome (an agent's bug: an
+// attempt record without one reads as still running) a failure that says
+// so, before it is proposed: entries hold what the leader decided.
+func withOutcome(ev *pb.TaskEvent) {
+	if ev.Kind == "finished" && ev.Outcome == "" {
+		ev.Outcome, ev.ExitCode = "failed", -1
+		if ev.Error == "" {
+			ev.Error = noOutcome
+		} else {
+			ev.Error = noOutcome + ": " + ev.Error
 		}
 	}
 }

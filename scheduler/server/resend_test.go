@@ -123,3 +123,47 @@ func recvMessage(t *testing.T, stream pb.AgentService_SessionClient) *pb.ServerM
 		return nil
 	}
 }
+
+// An agent that reports an attempt finished without an outcome (a bug)
+// left an attempt record that read as still running on a queued task. The
+// leader now records such an end as a failure that says why, and the task
+// is retried as after any failure.
+func TestFinishedWithoutOutcomeIsAFailureThatSaysSo(t *testing.T) {
+	ln := listen(t)
+	addr := ln.Addr().String()
+	s := startServer(t, server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: ln, Bootstrap: true,
+		Lease: time.Minute}) // the hand-made session sends no heartbeats
+	defer s.Close()
+	waitLeader(t, s)
+	fp := &pb.Fingerprint{Hostname: "h", CpuCores: 4, MemoryBytes: 8 << 30,
+		Capacity: &pb.Resources{CpuMillis: 4000, MemoryBytes: 8 << 30}}
+	stream, _ := openAgentSession(t, addr, "h", fp)
+	c := dialClient(t, addr)
+	ctx := context.Background()
+	resp, err := c.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{shellJob("one", "", 1, "true")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a *pb.TaskAssignment
+	for a == nil {
+		if tasks := recvMessage(t, stream).GetBatch().GetTasks(); len(tasks) > 0 {
+			a = tasks[0]
+		}
+	}
+	if err := stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Events{Events: &pb.TaskEvents{Events: []*pb.TaskEvent{
+		{TaskId: a.TaskId, Attempt: a.Attempt, Kind: "finished", UnixMs: 1_000}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	for recvMessage(t, stream).GetAck() == nil {
+	}
+	j, err := c.GetJob(ctx, &pb.GetJobRequest{Id: resp.Jobs[0].Id, WithTasks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := j.Tasks[0].Attempts[0]
+	if first.Outcome != "failed" || first.Error != "the agent reported the attempt finished without an outcome" ||
+		j.Tasks[0].RetriesUsed != 1 {
+		t.Fatalf("attempt 1: outcome %q, error %q, retries used %d; want a failure that says it had no outcome",
+			first.Outcome, first.Error, j.Tasks[0].RetriesUsed)
+	}
+}
