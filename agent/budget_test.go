@@ -89,7 +89,9 @@ func TestAgentConfigBudget(t *testing.T) {
 	if _, err := New(bad); err == nil || !strings.Contains(err.Error(), "tail") {
 		t.Fatalf("oversized tail: %v", err)
 	}
-	if _, err := New(base); err != nil {
+	a, err := New(base)
+	if err != nil {
 		t.Fatal(err)
 	}
+	a.Shutdown() // removes the temp task dir New made
 }

@@ -261,8 +261,10 @@ func (h *harness) startCluster(ctx context.Context) error {
 		if err := os.MkdirAll(work, 0o777); err != nil {
 			return fmt.Errorf("chaos: %w", err)
 		}
+		// Its task dir is its own, not a temp dir: an agent killed with
+		// SIGKILL cannot remove one, and its restart finds its task logs.
 		args := append([]string{"agent", "--id", id, "--servers", strings.Join(addrs, ","), "--work-dir", work,
-			"--run-as", runAs}, cfg.AgentArgs...)
+			"--task-dir", filepath.Join(work, "tasks"), "--run-as", runAs}, cfg.AgentArgs...)
 		p := &proc{name: id, logPath: filepath.Join(cfg.Dir, id+".log")}
 		p.newCmd = func() *exec.Cmd { return exec.Command(cfg.Sched, args...) }
 		h.agents = append(h.agents, p)

@@ -126,10 +126,11 @@ func TestAgentDrainsItselfOnSIGTERM(t *testing.T) {
 	addr := freeAddr(t)
 	startProc(t, "server", "--bind", addr, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn", "--lease", "3s")
 	d := &devProc{addr: addr}
+	taskDir := t.TempDir() // the agent is killed: its own temp dir would be left behind
 	startAgent := func() *exec.Cmd {
 		t.Helper()
 		cmd := exec.Command(schedBin, "agent", "--addr", addr, "--id", "host-1", "--no-gpu", "--run-as", currentUser(t),
-			"--drain-grace", "20s", "--log-level", "warn")
+			"--task-dir", taskDir, "--drain-grace", "20s", "--log-level", "warn")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

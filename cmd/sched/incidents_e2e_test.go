@@ -252,7 +252,8 @@ func TestIncidentsOnTLSACLCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	agentLog := startProc(t, append([]string{"agent", "--servers", strings.Join(c.addrs, ","), "--token", agentTok,
-		"--run-as", currentUser(t), "--storage-root", storage, "--log-level", "warn"}, tlsFlags(dir, "agent-a1")...)...)
+		"--run-as", currentUser(t), "--storage-root", storage, "--task-dir", t.TempDir(), "--log-level", "warn"},
+		tlsFlags(dir, "agent-a1")...)...)
 	agentUp := func() error {
 		out, stderr, err := c.client(ciTok, "agent", "list")
 		if err != nil || !strings.Contains(out, "a1") || !strings.Contains(out, " up ") {

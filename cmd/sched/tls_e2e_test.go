@@ -65,7 +65,8 @@ func TestTLSFromTheCLI(t *testing.T) {
 	addr := freeAddr(t)
 	srvLog := startProc(t, append([]string{"server", "--bind", addr, "--data-dir", filepath.Join(dir, "data"),
 		"--log-level", "warn"}, tlsFlags(dir, "server-s1")...)...)
-	startProc(t, append([]string{"agent", "--addr", addr, "--no-gpu", "--log-level", "warn", "--run-as", currentUser(t)}, tlsFlags(dir, "agent-gpu-1")...)...)
+	startProc(t, append([]string{"agent", "--addr", addr, "--no-gpu", "--log-level", "warn", "--run-as", currentUser(t),
+		"--task-dir", t.TempDir()}, tlsFlags(dir, "agent-gpu-1")...)...)
 
 	client := exec.Command(schedBin, "--addr", addr, "agent", "list")
 	client.Env = append(os.Environ(), "SCHED_TLS_CA="+filepath.Join(dir, "ca.pem"),

@@ -327,7 +327,7 @@ func (c *cluster) startAgents(n int, extra ...string) error {
 			return fmt.Errorf("agent dir: %w", err)
 		}
 		args := append([]string{"agent", "--id", id, "--servers", strings.Join(c.addrs(), ","),
-			"--work-dir", work, "--run-as", currentUser()}, extra...)
+			"--work-dir", work, "--task-dir", filepath.Join(work, "tasks"), "--run-as", currentUser()}, extra...)
 		p, err := startChild(id, filepath.Join(c.dir, id+".log"), c.sched, args...)
 		if err != nil {
 			return err
