@@ -173,15 +173,18 @@ func (b *submitBatcher) run(ctx context.Context) {
 			batch = append(batch, c)
 			jobs, size, tasks = jobs+len(c.sub.Jobs), size+c.size, tasks+c.tasks
 		}
-	gather:
-		for !full && jobs < submitMaxJobs && size < b.maxBytes {
-			select {
-			case c := <-b.in:
-				add(c)
-			default:
-				break gather
+		// gather takes what is queued now, without waiting.
+		gather := func() {
+			for !full && jobs < submitMaxJobs && size < b.maxBytes {
+				select {
+				case c := <-b.in:
+					add(c)
+				default:
+					return
+				}
 			}
 		}
+		gather()
 		// A small batch waits, growing, until the entries in flight have
 		// committed (len(slots) counts this one too).
 		b.waiting.Store(int32(len(batch)))
@@ -199,6 +202,9 @@ func (b *submitBatcher) run(ctx context.Context) {
 				return
 			}
 		}
+		// The wait's select picks at random between a freed slot and a
+		// queued call: take every call queued by now along.
+		gather()
 		b.waiting.Store(0)
 		go func() {
 			defer func() {
