@@ -17,17 +17,7 @@ import (
 // over. Copies of events already applied are now acknowledged without a
 // log entry; a message that mixes copies and news commits the news alone.
 func TestResentEventsAreAcknowledgedWithoutAnEntry(t *testing.T) {
-	ln := listen(t)
-	addr := ln.Addr().String()
-	// A long lease: the hand-made session sends no heartbeats.
-	s := startServer(t, server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: ln, Bootstrap: true,
-		Lease: time.Minute})
-	defer s.Close()
-	waitLeader(t, s)
-	fp := &pb.Fingerprint{Hostname: "h", CpuCores: 4, MemoryBytes: 8 << 30,
-		Capacity: &pb.Resources{CpuMillis: 4000, MemoryBytes: 8 << 30}}
-	stream, _ := openAgentSession(t, addr, "h", fp)
-	c := dialClient(t, addr)
+	s, stream, c := handSessionFarm(t)
 	ctx := context.Background()
 	resp, err := c.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{shellJob("two", "", 2, "true")}})
 	if err != nil {
@@ -102,6 +92,24 @@ func TestResentEventsAreAcknowledgedWithoutAnEntry(t *testing.T) {
 	}
 }
 
+// handSessionFarm starts a one-node server and opens an agent session on
+// it by hand (agent "h", 4 cpus), returning the server (closed when the
+// test ends), the session and a client. The lease is long: the hand-made
+// session sends no heartbeats.
+func handSessionFarm(t *testing.T) (*server.Server, pb.AgentService_SessionClient, pb.JobServiceClient) {
+	t.Helper()
+	ln := listen(t)
+	addr := ln.Addr().String()
+	s := startServer(t, server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: ln, Bootstrap: true,
+		Lease: time.Minute})
+	t.Cleanup(func() { s.Close() })
+	waitLeader(t, s)
+	fp := &pb.Fingerprint{Hostname: "h", CpuCores: 4, MemoryBytes: 8 << 30,
+		Capacity: &pb.Resources{CpuMillis: 4000, MemoryBytes: 8 << 30}}
+	stream, _ := openAgentSession(t, addr, "h", fp)
+	return s, stream, dialClient(t, addr)
+}
+
 // recvMessage reads the session's next message, failing the test after
 // 20 s without one.
 func recvMessage(t *testing.T, stream pb.AgentService_SessionClient) *pb.ServerMessage {
@@ -129,16 +137,7 @@ func recvMessage(t *testing.T, stream pb.AgentService_SessionClient) *pb.ServerM
 // leader now records such an end as a failure that says why, and the task
 // is retried as after any failure.
 func TestFinishedWithoutOutcomeIsAFailureThatSaysSo(t *testing.T) {
-	ln := listen(t)
-	addr := ln.Addr().String()
-	s := startServer(t, server.Config{NodeID: "s1", DataDir: t.TempDir(), Listener: ln, Bootstrap: true,
-		Lease: time.Minute}) // the hand-made session sends no heartbeats
-	defer s.Close()
-	waitLeader(t, s)
-	fp := &pb.Fingerprint{Hostname: "h", CpuCores: 4, MemoryBytes: 8 << 30,
-		Capacity: &pb.Resources{CpuMillis: 4000, MemoryBytes: 8 << 30}}
-	stream, _ := openAgentSession(t, addr, "h", fp)
-	c := dialClient(t, addr)
+	_, stream, c := handSessionFarm(t)
 	ctx := context.Background()
 	resp, err := c.SubmitJobs(ctx, &pb.SubmitJobsRequest{Jobs: []*pb.JobSpec{shellJob("one", "", 1, "true")}})
 	if err != nil {
