@@ -282,6 +282,13 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 // Peers are set here). The caller closes them.
 func startThree(t *testing.T, cfg server.Config) []*server.Server {
 	t.Helper()
+	return startThreeWith(t, cfg, nil)
+}
+
+// startThreeWith is startThree with each server's config passed through
+// tweak (when not nil) before the server starts.
+func startThreeWith(t *testing.T, cfg server.Config, tweak func(c *server.Config)) []*server.Server {
+	t.Helper()
 	lns := []net.Listener{listen(t), listen(t), listen(t)}
 	var peers []server.Peer
 	for i, ln := range lns {
@@ -291,6 +298,9 @@ func startThree(t *testing.T, cfg server.Config) []*server.Server {
 	for i, ln := range lns {
 		c := cfg
 		c.NodeID, c.DataDir, c.Listener, c.Peers = peers[i].ID, filepath.Join(t.TempDir(), peers[i].ID), ln, peers
+		if tweak != nil {
+			tweak(&c)
+		}
 		servers[i] = startServer(t, c)
 	}
 	return servers

@@ -45,6 +45,10 @@ func (s *Server) DeadLeaderElections() uint64 { return s.deadLeader.Elections() 
 func (s *Server) standForElection() error {
 	// The watcher looked a moment ago; raft acts on TimeoutNow in any
 	// state, so look again (a gap of microseconds remains).
+	if err := s.disk.err(); err != nil {
+		// It could not write as leader; the next in line stands instead.
+		return fmt.Errorf("leaving it to a peer: %w", err)
+	}
 	if st := s.raft.State(); st != raft.Follower {
 		return fmt.Errorf("not a follower any more (%s)", st)
 	}

@@ -70,38 +70,78 @@ func (g *diskGuard) err() error {
 		ErrDiskFull, g.dir, bytesIEC(g.freeBytes), bytesIEC(g.reserve))
 }
 
-// watchDisk checks the data dir twice a second until the server stops,
-// logs each change and, while this server leads a cluster from a full
-// disk, hands leadership to a peer (at most every 5 s).
+// fullDiskStandBack is how many times raft's usual timeout a follower
+// whose data dir is full waits without a leader before it stands for
+// election: its peers with room stand first and win.
+const fullDiskStandBack = 10
+
+// watchDisk checks the data dir twice a second until the server stops and
+// logs each change. While the data dir is full, a server with peers keeps
+// out of their way: as leader it hands leadership to a peer (at most every
+// 5 s), and as follower it stands back in elections (standBack).
+//
+// A leader cannot write from a full disk, so a full server that wins an
+// election only hands leadership on again, and writes stall meanwhile.
+// Raft lets any voter stand; what decides who stands first is the timeout
+// (and, for a leader whose process is gone, standForElection, which a full
+// server declines).
 func (s *Server) watchDisk() {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	var lastTransfer time.Time
+	standingBack := false
 	for {
+		low, changed, err := s.disk.check()
+		if err != nil {
+			s.log.Warn("cannot measure the data dir's free space", "err", err)
+		} else {
+			if changed && low {
+				s.log.Error("data dir is full; refusing writes", "err", s.disk.err())
+			} else if changed {
+				s.log.Info("data dir has space again; taking writes")
+			}
+			standingBack = s.standBack(low && !s.IsLeader() && s.voters() > 1, standingBack)
+			if low && s.IsLeader() && time.Since(lastTransfer) > 5*time.Second && s.voters() > 1 {
+				lastTransfer = time.Now()
+				if err := s.raft.LeadershipTransfer().Error(); err != nil {
+					s.log.Warn("could not hand leadership to a peer", "err", err)
+				} else {
+					s.log.Warn("handed leadership to a peer: this server's data dir is full")
+				}
+			}
+		}
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
 		}
-		low, changed, err := s.disk.check()
-		if err != nil {
-			s.log.Warn("cannot measure the data dir's free space", "err", err)
-			continue
-		}
-		if changed && low {
-			s.log.Error("data dir is full; refusing writes", "err", s.disk.err())
-		} else if changed {
-			s.log.Info("data dir has space again; taking writes")
-		}
-		if low && s.IsLeader() && time.Since(lastTransfer) > 5*time.Second && s.voters() > 1 {
-			lastTransfer = time.Now()
-			if err := s.raft.LeadershipTransfer().Error(); err != nil {
-				s.log.Warn("could not hand leadership to a peer", "err", err)
-			} else {
-				s.log.Warn("handed leadership to a peer: this server's data dir is full")
-			}
-		}
 	}
+}
+
+// standBack sets raft's heartbeat and election timeouts to
+// fullDiskStandBack times raftTimeout when want is true, and back to
+// raftTimeout when it is false, if that differs from was; it returns what
+// is now in effect. A leader's heartbeats go every tenth of its heartbeat
+// timeout, so the caller wants it only while this server follows.
+func (s *Server) standBack(want, was bool) bool {
+	if want == was {
+		return was
+	}
+	rc := s.raft.ReloadableConfig()
+	rc.HeartbeatTimeout, rc.ElectionTimeout = raftTimeout, raftTimeout
+	if want {
+		rc.HeartbeatTimeout, rc.ElectionTimeout = fullDiskStandBack*raftTimeout, fullDiskStandBack*raftTimeout
+	}
+	if err := s.raft.ReloadConfig(rc); err != nil {
+		s.log.Warn("could not change raft's election timeouts for the data dir's space", "err", err)
+		return was
+	}
+	if want {
+		s.log.Warn("standing back in elections while the data dir is full", "timeout", rc.HeartbeatTimeout)
+	} else {
+		s.log.Info("standing in elections as usual", "timeout", rc.HeartbeatTimeout)
+	}
+	return want
 }
 
 // voters counts the voters in the raft configuration.

@@ -399,6 +399,11 @@ func (s *Server) Halted() <-chan struct{} { return s.fsm.Halted() }
 // HaltErr is why the server halted, or nil.
 func (s *Server) HaltErr() error { return s.fsm.Halt() }
 
+// raftTimeout is raft's heartbeat, election and leader-lease timeout
+// (startRaft says why 750 ms); a server whose data dir is full waits
+// fullDiskStandBack times as long before it stands (diskguard.go).
+const raftTimeout = 750 * time.Millisecond
+
 func (s *Server) startRaft() error {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(s.cfg.NodeID)
@@ -414,9 +419,9 @@ func (s *Server) startRaft() error {
 	// took 2.7-2.9 s to recover from (bench: failover, target 3 s). A
 	// leader whose process is gone is not waited out: its port refuses
 	// connections, and a follower stands at once (deadleader.go).
-	rc.HeartbeatTimeout = 750 * time.Millisecond
-	rc.ElectionTimeout = 750 * time.Millisecond
-	rc.LeaderLeaseTimeout = 750 * time.Millisecond
+	rc.HeartbeatTimeout = raftTimeout
+	rc.ElectionTimeout = raftTimeout
+	rc.LeaderLeaseTimeout = raftTimeout
 	rc.CommitTimeout = 5 * time.Millisecond
 	// Concurrent proposals (submissions from many clients, assignments,
 	// events) share one log write and one fsync.
