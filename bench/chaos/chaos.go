@@ -40,10 +40,15 @@ const (
 	AgentFreeze  Fault = "agent-freeze"  // SIGSTOP an agent past its lease, SIGCONT
 	Partition    Fault = "partition"     // cut the leader off the network, heal
 	DiskFull     Fault = "disk-full"     // fill the leader's data dir, free it
+	// FullFollower fills the data dir of the follower first in line to
+	// replace the leader to under the servers' disk reserve (writable, so
+	// its log keeps up), kills -9 the leader, restarts it and frees the
+	// follower's: the full follower must not lead.
+	FullFollower Fault = "full-follower"
 )
 
 // AllFaults lists every fault.
-var AllFaults = []Fault{LeaderKill, LeaderFreeze, FollowerKill, AgentKill, AgentFreeze, Partition, DiskFull}
+var AllFaults = []Fault{LeaderKill, LeaderFreeze, FollowerKill, AgentKill, AgentFreeze, Partition, DiskFull, FullFollower}
 
 // ParseFaults reads a comma-separated list of fault names ("all" for all).
 func ParseFaults(s string) ([]Fault, error) {
@@ -577,6 +582,15 @@ func (h *harness) round(ctx context.Context, f Fault, n int) RoundResult {
 		if rerr := os.Remove(filler); rerr != nil {
 			return fail("free s%d: %v", l+1, rerr)
 		}
+	case FullFollower:
+		if h.cfg.DiskSize == "" {
+			res.Skipped = "data dirs are not on a tmpfs (run as root through cmd/chaos)"
+			return res
+		}
+		var problem string
+		if res.Submit, res.Place, problem, err = h.fullFollower(ctx, l, n); problem != "" {
+			return fail("%s", problem)
+		}
 	}
 	if err != nil {
 		res.Problems = append(res.Problems, err.Error())
@@ -588,6 +602,109 @@ func (h *harness) round(ctx context.Context, f Fault, n int) RoundResult {
 	}
 	res.Heal = time.Since(healStart)
 	return res
+}
+
+// fullFollower is the FullFollower round against leader l: problem says
+// what went wrong around the fault, err what the probe found.
+func (h *harness) fullFollower(ctx context.Context, l, n int) (submit, place time.Duration, problem string, err error) {
+	v := firstInLine(len(h.servers), l)
+	name := "s" + strconv.Itoa(v+1)
+	filler := filepath.Join(h.cfg.Dir, name, "filler")
+	if ferr := fillTo(filler, diskReserve/2); ferr != nil {
+		return 0, 0, fmt.Sprintf("fill %s: %v", name, ferr), nil
+	}
+	defer func() {
+		// Free it, and wait until the server has seen it free, so that a
+		// later fill is news to it.
+		rerr := os.Remove(filler)
+		if rerr != nil && problem == "" {
+			problem = fmt.Sprintf("free %s: %v", name, rerr)
+		} else if lastDiskSaid(h.servers[v].logPath) == refusing &&
+			!waitDiskSaid(ctx, h.servers[v].logPath, spaceAgain, 5*time.Second) && problem == "" {
+			problem = fmt.Sprintf("%s did not say %q within 5 s of its data dir being freed", name, spaceAgain)
+		}
+	}()
+	// Its guard looks twice a second and says so when it finds the disk
+	// full; a look more, and it has acted on it as a follower.
+	if !waitDiskSaid(ctx, h.servers[v].logPath, refusing, 5*time.Second) {
+		return 0, 0, fmt.Sprintf("%s did not say %q within 5 s of its data dir falling under the reserve", name, refusing), nil
+	}
+	sleepCtx(ctx, 600*time.Millisecond)
+	handed := countLog(h.servers[v].logPath, handedOn)
+	t0 := time.Now()
+	if kerr := h.servers[l].kill9(); kerr != nil {
+		return 0, 0, kerr.Error(), nil
+	}
+	submit, place, err = h.probe(ctx, t0, n, FullFollower)
+	if rerr := h.servers[l].start(); rerr != nil {
+		return submit, place, fmt.Sprintf("restart s%d: %v", l+1, rerr), err
+	}
+	if countLog(h.servers[v].logPath, handedOn) > handed || h.leader(ctx) == v {
+		return submit, place, fmt.Sprintf("%s, its data dir under the reserve, led after s%d was killed", name, l+1), err
+	}
+	return submit, place, "", err
+}
+
+// The server's disk reserve (its default, which the harness keeps) and
+// the lines a server with a full data dir logs (scheduler/server/diskguard.go).
+const (
+	diskReserve = 32 << 20
+	refusing    = "data dir is full; refusing writes"
+	spaceAgain  = "data dir has space again; taking writes"
+	handedOn    = "handed leadership to a peer: this server's data dir is full"
+)
+
+// firstInLine is the server that stands first when leader l's process is
+// gone: the first by ID among the others (scheduler/deadleader).
+func firstInLine(servers, l int) int {
+	var ids []string
+	for i := range servers {
+		if i != l {
+			ids = append(ids, "s"+strconv.Itoa(i+1))
+		}
+	}
+	slices.Sort(ids)
+	n, _ := strconv.Atoi(strings.TrimPrefix(ids[0], "s"))
+	return n - 1
+}
+
+// countLog counts the lines of the log at path that hold s.
+func countLog(path, s string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(b), s)
+}
+
+// waitDiskSaid waits up to within until said (refusing or spaceAgain) is
+// the last thing the server's log at path says of its data dir's space.
+// (A count of new lines would not do: the guard says only what changed,
+// and a round before may have filled and freed the disk between two of
+// its looks.)
+func waitDiskSaid(ctx context.Context, path, said string, within time.Duration) bool {
+	for deadline := time.Now().Add(within); ; sleepCtx(ctx, 100*time.Millisecond) {
+		if lastDiskSaid(path) == said {
+			return true
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
+// lastDiskSaid is the last of refusing and spaceAgain in the log at path
+// ("" if neither).
+func lastDiskSaid(path string) string {
+	b, _ := os.ReadFile(path)
+	full, room := strings.LastIndex(string(b), refusing), strings.LastIndex(string(b), spaceAgain)
+	switch {
+	case full > room:
+		return refusing
+	case room >= 0:
+		return spaceAgain
+	}
+	return ""
 }
 
 // repair restarts whatever is not running and thaws anything frozen, so
@@ -606,6 +723,29 @@ func (h *harness) repair(ctx context.Context) {
 		}
 	}
 	_ = h.waitHealthy(ctx, 30*time.Second)
+}
+
+// fillTo writes path until the file system has less than leave bytes
+// free (the file may overshoot by up to 1 MiB).
+func fillTo(path string, leave uint64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
+			return err
+		}
+		if st.Bavail*uint64(st.Bsize) < leave {
+			return nil
+		}
+		if _, err := f.Write(buf); err != nil {
+			return err
+		}
+	}
 }
 
 // fill writes path until the file system is full.

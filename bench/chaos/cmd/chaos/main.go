@@ -7,8 +7,8 @@
 // Run as root, it first builds its own network (namespaces joined by a
 // bridge, nothing connected to the host's network) and re-runs itself
 // inside it, in a private mount namespace where each server's data dir is a
-// small tmpfs: that is what the partition and disk-full faults need.
-// Without root those two faults are skipped and said so.
+// small tmpfs: that is what the partition, disk-full and full-follower
+// faults need. Without root those faults are skipped and said so.
 package main
 
 import (
@@ -31,7 +31,7 @@ func run() int {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	sched := fs.String("sched", "bin/sched", "the sched binary to run")
 	rounds := fs.Int("rounds", 15, "rounds of each fault")
-	faults := fs.String("faults", "all", "faults to inject, comma-separated (leader-kill, leader-freeze, follower-kill, agent-kill, agent-freeze, partition, disk-full)")
+	faults := fs.String("faults", "all", "faults to inject, comma-separated (leader-kill, leader-freeze, follower-kill, agent-kill, agent-freeze, partition, disk-full, full-follower)")
 	dir := fs.String("dir", "", "directory for data dirs, logs and evidence (default: a new temp dir, removed on success)")
 	hold := fs.Duration("hold", 5*time.Second, "how long a freeze, partition or full disk lasts")
 	lease := fs.Duration("lease", 3*time.Second, "agent lease given to the servers")
@@ -112,7 +112,7 @@ func reexec() int {
 	prefix := chaos.NamespacePrefix()
 	ctx := context.Background()
 	if err := chaos.CreateNamespaces(ctx, prefix, 3); err != nil {
-		fmt.Fprintf(os.Stderr, "chaos: %v\nchaos: running without namespaces: no partition or disk-full faults\n", err)
+		fmt.Fprintf(os.Stderr, "chaos: %v\nchaos: running without namespaces: no partition, disk-full or full-follower faults\n", err)
 		os.Setenv(chaos.NsEnv, "")
 		return runPlain()
 	}
