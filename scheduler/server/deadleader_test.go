@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -54,5 +55,61 @@ func TestDeadLeaderReplacedAtOnce(t *testing.T) {
 		if got, err := c.GetJob(ctx, &pb.GetJobRequest{Id: j.Id}); err != nil || got.Name != j.Name {
 			t.Fatalf("job %s on the new leader: %v, %v", j.Id, got, err)
 		}
+	}
+}
+
+// TestDeadLeaderReplacedOverFreshConnections: s1 led once, so raft keeps
+// pooled connections to s2 and s3; s2 then restarts (the connection s1
+// holds to it is dead) and s3 leads. When s3's process goes, s1 is first
+// in line and stands at once; its vote requests must reach the new s2
+// process, so s1 wins in the next term. Over the dead pooled connection
+// s2's vote was lost (EOF), and the election took raft's timeout and more
+// terms.
+func TestDeadLeaderReplacedOverFreshConnections(t *testing.T) {
+	servers := startThree(t, server.Config{})
+	defer func() {
+		for _, s := range servers {
+			if s != nil {
+				s.Close()
+			}
+		}
+	}()
+	s1, s3 := servers[0], servers[2]
+	lead := func(to *server.Server) {
+		t.Helper()
+		from := waitLeader(t, servers...)
+		if from != to {
+			if err := from.TransferLeadershipTo(to); err != nil {
+				t.Fatalf("hand leadership to %s: %v", to.NodeID(), err)
+			}
+		}
+		waitFor(t, 10*time.Second, to.NodeID()+" leading", to.IsLeader)
+	}
+	lead(s1)
+	// Long enough for heartbeats (every 75 ms), which go over pooled
+	// connections; the log's replication has connections of its own.
+	time.Sleep(500 * time.Millisecond)
+	lead(s3)
+
+	cfg := servers[1].Config()
+	if err := servers[1].Close(); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listener.Addr().String())
+	if err != nil {
+		t.Fatalf("listen again on s2's address: %v", err)
+	}
+	cfg.Listener = ln
+	servers[1] = startServer(t, cfg)
+	waitFor(t, 10*time.Second, "the restarted s2 following s3", func() bool {
+		return servers[1].LeaderAddr() == s3.Addr()
+	})
+
+	term := s1.RaftTerm()
+	survivors := closeLeader(t, servers, s3)
+	next := waitLeader(t, survivors...)
+	if next != s1 || s1.DeadLeaderElections() != 1 || s1.RaftTerm() != term+1 {
+		t.Fatalf("%s leads in term %d (s3 led in %d), s1 stood %d times; want s1 in term %d on its first stand",
+			next.NodeID(), next.RaftTerm(), term, s1.DeadLeaderElections(), term+1)
 	}
 }

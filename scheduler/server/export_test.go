@@ -1,6 +1,10 @@
 package server
 
-import "time"
+import (
+	"time"
+
+	"github.com/hashicorp/raft"
+)
 
 // RaftHeartbeatTimeout is the heartbeat timeout raft uses now: raised
 // while the server stands back for a full data dir.
@@ -15,3 +19,14 @@ func (s *Server) SetDiskReserve(n uint64) {
 	defer s.disk.mu.Unlock()
 	s.disk.reserve = n
 }
+
+// RaftTerm is raft's current term.
+func (s *Server) RaftTerm() uint64 { return s.raft.CurrentTerm() }
+
+// TransferLeadershipTo hands this leader's leadership to to.
+func (s *Server) TransferLeadershipTo(to *Server) error {
+	return s.raft.LeadershipTransferToServer(raft.ServerID(to.cfg.NodeID), raft.ServerAddress(to.addr)).Error()
+}
+
+// Config is the server's configuration, as it started with.
+func (s *Server) Config() Config { return s.cfg }
