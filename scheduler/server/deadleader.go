@@ -64,11 +64,6 @@ func (s *Server) standForElection() error {
 		if v.ID != self {
 			continue
 		}
-		// Raft asks for each vote once per election, over a pooled
-		// connection: one to a peer that has restarted since reads EOF,
-		// and that vote is lost until the election times out (750-1500
-		// ms). The vote requests that follow go over fresh ones.
-		s.trans.CloseStreams()
 		req := &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax,
 			ID: []byte(self), Addr: []byte(v.Address)}}
 		if err := s.trans.TimeoutNow(self, v.Address, req, &raft.TimeoutNowResponse{}); err != nil {

@@ -248,7 +248,7 @@ type Server struct {
 	log   *slog.Logger
 	fsm   *FSM
 	raft  *raft.Raft
-	trans *raft.NetworkTransport
+	trans raftTransport
 	store *raftboltdb.BoltStore
 	snaps raft.SnapshotStore
 	mux   *mux
@@ -448,10 +448,10 @@ func (s *Server) startRaft() error {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
 	snaps := newPrivateSnapshots(s.cfg.DataDir, fileSnaps)
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: &streamLayer{chanListener: newChanListener(s.mux, s.mux.raftCh), tls: s.cfg.TLS}, MaxPool: 4,
+	trans := raftTransport{raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: &streamLayer{chanListener: newChanListener(s.mux, s.mux.raftCh), tls: s.cfg.TLS}, MaxPool: raftMaxPool,
 		Timeout: 10 * time.Second, Logger: rc.Logger,
-	})
+	})}
 	s.fsm.snapshotIndex = func() uint64 { return newestSnapshot(snaps) }
 	hasState, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {
