@@ -23,12 +23,28 @@ type diskGuard struct {
 
 	mu        sync.Mutex
 	free      func(dir string) (free, total uint64, err error) // statfsFree; tests swap it
-	low       bool
+	now       func() time.Time                                 // time.Now; tests swap it
+	low       bool                                             // the latest measurement
 	freeBytes uint64
+	measured  time.Time // when (zero: never)
+	reported  bool      // low as of the last check (watchDisk logs changes)
+
+	// filled has a value when a measurement found the disk newly full,
+	// so that watchDisk acts at once, not at its next look.
+	filled chan struct{}
 }
 
+// diskFreshness is how old a measurement err may use. watchDisk measures
+// twice a second, but a disk can fill between two looks (a copy, another
+// tenant's logs), and a leader whose log write fails then steps down with
+// no hand-over: its peers wait out raft's heartbeat timeout (0.75-1.5 s)
+// before one stands. Measured again when older than this, the guard
+// refuses the write and the leader hands over at once. statfs costs
+// microseconds; at this age it runs at most 20 times a second.
+const diskFreshness = 50 * time.Millisecond
+
 func newDiskGuard(dir string, reserve uint64) *diskGuard {
-	return &diskGuard{dir: dir, reserve: reserve, free: statfsFree}
+	return &diskGuard{dir: dir, reserve: reserve, free: statfsFree, now: time.Now, filled: make(chan struct{}, 1)}
 }
 
 // statfsFree returns the space available to this process and the size of
@@ -41,26 +57,50 @@ func statfsFree(dir string) (free, total uint64, err error) {
 	return st.Bavail * uint64(st.Bsize), st.Blocks * uint64(st.Bsize), nil
 }
 
-// check measures the free space; changed reports whether the guard went
-// from open to closed or back.
-func (g *diskGuard) check() (low, changed bool, err error) {
+// measure measures the free space and returns whether it is under the
+// reserve.
+func (g *diskGuard) measure() (low bool, err error) {
 	g.mu.Lock()
-	measure := g.free
+	measure, now := g.free, g.now
 	g.mu.Unlock()
 	free, _, err := measure(g.dir)
 	if err != nil {
+		return false, err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if free < g.reserve && !g.low {
+		select {
+		case g.filled <- struct{}{}:
+		default:
+		}
+	}
+	g.low, g.freeBytes, g.measured = free < g.reserve, free, now()
+	return g.low, nil
+}
+
+// check measures the free space; changed reports whether the guard went
+// from open to closed or back since the last check.
+func (g *diskGuard) check() (low, changed bool, err error) {
+	if low, err = g.measure(); err != nil {
 		return false, false, err
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	low = free < g.reserve
-	changed = low != g.low
-	g.low, g.freeBytes = low, free
+	changed = low != g.reported
+	g.reported = low
 	return low, changed, nil
 }
 
-// err is non-nil while the guard refuses writes.
+// err is non-nil while the guard refuses writes. A measurement older than
+// diskFreshness is taken again first (if that fails, the last one holds).
 func (g *diskGuard) err() error {
+	g.mu.Lock()
+	stale := g.now().Sub(g.measured) > diskFreshness
+	g.mu.Unlock()
+	if stale {
+		_, _ = g.measure()
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.low {
@@ -72,8 +112,12 @@ func (g *diskGuard) err() error {
 
 // fullDiskStandBack is how many times raft's usual timeout a follower
 // whose data dir is full waits without a leader before it stands for
-// election: its peers with room stand first and win.
-const fullDiskStandBack = 10
+// election. Raft draws each wait from [timeout, 2×timeout), so at three
+// times every peer with room has stood before it. Not more: where the
+// full server holds the only complete log (its peers lost entries to a
+// full disk of their own, or are new), no peer can win, and it stands
+// after all, 2.25 to 4.5 s after the leader went silent.
+const fullDiskStandBack = 3
 
 // watchDisk checks the data dir twice a second until the server stops and
 // logs each change. While the data dir is full, a server with peers keeps
@@ -114,6 +158,7 @@ func (s *Server) watchDisk() {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
+		case <-s.disk.filled: // a write found the disk full: hand over now
 		}
 	}
 }

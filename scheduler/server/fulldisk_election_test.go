@@ -15,8 +15,8 @@ import (
 // line to replace it when its process dies (scheduler/deadleader orders the
 // followers by ID), and first in line stands at once: so when the leader
 // closes, s1 must decline and the other follower lead. Meanwhile s1's raft
-// waits ten times its usual timeout before it stands on its own, and goes
-// back to the usual once its data dir has room again.
+// waits three times its usual timeout before it stands on its own, and
+// goes back to the usual once its data dir has room again.
 func TestFullServerStandsBackInElections(t *testing.T) {
 	const usual = 750 * time.Millisecond
 	servers := startThreeWith(t, server.Config{}, func(c *server.Config) {
@@ -40,7 +40,7 @@ func TestFullServerStandsBackInElections(t *testing.T) {
 				leader = s
 			}
 		}
-		return leader != nil && leader != full && full.RaftHeartbeatTimeout() == 10*usual
+		return leader != nil && leader != full && full.RaftHeartbeatTimeout() == 3*usual
 	})
 
 	survivors := closeLeader(t, servers, leader)
@@ -64,8 +64,8 @@ func TestFullServerStandsBackInElections(t *testing.T) {
 		t.Fatalf("submit to the new leader: %v", err)
 	}
 	// Still full, and a follower of the new leader: still standing back.
-	if got := full.RaftHeartbeatTimeout(); got != 10*usual || full.IsLeader() {
-		t.Fatalf("the full server's heartbeat timeout %v, leader %v; want %v and a follower", got, full.IsLeader(), 10*usual)
+	if got := full.RaftHeartbeatTimeout(); got != 3*usual || full.IsLeader() {
+		t.Fatalf("the full server's heartbeat timeout %v, leader %v; want %v and a follower", got, full.IsLeader(), 3*usual)
 	}
 
 	full.SetDiskReserve(32 << 20)
