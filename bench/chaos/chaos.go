@@ -31,7 +31,7 @@ import (
 // Fault is one kind of fault a round injects.
 type Fault string
 
-// The faults, in the order a run cycles through them.
+// The faults (AllFaults orders them).
 const (
 	LeaderKill   Fault = "leader-kill"   // kill -9 the leader, restart it
 	LeaderFreeze Fault = "leader-freeze" // SIGSTOP the leader past the election timeout, SIGCONT
@@ -47,8 +47,11 @@ const (
 	FullFollower Fault = "full-follower"
 )
 
-// AllFaults lists every fault.
-var AllFaults = []Fault{LeaderKill, LeaderFreeze, FollowerKill, AgentKill, AgentFreeze, Partition, DiskFull, FullFollower}
+// AllFaults lists every fault, in the order a run cycles through them.
+// FullFollower comes before DiskFull: a server whose disk was full falls
+// behind and catches up slowly (the leader's retries back off up to
+// seconds apart), and FullFollower waits for that first.
+var AllFaults = []Fault{LeaderKill, LeaderFreeze, FollowerKill, AgentKill, AgentFreeze, Partition, FullFollower, DiskFull}
 
 // ParseFaults reads a comma-separated list of fault names ("all" for all).
 func ParseFaults(s string) ([]Fault, error) {
@@ -606,7 +609,15 @@ func (h *harness) round(ctx context.Context, f Fault, n int) RoundResult {
 
 // fullFollower is the FullFollower round against leader l: problem says
 // what went wrong around the fault, err what the probe found.
+//
+// The round needs a peer that can win: one whose log is as complete as the
+// full follower's. A round before may have left a server behind (a full
+// disk of its own, a restart), so it first waits until every follower's
+// commit index is within a few entries of the leader's.
 func (h *harness) fullFollower(ctx context.Context, l, n int) (submit, place time.Duration, problem string, err error) {
+	if why := h.waitCaughtUp(ctx, time.Minute); why != "" {
+		return 0, 0, "the followers did not catch up with the leader within a minute: " + why, nil
+	}
 	v := firstInLine(len(h.servers), l)
 	name := "s" + strconv.Itoa(v+1)
 	filler := filepath.Join(h.cfg.Dir, name, "filler")
@@ -644,6 +655,41 @@ func (h *harness) fullFollower(ctx context.Context, l, n int) (submit, place tim
 	}
 	return submit, place, "", err
 }
+
+// waitCaughtUp waits up to within until every server's commit index is
+// within caughtUpSlack entries of the highest, and says why not ("" when
+// they are).
+func (h *harness) waitCaughtUp(ctx context.Context, within time.Duration) string {
+	why := ""
+	for deadline := time.Now().Add(within); ; sleepCtx(ctx, 100*time.Millisecond) {
+		var idx []uint64
+		why = ""
+		for i, c := range h.cluster {
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			m, err := c.Members(cctx, &pb.MembersRequest{})
+			cancel()
+			if err != nil {
+				why = fmt.Sprintf("server s%d: %v", i+1, err)
+				break
+			}
+			idx = append(idx, m.CommitIndex)
+		}
+		if why == "" && slices.Max(idx)-slices.Min(idx) <= caughtUpSlack {
+			return ""
+		}
+		if why == "" {
+			why = fmt.Sprintf("commit indexes %v", idx)
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return why
+		}
+	}
+}
+
+// caughtUpSlack is how far behind the highest commit index a server may be
+// and count as caught up: the workload commits an entry or two every
+// 200 ms.
+const caughtUpSlack = 5
 
 // The server's disk reserve (its default, which the harness keeps) and
 // the lines a server with a full data dir logs (scheduler/server/diskguard.go).

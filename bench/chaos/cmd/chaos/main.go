@@ -31,7 +31,7 @@ func run() int {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	sched := fs.String("sched", "bin/sched", "the sched binary to run")
 	rounds := fs.Int("rounds", 15, "rounds of each fault")
-	faults := fs.String("faults", "all", "faults to inject, comma-separated (leader-kill, leader-freeze, follower-kill, agent-kill, agent-freeze, partition, disk-full, full-follower)")
+	faults := fs.String("faults", "all", "faults to inject, comma-separated (leader-kill, leader-freeze, follower-kill, agent-kill, agent-freeze, partition, full-follower, disk-full)")
 	dir := fs.String("dir", "", "directory for data dirs, logs and evidence (default: a new temp dir, removed on success)")
 	hold := fs.Duration("hold", 5*time.Second, "how long a freeze, partition or full disk lasts")
 	lease := fs.Duration("lease", 3*time.Second, "agent lease given to the servers")
