@@ -135,6 +135,10 @@ type Config struct {
 	// tracing); nil: the global provider (a no-op one unless
 	// tracing.Setup installed an exporting one).
 	TracerProvider trace.TracerProvider
+
+	// wrapLogStore, set by this package's tests, wraps the raft log store
+	// (to make its writes fail as a full disk's do).
+	wrapLogStore func(raft.LogStore) raft.LogStore
 }
 
 func (c *Config) fill() error {
@@ -448,9 +452,18 @@ func (s *Server) startRaft() error {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
 	snaps := newPrivateSnapshots(s.cfg.DataDir, fileSnaps)
+	// MaxRPCsInFlight 1 turns raft's pipelined replication off: in
+	// hashicorp/raft v1.7.3 a follower's failed append (a full disk) ends
+	// the pipeline's reader while its sender waits on a channel only the
+	// reader drains, and the leader sends that follower no entry again
+	// until leadership changes, though its heartbeats go on (its issue
+	// #612). The chaos harness found followers of a steady leader minutes
+	// behind after a full disk. Without the pipeline each follower gets
+	// one AppendEntries at a time, each with up to MaxAppendEntries
+	// entries.
 	trans := raftTransport{raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: &streamLayer{chanListener: newChanListener(s.mux, s.mux.raftCh), tls: s.cfg.TLS}, MaxPool: raftMaxPool,
-		Timeout: 10 * time.Second, Logger: rc.Logger,
+		MaxRPCsInFlight: 1, Timeout: 10 * time.Second, Logger: rc.Logger,
 	})}
 	s.fsm.snapshotIndex = func() uint64 { return newestSnapshot(snaps) }
 	hasState, err := raft.HasExistingState(store, store, snaps)
@@ -465,7 +478,11 @@ func (s *Server) startRaft() error {
 		store.Close()
 		return fmt.Errorf("raft log cache: %w", err)
 	}
-	r, err := raft.NewRaft(rc, s.fsm, guardedLog{Store: logs, disk: s.disk}, store, snaps, trans)
+	var logStore raft.LogStore = guardedLog{Store: logs, disk: s.disk}
+	if s.cfg.wrapLogStore != nil {
+		logStore = s.cfg.wrapLogStore(logStore)
+	}
+	r, err := raft.NewRaft(rc, s.fsm, logStore, store, snaps, trans)
 	if err != nil {
 		store.Close()
 		if rerr := s.fsm.RestoreErr(); rerr != nil { // say why, not only that it failed
