@@ -608,7 +608,8 @@ func (h *harness) round(ctx context.Context, f Fault, n int) RoundResult {
 }
 
 // fullFollower is the FullFollower round against leader l: problem says
-// what went wrong around the fault, err what the probe found.
+// what kept the fault from being made (or undone), err what the probe and
+// the check of who led found.
 //
 // The round needs a peer that can win: one whose log is as complete as the
 // full follower's. A round before may have left a server behind (a full
@@ -651,7 +652,9 @@ func (h *harness) fullFollower(ctx context.Context, l, n int) (submit, place tim
 		return submit, place, fmt.Sprintf("restart s%d: %v", l+1, rerr), err
 	}
 	if countLog(h.servers[v].logPath, handedOn) > handed || h.leader(ctx) == v {
-		return submit, place, fmt.Sprintf("%s, its data dir under the reserve, led after s%d was killed", name, l+1), err
+		// What the round checks, not a failure to inject: the round goes
+		// on to wait for the cluster to be whole.
+		err = errors.Join(err, fmt.Errorf("%s, its data dir under the reserve, led after s%d was killed", name, l+1))
 	}
 	return submit, place, "", err
 }
