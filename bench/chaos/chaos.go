@@ -590,6 +590,10 @@ func (h *harness) round(ctx context.Context, f Fault, n int) RoundResult {
 			res.Skipped = "data dirs are not on a tmpfs (run as root through cmd/chaos)"
 			return res
 		}
+		if len(h.servers) < 3 {
+			res.Skipped = "needs 3 servers or more: a quorum must outlive the killed leader"
+			return res
+		}
 		var problem string
 		if res.Submit, res.Place, problem, err = h.fullFollower(ctx, l, n); problem != "" {
 			return fail("%s", problem)
