@@ -306,6 +306,16 @@ func startThreeWith(t *testing.T, cfg server.Config, tweak func(c *server.Config
 	return servers
 }
 
+// closeServers closes the servers not yet closed (closeLeader leaves nil
+// in a closed one's slot); defer it with the slice startThree returned.
+func closeServers(servers []*server.Server) {
+	for _, s := range servers {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
 // closeLeader closes leader, sets its slot in servers to nil and returns
 // the others.
 func closeLeader(t *testing.T, servers []*server.Server, leader *server.Server) []*server.Server {
@@ -330,13 +340,7 @@ func TestClusterLeaderKilledDuringSubmissions(t *testing.T) {
 	for _, s := range servers {
 		addrs = append(addrs, s.Addr())
 	}
-	defer func() {
-		for _, s := range servers {
-			if s != nil {
-				s.Close()
-			}
-		}
-	}()
+	defer closeServers(servers)
 	leader := waitLeader(t, servers...)
 	startAgent(t, "a1", addrs, 8)
 	startAgent(t, "a2", addrs, 8)

@@ -16,13 +16,7 @@ import (
 // leader takes writes and keeps what was acknowledged before.
 func TestDeadLeaderReplacedAtOnce(t *testing.T) {
 	servers := startThree(t, server.Config{})
-	defer func() {
-		for _, s := range servers {
-			if s != nil {
-				s.Close()
-			}
-		}
-	}()
+	defer closeServers(servers)
 	leader := waitLeader(t, servers...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -67,13 +61,7 @@ func TestDeadLeaderReplacedAtOnce(t *testing.T) {
 // terms.
 func TestDeadLeaderReplacedOverFreshConnections(t *testing.T) {
 	servers := startThree(t, server.Config{})
-	defer func() {
-		for _, s := range servers {
-			if s != nil {
-				s.Close()
-			}
-		}
-	}()
+	defer closeServers(servers)
 	s1, s3 := servers[0], servers[2]
 	lead := func(to *server.Server) {
 		t.Helper()

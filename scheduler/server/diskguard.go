@@ -144,8 +144,10 @@ func (s *Server) watchDisk() {
 			} else if changed {
 				s.log.Info("data dir has space again; taking writes")
 			}
-			standingBack = s.standBack(low && !s.IsLeader() && s.voters() > 1, standingBack)
-			if low && s.IsLeader() && time.Since(lastTransfer) > 5*time.Second && s.voters() > 1 {
+			leader := s.IsLeader()
+			full := low && s.voters() > 1 // full, with peers to make way for
+			standingBack = s.standBack(full && !leader, standingBack)
+			if full && leader && time.Since(lastTransfer) > 5*time.Second {
 				lastTransfer = time.Now()
 				if err := s.raft.LeadershipTransfer().Error(); err != nil {
 					s.log.Warn("could not hand leadership to a peer", "err", err)

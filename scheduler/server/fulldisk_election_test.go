@@ -24,13 +24,7 @@ func TestFullServerStandsBackInElections(t *testing.T) {
 			c.DiskReserve = 1 << 62 // more than any disk has: full
 		}
 	})
-	defer func() {
-		for _, s := range servers {
-			if s != nil {
-				s.Close()
-			}
-		}
-	}()
+	defer closeServers(servers)
 	full := servers[0]
 	var leader *server.Server
 	waitFor(t, 20*time.Second, "a leader other than the full s1, and s1 standing back", func() bool {
@@ -44,16 +38,7 @@ func TestFullServerStandsBackInElections(t *testing.T) {
 	})
 
 	survivors := closeLeader(t, servers, leader)
-	var next *server.Server
-	waitFor(t, 10*time.Second, "a new leader", func() bool {
-		for _, s := range survivors {
-			if s.IsLeader() {
-				next = s
-				return true
-			}
-		}
-		return false
-	})
+	next := waitLeader(t, survivors...)
 	if next == full || full.DeadLeaderElections() != 0 {
 		t.Fatalf("the full server stood in place of the dead leader (%d times) and leads: %v",
 			full.DeadLeaderElections(), next == full)
